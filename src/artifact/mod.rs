@@ -1,0 +1,52 @@
+//! Artifact schemas: resolving schema names, compiling validators, and
+//! validating JSON documents with every violation reported.
+//!
+//! Resolution order for a schema name: the repo's `.wfe/schemas/NAME.json`,
+//! then the built-in library compiled into the binary, then a path relative
+//! to the repository root. Nothing here fetches anything over the network.
+
+mod registry;
+mod schema;
+
+pub use registry::{Registry, ResolvedSchema, SchemaSource, builtin_schema, builtin_schema_names};
+pub use schema::{Schema, Violation, parse_json_document};
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong with schemas and artifact documents.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// No schema of that name in the repo, the built-ins, or as a path.
+    #[error("unknown schema `{name}`: not in .wfe/schemas/, not built in, and not a schema file path")]
+    UnknownSchema {
+        /// The name asked for.
+        name: String,
+    },
+    /// A schema file could not be read.
+    #[error("cannot read schema file {path}")]
+    ReadSchema {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A schema is not valid JSON or not a valid JSON Schema.
+    #[error("schema `{name}` ({origin}) is invalid: {message}")]
+    InvalidSchema {
+        /// The schema's name.
+        name: String,
+        /// Where it came from.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A document is not acceptable JSON (empty, too large, syntax error).
+    #[error("{what} is not valid JSON: {message}")]
+    NotJson {
+        /// What the document is (e.g. a file path).
+        what: String,
+        /// What is wrong, with line and column when known.
+        message: String,
+    },
+}

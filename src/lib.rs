@@ -1,0 +1,16 @@
+//! wfe: a git-native workflow runner.
+//!
+//! A workflow is a [`template`]: a DAG of phases validated before anything
+//! runs. Each run of a template lives in the repository as a chain of
+//! checkpoint commits under `refs/wfe/runs/<id>`, written by the [`store`].
+//! The [`engine`] schedules phases and turns every state change into one
+//! checkpoint; [`exec`] runs a single phase attempt. Only [`cli`] talks to
+//! people: everything below it takes values and returns typed results.
+
+pub mod artifact;
+pub mod cli;
+pub mod engine;
+pub mod exec;
+pub mod store;
+pub mod template;
+pub mod time;

@@ -1,0 +1,282 @@
+//! The run store: the only code that talks to git.
+//!
+//! A run is a linear chain of checkpoint commits on `refs/wfe/runs/<id>`;
+//! each commit's tree is the whole state of the run (see DESIGN.md §3).
+//! [`RunStore`] speaks in plain types (paths, bytes, ids, trailers) so the
+//! engine can be tested against [`MemoryStore`] and never sees gix.
+//! Every ref update is a compare-and-swap on the expected old tip.
+
+mod git;
+mod lock;
+mod memory;
+mod message;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use git::{GitStore, RepoInfo};
+pub use lock::{LockHolder, RunLock};
+pub use memory::MemoryStore;
+pub use message::Message;
+
+/// The ref namespace of runs.
+pub const RUNS_PREFIX: &str = "refs/wfe/runs/";
+
+/// A run's id: a lowercase ULID (26 characters).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RunId(String);
+
+impl RunId {
+    /// A fresh id from the current time and randomness.
+    pub fn generate() -> Self {
+        RunId(ulid::Ulid::generate().to_string().to_lowercase())
+    }
+
+    /// Accepts a full 26-character id (any case); `None` if it is not a ULID.
+    pub fn parse(text: &str) -> Option<Self> {
+        let lower = text.to_ascii_lowercase();
+        (lower.len() == 26 && ulid::Ulid::from_string(&lower).is_ok()).then_some(RunId(lower))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The run's ref: `refs/wfe/runs/<id>`.
+    pub fn ref_name(&self) -> String {
+        format!("{RUNS_PREFIX}{}", self.0)
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A checkpoint (commit) id as 40 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CheckpointId(pub String);
+
+impl CheckpointId {
+    /// The first 12 hex digits, for display.
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(12)]
+    }
+}
+
+impl fmt::Display for CheckpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One change to a checkpoint's tree. Paths are `/`-separated and relative.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Create or replace the file at `path`.
+    Write {
+        /// Where, e.g. `phases/build/state.json`.
+        path: String,
+        /// The file's new content.
+        bytes: Vec<u8>,
+    },
+    /// Remove the file or whole subtree at `path` (no error if absent).
+    Remove {
+        /// What to remove.
+        path: String,
+    },
+}
+
+impl Change {
+    /// A write of `bytes` at `path`.
+    pub fn write(path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+        Change::Write { path: path.into(), bytes: bytes.into() }
+    }
+}
+
+/// What a directory entry in a checkpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A file.
+    File,
+    /// A directory.
+    Dir,
+}
+
+/// A checkpoint as history shows it, read without opening its tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// The commit.
+    pub id: CheckpointId,
+    /// The previous checkpoint; `None` for the first.
+    pub parent: Option<CheckpointId>,
+    /// Commit time, seconds since the Unix epoch.
+    pub time: i64,
+    /// Summary line and trailers.
+    pub message: Message,
+}
+
+/// A run as listing shows it: its tip commit and trailers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunHead {
+    /// The run.
+    pub run: RunId,
+    /// The run's latest checkpoint.
+    pub tip: Checkpoint,
+}
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No git repository at or above the path.
+    #[error("not a git repository (or any parent up to the filesystem root): {path}")]
+    NotARepo {
+        /// Where the search started.
+        path: PathBuf,
+    },
+    /// The repository has no commit yet, so a run has nothing to start from.
+    #[error("the repository at {path} has no commits yet")]
+    NoCommits {
+        /// The repository's work tree or git dir.
+        path: PathBuf,
+    },
+    /// The repository uses a ref storage gix cannot write.
+    #[error("the repository at {path} uses the reftable ref storage, which wfe does not support yet")]
+    Reftable {
+        /// The repository.
+        path: PathBuf,
+    },
+    /// No run has this id.
+    #[error("no run {run}")]
+    NoSuchRun {
+        /// The id asked for.
+        run: String,
+    },
+    /// A prefix matches more than one run.
+    #[error("run prefix `{prefix}` is ambiguous: it matches {}", .candidates.join(", "))]
+    AmbiguousRun {
+        /// The prefix given.
+        prefix: String,
+        /// Some runs it matches.
+        candidates: Vec<String>,
+    },
+    /// The ref moved since it was read: another writer committed first.
+    #[error("run {run} changed underneath this writer (expected tip {expected}, found {found})")]
+    Conflict {
+        /// The run.
+        run: RunId,
+        /// The tip the writer expected (`none` for a new run).
+        expected: String,
+        /// The tip found (`none` if the ref is gone).
+        found: String,
+    },
+    /// The run is locked by a live process.
+    #[error("run {run} is locked by pid {} on {}", .holder.pid, .holder.host)]
+    Locked {
+        /// The run.
+        run: RunId,
+        /// Who holds the lock.
+        holder: LockHolder,
+    },
+    /// A checkpoint's commit or tree is not what wfe writes.
+    #[error("checkpoint {id} is malformed: {reason}")]
+    Malformed {
+        /// The commit.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A filesystem error outside git (locks, control files).
+    #[error("{action} {path}")]
+    Io {
+        /// What wfe was doing.
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An error from git itself (gix).
+    #[error("git: {message}")]
+    Git {
+        /// What failed, with gix's own words.
+        message: String,
+    },
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Storage of runs as chains of checkpoints.
+///
+/// Implementations must make [`RunStore::commit`] a compare-and-swap: it
+/// fails with [`StoreError::Conflict`] unless the run's tip is `parent`.
+pub trait RunStore: Send + Sync {
+    /// The run's current tip, or `None` if the run does not exist.
+    fn tip(&self, run: &RunId) -> Result<Option<CheckpointId>>;
+
+    /// Writes a checkpoint: `parent`'s tree with `changes` applied, then
+    /// moves the run's ref from `parent` to it (`None` creates the run).
+    /// Costs O(changed paths): unchanged subtrees are reused.
+    fn commit(
+        &self,
+        run: &RunId,
+        parent: Option<&CheckpointId>,
+        changes: &[Change],
+        message: &Message,
+        time: i64,
+    ) -> Result<CheckpointId>;
+
+    /// The file at `path` in a checkpoint, or `None` if there is none.
+    fn read(&self, at: &CheckpointId, path: &str) -> Result<Option<Vec<u8>>>;
+
+    /// The entries of the directory at `path` (`""` for the root), sorted by
+    /// name; empty if there is no such directory.
+    fn list_dir(&self, at: &CheckpointId, path: &str) -> Result<Vec<(String, EntryKind)>>;
+
+    /// One checkpoint's metadata (no tree read).
+    fn checkpoint(&self, id: &CheckpointId) -> Result<Checkpoint>;
+
+    /// All runs with their tips, newest run id first. Reads no trees.
+    fn runs(&self) -> Result<Vec<RunHead>>;
+
+    /// A run's checkpoints, newest first.
+    fn history(&self, run: &RunId) -> Result<Vec<Checkpoint>> {
+        let mut out = Vec::new();
+        let mut next = self.tip(run)?;
+        while let Some(id) = next {
+            let cp = self.checkpoint(&id)?;
+            next = cp.parent.clone();
+            out.push(cp);
+        }
+        Ok(out)
+    }
+
+    /// Resolves `latest`, a full id or a unique prefix to a run id.
+    fn resolve(&self, name: &str) -> Result<RunId> {
+        let runs = self.runs()?;
+        if name == "latest" {
+            return runs
+                .into_iter()
+                .map(|h| h.run)
+                .max()
+                .ok_or_else(|| StoreError::NoSuchRun { run: "latest (there are no runs yet)".into() });
+        }
+        let lower = name.to_ascii_lowercase();
+        let mut hits: Vec<RunId> = runs.into_iter().map(|h| h.run).filter(|r| r.as_str().starts_with(&lower)).collect();
+        match hits.len() {
+            0 => Err(StoreError::NoSuchRun { run: name.to_string() }),
+            1 => Ok(hits.remove(0)),
+            _ => {
+                hits.sort();
+                Err(StoreError::AmbiguousRun {
+                    prefix: name.to_string(),
+                    candidates: hits.iter().take(5).map(|r| r.to_string()).collect(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The template model: the one source of truth for the template format.
+//!
+//! `schemas/template.schema.json` is generated from these types, so a field
+//! added here is a field documented there. A phase is one flat struct with a
+//! `kind` rather than a tagged enum: serde then reports every error with its
+//! exact JSON path (tagged and flattened enums buffer their input and lose
+//! it), and validation checks which fields belong to which kind.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::DurationSpec;
+
+/// A workflow template: an args schema and a DAG of phases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "wfe template")]
+pub struct Template {
+    /// Optional `$schema` for editor help; ignored by wfe.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The template's name, as given to `wfe run NAME`.
+    pub name: String,
+    /// One line saying what the workflow does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A JSON Schema (draft 2020-12 unless `$schema` says otherwise) for the run's arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
+    /// Settings every phase inherits unless it sets its own.
+    #[serde(default, skip_serializing_if = "Defaults::is_empty")]
+    pub defaults: Defaults,
+    /// The phases: a DAG through their `needs`.
+    pub phases: Vec<Phase>,
+}
+
+/// Settings every phase inherits unless it sets its own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// How long one attempt may take before it is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationSpec>,
+    /// How often and how patiently to retry a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// What a failed phase does to the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+}
+
+impl Defaults {
+    /// True when no default is set (so it is left out of the frozen copy).
+    pub fn is_empty(&self) -> bool {
+        self == &Defaults::default()
+    }
+}
+
+/// The kind of work a phase does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseKind {
+    /// A shell script run with `sh -c`.
+    Script,
+    /// An LLM agent with tools.
+    Agent,
+    /// A point where a person approves before the run goes on.
+    Gate,
+    /// Child phases repeated until a condition holds.
+    Loop,
+}
+
+impl PhaseKind {
+    /// The kind's name as written in templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseKind::Script => "script",
+            PhaseKind::Agent => "agent",
+            PhaseKind::Gate => "gate",
+            PhaseKind::Loop => "loop",
+        }
+    }
+}
+
+/// One node of the DAG.
+///
+/// Fields after `outputs` belong to one kind each; validation rejects a
+/// field on the wrong kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    /// Unique within the template: lowercase letters, digits, `-` and `_`.
+    pub id: String,
+    /// `script`, `agent`, `gate` or `loop`.
+    pub kind: PhaseKind,
+    /// What the phase is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Phases that must finish before this one starts (`depends_on` is an alias).
+    #[serde(default, alias = "depends_on", skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// An expression over `args` and `artifacts`; the phase is skipped unless it is true.
+    #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// How long one attempt may take before it is killed (`"90s"`, `"15m"`, `"1h"` or seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationSpec>,
+    /// How often and how patiently to retry a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// What a failure of this phase does to the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+    /// `"after"`: wait for `wfe approve` once the phase has completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// Artifacts the phase produces: artifact name to schema name (or a path to a schema file).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+
+    /// script: the shell command, run with `sh -c` (a template over `args` and `artifacts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// script: the working directory, relative to the repository root (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// script: extra environment variables (values are templates).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+
+    /// agent: the role (from `.wfe/config.json`) that picks provider and model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// agent: a provider named in `.wfe/config.json`, overriding the role's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// agent: the model, overriding the role's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// agent: the prompt (a template over `args` and `artifacts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// agent: the system prompt (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// agent: the tools the agent may call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// agent: how many model turns the agent loop may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    /// agent: a second model reviews the outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+
+    /// loop: the child phases run in each iteration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
+    /// loop: an expression; the loop ends once it is true after an iteration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// loop: the most iterations to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_iters: Option<u32>,
+    /// loop: what happens when `max_iters` runs out before `until` holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_exhausted: Option<OnExhausted>,
+}
+
+/// How often and how patiently to retry a failed attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1 = no retry).
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles each time, with jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<DurationSpec>,
+    /// The longest wait between attempts (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<DurationSpec>,
+}
+
+/// What a failed phase does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Start nothing new; the run fails once running phases end (the default).
+    Stop,
+    /// Go on: dependants run as if the phase had been skipped; the run can still complete.
+    Continue,
+}
+
+/// When a phase waits for `wfe approve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Approval {
+    /// After the phase has completed, before dependants start.
+    After,
+}
+
+/// What a loop does when `max_iters` runs out before `until` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExhausted {
+    /// The loop fails (the default).
+    Fail,
+    /// The loop completes and the run goes on.
+    Continue,
+}
+
+/// A second-opinion review of an agent's outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    /// The role that reviews.
+    pub role: String,
+    /// Review rounds at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<u32>,
+}
