@@ -11,7 +11,10 @@ const BUILTIN: &[(&str, &str)] = &[("message", include_str!("../../schemas/messa
 
 /// The JSON text of a built-in schema.
 pub fn builtin_schema(name: &str) -> Option<&'static str> {
-    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
+    BUILTIN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
 }
 
 /// The names of all built-in schemas, sorted.
@@ -61,7 +64,9 @@ pub struct Registry {
 impl Registry {
     /// A registry for the repository whose work tree is `root`.
     pub fn new(root: &Path) -> Self {
-        Registry { root: root.to_path_buf() }
+        Registry {
+            root: root.to_path_buf(),
+        }
     }
 
     /// Finds `name`: `.wfe/schemas/NAME.json`, then built-in, then a path.
@@ -79,13 +84,17 @@ impl Registry {
                     json,
                 });
             }
-            return Err(ArtifactError::UnknownSchema { name: name.to_string() });
+            return Err(ArtifactError::UnknownSchema {
+                name: name.to_string(),
+            });
         }
         let path = self.root.join(name);
         if path.is_file() {
             return self.read(name, SchemaSource::Path(path));
         }
-        Err(ArtifactError::UnknownSchema { name: name.to_string() })
+        Err(ArtifactError::UnknownSchema {
+            name: name.to_string(),
+        })
     }
 
     fn read(&self, name: &str, source: SchemaSource) -> Result<ResolvedSchema, ArtifactError> {
@@ -93,9 +102,16 @@ impl Registry {
             SchemaSource::Repo(p) | SchemaSource::Path(p) => p.clone(),
             SchemaSource::Builtin => unreachable!("built-ins are not files"),
         };
-        let bytes = std::fs::read(&path).map_err(|source| ArtifactError::ReadSchema { path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|source| ArtifactError::ReadSchema {
+            path: path.clone(),
+            source,
+        })?;
         let json = parse(name, &path.display().to_string(), &bytes)?;
-        Ok(ResolvedSchema { name: name.to_string(), source, json })
+        Ok(ResolvedSchema {
+            name: name.to_string(),
+            source,
+            json,
+        })
     }
 }
 

@@ -25,7 +25,9 @@ pub struct Schema {
 
 impl std::fmt::Debug for Schema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Schema").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Schema")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -41,7 +43,11 @@ impl Schema {
             return Err(invalid(format!("{} (at {})", e, e.instance_path())));
         }
         let validator = jsonschema::validator_for(&json).map_err(|e| invalid(e.to_string()))?;
-        Ok(Schema { name: name.to_string(), json, validator })
+        Ok(Schema {
+            name: name.to_string(),
+            json,
+            validator,
+        })
     }
 
     /// The schema's name.
@@ -69,7 +75,10 @@ impl Schema {
 
 /// Parses a JSON document given as bytes; `what` names it in errors.
 pub fn parse_json_document(what: &str, bytes: &[u8]) -> Result<Value, ArtifactError> {
-    let not_json = |message: String| ArtifactError::NotJson { what: what.to_string(), message };
+    let not_json = |message: String| ArtifactError::NotJson {
+        what: what.to_string(),
+        message,
+    };
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(not_json("the file is empty".into()));
     }

@@ -1,6 +1,75 @@
 //! The command line: the only layer that prints or reads the environment.
+//!
+//! Parse (clap, no I/O) → resolve a [`context::Context`] → run the command →
+//! map the result to an exit code: 0 success or run completed, 1 run failed,
+//! 2 bad input (nothing written), 3 run stopped before the end.
 
-/// Runs the CLI and returns the process exit code.
-pub fn run() -> u8 {
-    0
+pub mod args;
+mod commands;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod ui;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+use context::Context;
+use error::CliError;
+use ui::Ui;
+
+use crate::engine::RunStatus;
+
+/// Exit code: the run stopped before the end (paused, waiting, cancelled).
+pub const EXIT_STOPPED: u8 = 3;
+
+/// Runs the CLI with the process's arguments and returns the exit code.
+pub async fn run() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                error::EXIT_BAD_INPUT
+            } else {
+                0
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let ui = Ui::new(&cli.global);
+    match dispatch(cli, &ui).await {
+        Ok(code) => code,
+        Err(e) => {
+            ui.error(&e);
+            e.code
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
+    let global = cli.global;
+    match cli.command {
+        Command::Demo(args) => commands::demo::run(args, ui).await,
+        Command::Template(cmd) => commands::template::run(cmd, &Context::discover(&global)?, ui),
+        Command::Schema(cmd) => commands::schema::run(cmd, &Context::discover(&global)?, ui),
+        Command::Init(args) => commands::init::run(args, &Context::discover(&global)?, ui),
+        Command::Run(args) => commands::run::run(args, &Context::discover(&global)?, ui).await,
+        Command::List(args) => commands::list::run(args, &Context::discover(&global)?, ui),
+        Command::Status(args) => commands::status::run(args, &Context::discover(&global)?, ui),
+        Command::Show(args) => commands::show::run(args, &Context::discover(&global)?, ui),
+        Command::Log(args) => commands::log::run(args, &Context::discover(&global)?, ui),
+        Command::Resume(args) => {
+            commands::resume::run(args, &Context::discover(&global)?, ui).await
+        }
+    }
+}
+
+/// The exit code for a run's status.
+pub fn exit_code(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Completed => 0,
+        RunStatus::Failed => error::EXIT_FAILED,
+        _ => EXIT_STOPPED,
+    }
 }

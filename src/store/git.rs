@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Checkpoint, CheckpointId, Change, EntryKind, Message, Result, RunHead, RunId, RunLock, RunStore};
+use super::{
+    Change, Checkpoint, CheckpointId, EntryKind, Message, Result, RunHead, RunId, RunLock, RunStore,
+};
 
 /// Facts about the repository that the CLI needs.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! An in-memory [`RunStore`] for fast engine tests.
 
-use super::{Checkpoint, CheckpointId, Change, EntryKind, Message, Result, RunHead, RunId, RunStore};
+use super::{
+    Change, Checkpoint, CheckpointId, EntryKind, Message, Result, RunHead, RunId, RunStore,
+};
 
 /// Runs kept in memory, with the same compare-and-swap rules as git.
 #[derive(Debug, Default)]

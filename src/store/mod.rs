@@ -92,7 +92,10 @@ pub enum Change {
 impl Change {
     /// A write of `bytes` at `path`.
     pub fn write(path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
-        Change::Write { path: path.into(), bytes: bytes.into() }
+        Change::Write {
+            path: path.into(),
+            bytes: bytes.into(),
+        }
     }
 }
 
@@ -143,7 +146,9 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// The repository uses a ref storage gix cannot write.
-    #[error("the repository at {path} uses the reftable ref storage, which wfe does not support yet")]
+    #[error(
+        "the repository at {path} uses the reftable ref storage, which wfe does not support yet"
+    )]
     Reftable {
         /// The repository.
         path: PathBuf,
@@ -263,12 +268,20 @@ pub trait RunStore: Send + Sync {
                 .into_iter()
                 .map(|h| h.run)
                 .max()
-                .ok_or_else(|| StoreError::NoSuchRun { run: "latest (there are no runs yet)".into() });
+                .ok_or_else(|| StoreError::NoSuchRun {
+                    run: "latest (there are no runs yet)".into(),
+                });
         }
         let lower = name.to_ascii_lowercase();
-        let mut hits: Vec<RunId> = runs.into_iter().map(|h| h.run).filter(|r| r.as_str().starts_with(&lower)).collect();
+        let mut hits: Vec<RunId> = runs
+            .into_iter()
+            .map(|h| h.run)
+            .filter(|r| r.as_str().starts_with(&lower))
+            .collect();
         match hits.len() {
-            0 => Err(StoreError::NoSuchRun { run: name.to_string() }),
+            0 => Err(StoreError::NoSuchRun {
+                run: name.to_string(),
+            }),
             1 => Ok(hits.remove(0)),
             _ => {
                 hits.sort();

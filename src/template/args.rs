@@ -32,7 +32,11 @@ pub enum ArgsError {
 /// over it, schema `default`s for what is still missing; then validates.
 /// A pair's value is a string unless the schema types that property as
 /// something else, in which case it is parsed as JSON.
-pub fn build_args(schema: Option<&Value>, file: Option<Value>, pairs: &[String]) -> Result<Value, ArgsError> {
+pub fn build_args(
+    schema: Option<&Value>,
+    file: Option<Value>,
+    pairs: &[String],
+) -> Result<Value, ArgsError> {
     let _ = (schema, file, pairs);
     todo!("helper implements")
 }

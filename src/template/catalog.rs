@@ -7,7 +7,8 @@ use super::{Template, TemplateError};
 use crate::artifact::Registry;
 
 /// Built-in templates compiled into the binary: (name, JSON text).
-pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[("hello", include_str!("../../templates/hello.json"))];
+pub const BUILTIN_TEMPLATES: &[(&str, &str)] =
+    &[("hello", include_str!("../../templates/hello.json"))];
 
 /// Where a template came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +39,9 @@ pub struct Catalog {
 impl Catalog {
     /// The catalog of the repository whose work tree is `root`.
     pub fn new(root: &Path) -> Self {
-        Catalog { root: root.to_path_buf() }
+        Catalog {
+            root: root.to_path_buf(),
+        }
     }
 
     /// Every template name with where it comes from; repo templates shadow built-ins.
@@ -47,7 +50,11 @@ impl Catalog {
     }
 
     /// Loads and fully validates a template by name or path.
-    pub fn load(&self, name: &str, registry: &Registry) -> Result<(Template, TemplateSource), TemplateError> {
+    pub fn load(
+        &self,
+        name: &str,
+        registry: &Registry,
+    ) -> Result<(Template, TemplateSource), TemplateError> {
         let _ = (name, registry, &self.root);
         todo!("helper implements")
     }

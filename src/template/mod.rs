@@ -19,7 +19,9 @@ pub use catalog::{BUILTIN_TEMPLATES, Catalog, TemplateSource};
 pub use duration::DurationSpec;
 pub use error::{Problem, TemplateError};
 pub use load::{digest, parse_template};
-pub use model::{Approval, Defaults, OnExhausted, OnFailure, Phase, PhaseKind, RetryPolicy, Review, Template};
+pub use model::{
+    Approval, Defaults, OnExhausted, OnFailure, Phase, PhaseKind, RetryPolicy, Review, Template,
+};
 pub use validate::validate;
 
 /// The JSON Schema of the template format, generated from [`Template`].

@@ -1,0 +1,69 @@
+//! The command-line grammar (clap derive); parsing does no I/O.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::commands;
+
+/// wfe: git-native workflow runs. Templates of phases; every run is a chain of commits under refs/wfe/runs/.
+#[derive(Debug, Parser)]
+#[command(name = "wfe", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Run as if wfe was started in PATH (like `git -C`)
+    #[arg(short = 'C', global = true, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+    /// When to colour output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Print only errors and the requested output
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal and NO_COLOR is unset
+    Auto,
+    /// Always colour
+    Always,
+    /// Never colour
+    Never,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create .wfe/ with a config, the built-in templates and schemas
+    Init(commands::init::InitArgs),
+    /// Make a scratch repository and run the bundled `hello` example in it
+    Demo(commands::demo::DemoArgs),
+    /// List, show and validate templates
+    #[command(subcommand)]
+    Template(commands::template::TemplateCommand),
+    /// List and show artifact schemas
+    #[command(subcommand)]
+    Schema(commands::schema::SchemaCommand),
+    /// Start a run of a template
+    Run(commands::run::RunArgs),
+    /// List runs
+    List(commands::list::ListArgs),
+    /// Draw a run's DAG with each phase's state
+    Status(commands::status::StatusArgs),
+    /// Show a run, a phase, or an artifact
+    Show(commands::show::ShowArgs),
+    /// Show a run's checkpoints, newest first
+    Log(commands::log::LogArgs),
+    /// Continue a run that was interrupted or whose runner died
+    Resume(commands::resume::ResumeArgs),
+}

@@ -1,0 +1,55 @@
+//! `wfe log`: a run's checkpoints, newest first, like `git log`.
+
+use clap::Args;
+use serde_json::json;
+
+use crate::cli::context::Context;
+use crate::cli::error::CliError;
+use crate::cli::ui::{Style, Ui};
+use crate::store::RunStore;
+
+/// Show a run's checkpoints, newest first
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The run: an id, a unique prefix, or `latest`
+    pub run: String,
+    /// Print one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `wfe log`.
+pub fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+    let id = ctx.resolve_run(&args.run)?;
+    let history = ctx.store.history(&id)?;
+    if args.json {
+        ui.json(&json!(history.iter().map(|c| json!({
+            "checkpoint": c.id.0,
+            "time": c.time,
+            "summary": c.message.summary,
+            "trailers": c.message.trailers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>()));
+        return Ok(0);
+    }
+    let count = history.len();
+    for (n, c) in history.iter().enumerate() {
+        let when = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.time.max(0) as u64),
+        );
+        ui.out(&format!(
+            "{} {} {}",
+            ui.paint(Style::Yellow, &format!("{}@{}", c.id.short(), count - n)),
+            ui.paint(Style::Dim, &when.to_string()),
+            c.message.summary
+        ));
+        for (k, v) in &c.message.trailers {
+            if k != "Wfe-Run" && k != "Wfe-Template" {
+                ui.out(&format!(
+                    "    {}",
+                    ui.paint(Style::Dim, &format!("{k}: {v}"))
+                ));
+            }
+        }
+    }
+    Ok(0)
+}

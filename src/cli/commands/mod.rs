@@ -1,0 +1,12 @@
+//! One file per command; groups are folders.
+
+pub mod demo;
+pub mod init;
+pub mod list;
+pub mod log;
+pub mod resume;
+pub mod run;
+pub mod schema;
+pub mod show;
+pub mod status;
+pub mod template;

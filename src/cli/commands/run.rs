@@ -1,0 +1,175 @@
+//! `wfe run`: validate everything, create the run, drive it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use tokio::sync::watch;
+
+use crate::cli::context::Context;
+use crate::cli::error::CliError;
+use crate::cli::exit_code;
+use crate::cli::ui::{Progress, Style, Ui};
+use crate::engine::{self, NewRun, Observer, RunSnapshot};
+use crate::store::{RunId, RunLock};
+use crate::template::{Template, build_args};
+
+/// Start a run of a template
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The template: a name (`.wfe/templates/NAME.json` or built-in) or a path
+    pub template: String,
+    /// An argument NAME=VALUE (repeatable); VALUE is parsed as JSON where the args schema wants a non-string
+    #[arg(long = "arg", value_name = "NAME=VALUE")]
+    pub args: Vec<String>,
+    /// A JSON (or YAML) file with the arguments; --arg values override it
+    #[arg(long, value_name = "FILE")]
+    pub args_file: Option<PathBuf>,
+    /// Phases to run at once (default: the config's `jobs`, else the number of CPUs)
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Print the finished run as one JSON document on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Don't echo the phases' output lines (they are still recorded)
+    #[arg(long)]
+    pub no_output: bool,
+}
+
+/// Runs `wfe run`.
+pub async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+    let (template, source) = ctx.catalog.load(&args.template, &ctx.registry)?;
+    engine::ensure_runnable(&template)?;
+    let file_args = args
+        .args_file
+        .as_ref()
+        .map(|p| read_args_file(&ctx.root, p))
+        .transpose()?;
+    let run_args = build_args(template.args.as_ref(), file_args, &args.args)?;
+    let base_commit = ctx.head_commit()?;
+    let schemas = resolve_schemas(ctx, &template)?;
+    let id = RunId::generate();
+    let lock = ctx.store.lock(&id, &ctx.clock.stamp())?;
+    let new = NewRun {
+        id: id.clone(),
+        template,
+        template_source: source.to_string(),
+        args: run_args,
+        schemas,
+        base_commit,
+        auto: ctx.config.auto.unwrap_or(true),
+    };
+    engine::create(&ctx.store, &new, &ctx.clock)?;
+    drive(
+        ctx,
+        ui,
+        &id,
+        lock,
+        args.jobs.map(|j| j as usize),
+        args.json,
+        !args.no_output,
+    )
+    .await
+}
+
+/// Drives a run that this process holds the lock of, then reports it.
+pub(crate) async fn drive(
+    ctx: &Context,
+    ui: &Ui,
+    id: &RunId,
+    lock: RunLock,
+    jobs: Option<usize>,
+    json: bool,
+    show_output: bool,
+) -> Result<u8, CliError> {
+    let settings = ctx.settings(jobs);
+    let (interrupt_tx, interrupt_rx) = watch::channel(false);
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = interrupt_tx.send(true);
+        }
+    });
+    let observer: Arc<dyn Observer> = Arc::new(Progress::new(ui, show_output));
+    let status = engine::drive(&ctx.store, id, &settings, observer, interrupt_rx).await;
+    ctrl_c.abort();
+    drop(lock);
+    let status = status?;
+    report(ctx, ui, id, json)?;
+    Ok(exit_code(status))
+}
+
+/// Prints where a finished run lives (human) or the run document (`--json`).
+pub(crate) fn report(ctx: &Context, ui: &Ui, id: &RunId, json: bool) -> Result<(), CliError> {
+    let snapshot = RunSnapshot::load_tip(&ctx.store, id)?;
+    if json {
+        ui.json(&snapshot.to_json());
+    } else {
+        ui.note(&format!(
+            "{} {}\n  {}   {}",
+            ui.paint(Style::Dim, "the run lives at"),
+            id.ref_name(),
+            ui.paint(Style::Dim, &format!("wfe show {}", &id.as_str()[..10])),
+            ui.paint(Style::Dim, &format!("git log {}", id.ref_name())),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves every schema the template's outputs name, to freeze them into the run.
+fn resolve_schemas(
+    ctx: &Context,
+    template: &Template,
+) -> Result<Vec<(String, serde_json::Value)>, CliError> {
+    let mut names: Vec<&String> = template
+        .phases
+        .iter()
+        .flat_map(|p| p.outputs.values())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| Ok((name.clone(), ctx.registry.resolve(name)?.json)))
+        .collect()
+}
+
+fn read_args_file(
+    root: &std::path::Path,
+    path: &std::path::Path,
+) -> Result<serde_json::Value, CliError> {
+    let full = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .unwrap_or_else(|_| root.to_path_buf())
+            .join(path)
+    };
+    let text = std::fs::read_to_string(&full)
+        .map_err(|e| CliError::input(format!("cannot read --args-file {}: {e}", path.display())))?;
+    let is_yaml = matches!(
+        full.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let value: serde_json::Value = if is_yaml {
+        yaml_serde::from_str(&text).map_err(|e| {
+            CliError::input(format!(
+                "--args-file {}: not valid YAML: {e}",
+                path.display()
+            ))
+        })?
+    } else {
+        serde_json::from_str(&text).map_err(|e| {
+            CliError::input(format!(
+                "--args-file {}: not valid JSON: {e}",
+                path.display()
+            ))
+        })?
+    };
+    if !value.is_object() {
+        return Err(CliError::input(format!(
+            "--args-file {}: expected an object of NAME: VALUE",
+            path.display()
+        )));
+    }
+    Ok(value)
+}

@@ -1,0 +1,31 @@
+//! `wfe template list|show|validate`.
+
+mod list;
+mod show;
+mod validate;
+
+use clap::Subcommand;
+
+use crate::cli::context::Context;
+use crate::cli::error::CliError;
+use crate::cli::ui::Ui;
+
+/// List, show and validate templates
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// List the templates (repo templates shadow built-ins)
+    List(list::ListArgs),
+    /// Print a template as JSON
+    Show(show::ShowArgs),
+    /// Validate templates by name or path; exit 2 if any is invalid
+    Validate(validate::ValidateArgs),
+}
+
+/// Runs a template subcommand.
+pub fn run(cmd: TemplateCommand, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+    match cmd {
+        TemplateCommand::List(args) => list::run(args, ctx, ui),
+        TemplateCommand::Show(args) => show::run(args, ctx, ui),
+        TemplateCommand::Validate(args) => validate::run(args, ctx, ui),
+    }
+}

@@ -1,0 +1,71 @@
+//! `.wfe/config.json`: repo-wide settings (never secrets).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::CliError;
+
+/// Default largest artifact file: 16 MiB.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The repository's wfe configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Optional `$schema` for editor help.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Whether runs advance without asking after each phase (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<bool>,
+    /// Default for `--jobs` (default: the number of CPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<usize>,
+    /// Largest accepted artifact file in bytes (default 16 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_artifact_bytes: Option<u64>,
+    /// LLM providers by name (used by agent phases).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub providers: BTreeMap<String, Value>,
+    /// Roles mapped to a provider and model.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Value>,
+}
+
+impl Config {
+    /// Reads `<root>/.wfe/config.json`; a missing file is the default config.
+    pub fn load(root: &Path) -> Result<Config, CliError> {
+        let path = root.join(".wfe/config.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => {
+                return Err(CliError::input(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        let mut de = serde_json::Deserializer::from_str(&text);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let at = e.path().to_string();
+            let at = if at == "." {
+                String::new()
+            } else {
+                format!("{at}: ")
+            };
+            CliError::input(format!("{}: {at}{}", path.display(), e.inner()))
+        })
+    }
+
+    /// The config `wfe init` writes.
+    pub fn starter() -> Config {
+        Config {
+            auto: Some(true),
+            ..Config::default()
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The resolved context of a command: repository, config, clock, catalogs.
+//! Built once from the parsed flags; commands never re-discover the repo.
+
+use std::path::{Path, PathBuf};
+
+use super::args::GlobalArgs;
+use super::config::{Config, DEFAULT_MAX_ARTIFACT_BYTES};
+use super::error::CliError;
+use crate::artifact::Registry;
+use crate::engine::{RunSnapshot, Settings};
+use crate::store::{GitStore, RunId, RunStore, StoreError};
+use crate::template::Catalog;
+use crate::time::Clock;
+
+/// Everything a command needs about where it runs.
+pub struct Context {
+    /// The repository's run store.
+    pub store: GitStore,
+    /// The work tree's root.
+    pub root: PathBuf,
+    /// `.wfe/config.json`.
+    pub config: Config,
+    /// The clock (pinned by `WFE_NOW` in tests).
+    pub clock: Clock,
+    /// Schema lookup.
+    pub registry: Registry,
+    /// Template lookup.
+    pub catalog: Catalog,
+}
+
+impl Context {
+    /// Finds the repository from `-C` or the current directory.
+    pub fn discover(global: &GlobalArgs) -> Result<Context, CliError> {
+        let start = match &global.dir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir()
+                .map_err(|e| CliError::failed(format!("cannot read the current directory: {e}")))?,
+        };
+        let store = GitStore::discover(&start)?;
+        Self::for_store(store)
+    }
+
+    /// The context of an already opened repository.
+    pub fn for_store(store: GitStore) -> Result<Context, CliError> {
+        let root = store.info().work_dir.clone().ok_or_else(|| {
+            CliError::input(format!(
+                "{} is a bare repository; wfe needs a work tree",
+                store.info().common_dir.display()
+            ))
+        })?;
+        let config = Config::load(&root)?;
+        Ok(Context {
+            registry: Registry::new(&root),
+            catalog: Catalog::new(&root),
+            config,
+            clock: clock_from_env()?,
+            root,
+            store,
+        })
+    }
+
+    /// The commit HEAD points at, or a clear error in a repository without commits.
+    pub fn head_commit(&self) -> Result<String, CliError> {
+        self.store.info().head_commit.clone().ok_or_else(|| {
+            StoreError::NoCommits {
+                path: self.root.clone(),
+            }
+            .into()
+        })
+    }
+
+    /// Resolves `latest`, an id or a unique prefix.
+    pub fn resolve_run(&self, name: &str) -> Result<RunId, CliError> {
+        Ok(self.store.resolve(name)?)
+    }
+
+    /// A run's state at its tip.
+    pub fn snapshot(&self, run: &RunId) -> Result<RunSnapshot, CliError> {
+        Ok(RunSnapshot::load_tip(&self.store, run)?)
+    }
+
+    /// How runners of this repository work; `jobs` overrides the config.
+    pub fn settings(&self, jobs: Option<usize>) -> Settings {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Settings {
+            jobs: jobs.or(self.config.jobs).unwrap_or(cpus).max(1),
+            clock: self.clock,
+            work_dir: self.root.clone(),
+            scratch: self.store.wfe_dir().join("work"),
+            max_artifact_bytes: self
+                .config
+                .max_artifact_bytes
+                .unwrap_or(DEFAULT_MAX_ARTIFACT_BYTES),
+        }
+    }
+
+    /// A path relative to the work tree, for messages.
+    pub fn relative<'a>(&self, path: &'a Path) -> &'a Path {
+        path.strip_prefix(&self.root).unwrap_or(path)
+    }
+}
+
+/// `WFE_NOW` pins the clock (RFC 3339) so tests get stable timestamps.
+fn clock_from_env() -> Result<Clock, CliError> {
+    match std::env::var("WFE_NOW") {
+        Ok(text) => Clock::parse_fixed(&text)
+            .map_err(|e| CliError::input(format!("WFE_NOW=`{text}` is not an RFC 3339 time: {e}"))),
+        Err(_) => Ok(Clock::system()),
+    }
+}

@@ -1,0 +1,284 @@
+//! All terminal output goes through [`Ui`]: requested output on stdout,
+//! everything human (progress, notes, errors) on stderr, colour only when
+//! wanted. A closed stdout (`wfe list | head`) is not an error.
+
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::args::{ColorChoice, GlobalArgs};
+use super::error::CliError;
+use crate::engine::{Event, Observer, PhaseStatus, RunStatus};
+use crate::exec::{AttemptError, LogLine, LogSink, Stream};
+
+/// A text style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Success.
+    Green,
+    /// Failure.
+    Red,
+    /// In progress or waiting.
+    Yellow,
+    /// Less important.
+    Dim,
+    /// Headings and names.
+    Bold,
+}
+
+impl Style {
+    fn code(self) -> &'static str {
+        match self {
+            Style::Green => "32",
+            Style::Red => "31",
+            Style::Yellow => "33",
+            Style::Dim => "2",
+            Style::Bold => "1",
+        }
+    }
+}
+
+/// The terminal, as every command sees it.
+#[derive(Debug, Clone)]
+pub struct Ui {
+    color: bool,
+    quiet: bool,
+    /// Serialises writes so parallel phases' lines never interleave mid-line.
+    lock: Arc<Mutex<()>>,
+}
+
+impl Ui {
+    /// Builds the UI from the global flags and the environment.
+    pub fn new(global: &GlobalArgs) -> Self {
+        let color = match global.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
+        };
+        Ui {
+            color,
+            quiet: global.quiet,
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// `text` in `style` when colour is on.
+    pub fn paint(&self, style: Style, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{}m{text}\x1b[0m", style.code())
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// A human note on stderr (suppressed by `--quiet`).
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            self.err_line(text);
+        }
+    }
+
+    /// A line on stderr, even with `--quiet`.
+    pub fn err_line(&self, text: &str) {
+        let _guard = self.lock.lock();
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    }
+
+    /// Requested output on stdout.
+    pub fn out(&self, text: &str) {
+        let _guard = self.lock.lock();
+        // A closed pipe (e.g. `| head`) just ends the output.
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }
+
+    /// One JSON document on stdout.
+    pub fn json(&self, value: &serde_json::Value) {
+        self.out(&serde_json::to_string_pretty(value).unwrap_or_default());
+    }
+
+    /// Prints an error: `error: …`, `caused by: …`, `hint: …`.
+    pub fn error(&self, e: &CliError) {
+        let mut text = format!("{} {}", self.paint(Style::Red, "error:"), e.message);
+        for cause in &e.causes {
+            text.push_str(&format!("\n  caused by: {cause}"));
+        }
+        if let Some(hint) = &e.hint {
+            text.push_str(&format!("\n{} {hint}", self.paint(Style::Yellow, "hint:")));
+        }
+        self.err_line(&text);
+    }
+
+    /// The mark and style for a phase status.
+    pub fn phase_mark(&self, status: PhaseStatus) -> String {
+        let (mark, style) = match status {
+            PhaseStatus::Pending => ("○", Style::Dim),
+            PhaseStatus::Running => ("▶", Style::Yellow),
+            PhaseStatus::Waiting => ("⏸", Style::Yellow),
+            PhaseStatus::Completed => ("✓", Style::Green),
+            PhaseStatus::Failed => ("✗", Style::Red),
+            PhaseStatus::Skipped => ("–", Style::Dim),
+            PhaseStatus::Cancelled => ("✗", Style::Red),
+            PhaseStatus::TimedOut => ("⏱", Style::Red),
+        };
+        self.paint(style, mark)
+    }
+
+    /// A run status, coloured.
+    pub fn run_status(&self, status: RunStatus) -> String {
+        let style = match status {
+            RunStatus::Completed => Style::Green,
+            RunStatus::Failed | RunStatus::Cancelled => Style::Red,
+            _ => Style::Yellow,
+        };
+        self.paint(style, status.as_str())
+    }
+
+    /// A phase status, coloured.
+    pub fn phase_status(&self, status: PhaseStatus) -> String {
+        let style = match status {
+            PhaseStatus::Completed => Style::Green,
+            s if s.is_failure() => Style::Red,
+            PhaseStatus::Skipped | PhaseStatus::Pending => Style::Dim,
+            _ => Style::Yellow,
+        };
+        self.paint(style, status.as_str())
+    }
+}
+
+/// Formats a duration for people: `12ms`, `3.4s`, `2m05s`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
+/// Every line of an attempt error, violations included.
+pub fn describe_error(error: &AttemptError) -> Vec<String> {
+    let mut lines = Vec::new();
+    match error {
+        AttemptError::InvalidOutputs { problems } => {
+            lines.push(format!("{} invalid output(s):", problems.len()));
+            for p in problems {
+                lines.push(format!(
+                    "  {} (schema {}): {}",
+                    p.artifact, p.schema, p.message
+                ));
+                for v in &p.violations {
+                    let at = if v.instance_path.is_empty() {
+                        "(root)"
+                    } else {
+                        &v.instance_path
+                    };
+                    lines.push(format!("    {at}: {}", v.message));
+                }
+            }
+        }
+        other => lines.push(other.to_string()),
+    }
+    lines
+}
+
+/// Live progress of a run on stderr: one line per event, phase output
+/// prefixed with the phase id.
+pub struct Progress {
+    ui: Ui,
+    show_output: bool,
+}
+
+impl Progress {
+    /// Progress on `ui`; `show_output` echoes phases' stdout/stderr lines.
+    pub fn new(ui: &Ui, show_output: bool) -> Self {
+        Progress {
+            ui: ui.clone(),
+            show_output,
+        }
+    }
+}
+
+impl LogSink for Progress {
+    fn line(&self, phase: &str, line: &LogLine) {
+        if self.show_output && !self.ui.quiet {
+            let prefix = self.ui.paint(Style::Dim, &format!("  {phase} │"));
+            let text = match line.stream {
+                Stream::Stderr => self.ui.paint(Style::Yellow, &line.line),
+                _ => line.line.clone(),
+            };
+            self.ui.err_line(&format!("{prefix} {text}"));
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn event(&self, event: &Event<'_>) {
+        let ui = &self.ui;
+        let text = match event {
+            Event::RunStarted { run, template } => {
+                format!("{} run {run} of {template}", ui.paint(Style::Bold, "wfe:"))
+            }
+            Event::PhaseStarted { phase, attempt } if *attempt > 1 => {
+                format!(
+                    "{} {phase} started (attempt {attempt})",
+                    ui.phase_mark(PhaseStatus::Running)
+                )
+            }
+            Event::PhaseStarted { phase, .. } => {
+                format!("{} {phase} started", ui.phase_mark(PhaseStatus::Running))
+            }
+            Event::PhaseRetrying {
+                phase,
+                attempt,
+                error,
+                wait,
+            } => format!(
+                "{} {phase} attempt {attempt} failed: {error}; retrying in {}",
+                ui.paint(Style::Yellow, "↻"),
+                human_duration(*wait)
+            ),
+            Event::PhaseSkipped { phase, reason } => format!(
+                "{} {phase} skipped: {reason}",
+                ui.phase_mark(PhaseStatus::Skipped)
+            ),
+            Event::PhaseFinished {
+                phase,
+                status,
+                duration,
+                error,
+                ..
+            } => {
+                let mut text = format!(
+                    "{} {phase} {} in {}",
+                    ui.phase_mark(*status),
+                    ui.phase_status(*status),
+                    human_duration(*duration)
+                );
+                if let Some(error) = error {
+                    for line in describe_error(error) {
+                        text.push_str(&format!("\n    {line}"));
+                    }
+                }
+                text
+            }
+            Event::Checkpoint { .. } => return,
+            Event::RunFinished { status, reason } => match reason {
+                Some(reason) => format!(
+                    "{} run {}: {reason}",
+                    ui.paint(Style::Bold, "wfe:"),
+                    ui.run_status(*status)
+                ),
+                None => format!(
+                    "{} run {}",
+                    ui.paint(Style::Bold, "wfe:"),
+                    ui.run_status(*status)
+                ),
+            },
+        };
+        ui.note(&text);
+    }
+}

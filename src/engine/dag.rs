@@ -1,0 +1,188 @@
+//! The DAG of a template's top-level phases: readiness, ancestry, layers.
+//!
+//! Pure functions over indices; the template has already been validated, so
+//! every `needs` names a phase and there is no cycle.
+
+use std::collections::BTreeSet;
+
+use crate::template::Phase;
+
+/// Phases by index with their edges both ways.
+#[derive(Debug, Clone)]
+pub struct Dag {
+    ids: Vec<String>,
+    needs: Vec<Vec<usize>>,
+    dependants: Vec<Vec<usize>>,
+}
+
+impl Dag {
+    /// Builds the DAG of `phases`; needs that name no phase are ignored
+    /// (validation reports them before a DAG is ever built).
+    pub fn new(phases: &[Phase]) -> Self {
+        let ids: Vec<String> = phases.iter().map(|p| p.id.clone()).collect();
+        let index = |id: &str| ids.iter().position(|x| x == id);
+        let needs: Vec<Vec<usize>> = phases
+            .iter()
+            .map(|p| p.needs.iter().filter_map(|n| index(n)).collect())
+            .collect();
+        let mut dependants = vec![Vec::new(); ids.len()];
+        for (i, ns) in needs.iter().enumerate() {
+            for &n in ns {
+                dependants[n].push(i);
+            }
+        }
+        Dag {
+            ids,
+            needs,
+            dependants,
+        }
+    }
+
+    /// How many phases.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when there are no phases.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The id of phase `i`.
+    pub fn id(&self, i: usize) -> &str {
+        &self.ids[i]
+    }
+
+    /// The index of a phase id.
+    pub fn index(&self, id: &str) -> Option<usize> {
+        self.ids.iter().position(|x| x == id)
+    }
+
+    /// The direct needs of phase `i`.
+    pub fn needs(&self, i: usize) -> &[usize] {
+        &self.needs[i]
+    }
+
+    /// The phases that directly need phase `i`.
+    pub fn dependants(&self, i: usize) -> &[usize] {
+        &self.dependants[i]
+    }
+
+    /// Every phase `i` transitively needs, in index order.
+    pub fn ancestors(&self, i: usize) -> Vec<usize> {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<usize> = self.needs[i].clone();
+        while let Some(n) = stack.pop() {
+            if seen.insert(n) {
+                stack.extend(&self.needs[n]);
+            }
+        }
+        seen.into_iter().collect()
+    }
+
+    /// Phases whose needs are all `satisfied` and that `waiting` says are still to start.
+    pub fn ready(
+        &self,
+        waiting: impl Fn(usize) -> bool,
+        satisfied: impl Fn(usize) -> bool,
+    ) -> Vec<usize> {
+        (0..self.len())
+            .filter(|&i| waiting(i) && self.needs[i].iter().all(|&n| satisfied(n)))
+            .collect()
+    }
+
+    /// Phases grouped by depth: layer 0 needs nothing, layer k needs something in layer k-1.
+    pub fn layers(&self) -> Vec<Vec<usize>> {
+        let mut depth = vec![0usize; self.len()];
+        // Index order is not topological in general, so relax until stable;
+        // a validated DAG settles within `len` passes.
+        for _ in 0..self.len() {
+            let mut changed = false;
+            for i in 0..self.len() {
+                let d = self.needs[i]
+                    .iter()
+                    .map(|&n| depth[n] + 1)
+                    .max()
+                    .unwrap_or(0);
+                if d != depth[i] {
+                    depth[i] = d;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let mut layers = vec![Vec::new(); depth.iter().max().map_or(0, |d| d + 1)];
+        for (i, d) in depth.into_iter().enumerate() {
+            layers[d].push(i);
+        }
+        layers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::PhaseKind;
+
+    fn dag(spec: &[(&str, &[&str])]) -> Dag {
+        let phases: Vec<Phase> = spec
+            .iter()
+            .map(|(id, needs)| {
+                serde_json::from_value(serde_json::json!({
+                    "id": id, "kind": PhaseKind::Script, "run": "true", "needs": needs
+                }))
+                .unwrap()
+            })
+            .collect();
+        Dag::new(&phases)
+    }
+
+    fn ids(d: &Dag, v: &[usize]) -> Vec<String> {
+        v.iter().map(|&i| d.id(i).to_string()).collect()
+    }
+
+    #[test]
+    fn ready_follows_needs() {
+        let d = dag(&[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"])]);
+        let cases: &[(&[&str], &[&str])] = &[
+            (&[], &["a"]),
+            (&["a"], &["b", "c"]),
+            (&["a", "b"], &["c"]),
+            (&["a", "b", "c"], &["d"]),
+        ];
+        for (done, want) in cases {
+            let is_done = |i: usize| done.contains(&d.id(i));
+            let got = d.ready(|i| !is_done(i), is_done);
+            assert_eq!(ids(&d, &got), *want, "done = {done:?}");
+        }
+    }
+
+    #[test]
+    fn ancestors_are_transitive() {
+        let d = dag(&[
+            ("a", &[]),
+            ("b", &["a"]),
+            ("x", &[]),
+            ("c", &["b"]),
+            ("d", &["c", "x"]),
+        ]);
+        assert_eq!(ids(&d, &d.ancestors(4)), ["a", "b", "x", "c"]);
+        assert!(d.ancestors(0).is_empty());
+        assert_eq!(ids(&d, d.dependants(0)), ["b"]);
+    }
+
+    #[test]
+    fn layers_group_by_depth_even_out_of_order() {
+        let d = dag(&[
+            ("d", &["b", "c"]),
+            ("b", &["a"]),
+            ("c", &["a"]),
+            ("a", &[]),
+            ("e", &[]),
+        ]);
+        let layers: Vec<Vec<String>> = d.layers().iter().map(|l| ids(&d, l)).collect();
+        assert_eq!(layers, vec![vec!["a", "e"], vec!["b", "c"], vec!["d"]]);
+    }
+}

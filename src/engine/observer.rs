@@ -1,0 +1,77 @@
+//! How the engine reports progress without printing.
+
+use std::time::Duration;
+
+use super::{PhaseStatus, RunStatus};
+use crate::exec::{AttemptError, LogSink};
+use crate::store::CheckpointId;
+
+/// Something that happened in a run, for progress displays.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The runner took the run and is about to start phases.
+    RunStarted {
+        /// The run's id.
+        run: &'a str,
+        /// The template's name.
+        template: &'a str,
+    },
+    /// An attempt of a phase started.
+    PhaseStarted {
+        /// The phase.
+        phase: &'a str,
+        /// The attempt number.
+        attempt: u32,
+    },
+    /// An attempt failed and another will follow after `wait`.
+    PhaseRetrying {
+        /// The phase.
+        phase: &'a str,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        error: &'a AttemptError,
+        /// The backoff before the next attempt.
+        wait: Duration,
+    },
+    /// A phase was skipped.
+    PhaseSkipped {
+        /// The phase.
+        phase: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
+    /// A phase reached a final status (or went back to pending when interrupted).
+    PhaseFinished {
+        /// The phase.
+        phase: &'a str,
+        /// Its new status.
+        status: PhaseStatus,
+        /// The attempt.
+        attempt: u32,
+        /// How long the attempt took.
+        duration: Duration,
+        /// Why it failed, if it did.
+        error: Option<&'a AttemptError>,
+    },
+    /// A checkpoint was committed.
+    Checkpoint {
+        /// The commit.
+        id: &'a CheckpointId,
+        /// Its summary line.
+        summary: &'a str,
+    },
+    /// The runner is done with the run for now.
+    RunFinished {
+        /// The run's status.
+        status: RunStatus,
+        /// Why it failed or stopped.
+        reason: Option<&'a str>,
+    },
+}
+
+/// Receives events and live log lines.
+pub trait Observer: LogSink {
+    /// Called for each event, in order, from the runner.
+    fn event(&self, event: &Event<'_>);
+}

@@ -1,0 +1,981 @@
+//! Creating a run, and driving it from its tip to the end (or a stop).
+//!
+//! The runner owns the run's in-memory state and is the only writer of its
+//! ref. It alternates between scheduling (start every ready phase, up to
+//! `jobs`), committing what changed as one checkpoint, and waiting for
+//! phase tasks to report. Starting phases is committed before their
+//! processes spawn, so a checkpoint never lags behind a side effect it
+//! could have recorded.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use super::snapshot::{RunSnapshot, parse};
+use super::{
+    Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, layout,
+    to_file_bytes,
+};
+use crate::artifact::Schema;
+use crate::exec::{
+    AttemptError, AttemptOutcome, LogLine, LogSink, OutputSpec, ScriptJob, run_script,
+};
+use crate::store::{Change, CheckpointId, Message, RunId, RunStore};
+use crate::template::{OnFailure, Phase, PhaseKind, RetryPolicy, Template, digest, expr};
+use crate::time::Clock;
+
+/// Waits between attempts never exceed this unless the template says so.
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The first wait when a retry policy gives no `backoff`.
+const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How a runner works: resolved by the CLI, the same for every phase.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Phases running at once, at most.
+    pub jobs: usize,
+    /// The clock for timestamps.
+    pub clock: Clock,
+    /// The repository's work tree: scripts run here unless `cwd` says otherwise.
+    pub work_dir: PathBuf,
+    /// Scratch space for attempts (`<git-dir>/wfe/work`).
+    pub scratch: PathBuf,
+    /// Largest accepted artifact file, in bytes.
+    pub max_artifact_bytes: u64,
+}
+
+/// A run about to be created: everything already validated.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The new run's id.
+    pub id: RunId,
+    /// The validated template.
+    pub template: Template,
+    /// Where the template came from.
+    pub template_source: String,
+    /// The validated args.
+    pub args: Value,
+    /// Every schema the template names: (name as written, schema document).
+    pub schemas: Vec<(String, Value)>,
+    /// The commit HEAD points at.
+    pub base_commit: String,
+    /// Advance without asking after each phase.
+    pub auto: bool,
+}
+
+/// Refuses templates with phase kinds this version cannot run, before anything is written.
+pub fn ensure_runnable(template: &Template) -> Result<(), EngineError> {
+    match template.phases.iter().find(|p| p.kind != PhaseKind::Script) {
+        Some(p) => Err(EngineError::Unsupported {
+            phase: p.id.clone(),
+            kind: p.kind.as_str(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Writes the run's first checkpoint: run.json, the frozen template and
+/// schemas, and a pending state for every phase.
+pub fn create(
+    store: &dyn RunStore,
+    new: &NewRun,
+    clock: &Clock,
+) -> Result<CheckpointId, EngineError> {
+    ensure_runnable(&new.template)?;
+    let mut changes = Vec::new();
+    let mut frozen = BTreeMap::new();
+    for (name, json) in &new.schemas {
+        let path = layout::frozen_schema(name);
+        changes.push(Change::write(path.clone(), to_file_bytes(json)));
+        frozen.insert(name.clone(), path);
+    }
+    let record = RunRecord {
+        id: new.id.to_string(),
+        template: new.template.name.clone(),
+        template_source: new.template_source.clone(),
+        template_digest: digest(&new.template),
+        args: new.args.clone(),
+        status: RunStatus::Pending,
+        auto: new.auto,
+        base_commit: new.base_commit.clone(),
+        created_at: clock.stamp(),
+        finished_at: None,
+        schemas: frozen,
+        reason: None,
+    };
+    changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
+    changes.push(Change::write(
+        layout::TEMPLATE,
+        to_file_bytes(&new.template),
+    ));
+    for phase in &new.template.phases {
+        changes.push(Change::write(
+            layout::state(&phase.id),
+            to_file_bytes(&PhaseState::pending(&phase.id, phase.kind)),
+        ));
+    }
+    let message = Message::new(format!(
+        "wfe: run created from template {}",
+        new.template.name
+    ))
+    .trailer("Wfe-Run", new.id.as_str())
+    .trailer("Wfe-Template", new.template.name.as_str())
+    .trailer("Wfe-Event", "run-created")
+    .trailer("Wfe-Status", RunStatus::Pending.as_str());
+    Ok(store.commit(&new.id, None, &changes, &message, clock.epoch_seconds())?)
+}
+
+/// Drives a run from its tip until it completes, fails, or is interrupted
+/// (`interrupt` turning true: running phases are killed and go back to
+/// pending, the run is paused). Phases that were running when an earlier
+/// runner died start a new attempt; completed phases never run again.
+pub async fn drive(
+    store: &dyn RunStore,
+    run: &RunId,
+    settings: &Settings,
+    observer: Arc<dyn Observer>,
+    mut interrupt: watch::Receiver<bool>,
+) -> Result<RunStatus, EngineError> {
+    let mut runner = Runner::load(store, run, settings, observer.clone())?;
+    if runner.record.status.is_final() {
+        return Ok(runner.record.status);
+    }
+    runner.recover_interrupted();
+    runner.set_status(RunStatus::Running, None);
+    observer.event(&Event::RunStarted {
+        run: run.as_str(),
+        template: &runner.record.template,
+    });
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let mut running = 0usize;
+    let mut paused = false;
+    loop {
+        let launches = if paused || runner.must_stop() {
+            Vec::new()
+        } else {
+            runner.schedule(running)
+        };
+        runner.flush()?;
+        for launch in launches {
+            running += 1;
+            tokio::spawn(phase_task(
+                launch,
+                cancel_rx.clone(),
+                observer.clone(),
+                settings.clock,
+                tx.clone(),
+            ));
+        }
+        if running == 0 {
+            break;
+        }
+        tokio::select! {
+            report = rx.recv() => {
+                // Every task holds a sender and the runner keeps one, so the channel cannot close here.
+                let Some(report) = report else { break };
+                running -= usize::from(runner.apply(report, paused));
+                while let Ok(report) = rx.try_recv() {
+                    running -= usize::from(runner.apply(report, paused));
+                }
+            }
+            changed = interrupt.changed(), if !paused => {
+                if changed.is_err() || *interrupt.borrow() {
+                    paused = true;
+                    let _ = cancel_tx.send(true);
+                }
+            }
+        }
+    }
+    let status = runner.finish(paused);
+    runner.flush()?;
+    let _ = std::fs::remove_dir_all(settings.scratch.join(run.as_str()));
+    observer.event(&Event::RunFinished {
+        status,
+        reason: runner.record.reason.as_deref(),
+    });
+    Ok(status)
+}
+
+/// What a phase task sends back to the runner.
+enum Report {
+    /// An attempt failed; the task waits `wait` and tries again.
+    Retrying {
+        index: usize,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+        wait: Duration,
+    },
+    /// The phase's last attempt ended; the task is gone.
+    Finished {
+        index: usize,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+    },
+}
+
+/// Everything a phase task needs, resolved by the runner.
+struct Launch {
+    index: usize,
+    job: ScriptJob,
+    first_attempt: u32,
+    max_attempts: u32,
+    retry: Option<RetryPolicy>,
+    /// The phase's scratch directory; each attempt gets `<n>/` inside.
+    scratch: PathBuf,
+}
+
+/// Runs a phase's attempts (retrying with backoff) and reports each one.
+async fn phase_task(
+    launch: Launch,
+    mut cancel: watch::Receiver<bool>,
+    sink: Arc<dyn Observer>,
+    clock: Clock,
+    tx: mpsc::UnboundedSender<Report>,
+) {
+    let Launch {
+        index,
+        mut job,
+        first_attempt,
+        max_attempts,
+        retry,
+        scratch,
+    } = launch;
+    let sink: Arc<dyn LogSink> = sink;
+    let mut attempt = first_attempt;
+    loop {
+        job.attempt = attempt;
+        job.scratch = scratch.join(attempt.to_string());
+        let started = Instant::now();
+        let outcome = run_script(job.clone(), cancel.clone(), sink.clone(), clock).await;
+        let elapsed = started.elapsed();
+        let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. }));
+        if !retryable || attempt >= max_attempts || *cancel.borrow() {
+            let _ = tx.send(Report::Finished {
+                index,
+                attempt,
+                outcome,
+                elapsed,
+            });
+            return;
+        }
+        let wait = backoff(retry.as_ref(), attempt);
+        let _ = tx.send(Report::Retrying {
+            index,
+            attempt,
+            outcome,
+            elapsed,
+            wait,
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = cancel.wait_for(|c| *c) => {
+                let outcome = AttemptOutcome { result: Err(AttemptError::Cancelled), exit_code: None, log: Vec::new(), rejected: Vec::new() };
+                let _ = tx.send(Report::Finished { index, attempt: attempt + 1, outcome, elapsed: Duration::ZERO });
+                return;
+            }
+        }
+        attempt += 1;
+    }
+}
+
+/// The wait after failed attempt `attempt`: `backoff · 2^(attempt-1)`,
+/// capped, with "equal jitter" (between half and all of it) so retries of
+/// parallel phases spread out.
+fn backoff(policy: Option<&RetryPolicy>, attempt: u32) -> Duration {
+    let base = policy
+        .and_then(|p| p.backoff)
+        .map_or(DEFAULT_BACKOFF, |d| d.0);
+    let cap = policy
+        .and_then(|p| p.max_backoff)
+        .map_or(DEFAULT_MAX_BACKOFF, |d| d.0);
+    let full = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(cap);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let fraction = 0.5 + (random % 1000) as f64 / 2000.0;
+    full.mul_f64(fraction)
+}
+
+/// The runner's state for one run.
+struct Runner<'a> {
+    store: &'a dyn RunStore,
+    settings: &'a Settings,
+    observer: Arc<dyn Observer>,
+    run: RunId,
+    tip: CheckpointId,
+    record: RunRecord,
+    template: Template,
+    dag: Dag,
+    states: Vec<PhaseState>,
+    /// Artifacts of completed phases, by phase index.
+    artifacts: Vec<BTreeMap<String, Value>>,
+    /// Compiled frozen schemas by name as written in the template.
+    schemas: BTreeMap<String, Arc<Schema>>,
+    /// What the next checkpoint will hold.
+    pending: Pending,
+}
+
+/// Changes and transitions waiting to be committed together.
+#[derive(Default)]
+struct Pending {
+    changes: Vec<Change>,
+    record_dirty: bool,
+    dirty: Vec<usize>,
+    /// Human summaries, joined into the commit's first line.
+    summaries: Vec<String>,
+    /// (phase, event) trailers in order.
+    events: Vec<(Option<String>, &'static str)>,
+}
+
+impl<'a> Runner<'a> {
+    fn load(
+        store: &'a dyn RunStore,
+        run: &RunId,
+        settings: &'a Settings,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self, EngineError> {
+        let snapshot = RunSnapshot::load_tip(store, run)?;
+        ensure_runnable(&snapshot.template)?;
+        let mut schemas = BTreeMap::new();
+        for (name, path) in &snapshot.record.schemas {
+            let bytes =
+                store
+                    .read(&snapshot.checkpoint, path)?
+                    .ok_or_else(|| EngineError::Corrupt {
+                        run: run.to_string(),
+                        checkpoint: snapshot.checkpoint.0.clone(),
+                        path: path.clone(),
+                        message: "the frozen schema is missing".into(),
+                    })?;
+            let json: Value = parse(run.as_str(), &snapshot.checkpoint, path, &bytes)?;
+            let schema =
+                Schema::compile(name, path, json).map_err(|source| EngineError::Schema {
+                    run: run.to_string(),
+                    source,
+                })?;
+            schemas.insert(name.clone(), Arc::new(schema));
+        }
+        let mut artifacts = vec![BTreeMap::new(); snapshot.phases.len()];
+        for (i, state) in snapshot.phases.iter().enumerate() {
+            if state.status == PhaseStatus::Completed {
+                for name in &state.artifacts {
+                    if let Some(value) = snapshot.artifact(store, &state.id, name)? {
+                        artifacts[i].insert(name.clone(), value);
+                    }
+                }
+            }
+        }
+        Ok(Runner {
+            store,
+            settings,
+            observer,
+            run: run.clone(),
+            tip: snapshot.checkpoint,
+            dag: Dag::new(&snapshot.template.phases),
+            record: snapshot.record,
+            template: snapshot.template,
+            states: snapshot.phases,
+            artifacts,
+            schemas,
+            pending: Pending::default(),
+        })
+    }
+
+    fn phase(&self, i: usize) -> &Phase {
+        &self.template.phases[i]
+    }
+
+    fn on_failure(&self, i: usize) -> OnFailure {
+        self.phase(i)
+            .on_failure
+            .or(self.template.defaults.on_failure)
+            .unwrap_or(OnFailure::Stop)
+    }
+
+    /// A phase whose dependants may start: it ended well, was skipped, or
+    /// failed with `on_failure: continue`.
+    fn satisfied(&self, i: usize) -> bool {
+        let status = self.states[i].status;
+        matches!(status, PhaseStatus::Completed | PhaseStatus::Skipped)
+            || (status.is_failure() && self.on_failure(i) == OnFailure::Continue)
+    }
+
+    /// True once a phase failed with `on_failure: stop`: nothing new starts.
+    fn must_stop(&self) -> bool {
+        (0..self.states.len())
+            .any(|i| self.states[i].status.is_failure() && self.on_failure(i) == OnFailure::Stop)
+    }
+
+    fn mark(&mut self, i: usize) {
+        if !self.pending.dirty.contains(&i) {
+            self.pending.dirty.push(i);
+        }
+    }
+
+    fn note(&mut self, phase: Option<usize>, event: &'static str, summary: String) {
+        let phase = phase.map(|i| self.dag.id(i).to_string());
+        self.pending.events.push((phase, event));
+        self.pending.summaries.push(summary);
+    }
+
+    fn set_status(&mut self, status: RunStatus, reason: Option<String>) {
+        if self.record.status == status && self.record.reason == reason {
+            return;
+        }
+        let event = match status {
+            RunStatus::Running => "run-started",
+            RunStatus::Completed => "run-completed",
+            RunStatus::Failed => "run-failed",
+            RunStatus::Paused => "run-paused",
+            RunStatus::Cancelled => "run-cancelled",
+            RunStatus::Waiting => "run-waiting",
+            RunStatus::Pending => "run-pending",
+        };
+        let summary = match (&status, &reason) {
+            (RunStatus::Running, _) if self.record.status == RunStatus::Pending => {
+                "run started".to_string()
+            }
+            (RunStatus::Running, _) => "run resumed".to_string(),
+            (_, Some(reason)) => format!("run {}: {reason}", status.as_str()),
+            (_, None) => format!("run {}", status.as_str()),
+        };
+        self.record.status = status;
+        self.record.reason = reason;
+        self.record.finished_at = status.is_final().then(|| self.settings.clock.stamp());
+        self.pending.record_dirty = true;
+        self.note(None, event, summary);
+    }
+
+    /// Phases left `running` by a runner that died start over as a new
+    /// attempt; the lost attempt is archived as interrupted.
+    fn recover_interrupted(&mut self) {
+        for i in 0..self.states.len() {
+            if self.states[i].status != PhaseStatus::Running {
+                continue;
+            }
+            let attempt = self.states[i].attempt;
+            let error = AttemptError::Internal {
+                message: "interrupted: the runner stopped during this attempt".into(),
+            };
+            let id = self.dag.id(i).to_string();
+            self.pending.changes.push(Change::write(
+                format!("{}/error.json", layout::attempt(&id, attempt)),
+                to_file_bytes(&error),
+            ));
+            let state = &mut self.states[i];
+            state.status = PhaseStatus::Pending;
+            state.error = Some(error);
+            self.mark(i);
+            self.note(
+                Some(i),
+                "phase-interrupted",
+                format!("{id} interrupted (attempt {attempt})"),
+            );
+        }
+    }
+
+    /// The template context of phase `i`: args, its ancestors' artifacts,
+    /// the run and the phase.
+    fn context(&self, i: usize) -> Value {
+        let mut artifacts = serde_json::Map::new();
+        for a in self.dag.ancestors(i) {
+            if !self.artifacts[a].is_empty() {
+                artifacts.insert(self.dag.id(a).to_string(), json!(self.artifacts[a]));
+            }
+        }
+        json!({
+            "args": self.record.args,
+            "artifacts": artifacts,
+            "run": { "id": self.record.id, "template": self.record.template },
+            "phase": { "id": self.dag.id(i), "attempt": self.states[i].attempt + 1 },
+        })
+    }
+
+    /// Starts every ready phase (up to `jobs` running), skipping those whose
+    /// `if` is false; returns what to spawn once the start is committed.
+    fn schedule(&mut self, mut running: usize) -> Vec<Launch> {
+        let mut launches = Vec::new();
+        loop {
+            let ready = self.dag.ready(
+                |i| self.states[i].status == PhaseStatus::Pending,
+                |n| self.satisfied(n),
+            );
+            let mut skipped_any = false;
+            for i in ready {
+                if running >= self.settings.jobs.max(1) || self.must_stop() {
+                    break;
+                }
+                let context = self.context(i);
+                if let Some(condition) = self.phase(i).condition.clone() {
+                    match expr::eval_condition(&condition, &context) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.skip(i, format!("`if: {condition}` is false"));
+                            skipped_any = true;
+                            continue;
+                        }
+                        Err(e) => {
+                            let error = AttemptError::Render {
+                                field: "if".into(),
+                                message: e.message,
+                            };
+                            self.fail_before_start(i, error);
+                            continue;
+                        }
+                    }
+                }
+                match self.prepare(i, &context) {
+                    Ok(launch) => {
+                        self.start(i);
+                        launches.push(launch);
+                        running += 1;
+                    }
+                    Err(error) => self.fail_before_start(i, error),
+                }
+            }
+            if !skipped_any {
+                return launches;
+            }
+        }
+    }
+
+    fn skip(&mut self, i: usize, reason: String) {
+        let id = self.dag.id(i).to_string();
+        self.observer.event(&Event::PhaseSkipped {
+            phase: &id,
+            reason: &reason,
+        });
+        let now = self.settings.clock.stamp();
+        let state = &mut self.states[i];
+        state.status = PhaseStatus::Skipped;
+        state.finished_at = Some(now);
+        state.skip_reason = Some(reason);
+        self.mark(i);
+        self.note(Some(i), "phase-skipped", format!("{id} skipped"));
+    }
+
+    fn start(&mut self, i: usize) {
+        let id = self.dag.id(i).to_string();
+        let now = self.settings.clock.stamp();
+        let state = &mut self.states[i];
+        state.attempt += 1;
+        state.status = PhaseStatus::Running;
+        state.started_at = Some(now);
+        state.finished_at = None;
+        state.duration_ms = None;
+        state.exit_code = None;
+        let attempt = state.attempt;
+        self.mark(i);
+        self.observer.event(&Event::PhaseStarted {
+            phase: &id,
+            attempt,
+        });
+        self.note(
+            Some(i),
+            "phase-started",
+            format!("{id} started (attempt {attempt})"),
+        );
+    }
+
+    /// A phase that cannot even start (its `if` or a template field does
+    /// not render) fails its next attempt without running anything.
+    fn fail_before_start(&mut self, i: usize, error: AttemptError) {
+        self.start(i);
+        let attempt = self.states[i].attempt;
+        let outcome = AttemptOutcome {
+            result: Err(error),
+            exit_code: None,
+            log: Vec::new(),
+            rejected: Vec::new(),
+        };
+        self.apply(
+            Report::Finished {
+                index: i,
+                attempt,
+                outcome,
+                elapsed: Duration::ZERO,
+            },
+            false,
+        );
+    }
+
+    /// Resolves phase `i` into a job: rendered command, cwd and env, input
+    /// artifacts, compiled output schemas.
+    fn prepare(&self, i: usize, context: &Value) -> Result<Launch, AttemptError> {
+        let phase = self.phase(i);
+        let render = |field: &str, source: &str| {
+            expr::render(source, context).map_err(|e| AttemptError::Render {
+                field: field.to_string(),
+                message: e.message,
+            })
+        };
+        let command = render("run", phase.run.as_deref().unwrap_or_default())?;
+        let cwd = match &phase.cwd {
+            Some(cwd) => self.settings.work_dir.join(render("cwd", cwd)?),
+            None => self.settings.work_dir.clone(),
+        };
+        let mut env = args_env(&self.record.args);
+        for (key, value) in &phase.env {
+            env.push((key.clone(), render(&format!("env.{key}"), value)?));
+        }
+        let mut inputs = Vec::new();
+        for a in self.dag.ancestors(i) {
+            for (name, value) in &self.artifacts[a] {
+                inputs.push((
+                    self.dag.id(a).to_string(),
+                    name.clone(),
+                    to_file_bytes(value),
+                ));
+            }
+        }
+        let mut outputs = Vec::new();
+        for (name, schema_name) in &phase.outputs {
+            let schema =
+                self.schemas
+                    .get(schema_name)
+                    .cloned()
+                    .ok_or_else(|| AttemptError::Internal {
+                        message: format!(
+                            "schema `{schema_name}` of output `{name}` is not frozen in this run"
+                        ),
+                    })?;
+            outputs.push(OutputSpec {
+                name: name.clone(),
+                schema,
+            });
+        }
+        let retry = phase
+            .retry
+            .clone()
+            .or_else(|| self.template.defaults.retry.clone());
+        let scratch = self
+            .settings
+            .scratch
+            .join(self.run.as_str())
+            .join(&phase.id);
+        Ok(Launch {
+            index: i,
+            job: ScriptJob {
+                run: self.record.id.clone(),
+                phase: phase.id.clone(),
+                attempt: 0,
+                command,
+                cwd,
+                env,
+                inputs,
+                outputs,
+                scratch: scratch.clone(),
+                timeout: phase
+                    .timeout
+                    .or(self.template.defaults.timeout)
+                    .map(|d| d.0),
+                max_artifact_bytes: self.settings.max_artifact_bytes,
+            },
+            first_attempt: self.states[i].attempt + 1,
+            max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
+            retry,
+            scratch,
+        })
+    }
+
+    /// Records a report; returns true when the phase's task has ended.
+    fn apply(&mut self, report: Report, paused: bool) -> bool {
+        match report {
+            Report::Retrying {
+                index,
+                attempt,
+                outcome,
+                elapsed,
+                wait,
+            } => {
+                let id = self.dag.id(index).to_string();
+                let error = outcome.result.as_ref().err().cloned();
+                self.archive(index, attempt, &outcome);
+                if let Some(error) = &error {
+                    self.observer.event(&Event::PhaseRetrying {
+                        phase: &id,
+                        attempt,
+                        error,
+                        wait,
+                    });
+                }
+                let state = &mut self.states[index];
+                state.attempt = attempt + 1;
+                state.exit_code = outcome.exit_code;
+                state.duration_ms = Some(elapsed.as_millis() as u64);
+                state.error = error.clone();
+                self.mark(index);
+                let why = error.map(|e| e.to_string()).unwrap_or_default();
+                self.note(
+                    Some(index),
+                    "attempt-failed",
+                    format!("{id} attempt {attempt} failed ({why}); retrying"),
+                );
+                false
+            }
+            Report::Finished {
+                index,
+                attempt,
+                outcome,
+                elapsed,
+            } => {
+                self.finish_phase(index, attempt, outcome, elapsed, paused);
+                true
+            }
+        }
+    }
+
+    fn finish_phase(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+        paused: bool,
+    ) {
+        let id = self.dag.id(i).to_string();
+        let now = self.settings.clock.stamp();
+        let log = log_bytes(&outcome.log);
+        self.pending
+            .changes
+            .push(Change::write(layout::log(&id), log));
+        let status = match &outcome.result {
+            Ok(artifacts) => {
+                self.pending.changes.push(Change::Remove {
+                    path: layout::artifacts(&id),
+                });
+                for (name, value) in artifacts {
+                    self.pending.changes.push(Change::write(
+                        layout::artifact(&id, name),
+                        to_file_bytes(value),
+                    ));
+                }
+                self.artifacts[i] = artifacts.clone();
+                PhaseStatus::Completed
+            }
+            // An interrupt sends the phase back to pending: `wfe resume` runs it again.
+            Err(AttemptError::Cancelled) if paused => PhaseStatus::Pending,
+            Err(AttemptError::Cancelled) => PhaseStatus::Cancelled,
+            Err(AttemptError::TimedOut { .. }) => PhaseStatus::TimedOut,
+            Err(_) => PhaseStatus::Failed,
+        };
+        if status != PhaseStatus::Completed {
+            self.archive(i, attempt, &outcome);
+        }
+        let error = outcome.result.as_ref().err().cloned();
+        self.observer.event(&Event::PhaseFinished {
+            phase: &id,
+            status,
+            attempt,
+            duration: elapsed,
+            error: error.as_ref(),
+        });
+        let state = &mut self.states[i];
+        state.status = status;
+        state.attempt = attempt;
+        state.finished_at = (status != PhaseStatus::Pending).then_some(now);
+        state.duration_ms = Some(elapsed.as_millis() as u64);
+        state.exit_code = outcome.exit_code;
+        state.artifacts = outcome
+            .result
+            .as_ref()
+            .map(|a| a.keys().cloned().collect())
+            .unwrap_or_default();
+        state.error = error.clone();
+        self.mark(i);
+        let summary = match (&status, &error) {
+            (PhaseStatus::Pending, _) => format!("{id} interrupted (attempt {attempt})"),
+            (_, Some(e)) => format!("{id} {} (attempt {attempt}): {e}", status.as_str()),
+            (_, None) => format!("{id} {} (attempt {attempt})", status.as_str()),
+        };
+        let event = match status {
+            PhaseStatus::Completed => "phase-completed",
+            PhaseStatus::Pending => "phase-interrupted",
+            PhaseStatus::TimedOut => "phase-timed-out",
+            PhaseStatus::Cancelled => "phase-cancelled",
+            _ => "phase-failed",
+        };
+        self.note(Some(i), event, summary);
+    }
+
+    /// Keeps a failed attempt under `attempts/<n>/`: its error, its log and
+    /// any rejected output, so nothing it produced is lost.
+    fn archive(&mut self, i: usize, attempt: u32, outcome: &AttemptOutcome) {
+        let dir = layout::attempt(self.dag.id(i), attempt);
+        if let Err(error) = &outcome.result {
+            self.pending.changes.push(Change::write(
+                format!("{dir}/error.json"),
+                to_file_bytes(error),
+            ));
+        }
+        self.pending.changes.push(Change::write(
+            format!("{dir}/log.jsonl"),
+            log_bytes(&outcome.log),
+        ));
+        for (name, bytes) in &outcome.rejected {
+            self.pending.changes.push(Change::write(
+                format!("{dir}/rejected/{name}.json"),
+                bytes.clone(),
+            ));
+        }
+    }
+
+    /// Sets the run's final status once no phase is running.
+    fn finish(&mut self, paused: bool) -> RunStatus {
+        let failed: Vec<String> = (0..self.states.len())
+            .filter(|&i| {
+                self.states[i].status.is_failure() && self.on_failure(i) == OnFailure::Stop
+            })
+            .map(|i| self.dag.id(i).to_string())
+            .collect();
+        let (status, reason) = if !failed.is_empty() {
+            let s = if failed.len() == 1 { "" } else { "s" };
+            (
+                RunStatus::Failed,
+                Some(format!("phase{s} {} failed", failed.join(", "))),
+            )
+        } else if paused {
+            (RunStatus::Paused, Some("interrupted".to_string()))
+        } else if self.states.iter().all(|s| s.status.is_final()) {
+            (RunStatus::Completed, None)
+        } else {
+            // Unreachable for a validated DAG: every pending phase becomes ready eventually.
+            (
+                RunStatus::Failed,
+                Some("no phase can start: the DAG is blocked".to_string()),
+            )
+        };
+        self.set_status(status, reason);
+        status
+    }
+
+    /// Commits everything pending as one checkpoint (nothing if nothing changed).
+    fn flush(&mut self) -> Result<(), EngineError> {
+        if self.pending.events.is_empty()
+            && self.pending.changes.is_empty()
+            && self.pending.dirty.is_empty()
+        {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut changes = pending.changes;
+        if pending.record_dirty {
+            changes.push(Change::write(layout::RUN, to_file_bytes(&self.record)));
+        }
+        for i in pending.dirty {
+            changes.push(Change::write(
+                layout::state(self.dag.id(i)),
+                to_file_bytes(&self.states[i]),
+            ));
+        }
+        let mut message = Message::new(format!("wfe: {}", pending.summaries.join("; ")))
+            .trailer("Wfe-Run", self.run.as_str())
+            .trailer("Wfe-Template", self.record.template.as_str());
+        for (phase, event) in pending.events {
+            if let Some(phase) = phase {
+                message = message.trailer("Wfe-Phase", phase);
+            }
+            message = message.trailer("Wfe-Event", event);
+        }
+        message = message.trailer("Wfe-Status", self.record.status.as_str());
+        let id = self.store.commit(
+            &self.run,
+            Some(&self.tip),
+            &changes,
+            &message,
+            self.settings.clock.epoch_seconds(),
+        )?;
+        self.observer.event(&Event::Checkpoint {
+            id: &id,
+            summary: &message.summary,
+        });
+        self.tip = id;
+        Ok(())
+    }
+}
+
+/// `WFE_ARG_<NAME>` for every top-level arg: strings as they are, other
+/// values as compact JSON.
+fn args_env(args: &Value) -> Vec<(String, String)> {
+    let Some(map) = args.as_object() else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(key, value)| {
+            let name: String = key
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (format!("WFE_ARG_{name}"), text)
+        })
+        .collect()
+}
+
+/// A log as `log.jsonl`: one JSON object per line.
+fn log_bytes(lines: &[LogLine]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in lines {
+        // LogLine is plain strings and numbers: serialising cannot fail.
+        if let Ok(text) = serde_json::to_string(line) {
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_caps() {
+        let policy: RetryPolicy = serde_json::from_value(
+            json!({"max_attempts": 5, "backoff": "2s", "max_backoff": "5s"}),
+        )
+        .unwrap();
+        let cases = [(1, 2.0), (2, 4.0), (3, 5.0), (10, 5.0)];
+        for (attempt, full) in cases {
+            let wait = backoff(Some(&policy), attempt).as_secs_f64();
+            assert!(
+                wait >= full / 2.0 - 1e-9 && wait <= full + 1e-9,
+                "attempt {attempt}: {wait}s not in [{}, {full}]",
+                full / 2.0
+            );
+        }
+    }
+
+    #[test]
+    fn args_become_upper_case_env() {
+        let env = args_env(&json!({"feature": "x y", "max-count": 3, "deep": {"a": true}}));
+        assert_eq!(
+            env,
+            vec![
+                ("WFE_ARG_DEEP".to_string(), "{\"a\":true}".to_string()),
+                ("WFE_ARG_FEATURE".to_string(), "x y".to_string()),
+                ("WFE_ARG_MAX_COUNT".to_string(), "3".to_string()),
+            ]
+        );
+    }
+}
