@@ -1,0 +1,133 @@
+//! Shared helpers for integration tests: a hermetic temporary git repo and
+//! the real `wfe` binary run inside it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+
+/// A temporary git repository with one commit, its own HOME, fixed identity.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+    pub home: tempfile::TempDir,
+}
+
+impl Repo {
+    /// `git init` + a first commit with a README.
+    pub fn new() -> Repo {
+        let repo = Repo::empty();
+        std::fs::write(repo.path().join("README.md"), "test repo\n").unwrap();
+        repo.git(&["add", "README.md"]);
+        repo.git(&["commit", "-q", "-m", "initial"]);
+        repo
+    }
+
+    /// `git init` without any commit.
+    pub fn empty() -> Repo {
+        let repo = Repo { dir: tempfile::tempdir().unwrap(), home: tempfile::tempdir().unwrap() };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.git(&["config", "user.name", "Test User"]);
+        repo.git(&["config", "user.email", "test@example.com"]);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file relative to the repo root, creating directories.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Writes `.wfe/templates/NAME.json`.
+    pub fn template(&self, name: &str, json: &serde_json::Value) -> PathBuf {
+        self.write(&format!(".wfe/templates/{name}.json"), &serde_json::to_string_pretty(json).unwrap())
+    }
+
+    /// A `Command` for the wfe binary in this repo, hermetic.
+    pub fn wfe_cmd(&self) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("wfe"));
+        cmd.current_dir(self.path());
+        self.hermetic(&mut cmd);
+        cmd
+    }
+
+    /// Runs wfe with `args` to completion.
+    pub fn wfe(&self, args: &[&str]) -> Run {
+        let out = self.wfe_cmd().args(args).output().unwrap();
+        Run::from(out)
+    }
+
+    /// Runs the real git CLI; panics on failure.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = self.git_output(args);
+        assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the real git CLI and returns whatever happened.
+    pub fn git_output(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(self.path()).args(args);
+        self.hermetic(&mut cmd);
+        cmd.output().unwrap()
+    }
+
+    /// Every ref under `refs/wfe/`.
+    pub fn wfe_refs(&self) -> Vec<String> {
+        self.git(&["for-each-ref", "--format=%(refname)", "refs/wfe/"]).lines().map(String::from).collect()
+    }
+
+    fn hermetic(&self, cmd: &mut Command) {
+        cmd.env("HOME", self.home.path())
+            .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .env("NO_COLOR", "1")
+            .env_remove("WFE_NOW");
+    }
+}
+
+/// A finished process: exit code and output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it is wrong.
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// stdout parsed as one JSON document.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// A script phase as JSON.
+pub fn script(id: &str, needs: &[&str], run: &str) -> serde_json::Value {
+    serde_json::json!({ "id": id, "kind": "script", "needs": needs, "run": run })
+}
