@@ -17,7 +17,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     /// No schema of that name in the repo, the built-ins, or as a path.
-    #[error("unknown schema `{name}`: not in .wfe/schemas/, not built in, and not a schema file path")]
+    #[error(
+        "unknown schema `{name}`: not in .wfe/schemas/, not built in, and not a schema file path"
+    )]
     UnknownSchema {
         /// The name asked for.
         name: String,
