@@ -75,7 +75,7 @@ impl Registry {
         if !looks_like_path {
             let repo = self.root.join(".wfe/schemas").join(format!("{name}.json"));
             if repo.is_file() {
-                return self.read(name, SchemaSource::Repo(repo));
+                return read(name, repo, SchemaSource::Repo);
             }
             if let Some(text) = builtin_schema(name) {
                 return parse(name, "built-in", text.as_bytes()).map(|json| ResolvedSchema {
@@ -90,29 +90,30 @@ impl Registry {
         }
         let path = self.root.join(name);
         if path.is_file() {
-            return self.read(name, SchemaSource::Path(path));
+            return read(name, path, SchemaSource::Path);
         }
         Err(ArtifactError::UnknownSchema {
             name: name.to_string(),
         })
     }
+}
 
-    fn read(&self, name: &str, source: SchemaSource) -> Result<ResolvedSchema, ArtifactError> {
-        let path = match &source {
-            SchemaSource::Repo(p) | SchemaSource::Path(p) => p.clone(),
-            SchemaSource::Builtin => unreachable!("built-ins are not files"),
-        };
-        let bytes = std::fs::read(&path).map_err(|source| ArtifactError::ReadSchema {
-            path: path.clone(),
-            source,
-        })?;
-        let json = parse(name, &path.display().to_string(), &bytes)?;
-        Ok(ResolvedSchema {
-            name: name.to_string(),
-            source,
-            json,
-        })
-    }
+/// Reads the schema file `path`; `source` records where it was found.
+fn read(
+    name: &str,
+    path: PathBuf,
+    source: fn(PathBuf) -> SchemaSource,
+) -> Result<ResolvedSchema, ArtifactError> {
+    let bytes = std::fs::read(&path).map_err(|e| ArtifactError::ReadSchema {
+        path: path.clone(),
+        source: e,
+    })?;
+    let json = parse(name, &path.display().to_string(), &bytes)?;
+    Ok(ResolvedSchema {
+        name: name.to_string(),
+        source: source(path),
+        json,
+    })
 }
 
 fn parse(name: &str, origin: &str, bytes: &[u8]) -> Result<Value, ArtifactError> {
@@ -121,4 +122,62 @@ fn parse(name: &str, origin: &str, bytes: &[u8]) -> Result<Value, ArtifactError>
         origin: origin.to_string(),
         message: format!("not JSON: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tempfile::TempDir;
+
+    use super::*;
+
+    fn write(root: &Path, rel: &str, text: &str) -> PathBuf {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn resolves_repo_then_builtin_then_path() {
+        let dir = TempDir::new().unwrap();
+        let registry = Registry::new(dir.path());
+
+        let builtin = registry.resolve("message").unwrap();
+        assert_eq!(builtin.source, SchemaSource::Builtin);
+
+        // A repo schema shadows the built-in of the same name.
+        let repo = write(
+            dir.path(),
+            ".wfe/schemas/message.json",
+            r#"{"type": "string"}"#,
+        );
+        let shadowed = registry.resolve("message").unwrap();
+        assert_eq!(shadowed.source, SchemaSource::Repo(repo));
+        assert_eq!(shadowed.json, json!({"type": "string"}));
+
+        let path = write(dir.path(), "schemas/custom.json", r#"{"type": "integer"}"#);
+        let by_path = registry.resolve("schemas/custom.json").unwrap();
+        assert_eq!(by_path.name, "schemas/custom.json");
+        assert_eq!(by_path.source, SchemaSource::Path(path));
+        assert_eq!(by_path.json, json!({"type": "integer"}));
+    }
+
+    #[test]
+    fn unknown_and_broken_schemas_are_errors() {
+        let dir = TempDir::new().unwrap();
+        let registry = Registry::new(dir.path());
+        for name in ["nope", "missing/file.json"] {
+            let err = registry.resolve(name).unwrap_err();
+            assert!(
+                matches!(err, ArtifactError::UnknownSchema { .. }),
+                "{name}: {err}"
+            );
+        }
+        write(dir.path(), ".wfe/schemas/broken.json", "{ not json");
+        let err = registry.resolve("broken").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("schema `broken` ("), "{text}");
+        assert!(text.contains("not JSON"), "{text}");
+    }
 }

@@ -84,3 +84,111 @@ pub fn parse_json_document(what: &str, bytes: &[u8]) -> Result<Value, ArtifactEr
     }
     serde_json::from_slice(bytes).map_err(|e| not_json(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn schema() -> Schema {
+        let json = json!({
+            "type": "object",
+            "required": ["title", "items"],
+            "properties": {
+                "title": { "type": "string" },
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": { "name": { "type": "string" } }
+                    }
+                }
+            }
+        });
+        Schema::compile("list", "test", json).unwrap()
+    }
+
+    #[test]
+    fn a_valid_document_has_no_violations() {
+        let doc = json!({ "title": "t", "items": [{ "name": "a" }] });
+        assert_eq!(schema().validate(&doc), []);
+    }
+
+    #[test]
+    fn reports_every_violation_with_its_instance_path() {
+        let doc = json!({ "title": 7, "items": [{ "name": "a" }, { "name": false }, {}] });
+        let mut found: Vec<(String, String)> = schema()
+            .validate(&doc)
+            .into_iter()
+            .map(|v| (v.instance_path, v.schema_path))
+            .collect();
+        found.sort();
+        let expected = [
+            (
+                "/items/1/name",
+                "/properties/items/items/properties/name/type",
+            ),
+            ("/items/2", "/properties/items/items/required"),
+            ("/title", "/properties/title/type"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(i, s)| (i.to_string(), s.to_string()))
+            .collect();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn a_violation_at_the_root_has_an_empty_path() {
+        let violations = schema().validate(&json!([]));
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].instance_path, "");
+        assert!(
+            violations[0].message.contains("object"),
+            "{}",
+            violations[0].message
+        );
+    }
+
+    #[test]
+    fn compile_rejects_an_invalid_schema() {
+        let err = Schema::compile("bad", "test.json", json!({ "type": 5 })).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("schema `bad` (test.json) is invalid"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn parse_rejects_empty_documents() {
+        for bytes in [&b""[..], b"  \n\t "] {
+            let err = parse_json_document("out.json", bytes).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "out.json is not valid JSON: the file is empty"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_errors_give_line_and_column() {
+        let err = parse_json_document("out.json", b"{\n  \"a\": 1 \"b\"\n}").unwrap_err();
+        let ArtifactError::NotJson { what, message } = err else {
+            panic!("expected NotJson");
+        };
+        assert_eq!(what, "out.json");
+        assert_eq!(message, "expected `,` or `}` at line 2 column 10");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = vec![b'['; 100_000];
+        let err = parse_json_document("deep.json", &deep).unwrap_err();
+        assert!(err.to_string().contains("recursion limit"), "{err}");
+        let fine = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse_json_document("ok.json", fine.as_bytes()).is_ok());
+    }
+}

@@ -6,6 +6,7 @@
 //! for the run (retry, fail, go on) and records it.
 
 mod outcome;
+mod process_group;
 mod script;
 
 pub use outcome::{ArtifactProblem, AttemptError, AttemptOutcome, LogLine, LogSink, Stream};

@@ -1,15 +1,48 @@
 //! Script phases: `sh -c` in its own process group, lines captured live,
 //! outputs read from `$WFE_OUT` and validated.
+//!
+//! One call of [`run_script`] is one attempt. It owns the attempt's scratch
+//! directory (`in/` and `out/`), the child process and the process group the
+//! child leads. A timeout, a cancel, or dropping the attempt kills the whole
+//! group; so does a normal exit that leaves processes holding the script's
+//! stdout/stderr. Only a background process that let go of both pipes, or
+//! one that left the group, outlives a normal exit. It never touches the
+//! store and never fails by panicking: every failure is an [`AttemptError`]
+//! in the outcome.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use super::{AttemptOutcome, LogSink};
-use crate::artifact::Schema;
+use super::process_group::kill_group;
+use super::{ArtifactProblem, AttemptError, AttemptOutcome, LogLine, LogSink, Stream};
+use crate::artifact::{ArtifactError, Schema, Violation, parse_json_document};
+use crate::template::DurationSpec;
 use crate::time::Clock;
+
+/// Longest log line kept; the rest of the line is dropped and counted, so
+/// one runaway line (a minified bundle, a binary blob) cannot eat memory.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// How long to wait for stdout/stderr to reach end-of-file after the shell
+/// has exited. A background child can hold the pipes open forever; the
+/// attempt must still end.
+const DRAIN_BOUND: Duration = Duration::from_secs(2);
+
+/// How long to wait for the pipes once the group has been killed, and for a
+/// killed shell to be reaped. `SIGKILL` acts at once unless a process is
+/// stuck in the kernel, which must not hang the attempt either.
+const AFTER_KILL_BOUND: Duration = Duration::from_millis(500);
 
 /// One declared output of a phase.
 #[derive(Debug, Clone)]
@@ -35,7 +68,8 @@ pub struct ScriptJob {
     pub cwd: PathBuf,
     /// Extra environment: `WFE_ARG_*` and the phase's rendered `env`.
     pub env: Vec<(String, String)>,
-    /// Input artifacts written to `$WFE_IN/<phase>/<name>.json` before start.
+    /// Input artifacts `(phase, name, bytes)` written to
+    /// `$WFE_IN/<phase>/<name>.json` before start.
     pub inputs: Vec<(String, String, Vec<u8>)>,
     /// Outputs to read from `$WFE_OUT` and validate after a zero exit.
     pub outputs: Vec<OutputSpec>,
@@ -48,12 +82,1106 @@ pub struct ScriptJob {
 }
 
 /// Runs one attempt; `cancel` turning true kills the process group at once.
+///
+/// The environment is the parent's, plus the job's `env`, plus `WFE_RUN`,
+/// `WFE_PHASE`, `WFE_ATTEMPT`, `WFE_IN` and `WFE_OUT` (which the job's `env`
+/// cannot override: outputs are only ever read from the real `$WFE_OUT`).
 pub async fn run_script(
     job: ScriptJob,
     cancel: watch::Receiver<bool>,
     sink: Arc<dyn LogSink>,
     clock: Clock,
 ) -> AttemptOutcome {
-    let _ = (job, cancel, sink, clock);
-    todo!("helper implements")
+    let log = Arc::new(Log {
+        phase: job.phase.clone(),
+        attempt: job.attempt,
+        sink,
+        clock,
+        lines: Mutex::new(Vec::new()),
+    });
+    let mut rejected = Vec::new();
+    let (result, exit_code) = match attempt(&job, cancel, &log).await {
+        Ok(Finished::Exited(0)) => (collect_outputs(&job, &log, &mut rejected).await, Some(0)),
+        Ok(Finished::Exited(code)) => (Err(AttemptError::Exit { code }), Some(code)),
+        Ok(Finished::Signalled(signal)) => (Err(AttemptError::Signal { signal }), None),
+        Err(e) => (Err(e), None),
+    };
+    AttemptOutcome {
+        result,
+        exit_code,
+        log: log.take(),
+        rejected,
+    }
+}
+
+/// How the shell ended, when it ended on its own.
+enum Finished {
+    Exited(i32),
+    Signalled(i32),
+}
+
+/// Why wfe stopped the shell.
+enum Stop {
+    TimedOut(Duration),
+    Cancelled,
+    /// Waiting for the shell failed; it is killed rather than left unwatched.
+    WaitFailed(io::Error),
+}
+
+/// Prepares the scratch directory, runs the shell to its end and drains its
+/// output.
+async fn attempt(
+    job: &ScriptJob,
+    mut cancel: watch::Receiver<bool>,
+    log: &Arc<Log>,
+) -> Result<Finished, AttemptError> {
+    let (in_dir, out_dir) = prepare_scratch(job).await?;
+    if *cancel.borrow() {
+        log.push(Stream::Wfe, "cancelled before the script started".into());
+        return Err(AttemptError::Cancelled);
+    }
+
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(&job.command)
+        .current_dir(&job.cwd)
+        .envs(job.env.iter().map(|(k, v)| (k, v)))
+        .env("WFE_RUN", &job.run)
+        .env("WFE_PHASE", &job.phase)
+        .env("WFE_ATTEMPT", job.attempt.to_string())
+        .env("WFE_IN", &in_dir)
+        .env("WFE_OUT", &out_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so a kill reaches the shell and everything it started.
+        .process_group(0)
+        // If this future is dropped mid-attempt, the shell must not outlive it.
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => return Err(spawn_error(&job.cwd, &e).await),
+    };
+    // With `process_group(0)` the group id is the child's pid. It is read now,
+    // while the child is unreaped and so the id cannot be reused.
+    let pgid = child.id();
+    let mut guard = GroupGuard(pgid);
+    let readers = start_readers(&mut child, log);
+
+    let ended = tokio::select! {
+        biased;
+        status = child.wait() => match status {
+            Ok(status) => Ok(status),
+            Err(e) => Err(Stop::WaitFailed(e)),
+        },
+        after = deadline(job.timeout) => Err(Stop::TimedOut(after)),
+        () = cancelled(&mut cancel) => Err(Stop::Cancelled),
+    };
+    match ended {
+        Ok(status) => {
+            guard.disarm();
+            drain(readers, pgid, log).await;
+            finished(status)
+        }
+        Err(why) => Err(stop(why, child, &mut guard, readers, log).await),
+    }
+}
+
+/// Kills the group for a timeout or cancel, reaps the shell and drains what
+/// it wrote; returns the error the attempt ends with.
+async fn stop(
+    why: Stop,
+    mut child: Child,
+    guard: &mut GroupGuard,
+    readers: Readers,
+    log: &Log,
+) -> AttemptError {
+    let pgid = guard.0;
+    kill(pgid, log);
+    let (line, error) = match why {
+        Stop::TimedOut(after) => {
+            let after = DurationSpec(after).to_string();
+            (
+                format!("killed: timed out after {after}"),
+                AttemptError::TimedOut { after },
+            )
+        }
+        Stop::Cancelled => ("killed: cancelled".to_string(), AttemptError::Cancelled),
+        Stop::WaitFailed(e) => {
+            let message = format!("cannot wait for the script: {e}");
+            (format!("killed: {message}"), internal(message))
+        }
+    };
+    log.push(Stream::Wfe, line);
+    match tokio::time::timeout(AFTER_KILL_BOUND, child.wait()).await {
+        Ok(Ok(_)) => guard.disarm(),
+        Ok(Err(e)) => log.push(Stream::Wfe, format!("cannot reap the killed script: {e}")),
+        Err(_) => log.push(
+            Stream::Wfe,
+            format!(
+                "the script had not exited {} after SIGKILL",
+                DurationSpec(AFTER_KILL_BOUND)
+            ),
+        ),
+    }
+    drain(readers, pgid, log).await;
+    error
+}
+
+/// Kills the process group if the attempt is dropped while the shell runs:
+/// `kill_on_drop` alone would reach only the shell, not what it started.
+///
+/// Disarmed once the shell is reaped; from then on its pid may be reused, so
+/// the group id is only used again when something is known to hold the
+/// script's pipes (see [`drain`]).
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // Nothing to report to: the attempt is gone.
+            let _ = kill_group(pgid);
+        }
+    }
+}
+
+/// Maps the shell's exit status.
+fn finished(status: ExitStatus) -> Result<Finished, AttemptError> {
+    if let Some(code) = status.code() {
+        Ok(Finished::Exited(code))
+    } else if let Some(signal) = status.signal() {
+        Ok(Finished::Signalled(signal))
+    } else {
+        Err(internal(format!(
+            "the script ended with an unknown status: {status}"
+        )))
+    }
+}
+
+/// Resolves after `timeout` with its length, or never.
+async fn deadline(timeout: Option<Duration>) -> Duration {
+    match timeout {
+        Some(after) => {
+            tokio::time::sleep(after).await;
+            after
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once `cancel` is true; never if its sender is gone.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|&c| c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Kills the script's process group, noting any failure but the group
+/// already being gone.
+fn kill(pgid: Option<u32>, log: &Log) {
+    let Some(pgid) = pgid else {
+        log.push(
+            Stream::Wfe,
+            "cannot kill the script: its process id is unknown".into(),
+        );
+        return;
+    };
+    if let Err(e) = kill_group(pgid)
+        && e.raw_os_error() != Some(libc::ESRCH)
+    {
+        log.push(
+            Stream::Wfe,
+            format!("cannot kill process group {pgid}: {e}"),
+        );
+    }
+}
+
+/// Says why the shell could not start, naming the working directory when
+/// it is the problem (the OS error alone would not say which path).
+async fn spawn_error(cwd: &Path, e: &io::Error) -> AttemptError {
+    let message = match tokio::fs::metadata(cwd).await {
+        Err(m) if m.kind() == io::ErrorKind::NotFound => {
+            format!("the working directory {} does not exist", cwd.display())
+        }
+        Ok(m) if !m.is_dir() => {
+            format!("the working directory {} is not a directory", cwd.display())
+        }
+        _ => format!("cannot run `sh -c` in {}: {e}", cwd.display()),
+    };
+    AttemptError::Spawn { message }
+}
+
+fn internal(message: String) -> AttemptError {
+    AttemptError::Internal { message }
+}
+
+/// Empties `in/` and `out/` under the scratch directory (a crashed attempt
+/// may have left files that would pass for this attempt's outputs) and
+/// writes the inputs.
+async fn prepare_scratch(job: &ScriptJob) -> Result<(PathBuf, PathBuf), AttemptError> {
+    let in_dir = job.scratch.join("in");
+    let out_dir = job.scratch.join("out");
+    for dir in [&in_dir, &out_dir] {
+        remove_leftover(dir).await?;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    for (phase, name, bytes) in &job.inputs {
+        for part in [phase, name] {
+            if !is_plain_name(part) {
+                return Err(internal(format!(
+                    "input `{phase}.{name}`: `{part}` cannot be used as a file name"
+                )));
+            }
+        }
+        let dir = in_dir.join(phase);
+        let path = dir.join(format!("{name}.json"));
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
+        tokio::fs::write(&path, bytes)
+            .await
+            .map_err(|e| internal(format!("cannot write input {}: {e}", path.display())))?;
+    }
+    Ok((in_dir, out_dir))
+}
+
+async fn remove_leftover(path: &Path) -> Result<(), AttemptError> {
+    let removed = match tokio::fs::symlink_metadata(path).await {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if meta.is_dir() => tokio::fs::remove_dir_all(path).await,
+        Ok(_) => tokio::fs::remove_file(path).await,
+    };
+    removed.map_err(|e| internal(format!("cannot remove leftover {}: {e}", path.display())))
+}
+
+/// A name usable as one path component: not empty, no separator, not `.`/`..`.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
+/// The attempt's log: every line in arrival order, each also sent to the sink.
+struct Log {
+    phase: String,
+    attempt: u32,
+    sink: Arc<dyn LogSink>,
+    clock: Clock,
+    lines: Mutex<Vec<LogLine>>,
+}
+
+impl Log {
+    fn push(&self, stream: Stream, line: String) {
+        // The lock is held across the sink call so the sink sees lines in
+        // exactly the order they are stored.
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = LogLine {
+            time: self.clock.stamp(),
+            attempt: self.attempt,
+            stream,
+            line,
+        };
+        self.sink.line(&self.phase, &entry);
+        lines.push(entry);
+    }
+
+    fn take(&self) -> Vec<LogLine> {
+        std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The tasks reading the shell's stdout and stderr; dropping them stops
+/// the reading, so an abandoned attempt leaves no task behind.
+struct Readers(Vec<JoinHandle<()>>);
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+fn start_readers(child: &mut Child, log: &Arc<Log>) -> Readers {
+    let mut tasks = Vec::with_capacity(2);
+    if let Some(out) = child.stdout.take() {
+        tasks.push(tokio::spawn(read_lines(out, Stream::Stdout, log.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        tasks.push(tokio::spawn(read_lines(err, Stream::Stderr, log.clone())));
+    }
+    Readers(tasks)
+}
+
+/// Waits, bounded, for both pipes to reach end-of-file. Processes that keep
+/// them open past the bound are killed with their group; readers still
+/// stuck after that (a process that left the group) are abandoned.
+///
+/// The shell may already be reaped here, so in principle its pid (the group
+/// id) could have been reused; but something is holding the pipes, almost
+/// always a member of the group, which keeps the group id taken.
+async fn drain(mut readers: Readers, pgid: Option<u32>, log: &Log) {
+    if join_within(&mut readers, DRAIN_BOUND).await {
+        return;
+    }
+    let holder = "processes started by the script kept stdout/stderr open";
+    let bound = DurationSpec(DRAIN_BOUND);
+    match pgid {
+        Some(pgid) => log.push(
+            Stream::Wfe,
+            format!("{holder} {bound} after it exited: killing process group {pgid}"),
+        ),
+        None => log.push(Stream::Wfe, format!("{holder} {bound} after it exited")),
+    }
+    kill(pgid, log);
+    if !join_within(&mut readers, AFTER_KILL_BOUND).await {
+        // Dropping `readers` on return aborts them.
+        log.push(
+            Stream::Wfe,
+            "stopped reading output: a process outside the script's group still holds stdout/stderr".into(),
+        );
+    }
+}
+
+/// Whether every reader finished within `bound`.
+async fn join_within(readers: &mut Readers, bound: Duration) -> bool {
+    let all = async {
+        for task in &mut readers.0 {
+            // A reader that panicked has nothing more to give; it is not an
+            // error of the attempt.
+            let _ = task.await;
+        }
+    };
+    tokio::time::timeout(bound, all).await.is_ok()
+}
+
+/// Reads `reader` line by line into `log` until end-of-file.
+async fn read_lines<R: AsyncRead + Unpin>(reader: R, stream: Stream, log: Arc<Log>) {
+    let mut reader = BufReader::new(reader);
+    let mut line = LineBuf::default();
+    loop {
+        let (used, complete) = match reader.fill_buf().await {
+            Ok([]) => break,
+            Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
+                Some(end) => {
+                    line.extend(&buf[..end]);
+                    (end + 1, true)
+                }
+                None => {
+                    line.extend(buf);
+                    (buf.len(), false)
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let name = if stream == Stream::Stderr {
+                    "stderr"
+                } else {
+                    "stdout"
+                };
+                log.push(Stream::Wfe, format!("cannot read the script's {name}: {e}"));
+                break;
+            }
+        };
+        reader.consume(used);
+        if complete {
+            log.push(stream, line.take());
+        }
+    }
+    // A last line without a newline.
+    if !line.is_empty() {
+        log.push(stream, line.take());
+    }
+}
+
+/// One line being assembled, capped at [`MAX_LINE_BYTES`].
+#[derive(Default)]
+struct LineBuf {
+    bytes: Vec<u8>,
+    /// Bytes past the cap, dropped.
+    dropped: usize,
+}
+
+impl LineBuf {
+    fn extend(&mut self, chunk: &[u8]) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.bytes.len());
+        let kept = chunk.len().min(room);
+        self.bytes.extend_from_slice(&chunk[..kept]);
+        self.dropped += chunk.len() - kept;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.dropped == 0
+    }
+
+    /// The line as text (invalid UTF-8 replaced), resetting the buffer.
+    fn take(&mut self) -> String {
+        if self.dropped == 0 && self.bytes.last() == Some(&b'\r') {
+            self.bytes.pop();
+        }
+        let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+        if self.dropped > 0 {
+            text.push_str(&format!(
+                " [line truncated: {} more bytes not kept]",
+                self.dropped
+            ));
+        }
+        self.bytes.clear();
+        self.dropped = 0;
+        text
+    }
+}
+
+/// Reads and validates every declared output after a zero exit. All
+/// problems are reported together, so one retry can fix them all.
+async fn collect_outputs(
+    job: &ScriptJob,
+    log: &Log,
+    rejected: &mut Vec<(String, Vec<u8>)>,
+) -> Result<BTreeMap<String, Value>, AttemptError> {
+    let out_dir = job.scratch.join("out");
+    note_undeclared(&out_dir, &job.outputs, log).await;
+    let mut artifacts = BTreeMap::new();
+    let mut problems = Vec::new();
+    for spec in &job.outputs {
+        match check_output(spec, &out_dir, job.max_artifact_bytes).await {
+            Ok(doc) => {
+                artifacts.insert(spec.name.clone(), doc);
+            }
+            Err(rejection) => {
+                if let Some(bytes) = rejection.bytes {
+                    rejected.push((spec.name.clone(), bytes));
+                }
+                problems.push(ArtifactProblem {
+                    artifact: spec.name.clone(),
+                    schema: spec.schema.name().to_string(),
+                    message: rejection.message,
+                    violations: rejection.violations,
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(artifacts)
+    } else {
+        Err(AttemptError::InvalidOutputs { problems })
+    }
+}
+
+/// Why one output was not accepted.
+struct Rejection {
+    message: String,
+    violations: Vec<Violation>,
+    /// The file's bytes, when it could be read: kept for inspection.
+    bytes: Option<Vec<u8>>,
+}
+
+impl Rejection {
+    fn new(message: String) -> Self {
+        Rejection {
+            message,
+            violations: Vec::new(),
+            bytes: None,
+        }
+    }
+}
+
+/// Reads `$WFE_OUT/<name>.json`, parses it and validates it against its schema.
+async fn check_output(spec: &OutputSpec, out_dir: &Path, max: u64) -> Result<Value, Rejection> {
+    let file = format!("$WFE_OUT/{}.json", spec.name);
+    if !is_plain_name(&spec.name) {
+        let message = format!("`{}` cannot be used as a file name", spec.name);
+        return Err(Rejection::new(message));
+    }
+    let path = out_dir.join(format!("{}.json", spec.name));
+    let bytes = match read_capped(&path, max).await {
+        Ok(Read::Bytes(bytes)) => bytes,
+        Ok(Read::TooLarge(size)) => {
+            let message = format!("too large: {file} has {size} bytes, the limit is {max}");
+            return Err(Rejection::new(message));
+        }
+        Ok(Read::NotAFile) => return Err(Rejection::new(format!("{file} is not a regular file"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let message = format!("missing: the script did not write {file}");
+            return Err(Rejection::new(message));
+        }
+        Err(e) => return Err(Rejection::new(format!("cannot read {file}: {e}"))),
+    };
+    let doc = match parse_json_document(&file, &bytes) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let message = match e {
+                ArtifactError::NotJson { message, .. } => format!("not JSON: {message}"),
+                other => other.to_string(),
+            };
+            return Err(Rejection {
+                bytes: Some(bytes),
+                ..Rejection::new(message)
+            });
+        }
+    };
+    let violations = spec.schema.validate(&doc);
+    if violations.is_empty() {
+        return Ok(doc);
+    }
+    let n = violations.len();
+    let message = format!(
+        "does not match schema `{}`: {n} violation{}",
+        spec.schema.name(),
+        if n == 1 { "" } else { "s" }
+    );
+    Err(Rejection {
+        message,
+        violations,
+        bytes: Some(bytes),
+    })
+}
+
+/// What reading an output file gave.
+enum Read {
+    Bytes(Vec<u8>),
+    TooLarge(u64),
+    NotAFile,
+}
+
+/// Reads `path` if it is a regular file of at most `max` bytes, never
+/// holding more than `max + 1` bytes in memory.
+async fn read_capped(path: &Path, max: u64) -> io::Result<Read> {
+    // O_NONBLOCK so a FIFO named like an output cannot block the open; the
+    // type is then checked on the opened handle, which cannot be swapped.
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .await?;
+    let meta = file.metadata().await?;
+    if !meta.is_file() {
+        return Ok(Read::NotAFile);
+    }
+    if meta.len() > max {
+        return Ok(Read::TooLarge(meta.len()));
+    }
+    // The file may still grow (a background process writing to it), so the
+    // read itself is capped too.
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .await?;
+    let len = bytes.len() as u64;
+    if len > max {
+        return Ok(Read::TooLarge(len));
+    }
+    Ok(Read::Bytes(bytes))
+}
+
+/// Notes files in `out/` that are not declared outputs: they are ignored,
+/// and a script author will want to know why their file went nowhere.
+async fn note_undeclared(out_dir: &Path, outputs: &[OutputSpec], log: &Log) {
+    let declared: BTreeSet<String> = outputs.iter().map(|o| format!("{}.json", o.name)).collect();
+    let Ok(mut entries) = tokio::fs::read_dir(out_dir).await else {
+        return;
+    };
+    let mut extra = Vec::new();
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !declared.contains(&name) {
+            extra.push(name);
+        }
+    }
+    if !extra.is_empty() {
+        extra.sort();
+        log.push(
+            Stream::Wfe,
+            format!(
+                "ignored files in $WFE_OUT that are not declared outputs: {}",
+                extra.join(", ")
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Instant, UNIX_EPOCH};
+
+    use serde_json::json;
+    use tempfile::TempDir;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// A sink that keeps every line and signals when the script prints
+    /// `started`, so a test can act while the script is running.
+    #[derive(Default)]
+    struct Collect {
+        lines: Mutex<Vec<(String, LogLine)>>,
+        started: Notify,
+    }
+
+    impl LogSink for Collect {
+        fn line(&self, phase: &str, line: &LogLine) {
+            self.lines
+                .lock()
+                .unwrap()
+                .push((phase.to_string(), line.clone()));
+            if line.line == "started" {
+                self.started.notify_one();
+            }
+        }
+    }
+
+    /// A job in a fresh temp dir: `work/` is the cwd, `scratch/` the scratch.
+    fn job(dir: &TempDir, command: &str) -> ScriptJob {
+        let cwd = dir.path().join("work");
+        std::fs::create_dir_all(&cwd).unwrap();
+        ScriptJob {
+            run: "01jtestrun".into(),
+            phase: "build".into(),
+            attempt: 2,
+            command: command.into(),
+            cwd,
+            env: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            scratch: dir.path().join("scratch"),
+            // Only a guard against a hung test; no test waits for it.
+            timeout: Some(Duration::from_secs(60)),
+            max_artifact_bytes: 1 << 20,
+        }
+    }
+
+    fn output(name: &str, schema: Value) -> OutputSpec {
+        OutputSpec {
+            name: name.into(),
+            schema: Arc::new(Schema::compile(name, "test", schema).unwrap()),
+        }
+    }
+
+    fn report_schema() -> Value {
+        json!({
+            "type": "object",
+            "required": ["ok"],
+            "properties": {
+                "ok": { "type": "boolean" },
+                "count": { "type": "integer", "minimum": 0 }
+            }
+        })
+    }
+
+    async fn run(job: ScriptJob) -> (AttemptOutcome, Arc<Collect>) {
+        let sink = Arc::new(Collect::default());
+        let (_cancel, rx) = watch::channel(false);
+        let outcome = run_script(job, rx, sink.clone(), Clock::system()).await;
+        (outcome, sink)
+    }
+
+    fn texts(outcome: &AttemptOutcome, stream: Stream) -> Vec<&str> {
+        outcome
+            .log
+            .iter()
+            .filter(|l| l.stream == stream)
+            .map(|l| l.line.as_str())
+            .collect()
+    }
+
+    fn problems(outcome: &AttemptOutcome) -> &[ArtifactProblem] {
+        match &outcome.result {
+            Err(AttemptError::InvalidOutputs { problems }) => problems,
+            other => panic!("expected InvalidOutputs, got {other:?}"),
+        }
+    }
+
+    /// A command that records its process group id in `dir/pgid`, then
+    /// runs `rest`.
+    fn recording_pgid(dir: &TempDir, rest: &str) -> String {
+        format!("echo $$ > '{}'; {rest}", dir.path().join("pgid").display())
+    }
+
+    fn recorded_pgid(dir: &TempDir) -> u32 {
+        let text = std::fs::read_to_string(dir.path().join("pgid")).unwrap();
+        text.trim().parse().unwrap()
+    }
+
+    /// The processes of group `pgid` that are still alive.
+    ///
+    /// `kill(-pgid, 0)` is not the test: SIGKILLed grandchildren are
+    /// reparented to init as zombies and stay in the group until init reaps
+    /// them, on init's schedule (over a second on some machines). A zombie
+    /// has run its last instruction, so only other states count.
+    fn live_members(pgid: u32) -> Vec<String> {
+        let mut live = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid pgrp …`; comm may hold spaces or parens.
+            let Some(close) = stat.rfind(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let in_group = fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid);
+            if in_group && !matches!(fields[0], "Z" | "X") {
+                live.push(stat);
+            }
+        }
+        live
+    }
+
+    #[tokio::test]
+    async fn sets_the_environment_and_the_working_directory() {
+        let dir = TempDir::new().unwrap();
+        let mut job = job(
+            &dir,
+            r#"echo "$WFE_RUN $WFE_PHASE $WFE_ATTEMPT $WFE_ARG_X"; pwd -P; echo "$WFE_IN"; echo "$WFE_OUT"; test -n "$PATH" && echo inherited"#,
+        );
+        job.env = vec![
+            ("WFE_ARG_X".into(), "it's \"quoted\"".into()),
+            // The real scratch directories win over the job's env.
+            ("WFE_OUT".into(), "/elsewhere".into()),
+        ];
+        let scratch = job.scratch.clone();
+        let (outcome, _) = run(job).await;
+        assert_eq!(outcome.result, Ok(BTreeMap::new()));
+        assert_eq!(outcome.exit_code, Some(0));
+        let cwd = dir.path().join("work").canonicalize().unwrap();
+        assert_eq!(
+            texts(&outcome, Stream::Stdout),
+            [
+                "01jtestrun build 2 it's \"quoted\"",
+                &cwd.display().to_string(),
+                &scratch.join("in").display().to_string(),
+                &scratch.join("out").display().to_string(),
+                "inherited",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn captures_both_streams_live_and_in_order() {
+        let dir = TempDir::new().unwrap();
+        let job = job(
+            &dir,
+            r"echo out1; echo err1 >&2; echo out2; printf 'crlf\r\n'; printf 'bad \377\376 bytes\n'; echo err2 >&2; printf 'last'",
+        );
+        let sink = Arc::new(Collect::default());
+        let (_cancel, rx) = watch::channel(false);
+        let clock = Clock::fixed(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123));
+        let outcome = run_script(job, rx, sink.clone(), clock).await;
+        assert_eq!(outcome.result, Ok(BTreeMap::new()));
+        assert_eq!(
+            texts(&outcome, Stream::Stdout),
+            ["out1", "out2", "crlf", "bad \u{FFFD}\u{FFFD} bytes", "last"]
+        );
+        assert_eq!(texts(&outcome, Stream::Stderr), ["err1", "err2"]);
+        assert!(texts(&outcome, Stream::Wfe).is_empty());
+        assert!(outcome.log.iter().all(|l| l.attempt == 2));
+        assert!(
+            outcome
+                .log
+                .iter()
+                .all(|l| l.time == "2023-11-14T22:13:20.123Z")
+        );
+        // The sink got every line, for this phase, in the stored order.
+        let seen = sink.lines.lock().unwrap().clone();
+        assert!(seen.iter().all(|(phase, _)| phase == "build"));
+        let seen: Vec<LogLine> = seen.into_iter().map(|(_, l)| l).collect();
+        assert_eq!(seen, outcome.log);
+    }
+
+    #[tokio::test]
+    async fn caps_very_long_lines() {
+        let dir = TempDir::new().unwrap();
+        let job = job(
+            &dir,
+            "head -c 200000 /dev/zero | tr '\\0' a; echo; echo next",
+        );
+        let (outcome, _) = run(job).await;
+        let lines = texts(&outcome, Stream::Stdout);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with(&"a".repeat(MAX_LINE_BYTES)));
+        assert!(
+            lines[0].ends_with(&format!(
+                " [line truncated: {} more bytes not kept]",
+                200_000 - MAX_LINE_BYTES
+            )),
+            "{}",
+            &lines[0][MAX_LINE_BYTES..]
+        );
+        assert_eq!(lines[1], "next");
+    }
+
+    #[tokio::test]
+    async fn writes_inputs_and_reads_valid_outputs() {
+        let dir = TempDir::new().unwrap();
+        let mut job = job(
+            &dir,
+            r#"cat "$WFE_IN/plan/spec.json" > "$WFE_OUT/report.json""#,
+        );
+        job.inputs = vec![(
+            "plan".into(),
+            "spec".into(),
+            br#"{"ok": true, "count": 3}"#.to_vec(),
+        )];
+        job.outputs = vec![output("report", report_schema())];
+        let (outcome, _) = run(job).await;
+        let expected = BTreeMap::from([("report".to_string(), json!({"ok": true, "count": 3}))]);
+        assert_eq!(outcome.result, Ok(expected));
+        assert!(outcome.rejected.is_empty());
+    }
+
+    #[tokio::test]
+    async fn removes_leftovers_of_a_crashed_attempt() {
+        let dir = TempDir::new().unwrap();
+        let mut job = job(&dir, r#"ls "$WFE_IN""#);
+        std::fs::create_dir_all(job.scratch.join("in/old")).unwrap();
+        std::fs::write(job.scratch.join("in/old/x.json"), "{}").unwrap();
+        std::fs::create_dir_all(job.scratch.join("out")).unwrap();
+        std::fs::write(job.scratch.join("out/report.json"), r#"{"ok": true}"#).unwrap();
+        job.outputs = vec![output("report", report_schema())];
+        let (outcome, _) = run(job).await;
+        assert!(texts(&outcome, Stream::Stdout).is_empty());
+        let problems = problems(&outcome);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].message.starts_with("missing: "));
+    }
+
+    #[tokio::test]
+    async fn reports_every_problem_of_every_output() {
+        let dir = TempDir::new().unwrap();
+        let mut job = job(
+            &dir,
+            r#"echo '{"ok": "yes", "count": -1}' > "$WFE_OUT/report.json"; touch "$WFE_OUT/notes.txt""#,
+        );
+        job.outputs = vec![
+            output("report", report_schema()),
+            output("summary", json!({"type": "object"})),
+        ];
+        let (outcome, _) = run(job).await;
+        let problems = problems(&outcome);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+
+        let report = &problems[0];
+        assert_eq!(report.artifact, "report");
+        assert_eq!(report.schema, "report");
+        assert_eq!(
+            report.message,
+            "does not match schema `report`: 2 violations"
+        );
+        let mut paths: Vec<&str> = report
+            .violations
+            .iter()
+            .map(|v| v.instance_path.as_str())
+            .collect();
+        paths.sort_unstable();
+        assert_eq!(paths, ["/count", "/ok"]);
+
+        assert_eq!(problems[1].artifact, "summary");
+        assert_eq!(
+            problems[1].message,
+            "missing: the script did not write $WFE_OUT/summary.json"
+        );
+        assert!(problems[1].violations.is_empty());
+
+        assert_eq!(
+            outcome.rejected,
+            [(
+                "report".to_string(),
+                b"{\"ok\": \"yes\", \"count\": -1}\n".to_vec()
+            )]
+        );
+        let notes = texts(&outcome, Stream::Wfe);
+        assert_eq!(
+            notes,
+            ["ignored files in $WFE_OUT that are not declared outputs: notes.txt"]
+        );
+    }
+
+    #[tokio::test]
+    async fn rejects_files_that_are_not_acceptable_json() {
+        // (command writing report.json, limit, message prefix, detail, bytes kept)
+        let cases = [
+            (
+                r#"printf '{"ok": tru' > "$WFE_OUT/report.json""#,
+                1 << 20,
+                "not JSON: ",
+                "line 1 column 10",
+                true,
+            ),
+            (
+                r#": > "$WFE_OUT/report.json""#,
+                1 << 20,
+                "not JSON: ",
+                "empty",
+                true,
+            ),
+            (
+                r#"printf '%100000s' '' | tr ' ' '[' > "$WFE_OUT/report.json""#,
+                1 << 20,
+                "not JSON: ",
+                "recursion limit",
+                true,
+            ),
+            (
+                r#"echo '{"ok": true, "count": 1}' > "$WFE_OUT/report.json""#,
+                10,
+                "too large: ",
+                "has 25 bytes, the limit is 10",
+                false,
+            ),
+            (
+                r#"mkfifo "$WFE_OUT/report.json""#,
+                1 << 20,
+                "",
+                "is not a regular file",
+                false,
+            ),
+        ];
+        for (command, limit, prefix, detail, kept) in cases {
+            let dir = TempDir::new().unwrap();
+            let mut job = job(&dir, command);
+            job.outputs = vec![output("report", report_schema())];
+            job.max_artifact_bytes = limit;
+            let (outcome, _) = run(job).await;
+            let problems = problems(&outcome);
+            assert_eq!(problems.len(), 1, "{command}");
+            let message = &problems[0].message;
+            assert!(message.starts_with(prefix), "{command}: {message}");
+            assert!(message.contains(detail), "{command}: {message}");
+            assert_eq!(outcome.rejected.len(), usize::from(kept), "{command}");
+        }
+    }
+
+    #[tokio::test]
+    async fn maps_exit_codes_and_signals() {
+        let dir = TempDir::new().unwrap();
+        let (outcome, _) = run(job(&dir, "echo failing; exit 3")).await;
+        assert_eq!(outcome.result, Err(AttemptError::Exit { code: 3 }));
+        assert_eq!(outcome.exit_code, Some(3));
+        assert_eq!(texts(&outcome, Stream::Stdout), ["failing"]);
+
+        let (outcome, _) = run(job(&dir, "kill -TERM $$")).await;
+        assert_eq!(outcome.result, Err(AttemptError::Signal { signal: 15 }));
+        assert_eq!(outcome.exit_code, None);
+    }
+
+    #[tokio::test]
+    async fn a_missing_working_directory_is_a_spawn_error() {
+        let dir = TempDir::new().unwrap();
+        let mut job = job(&dir, "true");
+        job.cwd = dir.path().join("nowhere");
+        let (outcome, _) = run(job).await;
+        let Err(AttemptError::Spawn { message }) = &outcome.result else {
+            panic!("expected Spawn, got {:?}", outcome.result);
+        };
+        assert!(message.contains("nowhere"), "{message}");
+        assert!(message.contains("does not exist"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_group() {
+        let dir = TempDir::new().unwrap();
+        let mut job = job(&dir, &recording_pgid(&dir, "sleep 1000 & sleep 1000; wait"));
+        job.timeout = Some(Duration::from_millis(500));
+        let started = Instant::now();
+        let (outcome, _) = run(job).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            outcome.result,
+            Err(AttemptError::TimedOut {
+                after: "500ms".into()
+            })
+        );
+        assert_eq!(outcome.exit_code, None);
+        assert_eq!(
+            texts(&outcome, Stream::Wfe),
+            ["killed: timed out after 500ms"]
+        );
+        assert_eq!(live_members(recorded_pgid(&dir)), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn cancel_kills_the_whole_group_at_once() {
+        let dir = TempDir::new().unwrap();
+        let job = job(
+            &dir,
+            &recording_pgid(&dir, "echo started; sleep 1000 & sleep 1000; wait"),
+        );
+        let sink = Arc::new(Collect::default());
+        let (cancel, rx) = watch::channel(false);
+        let attempt = tokio::spawn(run_script(job, rx, sink.clone(), Clock::system()));
+        // The sink hears "started" while the script still runs: lines are live.
+        sink.started.notified().await;
+        let cancelled_at = Instant::now();
+        cancel.send(true).unwrap();
+        let outcome = attempt.await.unwrap();
+        assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+        assert_eq!(outcome.result, Err(AttemptError::Cancelled));
+        assert_eq!(texts(&outcome, Stream::Wfe), ["killed: cancelled"]);
+        assert_eq!(live_members(recorded_pgid(&dir)), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_attempt_kills_the_whole_group() {
+        let dir = TempDir::new().unwrap();
+        let job = job(
+            &dir,
+            &recording_pgid(&dir, "echo started; sleep 1000 & sleep 1000; wait"),
+        );
+        let sink = Arc::new(Collect::default());
+        let (_cancel, rx) = watch::channel(false);
+        let attempt = tokio::spawn(run_script(job, rx, sink.clone(), Clock::system()));
+        sink.started.notified().await;
+        attempt.abort();
+        assert!(attempt.await.unwrap_err().is_cancelled());
+        // SIGKILL was sent when the attempt was dropped; dying takes the
+        // kernel a moment, with no pipe or child to wait on, so check until
+        // the group is dead, bounded.
+        let pgid = recorded_pgid(&dir);
+        let gone = tokio::time::timeout(Duration::from_secs(5), async {
+            while !live_members(pgid).is_empty() {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert!(gone.await.is_ok(), "{:?}", live_members(pgid));
+    }
+
+    #[tokio::test]
+    async fn an_attempt_cancelled_before_it_starts_runs_nothing() {
+        let dir = TempDir::new().unwrap();
+        let job = job(&dir, "touch ran");
+        let (_cancel, rx) = watch::channel(true);
+        let sink = Arc::new(Collect::default());
+        let outcome = run_script(job, rx, sink, Clock::system()).await;
+        assert_eq!(outcome.result, Err(AttemptError::Cancelled));
+        assert!(!dir.path().join("work/ran").exists());
+    }
+
+    #[tokio::test]
+    async fn a_background_child_holding_stdout_does_not_hang_the_attempt() {
+        let dir = TempDir::new().unwrap();
+        let job = job(&dir, &recording_pgid(&dir, "sleep 1000 & echo done"));
+        let started = Instant::now();
+        let (outcome, _) = run(job).await;
+        let took = started.elapsed();
+        assert!(took >= DRAIN_BOUND, "{took:?}");
+        assert!(took < DRAIN_BOUND + Duration::from_secs(3), "{took:?}");
+        assert_eq!(outcome.result, Ok(BTreeMap::new()));
+        assert_eq!(texts(&outcome, Stream::Stdout), ["done"]);
+        let pgid = recorded_pgid(&dir);
+        assert_eq!(
+            texts(&outcome, Stream::Wfe),
+            [format!(
+                "processes started by the script kept stdout/stderr open 2s after it exited: killing process group {pgid}"
+            )]
+        );
+        assert_eq!(live_members(pgid), Vec::<String>::new());
+    }
 }
