@@ -25,9 +25,17 @@ fn read_fifo_line(path: &Path) -> String {
     line.trim().to_string()
 }
 
+/// True while a process of group `pgid` is alive. Zombies don't count:
+/// killed grandchildren are reparented to init and stay in the group until
+/// init reaps them, on init's schedule.
 fn group_alive(pgid: i32) -> bool {
-    // kill(-pgid, 0) succeeds while any process of the group exists.
-    std::process::Command::new("kill").args(["-0", "--", &format!("-{pgid}")]).stderr(Stdio::null()).status().unwrap().success()
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { return false };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces or parens.
+        let Some(close) = stat.rfind(')') else { return false };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && !matches!(fields[0], "Z" | "X")
+    })
 }
 
 fn kill_group(pgid: i32) {
