@@ -24,17 +24,25 @@ impl DurationSpec {
     }
 
     fn from_secs(secs: f64) -> Result<Self, String> {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e12 {
+        if secs.is_finite() && (0.0..1e12).contains(&secs) {
             Ok(DurationSpec(Duration::from_secs_f64(secs)))
         } else {
-            Err(format!("{secs} is not a duration; expected a non-negative number of seconds"))
+            Err(format!(
+                "{secs} is not a duration; expected a non-negative number of seconds"
+            ))
         }
     }
 }
 
 impl fmt::Display for DurationSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0).to_string().replace(' ', ""))
+        write!(
+            f,
+            "{}",
+            humantime::format_duration(self.0)
+                .to_string()
+                .replace(' ', "")
+        )
     }
 }
 
@@ -94,7 +102,11 @@ mod tests {
             ("0.5", 500),
         ];
         for (text, ms) in cases {
-            assert_eq!(DurationSpec::parse(text).unwrap().0.as_millis(), ms, "{text}");
+            assert_eq!(
+                DurationSpec::parse(text).unwrap().0.as_millis(),
+                ms,
+                "{text}"
+            );
         }
     }
 

@@ -23,7 +23,12 @@ pub struct TemplateError {
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "template {} is invalid ({n} problem{})", self.file, if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "template {} is invalid ({n} problem{})",
+            self.file,
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             if p.path.is_empty() {
                 write!(f, "\n  {}: {}", self.file, p.message)?;
