@@ -24,7 +24,7 @@ impl DurationSpec {
     }
 
     fn from_secs(secs: f64) -> Result<Self, String> {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e12 {
+        if secs.is_finite() && (0.0..1e12).contains(&secs) {
             Ok(DurationSpec(Duration::from_secs_f64(secs)))
         } else {
             Err(format!(

@@ -4,6 +4,13 @@
 //! Nothing is written before a template has passed [`validate`]: every
 //! problem found is reported at once, each with the file, the JSON path and
 //! what was expected.
+//!
+//! The way in is [`Catalog::load`]: find the file (repo, built-in or path),
+//! [`parse_template`] it (shape, keys, kinds, durations), then [`validate`]
+//! it (names, the DAG, fields per kind, schemas, expressions). [`expr`]
+//! evaluates `if`/`until` and renders `run`/`cwd`/`env`/prompts at run time;
+//! [`build_args`] turns `--arg` pairs into the run's args. Nothing here
+//! prints, reads the environment or looks at the current directory.
 
 mod args;
 mod catalog;
@@ -12,6 +19,7 @@ mod error;
 pub mod expr;
 mod load;
 mod model;
+mod path;
 mod validate;
 
 pub use args::{ArgsError, build_args};
@@ -24,7 +32,16 @@ pub use model::{
 };
 pub use validate::validate;
 
+/// Where the template format's JSON Schema says it lives (never fetched;
+/// templates name it in `$schema` for editor help).
+pub const TEMPLATE_SCHEMA_ID: &str = "https://wfe.local/schemas/template.schema.json";
+
 /// The JSON Schema of the template format, generated from [`Template`].
 pub fn template_json_schema() -> schemars::Schema {
-    schemars::schema_for!(Template)
+    let mut schema = schemars::schema_for!(Template);
+    // Set here rather than on the type: an `$id` inside `$defs` (were
+    // Template ever embedded in another schema) would change how its `$ref`s
+    // resolve.
+    schema.insert("$id".into(), TEMPLATE_SCHEMA_ID.into());
+    schema
 }

@@ -13,6 +13,41 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::DurationSpec;
 
+/// The pattern of template names, phase ids and artifact names.
+pub(crate) const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
+
+/// The fields that belong to some kinds only, with those kinds. Validation
+/// and the generated JSON Schema both follow this table.
+pub(crate) const KIND_FIELDS: &[(&str, &[PhaseKind])] = &[
+    ("run", &[PhaseKind::Script]),
+    ("cwd", &[PhaseKind::Script]),
+    ("env", &[PhaseKind::Script]),
+    ("role", &[PhaseKind::Agent]),
+    ("provider", &[PhaseKind::Agent]),
+    ("model", &[PhaseKind::Agent]),
+    ("prompt", &[PhaseKind::Agent]),
+    ("system", &[PhaseKind::Agent]),
+    ("tools", &[PhaseKind::Agent]),
+    ("max_turns", &[PhaseKind::Agent]),
+    ("review", &[PhaseKind::Agent]),
+    ("phases", &[PhaseKind::Loop]),
+    ("until", &[PhaseKind::Loop]),
+    ("max_iters", &[PhaseKind::Loop]),
+    ("on_exhausted", &[PhaseKind::Loop]),
+    (
+        "outputs",
+        &[PhaseKind::Script, PhaseKind::Agent, PhaseKind::Gate],
+    ),
+];
+
+/// The fields each kind requires.
+pub(crate) const REQUIRED_FIELDS: &[(PhaseKind, &[&str])] = &[
+    (PhaseKind::Script, &["run"]),
+    (PhaseKind::Agent, &["prompt"]),
+    (PhaseKind::Gate, &[]),
+    (PhaseKind::Loop, &["phases", "max_iters"]),
+];
+
 /// A workflow template: an args schema and a DAG of phases.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +57,7 @@ pub struct Template {
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
     /// The template's name, as given to `wfe run NAME`.
+    #[schemars(pattern(NAME_PATTERN))]
     pub name: String,
     /// One line saying what the workflow does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +69,7 @@ pub struct Template {
     #[serde(default, skip_serializing_if = "Defaults::is_empty")]
     pub defaults: Defaults,
     /// The phases: a DAG through their `needs`.
+    #[schemars(length(min = 1))]
     pub phases: Vec<Phase>,
 }
 
@@ -90,8 +127,10 @@ impl PhaseKind {
 /// field on the wrong kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = phase_schema_rules)]
 pub struct Phase {
     /// Unique within the template: lowercase letters, digits, `-` and `_`.
+    #[schemars(pattern(NAME_PATTERN))]
     pub id: String,
     /// `script`, `agent`, `gate` or `loop`.
     pub kind: PhaseKind,
@@ -100,6 +139,7 @@ pub struct Phase {
     pub description: Option<String>,
     /// Phases that must finish before this one starts (`depends_on` is an alias).
     #[serde(default, alias = "depends_on", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(NAME_PATTERN)))]
     pub needs: Vec<String>,
     /// An expression over `args` and `artifacts`; the phase is skipped unless it is true.
     #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +158,7 @@ pub struct Phase {
     pub approval: Option<Approval>,
     /// Artifacts the phase produces: artifact name to schema name (or a path to a schema file).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": NAME_PATTERN }))]
     pub outputs: BTreeMap<String, String>,
 
     /// script: the shell command, run with `sh -c` (a template over `args` and `artifacts`).
@@ -126,8 +167,9 @@ pub struct Phase {
     /// script: the working directory, relative to the repository root (a template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
-    /// script: extra environment variables (values are templates).
+    /// script: extra environment variables (values are templates; names starting with `WFE_` are reserved).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": { "pattern": "^WFE_" } }))]
     pub env: BTreeMap<String, String>,
 
     /// agent: the role (from `.wfe/config.json`) that picks provider and model.
@@ -150,6 +192,7 @@ pub struct Phase {
     pub tools: Vec<String>,
     /// agent: how many model turns the agent loop may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_turns: Option<u32>,
     /// agent: a second model reviews the outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +206,7 @@ pub struct Phase {
     pub until: Option<String>,
     /// loop: the most iterations to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_iters: Option<u32>,
     /// loop: what happens when `max_iters` runs out before `until` holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,6 +218,7 @@ pub struct Phase {
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retry).
+    #[schemars(range(min = 1))]
     pub max_attempts: u32,
     /// The wait before the second attempt; it doubles each time, with jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,5 +264,40 @@ pub struct Review {
     pub role: String,
     /// Review rounds at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub rounds: Option<u32>,
+}
+
+/// Says in [`Phase`]'s generated schema what its derive cannot, so editors
+/// can help: `depends_on` (a serde alias, unknown to schemars) and, per
+/// kind, the fields it requires and the fields it does not allow.
+fn phase_schema_rules(schema: &mut schemars::Schema) {
+    let needs = schema
+        .get("properties")
+        .and_then(|p| p.get("needs"))
+        .cloned();
+    if let (Some(serde_json::Value::Object(properties)), Some(needs)) =
+        (schema.get_mut("properties"), needs)
+    {
+        let mut alias = needs;
+        if let Some(object) = alias.as_object_mut() {
+            object.insert("description".into(), "An alias of `needs`.".into());
+        }
+        properties.insert("depends_on".into(), alias);
+    }
+    let rules: Vec<serde_json::Value> = REQUIRED_FIELDS
+        .iter()
+        .map(|(kind, required)| {
+            let not_allowed: serde_json::Map<String, serde_json::Value> = KIND_FIELDS
+                .iter()
+                .filter(|(_, kinds)| !kinds.contains(kind))
+                .map(|(field, _)| (field.to_string(), serde_json::Value::Bool(false)))
+                .collect();
+            serde_json::json!({
+                "if": { "properties": { "kind": { "const": kind.as_str() } }, "required": ["kind"] },
+                "then": { "required": required, "properties": not_allowed }
+            })
+        })
+        .collect();
+    schema.insert("allOf".into(), rules.into());
 }

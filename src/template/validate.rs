@@ -1,11 +1,1265 @@
 //! Whole-template checks: ids, the DAG, fields per kind, durations,
 //! schemas, expressions.
+//!
+//! Parsing (`load`) has already checked the shape: keys, types, kinds and
+//! durations. This pass checks what serde cannot: names, references between
+//! phases, which fields belong to which kind, that schemas resolve, and that
+//! every expression and string template compiles. It reports every problem
+//! it finds, in document order, and never stops at the first.
 
-use super::{Template, TemplateError};
-use crate::artifact::Registry;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::expr;
+use super::model::KIND_FIELDS;
+use super::path;
+use super::{Phase, PhaseKind, Problem, RetryPolicy, Template, TemplateError};
+use crate::artifact::{ArtifactError, Registry, Schema, builtin_schema_names};
 
 /// Checks everything about a parsed template; reports every problem at once.
 pub fn validate(template: &Template, file: &str, registry: &Registry) -> Result<(), TemplateError> {
-    let _ = (template, file, registry);
-    todo!("helper implements")
+    let mut check = Check::new(template, registry);
+    check.template(template);
+    if check.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(TemplateError {
+            file: file.to_string(),
+            problems: check.problems,
+        })
+    }
+}
+
+/// What a name (template, phase, artifact) may look like, in words.
+const NAME_RULE: &str = "lowercase letters, digits, `-` and `_`, starting with a letter or digit";
+
+/// True for names matching `[a-z0-9][a-z0-9_-]*`.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// True for shell variable names: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_shell_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `phase` sets the kind-specific `field` (an entry of [`KIND_FIELDS`]).
+fn is_set(phase: &Phase, field: &str) -> bool {
+    match field {
+        "run" => phase.run.is_some(),
+        "cwd" => phase.cwd.is_some(),
+        "env" => !phase.env.is_empty(),
+        "role" => phase.role.is_some(),
+        "provider" => phase.provider.is_some(),
+        "model" => phase.model.is_some(),
+        "prompt" => phase.prompt.is_some(),
+        "system" => phase.system.is_some(),
+        "tools" => !phase.tools.is_empty(),
+        "max_turns" => phase.max_turns.is_some(),
+        "review" => phase.review.is_some(),
+        "phases" => !phase.phases.is_empty(),
+        "until" => phase.until.is_some(),
+        "max_iters" => phase.max_iters.is_some(),
+        "on_exhausted" => phase.on_exhausted.is_some(),
+        "outputs" => !phase.outputs.is_empty(),
+        _ => false,
+    }
+}
+
+/// One phase as found anywhere in the template.
+struct Indexed<'t> {
+    path: String,
+    phase: &'t Phase,
+    /// The enclosing loop's id, for loop children.
+    parent: Option<&'t str>,
+}
+
+struct Check<'t> {
+    registry: &'t Registry,
+    problems: Vec<Problem>,
+    /// Every phase id in the template, at its first occurrence.
+    phases: BTreeMap<&'t str, Indexed<'t>>,
+    /// The args schema's properties, when it forbids any others.
+    closed_args: Option<BTreeSet<String>>,
+    /// Schema names already checked, with the problem they had.
+    schemas: BTreeMap<String, Option<String>>,
+    /// For each top-level phase, the top-level phases it waits for,
+    /// directly or not: the only ones whose artifacts it can read.
+    upstream: BTreeMap<&'t str, BTreeSet<&'t str>>,
+}
+
+impl<'t> Check<'t> {
+    fn new(template: &'t Template, registry: &'t Registry) -> Self {
+        let mut phases = BTreeMap::new();
+        index(&template.phases, "phases", None, &mut phases);
+        Check {
+            registry,
+            problems: Vec::new(),
+            phases,
+            closed_args: closed_args(template.args.as_ref()),
+            schemas: BTreeMap::new(),
+            upstream: upstream(&template.phases),
+        }
+    }
+
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn template(&mut self, template: &'t Template) {
+        if template.name.is_empty() {
+            self.problem(
+                "name",
+                format!("the template name is empty; expected {NAME_RULE}"),
+            );
+        } else if !is_valid_name(&template.name) {
+            self.problem(
+                "name",
+                format!(
+                    "`{}` is not a valid template name; expected {NAME_RULE}",
+                    template.name
+                ),
+            );
+        }
+        if let Some(args) = &template.args {
+            self.args_schema(args);
+        }
+        if let Some(timeout) = template.defaults.timeout
+            && timeout.0.is_zero()
+        {
+            self.problem(
+                "defaults.timeout",
+                "a timeout of 0 would kill every attempt at once; expected more than 0s",
+            );
+        }
+        if let Some(retry) = &template.defaults.retry {
+            self.retry(retry, "defaults.retry");
+        }
+        if template.phases.is_empty() {
+            self.problem("phases", "a template needs at least one phase");
+        }
+        let mut seen = BTreeMap::new();
+        self.level(&template.phases, "phases", true, &mut seen);
+    }
+
+    /// The args schema: a valid JSON Schema for an object.
+    fn args_schema(&mut self, args: &Value) {
+        let Value::Object(map) = args else {
+            let found = super::load::describe_value(args);
+            self.problem("args", format!("expected a JSON Schema object like {{\"type\": \"object\", \"properties\": {{…}}}}, found {found}"));
+            return;
+        };
+        match map.get("type") {
+            None => {}
+            Some(Value::String(t)) if t == "object" => {}
+            Some(other) => {
+                let found = super::load::describe_value(other);
+                self.problem("args.type", format!("args are named, so the args schema must have \"type\": \"object\" (or no type); found {found}"));
+            }
+        }
+        if let Err(e) = jsonschema::meta::validate(args) {
+            let at = path::from_pointer("args", args, e.instance_path().as_str());
+            self.problem(at, format!("not a valid JSON Schema: {e}"));
+        } else if let Err(e) = jsonschema::validator_for(args) {
+            self.problem("args", format!("the args schema cannot be used: {e}"));
+        }
+    }
+
+    fn retry(&mut self, retry: &RetryPolicy, at: &str) {
+        if retry.max_attempts == 0 {
+            self.problem(
+                path::key(at, "max_attempts"),
+                "must be at least 1 (the first attempt counts)",
+            );
+        }
+    }
+
+    /// The phases of one level: the template's, or one loop's children.
+    fn level(
+        &mut self,
+        phases: &'t [Phase],
+        parent: &str,
+        top: bool,
+        seen: &mut BTreeMap<&'t str, String>,
+    ) {
+        let siblings: Vec<&str> = phases.iter().map(|p| p.id.as_str()).collect();
+        for (i, phase) in phases.iter().enumerate() {
+            let at = path::index(parent, i);
+            self.phase(phase, &at, &siblings, top, seen);
+        }
+        self.cycles(phases, parent);
+    }
+
+    fn phase(
+        &mut self,
+        phase: &'t Phase,
+        at: &str,
+        siblings: &[&str],
+        top: bool,
+        seen: &mut BTreeMap<&'t str, String>,
+    ) {
+        let id_at = path::key(at, "id");
+        if phase.id.is_empty() {
+            self.problem(
+                &id_at,
+                format!("the phase id is empty; expected {NAME_RULE}"),
+            );
+        } else if !is_valid_name(&phase.id) {
+            self.problem(
+                &id_at,
+                format!(
+                    "`{}` is not a valid phase id; expected {NAME_RULE}",
+                    phase.id
+                ),
+            );
+        }
+        if let Some(first) = seen.get(phase.id.as_str()) {
+            self.problem(&id_at, format!("duplicate phase id `{}`: {first}.id has it too; ids must be unique in the whole template", phase.id));
+        } else {
+            seen.insert(&phase.id, at.to_string());
+        }
+
+        self.needs(phase, at, siblings);
+        self.fields(phase, at);
+        if let Some(retry) = &phase.retry {
+            self.retry(retry, &path::key(at, "retry"));
+        }
+        if let Some(timeout) = phase.timeout
+            && timeout.0.is_zero()
+        {
+            self.problem(
+                path::key(at, "timeout"),
+                "a timeout of 0 would kill every attempt at once; expected more than 0s",
+            );
+        }
+        self.outputs(phase, at);
+        self.sources(phase, at, top);
+        if phase.kind == PhaseKind::Loop {
+            self.level(&phase.phases, &path::key(at, "phases"), false, seen);
+        }
+    }
+
+    fn needs(&mut self, phase: &Phase, at: &str, siblings: &[&str]) {
+        let mut listed = BTreeSet::new();
+        for (j, need) in phase.needs.iter().enumerate() {
+            let need_at = path::index(&path::key(at, "needs"), j);
+            if *need == phase.id {
+                self.problem(need_at, format!("phase `{need}` needs itself"));
+            } else if !listed.insert(need.as_str()) {
+                self.problem(need_at, format!("`{need}` is listed twice in needs"));
+            } else if !siblings.contains(&need.as_str()) {
+                let known = siblings
+                    .iter()
+                    .filter(|s| **s != phase.id)
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>();
+                let mut message = format!(
+                    "unknown phase `{need}` in needs; known phases: {}",
+                    list_or_none(&known)
+                );
+                if let Some(elsewhere) = self.phases.get(need.as_str()) {
+                    let place = match elsewhere.parent {
+                        Some(parent) => format!("inside loop `{parent}`"),
+                        None => "at the top level".to_string(),
+                    };
+                    message.push_str(&format!(
+                        " (`{need}` is {place}; needs name phases at the same level)"
+                    ));
+                } else {
+                    let candidates: Vec<String> = siblings.iter().map(|s| s.to_string()).collect();
+                    if let Some(suggestion) = super::load::closest(need, &candidates) {
+                        message.push_str(&format!("; did you mean `{suggestion}`?"));
+                    }
+                }
+                self.problem(need_at, message);
+            }
+        }
+    }
+
+    /// Reports each cycle among one level's needs once, naming its phases.
+    fn cycles(&mut self, phases: &[Phase], parent: &str) {
+        let position: BTreeMap<&str, usize> = phases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.as_str(), i))
+            .collect();
+        let edges: Vec<Vec<usize>> = phases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut to: Vec<usize> = p
+                    .needs
+                    .iter()
+                    .filter_map(|n| position.get(n.as_str()).copied())
+                    .filter(|j| *j != i)
+                    .collect();
+                to.dedup();
+                to
+            })
+            .collect();
+        for cycle in find_cycles(&edges) {
+            let names: Vec<&str> = cycle
+                .iter()
+                .chain(cycle.first())
+                .map(|&i| phases[i].id.as_str())
+                .collect();
+            let at = path::key(&path::index(parent, cycle[0]), "needs");
+            self.problem(
+                at,
+                format!(
+                    "needs form a cycle: {} (each needs the next)",
+                    names.join(" → ")
+                ),
+            );
+        }
+    }
+
+    /// Required fields per kind, and fields that belong to another kind.
+    fn fields(&mut self, phase: &Phase, at: &str) {
+        use PhaseKind::{Agent, Gate, Loop, Script};
+        let kind = phase.kind;
+        for (field, kinds) in KIND_FIELDS {
+            if is_set(phase, field) && !kinds.contains(&kind) {
+                let message = match kinds {
+                    [only] => format!(
+                        "`{field}` is only allowed on {} phases; this is {} phase",
+                        only.as_str(),
+                        with_article(kind)
+                    ),
+                    _ => format!(
+                        "`{field}` is not allowed on {} phases; give outputs to the loop's child phases",
+                        kind.as_str()
+                    ),
+                };
+                self.problem(path::key(at, field), message);
+            }
+        }
+
+        let mut require = |field: &str, value: Option<&String>, what: &str| match value {
+            None => self.problem(
+                at,
+                format!("{} phase needs `{field}`: {what}", with_article(kind)),
+            ),
+            Some(v) if v.trim().is_empty() => self.problem(
+                path::key(at, field),
+                format!("must not be empty; expected {what}"),
+            ),
+            Some(_) => {}
+        };
+        match kind {
+            Script => require("run", phase.run.as_ref(), "the shell command to run"),
+            Agent => require("prompt", phase.prompt.as_ref(), "the agent's instructions"),
+            Gate => {}
+            Loop => {
+                if phase.phases.is_empty() {
+                    self.problem(
+                        at,
+                        "a loop phase needs `phases`: the child phases to repeat (at least one)",
+                    );
+                }
+                match phase.max_iters {
+                    None => self.problem(
+                        at,
+                        "a loop phase needs `max_iters`: the most iterations to run (at least 1)",
+                    ),
+                    Some(0) => self.problem(path::key(at, "max_iters"), "must be at least 1"),
+                    Some(_) => {}
+                }
+            }
+        }
+        if phase.max_turns == Some(0) {
+            self.problem(path::key(at, "max_turns"), "must be at least 1");
+        }
+        if let Some(review) = &phase.review {
+            let review_at = path::key(at, "review");
+            if review.role.trim().is_empty() {
+                self.problem(
+                    path::key(&review_at, "role"),
+                    "must not be empty; expected a role from .wfe/config.json",
+                );
+            }
+            if review.rounds == Some(0) {
+                self.problem(path::key(&review_at, "rounds"), "must be at least 1");
+            }
+        }
+        for (name, _) in phase.env.iter().filter(|_| kind == Script) {
+            let env_at = path::key(&path::key(at, "env"), name);
+            if !is_shell_name(name) {
+                self.problem(env_at, format!("`{name}` is not a valid environment variable name; expected letters, digits and `_`, not starting with a digit"));
+            } else if name.starts_with("WFE_") {
+                self.problem(
+                    env_at,
+                    format!("`{name}` is reserved: wfe sets the `WFE_` variables itself"),
+                );
+            }
+        }
+    }
+
+    fn outputs(&mut self, phase: &Phase, at: &str) {
+        let outputs_at = path::key(at, "outputs");
+        for (name, schema) in &phase.outputs {
+            let output_at = path::key(&outputs_at, name);
+            if !is_valid_name(name) {
+                self.problem(
+                    &output_at,
+                    format!("`{name}` is not a valid artifact name; expected {NAME_RULE}"),
+                );
+            }
+            if let Some(message) = self.schema_problem(schema) {
+                self.problem(output_at, message);
+            }
+        }
+    }
+
+    /// Resolves and compiles `name` once; the problem it has, if any.
+    fn schema_problem(&mut self, name: &str) -> Option<String> {
+        if let Some(known) = self.schemas.get(name) {
+            return known.clone();
+        }
+        let problem = match self.registry.resolve(name) {
+            Err(e @ ArtifactError::UnknownSchema { .. }) => Some(format!(
+                "{e}; built-in schemas: {}",
+                builtin_schema_names().join(", ")
+            )),
+            Err(e) => Some(e.to_string()),
+            Ok(resolved) => {
+                Schema::compile(&resolved.name, &resolved.source.to_string(), resolved.json)
+                    .err()
+                    .map(|e| e.to_string())
+            }
+        };
+        self.schemas.insert(name.to_string(), problem.clone());
+        problem
+    }
+
+    /// Expressions and string templates: they compile, and the phases and
+    /// artifacts they name exist (and, for top-level phases, are upstream).
+    fn sources(&mut self, phase: &Phase, at: &str, top: bool) {
+        let reader = if top { Some(phase.id.as_str()) } else { None };
+        let fields = [
+            ("if", &phase.condition, true),
+            ("until", &phase.until, true),
+            ("run", &phase.run, false),
+            ("cwd", &phase.cwd, false),
+            ("prompt", &phase.prompt, false),
+            ("system", &phase.system, false),
+        ];
+        let mut sources: Vec<(String, &str, bool)> = fields
+            .into_iter()
+            .filter_map(|(field, value, expression)| {
+                Some((path::key(at, field), value.as_deref()?, expression))
+            })
+            .collect();
+        for (name, value) in &phase.env {
+            sources.push((
+                path::key(&path::key(at, "env"), name),
+                value.as_str(),
+                false,
+            ));
+        }
+        for (source_at, source, expression) in sources {
+            let checked = if expression {
+                expr::check_expression(source)
+            } else {
+                expr::check_template(source)
+            };
+            if let Err(e) = checked {
+                let what = if expression { "expression" } else { "template" };
+                self.problem(source_at, format!("not a valid {what}: {e}"));
+                continue;
+            }
+            if let Ok(variables) = expr::variables(source, expression) {
+                for variable in variables {
+                    if let Some(message) = self.reference_problem(&variable, reader) {
+                        self.problem(&source_at, message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What is wrong with a context variable a source reads: an artifact of
+    /// a phase that does not exist, does not produce it, or (for a top-level
+    /// `reader`) is not upstream of the reader; or an arg the args schema
+    /// does not allow.
+    ///
+    /// A phase's context holds the artifacts of the phases it waits for, so
+    /// any other reference is undefined whenever it runs. Loops are left
+    /// out: what a loop's children and its `until` see is the loop's affair.
+    fn reference_problem(&self, variable: &str, reader: Option<&str>) -> Option<String> {
+        let parts: Vec<&str> = variable.split('.').collect();
+        match parts.as_slice() {
+            ["artifacts", phase, rest @ ..] => {
+                let Some(found) = self.phases.get(phase) else {
+                    let known: Vec<String> = self.phases.keys().map(|k| k.to_string()).collect();
+                    let mut message = format!(
+                        "`artifacts.{phase}` names no phase; phases: {}",
+                        list_or_none(&known)
+                    );
+                    if let Some(suggestion) = super::load::closest(phase, &known) {
+                        message.push_str(&format!("; did you mean `{suggestion}`?"));
+                    }
+                    return Some(message);
+                };
+                if let Some(reader) = reader
+                    && found.parent.is_none()
+                    && !self
+                        .upstream
+                        .get(reader)
+                        .is_some_and(|up| up.contains(phase))
+                {
+                    return Some(if reader == *phase {
+                        format!("`artifacts.{phase}`: a phase cannot read its own artifacts")
+                    } else {
+                        format!(
+                            "`artifacts.{phase}` is never available to `{reader}`: `{phase}` is not upstream of it; add `{phase}` to its needs (directly or through another phase)"
+                        )
+                    });
+                }
+                let artifact = rest.first()?;
+                if found.phase.outputs.contains_key(*artifact) {
+                    return None;
+                }
+                let outputs: Vec<String> = found.phase.outputs.keys().cloned().collect();
+                Some(format!(
+                    "`artifacts.{phase}.{artifact}`: phase `{phase}` ({}) has no output `{artifact}`; its outputs: {}",
+                    found.path,
+                    list_or_none(&outputs)
+                ))
+            }
+            ["args", name, ..] => {
+                let allowed = self.closed_args.as_ref()?;
+                if allowed.contains(*name) {
+                    return None;
+                }
+                let known: Vec<String> = allowed.iter().cloned().collect();
+                Some(format!(
+                    "`args.{name}` is not in the args schema, which allows no other args; args: {}",
+                    list_or_none(&known)
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Records every phase by id, at its first occurrence, with its path.
+fn index<'t>(
+    phases: &'t [Phase],
+    parent: &str,
+    enclosing: Option<&'t str>,
+    out: &mut BTreeMap<&'t str, Indexed<'t>>,
+) {
+    for (i, phase) in phases.iter().enumerate() {
+        let at = path::index(parent, i);
+        if phase.kind == PhaseKind::Loop {
+            index(
+                &phase.phases,
+                &path::key(&at, "phases"),
+                Some(&phase.id),
+                out,
+            );
+        }
+        out.entry(&phase.id).or_insert(Indexed {
+            path: at,
+            phase,
+            parent: enclosing,
+        });
+    }
+}
+
+/// For each phase of one level, the phases of that level it waits for,
+/// directly or through others (cycles included, without looping).
+fn upstream(phases: &[Phase]) -> BTreeMap<&str, BTreeSet<&str>> {
+    let needs: BTreeMap<&str, &[String]> = phases
+        .iter()
+        .map(|p| (p.id.as_str(), p.needs.as_slice()))
+        .collect();
+    let mut out = BTreeMap::new();
+    for phase in phases {
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        let mut todo: Vec<&str> = phase.needs.iter().map(String::as_str).collect();
+        while let Some(id) = todo.pop() {
+            if let Some((id, more)) = needs.get_key_value(id)
+                && seen.insert(id)
+            {
+                todo.extend(more.iter().map(String::as_str));
+            }
+        }
+        out.insert(phase.id.as_str(), seen);
+    }
+    out
+}
+
+/// The property names of an args schema that forbids any others.
+fn closed_args(args: Option<&Value>) -> Option<BTreeSet<String>> {
+    let args = args?;
+    if args.get("additionalProperties") != Some(&Value::Bool(false)) {
+        return None;
+    }
+    let properties = args.get("properties").and_then(Value::as_object);
+    Some(
+        properties
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default(),
+    )
+}
+
+/// "a script", "an agent": for messages about a phase's kind.
+fn with_article(kind: PhaseKind) -> String {
+    let article = if kind == PhaseKind::Agent { "an" } else { "a" };
+    format!("{article} {}", kind.as_str())
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Every cycle in a graph given as adjacency lists, each once, rotated to
+/// start at its lowest node. A depth-first search with an explicit stack
+/// (no recursion, so no stack overflow on a long chain) finds one cycle per
+/// back edge.
+fn find_cycles(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut mark = vec![Mark::New; edges.len()];
+    let mut found = BTreeSet::new();
+    for start in 0..edges.len() {
+        if mark[start] != Mark::New {
+            continue;
+        }
+        // (node, index of the next edge to follow)
+        let mut stack = vec![(start, 0usize)];
+        mark[start] = Mark::OnPath;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&to) = edges[node].get(*next) {
+                *next += 1;
+                match mark[to] {
+                    Mark::New => {
+                        mark[to] = Mark::OnPath;
+                        stack.push((to, 0));
+                    }
+                    Mark::OnPath => {
+                        let from = stack.iter().position(|(n, _)| *n == to).unwrap_or(0);
+                        let mut cycle: Vec<usize> = stack[from..].iter().map(|(n, _)| *n).collect();
+                        let lowest = cycle
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, n)| **n)
+                            .map_or(0, |(i, _)| i);
+                        cycle.rotate_left(lowest);
+                        found.insert(cycle);
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                mark[node] = Mark::Done;
+                stack.pop();
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::template::load::template_from_value;
+
+    /// A valid template to break one field at a time.
+    fn base() -> Value {
+        json!({
+            "name": "t",
+            "args": {
+                "type": "object",
+                "properties": { "feature": { "type": "string" } },
+                "additionalProperties": false
+            },
+            "phases": [
+                { "id": "lint", "kind": "script", "run": "cargo clippy", "outputs": { "report": "message" } },
+                { "id": "plan", "kind": "agent", "prompt": "Plan {{ args.feature }}", "outputs": { "spec": "message" } },
+                { "id": "approve", "kind": "gate", "needs": ["plan"] },
+                { "id": "build", "kind": "script", "needs": ["approve", "lint"], "run": "make",
+                  "if": "artifacts.lint.report.text", "env": { "MODE": "{{ args.feature }}" } },
+                { "id": "fix", "kind": "loop", "needs": ["build"], "max_iters": 3,
+                  "until": "artifacts.test.result.text == 'ok'",
+                  "phases": [
+                    { "id": "edit", "kind": "agent", "prompt": "fix it" },
+                    { "id": "test", "kind": "script", "needs": ["edit"], "run": "make test", "outputs": { "result": "message" } }
+                  ] }
+            ]
+        })
+    }
+
+    fn problems_of(doc: Value) -> Vec<Problem> {
+        let template = match template_from_value(doc) {
+            Ok(t) => t,
+            Err(problems) => panic!("does not parse: {problems:?}"),
+        };
+        let registry = Registry::new(std::path::Path::new("/nonexistent"));
+        match validate(&template, "t.json", &registry) {
+            Ok(()) => Vec::new(),
+            Err(e) => e.problems,
+        }
+    }
+
+    /// Applies `edit` at a JSON pointer of the base template.
+    fn with(pointer: &str, value: Value) -> Value {
+        let mut doc = base();
+        let (parent, key) = pointer.rsplit_once('/').unwrap_or(("", pointer));
+        match doc.pointer_mut(parent) {
+            Some(Value::Object(map)) => {
+                if value.is_null() {
+                    map.remove(key);
+                } else {
+                    map.insert(key.to_string(), value);
+                }
+            }
+            Some(Value::Array(items)) => {
+                let i: usize = key.parse().unwrap();
+                if value.is_null() {
+                    items.remove(i);
+                } else if i == items.len() {
+                    items.push(value);
+                } else {
+                    items[i] = value;
+                }
+            }
+            other => panic!("no container at {parent}: {other:?}"),
+        }
+        doc
+    }
+
+    #[test]
+    fn the_base_template_is_valid() {
+        assert_eq!(problems_of(base()), Vec::new());
+    }
+
+    #[test]
+    fn each_rule_reports_its_path_and_what_was_expected() {
+        let null = Value::Null;
+        let cases: Vec<(&str, Value, &str, &str)> = vec![
+            // names and ids
+            ("/name", json!(""), "name", "the template name is empty"),
+            (
+                "/name",
+                json!("My Flow"),
+                "name",
+                "not a valid template name; expected lowercase",
+            ),
+            (
+                "/phases/0/id",
+                json!("Lint"),
+                "phases[0].id",
+                "`Lint` is not a valid phase id",
+            ),
+            (
+                "/phases/0/id",
+                json!(""),
+                "phases[0].id",
+                "the phase id is empty",
+            ),
+            (
+                "/phases/1/id",
+                json!("lint"),
+                "phases[1].id",
+                "duplicate phase id `lint`: phases[0].id has it too",
+            ),
+            (
+                "/phases/4/phases/1/id",
+                json!("build"),
+                "phases[4].phases[1].id",
+                "duplicate phase id `build`: phases[3].id",
+            ),
+            // needs
+            (
+                "/phases/3/needs",
+                json!(["approve", "lnt"]),
+                "phases[3].needs[1]",
+                "unknown phase `lnt` in needs; known phases: `lint`, `plan`, `approve`, `fix`; did you mean `lint`?",
+            ),
+            (
+                "/phases/3/needs",
+                json!(["build"]),
+                "phases[3].needs[0]",
+                "phase `build` needs itself",
+            ),
+            (
+                "/phases/3/needs",
+                json!(["lint", "lint"]),
+                "phases[3].needs[1]",
+                "`lint` is listed twice in needs",
+            ),
+            (
+                "/phases/3/needs",
+                json!(["test"]),
+                "phases[3].needs[0]",
+                "(`test` is inside loop `fix`; needs name phases at the same level)",
+            ),
+            (
+                "/phases/4/phases/0/needs",
+                json!(["build"]),
+                "phases[4].phases[0].needs[0]",
+                "known phases: `test` (`build` is at the top level",
+            ),
+            (
+                "/phases/0/needs",
+                json!(["build"]),
+                "phases[0].needs",
+                "needs form a cycle: lint → build → lint",
+            ),
+            (
+                "/phases/1/needs",
+                json!(["fix"]),
+                "phases[1].needs",
+                "needs form a cycle: plan → fix → build → approve → plan",
+            ),
+            (
+                "/phases/4/phases/0/needs",
+                json!(["test"]),
+                "phases[4].phases[0].needs",
+                "needs form a cycle: edit → test → edit",
+            ),
+            // fields per kind
+            (
+                "/phases/1/run",
+                json!("echo"),
+                "phases[1].run",
+                "`run` is only allowed on script phases; this is an agent phase",
+            ),
+            (
+                "/phases/2/prompt",
+                json!("hi"),
+                "phases[2].prompt",
+                "`prompt` is only allowed on agent phases; this is a gate phase",
+            ),
+            (
+                "/phases/0/max_iters",
+                json!(2),
+                "phases[0].max_iters",
+                "`max_iters` is only allowed on loop phases",
+            ),
+            (
+                "/phases/0/tools",
+                json!(["bash"]),
+                "phases[0].tools",
+                "`tools` is only allowed on agent phases",
+            ),
+            (
+                "/phases/2/env",
+                json!({"A": "b"}),
+                "phases[2].env",
+                "`env` is only allowed on script phases",
+            ),
+            (
+                "/phases/4/outputs",
+                json!({"x": "message"}),
+                "phases[4].outputs",
+                "`outputs` is not allowed on loop phases",
+            ),
+            (
+                "/phases/0/run",
+                null.clone(),
+                "phases[0]",
+                "a script phase needs `run`: the shell command to run",
+            ),
+            (
+                "/phases/0/run",
+                json!("  "),
+                "phases[0].run",
+                "must not be empty",
+            ),
+            (
+                "/phases/1/prompt",
+                null.clone(),
+                "phases[1]",
+                "an agent phase needs `prompt`",
+            ),
+            (
+                "/phases/4/max_iters",
+                null.clone(),
+                "phases[4]",
+                "a loop phase needs `max_iters`",
+            ),
+            (
+                "/phases/4/max_iters",
+                json!(0),
+                "phases[4].max_iters",
+                "must be at least 1",
+            ),
+            (
+                "/phases/4/phases",
+                json!([]),
+                "phases[4]",
+                "a loop phase needs `phases`",
+            ),
+            (
+                "/phases/1/max_turns",
+                json!(0),
+                "phases[1].max_turns",
+                "must be at least 1",
+            ),
+            (
+                "/phases/1/review",
+                json!({"role": "", "rounds": 0}),
+                "phases[1].review.role",
+                "must not be empty",
+            ),
+            (
+                "/phases/1/review",
+                json!({"role": "x", "rounds": 0}),
+                "phases[1].review.rounds",
+                "must be at least 1",
+            ),
+            (
+                "/phases/0/retry",
+                json!({"max_attempts": 0}),
+                "phases[0].retry.max_attempts",
+                "must be at least 1",
+            ),
+            (
+                "/defaults",
+                json!({"retry": {"max_attempts": 0}}),
+                "defaults.retry.max_attempts",
+                "must be at least 1",
+            ),
+            (
+                "/defaults",
+                json!({"timeout": 0}),
+                "defaults.timeout",
+                "expected more than 0s",
+            ),
+            (
+                "/phases/0/timeout",
+                json!("0s"),
+                "phases[0].timeout",
+                "expected more than 0s",
+            ),
+            (
+                "/phases",
+                json!([]),
+                "phases",
+                "a template needs at least one phase",
+            ),
+            // outputs
+            (
+                "/phases/0/outputs",
+                json!({"Report": "message"}),
+                "phases[0].outputs.Report",
+                "`Report` is not a valid artifact name",
+            ),
+            (
+                "/phases/0/outputs",
+                json!({"report": "nope"}),
+                "phases[0].outputs.report",
+                "unknown schema `nope`",
+            ),
+            (
+                "/phases/0/outputs",
+                json!({"report": "nope"}),
+                "phases[0].outputs.report",
+                "built-in schemas: message",
+            ),
+            (
+                "/phases/0/outputs",
+                json!({"report": "schemas/missing.json"}),
+                "phases[0].outputs.report",
+                "unknown schema `schemas/missing.json`",
+            ),
+            // expressions and templates
+            (
+                "/phases/3/if",
+                json!("args.feature =="),
+                "phases[3].if",
+                "not a valid expression: syntax error",
+            ),
+            (
+                "/phases/3/if",
+                json!("args.feature | nofilter"),
+                "phases[3].if",
+                "unknown filter",
+            ),
+            (
+                "/phases/4/until",
+                json!("{{ x }}"),
+                "phases[4].until",
+                "not a valid expression",
+            ),
+            (
+                "/phases/0/run",
+                json!("echo {{ args.feature"),
+                "phases[0].run",
+                "not a valid template: syntax error",
+            ),
+            (
+                "/phases/3/cwd",
+                json!("{% if %}"),
+                "phases[3].cwd",
+                "not a valid template",
+            ),
+            (
+                "/phases/3/env",
+                json!({"MODE": "{{ x }"}),
+                "phases[3].env.MODE",
+                "not a valid template",
+            ),
+            (
+                "/phases/1/prompt",
+                json!("{{ a | nope }}"),
+                "phases[1].prompt",
+                "unknown filter",
+            ),
+            (
+                "/phases/1/system",
+                json!("{% endfor %}"),
+                "phases[1].system",
+                "not a valid template",
+            ),
+            (
+                "/phases/3/if",
+                json!("artifacts.lnt.report"),
+                "phases[3].if",
+                "`artifacts.lnt` names no phase; phases: approve, build, edit, fix, lint, plan, test; did you mean `lint`?",
+            ),
+            (
+                "/phases/3/if",
+                json!("artifacts.lint.reprot.text"),
+                "phases[3].if",
+                "phase `lint` (phases[0]) has no output `reprot`; its outputs: report",
+            ),
+            (
+                "/phases/3/if",
+                json!("artifacts.approve.x"),
+                "phases[3].if",
+                "its outputs: (none)",
+            ),
+            (
+                "/phases/1/prompt",
+                json!("{{ artifacts.lint.report }}"),
+                "phases[1].prompt",
+                "`artifacts.lint` is never available to `plan`: `lint` is not upstream of it; add `lint` to its needs",
+            ),
+            (
+                "/phases/0/run",
+                json!("{{ artifacts.lint.report }}"),
+                "phases[0].run",
+                "`artifacts.lint`: a phase cannot read its own artifacts",
+            ),
+            (
+                "/phases/0/run",
+                json!("echo {{ args.feeture }}"),
+                "phases[0].run",
+                "`args.feeture` is not in the args schema, which allows no other args; args: feature",
+            ),
+            // env
+            (
+                "/phases/3/env",
+                json!({"WFE_OUT": "x"}),
+                "phases[3].env.WFE_OUT",
+                "`WFE_OUT` is reserved",
+            ),
+            (
+                "/phases/3/env",
+                json!({"1X": "x"}),
+                "phases[3].env.1X",
+                "not a valid environment variable name",
+            ),
+            (
+                "/phases/3/env",
+                json!({"A-B": "x"}),
+                "phases[3].env.A-B",
+                "not a valid environment variable name",
+            ),
+            // args
+            (
+                "/args",
+                json!({"type": "string"}),
+                "args.type",
+                "must have \"type\": \"object\"",
+            ),
+            (
+                "/args",
+                json!(true),
+                "args",
+                "expected a JSON Schema object",
+            ),
+            (
+                "/args",
+                json!({"type": "object", "properties": {"n": {"type": "integr"}}}),
+                "args.properties.n.type",
+                "not a valid JSON Schema",
+            ),
+            (
+                "/args",
+                json!({"type": "object", "required": "n"}),
+                "args.required",
+                "not a valid JSON Schema",
+            ),
+        ];
+        for (pointer, value, path, fragment) in cases {
+            let problems = problems_of(with(pointer, value.clone()));
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.path == path && p.message.contains(fragment)),
+                "{pointer} = {value}\nwanted {path}: {fragment}\nfound {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_problems_are_reported_in_document_order() {
+        let mut doc = with("/name", json!("Bad"));
+        doc["phases"][0]["run"] = json!("{{");
+        doc["phases"][3]["needs"] = json!(["approve", "lint", "nope"]);
+        doc["phases"][4]["phases"][1]["env"] = json!({"WFE_X": "1"});
+        let paths: Vec<String> = problems_of(doc).into_iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "name",
+                "phases[0].run",
+                "phases[3].needs[2]",
+                "phases[4].phases[1].env.WFE_X"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cycle_is_reported_once() {
+        let doc = json!({"name": "t", "phases": [
+            {"id": "a", "kind": "gate", "needs": ["c"]},
+            {"id": "b", "kind": "gate", "needs": ["a"]},
+            {"id": "c", "kind": "gate", "needs": ["b"]}
+        ]});
+        let problems = problems_of(doc);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].path, "phases[0].needs");
+        assert_eq!(
+            problems[0].message,
+            "needs form a cycle: a → c → b → a (each needs the next)"
+        );
+    }
+
+    #[test]
+    fn cycles_are_found_once_each() {
+        type Graph = Vec<Vec<usize>>;
+        let cases: Vec<(Graph, Graph)> = vec![
+            (vec![vec![], vec![0], vec![1]], vec![]),
+            (vec![vec![1], vec![0]], vec![vec![0, 1]]),
+            (vec![vec![1], vec![2], vec![0]], vec![vec![0, 1, 2]]),
+            (
+                vec![vec![1], vec![0], vec![3], vec![2]],
+                vec![vec![0, 1], vec![2, 3]],
+            ),
+            // a diamond is not a cycle
+            (vec![vec![1, 2], vec![3], vec![3], vec![]], vec![]),
+        ];
+        for (edges, expected) in cases {
+            assert_eq!(find_cycles(&edges), expected, "{edges:?}");
+        }
+        let long: Vec<Vec<usize>> = (0..100_000)
+            .map(|i| if i == 0 { vec![99_999] } else { vec![i - 1] })
+            .collect();
+        assert_eq!(find_cycles(&long).len(), 1);
+    }
+
+    #[test]
+    fn every_kind_field_is_checked() {
+        let phase: Phase = serde_json::from_value(json!({
+            "id": "x", "kind": "gate", "run": "r", "cwd": "c", "env": {"A": "b"}, "role": "r", "provider": "p",
+            "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "review": {"role": "r"},
+            "phases": [{"id": "y", "kind": "gate"}], "until": "u", "max_iters": 1, "on_exhausted": "fail",
+            "outputs": {"o": "message"}
+        }))
+        .unwrap();
+        for (field, _) in KIND_FIELDS {
+            assert!(is_set(&phase, field), "{field}");
+        }
+    }
+
+    #[test]
+    fn odd_templates_give_problems_not_panics() {
+        let registry = Registry::new(std::path::Path::new("/nonexistent"));
+        let mut deep = json!({ "id": "leaf", "kind": "gate" });
+        for i in 0..40 {
+            deep =
+                json!({ "id": format!("l{i}"), "kind": "loop", "max_iters": 1, "phases": [deep] });
+        }
+        let docs = [
+            json!({ "name": "t", "args": { "$ref": "https://example.com/remote.json" }, "phases": [{ "id": "a", "kind": "gate" }] }),
+            json!({ "name": "t", "args": { "$ref": "#/nope" }, "phases": [{ "id": "a", "kind": "gate" }] }),
+            json!({ "name": "t", "args": { "$schema": "https://example.com/meta" }, "phases": [{ "id": "a", "kind": "gate" }] }),
+            json!({ "name": "t", "args": { "type": ["object", "null"] }, "phases": [{ "id": "a", "kind": "gate" }] }),
+            json!({ "name": "t", "phases": [deep] }),
+            json!({ "name": "t", "phases": [{ "id": "é", "kind": "gate", "needs": ["é", "é", ""] }] }),
+            json!({ "name": "t", "phases": [{ "id": "a", "kind": "script", "run": "{{ artifacts }}{{ artifacts[0] }}{{ args }}", "outputs": { "": "" } }] }),
+            json!({ "name": "t", "phases": [{ "id": "a", "kind": "script", "run": "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}" }] }),
+            json!({ "name": "t", "phases": [{ "id": "a", "kind": "script", "run": "x", "outputs": { "o": "../../../../etc/passwd" } }] }),
+        ];
+        for doc in docs {
+            let Ok(template) = template_from_value(doc.clone()) else {
+                continue;
+            };
+            let _ = validate(&template, "t.json", &registry);
+        }
+        let yaml = [
+            "a: &a [1, 2]\nb: *a\n",
+            "? [1]\n: x\n",
+            "1: 2\n",
+            "!!binary aGk=",
+            "- - - - -",
+        ];
+        for text in yaml {
+            assert!(
+                crate::template::parse_template(text, "t.yaml", true).is_err(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn name_rules() {
+        for good in ["a", "0", "build-2", "a_b", "x-"] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in ["", "A", "-a", "_a", "a b", "a.b", "a/b", "é"] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+        // The generated JSON Schema says the same with a pattern.
+        let pattern = json!({ "pattern": crate::template::model::NAME_PATTERN });
+        for name in [
+            "a", "0", "build-2", "a_b", "x-", "", "A", "-a", "_a", "a b", "a.b", "a/b", "é", "a\n",
+        ] {
+            assert_eq!(
+                jsonschema::is_valid(&pattern, &json!(name)),
+                is_valid_name(name),
+                "{name:?}"
+            );
+        }
+        for good in ["A", "_", "a1", "PATH"] {
+            assert!(is_shell_name(good), "{good}");
+        }
+        for bad in ["", "1a", "a-b", "a b"] {
+            assert!(!is_shell_name(bad), "{bad}");
+        }
+    }
 }
