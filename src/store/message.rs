@@ -15,7 +15,10 @@ pub struct Message {
 impl Message {
     /// A message with a summary and no trailers.
     pub fn new(summary: impl Into<String>) -> Self {
-        Message { summary: summary.into(), trailers: Vec::new() }
+        Message {
+            summary: summary.into(),
+            trailers: Vec::new(),
+        }
     }
 
     /// Adds a trailer.
@@ -26,7 +29,10 @@ impl Message {
 
     /// The first value of trailer `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.trailers.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+        self.trailers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The full commit message text.

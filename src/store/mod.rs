@@ -6,10 +6,13 @@
 //! engine can be tested against [`MemoryStore`] and never sees gix.
 //! Every ref update is a compare-and-swap on the expected old tip.
 
+#[cfg(test)]
+mod contract;
 mod git;
 mod lock;
 mod memory;
 mod message;
+mod path;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -92,7 +95,10 @@ pub enum Change {
 impl Change {
     /// A write of `bytes` at `path`.
     pub fn write(path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
-        Change::Write { path: path.into(), bytes: bytes.into() }
+        Change::Write {
+            path: path.into(),
+            bytes: bytes.into(),
+        }
     }
 }
 
@@ -143,7 +149,9 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// The repository uses a ref storage gix cannot write.
-    #[error("the repository at {path} uses the reftable ref storage, which wfe does not support yet")]
+    #[error(
+        "the repository at {path} uses the reftable ref storage, which wfe does not support yet"
+    )]
     Reftable {
         /// The repository.
         path: PathBuf,
@@ -179,6 +187,20 @@ pub enum StoreError {
         run: RunId,
         /// Who holds the lock.
         holder: LockHolder,
+    },
+    /// No checkpoint (commit) has this id.
+    #[error("no checkpoint {id}")]
+    NoSuchCheckpoint {
+        /// The id asked for.
+        id: String,
+    },
+    /// A change names a path that cannot be stored in a checkpoint's tree.
+    #[error("invalid path `{path}` in a checkpoint: {reason}")]
+    InvalidPath {
+        /// The path given.
+        path: String,
+        /// Why it is refused.
+        reason: &'static str,
     },
     /// A checkpoint's commit or tree is not what wfe writes.
     #[error("checkpoint {id} is malformed: {reason}")]
@@ -263,12 +285,20 @@ pub trait RunStore: Send + Sync {
                 .into_iter()
                 .map(|h| h.run)
                 .max()
-                .ok_or_else(|| StoreError::NoSuchRun { run: "latest (there are no runs yet)".into() });
+                .ok_or_else(|| StoreError::NoSuchRun {
+                    run: "latest (there are no runs yet)".into(),
+                });
         }
         let lower = name.to_ascii_lowercase();
-        let mut hits: Vec<RunId> = runs.into_iter().map(|h| h.run).filter(|r| r.as_str().starts_with(&lower)).collect();
+        let mut hits: Vec<RunId> = runs
+            .into_iter()
+            .map(|h| h.run)
+            .filter(|r| r.as_str().starts_with(&lower))
+            .collect();
         match hits.len() {
-            0 => Err(StoreError::NoSuchRun { run: name.to_string() }),
+            0 => Err(StoreError::NoSuchRun {
+                run: name.to_string(),
+            }),
             1 => Ok(hits.remove(0)),
             _ => {
                 hits.sort();
