@@ -410,6 +410,43 @@ mod tests {
     }
 
     #[test]
+    fn only_one_of_many_contenders_takes_over_a_stale_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let dead = child.id();
+        child.wait().expect("wait for true");
+        let stale = LockHolder {
+            pid: dead,
+            host: hostname(),
+            since: "long ago".into(),
+        };
+        fs::write(
+            lock_path(dir.path(), &run()),
+            serde_json::to_vec(&stale).expect("json"),
+        )
+        .expect("write stale lock");
+        let barrier = std::sync::Barrier::new(8);
+        let held: Vec<RunLock> = std::thread::scope(|scope| {
+            let contenders: Vec<_> = (0..8)
+                .map(|n| {
+                    let (dir, barrier) = (dir.path(), &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        RunLock::acquire(dir, &run(), &format!("contender {n}"))
+                    })
+                })
+                .collect();
+            contenders
+                .into_iter()
+                .filter_map(|c| c.join().expect("no panic").ok())
+                .collect()
+        });
+        assert_eq!(held.len(), 1, "exactly one contender holds the lock");
+    }
+
+    #[test]
     fn a_lock_on_another_host_is_respected() {
         let dir = tempfile::tempdir().expect("tempdir");
         let other = LockHolder {
