@@ -1,10 +1,48 @@
 //! The gix implementation of [`RunStore`].
+//!
+//! Objects are written straight into the object database and refs moved with
+//! gix's ref transactions: the user's index, work tree, HEAD and branches are
+//! never touched (only [`GitStore::init_with_empty_commit`], which creates a
+//! repository, sets a branch). A checkpoint is built by editing its parent's
+//! tree, so its cost grows with the number of changed paths, not with the
+//! size of the run. One `gix::Repository` is kept open behind a mutex, so its
+//! object cache and packed-refs snapshot serve every call, and the trees of
+//! each run's last checkpoint stay in memory for the next one.
+//!
+//! What a checkpoint costs is mostly the filesystem's: one loose object per
+//! changed tree level plus the blob and the commit, and the ref's lock file.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use gix::ObjectId;
+use gix::bstr::{BString, ByteSlice};
+use gix::lock::acquire::Fail;
+use gix::objs::tree::EntryKind as GitEntryKind;
+use gix::refs::transaction::{Change as RefChange, LogChange, PreviousValue, RefEdit, RefLog};
+use gix::refs::{FullName, Target, TargetRef};
 
 use super::{
-    Change, Checkpoint, CheckpointId, EntryKind, Message, Result, RunHead, RunId, RunLock, RunStore,
+    Change, Checkpoint, CheckpointId, EntryKind, Message, RUNS_PREFIX, Result, RunHead, RunId,
+    RunLock, RunStore, StoreError, path,
 };
+
+/// Who signs checkpoints when the repository has no `user.name`/`user.email`.
+const FALLBACK_NAME: &str = "wfe";
+/// See [`FALLBACK_NAME`].
+const FALLBACK_EMAIL: &str = "wfe@localhost";
+
+/// How long to wait for another writer's lock on a run's ref. Ref updates hold
+/// the lock for well under a millisecond, so this only rides out contention.
+const REF_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long to wait for `packed-refs.lock` (git's own default is one second).
+const PACKED_REFS_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Memory for recently decoded objects: parent trees are read again by the
+/// next checkpoint, and listing runs reads the same tips repeatedly.
+const OBJECT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Facts about the repository that the CLI needs.
 #[derive(Debug, Clone)]
@@ -21,26 +59,183 @@ pub struct RepoInfo {
 
 /// Runs stored as commits in a git repository, through gix.
 pub struct GitStore {
-    _todo: (),
+    shared: Mutex<Shared>,
+    info: RepoInfo,
+}
+
+/// What every call needs, behind the store's one lock.
+struct Shared {
+    repo: gix::Repository,
+    /// Per run, the trees of the last checkpoint this store wrote.
+    recent: HashMap<RunId, Recent>,
+}
+
+/// The trees a checkpoint wrote, kept so the next checkpoint of the same run
+/// edits them in memory instead of reading back and inflating the loose
+/// objects just written. Ids are content hashes, so an entry can never be
+/// wrong; it is only used while its commit is still the run's tip, which
+/// keeps every tree it names reachable and thus on disk.
+struct Recent {
+    commit: ObjectId,
+    tree: ObjectId,
+    /// Encoded tree objects by id.
+    trees: HashMap<ObjectId, Vec<u8>>,
+}
+
+/// How many runs' recent trees to keep; a runner writes one or a few runs.
+const RECENT_RUNS: usize = 16;
+
+impl fmt::Debug for GitStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitStore")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GitStore {
     /// Finds the repository containing `path` (like `git` does from a subdirectory).
+    ///
+    /// Honours `GIT_DIR` and `GIT_CEILING_DIRECTORIES` as git does.
     pub fn discover(path: &Path) -> Result<GitStore> {
-        let _ = path;
-        todo!("helper implements")
+        let options = gix::discover::upwards::Options {
+            // Like git, ignore ceiling directories that are not above `path`.
+            match_ceiling_dir_or_error: false,
+            ..Default::default()
+        };
+        match gix::ThreadSafeRepository::discover_with_environment_overrides_opts(
+            path,
+            options,
+            Default::default(),
+        ) {
+            Ok(repo) => GitStore::from_repo(repo.into()),
+            Err(err) => Err(discover_error(path, err)),
+        }
     }
 
     /// Creates a new repository at `path` with one empty commit on `main`,
     /// leaving the work tree and index clean (used by `wfe demo`).
     pub fn init_with_empty_commit(path: &Path, time: i64) -> Result<GitStore> {
-        let _ = (path, time);
-        todo!("helper implements")
+        let repo = gix::init(path)
+            .or_git(|| format!("creating a git repository at {}", path.display()))?;
+        let tree = repo
+            .write_object(gix::objs::Tree::empty())
+            .or_git(|| "writing the empty tree".into())?
+            .detach();
+        let signature = signature(FALLBACK_NAME, FALLBACK_EMAIL, time);
+        let commit = gix::objs::Commit {
+            tree,
+            parents: Default::default(),
+            author: signature.clone(),
+            committer: signature.clone(),
+            encoding: None,
+            message: "initial commit\n".into(),
+            extra_headers: Vec::new(),
+        };
+        let id = repo
+            .write_object(&commit)
+            .or_git(|| "writing the initial commit".into())?
+            .detach();
+        let head = full_name("HEAD")?;
+        let main = full_name("refs/heads/main")?;
+        let mut time_buf = gix::date::parse::TimeBuf::default();
+        let committer = signature.to_ref(&mut time_buf);
+        // HEAD first names `main` (whatever init.defaultBranch says), then the
+        // commit goes through HEAD so both get the reflog entry `git commit` writes.
+        let point_head = RefEdit {
+            change: RefChange::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: false,
+                    message: BString::default(),
+                },
+                expected: PreviousValue::Any,
+                new: Target::Symbolic(main),
+            },
+            name: head.clone(),
+            deref: false,
+        };
+        let first_commit = RefEdit {
+            change: RefChange::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: false,
+                    message: "commit (initial): initial commit".into(),
+                },
+                expected: PreviousValue::MustNotExist,
+                new: Target::Object(id),
+            },
+            name: head,
+            deref: true,
+        };
+        for edit in [point_head, first_commit] {
+            repo.refs
+                .transaction()
+                .prepare(
+                    Some(edit),
+                    Fail::AfterDurationWithBackoff(REF_LOCK_TIMEOUT),
+                    Fail::AfterDurationWithBackoff(PACKED_REFS_LOCK_TIMEOUT),
+                )
+                .and_then(|tx| tx.commit(Some(committer)))
+                .or_git(|| "pointing main at the initial commit".into())?;
+        }
+        GitStore::from_repo(repo)
+    }
+
+    /// Opens the store on an already opened repository.
+    fn from_repo(mut repo: gix::Repository) -> Result<GitStore> {
+        let common_dir = absolute(repo.common_dir());
+        let work_dir = repo.workdir().map(absolute);
+        let reftable = repo
+            .config_snapshot()
+            .string("extensions.refStorage")
+            .is_some_and(|value| value.eq_ignore_ascii_case(b"reftable"));
+        if reftable || common_dir.join("reftable").is_dir() {
+            return Err(StoreError::Reftable {
+                path: work_dir.unwrap_or(common_dir),
+            });
+        }
+        // Bare repositories default to core.logAllRefUpdates=false, which makes
+        // gix drop even forced reflogs. Run refs must keep their history, so
+        // allow reflogs in memory: every wfe ref edit asks for its log
+        // explicitly, and nothing is written to the repository's config.
+        if repo.refs.write_reflog == gix::refs::store::WriteReflog::Disable
+            && repo.workdir().is_none()
+        {
+            repo.refs.write_reflog = gix::refs::store::WriteReflog::Normal;
+        }
+        repo.object_cache_size_if_unset(OBJECT_CACHE_BYTES);
+
+        let config = repo.config_snapshot();
+        let identity = match (config.string("user.name"), config.string("user.email")) {
+            (Some(name), Some(email)) if !name.is_empty() && !email.is_empty() => Some((
+                name.to_str_lossy().into_owned(),
+                email.to_str_lossy().into_owned(),
+            )),
+            _ => None,
+        };
+        let head = repo.head().or_git(|| "reading HEAD".into())?;
+        let head_commit = head.id().map(|id| id.to_string());
+        drop(head);
+
+        let info = RepoInfo {
+            work_dir,
+            common_dir,
+            head_commit,
+            identity,
+        };
+        Ok(GitStore {
+            shared: Mutex::new(Shared {
+                repo,
+                recent: HashMap::new(),
+            }),
+            info,
+        })
     }
 
     /// Facts about the repository.
     pub fn info(&self) -> &RepoInfo {
-        todo!("helper implements")
+        &self.info
     }
 
     /// `<common-dir>/wfe`: locks, control files, scratch space, the index.
@@ -52,12 +247,29 @@ impl GitStore {
     pub fn lock(&self, run: &RunId, since: &str) -> Result<RunLock> {
         RunLock::acquire(&self.wfe_dir().join("locks"), run, since)
     }
+
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        // Neither the repository nor the cache holds an invariant a panicking
+        // caller could break (cache entries are content-addressed).
+        self.shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Who signs checkpoints: the repository's identity, or wfe's own.
+    fn signature(&self, time: i64) -> gix::actor::Signature {
+        match &self.info.identity {
+            Some((name, email)) => signature(name, email, time),
+            None => signature(FALLBACK_NAME, FALLBACK_EMAIL, time),
+        }
+    }
 }
 
 impl RunStore for GitStore {
     fn tip(&self, run: &RunId) -> Result<Option<CheckpointId>> {
-        let _ = run;
-        todo!("helper implements")
+        let shared = self.shared();
+        let repo = &shared.repo;
+        Ok(read_tip(repo, &run.ref_name())?.map(checkpoint_id))
     }
 
     fn commit(
@@ -68,26 +280,1132 @@ impl RunStore for GitStore {
         message: &Message,
         time: i64,
     ) -> Result<CheckpointId> {
-        let _ = (run, parent, changes, message, time);
-        todo!("helper implements")
+        for change in changes {
+            match change {
+                Change::Write { path, .. } | Change::Remove { path } => path::validate(path)?,
+            }
+        }
+        let mut shared = self.shared();
+        let Shared { repo, recent } = &mut *shared;
+        let repo = &*repo;
+        let ref_name = run.ref_name();
+
+        // Check the expectation before writing anything, so a stale writer
+        // leaves no orphan objects behind. The ref transaction below checks
+        // it again under the ref's lock, which is what makes this a CAS.
+        let current = read_tip(repo, &ref_name)?;
+        let matches = match (current, parent) {
+            (Some(current), Some(parent)) => current.to_string().eq_ignore_ascii_case(&parent.0),
+            (None, None) => true,
+            _ => false,
+        };
+        if !matches {
+            return Err(conflict(run, parent, current));
+        }
+        let cached = recent.remove(run).filter(|r| Some(r.commit) == current);
+        let base_tree = match (&cached, current) {
+            (Some(cached), _) => cached.tree,
+            (None, Some(id)) => commit_tree(repo, id)?,
+            (None, None) => ObjectId::empty_tree(repo.object_hash()),
+        };
+        let (tree, written) = write_tree(repo, base_tree, cached.map(|c| c.trees), changes)?;
+
+        let signature = self.signature(time);
+        let commit = gix::objs::Commit {
+            tree,
+            parents: current.into_iter().collect(),
+            author: signature.clone(),
+            committer: signature.clone(),
+            encoding: None,
+            message: message.render().into(),
+            extra_headers: Vec::new(),
+        };
+        let id = repo
+            .write_object(&commit)
+            .or_git(|| format!("writing a checkpoint commit for run {run}"))?
+            .detach();
+
+        let expected = match current {
+            Some(old) => PreviousValue::MustExistAndMatch(Target::Object(old)),
+            None => PreviousValue::MustNotExist,
+        };
+        let edit = RefEdit {
+            change: RefChange::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    // git only logs refs/heads and friends by default; run refs need it asked for.
+                    force_create_reflog: true,
+                    message: message.summary.replace('\n', " ").into(),
+                },
+                expected,
+                new: Target::Object(id),
+            },
+            name: full_name(&ref_name)?,
+            deref: false,
+        };
+        let mut time_buf = gix::date::parse::TimeBuf::default();
+        let updated = repo
+            .refs
+            .transaction()
+            .prepare(
+                Some(edit),
+                Fail::AfterDurationWithBackoff(REF_LOCK_TIMEOUT),
+                Fail::AfterDurationWithBackoff(PACKED_REFS_LOCK_TIMEOUT),
+            )
+            .and_then(|tx| tx.commit(Some(signature.to_ref(&mut time_buf))));
+        match updated {
+            Ok(_) => {
+                if recent.len() >= RECENT_RUNS {
+                    recent.clear();
+                }
+                recent.insert(
+                    run.clone(),
+                    Recent {
+                        commit: id,
+                        tree,
+                        trees: written,
+                    },
+                );
+                Ok(checkpoint_id(id))
+            }
+            Err(err) => {
+                let found = read_tip(repo, &ref_name)?;
+                if found != current {
+                    Err(conflict(run, parent, found))
+                } else {
+                    Err(git_error(format!("updating {ref_name}"), &err))
+                }
+            }
+        }
     }
 
     fn read(&self, at: &CheckpointId, path: &str) -> Result<Option<Vec<u8>>> {
-        let _ = (at, path);
-        todo!("helper implements")
+        let components = path::components(path);
+        let shared = self.shared();
+        let repo = &shared.repo;
+        let tree_id = commit_tree(repo, parse_checkpoint(at)?)?;
+        if components.is_empty() {
+            return Ok(None);
+        }
+        let tree = repo
+            .find_tree(tree_id)
+            .or_git(|| format!("reading the tree of checkpoint {at}"))?;
+        let entry = tree
+            .lookup_entry(components.iter().copied())
+            .or_git(|| format!("looking up {path} in {at}"))?;
+        match entry {
+            Some(entry) if entry.mode().is_blob_or_symlink() => {
+                let mut blob = repo
+                    .find_blob(entry.object_id())
+                    .or_git(|| format!("reading {path} in {at}"))?;
+                Ok(Some(blob.take_data()))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn list_dir(&self, at: &CheckpointId, path: &str) -> Result<Vec<(String, EntryKind)>> {
-        let _ = (at, path);
-        todo!("helper implements")
+        let components = path::components(path);
+        let shared = self.shared();
+        let repo = &shared.repo;
+        let mut tree_id = commit_tree(repo, parse_checkpoint(at)?)?;
+        if !components.is_empty() {
+            let root = repo
+                .find_tree(tree_id)
+                .or_git(|| format!("reading the tree of checkpoint {at}"))?;
+            match root
+                .lookup_entry(components.iter().copied())
+                .or_git(|| format!("looking up {path} in {at}"))?
+            {
+                Some(entry) if entry.mode().is_tree() => tree_id = entry.object_id(),
+                _ => return Ok(Vec::new()),
+            }
+        }
+        let tree = repo
+            .find_tree(tree_id)
+            .or_git(|| format!("reading directory {path} in {at}"))?;
+        let decoded = tree
+            .decode()
+            .or_git(|| format!("decoding directory {path} in {at}"))?;
+        let mut entries: Vec<(String, EntryKind)> = decoded
+            .entries
+            .iter()
+            .filter_map(|entry| {
+                let kind = if entry.mode.is_tree() {
+                    EntryKind::Dir
+                } else if entry.mode.is_blob_or_symlink() {
+                    EntryKind::File
+                } else {
+                    // Submodule links have nothing wfe could read.
+                    return None;
+                };
+                Some((entry.filename.to_str_lossy().into_owned(), kind))
+            })
+            .collect();
+        // Git orders a directory as if its name ended in `/`; callers want plain names.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
     }
 
     fn checkpoint(&self, id: &CheckpointId) -> Result<Checkpoint> {
-        let _ = id;
-        todo!("helper implements")
+        let shared = self.shared();
+        let repo = &shared.repo;
+        read_checkpoint(repo, parse_checkpoint(id)?)
     }
 
     fn runs(&self) -> Result<Vec<RunHead>> {
-        todo!("helper implements")
+        let shared = self.shared();
+        let repo = &shared.repo;
+        let platform = repo.references().or_git(|| "listing refs".into())?;
+        let refs = platform
+            .prefixed(RUNS_PREFIX)
+            .or_git(|| format!("listing {RUNS_PREFIX}*"))?;
+        let mut heads = Vec::new();
+        for reference in refs {
+            let reference = reference.or_git(|| format!("listing {RUNS_PREFIX}*"))?;
+            let name = reference.name().as_bstr().to_str_lossy();
+            let Some(run) = name.strip_prefix(RUNS_PREFIX).and_then(RunId::parse) else {
+                continue;
+            };
+            // Only ids that are already canonical: `RunId::parse` lowercases.
+            if run.as_str() != &name[RUNS_PREFIX.len()..] {
+                continue;
+            }
+            let TargetRef::Object(tip) = reference.target() else {
+                continue;
+            };
+            let tip = read_checkpoint(repo, tip.to_owned())?;
+            heads.push(RunHead { run, tip });
+        }
+        heads.sort_by(|a, b| b.run.cmp(&a.run));
+        Ok(heads)
+    }
+}
+
+/// Maps gix failures to [`StoreError::Git`], saying what wfe was doing.
+trait OrGit<T> {
+    fn or_git(self, action: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::error::Error + 'static> OrGit<T> for std::result::Result<T, E> {
+    fn or_git(self, action: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|err| git_error(action(), &err))
+    }
+}
+
+fn git_error(action: String, err: &(dyn std::error::Error + 'static)) -> StoreError {
+    StoreError::Git {
+        message: format!("{action}: {}", describe(err)),
+    }
+}
+
+/// One line with every cause, outermost first, as gix reports them.
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut causes: Vec<String> = Vec::new();
+    let mut push = |text: String| {
+        if !text.is_empty() && !causes.iter().any(|seen| seen.contains(&text)) {
+            causes.push(text);
+        }
+    };
+    match err.downcast_ref::<gix::Error>() {
+        Some(err) => err.iter_errors().for_each(|cause| push(cause.to_string())),
+        None => {
+            let mut next = Some(err);
+            while let Some(cause) = next {
+                push(cause.to_string());
+                next = cause.source();
+            }
+        }
+    }
+    causes.join(": ")
+}
+
+fn discover_error(path: &Path, err: gix::Error) -> StoreError {
+    use gix::discover::upwards::Error as Upwards;
+    let not_found = err.downcast_any_ref::<Upwards>().is_some_and(|e| {
+        matches!(
+            e,
+            Upwards::NoGitRepository { .. }
+                | Upwards::NoGitRepositoryWithinCeiling { .. }
+                | Upwards::NoGitRepositoryWithinFs { .. }
+        )
+    });
+    if not_found {
+        return StoreError::NotARepo {
+            path: path.to_path_buf(),
+        };
+    }
+    // gix may refuse to open a reftable repository at all; say why plainly.
+    if let Ok((found, _)) = gix::discover::upwards(path) {
+        let (git_dir, work_dir) = found.into_repository_and_work_tree_directories();
+        let common = git_dir.join("commondir");
+        let common_dir = std::fs::read_to_string(&common)
+            .map(|rel| git_dir.join(rel.trim()))
+            .unwrap_or_else(|_| git_dir.clone());
+        if common_dir.join("reftable").is_dir() {
+            return StoreError::Reftable {
+                path: work_dir.unwrap_or(git_dir),
+            };
+        }
+    }
+    git_error(
+        format!("opening the git repository at or above {}", path.display()),
+        &err,
+    )
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn signature(name: &str, email: &str, time: i64) -> gix::actor::Signature {
+    gix::actor::Signature {
+        name: name.into(),
+        email: email.into(),
+        time: gix::date::Time::new(time, 0),
+    }
+}
+
+fn full_name(name: &str) -> Result<FullName> {
+    FullName::try_from(name).or_git(|| format!("`{name}` is not a valid ref name"))
+}
+
+fn checkpoint_id(id: ObjectId) -> CheckpointId {
+    CheckpointId(id.to_string())
+}
+
+/// A checkpoint id as a git object id; anything else names no checkpoint.
+fn parse_checkpoint(id: &CheckpointId) -> Result<ObjectId> {
+    ObjectId::from_hex(id.0.as_bytes())
+        .map_err(|_| StoreError::NoSuchCheckpoint { id: id.0.clone() })
+}
+
+fn conflict(run: &RunId, parent: Option<&CheckpointId>, found: Option<ObjectId>) -> StoreError {
+    StoreError::Conflict {
+        run: run.clone(),
+        expected: parent.map_or_else(|| "none".to_string(), |p| p.0.clone()),
+        found: found.map_or_else(|| "none".to_string(), |id| id.to_string()),
+    }
+}
+
+/// The commit a ref points at, `None` if there is no such ref.
+fn read_tip(repo: &gix::Repository, ref_name: &str) -> Result<Option<ObjectId>> {
+    let reference = repo
+        .try_find_reference(ref_name)
+        .or_git(|| format!("reading {ref_name}"))?;
+    match reference {
+        None => Ok(None),
+        Some(reference) => match reference.target() {
+            TargetRef::Object(id) => Ok(Some(id.to_owned())),
+            TargetRef::Symbolic(other) => Err(StoreError::Git {
+                message: format!(
+                    "{ref_name} is a symbolic ref to {}; wfe writes only direct refs there",
+                    other.as_bstr()
+                ),
+            }),
+        },
+    }
+}
+
+/// Finds the commit `id`, or says there is no such checkpoint.
+fn find_commit(repo: &gix::Repository, id: ObjectId) -> Result<gix::Commit<'_>> {
+    let object = repo
+        .try_find_object(id)
+        .or_git(|| format!("reading checkpoint {id}"))?;
+    match object {
+        None => Err(StoreError::NoSuchCheckpoint { id: id.to_string() }),
+        Some(object) if object.kind == gix::objs::Kind::Commit => Ok(object.into_commit()),
+        Some(object) => Err(StoreError::Malformed {
+            id: id.to_string(),
+            reason: format!("it is a {}, not a commit", object.kind),
+        }),
+    }
+}
+
+fn commit_tree(repo: &gix::Repository, id: ObjectId) -> Result<ObjectId> {
+    let commit = find_commit(repo, id)?;
+    let tree = commit.tree_id().map_err(|err| StoreError::Malformed {
+        id: id.to_string(),
+        reason: describe(&err),
+    })?;
+    Ok(tree.detach())
+}
+
+fn read_checkpoint(repo: &gix::Repository, id: ObjectId) -> Result<Checkpoint> {
+    let commit = find_commit(repo, id)?;
+    let malformed = |err: gix::Error| StoreError::Malformed {
+        id: id.to_string(),
+        reason: describe(&err),
+    };
+    let decoded = commit.decode().map_err(malformed)?;
+    let time = decoded.time().map_err(malformed)?.seconds;
+    let parent = decoded.parents().next().map(checkpoint_id);
+    let message = Message::parse(&decoded.message.to_str_lossy());
+    Ok(Checkpoint {
+        id: checkpoint_id(id),
+        parent,
+        time,
+        message,
+    })
+}
+
+/// Writes `base` with `changes` applied and returns the new root tree, with
+/// every tree object written (to edit the next checkpoint from memory).
+///
+/// Only trees on the paths of changes are read and rewritten; every other
+/// subtree keeps its id. Trees in `known` (the run's previous checkpoint)
+/// are not read from disk. Names were validated by [`path::validate`],
+/// which is why gix's plumbing editor (no existence check of every entry of
+/// every changed directory) is used rather than the validating one.
+fn write_tree(
+    repo: &gix::Repository,
+    base: ObjectId,
+    known: Option<HashMap<ObjectId, Vec<u8>>>,
+    changes: &[Change],
+) -> Result<(ObjectId, HashMap<ObjectId, Vec<u8>>)> {
+    let known = known.unwrap_or_default();
+    let find = KnownFirst {
+        known: &known,
+        objects: &repo.objects,
+    };
+    let root: gix::objs::Tree = if base.is_empty_tree() {
+        gix::objs::Tree::empty()
+    } else {
+        let mut buf = Vec::new();
+        let tree = gix::objs::FindExt::find_tree(&find, &base, &mut buf)
+            .or_git(|| format!("reading tree {base}"))?;
+        tree.into()
+    };
+    let mut editor = gix::objs::tree::Editor::new(root, &find, repo.object_hash());
+    for change in net_changes(changes) {
+        match change {
+            Change::Write { path, bytes } => {
+                let blob = repo
+                    .write_blob(bytes)
+                    .or_git(|| format!("writing {path}"))?
+                    .detach();
+                editor
+                    .upsert(path.split('/'), GitEntryKind::Blob, blob)
+                    .or_git(|| format!("adding {path} to the tree"))?;
+            }
+            Change::Remove { path } => {
+                editor
+                    .remove(path.split('/'))
+                    .or_git(|| format!("removing {path} from the tree"))?;
+            }
+        }
+    }
+    let mut written = HashMap::new();
+    let tree = editor
+        .write(|tree| -> gix::Result<ObjectId> {
+            let id = repo.write_object(tree)?.detach();
+            let mut encoded = Vec::new();
+            gix::objs::WriteTo::write_to(tree, &mut encoded).map_err(gix::Error::from_error)?;
+            written.insert(id, encoded);
+            Ok(id)
+        })
+        .or_git(|| "writing the checkpoint's trees".into())?;
+    if tree.is_empty_tree() {
+        // The editor returns the well-known empty tree id without writing it;
+        // a commit must not point at an object git cannot find.
+        repo.write_object(gix::objs::Tree::empty())
+            .or_git(|| "writing the empty tree".into())?;
+    }
+    Ok((tree, written))
+}
+
+/// Looks objects up in `known` first, then in the object database.
+struct KnownFirst<'a> {
+    known: &'a HashMap<ObjectId, Vec<u8>>,
+    objects: &'a gix::OdbHandle,
+}
+
+impl gix::objs::Find for KnownFirst<'_> {
+    fn try_find<'a>(
+        &self,
+        id: &gix::oid,
+        buffer: &'a mut Vec<u8>,
+    ) -> gix::Result<Option<gix::objs::Data<'a>>> {
+        match self.known.get(id) {
+            Some(encoded) => {
+                buffer.clear();
+                buffer.extend_from_slice(encoded);
+                Ok(Some(gix::objs::Data {
+                    kind: gix::objs::Kind::Tree,
+                    object_hash: id.kind(),
+                    data: buffer,
+                }))
+            }
+            None => self.objects.try_find(id, buffer),
+        }
+    }
+}
+
+/// The changes that matter, in order: a change to a path drops every earlier
+/// change at or below it, since it overwrites or removes their result.
+///
+/// Beyond saving work, this keeps gix's editor correct: it caches every
+/// subtree it has loaded, and a subtree removed and then re-created in the
+/// same edit would come back with its old entries.
+fn net_changes(changes: &[Change]) -> Vec<&Change> {
+    let mut kept: Vec<&Change> = Vec::with_capacity(changes.len());
+    for change in changes {
+        let path = change_path(change);
+        kept.retain(|earlier| !is_at_or_below(change_path(earlier), path));
+        kept.push(change);
+    }
+    kept
+}
+
+fn change_path(change: &Change) -> &str {
+    match change {
+        Change::Write { path, .. } | Change::Remove { path } => path,
+    }
+}
+
+fn is_at_or_below(path: &str, ancestor: &str) -> bool {
+    path.strip_prefix(ancestor)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+impl GitStore {
+    /// Opens the repository at `path` seeing only its own config, so tests
+    /// don't depend on the user's global git settings.
+    pub(crate) fn open_isolated(path: &Path) -> Result<GitStore> {
+        let repo = gix::open_opts(path, gix::open::Options::isolated())
+            .or_git(|| format!("opening {}", path.display()))?;
+        GitStore::from_repo(repo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::process::Command;
+
+    use super::*;
+    use crate::store::contract::{self, message, run_id};
+
+    /// Runs the git CLI in `dir` with no global or system config and a fixed identity.
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = git_command(dir, args).output().expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    fn git_command(dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test Author")
+            .env("GIT_AUTHOR_EMAIL", "author@example.com")
+            .env("GIT_COMMITTER_NAME", "Test Author")
+            .env("GIT_COMMITTER_EMAIL", "author@example.com")
+            .env("GIT_AUTHOR_DATE", "1700000000 +0000")
+            .env("GIT_COMMITTER_DATE", "1700000000 +0000")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE");
+        cmd
+    }
+
+    /// A repository with one commit on main, a local identity, and an untracked file.
+    fn user_repo() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path();
+        git(path, &["init", "-q", "-b", "main"]);
+        git(path, &["config", "user.name", "Repo User"]);
+        git(path, &["config", "user.email", "user@example.com"]);
+        std::fs::write(path.join("README"), "hello\n").expect("write README");
+        git(path, &["add", "README"]);
+        git(path, &["commit", "-q", "-m", "first"]);
+        std::fs::write(path.join("untracked.txt"), "mine\n").expect("write untracked");
+        dir
+    }
+
+    /// The user-visible state wfe must never change.
+    fn user_state(path: &Path) -> String {
+        [
+            git(path, &["status", "--porcelain"]),
+            git(path, &["symbolic-ref", "HEAD"]),
+            git(path, &["rev-parse", "HEAD"]),
+            git(path, &["for-each-ref", "refs/heads", "refs/tags"]),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn git_store_meets_the_contract() {
+        let dirs = RefCell::new(Vec::new());
+        contract::check_all(&|| {
+            let dir = user_repo();
+            let store = GitStore::open_isolated(dir.path()).expect("open");
+            dirs.borrow_mut().push(dir);
+            Box::new(store)
+        });
+        for dir in dirs.borrow().iter() {
+            git(dir.path(), &["fsck", "--strict", "--no-progress"]);
+        }
+    }
+
+    #[test]
+    fn checkpoints_are_plain_git_history() {
+        let dir = user_repo();
+        let path = dir.path();
+        let before = user_state(path);
+        let store = GitStore::open_isolated(path).expect("open");
+        let run = run_id("1");
+        let refname = run.ref_name();
+
+        let c1 = store
+            .commit(
+                &run,
+                None,
+                &[Change::write("run.json", "{\"id\": 1}\n")],
+                &message(&run, "wfe: run started"),
+                1_700_000_100,
+            )
+            .expect("c1");
+        let c2 = store
+            .commit(
+                &run,
+                Some(&c1),
+                &[Change::write(
+                    "phases/a/state.json",
+                    "{\"status\": \"running\"}\n",
+                )],
+                &message(&run, "wfe: a started"),
+                1_700_000_200,
+            )
+            .expect("c2");
+        let msg = message(&run, "wfe: a completed (attempt 1)").trailer("Wfe-Phase", "a");
+        let c3 = store
+            .commit(
+                &run,
+                Some(&c2),
+                &[Change::write(
+                    "phases/a/state.json",
+                    "{\"status\": \"completed\"}\n",
+                )],
+                &msg,
+                1_700_000_300,
+            )
+            .expect("c3");
+
+        assert_eq!(git(path, &["rev-parse", &refname]).trim(), c3.0);
+        let log = git(path, &["log", "--format=%B", &refname]);
+        assert!(log.starts_with(&msg.render()), "{log}");
+        assert!(log.contains("wfe: a started\n\nWfe-Run: "), "{log}");
+        assert!(
+            log.contains(&format!("Wfe-Run: {run}\nWfe-Event: test\nWfe-Phase: a\n")),
+            "{log}"
+        );
+        assert_eq!(git(path, &["rev-list", "--count", &refname]).trim(), "3");
+        assert_eq!(
+            git(path, &["show", &format!("{refname}:phases/a/state.json")]),
+            "{\"status\": \"completed\"}\n"
+        );
+        assert_eq!(
+            git(path, &["show", &format!("{}:phases/a/state.json", c2.0)]),
+            "{\"status\": \"running\"}\n"
+        );
+        assert_eq!(
+            git(
+                path,
+                &[
+                    "log",
+                    "-1",
+                    "--format=%an <%ae> %at|%cn <%ce> %ct",
+                    &refname
+                ]
+            )
+            .trim(),
+            "Repo User <user@example.com> 1700000300|Repo User <user@example.com> 1700000300"
+        );
+
+        let reflog = git(path, &["reflog", "show", "--format=%gs", &refname]);
+        assert_eq!(
+            reflog.lines().collect::<Vec<_>>(),
+            vec![
+                "wfe: a completed (attempt 1)",
+                "wfe: a started",
+                "wfe: run started"
+            ]
+        );
+
+        git(path, &["fsck", "--strict", "--no-progress"]);
+        assert_eq!(
+            user_state(path),
+            before,
+            "the user's index, work tree and branches are untouched"
+        );
+        assert!(!path.join(".git/index.lock").exists());
+    }
+
+    #[test]
+    fn unchanged_subtrees_keep_their_ids() {
+        let dir = user_repo();
+        let path = dir.path();
+        let store = GitStore::open_isolated(path).expect("open");
+        let run = run_id("2");
+        let refname = run.ref_name();
+        let c1 = store
+            .commit(
+                &run,
+                None,
+                &[
+                    Change::write("phases/x/state.json", "x"),
+                    Change::write("phases/x/log.jsonl", "l"),
+                    Change::write("phases/y/state.json", "y"),
+                ],
+                &message(&run, "one"),
+                1,
+            )
+            .expect("c1");
+        let x_before = git(path, &["rev-parse", &format!("{refname}:phases/x")]);
+        let y_before = git(path, &["rev-parse", &format!("{refname}:phases/y")]);
+        store
+            .commit(
+                &run,
+                Some(&c1),
+                &[Change::write("phases/y/artifacts/out.json", "{}")],
+                &message(&run, "two"),
+                2,
+            )
+            .expect("c2");
+        assert_eq!(
+            git(path, &["rev-parse", &format!("{refname}:phases/x")]),
+            x_before
+        );
+        assert_ne!(
+            git(path, &["rev-parse", &format!("{refname}:phases/y")]),
+            y_before
+        );
+        git(path, &["fsck", "--strict", "--no-progress"]);
+    }
+
+    #[test]
+    fn concurrent_writers_never_lose_a_checkpoint() {
+        let dir = user_repo();
+        let store = GitStore::open_isolated(dir.path()).expect("open");
+        let run = run_id("3");
+        store
+            .commit(&run, None, &[], &message(&run, "start"), 1)
+            .expect("create");
+        let wins = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for writer in 0..4 {
+                let (store, run, wins) = (&store, &run, &wins);
+                scope.spawn(move || {
+                    for n in 0..10 {
+                        // Re-read the tip and retry on conflict, as the engine's single writer would.
+                        loop {
+                            let tip = store.tip(run).expect("tip");
+                            let change = Change::write(format!("w{writer}/{n}"), "x");
+                            match store.commit(
+                                run,
+                                tip.as_ref(),
+                                &[change],
+                                &message(run, "step"),
+                                2,
+                            ) {
+                                Ok(_) => {
+                                    wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                    break;
+                                }
+                                Err(StoreError::Conflict { .. }) => continue,
+                                Err(other) => panic!("unexpected error: {other}"),
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(wins.into_inner(), 40);
+        assert_eq!(store.history(&run).expect("history").len(), 41);
+        let tip = store.tip(&run).expect("tip").expect("exists");
+        for writer in 0..4 {
+            assert_eq!(
+                store
+                    .list_dir(&tip, &format!("w{writer}"))
+                    .expect("list")
+                    .len(),
+                10
+            );
+        }
+        // A second store on the same repository (another process) sees the same tip and loses a stale CAS.
+        let other = GitStore::open_isolated(dir.path()).expect("open again");
+        assert_eq!(other.tip(&run).expect("tip"), Some(tip.clone()));
+        let stale = store.history(&run).expect("history")[1].id.clone();
+        assert!(matches!(
+            other.commit(&run, Some(&stale), &[], &message(&run, "x"), 3),
+            Err(StoreError::Conflict { .. })
+        ));
+        git(dir.path(), &["fsck", "--strict", "--no-progress"]);
+    }
+
+    #[test]
+    fn runs_survive_pack_refs_and_gc() {
+        let dir = user_repo();
+        let path = dir.path();
+        let store = GitStore::open_isolated(path).expect("open");
+        let ids = [run_id("a1"), run_id("a2"), run_id("b3")];
+        let mut tips = Vec::new();
+        for run in &ids {
+            tips.push(
+                store
+                    .commit(
+                        run,
+                        None,
+                        &[Change::write("run.json", run.as_str())],
+                        &message(run, "start"),
+                        1,
+                    )
+                    .expect("create"),
+            );
+        }
+        // Not a run: ignored by listing.
+        git(path, &["update-ref", "refs/wfe/runs/not-a-run", "HEAD"]);
+        git(path, &["update-ref", "refs/wfe/trash/x/1", "HEAD"]);
+
+        git(path, &["pack-refs", "--all"]);
+        assert!(
+            !path.join(".git").join(ids[0].ref_name()).exists(),
+            "the ref is packed now"
+        );
+        let listed: Vec<_> = store
+            .runs()
+            .expect("runs")
+            .into_iter()
+            .map(|h| h.run)
+            .collect();
+        assert_eq!(listed, vec![ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+        assert_eq!(store.resolve("latest").expect("latest"), ids[2]);
+        assert!(matches!(
+            store.resolve(&ids[0].as_str()[..25]),
+            Err(StoreError::AmbiguousRun { .. })
+        ));
+        assert_eq!(store.tip(&ids[0]).expect("tip"), Some(tips[0].clone()));
+
+        // CAS against a packed ref writes a loose one that shadows it.
+        let c2 = store
+            .commit(
+                &ids[0],
+                Some(&tips[0]),
+                &[Change::write("phases/a/state.json", "1")],
+                &message(&ids[0], "two"),
+                2,
+            )
+            .expect("advance");
+        assert!(matches!(
+            store.commit(&ids[0], Some(&tips[0]), &[], &message(&ids[0], "stale"), 3),
+            Err(StoreError::Conflict { .. })
+        ));
+
+        git(path, &["gc", "--prune=now", "--quiet"]);
+        assert_eq!(store.tip(&ids[0]).expect("tip"), Some(c2.clone()));
+        assert_eq!(
+            store.read(&c2, "phases/a/state.json").expect("read"),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(store.history(&ids[0]).expect("history").len(), 2);
+        let c3 = store
+            .commit(
+                &ids[0],
+                Some(&c2),
+                &[Change::write("phases/b/state.json", "2")],
+                &message(&ids[0], "three"),
+                4,
+            )
+            .expect("after gc");
+        assert_eq!(
+            store.read(&c3, "phases/a/state.json").expect("read"),
+            Some(b"1".to_vec())
+        );
+        let fresh = GitStore::open_isolated(path).expect("reopen");
+        assert_eq!(fresh.runs().expect("runs").len(), 3);
+        assert_eq!(
+            fresh.resolve(&ids[2].as_str()[..25]).expect("prefix"),
+            ids[2]
+        );
+        git(path, &["fsck", "--strict", "--no-progress"]);
+    }
+
+    #[test]
+    fn discover_finds_the_repository_from_a_subdirectory() {
+        let dir = user_repo();
+        let sub = dir.path().join("deep/er");
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        let store = GitStore::discover(&sub).expect("discover");
+        let info = store.info();
+        let root = dir.path().canonicalize().expect("canonical");
+        assert_eq!(
+            info.work_dir
+                .as_ref()
+                .map(|p| p.canonicalize().expect("canonical")),
+            Some(root.clone())
+        );
+        assert_eq!(
+            info.common_dir.canonicalize().expect("canonical"),
+            root.join(".git")
+        );
+        assert_eq!(
+            info.head_commit.as_deref(),
+            Some(git(dir.path(), &["rev-parse", "HEAD"]).trim())
+        );
+        assert_eq!(
+            info.identity,
+            Some(("Repo User".to_string(), "user@example.com".to_string()))
+        );
+        assert!(store.wfe_dir().ends_with(".git/wfe"));
+    }
+
+    #[test]
+    fn discover_outside_a_repository_is_not_a_repo() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        match GitStore::discover(dir.path()) {
+            Err(StoreError::NotARepo { path }) => assert_eq!(path, dir.path()),
+            other => panic!("expected NotARepo, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repository_without_commits_has_no_head_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        let store = GitStore::open_isolated(dir.path()).expect("open");
+        assert_eq!(store.info().head_commit, None);
+        assert_eq!(store.info().identity, None);
+        // Runs still work, signed by wfe itself.
+        let run = run_id("4");
+        store
+            .commit(
+                &run,
+                None,
+                &[Change::write("run.json", "{}")],
+                &message(&run, "start"),
+                42,
+            )
+            .expect("commit");
+        assert_eq!(
+            git(
+                dir.path(),
+                &["log", "-1", "--format=%an <%ae> %ct", &run.ref_name()]
+            )
+            .trim(),
+            "wfe <wfe@localhost> 42"
+        );
+        assert_eq!(git(dir.path(), &["status", "--porcelain"]), "");
+    }
+
+    #[test]
+    fn a_linked_worktree_shares_the_runs() {
+        let dir = user_repo();
+        let main = GitStore::open_isolated(dir.path()).expect("open main");
+        let run = run_id("5");
+        let c1 = main
+            .commit(
+                &run,
+                None,
+                &[Change::write("run.json", "{}")],
+                &message(&run, "start"),
+                1,
+            )
+            .expect("commit");
+
+        let linked = dir.path().join("linked");
+        git(
+            dir.path(),
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                "side",
+                linked.to_str().expect("utf-8 path"),
+            ],
+        );
+        let side = GitStore::discover(&linked).expect("discover in the worktree");
+        assert_eq!(
+            side.info().common_dir.canonicalize().expect("canonical"),
+            main.info().common_dir.canonicalize().expect("canonical")
+        );
+        assert_eq!(
+            side.info()
+                .work_dir
+                .as_ref()
+                .map(|p| p.canonicalize().expect("canonical")),
+            Some(linked.canonicalize().expect("canonical"))
+        );
+        assert_eq!(side.tip(&run).expect("tip"), Some(c1.clone()));
+        let c2 = side
+            .commit(
+                &run,
+                Some(&c1),
+                &[Change::write("a", "b")],
+                &message(&run, "from the worktree"),
+                2,
+            )
+            .expect("commit");
+        assert_eq!(main.tip(&run).expect("tip"), Some(c2));
+        assert_eq!(main.runs().expect("runs").len(), 1);
+    }
+
+    #[test]
+    fn a_bare_repository_keeps_run_reflogs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git(dir.path(), &["init", "-q", "--bare"]);
+        let store = GitStore::open_isolated(dir.path()).expect("open bare");
+        assert_eq!(store.info().work_dir, None);
+        let run = run_id("6");
+        let c1 = store
+            .commit(&run, None, &[], &message(&run, "start"), 1)
+            .expect("commit");
+        store
+            .commit(&run, Some(&c1), &[], &message(&run, "next"), 2)
+            .expect("commit");
+        let reflog = git(
+            dir.path(),
+            &["reflog", "show", "--format=%gs", &run.ref_name()],
+        );
+        assert_eq!(reflog.lines().collect::<Vec<_>>(), vec!["next", "start"]);
+        let config = git_command(dir.path(), &["config", "--get", "core.logAllRefUpdates"])
+            .output()
+            .expect("run git");
+        assert_eq!(
+            config.status.code(),
+            Some(1),
+            "the repository's config is untouched"
+        );
+    }
+
+    #[test]
+    fn a_reftable_repository_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let init = git_command(dir.path(), &["init", "-q", "--ref-format=reftable"])
+            .output()
+            .expect("run git");
+        if !init.status.success() {
+            eprintln!("skipped: this git (older than 2.45) cannot create a reftable repository");
+            return;
+        }
+        assert!(matches!(
+            GitStore::open_isolated(dir.path()),
+            Err(StoreError::Reftable { .. })
+        ));
+        assert!(matches!(
+            GitStore::discover(dir.path()),
+            Err(StoreError::Reftable { .. })
+        ));
+    }
+
+    #[test]
+    fn init_with_empty_commit_leaves_a_clean_repository() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("demo");
+        let store = GitStore::init_with_empty_commit(&path, 1_700_000_000).expect("init");
+        assert_eq!(git(&path, &["status", "--porcelain"]), "");
+        assert!(git(&path, &["status"]).contains("nothing to commit"));
+        assert_eq!(
+            git(&path, &["log", "--format=%s|%an <%ae> %at"]),
+            "initial commit|wfe <wfe@localhost> 1700000000\n"
+        );
+        assert_eq!(
+            git(&path, &["symbolic-ref", "HEAD"]).trim(),
+            "refs/heads/main"
+        );
+        assert_eq!(git(&path, &["ls-tree", "HEAD"]), "");
+        let head = git(&path, &["rev-parse", "HEAD"]);
+        assert_eq!(store.info().head_commit.as_deref(), Some(head.trim()));
+        git(&path, &["fsck", "--strict", "--no-progress"]);
+
+        let run = run_id("7");
+        store
+            .commit(
+                &run,
+                None,
+                &[Change::write("run.json", "{}")],
+                &message(&run, "start"),
+                1,
+            )
+            .expect("a run");
+        assert_eq!(git(&path, &["status", "--porcelain"]), "");
+        assert!(matches!(
+            GitStore::init_with_empty_commit(&path, 1),
+            Err(StoreError::Git { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_say_what_was_being_done() {
+        let dir = user_repo();
+        let store = GitStore::open_isolated(dir.path()).expect("open");
+        let blob = git(dir.path(), &["rev-parse", "HEAD:README"]);
+        match store.checkpoint(&CheckpointId(blob.trim().to_string())) {
+            Err(StoreError::Malformed { reason, .. }) => {
+                assert!(reason.contains("blob"), "{reason}")
+            }
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+        // A lock left by a crashed git blocks the ref; the writer waits a little, then says so.
+        let run = run_id("8");
+        let c1 = store
+            .commit(&run, None, &[], &message(&run, "start"), 1)
+            .expect("commit");
+        let lock = dir
+            .path()
+            .join(".git")
+            .join(format!("{}.lock", run.ref_name()));
+        std::fs::write(&lock, "").expect("plant a ref lock");
+        match store.commit(&run, Some(&c1), &[], &message(&run, "blocked"), 2) {
+            Err(StoreError::Git { message }) => {
+                assert!(message.contains(&run.ref_name()), "{message}");
+                assert!(message.contains("lock"), "{message}");
+            }
+            other => panic!("expected a git error, got {other:?}"),
+        }
+        assert_eq!(store.tip(&run).expect("tip"), Some(c1));
+    }
+
+    /// Cost of one checkpoint that adds or changes one ~1 KB file in a run of
+    /// 1000 checkpoints. Run with
+    /// `cargo test --release checkpoint_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn checkpoint_cost() {
+        let dir = user_repo();
+        let store = GitStore::open_isolated(dir.path()).expect("open");
+        let run = run_id("9");
+        let mut tip = None;
+        let payload = "x".repeat(1000);
+        let start = std::time::Instant::now();
+        for n in 0..1000 {
+            let path = format!("phases/p{}/artifacts/a{}.json", n % 20, n % 97);
+            let bytes = format!("{{\"n\": {n}, \"pad\": \"{payload}\"}}\n");
+            let id = store
+                .commit(
+                    &run,
+                    tip.as_ref(),
+                    &[Change::write(path, bytes)],
+                    &message(&run, "step"),
+                    n,
+                )
+                .expect("commit");
+            tip = Some(id);
+        }
+        let elapsed = start.elapsed();
+        eprintln!(
+            "1000 checkpoints in {elapsed:?}: {:?} per checkpoint",
+            elapsed / 1000
+        );
+        git(dir.path(), &["fsck", "--strict", "--no-progress"]);
     }
 }

@@ -1,19 +1,66 @@
 //! An in-memory [`RunStore`] for fast engine tests.
+//!
+//! It follows the git store's rules exactly where the engine can observe
+//! them: compare-and-swap on the run's tip, whole-tree checkpoints, files
+//! replacing directories and back, sorted listings, the same path checks.
+//! It keeps no history of refs and never forgets a checkpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     Change, Checkpoint, CheckpointId, EntryKind, Message, Result, RunHead, RunId, RunStore,
+    StoreError, path,
 };
+
+/// A checkpoint's tree: every file by its full path.
+type Tree = BTreeMap<String, Arc<Vec<u8>>>;
 
 /// Runs kept in memory, with the same compare-and-swap rules as git.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    _todo: (),
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    commits: HashMap<CheckpointId, Stored>,
+    refs: BTreeMap<RunId, CheckpointId>,
+    /// Source of checkpoint ids, so they are unique and stable across test runs.
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct Stored {
+    meta: Checkpoint,
+    tree: Arc<Tree>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // A panic in another test thread must not hide this store's data.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    fn stored(&self, id: &CheckpointId) -> Result<&Stored> {
+        self.commits
+            .get(id)
+            .ok_or_else(|| StoreError::NoSuchCheckpoint { id: id.to_string() })
+    }
 }
 
 impl RunStore for MemoryStore {
     fn tip(&self, run: &RunId) -> Result<Option<CheckpointId>> {
-        let _ = run;
-        todo!("helper implements")
+        Ok(self.inner().refs.get(run).cloned())
     }
 
     fn commit(
@@ -24,26 +71,140 @@ impl RunStore for MemoryStore {
         message: &Message,
         time: i64,
     ) -> Result<CheckpointId> {
-        let _ = (run, parent, changes, message, time);
-        todo!("helper implements")
+        for change in changes {
+            match change {
+                Change::Write { path, .. } | Change::Remove { path } => path::validate(path)?,
+            }
+        }
+        let mut inner = self.inner();
+        let current = inner.refs.get(run);
+        if current != parent {
+            return Err(StoreError::Conflict {
+                run: run.clone(),
+                expected: parent.map_or_else(|| "none".to_string(), ToString::to_string),
+                found: current.map_or_else(|| "none".to_string(), ToString::to_string),
+            });
+        }
+        let mut tree = match parent {
+            Some(parent) => Tree::clone(&inner.stored(parent)?.tree),
+            None => Tree::new(),
+        };
+        for change in changes {
+            apply(&mut tree, change);
+        }
+        inner.next_id += 1;
+        let id = CheckpointId(format!("{:040x}", inner.next_id));
+        let meta = Checkpoint {
+            id: id.clone(),
+            parent: parent.cloned(),
+            time,
+            message: normalized(message),
+        };
+        inner.commits.insert(
+            id.clone(),
+            Stored {
+                meta,
+                tree: Arc::new(tree),
+            },
+        );
+        inner.refs.insert(run.clone(), id.clone());
+        Ok(id)
     }
 
     fn read(&self, at: &CheckpointId, path: &str) -> Result<Option<Vec<u8>>> {
-        let _ = (at, path);
-        todo!("helper implements")
+        let inner = self.inner();
+        let tree = &inner.stored(at)?.tree;
+        let key = path::components(path).join("/");
+        Ok(tree.get(&key).map(|bytes| bytes.as_ref().clone()))
     }
 
     fn list_dir(&self, at: &CheckpointId, path: &str) -> Result<Vec<(String, EntryKind)>> {
-        let _ = (at, path);
-        todo!("helper implements")
+        let inner = self.inner();
+        let tree = &inner.stored(at)?.tree;
+        let dir = path::components(path).join("/");
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut entries = BTreeMap::new();
+        for key in tree
+            .range(prefix.clone()..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(&prefix))
+        {
+            let rest = &key[prefix.len()..];
+            match rest.split_once('/') {
+                Some((name, _)) => entries.insert(name.to_string(), EntryKind::Dir),
+                None => entries.insert(rest.to_string(), EntryKind::File),
+            };
+        }
+        Ok(entries.into_iter().collect())
     }
 
     fn checkpoint(&self, id: &CheckpointId) -> Result<Checkpoint> {
-        let _ = id;
-        todo!("helper implements")
+        Ok(self.inner().stored(id)?.meta.clone())
     }
 
     fn runs(&self) -> Result<Vec<RunHead>> {
-        todo!("helper implements")
+        let inner = self.inner();
+        let mut heads = Vec::with_capacity(inner.refs.len());
+        for (run, tip) in inner.refs.iter().rev() {
+            heads.push(RunHead {
+                run: run.clone(),
+                tip: inner.stored(tip)?.meta.clone(),
+            });
+        }
+        Ok(heads)
+    }
+}
+
+/// Applies one change: a file replaces a directory at its path (and any file
+/// standing where one of its parent directories must be), as in git's tree.
+fn apply(tree: &mut Tree, change: &Change) {
+    match change {
+        Change::Write { path, bytes } => {
+            remove_subtree(tree, path);
+            let mut end = 0;
+            while let Some(slash) = path[end..].find('/') {
+                end += slash;
+                tree.remove(&path[..end]);
+                end += 1;
+            }
+            tree.insert(path.clone(), Arc::new(bytes.clone()));
+        }
+        Change::Remove { path } => {
+            tree.remove(path);
+            remove_subtree(tree, path);
+        }
+    }
+}
+
+fn remove_subtree(tree: &mut Tree, path: &str) {
+    let prefix = format!("{path}/");
+    let doomed: Vec<String> = tree
+        .range(prefix.clone()..)
+        .map(|(k, _)| k)
+        .take_while(|k| k.starts_with(&prefix))
+        .cloned()
+        .collect();
+    for key in doomed {
+        tree.remove(&key);
+    }
+}
+
+/// The message as git would give it back: rendered, then parsed.
+fn normalized(message: &Message) -> Message {
+    Message::parse(&message.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract;
+
+    #[test]
+    fn memory_store_meets_the_contract() {
+        contract::check_all(&|| Box::new(MemoryStore::new()));
     }
 }

@@ -6,10 +6,13 @@
 //! engine can be tested against [`MemoryStore`] and never sees gix.
 //! Every ref update is a compare-and-swap on the expected old tip.
 
+#[cfg(test)]
+mod contract;
 mod git;
 mod lock;
 mod memory;
 mod message;
+mod path;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -184,6 +187,20 @@ pub enum StoreError {
         run: RunId,
         /// Who holds the lock.
         holder: LockHolder,
+    },
+    /// No checkpoint (commit) has this id.
+    #[error("no checkpoint {id}")]
+    NoSuchCheckpoint {
+        /// The id asked for.
+        id: String,
+    },
+    /// A change names a path that cannot be stored in a checkpoint's tree.
+    #[error("invalid path `{path}` in a checkpoint: {reason}")]
+    InvalidPath {
+        /// The path given.
+        path: String,
+        /// Why it is refused.
+        reason: &'static str,
     },
     /// A checkpoint's commit or tree is not what wfe writes.
     #[error("checkpoint {id} is malformed: {reason}")]
