@@ -14,8 +14,16 @@ fn invalid_samples() -> Vec<(PathBuf, Vec<String>)> {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "yaml"))
         .map(|p| {
-            let expected = std::fs::read_to_string(p.with_extension("expected")).unwrap_or_default();
-            (p, expected.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect())
+            let expected =
+                std::fs::read_to_string(p.with_extension("expected")).unwrap_or_default();
+            (
+                p,
+                expected
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(String::from)
+                    .collect(),
+            )
         })
         .collect();
     cases.sort();
@@ -26,14 +34,25 @@ fn invalid_samples() -> Vec<(PathBuf, Vec<String>)> {
 fn every_invalid_template_exits_2_naming_file_and_path_and_writes_nothing() {
     let repo = Repo::new();
     let cases = invalid_samples();
-    assert!(cases.len() >= 10, "the samples folder holds the invalid cases");
+    assert!(
+        cases.len() >= 10,
+        "the samples folder holds the invalid cases"
+    );
     for (path, fragments) in cases {
         let run = repo.wfe(&["run", path.to_str().unwrap()]);
         assert_eq!(run.code, 2, "{}: exit code\n{}", path.display(), run.stderr);
         let name = path.file_name().unwrap().to_str().unwrap();
-        assert!(run.stderr.contains(name), "{name}: the message names the file:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(name),
+            "{name}: the message names the file:\n{}",
+            run.stderr
+        );
         for fragment in &fragments {
-            assert!(run.stderr.contains(fragment.as_str()), "{name}: expected `{fragment}` in:\n{}", run.stderr);
+            assert!(
+                run.stderr.contains(fragment.as_str()),
+                "{name}: expected `{fragment}` in:\n{}",
+                run.stderr
+            );
         }
         assert!(!run.stderr.contains("panicked"), "{name}: {}", run.stderr);
         assert!(repo.wfe_refs().is_empty(), "{name}: a ref was created");
@@ -51,7 +70,10 @@ fn bad_args_exit_2_and_write_nothing() {
         (&["run", "hello", "--arg", "nobody"], "NAME=VALUE"),
         (&["run", "hello", "--arg", "colour=red"], "colour"),
         (&["run", "no-such-template"], "no-such-template"),
-        (&["run", "hello", "--args-file", "missing.json"], "missing.json"),
+        (
+            &["run", "hello", "--args-file", "missing.json"],
+            "missing.json",
+        ),
         (&["run", "hello", "--jobs", "0"], "jobs"),
         (&["show", "zzzz"], "no run zzzz"),
         (&["frobnicate"], "frobnicate"),
@@ -59,7 +81,11 @@ fn bad_args_exit_2_and_write_nothing() {
     for (args, fragment) in cases {
         let run = repo.wfe(args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert!(run.stderr.contains(fragment), "{args:?}: expected `{fragment}` in:\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(fragment),
+            "{args:?}: expected `{fragment}` in:\n{}",
+            run.stderr
+        );
     }
     assert!(repo.wfe_refs().is_empty());
 }
@@ -68,10 +94,19 @@ fn bad_args_exit_2_and_write_nothing() {
 fn outside_a_repository_or_without_commits_says_so() {
     let outside = tempfile::tempdir().unwrap();
     let repo = Repo::new();
-    let run = repo.wfe_cmd().current_dir(outside.path()).args(["list"]).output().unwrap();
+    let run = repo
+        .wfe_cmd()
+        .current_dir(outside.path())
+        .args(["list"])
+        .output()
+        .unwrap();
     let run = common::Run::from(run);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("not a git repository"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not a git repository"),
+        "{}",
+        run.stderr
+    );
 
     let empty = Repo::empty();
     let run = empty.wfe(&["run", "hello"]);

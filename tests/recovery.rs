@@ -14,14 +14,20 @@ use common::{Repo, script};
 use serde_json::json;
 
 fn mkfifo(path: &Path) {
-    let ok = std::process::Command::new("mkfifo").arg(path).status().unwrap().success();
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "mkfifo failed");
 }
 
 /// Blocks until a writer opens the FIFO and writes a line; returns it.
 fn read_fifo_line(path: &Path) -> String {
     let mut line = String::new();
-    BufReader::new(std::fs::File::open(path).unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(std::fs::File::open(path).unwrap())
+        .read_line(&mut line)
+        .unwrap();
     line.trim().to_string()
 }
 
@@ -30,16 +36,23 @@ fn read_fifo_line(path: &Path) -> String {
 /// init reaps them, on init's schedule.
 fn group_alive(pgid: i32) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { return false };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
         // `pid (comm) state ppid pgrp ...`; comm may hold spaces or parens.
-        let Some(close) = stat.rfind(')') else { return false };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && !matches!(fields[0], "Z" | "X")
+        fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+            && !matches!(fields[0], "Z" | "X")
     })
 }
 
 fn kill_group(pgid: i32) {
-    let _ = std::process::Command::new("kill").args(["-9", "--", &format!("-{pgid}")]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", "--", &format!("-{pgid}")])
+        .status();
 }
 
 /// A template whose `block` phase, on its first attempt only, reports its
@@ -67,7 +80,12 @@ fn crash_template(repo: &Repo) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 fn spawn_run(repo: &Repo, args: &[&str]) -> Child {
-    repo.wfe_cmd().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    repo.wfe_cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 #[test]
@@ -84,26 +102,58 @@ fn kill_9_mid_run_then_resume_completes_without_rerunning_completed_phases() {
     let refs = repo.wfe_refs();
     assert_eq!(refs.len(), 1, "{refs:?}");
     let tip_before = repo.git(&["rev-parse", &refs[0]]);
-    let state: serde_json::Value = serde_json::from_str(&repo.git(&["show", &format!("{}:phases/block/state.json", refs[0])])).unwrap();
-    assert_eq!(state["status"], "running", "the start of `block` was committed before it ran");
+    let state: serde_json::Value =
+        serde_json::from_str(&repo.git(&["show", &format!("{}:phases/block/state.json", refs[0])]))
+            .unwrap();
+    assert_eq!(
+        state["status"], "running",
+        "the start of `block` was committed before it ran"
+    );
 
     let id = refs[0].trim_start_matches("refs/wfe/runs/").to_string();
     let resumed = repo.wfe(&["resume", &id[..6], "--json"]);
     resumed.code(0);
     let doc = resumed.json();
     assert_eq!(doc["status"], "completed");
-    let block = doc["phases"].as_array().unwrap().iter().find(|p| p["id"] == "block").unwrap().clone();
-    assert_eq!(block["attempts"], 2, "the interrupted attempt counts; the re-run is attempt 2");
+    let block = doc["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "block")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        block["attempts"], 2,
+        "the interrupted attempt counts; the re-run is attempt 2"
+    );
 
-    let ran: Vec<String> = std::fs::read_to_string(&count).unwrap().lines().map(String::from).collect();
-    assert_eq!(ran, ["first", "second", "block", "block", "after"], "completed phases never ran twice");
+    let ran: Vec<String> = std::fs::read_to_string(&count)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        ran,
+        ["first", "second", "block", "block", "after"],
+        "completed phases never ran twice"
+    );
 
     // No checkpoint lost: the old tip is an ancestor of the new one.
     let ancestor = repo.git_output(&["merge-base", "--is-ancestor", tip_before.trim(), &refs[0]]);
-    assert!(ancestor.status.success(), "the pre-crash tip is part of the run's history");
-    let err = repo.git(&["show", &format!("{}:phases/block/attempts/1/error.json", refs[0])]);
+    assert!(
+        ancestor.status.success(),
+        "the pre-crash tip is part of the run's history"
+    );
+    let err = repo.git(&[
+        "show",
+        &format!("{}:phases/block/attempts/1/error.json", refs[0]),
+    ]);
     assert!(err.contains("interrupted"), "{err}");
-    assert!(repo.git_output(&["fsck", "--strict", "--no-progress"]).status.success());
+    assert!(
+        repo.git_output(&["fsck", "--strict", "--no-progress"])
+            .status
+            .success()
+    );
 }
 
 #[test]
@@ -119,11 +169,17 @@ fn a_second_runner_is_refused_with_the_lock_holder() {
     let second = repo.wfe(&["resume", id]);
     second.code(2);
     assert!(
-        second.stderr.contains(&format!("is locked by pid {} on ", runner.id())),
+        second
+            .stderr
+            .contains(&format!("is locked by pid {} on ", runner.id())),
         "the message names the holder:\n{}",
         second.stderr
     );
-    assert_eq!(repo.git(&["rev-parse", &refs[0]]), tip, "the refused runner wrote nothing");
+    assert_eq!(
+        repo.git(&["rev-parse", &refs[0]]),
+        tip,
+        "the refused runner wrote nothing"
+    );
 
     runner.kill().unwrap();
     runner.wait().unwrap();
@@ -149,11 +205,21 @@ fn a_timeout_kills_the_whole_process_group_and_retries() {
     run.code(1);
     let doc = run.json();
     assert_eq!(doc["phases"][0]["status"], "timed_out");
-    assert_eq!(doc["phases"][0]["attempts"], 2, "the retry policy applies to timeouts");
-    let groups: Vec<i32> = std::fs::read_to_string(&pids).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(
+        doc["phases"][0]["attempts"], 2,
+        "the retry policy applies to timeouts"
+    );
+    let groups: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
     assert_eq!(groups.len(), 2);
     for pgid in groups {
-        assert!(!group_alive(pgid), "process group {pgid} survived the timeout");
+        assert!(
+            !group_alive(pgid),
+            "process group {pgid} survived the timeout"
+        );
     }
     let r = format!("refs/wfe/runs/{}", doc["id"].as_str().unwrap());
     let err = repo.git(&["show", &format!("{r}:phases/sleepy/attempts/1/error.json")]);

@@ -8,7 +8,11 @@ use serde_json::json;
 
 /// A 10-phase DAG with two parallel branches, fan-out and fan-in, passing artifacts.
 fn ten_phases() -> serde_json::Value {
-    let out = |name: &str, text: &str| format!("echo '{{\"text\": \"{text}\"}}' > \"$WFE_OUT/{name}.json\"; echo $WFE_PHASE >> \"$COUNT\"");
+    let out = |name: &str, text: &str| {
+        format!(
+            "echo '{{\"text\": \"{text}\"}}' > \"$WFE_OUT/{name}.json\"; echo $WFE_PHASE >> \"$COUNT\""
+        )
+    };
     json!({
         "name": "ten",
         "args": { "type": "object", "properties": { "who": { "type": "string" } }, "required": ["who"] },
@@ -51,29 +55,60 @@ fn a_ten_phase_dag_runs_to_completion_and_git_shows_every_transition() {
     assert_eq!(doc["template"], "ten");
     let phases = doc["phases"].as_array().unwrap();
     assert_eq!(phases.len(), 10);
-    assert!(phases.iter().all(|p| p["status"] == "completed" && p["attempts"] == 1), "{phases:#?}");
+    assert!(
+        phases
+            .iter()
+            .all(|p| p["status"] == "completed" && p["attempts"] == 1),
+        "{phases:#?}"
+    );
     let id = doc["id"].as_str().unwrap();
     assert_eq!(id.len(), 26);
     let r = format!("refs/wfe/runs/{id}");
 
     // Every phase ran exactly once.
-    let mut ran: Vec<String> = std::fs::read_to_string(&count).unwrap().lines().map(String::from).collect();
+    let mut ran: Vec<String> = std::fs::read_to_string(&count)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     ran.sort();
-    assert_eq!(ran, ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "end", "join", "start"]);
+    assert_eq!(
+        ran,
+        [
+            "a1", "a2", "a3", "b1", "b2", "b3", "c1", "end", "join", "start"
+        ]
+    );
 
     // One commit per transition, linear, each with trailers.
     let log = repo.git(&["log", "--format=%H%x00%P%x00%B%x01", &r]);
-    let commits: Vec<&str> = log.split('\x01').map(str::trim).filter(|c| !c.is_empty()).collect();
-    assert!(commits.len() >= 12, "expected a checkpoint per transition, got {}", commits.len());
+    let commits: Vec<&str> = log
+        .split('\x01')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert!(
+        commits.len() >= 12,
+        "expected a checkpoint per transition, got {}",
+        commits.len()
+    );
     for c in &commits {
         let parts: Vec<&str> = c.split('\0').collect();
-        assert!(parts[1].split_whitespace().count() <= 1, "checkpoints form a linear chain");
+        assert!(
+            parts[1].split_whitespace().count() <= 1,
+            "checkpoints form a linear chain"
+        );
         assert!(parts[2].starts_with("wfe: "), "summary: {}", parts[2]);
         assert!(parts[2].contains(&format!("Wfe-Run: {id}")));
         assert!(parts[2].contains("Wfe-Status: "));
     }
     let events = repo.git(&["log", "--format=%(trailers:key=Wfe-Event,valueonly)", &r]);
-    for event in ["run-created", "run-started", "phase-started", "phase-completed", "run-completed"] {
+    for event in [
+        "run-created",
+        "run-started",
+        "phase-started",
+        "phase-completed",
+        "run-completed",
+    ] {
         assert!(events.contains(event), "no {event} in:\n{events}");
     }
     assert_eq!(events.matches("phase-completed").count(), 10);
@@ -82,28 +117,52 @@ fn a_ten_phase_dag_runs_to_completion_and_git_shows_every_transition() {
     assert!(phases_trailers.lines().any(|l| l == "join"));
 
     // Artifacts and state are readable with git alone.
-    let joined: serde_json::Value = serde_json::from_str(&repo.git(&["show", &format!("{r}:phases/join/artifacts/joined.json")])).unwrap();
+    let joined: serde_json::Value = serde_json::from_str(
+        &repo.git(&["show", &format!("{r}:phases/join/artifacts/joined.json")]),
+    )
+    .unwrap();
     assert_eq!(joined, json!({ "text": "start" }));
-    let state: serde_json::Value = serde_json::from_str(&repo.git(&["show", &format!("{r}:phases/c1/state.json")])).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&repo.git(&["show", &format!("{r}:phases/c1/state.json")])).unwrap();
     assert_eq!(state["status"], "completed");
     assert_eq!(state["exit_code"], 0);
     let c1_log = repo.git(&["show", &format!("{r}:phases/c1/log.jsonl")]);
     assert!(c1_log.contains("who=tester"), "{c1_log}");
-    let run_json: serde_json::Value = serde_json::from_str(&repo.git(&["show", &format!("{r}:run.json")])).unwrap();
+    let run_json: serde_json::Value =
+        serde_json::from_str(&repo.git(&["show", &format!("{r}:run.json")])).unwrap();
     assert_eq!(run_json["status"], "completed");
     assert_eq!(run_json["args"], json!({ "who": "tester" }));
-    assert_eq!(run_json["base_commit"].as_str().unwrap(), head_before.trim());
-    assert!(repo.git(&["show", &format!("{r}:schemas/message.json")]).contains("\"text\""));
+    assert_eq!(
+        run_json["base_commit"].as_str().unwrap(),
+        head_before.trim()
+    );
+    assert!(
+        repo.git(&["show", &format!("{r}:schemas/message.json")])
+            .contains("\"text\"")
+    );
     let tree = repo.git(&["ls-tree", "--name-only", &r]);
-    assert_eq!(tree.lines().collect::<Vec<_>>(), ["phases", "run.json", "schemas", "template.json"]);
+    assert_eq!(
+        tree.lines().collect::<Vec<_>>(),
+        ["phases", "run.json", "schemas", "template.json"]
+    );
 
     // The repository is sound and the user's work is untouched.
     let fsck = repo.git_output(&["fsck", "--strict", "--no-progress"]);
-    assert!(fsck.status.success(), "git fsck: {}", String::from_utf8_lossy(&fsck.stderr));
+    assert!(
+        fsck.status.success(),
+        "git fsck: {}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
     assert_eq!(repo.git(&["rev-parse", "HEAD"]), head_before);
-    assert_eq!(repo.git(&["status", "--porcelain"]), format!("{status_before}?? count.txt\n"));
+    assert_eq!(
+        repo.git(&["status", "--porcelain"]),
+        format!("{status_before}?? count.txt\n")
+    );
     assert_eq!(repo.git(&["for-each-ref", "refs/heads/"]), branches_before);
-    assert!(repo.git(&["reflog", "show", &r]).lines().count() >= 12, "the run's ref keeps a reflog");
+    assert!(
+        repo.git(&["reflog", "show", &r]).lines().count() >= 12,
+        "the run's ref keeps a reflog"
+    );
 }
 
 #[test]
@@ -116,14 +175,22 @@ fn human_commands_show_the_run() {
 
     let list = repo.wfe(&["list"]);
     list.code(0);
-    assert!(list.stdout.contains("hello") && list.stdout.contains("completed"), "{}", list.stdout);
+    assert!(
+        list.stdout.contains("hello") && list.stdout.contains("completed"),
+        "{}",
+        list.stdout
+    );
 
     let status = repo.wfe(&["status"]);
     status.code(0);
     for phase in ["greet", "shout", "whisper", "count", "combine"] {
         assert!(status.stdout.contains(phase), "{}", status.stdout);
     }
-    assert!(status.stdout.contains("← shout, whisper, count"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("← shout, whisper, count"),
+        "{}",
+        status.stdout
+    );
 
     let art = repo.wfe(&["show", "latest", "combine", "summary"]);
     art.code(0);
@@ -131,20 +198,37 @@ fn human_commands_show_the_run() {
 
     let phase = repo.wfe(&["show", "latest", "count"]);
     phase.code(0);
-    assert!(phase.stdout.contains("the greeting has 2 words"), "{}", phase.stdout);
+    assert!(
+        phase.stdout.contains("the greeting has 2 words"),
+        "{}",
+        phase.stdout
+    );
 
     let log = repo.wfe(&["log", "latest"]);
     log.code(0);
-    assert!(log.stdout.contains("run completed") && log.stdout.contains("Wfe-Event: run-created"), "{}", log.stdout);
+    assert!(
+        log.stdout.contains("run completed") && log.stdout.contains("Wfe-Event: run-created"),
+        "{}",
+        log.stdout
+    );
 
     let skipped = repo.wfe(&["run", "hello", "--arg", "shout=false", "--json"]);
     skipped.code(0);
     let doc = skipped.json();
-    let shout = doc["phases"].as_array().unwrap().iter().find(|p| p["id"] == "shout").unwrap().clone();
+    let shout = doc["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "shout")
+        .unwrap()
+        .clone();
     assert_eq!(shout["status"], "skipped");
     let id = doc["id"].as_str().unwrap();
     let summary = repo.wfe(&["show", &id[..8], "combine", "summary"]);
-    assert_eq!(summary.json()["text"], "hello, world! / (not shouted) / 2 words");
+    assert_eq!(
+        summary.json()["text"],
+        "hello, world! / (not shouted) / 2 words"
+    );
 }
 
 #[test]
@@ -162,14 +246,28 @@ fn a_failing_phase_fails_the_run_with_exit_1_and_stops_dependants() {
     run.code(1);
     let doc = run.json();
     assert_eq!(doc["status"], "failed");
-    let by_id = |id: &str| doc["phases"].as_array().unwrap().iter().find(|p| p["id"] == id).unwrap().clone();
+    let by_id = |id: &str| {
+        doc["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(by_id("bad")["status"], "failed");
     assert_eq!(by_id("after")["status"], "pending");
     assert!(run.stderr.contains("exited with code 7"), "{}", run.stderr);
     let r = format!("refs/wfe/runs/{}", doc["id"].as_str().unwrap());
     let err = repo.git(&["show", &format!("{r}:phases/bad/attempts/1/error.json")]);
-    assert!(err.contains("\"kind\": \"exit\"") && err.contains("\"code\": 7"), "{err}");
-    assert!(repo.git(&["show", &format!("{r}:phases/bad/log.jsonl")]).contains("boom"));
+    assert!(
+        err.contains("\"kind\": \"exit\"") && err.contains("\"code\": 7"),
+        "{err}"
+    );
+    assert!(
+        repo.git(&["show", &format!("{r}:phases/bad/log.jsonl")])
+            .contains("boom")
+    );
 }
 
 #[test]
@@ -207,13 +305,21 @@ fn an_invalid_artifact_fails_the_attempt_and_keeps_the_raw_output() {
     );
     let run = repo.wfe(&["run", "forge", "--json"]);
     run.code(1);
-    assert!(run.stderr.contains("/ok") && run.stderr.contains("/count"), "every violation is listed:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("/ok") && run.stderr.contains("/count"),
+        "every violation is listed:\n{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("missing"), "{}", run.stderr);
     let id = run.json()["id"].as_str().unwrap().to_string();
     let r = format!("refs/wfe/runs/{id}");
-    let raw = repo.git(&["show", &format!("{r}:phases/make/attempts/1/rejected/report.json")]);
+    let raw = repo.git(&[
+        "show",
+        &format!("{r}:phases/make/attempts/1/rejected/report.json"),
+    ]);
     assert_eq!(raw.trim(), "{\"ok\": \"yes\", \"count\": 1.5}");
-    let state: serde_json::Value = serde_json::from_str(&repo.git(&["show", &format!("{r}:phases/make/state.json")])).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&repo.git(&["show", &format!("{r}:phases/make/state.json")])).unwrap();
     assert_eq!(state["status"], "failed");
     assert_eq!(state["error"]["kind"], "invalid_outputs");
     let problems = state["error"]["problems"].as_array().unwrap();
@@ -223,13 +329,23 @@ fn an_invalid_artifact_fails_the_attempt_and_keeps_the_raw_output() {
         .flat_map(|p| p["violations"].as_array().into_iter().flatten())
         .map(|v| v["instance_path"].as_str().unwrap())
         .collect();
-    assert!(paths.contains(&"/ok") && paths.contains(&"/count"), "{paths:?}");
+    assert!(
+        paths.contains(&"/ok") && paths.contains(&"/count"),
+        "{paths:?}"
+    );
     let artifacts = repo.git_output(&["show", &format!("{r}:phases/make/artifacts/report.json")]);
-    assert!(!artifacts.status.success(), "a rejected artifact is never committed as an artifact");
+    assert!(
+        !artifacts.status.success(),
+        "a rejected artifact is never committed as an artifact"
+    );
 
     let show = repo.wfe(&["show", &id, "make"]);
     show.code(0);
-    assert!(show.stdout.contains("rejected output") && show.stdout.contains("\"yes\""), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("rejected output") && show.stdout.contains("\"yes\""),
+        "{}",
+        show.stdout
+    );
 }
 
 #[test]
@@ -247,7 +363,11 @@ fn retries_keep_every_attempt() {
     let doc = repo.wfe(&["run", "flaky", "--json"]).code(0).json();
     assert_eq!(doc["phases"][0]["attempts"], 3);
     let r = format!("refs/wfe/runs/{}", doc["id"].as_str().unwrap());
-    let attempts = repo.git(&["ls-tree", "--name-only", &format!("{r}:phases/flaky/attempts")]);
+    let attempts = repo.git(&[
+        "ls-tree",
+        "--name-only",
+        &format!("{r}:phases/flaky/attempts"),
+    ]);
     assert_eq!(attempts.lines().collect::<Vec<_>>(), ["1", "2"]);
     let events = repo.git(&["log", "--format=%(trailers:key=Wfe-Event,valueonly)", &r]);
     assert_eq!(events.matches("attempt-failed").count(), 2);

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-
 /// A temporary git repository with one commit, its own HOME, fixed identity.
 pub struct Repo {
     pub dir: tempfile::TempDir,
@@ -25,7 +24,10 @@ impl Repo {
 
     /// `git init` without any commit.
     pub fn empty() -> Repo {
-        let repo = Repo { dir: tempfile::tempdir().unwrap(), home: tempfile::tempdir().unwrap() };
+        let repo = Repo {
+            dir: tempfile::tempdir().unwrap(),
+            home: tempfile::tempdir().unwrap(),
+        };
         repo.git(&["init", "-q", "-b", "main"]);
         repo.git(&["config", "user.name", "Test User"]);
         repo.git(&["config", "user.email", "test@example.com"]);
@@ -46,7 +48,10 @@ impl Repo {
 
     /// Writes `.wfe/templates/NAME.json`.
     pub fn template(&self, name: &str, json: &serde_json::Value) -> PathBuf {
-        self.write(&format!(".wfe/templates/{name}.json"), &serde_json::to_string_pretty(json).unwrap())
+        self.write(
+            &format!(".wfe/templates/{name}.json"),
+            &serde_json::to_string_pretty(json).unwrap(),
+        )
     }
 
     /// A `Command` for the wfe binary in this repo, hermetic.
@@ -66,7 +71,11 @@ impl Repo {
     /// Runs the real git CLI; panics on failure.
     pub fn git(&self, args: &[&str]) -> String {
         let out = self.git_output(args);
-        assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -80,7 +89,10 @@ impl Repo {
 
     /// Every ref under `refs/wfe/`.
     pub fn wfe_refs(&self) -> Vec<String> {
-        self.git(&["for-each-ref", "--format=%(refname)", "refs/wfe/"]).lines().map(String::from).collect()
+        self.git(&["for-each-ref", "--format=%(refname)", "refs/wfe/"])
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     fn hermetic(&self, cmd: &mut Command) {
@@ -117,13 +129,22 @@ impl Run {
     /// Asserts the exit code, showing the output when it is wrong.
     #[track_caller]
     pub fn code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// stdout parsed as one JSON document.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n--- stderr\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
