@@ -224,7 +224,7 @@ fn human_commands_show_the_run() {
         .clone();
     assert_eq!(shout["status"], "skipped");
     let id = doc["id"].as_str().unwrap();
-    let summary = repo.wfe(&["show", &id[..8], "combine", "summary"]);
+    let summary = repo.wfe(&["show", id, "combine", "summary"]);
     assert_eq!(
         summary.json()["text"],
         "hello, world! / (not shouted) / 2 words"
