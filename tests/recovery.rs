@@ -226,3 +226,43 @@ fn a_timeout_kills_the_whole_process_group_and_retries() {
     assert!(err.contains("timed_out"), "{err}");
     assert!(run.stderr.contains("timed out after 1s"), "{}", run.stderr);
 }
+
+#[test]
+fn ctrl_c_kills_running_phases_pauses_the_run_and_resume_finishes_it() {
+    let repo = Repo::new();
+    let (fifo, count) = crash_template(&repo);
+    let runner = spawn_run(&repo, &["run", "crash"]);
+    let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &runner.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let out = common::Run::from(runner.wait_with_output().unwrap());
+    out.code(3);
+    assert!(out.stderr.contains("paused"), "{}", out.stderr);
+    assert!(
+        !group_alive(pgid),
+        "the interrupted phase's process group is gone"
+    );
+
+    let id = repo.wfe_refs()[0]
+        .trim_start_matches("refs/wfe/runs/")
+        .to_string();
+    let doc = repo.wfe(&["show", &id, "--json"]).code(0).json();
+    assert_eq!(doc["status"], "paused");
+    assert_eq!(
+        doc["phases"][2]["status"], "pending",
+        "the interrupted phase goes back to pending"
+    );
+
+    let doc = repo.wfe(&["resume", &id, "--json"]).code(0).json();
+    assert_eq!(doc["status"], "completed");
+    let ran: Vec<String> = std::fs::read_to_string(&count)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(ran, ["first", "second", "block", "block", "after"]);
+}

@@ -135,6 +135,15 @@ impl Ui {
         self.paint(style, status.as_str())
     }
 
+    /// A phase status, coloured and padded to a column of equal width.
+    pub fn phase_status_cell(&self, status: PhaseStatus) -> String {
+        let text = self.phase_status(status);
+        format!(
+            "{text}{}",
+            " ".repeat(9usize.saturating_sub(status.as_str().len()))
+        )
+    }
+
     /// A phase status, coloured.
     pub fn phase_status(&self, status: PhaseStatus) -> String {
         let style = match status {
@@ -186,19 +195,79 @@ pub fn describe_error(error: &AttemptError) -> Vec<String> {
 }
 
 /// Live progress of a run on stderr: one line per event, phase output
-/// prefixed with the phase id.
+/// prefixed with the phase id, and on a terminal a footer line redrawn in
+/// place (`[#####·····] 3/10 · running: build, lint`).
 pub struct Progress {
     ui: Ui,
     show_output: bool,
+    footer: Option<Mutex<Footer>>,
+}
+
+/// What the footer shows.
+#[derive(Default)]
+struct Footer {
+    total: usize,
+    done: usize,
+    running: Vec<String>,
+    drawn: bool,
+}
+
+impl Footer {
+    fn render(&self) -> String {
+        const WIDTH: usize = 20;
+        let filled = (self.done * WIDTH).checked_div(self.total).unwrap_or(0);
+        let mut text = format!(
+            "[{}{}] {}/{} phases",
+            "#".repeat(filled),
+            "·".repeat(WIDTH - filled),
+            self.done,
+            self.total
+        );
+        if !self.running.is_empty() {
+            text.push_str(&format!(" · running: {}", self.running.join(", ")));
+        }
+        // Never wrap: a wrapped footer could not be erased with one escape.
+        text.chars().take(100).collect()
+    }
 }
 
 impl Progress {
     /// Progress on `ui`; `show_output` echoes phases' stdout/stderr lines.
     pub fn new(ui: &Ui, show_output: bool) -> Self {
+        let live = !ui.quiet && std::io::stderr().is_terminal();
         Progress {
             ui: ui.clone(),
             show_output,
+            footer: live.then(|| Mutex::new(Footer::default())),
         }
+    }
+
+    /// Prints `text` above the footer (if any), after `update` changed it.
+    fn emit(&self, text: Option<&str>, update: impl FnOnce(&mut Footer)) {
+        let Some(footer) = &self.footer else {
+            if let Some(text) = text {
+                self.ui.note(text);
+            }
+            return;
+        };
+        let mut footer = footer.lock().unwrap_or_else(|e| e.into_inner());
+        update(&mut footer);
+        let mut out = String::new();
+        if footer.drawn {
+            out.push_str("\r\x1b[2K");
+        }
+        if let Some(text) = text {
+            out.push_str(text);
+            out.push('\n');
+        }
+        footer.drawn = footer.total > 0;
+        if footer.drawn {
+            out.push_str(&self.ui.paint(Style::Dim, &footer.render()));
+        }
+        let _guard = self.ui.lock.lock();
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(out.as_bytes());
+        let _ = err.flush();
     }
 }
 
@@ -210,7 +279,7 @@ impl LogSink for Progress {
                 Stream::Stderr => self.ui.paint(Style::Yellow, &line.line),
                 _ => line.line.clone(),
             };
-            self.ui.err_line(&format!("{prefix} {text}"));
+            self.emit(Some(&format!("{prefix} {text}")), |_| {});
         }
     }
 }
@@ -219,8 +288,19 @@ impl Observer for Progress {
     fn event(&self, event: &Event<'_>) {
         let ui = &self.ui;
         let text = match event {
-            Event::RunStarted { run, template } => {
-                format!("{} run {run} of {template}", ui.paint(Style::Bold, "wfe:"))
+            Event::RunStarted {
+                run,
+                template,
+                phases,
+                done,
+            } => {
+                let (total, already) = (*phases, *done);
+                let text = format!("{} run {run} of {template}", ui.paint(Style::Bold, "wfe:"));
+                self.emit(Some(&text), |f| {
+                    f.total = total;
+                    f.done = already;
+                });
+                return;
             }
             Event::PhaseStarted { phase, attempt } if *attempt > 1 => {
                 format!(
@@ -279,6 +359,27 @@ impl Observer for Progress {
                 ),
             },
         };
-        ui.note(&text);
+        let update: Box<dyn FnOnce(&mut Footer)> = match event {
+            Event::PhaseStarted { phase, .. } => {
+                let phase = phase.to_string();
+                Box::new(move |f| {
+                    if !f.running.contains(&phase) {
+                        f.running.push(phase);
+                    }
+                })
+            }
+            Event::PhaseSkipped { .. } => Box::new(|f| f.done += 1),
+            Event::PhaseFinished { phase, status, .. } => {
+                let (phase, ended) = (phase.to_string(), status.is_final());
+                Box::new(move |f| {
+                    f.running.retain(|r| *r != phase);
+                    f.done += usize::from(ended);
+                })
+            }
+            // The run is over: erase the footer for good.
+            Event::RunFinished { .. } => Box::new(|f| f.total = 0),
+            _ => Box::new(|_| {}),
+        };
+        self.emit(Some(&text), update);
     }
 }

@@ -15,6 +15,10 @@ pub enum Event<'a> {
         run: &'a str,
         /// The template's name.
         template: &'a str,
+        /// How many phases the run has.
+        phases: usize,
+        /// How many of them had already ended (when resuming).
+        done: usize,
     },
     /// An attempt of a phase started.
     PhaseStarted {

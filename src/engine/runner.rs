@@ -147,9 +147,12 @@ pub async fn drive(
     }
     runner.recover_interrupted();
     runner.set_status(RunStatus::Running, None);
+    let done = runner.states.iter().filter(|s| s.status.is_final()).count();
     observer.event(&Event::RunStarted {
         run: run.as_str(),
         template: &runner.record.template,
+        phases: runner.states.len(),
+        done,
     });
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Report>();

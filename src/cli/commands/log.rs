@@ -38,7 +38,7 @@ pub fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         );
         ui.out(&format!(
             "{} {} {}",
-            ui.paint(Style::Yellow, &format!("{}@{}", c.id.short(), count - n)),
+            ui.paint(Style::Yellow, &format!("@{} {}", count - n, c.id.short())),
             ui.paint(Style::Dim, &when.to_string()),
             c.message.summary
         ));

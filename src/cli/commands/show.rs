@@ -207,10 +207,10 @@ fn show_run(snap: &RunSnapshot, ui: &Ui) {
             format!("→ {}", p.artifacts.join(", "))
         };
         ui.out(&format!(
-            "    {} {:<20} {:<10} {:>8}  {}",
+            "    {} {:<20} {} {:>8}  {}",
             ui.phase_mark(p.status),
             p.id,
-            p.status.as_str(),
+            ui.phase_status_cell(p.status),
             took,
             ui.paint(Style::Dim, &artifacts)
         ));

@@ -38,7 +38,7 @@ pub fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
     ));
     let layers = dag.layers();
     let width = snap.phases.iter().map(|p| p.id.len()).max().unwrap_or(0);
-    for (n, layer) in layers.iter().enumerate() {
+    for layer in &layers {
         ui.out(&ui.paint(Style::Dim, "  │"));
         for (k, &i) in layer.iter().enumerate() {
             let p = &snap.phases[i];
@@ -63,17 +63,16 @@ pub fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
                 String::new()
             };
             ui.out(&format!(
-                "{} {} {:<width$}  {:<10}{:>8}{}  {}",
+                "{} {} {:<width$}  {} {:>8}{}  {}",
                 ui.paint(Style::Dim, branch),
                 ui.phase_mark(p.status),
                 p.id,
-                ui.phase_status(p.status),
+                ui.phase_status_cell(p.status),
                 took,
                 attempts,
                 ui.paint(Style::Dim, &needs),
             ));
         }
-        let _ = n;
     }
     if let Some(reason) = &snap.record.reason {
         ui.out(&format!("  {}", ui.paint(Style::Red, reason)));
