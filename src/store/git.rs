@@ -280,11 +280,7 @@ impl RunStore for GitStore {
         message: &Message,
         time: i64,
     ) -> Result<CheckpointId> {
-        for change in changes {
-            match change {
-                Change::Write { path, .. } | Change::Remove { path } => path::validate(path)?,
-            }
-        }
+        path::validate_changes(changes)?;
         let mut shared = self.shared();
         let Shared { repo, recent } = &mut *shared;
         let repo = &*repo;

@@ -71,11 +71,7 @@ impl RunStore for MemoryStore {
         message: &Message,
         time: i64,
     ) -> Result<CheckpointId> {
-        for change in changes {
-            match change {
-                Change::Write { path, .. } | Change::Remove { path } => path::validate(path)?,
-            }
-        }
+        path::validate_changes(changes)?;
         let mut inner = self.inner();
         let current = inner.refs.get(run);
         if current != parent {

@@ -46,6 +46,16 @@ pub(crate) fn components(path: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Checks the path of every change before anything is written.
+pub(super) fn validate_changes(changes: &[super::Change]) -> super::Result<()> {
+    for change in changes {
+        match change {
+            super::Change::Write { path, .. } | super::Change::Remove { path } => validate(path)?,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

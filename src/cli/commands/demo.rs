@@ -56,9 +56,11 @@ pub async fn run(args: DemoArgs, ui: &Ui) -> Result<u8, CliError> {
         template: "hello".into(),
         args: vec![format!("name={}", args.name)],
         args_file: None,
-        jobs: None,
-        json: false,
-        no_output: false,
+        drive: super::run::DriveArgs {
+            jobs: None,
+            json: false,
+            no_output: false,
+        },
     };
     let code = super::run::run(run_args, &ctx, ui).await?;
     let id = ctx.store.resolve("latest")?;

@@ -12,15 +12,8 @@ use crate::cli::ui::Ui;
 pub struct ResumeArgs {
     /// The run: an id, a unique prefix, or `latest`
     pub run: String,
-    /// Phases to run at once
-    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub jobs: Option<u32>,
-    /// Print the finished run as one JSON document on stdout
-    #[arg(long)]
-    pub json: bool,
-    /// Don't echo the phases' output lines
-    #[arg(long)]
-    pub no_output: bool,
+    #[command(flatten)]
+    pub drive: super::run::DriveArgs,
 }
 
 /// Runs `wfe resume`.
@@ -34,17 +27,8 @@ pub async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliErro
             ui.run_status(snapshot.record.status)
         ));
         drop(lock);
-        super::run::report(ctx, ui, &id, args.json)?;
+        super::run::report(ctx, ui, &id, args.drive.json)?;
         return Ok(exit_code(snapshot.record.status));
     }
-    super::run::drive(
-        ctx,
-        ui,
-        &id,
-        lock,
-        args.jobs.map(|j| j as usize),
-        args.json,
-        !args.no_output,
-    )
-    .await
+    super::run::drive(ctx, ui, &id, lock, &args.drive).await
 }

@@ -25,6 +25,13 @@ pub struct RunArgs {
     /// A JSON (or YAML) file with the arguments; --arg values override it
     #[arg(long, value_name = "FILE")]
     pub args_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub drive: DriveArgs,
+}
+
+/// Flags of every command that drives a run (`run`, `resume`).
+#[derive(Debug, Args)]
+pub struct DriveArgs {
     /// Phases to run at once (default: the config's `jobs`, else the number of CPUs)
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
@@ -60,16 +67,7 @@ pub async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> 
         auto: ctx.config.auto.unwrap_or(true),
     };
     engine::create(&ctx.store, &new, &ctx.clock)?;
-    drive(
-        ctx,
-        ui,
-        &id,
-        lock,
-        args.jobs.map(|j| j as usize),
-        args.json,
-        !args.no_output,
-    )
-    .await
+    drive(ctx, ui, &id, lock, &args.drive).await
 }
 
 /// Drives a run that this process holds the lock of, then reports it.
@@ -78,23 +76,21 @@ pub(crate) async fn drive(
     ui: &Ui,
     id: &RunId,
     lock: RunLock,
-    jobs: Option<usize>,
-    json: bool,
-    show_output: bool,
+    flags: &DriveArgs,
 ) -> Result<u8, CliError> {
-    let settings = ctx.settings(jobs);
+    let settings = ctx.settings(flags.jobs.map(|j| j as usize));
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             let _ = interrupt_tx.send(true);
         }
     });
-    let observer: Arc<dyn Observer> = Arc::new(Progress::new(ui, show_output));
+    let observer: Arc<dyn Observer> = Arc::new(Progress::new(ui, !flags.no_output));
     let status = engine::drive(&ctx.store, id, &settings, observer, interrupt_rx).await;
     ctrl_c.abort();
     drop(lock);
     let status = status?;
-    report(ctx, ui, id, json)?;
+    report(ctx, ui, id, flags.json)?;
     Ok(exit_code(status))
 }
 

@@ -71,22 +71,12 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         .filter(|(_, k)| *k == EntryKind::Dir)
         .map(|(n, _)| n)
         .collect();
+    let rejected = rejected_outputs(ctx, &snap, phase, &attempts)?;
     if args.json {
-        let mut rejected = serde_json::Map::new();
-        for n in &attempts {
-            let dir = format!(
-                "{}/rejected",
-                layout::attempt(phase, n.parse().unwrap_or(0))
-            );
-            for (file, _) in ctx.store.list_dir(&snap.checkpoint, &dir)? {
-                if let Some(bytes) = ctx.store.read(&snap.checkpoint, &format!("{dir}/{file}"))? {
-                    rejected.insert(
-                        format!("{n}/{file}"),
-                        json!(String::from_utf8_lossy(&bytes)),
-                    );
-                }
-            }
-        }
+        let rejected: serde_json::Map<String, serde_json::Value> = rejected
+            .iter()
+            .map(|(n, file, text)| (format!("{n}/{file}"), json!(text)))
+            .collect();
         ui.json(&json!({ "state": state, "log": log, "failed_attempts": attempts, "rejected": rejected }));
         return Ok(0);
     }
@@ -133,18 +123,10 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             layout::PHASES,
             attempts.join(", ")
         ));
-        for n in &attempts {
-            let dir = format!(
-                "{}/rejected",
-                layout::attempt(phase, n.parse().unwrap_or(0))
-            );
-            for (file, _) in ctx.store.list_dir(&snap.checkpoint, &dir)? {
-                if let Some(bytes) = ctx.store.read(&snap.checkpoint, &format!("{dir}/{file}"))? {
-                    ui.out(&format!("  rejected output (attempt {n}) {file}:"));
-                    for line in String::from_utf8_lossy(&bytes).lines().take(LOG_TAIL) {
-                        ui.out(&format!("    {line}"));
-                    }
-                }
+        for (n, file, text) in &rejected {
+            ui.out(&format!("  rejected output (attempt {n}) {file}:"));
+            for line in text.lines().take(LOG_TAIL) {
+                ui.out(&format!("    {line}"));
             }
         }
     }
@@ -215,6 +197,29 @@ fn show_run(snap: &RunSnapshot, ui: &Ui) {
             ui.paint(Style::Dim, &artifacts)
         ));
     }
+}
+
+/// The raw outputs rejected in failed attempts: (attempt, file, text).
+fn rejected_outputs(
+    ctx: &Context,
+    snap: &RunSnapshot,
+    phase: &str,
+    attempts: &[String],
+) -> Result<Vec<(String, String, String)>, CliError> {
+    let mut out = Vec::new();
+    for n in attempts {
+        let dir = format!("{}/{phase}/attempts/{n}/rejected", layout::PHASES);
+        for (file, _) in ctx.store.list_dir(&snap.checkpoint, &dir)? {
+            if let Some(bytes) = ctx.store.read(&snap.checkpoint, &format!("{dir}/{file}"))? {
+                out.push((
+                    n.clone(),
+                    file,
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn read_log(ctx: &Context, snap: &RunSnapshot, phase: &str) -> Result<Vec<LogLine>, CliError> {
