@@ -49,10 +49,18 @@ fn group_alive(pgid: i32) -> bool {
     })
 }
 
+/// Sends `signal` to `target` (a pid, or `-pgid` for a group) with the
+/// shell's built-in `kill`, which every machine has.
+fn send_signal(signal: &str, target: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("kill -{signal} -- {target}")])
+        .status()
+        .unwrap()
+        .success()
+}
+
 fn kill_group(pgid: i32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-9", "--", &format!("-{pgid}")])
-        .status();
+    send_signal("KILL", &format!("-{pgid}"));
 }
 
 /// A template whose `block` phase, on its first attempt only, reports its
@@ -233,12 +241,7 @@ fn ctrl_c_kills_running_phases_pauses_the_run_and_resume_finishes_it() {
     let (fifo, count) = crash_template(&repo);
     let runner = spawn_run(&repo, &["run", "crash"]);
     let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &runner.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    assert!(send_signal("INT", &runner.id().to_string()));
     let out = common::Run::from(runner.wait_with_output().unwrap());
     out.code(3);
     assert!(out.stderr.contains("paused"), "{}", out.stderr);
