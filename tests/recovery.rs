@@ -53,7 +53,7 @@ fn group_alive(pgid: i32) -> bool {
 /// shell's built-in `kill`, which every machine has.
 fn send_signal(signal: &str, target: &str) -> bool {
     std::process::Command::new("sh")
-        .args(["-c", &format!("kill -{signal} -- {target}")])
+        .args(["-c", &format!("kill -s {signal} -- {target}")])
         .status()
         .unwrap()
         .success()
