@@ -18,6 +18,6 @@ mod snapshot;
 pub use dag::Dag;
 pub use error::EngineError;
 pub use observer::{Event, Observer};
-pub use record::{PhaseState, PhaseStatus, RunRecord, RunStatus, to_file_bytes};
+pub use record::{Comment, PhaseState, PhaseStatus, RunRecord, RunStatus, ToolCall, to_file_bytes};
 pub use runner::{NewRun, Settings, create, drive, ensure_runnable};
 pub use snapshot::RunSnapshot;

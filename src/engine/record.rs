@@ -207,3 +207,43 @@ pub fn to_file_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     bytes.push(b'\n');
     bytes
 }
+
+/// One line of `comments.jsonl`: a note a person left on a run or a phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Comment {
+    /// When it was written (RFC 3339).
+    pub time: String,
+    /// Who wrote it: `Name <email>` from git config.
+    pub author: String,
+    /// The phase it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The comment.
+    pub text: String,
+}
+
+/// One line of `tool-calls.jsonl`: a tool an agent called, and what came back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCall {
+    /// When the call started (RFC 3339).
+    pub time: String,
+    /// The attempt that made it.
+    pub attempt: u32,
+    /// The tool's name, e.g. `read_file`.
+    pub tool: String,
+    /// The input the model gave.
+    pub input: Value,
+    /// What the tool returned (absent when it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Why the tool failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long the call took.
+    pub duration_ms: u64,
+    /// True when the output was cut to fit.
+    #[serde(default)]
+    pub truncated: bool,
+}
