@@ -6,30 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Stdio};
 
-use common::{Repo, script};
+use common::{Repo, mkfifo, read_fifo_line, script};
 use serde_json::json;
-
-fn mkfifo(path: &Path) {
-    let ok = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mkfifo failed");
-}
-
-/// Blocks until a writer opens the FIFO and writes a line; returns it.
-fn read_fifo_line(path: &Path) -> String {
-    let mut line = String::new();
-    BufReader::new(std::fs::File::open(path).unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.trim().to_string()
-}
 
 /// True while a process of group `pgid` is alive. Zombies don't count:
 /// killed grandchildren are reparented to init and stay in the group until

@@ -66,4 +66,10 @@ pub enum Command {
     Log(commands::log::LogArgs),
     /// Continue a run that was interrupted or whose runner died
     Resume(commands::resume::ResumeArgs),
+    /// Leave a comment on a run or one of its phases
+    Comment(commands::comment::CommentArgs),
+    /// Accept a phase's rejected outputs as they are (marked forced)
+    Accept(commands::accept::AcceptArgs),
+    /// Edit an artifact in $VISUAL or $EDITOR; it is validated before it is committed
+    Edit(commands::edit::EditArgs),
 }

@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 use super::args::GlobalArgs;
 use super::config::{Config, DEFAULT_MAX_ARTIFACT_BYTES};
 use super::error::CliError;
+use super::ui::Ui;
 use crate::artifact::Registry;
 use crate::engine::{RunSnapshot, Settings};
-use crate::store::{GitStore, RunId, RunStore, StoreError};
+use crate::store::{GitStore, RunId, RunLock, RunStore, StoreError};
 use crate::template::Catalog;
 use crate::time::Clock;
+
+/// How long a change made by hand waits for a runner to let go of a run.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Everything a command needs about where it runs.
 pub struct Context {
@@ -77,6 +81,30 @@ impl Context {
     /// A run's state at its tip.
     pub fn snapshot(&self, run: &RunId) -> Result<RunSnapshot, CliError> {
         Ok(RunSnapshot::load_tip(&self.store, run)?)
+    }
+
+    /// Takes the run's lock for a change made by hand, waiting a bounded
+    /// time (saying so) while a runner holds it.
+    pub fn lock_waiting(&self, run: &RunId, ui: &Ui) -> Result<RunLock, CliError> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut told = false;
+        loop {
+            match self.store.lock(run, &self.clock.stamp()) {
+                Err(StoreError::Locked { holder, .. }) if std::time::Instant::now() < deadline => {
+                    if !told {
+                        ui.note(&format!(
+                            "waiting up to {}s for pid {} on {} to release run {run}…",
+                            LOCK_WAIT.as_secs(),
+                            holder.pid,
+                            holder.host
+                        ));
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// How runners of this repository work; `jobs` overrides the config.

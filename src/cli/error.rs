@@ -105,7 +105,10 @@ impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Store(e) => e.into(),
-            EngineError::Unsupported { .. } => CliError::input(e.to_string()),
+            EngineError::Unsupported { .. }
+            | EngineError::NoSuchPhase { .. }
+            | EngineError::NoSuchArtifact { .. }
+            | EngineError::NotAcceptable { .. } => CliError::input(e.to_string()),
             other => CliError::failed(other.to_string()).with_sources(&other),
         }
     }

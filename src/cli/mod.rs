@@ -59,6 +59,9 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Status(args) => commands::status::run(args, &Context::discover(&global)?, ui),
         Command::Show(args) => commands::show::run(args, &Context::discover(&global)?, ui),
         Command::Log(args) => commands::log::run(args, &Context::discover(&global)?, ui),
+        Command::Comment(args) => commands::comment::run(args, &Context::discover(&global)?, ui),
+        Command::Accept(args) => commands::accept::run(args, &Context::discover(&global)?, ui),
+        Command::Edit(args) => commands::edit::run(args, &Context::discover(&global)?, ui),
         Command::Resume(args) => {
             commands::resume::run(args, &Context::discover(&global)?, ui).await
         }

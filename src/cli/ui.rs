@@ -172,8 +172,13 @@ pub fn human_duration(d: Duration) -> String {
 pub fn describe_error(error: &AttemptError) -> Vec<String> {
     let mut lines = Vec::new();
     match error {
-        AttemptError::InvalidOutputs { problems } => {
-            lines.push(format!("{} invalid output(s):", problems.len()));
+        AttemptError::InvalidOutputs { problems } | AttemptError::InvalidInputs { problems } => {
+            let what = if matches!(error, AttemptError::InvalidInputs { .. }) {
+                "input"
+            } else {
+                "output"
+            };
+            lines.push(format!("{} invalid {what}(s):", problems.len()));
             for p in problems {
                 lines.push(format!(
                     "  {} (schema {}): {}",

@@ -29,6 +29,38 @@ pub enum EngineError {
         /// Its kind.
         kind: &'static str,
     },
+    /// The run has no phase of that id.
+    #[error("run {run} has no phase `{phase}`; its phases: {}", .known.join(", "))]
+    NoSuchPhase {
+        /// The run.
+        run: String,
+        /// The phase asked for.
+        phase: String,
+        /// The phases it has.
+        known: Vec<String>,
+    },
+    /// The phase declares no output of that name.
+    #[error("phase `{phase}` of run {run} has no output `{artifact}`; its outputs: {}", if .known.is_empty() { "none".to_string() } else { .known.join(", ") })]
+    NoSuchArtifact {
+        /// The run.
+        run: String,
+        /// The phase.
+        phase: String,
+        /// The artifact asked for.
+        artifact: String,
+        /// The outputs it declares.
+        known: Vec<String>,
+    },
+    /// A manual change that does not apply to the phase as it is.
+    #[error("cannot accept phase `{phase}` of run {run}: {reason}")]
+    NotAcceptable {
+        /// The run.
+        run: String,
+        /// The phase.
+        phase: String,
+        /// Why not.
+        reason: String,
+    },
     /// A frozen schema does not compile.
     #[error("run {run}: {source}")]
     Schema {

@@ -10,6 +10,7 @@
 mod dag;
 mod error;
 pub mod layout;
+pub mod manual;
 mod observer;
 mod record;
 mod runner;
@@ -19,5 +20,5 @@ pub use dag::Dag;
 pub use error::EngineError;
 pub use observer::{Event, Observer};
 pub use record::{Comment, PhaseState, PhaseStatus, RunRecord, RunStatus, ToolCall, to_file_bytes};
-pub use runner::{NewRun, Settings, create, drive, ensure_runnable};
+pub use runner::{NewRun, Settings, create, drive, ensure_runnable, resumable};
 pub use snapshot::RunSnapshot;

@@ -179,6 +179,9 @@ pub struct PhaseState {
     /// Why the phase was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
+    /// Artifacts a person accepted or edited without them passing their schema.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forced: Vec<String>,
 }
 
 impl PhaseState {
@@ -196,6 +199,7 @@ impl PhaseState {
             artifacts: Vec::new(),
             error: None,
             skip_reason: None,
+            forced: Vec::new(),
         }
     }
 }

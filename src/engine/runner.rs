@@ -23,11 +23,15 @@ use super::{
 };
 use crate::artifact::Schema;
 use crate::exec::{
-    AttemptError, AttemptOutcome, LogLine, LogSink, OutputSpec, ScriptJob, run_script,
+    ArtifactProblem, AttemptError, AttemptOutcome, LogLine, LogSink, OutputSpec, ScriptJob,
+    run_script,
 };
-use crate::store::{Change, CheckpointId, Message, RunId, RunStore};
+use crate::store::{Change, CheckpointId, Message, RunId, RunStore, StoreError};
 use crate::template::{OnFailure, Phase, PhaseKind, RetryPolicy, Template, digest, expr};
 use crate::time::Clock;
+
+/// The `Wfe-Event` of a checkpoint that only appends to `comments.jsonl`.
+pub const COMMENT_EVENT: &str = "comment";
 
 /// Waits between attempts never exceed this unless the template says so.
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -130,6 +134,38 @@ pub fn create(
     Ok(store.commit(&new.id, None, &changes, &message, clock.epoch_seconds())?)
 }
 
+/// What a failure of top-level phase `i` does to the run.
+fn on_failure(template: &Template, i: usize) -> OnFailure {
+    template.phases[i]
+        .on_failure
+        .or(template.defaults.on_failure)
+        .unwrap_or(OnFailure::Stop)
+}
+
+/// The phases whose failure stops the run (`on_failure: stop`).
+fn blocking_failures<'s>(
+    template: &'s Template,
+    states: &'s [PhaseState],
+) -> impl Iterator<Item = &'s PhaseState> {
+    states
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| s.status.is_failure() && on_failure(template, *i) == OnFailure::Stop)
+        .map(|(_, s)| s)
+}
+
+/// Whether resuming would do anything: not for a completed or cancelled
+/// run, nor for a failed one whose failed phases still stand.
+pub fn resumable(snapshot: &RunSnapshot) -> bool {
+    match snapshot.record.status {
+        RunStatus::Completed | RunStatus::Cancelled => false,
+        RunStatus::Failed => blocking_failures(&snapshot.template, &snapshot.phases)
+            .next()
+            .is_none(),
+        _ => true,
+    }
+}
+
 /// Drives a run from its tip until it completes, fails, or is interrupted
 /// (`interrupt` turning true: running phases are killed and go back to
 /// pending, the run is paused). Phases that were running when an earlier
@@ -142,7 +178,13 @@ pub async fn drive(
     mut interrupt: watch::Receiver<bool>,
 ) -> Result<RunStatus, EngineError> {
     let mut runner = Runner::load(store, run, settings, observer.clone())?;
-    if runner.record.status.is_final() {
+    // A failed run goes on only once its failure is dealt with (e.g. an
+    // invalid output accepted by hand); until then resuming changes nothing.
+    if matches!(
+        runner.record.status,
+        RunStatus::Completed | RunStatus::Cancelled
+    ) || (runner.record.status == RunStatus::Failed && runner.must_stop())
+    {
         return Ok(runner.record.status);
     }
     runner.recover_interrupted();
@@ -326,6 +368,9 @@ struct Runner<'a> {
     artifacts: Vec<BTreeMap<String, Value>>,
     /// Compiled frozen schemas by name as written in the template.
     schemas: BTreeMap<String, Arc<Schema>>,
+    /// Loaded artifacts that no longer match their schema, by producing
+    /// phase: the phases that need them fail instead of starting.
+    invalid: BTreeMap<usize, Vec<ArtifactProblem>>,
     /// What the next checkpoint will hold.
     pending: Pending,
 }
@@ -371,13 +416,31 @@ impl<'a> Runner<'a> {
             schemas.insert(name.clone(), Arc::new(schema));
         }
         let mut artifacts = vec![BTreeMap::new(); snapshot.phases.len()];
+        let mut invalid: BTreeMap<usize, Vec<ArtifactProblem>> = BTreeMap::new();
         for (i, state) in snapshot.phases.iter().enumerate() {
-            if state.status == PhaseStatus::Completed {
-                for name in &state.artifacts {
-                    if let Some(value) = snapshot.artifact(store, &state.id, name)? {
-                        artifacts[i].insert(name.clone(), value);
+            if state.status != PhaseStatus::Completed {
+                continue;
+            }
+            for name in &state.artifacts {
+                let Some(value) = snapshot.artifact(store, &state.id, name)? else {
+                    continue;
+                };
+                // Artifacts were valid when committed, but the ref may have
+                // been changed by hand since: check again, once, here.
+                let schema_name = snapshot.template.phases[i].outputs.get(name);
+                let schema = schema_name.and_then(|n| schemas.get(n));
+                if let (Some(schema), false) = (schema, state.forced.contains(name)) {
+                    let violations = schema.validate(&value);
+                    if !violations.is_empty() {
+                        invalid.entry(i).or_default().push(ArtifactProblem {
+                            artifact: format!("{}/{name}", state.id),
+                            schema: schema.name().to_string(),
+                            message: "no longer matches its schema".into(),
+                            violations,
+                        });
                     }
                 }
+                artifacts[i].insert(name.clone(), value);
             }
         }
         Ok(Runner {
@@ -392,6 +455,7 @@ impl<'a> Runner<'a> {
             states: snapshot.phases,
             artifacts,
             schemas,
+            invalid,
             pending: Pending::default(),
         })
     }
@@ -401,10 +465,7 @@ impl<'a> Runner<'a> {
     }
 
     fn on_failure(&self, i: usize) -> OnFailure {
-        self.phase(i)
-            .on_failure
-            .or(self.template.defaults.on_failure)
-            .unwrap_or(OnFailure::Stop)
+        on_failure(&self.template, i)
     }
 
     /// A phase whose dependants may start: it ended well, was skipped, or
@@ -417,8 +478,9 @@ impl<'a> Runner<'a> {
 
     /// True once a phase failed with `on_failure: stop`: nothing new starts.
     fn must_stop(&self) -> bool {
-        (0..self.states.len())
-            .any(|i| self.states[i].status.is_failure() && self.on_failure(i) == OnFailure::Stop)
+        blocking_failures(&self.template, &self.states)
+            .next()
+            .is_some()
     }
 
     fn mark(&mut self, i: usize) {
@@ -633,8 +695,18 @@ impl<'a> Runner<'a> {
         for (key, value) in &phase.env {
             env.push((key.clone(), render(&format!("env.{key}"), value)?));
         }
+        let ancestors = self.dag.ancestors(i);
+        let problems: Vec<ArtifactProblem> = ancestors
+            .iter()
+            .filter_map(|a| self.invalid.get(a))
+            .flatten()
+            .cloned()
+            .collect();
+        if !problems.is_empty() {
+            return Err(AttemptError::InvalidInputs { problems });
+        }
         let mut inputs = Vec::new();
-        for a in self.dag.ancestors(i) {
+        for a in ancestors {
             for (name, value) in &self.artifacts[a] {
                 inputs.push((
                     self.dag.id(a).to_string(),
@@ -766,6 +838,7 @@ impl<'a> Runner<'a> {
                     ));
                 }
                 self.artifacts[i] = artifacts.clone();
+                self.invalid.remove(&i);
                 PhaseStatus::Completed
             }
             // An interrupt sends the phase back to pending: `wfe resume` runs it again.
@@ -864,6 +937,29 @@ impl<'a> Runner<'a> {
         status
     }
 
+    /// After a conflict: if every checkpoint another writer added since our
+    /// tip only appended comments (which a live run accepts), moves our tip
+    /// onto theirs and returns true; the runner's changes are whole files it
+    /// alone writes, so they apply unchanged on top.
+    fn rebase_over_comments(&mut self) -> Result<bool, EngineError> {
+        let Some(theirs) = self.store.tip(&self.run)? else {
+            return Ok(false);
+        };
+        let mut next = Some(theirs.clone());
+        while let Some(id) = next {
+            if id == self.tip {
+                self.tip = theirs;
+                return Ok(true);
+            }
+            let checkpoint = self.store.checkpoint(&id)?;
+            if checkpoint.message.get("Wfe-Event") != Some(COMMENT_EVENT) {
+                return Ok(false);
+            }
+            next = checkpoint.parent;
+        }
+        Ok(false)
+    }
+
     /// Commits everything pending as one checkpoint (nothing if nothing changed).
     fn flush(&mut self) -> Result<(), EngineError> {
         if self.pending.events.is_empty()
@@ -893,13 +989,16 @@ impl<'a> Runner<'a> {
             message = message.trailer("Wfe-Event", event);
         }
         message = message.trailer("Wfe-Status", self.record.status.as_str());
-        let id = self.store.commit(
-            &self.run,
-            Some(&self.tip),
-            &changes,
-            &message,
-            self.settings.clock.epoch_seconds(),
-        )?;
+        let id = loop {
+            let time = self.settings.clock.epoch_seconds();
+            match self
+                .store
+                .commit(&self.run, Some(&self.tip), &changes, &message, time)
+            {
+                Err(StoreError::Conflict { .. }) if self.rebase_over_comments()? => continue,
+                other => break other?,
+            }
+        };
         self.observer.event(&Event::Checkpoint {
             id: &id,
             summary: &message.summary,

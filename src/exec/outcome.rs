@@ -98,6 +98,13 @@ pub enum AttemptError {
         /// Every problem, one per artifact.
         problems: Vec<ArtifactProblem>,
     },
+    /// An input artifact no longer matches its schema (e.g. edited by hand
+    /// after the phase that wrote it completed); the phase did not start.
+    #[error("{} invalid input{}: {}", .problems.len(), if .problems.len() == 1 { "" } else { "s" }, .problems.iter().map(|p| format!("{} ({})", p.artifact, p.message)).collect::<Vec<_>>().join("; "))]
+    InvalidInputs {
+        /// Every problem, one per artifact (`artifact` is `phase/name`).
+        problems: Vec<ArtifactProblem>,
+    },
     /// Something outside the script failed (scratch directories, I/O).
     #[error("{message}")]
     Internal {

@@ -152,3 +152,29 @@ impl Run {
 pub fn script(id: &str, needs: &[&str], run: &str) -> serde_json::Value {
     serde_json::json!({ "id": id, "kind": "script", "needs": needs, "run": run })
 }
+
+/// Makes a FIFO: tests synchronise with phases through them, never with sleeps.
+pub fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
+    assert!(ok, "mkfifo failed");
+}
+
+/// Blocks until a writer opens the FIFO and writes a line; returns it.
+pub fn read_fifo_line(path: &Path) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(std::fs::File::open(path).unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim().to_string()
+}
+
+/// Writes a line into a FIFO (blocks until a reader opens it).
+pub fn write_fifo_line(path: &Path, line: &str) {
+    use std::io::Write;
+    writeln!(
+        std::fs::OpenOptions::new().write(true).open(path).unwrap(),
+        "{line}"
+    )
+    .unwrap();
+}

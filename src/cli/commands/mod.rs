@@ -1,6 +1,9 @@
 //! One file per command; groups are folders.
 
+pub mod accept;
+pub mod comment;
 pub mod demo;
+pub mod edit;
 pub mod init;
 pub mod list;
 pub mod log;

@@ -21,10 +21,16 @@ pub async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliErro
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.store.lock(&id, &ctx.clock.stamp())?;
     let snapshot = ctx.snapshot(&id)?;
-    if snapshot.record.status.is_final() {
+    if !crate::engine::resumable(&snapshot) {
         ui.note(&format!(
-            "run {id} is already {}; nothing to resume",
-            ui.run_status(snapshot.record.status)
+            "run {id} is {}{}; nothing to resume",
+            ui.run_status(snapshot.record.status),
+            snapshot
+                .record
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         ));
         drop(lock);
         super::run::report(ctx, ui, &id, args.drive.json)?;

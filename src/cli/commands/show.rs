@@ -6,7 +6,8 @@ use serde_json::json;
 use crate::cli::context::Context;
 use crate::cli::error::CliError;
 use crate::cli::ui::{Style, Ui, describe_error, human_duration};
-use crate::engine::{RunSnapshot, layout};
+use crate::engine::{Comment, RunSnapshot, layout, manual};
+use crate::exec::AttemptError;
 use crate::exec::LogLine;
 use crate::store::{EntryKind, RunStore};
 
@@ -31,14 +32,22 @@ pub struct ShowArgs {
 pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let snap = ctx.snapshot(&id)?;
+    let comments = manual::comments(&ctx.store, &snap)?;
     let Some(phase) = args.phase.as_deref() else {
         if args.json {
-            ui.json(&snap.to_json());
+            let mut doc = snap.to_json();
+            doc["comments"] = json!(comments);
+            ui.json(&doc);
         } else {
             show_run(&snap, ui);
+            show_comments(ui, comments.iter());
         }
         return Ok(0);
     };
+    let comments: Vec<&Comment> = comments
+        .iter()
+        .filter(|c| c.phase.as_deref() == Some(phase))
+        .collect();
     let Some(state) = snap.phase(phase) else {
         let known: Vec<&str> = snap.phases.iter().map(|p| p.id.as_str()).collect();
         return Err(CliError::input(format!(
@@ -72,12 +81,23 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         .map(|(n, _)| n)
         .collect();
     let rejected = rejected_outputs(ctx, &snap, phase, &attempts)?;
+    // The schemas the rejected outputs had to match, shown beside them.
+    let mut expected = serde_json::Map::new();
+    if let Some(AttemptError::InvalidOutputs { problems }) = &state.error {
+        for p in problems {
+            let schema = manual::artifact_schema(&ctx.store, &snap, phase, &p.artifact)?;
+            expected.insert(p.artifact.clone(), schema.json().clone());
+        }
+    }
     if args.json {
         let rejected: serde_json::Map<String, serde_json::Value> = rejected
             .iter()
             .map(|(n, file, text)| (format!("{n}/{file}"), json!(text)))
             .collect();
-        ui.json(&json!({ "state": state, "log": log, "failed_attempts": attempts, "rejected": rejected }));
+        ui.json(&json!({
+            "state": state, "log": log, "failed_attempts": attempts, "rejected": rejected,
+            "expected_schemas": expected, "comments": comments,
+        }));
         return Ok(0);
     }
     ui.out(&format!(
@@ -130,6 +150,22 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             }
         }
     }
+    for (artifact, schema) in &expected {
+        ui.out(&format!("  expected schema of {artifact}:"));
+        for line in serde_json::to_string_pretty(schema)
+            .unwrap_or_default()
+            .lines()
+        {
+            ui.out(&format!("    {}", ui.paint(Style::Dim, line)));
+        }
+    }
+    if matches!(state.error, Some(AttemptError::InvalidOutputs { .. })) {
+        ui.out(&format!(
+            "  {} `wfe edit {id} {phase} ARTIFACT` to fix an output, or `wfe accept {id} {phase} --force` to take them as they are",
+            ui.paint(Style::Yellow, "next:")
+        ));
+    }
+    show_comments(ui, comments.into_iter());
     if !log.is_empty() {
         let skip = log.len().saturating_sub(LOG_TAIL);
         ui.out(&format!(
@@ -150,6 +186,25 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         }
     }
     Ok(0)
+}
+
+fn show_comments<'a>(ui: &Ui, comments: impl Iterator<Item = &'a Comment>) {
+    for c in comments {
+        let about = c
+            .phase
+            .as_deref()
+            .map(|p| format!(" on {p}"))
+            .unwrap_or_default();
+        ui.out(&format!(
+            "  {} {}{about}, {}:",
+            ui.paint(Style::Bold, "comment"),
+            c.author,
+            c.time
+        ));
+        for line in c.text.lines() {
+            ui.out(&format!("    {line}"));
+        }
+    }
 }
 
 fn show_run(snap: &RunSnapshot, ui: &Ui) {

@@ -1,0 +1,38 @@
+//! `wfe comment`: a note on a run or one of its phases, as a checkpoint.
+
+use clap::Args;
+
+use crate::cli::context::Context;
+use crate::cli::error::CliError;
+use crate::cli::ui::Ui;
+use crate::engine::manual;
+
+/// Leave a comment on a run or one of its phases
+#[derive(Debug, Args)]
+pub struct CommentArgs {
+    /// The run: an id, a unique prefix, or `latest`
+    pub run: String,
+    /// The phase the comment is about (optional), then the text
+    #[arg(required = true, num_args = 1..=2, value_names = ["PHASE", "TEXT"])]
+    pub words: Vec<String>,
+}
+
+/// Runs `wfe comment`.
+pub fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+    let id = ctx.resolve_run(&args.run)?;
+    let (phase, text) = match args.words.as_slice() {
+        [text] => (None, text),
+        [phase, text] => (Some(phase.as_str()), text),
+        _ => return Err(CliError::input("expected `wfe comment RUN [PHASE] TEXT`")),
+    };
+    if text.trim().is_empty() {
+        return Err(CliError::input("the comment is empty"));
+    }
+    let author = match &ctx.store.info().identity {
+        Some((name, email)) => format!("{name} <{email}>"),
+        None => "unknown".to_string(),
+    };
+    let checkpoint = manual::comment(&ctx.store, &id, phase, &author, text, &ctx.clock)?;
+    ui.note(&format!("commented on run {id} ({})", checkpoint.short()));
+    Ok(0)
+}

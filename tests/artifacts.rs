@@ -1,0 +1,373 @@
+//! Artifacts by hand: accept, edit (with `EDITOR` set to a script),
+//! comments (also while a runner is live), and inputs checked again when a
+//! run resumes.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{Repo, mkfifo, read_fifo_line, script, write_fifo_line};
+use serde_json::{Value, json};
+
+/// A repo with a `report` schema and a template whose `make` phase writes
+/// an invalid report (the `ok` field is a string) that `after` reads.
+fn failing_repo() -> Repo {
+    let repo = Repo::new();
+    repo.write(
+        ".wfe/schemas/report.json",
+        &json!({ "type": "object", "required": ["ok"], "properties": { "ok": { "type": "boolean" } } }).to_string(),
+    );
+    repo.template(
+        "rep",
+        &json!({ "name": "rep", "phases": [
+            { "id": "make", "kind": "script", "outputs": { "report": "report" },
+              "run": "echo '{\"ok\": \"yes\"}' > \"$WFE_OUT/report.json\"" },
+            script("after", &["make"], "echo \"got $(tr -d ' \\n' < \"$WFE_IN/make/report.json\")\""),
+        ]}),
+    );
+    repo
+}
+
+fn run_id(repo: &Repo) -> String {
+    repo.wfe_refs()[0]
+        .trim_start_matches("refs/wfe/runs/")
+        .to_string()
+}
+
+fn tip_json(repo: &Repo, id: &str, path: &str) -> Value {
+    serde_json::from_str(&repo.git(&["show", &format!("refs/wfe/runs/{id}:{path}")])).unwrap()
+}
+
+fn tip(repo: &Repo, id: &str) -> String {
+    repo.git(&["rev-parse", &format!("refs/wfe/runs/{id}")])
+}
+
+/// An editor: a script that runs `body` with the file as `$1`.
+fn editor(repo: &Repo, name: &str, body: &str) -> String {
+    let path = repo.write(&format!("{name}.sh"), &format!("#!/bin/sh\n{body}\n"));
+    let ok = Command::new("chmod")
+        .arg("+x")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    path.display().to_string()
+}
+
+fn edit(repo: &Repo, editor: &str, args: &[&str]) -> common::Run {
+    let out = repo
+        .wfe_cmd()
+        .env("EDITOR", editor)
+        .env_remove("VISUAL")
+        .args(args)
+        .output()
+        .unwrap();
+    common::Run::from(out)
+}
+
+#[test]
+fn accept_force_commits_the_rejected_output_marked_forced_and_resume_goes_on() {
+    let repo = failing_repo();
+    repo.wfe(&["run", "rep"]).code(1);
+    let id = run_id(&repo);
+
+    let show = repo.wfe(&["show", &id, "make"]);
+    show.code(0);
+    assert!(
+        show.stdout.contains("rejected output") && show.stdout.contains("\"yes\""),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout.contains("expected schema of report") && show.stdout.contains("\"boolean\""),
+        "{}",
+        show.stdout
+    );
+
+    let nothing = repo.wfe(&["resume", &id]);
+    nothing.code(1);
+    assert!(
+        nothing.stderr.contains("nothing to resume"),
+        "{}",
+        nothing.stderr
+    );
+
+    let refused = repo.wfe(&["accept", &id, "make"]);
+    refused.code(2);
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    let before = tip(&repo, &id);
+    let wrong = repo.wfe(&["accept", &id, "after", "--force"]);
+    wrong.code(2);
+    assert_eq!(tip(&repo, &id), before, "a refused accept writes nothing");
+
+    repo.wfe(&["accept", &id, "make", "--force"]).code(0);
+    let state = tip_json(&repo, &id, "phases/make/state.json");
+    assert_eq!(state["status"], "completed");
+    assert_eq!(state["forced"], json!(["report"]));
+    assert_eq!(
+        tip_json(&repo, &id, "phases/make/artifacts/report.json"),
+        json!({ "ok": "yes" })
+    );
+    assert_eq!(tip_json(&repo, &id, "run.json")["status"], "paused");
+    let trailers = repo.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers)",
+        &format!("refs/wfe/runs/{id}"),
+    ]);
+    assert!(
+        trailers.contains("Wfe-Forced: true") && trailers.contains("Wfe-Event: phase-accepted"),
+        "{trailers}"
+    );
+
+    let resumed = repo.wfe(&["resume", &id, "--json"]);
+    resumed.code(0);
+    assert_eq!(resumed.json()["status"], "completed");
+    let log = repo.git(&[
+        "show",
+        &format!("refs/wfe/runs/{id}:phases/after/log.jsonl"),
+    ]);
+    assert!(
+        log.contains(r#"got {\"ok\":\"yes\"}"#),
+        "the forced artifact is the input: {log}"
+    );
+}
+
+#[test]
+fn edit_validates_on_save_reopens_on_errors_and_commits_once_valid() {
+    let repo = failing_repo();
+    repo.wfe(&["run", "rep"]).code(1);
+    let id = run_id(&repo);
+    let before = tip(&repo, &id);
+
+    // Saved unchanged: nothing to commit.
+    let same = edit(&repo, "true", &["edit", &id, "make", "report"]);
+    same.code(0);
+    assert!(same.stderr.contains("no changes"), "{}", same.stderr);
+    assert_eq!(tip(&repo, &id), before);
+
+    // Invalid twice in a row: the user gave up; nothing committed.
+    let bad = editor(&repo, "bad", "echo '{\"ok\": 3}' > \"$1\"");
+    let refused = edit(&repo, &bad, &["edit", &id, "make", "report"]);
+    refused.code(2);
+    assert!(
+        refused.stderr.contains("/ok") && refused.stderr.contains("still invalid"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(tip(&repo, &id), before);
+
+    // Not JSON, then fixed on the second opening: committed.
+    let count = repo.path().join("opened");
+    let fixer = editor(
+        &repo,
+        "fixer",
+        &format!(
+            "echo x >> {0}; if [ $(wc -l < {0}) -eq 1 ]; then echo 'not json' > \"$1\"; else echo '{{\"ok\": true}}' > \"$1\"; fi",
+            count.display()
+        ),
+    );
+    let fixed = edit(&repo, &fixer, &["edit", &id, "make", "report"]);
+    fixed.code(0);
+    assert!(
+        fixed.stderr.contains("not valid JSON") || fixed.stderr.contains("expected"),
+        "{}",
+        fixed.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap().lines().count(),
+        2,
+        "the editor re-opened once"
+    );
+    assert_eq!(
+        tip_json(&repo, &id, "phases/make/artifacts/report.json"),
+        json!({ "ok": true })
+    );
+    let state = tip_json(&repo, &id, "phases/make/state.json");
+    assert_eq!(state["status"], "completed");
+    assert!(state.get("forced").is_none());
+    let trailers = repo.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers)",
+        &format!("refs/wfe/runs/{id}"),
+    ]);
+    assert!(
+        trailers.contains("Wfe-Event: artifact-edited") && !trailers.contains("Wfe-Forced"),
+        "{trailers}"
+    );
+
+    // --force commits an invalid value, marked forced.
+    let forced = edit(&repo, &bad, &["edit", &id, "make", "report", "--force"]);
+    forced.code(0);
+    assert_eq!(
+        tip_json(&repo, &id, "phases/make/state.json")["forced"],
+        json!(["report"])
+    );
+
+    repo.wfe(&["resume", &id]).code(0);
+    let unknown = edit(&repo, &bad, &["edit", &id, "make", "nope"]);
+    unknown.code(2);
+    assert!(
+        unknown.stderr.contains("no output `nope`"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
+fn comments_are_checkpoints_listed_by_show_even_during_a_live_run() {
+    let repo = Repo::new();
+    let ready = repo.path().join("ready.fifo");
+    let go = repo.path().join("go.fifo");
+    mkfifo(&ready);
+    mkfifo(&go);
+    repo.template(
+        "wait",
+        &json!({ "name": "wait", "phases": [
+            script("hold", &[], &format!("echo ready > {}; read x < {}", ready.display(), go.display())),
+            script("next", &["hold"], "true"),
+        ]}),
+    );
+    let runner = repo
+        .wfe_cmd()
+        .args(["run", "wait"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(read_fifo_line(&ready), "ready");
+    let id = run_id(&repo);
+
+    repo.wfe(&["comment", &id, "looks good so far"]).code(0);
+    repo.wfe(&["comment", &id, "hold", "this one waits for a FIFO"])
+        .code(0);
+    repo.wfe(&["comment", &id, "nosuch", "text"]).code(2);
+    write_fifo_line(&go, "go");
+    let out = common::Run::from(runner.wait_with_output().unwrap());
+    out.code(0);
+
+    let comments = repo.git(&["show", &format!("refs/wfe/runs/{id}:comments.jsonl")]);
+    let lines: Vec<Value> = comments
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["author"], "Test User <test@example.com>");
+    assert_eq!(lines[0]["text"], "looks good so far");
+    assert_eq!(lines[1]["phase"], "hold");
+    let events = repo.git(&[
+        "log",
+        "--format=%(trailers:key=Wfe-Event,valueonly)",
+        &format!("refs/wfe/runs/{id}"),
+    ]);
+    assert_eq!(events.matches("comment").count(), 2);
+    assert!(
+        events.contains("run-completed"),
+        "the runner went on past the comments"
+    );
+
+    let show = repo.wfe(&["show", &id]);
+    assert!(
+        show.stdout.contains("looks good so far") && show.stdout.contains("Test User"),
+        "{}",
+        show.stdout
+    );
+    let phase = repo.wfe(&["show", &id, "hold", "--json"]).json();
+    assert_eq!(phase["comments"][0]["text"], "this one waits for a FIFO");
+}
+
+#[test]
+fn an_input_edited_by_hand_fails_the_phase_that_needs_it_before_it_starts() {
+    let repo = Repo::new();
+    let fifo = repo.path().join("block.fifo");
+    mkfifo(&fifo);
+    let ran = repo.path().join("ran");
+    repo.template(
+        "chain",
+        &json!({ "name": "chain", "phases": [
+            { "id": "a", "kind": "script", "outputs": { "note": "message" },
+              "run": "echo '{\"text\": \"hi\"}' > \"$WFE_OUT/note.json\"" },
+            script("b", &["a"], &format!("if [ \"$WFE_ATTEMPT\" = 1 ]; then echo $$ > {}; sleep 1000; fi; echo b >> {}", fifo.display(), ran.display())),
+        ]}),
+    );
+    let mut runner = repo
+        .wfe_cmd()
+        .args(["run", "chain"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pgid = read_fifo_line(&fifo);
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    Command::new("sh")
+        .args(["-c", &format!("kill -s KILL -- -{pgid}")])
+        .status()
+        .unwrap();
+    let id = run_id(&repo);
+
+    // Forge a checkpoint whose artifact no longer matches `message`.
+    let r = format!("refs/wfe/runs/{id}");
+    let index = repo.path().join(".git/forge-index");
+    let git = |args: &[&str], input: Option<&str>| -> String {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(repo.path())
+            .env("GIT_INDEX_FILE", &index)
+            .args(args);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = input {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["read-tree", &r], None);
+    let blob = git(&["hash-object", "-w", "--stdin"], Some("{\"txt\": 1}\n"));
+    git(
+        &[
+            "update-index",
+            "--cacheinfo",
+            &format!("100644,{blob},phases/a/artifacts/note.json"),
+        ],
+        None,
+    );
+    let tree = git(&["write-tree"], None);
+    let old = git(&["rev-parse", &r], None);
+    let commit = git(
+        &["commit-tree", &tree, "-p", &old, "-m", "forged by hand"],
+        None,
+    );
+    git(&["update-ref", &r, &commit, &old], None);
+
+    let resumed = repo.wfe(&["resume", &id, "--json"]);
+    resumed.code(1);
+    assert!(
+        resumed.stderr.contains("invalid input") && resumed.stderr.contains("a/note"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(!ran.exists(), "b's script never started");
+    let state = tip_json(&repo, &id, "phases/b/state.json");
+    assert_eq!(state["error"]["kind"], "invalid_inputs");
+    let paths: Vec<&str> = state["error"]["problems"][0]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["instance_path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&""),
+        "the missing `text` is reported at the root: {paths:?}"
+    );
+}
