@@ -66,4 +66,6 @@ pub enum Command {
     Log(commands::log::LogArgs),
     /// Continue a run that was interrupted or whose runner died
     Resume(commands::resume::ResumeArgs),
+    /// Compare the artifacts of two runs, checkpoints or phases
+    Diff(commands::diff::DiffArgs),
 }

@@ -59,6 +59,7 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Status(args) => commands::status::run(args, &Context::discover(&global)?, ui),
         Command::Show(args) => commands::show::run(args, &Context::discover(&global)?, ui),
         Command::Log(args) => commands::log::run(args, &Context::discover(&global)?, ui),
+        Command::Diff(args) => commands::diff::run(args, &Context::discover(&global)?, ui),
         Command::Resume(args) => {
             commands::resume::run(args, &Context::discover(&global)?, ui).await
         }

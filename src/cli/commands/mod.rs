@@ -1,6 +1,7 @@
 //! One file per command; groups are folders.
 
 pub mod demo;
+pub mod diff;
 pub mod init;
 pub mod list;
 pub mod log;
