@@ -5,9 +5,11 @@
 //! then the built-in library compiled into the binary, then a path relative
 //! to the repository root. Nothing here fetches anything over the network.
 
+mod diff;
 mod registry;
 mod schema;
 
+pub use diff::{Change, diff, pointer_token};
 pub use registry::{Registry, ResolvedSchema, SchemaSource, builtin_schema, builtin_schema_names};
 pub use schema::{Schema, Violation, parse_json_document};
 

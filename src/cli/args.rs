@@ -72,4 +72,6 @@ pub enum Command {
     Accept(commands::accept::AcceptArgs),
     /// Edit an artifact in $VISUAL or $EDITOR; it is validated before it is committed
     Edit(commands::edit::EditArgs),
+    /// Compare the artifacts of two runs, checkpoints or phases
+    Diff(commands::diff::DiffArgs),
 }

@@ -62,6 +62,7 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Comment(args) => commands::comment::run(args, &Context::discover(&global)?, ui),
         Command::Accept(args) => commands::accept::run(args, &Context::discover(&global)?, ui),
         Command::Edit(args) => commands::edit::run(args, &Context::discover(&global)?, ui),
+        Command::Diff(args) => commands::diff::run(args, &Context::discover(&global)?, ui),
         Command::Resume(args) => {
             commands::resume::run(args, &Context::discover(&global)?, ui).await
         }

@@ -7,6 +7,7 @@
 //! phases it unblocks starting) fold into one checkpoint. The engine never
 //! prints: it reports through an [`Observer`].
 
+pub mod compare;
 mod dag;
 mod error;
 pub mod layout;

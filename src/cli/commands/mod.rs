@@ -3,6 +3,7 @@
 pub mod accept;
 pub mod comment;
 pub mod demo;
+pub mod diff;
 pub mod edit;
 pub mod init;
 pub mod list;
