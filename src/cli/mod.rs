@@ -49,23 +49,23 @@ pub async fn run() -> u8 {
 
 async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
     let global = cli.global;
+    // Every command but `demo` works in an existing repository.
+    let ctx = || Context::discover(&global);
     match cli.command {
         Command::Demo(args) => commands::demo::run(args, ui).await,
-        Command::Template(cmd) => commands::template::run(cmd, &Context::discover(&global)?, ui),
-        Command::Schema(cmd) => commands::schema::run(cmd, &Context::discover(&global)?, ui),
-        Command::Init(args) => commands::init::run(args, &Context::discover(&global)?, ui),
-        Command::Run(args) => commands::run::run(args, &Context::discover(&global)?, ui).await,
-        Command::List(args) => commands::list::run(args, &Context::discover(&global)?, ui),
-        Command::Status(args) => commands::status::run(args, &Context::discover(&global)?, ui),
-        Command::Show(args) => commands::show::run(args, &Context::discover(&global)?, ui),
-        Command::Log(args) => commands::log::run(args, &Context::discover(&global)?, ui),
-        Command::Comment(args) => commands::comment::run(args, &Context::discover(&global)?, ui),
-        Command::Accept(args) => commands::accept::run(args, &Context::discover(&global)?, ui),
-        Command::Edit(args) => commands::edit::run(args, &Context::discover(&global)?, ui),
-        Command::Diff(args) => commands::diff::run(args, &Context::discover(&global)?, ui),
-        Command::Resume(args) => {
-            commands::resume::run(args, &Context::discover(&global)?, ui).await
-        }
+        Command::Template(cmd) => commands::template::run(cmd, &ctx()?, ui),
+        Command::Schema(cmd) => commands::schema::run(cmd, &ctx()?, ui),
+        Command::Init(args) => commands::init::run(args, &ctx()?, ui),
+        Command::Run(args) => commands::run::run(args, &ctx()?, ui).await,
+        Command::List(args) => commands::list::run(args, &ctx()?, ui),
+        Command::Status(args) => commands::status::run(args, &ctx()?, ui),
+        Command::Show(args) => commands::show::run(args, &ctx()?, ui),
+        Command::Log(args) => commands::log::run(args, &ctx()?, ui),
+        Command::Comment(args) => commands::comment::run(args, &ctx()?, ui),
+        Command::Accept(args) => commands::accept::run(args, &ctx()?, ui),
+        Command::Edit(args) => commands::edit::run(args, &ctx()?, ui),
+        Command::Diff(args) => commands::diff::run(args, &ctx()?, ui),
+        Command::Resume(args) => commands::resume::run(args, &ctx()?, ui).await,
     }
 }
 
