@@ -371,3 +371,118 @@ fn an_input_edited_by_hand_fails_the_phase_that_needs_it_before_it_starts() {
         "the missing `text` is reported at the root: {paths:?}"
     );
 }
+
+#[test]
+fn bad_output_files_each_fail_with_a_message_naming_the_file() {
+    let repo = Repo::new();
+    repo.write(
+        ".wfe/config.json",
+        &json!({ "max_artifact_bytes": 4096 }).to_string(),
+    );
+    repo.write(".wfe/schemas/any.json", "{}");
+    let deep = format!("{}{}", "[".repeat(1500), "]".repeat(1500));
+    repo.write("deep.json", &deep);
+    let cases = [
+        (
+            "notjson",
+            "echo 'not json' > \"$WFE_OUT/out.json\"",
+            "not JSON",
+        ),
+        ("empty", ": > \"$WFE_OUT/out.json\"", "empty"),
+        (
+            "huge",
+            "head -c 5000 /dev/zero | tr '\\0' ' ' > \"$WFE_OUT/out.json\"",
+            "too large",
+        ),
+        (
+            "deep",
+            "cp deep.json \"$WFE_OUT/out.json\"",
+            "recursion limit",
+        ),
+        (
+            "dupkeys",
+            "echo '{\"a\": 1, \"a\": 2}' > \"$WFE_OUT/out.json\"",
+            "duplicate",
+        ),
+    ];
+    let phases: Vec<Value> = cases
+        .iter()
+        .map(|(id, run, _)| json!({ "id": id, "kind": "script", "run": run, "outputs": { "out": "any" }, "on_failure": "continue" }))
+        .collect();
+    repo.template("bad", &json!({ "name": "bad", "phases": phases }));
+    let run = repo.wfe(&["run", "bad", "--json"]);
+    run.code(0);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let doc = run.json();
+    for (n, (id, _, fragment)) in cases.iter().enumerate() {
+        let phase = &doc["phases"][n];
+        assert_eq!(phase["status"], "failed", "{id}: {phase}");
+        let error = phase["error"].as_str().unwrap();
+        assert!(
+            error.contains(fragment),
+            "{id}: expected `{fragment}` in {error}"
+        );
+        assert!(
+            error.contains("out"),
+            "{id}: the message names the output: {error}"
+        );
+    }
+}
+
+#[test]
+fn a_run_validates_against_its_frozen_schema_after_the_repo_schema_changes() {
+    let repo = Repo::new();
+    repo.write(
+        ".wfe/schemas/note.json",
+        &json!({ "type": "object", "required": ["text"] }).to_string(),
+    );
+    let ready = repo.path().join("ready.fifo");
+    let go = repo.path().join("go.fifo");
+    mkfifo(&ready);
+    mkfifo(&go);
+    repo.template(
+        "frozen",
+        &json!({ "name": "frozen", "phases": [
+            script("hold", &[], &format!("echo ready > {}; read x < {}", ready.display(), go.display())),
+            { "id": "write", "kind": "script", "needs": ["hold"], "outputs": { "n": "note" },
+              "run": "echo '{\"text\": \"old shape\"}' > \"$WFE_OUT/n.json\"" },
+        ]}),
+    );
+    let runner = repo
+        .wfe_cmd()
+        .args(["run", "frozen", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    read_fifo_line(&ready);
+    // The repo's schema changes while the run is under way: it now needs `author`.
+    repo.write(
+        ".wfe/schemas/note.json",
+        &json!({ "type": "object", "required": ["text", "author"] }).to_string(),
+    );
+    write_fifo_line(&go, "go");
+    let out = common::Run::from(runner.wait_with_output().unwrap());
+    out.code(0);
+    let id = out.json()["id"].as_str().unwrap().to_string();
+    let frozen = tip_json(&repo, &id, "schemas/note.json");
+    assert_eq!(
+        frozen["required"],
+        json!(["text"]),
+        "the run keeps the schema it started with"
+    );
+
+    // A new run uses the new schema and fails on the old shape.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let go2 = go.clone();
+    let release = std::thread::spawn(move || {
+        read_fifo_line(&ready);
+        write_fifo_line(&go2, "go");
+        tx.send(()).unwrap();
+    });
+    let second = repo.wfe(&["run", "frozen"]);
+    rx.recv().unwrap();
+    release.join().unwrap();
+    second.code(1);
+    assert!(second.stderr.contains("author"), "{}", second.stderr);
+}

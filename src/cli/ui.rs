@@ -190,7 +190,10 @@ pub fn describe_error(error: &AttemptError) -> Vec<String> {
                     } else {
                         &v.instance_path
                     };
-                    lines.push(format!("    {at}: {}", v.message));
+                    lines.push(format!(
+                        "    {at}: {}  (schema {})",
+                        v.message, v.schema_path
+                    ));
                 }
             }
         }
