@@ -21,7 +21,7 @@ use super::{
     Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, layout,
     to_file_bytes,
 };
-use crate::artifact::Schema;
+use crate::artifact::{Schema, compile_frozen};
 use crate::exec::{
     AttemptError, AttemptOutcome, LogLine, LogSink, OutputSpec, ScriptJob, run_script,
 };
@@ -351,7 +351,7 @@ impl<'a> Runner<'a> {
     ) -> Result<Self, EngineError> {
         let snapshot = RunSnapshot::load_tip(store, run)?;
         ensure_runnable(&snapshot.template)?;
-        let mut schemas = BTreeMap::new();
+        let mut frozen = Vec::new();
         for (name, path) in &snapshot.record.schemas {
             let bytes =
                 store
@@ -363,13 +363,13 @@ impl<'a> Runner<'a> {
                         message: "the frozen schema is missing".into(),
                     })?;
             let json: Value = parse(run.as_str(), &snapshot.checkpoint, path, &bytes)?;
-            let schema =
-                Schema::compile(name, path, json).map_err(|source| EngineError::Schema {
-                    run: run.to_string(),
-                    source,
-                })?;
-            schemas.insert(name.clone(), Arc::new(schema));
+            frozen.push((name.clone(), path.clone(), json));
         }
+        // Each frozen schema is compiled with the frozen documents it `$ref`s, nothing else.
+        let schemas = compile_frozen(&frozen).map_err(|source| EngineError::Schema {
+            run: run.to_string(),
+            source,
+        })?;
         let mut artifacts = vec![BTreeMap::new(); snapshot.phases.len()];
         for (i, state) in snapshot.phases.iter().enumerate() {
             if state.status == PhaseStatus::Completed {
