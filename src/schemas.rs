@@ -1,16 +1,54 @@
-//! The JSON Schemas wfe generates from its Rust types.
+//! The JSON Schemas wfe generates from its Rust types: the template format
+//! and the files of a checkpoint's tree (DESIGN.md §3).
 //!
 //! Each is checked in under `schemas/` (so editors and other tools can use
 //! it without wfe) and a test keeps the files up to date: it regenerates
 //! every schema listed here and compares. Run `WFE_BLESS=1 cargo test
-//! schemas` after changing a type to rewrite the files.
+//! schemas` after changing a type to rewrite the files. These describe
+//! wfe's own files; the artifact library (`schemas/NAME.json`, compiled
+//! into the binary) is `crate::artifact`'s.
+
+use schemars::JsonSchema;
+
+use crate::artifact::SCHEMAS_BASE;
 
 /// Every generated schema: (file name under `schemas/`, schema).
 pub fn generated_schemas() -> Vec<(&'static str, serde_json::Value)> {
-    vec![(
-        "template.schema.json",
-        crate::template::template_json_schema().to_value(),
-    )]
+    vec![
+        (
+            "template.schema.json",
+            crate::template::template_json_schema().to_value(),
+        ),
+        (
+            "run.schema.json",
+            with_id::<crate::engine::RunRecord>("run.schema.json"),
+        ),
+        (
+            "phase-state.schema.json",
+            with_id::<crate::engine::PhaseState>("phase-state.schema.json"),
+        ),
+        (
+            "log-line.schema.json",
+            with_id::<crate::exec::LogLine>("log-line.schema.json"),
+        ),
+        (
+            "comment.schema.json",
+            with_id::<crate::engine::Comment>("comment.schema.json"),
+        ),
+        (
+            "tool-call.schema.json",
+            with_id::<crate::engine::ToolCall>("tool-call.schema.json"),
+        ),
+    ]
+}
+
+/// The schema of `T` with the `$id` `https://wfe.local/schemas/FILE`.
+fn with_id<T: JsonSchema>(file: &str) -> serde_json::Value {
+    let mut schema = schemars::schema_for!(T);
+    // On the root only: an `$id` inside `$defs` would change how `$ref`s
+    // resolve were the type ever embedded in another schema.
+    schema.insert("$id".into(), format!("{SCHEMAS_BASE}{file}").into());
+    schema.to_value()
 }
 
 #[cfg(test)]
@@ -70,6 +108,51 @@ mod tests {
                 .and_then(|v| v.as_str())
                 .unwrap_or_default();
             assert_eq!(id, format!("https://wfe.local/schemas/{name}"), "{name}");
+        }
+    }
+
+    #[test]
+    fn records_match_their_generated_schemas() {
+        use crate::engine::{Comment, PhaseState};
+        use crate::exec::{LogLine, Stream};
+        use crate::template::PhaseKind;
+
+        let samples = [
+            (
+                "phase-state.schema.json",
+                serde_json::to_value(PhaseState::pending("build", PhaseKind::Script)).unwrap(),
+            ),
+            (
+                "log-line.schema.json",
+                serde_json::to_value(LogLine {
+                    time: "2026-01-01T00:00:00Z".into(),
+                    attempt: 1,
+                    stream: Stream::Stdout,
+                    line: "hello".into(),
+                })
+                .unwrap(),
+            ),
+            (
+                "comment.schema.json",
+                serde_json::to_value(Comment {
+                    time: "2026-01-01T00:00:00Z".into(),
+                    author: "Ada <ada@example.com>".into(),
+                    phase: None,
+                    text: "looks good".into(),
+                })
+                .unwrap(),
+            ),
+        ];
+        let schemas: std::collections::BTreeMap<_, _> = generated_schemas().into_iter().collect();
+        for (name, sample) in samples {
+            let validator = jsonschema::draft202012::new(&schemas[name]).unwrap();
+            assert!(validator.is_valid(&sample), "{name}: {sample}");
+            // LogLine does not deny unknown fields (yet), so neither does its schema.
+            if name != "log-line.schema.json" {
+                let mut extra = sample.clone();
+                extra["unknown"] = serde_json::json!(1);
+                assert!(!validator.is_valid(&extra), "{name} allows unknown keys");
+            }
         }
     }
 

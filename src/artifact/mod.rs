@@ -2,16 +2,25 @@
 //! validating JSON documents with every violation reported.
 //!
 //! Resolution order for a schema name: the repo's `.wfe/schemas/NAME.json`,
-//! then the built-in library compiled into the binary, then a path relative
-//! to the repository root. Nothing here fetches anything over the network.
+//! then the built-in library compiled into the binary (`schemas/` in this
+//! project), then a path relative to the repository root. `$ref`s between
+//! schemas resolve to local documents only (see `references.rs`); nothing
+//! here fetches anything over the network. Artifact documents are parsed
+//! strictly (`document.rs`): duplicate keys are errors.
 
 mod diff;
+mod document;
+#[cfg(test)]
+mod library_tests;
+mod references;
 mod registry;
 mod schema;
 
 pub use diff::{Change, diff, pointer_token};
+pub use document::parse_json_document;
+pub use references::{PATH_BASE, SCHEMAS_BASE, is_reference_name, schema_uri};
 pub use registry::{Registry, ResolvedSchema, SchemaSource, builtin_schema, builtin_schema_names};
-pub use schema::{Schema, Violation, parse_json_document};
+pub use schema::{Schema, Violation, compile_frozen};
 
 use std::path::PathBuf;
 
@@ -44,6 +53,18 @@ pub enum ArtifactError {
         origin: String,
         /// What is wrong.
         message: String,
+    },
+    /// A schema `$ref`s a document that is not available locally.
+    #[error("schema `{name}` ({origin}) refers to {uri}, which cannot be used: {reason}")]
+    UnresolvedReference {
+        /// The schema's name.
+        name: String,
+        /// Where it came from.
+        origin: String,
+        /// The reference, resolved to an absolute URI.
+        uri: String,
+        /// Why it cannot be followed (remote references are never fetched).
+        reason: String,
     },
     /// A document is not acceptable JSON (empty, too large, syntax error).
     #[error("{what} is not valid JSON: {message}")]

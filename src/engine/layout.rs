@@ -34,19 +34,48 @@ pub fn attempt(phase: &str, n: u32) -> String {
     format!("{PHASES}/{phase}/attempts/{n}")
 }
 
-/// The frozen file for a schema name as the template wrote it: path
-/// characters are folded so names like `docs/spec.json` stay one file.
+/// The frozen file for a schema name as the template wrote it. Plain names
+/// keep their name (`schemas/spec.json`); names with other characters
+/// (paths, URIs) are folded and get a short digest of the full name, so two
+/// names never share a file (`docs/spec.json` ≠ `docs_spec.json`).
 pub fn frozen_schema(name: &str) -> String {
+    use sha2::{Digest, Sha256};
     let stem = name.strip_suffix(".json").unwrap_or(name);
-    let safe: String = stem
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if !name.is_empty() && name.chars().all(plain) {
+        return format!("{SCHEMAS}/{name}.json");
+    }
+    let folded: String = stem
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if plain(c) { c } else { '_' })
         .collect();
-    format!("{SCHEMAS}/{}.json", safe.trim_start_matches('.'))
+    let digest = Sha256::digest(name.as_bytes());
+    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{SCHEMAS}/{}-{short}.json", folded.trim_matches('_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frozen_schema_files_never_collide() {
+        assert_eq!(frozen_schema("spec"), "schemas/spec.json");
+        assert_eq!(frozen_schema("task-list"), "schemas/task-list.json");
+        let a = frozen_schema("docs/spec.json");
+        let b = frozen_schema("docs_spec.json");
+        let c = frozen_schema("docs_spec");
+        assert!(
+            a.starts_with("schemas/docs_spec-") && a.ends_with(".json"),
+            "{a}"
+        );
+        assert_ne!(a, b);
+        assert_ne!(b, c);
+        let uri = frozen_schema("https://wfe.local/schemas/decision.json");
+        assert_eq!(
+            uri.matches('/').count(),
+            1,
+            "one file right under schemas/: {uri}"
+        );
+    }
 }

@@ -99,27 +99,13 @@ pub fn artifact_schema(
             artifact: artifact.to_string(),
             known: spec.outputs.keys().cloned().collect(),
         })?;
-    let path = snap
-        .record
-        .schemas
-        .get(name)
-        .cloned()
-        .unwrap_or_else(|| layout::frozen_schema(name));
-    let corrupt = |message: String| EngineError::Corrupt {
-        run: snap.record.id.clone(),
-        checkpoint: snap.checkpoint.0.clone(),
-        path: path.clone(),
-        message,
-    };
-    let bytes = store
-        .read(&snap.checkpoint, &path)?
-        .ok_or_else(|| corrupt("the frozen schema is missing".into()))?;
-    let json: Value = parse(&snap.record.id, &snap.checkpoint, &path, &bytes)?;
-    Schema::compile(name, &path, json)
-        .map(Arc::new)
-        .map_err(|source| EngineError::Schema {
+    snap.schemas(store)?
+        .remove(name)
+        .ok_or_else(|| EngineError::Corrupt {
             run: snap.record.id.clone(),
-            source,
+            checkpoint: snap.checkpoint.0.clone(),
+            path: layout::RUN.to_string(),
+            message: format!("schema `{name}` is not frozen in the run"),
         })
 }
 

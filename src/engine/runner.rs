@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use super::snapshot::{RunSnapshot, parse};
+use super::snapshot::RunSnapshot;
 use super::{
     Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, layout,
     to_file_bytes,
@@ -396,25 +396,7 @@ impl<'a> Runner<'a> {
     ) -> Result<Self, EngineError> {
         let snapshot = RunSnapshot::load_tip(store, run)?;
         ensure_runnable(&snapshot.template)?;
-        let mut schemas = BTreeMap::new();
-        for (name, path) in &snapshot.record.schemas {
-            let bytes =
-                store
-                    .read(&snapshot.checkpoint, path)?
-                    .ok_or_else(|| EngineError::Corrupt {
-                        run: run.to_string(),
-                        checkpoint: snapshot.checkpoint.0.clone(),
-                        path: path.clone(),
-                        message: "the frozen schema is missing".into(),
-                    })?;
-            let json: Value = parse(run.as_str(), &snapshot.checkpoint, path, &bytes)?;
-            let schema =
-                Schema::compile(name, path, json).map_err(|source| EngineError::Schema {
-                    run: run.to_string(),
-                    source,
-                })?;
-            schemas.insert(name.clone(), Arc::new(schema));
-        }
+        let schemas = snapshot.schemas(store)?;
         let mut artifacts = vec![BTreeMap::new(); snapshot.phases.len()];
         let mut invalid: BTreeMap<usize, Vec<ArtifactProblem>> = BTreeMap::new();
         for (i, state) in snapshot.phases.iter().enumerate() {

@@ -1,9 +1,13 @@
 //! A run's whole state read back from one checkpoint.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{EngineError, PhaseState, RunRecord, layout};
+use crate::artifact::{Schema, compile_frozen};
 use crate::store::{CheckpointId, RunId, RunStore};
 use crate::template::Template;
 
@@ -51,6 +55,33 @@ impl RunSnapshot {
     /// One phase's state.
     pub fn phase(&self, id: &str) -> Option<&PhaseState> {
         self.phases.iter().find(|p| p.id == id)
+    }
+
+    /// The run's frozen schemas, compiled, by name as the template wrote
+    /// them; each `$ref` reaches only the run's own frozen documents, so an
+    /// old run validates the same way whatever the repo's schemas are now.
+    pub fn schemas(
+        &self,
+        store: &dyn RunStore,
+    ) -> Result<BTreeMap<String, Arc<Schema>>, EngineError> {
+        let mut frozen = Vec::new();
+        for (name, path) in &self.record.schemas {
+            let bytes =
+                store
+                    .read(&self.checkpoint, path)?
+                    .ok_or_else(|| EngineError::Corrupt {
+                        run: self.record.id.clone(),
+                        checkpoint: self.checkpoint.0.clone(),
+                        path: path.clone(),
+                        message: "the frozen schema is missing".into(),
+                    })?;
+            let json: Value = parse(&self.record.id, &self.checkpoint, path, &bytes)?;
+            frozen.push((name.clone(), path.clone(), json));
+        }
+        compile_frozen(&frozen).map_err(|source| EngineError::Schema {
+            run: self.record.id.clone(),
+            source,
+        })
     }
 
     /// An artifact's JSON, if the phase has it.

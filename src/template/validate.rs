@@ -15,7 +15,7 @@ use super::expr;
 use super::model::KIND_FIELDS;
 use super::path;
 use super::{Phase, PhaseKind, Problem, RetryPolicy, Template, TemplateError};
-use crate::artifact::{ArtifactError, Registry, Schema, builtin_schema_names};
+use crate::artifact::{ArtifactError, Registry, builtin_schema_names};
 
 /// Checks everything about a parsed template; reports every problem at once.
 pub fn validate(template: &Template, file: &str, registry: &Registry) -> Result<(), TemplateError> {
@@ -424,17 +424,13 @@ impl<'t> Check<'t> {
         if let Some(known) = self.schemas.get(name) {
             return known.clone();
         }
-        let problem = match self.registry.resolve(name) {
+        let problem = match self.registry.compile(name) {
             Err(e @ ArtifactError::UnknownSchema { .. }) => Some(format!(
                 "{e}; built-in schemas: {}",
                 builtin_schema_names().join(", ")
             )),
             Err(e) => Some(e.to_string()),
-            Ok(resolved) => {
-                Schema::compile(&resolved.name, &resolved.source.to_string(), resolved.json)
-                    .err()
-                    .map(|e| e.to_string())
-            }
+            Ok(_) => None,
         };
         self.schemas.insert(name.to_string(), problem.clone());
         problem
@@ -976,7 +972,7 @@ mod tests {
                 "/phases/0/outputs",
                 json!({"report": "nope"}),
                 "phases[0].outputs.report",
-                "built-in schemas: message",
+                "built-in schemas: build-report, decision, decision-log,",
             ),
             (
                 "/phases/0/outputs",

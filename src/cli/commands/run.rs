@@ -111,7 +111,8 @@ pub(crate) fn report(ctx: &Context, ui: &Ui, id: &RunId, json: bool) -> Result<(
     Ok(())
 }
 
-/// Resolves every schema the template's outputs name, to freeze them into the run.
+/// Resolves every schema the template's outputs name, to freeze them into the
+/// run, with every document their `$ref`s reach (frozen under its URI).
 fn resolve_schemas(
     ctx: &Context,
     template: &Template,
@@ -123,10 +124,13 @@ fn resolve_schemas(
         .collect();
     names.sort();
     names.dedup();
-    names
-        .into_iter()
-        .map(|name| Ok((name.clone(), ctx.registry.resolve(name)?.json)))
-        .collect()
+    let mut frozen = std::collections::BTreeMap::new();
+    for name in names {
+        let (resolved, refs) = ctx.registry.resolve_with_refs(name)?;
+        frozen.insert(name.clone(), resolved.json);
+        frozen.extend(refs);
+    }
+    Ok(frozen.into_iter().collect())
 }
 
 fn read_args_file(
