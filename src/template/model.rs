@@ -86,6 +86,10 @@ pub struct Defaults {
     /// What a failed phase does to the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// Record the working tree as `workspace/` in the checkpoint after each
+    /// phase (default: on for agent phases, off for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<bool>,
 }
 
 impl Defaults {
@@ -107,6 +111,15 @@ pub enum PhaseKind {
     Gate,
     /// Child phases repeated until a condition holds.
     Loop,
+}
+
+impl Phase {
+    /// Whether the working tree is recorded after this phase.
+    pub fn snapshots(&self, defaults: &Defaults) -> bool {
+        self.snapshot
+            .or(defaults.snapshot)
+            .unwrap_or(self.kind == PhaseKind::Agent)
+    }
 }
 
 impl PhaseKind {
@@ -156,6 +169,11 @@ pub struct Phase {
     /// `"after"`: wait for `wfe approve` once the phase has completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// Record the working tree as `workspace/` in the checkpoint after this
+    /// phase (default: the template's `defaults.snapshot`, else on for agent
+    /// phases and off for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<bool>,
     /// Artifacts the phase produces: artifact name to schema name (or a path to a schema file).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = { "pattern": NAME_PATTERN }))]
