@@ -66,6 +66,16 @@ pub enum Command {
     Log(commands::log::LogArgs),
     /// Continue a run that was interrupted or whose runner died
     Resume(commands::resume::ResumeArgs),
+    /// Pause a run: running phases finish, nothing new starts
+    Pause(commands::pause::PauseArgs),
+    /// Cancel a run: running phases are killed at once
+    Cancel(commands::cancel::CancelArgs),
+    /// Approve a phase that waits for approval, optionally attaching its artifact
+    Approve(commands::approve::ApproveArgs),
+    /// With auto mode off: let the run go on to its next phases
+    Continue(commands::r#continue::ContinueArgs),
+    /// Switch auto mode: on advances without asking, off waits after every phase
+    Auto(commands::auto::AutoArgs),
     /// Leave a comment on a run or one of its phases
     Comment(commands::comment::CommentArgs),
     /// Accept a phase's rejected outputs as they are (marked forced)

@@ -115,6 +115,8 @@ impl Context {
             clock: self.clock,
             work_dir: self.root.clone(),
             scratch: self.store.wfe_dir().join("work"),
+            control: None,
+            wait: false,
             max_artifact_bytes: self
                 .config
                 .max_artifact_bytes

@@ -108,7 +108,8 @@ impl From<EngineError> for CliError {
             EngineError::Unsupported { .. }
             | EngineError::NoSuchPhase { .. }
             | EngineError::NoSuchArtifact { .. }
-            | EngineError::NotAcceptable { .. } => CliError::input(e.to_string()),
+            | EngineError::NotAcceptable { .. }
+            | EngineError::NotControllable { .. } => CliError::input(e.to_string()),
             other => CliError::failed(other.to_string()).with_sources(&other),
         }
     }

@@ -8,6 +8,7 @@ pub mod args;
 mod commands;
 pub mod config;
 pub mod context;
+pub mod control;
 pub mod error;
 pub mod ui;
 
@@ -61,6 +62,11 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Status(args) => commands::status::run(args, &ctx()?, ui),
         Command::Show(args) => commands::show::run(args, &ctx()?, ui),
         Command::Log(args) => commands::log::run(args, &ctx()?, ui),
+        Command::Pause(args) => commands::pause::run(args, &ctx()?, ui),
+        Command::Cancel(args) => commands::cancel::run(args, &ctx()?, ui),
+        Command::Approve(args) => commands::approve::run(args, &ctx()?, ui),
+        Command::Continue(args) => commands::r#continue::run(args, &ctx()?, ui),
+        Command::Auto(args) => commands::auto::run(args, &ctx()?, ui),
         Command::Comment(args) => commands::comment::run(args, &ctx()?, ui),
         Command::Accept(args) => commands::accept::run(args, &ctx()?, ui),
         Command::Edit(args) => commands::edit::run(args, &ctx()?, ui),

@@ -335,6 +335,14 @@ impl Observer for Progress {
             ),
             Event::PhaseFinished {
                 phase,
+                status: PhaseStatus::Waiting,
+                ..
+            } => format!(
+                "{} {phase} waiting for approval",
+                ui.phase_mark(PhaseStatus::Waiting)
+            ),
+            Event::PhaseFinished {
+                phase,
                 status,
                 duration,
                 error,

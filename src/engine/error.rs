@@ -61,6 +61,14 @@ pub enum EngineError {
         /// Why not.
         reason: String,
     },
+    /// A control request that does not apply to the run as it is.
+    #[error("run {run}: {reason}")]
+    NotControllable {
+        /// The run.
+        run: String,
+        /// Why not.
+        reason: String,
+    },
     /// A frozen schema does not compile.
     #[error("run {run}: {source}")]
     Schema {

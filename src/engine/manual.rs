@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::control::Action;
 use super::runner::COMMENT_EVENT;
 use super::snapshot::parse;
 use super::{Comment, EngineError, PhaseStatus, RunSnapshot, RunStatus, layout, to_file_bytes};
@@ -378,4 +379,129 @@ fn require_state<'a>(
         phase: phase.to_string(),
         known: snap.phases.iter().map(|p| p.id.clone()).collect(),
     })
+}
+
+/// Acts on a control request when no runner holds the run (the caller has
+/// taken the run's lock): the change is committed to the ref directly.
+/// Returns what was done, for the person who asked.
+pub fn control_offline(
+    store: &dyn RunStore,
+    run: &RunId,
+    action: &Action,
+    by: &str,
+    clock: &Clock,
+) -> Result<String, EngineError> {
+    let snap = RunSnapshot::load_tip(store, run)?;
+    let mut record = snap.record.clone();
+    let mut changes = Vec::new();
+    let refuse = |reason: String| EngineError::NotControllable {
+        run: run.to_string(),
+        reason,
+    };
+    let (summary, phase, outcome) = match action {
+        Action::Pause => {
+            if matches!(
+                record.status,
+                RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Paused
+            ) {
+                return Err(refuse(format!("it is already {}", record.status.as_str())));
+            }
+            record.status = RunStatus::Paused;
+            record.reason = Some(format!("paused by {by}"));
+            (
+                "run paused".to_string(),
+                None,
+                "paused; `wfe resume` goes on".to_string(),
+            )
+        }
+        Action::Cancel => {
+            if matches!(record.status, RunStatus::Completed | RunStatus::Cancelled) {
+                return Err(refuse(format!("it is already {}", record.status.as_str())));
+            }
+            for state in &snap.phases {
+                if matches!(
+                    state.status,
+                    PhaseStatus::Pending | PhaseStatus::Running | PhaseStatus::Waiting
+                ) {
+                    let mut state = state.clone();
+                    state.status = PhaseStatus::Cancelled;
+                    changes.push(Change::write(
+                        layout::state(&state.id),
+                        to_file_bytes(&state),
+                    ));
+                }
+            }
+            record.status = RunStatus::Cancelled;
+            record.reason = Some(format!("cancelled by {by}"));
+            record.finished_at = Some(clock.stamp());
+            ("run cancelled".to_string(), None, "cancelled".to_string())
+        }
+        Action::Approve { phase, artifact } => {
+            let spec = require_phase(&snap, phase)?;
+            let mut state = require_state(&snap, phase)?.clone();
+            let schemas = snap.schemas(store)?;
+            let attach = super::control::check_approval(spec, &state, artifact.as_ref(), &schemas)
+                .map_err(refuse)?;
+            if let Some((name, value)) = attach {
+                changes.push(Change::write(
+                    layout::artifact(phase, &name),
+                    to_file_bytes(&value),
+                ));
+                if !state.artifacts.contains(&name) {
+                    state.artifacts.push(name);
+                    state.artifacts.sort();
+                }
+            }
+            state.status = PhaseStatus::Completed;
+            state.finished_at = Some(clock.stamp());
+            changes.push(Change::write(layout::state(phase), to_file_bytes(&state)));
+            let others_wait = snap
+                .phases
+                .iter()
+                .any(|p| p.id != *phase && p.status == PhaseStatus::Waiting);
+            if record.status == RunStatus::Waiting && !others_wait {
+                record.status = RunStatus::Paused;
+                record.reason = Some(format!("{phase} approved; `wfe resume` goes on"));
+            }
+            (
+                format!("{phase} approved"),
+                Some(phase.as_str()),
+                "approved; `wfe resume` goes on".to_string(),
+            )
+        }
+        Action::Continue => {
+            return Err(refuse(format!(
+                "no runner is running it; `wfe resume {run}` goes on"
+            )));
+        }
+        Action::Auto { on } => {
+            record.auto = *on;
+            (
+                format!("auto mode {}", if *on { "on" } else { "off" }),
+                None,
+                format!("auto mode is {}", if *on { "on" } else { "off" }),
+            )
+        }
+    };
+    if record != snap.record {
+        changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
+    }
+    let mut message = Message::new(format!("wfe: {summary} by {by}"))
+        .trailer("Wfe-Run", snap.record.id.as_str())
+        .trailer("Wfe-Template", snap.record.template.as_str());
+    if let Some(phase) = phase {
+        message = message.trailer("Wfe-Phase", phase);
+    }
+    message = message
+        .trailer("Wfe-Event", action.event())
+        .trailer("Wfe-Requested-By", by)
+        .trailer("Wfe-Status", record.status.as_str());
+    store.commit(
+        run,
+        Some(&snap.checkpoint),
+        &changes,
+        &message,
+        clock.epoch_seconds(),
+    )?;
+    Ok(outcome)
 }

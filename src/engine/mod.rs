@@ -8,6 +8,7 @@
 //! prints: it reports through an [`Observer`].
 
 pub mod compare;
+pub mod control;
 mod dag;
 mod error;
 pub mod layout;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use super::control::{self, Action, ControlDir, Reply, Request};
 use super::snapshot::RunSnapshot;
 use super::{
     Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, layout,
@@ -27,7 +28,7 @@ use crate::exec::{
     run_script,
 };
 use crate::store::{Change, CheckpointId, Message, RunId, RunStore, StoreError};
-use crate::template::{OnFailure, Phase, PhaseKind, RetryPolicy, Template, digest, expr};
+use crate::template::{Approval, OnFailure, Phase, PhaseKind, RetryPolicy, Template, digest, expr};
 use crate::time::Clock;
 
 /// The `Wfe-Event` of a checkpoint that only appends to `comments.jsonl`.
@@ -51,6 +52,22 @@ pub struct Settings {
     pub scratch: PathBuf,
     /// Largest accepted artifact file, in bytes.
     pub max_artifact_bytes: u64,
+    /// Where requests from other processes arrive (none: not listening).
+    pub control: Option<ControlDir>,
+    /// When only approvals (or `wfe continue`) could move the run on: keep
+    /// waiting for them (true) or stop with status `waiting` (false).
+    pub wait: bool,
+}
+
+/// Why the runner stops before the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// `wfe pause`: start nothing new; running phases finish.
+    Pause,
+    /// Ctrl-C: kill running phases; they go back to pending.
+    Interrupt,
+    /// `wfe cancel`: kill running phases; the run ends cancelled.
+    Cancel,
 }
 
 /// A run about to be created: everything already validated.
@@ -74,7 +91,8 @@ pub struct NewRun {
 
 /// Refuses templates with phase kinds this version cannot run, before anything is written.
 pub fn ensure_runnable(template: &Template) -> Result<(), EngineError> {
-    match template.phases.iter().find(|p| p.kind != PhaseKind::Script) {
+    let runnable = |p: &&Phase| matches!(p.kind, PhaseKind::Script | PhaseKind::Gate);
+    match template.phases.iter().find(|p| !runnable(p)) {
         Some(p) => Err(EngineError::Unsupported {
             phase: p.id.clone(),
             kind: p.kind.as_str(),
@@ -199,17 +217,38 @@ pub async fn drive(
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    let mut control_watch = settings.control.as_ref().map(ControlDir::watch);
     let mut running = 0usize;
-    let mut paused = false;
+    let mut stop: Option<Stop> = None;
     loop {
-        let launches = if paused || runner.must_stop() {
+        if let Some(control) = &settings.control {
+            let requests = control.pending();
+            if !requests.is_empty() {
+                let replies: Vec<(String, Reply)> = requests
+                    .into_iter()
+                    .map(|r| (r.id.clone(), runner.handle(r, &mut stop, &cancel_tx)))
+                    .collect();
+                runner.flush()?;
+                for (id, reply) in replies {
+                    control.reply(&id, &reply);
+                }
+            }
+        }
+        let launches = if stop.is_some() || runner.must_stop() {
             Vec::new()
         } else {
             runner.schedule(running)
         };
         if running == 0 && launches.is_empty() {
-            // The run's end folds into the checkpoint of its last transitions.
-            break;
+            let waiting = stop.is_none() && !runner.must_stop() && runner.waiting().is_some();
+            if !(waiting && settings.wait) {
+                // The run's end folds into the checkpoint of its last transitions.
+                break;
+            }
+            let reason = runner.waiting();
+            runner.set_status(RunStatus::Waiting, reason);
+        } else if runner.record.status == RunStatus::Waiting {
+            runner.set_status(RunStatus::Running, None);
         }
         runner.flush()?;
         for launch in launches {
@@ -222,24 +261,27 @@ pub async fn drive(
                 tx.clone(),
             ));
         }
+        let killing = matches!(stop, Some(Stop::Interrupt | Stop::Cancel));
         tokio::select! {
             report = rx.recv() => {
                 // Every task holds a sender and the runner keeps one, so the channel cannot close here.
                 let Some(report) = report else { break };
-                running -= usize::from(runner.apply(report, paused));
+                let interrupting = stop == Some(Stop::Interrupt);
+                running -= usize::from(runner.apply(report, interrupting));
                 while let Ok(report) = rx.try_recv() {
-                    running -= usize::from(runner.apply(report, paused));
+                    running -= usize::from(runner.apply(report, interrupting));
                 }
             }
-            changed = interrupt.changed(), if !paused => {
+            changed = interrupt.changed(), if !killing => {
                 if changed.is_err() || *interrupt.borrow() {
-                    paused = true;
+                    stop = Some(Stop::Interrupt);
                     let _ = cancel_tx.send(true);
                 }
             }
+            () = next_request(&mut control_watch) => {}
         }
     }
-    let status = runner.finish(paused);
+    let status = runner.finish(stop);
     runner.flush()?;
     let _ = std::fs::remove_dir_all(settings.scratch.join(run.as_str()));
     observer.event(&Event::RunFinished {
@@ -247,6 +289,14 @@ pub async fn drive(
         reason: runner.record.reason.as_deref(),
     });
     Ok(status)
+}
+
+/// Waits for the control directory to change; for ever when not listening.
+async fn next_request(watch: &mut Option<control::Watch>) {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What a phase task sends back to the runner.
@@ -371,6 +421,9 @@ struct Runner<'a> {
     /// Loaded artifacts that no longer match their schema, by producing
     /// phase: the phases that need them fail instead of starting.
     invalid: BTreeMap<usize, Vec<ArtifactProblem>>,
+    /// Auto mode is off and a phase just ended: start nothing until
+    /// `wfe continue` (or auto mode on).
+    hold: bool,
     /// What the next checkpoint will hold.
     pending: Pending,
 }
@@ -385,6 +438,8 @@ struct Pending {
     summaries: Vec<String>,
     /// (phase, event) trailers in order.
     events: Vec<(Option<String>, &'static str)>,
+    /// Who asked for the control actions in this checkpoint.
+    requested_by: Vec<String>,
 }
 
 impl<'a> Runner<'a> {
@@ -438,6 +493,7 @@ impl<'a> Runner<'a> {
             artifacts,
             schemas,
             invalid,
+            hold: false,
             pending: Pending::default(),
         })
     }
@@ -554,6 +610,9 @@ impl<'a> Runner<'a> {
     /// `if` is false; returns what to spawn once the start is committed.
     fn schedule(&mut self, mut running: usize) -> Vec<Launch> {
         let mut launches = Vec::new();
+        if self.hold {
+            return launches;
+        }
         loop {
             let ready = self.dag.ready(
                 |i| self.states[i].status == PhaseStatus::Pending,
@@ -583,6 +642,10 @@ impl<'a> Runner<'a> {
                         }
                     }
                 }
+                if self.phase(i).kind == PhaseKind::Gate {
+                    self.await_approval(i);
+                    continue;
+                }
                 match self.prepare(i, &context) {
                     Ok(launch) => {
                         self.start(i);
@@ -596,6 +659,28 @@ impl<'a> Runner<'a> {
                 return launches;
             }
         }
+    }
+
+    /// A gate that became ready waits for `wfe approve`.
+    fn await_approval(&mut self, i: usize) {
+        let id = self.dag.id(i).to_string();
+        let now = self.settings.clock.stamp();
+        let state = &mut self.states[i];
+        state.status = PhaseStatus::Waiting;
+        state.started_at = Some(now);
+        self.mark(i);
+        self.observer.event(&Event::PhaseFinished {
+            phase: &id,
+            status: PhaseStatus::Waiting,
+            attempt: 0,
+            duration: Duration::ZERO,
+            error: None,
+        });
+        self.note(
+            Some(i),
+            "phase-waiting",
+            format!("{id} waiting for approval"),
+        );
     }
 
     fn skip(&mut self, i: usize, reason: String) {
@@ -832,6 +917,17 @@ impl<'a> Runner<'a> {
         if status != PhaseStatus::Completed {
             self.archive(i, attempt, &outcome);
         }
+        // `approval: after`: the outputs are in, but dependants wait for a person.
+        let status = if status == PhaseStatus::Completed
+            && self.phase(i).approval == Some(Approval::After)
+        {
+            PhaseStatus::Waiting
+        } else {
+            status
+        };
+        if matches!(status, PhaseStatus::Completed | PhaseStatus::Waiting) && !self.record.auto {
+            self.hold = true;
+        }
         let error = outcome.result.as_ref().err().cloned();
         self.observer.event(&Event::PhaseFinished {
             phase: &id,
@@ -860,6 +956,7 @@ impl<'a> Runner<'a> {
         };
         let event = match status {
             PhaseStatus::Completed => "phase-completed",
+            PhaseStatus::Waiting => "phase-waiting",
             PhaseStatus::Pending => "phase-interrupted",
             PhaseStatus::TimedOut => "phase-timed-out",
             PhaseStatus::Cancelled => "phase-cancelled",
@@ -891,23 +988,40 @@ impl<'a> Runner<'a> {
     }
 
     /// Sets the run's final status once no phase is running.
-    fn finish(&mut self, paused: bool) -> RunStatus {
-        let failed: Vec<String> = (0..self.states.len())
-            .filter(|&i| {
-                self.states[i].status.is_failure() && self.on_failure(i) == OnFailure::Stop
-            })
-            .map(|i| self.dag.id(i).to_string())
+    fn finish(&mut self, stop: Option<Stop>) -> RunStatus {
+        let failed: Vec<String> = blocking_failures(&self.template, &self.states)
+            .filter(|s| s.status != PhaseStatus::Cancelled)
+            .map(|s| s.id.clone())
             .collect();
-        let (status, reason) = if !failed.is_empty() {
+        let (status, reason) = if stop == Some(Stop::Cancel) {
+            // Nothing left will ever run: say so in every phase.
+            for i in 0..self.states.len() {
+                if matches!(
+                    self.states[i].status,
+                    PhaseStatus::Pending | PhaseStatus::Waiting
+                ) {
+                    self.states[i].status = PhaseStatus::Cancelled;
+                    self.mark(i);
+                }
+            }
+            (
+                RunStatus::Cancelled,
+                Some("cancelled on request".to_string()),
+            )
+        } else if !failed.is_empty() {
             let s = if failed.len() == 1 { "" } else { "s" };
             (
                 RunStatus::Failed,
                 Some(format!("phase{s} {} failed", failed.join(", "))),
             )
-        } else if paused {
+        } else if stop == Some(Stop::Interrupt) {
             (RunStatus::Paused, Some("interrupted".to_string()))
+        } else if stop == Some(Stop::Pause) {
+            (RunStatus::Paused, Some("paused on request".to_string()))
         } else if self.states.iter().all(|s| s.status.is_final()) {
             (RunStatus::Completed, None)
+        } else if let Some(reason) = self.waiting() {
+            (RunStatus::Waiting, Some(reason))
         } else {
             // Unreachable for a validated DAG: every pending phase becomes ready eventually.
             (
@@ -917,6 +1031,115 @@ impl<'a> Runner<'a> {
         };
         self.set_status(status, reason);
         status
+    }
+
+    /// Why the run cannot go on by itself, if only a person can move it:
+    /// a phase waiting for approval, or auto mode off after a phase.
+    fn waiting(&self) -> Option<String> {
+        let run = &self.record.id;
+        let waiting: Vec<&str> = self
+            .states
+            .iter()
+            .filter(|s| s.status == PhaseStatus::Waiting)
+            .map(|s| s.id.as_str())
+            .collect();
+        if let Some(first) = waiting.first() {
+            return Some(format!(
+                "{} waiting for approval: `wfe approve {run} {first}`",
+                waiting.join(", ")
+            ));
+        }
+        let pending = self.states.iter().any(|s| s.status == PhaseStatus::Pending);
+        (self.hold && pending).then(|| format!("auto mode is off: `wfe continue {run}` goes on"))
+    }
+
+    /// Acts on a control request; the checkpoint names who asked.
+    fn handle(
+        &mut self,
+        request: Request,
+        stop: &mut Option<Stop>,
+        cancel: &watch::Sender<bool>,
+    ) -> Reply {
+        let by = request.by.clone();
+        let ok = |message: String| Reply { ok: true, message };
+        let event = request.action.event();
+        let reply = match request.action {
+            Action::Pause => {
+                stop.get_or_insert(Stop::Pause);
+                self.note(None, event, format!("pause requested by {by}"));
+                ok("the run pauses once its running phases end".into())
+            }
+            Action::Cancel => {
+                *stop = Some(Stop::Cancel);
+                let _ = cancel.send(true);
+                self.note(None, event, format!("cancel requested by {by}"));
+                ok("cancelled: running phases are being killed".into())
+            }
+            Action::Approve { phase, artifact } => match self.approve(&phase, artifact.as_ref()) {
+                Ok(()) => {
+                    self.note(
+                        self.dag.index(&phase),
+                        event,
+                        format!("{phase} approved by {by}"),
+                    );
+                    ok(format!("approved {phase}"))
+                }
+                Err(message) => return Reply { ok: false, message },
+            },
+            Action::Continue if self.hold => {
+                self.hold = false;
+                self.note(None, event, format!("continue requested by {by}"));
+                ok("going on".into())
+            }
+            Action::Continue => {
+                return Reply {
+                    ok: false,
+                    message: "nothing is waiting for `wfe continue`".into(),
+                };
+            }
+            Action::Auto { on } => {
+                self.record.auto = on;
+                self.pending.record_dirty = true;
+                if on {
+                    self.hold = false;
+                }
+                self.note(
+                    None,
+                    event,
+                    format!("auto mode {} by {by}", if on { "on" } else { "off" }),
+                );
+                ok(format!("auto mode is {}", if on { "on" } else { "off" }))
+            }
+        };
+        self.pending.requested_by.push(by);
+        reply
+    }
+
+    /// Completes a waiting phase, recording an attached artifact.
+    fn approve(&mut self, phase: &str, artifact: Option<&Value>) -> Result<(), String> {
+        let i = self
+            .dag
+            .index(phase)
+            .ok_or_else(|| format!("run {} has no phase `{phase}`", self.record.id))?;
+        let attach =
+            control::check_approval(self.phase(i), &self.states[i], artifact, &self.schemas)?;
+        if let Some((name, value)) = attach {
+            self.pending.changes.push(Change::write(
+                layout::artifact(phase, &name),
+                to_file_bytes(&value),
+            ));
+            self.artifacts[i].insert(name.clone(), value);
+            if !self.states[i].artifacts.contains(&name) {
+                self.states[i].artifacts.push(name);
+                self.states[i].artifacts.sort();
+            }
+        }
+        let now = self.settings.clock.stamp();
+        let state = &mut self.states[i];
+        state.status = PhaseStatus::Completed;
+        state.finished_at = Some(now);
+        self.mark(i);
+        Ok(())
     }
 
     /// After a conflict: if every checkpoint another writer added since our
@@ -969,6 +1192,9 @@ impl<'a> Runner<'a> {
                 message = message.trailer("Wfe-Phase", phase);
             }
             message = message.trailer("Wfe-Event", event);
+        }
+        for by in pending.requested_by {
+            message = message.trailer("Wfe-Requested-By", by);
         }
         message = message.trailer("Wfe-Status", self.record.status.as_str());
         let id = loop {
@@ -1058,6 +1284,8 @@ mod tests {
                 work_dir: dir.path().to_path_buf(),
                 scratch: dir.path().join("scratch"),
                 max_artifact_bytes: 1 << 20,
+                control: None,
+                wait: false,
             };
             Fixture {
                 store: MemoryStore::new(),

@@ -60,6 +60,7 @@ pub async fn run(args: DemoArgs, ui: &Ui) -> Result<u8, CliError> {
             jobs: None,
             json: false,
             no_output: false,
+            wait: false,
         },
     };
     let code = super::run::run(run_args, &ctx, ui).await?;

@@ -1,13 +1,18 @@
 //! One file per command; groups are folders.
 
 pub mod accept;
+pub mod approve;
+pub mod auto;
+pub mod cancel;
 pub mod comment;
+pub mod r#continue;
 pub mod demo;
 pub mod diff;
 pub mod edit;
 pub mod init;
 pub mod list;
 pub mod log;
+pub mod pause;
 pub mod resume;
 pub mod run;
 pub mod schema;

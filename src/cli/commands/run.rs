@@ -10,6 +10,7 @@ use crate::cli::context::Context;
 use crate::cli::error::CliError;
 use crate::cli::exit_code;
 use crate::cli::ui::{Progress, Style, Ui};
+use crate::engine::control::ControlDir;
 use crate::engine::{self, NewRun, Observer, RunSnapshot};
 use crate::store::{RunId, RunLock};
 use crate::template::{Template, build_args};
@@ -41,6 +42,9 @@ pub struct DriveArgs {
     /// Don't echo the phases' output lines (they are still recorded)
     #[arg(long)]
     pub no_output: bool,
+    /// When the run waits for an approval (or `wfe continue`), keep waiting instead of exiting 3
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// Runs `wfe run`.
@@ -78,7 +82,9 @@ pub(crate) async fn drive(
     lock: RunLock,
     flags: &DriveArgs,
 ) -> Result<u8, CliError> {
-    let settings = ctx.settings(flags.jobs.map(|j| j as usize));
+    let mut settings = ctx.settings(flags.jobs.map(|j| j as usize));
+    settings.control = Some(ControlDir::new(&ctx.store.wfe_dir(), id.as_str()));
+    settings.wait = flags.wait;
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -1,0 +1,47 @@
+//! `wfe approve`: let a waiting phase (a gate, or `approval: "after"`) complete.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::artifact::parse_json_document;
+use crate::cli::context::Context;
+use crate::cli::control;
+use crate::cli::error::CliError;
+use crate::cli::ui::Ui;
+use crate::engine::control::Action;
+
+/// Approve a phase that waits for approval, optionally attaching its artifact
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The run: an id, a unique prefix, or `latest`
+    pub run: String,
+    /// The waiting phase
+    pub phase: String,
+    /// A JSON file recorded as the phase's (one) output, validated against its schema
+    #[arg(long, value_name = "FILE")]
+    pub artifact: Option<PathBuf>,
+}
+
+/// Runs `wfe approve`.
+pub fn run(args: ApproveArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+    let id = ctx.resolve_run(&args.run)?;
+    let artifact = match &args.artifact {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| {
+                CliError::input(format!("cannot read --artifact {}: {e}", path.display()))
+            })?;
+            Some(parse_json_document(&path.display().to_string(), &bytes)?)
+        }
+        None => None,
+    };
+    control::request(
+        ctx,
+        ui,
+        &id,
+        Action::Approve {
+            phase: args.phase,
+            artifact,
+        },
+    )
+}

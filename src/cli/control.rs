@@ -1,0 +1,77 @@
+//! Sending control requests: to the live runner through the control
+//! directory, or, when no runner holds the run, straight to the ref.
+
+use std::time::{Duration, Instant};
+
+use super::context::Context;
+use super::error::CliError;
+use super::ui::Ui;
+use crate::engine::control::{Action, ControlDir};
+use crate::engine::manual;
+use crate::store::{RunId, RunLock, StoreError};
+
+/// How long to wait for a live runner to answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// Who is asking, for the `Wfe-Requested-By` trailer.
+pub fn requester(ctx: &Context) -> String {
+    let who = match &ctx.store.info().identity {
+        Some((name, email)) => format!("{name} <{email}>"),
+        None => "unknown".to_string(),
+    };
+    format!("{who} (pid {})", std::process::id())
+}
+
+/// Asks for `action` on `run` and reports the answer.
+pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<u8, CliError> {
+    let by = requester(ctx);
+    let control = ControlDir::new(&ctx.store.wfe_dir(), run.as_str());
+    let locks = ctx.store.wfe_dir().join("locks");
+    let io = |e: std::io::Error| {
+        CliError::failed(format!("cannot write a control request for run {run}: {e}"))
+    };
+    loop {
+        if let Some(holder) = RunLock::holder(&locks, run)? {
+            let id = control.send(action.clone(), &by).map_err(io)?;
+            let deadline = Instant::now() + ANSWER_WAIT;
+            loop {
+                if let Some(reply) = control.take_reply(&id) {
+                    if !reply.ok {
+                        return Err(CliError::input(format!("run {run}: {}", reply.message)));
+                    }
+                    ui.note(&format!(
+                        "run {run} (runner pid {} on {}): {}",
+                        holder.pid, holder.host, reply.message
+                    ));
+                    return Ok(0);
+                }
+                // A runner that went away without answering: take the request back and act alone.
+                if RunLock::holder(&locks, run)?.is_none() && control.withdraw(&id) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    control.withdraw(&id);
+                    return Err(CliError::failed(format!(
+                        "the runner of run {run} (pid {} on {}) did not answer within {}s",
+                        holder.pid,
+                        holder.host,
+                        ANSWER_WAIT.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            continue;
+        }
+        match ctx.store.lock(run, &ctx.clock.stamp()) {
+            Ok(lock) => {
+                let outcome = manual::control_offline(&ctx.store, run, &action, &by, &ctx.clock)?;
+                drop(lock);
+                ui.note(&format!("no runner is running run {run}: {outcome}"));
+                return Ok(0);
+            }
+            // A runner started meanwhile: ask it instead.
+            Err(StoreError::Locked { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
