@@ -1,0 +1,314 @@
+//! Steering runs from another process: pause, cancel, approve (gates and
+//! `approval: "after"`), auto mode and continue — to a live runner through
+//! the control directory, or straight to the ref when no runner is alive.
+
+mod common;
+
+use std::process::{Child, Stdio};
+
+use common::{Repo, mkfifo, read_fifo_line, script, write_fifo_line};
+use serde_json::{Value, json};
+
+fn spawn(repo: &Repo, args: &[&str]) -> Child {
+    repo.wfe_cmd()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn run_id(repo: &Repo) -> String {
+    repo.wfe_refs()[0]
+        .trim_start_matches("refs/wfe/runs/")
+        .to_string()
+}
+
+fn phase<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    doc["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap()
+}
+
+/// True while a non-zombie process of group `pgid` exists.
+fn group_alive(pgid: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        fields.get(2) == Some(&pgid) && !matches!(fields[0], "Z" | "X")
+    })
+}
+
+#[test]
+fn pause_from_another_process_lets_running_phases_finish_then_exits_3() {
+    let repo = Repo::new();
+    let (ready, go) = (repo.path().join("ready.fifo"), repo.path().join("go.fifo"));
+    mkfifo(&ready);
+    mkfifo(&go);
+    repo.template(
+        "two",
+        &json!({ "name": "two", "phases": [
+            script("first", &[], &format!("echo ready > {}; read x < {}", ready.display(), go.display())),
+            script("second", &["first"], "true"),
+        ]}),
+    );
+    let runner = spawn(&repo, &["run", "two", "--json"]);
+    read_fifo_line(&ready);
+    let id = run_id(&repo);
+
+    let pause = repo.wfe(&["pause", &id]);
+    pause.code(0);
+    assert!(
+        pause.stderr.contains("pauses once its running phases end"),
+        "{}",
+        pause.stderr
+    );
+    write_fifo_line(&go, "go");
+    let out = common::Run::from(runner.wait_with_output().unwrap());
+    out.code(3);
+    let doc = out.json();
+    assert_eq!(doc["status"], "paused");
+    assert_eq!(
+        phase(&doc, "first")["status"],
+        "completed",
+        "the running phase finished"
+    );
+    assert_eq!(
+        phase(&doc, "second")["status"],
+        "pending",
+        "nothing new started"
+    );
+    let trailers = repo.git(&[
+        "log",
+        "--format=%(trailers)",
+        &format!("refs/wfe/runs/{id}"),
+    ]);
+    assert!(
+        trailers.contains("Wfe-Event: pause-requested"),
+        "{trailers}"
+    );
+    assert!(
+        trailers.contains("Wfe-Requested-By: Test User <test@example.com> (pid "),
+        "{trailers}"
+    );
+
+    let resumed = repo.wfe(&["resume", &id, "--json"]);
+    resumed.code(0);
+    assert_eq!(resumed.json()["status"], "completed");
+}
+
+#[test]
+fn cancel_kills_the_running_phase_group_and_ends_the_run_cancelled() {
+    let repo = Repo::new();
+    let fifo = repo.path().join("pgid.fifo");
+    mkfifo(&fifo);
+    repo.template(
+        "long",
+        &json!({ "name": "long", "phases": [
+            script("sleepy", &[], &format!("echo $$ > {}; sleep 1000 & sleep 1000; wait", fifo.display())),
+            script("never", &["sleepy"], "true"),
+        ]}),
+    );
+    let runner = spawn(&repo, &["run", "long", "--json"]);
+    let pgid = read_fifo_line(&fifo);
+    let id = run_id(&repo);
+    repo.wfe(&["cancel", &id]).code(0);
+    let out = common::Run::from(runner.wait_with_output().unwrap());
+    out.code(3);
+    assert!(!group_alive(&pgid), "the phase's process group is gone");
+    let doc = out.json();
+    assert_eq!(doc["status"], "cancelled");
+    assert_eq!(phase(&doc, "sleepy")["status"], "cancelled");
+    assert_eq!(phase(&doc, "never")["status"], "cancelled");
+    let again = repo.wfe(&["cancel", &id]);
+    again.code(2);
+    assert!(
+        again.stderr.contains("already cancelled"),
+        "{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn a_gate_waits_and_an_approval_with_an_artifact_lets_the_run_go_on() {
+    let repo = Repo::new();
+    repo.template(
+        "gated",
+        &json!({ "name": "gated", "phases": [
+            script("build", &[], "true"),
+            { "id": "ok", "kind": "gate", "needs": ["build"], "outputs": { "note": "message" } },
+            script("ship", &["ok"], "cat \"$WFE_IN/ok/note.json\""),
+        ]}),
+    );
+    let first = repo.wfe(&["run", "gated", "--json"]);
+    first.code(3);
+    let doc = first.json();
+    assert_eq!(doc["status"], "waiting");
+    assert_eq!(phase(&doc, "ok")["status"], "waiting");
+    let id = doc["id"].as_str().unwrap().to_string();
+    assert!(
+        first.stderr.contains(&format!("wfe approve {id} ok")),
+        "{}",
+        first.stderr
+    );
+
+    let tip = repo.git(&["rev-parse", &format!("refs/wfe/runs/{id}")]);
+    repo.write("bad.json", r#"{"txt": 1}"#);
+    let bad = repo.wfe(&["approve", &id, "ok", "--artifact", "bad.json"]);
+    bad.code(2);
+    assert!(
+        bad.stderr.contains("does not match schema `message`"),
+        "{}",
+        bad.stderr
+    );
+    let wrong = repo.wfe(&["approve", &id, "build"]);
+    wrong.code(2);
+    assert!(wrong.stderr.contains("not waiting"), "{}", wrong.stderr);
+    assert_eq!(
+        repo.git(&["rev-parse", &format!("refs/wfe/runs/{id}")]),
+        tip,
+        "refused approvals write nothing"
+    );
+
+    repo.write("good.json", r#"{"text": "ship it"}"#);
+    let approve = repo.wfe(&["approve", &id, "ok", "--artifact", "good.json"]);
+    approve.code(0);
+    assert!(
+        approve.stderr.contains("no runner is running"),
+        "{}",
+        approve.stderr
+    );
+    let done = repo.wfe(&["resume", &id, "--json"]);
+    done.code(0);
+    assert_eq!(done.json()["status"], "completed");
+    let log = repo.git(&["show", &format!("refs/wfe/runs/{id}:phases/ship/log.jsonl")]);
+    assert!(
+        log.contains("ship it"),
+        "the approval's artifact is the next phase's input: {log}"
+    );
+}
+
+#[test]
+fn a_live_runner_with_wait_takes_the_approval_of_an_approval_after_phase() {
+    let repo = Repo::new();
+    repo.template(
+        "review",
+        &json!({ "name": "review", "phases": [
+            { "id": "draft", "kind": "script", "approval": "after", "run": "echo drafted" },
+            script("publish", &["draft"], "true"),
+        ]}),
+    );
+    let runner = spawn(&repo, &["run", "review", "--wait", "--json"]);
+    // The runner answers only once the phase waits, so retry until it does.
+    let id = loop {
+        if let Some(r) = repo.wfe_refs().first() {
+            let id = r.trim_start_matches("refs/wfe/runs/").to_string();
+            let state = repo.git_output(&["show", &format!("{r}:phases/draft/state.json")]);
+            if String::from_utf8_lossy(&state.stdout).contains("\"waiting\"") {
+                break id;
+            }
+        }
+        std::thread::yield_now();
+    };
+    let approve = repo.wfe(&["approve", &id, "draft"]);
+    approve.code(0);
+    assert!(
+        approve.stderr.contains("runner pid"),
+        "the live runner answered: {}",
+        approve.stderr
+    );
+    let out = common::Run::from(runner.wait_with_output().unwrap());
+    out.code(0);
+    assert_eq!(out.json()["status"], "completed");
+}
+
+#[test]
+fn with_auto_mode_off_each_resume_advances_one_phase_until_auto_is_on() {
+    let repo = Repo::new();
+    repo.write(".wfe/config.json", r#"{"auto": false}"#);
+    repo.template(
+        "steps",
+        &json!({ "name": "steps", "phases": [
+            script("one", &[], "true"), script("two", &["one"], "true"), script("three", &["two"], "true"),
+        ]}),
+    );
+    let first = repo.wfe(&["run", "steps", "--json"]);
+    first.code(3);
+    let doc = first.json();
+    assert_eq!(doc["status"], "waiting");
+    assert!(
+        doc["reason"].as_str().unwrap().contains("auto mode is off"),
+        "{doc}"
+    );
+    assert_eq!(phase(&doc, "two")["status"], "pending");
+    let id = doc["id"].as_str().unwrap().to_string();
+
+    let second = repo.wfe(&["resume", &id, "--json"]);
+    second.code(3);
+    assert_eq!(phase(&second.json(), "two")["status"], "completed");
+    assert_eq!(phase(&second.json(), "three")["status"], "pending");
+
+    let cont = repo.wfe(&["continue", &id]);
+    cont.code(2);
+    assert!(cont.stderr.contains("wfe resume"), "{}", cont.stderr);
+    repo.wfe(&["auto", &id, "on"]).code(0);
+    let run_json = repo.git(&["show", &format!("refs/wfe/runs/{id}:run.json")]);
+    assert!(run_json.contains("\"auto\": true"), "{run_json}");
+    let last = repo.wfe(&["resume", &id, "--json"]);
+    last.code(0);
+    assert_eq!(last.json()["status"], "completed");
+}
+
+#[test]
+fn concurrent_control_requests_are_never_lost() {
+    let repo = Repo::new();
+    repo.template(
+        "gate2",
+        &json!({ "name": "gate2", "phases": [ { "id": "g", "kind": "gate" } ]}),
+    );
+    repo.wfe(&["run", "gate2"]).code(3);
+    let id = run_id(&repo);
+    // Many requests at once, no runner: each takes the lock in turn and commits on top.
+    let children: Vec<Child> = (0..6)
+        .map(|n| {
+            let mode = if n % 2 == 0 { "off" } else { "on" };
+            repo.wfe_cmd()
+                .args(["auto", &id, mode])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ok = 0;
+    for child in children {
+        let out = common::Run::from(child.wait_with_output().unwrap());
+        assert!(out.code == 0 || out.code == 2, "{}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        ok += usize::from(out.code == 0);
+    }
+    let events = repo.git(&[
+        "log",
+        "--format=%(trailers:key=Wfe-Event,valueonly)",
+        &format!("refs/wfe/runs/{id}"),
+    ]);
+    let committed = events.matches("auto-o").count();
+    assert_eq!(
+        committed, ok,
+        "every request that succeeded has its checkpoint:\n{events}"
+    );
+    assert!(ok >= 1);
+    assert!(
+        repo.git_output(&["fsck", "--strict", "--no-progress"])
+            .status
+            .success()
+    );
+}
