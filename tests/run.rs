@@ -86,8 +86,11 @@ fn a_ten_phase_dag_runs_to_completion_and_git_shows_every_transition() {
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .collect();
+    // Transitions at the same moment may share a checkpoint, but the longest
+    // chain (start, a1, a2, a3, join, end) alone needs creation, start and
+    // one checkpoint per completion.
     assert!(
-        commits.len() >= 12,
+        commits.len() >= 8,
         "expected a checkpoint per transition, got {}",
         commits.len()
     );
@@ -159,9 +162,10 @@ fn a_ten_phase_dag_runs_to_completion_and_git_shows_every_transition() {
         format!("{status_before}?? count.txt\n")
     );
     assert_eq!(repo.git(&["for-each-ref", "refs/heads/"]), branches_before);
-    assert!(
-        repo.git(&["reflog", "show", &r]).lines().count() >= 12,
-        "the run's ref keeps a reflog"
+    assert_eq!(
+        repo.git(&["reflog", "show", &r]).lines().count(),
+        commits.len(),
+        "the run's ref keeps a reflog entry per checkpoint"
     );
 }
 

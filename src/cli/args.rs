@@ -84,4 +84,12 @@ pub enum Command {
     Edit(commands::edit::EditArgs),
     /// Compare the artifacts of two runs, checkpoints or phases
     Diff(commands::diff::DiffArgs),
+    /// Run a phase again, and every phase downstream of it
+    Retry(commands::retry::RetryArgs),
+    /// Mark a phase skipped; its dependants run without its artifacts
+    Skip(commands::skip::SkipArgs),
+    /// Move a run back to an earlier checkpoint (the old tip is kept for `wfe undo`)
+    Rollback(commands::rollback::RollbackArgs),
+    /// Restore the tip the last rollback set aside
+    Undo(commands::undo::UndoArgs),
 }

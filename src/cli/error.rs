@@ -76,6 +76,10 @@ impl From<StoreError> for CliError {
             StoreError::Locked { .. } => CliError::input(message)
                 .hint("another wfe process is running this run; wait for it, or stop it first"),
             StoreError::Reftable { .. } => CliError::input(message),
+            StoreError::NothingTrashed { .. } => CliError::input(message),
+            StoreError::Conflict { run, .. } => CliError::input(message).hint(format!(
+                "another wfe process changed the run at the same moment and nothing was written; `wfe log {run}` shows what it did"
+            )),
             _ => CliError::failed(message),
         };
         base.with_sources(&e)
@@ -109,7 +113,10 @@ impl From<EngineError> for CliError {
             | EngineError::NoSuchPhase { .. }
             | EngineError::NoSuchArtifact { .. }
             | EngineError::NotAcceptable { .. }
-            | EngineError::NotControllable { .. } => CliError::input(e.to_string()),
+            | EngineError::NotControllable { .. }
+            | EngineError::Refused { .. }
+            | EngineError::NotInRun { .. }
+            | EngineError::BadTarget { .. } => CliError::input(e.to_string()),
             other => CliError::failed(other.to_string()).with_sources(&other),
         }
     }

@@ -72,6 +72,10 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Edit(args) => commands::edit::run(args, &ctx()?, ui),
         Command::Diff(args) => commands::diff::run(args, &ctx()?, ui),
         Command::Resume(args) => commands::resume::run(args, &ctx()?, ui).await,
+        Command::Retry(args) => commands::retry::run(args, &ctx()?, ui).await,
+        Command::Skip(args) => commands::skip::run(args, &ctx()?, ui),
+        Command::Rollback(args) => commands::rollback::run(args, &ctx()?, ui),
+        Command::Undo(args) => commands::undo::run(args, &ctx()?, ui),
     }
 }
 

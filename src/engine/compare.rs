@@ -108,7 +108,7 @@ impl FromStr for Spec {
 }
 
 /// Parses what follows `@`: a checkpoint number or a commit prefix.
-fn parse_at(text: &str) -> Result<At, String> {
+pub(crate) fn parse_at(text: &str) -> Result<At, String> {
     if text.is_empty() {
         return Err("nothing follows `@` (RUN@N or RUN@COMMIT)".into());
     }
@@ -501,8 +501,9 @@ fn current(
 }
 
 /// Attempt `n` of a phase: its artifacts if it is the current attempt and
-/// was not archived as failed, else the outputs it had rejected. Returns
-/// whether the rejected outputs were used.
+/// was not archived, else the artifacts archived with it (a completed
+/// attempt set aside by a retry), else the outputs it had rejected.
+/// Returns whether the rejected outputs were used.
 fn attempt(
     store: &dyn RunStore,
     run: &RunId,
@@ -526,16 +527,23 @@ fn attempt(
         part.status = None;
         return Ok((part, false));
     }
-    let rejected = format!("{dir}/rejected");
+    // A completed attempt set aside by `wfe retry` kept its artifacts.
+    let kept = format!("{dir}/artifacts");
+    let used_rejected = store.list_dir(&snap.checkpoint, &kept)?.is_empty();
+    let source = if used_rejected {
+        format!("{dir}/rejected")
+    } else {
+        kept
+    };
     let mut artifacts = BTreeMap::new();
-    for (file, kind) in store.list_dir(&snap.checkpoint, &rejected)? {
+    for (file, kind) in store.list_dir(&snap.checkpoint, &source)? {
         let Some(name) = file.strip_suffix(".json") else {
             continue;
         };
         if kind != EntryKind::File {
             continue;
         }
-        let path = format!("{rejected}/{file}");
+        let path = format!("{source}/{file}");
         let Some(bytes) = store.read(&snap.checkpoint, &path)? else {
             continue;
         };
@@ -560,7 +568,7 @@ fn attempt(
         status: None,
         artifacts,
     };
-    Ok((part, true))
+    Ok((part, used_rejected))
 }
 
 /// The differences of one pair of phases; `None` when there are none.

@@ -69,6 +69,36 @@ pub enum EngineError {
         /// Why not.
         reason: String,
     },
+    /// A retry or skip that does not apply to the phase as it is.
+    #[error("cannot {action} phase `{phase}` of run {run}: {reason}")]
+    Refused {
+        /// What was asked: `retry`, `skip`.
+        action: &'static str,
+        /// The run.
+        run: String,
+        /// The phase.
+        phase: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A rollback target that names a checkpoint outside the run's history.
+    #[error("checkpoint {checkpoint} is not part of run {run}")]
+    NotInRun {
+        /// The run.
+        run: String,
+        /// The checkpoint (or prefix) as given or found.
+        checkpoint: String,
+    },
+    /// A rollback target that names no usable checkpoint of the run.
+    #[error("cannot roll run {run} back to `{target}`: {reason}")]
+    BadTarget {
+        /// The run.
+        run: String,
+        /// The target as given.
+        target: String,
+        /// Why not.
+        reason: String,
+    },
     /// A frozen schema does not compile.
     #[error("run {run}: {source}")]
     Schema {

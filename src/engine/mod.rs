@@ -15,6 +15,7 @@ pub mod layout;
 pub mod manual;
 mod observer;
 mod record;
+pub mod recovery;
 mod runner;
 mod snapshot;
 

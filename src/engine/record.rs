@@ -170,6 +170,14 @@ pub struct PhaseState {
     /// The last attempt's exit code, for scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The provider the next (or current) attempt uses instead of the
+    /// template's, as `wfe retry --provider` asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The model the next (or current) attempt uses instead of the
+    /// template's, as `wfe retry --model` asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The artifacts under `artifacts/`, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
@@ -196,6 +204,8 @@ impl PhaseState {
             finished_at: None,
             duration_ms: None,
             exit_code: None,
+            provider: None,
+            model: None,
             artifacts: Vec::new(),
             error: None,
             skip_reason: None,

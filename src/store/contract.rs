@@ -1,7 +1,7 @@
 //! The behaviour every [`RunStore`] must share, as one test suite run
 //! against each implementation (the git store and the memory store).
 
-use super::{Change, CheckpointId, EntryKind, Message, RunId, RunStore, StoreError};
+use super::{Change, CheckpointId, EntryKind, Message, RunId, RunStore, StoreError, Trashed};
 
 /// Makes a fresh, empty store.
 pub(crate) type Factory<'a> = &'a dyn Fn() -> Box<dyn RunStore>;
@@ -15,6 +15,9 @@ pub(crate) fn check_all(fresh: Factory<'_>) {
     listing_and_resolving_runs(&*fresh());
     invalid_paths_write_nothing(&*fresh());
     unknown_checkpoints(&*fresh());
+    reset_trashes_the_old_tip_and_undo_restores_it(&*fresh());
+    undo_keeps_checkpoints_made_after_a_rollback(&*fresh());
+    contains_only_the_runs_own_checkpoints(&*fresh());
 }
 
 /// A run id whose last characters are `suffix` (Crockford base32, lowercase).
@@ -500,4 +503,151 @@ fn unknown_checkpoints(store: &dyn RunStore) {
         store.checkpoint(&garbage),
         Err(StoreError::NoSuchCheckpoint { .. })
     ));
+}
+
+/// A run with `n` checkpoints (each writing `step`); oldest first.
+fn chain(store: &dyn RunStore, run: &RunId, n: usize) -> Vec<CheckpointId> {
+    let mut ids: Vec<CheckpointId> = Vec::new();
+    for k in 0..n {
+        let id = store
+            .commit(
+                run,
+                ids.last(),
+                &[Change::write("step", format!("{k}"))],
+                &message(run, &format!("step {k}")),
+                k as i64,
+            )
+            .expect("commit");
+        ids.push(id);
+    }
+    ids
+}
+
+fn reset_trashes_the_old_tip_and_undo_restores_it(store: &dyn RunStore) {
+    let run = run_id("7");
+    let c = chain(store, &run, 3);
+    assert!(store.trashed(&run).expect("trashed").is_empty());
+    match store.undo(&run, &c[2], "undo", 9) {
+        Err(StoreError::NothingTrashed { run: r }) => assert_eq!(r, run),
+        other => panic!("expected NothingTrashed, got {other:?}"),
+    }
+
+    let first = store
+        .reset(&run, &c[2], &c[0], "rollback", 10)
+        .expect("reset");
+    let one = Trashed {
+        number: 1,
+        checkpoint: c[2].clone(),
+    };
+    assert_eq!(first, one);
+    assert_eq!(store.tip(&run).expect("tip"), Some(c[0].clone()));
+    assert_eq!(store.history(&run).expect("history").len(), 1);
+    assert_eq!(store.trashed(&run).expect("trashed"), vec![one.clone()]);
+    assert_eq!(file(store, &c[0], "step").as_deref(), Some("0"));
+
+    // A stale writer (still at the old tip) changes nothing, trash included.
+    assert!(matches!(
+        store.reset(&run, &c[2], &c[1], "stale", 11),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store.undo(&run, &c[2], "stale", 11),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store.reset(&run, &CheckpointId("not-hex".into()), &c[1], "bogus", 11),
+        Err(StoreError::Conflict { .. })
+    ));
+    // A target that is no checkpoint changes nothing either.
+    let unknown = CheckpointId("0123456789abcdef0123456789abcdef01234567".into());
+    assert!(matches!(
+        store.reset(&run, &c[0], &unknown, "nowhere", 11),
+        Err(StoreError::NoSuchCheckpoint { .. })
+    ));
+    assert_eq!(store.tip(&run).expect("tip"), Some(c[0].clone()));
+    assert_eq!(store.trashed(&run).expect("trashed"), vec![one.clone()]);
+
+    // Undo: the exact previous tip, and the entry is used up.
+    let undone = store.undo(&run, &c[0], "undo", 12).expect("undo");
+    assert_eq!(undone.restored, one);
+    assert_eq!(
+        undone.trashed, None,
+        "c0 is inside c2's history: nothing to keep"
+    );
+    assert_eq!(store.tip(&run).expect("tip"), Some(c[2].clone()));
+    assert!(store.trashed(&run).expect("trashed").is_empty());
+    assert_eq!(store.history(&run).expect("history").len(), 3);
+
+    // Entries are numbered upwards; undo takes the highest.
+    store.reset(&run, &c[2], &c[1], "r1", 13).expect("reset");
+    let second = store.reset(&run, &c[1], &c[0], "r2", 14).expect("reset");
+    assert_eq!(second.number, 2);
+    assert_eq!(second.checkpoint, c[1]);
+    let undone = store.undo(&run, &c[0], "undo", 15).expect("undo");
+    assert_eq!(undone.restored.number, 2);
+    assert_eq!(store.tip(&run).expect("tip"), Some(c[1].clone()));
+    let undone = store.undo(&run, &c[1], "undo", 16).expect("undo");
+    assert_eq!(undone.restored.number, 1);
+    assert_eq!(store.tip(&run).expect("tip"), Some(c[2].clone()));
+    assert!(store.trashed(&run).expect("trashed").is_empty());
+
+    // A reset of a run that does not exist is a conflict.
+    let missing = run_id("8");
+    assert!(matches!(
+        store.reset(&missing, &c[2], &c[0], "x", 17),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(store.tip(&missing).expect("tip"), None);
+    assert!(store.trashed(&missing).expect("trashed").is_empty());
+}
+
+fn undo_keeps_checkpoints_made_after_a_rollback(store: &dyn RunStore) {
+    let run = run_id("9");
+    let c = chain(store, &run, 3);
+    store
+        .reset(&run, &c[2], &c[0], "rollback", 10)
+        .expect("reset");
+    // The run goes on from the rolled-back tip.
+    let later = store
+        .commit(
+            &run,
+            Some(&c[0]),
+            &[Change::write("step", "later")],
+            &message(&run, "later"),
+            11,
+        )
+        .expect("commit after rollback");
+    let undone = store.undo(&run, &later, "undo", 12).expect("undo");
+    assert_eq!(undone.restored.checkpoint, c[2]);
+    let kept = undone.trashed.expect("the later checkpoint is kept");
+    assert_eq!(kept.checkpoint, later);
+    assert_eq!(kept.number, 2);
+    assert_eq!(store.tip(&run).expect("tip"), Some(c[2].clone()));
+    assert_eq!(store.trashed(&run).expect("trashed"), vec![kept]);
+
+    // Undoing again swaps back: nothing is ever lost.
+    let again = store.undo(&run, &c[2], "undo", 13).expect("undo again");
+    assert_eq!(again.restored.checkpoint, later);
+    assert_eq!(
+        again.trashed.map(|t| (t.number, t.checkpoint)),
+        Some((3, c[2].clone()))
+    );
+    assert_eq!(store.tip(&run).expect("tip"), Some(later));
+}
+
+fn contains_only_the_runs_own_checkpoints(store: &dyn RunStore) {
+    let (a, b) = (run_id("a7"), run_id("b7"));
+    let ca = chain(store, &a, 2);
+    let cb = chain(store, &b, 1);
+    assert!(store.contains(&a, &ca[0]).expect("contains"));
+    assert!(store.contains(&a, &ca[1]).expect("contains"));
+    assert!(!store.contains(&a, &cb[0]).expect("contains"));
+    assert!(!store.contains(&run_id("c7"), &ca[0]).expect("no such run"));
+    // After a rollback the abandoned tip is no longer part of the run.
+    store
+        .reset(&a, &ca[1], &ca[0], "rollback", 5)
+        .expect("reset");
+    assert!(!store.contains(&a, &ca[1]).expect("contains"));
+    assert!(store.reaches(&ca[1], &ca[0]).expect("reaches"));
+    assert!(!store.reaches(&ca[0], &ca[1]).expect("reaches"));
 }

@@ -27,8 +27,11 @@ use gix::refs::{FullName, Target, TargetRef};
 
 use super::{
     Change, Checkpoint, CheckpointId, EntryKind, Message, RUNS_PREFIX, Result, RunHead, RunId,
-    RunLock, RunStore, StoreError, path,
+    RunLock, RunStore, StoreError, Trashed, Undone, path,
 };
+
+#[path = "trash.rs"]
+mod trash;
 
 /// Who signs checkpoints when the repository has no `user.name`/`user.email`.
 const FALLBACK_NAME: &str = "wfe";
@@ -475,6 +478,31 @@ impl RunStore for GitStore {
         }
         heads.sort_by(|a, b| b.run.cmp(&a.run));
         Ok(heads)
+    }
+
+    fn reset(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        to: &CheckpointId,
+        reason: &str,
+        time: i64,
+    ) -> Result<Trashed> {
+        self.reset_run(run, expected, to, reason, time)
+    }
+
+    fn trashed(&self, run: &RunId) -> Result<Vec<Trashed>> {
+        self.trashed_of(run)
+    }
+
+    fn undo(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        reason: &str,
+        time: i64,
+    ) -> Result<Undone> {
+        self.undo_run(run, expected, reason, time)
     }
 }
 

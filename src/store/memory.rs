@@ -3,14 +3,15 @@
 //! It follows the git store's rules exactly where the engine can observe
 //! them: compare-and-swap on the run's tip, whole-tree checkpoints, files
 //! replacing directories and back, sorted listings, the same path checks.
-//! It keeps no history of refs and never forgets a checkpoint.
+//! It keeps no history of refs (but keeps trash entries as the git store
+//! does) and never forgets a checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     Change, Checkpoint, CheckpointId, EntryKind, Message, Result, RunHead, RunId, RunStore,
-    StoreError, path,
+    StoreError, Trashed, Undone, path,
 };
 
 /// A checkpoint's tree: every file by its full path.
@@ -26,6 +27,8 @@ pub struct MemoryStore {
 struct Inner {
     commits: HashMap<CheckpointId, Stored>,
     refs: BTreeMap<RunId, CheckpointId>,
+    /// Trash entries per run, by number.
+    trash: BTreeMap<RunId, BTreeMap<u32, CheckpointId>>,
     /// Source of checkpoint ids, so they are unique and stable across test runs.
     next_id: u64,
 }
@@ -55,6 +58,36 @@ impl Inner {
         self.commits
             .get(id)
             .ok_or_else(|| StoreError::NoSuchCheckpoint { id: id.to_string() })
+    }
+
+    /// Fails with a conflict unless the run's tip is `expected`.
+    fn expect_tip(&self, run: &RunId, expected: &CheckpointId) -> Result<()> {
+        match self.refs.get(run) {
+            Some(tip) if tip == expected => Ok(()),
+            found => Err(StoreError::Conflict {
+                run: run.clone(),
+                expected: expected.to_string(),
+                found: found.map_or_else(|| "none".to_string(), ToString::to_string),
+            }),
+        }
+    }
+
+    fn next_trash_number(&self, run: &RunId) -> u32 {
+        self.trash
+            .get(run)
+            .and_then(|entries| entries.keys().next_back())
+            .map_or(1, |n| n + 1)
+    }
+
+    fn reaches(&self, from: &CheckpointId, ancestor: &CheckpointId) -> Result<bool> {
+        let mut next = Some(from.clone());
+        while let Some(id) = next {
+            if &id == ancestor {
+                return Ok(true);
+            }
+            next = self.stored(&id)?.meta.parent.clone();
+        }
+        Ok(false)
     }
 }
 
@@ -140,6 +173,88 @@ impl RunStore for MemoryStore {
 
     fn checkpoint(&self, id: &CheckpointId) -> Result<Checkpoint> {
         Ok(self.inner().stored(id)?.meta.clone())
+    }
+
+    fn reset(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        to: &CheckpointId,
+        _reason: &str,
+        _time: i64,
+    ) -> Result<Trashed> {
+        let mut inner = self.inner();
+        inner.expect_tip(run, expected)?;
+        inner.stored(to)?;
+        let number = inner.next_trash_number(run);
+        inner
+            .trash
+            .entry(run.clone())
+            .or_default()
+            .insert(number, expected.clone());
+        inner.refs.insert(run.clone(), to.clone());
+        Ok(Trashed {
+            number,
+            checkpoint: expected.clone(),
+        })
+    }
+
+    fn trashed(&self, run: &RunId) -> Result<Vec<Trashed>> {
+        Ok(self
+            .inner()
+            .trash
+            .get(run)
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|(&number, checkpoint)| Trashed {
+                        number,
+                        checkpoint: checkpoint.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn undo(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        _reason: &str,
+        _time: i64,
+    ) -> Result<Undone> {
+        let mut inner = self.inner();
+        inner.expect_tip(run, expected)?;
+        let Some((number, restored)) = inner
+            .trash
+            .get(run)
+            .and_then(|entries| entries.iter().next_back())
+            .map(|(&n, c)| (n, c.clone()))
+        else {
+            return Err(StoreError::NothingTrashed { run: run.clone() });
+        };
+        let trashed = if inner.reaches(&restored, expected)? {
+            None
+        } else {
+            let number = inner.next_trash_number(run);
+            Some(Trashed {
+                number,
+                checkpoint: expected.clone(),
+            })
+        };
+        let entries = inner.trash.entry(run.clone()).or_default();
+        entries.remove(&number);
+        if let Some(kept) = &trashed {
+            entries.insert(kept.number, kept.checkpoint.clone());
+        }
+        inner.refs.insert(run.clone(), restored.clone());
+        Ok(Undone {
+            restored: Trashed {
+                number,
+                checkpoint: restored,
+            },
+            trashed,
+        })
     }
 
     fn runs(&self) -> Result<Vec<RunHead>> {

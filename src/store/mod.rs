@@ -4,7 +4,9 @@
 //! each commit's tree is the whole state of the run (see DESIGN.md §3).
 //! [`RunStore`] speaks in plain types (paths, bytes, ids, trailers) so the
 //! engine can be tested against [`MemoryStore`] and never sees gix.
-//! Every ref update is a compare-and-swap on the expected old tip.
+//! Every ref update is a compare-and-swap on the expected old tip. A tip
+//! that a rollback moves away from is kept under `refs/wfe/trash/<id>/<n>`
+//! (see [`RunStore::reset`]), so no checkpoint ever becomes unreachable.
 
 #[cfg(test)]
 mod contract;
@@ -24,6 +26,8 @@ pub use message::Message;
 
 /// The ref namespace of runs.
 pub const RUNS_PREFIX: &str = "refs/wfe/runs/";
+/// The ref namespace of tips set aside by rollback and undo.
+pub const TRASH_PREFIX: &str = "refs/wfe/trash/";
 
 /// A run's id: a lowercase ULID (26 characters).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,6 +53,11 @@ impl RunId {
     /// The run's ref: `refs/wfe/runs/<id>`.
     pub fn ref_name(&self) -> String {
         format!("{RUNS_PREFIX}{}", self.0)
+    }
+
+    /// Trash entry `number` of the run: `refs/wfe/trash/<id>/<number>`.
+    pub fn trash_ref(&self, number: u32) -> String {
+        format!("{TRASH_PREFIX}{}/{number}", self.0)
     }
 }
 
@@ -133,6 +142,26 @@ pub struct RunHead {
     pub tip: Checkpoint,
 }
 
+/// A tip set aside by [`RunStore::reset`] or [`RunStore::undo`]:
+/// `refs/wfe/trash/<run>/<number>` pointing at `checkpoint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trashed {
+    /// The entry's number, from 1; a later entry has a higher number.
+    pub number: u32,
+    /// The tip it keeps.
+    pub checkpoint: CheckpointId,
+}
+
+/// What [`RunStore::undo`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undone {
+    /// The trash entry restored as the run's tip (its ref is gone now).
+    pub restored: Trashed,
+    /// The tip undo replaced, when it had to be kept because the restored
+    /// tip does not contain it (checkpoints were added after the rollback).
+    pub trashed: Option<Trashed>,
+}
+
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -187,6 +216,12 @@ pub enum StoreError {
         run: RunId,
         /// Who holds the lock.
         holder: LockHolder,
+    },
+    /// Undo found nothing to restore.
+    #[error("run {run} has no trashed tip to restore: nothing was rolled back")]
+    NothingTrashed {
+        /// The run.
+        run: RunId,
     },
     /// No checkpoint (commit) has this id.
     #[error("no checkpoint {id}")]
@@ -264,6 +299,54 @@ pub trait RunStore: Send + Sync {
 
     /// All runs with their tips, newest run id first. Reads no trees.
     fn runs(&self) -> Result<Vec<RunHead>>;
+
+    /// Moves the run's ref from `expected` to the existing checkpoint `to`
+    /// (a reset, no new commit) and keeps `expected` under
+    /// `refs/wfe/trash/<run>/<n>`, `n` one above the highest entry so far.
+    /// Both refs change together: on [`StoreError::Conflict`] (the tip is not
+    /// `expected`) neither does. `reason` goes to both reflogs.
+    fn reset(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        to: &CheckpointId,
+        reason: &str,
+        time: i64,
+    ) -> Result<Trashed>;
+
+    /// The run's trash entries, lowest number first.
+    fn trashed(&self, run: &RunId) -> Result<Vec<Trashed>>;
+
+    /// Restores the highest-numbered trash entry as the run's tip, moving
+    /// the ref from `expected` (compare-and-swap), and removes that entry.
+    ///
+    /// When the restored tip contains `expected` (the usual case: nothing
+    /// was committed since the rollback) nothing is lost and nothing more is
+    /// kept. Otherwise `expected` goes to a new trash entry first, so a
+    /// second undo swaps back. Fails with [`StoreError::NothingTrashed`]
+    /// when there is no entry.
+    fn undo(&self, run: &RunId, expected: &CheckpointId, reason: &str, time: i64)
+    -> Result<Undone>;
+
+    /// Whether `ancestor` is `from` or one of its parents, transitively.
+    fn reaches(&self, from: &CheckpointId, ancestor: &CheckpointId) -> Result<bool> {
+        let mut next = Some(from.clone());
+        while let Some(id) = next {
+            if &id == ancestor {
+                return Ok(true);
+            }
+            next = self.checkpoint(&id)?.parent;
+        }
+        Ok(false)
+    }
+
+    /// Whether `checkpoint` is part of the run's history (its tip back to its creation).
+    fn contains(&self, run: &RunId, checkpoint: &CheckpointId) -> Result<bool> {
+        match self.tip(run)? {
+            Some(tip) => self.reaches(&tip, checkpoint),
+            None => Ok(false),
+        }
+    }
 
     /// A run's checkpoints, newest first.
     fn history(&self, run: &RunId) -> Result<Vec<Checkpoint>> {

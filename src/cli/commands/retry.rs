@@ -1,0 +1,75 @@
+//! `wfe retry`: run a phase again, and everything downstream of it.
+
+use clap::Args;
+
+use crate::cli::context::Context;
+use crate::cli::error::CliError;
+use crate::cli::ui::Ui;
+use crate::engine::recovery::{self, Overrides};
+
+/// Run a phase again, and every phase downstream of it
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The run: an id, a unique prefix, or `latest`
+    pub run: String,
+    /// The phase to run again
+    pub phase: String,
+    /// The provider for the new attempt, instead of the template's
+    #[arg(long, value_name = "P")]
+    pub provider: Option<String>,
+    /// The model for the new attempt, instead of the template's
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+    /// Only mark the phases pending; `wfe resume RUN` runs them
+    #[arg(long)]
+    pub no_run: bool,
+    #[command(flatten)]
+    pub drive: super::run::DriveArgs,
+}
+
+/// Runs `wfe retry`.
+pub async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+    let id = ctx.resolve_run(&args.run)?;
+    let lock = ctx.lock_waiting(&id, ui)?;
+    let overrides = Overrides {
+        provider: args.provider,
+        model: args.model,
+    };
+    let retried = recovery::retry(
+        &ctx.store,
+        &id,
+        &args.phase,
+        &requested_by(ctx),
+        &overrides,
+        &ctx.clock,
+    )?;
+    let downstream = if retried.reset.is_empty() {
+        String::new()
+    } else {
+        format!("; {} back to pending", retried.reset.join(", "))
+    };
+    ui.note(&format!(
+        "retry of {} requested (attempt {} next){downstream} ({})",
+        args.phase,
+        retried.next_attempt,
+        retried.checkpoint.short()
+    ));
+    if args.no_run {
+        drop(lock);
+        ui.note(&format!("`wfe resume {id}` runs them"));
+        if args.drive.json {
+            super::run::report(ctx, ui, &id, true)?;
+        }
+        return Ok(0);
+    }
+    super::run::drive(ctx, ui, &id, lock, &args.drive).await
+}
+
+/// Who asks for a change by hand, for the `Wfe-Requested-By` trailer:
+/// `Name <email>` from git config.
+pub(crate) fn requested_by(ctx: &Context) -> String {
+    match &ctx.store.info().identity {
+        Some((name, email)) => format!("{name} <{email}>"),
+        None => "unknown".to_string(),
+    }
+}

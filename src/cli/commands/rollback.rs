@@ -1,0 +1,59 @@
+//! `wfe rollback`: move a run's ref back to an earlier checkpoint, keeping
+//! the old tip under `refs/wfe/trash/` for `wfe undo`.
+
+use clap::Args;
+
+use crate::cli::context::Context;
+use crate::cli::error::CliError;
+use crate::cli::ui::Ui;
+use crate::engine::recovery::{self, RollbackTarget};
+use crate::store::{RunId, RunLock, StoreError};
+
+/// Move a run back to an earlier checkpoint (the old tip is kept for `wfe undo`)
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The run: an id, a unique prefix, or `latest`
+    pub run: String,
+    /// Where to: a phase (the checkpoint just after it completed), `@N` (as `wfe log` numbers them), `RUN@N`, or a commit
+    #[arg(long, value_name = "PHASE|CHECKPOINT")]
+    pub to: String,
+}
+
+/// Runs `wfe rollback`.
+pub fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+    let id = ctx.resolve_run(&args.run)?;
+    let lock = lock_now(ctx, &id)?;
+    let snap = ctx.snapshot(&id)?;
+    let target = RollbackTarget::parse(&snap, &args.to)?;
+    let resolved = recovery::resolve(&ctx.store, &id, &target, &args.to)?;
+    let back = recovery::rollback(&ctx.store, &id, &resolved, &ctx.clock)?;
+    drop(lock);
+    ui.note(&format!(
+        "run {id} is back at @{} {} ({})\n  the old tip {} is kept as {}; `wfe undo {id}` restores it",
+        back.number,
+        back.to.id.short(),
+        back.to.message.summary,
+        back.from.short(),
+        id.trash_ref(back.trashed.number),
+    ));
+    Ok(0)
+}
+
+/// Takes the run's lock without waiting: moving the ref under a live
+/// runner would pull its state out from under it, so it must stop first.
+pub(crate) fn lock_now(ctx: &Context, id: &RunId) -> Result<RunLock, CliError> {
+    ctx.store.lock(id, &ctx.clock.stamp()).map_err(|e| match e {
+        StoreError::Locked { holder, .. } => {
+            // Pid 0: the holder has created its lock file and not yet written it.
+            let who = if holder.pid == 0 {
+                "another wfe process (it is taking the lock right now)".to_string()
+            } else {
+                format!("pid {} on {}", holder.pid, holder.host)
+            };
+            CliError::input(format!(
+                "run {id} is being run by {who}; stop it first (`wfe pause {id}`)"
+            ))
+        }
+        other => other.into(),
+    })
+}

@@ -1,0 +1,42 @@
+//! `wfe skip`: mark a phase skipped so its dependants can run without it.
+
+use clap::Args;
+
+use crate::cli::context::Context;
+use crate::cli::error::CliError;
+use crate::cli::ui::Ui;
+use crate::engine::recovery;
+
+/// Mark a phase skipped; its dependants run without its artifacts
+#[derive(Debug, Args)]
+pub struct SkipArgs {
+    /// The run: an id, a unique prefix, or `latest`
+    pub run: String,
+    /// The phase to skip (pending, failed, timed out or cancelled)
+    pub phase: String,
+}
+
+/// Runs `wfe skip`.
+pub fn run(args: SkipArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+    let id = ctx.resolve_run(&args.run)?;
+    let lock = ctx.lock_waiting(&id, ui)?;
+    let skipped = recovery::skip(
+        &ctx.store,
+        &id,
+        &args.phase,
+        &super::retry::requested_by(ctx),
+        &ctx.clock,
+    )?;
+    drop(lock);
+    let reopened = if skipped.reopened {
+        "; the run is paused instead of failed"
+    } else {
+        ""
+    };
+    ui.note(&format!(
+        "skipped {} ({}){reopened}; `wfe resume {id}` goes on",
+        args.phase,
+        skipped.checkpoint.short()
+    ));
+    Ok(0)
+}

@@ -1,0 +1,440 @@
+//! Rollback and undo in git: `refs/wfe/trash/<run>/<n>` keeps every tip a
+//! run's ref was moved away from, so `git gc` never prunes a checkpoint
+//! and `wfe undo` can bring it back.
+//!
+//! A child of the git store's module (it uses its private helpers); the
+//! trait methods there only delegate here. Every change is one gix ref
+//! transaction over all the refs it touches: preparing it locks them and
+//! checks each expected value, so a stale writer changes nothing at all.
+//! Trash refs get reflogs like run refs, with the same reason.
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::lock::acquire::Fail;
+use gix::refs::transaction::{Change as RefChange, LogChange, PreviousValue, RefEdit, RefLog};
+use gix::refs::{Target, TargetRef};
+
+use super::{
+    GitStore, OrGit, PACKED_REFS_LOCK_TIMEOUT, REF_LOCK_TIMEOUT, conflict, find_commit, full_name,
+    git_error, parse_checkpoint, read_tip,
+};
+use crate::store::{CheckpointId, Result, RunId, StoreError, TRASH_PREFIX, Trashed, Undone};
+
+/// How often a change starts over when another writer took the trash
+/// number it picked (the run's tip still being the expected one).
+const NUMBER_ROUNDS: usize = 8;
+
+impl GitStore {
+    /// [`crate::store::RunStore::reset`] in git.
+    pub(super) fn reset_run(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        to: &CheckpointId,
+        reason: &str,
+        time: i64,
+    ) -> Result<Trashed> {
+        let Ok(expected_id) = parse_checkpoint(expected) else {
+            let shared = self.shared();
+            return Err(conflict(
+                run,
+                Some(expected),
+                read_tip(&shared.repo, &run.ref_name())?,
+            ));
+        };
+        let to_id = parse_checkpoint(to)?;
+        let signature = self.signature(time);
+        for _ in 0..NUMBER_ROUNDS {
+            let shared = self.shared();
+            let repo = &shared.repo;
+            let current = read_tip(repo, &run.ref_name())?;
+            if current != Some(expected_id) {
+                return Err(conflict(run, Some(expected), current));
+            }
+            // Refuse a target that is not a commit before touching any ref.
+            find_commit(repo, to_id)?;
+            let number = next_number(repo, run)?;
+            let edits = vec![
+                create(run.trash_ref(number), expected_id, reason)?,
+                move_to(run.ref_name(), expected_id, to_id, reason)?,
+            ];
+            match transact(repo, edits, &signature) {
+                Ok(()) => {
+                    return Ok(Trashed {
+                        number,
+                        checkpoint: expected.clone(),
+                    });
+                }
+                Err(err) => {
+                    let found = read_tip(repo, &run.ref_name())?;
+                    if found != current {
+                        return Err(conflict(run, Some(expected), found));
+                    }
+                    if read_tip(repo, &run.trash_ref(number))?.is_some() {
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Err(busy(run))
+    }
+
+    /// [`crate::store::RunStore::trashed`] in git.
+    pub(super) fn trashed_of(&self, run: &RunId) -> Result<Vec<Trashed>> {
+        let shared = self.shared();
+        entries(&shared.repo, run)
+    }
+
+    /// [`crate::store::RunStore::undo`] in git.
+    pub(super) fn undo_run(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        reason: &str,
+        time: i64,
+    ) -> Result<Undone> {
+        use crate::store::RunStore;
+
+        // Not even an object id: no tip can match it, which is a conflict.
+        let wanted = parse_checkpoint(expected).ok();
+        let signature = self.signature(time);
+        for _ in 0..NUMBER_ROUNDS {
+            let (current, last) = {
+                let shared = self.shared();
+                let repo = &shared.repo;
+                let current = read_tip(repo, &run.ref_name())?;
+                let last = entries(repo, run)?.pop();
+                (current, last)
+            };
+            let Some(expected_id) = current.filter(|c| Some(*c) == wanted) else {
+                return Err(conflict(run, Some(expected), current));
+            };
+            let Some(last) = last else {
+                return Err(StoreError::NothingTrashed { run: run.clone() });
+            };
+            let restored_id = parse_checkpoint(&last.checkpoint)?;
+            // Walks history without the repository lock held; the
+            // transaction below checks every ref again under its own locks.
+            let keep = !self.reaches(&last.checkpoint, expected)?;
+
+            let shared = self.shared();
+            let repo = &shared.repo;
+            let trashed = if keep {
+                let number = next_number(repo, run)?;
+                Some(Trashed {
+                    number,
+                    checkpoint: expected.clone(),
+                })
+            } else {
+                None
+            };
+            let mut edits = Vec::new();
+            if let Some(kept) = &trashed {
+                edits.push(create(run.trash_ref(kept.number), expected_id, reason)?);
+            }
+            edits.push(move_to(run.ref_name(), expected_id, restored_id, reason)?);
+            edits.push(RefEdit {
+                change: RefChange::Delete {
+                    expected: PreviousValue::MustExistAndMatch(Target::Object(restored_id)),
+                    log: RefLog::AndReference,
+                },
+                name: full_name(&run.trash_ref(last.number))?,
+                deref: false,
+            });
+            match transact(repo, edits, &signature) {
+                Ok(()) => {
+                    return Ok(Undone {
+                        restored: last,
+                        trashed,
+                    });
+                }
+                Err(err) => {
+                    let found = read_tip(repo, &run.ref_name())?;
+                    if found != current {
+                        return Err(conflict(run, Some(expected), found));
+                    }
+                    // Another undo or rollback changed the trash: look again.
+                    let now = entries(repo, run)?;
+                    let same_last = now.last() == Some(&last);
+                    let number_taken = trashed
+                        .as_ref()
+                        .is_some_and(|k| now.iter().any(|e| e.number == k.number));
+                    if !same_last || number_taken {
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Err(busy(run))
+    }
+}
+
+/// The run's trash entries, lowest number first. Refs under the run's trash
+/// folder whose last component is not a number are not wfe's entries.
+fn entries(repo: &gix::Repository, run: &RunId) -> Result<Vec<Trashed>> {
+    let prefix = format!("{TRASH_PREFIX}{run}/");
+    let platform = repo.references().or_git(|| "listing refs".into())?;
+    let refs = platform
+        .prefixed(prefix.as_str())
+        .or_git(|| format!("listing {prefix}*"))?;
+    let mut found = Vec::new();
+    for reference in refs {
+        let reference = reference.or_git(|| format!("listing {prefix}*"))?;
+        let name = reference.name().as_bstr().to_str_lossy();
+        let Some(number) = name
+            .strip_prefix(&prefix)
+            .filter(|n| !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let TargetRef::Object(id) = reference.target() {
+            found.push(Trashed {
+                number,
+                checkpoint: CheckpointId(id.to_string()),
+            });
+        }
+    }
+    found.sort_by_key(|t| t.number);
+    Ok(found)
+}
+
+fn next_number(repo: &gix::Repository, run: &RunId) -> Result<u32> {
+    Ok(entries(repo, run)?.last().map_or(1, |t| t.number + 1))
+}
+
+/// Creates `name` at `id`; fails if it exists.
+fn create(name: String, id: ObjectId, reason: &str) -> Result<RefEdit> {
+    Ok(RefEdit {
+        change: RefChange::Update {
+            log: log(reason),
+            expected: PreviousValue::MustNotExist,
+            new: Target::Object(id),
+        },
+        name: full_name(&name)?,
+        deref: false,
+    })
+}
+
+/// Moves `name` from `from` to `to`; fails unless it points at `from`.
+fn move_to(name: String, from: ObjectId, to: ObjectId, reason: &str) -> Result<RefEdit> {
+    Ok(RefEdit {
+        change: RefChange::Update {
+            log: log(reason),
+            expected: PreviousValue::MustExistAndMatch(Target::Object(from)),
+            new: Target::Object(to),
+        },
+        name: full_name(&name)?,
+        deref: false,
+    })
+}
+
+fn log(reason: &str) -> LogChange {
+    LogChange {
+        mode: RefLog::AndReference,
+        // git logs only refs/heads and friends by default; wfe's refs ask for it.
+        force_create_reflog: true,
+        message: reason.replace('\n', " ").into(),
+    }
+}
+
+/// Prepares (locks and checks every ref) and commits `edits` as one transaction.
+fn transact(
+    repo: &gix::Repository,
+    edits: Vec<RefEdit>,
+    signature: &gix::actor::Signature,
+) -> Result<()> {
+    let names: Vec<String> = edits.iter().map(|e| e.name.as_bstr().to_string()).collect();
+    let mut time_buf = gix::date::parse::TimeBuf::default();
+    repo.refs
+        .transaction()
+        .prepare(
+            edits,
+            Fail::AfterDurationWithBackoff(REF_LOCK_TIMEOUT),
+            Fail::AfterDurationWithBackoff(PACKED_REFS_LOCK_TIMEOUT),
+        )
+        .and_then(|tx| tx.commit(Some(signature.to_ref(&mut time_buf))))
+        .map(|_| ())
+        .map_err(|err| git_error(format!("updating {}", names.join(" and ")), &err))
+}
+
+/// Other writers kept taking the trash numbers this one picked.
+fn busy(run: &RunId) -> StoreError {
+    StoreError::Git {
+        message: format!(
+            "updating {TRASH_PREFIX}{run}/: other writers kept changing it; try again"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::*;
+    use crate::store::contract::{message, run_id};
+    use crate::store::{Change, RunStore};
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// A repository with a run of `n` checkpoints; returns them oldest first.
+    fn repo_with_run(n: usize) -> (tempfile::TempDir, GitStore, RunId, Vec<CheckpointId>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        let store = GitStore::open_isolated(dir.path()).expect("open");
+        let run = run_id("1");
+        let mut ids: Vec<CheckpointId> = Vec::new();
+        for k in 0..n {
+            let id = store
+                .commit(
+                    &run,
+                    ids.last(),
+                    &[Change::write("step", format!("{k}"))],
+                    &message(&run, &format!("step {k}")),
+                    k as i64,
+                )
+                .expect("commit");
+            ids.push(id);
+        }
+        (dir, store, run, ids)
+    }
+
+    #[test]
+    fn trash_refs_are_plain_refs_with_reflogs() {
+        let (dir, store, run, c) = repo_with_run(3);
+        let path = dir.path();
+        store
+            .reset(&run, &c[2], &c[0], "wfe: rollback to @1", 100)
+            .expect("reset");
+        assert_eq!(git(path, &["rev-parse", &run.ref_name()]).trim(), c[0].0);
+        assert_eq!(git(path, &["rev-parse", &run.trash_ref(1)]).trim(), c[2].0);
+        assert_eq!(
+            git(path, &["reflog", "show", "--format=%gs", &run.ref_name()])
+                .lines()
+                .next(),
+            Some("wfe: rollback to @1")
+        );
+        assert_eq!(
+            git(path, &["reflog", "show", "--format=%gs", &run.trash_ref(1)]).trim(),
+            "wfe: rollback to @1"
+        );
+
+        // Packed trash refs still count, and gc keeps what they point at.
+        git(path, &["pack-refs", "--all"]);
+        git(path, &["gc", "--prune=now", "--quiet"]);
+        assert_eq!(store.trashed(&run).expect("trashed").len(), 1);
+        let undone = store.undo(&run, &c[0], "wfe: undo", 101).expect("undo");
+        assert_eq!(undone.restored.checkpoint, c[2]);
+        assert_eq!(git(path, &["rev-parse", &run.ref_name()]).trim(), c[2].0);
+        assert_eq!(
+            git(
+                path,
+                &["for-each-ref", "--format=%(refname)", "refs/wfe/trash/"]
+            ),
+            ""
+        );
+        git(path, &["fsck", "--strict", "--no-progress"]);
+    }
+
+    #[test]
+    fn foreign_names_under_the_trash_folder_are_ignored() {
+        let (dir, store, run, c) = repo_with_run(2);
+        let path = dir.path();
+        let folder = format!("{TRASH_PREFIX}{run}");
+        git(path, &["update-ref", &format!("{folder}/code-1"), &c[0].0]);
+        git(path, &["update-ref", &format!("{folder}/07"), &c[0].0]);
+        git(
+            path,
+            &["update-ref", &format!("{TRASH_PREFIX}{run}x/5"), &c[0].0],
+        );
+        assert!(store.trashed(&run).expect("trashed").is_empty());
+        let trashed = store.reset(&run, &c[1], &c[0], "r", 1).expect("reset");
+        assert_eq!(trashed.number, 1);
+    }
+
+    #[test]
+    fn racing_resets_and_undos_never_lose_a_tip() {
+        let (dir, store, run, c) = repo_with_run(4);
+        let other =
+            GitStore::open_isolated(dir.path()).expect("a second store, as another process");
+        for round in 0..20 {
+            let tip = store.tip(&run).expect("tip").expect("exists");
+            let target = &c[round % 3];
+            if &tip == target {
+                continue;
+            }
+            let results: Vec<Result<Trashed>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = [&store, &other]
+                    .into_iter()
+                    .map(|s| {
+                        let (run, tip) = (&run, &tip);
+                        scope.spawn(move || s.reset(run, tip, target, "race", 1))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("no panic"))
+                    .collect()
+            });
+            let wins: Vec<&Trashed> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(wins.len(), 1, "round {round}: {results:?}");
+            for lost in results.iter().filter_map(|r| r.as_ref().err()) {
+                assert!(matches!(lost, StoreError::Conflict { .. }), "{lost}");
+            }
+            assert_eq!(wins[0].checkpoint, tip);
+            assert_eq!(store.tip(&run).expect("tip").as_ref(), Some(target));
+        }
+        // Every abandoned tip is in the trash, numbered without duplicates.
+        let trashed = store.trashed(&run).expect("trashed");
+        let numbers: Vec<u32> = trashed.iter().map(|t| t.number).collect();
+        assert_eq!(numbers, (1..=trashed.len() as u32).collect::<Vec<_>>());
+        assert!(trashed.iter().any(|t| t.checkpoint == c[3]));
+
+        // Two undos of the same tip: one restores, the other changes nothing.
+        for round in 0..5 {
+            let tip = store.tip(&run).expect("tip").expect("exists");
+            let before = store.trashed(&run).expect("trashed");
+            let results: Vec<Result<Undone>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = [&store, &other]
+                    .into_iter()
+                    .map(|s| {
+                        let (run, tip) = (&run, &tip);
+                        scope.spawn(move || s.undo(run, tip, "race", 1))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("no panic"))
+                    .collect()
+            });
+            let wins: Vec<&Undone> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(wins.len(), 1, "undo round {round}: {results:?}");
+            assert_eq!(Some(&wins[0].restored), before.last());
+            let after = store.trashed(&run).expect("trashed");
+            assert_eq!(
+                after.len() + 1 - usize::from(wins[0].trashed.is_some()),
+                before.len()
+            );
+        }
+        git(dir.path(), &["fsck", "--strict", "--no-progress"]);
+    }
+}
