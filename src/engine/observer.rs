@@ -27,6 +27,17 @@ pub enum Event<'a> {
         /// The attempt number.
         attempt: u32,
     },
+    /// A loop started an iteration: its child phases are pending.
+    IterationStarted {
+        /// The loop.
+        phase: &'a str,
+        /// The iteration, from 1.
+        iteration: u32,
+        /// The loop's `max_iters`.
+        max_iters: u32,
+        /// How many child phases the iteration has.
+        children: usize,
+    },
     /// An attempt failed and another will follow after `wait`.
     PhaseRetrying {
         /// The phase.
