@@ -2238,4 +2238,103 @@ mod tests {
             assert!(message.starts_with(expected), "{message}");
         }
     }
+
+    #[tokio::test]
+    async fn an_interrupt_inside_a_loop_pauses_the_run_and_resume_goes_on_in_that_iteration() {
+        let f = Fixture::new();
+        let fifo = f.dir.path().join("running.fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let block = format!(
+            "if [ $WFE_ITERATION = 2 ] && [ $WFE_ATTEMPT = 1 ]; then echo go > {}; sleep 1000; fi",
+            fifo.display()
+        );
+        let run = f.create(
+            json!([loop_phase(
+                &[],
+                None,
+                2,
+                json!([phase("a", &[], "true"), phase("b", &["a"], &block)])
+            )]),
+            json!({}),
+        );
+        let (tx, rx) = watch::channel(false);
+        let (status, ()) = tokio::join!(
+            drive(&f.store, &run, &f.settings, Arc::new(Quiet), rx),
+            async {
+                let fifo = fifo.clone();
+                tokio::task::spawn_blocking(move || std::fs::read_to_string(fifo))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                tx.send(true).unwrap();
+            }
+        );
+        assert_eq!(status.unwrap(), RunStatus::Paused);
+        let snap = f.snapshot(&run);
+        let fix = snap.phase("fix").unwrap();
+        assert_eq!((fix.status, fix.iteration), (PhaseStatus::Running, 2));
+        let b = &snap.children["fix"][1];
+        assert_eq!(
+            (b.status, b.attempt),
+            (PhaseStatus::Pending, 1),
+            "the killed child goes back to pending"
+        );
+
+        assert_eq!(f.drive(&run).await, RunStatus::Completed);
+        assert_eq!(f.ran(), ["a", "b", "a", "b", "b"]);
+        let snap = f.snapshot(&run);
+        assert_eq!(snap.children["fix"][1].attempt, 2);
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_run_without_its_runner_cancels_the_loop_and_its_open_children() {
+        let f = Fixture::new();
+        let run = f.create(
+            json!([loop_phase(
+                &[],
+                None,
+                3,
+                json!([phase("a", &[], "true"), phase("b", &["a"], "true")])
+            )]),
+            json!({}),
+        );
+        let key = |id| layout::child_key("fix", 2, id);
+        use PhaseStatus::{Completed, Running};
+        forge(
+            &f,
+            &run,
+            &[
+                (layout::state("fix"), forged_state("fix", Running, 1, 2)),
+                (
+                    layout::state(&layout::child_key("fix", 1, "a")),
+                    forged_state("a", Completed, 1, 1),
+                ),
+                (
+                    layout::state(&layout::child_key("fix", 1, "b")),
+                    forged_state("b", Completed, 1, 1),
+                ),
+                (layout::state(&key("a")), forged_state("a", Completed, 1, 2)),
+                (layout::state(&key("b")), forged_state("b", Running, 1, 2)),
+            ],
+        );
+        super::super::manual::control_offline(
+            &f.store,
+            &run,
+            &Action::Cancel,
+            "me",
+            &Clock::system(),
+        )
+        .unwrap();
+        let snap = f.snapshot(&run);
+        assert_eq!(snap.record.status, RunStatus::Cancelled);
+        assert_eq!(snap.phase("fix").unwrap().status, PhaseStatus::Cancelled);
+        let children: Vec<PhaseStatus> = snap.children["fix"].iter().map(|c| c.status).collect();
+        assert_eq!(children, [Completed, PhaseStatus::Cancelled]);
+    }
 }
