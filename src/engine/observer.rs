@@ -15,7 +15,9 @@ pub enum Event<'a> {
         run: &'a str,
         /// The template's name.
         template: &'a str,
-        /// How many phases the run has.
+        /// How many phases the run has so far: its top-level phases, and
+        /// each loop's children once per iteration it started (each
+        /// [`Event::IterationStarted`] adds more).
         phases: usize,
         /// How many of them had already ended (when resuming).
         done: usize,

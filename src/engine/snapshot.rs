@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{EngineError, PhaseState, RunRecord, layout};
+use super::{EngineError, PhaseState, PhaseStatus, RunRecord, layout};
 use crate::artifact::{Schema, compile_frozen};
 use crate::store::{CheckpointId, RunId, RunStore};
 use crate::template::{Phase, PhaseKind, Template};
@@ -34,6 +34,7 @@ pub struct RunSnapshot {
 impl RunSnapshot {
     /// Reads the run's state at `at`.
     pub fn load(store: &dyn RunStore, run: &RunId, at: &CheckpointId) -> Result<Self, EngineError> {
+        let run = run.as_str();
         let record: RunRecord = read_json(store, run, at, layout::RUN)?;
         let template: Template = read_json(store, run, at, layout::TEMPLATE)?;
         let phases = template
@@ -47,7 +48,7 @@ impl RunSnapshot {
             // attempt's iterations are still in the tree (`wfe retry`).
             if phase.kind == PhaseKind::Loop
                 && state.iteration > 0
-                && state.status != super::PhaseStatus::Pending
+                && state.status != PhaseStatus::Pending
             {
                 let states = read_iteration(store, run, at, phase, state.iteration)?;
                 children.insert(phase.id.clone(), states);
@@ -120,11 +121,7 @@ impl RunSnapshot {
                     .map(|p| p.id.clone())
                     .collect(),
             })?;
-        let run =
-            RunId::parse(&self.record.id).ok_or_else(|| crate::store::StoreError::NoSuchRun {
-                run: self.record.id.clone(),
-            })?;
-        read_iteration(store, &run, &self.checkpoint, phase, k)
+        read_iteration(store, &self.record.id, &self.checkpoint, phase, k)
     }
 
     /// The run's frozen schemas, compiled, by name as the template wrote
@@ -223,7 +220,7 @@ impl RunSnapshot {
 /// The children's states of `phase` (a loop) in iteration `k`.
 fn read_iteration(
     store: &dyn RunStore,
-    run: &RunId,
+    run: &str,
     at: &CheckpointId,
     phase: &Phase,
     k: u32,
@@ -240,7 +237,7 @@ fn read_iteration(
 
 fn read_json<T: DeserializeOwned>(
     store: &dyn RunStore,
-    run: &RunId,
+    run: &str,
     at: &CheckpointId,
     path: &str,
 ) -> Result<T, EngineError> {
@@ -250,7 +247,7 @@ fn read_json<T: DeserializeOwned>(
         path: path.to_string(),
         message: "the file is missing".into(),
     })?;
-    parse(run.as_str(), at, path, &bytes)
+    parse(run, at, path, &bytes)
 }
 
 /// Parses a checkpoint file, naming it on error.
