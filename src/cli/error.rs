@@ -110,6 +110,7 @@ impl From<EngineError> for CliError {
         match e {
             EngineError::Store(e) => e.into(),
             EngineError::Unsupported { .. }
+            | EngineError::NotRunnable { .. }
             | EngineError::NoSuchPhase { .. }
             | EngineError::NoSuchArtifact { .. }
             | EngineError::NotAcceptable { .. }

@@ -319,6 +319,15 @@ impl Observer for Progress {
             Event::PhaseStarted { phase, .. } => {
                 format!("{} {phase} started", ui.phase_mark(PhaseStatus::Running))
             }
+            Event::IterationStarted {
+                phase,
+                iteration,
+                max_iters,
+                ..
+            } => format!(
+                "{} {phase} iteration {iteration}/{max_iters}",
+                ui.paint(Style::Dim, "↻")
+            ),
             Event::PhaseRetrying {
                 phase,
                 attempt,
@@ -383,6 +392,11 @@ impl Observer for Progress {
                         f.running.push(phase);
                     }
                 })
+            }
+            // Each iteration adds its children to the phases to do.
+            Event::IterationStarted { children, .. } => {
+                let children = *children;
+                Box::new(move |f| f.total += children)
             }
             Event::PhaseSkipped { .. } => Box::new(|f| f.done += 1),
             Event::PhaseFinished { phase, status, .. } => {

@@ -29,6 +29,14 @@ pub enum EngineError {
         /// Its kind.
         kind: &'static str,
     },
+    /// A phase this version cannot run in the way the template asks.
+    #[error("phase `{phase}` cannot run: {reason}")]
+    NotRunnable {
+        /// The phase.
+        phase: String,
+        /// Why not, and what would work.
+        reason: String,
+    },
     /// The run has no phase of that id.
     #[error("run {run} has no phase `{phase}`; its phases: {}", .known.join(", "))]
     NoSuchPhase {

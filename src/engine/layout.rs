@@ -9,6 +9,10 @@ pub const SCHEMAS: &str = "schemas";
 /// `phases/`.
 pub const PHASES: &str = "phases";
 
+// The helpers below take a phase *key*: a top-level phase's id (`build`),
+// or a loop child's key from [`child_key`] (`fix/iterations/2/test`), so a
+// child's files have a phase's layout under its iteration.
+
 /// `phases/<id>/state.json`.
 pub fn state(phase: &str) -> String {
     format!("{PHASES}/{phase}/state.json")
@@ -34,6 +38,19 @@ pub fn attempt(phase: &str, n: u32) -> String {
     format!("{PHASES}/{phase}/attempts/{n}")
 }
 
+/// `phases/<loop>/iterations`: every iteration of a loop's current attempt.
+pub fn iterations(parent: &str) -> String {
+    format!("{PHASES}/{parent}/iterations")
+}
+
+/// The key of child `child` of loop `parent` in iteration `iteration`:
+/// `<loop>/iterations/<k>/<child>`, so its files are under
+/// `phases/<loop>/iterations/<k>/<child>/` (`state.json`, `artifacts/`,
+/// `log.jsonl`, `attempts/`).
+pub fn child_key(parent: &str, iteration: u32, child: &str) -> String {
+    format!("{parent}/iterations/{iteration}/{child}")
+}
+
 /// The frozen file for a schema name as the template wrote it. Plain names
 /// keep their name (`schemas/spec.json`); names with other characters
 /// (paths, URIs) are folded and get a short digest of the full name, so two
@@ -57,6 +74,18 @@ pub fn frozen_schema(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_key_gives_a_child_a_phase_layout_under_its_iteration() {
+        let key = child_key("fix", 2, "test");
+        assert_eq!(state(&key), "phases/fix/iterations/2/test/state.json");
+        assert_eq!(
+            artifact(&key, "result"),
+            "phases/fix/iterations/2/test/artifacts/result.json"
+        );
+        assert_eq!(attempt(&key, 1), "phases/fix/iterations/2/test/attempts/1");
+        assert!(state(&key).starts_with(&iterations("fix")));
+    }
 
     #[test]
     fn frozen_schema_files_never_collide() {

@@ -418,16 +418,28 @@ pub fn control_offline(
             if matches!(record.status, RunStatus::Completed | RunStatus::Cancelled) {
                 return Err(refuse(format!("it is already {}", record.status.as_str())));
             }
-            for state in &snap.phases {
-                if matches!(
-                    state.status,
+            let open = |s: &super::PhaseState| {
+                matches!(
+                    s.status,
                     PhaseStatus::Pending | PhaseStatus::Running | PhaseStatus::Waiting
-                ) {
-                    let mut state = state.clone();
-                    state.status = PhaseStatus::Cancelled;
+                )
+            };
+            for state in snap.phases.iter().filter(|s| open(s)) {
+                let mut cancelled = state.clone();
+                cancelled.status = PhaseStatus::Cancelled;
+                changes.push(Change::write(
+                    layout::state(&state.id),
+                    to_file_bytes(&cancelled),
+                ));
+                // A loop that was going on: so are its current iteration's children.
+                let children = snap.children.get(&state.id).into_iter().flatten();
+                for child in children.filter(|c| open(c)) {
+                    let mut cancelled = child.clone();
+                    cancelled.status = PhaseStatus::Cancelled;
+                    let key = layout::child_key(&state.id, state.iteration, &child.id);
                     changes.push(Change::write(
-                        layout::state(&state.id),
-                        to_file_bytes(&state),
+                        layout::state(&key),
+                        to_file_bytes(&cancelled),
                     ));
                 }
             }

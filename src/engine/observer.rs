@@ -15,7 +15,9 @@ pub enum Event<'a> {
         run: &'a str,
         /// The template's name.
         template: &'a str,
-        /// How many phases the run has.
+        /// How many phases the run has so far: its top-level phases, and
+        /// each loop's children once per iteration it started (each
+        /// [`Event::IterationStarted`] adds more).
         phases: usize,
         /// How many of them had already ended (when resuming).
         done: usize,
@@ -26,6 +28,17 @@ pub enum Event<'a> {
         phase: &'a str,
         /// The attempt number.
         attempt: u32,
+    },
+    /// A loop started an iteration: its child phases are pending.
+    IterationStarted {
+        /// The loop.
+        phase: &'a str,
+        /// The iteration, from 1.
+        iteration: u32,
+        /// The loop's `max_iters`.
+        max_iters: u32,
+        /// How many child phases the iteration has.
+        children: usize,
     },
     /// An attempt failed and another will follow after `wait`.
     PhaseRetrying {

@@ -158,6 +158,10 @@ pub struct PhaseState {
     pub status: PhaseStatus,
     /// The current (or last) attempt, from 1; 0 before the first.
     pub attempt: u32,
+    /// A loop: its current (or last) iteration, from 1; a loop's child: the
+    /// iteration it belongs to. 0 (left out) for everything else.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub iteration: u32,
     /// When the current attempt started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -187,6 +191,10 @@ pub struct PhaseState {
     /// Why the phase was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
+    /// A loop that completed because `max_iters` ran out before `until`
+    /// held (`on_exhausted: continue`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exhausted: bool,
     /// Artifacts a person accepted or edited without them passing their schema.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forced: Vec<String>,
@@ -200,6 +208,7 @@ impl PhaseState {
             kind,
             status: PhaseStatus::Pending,
             attempt: 0,
+            iteration: 0,
             started_at: None,
             finished_at: None,
             duration_ms: None,
@@ -209,9 +218,14 @@ impl PhaseState {
             artifacts: Vec::new(),
             error: None,
             skip_reason: None,
+            exhausted: false,
             forced: Vec::new(),
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Serialises a record as a checkpoint file: pretty JSON, one value per line, final newline.

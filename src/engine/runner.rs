@@ -6,6 +6,15 @@
 //! phase tasks to report. Starting phases is committed before their
 //! processes spawn, so a checkpoint never lags behind a side effect it
 //! could have recorded.
+//!
+//! What it schedules are [`Unit`]s: top-level phases, and the child phases
+//! of running loops in their current iteration. Both go through the same
+//! steps (ready, `if`, prepare, start, report, finish), so retries,
+//! timeouts, outputs and control requests work the same inside a loop;
+//! what only loops have (iterations, `until`, their end) is in
+//! [`iteration`].
+
+mod iteration;
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -16,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use self::iteration::LoopState;
 use super::control::{self, Action, ControlDir, Reply, Request};
 use super::snapshot::RunSnapshot;
 use super::{
@@ -89,20 +99,27 @@ pub struct NewRun {
     pub auto: bool,
 }
 
-/// Refuses templates with phase kinds this version cannot run, before anything is written.
+/// Refuses templates this version cannot run, before anything is written:
+/// agent phases, and loops of anything but script phases.
 pub fn ensure_runnable(template: &Template) -> Result<(), EngineError> {
-    let runnable = |p: &&Phase| matches!(p.kind, PhaseKind::Script | PhaseKind::Gate);
-    match template.phases.iter().find(|p| !runnable(p)) {
-        Some(p) => Err(EngineError::Unsupported {
-            phase: p.id.clone(),
-            kind: p.kind.as_str(),
-        }),
-        None => Ok(()),
+    for phase in &template.phases {
+        match phase.kind {
+            PhaseKind::Script | PhaseKind::Gate => {}
+            PhaseKind::Loop => iteration::ensure_runnable(phase)?,
+            PhaseKind::Agent => {
+                return Err(EngineError::Unsupported {
+                    phase: phase.id.clone(),
+                    kind: phase.kind.as_str(),
+                });
+            }
+        }
     }
+    Ok(())
 }
 
 /// Writes the run's first checkpoint: run.json, the frozen template and
-/// schemas, and a pending state for every phase.
+/// schemas, and a pending state for every top-level phase (a loop's
+/// children get theirs when an iteration starts).
 pub fn create(
     store: &dyn RunStore,
     new: &NewRun,
@@ -152,23 +169,25 @@ pub fn create(
     Ok(store.commit(&new.id, None, &changes, &message, clock.epoch_seconds())?)
 }
 
-/// What a failure of top-level phase `i` does to the run.
-fn on_failure(template: &Template, i: usize) -> OnFailure {
-    template.phases[i]
+/// What a failure of `phase` does to what holds it: the run for a
+/// top-level phase, its loop for a loop's child.
+fn on_failure(template: &Template, phase: &Phase) -> OnFailure {
+    phase
         .on_failure
         .or(template.defaults.on_failure)
         .unwrap_or(OnFailure::Stop)
 }
 
-/// The phases whose failure stops the run (`on_failure: stop`).
+/// The top-level phases whose failure stops the run (`on_failure: stop`).
 fn blocking_failures<'s>(
     template: &'s Template,
     states: &'s [PhaseState],
 ) -> impl Iterator<Item = &'s PhaseState> {
-    states
+    template
+        .phases
         .iter()
-        .enumerate()
-        .filter(|(i, s)| s.status.is_failure() && on_failure(template, *i) == OnFailure::Stop)
+        .zip(states)
+        .filter(|(p, s)| s.status.is_failure() && on_failure(template, p) == OnFailure::Stop)
         .map(|(_, s)| s)
 }
 
@@ -187,7 +206,8 @@ pub fn resumable(snapshot: &RunSnapshot) -> bool {
 /// Drives a run from its tip until it completes, fails, or is interrupted
 /// (`interrupt` turning true: running phases are killed and go back to
 /// pending, the run is paused). Phases that were running when an earlier
-/// runner died start a new attempt; completed phases never run again.
+/// runner died start a new attempt; completed phases never run again; a
+/// loop goes on in the iteration it was in.
 pub async fn drive(
     store: &dyn RunStore,
     run: &RunId,
@@ -207,11 +227,11 @@ pub async fn drive(
     }
     runner.recover_interrupted();
     runner.set_status(RunStatus::Running, None);
-    let done = runner.states.iter().filter(|s| s.status.is_final()).count();
+    let (phases, done) = runner.progress();
     observer.event(&Event::RunStarted {
         run: run.as_str(),
         template: &runner.record.template,
-        phases: runner.states.len(),
+        phases,
         done,
     });
 
@@ -234,6 +254,9 @@ pub async fn drive(
                 }
             }
         }
+        // Iterations end (and loops with them) whether or not anything may
+        // start now: a paused run still records that a loop moved on.
+        runner.settle_loops();
         let launches = if stop.is_some() || runner.must_stop() {
             Vec::new()
         } else {
@@ -299,11 +322,36 @@ async fn next_request(watch: &mut Option<control::Watch>) {
     }
 }
 
+/// A phase the runner schedules: a top-level phase by index, or a child
+/// of a started loop (both by index in the template) in the loop's current
+/// iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Unit {
+    /// `template.phases[i]`.
+    Top(usize),
+    /// `template.phases[parent].phases[child]`.
+    Child {
+        /// The loop's index.
+        parent: usize,
+        /// The child's index among the loop's phases.
+        child: usize,
+    },
+}
+
+impl Unit {
+    /// The top-level phase the unit is or belongs to.
+    fn top(self) -> usize {
+        match self {
+            Unit::Top(i) | Unit::Child { parent: i, .. } => i,
+        }
+    }
+}
+
 /// What a phase task sends back to the runner.
 enum Report {
     /// An attempt failed; the task waits `wait` and tries again.
     Retrying {
-        index: usize,
+        unit: Unit,
         attempt: u32,
         outcome: AttemptOutcome,
         elapsed: Duration,
@@ -311,7 +359,7 @@ enum Report {
     },
     /// The phase's last attempt ended; the task is gone.
     Finished {
-        index: usize,
+        unit: Unit,
         attempt: u32,
         outcome: AttemptOutcome,
         elapsed: Duration,
@@ -320,7 +368,7 @@ enum Report {
 
 /// Everything a phase task needs, resolved by the runner.
 struct Launch {
-    index: usize,
+    unit: Unit,
     job: ScriptJob,
     first_attempt: u32,
     max_attempts: u32,
@@ -338,7 +386,7 @@ async fn phase_task(
     tx: mpsc::UnboundedSender<Report>,
 ) {
     let Launch {
-        index,
+        unit,
         mut job,
         first_attempt,
         max_attempts,
@@ -356,7 +404,7 @@ async fn phase_task(
         let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. }));
         if !retryable || attempt >= max_attempts || *cancel.borrow() {
             let _ = tx.send(Report::Finished {
-                index,
+                unit,
                 attempt,
                 outcome,
                 elapsed,
@@ -365,7 +413,7 @@ async fn phase_task(
         }
         let wait = backoff(retry.as_ref(), attempt);
         let _ = tx.send(Report::Retrying {
-            index,
+            unit,
             attempt,
             outcome,
             elapsed,
@@ -375,7 +423,7 @@ async fn phase_task(
             _ = tokio::time::sleep(wait) => {}
             _ = cancel.wait_for(|c| *c) => {
                 let outcome = AttemptOutcome { result: Err(AttemptError::Cancelled), exit_code: None, log: Vec::new(), rejected: Vec::new() };
-                let _ = tx.send(Report::Finished { index, attempt: attempt + 1, outcome, elapsed: Duration::ZERO });
+                let _ = tx.send(Report::Finished { unit, attempt: attempt + 1, outcome, elapsed: Duration::ZERO });
                 return;
             }
         }
@@ -416,11 +464,14 @@ struct Runner<'a> {
     states: Vec<PhaseState>,
     /// Artifacts of completed phases, by phase index.
     artifacts: Vec<BTreeMap<String, Value>>,
+    /// The iterations of each top-level phase, by index: empty unless it
+    /// is a loop that has started.
+    loops: Vec<LoopState>,
     /// Compiled frozen schemas by name as written in the template.
     schemas: BTreeMap<String, Arc<Schema>>,
     /// Loaded artifacts that no longer match their schema, by producing
-    /// phase: the phases that need them fail instead of starting.
-    invalid: BTreeMap<usize, Vec<ArtifactProblem>>,
+    /// unit: the units that need them fail instead of starting.
+    invalid: BTreeMap<Unit, Vec<ArtifactProblem>>,
     /// Auto mode is off and a phase just ended: start nothing until
     /// `wfe continue` (or auto mode on).
     hold: bool,
@@ -433,13 +484,51 @@ struct Runner<'a> {
 struct Pending {
     changes: Vec<Change>,
     record_dirty: bool,
-    dirty: Vec<usize>,
+    dirty: Vec<Unit>,
     /// Human summaries, joined into the commit's first line.
     summaries: Vec<String>,
-    /// (phase, event) trailers in order.
+    /// (phase key, event) trailers in order.
     events: Vec<(Option<String>, &'static str)>,
     /// Who asked for the control actions in this checkpoint.
     requested_by: Vec<String>,
+}
+
+/// A completed phase's artifacts as committed, and the problems of those
+/// that no longer match their schema: the ref may have been changed by
+/// hand since they were valid, so they are checked again, once, on load.
+/// `key` is where the phase's files are.
+fn load_artifacts(
+    store: &dyn RunStore,
+    snapshot: &RunSnapshot,
+    schemas: &BTreeMap<String, Arc<Schema>>,
+    spec: &Phase,
+    state: &PhaseState,
+    key: &str,
+) -> Result<(BTreeMap<String, Value>, Vec<ArtifactProblem>), EngineError> {
+    let mut found = BTreeMap::new();
+    let mut problems = Vec::new();
+    if state.status != PhaseStatus::Completed {
+        return Ok((found, problems));
+    }
+    for name in &state.artifacts {
+        let Some(value) = snapshot.artifact(store, key, name)? else {
+            continue;
+        };
+        let schema = spec.outputs.get(name).and_then(|n| schemas.get(n));
+        if let (Some(schema), false) = (schema, state.forced.contains(name)) {
+            let violations = schema.validate(&value);
+            if !violations.is_empty() {
+                problems.push(ArtifactProblem {
+                    artifact: format!("{}/{name}", state.id),
+                    schema: schema.name().to_string(),
+                    message: "no longer matches its schema".into(),
+                    violations,
+                });
+            }
+        }
+        found.insert(name.clone(), value);
+    }
+    Ok((found, problems))
 }
 
 impl<'a> Runner<'a> {
@@ -452,84 +541,155 @@ impl<'a> Runner<'a> {
         let snapshot = RunSnapshot::load_tip(store, run)?;
         ensure_runnable(&snapshot.template)?;
         let schemas = snapshot.schemas(store)?;
-        let mut artifacts = vec![BTreeMap::new(); snapshot.phases.len()];
-        let mut invalid: BTreeMap<usize, Vec<ArtifactProblem>> = BTreeMap::new();
+        let mut artifacts = Vec::with_capacity(snapshot.phases.len());
+        let mut invalid = BTreeMap::new();
         for (i, state) in snapshot.phases.iter().enumerate() {
-            if state.status != PhaseStatus::Completed {
-                continue;
-            }
-            for name in &state.artifacts {
-                let Some(value) = snapshot.artifact(store, &state.id, name)? else {
-                    continue;
-                };
-                // Artifacts were valid when committed, but the ref may have
-                // been changed by hand since: check again, once, here.
-                let schema_name = snapshot.template.phases[i].outputs.get(name);
-                let schema = schema_name.and_then(|n| schemas.get(n));
-                if let (Some(schema), false) = (schema, state.forced.contains(name)) {
-                    let violations = schema.validate(&value);
-                    if !violations.is_empty() {
-                        invalid.entry(i).or_default().push(ArtifactProblem {
-                            artifact: format!("{}/{name}", state.id),
-                            schema: schema.name().to_string(),
-                            message: "no longer matches its schema".into(),
-                            violations,
-                        });
-                    }
-                }
-                artifacts[i].insert(name.clone(), value);
+            let spec = &snapshot.template.phases[i];
+            let (found, problems) =
+                load_artifacts(store, &snapshot, &schemas, spec, state, &state.id)?;
+            artifacts.push(found);
+            if !problems.is_empty() {
+                invalid.insert(Unit::Top(i), problems);
             }
         }
-        Ok(Runner {
+        let mut runner = Runner {
             store,
             settings,
             observer,
             run: run.clone(),
-            tip: snapshot.checkpoint,
+            tip: snapshot.checkpoint.clone(),
             dag: Dag::new(&snapshot.template.phases),
-            record: snapshot.record,
-            template: snapshot.template,
-            states: snapshot.phases,
+            record: snapshot.record.clone(),
+            template: snapshot.template.clone(),
+            states: snapshot.phases.clone(),
             artifacts,
+            loops: vec![LoopState::default(); snapshot.phases.len()],
             schemas,
             invalid,
             hold: false,
             pending: Pending::default(),
-        })
+        };
+        runner.load_loops(&snapshot)?;
+        Ok(runner)
     }
 
     fn phase(&self, i: usize) -> &Phase {
         &self.template.phases[i]
     }
 
-    fn on_failure(&self, i: usize) -> OnFailure {
-        on_failure(&self.template, i)
+    /// The template entry of a unit.
+    fn spec(&self, u: Unit) -> &Phase {
+        match u {
+            Unit::Top(i) => &self.template.phases[i],
+            Unit::Child { parent, child } => &self.template.phases[parent].phases[child],
+        }
     }
 
-    /// A phase whose dependants may start: it ended well, was skipped, or
+    fn state(&self, u: Unit) -> &PhaseState {
+        match u {
+            Unit::Top(i) => &self.states[i],
+            Unit::Child { parent, child } => &self.loops[parent].states[child],
+        }
+    }
+
+    fn state_mut(&mut self, u: Unit) -> &mut PhaseState {
+        match u {
+            Unit::Top(i) => &mut self.states[i],
+            Unit::Child { parent, child } => &mut self.loops[parent].states[child],
+        }
+    }
+
+    /// The artifacts a unit produced (in its loop's current iteration).
+    fn outputs(&self, u: Unit) -> &BTreeMap<String, Value> {
+        match u {
+            Unit::Top(i) => &self.artifacts[i],
+            Unit::Child { parent, child } => &self.loops[parent].artifacts[child],
+        }
+    }
+
+    fn outputs_mut(&mut self, u: Unit) -> &mut BTreeMap<String, Value> {
+        match u {
+            Unit::Top(i) => &mut self.artifacts[i],
+            Unit::Child { parent, child } => &mut self.loops[parent].artifacts[child],
+        }
+    }
+
+    fn id(&self, u: Unit) -> &str {
+        &self.spec(u).id
+    }
+
+    /// Where a unit's files are (see [`layout::child_key`]).
+    fn key(&self, u: Unit) -> String {
+        match u {
+            Unit::Top(i) => self.dag.id(i).to_string(),
+            Unit::Child { parent, .. } => layout::child_key(
+                self.dag.id(parent),
+                self.loops[parent].iteration,
+                self.id(u),
+            ),
+        }
+    }
+
+    /// How people see a unit: its id, or `loop[k]/child`.
+    fn label(&self, u: Unit) -> String {
+        match u {
+            Unit::Top(i) => self.dag.id(i).to_string(),
+            Unit::Child { parent, .. } => format!(
+                "{}[{}]/{}",
+                self.dag.id(parent),
+                self.loops[parent].iteration,
+                self.id(u)
+            ),
+        }
+    }
+
+    /// Every unit that may still change: each top-level phase, and the
+    /// children of each running loop in its current iteration.
+    fn units(&self) -> Vec<Unit> {
+        let mut units: Vec<Unit> = (0..self.states.len()).map(Unit::Top).collect();
+        for (parent, l) in self.loops.iter().enumerate() {
+            if self.states[parent].status == PhaseStatus::Running {
+                units.extend((0..l.states.len()).map(|child| Unit::Child { parent, child }));
+            }
+        }
+        units
+    }
+
+    fn on_failure(&self, u: Unit) -> OnFailure {
+        on_failure(&self.template, self.spec(u))
+    }
+
+    /// A unit whose dependants may start: it ended well, was skipped, or
     /// failed with `on_failure: continue`.
-    fn satisfied(&self, i: usize) -> bool {
-        let status = self.states[i].status;
+    fn satisfied(&self, u: Unit) -> bool {
+        let status = self.state(u).status;
         matches!(status, PhaseStatus::Completed | PhaseStatus::Skipped)
-            || (status.is_failure() && self.on_failure(i) == OnFailure::Continue)
+            || (status.is_failure() && self.on_failure(u) == OnFailure::Continue)
     }
 
-    /// True once a phase failed with `on_failure: stop`: nothing new starts.
+    /// True once a phase failed with `on_failure: stop` (or a running
+    /// loop's child did, and the loop will fail with `on_failure: stop`):
+    /// nothing new starts.
     fn must_stop(&self) -> bool {
         blocking_failures(&self.template, &self.states)
             .next()
             .is_some()
+            || (0..self.states.len()).any(|p| {
+                self.states[p].status == PhaseStatus::Running
+                    && self.doomed(p)
+                    && self.on_failure(Unit::Top(p)) == OnFailure::Stop
+            })
     }
 
-    fn mark(&mut self, i: usize) {
-        if !self.pending.dirty.contains(&i) {
-            self.pending.dirty.push(i);
+    fn mark(&mut self, u: Unit) {
+        if !self.pending.dirty.contains(&u) {
+            self.pending.dirty.push(u);
         }
     }
 
-    fn note(&mut self, phase: Option<usize>, event: &'static str, summary: String) {
-        let phase = phase.map(|i| self.dag.id(i).to_string());
-        self.pending.events.push((phase, event));
+    fn note(&mut self, u: Option<Unit>, event: &'static str, summary: String) {
+        let key = u.map(|u| self.key(u));
+        self.pending.events.push((key, event));
         self.pending.summaries.push(summary);
     }
 
@@ -562,74 +722,151 @@ impl<'a> Runner<'a> {
     }
 
     /// Phases left `running` by a runner that died start over as a new
-    /// attempt; the lost attempt is archived as interrupted.
+    /// attempt; the lost attempt is archived as interrupted. A loop left
+    /// running is not one of them: it goes on in its iteration, where its
+    /// children that were running start over.
     fn recover_interrupted(&mut self) {
-        for i in 0..self.states.len() {
-            if self.states[i].status != PhaseStatus::Running {
-                continue;
-            }
-            let attempt = self.states[i].attempt;
+        let interrupted: Vec<Unit> = self
+            .units()
+            .into_iter()
+            .filter(|&u| {
+                self.state(u).status == PhaseStatus::Running && self.spec(u).kind != PhaseKind::Loop
+            })
+            .collect();
+        for u in interrupted {
+            let attempt = self.state(u).attempt;
             let error = AttemptError::Internal {
                 message: "interrupted: the runner stopped during this attempt".into(),
             };
-            let id = self.dag.id(i).to_string();
+            let key = self.key(u);
             self.pending.changes.push(Change::write(
-                format!("{}/error.json", layout::attempt(&id, attempt)),
+                format!("{}/error.json", layout::attempt(&key, attempt)),
                 to_file_bytes(&error),
             ));
-            let state = &mut self.states[i];
+            let state = self.state_mut(u);
             state.status = PhaseStatus::Pending;
             state.error = Some(error);
-            self.mark(i);
+            self.mark(u);
+            let label = self.label(u);
             self.note(
-                Some(i),
+                Some(u),
                 "phase-interrupted",
-                format!("{id} interrupted (attempt {attempt})"),
+                format!("{label} interrupted (attempt {attempt})"),
             );
         }
     }
 
-    /// The template context of phase `i`: args, its ancestors' artifacts,
-    /// the run and the phase.
-    fn context(&self, i: usize) -> Value {
-        let mut artifacts = serde_json::Map::new();
-        for a in self.dag.ancestors(i) {
-            if !self.artifacts[a].is_empty() {
-                artifacts.insert(self.dag.id(a).to_string(), json!(self.artifacts[a]));
+    /// The units whose artifacts `u` reads: its top-level ancestors (for a
+    /// completed loop, the children of its last iteration), and for a
+    /// loop's child also its ancestors among its siblings, this iteration.
+    fn upstream(&self, u: Unit) -> Vec<Unit> {
+        let mut out = Vec::new();
+        for a in self.dag.ancestors(u.top()) {
+            if self.phase(a).kind == PhaseKind::Loop {
+                // Like a skipped phase, a loop that failed (`on_failure:
+                // continue`) leaves its dependants nothing.
+                if self.states[a].status == PhaseStatus::Completed {
+                    let children = self.loops[a].states.len();
+                    out.extend((0..children).map(|child| Unit::Child { parent: a, child }));
+                }
+            } else {
+                out.push(Unit::Top(a));
             }
         }
-        json!({
-            "args": self.record.args,
-            "artifacts": artifacts,
-            "run": { "id": self.record.id, "template": self.record.template },
-            "phase": { "id": self.dag.id(i), "attempt": self.states[i].attempt + 1 },
-        })
+        if let Unit::Child { parent, child } = u {
+            let siblings = self.loops[parent].dag.ancestors(child);
+            out.extend(
+                siblings
+                    .into_iter()
+                    .map(|c| Unit::Child { parent, child: c }),
+            );
+        }
+        out
     }
 
-    /// Starts every ready phase (up to `jobs` running), skipping those whose
-    /// `if` is false; returns what to spawn once the start is committed.
+    /// `artifacts` of a context: the artifacts of `units` by phase id.
+    fn artifacts_json(&self, units: &[Unit]) -> serde_json::Map<String, Value> {
+        let mut artifacts = serde_json::Map::new();
+        for &v in units {
+            let found = self.outputs(v);
+            if !found.is_empty() {
+                artifacts.insert(self.id(v).to_string(), json!(found));
+            }
+        }
+        artifacts
+    }
+
+    /// The template context of a unit: args, the artifacts upstream of it,
+    /// the run and the phase; for a loop's child also `loop` and
+    /// `previous` (see [`Runner::loop_context`]).
+    fn context(&self, u: Unit) -> Value {
+        let mut context = json!({
+            "args": self.record.args,
+            "artifacts": self.artifacts_json(&self.upstream(u)),
+            "run": { "id": self.record.id, "template": self.record.template },
+            "phase": { "id": self.id(u), "attempt": self.state(u).attempt + 1 },
+        });
+        if let Unit::Child { parent, .. } = u {
+            let (this_loop, previous) = self.loop_context(parent);
+            context["loop"] = this_loop;
+            context["previous"] = previous;
+        }
+        context
+    }
+
+    /// The units that could start now: pending, with every need satisfied.
+    /// A loop's children wait while their loop is running and not bound
+    /// to fail.
+    fn ready(&self) -> Vec<Unit> {
+        let mut ready: Vec<Unit> = self
+            .dag
+            .ready(
+                |i| self.states[i].status == PhaseStatus::Pending,
+                |n| self.satisfied(Unit::Top(n)),
+            )
+            .into_iter()
+            .map(Unit::Top)
+            .collect();
+        for (parent, l) in self.loops.iter().enumerate() {
+            if self.states[parent].status != PhaseStatus::Running || self.doomed(parent) {
+                continue;
+            }
+            let children = l.dag.ready(
+                |c| l.states[c].status == PhaseStatus::Pending,
+                |c| self.satisfied(Unit::Child { parent, child: c }),
+            );
+            ready.extend(
+                children
+                    .into_iter()
+                    .map(|child| Unit::Child { parent, child }),
+            );
+        }
+        ready
+    }
+
+    /// Starts every ready unit (up to `jobs` running), skipping those whose
+    /// `if` is false and beginning loops; returns what to spawn once the
+    /// start is committed.
     fn schedule(&mut self, mut running: usize) -> Vec<Launch> {
         let mut launches = Vec::new();
         if self.hold {
             return launches;
         }
         loop {
-            let ready = self.dag.ready(
-                |i| self.states[i].status == PhaseStatus::Pending,
-                |n| self.satisfied(n),
-            );
-            let mut skipped_any = false;
-            for i in ready {
+            // Skips, failures before start, new loops and ended iterations
+            // can make more units ready: go round until nothing changes.
+            let mut progressed = false;
+            for u in self.ready() {
                 if running >= self.settings.jobs.max(1) || self.must_stop() {
                     break;
                 }
-                let context = self.context(i);
-                if let Some(condition) = self.phase(i).condition.clone() {
+                let context = self.context(u);
+                if let Some(condition) = self.spec(u).condition.clone() {
                     match expr::eval_condition(&condition, &context) {
                         Ok(true) => {}
                         Ok(false) => {
-                            self.skip(i, format!("`if: {condition}` is false"));
-                            skipped_any = true;
+                            self.skip(u, format!("`if: {condition}` is false"));
+                            progressed = true;
                             continue;
                         }
                         Err(e) => {
@@ -637,25 +874,33 @@ impl<'a> Runner<'a> {
                                 field: "if".into(),
                                 message: e.message,
                             };
-                            self.fail_before_start(i, error);
+                            self.fail_before_start(u, error);
+                            progressed = true;
                             continue;
                         }
                     }
                 }
-                if self.phase(i).kind == PhaseKind::Gate {
-                    self.await_approval(i);
-                    continue;
-                }
-                match self.prepare(i, &context) {
-                    Ok(launch) => {
-                        self.start(i);
-                        launches.push(launch);
-                        running += 1;
+                match (u, self.spec(u).kind) {
+                    (Unit::Top(i), PhaseKind::Gate) => self.await_approval(i),
+                    (Unit::Top(i), PhaseKind::Loop) => {
+                        self.start_loop(i);
+                        progressed = true;
                     }
-                    Err(error) => self.fail_before_start(i, error),
+                    _ => match self.prepare(u, &context) {
+                        Ok(launch) => {
+                            self.start(u);
+                            launches.push(launch);
+                            running += 1;
+                        }
+                        Err(error) => {
+                            self.fail_before_start(u, error);
+                            progressed = true;
+                        }
+                    },
                 }
             }
-            if !skipped_any {
+            progressed |= self.settle_loops();
+            if !progressed {
                 return launches;
             }
         }
@@ -668,7 +913,7 @@ impl<'a> Runner<'a> {
         let state = &mut self.states[i];
         state.status = PhaseStatus::Waiting;
         state.started_at = Some(now);
-        self.mark(i);
+        self.mark(Unit::Top(i));
         self.observer.event(&Event::PhaseFinished {
             phase: &id,
             status: PhaseStatus::Waiting,
@@ -677,31 +922,31 @@ impl<'a> Runner<'a> {
             error: None,
         });
         self.note(
-            Some(i),
+            Some(Unit::Top(i)),
             "phase-waiting",
             format!("{id} waiting for approval"),
         );
     }
 
-    fn skip(&mut self, i: usize, reason: String) {
-        let id = self.dag.id(i).to_string();
+    fn skip(&mut self, u: Unit, reason: String) {
+        let label = self.label(u);
         self.observer.event(&Event::PhaseSkipped {
-            phase: &id,
+            phase: &label,
             reason: &reason,
         });
         let now = self.settings.clock.stamp();
-        let state = &mut self.states[i];
+        let state = self.state_mut(u);
         state.status = PhaseStatus::Skipped;
         state.finished_at = Some(now);
         state.skip_reason = Some(reason);
-        self.mark(i);
-        self.note(Some(i), "phase-skipped", format!("{id} skipped"));
+        self.mark(u);
+        self.note(Some(u), "phase-skipped", format!("{label} skipped"));
     }
 
-    fn start(&mut self, i: usize) {
-        let id = self.dag.id(i).to_string();
+    fn start(&mut self, u: Unit) {
+        let label = self.label(u);
         let now = self.settings.clock.stamp();
-        let state = &mut self.states[i];
+        let state = self.state_mut(u);
         state.attempt += 1;
         state.status = PhaseStatus::Running;
         state.started_at = Some(now);
@@ -709,23 +954,23 @@ impl<'a> Runner<'a> {
         state.duration_ms = None;
         state.exit_code = None;
         let attempt = state.attempt;
-        self.mark(i);
+        self.mark(u);
         self.observer.event(&Event::PhaseStarted {
-            phase: &id,
+            phase: &label,
             attempt,
         });
         self.note(
-            Some(i),
+            Some(u),
             "phase-started",
-            format!("{id} started (attempt {attempt})"),
+            format!("{label} started (attempt {attempt})"),
         );
     }
 
-    /// A phase that cannot even start (its `if` or a template field does
+    /// A unit that cannot even start (its `if` or a template field does
     /// not render) fails its next attempt without running anything.
-    fn fail_before_start(&mut self, i: usize, error: AttemptError) {
-        self.start(i);
-        let attempt = self.states[i].attempt;
+    fn fail_before_start(&mut self, u: Unit, error: AttemptError) {
+        self.start(u);
+        let attempt = self.state(u).attempt;
         let outcome = AttemptOutcome {
             result: Err(error),
             exit_code: None,
@@ -734,7 +979,7 @@ impl<'a> Runner<'a> {
         };
         self.apply(
             Report::Finished {
-                index: i,
+                unit: u,
                 attempt,
                 outcome,
                 elapsed: Duration::ZERO,
@@ -743,10 +988,10 @@ impl<'a> Runner<'a> {
         );
     }
 
-    /// Resolves phase `i` into a job: rendered command, cwd and env, input
+    /// Resolves a unit into a job: rendered command, cwd and env, input
     /// artifacts, compiled output schemas.
-    fn prepare(&self, i: usize, context: &Value) -> Result<Launch, AttemptError> {
-        let phase = self.phase(i);
+    fn prepare(&self, u: Unit, context: &Value) -> Result<Launch, AttemptError> {
+        let phase = self.spec(u);
         let render = |field: &str, source: &str| {
             expr::render(source, context).map_err(|e| AttemptError::Render {
                 field: field.to_string(),
@@ -759,13 +1004,20 @@ impl<'a> Runner<'a> {
             None => self.settings.work_dir.clone(),
         };
         let mut env = args_env(&self.record.args);
+        if let Unit::Child { parent, .. } = u {
+            env.push(("WFE_LOOP".into(), self.dag.id(parent).to_string()));
+            env.push((
+                "WFE_ITERATION".into(),
+                self.loops[parent].iteration.to_string(),
+            ));
+        }
         for (key, value) in &phase.env {
             env.push((key.clone(), render(&format!("env.{key}"), value)?));
         }
-        let ancestors = self.dag.ancestors(i);
-        let problems: Vec<ArtifactProblem> = ancestors
+        let upstream = self.upstream(u);
+        let problems: Vec<ArtifactProblem> = upstream
             .iter()
-            .filter_map(|a| self.invalid.get(a))
+            .filter_map(|v| self.invalid.get(v))
             .flatten()
             .cloned()
             .collect();
@@ -773,14 +1025,13 @@ impl<'a> Runner<'a> {
             return Err(AttemptError::InvalidInputs { problems });
         }
         let mut inputs = Vec::new();
-        for a in ancestors {
-            for (name, value) in &self.artifacts[a] {
-                inputs.push((
-                    self.dag.id(a).to_string(),
-                    name.clone(),
-                    to_file_bytes(value),
-                ));
+        for v in upstream {
+            for (name, value) in self.outputs(v) {
+                inputs.push((self.id(v).to_string(), name.clone(), to_file_bytes(value)));
             }
+        }
+        if let Unit::Child { parent, .. } = u {
+            inputs.extend(self.previous_inputs(parent));
         }
         let mut outputs = Vec::new();
         for (name, schema_name) in &phase.outputs {
@@ -806,9 +1057,9 @@ impl<'a> Runner<'a> {
             .settings
             .scratch
             .join(self.run.as_str())
-            .join(&phase.id);
+            .join(self.key(u));
         Ok(Launch {
-            index: i,
+            unit: u,
             job: ScriptJob {
                 run: self.record.id.clone(),
                 phase: phase.id.clone(),
@@ -825,7 +1076,7 @@ impl<'a> Runner<'a> {
                     .map(|d| d.0),
                 max_artifact_bytes: self.settings.max_artifact_bytes,
             },
-            first_attempt: self.states[i].attempt + 1,
+            first_attempt: self.state(u).attempt + 1,
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
             retry,
             scratch,
@@ -836,44 +1087,44 @@ impl<'a> Runner<'a> {
     fn apply(&mut self, report: Report, paused: bool) -> bool {
         match report {
             Report::Retrying {
-                index,
+                unit,
                 attempt,
                 outcome,
                 elapsed,
                 wait,
             } => {
-                let id = self.dag.id(index).to_string();
+                let label = self.label(unit);
                 let error = outcome.result.as_ref().err().cloned();
-                self.archive(index, attempt, &outcome);
+                self.archive(unit, attempt, &outcome);
                 if let Some(error) = &error {
                     self.observer.event(&Event::PhaseRetrying {
-                        phase: &id,
+                        phase: &label,
                         attempt,
                         error,
                         wait,
                     });
                 }
-                let state = &mut self.states[index];
+                let state = self.state_mut(unit);
                 state.attempt = attempt + 1;
                 state.exit_code = outcome.exit_code;
                 state.duration_ms = Some(elapsed.as_millis() as u64);
                 state.error = error.clone();
-                self.mark(index);
+                self.mark(unit);
                 let why = error.map(|e| e.to_string()).unwrap_or_default();
                 self.note(
-                    Some(index),
+                    Some(unit),
                     "attempt-failed",
-                    format!("{id} attempt {attempt} failed ({why}); retrying"),
+                    format!("{label} attempt {attempt} failed ({why}); retrying"),
                 );
                 false
             }
             Report::Finished {
-                index,
+                unit,
                 attempt,
                 outcome,
                 elapsed,
             } => {
-                self.finish_phase(index, attempt, outcome, elapsed, paused);
+                self.finish_phase(unit, attempt, outcome, elapsed, paused);
                 true
             }
         }
@@ -881,31 +1132,32 @@ impl<'a> Runner<'a> {
 
     fn finish_phase(
         &mut self,
-        i: usize,
+        u: Unit,
         attempt: u32,
         outcome: AttemptOutcome,
         elapsed: Duration,
         paused: bool,
     ) {
-        let id = self.dag.id(i).to_string();
+        let key = self.key(u);
+        let label = self.label(u);
         let now = self.settings.clock.stamp();
         let log = log_bytes(&outcome.log);
         self.pending
             .changes
-            .push(Change::write(layout::log(&id), log));
+            .push(Change::write(layout::log(&key), log));
         let status = match &outcome.result {
             Ok(artifacts) => {
                 self.pending.changes.push(Change::Remove {
-                    path: layout::artifacts(&id),
+                    path: layout::artifacts(&key),
                 });
                 for (name, value) in artifacts {
                     self.pending.changes.push(Change::write(
-                        layout::artifact(&id, name),
+                        layout::artifact(&key, name),
                         to_file_bytes(value),
                     ));
                 }
-                self.artifacts[i] = artifacts.clone();
-                self.invalid.remove(&i);
+                *self.outputs_mut(u) = artifacts.clone();
+                self.invalid.remove(&u);
                 PhaseStatus::Completed
             }
             // An interrupt sends the phase back to pending: `wfe resume` runs it again.
@@ -915,28 +1167,27 @@ impl<'a> Runner<'a> {
             Err(_) => PhaseStatus::Failed,
         };
         if status != PhaseStatus::Completed {
-            self.archive(i, attempt, &outcome);
+            self.archive(u, attempt, &outcome);
         }
         // `approval: after`: the outputs are in, but dependants wait for a person.
-        let status = if status == PhaseStatus::Completed
-            && self.phase(i).approval == Some(Approval::After)
-        {
-            PhaseStatus::Waiting
-        } else {
-            status
-        };
+        let status =
+            if status == PhaseStatus::Completed && self.spec(u).approval == Some(Approval::After) {
+                PhaseStatus::Waiting
+            } else {
+                status
+            };
         if matches!(status, PhaseStatus::Completed | PhaseStatus::Waiting) && !self.record.auto {
             self.hold = true;
         }
         let error = outcome.result.as_ref().err().cloned();
         self.observer.event(&Event::PhaseFinished {
-            phase: &id,
+            phase: &label,
             status,
             attempt,
             duration: elapsed,
             error: error.as_ref(),
         });
-        let state = &mut self.states[i];
+        let state = self.state_mut(u);
         state.status = status;
         state.attempt = attempt;
         state.finished_at = (status != PhaseStatus::Pending).then_some(now);
@@ -948,27 +1199,19 @@ impl<'a> Runner<'a> {
             .map(|a| a.keys().cloned().collect())
             .unwrap_or_default();
         state.error = error.clone();
-        self.mark(i);
+        self.mark(u);
         let summary = match (&status, &error) {
-            (PhaseStatus::Pending, _) => format!("{id} interrupted (attempt {attempt})"),
-            (_, Some(e)) => format!("{id} {} (attempt {attempt}): {e}", status.as_str()),
-            (_, None) => format!("{id} {} (attempt {attempt})", status.as_str()),
+            (PhaseStatus::Pending, _) => format!("{label} interrupted (attempt {attempt})"),
+            (_, Some(e)) => format!("{label} {} (attempt {attempt}): {e}", status.as_str()),
+            (_, None) => format!("{label} {} (attempt {attempt})", status.as_str()),
         };
-        let event = match status {
-            PhaseStatus::Completed => "phase-completed",
-            PhaseStatus::Waiting => "phase-waiting",
-            PhaseStatus::Pending => "phase-interrupted",
-            PhaseStatus::TimedOut => "phase-timed-out",
-            PhaseStatus::Cancelled => "phase-cancelled",
-            _ => "phase-failed",
-        };
-        self.note(Some(i), event, summary);
+        self.note(Some(u), finished_event(status), summary);
     }
 
     /// Keeps a failed attempt under `attempts/<n>/`: its error, its log and
     /// any rejected output, so nothing it produced is lost.
-    fn archive(&mut self, i: usize, attempt: u32, outcome: &AttemptOutcome) {
-        let dir = layout::attempt(self.dag.id(i), attempt);
+    fn archive(&mut self, u: Unit, attempt: u32, outcome: &AttemptOutcome) {
+        let dir = layout::attempt(&self.key(u), attempt);
         if let Err(error) = &outcome.result {
             self.pending.changes.push(Change::write(
                 format!("{dir}/error.json"),
@@ -989,19 +1232,21 @@ impl<'a> Runner<'a> {
 
     /// Sets the run's final status once no phase is running.
     fn finish(&mut self, stop: Option<Stop>) -> RunStatus {
+        self.settle_loops();
         let failed: Vec<String> = blocking_failures(&self.template, &self.states)
             .filter(|s| s.status != PhaseStatus::Cancelled)
             .map(|s| s.id.clone())
             .collect();
         let (status, reason) = if stop == Some(Stop::Cancel) {
-            // Nothing left will ever run: say so in every phase.
-            for i in 0..self.states.len() {
-                if matches!(
-                    self.states[i].status,
-                    PhaseStatus::Pending | PhaseStatus::Waiting
-                ) {
-                    self.states[i].status = PhaseStatus::Cancelled;
-                    self.mark(i);
+            // Nothing left will ever run: say so in every phase, and in
+            // every loop still going (with its children yet to run).
+            for u in self.units() {
+                let status = self.state(u).status;
+                let cancel = matches!(status, PhaseStatus::Pending | PhaseStatus::Waiting)
+                    || (status == PhaseStatus::Running && self.spec(u).kind == PhaseKind::Loop);
+                if cancel {
+                    self.state_mut(u).status = PhaseStatus::Cancelled;
+                    self.mark(u);
                 }
             }
             (
@@ -1049,10 +1294,12 @@ impl<'a> Runner<'a> {
                 waiting.join(", ")
             ));
         }
-        let pending = self.states.iter().any(|s| s.status == PhaseStatus::Pending);
+        let pending = self
+            .units()
+            .into_iter()
+            .any(|u| self.state(u).status == PhaseStatus::Pending);
         (self.hold && pending).then(|| format!("auto mode is off: `wfe continue {run}` goes on"))
     }
-
     /// Acts on a control request; the checkpoint names who asked.
     fn handle(
         &mut self,
@@ -1078,7 +1325,7 @@ impl<'a> Runner<'a> {
             Action::Approve { phase, artifact } => match self.approve(&phase, artifact.as_ref()) {
                 Ok(()) => {
                     self.note(
-                        self.dag.index(&phase),
+                        self.dag.index(&phase).map(Unit::Top),
                         event,
                         format!("{phase} approved by {by}"),
                     );
@@ -1138,7 +1385,7 @@ impl<'a> Runner<'a> {
         let state = &mut self.states[i];
         state.status = PhaseStatus::Completed;
         state.finished_at = Some(now);
-        self.mark(i);
+        self.mark(Unit::Top(i));
         Ok(())
     }
 
@@ -1178,10 +1425,10 @@ impl<'a> Runner<'a> {
         if pending.record_dirty {
             changes.push(Change::write(layout::RUN, to_file_bytes(&self.record)));
         }
-        for i in pending.dirty {
+        for u in pending.dirty {
             changes.push(Change::write(
-                layout::state(self.dag.id(i)),
-                to_file_bytes(&self.states[i]),
+                layout::state(&self.key(u)),
+                to_file_bytes(self.state(u)),
             ));
         }
         let mut message = Message::new(format!("wfe: {}", pending.summaries.join("; ")))
@@ -1213,6 +1460,18 @@ impl<'a> Runner<'a> {
         });
         self.tip = id;
         Ok(())
+    }
+}
+
+/// The `Wfe-Event` of a phase reaching `status` at the end of an attempt.
+fn finished_event(status: PhaseStatus) -> &'static str {
+    match status {
+        PhaseStatus::Completed => "phase-completed",
+        PhaseStatus::Waiting => "phase-waiting",
+        PhaseStatus::Pending => "phase-interrupted",
+        PhaseStatus::TimedOut => "phase-timed-out",
+        PhaseStatus::Cancelled => "phase-cancelled",
+        _ => "phase-failed",
     }
 }
 
@@ -1298,10 +1557,16 @@ mod tests {
         fn create(&self, phases: Value, args: Value) -> RunId {
             let template: Template =
                 serde_json::from_value(json!({ "name": "t", "phases": phases })).unwrap();
-            let schemas = vec![(
-                "message".to_string(),
-                json!({ "type": "object", "required": ["text"] }),
-            )];
+            let schemas = vec![
+                (
+                    "message".to_string(),
+                    json!({ "type": "object", "required": ["text"] }),
+                ),
+                (
+                    "result".to_string(),
+                    json!({ "type": "object", "required": ["passed"] }),
+                ),
+            ];
             let new = NewRun {
                 id: RunId::generate(),
                 template,
@@ -1552,5 +1817,524 @@ mod tests {
                 ("WFE_ARG_MAX_COUNT".to_string(), "3".to_string()),
             ]
         );
+    }
+
+    /// A loop `fix` of `children` repeated until `until` (at most `max`).
+    fn loop_phase(needs: &[&str], until: Option<&str>, max: u32, children: Value) -> Value {
+        let mut phase = json!({ "id": "fix", "kind": "loop", "needs": needs, "max_iters": max, "phases": children });
+        if let Some(until) = until {
+            phase["until"] = json!(until);
+        }
+        phase
+    }
+
+    /// A child that writes `result` with `passed` true from iteration `from`
+    /// on, its iteration, and what `previous` held of itself.
+    fn tester(id: &str, needs: &[&str], from: u32) -> Value {
+        let mut p = phase(
+            id,
+            needs,
+            &format!(
+                "echo '{{\"passed\": {{{{ (loop.iteration >= {from}) | tojson }}}}, \"iteration\": {{{{ loop.iteration }}}}, \"env\": '$WFE_ITERATION', \"prev\": {{{{ previous.{id}.result.iteration | default(0) }}}}}}' > \"$WFE_OUT/result.json\""
+            ),
+        );
+        p["outputs"] = json!({ "result": "result" });
+        p
+    }
+
+    fn summaries(f: &Fixture, run: &RunId) -> Vec<String> {
+        f.store
+            .history(run)
+            .unwrap()
+            .into_iter()
+            .rev()
+            .map(|c| c.message.summary)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_loop_repeats_until_its_condition_holds_and_dependants_see_the_last_iteration() {
+        let f = Fixture::new();
+        let run = f.create(
+            json!([
+                phase("build", &[], "true"),
+                loop_phase(
+                    &["build"],
+                    Some("artifacts.test.result.passed"),
+                    5,
+                    json!([
+                        phase("change", &[], "test \"$WFE_LOOP\" = fix"),
+                        tester("test", &["change"], 3),
+                    ])
+                ),
+                phase(
+                    "after",
+                    &["fix"],
+                    "test {{ artifacts.test.result.iteration }} = 3 && grep -q '\"iteration\": 3' \"$WFE_IN/test/result.json\""
+                ),
+            ]),
+            json!({}),
+        );
+        assert_eq!(f.drive(&run).await, RunStatus::Completed);
+        assert_eq!(
+            f.ran(),
+            [
+                "build", "change", "test", "change", "test", "change", "test", "after"
+            ]
+        );
+        let snap = f.snapshot(&run);
+        let fix = snap.phase("fix").unwrap();
+        assert_eq!(
+            (fix.status, fix.iteration, fix.exhausted, fix.attempt),
+            (PhaseStatus::Completed, 3, false, 1)
+        );
+        assert_eq!(f.status(&run, "after"), PhaseStatus::Completed);
+        for k in 1..=3u32 {
+            let result = snap
+                .artifact(&f.store, &layout::child_key("fix", k, "test"), "result")
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                result,
+                json!({ "passed": k == 3, "iteration": k, "env": k, "prev": k - 1 }),
+                "iteration {k} kept its own artifact; `previous` held the one before"
+            );
+        }
+        let tests = snap.iteration(&f.store, "fix", 2).unwrap();
+        assert_eq!(tests[1].iteration, 2);
+        assert_eq!(tests[1].status, PhaseStatus::Completed);
+        assert_eq!(snap.children["fix"][1].iteration, 3);
+        let doc = snap.to_json();
+        assert_eq!(doc["phases"][1]["iteration"], 3);
+        assert_eq!(doc["phases"][1]["children"][1]["id"], "test");
+        assert!(doc["phases"][0].get("iteration").is_none());
+        let summaries = summaries(&f, &run);
+        assert!(
+            summaries.contains(
+                &"wfe: fix[1]/test completed (attempt 1); fix iteration 2 of 5 started; fix[2]/change started (attempt 1)".to_string()
+            ),
+            "the end of an iteration and the start of the next fold into one checkpoint: {summaries:#?}"
+        );
+        assert!(
+            summaries.contains(
+                &"wfe: fix[3]/test completed (attempt 1); fix completed after 3 iterations; after started (attempt 1)".to_string()
+            ),
+            "{summaries:#?}"
+        );
+        let trailers = f.store.history(&run).unwrap()[1].message.clone();
+        assert_eq!(
+            trailers.get("Wfe-Phase"),
+            Some("fix/iterations/3/test"),
+            "a child's Wfe-Phase is its path under phases/"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_exhausted_loop_fails_or_completes_as_on_exhausted_says() {
+        for (on_exhausted, run_status, loop_status) in [
+            (None, RunStatus::Failed, PhaseStatus::Failed),
+            (Some("fail"), RunStatus::Failed, PhaseStatus::Failed),
+            (
+                Some("continue"),
+                RunStatus::Completed,
+                PhaseStatus::Completed,
+            ),
+        ] {
+            let f = Fixture::new();
+            let mut fix = loop_phase(
+                &[],
+                Some("artifacts.test.result.passed"),
+                2,
+                json!([tester("test", &[], 99)]),
+            );
+            if let Some(choice) = on_exhausted {
+                fix["on_exhausted"] = json!(choice);
+            }
+            let run = f.create(json!([fix, phase("after", &["fix"], "true")]), json!({}));
+            assert_eq!(f.drive(&run).await, run_status, "{on_exhausted:?}");
+            let snap = f.snapshot(&run);
+            let state = snap.phase("fix").unwrap();
+            assert_eq!(state.status, loop_status, "{on_exhausted:?}");
+            assert_eq!(state.iteration, 2);
+            assert_eq!(
+                f.ran(),
+                if run_status == RunStatus::Completed {
+                    vec!["test", "test", "after"]
+                } else {
+                    vec!["test", "test"]
+                }
+            );
+            if loop_status == PhaseStatus::Failed {
+                assert_eq!(
+                    state.error,
+                    Some(AttemptError::Exhausted {
+                        until: "artifacts.test.result.passed".into(),
+                        iterations: 2
+                    })
+                );
+                assert_eq!(snap.record.reason.as_deref(), Some("phase fix failed"));
+                assert_eq!(f.status(&run, "after"), PhaseStatus::Pending);
+                assert!(
+                    f.store
+                        .read(&snap.checkpoint, "phases/fix/attempts/1/error.json")
+                        .unwrap()
+                        .is_some()
+                );
+            } else {
+                assert!(state.exhausted);
+                assert_eq!(state.error, None);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_child_fails_its_loop_unless_it_may_continue() {
+        let f = Fixture::new();
+        let mut flaky = phase("flaky", &[], "exit 1");
+        flaky["on_failure"] = json!("continue");
+        let run = f.create(
+            json!([
+                loop_phase(
+                    &[],
+                    None,
+                    3,
+                    json!([
+                        flaky,
+                        phase(
+                            "a",
+                            &["flaky"],
+                            "if [ {{ loop.iteration }} = 2 ]; then exit 4; fi"
+                        ),
+                        phase("b", &["a"], "true"),
+                    ])
+                ),
+                phase("after", &["fix"], "true"),
+            ]),
+            json!({}),
+        );
+        assert_eq!(f.drive(&run).await, RunStatus::Failed);
+        assert_eq!(f.ran(), ["flaky", "a", "b", "flaky", "a"]);
+        let snap = f.snapshot(&run);
+        let fix = snap.phase("fix").unwrap();
+        assert_eq!((fix.status, fix.iteration), (PhaseStatus::Failed, 2));
+        assert_eq!(
+            fix.error,
+            Some(AttemptError::ChildFailed {
+                phase: "a".into(),
+                iteration: 2,
+                status: "failed".into(),
+                message: Some("the script exited with code 4".into()),
+            })
+        );
+        let children: Vec<PhaseStatus> = snap.children["fix"].iter().map(|c| c.status).collect();
+        assert_eq!(
+            children,
+            [
+                PhaseStatus::Failed,
+                PhaseStatus::Failed,
+                PhaseStatus::Pending
+            ],
+            "b never started"
+        );
+        assert_eq!(f.status(&run, "after"), PhaseStatus::Pending);
+        assert_eq!(snap.record.reason.as_deref(), Some("phase fix failed"));
+        assert!(!resumable(&snap));
+    }
+
+    #[tokio::test]
+    async fn a_loop_without_until_runs_max_iters_even_when_every_child_is_skipped() {
+        let f = Fixture::new();
+        let mut never = phase("never", &[], "true");
+        never["if"] = json!("loop.iteration > 5");
+        let run = f.create(json!([loop_phase(&[], None, 3, json!([never]))]), json!({}));
+        assert_eq!(f.drive(&run).await, RunStatus::Completed);
+        assert!(f.ran().is_empty());
+        let snap = f.snapshot(&run);
+        assert_eq!(snap.phase("fix").unwrap().iteration, 3);
+        assert!(!snap.phase("fix").unwrap().exhausted);
+        assert_eq!(snap.children["fix"][0].status, PhaseStatus::Skipped);
+    }
+
+    /// Commits `files` (path, JSON) on top of the run's tip.
+    fn forge(f: &Fixture, run: &RunId, files: &[(String, Value)]) {
+        let tip = f.store.tip(run).unwrap().unwrap();
+        let changes: Vec<Change> = files
+            .iter()
+            .map(|(path, value)| Change::write(path.clone(), to_file_bytes(value)))
+            .collect();
+        f.store
+            .commit(run, Some(&tip), &changes, &Message::new("forged"), 0)
+            .unwrap();
+    }
+
+    fn forged_state(id: &str, status: PhaseStatus, attempt: u32, iteration: u32) -> Value {
+        let kind = if id == "fix" {
+            PhaseKind::Loop
+        } else {
+            PhaseKind::Script
+        };
+        let mut state = PhaseState::pending(id, kind);
+        state.status = status;
+        state.attempt = attempt;
+        state.iteration = iteration;
+        if id == "b" && status == PhaseStatus::Completed {
+            state.artifacts = vec!["result".into()];
+        }
+        serde_json::to_value(state).unwrap()
+    }
+
+    #[tokio::test]
+    async fn resuming_mid_loop_reruns_only_the_child_that_was_running() {
+        let f = Fixture::new();
+        let run = f.create(
+            json!([loop_phase(
+                &[],
+                Some("artifacts.b.result.passed"),
+                5,
+                json!([phase("a", &[], "true"), tester("b", &["a"], 3)])
+            )]),
+            json!({}),
+        );
+        // What a runner killed inside iteration 2's `b` leaves behind.
+        let key = |k, id| layout::child_key("fix", k, id);
+        use PhaseStatus::{Completed, Running};
+        forge(
+            &f,
+            &run,
+            &[
+                (layout::state("fix"), forged_state("fix", Running, 1, 2)),
+                (
+                    layout::state(&key(1, "a")),
+                    forged_state("a", Completed, 1, 1),
+                ),
+                (
+                    layout::state(&key(1, "b")),
+                    forged_state("b", Completed, 1, 1),
+                ),
+                (
+                    layout::artifact(&key(1, "b"), "result"),
+                    json!({ "passed": false, "iteration": 1 }),
+                ),
+                (
+                    layout::state(&key(2, "a")),
+                    forged_state("a", Completed, 1, 2),
+                ),
+                (
+                    layout::state(&key(2, "b")),
+                    forged_state("b", Running, 1, 2),
+                ),
+            ],
+        );
+
+        assert_eq!(f.drive(&run).await, RunStatus::Completed);
+        assert_eq!(
+            f.ran(),
+            ["b", "a", "b"],
+            "iteration 2's a completed before the crash and never runs again"
+        );
+        let snap = f.snapshot(&run);
+        assert_eq!(snap.phase("fix").unwrap().iteration, 3);
+        let second = snap.iteration(&f.store, "fix", 2).unwrap();
+        assert_eq!((second[1].status, second[1].attempt), (Completed, 2));
+        let result = snap
+            .artifact(&f.store, &key(2, "b"), "result")
+            .unwrap()
+            .unwrap();
+        assert_eq!(result["prev"], 1, "`previous` was rebuilt from iteration 1");
+        let archived = f
+            .store
+            .read(
+                &snap.checkpoint,
+                "phases/fix/iterations/2/b/attempts/1/error.json",
+            )
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&archived).contains("interrupted"));
+    }
+
+    #[tokio::test]
+    async fn a_loop_sent_back_to_pending_starts_over_and_keeps_its_old_iterations() {
+        let f = Fixture::new();
+        let run = f.create(
+            json!([loop_phase(&[], None, 2, json!([phase("a", &[], "true")]))]),
+            json!({}),
+        );
+        assert_eq!(f.drive(&run).await, RunStatus::Completed);
+        // What `wfe retry RUN fix` leaves: the loop pending, its attempt
+        // and (here) its iteration as they were, the run paused.
+        let snap = f.snapshot(&run);
+        let mut fix = snap.phase("fix").unwrap().clone();
+        fix.status = PhaseStatus::Pending;
+        let mut record = snap.record.clone();
+        record.status = RunStatus::Paused;
+        forge(
+            &f,
+            &run,
+            &[
+                (layout::state("fix"), serde_json::to_value(&fix).unwrap()),
+                (
+                    layout::RUN.to_string(),
+                    serde_json::to_value(&record).unwrap(),
+                ),
+            ],
+        );
+        assert!(
+            f.snapshot(&run).children.is_empty(),
+            "a pending loop shows no iteration"
+        );
+
+        assert_eq!(f.drive(&run).await, RunStatus::Completed);
+        assert_eq!(f.ran(), ["a", "a", "a", "a"]);
+        let snap = f.snapshot(&run);
+        let fix = snap.phase("fix").unwrap();
+        assert_eq!((fix.attempt, fix.iteration), (2, 2));
+        for k in 1..=2 {
+            let old = format!("phases/fix/attempts/1/iterations/{k}/a/state.json");
+            assert!(
+                f.store.read(&snap.checkpoint, &old).unwrap().is_some(),
+                "{old}"
+            );
+        }
+        let summaries = summaries(&f, &run);
+        assert!(
+            summaries
+                .iter()
+                .any(|s| s.contains("fix: iterations of attempt 1 moved under attempts/1/")),
+            "{summaries:#?}"
+        );
+    }
+
+    #[test]
+    fn only_loops_of_scripts_are_runnable() {
+        let template = |fix: Value| -> Template {
+            serde_json::from_value(json!({ "name": "t", "phases": [fix] })).unwrap()
+        };
+        let ok = loop_phase(&[], None, 2, json!([phase("a", &[], "true")]));
+        assert!(ensure_runnable(&template(ok.clone())).is_ok());
+        let mut timed = ok.clone();
+        timed["timeout"] = json!("1m");
+        let mut approved = ok.clone();
+        approved["phases"][0]["approval"] = json!("after");
+        let cases = [
+            (
+                loop_phase(&[], None, 2, json!([{ "id": "g", "kind": "gate" }])),
+                "phase `g` cannot run: it is a gate phase inside loop `fix`",
+            ),
+            (
+                loop_phase(&[], None, 2, json!([ok.clone()])),
+                "phase `fix` cannot run: it is a loop phase inside loop `fix`",
+            ),
+            (
+                timed,
+                "phase `fix` cannot run: `timeout` on a loop is not supported",
+            ),
+            (
+                approved,
+                "phase `a` cannot run: `approval` inside loop `fix` is not supported",
+            ),
+        ];
+        for (fix, expected) in cases {
+            let message = ensure_runnable(&template(fix)).unwrap_err().to_string();
+            assert!(message.starts_with(expected), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_inside_a_loop_pauses_the_run_and_resume_goes_on_in_that_iteration() {
+        let f = Fixture::new();
+        let fifo = f.dir.path().join("running.fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let block = format!(
+            "if [ $WFE_ITERATION = 2 ] && [ $WFE_ATTEMPT = 1 ]; then echo go > {}; sleep 1000; fi",
+            fifo.display()
+        );
+        let run = f.create(
+            json!([loop_phase(
+                &[],
+                None,
+                2,
+                json!([phase("a", &[], "true"), phase("b", &["a"], &block)])
+            )]),
+            json!({}),
+        );
+        let (tx, rx) = watch::channel(false);
+        let (status, ()) = tokio::join!(
+            drive(&f.store, &run, &f.settings, Arc::new(Quiet), rx),
+            async {
+                let fifo = fifo.clone();
+                tokio::task::spawn_blocking(move || std::fs::read_to_string(fifo))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                tx.send(true).unwrap();
+            }
+        );
+        assert_eq!(status.unwrap(), RunStatus::Paused);
+        let snap = f.snapshot(&run);
+        let fix = snap.phase("fix").unwrap();
+        assert_eq!((fix.status, fix.iteration), (PhaseStatus::Running, 2));
+        let b = &snap.children["fix"][1];
+        assert_eq!(
+            (b.status, b.attempt),
+            (PhaseStatus::Pending, 1),
+            "the killed child goes back to pending"
+        );
+
+        assert_eq!(f.drive(&run).await, RunStatus::Completed);
+        assert_eq!(f.ran(), ["a", "b", "a", "b", "b"]);
+        let snap = f.snapshot(&run);
+        assert_eq!(snap.children["fix"][1].attempt, 2);
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_run_without_its_runner_cancels_the_loop_and_its_open_children() {
+        let f = Fixture::new();
+        let run = f.create(
+            json!([loop_phase(
+                &[],
+                None,
+                3,
+                json!([phase("a", &[], "true"), phase("b", &["a"], "true")])
+            )]),
+            json!({}),
+        );
+        let key = |id| layout::child_key("fix", 2, id);
+        use PhaseStatus::{Completed, Running};
+        forge(
+            &f,
+            &run,
+            &[
+                (layout::state("fix"), forged_state("fix", Running, 1, 2)),
+                (
+                    layout::state(&layout::child_key("fix", 1, "a")),
+                    forged_state("a", Completed, 1, 1),
+                ),
+                (
+                    layout::state(&layout::child_key("fix", 1, "b")),
+                    forged_state("b", Completed, 1, 1),
+                ),
+                (layout::state(&key("a")), forged_state("a", Completed, 1, 2)),
+                (layout::state(&key("b")), forged_state("b", Running, 1, 2)),
+            ],
+        );
+        super::super::manual::control_offline(
+            &f.store,
+            &run,
+            &Action::Cancel,
+            "me",
+            &Clock::system(),
+        )
+        .unwrap();
+        let snap = f.snapshot(&run);
+        assert_eq!(snap.record.status, RunStatus::Cancelled);
+        assert_eq!(snap.phase("fix").unwrap().status, PhaseStatus::Cancelled);
+        let children: Vec<PhaseStatus> = snap.children["fix"].iter().map(|c| c.status).collect();
+        assert_eq!(children, [Completed, PhaseStatus::Cancelled]);
     }
 }

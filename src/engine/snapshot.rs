@@ -1,4 +1,8 @@
 //! A run's whole state read back from one checkpoint.
+//!
+//! A loop that has started has its children's states read too, for its
+//! current (or last) iteration; earlier iterations are read on demand
+//! ([`RunSnapshot::iteration`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,10 +10,10 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{EngineError, PhaseState, RunRecord, layout};
+use super::{EngineError, PhaseState, PhaseStatus, RunRecord, layout};
 use crate::artifact::{Schema, compile_frozen};
 use crate::store::{CheckpointId, RunId, RunStore};
-use crate::template::Template;
+use crate::template::{Phase, PhaseKind, Template};
 
 /// The state of a run at one checkpoint: run.json, the template, every phase.
 #[derive(Debug, Clone)]
@@ -22,11 +26,15 @@ pub struct RunSnapshot {
     pub template: Template,
     /// Each top-level phase's `state.json`, in template order.
     pub phases: Vec<PhaseState>,
+    /// For each loop that has started (by loop id): its children's states
+    /// in its current (or last) iteration, in template order.
+    pub children: BTreeMap<String, Vec<PhaseState>>,
 }
 
 impl RunSnapshot {
     /// Reads the run's state at `at`.
     pub fn load(store: &dyn RunStore, run: &RunId, at: &CheckpointId) -> Result<Self, EngineError> {
+        let run = run.as_str();
         let record: RunRecord = read_json(store, run, at, layout::RUN)?;
         let template: Template = read_json(store, run, at, layout::TEMPLATE)?;
         let phases = template
@@ -34,11 +42,24 @@ impl RunSnapshot {
             .iter()
             .map(|p| read_json(store, run, at, &layout::state(&p.id)))
             .collect::<Result<Vec<PhaseState>, _>>()?;
+        let mut children = BTreeMap::new();
+        for (phase, state) in template.phases.iter().zip(&phases) {
+            // A pending loop has no current iteration, even when an earlier
+            // attempt's iterations are still in the tree (`wfe retry`).
+            if phase.kind == PhaseKind::Loop
+                && state.iteration > 0
+                && state.status != PhaseStatus::Pending
+            {
+                let states = read_iteration(store, run, at, phase, state.iteration)?;
+                children.insert(phase.id.clone(), states);
+            }
+        }
         Ok(RunSnapshot {
             checkpoint: at.clone(),
             record,
             template,
             phases,
+            children,
         })
     }
 
@@ -52,9 +73,55 @@ impl RunSnapshot {
         Self::load(store, run, &tip)
     }
 
-    /// One phase's state.
+    /// One top-level phase's state.
     pub fn phase(&self, id: &str) -> Option<&PhaseState> {
         self.phases.iter().find(|p| p.id == id)
+    }
+
+    /// A phase's template entry, top-level or a loop's child.
+    pub fn spec(&self, id: &str) -> Option<&Phase> {
+        self.template.phases.iter().find_map(|p| {
+            if p.id == id {
+                Some(p)
+            } else {
+                p.phases.iter().find(|c| c.id == id)
+            }
+        })
+    }
+
+    /// The loop whose child `id` is, if it is one.
+    pub fn parent_of(&self, id: &str) -> Option<&Phase> {
+        self.template
+            .phases
+            .iter()
+            .find(|p| p.phases.iter().any(|c| c.id == id))
+    }
+
+    /// The children's states of loop `id` in iteration `k` (from 1), in
+    /// template order.
+    pub fn iteration(
+        &self,
+        store: &dyn RunStore,
+        id: &str,
+        k: u32,
+    ) -> Result<Vec<PhaseState>, EngineError> {
+        let phase = self
+            .template
+            .phases
+            .iter()
+            .find(|p| p.id == id && p.kind == PhaseKind::Loop)
+            .ok_or_else(|| EngineError::NoSuchPhase {
+                run: self.record.id.clone(),
+                phase: id.to_string(),
+                known: self
+                    .template
+                    .phases
+                    .iter()
+                    .filter(|p| p.kind == PhaseKind::Loop)
+                    .map(|p| p.id.clone())
+                    .collect(),
+            })?;
+        read_iteration(store, &self.record.id, &self.checkpoint, phase, k)
     }
 
     /// The run's frozen schemas, compiled, by name as the template wrote
@@ -84,7 +151,8 @@ impl RunSnapshot {
         })
     }
 
-    /// An artifact's JSON, if the phase has it.
+    /// An artifact's JSON, if the phase has it; `phase` is a phase key
+    /// (a top-level id, or a child's [`layout::child_key`]).
     pub fn artifact(
         &self,
         store: &dyn RunStore,
@@ -99,8 +167,41 @@ impl RunSnapshot {
     }
 
     /// The run as `--json` prints it: id, template, status, and each phase's
-    /// id, status, attempts and artifact names.
+    /// id, status, attempts and artifact names; a loop adds its `iteration`
+    /// and its current iteration's `children` (the same fields each).
     pub fn to_json(&self) -> Value {
+        let phase_json = |p: &PhaseState| {
+            let mut doc = json!({
+                "id": p.id,
+                "kind": p.kind,
+                "status": p.status,
+                "attempts": p.attempt,
+                "artifacts": p.artifacts,
+                "duration_ms": p.duration_ms,
+                "error": p.error.as_ref().map(|e| e.to_string()),
+            });
+            if p.kind == PhaseKind::Loop {
+                doc["iteration"] = json!(p.iteration);
+                doc["exhausted"] = json!(p.exhausted);
+            }
+            doc
+        };
+        let phases: Vec<Value> = self
+            .phases
+            .iter()
+            .map(|p| {
+                let mut doc = phase_json(p);
+                if p.kind == PhaseKind::Loop {
+                    let children = self.children.get(&p.id).map(Vec::as_slice);
+                    doc["children"] = children
+                        .unwrap_or_default()
+                        .iter()
+                        .map(phase_json)
+                        .collect();
+                }
+                doc
+            })
+            .collect();
         json!({
             "id": self.record.id,
             "template": self.record.template,
@@ -111,22 +212,32 @@ impl RunSnapshot {
             "finished_at": self.record.finished_at,
             "reason": self.record.reason,
             "args": self.record.args,
-            "phases": self.phases.iter().map(|p| json!({
-                "id": p.id,
-                "kind": p.kind,
-                "status": p.status,
-                "attempts": p.attempt,
-                "artifacts": p.artifacts,
-                "duration_ms": p.duration_ms,
-                "error": p.error.as_ref().map(|e| e.to_string()),
-            })).collect::<Vec<_>>(),
+            "phases": phases,
         })
     }
 }
 
+/// The children's states of `phase` (a loop) in iteration `k`.
+fn read_iteration(
+    store: &dyn RunStore,
+    run: &str,
+    at: &CheckpointId,
+    phase: &Phase,
+    k: u32,
+) -> Result<Vec<PhaseState>, EngineError> {
+    phase
+        .phases
+        .iter()
+        .map(|c| {
+            let key = layout::child_key(&phase.id, k, &c.id);
+            read_json(store, run, at, &layout::state(&key))
+        })
+        .collect()
+}
+
 fn read_json<T: DeserializeOwned>(
     store: &dyn RunStore,
-    run: &RunId,
+    run: &str,
     at: &CheckpointId,
     path: &str,
 ) -> Result<T, EngineError> {
@@ -136,7 +247,7 @@ fn read_json<T: DeserializeOwned>(
         path: path.to_string(),
         message: "the file is missing".into(),
     })?;
-    parse(run.as_str(), at, path, &bytes)
+    parse(run, at, path, &bytes)
 }
 
 /// Parses a checkpoint file, naming it on error.

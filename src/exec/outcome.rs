@@ -111,6 +111,29 @@ pub enum AttemptError {
         /// What failed.
         message: String,
     },
+    /// A loop: one of its child phases failed (with `on_failure: stop`),
+    /// so the loop failed in that iteration.
+    #[error("{phase} {status} in iteration {iteration}{}", .message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    ChildFailed {
+        /// The child phase.
+        phase: String,
+        /// The iteration it failed in.
+        iteration: u32,
+        /// Its status: `failed`, `timed_out` or `cancelled`.
+        status: String,
+        /// Its error, in one line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// A loop: `until` was still false after `max_iters` iterations
+    /// (`on_exhausted: fail`).
+    #[error("`until: {until}` still false after {iterations} iteration{}", if *.iterations == 1 { "" } else { "s" })]
+    Exhausted {
+        /// The loop's `until`.
+        until: String,
+        /// The iterations run (its `max_iters`).
+        iterations: u32,
+    },
 }
 
 /// The result of one attempt.

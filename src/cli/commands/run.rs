@@ -123,9 +123,11 @@ fn resolve_schemas(
     ctx: &Context,
     template: &Template,
 ) -> Result<Vec<(String, serde_json::Value)>, CliError> {
+    // A loop's children have outputs too (a loop itself has none).
     let mut names: Vec<&String> = template
         .phases
         .iter()
+        .flat_map(|p| std::iter::once(p).chain(&p.phases))
         .flat_map(|p| p.outputs.values())
         .collect();
     names.sort();

@@ -6,10 +6,11 @@ use serde_json::json;
 use crate::cli::context::Context;
 use crate::cli::error::CliError;
 use crate::cli::ui::{Style, Ui, describe_error, human_duration};
-use crate::engine::{Comment, RunSnapshot, layout, manual};
+use crate::engine::{Comment, PhaseState, RunSnapshot, layout, manual};
 use crate::exec::AttemptError;
 use crate::exec::LogLine;
 use crate::store::{EntryKind, RunStore};
+use crate::template::PhaseKind;
 
 /// Lines of a phase's log shown by default.
 const LOG_TAIL: usize = 40;
@@ -19,7 +20,7 @@ const LOG_TAIL: usize = 40;
 pub struct ShowArgs {
     /// The run: an id, a unique prefix, or `latest`
     pub run: String,
-    /// A phase of the run
+    /// A phase of the run; a loop's child as CHILD (its latest iteration) or CHILD@N
     pub phase: Option<String>,
     /// An artifact of the phase (printed as JSON on stdout)
     pub artifact: Option<String>,
@@ -44,19 +45,20 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         }
         return Ok(0);
     };
+    let target = locate(ctx, &snap, phase)?;
+    let Target {
+        phase,
+        key,
+        state,
+        name: shown,
+    } = &target;
+    let (phase, key, state) = (phase.as_str(), key.as_str(), state);
     let comments: Vec<&Comment> = comments
         .iter()
         .filter(|c| c.phase.as_deref() == Some(phase))
         .collect();
-    let Some(state) = snap.phase(phase) else {
-        let known: Vec<&str> = snap.phases.iter().map(|p| p.id.as_str()).collect();
-        return Err(CliError::input(format!(
-            "run {id} has no phase `{phase}`; its phases: {}",
-            known.join(", ")
-        )));
-    };
     if let Some(name) = args.artifact.as_deref() {
-        let value = snap.artifact(&ctx.store, phase, name)?.ok_or_else(|| {
+        let value = snap.artifact(&ctx.store, key, name)?.ok_or_else(|| {
             let have = if state.artifacts.is_empty() {
                 "none".to_string()
             } else {
@@ -69,44 +71,73 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         ui.json(&value);
         return Ok(0);
     }
-    let log = read_log(ctx, &snap, phase)?;
+    let log = read_log(ctx, &snap, key)?;
     let attempts: Vec<String> = ctx
         .store
         .list_dir(
             &snap.checkpoint,
-            &format!("{}/{phase}/attempts", layout::PHASES),
+            &format!("{}/{key}/attempts", layout::PHASES),
         )?
         .into_iter()
         .filter(|(_, k)| *k == EntryKind::Dir)
         .map(|(n, _)| n)
         .collect();
-    let rejected = rejected_outputs(ctx, &snap, phase, &attempts)?;
+    let rejected = rejected_outputs(ctx, &snap, key, &attempts)?;
     // The schemas the rejected outputs had to match, shown beside them.
     let mut expected = serde_json::Map::new();
     if let Some(AttemptError::InvalidOutputs { problems }) = &state.error {
+        let schemas = snap.schemas(&ctx.store)?;
+        let outputs = snap.spec(phase).map(|p| &p.outputs);
         for p in problems {
-            let schema = manual::artifact_schema(&ctx.store, &snap, phase, &p.artifact)?;
-            expected.insert(p.artifact.clone(), schema.json().clone());
+            let schema = outputs
+                .and_then(|o| o.get(&p.artifact))
+                .and_then(|name| schemas.get(name));
+            if let Some(schema) = schema {
+                expected.insert(p.artifact.clone(), schema.json().clone());
+            }
         }
     }
+    let iterations = iterations(ctx, &snap, phase, state)?;
     if args.json {
         let rejected: serde_json::Map<String, serde_json::Value> = rejected
             .iter()
             .map(|(n, file, text)| (format!("{n}/{file}"), json!(text)))
             .collect();
-        ui.json(&json!({
+        let mut doc = json!({
             "state": state, "log": log, "failed_attempts": attempts, "rejected": rejected,
             "expected_schemas": expected, "comments": comments,
-        }));
+        });
+        if snap.spec(phase).is_some_and(|p| p.kind == PhaseKind::Loop) {
+            doc["iterations"] = iterations
+                .iter()
+                .enumerate()
+                .map(|(k, children)| json!({ "iteration": k + 1, "children": children }))
+                .collect();
+        }
+        ui.json(&doc);
         return Ok(0);
     }
     ui.out(&format!(
         "{} {}  {}  attempt {}",
         ui.phase_mark(state.status),
-        ui.paint(Style::Bold, phase),
+        ui.paint(Style::Bold, shown),
         ui.phase_status(state.status),
         state.attempt
     ));
+    if let Some(spec) = snap.spec(phase).filter(|p| p.kind == PhaseKind::Loop) {
+        ui.out(&format!(
+            "  iteration  {} of at most {}{}",
+            state.iteration,
+            spec.max_iters.unwrap_or(1),
+            spec.until
+                .as_ref()
+                .map(|u| format!(", until {u}"))
+                .unwrap_or_default()
+        ));
+        if state.exhausted {
+            ui.out("  exhausted  `until` still false after the last iteration (on_exhausted: continue)");
+        }
+    }
     if let Some(ms) = state.duration_ms {
         ui.out(&format!(
             "  took       {}",
@@ -128,18 +159,41 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             ));
         }
     }
+    let named = if key == phase {
+        phase.to_string()
+    } else {
+        format!("{phase}@{}", state.iteration)
+    };
     for name in &state.artifacts {
         ui.out(&format!(
             "  artifact   {name}   {}",
             ui.paint(
                 Style::Dim,
-                &format!("wfe show {} {phase} {name}", &id.as_str()[..10])
+                &format!("wfe show {} {named} {name}", &id.as_str()[..10])
             )
+        ));
+    }
+    for (k, children) in iterations.iter().enumerate() {
+        let cells: Vec<String> = children
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} {}",
+                    ui.phase_mark(c.status),
+                    c.id,
+                    ui.phase_status(c.status)
+                )
+            })
+            .collect();
+        ui.out(&format!(
+            "  {:<10} {}",
+            format!("iter {}", k + 1),
+            cells.join("   ")
         ));
     }
     if !attempts.is_empty() {
         ui.out(&format!(
-            "  failed attempts kept under {}/{phase}/attempts/: {}",
+            "  failed attempts kept under {}/{key}/attempts/: {}",
             layout::PHASES,
             attempts.join(", ")
         ));
@@ -159,7 +213,8 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             ui.out(&format!("    {}", ui.paint(Style::Dim, line)));
         }
     }
-    if matches!(state.error, Some(AttemptError::InvalidOutputs { .. })) {
+    // `wfe edit` and `wfe accept` change top-level phases only.
+    if key == phase && matches!(state.error, Some(AttemptError::InvalidOutputs { .. })) {
         ui.out(&format!(
             "  {} `wfe edit {id} {phase} ARTIFACT` to fix an output, or `wfe accept {id} {phase} --force` to take them as they are",
             ui.paint(Style::Yellow, "next:")
@@ -186,6 +241,108 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         }
     }
     Ok(0)
+}
+
+/// A phase as `wfe show RUN PHASE` names it.
+struct Target {
+    /// Its id.
+    phase: String,
+    /// Where its files are: its id, or a loop child's key.
+    key: String,
+    /// Its state.
+    state: PhaseState,
+    /// How it is shown: its id, or `child (loop iteration k)`.
+    name: String,
+}
+
+/// Finds a top-level phase (`PHASE`), or a loop's child in its loop's
+/// current iteration (`CHILD`) or in iteration N (`CHILD@N`).
+fn locate(ctx: &Context, snap: &RunSnapshot, asked: &str) -> Result<Target, CliError> {
+    let run = &snap.record.id;
+    let (phase, at) = match asked.split_once('@') {
+        Some((phase, n)) => {
+            let n: u32 = n.parse().map_err(|_| {
+                CliError::input(format!(
+                    "`{asked}`: expected CHILD@N with N an iteration number"
+                ))
+            })?;
+            (phase, Some(n))
+        }
+        None => (asked, None),
+    };
+    if let Some(state) = snap.phase(phase) {
+        if at.is_some() {
+            return Err(CliError::input(format!(
+                "`{phase}` is not inside a loop; `@N` picks an iteration of a loop's child phase"
+            )));
+        }
+        return Ok(Target {
+            phase: phase.to_string(),
+            key: phase.to_string(),
+            state: state.clone(),
+            name: phase.to_string(),
+        });
+    }
+    let Some(parent) = snap.parent_of(phase) else {
+        let known: Vec<String> = snap
+            .template
+            .phases
+            .iter()
+            .map(|p| match p.kind {
+                PhaseKind::Loop => {
+                    let children: Vec<&str> = p.phases.iter().map(|c| c.id.as_str()).collect();
+                    format!("{} (loop of {})", p.id, children.join(", "))
+                }
+                _ => p.id.clone(),
+            })
+            .collect();
+        return Err(CliError::input(format!(
+            "run {run} has no phase `{phase}`; its phases: {}",
+            known.join(", ")
+        )));
+    };
+    let ran = snap.phase(&parent.id).map_or(0, |p| p.iteration);
+    let k = at.unwrap_or(ran);
+    if ran == 0 {
+        return Err(CliError::input(format!(
+            "loop `{}` of run {run} has no iteration yet, so `{phase}` has not run",
+            parent.id
+        )));
+    }
+    if k == 0 || k > ran {
+        return Err(CliError::input(format!(
+            "loop `{}` of run {run} has iterations 1 to {ran}; there is no `{phase}@{k}`",
+            parent.id
+        )));
+    }
+    let children = snap.iteration(&ctx.store, &parent.id, k)?;
+    let state = children
+        .into_iter()
+        .find(|c| c.id == phase)
+        .ok_or_else(|| CliError::input(format!("run {run} has no phase `{phase}`")))?;
+    Ok(Target {
+        phase: phase.to_string(),
+        key: layout::child_key(&parent.id, k, phase),
+        state,
+        name: format!("{phase} ({} iteration {k})", parent.id),
+    })
+}
+
+/// A loop's iterations (its children's states in each, from the first);
+/// empty for any other phase.
+fn iterations(
+    ctx: &Context,
+    snap: &RunSnapshot,
+    phase: &str,
+    state: &PhaseState,
+) -> Result<Vec<Vec<PhaseState>>, CliError> {
+    let is_loop = snap.phase(phase).is_some() && snap.children.contains_key(phase);
+    if !is_loop {
+        return Ok(Vec::new());
+    }
+    (1..=state.iteration)
+        .map(|k| Ok(snap.iteration(&ctx.store, phase, k)?))
+        .collect()
 }
 
 fn show_comments<'a>(ui: &Ui, comments: impl Iterator<Item = &'a Comment>) {
@@ -233,7 +390,7 @@ fn show_run(snap: &RunSnapshot, ui: &Ui) {
     ));
     ui.out(&format!("  ref        refs/wfe/runs/{}", r.id));
     ui.out("  phases");
-    for p in &snap.phases {
+    let row = |p: &PhaseState, indent: &str| {
         let took = p
             .duration_ms
             .map(|ms| human_duration(std::time::Duration::from_millis(ms)))
@@ -243,14 +400,25 @@ fn show_run(snap: &RunSnapshot, ui: &Ui) {
         } else {
             format!("→ {}", p.artifacts.join(", "))
         };
+        let iteration = match p.kind {
+            PhaseKind::Loop if p.iteration > 0 => format!("iteration {}", p.iteration),
+            _ => String::new(),
+        };
         ui.out(&format!(
-            "    {} {:<20} {} {:>8}  {}",
+            "    {indent}{} {:<w$} {} {:>8}  {}",
             ui.phase_mark(p.status),
             p.id,
             ui.phase_status_cell(p.status),
             took,
-            ui.paint(Style::Dim, &artifacts)
+            ui.paint(Style::Dim, &format!("{iteration}{artifacts}")),
+            w = 20 - indent.chars().count(),
         ));
+    };
+    for p in &snap.phases {
+        row(p, "");
+        for c in snap.children.get(&p.id).into_iter().flatten() {
+            row(c, "  ");
+        }
     }
 }
 
