@@ -800,9 +800,18 @@ impl<'a> Runner<'a> {
     /// the run and the phase; for a loop's child also `loop` and
     /// `previous` (see [`Runner::loop_context`]).
     fn context(&self, u: Unit) -> Value {
+        let upstream = self.upstream(u);
+        // Skipped phases have no artifacts; `skipped` says so explicitly, so
+        // templates can tell "skipped" from "produced nothing".
+        let skipped: Vec<&str> = upstream
+            .iter()
+            .filter(|&&a| self.state(a).status == PhaseStatus::Skipped)
+            .map(|&a| self.id(a))
+            .collect();
         let mut context = json!({
             "args": self.record.args,
-            "artifacts": self.artifacts_json(&self.upstream(u)),
+            "artifacts": self.artifacts_json(&upstream),
+            "skipped": skipped,
             "run": { "id": self.record.id, "template": self.record.template },
             "phase": { "id": self.id(u), "attempt": self.state(u).attempt + 1 },
         });
@@ -1651,7 +1660,7 @@ mod tests {
             json!([
                 phase("a", &[], "true"),
                 maybe,
-                phase("z", &["maybe"], "true")
+                phase("z", &["maybe"], "test '{{ skipped | join(',') }}' = maybe")
             ]),
             json!({ "go": false }),
         );

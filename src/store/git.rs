@@ -41,6 +41,9 @@ const FALLBACK_EMAIL: &str = "wfe@localhost";
 /// How long to wait for another writer's lock on a run's ref. Ref updates hold
 /// the lock for well under a millisecond, so this only rides out contention.
 const REF_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+/// A ref lock file older than this was left by a process that died in the
+/// middle of an update (a writer holds one for microseconds).
+const STALE_REF_LOCK: Duration = Duration::from_secs(1);
 /// How long to wait for `packed-refs.lock` (git's own default is one second).
 const PACKED_REFS_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Memory for recently decoded objects: parent trees are read again by the
@@ -343,36 +346,42 @@ impl RunStore for GitStore {
             deref: false,
         };
         let mut time_buf = gix::date::parse::TimeBuf::default();
-        let updated = repo
-            .refs
-            .transaction()
-            .prepare(
-                Some(edit),
-                Fail::AfterDurationWithBackoff(REF_LOCK_TIMEOUT),
-                Fail::AfterDurationWithBackoff(PACKED_REFS_LOCK_TIMEOUT),
-            )
-            .and_then(|tx| tx.commit(Some(signature.to_ref(&mut time_buf))));
-        match updated {
-            Ok(_) => {
-                if recent.len() >= RECENT_RUNS {
-                    recent.clear();
+        let mut cleared = false;
+        loop {
+            let updated = repo
+                .refs
+                .transaction()
+                .prepare(
+                    Some(edit.clone()),
+                    Fail::AfterDurationWithBackoff(REF_LOCK_TIMEOUT),
+                    Fail::AfterDurationWithBackoff(PACKED_REFS_LOCK_TIMEOUT),
+                )
+                .and_then(|tx| tx.commit(Some(signature.to_ref(&mut time_buf))));
+            match updated {
+                Ok(_) => {
+                    if recent.len() >= RECENT_RUNS {
+                        recent.clear();
+                    }
+                    recent.insert(
+                        run.clone(),
+                        Recent {
+                            commit: id,
+                            tree,
+                            trees: written,
+                        },
+                    );
+                    return Ok(checkpoint_id(id));
                 }
-                recent.insert(
-                    run.clone(),
-                    Recent {
-                        commit: id,
-                        tree,
-                        trees: written,
-                    },
-                );
-                Ok(checkpoint_id(id))
-            }
-            Err(err) => {
-                let found = read_tip(repo, &ref_name)?;
-                if found != current {
-                    Err(conflict(run, parent, found))
-                } else {
-                    Err(git_error(format!("updating {ref_name}"), &err))
+                Err(err) => {
+                    let found = read_tip(repo, &ref_name)?;
+                    if found != current {
+                        return Err(conflict(run, parent, found));
+                    }
+                    if !cleared && clear_stale_ref_lock(repo, &ref_name) {
+                        cleared = true;
+                        continue;
+                    }
+                    return Err(git_error(format!("updating {ref_name}"), &err));
                 }
             }
         }
@@ -1432,4 +1441,27 @@ mod tests {
         );
         git(dir.path(), &["fsck", "--strict", "--no-progress"]);
     }
+}
+
+/// Removes the lock file of `ref_name` if a dead writer left it (kill -9
+/// between locking and renaming); waits until it is old enough to be sure.
+/// Returns true when updating the ref again is worth it.
+fn clear_stale_ref_lock(repo: &gix::Repository, ref_name: &str) -> bool {
+    let path = repo.common_dir().join(format!("{ref_name}.lock"));
+    let Ok(meta) = std::fs::metadata(&path) else {
+        // Gone already: its writer finished; try again.
+        return true;
+    };
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .unwrap_or_default();
+    if age < STALE_REF_LOCK {
+        std::thread::sleep(STALE_REF_LOCK - age);
+        if !path.exists() {
+            return true;
+        }
+    }
+    std::fs::remove_file(&path).is_ok()
 }
