@@ -210,4 +210,8 @@ fn kill_9_at_twenty_moments_then_resume_loses_nothing_and_repeats_nothing() {
         kills >= 10,
         "the schedule killed the runner often enough ({kills} kills)"
     );
+    assert!(
+        progressed >= 5,
+        "runners were killed in the middle of the work, not only at start ({progressed} of {kills} made progress)"
+    );
 }
