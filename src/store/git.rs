@@ -812,6 +812,29 @@ impl GitStore {
     }
 }
 
+/// Removes the lock file of `ref_name` if a dead writer left it (kill -9
+/// between locking and renaming); waits until it is old enough to be sure.
+/// Returns true when updating the ref again is worth it.
+fn clear_stale_ref_lock(repo: &gix::Repository, ref_name: &str) -> bool {
+    let path = repo.common_dir().join(format!("{ref_name}.lock"));
+    let Ok(meta) = std::fs::metadata(&path) else {
+        // Gone already: its writer finished; try again.
+        return true;
+    };
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .unwrap_or_default();
+    if age < STALE_REF_LOCK {
+        std::thread::sleep(STALE_REF_LOCK - age);
+        if !path.exists() {
+            return true;
+        }
+    }
+    std::fs::remove_file(&path).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
@@ -1441,27 +1464,4 @@ mod tests {
         );
         git(dir.path(), &["fsck", "--strict", "--no-progress"]);
     }
-}
-
-/// Removes the lock file of `ref_name` if a dead writer left it (kill -9
-/// between locking and renaming); waits until it is old enough to be sure.
-/// Returns true when updating the ref again is worth it.
-fn clear_stale_ref_lock(repo: &gix::Repository, ref_name: &str) -> bool {
-    let path = repo.common_dir().join(format!("{ref_name}.lock"));
-    let Ok(meta) = std::fs::metadata(&path) else {
-        // Gone already: its writer finished; try again.
-        return true;
-    };
-    let age = meta
-        .modified()
-        .ok()
-        .and_then(|m| m.elapsed().ok())
-        .unwrap_or_default();
-    if age < STALE_REF_LOCK {
-        std::thread::sleep(STALE_REF_LOCK - age);
-        if !path.exists() {
-            return true;
-        }
-    }
-    std::fs::remove_file(&path).is_ok()
 }
