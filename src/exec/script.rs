@@ -30,6 +30,10 @@ use crate::artifact::{ArtifactError, Schema, Violation, parse_json_document};
 use crate::template::DurationSpec;
 use crate::time::Clock;
 
+/// The shell scripts run in, by absolute path: looking `sh` up in `PATH`
+/// costs a failed `execve` per `PATH` entry before it, on every phase.
+const SHELL: &str = "/bin/sh";
+
 /// Longest log line kept; the rest of the line is dropped and counted, so
 /// one runaway line (a minified bundle, a binary blob) cannot eat memory.
 const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -141,7 +145,7 @@ async fn attempt(
         return Err(AttemptError::Cancelled);
     }
 
-    let mut command = Command::new("sh");
+    let mut command = Command::new(SHELL);
     command
         .arg("-c")
         .arg(&job.command)
