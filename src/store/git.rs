@@ -4,9 +4,9 @@
 //! gix's ref transactions: the user's index, work tree, HEAD and branches are
 //! never touched (only [`GitStore::init_with_empty_commit`], which creates a
 //! repository, sets a branch, and [`GitStore::restore_workspace`], which
-//! rewrites the work tree when asked to; see `workspace.rs`). A checkpoint is built by editing its parent's
-//! tree, so its cost grows with the number of changed paths, not with the
-//! size of the run. One `gix::Repository` is kept open behind a mutex, so its
+//! rewrites the work tree when asked to; see `workspace.rs`). A checkpoint
+//! is built by editing its parent's tree, so its cost grows with the number
+//! of changed paths, not with the size of the run. One `gix::Repository` is kept open behind a mutex, so its
 //! object cache and packed-refs snapshot serve every call, and the trees of
 //! each run's last checkpoint stay in memory for the next one.
 //!
