@@ -532,3 +532,92 @@ fn racing_control_commands_never_lose_an_update() {
             .success()
     );
 }
+
+#[test]
+fn rollback_code_restores_files_byte_for_byte_and_keeps_dirty_changes() {
+    let repo = Repo::new();
+    repo.write(".gitignore", "*.log\n");
+    repo.write("other.txt", "keep me\n");
+    repo.write("tool.sh", "#!/bin/sh\necho tool\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-qm", "files"]);
+    repo.template(
+        "code",
+        &json!({ "name": "code", "defaults": { "snapshot": true }, "phases": [
+            script("p1", &[], "printf 'one\\n' > code.txt"),
+            script("p2", &["p1"], "printf 'two\\n' > code.txt; rm other.txt; printf 'new\\n' > added.txt; chmod +x tool.sh"),
+        ]}),
+    );
+    repo.wfe(&["run", "code"]).code(0);
+    let id = run_ids(&repo)[0].clone();
+    let r = run_ref(&id);
+    let diff = repo.git(&["diff", &format!("{r}~1"), &r, "--", "workspace/code.txt"]);
+    assert!(
+        diff.contains("-one") && diff.contains("+two"),
+        "git diff shows what p2 changed in the code:\n{diff}"
+    );
+    let tip = rev(&repo, &r);
+
+    // Changes in no snapshot, and an ignored file that must be left alone.
+    repo.write("notes.txt", "dirty\n");
+    repo.write("build.log", "ignored\n");
+    let back = repo.wfe(&["rollback", &id, "--to", "p1", "--code"]);
+    back.code(0);
+    assert!(
+        back.stderr.contains(&format!("refs/wfe/trash/{id}/code-")),
+        "{}",
+        back.stderr
+    );
+    let read = |p: &str| std::fs::read(repo.path().join(p)).ok();
+    assert_eq!(read("code.txt").as_deref(), Some(&b"one\n"[..]));
+    assert_eq!(
+        read("other.txt").as_deref(),
+        Some(&b"keep me\n"[..]),
+        "a deleted file comes back"
+    );
+    assert_eq!(read("added.txt"), None, "a file added later is gone");
+    assert_eq!(
+        read("notes.txt"),
+        None,
+        "dirty files are set aside, not left"
+    );
+    assert_eq!(
+        read("build.log").as_deref(),
+        Some(&b"ignored\n"[..]),
+        "ignored files are untouched"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(repo.path().join("tool.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0, "the executable bit p2 set is undone");
+
+    let undo = repo.wfe(&["undo", &id, "--code"]);
+    undo.code(0);
+    assert_eq!(rev(&repo, &r), tip, "the ref is back at the old tip");
+    assert_eq!(
+        read("notes.txt").as_deref(),
+        Some(&b"dirty\n"[..]),
+        "the dirty file is back"
+    );
+    assert!(
+        repo.git_output(&["fsck", "--strict", "--no-progress"])
+            .status
+            .success()
+    );
+
+    // A checkpoint without a snapshot: exit 2, nothing moves.
+    repo.template("plain", &json!({ "name": "plain", "phases": [script("a", &[], "true"), script("b", &["a"], "true")] }));
+    let doc = repo.wfe(&["run", "plain", "--json"]).code(0).json();
+    let plain = doc["id"].as_str().unwrap().to_string();
+    let before = all_refs(&repo);
+    let refused = repo.wfe(&["rollback", &plain, "--to", "a", "--code"]);
+    refused.code(2);
+    assert!(
+        refused.stderr.contains("no workspace snapshot"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(all_refs(&repo), before);
+}

@@ -75,7 +75,9 @@ impl From<StoreError> for CliError {
             StoreError::AmbiguousRun { .. } => CliError::input(message).hint("give more characters of the run id"),
             StoreError::Locked { .. } => CliError::input(message)
                 .hint("another wfe process is running this run; wait for it, or stop it first"),
-            StoreError::Reftable { .. } => CliError::input(message),
+            StoreError::Reftable { .. }
+            | StoreError::NoWorkTree { .. }
+            | StoreError::RestoreConflict { .. } => CliError::input(message),
             StoreError::NothingTrashed { .. } => CliError::input(message),
             StoreError::Conflict { run, .. } => CliError::input(message).hint(format!(
                 "another wfe process changed the run at the same moment and nothing was written; `wfe log {run}` shows what it did"

@@ -37,7 +37,7 @@ use crate::exec::{
     ArtifactProblem, AttemptError, AttemptOutcome, LogLine, LogSink, OutputSpec, ScriptJob,
     run_script,
 };
-use crate::store::{Change, CheckpointId, Message, RunId, RunStore, StoreError};
+use crate::store::{Change, CheckpointId, Message, RunId, RunStore, StoreError, WORKSPACE};
 use crate::template::{Approval, OnFailure, Phase, PhaseKind, RetryPolicy, Template, digest, expr};
 use crate::time::Clock;
 
@@ -1215,6 +1215,16 @@ impl<'a> Runner<'a> {
             (_, None) => format!("{label} {} (attempt {attempt})", status.as_str()),
         };
         self.note(Some(u), finished_event(status), summary);
+        // The code as the phase left it, so `wfe rollback --code` can bring it back.
+        let snapshot = Change::Snapshot {
+            path: WORKSPACE.to_string(),
+        };
+        if status != PhaseStatus::Pending
+            && self.spec(u).snapshots(&self.template.defaults)
+            && !self.pending.changes.contains(&snapshot)
+        {
+            self.pending.changes.push(snapshot);
+        }
     }
 
     /// Keeps a failed attempt under `attempts/<n>/`: its error, its log and

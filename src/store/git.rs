@@ -3,9 +3,10 @@
 //! Objects are written straight into the object database and refs moved with
 //! gix's ref transactions: the user's index, work tree, HEAD and branches are
 //! never touched (only [`GitStore::init_with_empty_commit`], which creates a
-//! repository, sets a branch). A checkpoint is built by editing its parent's
-//! tree, so its cost grows with the number of changed paths, not with the
-//! size of the run. One `gix::Repository` is kept open behind a mutex, so its
+//! repository, sets a branch, and [`GitStore::restore_workspace`], which
+//! rewrites the work tree when asked to; see `workspace.rs`). A checkpoint
+//! is built by editing its parent's tree, so its cost grows with the number
+//! of changed paths, not with the size of the run. One `gix::Repository` is kept open behind a mutex, so its
 //! object cache and packed-refs snapshot serve every call, and the trees of
 //! each run's last checkpoint stay in memory for the next one.
 //!
@@ -40,12 +41,12 @@ const FALLBACK_EMAIL: &str = "wfe@localhost";
 
 /// How long to wait for another writer's lock on a run's ref. Ref updates hold
 /// the lock for well under a millisecond, so this only rides out contention.
-const REF_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+pub(super) const REF_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
 /// A ref lock file older than this was left by a process that died in the
 /// middle of an update (a writer holds one for microseconds).
 const STALE_REF_LOCK: Duration = Duration::from_secs(1);
 /// How long to wait for `packed-refs.lock` (git's own default is one second).
-const PACKED_REFS_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const PACKED_REFS_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Memory for recently decoded objects: parent trees are read again by the
 /// next checkpoint, and listing runs reads the same tips repeatedly.
 const OBJECT_CACHE_BYTES: usize = 8 * 1024 * 1024;
@@ -254,6 +255,12 @@ impl GitStore {
         RunLock::acquire(&self.wfe_dir().join("locks"), run, since)
     }
 
+    /// A handle on the repository of its own, for long work (workspace
+    /// snapshots) that must not hold the store's lock.
+    pub(super) fn repo(&self) -> gix::Repository {
+        self.shared().repo.clone()
+    }
+
     fn shared(&self) -> MutexGuard<'_, Shared> {
         // Neither the repository nor the cache holds an invariant a panicking
         // caller could break (cache entries are content-addressed).
@@ -263,7 +270,7 @@ impl GitStore {
     }
 
     /// Who signs checkpoints: the repository's identity, or wfe's own.
-    fn signature(&self, time: i64) -> gix::actor::Signature {
+    pub(super) fn signature(&self, time: i64) -> gix::actor::Signature {
         match &self.info.identity {
             Some((name, email)) => signature(name, email, time),
             None => signature(FALLBACK_NAME, FALLBACK_EMAIL, time),
@@ -287,6 +294,8 @@ impl RunStore for GitStore {
         time: i64,
     ) -> Result<CheckpointId> {
         path::validate_changes(changes)?;
+        // Taken before the lock: a snapshot reads the whole work tree.
+        let snapshot = self.snapshot_for_commit(run, parent, changes)?;
         let mut shared = self.shared();
         let Shared { repo, recent } = &mut *shared;
         let repo = &*repo;
@@ -310,7 +319,8 @@ impl RunStore for GitStore {
             (None, Some(id)) => commit_tree(repo, id)?,
             (None, None) => ObjectId::empty_tree(repo.object_hash()),
         };
-        let (tree, written) = write_tree(repo, base_tree, cached.map(|c| c.trees), changes)?;
+        let (tree, written) =
+            write_tree(repo, base_tree, cached.map(|c| c.trees), changes, snapshot)?;
 
         let signature = self.signature(time);
         let commit = gix::objs::Commit {
@@ -516,7 +526,7 @@ impl RunStore for GitStore {
 }
 
 /// Maps gix failures to [`StoreError::Git`], saying what wfe was doing.
-trait OrGit<T> {
+pub(super) trait OrGit<T> {
     fn or_git(self, action: impl FnOnce() -> String) -> Result<T>;
 }
 
@@ -526,14 +536,14 @@ impl<T, E: std::error::Error + 'static> OrGit<T> for std::result::Result<T, E> {
     }
 }
 
-fn git_error(action: String, err: &(dyn std::error::Error + 'static)) -> StoreError {
+pub(super) fn git_error(action: String, err: &(dyn std::error::Error + 'static)) -> StoreError {
     StoreError::Git {
         message: format!("{action}: {}", describe(err)),
     }
 }
 
 /// One line with every cause, outermost first, as gix reports them.
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut causes: Vec<String> = Vec::new();
     let mut push = |text: String| {
         if !text.is_empty() && !causes.iter().any(|seen| seen.contains(&text)) {
@@ -599,7 +609,7 @@ fn signature(name: &str, email: &str, time: i64) -> gix::actor::Signature {
     }
 }
 
-fn full_name(name: &str) -> Result<FullName> {
+pub(super) fn full_name(name: &str) -> Result<FullName> {
     FullName::try_from(name).or_git(|| format!("`{name}` is not a valid ref name"))
 }
 
@@ -608,7 +618,7 @@ fn checkpoint_id(id: ObjectId) -> CheckpointId {
 }
 
 /// A checkpoint id as a git object id; anything else names no checkpoint.
-fn parse_checkpoint(id: &CheckpointId) -> Result<ObjectId> {
+pub(super) fn parse_checkpoint(id: &CheckpointId) -> Result<ObjectId> {
     ObjectId::from_hex(id.0.as_bytes())
         .map_err(|_| StoreError::NoSuchCheckpoint { id: id.0.clone() })
 }
@@ -622,7 +632,7 @@ fn conflict(run: &RunId, parent: Option<&CheckpointId>, found: Option<ObjectId>)
 }
 
 /// The commit a ref points at, `None` if there is no such ref.
-fn read_tip(repo: &gix::Repository, ref_name: &str) -> Result<Option<ObjectId>> {
+pub(super) fn read_tip(repo: &gix::Repository, ref_name: &str) -> Result<Option<ObjectId>> {
     let reference = repo
         .try_find_reference(ref_name)
         .or_git(|| format!("reading {ref_name}"))?;
@@ -655,7 +665,7 @@ fn find_commit(repo: &gix::Repository, id: ObjectId) -> Result<gix::Commit<'_>> 
     }
 }
 
-fn commit_tree(repo: &gix::Repository, id: ObjectId) -> Result<ObjectId> {
+pub(super) fn commit_tree(repo: &gix::Repository, id: ObjectId) -> Result<ObjectId> {
     let commit = find_commit(repo, id)?;
     let tree = commit.tree_id().map_err(|err| StoreError::Malformed {
         id: id.to_string(),
@@ -684,6 +694,7 @@ fn read_checkpoint(repo: &gix::Repository, id: ObjectId) -> Result<Checkpoint> {
 
 /// Writes `base` with `changes` applied and returns the new root tree, with
 /// every tree object written (to edit the next checkpoint from memory).
+/// `snapshot` is the work tree's tree for [`Change::Snapshot`], already written.
 ///
 /// Only trees on the paths of changes are read and rewritten; every other
 /// subtree keeps its id. Trees in `known` (the run's previous checkpoint)
@@ -695,6 +706,7 @@ fn write_tree(
     base: ObjectId,
     known: Option<HashMap<ObjectId, Vec<u8>>>,
     changes: &[Change],
+    snapshot: Option<ObjectId>,
 ) -> Result<(ObjectId, HashMap<ObjectId, Vec<u8>>)> {
     let known = known.unwrap_or_default();
     let find = KnownFirst {
@@ -725,6 +737,14 @@ fn write_tree(
                 editor
                     .remove(path.split('/'))
                     .or_git(|| format!("removing {path} from the tree"))?;
+            }
+            Change::Snapshot { path } => {
+                let tree = snapshot.ok_or_else(|| StoreError::Git {
+                    message: format!("no snapshot of the work tree was taken for {path}"),
+                })?;
+                editor
+                    .upsert(path.split('/'), GitEntryKind::Tree, tree)
+                    .or_git(|| format!("adding the work tree's snapshot at {path}"))?;
             }
         }
     }
@@ -792,7 +812,7 @@ fn net_changes(changes: &[Change]) -> Vec<&Change> {
 
 fn change_path(change: &Change) -> &str {
     match change {
-        Change::Write { path, .. } | Change::Remove { path } => path,
+        Change::Write { path, .. } | Change::Remove { path } | Change::Snapshot { path } => path,
     }
 }
 

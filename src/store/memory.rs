@@ -5,8 +5,14 @@
 //! replacing directories and back, sorted listings, the same path checks.
 //! It keeps no history of refs (but keeps trash entries as the git store
 //! does) and never forgets a checkpoint.
+//!
+//! [`Change::Snapshot`] copies the files of the work tree given to
+//! [`MemoryStore::with_work_tree`] (plain files and symlink targets, no
+//! ignore rules, no modes), enough for engine tests to see what a phase
+//! changed; without a work tree it is a no-op.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
@@ -21,6 +27,8 @@ type Tree = BTreeMap<String, Arc<Vec<u8>>>;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// What [`Change::Snapshot`] copies, if anything.
+    work_tree: Option<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +51,14 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         MemoryStore::default()
+    }
+
+    /// An empty store whose [`Change::Snapshot`] copies the files under `root`.
+    pub fn with_work_tree(root: impl Into<PathBuf>) -> Self {
+        MemoryStore {
+            work_tree: Some(root.into()),
+            ..MemoryStore::default()
+        }
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -105,6 +121,12 @@ impl RunStore for MemoryStore {
         time: i64,
     ) -> Result<CheckpointId> {
         path::validate_changes(changes)?;
+        let snapshot = match &self.work_tree {
+            Some(root) if changes.iter().any(|c| matches!(c, Change::Snapshot { .. })) => {
+                Some(super::workspace::plain_files(root)?)
+            }
+            _ => None,
+        };
         let mut inner = self.inner();
         let current = inner.refs.get(run);
         if current != parent {
@@ -119,7 +141,7 @@ impl RunStore for MemoryStore {
             None => Tree::new(),
         };
         for change in changes {
-            apply(&mut tree, change);
+            apply(&mut tree, change, snapshot.as_ref());
         }
         inner.next_id += 1;
         let id = CheckpointId(format!("{:040x}", inner.next_id));
@@ -272,22 +294,36 @@ impl RunStore for MemoryStore {
 
 /// Applies one change: a file replaces a directory at its path (and any file
 /// standing where one of its parent directories must be), as in git's tree.
-fn apply(tree: &mut Tree, change: &Change) {
+fn apply(tree: &mut Tree, change: &Change, snapshot: Option<&HashMap<String, Vec<u8>>>) {
     match change {
         Change::Write { path, bytes } => {
             remove_subtree(tree, path);
-            let mut end = 0;
-            while let Some(slash) = path[end..].find('/') {
-                end += slash;
-                tree.remove(&path[..end]);
-                end += 1;
-            }
+            remove_parent_files(tree, path);
             tree.insert(path.clone(), Arc::new(bytes.clone()));
         }
         Change::Remove { path } => {
             tree.remove(path);
             remove_subtree(tree, path);
         }
+        Change::Snapshot { path } => {
+            let Some(files) = snapshot else { return };
+            tree.remove(path);
+            remove_subtree(tree, path);
+            remove_parent_files(tree, path);
+            for (file, bytes) in files {
+                tree.insert(format!("{path}/{file}"), Arc::new(bytes.clone()));
+            }
+        }
+    }
+}
+
+/// Removes any file standing where one of `path`'s parent directories must be.
+fn remove_parent_files(tree: &mut Tree, path: &str) {
+    let mut end = 0;
+    while let Some(slash) = path[end..].find('/') {
+        end += slash;
+        tree.remove(&path[..end]);
+        end += 1;
     }
 }
 

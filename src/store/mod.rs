@@ -15,6 +15,7 @@ mod lock;
 mod memory;
 mod message;
 mod path;
+mod workspace;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ pub use git::{GitStore, RepoInfo};
 pub use lock::{LockHolder, RunLock};
 pub use memory::MemoryStore;
 pub use message::Message;
+pub use workspace::{CodeRestore, Skipped, SnapshotStats, WORKSPACE};
 
 /// The ref namespace of runs.
 pub const RUNS_PREFIX: &str = "refs/wfe/runs/";
@@ -97,6 +99,16 @@ pub enum Change {
     /// Remove the file or whole subtree at `path` (no error if absent).
     Remove {
         /// What to remove.
+        path: String,
+    },
+    /// Record the repository's working tree, as `git add -A` would stage it
+    /// (without touching the index), as the directory at `path` ([`WORKSPACE`]).
+    ///
+    /// [`GitStore`] stores the snapshot's tree there, so `git diff A B --
+    /// workspace/` shows what happened to the code between two checkpoints.
+    /// [`MemoryStore`] copies the files of its work tree, if it was given one.
+    Snapshot {
+        /// Where, normally [`WORKSPACE`].
         path: String,
     },
 }
@@ -255,6 +267,21 @@ pub enum StoreError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// The repository is bare: there is no working tree to snapshot or restore.
+    #[error("the repository at {path} has no working tree (it is bare)")]
+    NoWorkTree {
+        /// The repository's git dir.
+        path: PathBuf,
+    },
+    /// Restoring the working tree would destroy something no snapshot holds;
+    /// nothing was changed.
+    #[error("cannot restore the working tree: {path}: {reason}")]
+    RestoreConflict {
+        /// The path in the way, relative to the work tree.
+        path: String,
+        /// What is there and why it stops the restore.
+        reason: String,
     },
     /// An error from git itself (gix).
     #[error("git: {message}")]

@@ -50,7 +50,9 @@ pub(crate) fn components(path: &str) -> Vec<&str> {
 pub(super) fn validate_changes(changes: &[super::Change]) -> super::Result<()> {
     for change in changes {
         match change {
-            super::Change::Write { path, .. } | super::Change::Remove { path } => validate(path)?,
+            super::Change::Write { path, .. }
+            | super::Change::Remove { path }
+            | super::Change::Snapshot { path } => validate(path)?,
         }
     }
     Ok(())

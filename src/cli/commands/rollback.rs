@@ -7,7 +7,7 @@ use crate::cli::context::Context;
 use crate::cli::error::CliError;
 use crate::cli::ui::Ui;
 use crate::engine::recovery::{self, RollbackTarget};
-use crate::store::{RunId, RunLock, StoreError};
+use crate::store::{CheckpointId, RunId, RunLock, StoreError};
 
 /// Move a run back to an earlier checkpoint (the old tip is kept for `wfe undo`)
 #[derive(Debug, Args)]
@@ -17,6 +17,9 @@ pub struct RollbackArgs {
     /// Where to: a phase (the checkpoint just after it completed), `@N` (as `wfe log` numbers them), `RUN@N`, or a commit
     #[arg(long, value_name = "PHASE|CHECKPOINT")]
     pub to: String,
+    /// Also restore the working tree from that checkpoint's workspace snapshot
+    #[arg(long)]
+    pub code: bool,
 }
 
 /// Runs `wfe rollback`.
@@ -26,7 +29,21 @@ pub fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
     let snap = ctx.snapshot(&id)?;
     let target = RollbackTarget::parse(&snap, &args.to)?;
     let resolved = recovery::resolve(&ctx.store, &id, &target, &args.to)?;
+    // Checked before anything moves, so a missing snapshot writes nothing.
+    let tree = args
+        .code
+        .then(|| snapshot_tree(ctx, &resolved.to.id))
+        .transpose()?;
     let back = recovery::rollback(&ctx.store, &id, &resolved, &ctx.clock)?;
+    if let Some(tree) = tree {
+        let kept = ctx
+            .store
+            .restore_workspace(&id, &tree, ctx.clock.epoch_seconds())?;
+        ui.note("the working tree is restored from the checkpoint's snapshot");
+        if let Some(kept) = kept {
+            ui.note(&format!("  your changes that were in no snapshot are kept as {kept}; `wfe undo {id} --code` brings them back"));
+        }
+    }
     drop(lock);
     ui.note(&format!(
         "run {id} is back at @{} {} ({})\n  the old tip {} is kept as {}; `wfe undo {id}` restores it",
@@ -37,6 +54,16 @@ pub fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         id.trash_ref(back.trashed.number),
     ));
     Ok(0)
+}
+
+/// The workspace snapshot of a checkpoint, or a clear error.
+pub(crate) fn snapshot_tree(ctx: &Context, at: &CheckpointId) -> Result<String, CliError> {
+    ctx.store.workspace_tree(at)?.ok_or_else(|| {
+        CliError::input(format!(
+            "checkpoint {} has no workspace snapshot (snapshots are on for agent phases, or with `\"snapshot\": true`)",
+            at.short()
+        ))
+    })
 }
 
 /// Takes the run's lock without waiting: moving the ref under a live

@@ -12,6 +12,9 @@ use crate::engine::recovery;
 pub struct UndoArgs {
     /// The run: an id, a unique prefix, or `latest`
     pub run: String,
+    /// Also bring back the working tree a `rollback --code` replaced
+    #[arg(long)]
+    pub code: bool,
 }
 
 /// Runs `wfe undo`.
@@ -31,6 +34,32 @@ pub fn run(args: UndoArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             kept.checkpoint.short(),
             id.trash_ref(kept.number)
         ));
+    }
+    if args.code {
+        let lock = super::rollback::lock_now(ctx, &id)?;
+        let time = ctx.clock.epoch_seconds();
+        // The changes a `rollback --code` saved, else the restored tip's own snapshot.
+        match ctx.store.restore_code_from_trash(&id, time)? {
+            Some(restored) => {
+                ui.note(&format!(
+                    "the working tree is back as it was (from {})",
+                    restored.restored
+                ));
+                if let Some(saved) = restored.saved {
+                    ui.note(&format!("  changes it had meanwhile are kept as {saved}"));
+                }
+            }
+            None => {
+                let tree = super::rollback::snapshot_tree(ctx, &undone.restored.checkpoint)?;
+                if let Some(kept) = ctx.store.restore_workspace(&id, &tree, time)? {
+                    ui.note(&format!(
+                        "  your changes that were in no snapshot are kept as {kept}"
+                    ));
+                }
+                ui.note("the working tree is restored from the restored tip's snapshot");
+            }
+        }
+        drop(lock);
     }
     Ok(0)
 }
