@@ -621,3 +621,30 @@ fn rollback_code_restores_files_byte_for_byte_and_keeps_dirty_changes() {
     );
     assert_eq!(all_refs(&repo), before);
 }
+
+#[test]
+fn code_in_a_bare_repository_exits_2() {
+    let repo = Repo::new();
+    let bare = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(repo.path())
+        .arg(bare.path().join("b.git"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let b = bare.path().join("b.git");
+    let run = repo.wfe(&[
+        "-C",
+        b.to_str().unwrap(),
+        "rollback",
+        "latest",
+        "--to",
+        "x",
+        "--code",
+    ]);
+    run.code(2);
+    assert!(run.stderr.contains("bare repository"), "{}", run.stderr);
+}
