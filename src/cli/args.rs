@@ -74,4 +74,8 @@ pub enum Command {
     Edit(commands::edit::EditArgs),
     /// Compare the artifacts of two runs, checkpoints or phases
     Diff(commands::diff::DiffArgs),
+    /// Search every run's artifacts, logs, comments, tool calls and errors
+    Search(commands::search::SearchArgs),
+    /// Update the search index, or rebuild it from the runs' refs
+    Index(commands::index::IndexArgs),
 }

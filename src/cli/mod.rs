@@ -66,6 +66,8 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Edit(args) => commands::edit::run(args, &ctx()?, ui),
         Command::Diff(args) => commands::diff::run(args, &ctx()?, ui),
         Command::Resume(args) => commands::resume::run(args, &ctx()?, ui).await,
+        Command::Search(args) => commands::search::run(args, &ctx()?, ui),
+        Command::Index(args) => commands::index::run(args, &ctx()?, ui),
     }
 }
 
