@@ -213,10 +213,11 @@ fn logs_and_comments_are_searchable() {
     assert_eq!(hits[0]["path"], "comments.jsonl");
     assert_eq!(hits[0]["line"], 0);
     assert_eq!(
-        search(&repo, &["author:test"]).len(),
+        search(&repo, &["author:\"test user <test@example.com>\""]).len(),
         1,
-        "the comment's JSON"
+        "the comment's JSON, matched as a whole"
     );
+    assert!(search(&repo, &["author:test"]).is_empty());
     let hits = search(&repo, &["compiling", "--kind", "log"]);
     assert_eq!(hits[0]["snippet"], "compiling the widget crate");
 }

@@ -1,24 +1,25 @@
 //! Bringing the index up to date with the runs' refs.
 //!
-//! The payload records, per run, the checkpoint its documents were read
+//! The state records, per run, the checkpoint its documents were read
 //! from. A run whose ref points elsewhere is brought to its tip: when the
 //! new tip descends from the recorded one and the run's status is the same,
-//! only files whose content changed are replaced (the common case: a runner
-//! adding a checkpoint); otherwise (rollback, undo, a rewritten ref) all of
-//! the run's documents are replaced. A run whose ref is gone (`rm`) loses
-//! its documents. All of it lands in one atomic commit with the payload.
+//! the two checkpoints are compared and only the files whose content
+//! changed are replaced (the common case: a runner adding a checkpoint);
+//! otherwise (rollback, undo, a rewritten ref) all of the run's documents
+//! are replaced. A run whose ref is gone (`rm`) loses its documents. All of
+//! it lands in one atomic commit, which also switches the state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use tantivy::collector::DocSetCollector;
+use tantivy::collector::Count;
 use tantivy::query::TermQuery;
-use tantivy::schema::{IndexRecordOption, OwnedValue, Value};
-use tantivy::{IndexWriter, Searcher, TantivyDocument, Term};
+use tantivy::schema::{IndexRecordOption, OwnedValue};
+use tantivy::{IndexWriter, TantivyDocument, Term};
 
 use super::IndexError;
 use super::extract::{self, RunFacts, Source};
-use super::fields::date;
+use super::fields::{DocMeta, date, tag};
 use super::search_index::SearchIndex;
 use super::state::IndexState;
 use crate::store::{CheckpointId, RunId, RunStore, StoreError};
@@ -91,32 +92,38 @@ impl SearchIndex {
                 .collect(),
         };
         let plan = |state: &IndexState| -> (Vec<(RunId, CheckpointId)>, Vec<RunId>) {
-            let changed = tips
-                .iter()
-                .filter(|(run, tip)| state.runs.get(*run) != Some(&tip.0))
-                .filter_map(|(run, tip)| Some((RunId::parse(run)?, tip.clone())))
-                .collect();
-            let gone = match scope {
-                Scope::All => state
-                    .runs
-                    .keys()
-                    .filter(|run| !tips.contains_key(*run))
-                    .filter_map(|run| RunId::parse(run))
-                    .collect(),
-                Scope::Run(run)
-                    if !tips.contains_key(run.as_str())
-                        && state.runs.contains_key(run.as_str()) =>
-                {
-                    vec![run.clone()]
+            match scope {
+                Scope::All => {
+                    let known = state.tips();
+                    let changed = tips
+                        .iter()
+                        .filter(|(run, tip)| known.get(run.as_str()) != Some(&tip.0.as_str()))
+                        .filter_map(|(run, tip)| Some((RunId::parse(run)?, tip.clone())))
+                        .collect();
+                    let gone = known
+                        .keys()
+                        .filter(|run| !tips.contains_key(**run))
+                        .filter_map(|run| RunId::parse(run))
+                        .collect();
+                    (changed, gone)
                 }
-                Scope::Run(_) => Vec::new(),
-            };
-            (changed, gone)
+                // One run: a lookup, not a map of every run.
+                Scope::Run(run) => match (tips.get(run.as_str()), state.tip(run.as_str())) {
+                    (Some(tip), known) if known != Some(tip.0.as_str()) => {
+                        (vec![(run.clone(), tip.clone())], Vec::new())
+                    }
+                    (None, Some(_)) => (Vec::new(), vec![run.clone()]),
+                    _ => (Vec::new(), Vec::new()),
+                },
+            }
         };
         // Most searches find nothing to do: decide that without the writer.
-        let (changed, gone) = plan(&self.state()?);
-        if changed.is_empty() && gone.is_empty() {
-            return Ok(CatchUp::default());
+        // (A runner asks about its own run only when it just moved.)
+        if let Scope::All = scope {
+            let (changed, gone) = plan(&self.state()?);
+            if changed.is_empty() && gone.is_empty() {
+                return Ok(CatchUp::default());
+            }
         }
         let Some(mut writer) = self.writer(wait)? else {
             return Ok(CatchUp {
@@ -127,89 +134,93 @@ impl SearchIndex {
         // Another process may have committed before the lock was ours.
         let mut state = self.state()?;
         let (changed, gone) = plan(&state);
-        self.reader.reload()?;
-        let searcher = self.reader.searcher();
+        if changed.is_empty() && gone.is_empty() {
+            return Ok(CatchUp::default());
+        }
+        // Counting a run's documents needs the latest commit; the common
+        // case (a runner's new checkpoint) never counts, so never reloads.
+        self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut report = CatchUp::default();
+        let mut moved = BTreeMap::new();
         for (run, tip) in changed {
-            let old = state
-                .runs
-                .get(run.as_str())
-                .map(|t| CheckpointId(t.clone()));
-            match self.update_run(&writer, &searcher, store, &run, &tip, old.as_ref()) {
+            let old = state.tip(run.as_str()).map(|t| CheckpointId(t.to_string()));
+            match self.update_run(&writer, store, &run, &tip, old.as_ref()) {
                 Ok((added, removed)) => {
                     report.runs_indexed += 1;
                     report.docs_added += added;
                     report.docs_removed += removed;
-                    state.runs.insert(run.to_string(), tip.0);
+                    moved.insert(run.to_string(), Some(tip.0));
                 }
                 Err(UpdateError::Store(e)) => report.failed.push((run, e.to_string())),
                 Err(UpdateError::Index(e)) => return Err(e),
             }
         }
         for run in gone {
-            report.docs_removed += self.indexed_docs(&searcher, &run)?.len();
+            report.docs_removed += self.indexed_count(&run)?;
             writer.delete_term(self.run_term(&run));
-            state.runs.remove(run.as_str());
+            moved.insert(run.to_string(), None);
             report.runs_removed += 1;
         }
+        state.update(&moved);
+        self.save_state(&mut state)?;
         let mut prepared = writer.prepare_commit()?;
-        prepared.set_payload(&state.render());
+        prepared.set_payload(state.header());
         prepared.commit()?;
+        self.drop_states_but(state.generation());
         // Merge the small segments each commit makes now, while the writer
         // is ours: a short-lived process would otherwise leave them all.
         writer.wait_merging_threads()?;
-        self.reader.reload()?;
+        self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(report)
     }
 
     /// Replaces what changed of `run` between `old` and `tip`; returns the
-    /// documents added and removed.
+    /// documents added and removed. Everything is read from the store
+    /// before the writer is touched, so a run that cannot be read leaves
+    /// the index as it was.
     fn update_run(
         &self,
         writer: &IndexWriter,
-        searcher: &Searcher,
         store: &dyn RunStore,
         run: &RunId,
         tip: &CheckpointId,
         old: Option<&CheckpointId>,
     ) -> Result<(usize, usize), UpdateError> {
-        let read = extract::read_checkpoint(store, run, tip)?;
-        let indexed = match old {
-            Some(_) => self.indexed_docs(searcher, run)?,
-            None => Vec::new(),
+        let now = extract::read_checkpoint(store, run, tip)?;
+        // What the index holds is what `old` held: compare the two
+        // checkpoints, not the index (which then needs no digests).
+        let was = match old {
+            Some(old) if descends(store, tip, old)? => {
+                Some(extract::read_checkpoint(store, run, old)?)
+            }
+            _ => None,
         };
-        let same_facts = indexed
-            .iter()
-            .all(|d| d.status == read.facts.status && d.template == read.facts.template);
-        let incremental = match old {
-            Some(old) => same_facts && descends(store, tip, old)?,
-            None => false,
-        };
+        let was = was.filter(|was| {
+            was.facts.status == now.facts.status && was.facts.template == now.facts.template
+        });
         let (mut added, mut removed) = (0, 0);
-        if !incremental {
+        let Some(was) = was else {
+            // New, rolled back, rewritten, or its status changed: all of it.
+            removed += self.indexed_count(run)?;
             writer.delete_term(self.run_term(run));
-            removed += indexed.len();
-            for source in &read.sources {
-                added += self.add_source(writer, run, &read.facts, source)?;
+            for source in &now.sources {
+                added += self.add_source(writer, run, &now.facts, source)?;
             }
             return Ok((added, removed));
-        }
-        let mut was: HashMap<&str, (u64, usize)> = HashMap::new();
-        for doc in &indexed {
-            let slot = was.entry(doc.path.as_str()).or_insert((doc.hash, 0));
-            slot.1 += 1;
-        }
-        let now: HashMap<&str, &Source> =
-            read.sources.iter().map(|s| (s.path.as_str(), s)).collect();
-        for (path, (hash, count)) in &was {
-            if now.get(path).map(|s| s.hash) != Some(*hash) {
+        };
+        let before: HashMap<&str, &Source> =
+            was.sources.iter().map(|s| (s.path.as_str(), s)).collect();
+        let after: HashMap<&str, &Source> =
+            now.sources.iter().map(|s| (s.path.as_str(), s)).collect();
+        for (path, source) in &before {
+            if after.get(path).map(|s| s.hash) != Some(source.hash) {
                 writer.delete_term(self.key_term(run, path));
-                removed += count;
+                removed += source.entries().len();
             }
         }
-        for source in &read.sources {
-            if was.get(source.path.as_str()).map(|w| w.0) != Some(source.hash) {
-                added += self.add_source(writer, run, &read.facts, source)?;
+        for source in &now.sources {
+            if before.get(source.path.as_str()).map(|s| s.hash) != Some(source.hash) {
+                added += self.add_source(writer, run, &now.facts, source)?;
             }
         }
         Ok((added, removed))
@@ -227,29 +238,28 @@ impl SearchIndex {
         let entries = source.entries();
         let count = entries.len();
         for entry in entries {
+            let meta = DocMeta {
+                run: run.to_string(),
+                template: facts.template.clone(),
+                phase: entry.phase.clone().or_else(|| source.phase.clone()),
+                attempt: entry.attempt.or(source.attempt),
+                schema: source.schema.clone(),
+                status: facts.status.clone(),
+                kind: source.kind.as_str().to_string(),
+                path: source.path.clone(),
+                line: entry.line,
+                checkpoint: facts.checkpoint.0.clone(),
+                time: entry.time.or(source.time).unwrap_or(facts.time),
+            };
             let mut doc = TantivyDocument::new();
-            doc.add_text(f.key, key(run, &source.path));
-            doc.add_text(f.run, run.as_str());
-            doc.add_text(f.template, &facts.template);
-            if let Some(phase) = entry.phase.as_ref().or(source.phase.as_ref()) {
-                doc.add_text(f.phase, phase);
+            doc.add_text(f.tags, tag("key", &key(run, &source.path)));
+            for (name, value) in meta.tags() {
+                if let Some(value) = value {
+                    doc.add_text(f.tags, tag(name, &value));
+                }
             }
-            if let Some(attempt) = entry.attempt.or(source.attempt) {
-                doc.add_u64(f.attempt, u64::from(attempt));
-            }
-            if let Some(schema) = &source.schema {
-                doc.add_text(f.schema_name, schema);
-            }
-            doc.add_text(f.status, &facts.status);
-            doc.add_text(f.kind, source.kind.as_str());
-            let time = entry.time.or(source.time).unwrap_or(facts.time);
-            doc.add_date(f.time, date(time));
-            doc.add_text(f.path, &source.path);
-            if let Some(line) = entry.line {
-                doc.add_u64(f.line, line);
-            }
-            doc.add_text(f.checkpoint, &facts.checkpoint.0);
-            doc.add_u64(f.hash, source.hash);
+            doc.add_date(f.time, date(meta.time));
+            doc.add_text(f.meta, meta.render());
             doc.add_text(f.text, &entry.text);
             if let Some(json) = entry.json {
                 doc.add_field_value(f.json, &OwnedValue::from(json));
@@ -259,47 +269,19 @@ impl SearchIndex {
         Ok(count)
     }
 
-    /// The documents the index holds for `run`.
-    fn indexed_docs(&self, searcher: &Searcher, run: &RunId) -> Result<Vec<Indexed>, IndexError> {
+    /// How many documents the last commit holds for `run`.
+    fn indexed_count(&self, run: &RunId) -> Result<usize, IndexError> {
         let query = TermQuery::new(self.run_term(run), IndexRecordOption::Basic);
-        let f = &self.fields;
-        let mut out = Vec::new();
-        for address in searcher.search(&query, &DocSetCollector)? {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            let text = |field| {
-                doc.get_first(field)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            out.push(Indexed {
-                path: text(f.path),
-                status: text(f.status),
-                template: text(f.template),
-                hash: doc
-                    .get_first(f.hash)
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or_default(),
-            });
-        }
-        Ok(out)
+        Ok(self.searcher()?.search(&query, &Count)?)
     }
 
     fn run_term(&self, run: &RunId) -> Term {
-        Term::from_field_text(self.fields.run, run.as_str())
+        Term::from_field_text(self.fields.tags, &tag("run", run.as_str()))
     }
 
     fn key_term(&self, run: &RunId, path: &str) -> Term {
-        Term::from_field_text(self.fields.key, &key(run, path))
+        Term::from_field_text(self.fields.tags, &tag("key", &key(run, path)))
     }
-}
-
-/// A document as the index holds it, for deciding what changed.
-struct Indexed {
-    path: String,
-    status: String,
-    template: String,
-    hash: u64,
 }
 
 enum UpdateError {

@@ -9,6 +9,7 @@
 
 mod background;
 mod catch_up;
+mod directory;
 mod extract;
 mod fields;
 mod flatten;
@@ -43,6 +44,12 @@ pub enum IndexError {
     /// Tantivy failed: the index is unreadable, or the disk is.
     #[error("search index: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
+    /// The index's own state beside tantivy's files is unreadable.
+    #[error("search index: {what}")]
+    Damaged {
+        /// What is wrong.
+        what: String,
+    },
     /// A filesystem error around the index.
     #[error("search index: {action} {path}")]
     Io {
@@ -65,13 +72,14 @@ impl From<tantivy::directory::error::OpenDirectoryError> for IndexError {
 impl IndexError {
     /// True when the index itself failed, so building it again may help.
     pub fn is_index_failure(&self) -> bool {
-        matches!(self, IndexError::Tantivy(_))
+        matches!(self, IndexError::Tantivy(_) | IndexError::Damaged { .. })
     }
 
     /// The error in a few words, for a one-line notice.
     pub fn brief(&self) -> String {
         match self {
             IndexError::Tantivy(e) => search_index::damage(e),
+            IndexError::Damaged { what } => what.clone(),
             other => other.to_string(),
         }
     }

@@ -2,8 +2,9 @@
 //!
 //! The language is tantivy's (words, `"phrases"`, `AND`/`OR`/`-`, `field:value`)
 //! with all words required by default. `run`, `template`, `phase`,
-//! `attempt`, `schema`, `status`, `kind`, `time` and `text` name index
-//! fields; any other `name:value` is a path into the document's JSON
+//! `attempt`, `schema`, `status` and `kind` match a document's facets
+//! exactly, `text:` its words; any other `name:value` is a path into the
+//! document's JSON matched against the whole value, case aside
 //! (`verdict:changes_requested`, `findings.severity:major`), as is
 //! `json.name:value` for names the index uses itself. Snippets are cut from
 //! the document's text read back from its checkpoint: the index stores no
@@ -18,20 +19,16 @@ use tantivy::query::{
     BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermQuery,
 };
 use tantivy::query_grammar::{self, UserInputAst, UserInputLeaf};
-use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::schema::IndexRecordOption;
 use tantivy::snippet::{SnippetGenerator, collapse_overlapped_ranges};
 use tantivy::{Searcher, TantivyDocument, Term};
 
 use super::IndexError;
 use super::extract::{self, Kind};
-use super::fields::{Fields, date};
+use super::fields::{Fields, TAGS, date, tag};
 use super::search_index::SearchIndex;
 use crate::store::{CheckpointId, RunId, RunStore};
 
-/// Index fields a query may name; any other name is a JSON path.
-const QUERY_FIELDS: [&str; 9] = [
-    "run", "template", "phase", "attempt", "schema", "status", "kind", "time", "text",
-];
 /// The longest snippet, in characters.
 const SNIPPET_CHARS: usize = 160;
 
@@ -128,43 +125,33 @@ impl SearchIndex {
             .map_err(|e| query_error(e.to_string()))?;
 
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, query)];
-        let mut filter = |field, value: &str| {
-            let term = TermQuery::new(
-                Term::from_field_text(field, value),
-                IndexRecordOption::Basic,
-            );
-            clauses.push((
-                Occur::Must,
-                Box::new(ConstScoreQuery::new(Box::new(term), 0.0)),
-            ));
+        let mut filter = |query: Box<dyn Query>| {
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(query, 0.0))));
         };
-        if let Some(run) = &search.run {
-            filter(f.run, run.as_str());
-        }
-        for (field, value) in [
-            (f.template, &search.template),
-            (f.phase, &search.phase),
-            (f.schema_name, &search.schema),
-            (f.status, &search.status),
-        ] {
+        let tags = [
+            ("run", search.run.as_ref().map(|r| r.to_string())),
+            ("template", search.template.clone()),
+            ("phase", search.phase.clone()),
+            ("schema", search.schema.clone()),
+            ("status", search.status.clone()),
+            ("kind", search.kind.map(|k| k.as_str().to_string())),
+        ];
+        for (name, value) in tags {
             if let Some(value) = value {
-                filter(field, value);
+                let term = Term::from_field_text(f.tags, &tag(name, &value));
+                filter(Box::new(TermQuery::new(term, IndexRecordOption::Basic)));
             }
-        }
-        if let Some(kind) = search.kind {
-            filter(f.kind, kind.as_str());
         }
         if let Some(since) = search.since {
             let from = Term::from_field_date_for_search(f.time, date(since));
-            let range = RangeQuery::new(Bound::Included(from), Bound::Unbounded);
-            clauses.push((
-                Occur::Must,
-                Box::new(ConstScoreQuery::new(Box::new(range), 0.0)),
-            ));
+            filter(Box::new(RangeQuery::new(
+                Bound::Included(from),
+                Bound::Unbounded,
+            )));
         }
         let query = BooleanQuery::new(clauses);
 
-        let searcher = self.reader.searcher();
+        let searcher = self.searcher()?;
         let top = searcher.search(
             &query,
             &TopDocs::with_limit(search.limit.max(1)).order_by_score(),
@@ -184,28 +171,19 @@ impl SearchIndex {
     }
 
     fn hit(&self, doc: &TantivyDocument, score: f32) -> Hit {
-        let f = &self.fields;
-        let text = |field| {
-            doc.get_first(field)
-                .and_then(|v| v.as_str())
-                .map(String::from)
-        };
-        let number = |field| doc.get_first(field).and_then(|v| v.as_u64());
+        let meta = self.fields.meta_of(doc);
         Hit {
-            run: text(f.run).unwrap_or_default(),
-            template: text(f.template).unwrap_or_default(),
-            phase: text(f.phase),
-            attempt: number(f.attempt).and_then(|n| u32::try_from(n).ok()),
-            kind: text(f.kind).unwrap_or_default(),
-            schema: text(f.schema_name),
-            status: text(f.status).unwrap_or_default(),
-            path: text(f.path).unwrap_or_default(),
-            line: number(f.line),
-            checkpoint: text(f.checkpoint).unwrap_or_default(),
-            time: doc
-                .get_first(f.time)
-                .and_then(|v| v.as_datetime())
-                .map_or(0, |t| t.into_timestamp_secs()),
+            run: meta.run,
+            template: meta.template,
+            phase: meta.phase,
+            attempt: meta.attempt,
+            kind: meta.kind,
+            schema: meta.schema,
+            status: meta.status,
+            path: meta.path,
+            line: meta.line,
+            checkpoint: meta.checkpoint,
+            time: meta.time,
             score,
             snippet: String::new(),
             highlights: Vec::new(),
@@ -229,7 +207,7 @@ impl SearchIndex {
                 words.push(word.to_string());
             }
         });
-        let mut analyzer = Fields::analyzer();
+        let mut analyzer = Fields::text_analyzer();
         let mut tokenize = |text: &str, out: &mut Vec<String>| {
             let mut stream = analyzer.token_stream(text);
             while let Some(token) = stream.next() {
@@ -249,7 +227,7 @@ impl SearchIndex {
         }
         Ok(SnippetGenerator::new(
             terms,
-            Fields::analyzer(),
+            Fields::text_analyzer(),
             f.text,
             SNIPPET_CHARS,
         ))
@@ -277,16 +255,18 @@ fn query_error(message: String) -> IndexError {
     IndexError::Query(QueryError { message })
 }
 
-/// Points every `name:` that is not a query field into the JSON field.
+/// Points a facet's `name:value` at its `tags` term, and every other
+/// `name:` but `text` into the JSON field.
 fn redirect_fields(ast: UserInputAst, fields: &Fields) -> UserInputAst {
-    let redirect = |name: String| -> String {
-        if QUERY_FIELDS.contains(&name.as_str()) || name.starts_with("json.") || name == "json" {
+    let json = |name: String| -> String {
+        if name == "text" || name == "json" || name.starts_with("json.") {
             name
         } else {
-            debug_assert!(fields.is_field("json"));
             format!("json.{name}")
         }
     };
+    let is_tag = |name: &Option<String>| name.as_deref().is_some_and(|n| TAGS.contains(&n));
+    let tags_name = || fields.schema.get_field_name(fields.tags).to_string();
     match ast {
         UserInputAst::Clause(children) => UserInputAst::Clause(
             children
@@ -298,8 +278,21 @@ fn redirect_fields(ast: UserInputAst, fields: &Fields) -> UserInputAst {
             UserInputAst::Boost(Box::new(redirect_fields(*child, fields)), boost)
         }
         UserInputAst::Leaf(leaf) => UserInputAst::Leaf(Box::new(match *leaf {
+            UserInputLeaf::Literal(mut literal) if is_tag(&literal.field_name) => {
+                let name = literal.field_name.take().unwrap_or_default();
+                literal.phrase = tag(&name, &literal.phrase);
+                literal.field_name = Some(tags_name());
+                UserInputLeaf::Literal(literal)
+            }
+            UserInputLeaf::Set { field, elements } if is_tag(&field) => {
+                let name = field.unwrap_or_default();
+                UserInputLeaf::Set {
+                    field: Some(tags_name()),
+                    elements: elements.iter().map(|e| tag(&name, e)).collect(),
+                }
+            }
             UserInputLeaf::Literal(mut literal) => {
-                literal.field_name = literal.field_name.map(redirect);
+                literal.field_name = literal.field_name.map(json);
                 UserInputLeaf::Literal(literal)
             }
             UserInputLeaf::Range {
@@ -307,19 +300,17 @@ fn redirect_fields(ast: UserInputAst, fields: &Fields) -> UserInputAst {
                 lower,
                 upper,
             } => UserInputLeaf::Range {
-                field: field.map(redirect),
+                field: field.map(json),
                 lower,
                 upper,
             },
             UserInputLeaf::Set { field, elements } => UserInputLeaf::Set {
-                field: field.map(redirect),
+                field: field.map(json),
                 elements,
             },
-            UserInputLeaf::Exists { field } => UserInputLeaf::Exists {
-                field: redirect(field),
-            },
+            UserInputLeaf::Exists { field } => UserInputLeaf::Exists { field: json(field) },
             UserInputLeaf::Regex { field, pattern } => UserInputLeaf::Regex {
-                field: field.map(redirect),
+                field: field.map(json),
                 pattern,
             },
             other => other,
@@ -413,7 +404,8 @@ mod tests {
     fn snippets_are_one_line_with_highlights_kept_in_place() {
         let mut terms = BTreeMap::new();
         terms.insert("parser".to_string(), 1.0);
-        let generator = SnippetGenerator::new(terms, Fields::analyzer(), Fields::new().text, 100);
+        let generator =
+            SnippetGenerator::new(terms, Fields::text_analyzer(), Fields::new().text, 100);
         let (flat, highlights) = cut_snippet(&generator, "title: Write it\nsummary: the parser");
         assert_eq!(flat, "title: Write it · summary: the parser");
         assert_eq!(highlights.len(), 1);
@@ -431,7 +423,7 @@ mod tests {
         );
         let text = format!("{ast:?}");
         assert!(text.contains("\"json.verdict\":"), "{text}");
-        assert!(text.contains("\"phase\":"), "{text}");
+        assert!(text.contains("\"tags\":phase:build"), "{text}");
         assert!(text.contains("\"json.kind\":"), "{text}");
         assert_eq!(json_literals(&ast).len(), 2);
     }

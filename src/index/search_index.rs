@@ -8,24 +8,27 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tantivy::directory::error::LockError;
-use tantivy::directory::{INDEX_WRITER_LOCK, Lock, MmapDirectory};
+use tantivy::directory::{INDEX_WRITER_LOCK, Lock};
 use tantivy::indexer::IndexWriterOptions;
 use tantivy::{
-    Directory, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError,
+    Directory, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
+    TantivyError,
 };
 
 use super::IndexError;
-use super::fields::{Fields, SCHEMA_VERSION, TOKENIZER};
+use super::directory::CacheDirectory;
+use super::fields::{Fields, SCHEMA_VERSION};
 use super::state::IndexState;
 
 /// Threads and memory of a writer: this runs beside the user's work on
 /// small machines, so one indexing thread, one merge thread, 32 MB.
 const WORKER_THREADS: usize = 1;
 const MERGE_THREADS: usize = 1;
-const MEMORY_BUDGET: usize = 32_000_000;
+const MEMORY_BUDGET: usize = 15_000_000;
 /// How long opening waits before deciding a failure is not a race with a
 /// writer in another process replacing files.
 const REOPEN_PAUSE: Duration = Duration::from_millis(50);
@@ -71,6 +74,9 @@ pub struct SearchIndex {
     pub(super) index: Index,
     pub(super) reader: IndexReader,
     pub(super) fields: Fields,
+    /// A commit since the reader last loaded: reload before searching (a
+    /// runner's indexer never searches, so it never pays for it).
+    pub(super) stale: AtomicBool,
 }
 
 impl fmt::Debug for SearchIndex {
@@ -86,7 +92,7 @@ impl SearchIndex {
     /// missing, unreadable or of another version; says why it did.
     pub fn open(dir: &Path) -> Result<(SearchIndex, Option<Rebuilt>), IndexError> {
         if !dir.join("meta.json").is_file() {
-            return Ok((Self::create(dir)?, Some(Rebuilt::Missing)));
+            return Self::replace(dir, Rebuilt::Missing);
         }
         let mut why = match Self::open_checked(dir) {
             Ok(index) => return Ok((index, None)),
@@ -100,7 +106,23 @@ impl SearchIndex {
                 Err(why) => why,
             };
         }
-        Ok((Self::create(dir)?, Some(why)))
+        Self::replace(dir, why)
+    }
+
+    /// A new empty index in place of whatever is in `dir`, and why.
+    fn replace(dir: &Path, why: Rebuilt) -> Result<(SearchIndex, Option<Rebuilt>), IndexError> {
+        match Self::create(dir) {
+            Ok(index) => Ok((index, Some(why))),
+            // Another process holds the writer: it is most likely building
+            // this very index; use what it made if it can be read.
+            Err(IndexError::Tantivy(TantivyError::LockFailure(..))) => {
+                match Self::open_checked(dir) {
+                    Ok(index) => Ok((index, None)),
+                    Err(_) => Err(damaged("another process is rebuilding the search index")),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Opens the index in `dir` if there is a healthy one of this version;
@@ -126,7 +148,7 @@ impl SearchIndex {
             std::fs::remove_file(dir).map_err(io("removing"))?;
         }
         std::fs::create_dir_all(dir).map_err(io("creating"))?;
-        let directory = MmapDirectory::open(dir)?;
+        let directory = CacheDirectory::open(dir)?;
         // Hold the writer's lock while the old files go, so no other
         // process writes into the index being replaced. Lock files stay:
         // another process may hold a lock on them.
@@ -147,7 +169,14 @@ impl SearchIndex {
             removed.map_err(io("removing a file of"))?;
         }
         let fields = Fields::new();
-        let index = Index::create(directory, fields.schema.clone(), Default::default())?;
+        let settings = tantivy::IndexSettings {
+            // Fewer threads to hand a small segment between; bigger blocks
+            // compress the similar metadata of neighbouring documents better.
+            docstore_compress_dedicated_thread: false,
+            docstore_blocksize: 65_536,
+            ..Default::default()
+        };
+        let index = Index::create(directory, fields.schema.clone(), settings)?;
         drop(lock);
         Self::wrap(dir, index, fields)
     }
@@ -155,7 +184,7 @@ impl SearchIndex {
     /// Opens and checks the index: readable, this schema, this version.
     fn open_checked(dir: &Path) -> Result<SearchIndex, Rebuilt> {
         let corrupt = |e: TantivyError| Rebuilt::Corrupt(damage(&e));
-        let directory = MmapDirectory::open(dir).map_err(|e| Rebuilt::Corrupt(e.to_string()))?;
+        let directory = CacheDirectory::open(dir).map_err(|e| Rebuilt::Corrupt(e.to_string()))?;
         let index = Index::open(directory).map_err(corrupt)?;
         let fields = Fields::new();
         if index.schema() != fields.schema {
@@ -163,11 +192,11 @@ impl SearchIndex {
         }
         let meta = index.load_metas().map_err(corrupt)?;
         let opened = Self::wrap(dir, index, fields).map_err(|e| Rebuilt::Corrupt(e.to_string()))?;
-        match meta.payload.as_deref().map(IndexState::parse) {
-            Some(Some(state)) if state.version == SCHEMA_VERSION => {}
-            Some(Some(state)) => {
+        match meta.payload.as_deref().map(IndexState::parse_header) {
+            Some(Some((version, _))) if version == SCHEMA_VERSION => {}
+            Some(Some((version, _))) => {
                 return Err(Rebuilt::Version {
-                    found: Some(state.version),
+                    found: Some(version),
                 });
             }
             Some(None) => return Err(Rebuilt::Version { found: None }),
@@ -175,11 +204,12 @@ impl SearchIndex {
             None if opened.reader.searcher().num_docs() == 0 => {}
             None => return Err(Rebuilt::Version { found: None }),
         }
+        opened.state().map_err(|e| Rebuilt::Corrupt(e.brief()))?;
         Ok(opened)
     }
 
     fn wrap(dir: &Path, index: Index, fields: Fields) -> Result<SearchIndex, IndexError> {
-        index.tokenizers().register(TOKENIZER, Fields::analyzer());
+        Fields::register(&index);
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -189,17 +219,82 @@ impl SearchIndex {
             index,
             reader,
             fields,
+            stale: AtomicBool::new(false),
         })
     }
 
     /// The payload of the last commit: what the index holds.
     pub fn state(&self) -> Result<IndexState, IndexError> {
-        let meta = self.index.load_metas()?;
-        Ok(meta
-            .payload
-            .as_deref()
-            .and_then(IndexState::parse)
-            .unwrap_or_default())
+        // A writer in another process may commit and delete the file just
+        // named between the two reads: then the payload names a newer one.
+        let mut tries = 0;
+        loop {
+            let meta = self.index.load_metas()?;
+            let Some(payload) = meta.payload else {
+                return Ok(IndexState::default());
+            };
+            let Some((_, generation)) = IndexState::parse_header(&payload) else {
+                return Err(damaged("the commit payload is not wfe's"));
+            };
+            let name = IndexState::file_name(generation);
+            match std::fs::read_to_string(self.dir.join(&name)) {
+                Ok(text) => {
+                    return match IndexState::parse(&text) {
+                        Some(state) if state.header() == payload.trim_end() => Ok(state),
+                        _ => Err(damaged(&format!("{name} is damaged"))),
+                    };
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => {
+                    tries += 1;
+                    std::thread::sleep(REOPEN_PAUSE);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(damaged(&format!("{name} is missing")));
+                }
+                Err(source) => {
+                    return Err(IndexError::Io {
+                        action: "reading",
+                        path: self.dir.join(name),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes `state` as a new generation's file, for the commit about to
+    /// name it (the writer's lock is held).
+    pub(super) fn save_state(&self, state: &mut IndexState) -> Result<(), IndexError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut generation = nanos ^ (u64::from(std::process::id()) << 40);
+        if generation == state.generation() {
+            generation = generation.wrapping_add(1);
+        }
+        state.set_generation(generation);
+        let path = self.dir.join(IndexState::file_name(generation));
+        let temp = path.with_extension("tmp");
+        std::fs::write(&temp, state.render())
+            .and_then(|()| std::fs::rename(&temp, &path))
+            .map_err(|source| IndexError::Io {
+                action: "writing",
+                path,
+                source,
+            })
+    }
+
+    /// Removes every state file but generation `keep`'s.
+    pub(super) fn drop_states_but(&self, keep: u64) {
+        let keep = IndexState::file_name(keep);
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("tips-") && name != keep {
+                // A leftover is harmless: the next commit tries again.
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// The writer, waiting up to `wait` for another process to let go of
@@ -233,9 +328,17 @@ impl SearchIndex {
         &self.dir
     }
 
-    /// How many documents it holds (after the last reload).
-    pub fn num_docs(&self) -> u64 {
-        self.reader.searcher().num_docs()
+    /// A searcher over the last commit.
+    pub(super) fn searcher(&self) -> Result<Searcher, IndexError> {
+        if self.stale.swap(false, Ordering::Relaxed) {
+            self.reader.reload()?;
+        }
+        Ok(self.reader.searcher())
+    }
+
+    /// How many documents it holds.
+    pub fn num_docs(&self) -> Result<u64, IndexError> {
+        Ok(self.searcher()?.num_docs())
     }
 
     /// The size of its files in bytes.
@@ -251,9 +354,46 @@ impl SearchIndex {
     }
 }
 
+impl SearchIndex {
+    /// Bytes used by part of the index, largest first: `postings text`,
+    /// `positions json`, `store`, … (for benchmarks and `wfe index`).
+    pub fn space_usage(&self) -> Result<Vec<(String, u64)>, IndexError> {
+        let usage = self
+            .searcher()?
+            .space_usage()
+            .map_err(|source| IndexError::Io {
+                action: "measuring",
+                path: self.dir.clone(),
+                source,
+            })?;
+        let mut parts: std::collections::BTreeMap<String, u64> = Default::default();
+        for segment in usage.segments() {
+            let per_field = [
+                ("terms", segment.termdict()),
+                ("postings", segment.postings()),
+                ("positions", segment.positions()),
+                ("fast", segment.fast_fields()),
+                ("fieldnorms", segment.fieldnorms()),
+            ];
+            for (what, fields) in per_field {
+                for field in fields.fields() {
+                    *parts
+                        .entry(format!("{what} {}", field.field_name()))
+                        .or_default() += field.total().get_bytes();
+                }
+            }
+            *parts.entry("store".into()).or_default() += segment.store().total().get_bytes();
+            *parts.entry("deletes".into()).or_default() += segment.deletes().get_bytes();
+        }
+        let mut parts: Vec<(String, u64)> = parts.into_iter().filter(|p| p.1 > 0).collect();
+        parts.sort_by_key(|p| std::cmp::Reverse(p.1));
+        Ok(parts)
+    }
+}
+
 /// Takes the writer's lock of `directory`, waiting up to `wait`.
 fn wait_for_lock(
-    directory: &MmapDirectory,
+    directory: &CacheDirectory,
     wait: Duration,
 ) -> Result<tantivy::directory::DirectoryLock, IndexError> {
     let deadline = Instant::now() + wait;
@@ -269,6 +409,12 @@ fn wait_for_lock(
             }
             Err(e) => return Err(TantivyError::LockFailure(e, None).into()),
         }
+    }
+}
+
+fn damaged(what: &str) -> IndexError {
+    IndexError::Damaged {
+        what: what.to_string(),
     }
 }
 

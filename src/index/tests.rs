@@ -204,7 +204,7 @@ fn catch_up_replaces_only_what_changed_and_follows_rollback_and_removal() {
         runs_of(&index, &store, "verdict:approve"),
         ["01:phases/review/artifacts/review.json"]
     );
-    assert_eq!(index.state().unwrap().runs[a.as_str()], a2.0);
+    assert_eq!(index.state().unwrap().tip(a.as_str()), Some(a2.0.as_str()));
 
     // A removed run loses its documents.
     store.set_tip(&b, None);
@@ -261,13 +261,7 @@ fn an_index_of_another_version_is_rebuilt() {
     let (index, _) = SearchIndex::open(&path).unwrap();
     let mut writer = index.writer(WAIT).unwrap().unwrap();
     let mut prepared = writer.prepare_commit().unwrap();
-    prepared.set_payload(
-        &IndexState {
-            version: 0,
-            runs: Default::default(),
-        }
-        .render(),
-    );
+    prepared.set_payload("wfe-index 0 1");
     prepared.commit().unwrap();
     drop(writer);
     drop(index);
@@ -347,4 +341,38 @@ fn a_checkpoint_yields_artifacts_logs_per_attempt_errors_comments_and_tool_calls
     assert_eq!(artifact.schema.as_deref(), Some("review"));
     assert_eq!(artifact.time, extract::parse_time("2026-01-02T00:00:00Z"));
     assert_eq!(read.facts.status, "failed");
+}
+
+#[test]
+fn a_missing_state_file_means_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    let store = Store::default();
+    store.put(
+        &run_id(1),
+        "running",
+        &[(
+            "phases/review/artifacts/review.json",
+            review("approve", "Parser fine"),
+        )],
+    );
+    let (mut index, _) = SearchIndex::open(&path).unwrap();
+    index.catch_up(&store, WAIT).unwrap();
+    let states: Vec<_> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("tips-")
+        })
+        .collect();
+    assert_eq!(states.len(), 1, "one state file, the old ones removed");
+    std::fs::remove_file(&states[0]).unwrap();
+    drop(index);
+    let (mut index, rebuilt) = SearchIndex::open(&path).unwrap();
+    assert!(matches!(rebuilt, Some(Rebuilt::Corrupt(why)) if why.contains("missing")));
+    assert_eq!(index.catch_up(&store, WAIT).unwrap().runs_indexed, 1);
+    assert_eq!(runs_of(&index, &store, "parser").len(), 1);
 }

@@ -59,8 +59,8 @@ pub fn run(args: IndexArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             String::new()
         },
         human_duration(start.elapsed()),
-        index.num_docs(),
-        state.runs.len(),
+        index.num_docs()?,
+        state.len(),
         index.size_bytes() as f64 / 1e6,
         ctx.relative(index.dir()).display(),
     ));

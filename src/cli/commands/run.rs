@@ -88,9 +88,10 @@ pub(crate) async fn drive(
     let observer: Arc<dyn Observer> = Arc::new(Progress::new(ui, !flags.no_output));
     // Search index: updated on a thread of its own after each checkpoint, never in the run's way.
     let indexer = super::index::start_background(ctx, id);
-    let observer = indexer
-        .as_ref()
-        .map_or(observer.clone(), |b| b.observer(observer));
+    let observer = match &indexer {
+        Some(indexer) => indexer.observer(observer),
+        None => observer,
+    };
     let status = engine::drive(&ctx.store, id, &settings, observer, interrupt_rx).await;
     ctrl_c.abort();
     drop(lock);
