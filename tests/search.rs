@@ -68,6 +68,23 @@ fn search(repo: &Repo, args: &[&str]) -> Vec<Value> {
     out.json()["hits"].as_array().unwrap().clone()
 }
 
+/// The highlighted pieces of a hit's snippet.
+fn highlighted(hit: &Value) -> Vec<String> {
+    let snippet: Vec<char> = hit["snippet"].as_str().unwrap().chars().collect();
+    hit["highlights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (a, b) = (
+                r[0].as_u64().unwrap() as usize,
+                r[1].as_u64().unwrap() as usize,
+            );
+            snippet[a..b].iter().collect()
+        })
+        .collect()
+}
+
 /// `run:path` of each hit, sorted.
 fn places(hits: &[Value]) -> Vec<String> {
     let mut places: Vec<String> = hits
@@ -109,7 +126,12 @@ fn filters_phrases_and_field_values() {
         hit["highlights"][0][0].as_u64().unwrap(),
         hit["highlights"][0][1].as_u64().unwrap(),
     ];
-    assert_eq!(&snippet[start as usize..end as usize], "parser", "{hit:#}");
+    let marked: String = snippet
+        .chars()
+        .skip(start as usize)
+        .take((end - start) as usize)
+        .collect();
+    assert_eq!(marked, "parser", "character offsets: {hit:#}");
     assert_eq!(
         search(&repo, &["findings", "severity"]).len(),
         1,
@@ -158,6 +180,13 @@ fn filters_phrases_and_field_values() {
         [format!("{}:{REVIEW}", &one[..6])]
     );
     assert!(search(&repo, &["verdict:approve"]).is_empty());
+    let hits = search(&repo, &["verdict:changes_requested"]);
+    assert_eq!(
+        highlighted(&hits[0]),
+        ["verdict", "changes", "requested"],
+        "{:#}",
+        hits[0]
+    );
     assert_eq!(
         search(&repo, &["findings.severity:nit"]).len(),
         1,

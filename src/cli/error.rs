@@ -119,6 +119,9 @@ impl From<IndexError> for CliError {
     fn from(e: IndexError) -> Self {
         match e {
             IndexError::Store(e) => e.into(),
+            _ if e.is_busy() => CliError::failed(
+                "another wfe process is writing the search index; try again when it is done",
+            ),
             IndexError::Query(_) => CliError::input(e.to_string()).hint(
                 "words must all match; \"quote a phrase\"; field:value searches artifact JSON; OR, -word, (groups)",
             ),

@@ -186,13 +186,11 @@ impl SearchIndex {
         tip: &CheckpointId,
         old: Option<&CheckpointId>,
     ) -> Result<(usize, usize), UpdateError> {
-        let now = extract::read_checkpoint(store, run, tip)?;
+        let now = extract::read_checkpoint(store, tip)?;
         // What the index holds is what `old` held: compare the two
         // checkpoints, not the index (which then needs no digests).
         let was = match old {
-            Some(old) if descends(store, tip, old)? => {
-                Some(extract::read_checkpoint(store, run, old)?)
-            }
+            Some(old) if descends(store, tip, old)? => Some(extract::read_checkpoint(store, old)?),
             _ => None,
         };
         let was = was.filter(|was| {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::flatten::flatten;
 use crate::engine::layout;
 use crate::engine::manual::COMMENTS;
-use crate::store::{CheckpointId, EntryKind, RunId, RunStore, StoreError};
+use crate::store::{CheckpointId, EntryKind, RunStore, StoreError};
 
 /// What a document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -54,12 +54,6 @@ impl Kind {
     /// The kind named `text`, if any.
     pub fn parse(text: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == text)
-    }
-
-    /// True for kinds read from a `.jsonl` file of independent entries,
-    /// each its own document.
-    pub fn per_line(self) -> bool {
-        matches!(self, Kind::Comment | Kind::ToolCall)
     }
 }
 
@@ -209,10 +203,9 @@ pub struct Checkpointed {
     pub sources: Vec<Source>,
 }
 
-/// Reads the documents' files of run `run` at checkpoint `at`.
+/// Reads the documents' files of the checkpoint `at`.
 pub fn read_checkpoint(
     store: &dyn RunStore,
-    run: &RunId,
     at: &CheckpointId,
 ) -> Result<Checkpointed, StoreError> {
     let meta = store.checkpoint(at)?;
@@ -231,7 +224,6 @@ pub fn read_checkpoint(
             .to_string(),
         time: meta.time,
     };
-    let _ = run;
     let template = read_json(store, at, layout::TEMPLATE)?.unwrap_or(Value::Null);
     let mut schemas = BTreeMap::new();
     collect_outputs(&template["phases"], &mut schemas);

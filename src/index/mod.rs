@@ -72,7 +72,15 @@ impl From<tantivy::directory::error::OpenDirectoryError> for IndexError {
 impl IndexError {
     /// True when the index itself failed, so building it again may help.
     pub fn is_index_failure(&self) -> bool {
-        matches!(self, IndexError::Tantivy(_) | IndexError::Damaged { .. })
+        !self.is_busy() && matches!(self, IndexError::Tantivy(_) | IndexError::Damaged { .. })
+    }
+
+    /// True when another process held the index's writer too long.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            IndexError::Tantivy(tantivy::TantivyError::LockFailure(..))
+        )
     }
 
     /// The error in a few words, for a one-line notice.

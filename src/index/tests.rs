@@ -294,7 +294,7 @@ fn a_checkpoint_yields_artifacts_logs_per_attempt_errors_comments_and_tool_calls
             ("comments.jsonl", json!("{\"author\":\"ada\",\"phase\":\"review\",\"text\":\"why reject?\"}\n")),
         ],
     );
-    let read = extract::read_checkpoint(&store, &a, &tip).unwrap();
+    let read = extract::read_checkpoint(&store, &tip).unwrap();
     let mut seen: Vec<(String, Kind, Option<u32>, usize)> = read
         .sources
         .iter()

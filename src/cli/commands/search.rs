@@ -154,8 +154,18 @@ fn hit_json(hit: &Hit) -> serde_json::Value {
         "time": format_stamp(time),
         "score": hit.score,
         "snippet": hit.snippet,
-        "highlights": hit.highlights.iter().map(|r| [r.start, r.end]).collect::<Vec<_>>(),
+        // Character offsets: what a script slicing the snippet string expects.
+        "highlights": hit
+            .highlights
+            .iter()
+            .map(|r| [chars(&hit.snippet, r.start), chars(&hit.snippet, r.end)])
+            .collect::<Vec<_>>(),
     })
+}
+
+/// The character offset of byte offset `at` in `text`.
+fn chars(text: &str, at: usize) -> usize {
+    text.get(..at).map_or(0, |head| head.chars().count())
 }
 
 /// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time, as seconds since the epoch.
