@@ -127,14 +127,17 @@ fn print_hit(ui: &Ui, hit: &Hit) {
     let mut snippet = String::new();
     let mut at = 0;
     for range in &hit.highlights {
-        if range.start < at || range.end > hit.snippet.len() {
+        let (Some(before), Some(matched)) = (
+            hit.snippet.get(at..range.start),
+            hit.snippet.get(range.clone()),
+        ) else {
             continue;
-        }
-        snippet.push_str(&hit.snippet[at..range.start]);
-        snippet.push_str(&ui.paint(Style::Bold, &hit.snippet[range.clone()]));
+        };
+        snippet.push_str(before);
+        snippet.push_str(&ui.paint(Style::Bold, matched));
         at = range.end;
     }
-    snippet.push_str(&hit.snippet[at..]);
+    snippet.push_str(hit.snippet.get(at..).unwrap_or_default());
     ui.out(&format!("    {}", snippet.trim()));
 }
 
