@@ -11,6 +11,7 @@ pub mod artifact;
 pub mod cli;
 pub mod engine;
 pub mod exec;
+pub mod index;
 pub mod schemas;
 pub mod store;
 pub mod template;

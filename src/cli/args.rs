@@ -92,4 +92,8 @@ pub enum Command {
     Rollback(commands::rollback::RollbackArgs),
     /// Restore the tip the last rollback set aside
     Undo(commands::undo::UndoArgs),
+    /// Search every run's artifacts, logs, comments, tool calls and errors
+    Search(commands::search::SearchArgs),
+    /// Update the search index, or rebuild it from the runs' refs
+    Index(commands::index::IndexArgs),
 }

@@ -3,6 +3,7 @@
 
 use crate::artifact::ArtifactError;
 use crate::engine::EngineError;
+use crate::index::IndexError;
 use crate::store::StoreError;
 use crate::template::{ArgsError, TemplateError};
 
@@ -121,6 +122,23 @@ impl From<EngineError> for CliError {
             | EngineError::NotInRun { .. }
             | EngineError::BadTarget { .. } => CliError::input(e.to_string()),
             other => CliError::failed(other.to_string()).with_sources(&other),
+        }
+    }
+}
+
+impl From<IndexError> for CliError {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::Store(e) => e.into(),
+            _ if e.is_busy() => CliError::failed(
+                "another wfe process is writing the search index; try again when it is done",
+            ),
+            IndexError::Query(_) => CliError::input(e.to_string()).hint(
+                "words must all match; \"quote a phrase\"; field:value searches artifact JSON; OR, -word, (groups)",
+            ),
+            other => CliError::failed(other.to_string())
+                .with_sources(&other)
+                .hint("`wfe index --rebuild` builds the search index again from the runs' refs"),
         }
     }
 }

@@ -76,6 +76,8 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Skip(args) => commands::skip::run(args, &ctx()?, ui),
         Command::Rollback(args) => commands::rollback::run(args, &ctx()?, ui),
         Command::Undo(args) => commands::undo::run(args, &ctx()?, ui),
+        Command::Search(args) => commands::search::run(args, &ctx()?, ui),
+        Command::Index(args) => commands::index::run(args, &ctx()?, ui),
     }
 }
 

@@ -92,9 +92,16 @@ pub(crate) async fn drive(
         }
     });
     let observer: Arc<dyn Observer> = Arc::new(Progress::new(ui, !flags.no_output));
+    // Search index: updated on a thread of its own after each checkpoint, never in the run's way.
+    let indexer = super::index::start_background(ctx, id);
+    let observer = match &indexer {
+        Some(indexer) => indexer.observer(observer),
+        None => observer,
+    };
     let status = engine::drive(&ctx.store, id, &settings, observer, interrupt_rx).await;
     ctrl_c.abort();
     drop(lock);
+    super::index::finish_background(indexer, ui);
     let status = status?;
     report(ctx, ui, id, flags.json)?;
     Ok(exit_code(status))
