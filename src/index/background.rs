@@ -2,14 +2,15 @@
 //! run's documents up to date, so `wfe search` finds them without waiting.
 //!
 //! It must never slow or fail the run: it works on its own thread and its
-//! own store, coalesces checkpoints that come faster than it indexes, only
-//! updates an index that already exists (building one for every run of a
-//! repository is `wfe search`'s job), and skips a round when another
-//! process holds the writer. Whatever it misses, the next catch-up does.
+//! own store, waits for a burst of checkpoints to end and indexes them in
+//! one round, only updates an index that already exists (building one for
+//! every run of a repository is `wfe search`'s job), and skips a round
+//! when another process holds the writer. Whatever it misses, the next
+//! catch-up does.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use super::search_index::SearchIndex;
@@ -19,6 +20,8 @@ use crate::store::{RunId, RunStore};
 
 /// How long one round waits for another process's writer.
 const WRITER_WAIT: Duration = Duration::from_millis(500);
+/// How long without a checkpoint ends a burst.
+const QUIET: Duration = Duration::from_millis(100);
 
 enum Message {
     Checkpoint,
@@ -32,33 +35,18 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts indexing `run` into the index in `dir`, reading through `store`.
-    pub fn start<S: RunStore + 'static>(store: S, dir: PathBuf, run: RunId) -> Background {
+    /// Starts indexing `run` into the index in `dir`, reading through the
+    /// store `open` returns (opened on the indexing thread, so the run's
+    /// start does not wait for it).
+    pub fn start<S, F>(open: F, dir: PathBuf, run: RunId) -> Background
+    where
+        S: RunStore + 'static,
+        F: FnOnce() -> Option<S> + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         let work = move || {
-            let mut index: Option<SearchIndex> = None;
-            let mut failure = None;
-            while let Ok(message) = rx.recv() {
-                let mut finish = matches!(message, Message::Finish);
-                // Checkpoints that came while indexing the last one: one round covers them all.
-                while let Ok(message) = rx.try_recv() {
-                    finish |= matches!(message, Message::Finish);
-                }
-                if index.is_none() {
-                    index = SearchIndex::open_existing(&dir);
-                }
-                if let Some(open) = index.as_mut()
-                    && let Err(e) = open.catch_up_run(&store, &run, WRITER_WAIT)
-                {
-                    failure.get_or_insert_with(|| e.to_string());
-                    // Reopen next round: the files may have been replaced.
-                    index = None;
-                }
-                if finish {
-                    break;
-                }
-            }
+            let failure = index_until_finished(open, &dir, &run, &rx);
             let _ = done_tx.send(failure);
         };
         if std::thread::Builder::new()
@@ -87,6 +75,49 @@ impl Background {
         // Timed out or gone: either way nothing more to report.
         self.done.recv_timeout(wait).unwrap_or_default()
     }
+}
+
+/// The indexing thread: one round per burst of checkpoints, a last one at
+/// the end; returns the first failure.
+fn index_until_finished<S, F>(
+    open: F,
+    dir: &Path,
+    run: &RunId,
+    rx: &Receiver<Message>,
+) -> Option<String>
+where
+    S: RunStore,
+    F: FnOnce() -> Option<S>,
+{
+    let store = open()?;
+    let mut index: Option<SearchIndex> = None;
+    let mut failure = None;
+    while let Ok(message) = rx.recv() {
+        let mut finish = matches!(message, Message::Finish);
+        // Checkpoints come in bursts (a phase ends, the next starts): one
+        // round after the burst covers them all.
+        while !finish {
+            match rx.recv_timeout(QUIET) {
+                Ok(message) => finish = matches!(message, Message::Finish),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => finish = true,
+            }
+        }
+        if index.is_none() {
+            index = SearchIndex::open_existing(dir);
+        }
+        if let Some(open) = index.as_mut()
+            && let Err(e) = open.catch_up_run(&store, run, WRITER_WAIT)
+        {
+            failure.get_or_insert_with(|| e.to_string());
+            // Reopen next round: the files may have been replaced.
+            index = None;
+        }
+        if finish {
+            break;
+        }
+    }
+    failure
 }
 
 /// Forwards everything to the inner observer and wakes the indexer.

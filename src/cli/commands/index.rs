@@ -116,11 +116,20 @@ fn notice(ui: &Ui, why: &Rebuilt) {
     ui.note(&format!("note: {why}; building it from refs/wfe/runs/"));
 }
 
-/// Starts indexing run `id` beside its runner, if the repository can be
-/// opened a second time for it (the runner keeps its own store).
+/// Starts indexing run `id` beside its runner, when the repository has a
+/// search index (with none, nothing runs beside the run at all). The
+/// indexer opens the repository a second time: the runner keeps its store.
 pub(crate) fn start_background(ctx: &Context, id: &RunId) -> Option<Background> {
-    let store = GitStore::discover(&ctx.root).ok()?;
-    Some(Background::start(store, index_dir(ctx), id.clone()))
+    let dir = index_dir(ctx);
+    if !dir.join("meta.json").is_file() {
+        return None;
+    }
+    let root = ctx.root.clone();
+    Some(Background::start(
+        move || GitStore::discover(&root).ok(),
+        dir,
+        id.clone(),
+    ))
 }
 
 /// Lets the background indexer finish the run's last checkpoint (briefly);
