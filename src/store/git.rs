@@ -323,19 +323,8 @@ impl RunStore for GitStore {
             write_tree(repo, base_tree, cached.map(|c| c.trees), changes, snapshot)?;
 
         let signature = self.signature(time);
-        let commit = gix::objs::Commit {
-            tree,
-            parents: current.into_iter().collect(),
-            author: signature.clone(),
-            committer: signature.clone(),
-            encoding: None,
-            message: message.render().into(),
-            extra_headers: Vec::new(),
-        };
-        let id = repo
-            .write_object(&commit)
-            .or_git(|| format!("writing a checkpoint commit for run {run}"))?
-            .detach();
+        let id = write_commit(repo, tree, current, &signature, message)
+            .or_git(|| format!("writing a checkpoint commit for run {run}"))?;
 
         let expected = match current {
             Some(old) => PreviousValue::MustExistAndMatch(Target::Object(old)),
@@ -663,6 +652,27 @@ fn find_commit(repo: &gix::Repository, id: ObjectId) -> Result<gix::Commit<'_>> 
             reason: format!("it is a {}, not a commit", object.kind),
         }),
     }
+}
+
+/// Writes a commit object (no ref moves): `tree` with at most one parent,
+/// signed by `signature` as author and committer.
+pub(super) fn write_commit(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    parent: Option<ObjectId>,
+    signature: &gix::actor::Signature,
+    message: &Message,
+) -> std::result::Result<ObjectId, gix::Error> {
+    let commit = gix::objs::Commit {
+        tree,
+        parents: parent.into_iter().collect(),
+        author: signature.clone(),
+        committer: signature.clone(),
+        encoding: None,
+        message: message.render().into(),
+        extra_headers: Vec::new(),
+    };
+    Ok(repo.write_object(&commit)?.detach())
 }
 
 pub(super) fn commit_tree(repo: &gix::Repository, id: ObjectId) -> Result<ObjectId> {

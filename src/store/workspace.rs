@@ -38,7 +38,7 @@ use gix::refs::{Target, TargetRef};
 
 use super::git::{
     OrGit, PACKED_REFS_LOCK_TIMEOUT, REF_LOCK_TIMEOUT, commit_tree, full_name, git_error,
-    parse_checkpoint, read_tip,
+    parse_checkpoint, read_tip, write_commit,
 };
 use super::{Change, CheckpointId, GitStore, Message, Result, RunId, RunStore, StoreError};
 
@@ -297,19 +297,8 @@ impl GitStore {
             .trailer("Wfe-Run", run.as_str())
             .trailer("Wfe-Event", "code-saved");
         let head = repo.head_id().ok().map(|id| id.detach());
-        let commit = gix::objs::Commit {
-            tree,
-            parents: head.into_iter().collect(),
-            author: signature.clone(),
-            committer: signature.clone(),
-            encoding: None,
-            message: message.render().into(),
-            extra_headers: Vec::new(),
-        };
-        let id = repo
-            .write_object(&commit)
-            .or_git(|| format!("saving the working tree of run {run}"))?
-            .detach();
+        let id = write_commit(repo, tree, head, &signature, &message)
+            .or_git(|| format!("saving the working tree of run {run}"))?;
         let mut time_buf = gix::date::parse::TimeBuf::default();
         // Another process may take the same number at once: then try the next.
         let mut attempts = 0;
