@@ -4,7 +4,10 @@
 //! runs. Each run of a template lives in the repository as a chain of
 //! checkpoint commits under `refs/wfe/runs/<id>`, written by the [`store`].
 //! The [`engine`] schedules phases and turns every state change into one
-//! checkpoint; [`exec`] runs a single phase attempt. Only [`cli`] talks to
+//! checkpoint; [`exec`] runs a single phase attempt. [`artifact`] finds and
+//! compiles the schemas every hand-off is validated against; [`index`] keeps
+//! a tantivy search index derived from the runs' refs; [`schemas`] lists the
+//! JSON Schemas generated from wfe's own types. Only [`cli`] talks to
 //! people: everything below it takes values and returns typed results.
 
 pub mod artifact;
