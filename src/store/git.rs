@@ -868,40 +868,10 @@ fn clear_stale_ref_lock(repo: &gix::Repository, ref_name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
-    use std::process::Command;
 
     use super::*;
     use crate::store::contract::{self, message, run_id};
-
-    /// Runs the git CLI in `dir` with no global or system config and a fixed identity.
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = git_command(dir, args).output().expect("run git");
-        assert!(
-            out.status.success(),
-            "git {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    fn git_command(dir: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new("git");
-        cmd.args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "Test Author")
-            .env("GIT_AUTHOR_EMAIL", "author@example.com")
-            .env("GIT_COMMITTER_NAME", "Test Author")
-            .env("GIT_COMMITTER_EMAIL", "author@example.com")
-            .env("GIT_AUTHOR_DATE", "1700000000 +0000")
-            .env("GIT_COMMITTER_DATE", "1700000000 +0000")
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .env_remove("GIT_INDEX_FILE");
-        cmd
-    }
+    use crate::store::test_git::{git, git_command};
 
     /// A repository with one commit on main, a local identity, and an untracked file.
     fn user_repo() -> tempfile::TempDir {

@@ -15,6 +15,8 @@ mod lock;
 mod memory;
 mod message;
 mod path;
+#[cfg(test)]
+mod test_git;
 mod workspace;
 
 use std::fmt;

@@ -271,30 +271,11 @@ fn busy(run: &RunId) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::process::Command;
 
     use super::*;
     use crate::store::contract::{message, run_id};
+    use crate::store::test_git::git;
     use crate::store::{Change, RunStore};
-
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .output()
-            .expect("run git");
-        assert!(
-            out.status.success(),
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
 
     /// A repository with a run of `n` checkpoints; returns them oldest first.
     fn repo_with_run(n: usize) -> (tempfile::TempDir, GitStore, RunId, Vec<CheckpointId>) {

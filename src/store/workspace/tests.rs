@@ -9,40 +9,10 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use crate::store::contract::{message, run_id};
+use crate::store::test_git::{git, git_command};
 use crate::store::{
     Change, CheckpointId, GitStore, MemoryStore, RunId, RunStore, StoreError, WORKSPACE,
 };
-
-/// Runs the git CLI in `dir` with no global or system config and a fixed identity.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = git_command(dir, args).output().expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn git_command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("git");
-    cmd.args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("XDG_CONFIG_HOME", dir.join(".no-xdg"))
-        .env("GIT_AUTHOR_NAME", "Test Author")
-        .env("GIT_AUTHOR_EMAIL", "author@example.com")
-        .env("GIT_COMMITTER_NAME", "Test Author")
-        .env("GIT_COMMITTER_EMAIL", "author@example.com")
-        .env("GIT_AUTHOR_DATE", "1700000000 +0000")
-        .env("GIT_COMMITTER_DATE", "1700000000 +0000")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE");
-    cmd
-}
 
 /// What `git add -A && git write-tree` gives, in a copy of the index.
 fn git_add_all_tree(dir: &Path) -> String {
