@@ -18,6 +18,8 @@ mod record;
 pub mod recovery;
 mod runner;
 mod snapshot;
+#[cfg(test)]
+mod testing;
 
 pub use dag::Dag;
 pub use error::EngineError;

@@ -640,24 +640,13 @@ fn with_retries<T>(mut attempt: impl FnMut() -> Result<T, EngineError>) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use serde_json::{Value, json};
-    use tokio::sync::watch;
 
     use super::*;
-    use crate::engine::{Event, NewRun, Observer, Settings, create, drive};
-    use crate::exec::{LogLine, LogSink};
+    use crate::engine::testing;
+    use crate::engine::{NewRun, Settings, create};
     use crate::store::MemoryStore;
     use crate::template::Template;
-
-    struct Quiet;
-    impl LogSink for Quiet {
-        fn line(&self, _: &str, _: &LogLine) {}
-    }
-    impl Observer for Quiet {
-        fn event(&self, _: &Event<'_>) {}
-    }
 
     const ME: &str = "Test User <test@example.com>";
 
@@ -671,15 +660,7 @@ mod tests {
     impl Fixture {
         fn new() -> Self {
             let dir = tempfile::tempdir().expect("tempdir");
-            let settings = Settings {
-                jobs: 1,
-                clock: Clock::system(),
-                work_dir: dir.path().to_path_buf(),
-                scratch: dir.path().join("scratch"),
-                max_artifact_bytes: 1 << 20,
-                control: None,
-                wait: false,
-            };
+            let settings = testing::settings(dir.path(), 1);
             Fixture {
                 store: MemoryStore::new(),
                 dir,
@@ -708,10 +689,7 @@ mod tests {
         }
 
         async fn drive(&self, run: &RunId) -> RunStatus {
-            let (_tx, rx) = watch::channel(false);
-            drive(&self.store, run, &self.settings, Arc::new(Quiet), rx)
-                .await
-                .expect("drive")
+            testing::drive_quietly(&self.store, run, &self.settings).await
         }
 
         fn snap(&self, run: &RunId) -> RunSnapshot {

@@ -1537,15 +1537,8 @@ fn log_bytes(lines: &[LogLine]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::testing::{self, Quiet};
     use crate::store::MemoryStore;
-
-    struct Quiet;
-    impl LogSink for Quiet {
-        fn line(&self, _: &str, _: &LogLine) {}
-    }
-    impl Observer for Quiet {
-        fn event(&self, _: &Event<'_>) {}
-    }
 
     struct Fixture {
         store: MemoryStore,
@@ -1556,15 +1549,7 @@ mod tests {
     impl Fixture {
         fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let settings = Settings {
-                jobs: 2,
-                clock: Clock::system(),
-                work_dir: dir.path().to_path_buf(),
-                scratch: dir.path().join("scratch"),
-                max_artifact_bytes: 1 << 20,
-                control: None,
-                wait: false,
-            };
+            let settings = testing::settings(dir.path(), 2);
             Fixture {
                 store: MemoryStore::new(),
                 dir,
@@ -1600,10 +1585,7 @@ mod tests {
         }
 
         async fn drive(&self, run: &RunId) -> RunStatus {
-            let (_tx, rx) = watch::channel(false);
-            drive(&self.store, run, &self.settings, Arc::new(Quiet), rx)
-                .await
-                .unwrap()
+            testing::drive_quietly(&self.store, run, &self.settings).await
         }
 
         fn snapshot(&self, run: &RunId) -> RunSnapshot {
