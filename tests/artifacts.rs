@@ -28,12 +28,6 @@ fn failing_repo() -> Repo {
     repo
 }
 
-fn run_id(repo: &Repo) -> String {
-    repo.wfe_refs()[0]
-        .trim_start_matches("refs/wfe/runs/")
-        .to_string()
-}
-
 fn tip_json(repo: &Repo, id: &str, path: &str) -> Value {
     serde_json::from_str(&repo.git(&["show", &format!("refs/wfe/runs/{id}:{path}")])).unwrap()
 }
@@ -70,7 +64,7 @@ fn edit(repo: &Repo, editor: &str, args: &[&str]) -> common::Run {
 fn accept_force_commits_the_rejected_output_marked_forced_and_resume_goes_on() {
     let repo = failing_repo();
     repo.wfe(&["run", "rep"]).code(1);
-    let id = run_id(&repo);
+    let id = repo.run_id();
 
     let show = repo.wfe(&["show", &id, "make"]);
     show.code(0);
@@ -138,7 +132,7 @@ fn accept_force_commits_the_rejected_output_marked_forced_and_resume_goes_on() {
 fn edit_validates_on_save_reopens_on_errors_and_commits_once_valid() {
     let repo = failing_repo();
     repo.wfe(&["run", "rep"]).code(1);
-    let id = run_id(&repo);
+    let id = repo.run_id();
     let before = tip(&repo, &id);
 
     // Saved unchanged: nothing to commit.
@@ -238,7 +232,7 @@ fn comments_are_checkpoints_listed_by_show_even_during_a_live_run() {
         .spawn()
         .unwrap();
     assert_eq!(read_fifo_line(&ready), "ready");
-    let id = run_id(&repo);
+    let id = repo.run_id();
 
     repo.wfe(&["comment", &id, "looks good so far"]).code(0);
     repo.wfe(&["comment", &id, "hold", "this one waits for a FIFO"])
@@ -306,7 +300,7 @@ fn an_input_edited_by_hand_fails_the_phase_that_needs_it_before_it_starts() {
         .args(["-c", &format!("kill -s KILL -- -{pgid}")])
         .status()
         .unwrap();
-    let id = run_id(&repo);
+    let id = repo.run_id();
 
     // Forge a checkpoint whose artifact no longer matches `message`.
     let r = format!("refs/wfe/runs/{id}");

@@ -9,21 +9,6 @@ use std::process::{Child, Stdio};
 use common::{Repo, mkfifo, read_fifo_line, script, write_fifo_line};
 use serde_json::{Value, json};
 
-fn spawn(repo: &Repo, args: &[&str]) -> Child {
-    repo.wfe_cmd()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn run_id(repo: &Repo) -> String {
-    repo.wfe_refs()[0]
-        .trim_start_matches("refs/wfe/runs/")
-        .to_string()
-}
-
 fn phase<'a>(doc: &'a Value, id: &str) -> &'a Value {
     doc["phases"]
         .as_array()
@@ -31,20 +16,6 @@ fn phase<'a>(doc: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|p| p["id"] == id)
         .unwrap()
-}
-
-/// True while a non-zombie process of group `pgid` exists.
-fn group_alive(pgid: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        let Some(close) = stat.rfind(')') else {
-            return false;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        fields.get(2) == Some(&pgid) && !matches!(fields[0], "Z" | "X")
-    })
 }
 
 #[test]
@@ -60,9 +31,9 @@ fn pause_from_another_process_lets_running_phases_finish_then_exits_3() {
             script("second", &["first"], "true"),
         ]}),
     );
-    let runner = spawn(&repo, &["run", "two", "--json"]);
+    let runner = repo.spawn(&["run", "two", "--json"]);
     read_fifo_line(&ready);
-    let id = run_id(&repo);
+    let id = repo.run_id();
 
     let pause = repo.wfe(&["pause", &id]);
     pause.code(0);
@@ -117,13 +88,16 @@ fn cancel_kills_the_running_phase_group_and_ends_the_run_cancelled() {
             script("never", &["sleepy"], "true"),
         ]}),
     );
-    let runner = spawn(&repo, &["run", "long", "--json"]);
+    let runner = repo.spawn(&["run", "long", "--json"]);
     let pgid = read_fifo_line(&fifo);
-    let id = run_id(&repo);
+    let id = repo.run_id();
     repo.wfe(&["cancel", &id]).code(0);
     let out = common::Run::from(runner.wait_with_output().unwrap());
     out.code(3);
-    assert!(!group_alive(&pgid), "the phase's process group is gone");
+    assert!(
+        !common::group_alive(pgid.parse().unwrap()),
+        "the phase's process group is gone"
+    );
     let doc = out.json();
     assert_eq!(doc["status"], "cancelled");
     assert_eq!(phase(&doc, "sleepy")["status"], "cancelled");
@@ -206,7 +180,7 @@ fn a_live_runner_with_wait_takes_the_approval_of_an_approval_after_phase() {
             script("publish", &["draft"], "true"),
         ]}),
     );
-    let runner = spawn(&repo, &["run", "review", "--wait", "--json"]);
+    let runner = repo.spawn(&["run", "review", "--wait", "--json"]);
     // The runner answers only once the phase waits, so retry until it does.
     let id = loop {
         if let Some(r) = repo.wfe_refs().first() {
@@ -275,7 +249,7 @@ fn concurrent_control_requests_are_never_lost() {
         &json!({ "name": "gate2", "phases": [ { "id": "g", "kind": "gate" } ]}),
     );
     repo.wfe(&["run", "gate2"]).code(3);
-    let id = run_id(&repo);
+    let id = repo.run_id();
     // Many requests at once, no runner: each takes the lock in turn and commits on top.
     let children: Vec<Child> = (0..6)
         .map(|n| {

@@ -6,28 +6,8 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
-
 use common::{Repo, mkfifo, read_fifo_line, script};
 use serde_json::json;
-
-/// True while a process of group `pgid` is alive. Zombies don't count:
-/// killed grandchildren are reparented to init and stay in the group until
-/// init reaps them, on init's schedule.
-fn group_alive(pgid: i32) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // `pid (comm) state ppid pgrp ...`; comm may hold spaces or parens.
-        let Some(close) = stat.rfind(')') else {
-            return false;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
-            && !matches!(fields[0], "Z" | "X")
-    })
-}
 
 /// Sends `signal` to `target` (a pid, or `-pgid` for a group) with the
 /// shell's built-in `kill`, which every machine has.
@@ -67,20 +47,11 @@ fn crash_template(repo: &Repo) -> (std::path::PathBuf, std::path::PathBuf) {
     (fifo, count)
 }
 
-fn spawn_run(repo: &Repo, args: &[&str]) -> Child {
-    repo.wfe_cmd()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn kill_9_mid_run_then_resume_completes_without_rerunning_completed_phases() {
     let repo = Repo::new();
     let (fifo, count) = crash_template(&repo);
-    let mut runner = spawn_run(&repo, &["run", "crash", "--jobs", "1"]);
+    let mut runner = repo.spawn(&["run", "crash", "--jobs", "1"]);
     let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
 
     // The runner is inside `block`: kill it the hard way.
@@ -148,7 +119,7 @@ fn kill_9_mid_run_then_resume_completes_without_rerunning_completed_phases() {
 fn a_second_runner_is_refused_with_the_lock_holder() {
     let repo = Repo::new();
     let (fifo, _) = crash_template(&repo);
-    let mut runner = spawn_run(&repo, &["run", "crash"]);
+    let mut runner = repo.spawn(&["run", "crash"]);
     let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
     let refs = repo.wfe_refs();
     let id = refs[0].trim_start_matches("refs/wfe/runs/");
@@ -205,7 +176,7 @@ fn a_timeout_kills_the_whole_process_group_and_retries() {
     assert_eq!(groups.len(), 2);
     for pgid in groups {
         assert!(
-            !group_alive(pgid),
+            !common::group_alive(pgid),
             "process group {pgid} survived the timeout"
         );
     }
@@ -219,14 +190,14 @@ fn a_timeout_kills_the_whole_process_group_and_retries() {
 fn ctrl_c_kills_running_phases_pauses_the_run_and_resume_finishes_it() {
     let repo = Repo::new();
     let (fifo, count) = crash_template(&repo);
-    let runner = spawn_run(&repo, &["run", "crash"]);
+    let runner = repo.spawn(&["run", "crash"]);
     let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
     assert!(send_signal("INT", &runner.id().to_string()));
     let out = common::Run::from(runner.wait_with_output().unwrap());
     out.code(3);
     assert!(out.stderr.contains("paused"), "{}", out.stderr);
     assert!(
-        !group_alive(pgid),
+        !common::group_alive(pgid),
         "the interrupted phase's process group is gone"
     );
 

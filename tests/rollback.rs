@@ -433,15 +433,6 @@ struct Outcome {
     out: common::Run,
 }
 
-fn spawn(repo: &Repo, args: &[&str]) -> Child {
-    repo.wfe_cmd()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// The short (12 hex digits) checkpoint ids a command's notes name.
 fn short_ids(text: &str) -> Vec<String> {
     text.split_whitespace()
@@ -477,8 +468,8 @@ fn racing_control_commands_never_lose_an_update() {
     let mut seen: Vec<String> = vec![rev(&repo, &r)];
     for round in 0..20 {
         let (x, y) = pairs[round % pairs.len()];
-        let first = spawn(&repo, &commands[x].1);
-        let second = spawn(&repo, &commands[y].1);
+        let first = repo.spawn(&commands[x].1);
+        let second = repo.spawn(&commands[y].1);
         let (first_pid, second_pid) = (first.id(), second.id());
         let outcomes: Vec<Outcome> = [
             (commands[x].0, second_pid, first),

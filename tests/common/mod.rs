@@ -87,6 +87,23 @@ impl Repo {
         cmd.output().unwrap()
     }
 
+    /// Starts wfe with `args` in the background, its output piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.wfe_cmd()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The id of the repository's first run (by ref name).
+    pub fn run_id(&self) -> String {
+        self.wfe_refs()[0]
+            .trim_start_matches("refs/wfe/runs/")
+            .to_string()
+    }
+
     /// Every ref under `refs/wfe/`.
     pub fn wfe_refs(&self) -> Vec<String> {
         self.git(&["for-each-ref", "--format=%(refname)", "refs/wfe/"])
@@ -177,4 +194,22 @@ pub fn write_fifo_line(path: &Path, line: &str) {
         "{line}"
     )
     .unwrap();
+}
+
+/// True while a process of group `pgid` is alive. Zombies don't count:
+/// killed grandchildren are reparented to init and stay in the group until
+/// init reaps them, on init's schedule.
+pub fn group_alive(pgid: i32) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces or parens.
+        let Some(close) = stat.rfind(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+            && !matches!(fields[0], "Z" | "X")
+    })
 }
