@@ -211,5 +211,23 @@ pub fn group_alive(pgid: i32) -> bool {
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
             && !matches!(fields[0], "Z" | "X")
+            && !kill_pending(&entry.path())
+    })
+}
+
+/// True when SIGKILL is queued for the process: `killpg` returns before the
+/// target is scheduled to die, so it may still show state `R` for a moment,
+/// but it will never run another instruction of its own.
+fn kill_pending(proc_dir: &Path) -> bool {
+    // A process that vanished between two reads is gone, not alive.
+    let Ok(status) = std::fs::read_to_string(proc_dir.join("status")) else {
+        return true;
+    };
+    status.lines().any(|line| {
+        let Some((key, mask)) = line.split_once(':') else {
+            return false;
+        };
+        matches!(key, "ShdPnd" | "SigPnd")
+            && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0)
     })
 }
