@@ -10,11 +10,13 @@
 //! JSON Schemas generated from wfe's own types. Only [`cli`] talks to
 //! people: everything below it takes values and returns typed results.
 
+pub mod agent;
 pub mod artifact;
 pub mod cli;
 pub mod engine;
 pub mod exec;
 pub mod index;
+pub mod provider;
 pub mod schemas;
 pub mod store;
 pub mod template;

@@ -39,6 +39,10 @@ pub fn generated_schemas() -> Vec<(&'static str, serde_json::Value)> {
             "tool-call.schema.json",
             with_id::<crate::engine::ToolCall>("tool-call.schema.json"),
         ),
+        (
+            "exchange.schema.json",
+            with_id::<crate::provider::Exchange>("exchange.schema.json"),
+        ),
     ]
 }
 

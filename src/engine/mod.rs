@@ -21,9 +21,10 @@ mod snapshot;
 #[cfg(test)]
 mod testing;
 
+pub use crate::agent::ToolCall;
 pub use dag::Dag;
 pub use error::EngineError;
 pub use observer::{Event, Observer};
-pub use record::{Comment, PhaseState, PhaseStatus, RunRecord, RunStatus, ToolCall, to_file_bytes};
+pub use record::{Comment, PhaseState, PhaseStatus, RunRecord, RunStatus, to_file_bytes};
 pub use runner::{NewRun, Settings, create, drive, ensure_runnable, resumable};
 pub use snapshot::RunSnapshot;

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::exec::AttemptError;
+use crate::exec::{AttemptError, AttemptUsage};
 use crate::template::PhaseKind;
 
 /// Where a run is in its life.
@@ -182,6 +182,14 @@ pub struct PhaseState {
     /// template's, as `wfe retry --model` asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// An agent's tokens and cost in the last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<AttemptUsage>,
+    /// An agent attempt that was interrupted (runner died, paused, provider
+    /// outage): the next start continues its conversation instead of
+    /// starting a new attempt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continues: bool,
     /// The artifacts under `artifacts/`, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
@@ -215,6 +223,8 @@ impl PhaseState {
             exit_code: None,
             provider: None,
             model: None,
+            usage: None,
+            continues: false,
             artifacts: Vec::new(),
             error: None,
             skip_reason: None,
@@ -249,29 +259,4 @@ pub struct Comment {
     pub phase: Option<String>,
     /// The comment.
     pub text: String,
-}
-
-/// One line of `tool-calls.jsonl`: a tool an agent called, and what came back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ToolCall {
-    /// When the call started (RFC 3339).
-    pub time: String,
-    /// The attempt that made it.
-    pub attempt: u32,
-    /// The tool's name, e.g. `read_file`.
-    pub tool: String,
-    /// The input the model gave.
-    pub input: Value,
-    /// What the tool returned (absent when it failed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-    /// Why the tool failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// How long the call took.
-    pub duration_ms: u64,
-    /// True when the output was cut to fit.
-    #[serde(default)]
-    pub truncated: bool,
 }

@@ -604,6 +604,8 @@ fn set_aside(
         error: None,
         skip_reason: None,
         forced: Vec::new(),
+        usage: None,
+        continues: false,
         ..state.clone()
     })
 }

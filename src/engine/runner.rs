@@ -422,7 +422,7 @@ async fn phase_task(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cancel.wait_for(|c| *c) => {
-                let outcome = AttemptOutcome { result: Err(AttemptError::Cancelled), exit_code: None, log: Vec::new(), rejected: Vec::new() };
+                let outcome = AttemptOutcome { result: Err(AttemptError::Cancelled), exit_code: None, log: Vec::new(), rejected: Vec::new(), usage: None };
                 let _ = tx.send(Report::Finished { unit, attempt: attempt + 1, outcome, elapsed: Duration::ZERO });
                 return;
             }
@@ -985,6 +985,7 @@ impl<'a> Runner<'a> {
             exit_code: None,
             log: Vec::new(),
             rejected: Vec::new(),
+            usage: None,
         };
         self.apply(
             Report::Finished {

@@ -9,5 +9,7 @@ mod outcome;
 mod process_group;
 mod script;
 
-pub use outcome::{ArtifactProblem, AttemptError, AttemptOutcome, LogLine, LogSink, Stream};
+pub use outcome::{
+    ArtifactProblem, AttemptError, AttemptOutcome, AttemptUsage, LogLine, LogSink, Stream,
+};
 pub use script::{OutputSpec, ScriptJob, run_script};

@@ -125,6 +125,33 @@ pub enum AttemptError {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
+    /// An agent's provider failed: retries ran out (`exhausted`: the run
+    /// pauses and `wfe resume` goes on), or it refused the request.
+    #[error("provider `{provider}`: {message}")]
+    Provider {
+        /// The provider's name in config.
+        provider: String,
+        /// What kind of failure.
+        failure: crate::provider::ProviderErrorKind,
+        /// What happened (never a key).
+        message: String,
+    },
+    /// An agent used all its turns without submitting its outputs.
+    #[error("no valid submission after {turns} turn{}", if *.turns == 1 { "" } else { "s" })]
+    MaxTurns {
+        /// The phase's `max_turns`.
+        turns: u32,
+    },
+    /// The reviewer rejected the outputs, or still asked for changes after the last round.
+    #[error("the reviewer {verdict} in round {round}: {summary}")]
+    Review {
+        /// `rejected` or `requested changes`.
+        verdict: String,
+        /// The review round, from 1.
+        round: u32,
+        /// The reviewer's summary or its findings in one line.
+        summary: String,
+    },
     /// A loop: `until` was still false after `max_iters` iterations
     /// (`on_exhausted: fail`).
     #[error("`until: {until}` still false after {iterations} iteration{}", if *.iterations == 1 { "" } else { "s" })]
@@ -147,4 +174,21 @@ pub struct AttemptOutcome {
     pub log: Vec<LogLine>,
     /// Raw output files that were rejected (name, bytes), kept for inspection.
     pub rejected: Vec<(String, Vec<u8>)>,
+    /// An agent's tokens and cost for the attempt.
+    pub usage: Option<AttemptUsage>,
+}
+
+/// Tokens and cost of one agent attempt, all conversations (reviewers too) together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptUsage {
+    /// Requests sent to models.
+    pub requests: u32,
+    /// Tokens read.
+    pub input_tokens: u64,
+    /// Tokens written.
+    pub output_tokens: u64,
+    /// US dollars, when `models` in config gives the prices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }

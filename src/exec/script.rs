@@ -115,6 +115,7 @@ pub async fn run_script(
         exit_code,
         log: log.take(),
         rejected,
+        usage: None,
     }
 }
 

@@ -1,0 +1,103 @@
+//! LLM providers behind one trait, in one provider-neutral conversation model.
+//!
+//! Every provider (Anthropic Messages, OpenAI Chat Completions and
+//! OpenAI-compatible servers, Gemini generateContent, CLI agents, replay)
+//! turns a [`ChatRequest`] into its own wire format and its answer back into
+//! a [`ChatResponse`]. The agent loop, the records in git and replay only
+//! ever see the neutral model, so a run recorded with one provider can be
+//! replayed, diffed and searched the same way as any other.
+
+pub mod anthropic;
+pub mod config;
+pub mod gemini;
+pub mod openai;
+mod types;
+
+pub use types::{
+    Block, ChatRequest, ChatResponse, Exchange, Message, ProviderError, ProviderErrorKind, Role,
+    StopReason, TextSink, ToolSpec, Usage, full_requests,
+};
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+/// An API key. It never prints: `Debug` shows `Secret(…)`, and only
+/// [`Secret::expose`] gives the text, for the one header that needs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Secret {
+        Secret(key.into())
+    }
+
+    /// The key itself, for an HTTP header and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// How patiently a provider retries transient failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles each time.
+    pub backoff: Duration,
+    /// The longest wait (a `retry-after` longer than this is still honoured).
+    pub max_backoff: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 5,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything an HTTP provider needs, resolved from its config entry.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// The provider's name in config, for messages.
+    pub name: String,
+    /// The API's base URL without a trailing slash.
+    pub base_url: String,
+    /// The key, when the provider needs one.
+    pub key: Option<Secret>,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long the server may stay silent mid-answer.
+    pub read_timeout: Duration,
+    /// Retries of transient failures.
+    pub retry: RetrySettings,
+}
+
+/// One LLM endpoint: sends a request, streams text as it arrives, returns the whole answer.
+///
+/// Implementations retry what is worth retrying (429 honouring
+/// `retry-after`, 5xx, connection errors, cut or malformed streams) with
+/// backoff before they give up; the error they return then says so with
+/// [`ProviderErrorKind::Exhausted`]. They never put a key in an error.
+pub trait Provider: Send + Sync {
+    /// The provider's kind as written in config (`anthropic`, `openai`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Sends one request. `stream` hears each piece of text as it arrives
+    /// (it may hear the same text again if a cut stream is retried).
+    fn send<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        stream: &'a dyn TextSink,
+    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>>;
+}

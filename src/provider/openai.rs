@@ -1,0 +1,39 @@
+//! The `openai` provider (placeholder: the wire format lands next).
+
+use futures_util::future::BoxFuture;
+
+use super::{
+    ChatRequest, ChatResponse, HttpConfig, Provider, ProviderError, ProviderErrorKind, TextSink,
+};
+
+/// Speaks the openai API over HTTP.
+#[derive(Debug)]
+pub struct OpenAi {
+    config: HttpConfig,
+}
+
+impl OpenAi {
+    /// A provider for `config`.
+    pub fn new(config: HttpConfig) -> OpenAi {
+        OpenAi { config }
+    }
+}
+
+impl Provider for OpenAi {
+    fn kind(&self) -> &'static str {
+        "openai"
+    }
+
+    fn send<'a>(
+        &'a self,
+        _request: &'a ChatRequest,
+        _stream: &'a dyn TextSink,
+    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
+        Box::pin(async move {
+            Err(ProviderError::new(
+                ProviderErrorKind::Config,
+                format!("{}: not available yet", self.config.name),
+            ))
+        })
+    }
+}
