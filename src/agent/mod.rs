@@ -22,7 +22,10 @@ use crate::exec::OutputSpec;
 use crate::provider::config::ModelEntry;
 use crate::provider::{Exchange, Provider};
 
+mod run;
 pub mod tools;
+
+pub use run::run_agent;
 
 /// A model in a seat: which provider, which model, what it may write.
 #[derive(Clone)]

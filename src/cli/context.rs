@@ -117,6 +117,7 @@ impl Context {
             scratch: self.store.wfe_dir().join("work"),
             control: None,
             wait: false,
+            seats: None,
             max_artifact_bytes: self
                 .config
                 .max_artifact_bytes

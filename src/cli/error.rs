@@ -112,8 +112,7 @@ impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Store(e) => e.into(),
-            EngineError::Unsupported { .. }
-            | EngineError::NotRunnable { .. }
+            EngineError::NotRunnable { .. }
             | EngineError::NoSuchPhase { .. }
             | EngineError::NoSuchArtifact { .. }
             | EngineError::NotAcceptable { .. }

@@ -21,14 +21,6 @@ pub enum EngineError {
         /// What is wrong.
         message: String,
     },
-    /// A phase kind this version cannot run yet.
-    #[error("phase `{phase}` is a {kind} phase; this version of wfe can only run script phases")]
-    Unsupported {
-        /// The phase.
-        phase: String,
-        /// Its kind.
-        kind: &'static str,
-    },
     /// A phase this version cannot run in the way the template asks.
     #[error("phase `{phase}` cannot run: {reason}")]
     NotRunnable {

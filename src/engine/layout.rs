@@ -33,6 +33,26 @@ pub fn artifact(phase: &str, name: &str) -> String {
     format!("{PHASES}/{phase}/artifacts/{name}.json")
 }
 
+/// `phases/<id>/exchanges.jsonl`: an agent's requests and answers, every attempt.
+pub fn exchanges(phase: &str) -> String {
+    format!("{PHASES}/{phase}/exchanges.jsonl")
+}
+
+/// `phases/<id>/tool-calls.jsonl`: an agent's tool calls, every attempt.
+pub fn tool_calls(phase: &str) -> String {
+    format!("{PHASES}/{phase}/tool-calls.jsonl")
+}
+
+/// `phases/<id>/reviews/`: the second opinions of every attempt.
+pub fn reviews(phase: &str) -> String {
+    format!("{PHASES}/{phase}/reviews")
+}
+
+/// `phases/<id>/reviews/<attempt>-<round>.json`: a second opinion.
+pub fn review(phase: &str, attempt: u32, round: u32) -> String {
+    format!("{PHASES}/{phase}/reviews/{attempt}-{round}.json")
+}
+
 /// `phases/<id>/attempts/<n>/`: an earlier (or failed) attempt.
 pub fn attempt(phase: &str, n: u32) -> String {
     format!("{PHASES}/{phase}/attempts/{n}")

@@ -17,6 +17,7 @@ mod observer;
 mod record;
 pub mod recovery;
 mod runner;
+mod seats;
 mod snapshot;
 #[cfg(test)]
 mod testing;
@@ -27,4 +28,5 @@ pub use error::EngineError;
 pub use observer::{Event, Observer};
 pub use record::{Comment, PhaseState, PhaseStatus, RunRecord, RunStatus, to_file_bytes};
 pub use runner::{NewRun, Settings, create, drive, ensure_runnable, resumable};
+pub use seats::{REVIEW_SCHEMA, SeatRole, Seats};
 pub use snapshot::RunSnapshot;

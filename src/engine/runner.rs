@@ -14,6 +14,7 @@
 //! what only loops have (iterations, `until`, their end) is in
 //! [`iteration`].
 
+mod agent;
 mod iteration;
 
 use std::collections::BTreeMap;
@@ -23,21 +24,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use self::agent::AgentFiles;
 use self::iteration::LoopState;
 use super::control::{self, Action, ControlDir, Reply, Request};
 use super::snapshot::RunSnapshot;
 use super::{
-    Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, layout,
-    to_file_bytes,
+    Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, Seats,
+    layout, to_file_bytes,
 };
+use crate::agent::{AgentJob, Progress, Step, run_agent};
 use crate::artifact::Schema;
 use crate::exec::{
     ArtifactProblem, AttemptError, AttemptOutcome, LogLine, LogSink, OutputSpec, ScriptJob,
     run_script,
 };
 use crate::store::{Change, CheckpointId, Message, RunId, RunStore, StoreError, WORKSPACE};
+use crate::provider::ProviderErrorKind;
 use crate::template::{Approval, OnFailure, Phase, PhaseKind, RetryPolicy, Template, digest, expr};
 use crate::time::Clock;
 
@@ -67,6 +71,8 @@ pub struct Settings {
     /// When only approvals (or `wfe continue`) could move the run on: keep
     /// waiting for them (true) or stop with status `waiting` (false).
     pub wait: bool,
+    /// Who plays agent phases (none: agent phases fail with a config error).
+    pub seats: Option<Arc<dyn Seats>>,
 }
 
 /// Why the runner stops before the end.
@@ -100,18 +106,12 @@ pub struct NewRun {
 }
 
 /// Refuses templates this version cannot run, before anything is written:
-/// agent phases, and loops of anything but script phases.
+/// loops of anything but script and agent phases.
 pub fn ensure_runnable(template: &Template) -> Result<(), EngineError> {
     for phase in &template.phases {
         match phase.kind {
-            PhaseKind::Script | PhaseKind::Gate => {}
+            PhaseKind::Script | PhaseKind::Gate | PhaseKind::Agent => {}
             PhaseKind::Loop => iteration::ensure_runnable(phase)?,
-            PhaseKind::Agent => {
-                return Err(EngineError::Unsupported {
-                    phase: phase.id.clone(),
-                    kind: phase.kind.as_str(),
-                });
-            }
         }
     }
     Ok(())
@@ -294,6 +294,9 @@ pub async fn drive(
                 while let Ok(report) = rx.try_recv() {
                     running -= usize::from(runner.apply(report, interrupting));
                 }
+                if runner.provider_pause.is_some() && stop.is_none() {
+                    stop = Some(Stop::Pause);
+                }
             }
             changed = interrupt.changed(), if !killing => {
                 if changed.is_err() || *interrupt.borrow() {
@@ -364,12 +367,28 @@ enum Report {
         outcome: AttemptOutcome,
         elapsed: Duration,
     },
+    /// An agent did something that must be committed before it goes on;
+    /// `ack` answers once it is.
+    Progress {
+        unit: Unit,
+        attempt: u32,
+        step: Step,
+        ack: oneshot::Sender<()>,
+    },
+}
+
+/// What a phase task runs.
+enum Job {
+    Script(ScriptJob),
+    Agent(Box<AgentJob>),
 }
 
 /// Everything a phase task needs, resolved by the runner.
 struct Launch {
     unit: Unit,
-    job: ScriptJob,
+    job: Job,
+    /// An agent's record files as committed, to append its steps to.
+    files: Option<AgentFiles>,
     first_attempt: u32,
     max_attempts: u32,
     retry: Option<RetryPolicy>,
@@ -392,16 +411,30 @@ async fn phase_task(
         max_attempts,
         retry,
         scratch,
+        ..
     } = launch;
     let sink: Arc<dyn LogSink> = sink;
     let mut attempt = first_attempt;
     loop {
-        job.attempt = attempt;
-        job.scratch = scratch.join(attempt.to_string());
         let started = Instant::now();
-        let outcome = run_script(job.clone(), cancel.clone(), sink.clone(), clock).await;
+        let outcome = match &mut job {
+            Job::Script(job) => {
+                job.attempt = attempt;
+                job.scratch = scratch.join(attempt.to_string());
+                run_script(job.clone(), cancel.clone(), sink.clone(), clock).await
+            }
+            Job::Agent(job) => {
+                job.attempt = attempt;
+                let outcome = agent_attempt(unit, job, &cancel, &sink, clock, &tx).await;
+                // A later attempt starts a new conversation.
+                job.journal = Default::default();
+                outcome
+            }
+        };
         let elapsed = started.elapsed();
-        let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. }));
+        // A provider that gave up pauses the run; one that refused the
+        // request would refuse it again.
+        let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. } | AttemptError::Provider { .. }));
         if !retryable || attempt >= max_attempts || *cancel.borrow() {
             let _ = tx.send(Report::Finished {
                 unit,
@@ -423,12 +456,43 @@ async fn phase_task(
             _ = tokio::time::sleep(wait) => {}
             _ = cancel.wait_for(|c| *c) => {
                 let outcome = AttemptOutcome { result: Err(AttemptError::Cancelled), exit_code: None, log: Vec::new(), rejected: Vec::new(), usage: None };
+                // The cancelled attempt never started: nothing of its own to keep.
                 let _ = tx.send(Report::Finished { unit, attempt: attempt + 1, outcome, elapsed: Duration::ZERO });
                 return;
             }
         }
         attempt += 1;
     }
+}
+
+/// Runs one agent attempt, passing its steps to the runner to commit.
+async fn agent_attempt(
+    unit: Unit,
+    job: &AgentJob,
+    cancel: &watch::Receiver<bool>,
+    sink: &Arc<dyn LogSink>,
+    clock: Clock,
+    tx: &mpsc::UnboundedSender<Report>,
+) -> AttemptOutcome {
+    let (progress, mut steps) = Progress::channel();
+    let attempt = job.attempt;
+    let forward = {
+        let tx = tx.clone();
+        async move {
+            while let Some((step, ack)) = steps.recv().await {
+                let _ = tx.send(Report::Progress {
+                    unit,
+                    attempt,
+                    step,
+                    ack,
+                });
+            }
+        }
+    };
+    let run = run_agent(job.clone(), cancel.clone(), sink.clone(), progress, clock);
+    // The forwarder ends when the agent drops its `Progress`, i.e. with the attempt.
+    let (outcome, ()) = tokio::join!(run, forward);
+    outcome
 }
 
 /// The wait after failed attempt `attempt`: `backoff · 2^(attempt-1)`,
@@ -477,6 +541,12 @@ struct Runner<'a> {
     hold: bool,
     /// What the next checkpoint will hold.
     pending: Pending,
+    /// Record files of agent units with a task running.
+    agent_files: BTreeMap<Unit, AgentFiles>,
+    /// Agents waiting for their steps to be committed.
+    acks: Vec<oneshot::Sender<()>>,
+    /// A provider gave up: pause the run once running phases end, saying why.
+    provider_pause: Option<String>,
 }
 
 /// Changes and transitions waiting to be committed together.
@@ -568,6 +638,9 @@ impl<'a> Runner<'a> {
             invalid,
             hold: false,
             pending: Pending::default(),
+            agent_files: BTreeMap::new(),
+            acks: Vec::new(),
+            provider_pause: None,
         };
         runner.load_loops(&snapshot)?;
         Ok(runner)
@@ -735,6 +808,20 @@ impl<'a> Runner<'a> {
             .collect();
         for u in interrupted {
             let attempt = self.state(u).attempt;
+            if self.spec(u).kind == PhaseKind::Agent {
+                // Its conversation is in the run: the next start resumes it.
+                let state = self.state_mut(u);
+                state.status = PhaseStatus::Pending;
+                state.continues = true;
+                self.mark(u);
+                let label = self.label(u);
+                self.note(
+                    Some(u),
+                    "phase-interrupted",
+                    format!("{label} interrupted (attempt {attempt}); its conversation goes on"),
+                );
+                continue;
+            }
             let error = AttemptError::Internal {
                 message: "interrupted: the runner stopped during this attempt".into(),
             };
@@ -896,8 +983,11 @@ impl<'a> Runner<'a> {
                         progressed = true;
                     }
                     _ => match self.prepare(u, &context) {
-                        Ok(launch) => {
+                        Ok(mut launch) => {
                             self.start(u);
+                            if let Some(files) = launch.files.take() {
+                                self.agent_files.insert(u, files);
+                            }
                             launches.push(launch);
                             running += 1;
                         }
@@ -956,7 +1046,10 @@ impl<'a> Runner<'a> {
         let label = self.label(u);
         let now = self.settings.clock.stamp();
         let state = self.state_mut(u);
-        state.attempt += 1;
+        // An interrupted agent attempt goes on with its conversation.
+        if !std::mem::take(&mut state.continues) {
+            state.attempt += 1;
+        }
         state.status = PhaseStatus::Running;
         state.started_at = Some(now);
         state.finished_at = None;
@@ -1001,6 +1094,9 @@ impl<'a> Runner<'a> {
     /// Resolves a unit into a job: rendered command, cwd and env, input
     /// artifacts, compiled output schemas.
     fn prepare(&self, u: Unit, context: &Value) -> Result<Launch, AttemptError> {
+        if self.spec(u).kind == PhaseKind::Agent {
+            return self.prepare_agent(u, context);
+        }
         let phase = self.spec(u);
         let render = |field: &str, source: &str| {
             expr::render(source, context).map_err(|e| AttemptError::Render {
@@ -1024,16 +1120,8 @@ impl<'a> Runner<'a> {
         for (key, value) in &phase.env {
             env.push((key.clone(), render(&format!("env.{key}"), value)?));
         }
+        self.check_inputs(u)?;
         let upstream = self.upstream(u);
-        let problems: Vec<ArtifactProblem> = upstream
-            .iter()
-            .filter_map(|v| self.invalid.get(v))
-            .flatten()
-            .cloned()
-            .collect();
-        if !problems.is_empty() {
-            return Err(AttemptError::InvalidInputs { problems });
-        }
         let mut inputs = Vec::new();
         for v in upstream {
             for (name, value) in self.outputs(v) {
@@ -1043,22 +1131,7 @@ impl<'a> Runner<'a> {
         if let Unit::Child { parent, .. } = u {
             inputs.extend(self.previous_inputs(parent));
         }
-        let mut outputs = Vec::new();
-        for (name, schema_name) in &phase.outputs {
-            let schema =
-                self.schemas
-                    .get(schema_name)
-                    .cloned()
-                    .ok_or_else(|| AttemptError::Internal {
-                        message: format!(
-                            "schema `{schema_name}` of output `{name}` is not frozen in this run"
-                        ),
-                    })?;
-            outputs.push(OutputSpec {
-                name: name.clone(),
-                schema,
-            });
-        }
+        let outputs = self.output_specs(u)?;
         let retry = phase
             .retry
             .clone()
@@ -1070,7 +1143,8 @@ impl<'a> Runner<'a> {
             .join(self.key(u));
         Ok(Launch {
             unit: u,
-            job: ScriptJob {
+            files: None,
+            job: Job::Script(ScriptJob {
                 run: self.record.id.clone(),
                 phase: phase.id.clone(),
                 attempt: 0,
@@ -1085,12 +1159,50 @@ impl<'a> Runner<'a> {
                     .or(self.template.defaults.timeout)
                     .map(|d| d.0),
                 max_artifact_bytes: self.settings.max_artifact_bytes,
-            },
+            }),
             first_attempt: self.state(u).attempt + 1,
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
             retry,
             scratch,
         })
+    }
+
+    /// Fails a unit before it starts when an artifact it reads no longer
+    /// matches its schema.
+    fn check_inputs(&self, u: Unit) -> Result<(), AttemptError> {
+        let problems: Vec<ArtifactProblem> = self
+            .upstream(u)
+            .iter()
+            .filter_map(|v| self.invalid.get(v))
+            .flatten()
+            .cloned()
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(AttemptError::InvalidInputs { problems })
+        }
+    }
+
+    /// The unit's declared outputs with their frozen, compiled schemas.
+    fn output_specs(&self, u: Unit) -> Result<Vec<OutputSpec>, AttemptError> {
+        let mut outputs = Vec::new();
+        for (name, schema_name) in &self.spec(u).outputs {
+            let schema =
+                self.schemas
+                    .get(schema_name)
+                    .cloned()
+                    .ok_or_else(|| AttemptError::Internal {
+                        message: format!(
+                            "schema `{schema_name}` of output `{name}` is not frozen in this run"
+                        ),
+                    })?;
+            outputs.push(OutputSpec {
+                name: name.clone(),
+                schema,
+            });
+        }
+        Ok(outputs)
     }
 
     /// Records a report; returns true when the phase's task has ended.
@@ -1135,7 +1247,18 @@ impl<'a> Runner<'a> {
                 elapsed,
             } => {
                 self.finish_phase(unit, attempt, outcome, elapsed, paused);
+                self.agent_files.remove(&unit);
                 true
+            }
+            Report::Progress {
+                unit,
+                attempt,
+                step,
+                ack,
+            } => {
+                self.record_step(unit, attempt, step);
+                self.acks.push(ack);
+                false
             }
         }
     }
@@ -1172,11 +1295,27 @@ impl<'a> Runner<'a> {
             }
             // An interrupt sends the phase back to pending: `wfe resume` runs it again.
             Err(AttemptError::Cancelled) if paused => PhaseStatus::Pending,
+            // A provider outage pauses the run; `wfe resume` goes on.
+            Err(AttemptError::Provider {
+                failure: ProviderErrorKind::Exhausted,
+                ..
+            }) => PhaseStatus::Pending,
             Err(AttemptError::Cancelled) => PhaseStatus::Cancelled,
             Err(AttemptError::TimedOut { .. }) => PhaseStatus::TimedOut,
             Err(_) => PhaseStatus::Failed,
         };
-        if status != PhaseStatus::Completed {
+        let agent = self.spec(u).kind == PhaseKind::Agent;
+        // An agent sent back to pending keeps its conversation for the next
+        // start; its attempt is not over, so nothing is archived yet.
+        let continues = agent && status == PhaseStatus::Pending;
+        if continues {
+            if let Err(e @ AttemptError::Provider { .. }) = &outcome.result {
+                self.provider_pause = Some(format!(
+                    "{label} paused: {e}; `wfe resume {}` goes on",
+                    self.record.id
+                ));
+            }
+        } else if status != PhaseStatus::Completed {
             self.archive(u, attempt, &outcome);
         }
         // `approval: after`: the outputs are in, but dependants wait for a person.
@@ -1203,6 +1342,10 @@ impl<'a> Runner<'a> {
         state.finished_at = (status != PhaseStatus::Pending).then_some(now);
         state.duration_ms = Some(elapsed.as_millis() as u64);
         state.exit_code = outcome.exit_code;
+        state.continues = continues;
+        if outcome.usage.is_some() {
+            state.usage = outcome.usage;
+        }
         state.artifacts = outcome
             .result
             .as_ref()
@@ -1281,6 +1424,8 @@ impl<'a> Runner<'a> {
             )
         } else if stop == Some(Stop::Interrupt) {
             (RunStatus::Paused, Some("interrupted".to_string()))
+        } else if let Some(reason) = self.provider_pause.take() {
+            (RunStatus::Paused, Some(reason))
         } else if stop == Some(Stop::Pause) {
             (RunStatus::Paused, Some("paused on request".to_string()))
         } else if self.states.iter().all(|s| s.status.is_final()) {
@@ -1438,6 +1583,9 @@ impl<'a> Runner<'a> {
             && self.pending.changes.is_empty()
             && self.pending.dirty.is_empty()
         {
+            for ack in self.acks.drain(..) {
+                let _ = ack.send(());
+            }
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
@@ -1479,6 +1627,10 @@ impl<'a> Runner<'a> {
             summary: &message.summary,
         });
         self.tip = id;
+        // The agents' steps are in git now: they may go on.
+        for ack in self.acks.drain(..) {
+            let _ = ack.send(());
+        }
         Ok(())
     }
 }
@@ -2207,12 +2359,14 @@ mod tests {
     }
 
     #[test]
-    fn only_loops_of_scripts_are_runnable() {
+    fn only_loops_of_scripts_and_agents_are_runnable() {
         let template = |fix: Value| -> Template {
             serde_json::from_value(json!({ "name": "t", "phases": [fix] })).unwrap()
         };
         let ok = loop_phase(&[], None, 2, json!([phase("a", &[], "true")]));
         assert!(ensure_runnable(&template(ok.clone())).is_ok());
+        let agent = json!([{ "id": "fix", "kind": "agent", "prompt": "fix it" }]);
+        assert!(ensure_runnable(&template(loop_phase(&[], None, 2, agent))).is_ok());
         let mut timed = ok.clone();
         timed["timeout"] = json!("1m");
         let mut approved = ok.clone();

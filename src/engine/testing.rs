@@ -32,6 +32,7 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         max_artifact_bytes: 1 << 20,
         control: None,
         wait: false,
+        seats: None,
     }
 }
 

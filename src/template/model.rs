@@ -29,6 +29,7 @@ pub(crate) const KIND_FIELDS: &[(&str, &[PhaseKind])] = &[
     ("system", &[PhaseKind::Agent]),
     ("tools", &[PhaseKind::Agent]),
     ("max_turns", &[PhaseKind::Agent]),
+    ("max_invalid_submissions", &[PhaseKind::Agent]),
     ("review", &[PhaseKind::Agent]),
     ("phases", &[PhaseKind::Loop]),
     ("until", &[PhaseKind::Loop]),
@@ -212,6 +213,9 @@ pub struct Phase {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_turns: Option<u32>,
+    /// agent: invalid `submit_<artifact>` calls answered with their errors before the attempt fails (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_invalid_submissions: Option<u32>,
     /// agent: a second model reviews the outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<Review>,
@@ -278,8 +282,15 @@ pub enum OnExhausted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Review {
-    /// The role that reviews.
-    pub role: String,
+    /// The role (from `.wfe/config.json`) that reviews (default `reviewer` unless `provider` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// A provider named in `.wfe/config.json`, overriding the role's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The reviewer's model, overriding the role's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Review rounds at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]

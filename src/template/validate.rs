@@ -61,6 +61,7 @@ fn is_set(phase: &Phase, field: &str) -> bool {
         "system" => phase.system.is_some(),
         "tools" => !phase.tools.is_empty(),
         "max_turns" => phase.max_turns.is_some(),
+        "max_invalid_submissions" => phase.max_invalid_submissions.is_some(),
         "review" => phase.review.is_some(),
         "phases" => !phase.phases.is_empty(),
         "until" => phase.until.is_some(),
@@ -378,12 +379,35 @@ impl<'t> Check<'t> {
         if phase.max_turns == Some(0) {
             self.problem(path::key(at, "max_turns"), "must be at least 1");
         }
+        for (i, tool) in phase.tools.iter().enumerate() {
+            if !crate::agent::tools::TOOL_NAMES.contains(&tool.as_str()) {
+                self.problem(
+                    path::index(&path::key(at, "tools"), i),
+                    format!(
+                        "unknown tool `{tool}`; expected one of {}",
+                        crate::agent::tools::TOOL_NAMES.join(", ")
+                    ),
+                );
+            }
+        }
         if let Some(review) = &phase.review {
             let review_at = path::key(at, "review");
-            if review.role.trim().is_empty() {
+            if review.role.as_deref().is_some_and(|r| r.trim().is_empty()) {
                 self.problem(
                     path::key(&review_at, "role"),
                     "must not be empty; expected a role from .wfe/config.json",
+                );
+            }
+            if review.provider.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                self.problem(
+                    path::key(&review_at, "provider"),
+                    "must not be empty; expected a provider from .wfe/config.json",
+                );
+            }
+            if phase.outputs.is_empty() {
+                self.problem(
+                    review_at.clone(),
+                    "a review needs something to review: give the phase `outputs`",
                 );
             }
             if review.rounds == Some(0) {
@@ -1182,7 +1206,7 @@ mod tests {
     fn every_kind_field_is_checked() {
         let phase: Phase = serde_json::from_value(json!({
             "id": "x", "kind": "gate", "run": "r", "cwd": "c", "env": {"A": "b"}, "role": "r", "provider": "p",
-            "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "review": {"role": "r"},
+            "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_invalid_submissions": 2, "review": {"role": "r"},
             "phases": [{"id": "y", "kind": "gate"}], "until": "u", "max_iters": 1, "on_exhausted": "fail",
             "outputs": {"o": "message"}
         }))

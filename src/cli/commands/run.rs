@@ -11,7 +11,7 @@ use crate::cli::error::CliError;
 use crate::cli::exit_code;
 use crate::cli::ui::{Progress, Style, Ui};
 use crate::engine::control::ControlDir;
-use crate::engine::{self, NewRun, Observer, RunSnapshot};
+use crate::engine::{self, NewRun, Observer, REVIEW_SCHEMA, RunSnapshot};
 use crate::store::{RunId, RunLock};
 use crate::template::{Template, build_args};
 
@@ -137,6 +137,16 @@ fn resolve_schemas(
         .flat_map(|p| std::iter::once(p).chain(&p.phases))
         .flat_map(|p| p.outputs.values())
         .collect();
+    // A second opinion submits a `review`: freeze it like any output's schema.
+    let review = REVIEW_SCHEMA.to_string();
+    if template
+        .phases
+        .iter()
+        .flat_map(|p| std::iter::once(p).chain(&p.phases))
+        .any(|p| p.review.is_some())
+    {
+        names.push(&review);
+    }
     names.sort();
     names.dedup();
     let mut frozen = std::collections::BTreeMap::new();

@@ -58,11 +58,11 @@ pub(super) fn ensure_runnable(phase: &Phase) -> Result<(), EngineError> {
         );
     }
     for child in &phase.phases {
-        if child.kind != PhaseKind::Script {
+        if !matches!(child.kind, PhaseKind::Script | PhaseKind::Agent) {
             return refuse(
                 &child.id,
                 format!(
-                    "it is a {} phase inside loop `{}`; this version of wfe repeats script phases only",
+                    "it is a {} phase inside loop `{}`; this version of wfe repeats script and agent phases only",
                     child.kind.as_str(),
                     phase.id
                 ),

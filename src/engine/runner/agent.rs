@@ -1,0 +1,269 @@
+//! The runner's side of agent phases: resolving a job (seats, prompts,
+//! the journal of an interrupted attempt) and committing each step.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{Job, Launch, Runner, Unit};
+use crate::agent::{AgentJob, Journal, ReviewJob, Step, ToolCall};
+use crate::engine::{REVIEW_SCHEMA, SeatRole, layout, to_file_bytes};
+use crate::exec::{AttemptError, OutputSpec};
+use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
+use crate::store::{Change, EntryKind};
+use crate::template::expr;
+
+/// Turns the model may take in one attempt unless the phase says otherwise.
+const DEFAULT_MAX_TURNS: u32 = 50;
+/// Invalid submissions answered before an attempt fails, unless the phase says otherwise.
+const DEFAULT_MAX_INVALID_SUBMISSIONS: u32 = 3;
+
+/// An agent unit's append-only record files, as the runner last wrote them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct AgentFiles {
+    exchanges: Vec<u8>,
+    tool_calls: Vec<u8>,
+}
+
+impl Runner<'_> {
+    /// Resolves an agent unit into a job: rendered prompts, seats, output
+    /// schemas, and the journal of the attempt it continues, if any.
+    pub(super) fn prepare_agent(&self, u: Unit, context: &Value) -> Result<Launch, AttemptError> {
+        let phase = self.spec(u);
+        let render = |field: &str, source: &str| {
+            expr::render(source, context).map_err(|e| AttemptError::Render {
+                field: field.to_string(),
+                message: e.message,
+            })
+        };
+        let prompt = render("prompt", phase.prompt.as_deref().unwrap_or_default())?;
+        let system = match &phase.system {
+            Some(system) => Some(render("system", system)?),
+            None => None,
+        };
+        self.check_inputs(u)?;
+        let state = self.state(u);
+        let seats = self
+            .settings
+            .seats
+            .as_ref()
+            .ok_or_else(|| AttemptError::Provider {
+                provider: phase.provider.clone().unwrap_or_else(|| "-".into()),
+                failure: ProviderErrorKind::Config,
+                message: "no providers are set up for this run".into(),
+            })?;
+        let provider = state.provider.as_deref().or(phase.provider.as_deref());
+        let model = state.model.as_deref().or(phase.model.as_deref());
+        let seat_error = |e: ProviderError, name: Option<&str>| AttemptError::Provider {
+            provider: name.unwrap_or("-").to_string(),
+            failure: e.kind,
+            message: e.message,
+        };
+        let primary = seats
+            .seat(
+                &phase.id,
+                SeatRole::Primary,
+                phase.role.as_deref(),
+                provider,
+                model,
+            )
+            .map_err(|e| seat_error(e, provider))?;
+        let review = match &phase.review {
+            None => None,
+            Some(review) => {
+                // Without a role or a provider, the `reviewer` role reviews.
+                let role = review
+                    .role
+                    .as_deref()
+                    .or(review.provider.is_none().then_some("reviewer"));
+                let seat = seats
+                    .seat(
+                        &phase.id,
+                        SeatRole::Reviewer,
+                        role,
+                        review.provider.as_deref(),
+                        review.model.as_deref(),
+                    )
+                    .map_err(|e| seat_error(e, review.provider.as_deref()))?;
+                let schema = self.schemas.get(REVIEW_SCHEMA).cloned().ok_or_else(|| {
+                    AttemptError::Internal {
+                        message: format!("schema `{REVIEW_SCHEMA}` is not frozen in this run"),
+                    }
+                })?;
+                Some(ReviewJob {
+                    seat,
+                    rounds: review.rounds.unwrap_or(1),
+                    schema,
+                })
+            }
+        };
+        let outputs: Vec<OutputSpec> = self.output_specs(u)?;
+        let key = self.key(u);
+        let files = AgentFiles {
+            exchanges: self.read_file(&layout::exchanges(&key)),
+            tool_calls: self.read_file(&layout::tool_calls(&key)),
+        };
+        let attempt = if state.continues {
+            state.attempt
+        } else {
+            state.attempt + 1
+        };
+        let journal = if state.continues {
+            self.journal(&key, attempt, &files)
+        } else {
+            Journal::default()
+        };
+        let retry = phase
+            .retry
+            .clone()
+            .or_else(|| self.template.defaults.retry.clone());
+        let scratch = self
+            .settings
+            .scratch
+            .join(self.run.as_str())
+            .join(self.key(u));
+        Ok(Launch {
+            unit: u,
+            files: Some(files),
+            job: Job::Agent(Box::new(AgentJob {
+                run: self.record.id.clone(),
+                phase: phase.id.clone(),
+                attempt,
+                primary,
+                system,
+                prompt,
+                tools: phase.tools.clone(),
+                work_dir: self.settings.work_dir.clone(),
+                outputs,
+                max_turns: phase.max_turns.unwrap_or(DEFAULT_MAX_TURNS),
+                max_invalid_submissions: phase
+                    .max_invalid_submissions
+                    .unwrap_or(DEFAULT_MAX_INVALID_SUBMISSIONS),
+                timeout: phase
+                    .timeout
+                    .or(self.template.defaults.timeout)
+                    .map(|d| d.0),
+                review,
+                journal,
+            })),
+            first_attempt: attempt,
+            max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
+            retry,
+            scratch,
+        })
+    }
+
+    /// A file of the run at its tip; empty when absent or unreadable (the
+    /// record files are append-only logs: a missing one is an empty one).
+    fn read_file(&self, path: &str) -> Vec<u8> {
+        self.store
+            .read(&self.tip, path)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// What attempt `attempt` of the unit at `key` already did.
+    fn journal(&self, key: &str, attempt: u32, files: &AgentFiles) -> Journal {
+        let exchanges: Vec<Exchange> = lines(&files.exchanges);
+        let tool_calls: Vec<ToolCall> = lines(&files.tool_calls);
+        let dir = layout::reviews(key);
+        let mut reviews = Vec::new();
+        for (name, kind) in self.store.list_dir(&self.tip, &dir).unwrap_or_default() {
+            let Some((a, round)) = name
+                .strip_suffix(".json")
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(a, r)| Some((a.parse::<u32>().ok()?, r.parse::<u32>().ok()?)))
+            else {
+                continue;
+            };
+            if kind != EntryKind::File || a != attempt {
+                continue;
+            }
+            let bytes = self.read_file(&layout::review(key, a, round));
+            if let Ok(review) = serde_json::from_slice::<Value>(&bytes) {
+                reviews.push((round, review));
+            }
+        }
+        reviews.sort_by_key(|(round, _)| *round);
+        Journal {
+            exchanges: exchanges
+                .into_iter()
+                .filter(|e| e.attempt == attempt)
+                .collect(),
+            tool_calls: tool_calls
+                .into_iter()
+                .filter(|c| c.attempt == attempt)
+                .collect(),
+            reviews,
+        }
+    }
+
+    /// Puts an agent's step into the next checkpoint.
+    pub(super) fn record_step(&mut self, u: Unit, attempt: u32, step: Step) {
+        let key = self.key(u);
+        let label = self.label(u);
+        let files = self.agent_files.entry(u).or_default();
+        let (path, bytes, event, summary) = match &step {
+            Step::Exchange(exchange) => {
+                append_line(&mut files.exchanges, exchange);
+                (
+                    layout::exchanges(&key),
+                    files.exchanges.clone(),
+                    "agent-exchange",
+                    format!(
+                        "{label} {} turn {} ({})",
+                        exchange.conversation, exchange.turn, exchange.model
+                    ),
+                )
+            }
+            Step::ToolCall(call) => {
+                append_line(&mut files.tool_calls, call);
+                let outcome = if call.error.is_some() { "failed" } else { "ok" };
+                (
+                    layout::tool_calls(&key),
+                    files.tool_calls.clone(),
+                    "tool-call",
+                    format!("{label} tool {} {outcome}", call.tool),
+                )
+            }
+            Step::Review { round, review } => {
+                let verdict = review
+                    .get("verdict")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string();
+                (
+                    layout::review(&key, attempt, *round),
+                    to_file_bytes(review),
+                    "review",
+                    format!("{label} review round {round}: {verdict}"),
+                )
+            }
+        };
+        // One write per file per checkpoint: the latest content wins.
+        self.pending
+            .changes
+            .retain(|c| !matches!(c, Change::Write { path: p, .. } if *p == path));
+        self.pending.changes.push(Change::write(path, bytes));
+        self.note(Some(u), event, summary);
+    }
+}
+
+/// Appends `value` as one JSON line.
+fn append_line<T: serde::Serialize>(buffer: &mut Vec<u8>, value: &T) {
+    // These records are plain data: serialising them cannot fail.
+    if let Ok(line) = serde_json::to_vec(value) {
+        buffer.extend_from_slice(&line);
+        buffer.push(b'\n');
+    }
+}
+
+/// The records of a JSON-lines file; lines that don't parse are left out
+/// (a hand-edited record must not stop a resume).
+fn lines<T: DeserializeOwned>(bytes: &[u8]) -> Vec<T> {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect()
+}
