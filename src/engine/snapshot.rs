@@ -184,6 +184,9 @@ impl RunSnapshot {
                 doc["iteration"] = json!(p.iteration);
                 doc["exhausted"] = json!(p.exhausted);
             }
+            if let Some(usage) = &p.usage {
+                doc["usage"] = json!(usage);
+            }
             doc
         };
         let phases: Vec<Value> = self
