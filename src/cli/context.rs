@@ -2,15 +2,18 @@
 //! Built once from the parsed flags; commands never re-discover the repo.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::args::GlobalArgs;
 use super::config::{Config, DEFAULT_MAX_ARTIFACT_BYTES};
 use super::error::CliError;
+use super::seats::ConfigSeats;
 use super::ui::Ui;
 use crate::artifact::Registry;
-use crate::engine::{RunSnapshot, Settings};
+use crate::engine::{RunSnapshot, Seats, Settings};
+use crate::provider::registry::Registry as Providers;
 use crate::store::{GitStore, RunId, RunLock, RunStore, StoreError};
-use crate::template::Catalog;
+use crate::template::{Catalog, PhaseKind, Template};
 use crate::time::Clock;
 
 /// How long a change made by hand waits for a runner to let go of a run.
@@ -81,6 +84,27 @@ impl Context {
     /// A run's state at its tip.
     pub fn snapshot(&self, run: &RunId) -> Result<RunSnapshot, CliError> {
         Ok(RunSnapshot::load_tip(&self.store, run)?)
+    }
+
+    /// Who plays `template`'s agent phases: config and keys, or run
+    /// `replay`'s recorded exchanges. None when it has no agent phase.
+    pub fn seats(
+        &self,
+        template: &Template,
+        replay: Option<&RunId>,
+    ) -> Result<Option<Arc<dyn Seats>>, CliError> {
+        let agents = template
+            .phases
+            .iter()
+            .flat_map(|p| std::iter::once(p).chain(&p.phases))
+            .any(|p| p.kind == PhaseKind::Agent);
+        if !agents {
+            return Ok(None);
+        }
+        let providers = Providers::new(self.config.provider_config(), ConfigSeats::keys());
+        let seats = ConfigSeats::new(providers, &self.root, &self.store, template, replay)
+            .map_err(|e| CliError::input(e.message))?;
+        Ok(Some(Arc::new(seats)))
     }
 
     /// Takes the run's lock for a change made by hand, waiting a bounded

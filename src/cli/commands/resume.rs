@@ -36,5 +36,6 @@ pub async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliErro
         super::run::report(ctx, ui, &id, args.drive.json)?;
         return Ok(exit_code(snapshot.record.status));
     }
-    super::run::drive(ctx, ui, &id, lock, &args.drive).await
+    let seats = ctx.seats(&snapshot.template, None)?;
+    super::run::drive(ctx, ui, &id, lock, &args.drive, seats).await
 }

@@ -11,7 +11,7 @@ use crate::cli::error::CliError;
 use crate::cli::exit_code;
 use crate::cli::ui::{Progress, Style, Ui};
 use crate::engine::control::ControlDir;
-use crate::engine::{self, NewRun, Observer, REVIEW_SCHEMA, RunSnapshot};
+use crate::engine::{self, NewRun, Observer, REVIEW_SCHEMA, RunSnapshot, Seats};
 use crate::store::{RunId, RunLock};
 use crate::template::{Template, build_args};
 
@@ -26,6 +26,9 @@ pub struct RunArgs {
     /// A JSON (or YAML) file with the arguments; --arg values override it
     #[arg(long, value_name = "FILE")]
     pub args_file: Option<PathBuf>,
+    /// Answer every agent phase from the exchanges RUN recorded (no network, no tokens); a request that differs stops the phase with a diff
+    #[arg(long, value_name = "RUN")]
+    pub replay: Option<String>,
     #[command(flatten)]
     pub drive: DriveArgs,
 }
@@ -57,6 +60,12 @@ pub async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> 
         .map(|p| read_args_file(&ctx.root, p))
         .transpose()?;
     let run_args = build_args(template.args.as_ref(), file_args, &args.args)?;
+    let replay = args
+        .replay
+        .as_deref()
+        .map(|r| ctx.resolve_run(r))
+        .transpose()?;
+    let seats = ctx.seats(&template, replay.as_ref())?;
     let base_commit = ctx.head_commit()?;
     let schemas = resolve_schemas(ctx, &template)?;
     let id = RunId::generate();
@@ -71,7 +80,7 @@ pub async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> 
         auto: ctx.config.auto.unwrap_or(true),
     };
     engine::create(&ctx.store, &new, &ctx.clock)?;
-    drive(ctx, ui, &id, lock, &args.drive).await
+    drive(ctx, ui, &id, lock, &args.drive, seats).await
 }
 
 /// Drives a run that this process holds the lock of, then reports it.
@@ -81,8 +90,10 @@ pub(crate) async fn drive(
     id: &RunId,
     lock: RunLock,
     flags: &DriveArgs,
+    seats: Option<Arc<dyn Seats>>,
 ) -> Result<u8, CliError> {
     let mut settings = ctx.settings(flags.jobs.map(|j| j as usize));
+    settings.seats = seats;
     settings.control = Some(ControlDir::new(&ctx.store.wfe_dir(), id.as_str()));
     settings.wait = flags.wait;
     let (interrupt_tx, interrupt_rx) = watch::channel(false);

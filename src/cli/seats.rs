@@ -1,0 +1,158 @@
+//! Who plays agent phases in this process: `.wfe/config.json`, the user's
+//! keys, and `--replay`, turned into the engine's [`Seats`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::agent::Seat;
+use crate::engine::{SeatRole, Seats, layout};
+use crate::provider::config::ProviderKind;
+use crate::provider::keys::KeySource;
+use crate::provider::registry::Registry;
+use crate::provider::replay::{ReplayProvider, load_dir};
+use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
+use crate::store::{GitStore, RunId, RunStore};
+use crate::template::{PhaseKind, Template};
+
+/// The recorded exchanges of a run, by phase id: what a replay answers from.
+pub type Recorded = BTreeMap<String, Vec<Exchange>>;
+
+/// Seats from config, or from a recorded run for every phase (`--replay`).
+#[derive(Debug)]
+pub struct ConfigSeats {
+    registry: Registry,
+    root: PathBuf,
+    /// `--replay RUN`: every agent phase answers from RUN's exchanges.
+    replay: Option<(String, Recorded)>,
+    /// Replay providers of the config whose `from` is a run, loaded up front.
+    recorded_runs: BTreeMap<String, Recorded>,
+}
+
+impl ConfigSeats {
+    /// Seats for `template`'s agent phases: from the config and the
+    /// environment's keys, or all from run `replay` when given.
+    pub fn new(
+        registry: Registry,
+        root: &Path,
+        store: &GitStore,
+        template: &Template,
+        replay: Option<&RunId>,
+    ) -> Result<ConfigSeats, ProviderError> {
+        let replay = match replay {
+            Some(run) => Some((
+                format!("run {}", run.as_str()),
+                recorded(store, run, template)?,
+            )),
+            None => None,
+        };
+        let mut recorded_runs = BTreeMap::new();
+        for entry in registry.config().providers.values() {
+            let Some(from) = entry.from.as_deref() else {
+                continue;
+            };
+            if entry.kind != ProviderKind::Replay || root.join(from).is_dir() {
+                continue;
+            }
+            if let Ok(run) = store.resolve(from) {
+                recorded_runs.insert(from.to_string(), recorded(store, &run, template)?);
+            }
+        }
+        Ok(ConfigSeats {
+            registry,
+            root: root.to_path_buf(),
+            replay,
+            recorded_runs,
+        })
+    }
+
+    /// The keys of this process: its environment and the user's config dir.
+    pub fn keys() -> KeySource {
+        KeySource::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// A replay seat answering `phase` from `exchanges`, with the model and
+    /// `max_tokens` the recording used (requests must match exactly).
+    fn replay_seat(&self, label: &str, phase: &str, seat: SeatRole, exchanges: Vec<Exchange>) -> Seat {
+        let wanted = |e: &&Exchange| match seat {
+            SeatRole::Primary => e.conversation == "primary",
+            SeatRole::Reviewer => e.conversation.starts_with("review-"),
+        };
+        let first = exchanges.iter().find(wanted);
+        let model = first.map_or_else(|| "replay".to_string(), |e| e.model.clone());
+        let max_tokens = first.map_or(8192, |e| e.max_tokens);
+        Seat {
+            provider_name: "replay".into(),
+            provider: Arc::new(ReplayProvider::new(format!("{label}, phase {phase}"), exchanges)),
+            model_info: self.registry.model_info(&model),
+            model,
+            max_tokens,
+        }
+    }
+}
+
+impl Seats for ConfigSeats {
+    fn seat(
+        &self,
+        phase: &str,
+        seat: SeatRole,
+        role: Option<&str>,
+        provider: Option<&str>,
+        model: Option<&str>,
+    ) -> Result<Seat, ProviderError> {
+        if let Some((label, recorded)) = &self.replay {
+            let exchanges = recorded.get(phase).cloned().unwrap_or_default();
+            return Ok(self.replay_seat(label, phase, seat, exchanges));
+        }
+        let (name, model) = self.registry.seat(role, provider, model)?;
+        let entry = self.registry.entry(&name)?;
+        if entry.kind == ProviderKind::Replay {
+            let from = entry.from.clone().unwrap_or_default();
+            let exchanges = match self.recorded_runs.get(&from) {
+                Some(recorded) => recorded.get(phase).cloned().unwrap_or_default(),
+                None => load_dir(&self.root.join(&from), phase)?,
+            };
+            return Ok(self.replay_seat(&format!("provider `{name}`"), phase, seat, exchanges));
+        }
+        Ok(Seat {
+            provider: self.registry.build(&name)?,
+            max_tokens: self.registry.max_tokens(&name),
+            model_info: self.registry.model_info(&model),
+            provider_name: name,
+            model,
+        })
+    }
+}
+
+/// The exchanges of every agent phase of `template` as run `run` recorded them.
+fn recorded(store: &GitStore, run: &RunId, template: &Template) -> Result<Recorded, ProviderError> {
+    let fail = |message: String| ProviderError::new(ProviderErrorKind::Config, message);
+    let tip = store
+        .tip(run)
+        .map_err(|e| fail(format!("cannot read run {}: {e}", run.as_str())))?
+        .ok_or_else(|| fail(format!("no run {}", run.as_str())))?;
+    let mut recorded = Recorded::new();
+    for phase in template.phases.iter().filter(|p| p.kind == PhaseKind::Agent) {
+        let bytes = store
+            .read(&tip, &layout::exchanges(&phase.id))
+            .map_err(|e| fail(format!("cannot read run {}: {e}", run.as_str())))?
+            .unwrap_or_default();
+        let mut exchanges = Vec::new();
+        for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let exchange = serde_json::from_slice(line).map_err(|e| {
+                fail(format!(
+                    "run {}: {} line {}: {e}",
+                    run.as_str(),
+                    layout::exchanges(&phase.id),
+                    n + 1
+                ))
+            })?;
+            exchanges.push(exchange);
+        }
+        recorded.insert(phase.id.clone(), exchanges);
+    }
+    Ok(recorded)
+}
