@@ -10,7 +10,10 @@
 pub mod anthropic;
 pub mod config;
 pub mod gemini;
+mod http;
 pub mod openai;
+#[cfg(test)]
+pub(crate) mod testing;
 mod types;
 
 pub use types::{
@@ -21,6 +24,17 @@ pub use types::{
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+
+/// Makes ring rustls' crypto provider for the whole process.
+///
+/// reqwest is built without a default provider (so aws-lc never enters the
+/// build), and building a client before one is installed panics. Call it
+/// once at start-up; calling it again, or after another provider was
+/// installed, changes nothing.
+pub fn install_crypto() {
+    // A second call fails only because a provider is already there: fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// An API key. It never prints: `Debug` shows `Secret(…)`, and only
 /// [`Secret::expose`] gives the text, for the one header that needs it.
