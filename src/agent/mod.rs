@@ -22,8 +22,12 @@ use crate::exec::OutputSpec;
 use crate::provider::config::ModelEntry;
 use crate::provider::{Exchange, Provider};
 
+mod conversation;
+mod review;
 mod run;
+mod submit;
 pub mod tools;
+mod trim;
 
 pub use run::run_agent;
 

@@ -1,28 +1,713 @@
-//! The agent loop (placeholder until the loop lands).
+//! The agent loop: one attempt of an agent phase, from the first request to
+//! valid artifacts or a typed error.
+//!
+//! The loop sends the conversation to the model, answers its tool calls
+//! (running tools, validating `submit_<artifact>` calls), and goes on until
+//! every declared output has a valid submission; then, if the phase asks
+//! for one, a reviewer gives a second opinion (`review.rs`). Every exchange
+//! and tool call is handed to the engine as a [`Step`] and committed before
+//! the loop goes on. A resumed attempt walks the same path over its
+//! journal: recorded exchanges are adopted instead of sent and recorded tool
+//! calls reused instead of run, so nothing is asked or done twice.
+//!
+//! It never touches the store and never panics on what a model sends: every
+//! failure is an [`AttemptError`] in the outcome.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
+use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{AgentJob, Progress};
-use crate::exec::{AttemptError, AttemptOutcome, LogSink};
+use super::conversation::{Conversation, recorded_call, recorded_exchange, tool_uses};
+use super::review::{self, READ_ONLY_TOOLS, Verdict};
+use super::submit::Submissions;
+use super::tools::{ToolOutcome, Toolbox};
+use super::trim::trim;
+use super::{AgentJob, Progress, Step, ToolCall};
+use crate::exec::{AttemptError, AttemptOutcome, AttemptUsage, LogLine, LogSink, Stream};
+use crate::provider::config::ModelEntry;
+use crate::provider::{Block, ChatResponse, TextSink, ToolSpec, Usage};
+use crate::template::DurationSpec;
 use crate::time::Clock;
 
-/// Runs one attempt of an agent phase.
+/// The primary conversation's name in exchanges.
+pub(super) const PRIMARY: &str = "primary";
+
+/// Longest tool input shown in a log line.
+const LOG_INPUT_CHARS: usize = 80;
+
+/// Longest tool error shown in a log line.
+const LOG_ERROR_CHARS: usize = 120;
+
+/// Runs one attempt of an agent phase; `cancel` turning true stops it at
+/// once (an in-flight request or tool call is dropped).
+///
+/// The model's streamed text goes to `sink` line by line as
+/// [`Stream::Model`], wfe's own notes (tool calls, trimming, reviews) as
+/// [`Stream::Wfe`]; all are in the outcome's log too. Each exchange, tool
+/// call and review is recorded through `progress` before the loop goes on.
+/// The outcome always carries the attempt's usage, journal included.
 pub async fn run_agent(
     job: AgentJob,
-    _cancel: watch::Receiver<bool>,
-    _sink: Arc<dyn LogSink>,
-    _progress: Progress,
-    _clock: Clock,
+    cancel: watch::Receiver<bool>,
+    sink: Arc<dyn LogSink>,
+    progress: Progress,
+    clock: Clock,
 ) -> AttemptOutcome {
-    AttemptOutcome {
-        result: Err(AttemptError::Internal {
-            message: format!("{}: the agent loop is not available yet", job.phase),
-        }),
-        exit_code: None,
-        log: Vec::new(),
-        rejected: Vec::new(),
-        usage: None,
+    let primary = Toolbox::new(&job.work_dir, &job.tools).with_trailers(&job.run, &job.phase);
+    // A reviewer reads; it never changes what it reviews.
+    let read_only: Vec<String> = job
+        .tools
+        .iter()
+        .filter(|t| READ_ONLY_TOOLS.contains(&t.as_str()))
+        .cloned()
+        .collect();
+    let reviewer = Toolbox::new(&job.work_dir, &read_only);
+    run_with(job, &primary, &reviewer, cancel, sink, progress, clock).await
+}
+
+/// The tools a conversation offers besides its submit tools: the phase's
+/// [`Toolbox`], or a stand-in in tests.
+pub(super) trait Tools: Send + Sync {
+    /// The tools' specs, for the model.
+    fn specs(&self) -> Vec<ToolSpec>;
+    /// Runs one call.
+    fn call<'a>(&'a self, tool: &'a str, input: &'a Value) -> BoxFuture<'a, ToolOutcome>;
+}
+
+impl Tools for Toolbox {
+    fn specs(&self) -> Vec<ToolSpec> {
+        Toolbox::specs(self)
+    }
+
+    fn call<'a>(&'a self, tool: &'a str, input: &'a Value) -> BoxFuture<'a, ToolOutcome> {
+        Box::pin(Toolbox::call(self, tool, input))
     }
 }
+
+/// [`run_agent`] with its tools given. `job.timeout` counts from this call:
+/// a resumed attempt gets it afresh, since the time its first runner spent
+/// is not known.
+pub(super) async fn run_with(
+    job: AgentJob,
+    primary: &dyn Tools,
+    reviewer: &dyn Tools,
+    mut cancel: watch::Receiver<bool>,
+    sink: Arc<dyn LogSink>,
+    progress: Progress,
+    clock: Clock,
+) -> AttemptOutcome {
+    let log = Log {
+        phase: job.phase.clone(),
+        attempt: job.attempt,
+        sink,
+        clock,
+        lines: Mutex::new(Vec::new()),
+    };
+    let tally = Mutex::new(Tally::from_journal(&job));
+    let attempt = Attempt {
+        job: &job,
+        progress: &progress,
+        clock,
+        log: &log,
+        tally: &tally,
+    };
+    let ended = tokio::select! {
+        biased;
+        () = cancelled(&mut cancel) => {
+            log.push(Stream::Wfe, "stopped: cancelled".into());
+            Err(Failure::from(AttemptError::Cancelled))
+        }
+        after = deadline(job.timeout) => {
+            let after = DurationSpec(after).to_string();
+            log.push(Stream::Wfe, format!("stopped: timed out after {after}"));
+            Err(Failure::from(AttemptError::TimedOut { after }))
+        }
+        result = attempt.drive(primary, reviewer) => result,
+    };
+    let (result, rejected) = match ended {
+        Ok(artifacts) => (Ok(artifacts), Vec::new()),
+        Err(failure) => (Err(failure.error), failure.rejected),
+    };
+    let usage = tally.lock().unwrap_or_else(PoisonError::into_inner).usage();
+    AttemptOutcome {
+        result,
+        exit_code: None,
+        log: log.take(),
+        rejected,
+        usage: Some(usage),
+    }
+}
+
+/// Why an attempt ended without artifacts, with the submissions rejected.
+#[derive(Debug)]
+pub(super) struct Failure {
+    error: AttemptError,
+    rejected: Vec<(String, Vec<u8>)>,
+}
+
+impl From<AttemptError> for Failure {
+    fn from(error: AttemptError) -> Failure {
+        Failure {
+            error,
+            rejected: Vec::new(),
+        }
+    }
+}
+
+/// The tools of one conversation: its [`Tools`] and its submit tools.
+pub(super) struct Toolset<'a> {
+    tools: &'a dyn Tools,
+    /// Every spec the model gets, submit tools last.
+    specs: Vec<ToolSpec>,
+    /// The names of `tools`' tools.
+    offered: BTreeSet<String>,
+}
+
+impl<'a> Toolset<'a> {
+    /// `tools` plus the submit tools of `submissions`.
+    pub fn new(tools: &'a dyn Tools, submissions: &Submissions) -> Toolset<'a> {
+        let mut specs = tools.specs();
+        let offered = specs.iter().map(|s| s.name.clone()).collect();
+        specs.extend(submissions.specs());
+        Toolset {
+            tools,
+            specs,
+            offered,
+        }
+    }
+
+    /// Every spec the model gets.
+    pub fn specs(&self) -> &[ToolSpec] {
+        &self.specs
+    }
+
+    fn unknown(&self, tool: &str) -> String {
+        let names: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
+        format!(
+            "there is no tool `{tool}` in this phase; the tools are: {}",
+            names.join(", ")
+        )
+    }
+}
+
+/// One attempt in progress: the job and where its steps, lines and usage go.
+pub(super) struct Attempt<'a> {
+    /// What the engine asked for.
+    pub job: &'a AgentJob,
+    progress: &'a Progress,
+    clock: Clock,
+    /// The attempt's log.
+    pub log: &'a Log,
+    tally: &'a Mutex<Tally>,
+}
+
+impl Attempt<'_> {
+    /// The primary conversation, then review rounds, until the attempt ends.
+    async fn drive(
+        &self,
+        primary_tools: &dyn Tools,
+        reviewer_tools: &dyn Tools,
+    ) -> Result<BTreeMap<String, Value>, Failure> {
+        let job = self.job;
+        let journal = &job.journal;
+        if !journal.exchanges.is_empty() || !journal.tool_calls.is_empty() {
+            self.log.push(
+                Stream::Wfe,
+                format!(
+                    "resuming: {} exchanges, {} tool calls and {} reviews already recorded",
+                    journal.exchanges.len(),
+                    journal.tool_calls.len(),
+                    journal.reviews.len()
+                ),
+            );
+        }
+        let mut submissions = Submissions::new(&job.outputs, job.max_invalid_submissions);
+        let toolset = Toolset::new(primary_tools, &submissions);
+        let mut conversation = Conversation::new(
+            PRIMARY,
+            job.primary.clone(),
+            job.system.clone(),
+            toolset.specs().to_vec(),
+            job.prompt.clone(),
+        );
+        let mut round = 1;
+        loop {
+            self.converse(&mut conversation, &mut submissions, &toolset)
+                .await?;
+            let artifacts = submissions.accepted().clone();
+            // No rounds means no second opinion, not an attempt that can never pass.
+            let Some(review) = job.review.as_ref().filter(|r| r.rounds > 0) else {
+                return Ok(artifacts);
+            };
+            let doc = review::review_round(self, review, round, &artifacts, reviewer_tools).await?;
+            let summary = review::summary(&doc);
+            match review::verdict(&doc) {
+                Verdict::Approve => return Ok(artifacts),
+                Verdict::Reject => {
+                    return Err(Failure::from(AttemptError::Review {
+                        verdict: "rejected".into(),
+                        round,
+                        summary,
+                    }));
+                }
+                Verdict::ChangesRequested if round >= review.rounds => {
+                    return Err(Failure::from(AttemptError::Review {
+                        verdict: "requested changes".into(),
+                        round,
+                        summary,
+                    }));
+                }
+                Verdict::ChangesRequested => {
+                    conversation.say(review::findings_message(
+                        &doc,
+                        round,
+                        review.rounds,
+                        &submissions.tool_names(),
+                    ));
+                    submissions.clear();
+                    round += 1;
+                }
+            }
+        }
+    }
+
+    /// Goes on with `conversation` until every output of `submissions` is
+    /// accepted (or, without outputs, until the model ends its turn without
+    /// calling a tool).
+    pub async fn converse(
+        &self,
+        conversation: &mut Conversation,
+        submissions: &mut Submissions,
+        toolset: &Toolset<'_>,
+    ) -> Result<(), Failure> {
+        loop {
+            if conversation.turns() >= self.job.max_turns {
+                let turns = self.job.max_turns;
+                let missing = submissions.missing();
+                let unfinished = if missing.is_empty() {
+                    "before the model finished".to_string()
+                } else {
+                    format!("without a valid submission of {}", missing.join(", "))
+                };
+                self.log.push(
+                    Stream::Wfe,
+                    format!(
+                        "stopped: {} used all {turns} turns {unfinished}",
+                        conversation.name
+                    ),
+                );
+                return Err(Failure::from(AttemptError::MaxTurns { turns }));
+            }
+            let response = self.exchange(conversation).await?;
+            // Replaying a journal: the next exchange already holds the
+            // answers, so tools are not run and nothing is said.
+            let replaying = recorded_exchange(
+                &self.job.journal,
+                &conversation.name,
+                conversation.turns() + 1,
+            )
+            .is_some();
+            let uses = tool_uses(&response);
+            let results = self.answer(&uses, submissions, toolset, replaying).await?;
+            if !replaying && !results.is_empty() {
+                conversation.push_user(results);
+            }
+            let done = if submissions.has_outputs() {
+                submissions.complete()
+            } else {
+                uses.is_empty()
+            };
+            if done {
+                return Ok(());
+            }
+            if uses.is_empty() && !replaying {
+                let missing = submissions.missing().join(", ");
+                self.log.push(
+                    Stream::Wfe,
+                    format!("the model ended its turn without submitting: asking for {missing}"),
+                );
+                conversation.say(format!(
+                    "You ended your turn without submitting your results. Call {missing} \
+                     now; each input is validated against the artifact's schema and any \
+                     errors come back as the tool's result."
+                ));
+            }
+        }
+    }
+
+    /// The answer to the next turn of `conversation`: adopted from the
+    /// journal when recorded, else sent and recorded.
+    async fn exchange(&self, conversation: &mut Conversation) -> Result<ChatResponse, Failure> {
+        let turn = conversation.turns() + 1;
+        if let Some(recorded) = recorded_exchange(&self.job.journal, &conversation.name, turn) {
+            conversation.adopt(recorded);
+            return Ok(recorded.response.clone());
+        }
+        let seat = conversation.seat.clone();
+        let mut request = conversation.request();
+        let mut trimmed = Vec::new();
+        if let Some(window) = seat.model_info.context_tokens
+            && let Some(cut) = trim(&mut request, window)
+        {
+            let line = if cut.ids.is_empty() {
+                format!(
+                    "context: ~{} tokens is over 90% of the {window}-token window and \
+                     no older tool result is left to trim",
+                    cut.before
+                )
+            } else {
+                format!(
+                    "context: trimmed {} older tool results (~{} → ~{} tokens)",
+                    cut.ids.len(),
+                    cut.before,
+                    cut.after
+                )
+            };
+            self.log.push(Stream::Wfe, line);
+            trimmed = cut.ids;
+        }
+        let time = self.clock.stamp();
+        let started = Instant::now();
+        // Dropping `text` at the end of the block flushes the turn's last
+        // partial line.
+        let sent = {
+            let text = ModelText {
+                log: self.log,
+                partial: Mutex::new(String::new()),
+            };
+            seat.provider.send(&request, &text).await
+        };
+        let duration_ms = millis(started.elapsed());
+        let response = sent.map_err(|e| {
+            self.log.push(
+                Stream::Wfe,
+                format!("provider `{}` failed: {}", seat.provider_name, e.message),
+            );
+            AttemptError::Provider {
+                provider: seat.provider_name.clone(),
+                failure: e.kind,
+                message: e.message,
+            }
+        })?;
+        self.tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(response.usage, &seat.model_info);
+        let exchange = conversation.answered(
+            time,
+            self.job.attempt,
+            response.clone(),
+            duration_ms,
+            trimmed,
+        );
+        self.record(Step::Exchange(exchange)).await?;
+        Ok(response)
+    }
+
+    /// Answers the tool uses of one answer, in order: the tool results to
+    /// send back. Submissions are validated even when `replaying` (that is
+    /// how a resumed attempt gets its submission state back); other tools
+    /// only run when no recorded call answers them already.
+    async fn answer(
+        &self,
+        uses: &[(&str, &str, &Value)],
+        submissions: &mut Submissions,
+        toolset: &Toolset<'_>,
+        replaying: bool,
+    ) -> Result<Vec<Block>, Failure> {
+        let mut results = Vec::with_capacity(uses.len());
+        for &(id, tool, input) in uses {
+            if submissions.is_submit(tool) {
+                let submitted = submissions.submit(tool, input);
+                if !replaying {
+                    self.log.push(Stream::Wfe, submitted.summary);
+                }
+                if submitted.exhausted {
+                    let (error, rejected) = submissions.failure();
+                    return Err(Failure { error, rejected });
+                }
+                results.push(Block::ToolResult {
+                    tool_use_id: id.to_string(),
+                    content: submitted.content,
+                    is_error: submitted.is_error,
+                });
+                continue;
+            }
+            if replaying {
+                continue;
+            }
+            let (outcome, recorded) = match recorded_call(&self.job.journal, id, tool, input) {
+                Some(call) => {
+                    let output = match (&call.output, &call.error) {
+                        (_, Some(error)) => Err(error.clone()),
+                        (Some(output), None) => Ok(output.clone()),
+                        (None, None) => Ok(Value::Null),
+                    };
+                    let outcome = ToolOutcome {
+                        output,
+                        truncated: call.truncated,
+                    };
+                    (outcome, true)
+                }
+                None => (self.call_tool(id, tool, input, toolset).await?, false),
+            };
+            self.log
+                .push(Stream::Wfe, describe_call(tool, input, &outcome, recorded));
+            let (content, is_error) = match outcome.output {
+                Ok(Value::String(text)) => (text, false),
+                Ok(value) => (value.to_string(), false),
+                Err(error) => (error, true),
+            };
+            results.push(Block::ToolResult {
+                tool_use_id: id.to_string(),
+                content,
+                is_error,
+            });
+        }
+        Ok(results)
+    }
+
+    /// Runs one tool call (or refuses an unknown tool) and records it
+    /// before anything else happens, so a kill never loses a completed call.
+    async fn call_tool(
+        &self,
+        id: &str,
+        tool: &str,
+        input: &Value,
+        toolset: &Toolset<'_>,
+    ) -> Result<ToolOutcome, Failure> {
+        let time = self.clock.stamp();
+        let started = Instant::now();
+        let outcome = if toolset.offered.contains(tool) {
+            toolset.tools.call(tool, input).await
+        } else {
+            ToolOutcome {
+                output: Err(toolset.unknown(tool)),
+                truncated: false,
+            }
+        };
+        let (output, error) = match &outcome.output {
+            Ok(output) => (Some(output.clone()), None),
+            Err(error) => (None, Some(error.clone())),
+        };
+        let call = ToolCall {
+            time,
+            attempt: self.job.attempt,
+            call_id: Some(id.to_string()),
+            tool: tool.to_string(),
+            input: input.clone(),
+            output,
+            error,
+            duration_ms: millis(started.elapsed()),
+            truncated: outcome.truncated,
+        };
+        self.record(Step::ToolCall(call)).await?;
+        Ok(outcome)
+    }
+
+    /// Hands `step` to the engine and waits until it is committed.
+    pub async fn record(&self, step: Step) -> Result<(), Failure> {
+        if self.progress.record(step).await {
+            Ok(())
+        } else {
+            Err(Failure::from(AttemptError::Internal {
+                message: "the engine stopped taking this attempt's steps".into(),
+            }))
+        }
+    }
+}
+
+/// A log line for one tool call, e.g.
+/// `tool read_file {"path":"src/lib.rs"} → ok (120 lines)`.
+fn describe_call(tool: &str, input: &Value, outcome: &ToolOutcome, recorded: bool) -> String {
+    let input = clip(&input.to_string(), LOG_INPUT_CHARS);
+    let mut notes = Vec::new();
+    let result = match &outcome.output {
+        Ok(Value::String(text)) => {
+            let lines = text.lines().count();
+            notes.push(format!("{lines} line{}", if lines == 1 { "" } else { "s" }));
+            "ok".to_string()
+        }
+        Ok(value) => {
+            notes.push(format!("{} chars", value.to_string().chars().count()));
+            "ok".to_string()
+        }
+        Err(error) => {
+            let first = error.lines().next().unwrap_or_default();
+            format!("error: {}", clip(first, LOG_ERROR_CHARS))
+        }
+    };
+    if outcome.truncated {
+        notes.push("truncated".into());
+    }
+    if recorded {
+        notes.push("recorded before the restart".into());
+    }
+    let notes = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join(", "))
+    };
+    format!("tool {tool} {input} → {result}{notes}")
+}
+
+/// `text` cut to at most `max` characters, with `…` when cut.
+pub(super) fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
+fn millis(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Resolves after `timeout` with its length, or never.
+async fn deadline(timeout: Option<Duration>) -> Duration {
+    match timeout {
+        Some(after) => {
+            tokio::time::sleep(after).await;
+            after
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once `cancel` is true; never if its sender is gone.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|&c| c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The attempt's log: every line in order, each also sent to the sink.
+pub(super) struct Log {
+    phase: String,
+    attempt: u32,
+    sink: Arc<dyn LogSink>,
+    clock: Clock,
+    lines: Mutex<Vec<LogLine>>,
+}
+
+impl Log {
+    /// Adds a line and shows it.
+    pub fn push(&self, stream: Stream, line: String) {
+        // Held across the sink call so the sink sees lines in stored order.
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = LogLine {
+            time: self.clock.stamp(),
+            attempt: self.attempt,
+            stream,
+            line,
+        };
+        self.sink.line(&self.phase, &entry);
+        lines.push(entry);
+    }
+
+    fn take(&self) -> Vec<LogLine> {
+        std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Turns a model's streamed text into log lines: one per completed line,
+/// the rest when the turn ends (on drop, so a cancelled turn keeps it too).
+struct ModelText<'a> {
+    log: &'a Log,
+    partial: Mutex<String>,
+}
+
+impl TextSink for ModelText<'_> {
+    fn text(&self, text: &str) {
+        let mut partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
+        partial.push_str(text);
+        while let Some(end) = partial.find('\n') {
+            let mut line: String = partial.drain(..=end).collect();
+            line.pop();
+            if line.ends_with('\r') {
+                line.pop();
+            }
+            self.log.push(Stream::Model, line);
+        }
+    }
+}
+
+impl Drop for ModelText<'_> {
+    fn drop(&mut self) {
+        let partial = std::mem::take(
+            self.partial
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if !partial.is_empty() {
+            self.log.push(Stream::Model, partial);
+        }
+    }
+}
+
+/// Requests, tokens and cost of the attempt so far.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    requests: u32,
+    input_tokens: u64,
+    output_tokens: u64,
+    /// `None` once any request's model has no price.
+    cost_usd: Option<f64>,
+}
+
+impl Tally {
+    /// The usage of the exchanges already in the journal.
+    fn from_journal(job: &AgentJob) -> Tally {
+        let mut tally = Tally {
+            requests: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: Some(0.0),
+        };
+        let unpriced = ModelEntry::default();
+        for exchange in &job.journal.exchanges {
+            let prices = if exchange.conversation == PRIMARY {
+                &job.primary.model_info
+            } else {
+                job.review
+                    .as_ref()
+                    .map_or(&unpriced, |review| &review.seat.model_info)
+            };
+            tally.add(exchange.response.usage, prices);
+        }
+        tally
+    }
+
+    fn add(&mut self, usage: Usage, prices: &ModelEntry) {
+        self.requests += 1;
+        self.input_tokens += usage.input_tokens;
+        self.output_tokens += usage.output_tokens;
+        self.cost_usd = match (
+            self.cost_usd,
+            prices.input_usd_per_mtok,
+            prices.output_usd_per_mtok,
+        ) {
+            (Some(cost), Some(input), Some(output)) => Some(
+                cost + usage.input_tokens as f64 * input / 1e6
+                    + usage.output_tokens as f64 * output / 1e6,
+            ),
+            _ => None,
+        };
+    }
+
+    fn usage(&self) -> AttemptUsage {
+        AttemptUsage {
+            requests: self.requests,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_usd: self.cost_usd,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -18,6 +18,8 @@ pub enum Stream {
     Stderr,
     /// A line wfe itself wrote (e.g. "killed after 1s timeout").
     Wfe,
+    /// A line of text an agent's model streamed.
+    Model,
 }
 
 /// One line of a phase's log, as stored in `log.jsonl`.

@@ -47,6 +47,12 @@ impl Toolbox {
         }
     }
 
+    /// Commits made through the `git` tool carry `Wfe-Run` and `Wfe-Phase`
+    /// trailers naming `run` and `phase` (placeholder: no effect yet).
+    pub fn with_trailers(self, _run: &str, _phase: &str) -> Toolbox {
+        self
+    }
+
     /// The specs of the allowed tools, for the model.
     pub fn specs(&self) -> Vec<ToolSpec> {
         Vec::new()
@@ -54,11 +60,13 @@ impl Toolbox {
 
     /// Runs one call. Never panics on the model's input: a bad input is an `Err` output.
     pub async fn call(&self, name: &str, _input: &Value) -> ToolOutcome {
+        let why = if self.allowed.iter().any(|t| t == name) {
+            "is not implemented yet"
+        } else {
+            "is not allowed in this phase"
+        };
         ToolOutcome {
-            output: Err(format!(
-                "tool `{name}` is not available in {}",
-                self.root.display()
-            )),
+            output: Err(format!("tool `{name}` {why} (in {})", self.root.display())),
             truncated: false,
         }
     }
