@@ -6,6 +6,9 @@ use super::{
     ChatRequest, ChatResponse, HttpConfig, Provider, ProviderError, ProviderErrorKind, TextSink,
 };
 
+/// The API's base URL when the config gives none.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+
 /// Speaks the anthropic API over HTTP.
 #[derive(Debug)]
 pub struct Anthropic {

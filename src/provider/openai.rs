@@ -6,6 +6,9 @@ use super::{
     ChatRequest, ChatResponse, HttpConfig, Provider, ProviderError, ProviderErrorKind, TextSink,
 };
 
+/// The API's base URL when the config gives none.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
 /// Speaks the openai API over HTTP.
 #[derive(Debug)]
 pub struct OpenAi {
@@ -15,6 +18,11 @@ pub struct OpenAi {
 impl OpenAi {
     /// A provider for `config`.
     pub fn new(config: HttpConfig) -> OpenAi {
+        OpenAi { config }
+    }
+
+    /// A provider for an OpenAI-compatible server (kind `openai-compatible`).
+    pub fn compatible(config: HttpConfig) -> OpenAi {
         OpenAi { config }
     }
 }
