@@ -96,4 +96,7 @@ pub enum Command {
     Search(commands::search::SearchArgs),
     /// Update the search index, or rebuild it from the runs' refs
     Index(commands::index::IndexArgs),
+    /// List, test and set up LLM providers and their keys
+    #[command(subcommand)]
+    Provider(commands::provider::ProviderCommand),
 }

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::error::CliError;
+use crate::provider::KeySource;
+use crate::provider::config::{ModelEntry, ProviderConfig, ProviderEntry, RoleEntry};
+use crate::provider::registry::validate;
 
 /// Default largest artifact file: 16 MiB.
 pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 16 * 1024 * 1024;
@@ -29,10 +31,13 @@ pub struct Config {
     pub max_artifact_bytes: Option<u64>,
     /// LLM providers by name (used by agent phases).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub providers: BTreeMap<String, Value>,
-    /// Roles mapped to a provider and model.
+    pub providers: BTreeMap<String, ProviderEntry>,
+    /// Roles (`primary`, `reviewer`, …) mapped to a provider and model.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub roles: BTreeMap<String, Value>,
+    pub roles: BTreeMap<String, RoleEntry>,
+    /// Models by name: context window and prices.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, ModelEntry>,
 }
 
 impl Config {
@@ -50,7 +55,7 @@ impl Config {
             }
         };
         let mut de = serde_json::Deserializer::from_str(&text);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let at = e.path().to_string();
             let at = if at == "." {
                 String::new()
@@ -58,7 +63,26 @@ impl Config {
                 format!("{at}: ")
             };
             CliError::input(format!("{}: {at}{}", path.display(), e.inner()))
-        })
+        })?;
+        // What serde cannot see: names that must match, fields a kind needs.
+        let problems = validate(&config.provider_config());
+        if !problems.is_empty() {
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect();
+            return Err(CliError::input(lines.join("\n")));
+        }
+        Ok(config)
+    }
+
+    /// The provider part: providers, roles and models.
+    pub fn provider_config(&self) -> ProviderConfig {
+        ProviderConfig {
+            providers: self.providers.clone(),
+            roles: self.roles.clone(),
+            models: self.models.clone(),
+        }
     }
 
     /// The config `wfe init` writes.
@@ -68,4 +92,11 @@ impl Config {
             ..Config::default()
         }
     }
+}
+
+/// Provider keys as the user set them up: the process environment, then
+/// `credentials.json` in `$WFE_CONFIG_DIR`, `$XDG_CONFIG_HOME/wfe` or
+/// `~/.config/wfe`. The CLI is the layer that reads the environment.
+pub fn user_keys() -> KeySource {
+    KeySource::from_lookup(|var| std::env::var(var).ok())
 }

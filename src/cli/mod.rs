@@ -79,6 +79,7 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Undo(args) => commands::undo::run(args, &ctx()?, ui),
         Command::Search(args) => commands::search::run(args, &ctx()?, ui),
         Command::Index(args) => commands::index::run(args, &ctx()?, ui),
+        Command::Provider(cmd) => commands::provider::run(cmd, &global, ui).await,
     }
 }
 

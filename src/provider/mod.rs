@@ -8,13 +8,22 @@
 //! replayed, diffed and searched the same way as any other.
 
 pub mod anthropic;
+pub mod cli;
 pub mod config;
 pub mod gemini;
 mod http;
+pub mod keys;
 pub mod openai;
+pub mod registry;
+pub mod replay;
 #[cfg(test)]
 pub(crate) mod testing;
 mod types;
+
+pub use cli::CliProvider;
+pub use keys::{KeySource, KeyStatus};
+pub use registry::Registry;
+pub use replay::ReplayProvider;
 
 pub use types::{
     Block, ChatRequest, ChatResponse, Exchange, Message, ProviderError, ProviderErrorKind, Role,

@@ -14,6 +14,7 @@ pub mod init;
 pub mod list;
 pub mod log;
 pub mod pause;
+pub mod provider;
 pub mod resume;
 pub mod retry;
 pub mod rollback;
