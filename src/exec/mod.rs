@@ -6,7 +6,7 @@
 //! for the run (retry, fail, go on) and records it.
 
 mod outcome;
-mod process_group;
+pub(crate) mod process_group;
 mod script;
 
 pub use outcome::{
