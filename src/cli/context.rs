@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::args::GlobalArgs;
-use super::config::{Config, DEFAULT_MAX_ARTIFACT_BYTES};
+use super::config::{Config, DEFAULT_MAX_ARTIFACT_BYTES, user_keys};
 use super::error::CliError;
 use super::seats::ConfigSeats;
 use super::ui::Ui;
@@ -101,7 +101,8 @@ impl Context {
         if !agents {
             return Ok(None);
         }
-        let providers = Providers::new(self.config.provider_config(), ConfigSeats::keys());
+        let providers = Providers::new(self.config.provider_config(), user_keys())
+            .in_dir(self.root.clone());
         let seats = ConfigSeats::new(providers, &self.root, &self.store, template, replay)
             .map_err(|e| CliError::input(e.message))?;
         Ok(Some(Arc::new(seats)))

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use crate::agent::Seat;
 use crate::engine::{SeatRole, Seats, layout};
 use crate::provider::config::ProviderKind;
-use crate::provider::keys::KeySource;
 use crate::provider::registry::Registry;
 use crate::provider::replay::{ReplayProvider, load_dir};
 use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
@@ -64,11 +63,6 @@ impl ConfigSeats {
             replay,
             recorded_runs,
         })
-    }
-
-    /// The keys of this process: its environment and the user's config dir.
-    pub fn keys() -> KeySource {
-        KeySource::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// A replay seat answering `phase` from `exchanges`, with the model and

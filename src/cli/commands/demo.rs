@@ -56,6 +56,7 @@ pub async fn run(args: DemoArgs, ui: &Ui) -> Result<u8, CliError> {
         template: "hello".into(),
         args: vec![format!("name={}", args.name)],
         args_file: None,
+        replay: None,
         drive: super::run::DriveArgs {
             jobs: None,
             json: false,

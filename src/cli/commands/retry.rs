@@ -62,7 +62,8 @@ pub async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError
         }
         return Ok(0);
     }
-    super::run::drive(ctx, ui, &id, lock, &args.drive).await
+    let seats = ctx.seats(&ctx.snapshot(&id)?.template, None)?;
+    super::run::drive(ctx, ui, &id, lock, &args.drive, seats).await
 }
 
 /// Who asks for a change by hand, for the `Wfe-Requested-By` trailer:
