@@ -86,7 +86,9 @@ fn show(repo: &Repo, run: &str, path: &str) -> String {
 }
 
 fn jsonl(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Every object in the repo, and every output, is free of the key.
@@ -95,10 +97,21 @@ fn assert_no_key(repo: &Repo, outputs: &[&common::Run]) {
     assert!(out.status.success());
     let objects = String::from_utf8_lossy(&out.stdout);
     assert!(!objects.contains(KEY), "the key is in a git object");
-    assert!(!objects.contains("LEAKCHECK"), "part of the key is in a git object");
+    assert!(
+        !objects.contains("LEAKCHECK"),
+        "part of the key is in a git object"
+    );
     for run in outputs {
-        assert!(!run.stdout.contains("LEAKCHECK"), "key in stdout: {}", run.stdout);
-        assert!(!run.stderr.contains("LEAKCHECK"), "key in stderr: {}", run.stderr);
+        assert!(
+            !run.stdout.contains("LEAKCHECK"),
+            "key in stdout: {}",
+            run.stdout
+        );
+        assert!(
+            !run.stderr.contains("LEAKCHECK"),
+            "key in stderr: {}",
+            run.stderr
+        );
     }
 }
 
@@ -131,7 +144,8 @@ fn a_tool_using_conversation_reads_edits_greps_and_submits() {
     assert!(show(&repo, &id, "workspace/src/lib.rs").contains("    42\n"));
 
     // The artifact is committed and handed on.
-    let plan: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
+    let plan: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
     assert_eq!(plan, json!({ "text": "answer() now returns 42" }));
     assert!(show(&repo, &id, "phases/after/log.jsonl").contains("answer() now returns 42"));
 
@@ -142,15 +156,38 @@ fn a_tool_using_conversation_reads_edits_greps_and_submits() {
     let first = &requests[0].body;
     assert_eq!(first["model"], "claude-test");
     assert_eq!(first["system"], "You are careful.");
-    assert!(first["messages"][0].to_string().contains("Fix the answer in src/lib.rs for me"));
-    let tools: Vec<&str> = first["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(tools.contains(&"read_file") && tools.contains(&"submit_plan"), "{tools:?}");
+    assert!(
+        first["messages"][0]
+            .to_string()
+            .contains("Fix the answer in src/lib.rs for me")
+    );
+    let tools: Vec<&str> = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"read_file") && tools.contains(&"submit_plan"),
+        "{tools:?}"
+    );
     assert!(!tools.contains(&"bash"), "{tools:?}");
-    assert!(requests[0].headers.iter().any(|(k, v)| k == "x-api-key" && v == KEY));
+    assert!(
+        requests[0]
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-api-key" && v == KEY)
+    );
     let second = requests[1].body["messages"].to_string();
-    assert!(second.contains("tool_result") && second.contains("pub fn answer"), "{second}");
+    assert!(
+        second.contains("tool_result") && second.contains("pub fn answer"),
+        "{second}"
+    );
     let fourth = requests[3].body["messages"].to_string();
-    assert!(fourth.contains("src/lib.rs:2:"), "grep's result is sent back: {fourth}");
+    assert!(
+        fourth.contains("src/lib.rs:2:"),
+        "grep's result is sent back: {fourth}"
+    );
 
     // Every exchange and tool call is in the run, with usage.
     let exchanges = jsonl(&show(&repo, &id, "phases/plan/exchanges.jsonl"));
@@ -170,7 +207,11 @@ fn a_tool_using_conversation_reads_edits_greps_and_submits() {
     assert!((cost - 0.0024).abs() < 1e-9, "{cost}");
 
     // Each step was its own checkpoint, readable with git log.
-    let log = repo.git(&["log", "--format=%(trailers:key=Wfe-Event,valueonly,separator=%x2c)", &format!("refs/wfe/runs/{id}")]);
+    let log = repo.git(&[
+        "log",
+        "--format=%(trailers:key=Wfe-Event,valueonly,separator=%x2c)",
+        &format!("refs/wfe/runs/{id}"),
+    ]);
     assert_eq!(log.matches("agent-exchange").count(), 4, "{log}");
     assert_eq!(log.matches("tool-call").count(), 3, "{log}");
     assert_no_key(&repo, &[&run]);
@@ -189,9 +230,13 @@ fn an_invalid_submission_is_answered_with_its_errors_and_corrected() {
     assert_eq!(requests.len(), 2);
     let answer = requests[1].body["messages"].to_string();
     assert!(answer.contains("is_error"), "{answer}");
-    assert!(answer.contains("text"), "the missing property is named: {answer}");
+    assert!(
+        answer.contains("text"),
+        "the missing property is named: {answer}"
+    );
     let id = repo.run_id();
-    let plan: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
+    let plan: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
     assert_eq!(plan["text"], "fixed");
 }
 
@@ -206,7 +251,8 @@ fn too_many_invalid_submissions_fail_the_attempt_and_keep_the_rejected_output() 
     let id = repo.run_id();
     let rejected = show(&repo, &id, "phases/plan/attempts/1/rejected/plan.json");
     assert!(rejected.contains("nope"), "{rejected}");
-    let error: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/attempts/1/error.json")).unwrap();
+    let error: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/plan/attempts/1/error.json")).unwrap();
     assert_eq!(error["kind"], "invalid_outputs");
 }
 
@@ -214,7 +260,10 @@ fn too_many_invalid_submissions_fail_the_attempt_and_keep_the_rejected_output() 
 fn a_rate_limit_is_waited_out_and_an_outage_pauses_the_run_until_resume() {
     let server = Server::start(vec![
         Reply::Status(429, vec![("retry-after", "0".into())]),
-        Reply::Message(vec![Part::Tool("read_file", json!({ "path": "src/lib.rs" }))]),
+        Reply::Message(vec![Part::Tool(
+            "read_file",
+            json!({ "path": "src/lib.rs" }),
+        )]),
         Reply::Status(500, vec![]),
         Reply::Status(503, vec![]),
         Reply::Cut(vec![Part::Text("half an answ".into())]),
@@ -227,7 +276,10 @@ fn a_rate_limit_is_waited_out_and_an_outage_pauses_the_run_until_resume() {
     let record: Value = serde_json::from_str(&show(&repo, &id, "run.json")).unwrap();
     assert_eq!(record["status"], "paused");
     let reason = record["reason"].as_str().unwrap();
-    assert!(reason.contains("claude") && reason.contains("3 attempts"), "{reason}");
+    assert!(
+        reason.contains("claude") && reason.contains("3 attempts"),
+        "{reason}"
+    );
     let state: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/state.json")).unwrap();
     assert_eq!(state["status"], "pending");
     assert_eq!(state["continues"], true);
@@ -239,7 +291,10 @@ fn a_rate_limit_is_waited_out_and_an_outage_pauses_the_run_until_resume() {
     resumed.code(0);
     let requests = server.requests();
     assert_eq!(requests.len(), 6);
-    assert_eq!(requests[5].body, requests[4].body, "the same request, once more");
+    assert_eq!(
+        requests[5].body, requests[4].body,
+        "the same request, once more"
+    );
     let calls = jsonl(&show(&repo, &id, "phases/plan/tool-calls.jsonl"));
     assert_eq!(calls.len(), 1, "the read was not done again");
     let state: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/state.json")).unwrap();
@@ -269,7 +324,10 @@ fn a_runner_killed_mid_conversation_resumes_without_repeating_anything() {
             "bash",
             json!({ "command": "echo ran >> counter.txt" }),
         )]),
-        Reply::Message(vec![Part::Tool("read_file", json!({ "path": "counter.txt" }))]),
+        Reply::Message(vec![Part::Tool(
+            "read_file",
+            json!({ "path": "counter.txt" }),
+        )]),
         // The third request waits: the test kills the runner meanwhile.
         Reply::Hold(Box::new(Reply::Message(vec![submit("never delivered")]))),
     ]);
@@ -287,7 +345,10 @@ fn a_runner_killed_mid_conversation_resumes_without_repeating_anything() {
     child.kill().unwrap();
     child.wait().unwrap();
     let id = repo.run_id();
-    assert_eq!(jsonl(&show(&repo, &id, "phases/plan/exchanges.jsonl")).len(), 2);
+    assert_eq!(
+        jsonl(&show(&repo, &id, "phases/plan/exchanges.jsonl")).len(),
+        2
+    );
 
     server.push(vec![Reply::Message(vec![submit("resumed")])]);
     wfe_with_key(&repo, &["resume", &id]).code(0);
@@ -300,7 +361,8 @@ fn a_runner_killed_mid_conversation_resumes_without_repeating_anything() {
     assert_eq!(counter, "ran\n", "the bash call ran once");
     let calls = jsonl(&show(&repo, &id, "phases/plan/tool-calls.jsonl"));
     assert_eq!(calls.len(), 2);
-    let plan: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
+    let plan: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
     assert_eq!(plan["text"], "resumed");
 }
 
@@ -322,18 +384,31 @@ fn a_reviewer_requests_changes_once_then_approves() {
         review("approve", json!([])),
     ]);
     let repo = repo_with(&server.url);
-    agent_template(&repo, &[], json!({ "review": { "role": "reviewer", "rounds": 2 } }));
+    agent_template(
+        &repo,
+        &[],
+        json!({ "review": { "role": "reviewer", "rounds": 2 } }),
+    );
     wfe_with_key(&repo, &["run", "agentic"]).code(0);
     let requests = server.requests();
     assert_eq!(requests.len(), 4);
     assert_eq!(requests[1].body["model"], "claude-review");
-    assert!(requests[1].body.to_string().contains("first draft"), "the reviewer sees the artifact");
-    assert!(requests[2].body.to_string().contains("say why 42"), "the primary sees the findings");
+    assert!(
+        requests[1].body.to_string().contains("first draft"),
+        "the reviewer sees the artifact"
+    );
+    assert!(
+        requests[2].body.to_string().contains("say why 42"),
+        "the primary sees the findings"
+    );
     let id = repo.run_id();
-    let plan: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
+    let plan: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
     assert_eq!(plan["text"], "42, because of the guide");
-    let first: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/reviews/1-1.json")).unwrap();
-    let second: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/reviews/1-2.json")).unwrap();
+    let first: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/plan/reviews/1-1.json")).unwrap();
+    let second: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/plan/reviews/1-2.json")).unwrap();
     assert_eq!(first["verdict"], "changes_requested");
     assert_eq!(second["verdict"], "approve");
 }
@@ -341,8 +416,14 @@ fn a_reviewer_requests_changes_once_then_approves() {
 #[test]
 fn a_replayed_run_reproduces_its_artifacts_byte_for_byte_offline() {
     let server = Server::start(vec![
-        Reply::Message(vec![Part::Tool("read_file", json!({ "path": "src/lib.rs", "start_line": 1, "end_line": 2 }))]),
-        Reply::Message(vec![Part::Text("Plan ready.".into()), submit("one line plan")]),
+        Reply::Message(vec![Part::Tool(
+            "read_file",
+            json!({ "path": "src/lib.rs", "start_line": 1, "end_line": 2 }),
+        )]),
+        Reply::Message(vec![
+            Part::Text("Plan ready.".into()),
+            submit("one line plan"),
+        ]),
     ]);
     let repo = repo_with(&server.url);
     agent_template(&repo, &["read_file"], json!({}));
@@ -362,7 +443,9 @@ fn a_replayed_run_reproduces_its_artifacts_byte_for_byte_offline() {
 
     // A changed prompt diverges: the run stops with a diff of the requests.
     let template = repo.path().join(".wfe/templates/agentic.json");
-    let text = std::fs::read_to_string(&template).unwrap().replace("then submit a plan", "then submit a short plan");
+    let text = std::fs::read_to_string(&template)
+        .unwrap()
+        .replace("then submit a plan", "then submit a short plan");
     std::fs::write(&template, text).unwrap();
     let diverged = repo.wfe(&["run", "agentic", "--replay", &original]);
     diverged.code(1);
@@ -378,7 +461,11 @@ fn a_cli_agent_stands_in_for_claude_code() {
         "fake-claude.sh",
         "#!/bin/sh\n# Reads the prompt on stdin like `claude -p`, answers in its JSON shape.\ncat > prompt.txt\nprintf '%s' '{\"type\":\"result\",\"result\":\"Here it is:\\n```json\\n{\\\"plan\\\": {\\\"text\\\": \\\"from the cli\\\"}}\\n```\"}'\n",
     );
-    std::process::Command::new("chmod").args(["+x", "fake-claude.sh"]).current_dir(repo.path()).status().unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", "fake-claude.sh"])
+        .current_dir(repo.path())
+        .status()
+        .unwrap();
     repo.write(
         ".wfe/config.json",
         &json!({
@@ -390,7 +477,8 @@ fn a_cli_agent_stands_in_for_claude_code() {
     agent_template(&repo, &[], json!({}));
     repo.wfe(&["run", "agentic"]).code(0);
     let id = repo.run_id();
-    let plan: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
+    let plan: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
     assert_eq!(plan["text"], "from the cli");
     let prompt = std::fs::read_to_string(repo.path().join("prompt.txt")).unwrap();
     assert!(prompt.contains("Fix the answer in src/lib.rs"), "{prompt}");

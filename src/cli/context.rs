@@ -101,8 +101,8 @@ impl Context {
         if !agents {
             return Ok(None);
         }
-        let providers = Providers::new(self.config.provider_config(), user_keys())
-            .in_dir(self.root.clone());
+        let providers =
+            Providers::new(self.config.provider_config(), user_keys()).in_dir(self.root.clone());
         let seats = ConfigSeats::new(providers, &self.root, &self.store, template, replay)
             .map_err(|e| CliError::input(e.message))?;
         Ok(Some(Arc::new(seats)))

@@ -67,7 +67,13 @@ impl ConfigSeats {
 
     /// A replay seat answering `phase` from `exchanges`, with the model and
     /// `max_tokens` the recording used (requests must match exactly).
-    fn replay_seat(&self, label: &str, phase: &str, seat: SeatRole, exchanges: Vec<Exchange>) -> Seat {
+    fn replay_seat(
+        &self,
+        label: &str,
+        phase: &str,
+        seat: SeatRole,
+        exchanges: Vec<Exchange>,
+    ) -> Seat {
         let wanted = |e: &&Exchange| match seat {
             SeatRole::Primary => e.conversation == "primary",
             SeatRole::Reviewer => e.conversation.starts_with("review-"),
@@ -77,7 +83,10 @@ impl ConfigSeats {
         let max_tokens = first.map_or(8192, |e| e.max_tokens);
         Seat {
             provider_name: "replay".into(),
-            provider: Arc::new(ReplayProvider::new(format!("{label}, phase {phase}"), exchanges)),
+            provider: Arc::new(ReplayProvider::new(
+                format!("{label}, phase {phase}"),
+                exchanges,
+            )),
             model_info: self.registry.model_info(&model),
             model,
             max_tokens,
@@ -126,7 +135,11 @@ fn recorded(store: &GitStore, run: &RunId, template: &Template) -> Result<Record
         .map_err(|e| fail(format!("cannot read run {}: {e}", run.as_str())))?
         .ok_or_else(|| fail(format!("no run {}", run.as_str())))?;
     let mut recorded = Recorded::new();
-    for phase in template.phases.iter().filter(|p| p.kind == PhaseKind::Agent) {
+    for phase in template
+        .phases
+        .iter()
+        .filter(|p| p.kind == PhaseKind::Agent)
+    {
         let bytes = store
             .read(&tip, &layout::exchanges(&phase.id))
             .map_err(|e| fail(format!("cannot read run {}: {e}", run.as_str())))?

@@ -40,8 +40,8 @@ use crate::exec::{
     ArtifactProblem, AttemptError, AttemptOutcome, LogLine, LogSink, OutputSpec, ScriptJob,
     run_script,
 };
-use crate::store::{Change, CheckpointId, Message, RunId, RunStore, StoreError, WORKSPACE};
 use crate::provider::ProviderErrorKind;
+use crate::store::{Change, CheckpointId, Message, RunId, RunStore, StoreError, WORKSPACE};
 use crate::template::{Approval, OnFailure, Phase, PhaseKind, RetryPolicy, Template, digest, expr};
 use crate::time::Clock;
 
@@ -379,7 +379,7 @@ enum Report {
 
 /// What a phase task runs.
 enum Job {
-    Script(ScriptJob),
+    Script(Box<ScriptJob>),
     Agent(Box<AgentJob>),
 }
 
@@ -421,7 +421,7 @@ async fn phase_task(
             Job::Script(job) => {
                 job.attempt = attempt;
                 job.scratch = scratch.join(attempt.to_string());
-                run_script(job.clone(), cancel.clone(), sink.clone(), clock).await
+                run_script((**job).clone(), cancel.clone(), sink.clone(), clock).await
             }
             Job::Agent(job) => {
                 job.attempt = attempt;
@@ -1144,7 +1144,7 @@ impl<'a> Runner<'a> {
         Ok(Launch {
             unit: u,
             files: None,
-            job: Job::Script(ScriptJob {
+            job: Job::Script(Box::new(ScriptJob {
                 run: self.record.id.clone(),
                 phase: phase.id.clone(),
                 attempt: 0,
@@ -1159,7 +1159,7 @@ impl<'a> Runner<'a> {
                     .or(self.template.defaults.timeout)
                     .map(|d| d.0),
                 max_artifact_bytes: self.settings.max_artifact_bytes,
-            }),
+            })),
             first_attempt: self.state(u).attempt + 1,
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
             retry,

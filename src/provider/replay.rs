@@ -207,16 +207,37 @@ fn describe(change: &Change) -> String {
     match change {
         Change::Added { path, value } => format!("+ {}: now {}", at(path), short(value)),
         Change::Removed { path, value } => format!("- {}: recorded {}", at(path), short(value)),
-        Change::Changed { path, from, to } => format!(
-            "~ {}: recorded {}, now {}",
-            at(path),
-            short(from),
-            short(to)
-        ),
+        Change::Changed { path, from, to } => {
+            let (from, to) = match (from.as_str(), to.as_str()) {
+                (Some(a), Some(b)) => around_difference(a, b),
+                _ => (short(from), short(to)),
+            };
+            format!("~ {}: recorded {from}, now {to}", at(path))
+        }
         Change::Moved { from_path, to_path } => {
             format!("↷ {}: recorded at {}", at(to_path), at(from_path))
         }
     }
+}
+
+/// Two long strings cut around where they first differ, so the line
+/// shows the difference rather than the common beginning of a prompt.
+fn around_difference(a: &str, b: &str) -> (String, String) {
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let skip = common.saturating_sub(MAX_VALUE_CHARS / 3);
+    let cut = |text: &str| {
+        let rest: String = text.chars().skip(skip).collect();
+        let lead = if skip > 0 { "…" } else { "" };
+        let quoted = Value::from(rest).to_string();
+        let body = &quoted[1..quoted.len() - 1];
+        if body.chars().count() <= MAX_VALUE_CHARS {
+            format!("\"{lead}{body}\"")
+        } else {
+            let kept: String = body.chars().take(MAX_VALUE_CHARS).collect();
+            format!("\"{lead}{kept}…\"")
+        }
+    };
+    (cut(a), cut(b))
 }
 
 /// A value as compact JSON, cut to [`MAX_VALUE_CHARS`] characters.
@@ -371,6 +392,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn long_strings_are_shown_around_their_first_difference() {
+        let prompt = "Fix the answer in src/lib.rs for you, then submit a plan. ".repeat(3);
+        let (recorded, now) = around_difference(&prompt, &prompt.replace("you, then", "me, then"));
+        assert!(
+            recorded.starts_with("\"…") && now.starts_with("\"…"),
+            "{recorded}"
+        );
+        assert!(
+            recorded.contains("for you,") && now.contains("for me,"),
+            "{now}"
+        );
+    }
+
     #[tokio::test]
     async fn a_changed_request_names_the_pointer() {
         let replay = ReplayProvider::new("replay of run:plan".into(), recording());
@@ -384,7 +419,7 @@ mod tests {
             err.message,
             "replay of run:plan: the request differs from the one the recorded run sent next (conversation `primary`, turn 1):\n  \
              ~ /max_tokens: recorded 100, now 200\n  \
-             ~ /messages/0/content/0/text: recorded \"go\", now \"go somewhere else entirely, and take the long road there, s…"
+             ~ /messages/0/content/0/text: recorded \"go\", now \"go somewhere else entirely, and take the long road there, sl…\""
         );
         // Nothing was used: the right request still gets its answer.
         let answer = replay

@@ -398,7 +398,11 @@ impl<'t> Check<'t> {
                     "must not be empty; expected a role from .wfe/config.json",
                 );
             }
-            if review.provider.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            if review
+                .provider
+                .as_deref()
+                .is_some_and(|p| p.trim().is_empty())
+            {
                 self.problem(
                     path::key(&review_at, "provider"),
                     "must not be empty; expected a provider from .wfe/config.json",

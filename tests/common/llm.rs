@@ -87,7 +87,9 @@ impl Server {
                 let app = axum::Router::new()
                     .route("/v1/messages", axum::routing::post(messages))
                     .with_state(state);
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                    .await
+                    .unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {
@@ -169,9 +171,7 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: S
             )
                 .into_response();
             for (name, value) in extra {
-                response
-                    .headers_mut()
-                    .insert(name, value.parse().unwrap());
+                response.headers_mut().insert(name, value.parse().unwrap());
             }
             response
         }
@@ -202,30 +202,60 @@ fn stream(id: u32, parts: &[Part], cut: bool) -> String {
     for (index, part) in parts.iter().enumerate() {
         match part {
             Part::Text(text) => {
-                event(&mut out, "content_block_start", json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}));
-                let middle = text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i);
+                event(
+                    &mut out,
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+                );
+                let middle = text
+                    .char_indices()
+                    .nth(text.chars().count() / 2)
+                    .map_or(0, |(i, _)| i);
                 for piece in [&text[..middle], &text[middle..]] {
-                    event(&mut out, "content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}));
+                    event(
+                        &mut out,
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}),
+                    );
                 }
             }
             Part::Tool(name, input) => {
                 tools = true;
                 let tool_id = format!("toolu_{id}_{index}");
-                event(&mut out, "content_block_start", json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}}));
+                event(
+                    &mut out,
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}}}),
+                );
                 let json = input.to_string();
-                let middle = json.char_indices().nth(json.chars().count() / 2).map_or(0, |(i, _)| i);
+                let middle = json
+                    .char_indices()
+                    .nth(json.chars().count() / 2)
+                    .map_or(0, |(i, _)| i);
                 for piece in [&json[..middle], &json[middle..]] {
-                    event(&mut out, "content_block_delta", json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}}));
+                    event(
+                        &mut out,
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                    );
                 }
             }
         }
-        event(&mut out, "content_block_stop", json!({"type": "content_block_stop", "index": index}));
+        event(
+            &mut out,
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        );
         if cut {
             return out;
         }
     }
     let stop = if tools { "tool_use" } else { "end_turn" };
-    event(&mut out, "message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 20}}));
+    event(
+        &mut out,
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 20}}),
+    );
     event(&mut out, "message_stop", json!({"type": "message_stop"}));
     out
 }
