@@ -147,6 +147,40 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
     if let Some(code) = state.exit_code {
         ui.out(&format!("  exit code  {code}"));
     }
+    if let Some(usage) = &state.usage {
+        let cost = usage
+            .cost_usd
+            .map(|c| format!(", ${c:.4}"))
+            .unwrap_or_default();
+        ui.out(&format!(
+            "  model      {} request{}, {} tokens in, {} out{cost}",
+            usage.requests,
+            if usage.requests == 1 { "" } else { "s" },
+            usage.input_tokens,
+            usage.output_tokens
+        ));
+    }
+    if state.kind == PhaseKind::Agent {
+        let dir = format!("{}/{key}", layout::PHASES);
+        let files = ctx.store.list_dir(&snap.checkpoint, &dir)?;
+        for (file, what) in [
+            ("exchanges.jsonl", "exchanges"),
+            ("tool-calls.jsonl", "tool calls"),
+        ] {
+            if files.iter().any(|(n, _)| n == file) {
+                ui.out(&format!(
+                    "  {what:<10} {}",
+                    ui.paint(
+                        Style::Dim,
+                        &format!("git show {}:{dir}/{file}", id.ref_name())
+                    )
+                ));
+            }
+        }
+        if state.continues {
+            ui.out("  continues  its conversation goes on at the next `wfe resume`");
+        }
+    }
     if let Some(reason) = &state.skip_reason {
         ui.out(&format!("  skipped    {reason}"));
     }
