@@ -484,3 +484,37 @@ fn a_cli_agent_stands_in_for_claude_code() {
     assert!(prompt.contains("Fix the answer in src/lib.rs"), "{prompt}");
     assert!(prompt.contains("plan"), "{prompt}");
 }
+
+#[test]
+fn a_retry_may_change_the_model_of_the_next_attempt() {
+    let server = Server::start(vec![
+        Reply::Status(400, vec![]),
+        Reply::Message(vec![submit("with the bigger model")]),
+    ]);
+    let repo = repo_with(&server.url);
+    agent_template(&repo, &[], json!({}));
+    let failed = wfe_with_key(&repo, &["run", "agentic"]);
+    failed.code(1);
+    assert!(
+        failed.stderr.contains("scripted 400"),
+        "the API's message is shown: {}",
+        failed.stderr
+    );
+    let id = repo.run_id();
+    wfe_with_key(&repo, &["retry", &id, "plan", "--model", "claude-bigger"]).code(0);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].body["model"], "claude-test");
+    assert_eq!(requests[1].body["model"], "claude-bigger");
+    let state: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/state.json")).unwrap();
+    assert_eq!(state["status"], "completed");
+    assert_eq!(state["attempt"], 2);
+    assert_eq!(state["model"], "claude-bigger");
+    let exchanges = jsonl(&show(&repo, &id, "phases/plan/exchanges.jsonl"));
+    assert_eq!(
+        exchanges.len(),
+        1,
+        "the refused request got no answer to record"
+    );
+    assert_eq!(exchanges[0]["attempt"], 2);
+}
