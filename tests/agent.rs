@@ -411,6 +411,16 @@ fn a_reviewer_requests_changes_once_then_approves() {
         serde_json::from_str(&show(&repo, &id, "phases/plan/reviews/1-2.json")).unwrap();
     assert_eq!(first["verdict"], "changes_requested");
     assert_eq!(second["verdict"], "approve");
+    // What the reviewer said is searchable, by word and by field.
+    for query in ["why", "verdict:changes_requested"] {
+        let found = repo.wfe(&["search", query, "--json"]);
+        found.code(0);
+        assert!(
+            found.stdout.contains("phases/plan/reviews/1-1.json"),
+            "{query}: {}",
+            found.stdout
+        );
+    }
 }
 
 #[test]

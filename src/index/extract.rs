@@ -341,6 +341,32 @@ fn read_phase(
             }
         }
     }
+    // Second opinions are `review` artifacts of their own, one per attempt and round.
+    if entries.get("reviews") == Some(&EntryKind::Dir) {
+        for (file, kind) in store.list_dir(at, &layout::reviews(phase))? {
+            let Some((n, _round)) = file
+                .strip_suffix(".json")
+                .and_then(|name| name.split_once('-'))
+            else {
+                continue;
+            };
+            if kind != EntryKind::File {
+                continue;
+            }
+            let path = format!("{}/{file}", layout::reviews(phase));
+            if let Some(bytes) = store.read(at, &path)? {
+                out.push(source(
+                    &path,
+                    Kind::Artifact,
+                    p.clone(),
+                    n.parse().ok(),
+                    Some(crate::engine::REVIEW_SCHEMA.to_string()),
+                    finished,
+                    bytes,
+                ));
+            }
+        }
+    }
     if entries.get("tool-calls.jsonl") == Some(&EntryKind::File) {
         let path = format!("{dir}/tool-calls.jsonl");
         if let Some(bytes) = store.read(at, &path)? {

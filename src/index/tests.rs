@@ -312,6 +312,7 @@ fn a_checkpoint_yields_artifacts_logs_per_attempt_errors_comments_and_tool_calls
             ("phases/review/attempts/1/log.jsonl", json!(log(1, "first try"))),
             ("phases/review/attempts/1/error.json", json!({ "kind": "exit", "code": 3 })),
             ("phases/review/attempts/2/log.jsonl", json!(log(2, "second try"))),
+            ("phases/review/reviews/2-1.json", review("changes_requested", "Say why")),
             ("phases/review/tool-calls.jsonl", json!("{\"attempt\":2,\"tool\":\"grep\",\"input\":{\"pattern\":\"fn main\"}}\n{\"attempt\":2,\"tool\":\"read_file\",\"input\":{}}\n")),
             ("comments.jsonl", json!("{\"author\":\"ada\",\"phase\":\"review\",\"text\":\"why reject?\"}\n")),
         ],
@@ -346,6 +347,12 @@ fn a_checkpoint_yields_artifacts_logs_per_attempt_errors_comments_and_tool_calls
                 1
             ),
             ("phases/review/log.jsonl".into(), Kind::Log, Some(2), 1),
+            (
+                "phases/review/reviews/2-1.json".into(),
+                Kind::Artifact,
+                Some(2),
+                1
+            ),
             (
                 "phases/review/tool-calls.jsonl".into(),
                 Kind::ToolCall,
