@@ -46,7 +46,7 @@ pub enum ColorChoice {
 pub enum Command {
     /// Create .wfe/ with a config, the built-in templates and schemas
     Init(commands::init::InitArgs),
-    /// Make a scratch repository and run the bundled `hello` example in it
+    /// Make a scratch repository and run a bundled example in it
     Demo(commands::demo::DemoArgs),
     /// List, show and validate templates
     #[command(subcommand)]

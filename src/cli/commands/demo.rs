@@ -1,7 +1,8 @@
-//! `wfe demo`: a scratch repository, the `hello` template run in it, and
-//! the git commands that show where the run lives.
+//! `wfe demo`: a scratch repository, the `hello` template run in it (or,
+//! with `--agent`, the bundled `examples/agent-replay` replayed from its
+//! recording), and the git commands that show where the run lives.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -10,7 +11,44 @@ use crate::cli::error::CliError;
 use crate::cli::ui::{Style, Ui};
 use crate::store::{GitStore, RunStore};
 
-/// Make a scratch repository and run the bundled `hello` example in it
+/// `examples/agent-replay`, compiled in: (path in the scratch repository, text).
+/// `tests/examples.rs` checks that it holds every file of the example.
+const AGENT_EXAMPLE: &[(&str, &str)] = &[
+    (
+        ".wfe/config.json",
+        include_str!("../../../examples/agent-replay/.wfe/config.json"),
+    ),
+    (
+        ".wfe/templates/review-fix.yaml",
+        include_str!("../../../examples/agent-replay/.wfe/templates/review-fix.yaml"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../examples/agent-replay/README.md"),
+    ),
+    (
+        "recorded/fix.exchanges.jsonl",
+        include_str!("../../../examples/agent-replay/recorded/fix.exchanges.jsonl"),
+    ),
+    (
+        "recorded/plan.exchanges.jsonl",
+        include_str!("../../../examples/agent-replay/recorded/plan.exchanges.jsonl"),
+    ),
+    (
+        "src/calc.py",
+        include_str!("../../../examples/agent-replay/src/calc.py"),
+    ),
+    (
+        "src/report.py",
+        include_str!("../../../examples/agent-replay/src/report.py"),
+    ),
+    (
+        "test_calc.sh",
+        include_str!("../../../examples/agent-replay/test_calc.sh"),
+    ),
+];
+
+/// Make a scratch repository and run a bundled example in it
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Where to make the repository (default: a new directory under the system temp dir)
@@ -19,6 +57,10 @@ pub struct DemoArgs {
     /// Who to greet
     #[arg(long, default_value = "world")]
     pub name: String,
+    /// Run the agent example instead: agents plan and fix a bug, with a
+    /// reviewer, replayed from a recording (no key, no network)
+    #[arg(long, conflicts_with = "name")]
+    pub agent: bool,
 }
 
 /// Runs `wfe demo`.
@@ -50,11 +92,20 @@ pub async fn run(args: DemoArgs, ui: &Ui) -> Result<u8, CliError> {
     ));
     let store =
         GitStore::init_with_empty_commit(&dir, crate::time::Clock::system().epoch_seconds())?;
+    if args.agent {
+        // Before the context: it reads the example's `.wfe/config.json`.
+        write_agent_example(&dir)?;
+    }
     let ctx = Context::for_store(store)?;
-    super::init::write_starter_files(&ctx.root, false)?;
+    let (template, run_args) = if args.agent {
+        ("review-fix", Vec::new())
+    } else {
+        super::init::write_starter_files(&ctx.root, false)?;
+        ("hello", vec![format!("name={}", args.name)])
+    };
     let run_args = super::run::RunArgs {
-        template: "hello".into(),
-        args: vec![format!("name={}", args.name)],
+        template: template.into(),
+        args: run_args,
         args_file: None,
         replay: None,
         drive: super::run::DriveArgs {
@@ -67,6 +118,18 @@ pub async fn run(args: DemoArgs, ui: &Ui) -> Result<u8, CliError> {
     let code = super::run::run(run_args, &ctx, ui).await?;
     let id = ctx.store.resolve("latest")?;
     let git = format!("git -C {}", dir.display());
+    if args.agent {
+        ui.note(&format!(
+            "\n{}\n  {git} diff '{r}^{{/plan completed}}' {r} -- workspace/\n  {git} show {r}:phases/fix/reviews/1-1.json\n  {git} log --format='%h %s' {r}\n  cd {} && wfe show latest fix",
+            ui.paint(
+                Style::Bold,
+                "The run is a chain of commits (every model turn, tool call and review, with snapshots of the code); look at it with git or wfe:"
+            ),
+            dir.display(),
+            r = id.ref_name(),
+        ));
+        return Ok(code);
+    }
     ui.note(&format!(
         "\n{}\n  {git} log --format='%h %s%n%(trailers:only)' {r}\n  {git} show {r}:phases/combine/artifacts/summary.json\n  {git} diff {r}~3 {r} -- phases/\n  cd {} && wfe status && wfe show latest count",
         ui.paint(Style::Bold, "The run is a chain of commits; look at it with git or wfe:"),
@@ -74,4 +137,19 @@ pub async fn run(args: DemoArgs, ui: &Ui) -> Result<u8, CliError> {
         r = id.ref_name(),
     ));
     Ok(code)
+}
+
+/// Writes [`AGENT_EXAMPLE`] into the work tree at `root`.
+fn write_agent_example(root: &Path) -> Result<(), CliError> {
+    for (path, text) in AGENT_EXAMPLE {
+        let path = root.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                CliError::failed(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        std::fs::write(&path, text)
+            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
