@@ -53,8 +53,10 @@ impl Runner<'_> {
             })?;
         let provider = state.provider.as_deref().or(phase.provider.as_deref());
         let model = state.model.as_deref().or(phase.model.as_deref());
+        // Without an explicit provider, the role names who failed to be seated.
+        let role = phase.role.as_deref().unwrap_or("primary");
         let seat_error = |e: ProviderError, name: Option<&str>| AttemptError::Provider {
-            provider: name.unwrap_or("-").to_string(),
+            provider: name.unwrap_or(role).to_string(),
             failure: e.kind,
             message: e.message,
         };
