@@ -27,7 +27,9 @@ use super::submit::Submissions;
 use super::tools::{ToolOutcome, Toolbox};
 use super::trim::trim;
 use super::{AgentJob, Progress, Step, ToolCall};
-use crate::exec::{AttemptError, AttemptOutcome, AttemptUsage, LogLine, LogSink, Stream};
+use crate::exec::{
+    AttemptError, AttemptOutcome, AttemptUsage, LogLine, LogSink, Stream, cancelled, deadline,
+};
 use crate::provider::config::ModelEntry;
 use crate::provider::{Block, ChatResponse, TextSink, ToolSpec, Usage};
 use crate::template::DurationSpec;
@@ -565,24 +567,6 @@ pub(super) fn clip(text: &str, max: usize) -> String {
 
 fn millis(elapsed: Duration) -> u64 {
     u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Resolves after `timeout` with its length, or never.
-async fn deadline(timeout: Option<Duration>) -> Duration {
-    match timeout {
-        Some(after) => {
-            tokio::time::sleep(after).await;
-            after
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves once `cancel` is true; never if its sender is gone.
-async fn cancelled(cancel: &mut watch::Receiver<bool>) {
-    if cancel.wait_for(|&c| c).await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
 
 /// The attempt's log: every line in order, each also sent to the sink.

@@ -1132,15 +1132,8 @@ impl<'a> Runner<'a> {
             inputs.extend(self.previous_inputs(parent));
         }
         let outputs = self.output_specs(u)?;
-        let retry = phase
-            .retry
-            .clone()
-            .or_else(|| self.template.defaults.retry.clone());
-        let scratch = self
-            .settings
-            .scratch
-            .join(self.run.as_str())
-            .join(self.key(u));
+        let retry = self.retry_policy(u);
+        let scratch = self.scratch_dir(u);
         Ok(Launch {
             unit: u,
             files: None,
@@ -1182,6 +1175,22 @@ impl<'a> Runner<'a> {
         } else {
             Err(AttemptError::InvalidInputs { problems })
         }
+    }
+
+    /// The unit's retry policy: its own, else the template's default.
+    fn retry_policy(&self, u: Unit) -> Option<RetryPolicy> {
+        self.spec(u)
+            .retry
+            .clone()
+            .or_else(|| self.template.defaults.retry.clone())
+    }
+
+    /// The unit's scratch directory; each attempt gets `<n>/` inside.
+    fn scratch_dir(&self, u: Unit) -> PathBuf {
+        self.settings
+            .scratch
+            .join(self.run.as_str())
+            .join(self.key(u))
     }
 
     /// The unit's declared outputs with their frozen, compiled schemas.

@@ -13,3 +13,4 @@ pub use outcome::{
     ArtifactProblem, AttemptError, AttemptOutcome, AttemptUsage, LogLine, LogSink, Stream,
 };
 pub use script::{OutputSpec, ScriptJob, run_script};
+pub(crate) use script::{cancelled, deadline};

@@ -271,7 +271,7 @@ fn finished(status: ExitStatus) -> Result<Finished, AttemptError> {
 }
 
 /// Resolves after `timeout` with its length, or never.
-async fn deadline(timeout: Option<Duration>) -> Duration {
+pub(crate) async fn deadline(timeout: Option<Duration>) -> Duration {
     match timeout {
         Some(after) => {
             tokio::time::sleep(after).await;
@@ -282,7 +282,7 @@ async fn deadline(timeout: Option<Duration>) -> Duration {
 }
 
 /// Resolves once `cancel` is true; never if its sender is gone.
-async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+pub(crate) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|&c| c).await.is_err() {
         std::future::pending::<()>().await;
     }

@@ -114,15 +114,8 @@ impl Runner<'_> {
         } else {
             Journal::default()
         };
-        let retry = phase
-            .retry
-            .clone()
-            .or_else(|| self.template.defaults.retry.clone());
-        let scratch = self
-            .settings
-            .scratch
-            .join(self.run.as_str())
-            .join(self.key(u));
+        let retry = self.retry_policy(u);
+        let scratch = self.scratch_dir(u);
         Ok(Launch {
             unit: u,
             files: Some(files),
