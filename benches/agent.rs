@@ -38,9 +38,7 @@
 //! end with the expected artifact, a missing step, trees that differ), since
 //! its figures would then be lies.
 
-// The environment must be set before any thread exists, which is `unsafe`
-// in Rust 2024. Nothing else here is.
-#![allow(unsafe_code)]
+mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -56,6 +54,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+use common::{
+    first_line, fmt_duration, git, isolate, mean, median_duration, output, ratio, tree_of,
+};
 use tokio::sync::watch;
 use wfe::agent::{AgentJob, Journal, Progress, Seat, Step, run_agent};
 use wfe::artifact::{Schema, builtin_schema};
@@ -111,7 +113,7 @@ fn main() {
             .tempdir_in("/dev/shm")
     });
     let tmpfs = tmpfs.and_then(Result::ok);
-    isolate(sandbox.path());
+    isolate(sandbox.path(), &["ANTHROPIC_API_KEY"]);
     install_crypto();
     let wfe = Path::new(env!("CARGO_BIN_EXE_wfe"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -154,34 +156,6 @@ fn main() {
         EndToEnd::measure(wfe, &places, &server)
     });
     summary(turns.as_ref(), calls.as_ref(), e2e.as_ref());
-}
-
-/// Makes every git this process runs or embeds hermetic: a scratch HOME, no
-/// system or global config, nothing inherited from whatever launched
-/// `cargo bench`.
-fn isolate(sandbox: &Path) {
-    let home = sandbox.join("home");
-    fs::create_dir(&home).expect("a HOME");
-    // SAFETY: called from `main` before any thread is spawned, so nothing
-    // can be reading the environment concurrently.
-    unsafe {
-        std::env::set_var("HOME", &home);
-        std::env::set_var("GIT_CONFIG_NOSYSTEM", "1");
-        std::env::set_var("GIT_CONFIG_GLOBAL", "/dev/null");
-        std::env::set_var("NO_COLOR", "1");
-        for name in [
-            "XDG_CONFIG_HOME",
-            "GIT_DIR",
-            "GIT_WORK_TREE",
-            "GIT_INDEX_FILE",
-            "GIT_OBJECT_DIRECTORY",
-            "GIT_CEILING_DIRECTORIES",
-            "WFE_NOW",
-            "ANTHROPIC_API_KEY",
-        ] {
-            std::env::remove_var(name);
-        }
-    }
 }
 
 /// The small working tree every conversation's tools look at.
@@ -1416,10 +1390,6 @@ fn end_to_end(row: &E2eRow, turns: Option<&TurnResults>, judged: bool) {
 // ---------------------------------------------------------------------------
 // helpers
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    output(Command::new("git").args(args).current_dir(dir))
-}
-
 /// Runs git with `input` on stdin.
 fn git_stdin(dir: &Path, args: &[&str], input: &[u8]) -> String {
     use std::io::Write as _;
@@ -1441,40 +1411,6 @@ fn git_stdin(dir: &Path, args: &[&str], input: &[u8]) -> String {
     String::from_utf8(out.stdout).expect("git prints UTF-8")
 }
 
-fn output(command: &mut Command) -> String {
-    let out = command.stdin(Stdio::null()).output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-fn tree_of(repo: &Path, rev: &str) -> String {
-    git(repo, &["rev-parse", &format!("{rev}^{{tree}}")])
-        .trim()
-        .to_string()
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
-}
-
-fn median_duration(values: impl IntoIterator<Item = Duration>) -> Duration {
-    let mut values: Vec<Duration> = values.into_iter().collect();
-    values.sort();
-    values.get(values.len() / 2).copied().unwrap_or_default()
-}
-
-fn mean(values: &[Duration]) -> Duration {
-    values.iter().sum::<Duration>() / values.len().max(1) as u32
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(f64::MIN_POSITIVE)
-}
-
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -1486,16 +1422,5 @@ fn fmt_secs(secs: f64) -> String {
         format!("−{text}")
     } else {
         text
-    }
-}
-
-fn fmt_duration(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs >= 1.0 {
-        format!("{secs:.2} s")
-    } else if secs >= 1e-3 {
-        format!("{:.2} ms", secs * 1e3)
-    } else {
-        format!("{:.0} µs", secs * 1e6)
     }
 }

@@ -30,9 +30,11 @@
 //! did not complete, trees that differ), since its figures would then be lies.
 
 // `wait4` is the only way to get one child's own peak memory (`getrusage`
-// merges all children), and the environment must be set before any thread
-// exists; both are `unsafe` in Rust 2024. Nothing else here is.
+// merges all children); it is `unsafe`. Nothing else here is (setting the
+// environment is, in `common`, under its own allow).
 #![allow(unsafe_code)]
+
+mod common;
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -44,6 +46,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+use common::{
+    first_line, fmt_duration, git, isolate, mean, median_duration, output, ratio, tree_of,
+};
 use wfe::store::{Change, CheckpointId, GitStore, Message, RunId, RunStore};
 
 /// Phases per engine run, targets per Makefile.
@@ -86,7 +92,7 @@ fn main() {
         .is_dir()
         .then(|| sandbox_in(Path::new("/dev/shm")));
     let tmpfs = tmpfs.and_then(Result::ok);
-    isolate(disk.path());
+    isolate(disk.path(), &["MAKEFLAGS", "MFLAGS", "MAKELEVEL"]);
     let places = Places {
         main: disk.path(),
         tmpfs: tmpfs.as_ref().map(TempDir::path),
@@ -137,34 +143,6 @@ fn sandbox_in(dir: &Path) -> std::io::Result<TempDir> {
     tempfile::Builder::new()
         .prefix("wfe-bench-")
         .tempdir_in(dir)
-}
-
-/// Makes every git this process runs or embeds hermetic: a scratch HOME, no
-/// system or global config, no repository or make settings inherited from
-/// whatever launched `cargo bench`.
-fn isolate(sandbox: &Path) {
-    let home = sandbox.join("home");
-    fs::create_dir(&home).expect("a HOME");
-    // SAFETY: called from `main` before any thread is spawned, so nothing
-    // can be reading the environment concurrently.
-    unsafe {
-        std::env::set_var("HOME", &home);
-        std::env::set_var("GIT_CONFIG_NOSYSTEM", "1");
-        std::env::set_var("GIT_CONFIG_GLOBAL", "/dev/null");
-        for name in [
-            "XDG_CONFIG_HOME",
-            "GIT_DIR",
-            "GIT_WORK_TREE",
-            "GIT_INDEX_FILE",
-            "GIT_OBJECT_DIRECTORY",
-            "GIT_CEILING_DIRECTORIES",
-            "MAKEFLAGS",
-            "MFLAGS",
-            "MAKELEVEL",
-        ] {
-            std::env::remove_var(name);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -998,10 +976,6 @@ fn fresh_repo(sandbox: &Path) -> TempDir {
     dir
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    output(Command::new("git").args(args).current_dir(dir))
-}
-
 /// Runs git with a private index and `input` on stdin.
 fn git_with(dir: &Path, args: &[&str], index: &Path, input: &[u8]) -> String {
     let mut child = Command::new("git")
@@ -1023,53 +997,8 @@ fn git_with(dir: &Path, args: &[&str], index: &Path, input: &[u8]) -> String {
     String::from_utf8(out.stdout).expect("git prints UTF-8")
 }
 
-fn output(command: &mut Command) -> String {
-    let out = command.stdin(Stdio::null()).output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-fn tree_of(repo: &Path, rev: &str) -> String {
-    git(repo, &["rev-parse", &format!("{rev}^{{tree}}")])
-        .trim()
-        .to_string()
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
-}
-
-fn median_duration(values: impl IntoIterator<Item = Duration>) -> Duration {
-    let mut values: Vec<Duration> = values.into_iter().collect();
-    values.sort();
-    values.get(values.len() / 2).copied().unwrap_or_default()
-}
-
 fn median_u64(values: impl IntoIterator<Item = u64>) -> u64 {
     let mut values: Vec<u64> = values.into_iter().collect();
     values.sort();
     values.get(values.len() / 2).copied().unwrap_or_default()
-}
-
-fn mean(values: &[Duration]) -> Duration {
-    values.iter().sum::<Duration>() / values.len().max(1) as u32
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(f64::MIN_POSITIVE)
-}
-
-fn fmt_duration(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs >= 1.0 {
-        format!("{secs:.2} s")
-    } else if secs >= 1e-3 {
-        format!("{:.2} ms", secs * 1e3)
-    } else {
-        format!("{:.0} µs", secs * 1e6)
-    }
 }

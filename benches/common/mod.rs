@@ -1,0 +1,88 @@
+//! What the benchmarks share: a hermetic environment for the git they
+//! run, running commands, and the arithmetic of their figures.
+
+// Each bench uses its own subset.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Makes every git this process runs or embeds hermetic: a scratch HOME, no
+/// system or global config, nothing inherited from whatever launched
+/// `cargo bench` (nor the variables in `also_unset`).
+pub fn isolate(sandbox: &Path, also_unset: &[&str]) {
+    let home = sandbox.join("home");
+    fs::create_dir(&home).expect("a HOME");
+    // SAFETY: called from `main` before any thread is spawned, so nothing
+    // can be reading the environment concurrently.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("HOME", &home);
+        std::env::set_var("GIT_CONFIG_NOSYSTEM", "1");
+        std::env::set_var("GIT_CONFIG_GLOBAL", "/dev/null");
+        std::env::set_var("NO_COLOR", "1");
+        let common = [
+            "XDG_CONFIG_HOME",
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_INDEX_FILE",
+            "GIT_OBJECT_DIRECTORY",
+            "GIT_CEILING_DIRECTORIES",
+            "WFE_NOW",
+        ];
+        for name in common.iter().chain(also_unset) {
+            std::env::remove_var(name);
+        }
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    output(Command::new("git").args(args).current_dir(dir))
+}
+
+pub fn output(command: &mut Command) -> String {
+    let out = command.stdin(Stdio::null()).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+pub fn tree_of(repo: &Path, rev: &str) -> String {
+    git(repo, &["rev-parse", &format!("{rev}^{{tree}}")])
+        .trim()
+        .to_string()
+}
+
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+pub fn median_duration(values: impl IntoIterator<Item = Duration>) -> Duration {
+    let mut values: Vec<Duration> = values.into_iter().collect();
+    values.sort();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+pub fn mean(values: &[Duration]) -> Duration {
+    values.iter().sum::<Duration>() / values.len().max(1) as u32
+}
+
+pub fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(f64::MIN_POSITIVE)
+}
+
+pub fn fmt_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs >= 1.0 {
+        format!("{secs:.2} s")
+    } else if secs >= 1e-3 {
+        format!("{:.2} ms", secs * 1e3)
+    } else {
+        format!("{:.0} µs", secs * 1e6)
+    }
+}
