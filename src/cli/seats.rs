@@ -9,7 +9,7 @@ use crate::agent::Seat;
 use crate::engine::{SeatRole, Seats, layout};
 use crate::provider::config::ProviderKind;
 use crate::provider::registry::Registry;
-use crate::provider::replay::{ReplayProvider, load_dir};
+use crate::provider::replay::{ReplayProvider, load_dir, parse_exchanges};
 use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
 use crate::store::{GitStore, RunId, RunStore};
 use crate::template::{PhaseKind, Template};
@@ -46,16 +46,23 @@ impl ConfigSeats {
             None => None,
         };
         let mut recorded_runs = BTreeMap::new();
-        for entry in registry.config().providers.values() {
+        for (name, entry) in &registry.config().providers {
             let Some(from) = entry.from.as_deref() else {
                 continue;
             };
             if entry.kind != ProviderKind::Replay || root.join(from).is_dir() {
                 continue;
             }
-            if let Ok(run) = store.resolve(from) {
-                recorded_runs.insert(from.to_string(), recorded(store, &run, template)?);
-            }
+            let run = store.resolve(from).map_err(|e| {
+                ProviderError::new(
+                    ProviderErrorKind::Config,
+                    format!(
+                        "provider `{name}`: `from: {from}` is neither a directory (relative to {}) nor a run: {e}",
+                        root.display()
+                    ),
+                )
+            })?;
+            recorded_runs.insert(from.to_string(), recorded(store, &run, template)?);
         }
         Ok(ConfigSeats {
             registry,
@@ -144,21 +151,8 @@ fn recorded(store: &GitStore, run: &RunId, template: &Template) -> Result<Record
             .read(&tip, &layout::exchanges(&phase.id))
             .map_err(|e| fail(format!("cannot read run {}: {e}", run.as_str())))?
             .unwrap_or_default();
-        let mut exchanges = Vec::new();
-        for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let exchange = serde_json::from_slice(line).map_err(|e| {
-                fail(format!(
-                    "run {}: {} line {}: {e}",
-                    run.as_str(),
-                    layout::exchanges(&phase.id),
-                    n + 1
-                ))
-            })?;
-            exchanges.push(exchange);
-        }
+        let origin = format!("run {}: {}", run.as_str(), layout::exchanges(&phase.id));
+        let exchanges = parse_exchanges(&String::from_utf8_lossy(&bytes), &origin)?;
         recorded.insert(phase.id.clone(), exchanges);
     }
     Ok(recorded)

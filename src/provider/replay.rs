@@ -263,6 +263,11 @@ pub fn load_exchanges_file(path: &Path) -> Result<Vec<Exchange>, ProviderError> 
             format!("cannot read recorded exchanges {}: {why}", path.display()),
         )
     })?;
+    parse_exchanges(&text, &path.display().to_string())
+}
+
+/// Parses the text of an `exchanges.jsonl` file; `origin` names it in errors.
+pub fn parse_exchanges(text: &str, origin: &str) -> Result<Vec<Exchange>, ProviderError> {
     let mut exchanges = Vec::new();
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -271,11 +276,7 @@ pub fn load_exchanges_file(path: &Path) -> Result<Vec<Exchange>, ProviderError> 
         let exchange = serde_json::from_str(line).map_err(|e| {
             ProviderError::new(
                 ProviderErrorKind::Config,
-                format!(
-                    "{}:{}: not a recorded exchange: {e}",
-                    path.display(),
-                    number + 1
-                ),
+                format!("{origin}:{}: not a recorded exchange: {e}", number + 1),
             )
         })?;
         exchanges.push(exchange);

@@ -49,7 +49,7 @@ impl Runner<'_> {
             .ok_or_else(|| AttemptError::Provider {
                 provider: phase.provider.clone().unwrap_or_else(|| "-".into()),
                 failure: ProviderErrorKind::Config,
-                message: "no providers are set up for this run".into(),
+                message: "no providers are set up for this run: name them under `providers` and `roles` in .wfe/config.json".into(),
             })?;
         let provider = state.provider.as_deref().or(phase.provider.as_deref());
         let model = state.model.as_deref().or(phase.model.as_deref());
