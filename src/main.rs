@@ -3,15 +3,11 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    ExitCode::from(runtime.block_on(wfe::cli::run()))
+        Ok(runtime) => runtime.block_on(wfe::cli::run()),
+        Err(e) => wfe::cli::runtime_failed(&e),
+    }
 }

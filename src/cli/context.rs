@@ -40,8 +40,9 @@ impl Context {
     pub fn discover(global: &GlobalArgs) -> Result<Context, CliError> {
         let start = match &global.dir {
             Some(dir) => dir.clone(),
-            None => std::env::current_dir()
-                .map_err(|e| CliError::failed(format!("cannot read the current directory: {e}")))?,
+            None => std::env::current_dir().map_err(|e| {
+                CliError::internal(format!("cannot read the current directory: {e}"))
+            })?,
         };
         let store = GitStore::discover(&start)?;
         Self::for_store(store)

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::context::Context;
-use super::error::CliError;
+use super::error::{CliError, Outcome};
 use super::ui::Ui;
 use crate::engine::control::{Action, ControlDir};
 use crate::engine::manual;
@@ -23,12 +23,12 @@ pub fn requester(ctx: &Context) -> String {
 }
 
 /// Asks for `action` on `run` and reports the answer.
-pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<u8, CliError> {
+pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Outcome, CliError> {
     let by = requester(ctx);
     let control = ControlDir::new(&ctx.store.wfe_dir(), run.as_str());
     let locks = ctx.store.wfe_dir().join("locks");
     let io = |e: std::io::Error| {
-        CliError::failed(format!("cannot write a control request for run {run}: {e}"))
+        CliError::internal(format!("cannot write a control request for run {run}: {e}"))
     };
     loop {
         if let Some(holder) = RunLock::holder(&locks, run)? {
@@ -43,7 +43,7 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<u8
                         "run {run} (runner pid {} on {}): {}",
                         holder.pid, holder.host, reply.message
                     ));
-                    return Ok(0);
+                    return Ok(Outcome::Success);
                 }
                 // A runner that went away without answering: take the request back and act alone.
                 if RunLock::holder(&locks, run)?.is_none() && control.withdraw(&id) {
@@ -67,7 +67,7 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<u8
                 let outcome = manual::control_offline(&ctx.store, run, &action, &by, &ctx.clock)?;
                 drop(lock);
                 ui.note(&format!("no runner is running run {run}: {outcome}"));
-                return Ok(0);
+                return Ok(Outcome::Success);
             }
             // A runner started meanwhile: ask it instead.
             Err(StoreError::Locked { .. }) => continue,

@@ -1,22 +1,84 @@
 //! The CLI's error: a sentence for the user, the causes, a hint, and the
-//! exit code. Library errors are converted here and nowhere else.
+//! kind that picks the exit code. Library errors are converted here and
+//! nowhere else, and [`exit_code`] is the only place exit codes are spelt.
+
+use std::process::ExitCode;
 
 use crate::artifact::ArtifactError;
-use crate::engine::EngineError;
+use crate::engine::compare::CompareError;
+use crate::engine::view::ViewError;
+use crate::engine::{EngineError, RunStatus};
 use crate::index::IndexError;
 use crate::store::StoreError;
 use crate::template::{ArgsError, TemplateError};
 
-/// Exit code: bad input (usage, template, args, schema); nothing written.
-pub const EXIT_BAD_INPUT: u8 = 2;
-/// Exit code: the run failed, or the command did.
-pub const EXIT_FAILED: u8 = 1;
+/// What went wrong, as far as the exit code is concerned (DESIGN.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad input (usage, template, args, schema, config, unknown run);
+    /// nothing was written.
+    Input,
+    /// The run failed, or the work the command was asked to do did.
+    Failed,
+    /// The run stopped before the end: paused, waiting for an approval,
+    /// cancelled, interrupted.
+    Stopped,
+    /// Another process got in the way: the run changed under this writer,
+    /// or something it needed was busy.
+    Conflict,
+    /// Something broke that the user did not ask for: I/O, git, a
+    /// checkpoint wfe cannot read.
+    Internal,
+}
+
+/// How a command ended when it returned normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It did what it was asked, or the run completed.
+    Success,
+    /// It ended without success, and has said why on its own terms (a run
+    /// that failed or stopped, a diff with differences, templates that do
+    /// not validate): no `error:` line follows.
+    Reported(ErrorKind),
+}
+
+impl From<RunStatus> for Outcome {
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Completed => Outcome::Success,
+            RunStatus::Failed => Outcome::Reported(ErrorKind::Failed),
+            RunStatus::Pending
+            | RunStatus::Running
+            | RunStatus::Paused
+            | RunStatus::Waiting
+            | RunStatus::Cancelled => Outcome::Reported(ErrorKind::Stopped),
+        }
+    }
+}
+
+/// The process's exit code for how the command ended.
+pub fn exit_code(outcome: Outcome) -> ExitCode {
+    ExitCode::from(code(outcome))
+}
+
+/// The exit code as a number: 0 success or the run completed; 1 the run
+/// failed, or a conflict or internal error; 2 bad input; 3 the run stopped.
+fn code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Success => 0,
+        Outcome::Reported(kind) => match kind {
+            ErrorKind::Failed | ErrorKind::Conflict | ErrorKind::Internal => 1,
+            ErrorKind::Input => 2,
+            ErrorKind::Stopped => 3,
+        },
+    }
+}
 
 /// An error as the user sees it.
 #[derive(Debug)]
 pub struct CliError {
-    /// The process exit code.
-    pub code: u8,
+    /// What kind of error it is; it picks the exit code.
+    pub kind: ErrorKind,
     /// The main message (may span lines, e.g. a list of template problems).
     pub message: String,
     /// The chain of causes, outermost first.
@@ -26,30 +88,45 @@ pub struct CliError {
 }
 
 impl CliError {
-    /// Bad input: exit 2.
-    pub fn input(message: impl Into<String>) -> Self {
+    /// An error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         CliError {
-            code: EXIT_BAD_INPUT,
+            kind,
             message: message.into(),
             causes: Vec::new(),
             hint: None,
         }
     }
 
-    /// A failure: exit 1.
+    /// Bad input: nothing was written.
+    pub fn input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Input, message)
+    }
+
+    /// The work the command was asked to do failed.
     pub fn failed(message: impl Into<String>) -> Self {
-        CliError {
-            code: EXIT_FAILED,
-            message: message.into(),
-            causes: Vec::new(),
-            hint: None,
-        }
+        Self::new(ErrorKind::Failed, message)
+    }
+
+    /// Another process got in the way.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+
+    /// Something broke that the user did not ask for.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
     }
 
     /// Adds a hint.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// How the command ended, once this error has been printed.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::Reported(self.kind)
     }
 
     /// Adds the source chain of `error` as causes.
@@ -74,16 +151,22 @@ impl From<StoreError> for CliError {
                 .hint("a run records the commit it started from: make a first commit (`git commit --allow-empty -m init`)"),
             StoreError::NoSuchRun { .. } => CliError::input(message).hint("`wfe list` shows the runs of this repository"),
             StoreError::AmbiguousRun { .. } => CliError::input(message).hint("give more characters of the run id"),
+            // A held lock stays bad input (exit 2), as it always was: scripts
+            // and tests rely on a refused second runner exiting 2.
             StoreError::Locked { .. } => CliError::input(message)
                 .hint("another wfe process is running this run; wait for it, or stop it first"),
             StoreError::Reftable { .. }
             | StoreError::NoWorkTree { .. }
             | StoreError::RestoreConflict { .. } => CliError::input(message),
             StoreError::NothingTrashed { .. } => CliError::input(message),
-            StoreError::Conflict { run, .. } => CliError::input(message).hint(format!(
-                "another wfe process changed the run at the same moment and nothing was written; `wfe log {run}` shows what it did"
+            StoreError::Conflict { run, .. } => CliError::conflict(message).hint(format!(
+                "another wfe process changed run {run} at the same moment, so nothing was written; look at where it stands now with `wfe status {run}` (what it did: `wfe log {run}`), then run the command again"
             )),
-            _ => CliError::failed(message),
+            StoreError::NoSuchCheckpoint { .. } => CliError::failed(message),
+            StoreError::InvalidPath { .. }
+            | StoreError::Malformed { .. }
+            | StoreError::Io { .. }
+            | StoreError::Git { .. } => CliError::internal(message),
         };
         base.with_sources(&e)
     }
@@ -120,7 +203,7 @@ impl From<EngineError> for CliError {
             | EngineError::Refused { .. }
             | EngineError::NotInRun { .. }
             | EngineError::BadTarget { .. } => CliError::input(e.to_string()),
-            other => CliError::failed(other.to_string()).with_sources(&other),
+            other => CliError::internal(other.to_string()).with_sources(&other),
         }
     }
 }
@@ -129,15 +212,150 @@ impl From<IndexError> for CliError {
     fn from(e: IndexError) -> Self {
         match e {
             IndexError::Store(e) => e.into(),
-            _ if e.is_busy() => CliError::failed(
+            _ if e.is_busy() => CliError::conflict(
                 "another wfe process is writing the search index; try again when it is done",
             ),
             IndexError::Query(_) => CliError::input(e.to_string()).hint(
                 "words must all match; \"quote a phrase\"; field:value searches artifact JSON; OR, -word, (groups)",
             ),
-            other => CliError::failed(other.to_string())
+            other => CliError::internal(other.to_string())
                 .with_sources(&other)
                 .hint("`wfe index --rebuild` builds the search index again from the runs' refs"),
         }
+    }
+}
+
+impl From<CompareError> for CliError {
+    fn from(e: CompareError) -> Self {
+        let message = e.to_string();
+        match e {
+            CompareError::Engine(e) => e.into(),
+            CompareError::Malformed { .. } => CliError::input(message).hint(
+                "name each side as RUN, RUN@N, RUN@COMMIT, RUN:PHASE or RUN:PHASE#ATTEMPT (`wfe diff --help`)",
+            ),
+            CompareError::NoCheckpointNumber { run, .. } => CliError::input(message).hint(format!(
+                "`wfe log {run}` numbers its checkpoints; a commit prefix of digits only needs 7 or more"
+            )),
+            CompareError::NotInRun { run, .. } => CliError::input(message)
+                .hint(format!("`wfe log {run}` lists the run's checkpoints")),
+            CompareError::AmbiguousCheckpoint { .. } => {
+                CliError::input(message).hint("give more digits of the commit")
+            }
+            CompareError::NoPhase { .. } => CliError::input(message),
+            CompareError::NoAttempt { run, phase, .. } => CliError::input(message)
+                .hint(format!("`wfe show {run} {phase}` shows its attempts")),
+        }
+    }
+}
+
+impl From<ViewError> for CliError {
+    fn from(e: ViewError) -> Self {
+        match e {
+            ViewError::Engine(e) => e.into(),
+            ViewError::BadIteration { .. }
+            | ViewError::NotInLoop { .. }
+            | ViewError::NoIterationYet { .. }
+            | ViewError::NoSuchIteration { .. }
+            | ViewError::NoSuchChild { .. }
+            | ViewError::NoSuchArtifact { .. } => CliError::input(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{LockHolder, RunId};
+
+    #[test]
+    fn every_outcome_has_the_exit_code_the_design_gives_it() {
+        let table = [
+            (Outcome::Success, 0),
+            (Outcome::Reported(ErrorKind::Failed), 1),
+            (Outcome::Reported(ErrorKind::Conflict), 1),
+            (Outcome::Reported(ErrorKind::Internal), 1),
+            (Outcome::Reported(ErrorKind::Input), 2),
+            (Outcome::Reported(ErrorKind::Stopped), 3),
+        ];
+        for (outcome, expected) in table {
+            assert_eq!(code(outcome), expected, "{outcome:?}");
+            assert_eq!(exit_code(outcome), ExitCode::from(expected), "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_exits_0_when_completed_1_when_failed_and_3_when_stopped() {
+        let table = [
+            (RunStatus::Completed, 0),
+            (RunStatus::Failed, 1),
+            (RunStatus::Pending, 3),
+            (RunStatus::Running, 3),
+            (RunStatus::Paused, 3),
+            (RunStatus::Waiting, 3),
+            (RunStatus::Cancelled, 3),
+        ];
+        for (status, expected) in table {
+            assert_eq!(code(Outcome::from(status)), expected, "{status:?}");
+        }
+    }
+
+    fn run() -> RunId {
+        RunId::parse("01aaaaaaaaaaaaaaaaaaaaaaaa").expect("a ULID")
+    }
+
+    #[test]
+    fn a_lost_compare_and_swap_is_a_conflict_that_exits_1_and_says_what_to_do() {
+        let conflict = || StoreError::Conflict {
+            run: run(),
+            expected: "aaa".into(),
+            found: "bbb".into(),
+        };
+        for e in [
+            CliError::from(conflict()),
+            CliError::from(EngineError::Store(conflict())),
+        ] {
+            assert_eq!(e.kind, ErrorKind::Conflict);
+            assert_eq!(code(e.outcome()), 1);
+            assert!(e.message.contains("changed underneath"), "{}", e.message);
+            let hint = e.hint.as_deref().unwrap_or_default();
+            assert!(
+                hint.contains("another wfe process changed run 01aaaaaaaaaaaaaaaaaaaaaaaa"),
+                "{hint}"
+            );
+            assert!(
+                hint.contains("`wfe status 01aaaaaaaaaaaaaaaaaaaaaaaa`"),
+                "{hint}"
+            );
+            assert!(hint.contains("run the command again"), "{hint}");
+        }
+    }
+
+    #[test]
+    fn bad_input_exits_2_and_breakage_exits_1() {
+        let locked = CliError::from(StoreError::Locked {
+            run: run(),
+            holder: LockHolder {
+                pid: 7,
+                host: "h".into(),
+                since: "now".into(),
+            },
+        });
+        assert_eq!((locked.kind, code(locked.outcome())), (ErrorKind::Input, 2));
+        let unknown = CliError::from(StoreError::NoSuchRun { run: "x".into() });
+        assert_eq!(code(unknown.outcome()), 2);
+        assert!(unknown.hint.is_some());
+        let view = CliError::from(ViewError::NotInLoop { phase: "p".into() });
+        assert_eq!(code(view.outcome()), 2);
+        let git = CliError::from(StoreError::Git {
+            message: "broken".into(),
+        });
+        assert_eq!((git.kind, code(git.outcome())), (ErrorKind::Internal, 1));
+        let corrupt = CliError::from(ViewError::Engine(EngineError::Corrupt {
+            run: "r".into(),
+            checkpoint: "c".into(),
+            path: "run.json".into(),
+            message: "bad".into(),
+        }));
+        assert_eq!(code(corrupt.outcome()), 1);
     }
 }

@@ -1,8 +1,8 @@
 //! The command line: the only layer that prints or reads the environment.
 //!
 //! Parse (clap, no I/O) → resolve a [`context::Context`] → run the command →
-//! map the result to an exit code: 0 success or run completed, 1 run failed,
-//! 2 bad input (nothing written), 3 run stopped before the end.
+//! map how it ended to an exit code ([`error::exit_code`], the one place
+//! exit codes are spelt).
 
 pub mod args;
 mod commands;
@@ -13,43 +13,47 @@ pub mod error;
 mod seats;
 pub mod ui;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
 use args::{Cli, Command};
 use context::Context;
-use error::CliError;
+use error::{CliError, ErrorKind, Outcome, exit_code};
 use ui::Ui;
 
-use crate::engine::RunStatus;
-
-/// Exit code: the run stopped before the end (paused, waiting, cancelled).
-pub const EXIT_STOPPED: u8 = 3;
-
 /// Runs the CLI with the process's arguments and returns the exit code.
-pub async fn run() -> u8 {
+pub async fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                error::EXIT_BAD_INPUT
+            // `--help` and `--version` come this way too, and succeed.
+            let outcome = if e.use_stderr() {
+                Outcome::Reported(ErrorKind::Input)
             } else {
-                0
+                Outcome::Success
             };
             let _ = e.print();
-            return code;
+            return exit_code(outcome);
         }
     };
     let ui = Ui::new(&cli.global);
     match dispatch(cli, &ui).await {
-        Ok(code) => code,
+        Ok(outcome) => exit_code(outcome),
         Err(e) => {
             ui.error(&e);
-            e.code
+            exit_code(e.outcome())
         }
     }
 }
 
-async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
+/// The exit code when the async runtime cannot even start, after saying so.
+pub fn runtime_failed(error: &std::io::Error) -> ExitCode {
+    eprintln!("error: cannot start the async runtime: {error}");
+    exit_code(Outcome::Reported(ErrorKind::Internal))
+}
+
+async fn dispatch(cli: Cli, ui: &Ui) -> Result<Outcome, CliError> {
     let global = cli.global;
     // Every command but `demo` works in an existing repository.
     let ctx = || Context::discover(&global);
@@ -80,14 +84,5 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<u8, CliError> {
         Command::Search(args) => commands::search::run(args, &ctx()?, ui),
         Command::Index(args) => commands::index::run(args, &ctx()?, ui),
         Command::Provider(cmd) => commands::provider::run(cmd, &global, ui).await,
-    }
-}
-
-/// The exit code for a run's status.
-pub fn exit_code(status: RunStatus) -> u8 {
-    match status {
-        RunStatus::Completed => 0,
-        RunStatus::Failed => error::EXIT_FAILED,
-        _ => EXIT_STOPPED,
     }
 }

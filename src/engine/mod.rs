@@ -21,6 +21,7 @@ mod seats;
 mod snapshot;
 #[cfg(test)]
 mod testing;
+pub mod view;
 
 pub use crate::agent::ToolCall;
 pub use dag::Dag;

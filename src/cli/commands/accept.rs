@@ -4,7 +4,7 @@
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::manual;
 
@@ -21,7 +21,7 @@ pub struct AcceptArgs {
 }
 
 /// Runs `wfe accept`.
-pub fn run(args: AcceptArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: AcceptArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     if !args.force {
         return Err(CliError::input(format!(
@@ -41,5 +41,5 @@ pub fn run(args: AcceptArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         args.phase,
         checkpoint.short()
     ));
-    Ok(0)
+    Ok(Outcome::Success)
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use crate::artifact::parse_json_document;
 use crate::cli::context::Context;
 use crate::cli::control;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::control::Action;
 
@@ -24,7 +24,7 @@ pub struct ApproveArgs {
 }
 
 /// Runs `wfe approve`.
-pub fn run(args: ApproveArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: ApproveArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let artifact = match &args.artifact {
         Some(path) => {

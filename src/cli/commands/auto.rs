@@ -4,7 +4,7 @@ use clap::{Args, ValueEnum};
 
 use crate::cli::context::Context;
 use crate::cli::control;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::control::Action;
 
@@ -28,7 +28,7 @@ pub enum Mode {
 }
 
 /// Runs `wfe auto`.
-pub fn run(args: AutoArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: AutoArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     control::request(
         ctx,

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::manual;
 
@@ -18,7 +18,7 @@ pub struct CommentArgs {
 }
 
 /// Runs `wfe comment`.
-pub fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let (phase, text) = match args.words.as_slice() {
         [text] => (None, text),
@@ -34,5 +34,5 @@ pub fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
     };
     let checkpoint = manual::comment(&ctx.store, &id, phase, &author, text, &ctx.clock)?;
     ui.note(&format!("commented on run {id} ({})", checkpoint.short()));
-    Ok(0)
+    Ok(Outcome::Success)
 }

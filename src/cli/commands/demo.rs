@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui};
 use crate::store::{GitStore, RunStore};
 
@@ -64,7 +64,7 @@ pub struct DemoArgs {
 }
 
 /// Runs `wfe demo`.
-pub async fn run(args: DemoArgs, ui: &Ui) -> Result<u8, CliError> {
+pub async fn run(args: DemoArgs, ui: &Ui) -> Result<Outcome, CliError> {
     let dir = match args.dir {
         Some(dir) => dir,
         None => std::env::temp_dir().join(format!(
@@ -83,7 +83,7 @@ pub async fn run(args: DemoArgs, ui: &Ui) -> Result<u8, CliError> {
         )));
     }
     std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| CliError::internal(format!("cannot create {}: {e}", dir.display())))?;
     let dir = dir.canonicalize().unwrap_or(dir);
     ui.note(&format!(
         "{} a scratch repository at {}",
@@ -145,11 +145,11 @@ fn write_agent_example(root: &Path) -> Result<(), CliError> {
         let path = root.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| {
-                CliError::failed(format!("cannot create {}: {e}", parent.display()))
+                CliError::internal(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
         std::fs::write(&path, text)
-            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(())
 }

@@ -8,11 +8,9 @@ use serde_json::Value;
 
 use crate::artifact::Change;
 use crate::cli::context::Context;
-use crate::cli::error::{CliError, EXIT_FAILED};
+use crate::cli::error::{CliError, ErrorKind, Outcome};
 use crate::cli::ui::{Style, Ui};
-use crate::engine::compare::{
-    ArtifactChange, ArtifactDiff, CompareError, Comparison, Side, compare,
-};
+use crate::engine::compare::{ArtifactChange, ArtifactDiff, Comparison, Side, compare};
 
 /// Values longer than this (as compact JSON, in characters) are cut.
 const MAX_VALUE_CHARS: usize = 120;
@@ -45,12 +43,12 @@ pub struct DiffArgs {
 }
 
 /// Runs `wfe diff`.
-pub fn run(args: DiffArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: DiffArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let cmp = compare(&ctx.store, &args.a, &args.b)?;
     if args.json {
         // Serialised from the types, not via a `Value`, to keep their field order.
         let doc = serde_json::to_string_pretty(&cmp)
-            .map_err(|e| CliError::failed(format!("cannot write the diff as JSON: {e}")))?;
+            .map_err(|e| CliError::internal(format!("cannot write the diff as JSON: {e}")))?;
         ui.out(&doc);
     } else {
         for note in &cmp.notes {
@@ -59,9 +57,9 @@ pub fn run(args: DiffArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         render(&cmp, ui);
     }
     Ok(if args.exit_code && !cmp.is_empty() {
-        EXIT_FAILED
+        Outcome::Reported(ErrorKind::Failed)
     } else {
-        0
+        Outcome::Success
     })
 }
 
@@ -186,29 +184,6 @@ fn compact(value: &Value) -> String {
     let mut cut: String = text.chars().take(MAX_VALUE_CHARS - 1).collect();
     cut.push('…');
     cut
-}
-
-impl From<CompareError> for CliError {
-    fn from(e: CompareError) -> Self {
-        let message = e.to_string();
-        match e {
-            CompareError::Engine(e) => e.into(),
-            CompareError::Malformed { .. } => CliError::input(message).hint(
-                "name each side as RUN, RUN@N, RUN@COMMIT, RUN:PHASE or RUN:PHASE#ATTEMPT (`wfe diff --help`)",
-            ),
-            CompareError::NoCheckpointNumber { run, .. } => CliError::input(message).hint(format!(
-                "`wfe log {run}` numbers its checkpoints; a commit prefix of digits only needs 7 or more"
-            )),
-            CompareError::NotInRun { run, .. } => CliError::input(message)
-                .hint(format!("`wfe log {run}` lists the run's checkpoints")),
-            CompareError::AmbiguousCheckpoint { .. } => {
-                CliError::input(message).hint("give more digits of the commit")
-            }
-            CompareError::NoPhase { .. } => CliError::input(message),
-            CompareError::NoAttempt { run, phase, .. } => CliError::input(message)
-                .hint(format!("`wfe show {run} {phase}` shows its attempts")),
-        }
-    }
 }
 
 #[cfg(test)]

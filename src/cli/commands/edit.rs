@@ -5,7 +5,7 @@ use std::path::Path;
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui};
 use crate::engine::manual::{self, Checked};
 
@@ -24,7 +24,7 @@ pub struct EditArgs {
 }
 
 /// Runs `wfe edit`.
-pub fn run(args: EditArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: EditArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.lock_waiting(&id, ui)?;
     let snap = ctx.snapshot(&id)?;
@@ -36,17 +36,17 @@ pub fn run(args: EditArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
     let file = dir.join(format!("{id}-{phase}-{artifact}.json"));
     std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(&file, &original))
-        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", file.display())))?;
+        .map_err(|e| CliError::internal(format!("cannot write {}: {e}", file.display())))?;
     let limit = ctx.settings(None).max_artifact_bytes;
     let mut previous = original.clone();
     loop {
         open_editor(&file)?;
         let bytes = std::fs::read(&file)
-            .map_err(|e| CliError::failed(format!("cannot read {}: {e}", file.display())))?;
+            .map_err(|e| CliError::internal(format!("cannot read {}: {e}", file.display())))?;
         if bytes == original {
             let _ = std::fs::remove_file(&file);
             ui.note("no changes; nothing committed");
-            return Ok(0);
+            return Ok(Outcome::Success);
         }
         let problems = if bytes.len() as u64 > limit {
             vec![format!(
@@ -109,7 +109,7 @@ fn commit(
     value: &serde_json::Value,
     forced: bool,
     file: &Path,
-) -> Result<u8, CliError> {
+) -> Result<Outcome, CliError> {
     let checkpoint = manual::set_artifact(
         &ctx.store,
         snap,
@@ -138,7 +138,7 @@ fn commit(
             stale.join(", ")
         ));
     }
-    Ok(0)
+    Ok(Outcome::Success)
 }
 
 /// Runs `$VISUAL`, else `$EDITOR`, else `vi` on `file`; the variable may hold arguments.

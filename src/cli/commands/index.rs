@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Ui, human_duration};
 use crate::index::{Background, CatchUp, IndexError, Rebuilt, SearchIndex};
 use crate::store::{GitStore, RunId};
@@ -30,7 +30,7 @@ pub struct IndexArgs {
 }
 
 /// Runs `wfe index`.
-pub fn run(args: IndexArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: IndexArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let start = Instant::now();
     let (index, report) = if args.rebuild {
         let dir = index_dir(ctx);
@@ -41,7 +41,7 @@ pub fn run(args: IndexArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         open_current(ctx, ui, INDEX_WAIT)?
     };
     if report.busy {
-        return Err(CliError::failed(
+        return Err(CliError::conflict(
             "another wfe process kept the search index busy; try again when it is done",
         ));
     }
@@ -64,7 +64,7 @@ pub fn run(args: IndexArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         index.size_bytes() as f64 / 1e6,
         ctx.relative(index.dir()).display(),
     ));
-    Ok(0)
+    Ok(Outcome::Success)
 }
 
 fn plural(n: usize) -> &'static str {

@@ -7,7 +7,7 @@ use clap::Args;
 use crate::artifact::{builtin_schema, builtin_schema_names};
 use crate::cli::config::Config;
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::template::BUILTIN_TEMPLATES;
 
@@ -20,14 +20,14 @@ pub struct InitArgs {
 }
 
 /// Runs `wfe init`.
-pub fn run(args: InitArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: InitArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let written = write_starter_files(&ctx.root, args.force)?;
     for (path, wrote) in &written {
         let verb = if *wrote { "created" } else { "kept   " };
         ui.note(&format!("{verb} {}", path));
     }
     ui.note("next: `wfe template list`, then `wfe run hello`");
-    Ok(0)
+    Ok(Outcome::Success)
 }
 
 /// Writes `.wfe/config.json`, `.wfe/templates/*`, `.wfe/schemas/*` under
@@ -57,10 +57,10 @@ pub(crate) fn write_starter_files(
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| CliError::internal(format!("cannot create {}: {e}", dir.display())))?;
         }
         std::fs::write(&path, text)
-            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| CliError::internal(format!("cannot write {}: {e}", path.display())))?;
         out.push((rel, true));
     }
     Ok(out)

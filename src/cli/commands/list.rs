@@ -1,12 +1,12 @@
-//! `wfe list`: runs from their ref tips and trailers alone (no trees read).
+//! `wfe list`: runs from their ref tips and trailers alone (no trees read),
+//! as the engine's list view gives them.
 
 use clap::Args;
-use serde_json::json;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui};
-use crate::store::RunStore;
+use crate::engine::view::{ListFilter, list_runs};
 
 /// List runs
 #[derive(Debug, Args)]
@@ -23,64 +23,42 @@ pub struct ListArgs {
 }
 
 /// Runs `wfe list`.
-pub fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
-    let runs: Vec<_> = ctx
-        .store
-        .runs()?
-        .into_iter()
-        .filter(|h| {
-            args.status
-                .as_deref()
-                .is_none_or(|s| h.tip.message.get("Wfe-Status") == Some(s))
-        })
-        .filter(|h| {
-            args.template
-                .as_deref()
-                .is_none_or(|t| h.tip.message.get("Wfe-Template") == Some(t))
-        })
-        .collect();
+pub fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+    let filter = ListFilter {
+        status: args.status,
+        template: args.template,
+    };
+    let runs = list_runs(&ctx.store, &filter)?;
     if args.json {
-        ui.json(&json!(
-            runs.iter()
-                .map(|h| json!({
-                    "id": h.run.as_str(),
-                    "template": h.tip.message.get("Wfe-Template"),
-                    "status": h.tip.message.get("Wfe-Status"),
-                    "checkpoint": h.tip.id.0,
-                    "updated": h.tip.time,
-                    "summary": h.tip.message.summary,
-                }))
-                .collect::<Vec<_>>()
-        ));
-        return Ok(0);
+        let doc = serde_json::to_value(&runs)
+            .map_err(|e| CliError::internal(format!("cannot write the JSON document: {e}")))?;
+        ui.json(&doc);
+        return Ok(Outcome::Success);
     }
     if runs.is_empty() {
         ui.note(
             "no runs yet: `wfe run TEMPLATE` starts one (`wfe template list` shows the templates)",
         );
-        return Ok(0);
+        return Ok(Outcome::Success);
     }
-    for h in &runs {
-        let status = h.tip.message.get("Wfe-Status").unwrap_or("?");
+    for row in &runs {
+        let status = row.status.as_deref().unwrap_or("?");
         let style = match status {
             "completed" => Style::Green,
             "failed" | "cancelled" => Style::Red,
             _ => Style::Yellow,
         };
         let when = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(h.tip.time.max(0) as u64),
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(row.updated.max(0) as u64),
         );
         ui.out(&format!(
             "{}  {:<16} {:<10} {}  {}",
-            h.run,
-            h.tip.message.get("Wfe-Template").unwrap_or("?"),
+            row.id,
+            row.template.as_deref().unwrap_or("?"),
             ui.paint(style, &format!("{status:<10}")),
             when,
-            ui.paint(
-                Style::Dim,
-                h.tip.message.summary.trim_start_matches("wfe: ")
-            ),
+            ui.paint(Style::Dim, row.summary.trim_start_matches("wfe: ")),
         ));
     }
-    Ok(0)
+    Ok(Outcome::Success)
 }

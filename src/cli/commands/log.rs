@@ -4,7 +4,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui};
 use crate::store::RunStore;
 
@@ -19,7 +19,7 @@ pub struct LogArgs {
 }
 
 /// Runs `wfe log`.
-pub fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let history = ctx.store.history(&id)?;
     if args.json {
@@ -29,7 +29,7 @@ pub fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             "summary": c.message.summary,
             "trailers": c.message.trailers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>()));
-        return Ok(0);
+        return Ok(Outcome::Success);
     }
     let count = history.len();
     for (n, c) in history.iter().enumerate() {
@@ -51,5 +51,5 @@ pub fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             }
         }
     }
-    Ok(0)
+    Ok(Outcome::Success)
 }

@@ -4,7 +4,7 @@ use clap::Args;
 
 use crate::cli::context::Context;
 use crate::cli::control;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::control::Action;
 
@@ -16,7 +16,7 @@ pub struct PauseArgs {
 }
 
 /// Runs `wfe pause`.
-pub fn run(args: PauseArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: PauseArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     control::request(ctx, ui, &id, Action::Pause)
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::cli::args::GlobalArgs;
 use crate::cli::config::user_keys;
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, ErrorKind, Outcome};
 use crate::cli::ui::{Style, Ui};
 use crate::provider::config::{ProviderEntry, ProviderKind};
 use crate::provider::keys::key_env;
@@ -67,7 +67,7 @@ pub struct SetKeyArgs {
 }
 
 /// Runs a provider subcommand.
-pub async fn run(cmd: ProviderCommand, global: &GlobalArgs, ui: &Ui) -> Result<u8, CliError> {
+pub async fn run(cmd: ProviderCommand, global: &GlobalArgs, ui: &Ui) -> Result<Outcome, CliError> {
     match cmd {
         ProviderCommand::List(args) => list(args, &Context::discover(global)?, ui),
         ProviderCommand::Test(args) => test(args, &Context::discover(global)?, ui).await,
@@ -80,7 +80,7 @@ fn registry(ctx: &Context) -> Registry {
     Registry::new(ctx.config.provider_config(), user_keys()).in_dir(ctx.root.clone())
 }
 
-fn list(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+fn list(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let registry = registry(ctx);
     let config = registry.config();
     let statuses: Vec<(&String, &ProviderEntry, Result<KeyStatus, ProviderError>)> = config
@@ -108,13 +108,13 @@ fn list(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             })
             .collect();
         ui.json(&json!({ "roles": roles, "providers": providers }));
-        return Ok(0);
+        return Ok(Outcome::Success);
     }
     if config.providers.is_empty() {
         ui.note(
             "no providers in .wfe/config.json: add `providers` and `roles` (see `Providers and keys` in the README)",
         );
-        return Ok(0);
+        return Ok(Outcome::Success);
     }
     if !config.roles.is_empty() {
         ui.out(&ui.paint(Style::Bold, "roles"));
@@ -145,7 +145,7 @@ fn list(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
     for (head, target, key) in rows {
         ui.out(&format!("  {head}  {target:<target_width$}  {key}"));
     }
-    Ok(0)
+    Ok(Outcome::Success)
 }
 
 /// Where a provider is reached: its base URL, command or recording.
@@ -183,7 +183,7 @@ fn key_json(status: &Result<KeyStatus, ProviderError>) -> Value {
     }
 }
 
-async fn test(args: TestArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+async fn test(args: TestArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let registry = registry(ctx);
     let name = args.name.as_str();
     let entry = registry.entry(name).map_err(|e| {
@@ -256,7 +256,7 @@ async fn test(args: TestArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
                     usage.output_tokens
                 ));
             }
-            Ok(0)
+            Ok(Outcome::Success)
         }
         Err(e) => {
             // Providers name themselves in their errors; the line already does.
@@ -281,7 +281,7 @@ async fn test(args: TestArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
                     ));
                 }
             }
-            Ok(crate::cli::error::EXIT_FAILED)
+            Ok(Outcome::Reported(ErrorKind::Failed))
         }
     }
 }
@@ -296,7 +296,7 @@ fn one_line(text: &str) -> String {
     format!("{cut}…")
 }
 
-fn set_key(args: SetKeyArgs, ctx: Option<Context>, ui: &Ui) -> Result<u8, CliError> {
+fn set_key(args: SetKeyArgs, ctx: Option<Context>, ui: &Ui) -> Result<Outcome, CliError> {
     let name = args.name.as_str();
     let entry = ctx.as_ref().and_then(|c| c.config.providers.get(name));
     if let Some(ctx) = &ctx
@@ -317,7 +317,7 @@ fn set_key(args: SetKeyArgs, ctx: Option<Context>, ui: &Ui) -> Result<u8, CliErr
     stdin
         .lock()
         .read_line(&mut line)
-        .map_err(|e| CliError::failed(format!("cannot read the key from stdin: {e}")))?;
+        .map_err(|e| CliError::internal(format!("cannot read the key from stdin: {e}")))?;
     let key = line.trim();
     if key.is_empty() {
         return Err(CliError::input("no key on stdin").hint(format!(
@@ -326,7 +326,7 @@ fn set_key(args: SetKeyArgs, ctx: Option<Context>, ui: &Ui) -> Result<u8, CliErr
     }
     let path = user_keys()
         .set_key(name, &Secret::new(key))
-        .map_err(|e| CliError::failed(e.to_string()))?;
+        .map_err(|e| CliError::internal(e.to_string()))?;
     ui.note(&format!(
         "stored the key for `{name}` in {} (mode 600)",
         path.display()
@@ -339,5 +339,5 @@ fn set_key(args: SetKeyArgs, ctx: Option<Context>, ui: &Ui) -> Result<u8, CliErr
             "note: {var} is set, and wfe uses it before the stored key"
         ));
     }
-    Ok(0)
+    Ok(Outcome::Success)
 }

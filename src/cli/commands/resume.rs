@@ -3,8 +3,7 @@
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
-use crate::cli::exit_code;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 
 /// Continue a run that was interrupted or whose runner died
@@ -17,7 +16,7 @@ pub struct ResumeArgs {
 }
 
 /// Runs `wfe resume`.
-pub async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.store.lock(&id, &ctx.clock.stamp())?;
     let snapshot = ctx.snapshot(&id)?;
@@ -34,7 +33,7 @@ pub async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliErro
         ));
         drop(lock);
         super::run::report(ctx, ui, &id, args.drive.json)?;
-        return Ok(exit_code(snapshot.record.status));
+        return Ok(Outcome::from(snapshot.record.status));
     }
     let seats = ctx.seats(&snapshot.template, None)?;
     super::run::drive(ctx, ui, &id, lock, &args.drive, seats).await

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::recovery::{self, Overrides};
 
@@ -28,7 +28,7 @@ pub struct RetryArgs {
 }
 
 /// Runs `wfe retry`.
-pub async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.lock_waiting(&id, ui)?;
     let overrides = Overrides {
@@ -60,7 +60,7 @@ pub async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError
         if args.drive.json {
             super::run::report(ctx, ui, &id, true)?;
         }
-        return Ok(0);
+        return Ok(Outcome::Success);
     }
     let seats = ctx.seats(&ctx.snapshot(&id)?.template, None)?;
     super::run::drive(ctx, ui, &id, lock, &args.drive, seats).await

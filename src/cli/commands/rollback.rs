@@ -4,7 +4,7 @@
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::recovery::{self, RollbackTarget};
 use crate::store::{CheckpointId, RunId, RunLock, StoreError};
@@ -23,7 +23,7 @@ pub struct RollbackArgs {
 }
 
 /// Runs `wfe rollback`.
-pub fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = lock_now(ctx, &id)?;
     let snap = ctx.snapshot(&id)?;
@@ -53,7 +53,7 @@ pub fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         back.from.short(),
         id.trash_ref(back.trashed.number),
     ));
-    Ok(0)
+    Ok(Outcome::Success)
 }
 
 /// The workspace snapshot of a checkpoint, or a clear error.

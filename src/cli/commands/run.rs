@@ -7,8 +7,7 @@ use clap::Args;
 use tokio::sync::watch;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
-use crate::cli::exit_code;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Progress, Style, Ui};
 use crate::engine::control::ControlDir;
 use crate::engine::{self, NewRun, Observer, REVIEW_SCHEMA, RunSnapshot, Seats};
@@ -51,7 +50,7 @@ pub struct DriveArgs {
 }
 
 /// Runs `wfe run`.
-pub async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let (template, source) = ctx.catalog.load(&args.template, &ctx.registry)?;
     engine::ensure_runnable(&template)?;
     let file_args = args
@@ -91,7 +90,7 @@ pub(crate) async fn drive(
     lock: RunLock,
     flags: &DriveArgs,
     seats: Option<Arc<dyn Seats>>,
-) -> Result<u8, CliError> {
+) -> Result<Outcome, CliError> {
     let mut settings = ctx.settings(flags.jobs.map(|j| j as usize));
     settings.seats = seats;
     settings.control = Some(ControlDir::new(&ctx.store.wfe_dir(), id.as_str()));
@@ -115,7 +114,7 @@ pub(crate) async fn drive(
     super::index::finish_background(indexer, ui);
     let status = status?;
     report(ctx, ui, id, flags.json)?;
-    Ok(exit_code(status))
+    Ok(Outcome::from(status))
 }
 
 /// Prints where a finished run lives (human) or the run document (`--json`).

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 
 use crate::artifact::builtin_schema_names;
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui};
 
 /// List and show artifact schemas
@@ -24,7 +24,7 @@ pub struct ShowArgs {
 }
 
 /// Runs a schema subcommand.
-pub fn run(cmd: SchemaCommand, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(cmd: SchemaCommand, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     match cmd {
         SchemaCommand::List => {
             let mut names: Vec<String> = builtin_schema_names()
@@ -52,13 +52,13 @@ pub fn run(cmd: SchemaCommand, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
                     .unwrap_or_else(|e| e.to_string());
                 ui.out(&format!("{name:<24} {}", ui.paint(Style::Dim, &source)));
             }
-            Ok(0)
+            Ok(Outcome::Success)
         }
         SchemaCommand::Show(args) => {
             let resolved = ctx.registry.resolve(&args.name)?;
             ui.note(&format!("# {}", resolved.source));
             ui.json(&resolved.json);
-            Ok(0)
+            Ok(Outcome::Success)
         }
     }
 }

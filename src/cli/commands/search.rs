@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::index::{SEARCH_WAIT, open_current, rebuild};
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui, human_duration};
 use crate::index::{Hit, Kind, Search};
 use crate::time::format_stamp;
@@ -61,7 +61,7 @@ pub struct SearchArgs {
 }
 
 /// Runs `wfe search`.
-pub fn run(args: SearchArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: SearchArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let start = Instant::now();
     let search = Search {
         query: args.query.join(" "),
@@ -96,7 +96,7 @@ pub fn run(args: SearchArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             "stale": report.busy,
             "hits": hits.iter().map(hit_json).collect::<Vec<_>>(),
         }));
-        return Ok(0);
+        return Ok(Outcome::Success);
     }
     for hit in &hits {
         print_hit(ui, hit);
@@ -107,7 +107,7 @@ pub fn run(args: SearchArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         1 => format!("1 result ({took})"),
         n => format!("{n} results ({took})"),
     });
-    Ok(0)
+    Ok(Outcome::Success)
 }
 
 /// `RUN PHASE PATH @checkpoint`, then the snippet with the matches in bold.

@@ -1,15 +1,14 @@
-//! `wfe show`: a run, one phase of it, or one artifact.
+//! `wfe show`: a run, one phase of it, or one artifact, rendered from the
+//! engine's views (this command reads nothing itself).
 
 use clap::Args;
-use serde_json::json;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui, describe_error, human_duration};
-use crate::engine::{Comment, PhaseState, RunSnapshot, layout, manual};
+use crate::engine::view::{self, PhaseView, RunDetail};
+use crate::engine::{Comment, PhaseState, layout};
 use crate::exec::AttemptError;
-use crate::exec::LogLine;
-use crate::store::{EntryKind, RunStore};
 use crate::template::PhaseKind;
 
 /// Lines of a phase's log shown by default.
@@ -30,105 +29,58 @@ pub struct ShowArgs {
 }
 
 /// Runs `wfe show`.
-pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
-    let snap = ctx.snapshot(&id)?;
-    let comments = manual::comments(&ctx.store, &snap)?;
     let Some(phase) = args.phase.as_deref() else {
+        let detail = RunDetail::load(&ctx.store, &id)?;
         if args.json {
-            let mut doc = snap.to_json();
-            doc["comments"] = json!(comments);
-            ui.json(&doc);
+            ui.json(&to_json(&detail)?);
         } else {
-            show_run(&snap, ui);
-            show_comments(ui, comments.iter());
+            show_run(&detail, ui);
+            show_comments(ui, detail.comments.iter());
         }
-        return Ok(0);
+        return Ok(Outcome::Success);
     };
-    let target = locate(ctx, &snap, phase)?;
-    let Target {
-        phase,
-        key,
-        state,
-        name: shown,
-    } = &target;
-    let (phase, key, state) = (phase.as_str(), key.as_str(), state);
-    let comments: Vec<&Comment> = comments
-        .iter()
-        .filter(|c| c.phase.as_deref() == Some(phase))
-        .collect();
     if let Some(name) = args.artifact.as_deref() {
-        let value = snap.artifact(&ctx.store, key, name)?.ok_or_else(|| {
-            let have = if state.artifacts.is_empty() {
-                "none".to_string()
-            } else {
-                state.artifacts.join(", ")
-            };
-            CliError::input(format!(
-                "phase `{phase}` of run {id} has no artifact `{name}`; it has: {have}"
-            ))
-        })?;
-        ui.json(&value);
-        return Ok(0);
+        ui.json(&view::artifact(&ctx.store, &id, phase, name)?);
+        return Ok(Outcome::Success);
     }
-    let log = read_log(ctx, &snap, key)?;
-    let attempts: Vec<String> = ctx
-        .store
-        .list_dir(
-            &snap.checkpoint,
-            &format!("{}/{key}/attempts", layout::PHASES),
-        )?
-        .into_iter()
-        .filter(|(_, k)| *k == EntryKind::Dir)
-        .map(|(n, _)| n)
-        .collect();
-    let rejected = rejected_outputs(ctx, &snap, key, &attempts)?;
-    // The schemas the rejected outputs had to match, shown beside them.
-    let mut expected = serde_json::Map::new();
-    if let Some(AttemptError::InvalidOutputs { problems }) = &state.error {
-        let schemas = snap.schemas(&ctx.store)?;
-        let outputs = snap.spec(phase).map(|p| &p.outputs);
-        for p in problems {
-            let schema = outputs
-                .and_then(|o| o.get(&p.artifact))
-                .and_then(|name| schemas.get(name));
-            if let Some(schema) = schema {
-                expected.insert(p.artifact.clone(), schema.json().clone());
-            }
-        }
-    }
-    let iterations = iterations(ctx, &snap, phase, state)?;
+    let view = PhaseView::load(&ctx.store, &id, phase)?;
     if args.json {
-        let rejected: serde_json::Map<String, serde_json::Value> = rejected
-            .iter()
-            .map(|(n, file, text)| (format!("{n}/{file}"), json!(text)))
-            .collect();
-        let mut doc = json!({
-            "state": state, "log": log, "failed_attempts": attempts, "rejected": rejected,
-            "expected_schemas": expected, "comments": comments,
-        });
-        if snap.spec(phase).is_some_and(|p| p.kind == PhaseKind::Loop) {
-            doc["iterations"] = iterations
-                .iter()
-                .enumerate()
-                .map(|(k, children)| json!({ "iteration": k + 1, "children": children }))
-                .collect();
-        }
-        ui.json(&doc);
-        return Ok(0);
+        ui.json(&to_json(&view)?);
+        return Ok(Outcome::Success);
     }
+    show_phase(&view, &id.as_str()[..10], &id.ref_name(), ui);
+    Ok(Outcome::Success)
+}
+
+/// A view as a JSON document.
+fn to_json(view: &impl serde::Serialize) -> Result<serde_json::Value, CliError> {
+    serde_json::to_value(view)
+        .map_err(|e| CliError::internal(format!("cannot write the JSON document: {e}")))
+}
+
+/// `wfe show RUN PHASE`; `short` is the run id as the hints spell it,
+/// `ref_name` the run's ref.
+fn show_phase(view: &PhaseView, short: &str, ref_name: &str, ui: &Ui) {
+    let (phase, key, state) = (view.phase.as_str(), view.key.as_str(), &view.state);
+    let shown = match &view.within {
+        Some((parent, k)) => format!("{phase} ({parent} iteration {k})"),
+        None => phase.to_string(),
+    };
+    let id = &view.run;
     ui.out(&format!(
         "{} {}  {}  attempt {}",
         ui.phase_mark(state.status),
-        ui.paint(Style::Bold, shown),
+        ui.paint(Style::Bold, &shown),
         ui.phase_status(state.status),
         state.attempt
     ));
-    if let Some(spec) = snap.spec(phase).filter(|p| p.kind == PhaseKind::Loop) {
+    if let Some(spec) = &view.loop_spec {
         ui.out(&format!(
             "  iteration  {} of at most {}{}",
             state.iteration,
-            spec.max_iters.unwrap_or(1),
+            spec.max_iters,
             spec.until
                 .as_ref()
                 .map(|u| format!(", until {u}"))
@@ -161,19 +113,14 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         ));
     }
     if state.kind == PhaseKind::Agent {
-        let dir = format!("{}/{key}", layout::PHASES);
-        let files = ctx.store.list_dir(&snap.checkpoint, &dir)?;
-        for (file, what) in [
-            ("exchanges.jsonl", "exchanges"),
-            ("tool-calls.jsonl", "tool calls"),
+        for (path, what) in [
+            (&view.exchanges, "exchanges"),
+            (&view.tool_calls, "tool calls"),
         ] {
-            if files.iter().any(|(n, _)| n == file) {
+            if let Some(path) = path {
                 ui.out(&format!(
                     "  {what:<10} {}",
-                    ui.paint(
-                        Style::Dim,
-                        &format!("git show {}:{dir}/{file}", id.ref_name())
-                    )
+                    ui.paint(Style::Dim, &format!("git show {ref_name}:{path}"))
                 ));
             }
         }
@@ -193,7 +140,7 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             ));
         }
     }
-    let named = if key == phase {
+    let named = if view.is_top_level() {
         phase.to_string()
     } else {
         format!("{phase}@{}", state.iteration)
@@ -201,13 +148,10 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
     for name in &state.artifacts {
         ui.out(&format!(
             "  artifact   {name}   {}",
-            ui.paint(
-                Style::Dim,
-                &format!("wfe show {} {named} {name}", &id.as_str()[..10])
-            )
+            ui.paint(Style::Dim, &format!("wfe show {short} {named} {name}"))
         ));
     }
-    for (k, children) in iterations.iter().enumerate() {
+    for (k, children) in view.iterations.iter().enumerate() {
         let cells: Vec<String> = children
             .iter()
             .map(|c| {
@@ -225,20 +169,26 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             cells.join("   ")
         ));
     }
-    if !attempts.is_empty() {
+    if !view.attempts.is_empty() {
+        let numbers: Vec<&str> = view.attempts.iter().map(|a| a.number.as_str()).collect();
         ui.out(&format!(
             "  failed attempts kept under {}/{key}/attempts/: {}",
             layout::PHASES,
-            attempts.join(", ")
+            numbers.join(", ")
         ));
-        for (n, file, text) in &rejected {
-            ui.out(&format!("  rejected output (attempt {n}) {file}:"));
-            for line in text.lines().take(LOG_TAIL) {
-                ui.out(&format!("    {line}"));
+        for attempt in &view.attempts {
+            for rejected in &attempt.rejected {
+                ui.out(&format!(
+                    "  rejected output (attempt {}) {}:",
+                    attempt.number, rejected.file
+                ));
+                for line in rejected.text.lines().take(LOG_TAIL) {
+                    ui.out(&format!("    {line}"));
+                }
             }
         }
     }
-    for (artifact, schema) in &expected {
+    for (artifact, schema) in &view.expected_schemas {
         ui.out(&format!("  expected schema of {artifact}:"));
         for line in serde_json::to_string_pretty(schema)
             .unwrap_or_default()
@@ -248,25 +198,25 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         }
     }
     // `wfe edit` and `wfe accept` change top-level phases only.
-    if key == phase && matches!(state.error, Some(AttemptError::InvalidOutputs { .. })) {
+    if view.is_top_level() && matches!(state.error, Some(AttemptError::InvalidOutputs { .. })) {
         ui.out(&format!(
             "  {} `wfe edit {id} {phase} ARTIFACT` to fix an output, or `wfe accept {id} {phase} --force` to take them as they are",
             ui.paint(Style::Yellow, "next:")
         ));
     }
-    show_comments(ui, comments.into_iter());
-    if !log.is_empty() {
-        let skip = log.len().saturating_sub(LOG_TAIL);
+    show_comments(ui, view.comments.iter());
+    if !view.log.is_empty() {
+        let (skip, tail) = view.log_tail(LOG_TAIL);
         ui.out(&format!(
             "  log ({} lines{}):",
-            log.len(),
+            view.log.len(),
             if skip > 0 {
                 format!(", last {LOG_TAIL}")
             } else {
                 String::new()
             }
         ));
-        for line in &log[skip..] {
+        for line in tail {
             ui.out(&format!(
                 "    {} {}",
                 ui.paint(Style::Dim, &format!("{:?}", line.stream).to_lowercase()),
@@ -274,109 +224,6 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             ));
         }
     }
-    Ok(0)
-}
-
-/// A phase as `wfe show RUN PHASE` names it.
-struct Target {
-    /// Its id.
-    phase: String,
-    /// Where its files are: its id, or a loop child's key.
-    key: String,
-    /// Its state.
-    state: PhaseState,
-    /// How it is shown: its id, or `child (loop iteration k)`.
-    name: String,
-}
-
-/// Finds a top-level phase (`PHASE`), or a loop's child in its loop's
-/// current iteration (`CHILD`) or in iteration N (`CHILD@N`).
-fn locate(ctx: &Context, snap: &RunSnapshot, asked: &str) -> Result<Target, CliError> {
-    let run = &snap.record.id;
-    let (phase, at) = match asked.split_once('@') {
-        Some((phase, n)) => {
-            let n: u32 = n.parse().map_err(|_| {
-                CliError::input(format!(
-                    "`{asked}`: expected CHILD@N with N an iteration number"
-                ))
-            })?;
-            (phase, Some(n))
-        }
-        None => (asked, None),
-    };
-    if let Some(state) = snap.phase(phase) {
-        if at.is_some() {
-            return Err(CliError::input(format!(
-                "`{phase}` is not inside a loop; `@N` picks an iteration of a loop's child phase"
-            )));
-        }
-        return Ok(Target {
-            phase: phase.to_string(),
-            key: phase.to_string(),
-            state: state.clone(),
-            name: phase.to_string(),
-        });
-    }
-    let Some(parent) = snap.parent_of(phase) else {
-        let known: Vec<String> = snap
-            .template
-            .phases
-            .iter()
-            .map(|p| match p.kind {
-                PhaseKind::Loop => {
-                    let children: Vec<&str> = p.phases.iter().map(|c| c.id.as_str()).collect();
-                    format!("{} (loop of {})", p.id, children.join(", "))
-                }
-                _ => p.id.clone(),
-            })
-            .collect();
-        return Err(CliError::input(format!(
-            "run {run} has no phase `{phase}`; its phases: {}",
-            known.join(", ")
-        )));
-    };
-    let ran = snap.phase(&parent.id).map_or(0, |p| p.iteration);
-    let k = at.unwrap_or(ran);
-    if ran == 0 {
-        return Err(CliError::input(format!(
-            "loop `{}` of run {run} has no iteration yet, so `{phase}` has not run",
-            parent.id
-        )));
-    }
-    if k == 0 || k > ran {
-        return Err(CliError::input(format!(
-            "loop `{}` of run {run} has iterations 1 to {ran}; there is no `{phase}@{k}`",
-            parent.id
-        )));
-    }
-    let children = snap.iteration(&ctx.store, &parent.id, k)?;
-    let state = children
-        .into_iter()
-        .find(|c| c.id == phase)
-        .ok_or_else(|| CliError::input(format!("run {run} has no phase `{phase}`")))?;
-    Ok(Target {
-        phase: phase.to_string(),
-        key: layout::child_key(&parent.id, k, phase),
-        state,
-        name: format!("{phase} ({} iteration {k})", parent.id),
-    })
-}
-
-/// A loop's iterations (its children's states in each, from the first);
-/// empty for any other phase.
-fn iterations(
-    ctx: &Context,
-    snap: &RunSnapshot,
-    phase: &str,
-    state: &PhaseState,
-) -> Result<Vec<Vec<PhaseState>>, CliError> {
-    let is_loop = snap.phase(phase).is_some() && snap.children.contains_key(phase);
-    if !is_loop {
-        return Ok(Vec::new());
-    }
-    (1..=state.iteration)
-        .map(|k| Ok(snap.iteration(&ctx.store, phase, k)?))
-        .collect()
 }
 
 fn show_comments<'a>(ui: &Ui, comments: impl Iterator<Item = &'a Comment>) {
@@ -398,8 +245,8 @@ fn show_comments<'a>(ui: &Ui, comments: impl Iterator<Item = &'a Comment>) {
     }
 }
 
-fn show_run(snap: &RunSnapshot, ui: &Ui) {
-    let r = &snap.record;
+fn show_run(detail: &RunDetail, ui: &Ui) {
+    let r = &detail.run.record;
     ui.out(&format!(
         "{} {}  {}",
         ui.paint(Style::Bold, "run"),
@@ -448,44 +295,10 @@ fn show_run(snap: &RunSnapshot, ui: &Ui) {
             w = 20 - indent.chars().count(),
         ));
     };
-    for p in &snap.phases {
-        row(p, "");
-        for c in snap.children.get(&p.id).into_iter().flatten() {
+    for p in &detail.run.phases {
+        row(&p.state, "");
+        for c in &p.children {
             row(c, "  ");
         }
     }
-}
-
-/// The raw outputs rejected in failed attempts: (attempt, file, text).
-fn rejected_outputs(
-    ctx: &Context,
-    snap: &RunSnapshot,
-    phase: &str,
-    attempts: &[String],
-) -> Result<Vec<(String, String, String)>, CliError> {
-    let mut out = Vec::new();
-    for n in attempts {
-        let dir = format!("{}/{phase}/attempts/{n}/rejected", layout::PHASES);
-        for (file, _) in ctx.store.list_dir(&snap.checkpoint, &dir)? {
-            if let Some(bytes) = ctx.store.read(&snap.checkpoint, &format!("{dir}/{file}"))? {
-                out.push((
-                    n.clone(),
-                    file,
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn read_log(ctx: &Context, snap: &RunSnapshot, phase: &str) -> Result<Vec<LogLine>, CliError> {
-    let bytes = ctx
-        .store
-        .read(&snap.checkpoint, &layout::log(phase))?
-        .unwrap_or_default();
-    Ok(String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<LogLine>(l).ok())
-        .collect())
 }

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::recovery;
 
@@ -17,7 +17,7 @@ pub struct SkipArgs {
 }
 
 /// Runs `wfe skip`.
-pub fn run(args: SkipArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: SkipArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.lock_waiting(&id, ui)?;
     let skipped = recovery::skip(
@@ -38,5 +38,5 @@ pub fn run(args: SkipArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         args.phase,
         skipped.checkpoint.short()
     ));
-    Ok(0)
+    Ok(Outcome::Success)
 }

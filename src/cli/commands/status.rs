@@ -1,12 +1,13 @@
-//! `wfe status`: the DAG of a run drawn in the terminal, layer by layer.
+//! `wfe status`: the DAG of a run drawn in the terminal, layer by layer,
+//! from the engine's run view.
 
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui, human_duration};
-use crate::engine::{Dag, PhaseState};
-use crate::template::PhaseKind;
+use crate::engine::PhaseState;
+use crate::engine::view::RunView;
 
 /// Draw a run's DAG with each phase's state
 #[derive(Debug, Args)]
@@ -20,56 +21,46 @@ pub struct StatusArgs {
 }
 
 /// Runs `wfe status`.
-pub fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
-    let snap = ctx.snapshot(&id)?;
+    let view = RunView::load(&ctx.store, &id)?;
     if args.json {
-        ui.json(&snap.to_json());
-        return Ok(0);
+        let doc = serde_json::to_value(&view)
+            .map_err(|e| CliError::internal(format!("cannot write the JSON document: {e}")))?;
+        ui.json(&doc);
+        return Ok(Outcome::Success);
     }
-    let dag = Dag::new(&snap.template.phases);
-    let done = snap.phases.iter().filter(|p| p.status.is_final()).count();
     ui.out(&format!(
         "{} {} · {} · {}/{} phases done",
-        ui.paint(Style::Bold, &format!("run {}", snap.record.id)),
-        snap.record.template,
-        ui.run_status(snap.record.status),
-        done,
-        snap.phases.len()
+        ui.paint(Style::Bold, &format!("run {}", view.record.id)),
+        view.record.template,
+        ui.run_status(view.record.status),
+        view.done(),
+        view.phases.len()
     ));
-    let layers = dag.layers();
-    let width = snap
-        .phases
-        .iter()
-        .chain(snap.children.values().flatten())
-        .map(|p| p.id.len())
-        .max()
-        .unwrap_or(0);
-    for layer in &layers {
+    let width = view.states().map(|p| p.id.len()).max().unwrap_or(0);
+    for layer in &view.layers {
         ui.out(&ui.paint(Style::Dim, "  │"));
         for (k, &i) in layer.iter().enumerate() {
-            let p = &snap.phases[i];
+            let row = &view.phases[i];
+            let p = &row.state;
             let branch = match (layer.len(), k + 1 == layer.len()) {
                 (1, _) => "  ●",
                 (_, false) => "  ├─●",
                 (_, true) => "  └─●",
             };
-            let needs: Vec<&str> = dag.needs(i).iter().map(|&d| dag.id(d)).collect();
-            let needs = if needs.is_empty() {
+            let needs = if row.needs.is_empty() {
                 String::new()
             } else {
-                format!("← {}", needs.join(", "))
+                format!("← {}", row.needs.join(", "))
             };
-            let spec = &snap.template.phases[i];
-            let iteration = if spec.kind == PhaseKind::Loop && p.iteration > 0 {
-                format!(
-                    "  iteration {}/{}{}",
+            let iteration = match row.max_iters {
+                Some(max) if p.iteration > 0 => format!(
+                    "  iteration {}/{max}{}",
                     p.iteration,
-                    spec.max_iters.unwrap_or(1),
                     if p.exhausted { " (exhausted)" } else { "" }
-                )
-            } else {
-                String::new()
+                ),
+                _ => String::new(),
             };
             ui.out(&format!(
                 "{} {} {:<width$}  {} {}{}  {}",
@@ -82,10 +73,8 @@ pub fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
                 ui.paint(Style::Dim, &needs),
             ));
             // A loop's current iteration, indented under it.
-            let children = snap.children.get(&p.id).map(Vec::as_slice);
-            let children = children.unwrap_or_default();
-            for (k, c) in children.iter().enumerate() {
-                let branch = if k + 1 == children.len() {
+            for (k, c) in row.children.iter().enumerate() {
+                let branch = if k + 1 == row.children.len() {
                     "└─"
                 } else {
                     "├─"
@@ -101,10 +90,10 @@ pub fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             }
         }
     }
-    if let Some(reason) = &snap.record.reason {
+    if let Some(reason) = &view.record.reason {
         ui.out(&format!("  {}", ui.paint(Style::Red, reason)));
     }
-    Ok(0)
+    Ok(Outcome::Success)
 }
 
 /// How long a phase took, right-aligned, and its attempts when more than one.

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::recovery;
 
@@ -18,7 +18,7 @@ pub struct UndoArgs {
 }
 
 /// Runs `wfe undo`.
-pub fn run(args: UndoArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: UndoArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = super::rollback::lock_now(ctx, &id)?;
     let undone = recovery::undo(&ctx.store, &id, &ctx.clock)?;
@@ -61,5 +61,5 @@ pub fn run(args: UndoArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
         }
         drop(lock);
     }
-    Ok(0)
+    Ok(Outcome::Success)
 }

@@ -4,7 +4,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui};
 
 /// List the templates
@@ -16,7 +16,7 @@ pub struct ListArgs {
 }
 
 /// Runs `wfe template list`.
-pub fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let mut rows = Vec::new();
     for (name, source) in ctx.catalog.list() {
         let loaded = ctx.catalog.load(&name, &ctx.registry);
@@ -32,7 +32,7 @@ pub fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
                 .map(|(n, s, d, e)| json!({"name": n, "source": s, "description": d, "error": e}))
                 .collect::<Vec<_>>()
         ));
-        return Ok(0);
+        return Ok(Outcome::Success);
     }
     for (name, source, description, error) in rows {
         let detail = match error {
@@ -44,5 +44,5 @@ pub fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             ui.paint(Style::Dim, &source)
         ));
     }
-    Ok(0)
+    Ok(Outcome::Success)
 }

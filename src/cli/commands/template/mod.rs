@@ -7,7 +7,7 @@ mod validate;
 use clap::Subcommand;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 
 /// List, show and validate templates
@@ -22,7 +22,7 @@ pub enum TemplateCommand {
 }
 
 /// Runs a template subcommand.
-pub fn run(cmd: TemplateCommand, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(cmd: TemplateCommand, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     match cmd {
         TemplateCommand::List(args) => list::run(args, ctx, ui),
         TemplateCommand::Show(args) => show::run(args, ctx, ui),

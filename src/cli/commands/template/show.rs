@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::CliError;
+use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 
 /// Print a template as JSON
@@ -14,9 +14,9 @@ pub struct ShowArgs {
 }
 
 /// Runs `wfe template show`.
-pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let (template, source) = ctx.catalog.load(&args.template, &ctx.registry)?;
     ui.note(&format!("# {source}"));
     ui.json(&serde_json::to_value(&template).unwrap_or_default());
-    Ok(0)
+    Ok(Outcome::Success)
 }

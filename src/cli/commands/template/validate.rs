@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::cli::context::Context;
-use crate::cli::error::{CliError, EXIT_BAD_INPUT};
+use crate::cli::error::{CliError, ErrorKind, Outcome};
 use crate::cli::ui::{Style, Ui};
 
 /// Validate templates by name or path
@@ -14,7 +14,7 @@ pub struct ValidateArgs {
 }
 
 /// Runs `wfe template validate`.
-pub fn run(args: ValidateArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
+pub fn run(args: ValidateArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let names = if args.templates.is_empty() {
         ctx.catalog.list().into_iter().map(|(n, _)| n).collect()
     } else {
@@ -33,5 +33,9 @@ pub fn run(args: ValidateArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
             }
         }
     }
-    Ok(if bad > 0 { EXIT_BAD_INPUT } else { 0 })
+    Ok(if bad > 0 {
+        Outcome::Reported(ErrorKind::Input)
+    } else {
+        Outcome::Success
+    })
 }

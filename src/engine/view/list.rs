@@ -1,0 +1,115 @@
+//! The list view: one row per run, read from the runs' tip commits and
+//! their trailers alone (no trees), so listing stays fast with many runs.
+
+use serde::Serialize;
+
+use crate::store::{RunStore, StoreError};
+
+/// Which runs to list; an unset field lets every run through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only runs with this status, as trailers spell it (`failed`, `waiting`, …).
+    pub status: Option<String>,
+    /// Only runs of this template.
+    pub template: Option<String>,
+}
+
+/// One run in the list; serialises as an element of `wfe list --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRow {
+    /// The run's id.
+    pub id: String,
+    /// Its template, from the tip's `Wfe-Template` trailer.
+    pub template: Option<String>,
+    /// Its status, from the tip's `Wfe-Status` trailer.
+    pub status: Option<String>,
+    /// Its tip commit.
+    pub checkpoint: String,
+    /// When the tip was committed, seconds since the Unix epoch.
+    pub updated: i64,
+    /// The tip's summary line.
+    pub summary: String,
+}
+
+impl ListFilter {
+    /// Whether `row` passes.
+    pub fn admits(&self, row: &RunRow) -> bool {
+        let is = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        };
+        is(&self.status, &row.status) && is(&self.template, &row.template)
+    }
+}
+
+/// The runs `filter` admits, newest run id first.
+pub fn list_runs(store: &dyn RunStore, filter: &ListFilter) -> Result<Vec<RunRow>, StoreError> {
+    Ok(store
+        .runs()?
+        .into_iter()
+        .map(|h| RunRow {
+            id: h.run.to_string(),
+            template: h.tip.message.get("Wfe-Template").map(String::from),
+            status: h.tip.message.get("Wfe-Status").map(String::from),
+            checkpoint: h.tip.id.0,
+            updated: h.tip.time,
+            summary: h.tip.message.summary,
+        })
+        .filter(|row| filter.admits(row))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Fixture;
+    use super::*;
+
+    #[test]
+    fn rows_come_from_the_tips_and_filter_by_status_and_template() {
+        let f = Fixture::new();
+        let failed = f.failed_run();
+        let looped = f.loop_run();
+        let all = list_runs(&f.store, &ListFilter::default()).unwrap();
+        let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, [looped.as_str(), failed.as_str()], "newest first");
+        assert_eq!(all[1].template.as_deref(), Some("failing"));
+        assert_eq!(all[1].status.as_deref(), Some("failed"));
+        assert_eq!(all[1].summary, "wfe: boom failed (attempt 2)");
+        let tip = f.store.tip(&failed).unwrap().unwrap();
+        assert_eq!(all[1].checkpoint, tip.0);
+
+        let by = |status: Option<&str>, template: Option<&str>| {
+            let filter = ListFilter {
+                status: status.map(String::from),
+                template: template.map(String::from),
+            };
+            list_runs(&f.store, &filter)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(by(Some("failed"), None).len(), 2);
+        assert_eq!(by(None, Some("failing")), [failed.to_string()]);
+        assert_eq!(by(Some("completed"), None), Vec::<String>::new());
+        assert_eq!(by(Some("failed"), Some("loopy")), [looped.to_string()]);
+    }
+
+    #[test]
+    fn a_row_serialises_with_nulls_for_missing_trailers() {
+        let row = RunRow {
+            id: "r".into(),
+            template: None,
+            status: Some("failed".into()),
+            checkpoint: "c".into(),
+            updated: 7,
+            summary: "s".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&row).unwrap(),
+            serde_json::json!({
+                "id": "r", "template": null, "status": "failed",
+                "checkpoint": "c", "updated": 7, "summary": "s",
+            })
+        );
+    }
+}

@@ -1,0 +1,274 @@
+//! The run view: a run's record and every phase's state at its tip, with
+//! the DAG's layers, as `wfe status` and `wfe show RUN` present them.
+
+use serde::{Serialize, Serializer};
+
+use super::super::{
+    Comment, Dag, EngineError, PhaseState, PhaseStatus, RunRecord, RunSnapshot, manual,
+};
+use crate::exec::AttemptUsage;
+use crate::store::{RunId, RunStore};
+use crate::template::PhaseKind;
+
+/// A run at one checkpoint: its record and its phases.
+///
+/// Serialises as the run document of `wfe status --json` (and `wfe run
+/// --json`): `id`, `template`, `status`, `checkpoint`, `base_commit`,
+/// `created_at`, `finished_at`, `reason`, `args` and `phases[]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    /// The checkpoint read.
+    pub checkpoint: String,
+    /// `run.json`: id, template name and source, status, reason, timestamps.
+    pub record: RunRecord,
+    /// The top-level phases, in template order.
+    pub phases: Vec<PhaseRow>,
+    /// The DAG's layers from the roots on: indexes into `phases`, each
+    /// layer needing only phases of earlier ones.
+    pub layers: Vec<Vec<usize>>,
+}
+
+/// One top-level phase of a [`RunView`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseRow {
+    /// Its `state.json`.
+    pub state: PhaseState,
+    /// The phases it needs, by id.
+    pub needs: Vec<String>,
+    /// A loop: the most iterations it may run (1 when the template says
+    /// nothing); `None` for any other phase.
+    pub max_iters: Option<u32>,
+    /// A loop that has started: its children's states in its current (or
+    /// last) iteration, in template order; empty otherwise.
+    pub children: Vec<PhaseState>,
+}
+
+/// A run with the comments people left on it and on its phases, as
+/// `wfe show RUN` presents it; serialises as the run document plus
+/// `comments`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDetail {
+    /// The run.
+    pub run: RunView,
+    /// Every comment, oldest first.
+    pub comments: Vec<Comment>,
+}
+
+impl RunView {
+    /// The run at its tip.
+    pub fn load(store: &dyn RunStore, run: &RunId) -> Result<Self, EngineError> {
+        Ok(Self::from_snapshot(&RunSnapshot::load_tip(store, run)?))
+    }
+
+    /// The run as `snap` read it.
+    pub fn from_snapshot(snap: &RunSnapshot) -> Self {
+        let dag = Dag::new(&snap.template.phases);
+        let phases = snap
+            .template
+            .phases
+            .iter()
+            .zip(&snap.phases)
+            .enumerate()
+            .map(|(i, (spec, state))| PhaseRow {
+                state: state.clone(),
+                needs: dag
+                    .needs(i)
+                    .iter()
+                    .map(|&d| dag.id(d).to_string())
+                    .collect(),
+                max_iters: (spec.kind == PhaseKind::Loop).then(|| spec.max_iters.unwrap_or(1)),
+                children: snap.children.get(&spec.id).cloned().unwrap_or_default(),
+            })
+            .collect();
+        RunView {
+            checkpoint: snap.checkpoint.0.clone(),
+            record: snap.record.clone(),
+            phases,
+            layers: dag.layers(),
+        }
+    }
+
+    /// How many top-level phases will not run again by themselves.
+    pub fn done(&self) -> usize {
+        self.phases
+            .iter()
+            .filter(|p| p.state.status.is_final())
+            .count()
+    }
+
+    /// Every phase's state, top-level phases and loops' current children.
+    pub fn states(&self) -> impl Iterator<Item = &PhaseState> {
+        self.phases
+            .iter()
+            .flat_map(|p| std::iter::once(&p.state).chain(&p.children))
+    }
+}
+
+impl RunDetail {
+    /// The run at its tip, with its comments.
+    pub fn load(store: &dyn RunStore, run: &RunId) -> Result<Self, EngineError> {
+        let snap = RunSnapshot::load_tip(store, run)?;
+        let comments = manual::comments(store, &snap)?;
+        Ok(RunDetail {
+            run: RunView::from_snapshot(&snap),
+            comments,
+        })
+    }
+}
+
+/// A phase in the run document; a loop adds `iteration`, `exhausted` and
+/// its current iteration's `children` (the same fields each).
+#[derive(Serialize)]
+struct PhaseJson<'a> {
+    id: &'a str,
+    kind: PhaseKind,
+    status: PhaseStatus,
+    attempts: u32,
+    artifacts: &'a [String],
+    duration_ms: Option<u64>,
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iteration: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exhausted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<&'a AttemptUsage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    children: Option<Vec<PhaseJson<'a>>>,
+}
+
+impl<'a> PhaseJson<'a> {
+    fn new(p: &'a PhaseState, children: Option<&'a [PhaseState]>) -> Self {
+        let is_loop = p.kind == PhaseKind::Loop;
+        PhaseJson {
+            id: &p.id,
+            kind: p.kind,
+            status: p.status,
+            attempts: p.attempt,
+            artifacts: &p.artifacts,
+            duration_ms: p.duration_ms,
+            error: p.error.as_ref().map(|e| e.to_string()),
+            iteration: is_loop.then_some(p.iteration),
+            exhausted: is_loop.then_some(p.exhausted),
+            usage: p.usage.as_ref(),
+            children: children
+                .filter(|_| is_loop)
+                .map(|c| c.iter().map(|c| PhaseJson::new(c, None)).collect()),
+        }
+    }
+}
+
+/// The run document.
+#[derive(Serialize)]
+struct RunJson<'a> {
+    id: &'a str,
+    template: &'a str,
+    status: super::super::RunStatus,
+    checkpoint: &'a str,
+    base_commit: &'a str,
+    created_at: &'a str,
+    finished_at: Option<&'a str>,
+    reason: Option<&'a str>,
+    args: &'a serde_json::Value,
+    phases: Vec<PhaseJson<'a>>,
+}
+
+impl<'a> RunJson<'a> {
+    fn new(view: &'a RunView) -> Self {
+        let r = &view.record;
+        RunJson {
+            id: &r.id,
+            template: &r.template,
+            status: r.status,
+            checkpoint: &view.checkpoint,
+            base_commit: &r.base_commit,
+            created_at: &r.created_at,
+            finished_at: r.finished_at.as_deref(),
+            reason: r.reason.as_deref(),
+            args: &r.args,
+            phases: view
+                .phases
+                .iter()
+                .map(|p| PhaseJson::new(&p.state, Some(&p.children)))
+                .collect(),
+        }
+    }
+}
+
+impl Serialize for RunView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RunJson::new(self).serialize(serializer)
+    }
+}
+
+impl Serialize for RunDetail {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct DetailJson<'a> {
+            #[serde(flatten)]
+            run: RunJson<'a>,
+            comments: &'a [Comment],
+        }
+        DetailJson {
+            run: RunJson::new(&self.run),
+            comments: &self.comments,
+        }
+        .serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::testing::Fixture;
+    use super::*;
+    use crate::engine::RunStatus;
+
+    #[test]
+    fn a_run_view_has_every_phase_in_template_order_with_its_needs_and_layers() {
+        let f = Fixture::new();
+        let run = f.loop_run();
+        let view = RunView::load(&f.store, &run).unwrap();
+        assert_eq!(view.record.template, "loopy");
+        assert_eq!(view.record.status, RunStatus::Failed);
+        let ids: Vec<&str> = view.phases.iter().map(|p| p.state.id.as_str()).collect();
+        assert_eq!(ids, ["build", "repair", "ship"]);
+        assert_eq!(view.phases[1].needs, ["build"]);
+        assert_eq!(view.phases[2].needs, ["repair"]);
+        assert_eq!(view.layers, [vec![0], vec![1], vec![2]]);
+        assert_eq!(view.phases[0].max_iters, None);
+        assert_eq!(view.phases[1].max_iters, Some(3));
+        let children: Vec<&str> = view.phases[1]
+            .children
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(children, ["fix", "test"], "the loop's current iteration");
+        assert_eq!(view.done(), 2);
+        assert_eq!(view.states().count(), 5);
+    }
+
+    #[test]
+    fn a_run_view_serialises_as_the_snapshot_document() {
+        let f = Fixture::new();
+        for run in [f.loop_run(), f.failed_run()] {
+            let snap = RunSnapshot::load_tip(&f.store, &run).unwrap();
+            let view = RunView::from_snapshot(&snap);
+            assert_eq!(serde_json::to_value(&view).unwrap(), snap.to_json());
+        }
+    }
+
+    #[test]
+    fn a_run_detail_adds_the_comments_to_the_run_document() {
+        let f = Fixture::new();
+        let run = f.failed_run();
+        let detail = RunDetail::load(&f.store, &run).unwrap();
+        assert_eq!(detail.comments.len(), 2);
+        let doc = serde_json::to_value(&detail).unwrap();
+        let mut expected = serde_json::to_value(&detail.run).unwrap();
+        expected["comments"] = json!(detail.comments);
+        assert_eq!(doc, expected);
+        assert_eq!(doc["comments"][1]["phase"], "boom");
+    }
+}
