@@ -12,11 +12,14 @@
 
 pub mod agent;
 pub mod artifact;
+pub mod attempt;
 pub mod cli;
 pub mod engine;
 pub mod exec;
 pub mod index;
+pub mod process;
 pub mod provider;
+pub mod retry;
 pub mod schemas;
 pub mod store;
 pub mod template;

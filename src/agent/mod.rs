@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::artifact::Schema;
-use crate::exec::OutputSpec;
+use crate::artifact::{OutputSpec, Schema};
 use crate::provider::config::ModelEntry;
 use crate::provider::{Exchange, Provider};
 
@@ -81,7 +80,7 @@ pub struct AgentJob {
     pub system: Option<String>,
     /// The rendered prompt.
     pub prompt: String,
-    /// The tools the phase allows (names from [`tools::TOOL_NAMES`]).
+    /// The tools the phase allows, by [`Tool`](crate::template::Tool) name.
     pub tools: Vec<String>,
     /// The repository's working tree: where tools act, and their fence.
     pub work_dir: PathBuf,
