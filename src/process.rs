@@ -227,20 +227,7 @@ impl Supervisor {
         let pgid = guard.0;
         let mut running = Running::new(child, self.stdin.clone(), output);
 
-        let ended = match running.until_stopped(self.timeout, cancel).await {
-            Some(stop) => Err(stop),
-            None => match running.status.take() {
-                Some(Ok(status)) => {
-                    running.status = Some(Ok(status));
-                    Ok(status)
-                }
-                Some(Err(e)) => Err(Stop::WaitFailed(e)),
-                // `until_stopped` returns `None` only once the child is reaped.
-                None => Err(Stop::WaitFailed(io::Error::other(
-                    "the child was not reaped",
-                ))),
-            },
-        };
+        let ended = running.until_stopped(self.timeout, cancel).await;
         let mut report = match ended {
             Ok(status) => {
                 // Reaped: from here on its pid may be reused, so the group is
@@ -435,26 +422,34 @@ impl<'o> Running<'o> {
         self.stdout.is_none() && self.stderr.is_none()
     }
 
-    /// Runs until the child is reaped (`None`), the deadline passes or
-    /// `cancel` resolves.
+    /// Runs until the child is reaped (its status), the deadline passes or
+    /// `cancel` resolves (why it must be stopped).
     async fn until_stopped(
         &mut self,
         timeout: Option<Duration>,
         cancel: impl Future<Output = ()>,
-    ) -> Option<Stop> {
+    ) -> Result<ExitStatus, Stop> {
         let mut cancel = std::pin::pin!(cancel);
-        let until = timeout.map(|t| Instant::now() + t);
-        while self.status.is_none() {
+        let until = timeout.map(|t| (Instant::now() + t, t));
+        loop {
+            match self.status.take() {
+                Some(Ok(status)) => {
+                    self.status = Some(Ok(status));
+                    return Ok(status);
+                }
+                // Not reaped after all: the caller stops it and tries again.
+                Some(Err(e)) => return Err(Stop::WaitFailed(e)),
+                None => {}
+            }
             tokio::select! {
                 // The deadline and cancel come first so a child flooding its
                 // pipes cannot keep them from being noticed.
                 biased;
-                after = at(until, timeout) => return Some(Stop::TimedOut(after)),
-                () = &mut cancel => return Some(Stop::Cancelled),
+                after = at(until) => return Err(Stop::TimedOut(after)),
+                () = &mut cancel => return Err(Stop::Cancelled),
                 () = self.step() => {}
             }
         }
-        None
     }
 
     /// Reaps the child, reading the pipes meanwhile, for at most `bound`.
@@ -531,14 +526,14 @@ impl<'o> Running<'o> {
     }
 }
 
-/// Resolves at `until` with `timeout`, or never.
-async fn at(until: Option<Instant>, timeout: Option<Duration>) -> Duration {
-    match (until, timeout) {
-        (Some(until), Some(timeout)) => {
+/// Resolves at the deadline's instant with the timeout it came from, or never.
+async fn at(deadline: Option<(Instant, Duration)>) -> Duration {
+    match deadline {
+        Some((until, timeout)) => {
             tokio::time::sleep_until(until).await;
             timeout
         }
-        _ => std::future::pending().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -3,7 +3,7 @@
 //! The loop renders nothing and touches no store: the engine hands it an
 //! [`AgentJob`] with everything resolved (prompts, provider seats, compiled
 //! output schemas, the journal of the attempt so far) and gets back an
-//! [`AttemptOutcome`]. Every exchange and tool call goes to the engine as a
+//! [`AttemptOutcome`](crate::attempt::AttemptOutcome). Every exchange and tool call goes to the engine as a
 //! [`Step`] and is committed before the loop goes on, so a runner killed in
 //! the middle of a conversation resumes it without asking or doing anything
 //! twice.
