@@ -29,7 +29,7 @@ pub fn generated_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ),
         (
             "log-line.schema.json",
-            with_id::<crate::exec::LogLine>("log-line.schema.json"),
+            with_id::<crate::attempt::LogLine>("log-line.schema.json"),
         ),
         (
             "comment.schema.json",
@@ -117,8 +117,8 @@ mod tests {
 
     #[test]
     fn records_match_their_generated_schemas() {
+        use crate::attempt::{LogLine, Stream};
         use crate::engine::{Comment, PhaseState};
-        use crate::exec::{LogLine, Stream};
         use crate::template::PhaseKind;
 
         let samples = [

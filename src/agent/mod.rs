@@ -3,7 +3,7 @@
 //! The loop renders nothing and touches no store: the engine hands it an
 //! [`AgentJob`] with everything resolved (prompts, provider seats, compiled
 //! output schemas, the journal of the attempt so far) and gets back an
-//! [`AttemptOutcome`]. Every exchange and tool call goes to the engine as a
+//! [`AttemptOutcome`](crate::attempt::AttemptOutcome). Every exchange and tool call goes to the engine as a
 //! [`Step`] and is committed before the loop goes on, so a runner killed in
 //! the middle of a conversation resumes it without asking or doing anything
 //! twice.
@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::artifact::Schema;
-use crate::exec::OutputSpec;
+use crate::artifact::{OutputSpec, Schema};
 use crate::provider::config::ModelEntry;
 use crate::provider::{Exchange, Provider};
 
@@ -81,7 +80,7 @@ pub struct AgentJob {
     pub system: Option<String>,
     /// The rendered prompt.
     pub prompt: String,
-    /// The tools the phase allows (names from [`tools::TOOL_NAMES`]).
+    /// The tools the phase allows, by [`Tool`](crate::template::Tool) name.
     pub tools: Vec<String>,
     /// The repository's working tree: where tools act, and their fence.
     pub work_dir: PathBuf,

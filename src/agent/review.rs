@@ -16,11 +16,8 @@ use super::Step;
 use super::conversation::{Conversation, recorded_review};
 use super::run::{Attempt, Failure, Tools, Toolset};
 use super::submit::Submissions;
-use crate::exec::{AttemptError, OutputSpec, Stream};
-
-/// The tools a reviewer may have, when the phase allows them: none changes
-/// anything.
-pub(super) const READ_ONLY_TOOLS: &[&str] = &["read_file", "list_dir", "glob", "grep"];
+use crate::artifact::OutputSpec;
+use crate::attempt::{AttemptError, Stream};
 
 /// The reviewer's artifact, submitted with `submit_review`.
 const REVIEW: &str = "review";

@@ -22,17 +22,17 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::conversation::{Conversation, recorded_call, recorded_exchange, tool_uses};
-use super::review::{self, READ_ONLY_TOOLS, Verdict};
+use super::review::{self, Verdict};
 use super::submit::Submissions;
 use super::tools::{ToolOutcome, Toolbox};
 use super::trim::trim;
 use super::{AgentJob, Progress, Step, ToolCall};
-use crate::exec::{
-    AttemptError, AttemptOutcome, AttemptUsage, LogLine, LogSink, Stream, cancelled, deadline,
-};
+use crate::attempt::{AttemptError, AttemptLog, AttemptOutcome, AttemptUsage, LogSink, Stream};
+use crate::process::{cancelled, deadline};
 use crate::provider::config::ModelEntry;
 use crate::provider::{Block, ChatResponse, TextSink, ToolSpec, Usage};
-use crate::template::DurationSpec;
+use crate::retry::DurationSpec;
+use crate::template::Tool;
 use crate::time::Clock;
 
 /// The primary conversation's name in exchanges.
@@ -64,7 +64,7 @@ pub async fn run_agent(
     let read_only: Vec<String> = job
         .tools
         .iter()
-        .filter(|t| READ_ONLY_TOOLS.contains(&t.as_str()))
+        .filter(|t| Tool::from_name(t).is_some_and(Tool::is_read_only))
         .cloned()
         .collect();
     let reviewer = Toolbox::new(&job.work_dir, &read_only);
@@ -102,13 +102,7 @@ pub(super) async fn run_with(
     progress: Progress,
     clock: Clock,
 ) -> AttemptOutcome {
-    let log = Log {
-        phase: job.phase.clone(),
-        attempt: job.attempt,
-        sink,
-        clock,
-        lines: Mutex::new(Vec::new()),
-    };
+    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock);
     let tally = Mutex::new(Tally::from_journal(&job));
     let attempt = Attempt {
         job: &job,
@@ -203,7 +197,7 @@ pub(super) struct Attempt<'a> {
     progress: &'a Progress,
     clock: Clock,
     /// The attempt's log.
-    pub log: &'a Log,
+    pub log: &'a AttemptLog,
     tally: &'a Mutex<Tally>,
 }
 
@@ -569,39 +563,10 @@ fn millis(elapsed: Duration) -> u64 {
     u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The attempt's log: every line in order, each also sent to the sink.
-pub(super) struct Log {
-    phase: String,
-    attempt: u32,
-    sink: Arc<dyn LogSink>,
-    clock: Clock,
-    lines: Mutex<Vec<LogLine>>,
-}
-
-impl Log {
-    /// Adds a line and shows it.
-    pub fn push(&self, stream: Stream, line: String) {
-        // Held across the sink call so the sink sees lines in stored order.
-        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = LogLine {
-            time: self.clock.stamp(),
-            attempt: self.attempt,
-            stream,
-            line,
-        };
-        self.sink.line(&self.phase, &entry);
-        lines.push(entry);
-    }
-
-    fn take(&self) -> Vec<LogLine> {
-        std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
 /// Turns a model's streamed text into log lines: one per completed line,
 /// the rest when the turn ends (on drop, so a cancelled turn keeps it too).
 struct ModelText<'a> {
-    log: &'a Log,
+    log: &'a AttemptLog,
     partial: Mutex<String>,
 }
 

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::run::clip;
-use crate::artifact::{Schema, Violation};
-use crate::exec::{ArtifactProblem, AttemptError, OutputSpec};
+use crate::artifact::{OutputSpec, Schema, Violation};
+use crate::attempt::{ArtifactProblem, AttemptError};
 use crate::provider::ToolSpec;
 
 /// What a submit tool's name starts with.

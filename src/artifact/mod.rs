@@ -20,7 +20,7 @@ pub use diff::{Change, diff, pointer_token};
 pub use document::parse_json_document;
 pub use references::{PATH_BASE, SCHEMAS_BASE, is_reference_name, schema_uri};
 pub use registry::{Registry, ResolvedSchema, SchemaSource, builtin_schema, builtin_schema_names};
-pub use schema::{Schema, Violation, compile_frozen};
+pub use schema::{OutputSpec, Schema, Violation, compile_frozen};
 
 use std::path::PathBuf;
 

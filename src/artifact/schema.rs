@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use jsonschema::error::ValidationErrorKind;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -13,15 +12,19 @@ use super::references::{
     Documents, LocalRetriever, Lookup, is_reference_name, reference_error, references, schema_uri,
 };
 
-/// One way a document fails its schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Violation {
-    /// JSON pointer to the offending value in the document (`""` is the root).
-    pub instance_path: String,
-    /// JSON pointer to the schema keyword that failed.
-    pub schema_path: String,
-    /// What is wrong, in words.
-    pub message: String,
+/// One way a document fails its schema (defined in `attempt`, whose
+/// stored errors carry it).
+pub use crate::attempt::Violation;
+
+/// One declared output of a phase: the artifact's name and the compiled
+/// schema it must match. Script and agent executors both check against it.
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    /// The artifact's name: a script writes `$WFE_OUT/<name>.json`, an
+    /// agent calls `submit_<name>`.
+    pub name: String,
+    /// The compiled schema it must match.
+    pub schema: Arc<Schema>,
 }
 
 /// A schema compiled once and reused for every document.

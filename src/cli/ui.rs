@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::args::{ColorChoice, GlobalArgs};
 use super::error::CliError;
+use crate::attempt::{AttemptError, LogLine, LogSink, Stream};
 use crate::engine::{Event, Observer, PhaseStatus, RunStatus};
-use crate::exec::{AttemptError, LogLine, LogSink, Stream};
 
 /// A text style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use super::runner::COMMENT_EVENT;
 use super::snapshot::parse;
 use super::{Comment, EngineError, PhaseStatus, RunSnapshot, RunStatus, layout, to_file_bytes};
 use crate::artifact::{Schema, Violation, parse_json_document};
-use crate::exec::AttemptError;
+use crate::attempt::AttemptError;
 use crate::store::{Change, CheckpointId, Message, RunId, RunStore, StoreError};
 use crate::time::Clock;
 

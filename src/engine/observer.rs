@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{PhaseStatus, RunStatus};
-use crate::exec::{AttemptError, LogSink};
+use crate::attempt::{AttemptError, LogSink};
 use crate::store::CheckpointId;
 
 /// Something that happened in a run, for progress displays.

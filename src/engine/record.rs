@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::exec::{AttemptError, AttemptUsage};
+use crate::attempt::{AttemptError, AttemptUsage};
 use crate::template::PhaseKind;
 
 /// Where a run is in its life.

@@ -21,7 +21,7 @@ use super::{
     Dag, EngineError, PhaseState, PhaseStatus, RunSnapshot, RunStatus, layout, resumable,
     to_file_bytes,
 };
-use crate::exec::AttemptError;
+use crate::attempt::AttemptError;
 use crate::store::{
     Change, Checkpoint, CheckpointId, EntryKind, Message, RunId, RunStore, StoreError, Trashed,
     Undone,

@@ -35,11 +35,9 @@ use super::{
     layout, to_file_bytes,
 };
 use crate::agent::{AgentJob, Progress, Step, run_agent};
-use crate::artifact::Schema;
-use crate::exec::{
-    ArtifactProblem, AttemptError, AttemptOutcome, LogLine, LogSink, OutputSpec, ScriptJob,
-    run_script,
-};
+use crate::artifact::{OutputSpec, Schema};
+use crate::attempt::{ArtifactProblem, AttemptError, AttemptOutcome, LogLine, LogSink};
+use crate::exec::{ScriptJob, run_script};
 use crate::provider::ProviderErrorKind;
 use crate::store::{Change, CheckpointId, Message, RunId, RunStore, StoreError, WORKSPACE};
 use crate::template::{Approval, OnFailure, Phase, PhaseKind, RetryPolicy, Template, digest, expr};

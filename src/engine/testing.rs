@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{Event, Observer, RunStatus, Settings, drive};
-use crate::exec::{LogLine, LogSink};
+use crate::attempt::{LogLine, LogSink};
 use crate::store::{RunId, RunStore};
 use crate::time::Clock;
 

@@ -1,16 +1,20 @@
 //! Phase executors: run one attempt of one phase and report what happened.
 //!
 //! An executor gets everything already resolved (rendered command, paths,
-//! environment, compiled output schemas) and returns an [`AttemptOutcome`];
-//! it never touches the store. The engine decides what the outcome means
-//! for the run (retry, fail, go on) and records it.
+//! environment, compiled output schemas) and returns an
+//! [`AttemptOutcome`]; it never touches the store. The engine decides what the outcome means for the run (retry,
+//! fail, go on) and records it. Processes are run by [`crate::process`];
+//! the outcome types live in [`crate::attempt`], so `agent` never needs
+//! this module (the two never import each other).
 
-mod outcome;
-pub(crate) mod process_group;
 mod script;
 
-pub use outcome::{
+pub use script::{ScriptJob, run_script};
+
+// Kept so that callers outside `src/` (`benches/agent.rs`) and the CLI's
+// `show` command, which other changes own, still build; new code imports
+// these from `attempt` and `artifact`.
+pub use crate::artifact::OutputSpec;
+pub use crate::attempt::{
     ArtifactProblem, AttemptError, AttemptOutcome, AttemptUsage, LogLine, LogSink, Stream,
 };
-pub use script::{OutputSpec, ScriptJob, run_script};
-pub(crate) use script::{cancelled, deadline};

@@ -14,20 +14,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use super::process_group::kill_group;
-use super::{ArtifactProblem, AttemptError, AttemptOutcome, LogLine, LogSink, Stream};
-use crate::artifact::{ArtifactError, Schema, Violation, parse_json_document};
-use crate::template::DurationSpec;
+use crate::artifact::{ArtifactError, OutputSpec, Violation, parse_json_document};
+use crate::attempt::{ArtifactProblem, AttemptError, AttemptLog, AttemptOutcome, LogSink, Stream};
+use crate::process::{Event, Output, Pipe, Stop, Supervisor, cancelled};
+use crate::retry::DurationSpec;
 use crate::time::Clock;
 
 /// The shell scripts run in, by absolute path: looking `sh` up in `PATH`
@@ -47,15 +46,6 @@ const DRAIN_BOUND: Duration = Duration::from_secs(2);
 /// killed shell to be reaped. `SIGKILL` acts at once unless a process is
 /// stuck in the kernel, which must not hang the attempt either.
 const AFTER_KILL_BOUND: Duration = Duration::from_millis(500);
-
-/// One declared output of a phase.
-#[derive(Debug, Clone)]
-pub struct OutputSpec {
-    /// The artifact's name: the script writes `$WFE_OUT/<name>.json`.
-    pub name: String,
-    /// The compiled schema it must match.
-    pub schema: Arc<Schema>,
-}
 
 /// Everything needed to run one attempt of a script phase.
 #[derive(Debug, Clone)]
@@ -96,13 +86,7 @@ pub async fn run_script(
     sink: Arc<dyn LogSink>,
     clock: Clock,
 ) -> AttemptOutcome {
-    let log = Arc::new(Log {
-        phase: job.phase.clone(),
-        attempt: job.attempt,
-        sink,
-        clock,
-        lines: Mutex::new(Vec::new()),
-    });
+    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock);
     let mut rejected = Vec::new();
     let (result, exit_code) = match attempt(&job, cancel, &log).await {
         Ok(Finished::Exited(0)) => (collect_outputs(&job, &log, &mut rejected).await, Some(0)),
@@ -125,20 +109,13 @@ enum Finished {
     Signalled(i32),
 }
 
-/// Why wfe stopped the shell.
-enum Stop {
-    TimedOut(Duration),
-    Cancelled,
-    /// Waiting for the shell failed; it is killed rather than left unwatched.
-    WaitFailed(io::Error),
-}
-
-/// Prepares the scratch directory, runs the shell to its end and drains its
-/// output.
+/// Prepares the scratch directory, then runs the shell under the process
+/// supervisor: its lines go to `log` as they are read, a timeout or cancel
+/// kills its group.
 async fn attempt(
     job: &ScriptJob,
     mut cancel: watch::Receiver<bool>,
-    log: &Arc<Log>,
+    log: &AttemptLog,
 ) -> Result<Finished, AttemptError> {
     let (in_dir, out_dir) = prepare_scratch(job).await?;
     if *cancel.borrow() {
@@ -156,104 +133,26 @@ async fn attempt(
         .env("WFE_PHASE", &job.phase)
         .env("WFE_ATTEMPT", job.attempt.to_string())
         .env("WFE_IN", &in_dir)
-        .env("WFE_OUT", &out_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group, so a kill reaches the shell and everything it started.
-        .process_group(0)
-        // If this future is dropped mid-attempt, the shell must not outlive it.
-        .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
+        .env("WFE_OUT", &out_dir);
+    let supervisor = Supervisor::new()
+        .timeout(job.timeout)
+        .drain(DRAIN_BOUND)
+        .after_kill(AFTER_KILL_BOUND);
+    let mut lines = Lines::new(log);
+    let report = match supervisor
+        .run(command, cancelled(&mut cancel), &mut lines)
+        .await
+    {
+        Ok(report) => report,
         Err(e) => return Err(spawn_error(&job.cwd, &e).await),
     };
-    // With `process_group(0)` the group id is the child's pid. It is read now,
-    // while the child is unreaped and so the id cannot be reused.
-    let pgid = child.id();
-    let mut guard = GroupGuard(pgid);
-    let readers = start_readers(&mut child, log);
-
-    let ended = tokio::select! {
-        biased;
-        status = child.wait() => match status {
-            Ok(status) => Ok(status),
-            Err(e) => Err(Stop::WaitFailed(e)),
-        },
-        after = deadline(job.timeout) => Err(Stop::TimedOut(after)),
-        () = cancelled(&mut cancel) => Err(Stop::Cancelled),
-    };
-    match ended {
-        Ok(status) => {
-            guard.disarm();
-            drain(readers, pgid, log).await;
-            finished(status)
-        }
-        Err(why) => Err(stop(why, child, &mut guard, readers, log).await),
-    }
-}
-
-/// Kills the group for a timeout or cancel, reaps the shell and drains what
-/// it wrote; returns the error the attempt ends with.
-async fn stop(
-    why: Stop,
-    mut child: Child,
-    guard: &mut GroupGuard,
-    readers: Readers,
-    log: &Log,
-) -> AttemptError {
-    let pgid = guard.0;
-    kill(pgid, log);
-    let (line, error) = match why {
-        Stop::TimedOut(after) => {
-            let after = DurationSpec(after).to_string();
-            (
-                format!("killed: timed out after {after}"),
-                AttemptError::TimedOut { after },
-            )
-        }
-        Stop::Cancelled => ("killed: cancelled".to_string(), AttemptError::Cancelled),
-        Stop::WaitFailed(e) => {
-            let message = format!("cannot wait for the script: {e}");
-            (format!("killed: {message}"), internal(message))
-        }
-    };
-    log.push(Stream::Wfe, line);
-    match tokio::time::timeout(AFTER_KILL_BOUND, child.wait()).await {
-        Ok(Ok(_)) => guard.disarm(),
-        Ok(Err(e)) => log.push(Stream::Wfe, format!("cannot reap the killed script: {e}")),
-        Err(_) => log.push(
-            Stream::Wfe,
-            format!(
-                "the script had not exited {} after SIGKILL",
-                DurationSpec(AFTER_KILL_BOUND)
-            ),
-        ),
-    }
-    drain(readers, pgid, log).await;
-    error
-}
-
-/// Kills the process group if the attempt is dropped while the shell runs:
-/// `kill_on_drop` alone would reach only the shell, not what it started.
-///
-/// Disarmed once the shell is reaped; from then on its pid may be reused, so
-/// the group id is only used again when something is known to hold the
-/// script's pipes (see [`drain`]).
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            // Nothing to report to: the attempt is gone.
-            let _ = kill_group(pgid);
-        }
+    match report.status {
+        Ok(status) => finished(status),
+        Err(Stop::TimedOut(after)) => Err(AttemptError::TimedOut {
+            after: DurationSpec(after).to_string(),
+        }),
+        Err(Stop::Cancelled) => Err(AttemptError::Cancelled),
+        Err(Stop::WaitFailed(e)) => Err(internal(format!("cannot wait for the script: {e}"))),
     }
 }
 
@@ -267,44 +166,6 @@ fn finished(status: ExitStatus) -> Result<Finished, AttemptError> {
         Err(internal(format!(
             "the script ended with an unknown status: {status}"
         )))
-    }
-}
-
-/// Resolves after `timeout` with its length, or never.
-pub(crate) async fn deadline(timeout: Option<Duration>) -> Duration {
-    match timeout {
-        Some(after) => {
-            tokio::time::sleep(after).await;
-            after
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves once `cancel` is true; never if its sender is gone.
-pub(crate) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
-    if cancel.wait_for(|&c| c).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Kills the script's process group, noting any failure but the group
-/// already being gone.
-fn kill(pgid: Option<u32>, log: &Log) {
-    let Some(pgid) = pgid else {
-        log.push(
-            Stream::Wfe,
-            "cannot kill the script: its process id is unknown".into(),
-        );
-        return;
-    };
-    if let Err(e) = kill_group(pgid)
-        && e.raw_os_error() != Some(libc::ESRCH)
-    {
-        log.push(
-            Stream::Wfe,
-            format!("cannot kill process group {pgid}: {e}"),
-        );
     }
 }
 
@@ -374,136 +235,92 @@ fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
-/// The attempt's log: every line in arrival order, each also sent to the sink.
-struct Log {
-    phase: String,
-    attempt: u32,
-    sink: Arc<dyn LogSink>,
-    clock: Clock,
-    lines: Mutex<Vec<LogLine>>,
+/// The shell's output as log lines, and the supervisor's events as wfe's
+/// own lines.
+struct Lines<'a> {
+    log: &'a AttemptLog,
+    stdout: LineBuf,
+    stderr: LineBuf,
 }
 
-impl Log {
-    fn push(&self, stream: Stream, line: String) {
-        // The lock is held across the sink call so the sink sees lines in
-        // exactly the order they are stored.
-        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = LogLine {
-            time: self.clock.stamp(),
-            attempt: self.attempt,
-            stream,
-            line,
-        };
-        self.sink.line(&self.phase, &entry);
-        lines.push(entry);
+impl<'a> Lines<'a> {
+    fn new(log: &'a AttemptLog) -> Lines<'a> {
+        Lines {
+            log,
+            stdout: LineBuf::default(),
+            stderr: LineBuf::default(),
+        }
     }
 
-    fn take(&self) -> Vec<LogLine> {
-        std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-/// The tasks reading the shell's stdout and stderr; dropping them stops
-/// the reading, so an abandoned attempt leaves no task behind.
-struct Readers(Vec<JoinHandle<()>>);
-
-impl Drop for Readers {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
+    fn buf(&mut self, pipe: Pipe) -> (&mut LineBuf, Stream) {
+        match pipe {
+            Pipe::Stdout => (&mut self.stdout, Stream::Stdout),
+            Pipe::Stderr => (&mut self.stderr, Stream::Stderr),
         }
     }
 }
 
-fn start_readers(child: &mut Child, log: &Arc<Log>) -> Readers {
-    let mut tasks = Vec::with_capacity(2);
-    if let Some(out) = child.stdout.take() {
-        tasks.push(tokio::spawn(read_lines(out, Stream::Stdout, log.clone())));
-    }
-    if let Some(err) = child.stderr.take() {
-        tasks.push(tokio::spawn(read_lines(err, Stream::Stderr, log.clone())));
-    }
-    Readers(tasks)
-}
-
-/// Waits, bounded, for both pipes to reach end-of-file. Processes that keep
-/// them open past the bound are killed with their group; readers still
-/// stuck after that (a process that left the group) are abandoned.
-///
-/// The shell may already be reaped here, so in principle its pid (the group
-/// id) could have been reused; but something is holding the pipes, almost
-/// always a member of the group, which keeps the group id taken.
-async fn drain(mut readers: Readers, pgid: Option<u32>, log: &Log) {
-    if join_within(&mut readers, DRAIN_BOUND).await {
-        return;
-    }
-    let holder = "processes started by the script kept stdout/stderr open";
-    let bound = DurationSpec(DRAIN_BOUND);
-    match pgid {
-        Some(pgid) => log.push(
-            Stream::Wfe,
-            format!("{holder} {bound} after it exited: killing process group {pgid}"),
-        ),
-        None => log.push(Stream::Wfe, format!("{holder} {bound} after it exited")),
-    }
-    kill(pgid, log);
-    if !join_within(&mut readers, AFTER_KILL_BOUND).await {
-        // Dropping `readers` on return aborts them.
-        log.push(
-            Stream::Wfe,
-            "stopped reading output: a process outside the script's group still holds stdout/stderr".into(),
-        );
-    }
-}
-
-/// Whether every reader finished within `bound`.
-async fn join_within(readers: &mut Readers, bound: Duration) -> bool {
-    let all = async {
-        for task in &mut readers.0 {
-            // A reader that panicked has nothing more to give; it is not an
-            // error of the attempt.
-            let _ = task.await;
+impl Output for Lines<'_> {
+    fn read(&mut self, pipe: Pipe, mut bytes: &[u8]) {
+        let log = self.log;
+        let (line, stream) = self.buf(pipe);
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            line.extend(&bytes[..end]);
+            log.push(stream, line.take());
+            bytes = &bytes[end + 1..];
         }
-    };
-    tokio::time::timeout(bound, all).await.is_ok()
-}
+        line.extend(bytes);
+    }
 
-/// Reads `reader` line by line into `log` until end-of-file.
-async fn read_lines<R: AsyncRead + Unpin>(reader: R, stream: Stream, log: Arc<Log>) {
-    let mut reader = BufReader::new(reader);
-    let mut line = LineBuf::default();
-    loop {
-        let (used, complete) = match reader.fill_buf().await {
-            Ok([]) => break,
-            Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
-                Some(end) => {
-                    line.extend(&buf[..end]);
-                    (end + 1, true)
-                }
-                None => {
-                    line.extend(buf);
-                    (buf.len(), false)
-                }
-            },
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let name = if stream == Stream::Stderr {
-                    "stderr"
-                } else {
-                    "stdout"
-                };
-                log.push(Stream::Wfe, format!("cannot read the script's {name}: {e}"));
-                break;
-            }
-        };
-        reader.consume(used);
-        if complete {
+    fn closed(&mut self, pipe: Pipe, error: Option<&io::Error>) {
+        let log = self.log;
+        if let Some(e) = error {
+            log.push(
+                Stream::Wfe,
+                format!("cannot read the script's {}: {e}", pipe.name()),
+            );
+        }
+        // A last line without a newline.
+        let (line, stream) = self.buf(pipe);
+        if !line.is_empty() {
             log.push(stream, line.take());
         }
     }
-    // A last line without a newline.
-    if !line.is_empty() {
-        log.push(stream, line.take());
+
+    fn event(&mut self, event: Event<'_>) {
+        let line = match event {
+            Event::Stopped(Stop::TimedOut(after)) => {
+                format!("killed: timed out after {}", DurationSpec(*after))
+            }
+            Event::Stopped(Stop::Cancelled) => "killed: cancelled".to_string(),
+            Event::Stopped(Stop::WaitFailed(e)) => {
+                format!("killed: cannot wait for the script: {e}")
+            }
+            Event::KillFailed {
+                pgid: Some(pgid),
+                error,
+            } => format!("cannot kill process group {pgid}: {error}"),
+            Event::KillFailed { pgid: None, .. } => {
+                "cannot kill the script: its process id is unknown".to_string()
+            }
+            Event::ReapFailed(e) => format!("cannot reap the killed script: {e}"),
+            Event::NotReaped(after) => format!(
+                "the script had not exited {} after SIGKILL",
+                DurationSpec(after)
+            ),
+            Event::Holders { pgid, after } => {
+                let holder = "processes started by the script kept stdout/stderr open";
+                let after = DurationSpec(after);
+                match pgid {
+                    Some(pgid) => {
+                        format!("{holder} {after} after it exited: killing process group {pgid}")
+                    }
+                    None => format!("{holder} {after} after it exited"),
+                }
+            }
+            Event::Abandoned => "stopped reading output: a process outside the script's group still holds stdout/stderr".to_string(),
+        };
+        self.log.push(Stream::Wfe, line);
     }
 }
 
@@ -549,7 +366,7 @@ impl LineBuf {
 /// problems are reported together, so one retry can fix them all.
 async fn collect_outputs(
     job: &ScriptJob,
-    log: &Log,
+    log: &AttemptLog,
     rejected: &mut Vec<(String, Vec<u8>)>,
 ) -> Result<BTreeMap<String, Value>, AttemptError> {
     let out_dir = job.scratch.join("out");
@@ -664,7 +481,7 @@ async fn read_capped(path: &Path, max: u64) -> io::Result<Read> {
     // type is then checked on the opened handle, which cannot be swapped.
     let file = tokio::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
         .open(path)
         .await?;
     let meta = file.metadata().await?;
@@ -689,7 +506,7 @@ async fn read_capped(path: &Path, max: u64) -> io::Result<Read> {
 
 /// Notes files in `out/` that are not declared outputs: they are ignored,
 /// and a script author will want to know why their file went nowhere.
-async fn note_undeclared(out_dir: &Path, outputs: &[OutputSpec], log: &Log) {
+async fn note_undeclared(out_dir: &Path, outputs: &[OutputSpec], log: &AttemptLog) {
     let declared: BTreeSet<String> = outputs.iter().map(|o| format!("{}.json", o.name)).collect();
     let Ok(mut entries) = tokio::fs::read_dir(out_dir).await else {
         return;
@@ -715,6 +532,7 @@ async fn note_undeclared(out_dir: &Path, outputs: &[OutputSpec], log: &Log) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
     use std::time::{Instant, UNIX_EPOCH};
 
     use serde_json::json;
@@ -722,6 +540,9 @@ mod tests {
     use tokio::sync::Notify;
 
     use super::*;
+    use crate::artifact::Schema;
+    use crate::attempt::LogLine;
+    use crate::process::testing::live_members;
 
     /// A sink that keeps every line and signals when the script prints
     /// `started`, so a test can act while the script is running.
@@ -813,48 +634,6 @@ mod tests {
     fn recorded_pgid(dir: &TempDir) -> u32 {
         let text = std::fs::read_to_string(dir.path().join("pgid")).unwrap();
         text.trim().parse().unwrap()
-    }
-
-    /// True when SIGKILL is queued for the process: `killpg` returns before
-    /// the target is scheduled to die, so a member may still show state `R`
-    /// for a moment, but it will never run another instruction of its own.
-    fn kill_pending(proc_dir: &std::path::Path) -> bool {
-        // A process that vanished between two reads is gone, not alive.
-        let Ok(status) = std::fs::read_to_string(proc_dir.join("status")) else {
-            return true;
-        };
-        status.lines().any(|line| {
-            let Some((key, mask)) = line.split_once(':') else {
-                return false;
-            };
-            matches!(key, "ShdPnd" | "SigPnd")
-                && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0)
-        })
-    }
-
-    /// The processes of group `pgid` that are still alive.
-    ///
-    /// `kill(-pgid, 0)` is not the test: SIGKILLed grandchildren are
-    /// reparented to init as zombies and stay in the group until init reaps
-    /// them, on init's schedule (over a second on some machines). A zombie
-    /// has run its last instruction, so only other states count.
-    fn live_members(pgid: u32) -> Vec<String> {
-        let mut live = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // `pid (comm) state ppid pgrp …`; comm may hold spaces or parens.
-            let Some(close) = stat.rfind(')') else {
-                continue;
-            };
-            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            let in_group = fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid);
-            if in_group && !matches!(fields[0], "Z" | "X") && !kill_pending(&entry.path()) {
-                live.push(stat);
-            }
-        }
-        live
     }
 
     #[tokio::test]

@@ -14,8 +14,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use super::search_index::SearchIndex;
+use crate::attempt::{LogLine, LogSink};
 use crate::engine::{Event, Observer};
-use crate::exec::{LogLine, LogSink};
 use crate::store::{RunId, RunStore};
 
 /// How long one round waits for another process's writer.

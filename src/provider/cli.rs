@@ -15,19 +15,16 @@ use std::fmt::Write as _;
 use std::ops::Range;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::task::JoinHandle;
 
 use super::{
     Block, ChatRequest, ChatResponse, Provider, ProviderError, ProviderErrorKind, Role, StopReason,
     TextSink, Usage,
 };
-use crate::exec::process_group::kill_group;
+use crate::process::{Capped, Captured, Stop, Supervisor};
 
 /// The prefix of the tools an answer's JSON keys are mapped to.
 const SUBMIT: &str = "submit_";
@@ -91,72 +88,49 @@ impl CliProvider {
             ));
         };
         let mut command = tokio::process::Command::new(program);
-        command
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own group, so a kill reaches the agent and everything it started.
-            .process_group(0)
-            .kill_on_drop(true);
+        command.args(args);
         if let Some(dir) = &self.dir {
             command.current_dir(dir);
         }
-        let mut child = command.spawn().map_err(|e| {
-            self.error(if e.kind() == std::io::ErrorKind::NotFound {
-                format!("cannot run `{program}`: not found (is it installed and on PATH?)")
-            } else {
-                format!("cannot run `{program}`: {e}")
-            })
-        })?;
-        // The group id is the child's pid, read while it cannot be reused.
-        let mut guard = GroupGuard(child.id());
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(self.error("cannot open the agent's pipes".into()));
+        let mut captured = Captured {
+            stdout: Capped::new(MAX_STDOUT, 0),
+            stderr: Capped::new(0, MAX_STDERR),
         };
-        // An agent that exits without reading its prompt makes this fail
-        // with a broken pipe; its exit status says more, so this is ignored.
-        let _writer = Task(tokio::spawn(async move {
-            let _ = stdin.write_all(prompt.as_bytes()).await;
-        }));
-        let mut out = Task(tokio::spawn(read_capped(stdout, MAX_STDOUT, false)));
-        let mut err = Task(tokio::spawn(read_capped(stderr, MAX_STDERR, true)));
-
-        let status = tokio::select! {
-            status = child.wait() => status.map_err(|e| self.error(format!("cannot wait for `{}`: {e}", self.display())))?,
-            () = tokio::time::sleep(self.timeout) => {
-                guard.kill();
-                let _ = tokio::time::timeout(AFTER_KILL_BOUND, child.wait()).await;
+        let report = Supervisor::new()
+            .timeout(Some(self.timeout))
+            .drain(DRAIN_BOUND)
+            .after_kill(AFTER_KILL_BOUND)
+            .stdin(prompt.into_bytes())
+            // Nothing cancels a request but dropping it, which kills the group.
+            .run(command, std::future::pending(), &mut captured)
+            .await
+            .map_err(|e| {
+                self.error(if e.kind() == std::io::ErrorKind::NotFound {
+                    format!("cannot run `{program}`: not found (is it installed and on PATH?)")
+                } else {
+                    format!("cannot run `{program}`: {e}")
+                })
+            })?;
+        let status = match report.status {
+            Ok(status) => status,
+            Err(Stop::TimedOut(_) | Stop::Cancelled) => {
                 return Err(self.error(format!(
                     "`{}` did not finish within {}: killed it and its process group",
                     self.display(),
                     humantime::format_duration(self.timeout)
                 )));
             }
-        };
-        let drained = tokio::time::timeout(DRAIN_BOUND, async {
-            ((&mut out.0).await, (&mut err.0).await)
-        })
-        .await;
-        let (stdout, stderr) = match drained {
-            Ok(both) => {
-                guard.disarm();
-                both
-            }
-            // Something the agent started still holds its output: end it.
-            Err(_) => {
-                guard.kill();
-                tokio::time::timeout(AFTER_KILL_BOUND, async {
-                    ((&mut out.0).await, (&mut err.0).await)
-                })
-                .await
-                .map_err(|_| self.error("the agent's output never ended".into()))?
+            Err(Stop::WaitFailed(e)) => {
+                return Err(self.error(format!("cannot wait for `{}`: {e}", self.display())));
             }
         };
-        let stdout = stdout.unwrap_or_default();
-        let stderr = stderr.unwrap_or_default();
+        // Something the agent started held its output even after the group
+        // was killed.
+        if report.abandoned {
+            return Err(self.error("the agent's output never ended".into()));
+        }
+        let stdout = captured.stdout.into_bytes();
+        let stderr = captured.stderr.into_bytes();
         if !status.success() {
             let how = match (status.code(), status.signal()) {
                 (Some(code), _) => format!("exited with code {code}"),
@@ -192,66 +166,6 @@ impl Provider for CliProvider {
             Ok(parse_answer(&text, request))
         })
     }
-}
-
-/// Kills the process group when dropped while armed: a cancelled request
-/// must not leave the agent (or what it started) running.
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            // ESRCH (already gone) is what we wanted anyway.
-            let _ = kill_group(pgid);
-        }
-    }
-
-    /// Forgets the group once the agent is reaped and its pipes closed:
-    /// from then on its pid may be reused.
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A spawned task aborted when dropped, so a cancelled request leaves no
-/// reader or writer behind.
-struct Task<T>(JoinHandle<T>);
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Reads `reader` to its end, keeping the first `cap` bytes (or the last,
-/// with `tail`) so a runaway agent cannot fill memory, and never stopping
-/// early so it cannot block on a full pipe.
-async fn read_capped(mut reader: impl AsyncRead + Unpin, cap: usize, tail: bool) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if tail {
-                    kept.extend_from_slice(&buf[..n]);
-                    if kept.len() > cap {
-                        kept.drain(..kept.len() - cap);
-                    }
-                } else if kept.len() < cap {
-                    let room = cap - kept.len();
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-            }
-        }
-    }
-    kept
 }
 
 /// `: <the last lines of stderr>` on new lines, or a note that there were none.
@@ -449,6 +363,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::process::testing::alive;
     use crate::provider::{Message, ToolSpec};
 
     fn request() -> ChatRequest {
@@ -676,7 +591,7 @@ printf '%s' '{{"type":"result","result":"Here is the plan.\n```json\n{{\"plan\":
     }
 
     /// The pid `sh` wrote to `path`, waiting for it to appear.
-    async fn read_pid(path: &Path) -> i32 {
+    async fn read_pid(path: &Path) -> u32 {
         for _ in 0..500 {
             if let Ok(text) = std::fs::read_to_string(path)
                 && let Ok(pid) = text.trim().parse()
@@ -688,25 +603,7 @@ printf '%s' '{{"type":"result","result":"Here is the plan.\n```json\n{{\"plan\":
         panic!("no pid in {}", path.display());
     }
 
-    /// True while `pid` runs (zombies and processes about to die do not count).
-    fn alive(pid: i32) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let state = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next());
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let kill_pending = status.lines().any(|l| {
-            l.split_once(':').is_some_and(|(k, mask)| {
-                matches!(k, "ShdPnd" | "SigPnd")
-                    && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0)
-            })
-        });
-        !matches!(state, Some("Z" | "X") | None) && !kill_pending
-    }
-
-    async fn gone(pid: i32) -> bool {
+    async fn gone(pid: u32) -> bool {
         for _ in 0..200 {
             if !alive(pid) {
                 return true;

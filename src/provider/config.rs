@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::template::{DurationSpec, RetryPolicy};
+use crate::retry::{DurationSpec, RetryPolicy};
 
 /// The kinds of provider wfe speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

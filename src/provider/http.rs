@@ -8,7 +8,6 @@
 //! start, so a decoder never has to resume a half-read answer.
 
 use std::error::Error as StdError;
-use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime};
 
 use eventsource_stream::{Event, EventStreamError, Eventsource};
@@ -17,9 +16,8 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-use super::{
-    ChatResponse, HttpConfig, ProviderError, ProviderErrorKind, RetrySettings, Secret, TextSink,
-};
+use super::{ChatResponse, HttpConfig, ProviderError, ProviderErrorKind, Secret, TextSink};
+use crate::retry::Backoff;
 
 /// What replaces a key wherever it would have shown.
 const REDACTED: &str = "[redacted]";
@@ -272,7 +270,7 @@ impl HttpClient {
             }
             let wait = failure
                 .retry_after
-                .unwrap_or_else(|| jittered(backoff(&retry, attempt)));
+                .unwrap_or_else(|| Backoff::new(retry.backoff, retry.max_backoff).wait(attempt));
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
@@ -503,50 +501,9 @@ fn parse_http_date(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(&format!("{year:04}-{month:02}-{day:02}T{time}Z")).ok()
 }
 
-/// The wait before attempt `failures + 1`: `backoff · 2^(failures-1)`, capped.
-fn backoff(retry: &RetrySettings, failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1));
-    retry.backoff.saturating_mul(factor).min(retry.max_backoff)
-}
-
-/// Somewhere between half of `wait` and all of it, so clients that failed
-/// together do not all come back at the same instant.
-fn jittered(wait: Duration) -> Duration {
-    // std's hasher keys are random per `RandomState`: enough randomness
-    // for spreading retries, without a dependency.
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
-    wait.mul_f64(0.5 + fraction / 2.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings() -> RetrySettings {
-        RetrySettings {
-            max_attempts: 5,
-            backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(10),
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let waits: Vec<u64> = (1..=6).map(|n| backoff(&settings(), n).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
-        assert_eq!(backoff(&settings(), 200), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn jitter_stays_within_half_and_whole() {
-        for _ in 0..100 {
-            let wait = jittered(Duration::from_millis(1000));
-            assert!(wait >= Duration::from_millis(500) && wait <= Duration::from_millis(1000));
-        }
-    }
 
     #[test]
     fn retry_after_takes_seconds_and_http_dates() {

@@ -193,26 +193,7 @@ impl<F: Fn(&str) + Send + Sync> TextSink for F {
     }
 }
 
-/// What kind of failure a provider reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ProviderErrorKind {
-    /// Transient failures went on until the retry policy gave up (429,
-    /// 5xx, connection errors, cut streams): the run is paused, resumable.
-    Exhausted,
-    /// The key is missing or refused (401/403).
-    Auth,
-    /// The provider refused the request as malformed (other 4xx).
-    Request,
-    /// The answer could not be understood, even after retries.
-    Response,
-    /// Replay: the request differs from the recorded one.
-    Diverged,
-    /// The provider is not configured right (unknown name, missing field).
-    Config,
-    /// A CLI agent failed to start or exited with an error.
-    Process,
-}
+pub use crate::attempt::ProviderErrorKind;
 
 /// A provider's failure, in words safe to show and store (never a key).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -279,46 +279,26 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-#[allow(unsafe_code)]
 fn gethostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: `buf` is a valid, writable buffer of `buf.len()` bytes for the
-    // whole call; gethostname writes at most that many bytes into it.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast::<libc::c_char>(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    // POSIX leaves truncated names unterminated, so bound the search ourselves.
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().trim().to_string();
     (!name.is_empty()).then_some(name)
 }
 
 /// Whether a process with this pid exists on this host.
 fn pid_is_alive(pid: u32) -> bool {
     // Pid 0 and pids beyond pid_t would address process groups or nothing at all.
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
-    if pid <= 0 {
-        return false;
-    }
-    match send_null_signal(pid) {
+    // Signal 0: only the existence and permission checks, nothing delivered.
+    match rustix::process::test_kill_process(pid) {
         Ok(()) => true,
         // EPERM: it exists, it just belongs to someone else.
-        Err(err) => err.raw_os_error() != Some(libc::ESRCH),
-    }
-}
-
-#[allow(unsafe_code)]
-fn send_null_signal(pid: libc::pid_t) -> std::io::Result<()> {
-    // SAFETY: signal 0 performs only the existence and permission checks and
-    // delivers nothing; `pid` is positive, so it names a single process.
-    let rc = unsafe { libc::kill(pid, 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+        Err(err) => err != rustix::io::Errno::SRCH,
     }
 }
 

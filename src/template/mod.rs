@@ -14,7 +14,6 @@
 
 mod args;
 mod catalog;
-mod duration;
 mod error;
 pub mod expr;
 mod load;
@@ -22,13 +21,14 @@ mod model;
 mod path;
 mod validate;
 
+/// Durations and retry policies as templates write them, defined in [`crate::retry`].
+pub use crate::retry::{DurationSpec, RetryPolicy};
 pub use args::{ArgsError, build_args};
 pub use catalog::{BUILTIN_TEMPLATES, Catalog, TemplateSource};
-pub use duration::DurationSpec;
 pub use error::{Problem, TemplateError};
 pub use load::{digest, parse_template};
 pub use model::{
-    Approval, Defaults, OnExhausted, OnFailure, Phase, PhaseKind, RetryPolicy, Review, Template,
+    Approval, Defaults, OnExhausted, OnFailure, Phase, PhaseKind, Review, Template, Tool,
 };
 pub use validate::validate;
 

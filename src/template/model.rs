@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::duration::DurationSpec;
+use crate::retry::{DurationSpec, RetryPolicy};
 
 /// The pattern of template names, phase ids and artifact names.
 pub(crate) const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
@@ -207,7 +207,12 @@ pub struct Phase {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
     /// agent: the tools the agent may call.
+    //
+    // Kept as names so that an unknown one is reported by validation along
+    // with every other problem, not as the first parse error; the schema
+    // lists the `Tool`s.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<Tool>")]
     pub tools: Vec<String>,
     /// agent: how many model turns the agent loop may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,19 +240,77 @@ pub struct Phase {
     pub on_exhausted: Option<OnExhausted>,
 }
 
-/// How often and how patiently to retry a failed attempt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (1 = no retry).
-    #[schemars(range(min = 1))]
-    pub max_attempts: u32,
-    /// The wait before the second attempt; it doubles each time, with jitter.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff: Option<DurationSpec>,
-    /// The longest wait between attempts (default 5m).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_backoff: Option<DurationSpec>,
+/// A tool an agent phase may allow.
+// The template format owns the list; the agent's toolbox implements each
+// one, so `template` never needs to ask `agent` which tools exist.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Tool {
+    /// Read a file of the working tree.
+    ReadFile,
+    /// Write a file of the working tree.
+    WriteFile,
+    /// Replace text in a file of the working tree.
+    EditFile,
+    /// List a directory of the working tree.
+    ListDir,
+    /// Find files by glob pattern.
+    Glob,
+    /// Search file contents by regular expression.
+    Grep,
+    /// Run a shell command in the working tree.
+    Bash,
+    /// Run git in the working tree.
+    Git,
+}
+
+impl Tool {
+    /// Every tool, in the order specs are given to a model.
+    pub const ALL: [Tool; 8] = [
+        Tool::ReadFile,
+        Tool::WriteFile,
+        Tool::EditFile,
+        Tool::ListDir,
+        Tool::Glob,
+        Tool::Grep,
+        Tool::Bash,
+        Tool::Git,
+    ];
+
+    /// The tool's name, as templates and models write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::ReadFile => "read_file",
+            Tool::WriteFile => "write_file",
+            Tool::EditFile => "edit_file",
+            Tool::ListDir => "list_dir",
+            Tool::Glob => "glob",
+            Tool::Grep => "grep",
+            Tool::Bash => "bash",
+            Tool::Git => "git",
+        }
+    }
+
+    /// The tool named `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Tool> {
+        Tool::ALL.into_iter().find(|tool| tool.name() == name)
+    }
+
+    /// True for the tools that only read: what a reviewer may have.
+    pub fn is_read_only(self) -> bool {
+        matches!(
+            self,
+            Tool::ReadFile | Tool::ListDir | Tool::Glob | Tool::Grep
+        )
+    }
+}
+
+impl std::fmt::Display for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// What a failed phase does to the run.

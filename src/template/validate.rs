@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::expr;
 use super::model::KIND_FIELDS;
 use super::path;
-use super::{Phase, PhaseKind, Problem, RetryPolicy, Template, TemplateError};
+use super::{Phase, PhaseKind, Problem, RetryPolicy, Template, TemplateError, Tool};
 use crate::artifact::{ArtifactError, Registry, builtin_schema_names};
 
 /// Checks everything about a parsed template; reports every problem at once.
@@ -380,12 +380,13 @@ impl<'t> Check<'t> {
             self.problem(path::key(at, "max_turns"), "must be at least 1");
         }
         for (i, tool) in phase.tools.iter().enumerate() {
-            if !crate::agent::tools::TOOL_NAMES.contains(&tool.as_str()) {
+            if Tool::from_name(tool).is_none() {
+                let names: Vec<&str> = Tool::ALL.iter().map(|t| t.name()).collect();
                 self.problem(
                     path::index(&path::key(at, "tools"), i),
                     format!(
                         "unknown tool `{tool}`; expected one of {}",
-                        crate::agent::tools::TOOL_NAMES.join(", ")
+                        names.join(", ")
                     ),
                 );
             }

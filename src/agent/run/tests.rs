@@ -11,8 +11,8 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::agent::{Journal, ReviewJob, Seat};
-use crate::artifact::{Schema, builtin_schema};
-use crate::exec::OutputSpec;
+use crate::artifact::{OutputSpec, Schema, builtin_schema};
+use crate::attempt::LogLine;
 use crate::provider::{
     ChatRequest, Exchange, Message, Provider, ProviderError, ProviderErrorKind, Role, StopReason,
     full_requests,

@@ -18,7 +18,7 @@ use super::input::Args;
 use super::process::{self, GIT_LOCATION_VARS, Ran, RunError};
 use super::{Failure, Output, ToolResult, Toolbox, spec as tool_spec};
 use crate::provider::ToolSpec;
-use crate::template::DurationSpec;
+use crate::retry::DurationSpec;
 
 /// The shell, by absolute path, as for script phases.
 const SHELL: &str = "/bin/sh";

@@ -27,18 +27,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::provider::ToolSpec;
-
-/// Every tool a phase may allow, by name.
-pub const TOOL_NAMES: &[&str] = &[
-    "read_file",
-    "write_file",
-    "edit_file",
-    "list_dir",
-    "glob",
-    "grep",
-    "bash",
-    "git",
-];
+use crate::template::Tool;
 
 /// The default output cap: what one call may put into the conversation.
 const DEFAULT_OUTPUT_CAP: usize = 32 * 1024;
@@ -60,8 +49,8 @@ pub struct ToolOutcome {
 #[derive(Debug, Clone)]
 pub struct Toolbox {
     root: PathBuf,
-    /// In [`TOOL_NAMES`] order, each once.
-    allowed: Vec<&'static str>,
+    /// In [`Tool::ALL`] order, each once.
+    allowed: Vec<Tool>,
     trailers: Option<Trailers>,
     output_cap: usize,
     bash_timeout: Duration,
@@ -79,10 +68,9 @@ impl Toolbox {
     pub fn new(root: &Path, allowed: &[String]) -> Toolbox {
         Toolbox {
             root: root.to_path_buf(),
-            allowed: TOOL_NAMES
-                .iter()
-                .copied()
-                .filter(|name| allowed.iter().any(|a| a == name))
+            allowed: Tool::ALL
+                .into_iter()
+                .filter(|tool| allowed.iter().any(|a| a == tool.name()))
                 .collect(),
             trailers: None,
             output_cap: DEFAULT_OUTPUT_CAP,
@@ -112,36 +100,37 @@ impl Toolbox {
         }
     }
 
-    /// The specs of the allowed tools, for the model, in [`TOOL_NAMES`] order.
+    /// The specs of the allowed tools, for the model, in [`Tool::ALL`] order.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.allowed.iter().map(|name| self.spec(name)).collect()
+        self.allowed.iter().map(|&tool| self.spec(tool)).collect()
     }
 
-    fn spec(&self, name: &str) -> ToolSpec {
-        match name {
-            "read_file" => files::read_file_spec(),
-            "write_file" => files::write_file_spec(),
-            "edit_file" => files::edit_file_spec(),
-            "list_dir" => files::list_dir_spec(),
-            "glob" => search::glob_spec(),
-            "grep" => search::grep_spec(),
-            "bash" => bash::spec(self),
-            _ => git::spec(self),
+    fn spec(&self, tool: Tool) -> ToolSpec {
+        match tool {
+            Tool::ReadFile => files::read_file_spec(),
+            Tool::WriteFile => files::write_file_spec(),
+            Tool::EditFile => files::edit_file_spec(),
+            Tool::ListDir => files::list_dir_spec(),
+            Tool::Glob => search::glob_spec(),
+            Tool::Grep => search::grep_spec(),
+            Tool::Bash => bash::spec(self),
+            Tool::Git => git::spec(self),
         }
     }
 
     /// Runs one call. Never panics on the model's input: a bad input is an `Err` output.
     pub async fn call(&self, name: &str, input: &Value) -> ToolOutcome {
-        let result = match self.allowed.iter().find(|&&t| t == name).copied() {
-            Some("read_file") => files::read_file(self, input).await,
-            Some("write_file") => files::write_file(self, input).await,
-            Some("edit_file") => files::edit_file(self, input).await,
-            Some("list_dir") => files::list_dir(self, input).await,
-            Some("glob") => search::glob(self, input).await,
-            Some("grep") => search::grep(self, input).await,
-            Some("bash") => bash::bash(self, input).await,
-            Some("git") => git::git(self, input).await,
-            _ => Err(self.not_allowed(name).into()),
+        let tool = Tool::from_name(name).filter(|tool| self.allowed.contains(tool));
+        let result = match tool {
+            Some(Tool::ReadFile) => files::read_file(self, input).await,
+            Some(Tool::WriteFile) => files::write_file(self, input).await,
+            Some(Tool::EditFile) => files::edit_file(self, input).await,
+            Some(Tool::ListDir) => files::list_dir(self, input).await,
+            Some(Tool::Glob) => search::glob(self, input).await,
+            Some(Tool::Grep) => search::grep(self, input).await,
+            Some(Tool::Bash) => bash::bash(self, input).await,
+            Some(Tool::Git) => git::git(self, input).await,
+            None => Err(self.not_allowed(name).into()),
         };
         match result {
             Ok(Output { value, truncated }) => ToolOutcome {
@@ -162,7 +151,8 @@ impl Toolbox {
         let allowed = if self.allowed.is_empty() {
             "none".to_string()
         } else {
-            self.allowed.join(", ")
+            let names: Vec<&str> = self.allowed.iter().map(|t| t.name()).collect();
+            names.join(", ")
         };
         format!("tool `{name}` is not allowed in this phase; allowed: {allowed}")
     }
@@ -272,13 +262,13 @@ mod tests {
         );
         let names: Vec<String> = tb.specs().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["read_file", "git"]);
-        let all: Vec<String> = TOOL_NAMES.iter().map(|s| s.to_string()).collect();
+        let all: Vec<String> = Tool::ALL.iter().map(|t| t.name().to_string()).collect();
         let names: Vec<String> = Toolbox::new(Path::new("/x"), &all)
             .specs()
             .into_iter()
             .map(|s| s.name)
             .collect();
-        assert_eq!(names, TOOL_NAMES);
+        assert_eq!(names, Tool::ALL.map(Tool::name));
     }
 
     #[tokio::test]
@@ -303,7 +293,7 @@ mod tests {
 
     #[test]
     fn every_spec_is_a_closed_object_schema() {
-        let all: Vec<String> = TOOL_NAMES.iter().map(|s| s.to_string()).collect();
+        let all: Vec<String> = Tool::ALL.iter().map(|t| t.name().to_string()).collect();
         for spec in Toolbox::new(Path::new("/x"), &all).specs() {
             let schema = &spec.input_schema;
             assert_eq!(schema["type"], "object", "{}", spec.name);
@@ -332,7 +322,7 @@ mod tests {
     #[tokio::test]
     async fn bad_input_names_the_field() {
         let repo = Repo::new();
-        let all: Vec<String> = TOOL_NAMES.iter().map(|s| s.to_string()).collect();
+        let all: Vec<String> = Tool::ALL.iter().map(|t| t.name().to_string()).collect();
         let tb = Toolbox::new(repo.root(), &all);
         for spec in tb.specs() {
             let schema = &spec.input_schema;

@@ -6,8 +6,9 @@ use serde_json::Value;
 
 use super::{Job, Launch, Runner, Unit};
 use crate::agent::{AgentJob, Journal, ReviewJob, Step, ToolCall};
+use crate::artifact::OutputSpec;
+use crate::attempt::AttemptError;
 use crate::engine::{REVIEW_SCHEMA, SeatRole, layout, to_file_bytes};
-use crate::exec::{AttemptError, OutputSpec};
 use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
 use crate::store::{Change, EntryKind};
 use crate::template::expr;

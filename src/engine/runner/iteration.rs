@@ -27,10 +27,10 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{Runner, Unit, finished_event, load_artifacts};
+use crate::attempt::AttemptError;
 use crate::engine::{
     Dag, EngineError, Event, PhaseState, PhaseStatus, RunSnapshot, layout, to_file_bytes,
 };
-use crate::exec::AttemptError;
 use crate::store::{Change, CheckpointId, EntryKind, RunStore};
 use crate::template::{Approval, OnExhausted, OnFailure, Phase, PhaseKind};
 use crate::time::format_stamp;

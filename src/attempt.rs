@@ -1,12 +1,24 @@
-//! What one attempt produced: artifacts or a typed error, plus its log.
+//! What one attempt of a phase produced, and the log it wrote while running.
+//!
+//! This is a leaf shared by the layers that run attempts (`exec` for
+//! scripts, `agent` for agents), the engine that records them, and the
+//! views that show them: the outcome and its typed error, the log line and
+//! the one [`AttemptLog`] every executor writes its lines through. It also
+//! holds the two plain records an error carries from lower layers (a
+//! schema [`Violation`], a [`ProviderErrorKind`]) so that those layers can
+//! depend on this module instead of this module on them.
+//!
+//! It must not import any other wfe module but `time`, run anything, or
+//! touch the store: it is types and the log buffer, nothing else.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::artifact::Violation;
+use crate::time::Clock;
 
 /// Which output stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -134,7 +146,7 @@ pub enum AttemptError {
         /// The provider's name in config.
         provider: String,
         /// What kind of failure.
-        failure: crate::provider::ProviderErrorKind,
+        failure: ProviderErrorKind,
         /// What happened (never a key).
         message: String,
     },
@@ -193,4 +205,154 @@ pub struct AttemptUsage {
     /// US dollars, when `models` in config gives the prices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+}
+
+/// One way a document fails its schema.
+// Produced by `artifact::Schema::validate` (and re-exported there); it
+// lives here because an attempt's stored error carries it. `///` would put
+// this note into the stored files' JSON Schemas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Violation {
+    /// JSON pointer to the offending value in the document (`""` is the root).
+    pub instance_path: String,
+    /// JSON pointer to the schema keyword that failed.
+    pub schema_path: String,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+/// What kind of failure a provider reports.
+// Reported by `provider` (and re-exported there); it lives here because an
+// attempt's stored error (`AttemptError::Provider`) carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderErrorKind {
+    /// Transient failures went on until the retry policy gave up (429,
+    /// 5xx, connection errors, cut streams): the run is paused, resumable.
+    Exhausted,
+    /// The key is missing or refused (401/403).
+    Auth,
+    /// The provider refused the request as malformed (other 4xx).
+    Request,
+    /// The answer could not be understood, even after retries.
+    Response,
+    /// Replay: the request differs from the recorded one.
+    Diverged,
+    /// The provider is not configured right (unknown name, missing field).
+    Config,
+    /// A CLI agent failed to start or exited with an error.
+    Process,
+}
+
+/// The log of one attempt: every line in arrival order, each also handed
+/// to a [`LogSink`] as it arrives so it can be shown live.
+///
+/// Executors push their lines (a script's output, an agent's model text,
+/// wfe's own notes) from any task; [`AttemptLog::take`] hands the lines to
+/// the [`AttemptOutcome`] at the end.
+pub struct AttemptLog {
+    phase: String,
+    attempt: u32,
+    sink: Arc<dyn LogSink>,
+    clock: Clock,
+    lines: Mutex<Vec<LogLine>>,
+}
+
+impl std::fmt::Debug for AttemptLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttemptLog")
+            .field("phase", &self.phase)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttemptLog {
+    /// An empty log for attempt `attempt` of `phase`, stamped by `clock`.
+    pub fn new(phase: &str, attempt: u32, sink: Arc<dyn LogSink>, clock: Clock) -> AttemptLog {
+        AttemptLog {
+            phase: phase.to_string(),
+            attempt,
+            sink,
+            clock,
+            lines: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds a line and hands it to the sink.
+    pub fn push(&self, stream: Stream, line: String) {
+        // The lock is held across the sink call so the sink sees lines in
+        // exactly the order they are stored.
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = LogLine {
+            time: self.clock.stamp(),
+            attempt: self.attempt,
+            stream,
+            line,
+        };
+        self.sink.line(&self.phase, &entry);
+        lines.push(entry);
+    }
+
+    /// Every line so far, leaving the log empty.
+    pub fn take(&self) -> Vec<LogLine> {
+        std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(String, LogLine)>>);
+
+    impl LogSink for Seen {
+        fn line(&self, phase: &str, line: &LogLine) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((phase.to_string(), line.clone()));
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_lines_in_order_and_shows_each_once() {
+        let seen = Arc::new(Seen::default());
+        let clock = Clock::fixed(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123));
+        let log = AttemptLog::new("build", 3, seen.clone(), clock);
+        log.push(Stream::Stdout, "one".into());
+        log.push(Stream::Wfe, "two".into());
+        let lines = log.take();
+        let texts: Vec<(Stream, &str)> =
+            lines.iter().map(|l| (l.stream, l.line.as_str())).collect();
+        assert_eq!(texts, [(Stream::Stdout, "one"), (Stream::Wfe, "two")]);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.attempt == 3 && l.time == "2023-11-14T22:13:20.123Z")
+        );
+        let shown = seen.0.lock().unwrap().clone();
+        assert!(shown.iter().all(|(phase, _)| phase == "build"));
+        assert_eq!(shown.into_iter().map(|(_, l)| l).collect::<Vec<_>>(), lines);
+        assert!(log.take().is_empty());
+    }
+
+    #[test]
+    fn stored_names_stay_as_they_were() {
+        let kind = serde_json::to_value(ProviderErrorKind::Exhausted).unwrap();
+        assert_eq!(kind, "exhausted");
+        let error = AttemptError::Provider {
+            provider: "p".into(),
+            failure: ProviderErrorKind::Auth,
+            message: "no key".into(),
+        };
+        let value = serde_json::to_value(&error).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"kind": "provider", "provider": "p", "failure": "auth", "message": "no key"})
+        );
+    }
 }

@@ -1,0 +1,1075 @@
+//! The one process supervisor: a child in its own process group, its
+//! output read as it comes, a deadline and a cancel that stop the whole
+//! group, and nothing left behind when the caller goes away.
+//!
+//! Every command wfe starts goes through [`Supervisor::run`]: script phases
+//! (`exec`), the agent's `bash` and `git` tools (`agent`), and CLI agents
+//! (`provider`). The child leads its own process group (its pid is the
+//! group id), so a stop reaches everything it started. A stop is
+//! graceful-then-forced: `SIGTERM` to the group, up to the grace period for
+//! the child to exit, then `SIGKILL`; a grace of zero (the default) is
+//! `SIGKILL` at once. Dropping the run's future kills the group with
+//! `SIGKILL` (there is no time left for grace). After the child exits, its
+//! pipes get a bounded time to close: processes it started that still hold
+//! them are killed with the group, and a pipe held from outside the group
+//! is abandoned rather than waited on forever.
+//!
+//! This module owns spawning, signalling, reaping and reading; it does not
+//! decide what output means or how to word a failure. Callers get the
+//! bytes through an [`Output`] and the notable moments as [`Event`]s, and
+//! turn them into log lines or messages. It is a leaf: it imports no other
+//! wfe module.
+//!
+//! Signals go through `rustix`, so there is no `unsafe` here.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Size of each read from a pipe.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// One of the child's output pipes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Pipe {
+    /// `stdout` or `stderr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pipe::Stdout => "stdout",
+            Pipe::Stderr => "stderr",
+        }
+    }
+}
+
+/// Where a supervised child's output and the supervisor's events go.
+///
+/// Called from the run's own future, in the order things happen, so an
+/// implementation may interleave both pipes and the events in one log.
+pub trait Output: Send {
+    /// The next bytes read from `pipe`.
+    fn read(&mut self, pipe: Pipe, bytes: &[u8]);
+
+    /// `pipe` reached end-of-file, or reading it failed with `error` (it is
+    /// then treated as closed). Not called for a pipe that is abandoned.
+    fn closed(&mut self, pipe: Pipe, error: Option<&io::Error>) {
+        let _ = (pipe, error);
+    }
+
+    /// Something the caller may want to report (see [`Event`]).
+    fn event(&mut self, event: Event<'_>) {
+        let _ = event;
+    }
+}
+
+/// Why the supervisor stopped the child before it ended on its own.
+#[derive(Debug)]
+pub enum Stop {
+    /// The deadline passed; the length of the timeout.
+    TimedOut(Duration),
+    /// The cancel future resolved.
+    Cancelled,
+    /// Waiting for the child failed; it was killed rather than left unwatched.
+    WaitFailed(io::Error),
+}
+
+/// A notable moment of a run, in the order it happened.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The group was stopped for this reason (any failure to signal it
+    /// was reported just before).
+    Stopped(&'a Stop),
+    /// Signalling the group failed (it being gone already is not a
+    /// failure). `pgid` is `None` when the child's pid was never known.
+    KillFailed {
+        /// The process group.
+        pgid: Option<u32>,
+        /// What the OS said.
+        error: &'a io::Error,
+    },
+    /// Reaping the stopped child failed.
+    ReapFailed(&'a io::Error),
+    /// The stopped child had not exited this long after `SIGKILL`.
+    NotReaped(Duration),
+    /// The child exited but processes it started kept its pipes open this
+    /// long: the group is killed next.
+    Holders {
+        /// The process group about to be killed (`None`: pid never known).
+        pgid: Option<u32>,
+        /// How long the pipes were given.
+        after: Duration,
+    },
+    /// A pipe was still open after the group was killed (a process outside
+    /// the group holds it): reading stopped.
+    Abandoned,
+}
+
+/// How a supervised run ended.
+#[derive(Debug)]
+pub struct Report {
+    /// The child's exit status when it ended on its own, else why it was stopped.
+    pub status: Result<ExitStatus, Stop>,
+    /// Processes the child started kept its pipes open after it exited and
+    /// were killed with its group.
+    pub killed_holders: bool,
+    /// A pipe was still open at the end and reading it was abandoned.
+    pub abandoned: bool,
+}
+
+/// How to supervise a child: its deadline, its stop, how long its pipes may
+/// linger, and what it reads on stdin.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    timeout: Option<Duration>,
+    grace: Duration,
+    drain: Duration,
+    after_kill: Duration,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Supervisor::new()
+    }
+}
+
+impl Supervisor {
+    /// No deadline, no grace (`SIGKILL` at once), 2s for the pipes to close
+    /// after the child exits, 500ms after a kill, stdin closed.
+    pub fn new() -> Supervisor {
+        Supervisor {
+            timeout: None,
+            grace: Duration::ZERO,
+            drain: Duration::from_secs(2),
+            after_kill: Duration::from_millis(500),
+            stdin: None,
+        }
+    }
+
+    /// Stops the child (and its group) this long after it started.
+    pub fn timeout(self, timeout: Option<Duration>) -> Supervisor {
+        Supervisor { timeout, ..self }
+    }
+
+    /// On a stop, sends `SIGTERM` and gives the child this long to exit
+    /// before `SIGKILL`; zero kills at once.
+    pub fn grace(self, grace: Duration) -> Supervisor {
+        Supervisor { grace, ..self }
+    }
+
+    /// How long stdout/stderr may stay open after the child exited before
+    /// the processes holding them are killed with the group.
+    pub fn drain(self, drain: Duration) -> Supervisor {
+        Supervisor { drain, ..self }
+    }
+
+    /// How long to wait for reaping and for the pipes once the group has
+    /// been killed (`SIGKILL` acts at once unless a process is stuck in the
+    /// kernel, which must not hang the caller either).
+    pub fn after_kill(self, after_kill: Duration) -> Supervisor {
+        Supervisor { after_kill, ..self }
+    }
+
+    /// Writes `bytes` to the child's stdin, then closes it. A child that
+    /// exits without reading them is not an error.
+    pub fn stdin(self, bytes: Vec<u8>) -> Supervisor {
+        Supervisor {
+            stdin: Some(bytes),
+            ..self
+        }
+    }
+
+    /// Spawns `command` (program, arguments, directory and environment
+    /// already set) in its own process group and supervises it to its end;
+    /// `cancel` resolving stops it. Only a failure to spawn is an `Err`.
+    ///
+    /// Dropping the returned future while the child runs kills its group.
+    pub async fn run(
+        &self,
+        mut command: Command,
+        cancel: impl Future<Output = ()>,
+        output: &mut dyn Output,
+    ) -> io::Result<Report> {
+        command
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so a kill reaches the child and everything it started.
+            .process_group(0)
+            // `kill_on_drop` alone would reach only the child; the guard
+            // below reaches the group.
+            .kill_on_drop(true);
+        let child = command.spawn()?;
+        // With `process_group(0)` the group id is the child's pid. It is read
+        // now, while the child is unreaped and so the id cannot be reused.
+        let mut guard = GroupGuard(child.id());
+        let pgid = guard.0;
+        let mut running = Running::new(child, self.stdin.clone(), output);
+
+        let ended = running.until_stopped(self.timeout, cancel).await;
+        let mut report = match ended {
+            Ok(status) => {
+                // Reaped: from here on its pid may be reused, so the group is
+                // only signalled while something (almost always a member of
+                // the group, which keeps the group id taken) holds its pipes.
+                guard.disarm();
+                Report {
+                    status: Ok(status),
+                    killed_holders: false,
+                    abandoned: false,
+                }
+            }
+            Err(stop) => self.stop(&mut running, &mut guard, pgid, stop).await,
+        };
+        if report.status.is_ok() {
+            self.drain_pipes(&mut running, pgid, &mut report).await;
+        }
+        Ok(report)
+    }
+
+    /// Stops the group for `stop`, reaps the child (bounded) and drains the
+    /// pipes.
+    async fn stop(
+        &self,
+        running: &mut Running<'_>,
+        guard: &mut GroupGuard,
+        pgid: Option<u32>,
+        stop: Stop,
+    ) -> Report {
+        self.terminate(running, pgid).await;
+        running.output.event(Event::Stopped(&stop));
+        if running.status.is_none() {
+            running.reap_within(self.after_kill).await;
+        }
+        match &running.status {
+            Some(Ok(_)) => guard.disarm(),
+            Some(Err(e)) => running.output.event(Event::ReapFailed(e)),
+            None => running.output.event(Event::NotReaped(self.after_kill)),
+        }
+        let mut report = Report {
+            status: Err(stop),
+            killed_holders: false,
+            abandoned: false,
+        };
+        self.drain_pipes(running, pgid, &mut report).await;
+        report
+    }
+
+    /// Waits, bounded, for both pipes to close. Processes that keep them
+    /// open past the bound are killed with the group; a pipe still open
+    /// after that (held from outside the group) is abandoned.
+    async fn drain_pipes(&self, running: &mut Running<'_>, pgid: Option<u32>, report: &mut Report) {
+        if running.pipes_closed_within(self.drain).await {
+            return;
+        }
+        running.output.event(Event::Holders {
+            pgid,
+            after: self.drain,
+        });
+        self.terminate(running, pgid).await;
+        report.killed_holders = true;
+        if !running.pipes_closed_within(self.after_kill).await {
+            running.output.event(Event::Abandoned);
+            report.abandoned = true;
+        }
+    }
+
+    /// `SIGTERM`, up to the grace period for the child to exit (or, once it
+    /// has, for its pipes to close), then `SIGKILL`; with no grace only
+    /// `SIGKILL`. Failures other than the group being gone are reported.
+    async fn terminate(&self, running: &mut Running<'_>, pgid: Option<u32>) {
+        if !self.grace.is_zero() {
+            if !signal(running, pgid, Signal::TERM) {
+                return;
+            }
+            let until = Instant::now() + self.grace;
+            if running.status.is_none() {
+                running.reap_until(until).await;
+            } else {
+                running.pipes_closed_until(until).await;
+            }
+        }
+        signal(running, pgid, Signal::KILL);
+    }
+}
+
+/// Sends `sig` to group `pgid`, reporting a failure; false if the group
+/// could not be signalled.
+fn signal(running: &mut Running<'_>, pgid: Option<u32>, sig: Signal) -> bool {
+    let result = match pgid {
+        Some(pgid) => signal_group(pgid, sig),
+        None => Err(io::Error::other("its process id is unknown")),
+    };
+    match result {
+        Ok(()) => true,
+        Err(e) if e.raw_os_error() == Some(Errno::SRCH.raw_os_error()) => false,
+        Err(error) => {
+            running.output.event(Event::KillFailed {
+                pgid,
+                error: &error,
+            });
+            false
+        }
+    }
+}
+
+/// Sends `sig` to every process in group `pgid`.
+///
+/// Group ids 0 and 1 are refused: signalling group 0 would reach wfe's own
+/// group, and group 1 is never a child's (its leader would be init).
+fn signal_group(pgid: u32, sig: Signal) -> io::Result<()> {
+    let pid = i32::try_from(pgid)
+        .ok()
+        .filter(|&p| p > 1)
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to signal process group {pgid}"),
+            )
+        })?;
+    rustix::process::kill_process_group(pid, sig).map_err(io::Error::from)
+}
+
+/// Kills the process group if the run is dropped while the child runs.
+///
+/// Disarmed once the child is reaped: from then on its pid may be reused.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // Nothing to report to: the run is gone.
+            let _ = signal_group(pgid, Signal::KILL);
+        }
+    }
+}
+
+/// Writing the child's stdin, polled with the reads so neither blocks the other.
+type Writer = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A spawned child with its pipes, read into `output` as the run goes on.
+struct Running<'o> {
+    child: Child,
+    /// Set once the child is reaped (or waiting for it failed).
+    status: Option<io::Result<ExitStatus>>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    stdin: Option<Writer>,
+    out_buf: Box<[u8]>,
+    err_buf: Box<[u8]>,
+    output: &'o mut dyn Output,
+}
+
+/// What one read of a pipe gave.
+enum Chunk {
+    Bytes(usize),
+    End,
+    Failed(io::Error),
+}
+
+impl<'o> Running<'o> {
+    fn new(mut child: Child, stdin: Option<Vec<u8>>, output: &'o mut dyn Output) -> Running<'o> {
+        let writer = match (child.stdin.take(), stdin) {
+            (Some(mut pipe), Some(bytes)) => Some(Box::pin(async move {
+                // A child that exits without reading its input makes this
+                // fail with a broken pipe; its exit status says more.
+                let _ = pipe.write_all(&bytes).await;
+                // Dropping the pipe closes it: the child sees end-of-file.
+            }) as Writer),
+            _ => None,
+        };
+        Running {
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            child,
+            status: None,
+            stdin: writer,
+            out_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            err_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            output,
+        }
+    }
+
+    fn pipes_closed(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
+    }
+
+    /// Runs until the child is reaped (its status), the deadline passes or
+    /// `cancel` resolves (why it must be stopped).
+    async fn until_stopped(
+        &mut self,
+        timeout: Option<Duration>,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<ExitStatus, Stop> {
+        let mut cancel = std::pin::pin!(cancel);
+        let until = timeout.map(|t| (Instant::now() + t, t));
+        loop {
+            match self.status.take() {
+                Some(Ok(status)) => {
+                    self.status = Some(Ok(status));
+                    return Ok(status);
+                }
+                // Not reaped after all: the caller stops it and tries again.
+                Some(Err(e)) => return Err(Stop::WaitFailed(e)),
+                None => {}
+            }
+            tokio::select! {
+                // The deadline and cancel come first so a child flooding its
+                // pipes cannot keep them from being noticed.
+                biased;
+                after = at(until) => return Err(Stop::TimedOut(after)),
+                () = &mut cancel => return Err(Stop::Cancelled),
+                () = self.step() => {}
+            }
+        }
+    }
+
+    /// Reaps the child, reading the pipes meanwhile, for at most `bound`.
+    async fn reap_within(&mut self, bound: Duration) {
+        self.reap_until(Instant::now() + bound).await;
+    }
+
+    async fn reap_until(&mut self, until: Instant) {
+        while self.status.is_none() {
+            tokio::select! {
+                () = self.step() => {}
+                () = tokio::time::sleep_until(until) => return,
+            }
+        }
+    }
+
+    /// Whether both pipes closed within `bound`.
+    async fn pipes_closed_within(&mut self, bound: Duration) -> bool {
+        self.pipes_closed_until(Instant::now() + bound).await
+    }
+
+    async fn pipes_closed_until(&mut self, until: Instant) -> bool {
+        while !self.pipes_closed() {
+            tokio::select! {
+                () = self.step() => {}
+                () = tokio::time::sleep_until(until) => return false,
+            }
+        }
+        true
+    }
+
+    /// Waits for the next thing to happen (the child exits, a pipe gives
+    /// bytes or closes, stdin is written) and takes it in. Never resolves
+    /// once there is nothing left to wait for.
+    async fn step(&mut self) {
+        let reaped = self.status.is_some();
+        tokio::select! {
+            status = self.child.wait(), if !reaped => self.status = Some(status),
+            chunk = read_some(&mut self.stdout, &mut self.out_buf) => {
+                self.took(Pipe::Stdout, chunk);
+            }
+            chunk = read_some(&mut self.stderr, &mut self.err_buf) => {
+                self.took(Pipe::Stderr, chunk);
+            }
+            () = written(&mut self.stdin) => self.stdin = None,
+        }
+    }
+
+    fn took(&mut self, pipe: Pipe, chunk: Chunk) {
+        let buf = match pipe {
+            Pipe::Stdout => &self.out_buf,
+            Pipe::Stderr => &self.err_buf,
+        };
+        let closed = match chunk {
+            Chunk::Bytes(n) => {
+                self.output.read(pipe, &buf[..n]);
+                return;
+            }
+            Chunk::End => {
+                self.output.closed(pipe, None);
+                true
+            }
+            Chunk::Failed(e) => {
+                self.output.closed(pipe, Some(&e));
+                true
+            }
+        };
+        if closed {
+            match pipe {
+                Pipe::Stdout => self.stdout = None,
+                Pipe::Stderr => self.stderr = None,
+            }
+        }
+    }
+}
+
+/// Resolves at the deadline's instant with the timeout it came from, or never.
+async fn at(deadline: Option<(Instant, Duration)>) -> Duration {
+    match deadline {
+        Some((until, timeout)) => {
+            tokio::time::sleep_until(until).await;
+            timeout
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads some bytes from `pipe`. Never resolves once the pipe is closed,
+/// so a `select!` can keep waiting on the other one.
+async fn read_some<R: AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &mut [u8]) -> Chunk {
+    let Some(reader) = pipe else {
+        return std::future::pending().await;
+    };
+    loop {
+        match reader.read(buf).await {
+            Ok(0) => return Chunk::End,
+            Ok(n) => return Chunk::Bytes(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Chunk::Failed(e),
+        }
+    }
+}
+
+/// Resolves once stdin is written; never if there is nothing to write.
+async fn written(writer: &mut Option<Writer>) {
+    match writer {
+        Some(writer) => writer.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves after `timeout` with its length, or never.
+pub async fn deadline(timeout: Option<Duration>) -> Duration {
+    match timeout {
+        Some(after) => {
+            tokio::time::sleep(after).await;
+            after
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once `cancel` is true; never if its sender is gone.
+pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|&c| c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One stream's bytes kept within a bound: the first `head` bytes and the
+/// last `tail` bytes, with a count of those dropped in between.
+///
+/// A capture with no tail keeps the start (an answer); one with no head
+/// keeps the end (the last lines of stderr); one with both keeps both ends.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Capped {
+    head_cap: usize,
+    tail_cap: usize,
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    omitted: u64,
+}
+
+impl fmt::Debug for Capped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Capped")
+            .field("head", &self.head.len())
+            .field("tail", &self.tail.len())
+            .field("omitted", &self.omitted)
+            .finish()
+    }
+}
+
+impl Capped {
+    /// Keeps at most the first `head` and the last `tail` bytes.
+    pub fn new(head: usize, tail: usize) -> Capped {
+        Capped {
+            head_cap: head,
+            tail_cap: tail,
+            head: Vec::new(),
+            tail: VecDeque::new(),
+            omitted: 0,
+        }
+    }
+
+    /// Takes the next bytes.
+    pub fn push(&mut self, chunk: &[u8]) {
+        let room = self.head_cap.saturating_sub(self.head.len());
+        let (head, rest) = chunk.split_at(room.min(chunk.len()));
+        self.head.extend_from_slice(head);
+        if self.tail_cap == 0 {
+            self.omitted += rest.len() as u64;
+            return;
+        }
+        self.tail.extend(rest);
+        let excess = self.tail.len().saturating_sub(self.tail_cap);
+        if excess > 0 {
+            self.tail.drain(..excess);
+            self.omitted += excess as u64;
+        }
+    }
+
+    /// The first bytes kept.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// How many bytes were dropped between the head and the tail.
+    pub fn omitted(&self) -> u64 {
+        self.omitted
+    }
+
+    /// The head, the tail and the count of bytes dropped between them.
+    pub fn into_parts(self) -> (Vec<u8>, Vec<u8>, u64) {
+        (self.head, Vec::from(self.tail), self.omitted)
+    }
+
+    /// Every byte kept, head then tail (with nothing between them when
+    /// bytes were dropped).
+    pub fn into_bytes(self) -> Vec<u8> {
+        let (mut head, mut tail, _) = self.into_parts();
+        head.append(&mut tail);
+        head
+    }
+}
+
+/// An [`Output`] that keeps each pipe in a [`Capped`] and ignores events.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// What was kept of stdout.
+    pub stdout: Capped,
+    /// What was kept of stderr.
+    pub stderr: Capped,
+}
+
+impl Output for Captured {
+    fn read(&mut self, pipe: Pipe, bytes: &[u8]) {
+        match pipe {
+            Pipe::Stdout => self.stdout.push(bytes),
+            Pipe::Stderr => self.stderr.push(bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Process liveness as tests see it, through `/proc`.
+
+    use std::path::Path;
+
+    /// True when SIGKILL is queued for the process: `killpg` returns before
+    /// the target is scheduled to die, so a member may still show state `R`
+    /// for a moment, but it will never run another instruction of its own.
+    fn kill_pending(proc_dir: &Path) -> bool {
+        // A process that vanished between two reads is gone, not alive.
+        let Ok(status) = std::fs::read_to_string(proc_dir.join("status")) else {
+            return true;
+        };
+        status.lines().any(|line| {
+            let Some((key, mask)) = line.split_once(':') else {
+                return false;
+            };
+            matches!(key, "ShdPnd" | "SigPnd")
+                && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0)
+        })
+    }
+
+    /// The processes of group `pgid` that are still alive.
+    ///
+    /// `kill(-pgid, 0)` is not the test: SIGKILLed grandchildren are
+    /// reparented to init as zombies and stay in the group until init reaps
+    /// them, on init's schedule (over a second on some machines). A zombie
+    /// has run its last instruction, so only other states count.
+    pub(crate) fn live_members(pgid: u32) -> Vec<String> {
+        let mut live = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid pgrp …`; comm may hold spaces or parens.
+            let Some(close) = stat.rfind(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let in_group = fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid);
+            if in_group && !matches!(fields[0], "Z" | "X") && !kill_pending(&entry.path()) {
+                live.push(stat);
+            }
+        }
+        live
+    }
+
+    /// True while `pid` runs (zombies and processes about to die do not count).
+    pub(crate) fn alive(pid: u32) -> bool {
+        let proc_dir = Path::new("/proc").join(pid.to_string());
+        let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else {
+            return false;
+        };
+        let state = stat
+            .rfind(')')
+            .and_then(|close| stat[close + 1..].split_whitespace().next());
+        !matches!(state, Some("Z" | "X") | None) && !kill_pending(&proc_dir)
+    }
+
+    /// Waits, bounded, until group `pgid` has no live member; the members
+    /// still alive when the bound passes.
+    pub(crate) async fn group_gone(pgid: u32) -> Vec<String> {
+        let gone = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while !live_members(pgid).is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        });
+        if gone.await.is_ok() {
+            Vec::new()
+        } else {
+            live_members(pgid)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant as StdInstant;
+
+    use tempfile::TempDir;
+
+    use super::testing::{group_gone, live_members};
+    use super::*;
+
+    /// Keeps everything: both pipes whole, closes and events as text.
+    #[derive(Default)]
+    struct Record {
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+        notes: Vec<String>,
+    }
+
+    impl Output for Record {
+        fn read(&mut self, pipe: Pipe, bytes: &[u8]) {
+            match pipe {
+                Pipe::Stdout => self.stdout.extend_from_slice(bytes),
+                Pipe::Stderr => self.stderr.extend_from_slice(bytes),
+            }
+        }
+
+        fn closed(&mut self, pipe: Pipe, error: Option<&io::Error>) {
+            if let Some(e) = error {
+                self.notes.push(format!("{} failed: {e}", pipe.name()));
+            }
+        }
+
+        fn event(&mut self, event: Event<'_>) {
+            self.notes.push(match event {
+                Event::Stopped(Stop::TimedOut(after)) => format!("timed out after {after:?}"),
+                Event::Stopped(Stop::Cancelled) => "cancelled".into(),
+                Event::Stopped(Stop::WaitFailed(e)) => format!("wait failed: {e}"),
+                Event::Holders { after, .. } => format!("holders after {after:?}"),
+                other => format!("{other:?}"),
+            });
+        }
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut command = Command::new("/bin/sh");
+        command.arg("-c").arg(script);
+        command
+    }
+
+    /// A script that records its process group id in `dir/pgid` first.
+    fn recording(dir: &TempDir, rest: &str) -> Command {
+        sh(&format!(
+            "echo $$ > '{}'; {rest}",
+            dir.path().join("pgid").display()
+        ))
+    }
+
+    fn recorded(dir: &TempDir) -> u32 {
+        let text = std::fs::read_to_string(dir.path().join("pgid")).unwrap();
+        text.trim().parse().unwrap()
+    }
+
+    fn never() -> std::future::Pending<()> {
+        std::future::pending()
+    }
+
+    #[test]
+    fn refuses_special_group_ids() {
+        for pgid in [0, 1, u32::MAX] {
+            let err = signal_group(pgid, Signal::KILL).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{pgid}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_both_pipes_and_the_exit_status() {
+        let mut out = Record::default();
+        let report = Supervisor::new()
+            .run(sh("echo out; echo err >&2; exit 3"), never(), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(report.status.unwrap().code(), Some(3));
+        assert!(!report.killed_holders && !report.abandoned);
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        assert!(out.notes.is_empty(), "{:?}", out.notes);
+    }
+
+    #[tokio::test]
+    async fn writes_stdin_then_closes_it() {
+        let mut out = Record::default();
+        let report = Supervisor::new()
+            .stdin(b"hello\nworld".to_vec())
+            .run(sh("cat; echo; echo done"), never(), &mut out)
+            .await
+            .unwrap();
+        assert!(report.status.unwrap().success());
+        assert_eq!(out.stdout, b"hello\nworld\ndone\n");
+        // A child that never reads its stdin is not an error.
+        let mut out = Record::default();
+        let big = vec![b'x'; 1 << 20];
+        let report = Supervisor::new()
+            .stdin(big)
+            .run(sh("echo ignored"), never(), &mut out)
+            .await
+            .unwrap();
+        assert!(report.status.unwrap().success());
+    }
+
+    #[tokio::test]
+    async fn a_spawn_failure_is_an_error() {
+        let mut out = Record::default();
+        let err = Supervisor::new()
+            .run(Command::new("/nonexistent/wfe-test"), never(), &mut out)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_group() {
+        let dir = TempDir::new().unwrap();
+        let mut out = Record::default();
+        let started = StdInstant::now();
+        let report = Supervisor::new()
+            .timeout(Some(Duration::from_millis(300)))
+            .run(
+                recording(&dir, "echo started; sleep 1000 & sleep 1000; wait"),
+                never(),
+                &mut out,
+            )
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(matches!(report.status, Err(Stop::TimedOut(d)) if d == Duration::from_millis(300)));
+        assert_eq!(out.stdout, b"started\n");
+        assert_eq!(out.notes, ["timed out after 300ms"]);
+        assert_eq!(live_members(recorded(&dir)), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn cancel_kills_the_whole_group_at_once() {
+        let dir = TempDir::new().unwrap();
+        let (tx, mut rx) = watch::channel(false);
+        let mut out = Record::default();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tx.send(true).unwrap();
+            tx
+        });
+        let started = StdInstant::now();
+        let report = Supervisor::new()
+            .run(
+                recording(&dir, "sleep 1000 & sleep 1000; wait"),
+                cancelled(&mut rx),
+                &mut out,
+            )
+            .await
+            .unwrap();
+        drop(canceller.await.unwrap());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(matches!(report.status, Err(Stop::Cancelled)));
+        assert_eq!(out.notes, ["cancelled"]);
+        assert_eq!(live_members(recorded(&dir)), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_run_kills_the_whole_group() {
+        let dir = TempDir::new().unwrap();
+        let command = recording(&dir, "sleep 1000 & sleep 1000; wait");
+        let run = tokio::spawn(async move {
+            let mut out = Record::default();
+            Supervisor::new()
+                .run(command, never(), &mut out)
+                .await
+                .map(|_| ())
+        });
+        let pgid = loop {
+            if let Ok(text) = std::fs::read_to_string(dir.path().join("pgid"))
+                && let Ok(pgid) = text.trim().parse::<u32>()
+            {
+                break pgid;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        run.abort();
+        assert!(run.await.unwrap_err().is_cancelled());
+        assert_eq!(group_gone(pgid).await, Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn processes_holding_the_pipes_are_killed_after_the_drain_bound() {
+        let dir = TempDir::new().unwrap();
+        let mut out = Record::default();
+        let started = StdInstant::now();
+        let report = Supervisor::new()
+            .drain(Duration::from_millis(300))
+            .run(recording(&dir, "sleep 1000 & echo done"), never(), &mut out)
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert!(report.status.unwrap().success());
+        assert!(report.killed_holders);
+        assert!(!report.abandoned);
+        assert_eq!(out.stdout, b"done\n");
+        assert_eq!(out.notes, ["holders after 300ms"]);
+        assert_eq!(live_members(recorded(&dir)), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_pipe_held_outside_the_group_is_abandoned() {
+        let dir = TempDir::new().unwrap();
+        let mut out = Record::default();
+        // `setsid` leaves the group, so the group kill cannot reach it.
+        let report = Supervisor::new()
+            .drain(Duration::from_millis(100))
+            .after_kill(Duration::from_millis(100))
+            .run(
+                sh(&format!(
+                    "setsid sh -c 'echo $$ > {}; exec sleep 1000' & sleep 0.2; echo done",
+                    dir.path().join("outside").display()
+                )),
+                never(),
+                &mut out,
+            )
+            .await
+            .unwrap();
+        let outside: u32 = std::fs::read_to_string(dir.path().join("outside"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Clean up the escaped process before any assertion can fail.
+        let _ = signal_group(outside, Signal::KILL);
+        assert!(report.status.unwrap().success());
+        assert!(report.killed_holders);
+        assert!(report.abandoned);
+        assert_eq!(out.notes, ["holders after 100ms", "Abandoned"]);
+    }
+
+    #[tokio::test]
+    async fn a_grace_period_lets_the_child_clean_up_first() {
+        let script =
+            "trap 'echo cleaning up; exit 7' TERM; echo ready; while :; do sleep 0.05; done";
+        let mut out = Record::default();
+        let report = Supervisor::new()
+            .timeout(Some(Duration::from_millis(300)))
+            .grace(Duration::from_secs(5))
+            .run(sh(script), never(), &mut out)
+            .await
+            .unwrap();
+        assert!(matches!(report.status, Err(Stop::TimedOut(_))));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\ncleaning up\n");
+
+        // Without grace the trap never runs: SIGKILL at once.
+        let mut out = Record::default();
+        let started = StdInstant::now();
+        let report = Supervisor::new()
+            .timeout(Some(Duration::from_millis(300)))
+            .run(sh(script), never(), &mut out)
+            .await
+            .unwrap();
+        assert!(matches!(report.status, Err(Stop::TimedOut(_))));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\n");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn a_child_that_ignores_sigterm_is_killed_after_the_grace() {
+        let dir = TempDir::new().unwrap();
+        let mut out = Record::default();
+        let started = StdInstant::now();
+        let report = Supervisor::new()
+            .timeout(Some(Duration::from_millis(200)))
+            .grace(Duration::from_millis(300))
+            .run(
+                recording(
+                    &dir,
+                    "trap '' TERM; sleep 1000 & while :; do sleep 0.05; done",
+                ),
+                never(),
+                &mut out,
+            )
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(500), "{took:?}");
+        assert!(took < Duration::from_secs(4), "{took:?}");
+        assert!(matches!(report.status, Err(Stop::TimedOut(_))));
+        assert_eq!(live_members(recorded(&dir)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn capped_keeps_both_ends() {
+        let mut c = Capped::new(4, 4);
+        c.push(b"ab");
+        c.push(b"cdef");
+        assert_eq!(c.head(), b"abcd");
+        c.push(b"0123456789");
+        let (head, tail, omitted) = c.into_parts();
+        assert_eq!(head, b"abcd");
+        assert_eq!(tail, b"6789");
+        assert_eq!(omitted, 8);
+    }
+
+    #[test]
+    fn capped_keeps_only_the_start_or_only_the_end() {
+        let mut start = Capped::new(5, 0);
+        start.push(b"hello world");
+        assert_eq!(start.omitted(), 6);
+        assert_eq!(start.into_bytes(), b"hello");
+        let mut end = Capped::new(0, 5);
+        end.push(b"hello ");
+        end.push(b"world");
+        assert_eq!(end.omitted(), 6);
+        assert_eq!(end.into_bytes(), b"world");
+        let mut whole = Capped::new(100, 100);
+        whole.push(b"small");
+        assert_eq!(whole.omitted(), 0);
+        assert_eq!(whole.into_bytes(), b"small");
+    }
+}
