@@ -8,7 +8,7 @@ use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui, describe_error, human_duration};
 use crate::engine::view::{self, PhaseView, RunDetail};
 use crate::engine::{Comment, PhaseState, layout};
-use crate::exec::AttemptError;
+use crate::attempt::AttemptError;
 use crate::template::PhaseKind;
 
 /// Lines of a phase's log shown by default.

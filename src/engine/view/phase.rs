@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::super::{Comment, PhaseState, RunSnapshot, layout, manual};
 use super::ViewError;
-use crate::exec::{AttemptError, LogLine};
+use crate::attempt::{AttemptError, LogLine};
 use crate::store::{EntryKind, RunId, RunStore};
 use crate::template::PhaseKind;
 

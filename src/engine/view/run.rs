@@ -6,7 +6,7 @@ use serde::{Serialize, Serializer};
 use super::super::{
     Comment, Dag, EngineError, PhaseState, PhaseStatus, RunRecord, RunSnapshot, manual,
 };
-use crate::exec::AttemptUsage;
+use crate::attempt::AttemptUsage;
 use crate::store::{RunId, RunStore};
 use crate::template::PhaseKind;
 
