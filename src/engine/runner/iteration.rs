@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Runner, Unit, finished_event, load_artifacts};
+use super::finish::finished_event;
+use super::{Runner, Unit, load_artifacts};
 use crate::engine::{
     Dag, EngineError, Event, PhaseState, PhaseStatus, RunSnapshot, layout, to_file_bytes,
 };
