@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::cli::context::Context;
 use crate::cli::error::CliError;
 use crate::cli::ui::{Style, Ui, describe_error, human_duration};
-use crate::engine::{Comment, PhaseState, RunSnapshot, layout, manual};
+use crate::engine::{Comment, PhaseState, RunSnapshot, layout, operations};
 use crate::exec::AttemptError;
 use crate::exec::LogLine;
 use crate::store::{EntryKind, RunStore};
@@ -33,7 +33,7 @@ pub struct ShowArgs {
 pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<u8, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let snap = ctx.snapshot(&id)?;
-    let comments = manual::comments(&ctx.store, &snap)?;
+    let comments = operations::comments(&ctx.store, &snap)?;
     let Some(phase) = args.phase.as_deref() else {
         if args.json {
             let mut doc = snap.to_json();

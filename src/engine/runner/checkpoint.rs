@@ -56,9 +56,8 @@ impl Runner<'_> {
             (_, Some(reason)) => format!("run {}: {reason}", status.as_str()),
             (_, None) => format!("run {}", status.as_str()),
         };
-        self.record.status = status;
-        self.record.reason = reason;
-        self.record.finished_at = status.is_final().then(|| self.settings.clock.stamp());
+        let now = self.settings.clock.stamp();
+        self.record.set_status(status, reason, &now);
         self.pending.record_dirty = true;
         self.note(None, event, summary);
     }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::launch::Report;
 use super::{Runner, Stop, Unit, blocking_failures};
-use crate::engine::{Event, PhaseStatus, RunStatus, layout, to_file_bytes};
+use crate::engine::operations::cancel;
+use crate::engine::{Event, Failure, PhaseStatus, RunStatus, Transition, layout, to_file_bytes};
 use crate::exec::{AttemptError, AttemptOutcome, LogLine};
 use crate::provider::ProviderErrorKind;
 use crate::store::{Change, WORKSPACE};
@@ -29,10 +30,7 @@ impl Runner<'_> {
             let attempt = self.state(u).attempt;
             if self.spec(u).kind == PhaseKind::Agent {
                 // Its conversation is in the run: the next start resumes it.
-                let state = self.state_mut(u);
-                state.status = PhaseStatus::Pending;
-                state.continues = true;
-                self.mark(u);
+                self.transition(u, Transition::Interrupt { continues: true });
                 let label = self.label(u);
                 self.note(
                     Some(u),
@@ -49,10 +47,8 @@ impl Runner<'_> {
                 format!("{}/error.json", layout::attempt(&key, attempt)),
                 to_file_bytes(&error),
             ));
-            let state = self.state_mut(u);
-            state.status = PhaseStatus::Pending;
-            state.error = Some(error);
-            self.mark(u);
+            self.transition(u, Transition::Interrupt { continues: false });
+            self.state_mut(u).error = Some(error);
             let label = self.label(u);
             self.note(
                 Some(u),
@@ -130,7 +126,6 @@ impl Runner<'_> {
     ) {
         let key = self.key(u);
         let label = self.label(u);
-        let now = self.settings.clock.stamp();
         let log = log_bytes(&outcome.log);
         self.pending
             .changes
@@ -193,13 +188,11 @@ impl Runner<'_> {
             duration: elapsed,
             error: error.as_ref(),
         });
+        self.transition(u, ending(status, continues));
         let state = self.state_mut(u);
-        state.status = status;
         state.attempt = attempt;
-        state.finished_at = (status != PhaseStatus::Pending).then_some(now);
         state.duration_ms = Some(elapsed.as_millis() as u64);
         state.exit_code = outcome.exit_code;
-        state.continues = continues;
         if outcome.usage.is_some() {
             state.usage = outcome.usage;
         }
@@ -209,7 +202,6 @@ impl Runner<'_> {
             .map(|a| a.keys().cloned().collect())
             .unwrap_or_default();
         state.error = error.clone();
-        self.mark(u);
         let summary = match (&status, &error) {
             (PhaseStatus::Pending, _) => format!("{label} interrupted (attempt {attempt})"),
             (_, Some(e)) => format!("{label} {} (attempt {attempt}): {e}", status.as_str()),
@@ -260,12 +252,11 @@ impl Runner<'_> {
         let (status, reason) = if stop == Some(Stop::Cancel) {
             // Nothing left will ever run: say so in every phase, and in
             // every loop still going (with its children yet to run).
+            // Every attempt has ended by now (cancelled), so what is still
+            // running is a loop.
+            let now = self.settings.clock.stamp();
             for u in self.units() {
-                let status = self.state(u).status;
-                let cancel = matches!(status, PhaseStatus::Pending | PhaseStatus::Waiting)
-                    || (status == PhaseStatus::Running && self.spec(u).kind == PhaseKind::Loop);
-                if cancel {
-                    self.state_mut(u).status = PhaseStatus::Cancelled;
+                if cancel::cancel_open(self.state_mut(u), &now) {
                     self.mark(u);
                 }
             }
@@ -298,6 +289,19 @@ impl Runner<'_> {
         };
         self.set_status(status, reason);
         status
+    }
+}
+
+/// The transition of a running phase (or loop) whose attempt ended in
+/// `status`; `continues` for an agent whose conversation goes on.
+pub(super) fn ending(status: PhaseStatus, continues: bool) -> Transition {
+    match status {
+        PhaseStatus::Completed => Transition::Complete,
+        PhaseStatus::Waiting => Transition::Wait,
+        PhaseStatus::Pending => Transition::Interrupt { continues },
+        PhaseStatus::Cancelled => Transition::Fail(Failure::Cancelled),
+        PhaseStatus::TimedOut => Transition::Fail(Failure::TimedOut),
+        _ => Transition::Fail(Failure::Failed),
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::agent::AgentFiles;
 use super::{Runner, Unit};
 use crate::agent::{AgentJob, Progress, Step, run_agent};
-use crate::engine::{Event, Observer, PhaseStatus, to_file_bytes};
+use crate::engine::{Event, Observer, Transition, to_file_bytes};
 use crate::exec::{
     ArtifactProblem, AttemptError, AttemptOutcome, LogSink, OutputSpec, ScriptJob, run_script,
 };
@@ -194,19 +194,8 @@ fn backoff(policy: Option<&RetryPolicy>, attempt: u32) -> Duration {
 impl Runner<'_> {
     pub(super) fn start(&mut self, u: Unit) {
         let label = self.label(u);
-        let now = self.settings.clock.stamp();
-        let state = self.state_mut(u);
-        // An interrupted agent attempt goes on with its conversation.
-        if !std::mem::take(&mut state.continues) {
-            state.attempt += 1;
-        }
-        state.status = PhaseStatus::Running;
-        state.started_at = Some(now);
-        state.finished_at = None;
-        state.duration_ms = None;
-        state.exit_code = None;
-        let attempt = state.attempt;
-        self.mark(u);
+        self.transition(u, Transition::Start);
+        let attempt = self.state(u).attempt;
         self.observer.event(&Event::PhaseStarted {
             phase: &label,
             attempt,

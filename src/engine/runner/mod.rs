@@ -47,7 +47,8 @@ use self::launch::{Report, phase_task};
 use super::control::{self, ControlDir, Reply};
 use super::snapshot::RunSnapshot;
 use super::{
-    Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, Seats, layout,
+    Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, Seats,
+    Transition, layout,
 };
 use crate::artifact::Schema;
 use crate::exec::ArtifactProblem;
@@ -469,6 +470,22 @@ impl<'a> Runner<'a> {
             }
         }
         units
+    }
+
+    /// Moves a unit through `transition` now, for the next checkpoint. The
+    /// runner picks units by status, so it only asks for transitions their
+    /// status allows; a refusal would be a bug here, and leaves the state as
+    /// it was.
+    fn transition(&mut self, u: Unit, transition: Transition) {
+        let now = self.settings.clock.stamp();
+        self.transition_at(u, transition, &now);
+    }
+
+    /// [`Runner::transition`] at a given time.
+    fn transition_at(&mut self, u: Unit, transition: Transition, now: &str) {
+        let result = self.state_mut(u).apply(transition, now);
+        debug_assert!(result.is_ok(), "{result:?}");
+        self.mark(u);
     }
 
     fn on_failure(&self, u: Unit) -> OnFailure {

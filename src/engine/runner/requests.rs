@@ -5,8 +5,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::{Runner, Stop, Unit};
-use crate::engine::control::{self, Action, Reply, Request};
-use crate::engine::{PhaseStatus, layout, to_file_bytes};
+use crate::engine::control::{Action, Reply, Request};
+use crate::engine::operations::approve_phase;
+use crate::engine::{layout, to_file_bytes};
 use crate::store::Change;
 
 impl Runner<'_> {
@@ -78,24 +79,17 @@ impl Runner<'_> {
             .dag
             .index(phase)
             .ok_or_else(|| format!("run {} has no phase `{phase}`", self.record.id))?;
-        let attach =
-            control::check_approval(self.phase(i), &self.states[i], artifact, &self.schemas)?;
+        let now = self.settings.clock.stamp();
+        let spec = &self.template.phases[i];
+        let attach = approve_phase(spec, &mut self.states[i], artifact, &self.schemas, &now)?;
+        self.mark(Unit::Top(i));
         if let Some((name, value)) = attach {
             self.pending.changes.push(Change::write(
                 layout::artifact(phase, &name),
                 to_file_bytes(&value),
             ));
-            self.artifacts[i].insert(name.clone(), value);
-            if !self.states[i].artifacts.contains(&name) {
-                self.states[i].artifacts.push(name);
-                self.states[i].artifacts.sort();
-            }
+            self.artifacts[i].insert(name, value);
         }
-        let now = self.settings.clock.stamp();
-        let state = &mut self.states[i];
-        state.status = PhaseStatus::Completed;
-        state.finished_at = Some(now);
-        self.mark(Unit::Top(i));
         Ok(())
     }
 }

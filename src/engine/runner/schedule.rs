@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::launch::Launch;
 use super::{Runner, Unit};
-use crate::engine::{Event, PhaseStatus};
+use crate::engine::{Event, PhaseStatus, Transition};
 use crate::exec::AttemptError;
 use crate::template::{PhaseKind, expr};
 
@@ -177,11 +177,7 @@ impl Runner<'_> {
     /// A gate that became ready waits for `wfe approve`.
     pub(super) fn await_approval(&mut self, i: usize) {
         let id = self.dag.id(i).to_string();
-        let now = self.settings.clock.stamp();
-        let state = &mut self.states[i];
-        state.status = PhaseStatus::Waiting;
-        state.started_at = Some(now);
-        self.mark(Unit::Top(i));
+        self.transition(Unit::Top(i), Transition::Wait);
         self.observer.event(&Event::PhaseFinished {
             phase: &id,
             status: PhaseStatus::Waiting,
@@ -202,12 +198,7 @@ impl Runner<'_> {
             phase: &label,
             reason: &reason,
         });
-        let now = self.settings.clock.stamp();
-        let state = self.state_mut(u);
-        state.status = PhaseStatus::Skipped;
-        state.finished_at = Some(now);
-        state.skip_reason = Some(reason);
-        self.mark(u);
+        self.transition(u, Transition::Skip { reason });
         self.note(Some(u), "phase-skipped", format!("{label} skipped"));
     }
 

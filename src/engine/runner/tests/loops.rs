@@ -309,8 +309,10 @@ async fn a_loop_sent_back_to_pending_starts_over_and_keeps_its_old_iterations() 
     // What `wfe retry RUN fix` leaves: the loop pending, its attempt
     // and (here) its iteration as they were, the run paused.
     let snap = f.snapshot(&run);
-    let mut fix = snap.phase("fix").unwrap().clone();
-    fix.status = PhaseStatus::Pending;
+    let fix = PhaseState {
+        status: PhaseStatus::Pending,
+        ..snap.phase("fix").unwrap().clone()
+    };
     let mut record = snap.record.clone();
     record.status = RunStatus::Paused;
     forge(
@@ -471,8 +473,14 @@ async fn cancelling_a_run_without_its_runner_cancels_the_loop_and_its_open_child
             (layout::state(&key("b")), forged_state("b", Running, 1, 2)),
         ],
     );
-    crate::engine::manual::control_offline(&f.store, &run, &Action::Cancel, "me", &Clock::system())
-        .unwrap();
+    crate::engine::operations::control_offline(
+        &f.store,
+        &run,
+        &Action::Cancel,
+        "me",
+        &Clock::system(),
+    )
+    .unwrap();
     let snap = f.snapshot(&run);
     assert_eq!(snap.record.status, RunStatus::Cancelled);
     assert_eq!(snap.phase("fix").unwrap().status, PhaseStatus::Cancelled);

@@ -201,12 +201,16 @@ async fn resuming_reruns_only_what_was_running() {
     );
     // Forge what a runner killed inside `b` leaves behind: a done, b running.
     let tip = f.store.tip(&run).unwrap().unwrap();
-    let mut a = PhaseState::pending("a", PhaseKind::Script);
-    a.status = PhaseStatus::Completed;
-    a.attempt = 1;
-    let mut b = PhaseState::pending("b", PhaseKind::Script);
-    b.status = PhaseStatus::Running;
-    b.attempt = 1;
+    let a = PhaseState {
+        status: PhaseStatus::Completed,
+        attempt: 1,
+        ..PhaseState::pending("a", PhaseKind::Script)
+    };
+    let b = PhaseState {
+        status: PhaseStatus::Running,
+        attempt: 1,
+        ..PhaseState::pending("b", PhaseKind::Script)
+    };
     let changes = [
         Change::write(layout::state("a"), to_file_bytes(&a)),
         Change::write(layout::state("b"), to_file_bytes(&b)),
@@ -294,10 +298,13 @@ fn forged_state(id: &str, status: PhaseStatus, attempt: u32, iteration: u32) -> 
     } else {
         PhaseKind::Script
     };
-    let mut state = PhaseState::pending(id, kind);
-    state.status = status;
-    state.attempt = attempt;
-    state.iteration = iteration;
+    // Forged as a dead runner would leave it, not through transitions.
+    let mut state = PhaseState {
+        status,
+        attempt,
+        iteration,
+        ..PhaseState::pending(id, kind)
+    };
     if id == "b" && status == PhaseStatus::Completed {
         state.artifacts = vec!["result".into()];
     }
