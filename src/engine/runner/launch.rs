@@ -11,11 +11,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::agent::AgentFiles;
 use super::{Runner, Unit};
-use crate::agent::{AgentJob, Progress, Step, run_agent};
+use crate::agent::{AgentJob, Progress, Step};
+use crate::engine::Executor;
 use crate::engine::{Event, Observer, Transition, to_file_bytes};
-use crate::exec::{
-    ArtifactProblem, AttemptError, AttemptOutcome, LogSink, OutputSpec, ScriptJob, run_script,
-};
+use crate::exec::{ArtifactProblem, AttemptError, AttemptOutcome, LogSink, OutputSpec, ScriptJob};
 use crate::template::PhaseKind;
 use crate::template::{RetryPolicy, expr};
 use crate::time::Clock;
@@ -75,6 +74,7 @@ pub(super) struct Launch {
 /// Runs a phase's attempts (retrying with backoff) and reports each one.
 pub(super) async fn phase_task(
     launch: Launch,
+    executor: Arc<dyn Executor>,
     mut cancel: watch::Receiver<bool>,
     sink: Arc<dyn Observer>,
     clock: Clock,
@@ -97,11 +97,15 @@ pub(super) async fn phase_task(
             Job::Script(job) => {
                 job.attempt = attempt;
                 job.scratch = scratch.join(attempt.to_string());
-                run_script((**job).clone(), cancel.clone(), sink.clone(), clock).await
+                let job = (**job).clone();
+                executor
+                    .run_script(job, cancel.clone(), sink.clone(), clock)
+                    .await
             }
             Job::Agent(job) => {
                 job.attempt = attempt;
-                let outcome = agent_attempt(unit, job, &cancel, &sink, clock, &tx).await;
+                let outcome =
+                    agent_attempt(&*executor, unit, job, &cancel, &sink, clock, &tx).await;
                 // A later attempt starts a new conversation.
                 job.journal = Default::default();
                 outcome
@@ -143,6 +147,7 @@ pub(super) async fn phase_task(
 
 /// Runs one agent attempt, passing its steps to the runner to commit.
 async fn agent_attempt(
+    executor: &dyn Executor,
     unit: Unit,
     job: &AgentJob,
     cancel: &watch::Receiver<bool>,
@@ -165,7 +170,7 @@ async fn agent_attempt(
             }
         }
     };
-    let run = run_agent(job.clone(), cancel.clone(), sink.clone(), progress, clock);
+    let run = executor.run_agent(job.clone(), cancel.clone(), sink.clone(), progress, clock);
     // The forwarder ends when the agent drops its `Progress`, i.e. with the attempt.
     let (outcome, ()) = tokio::join!(run, forward);
     outcome

@@ -15,7 +15,7 @@
 //! [`iteration`].
 //!
 //! This file holds the runner's state and its drive loop; the steps live
-//! beside it, one concept per file: [`create`] (a run's first checkpoint),
+//! beside it, one concept per file: [`create`](mod@create) (a run's first checkpoint),
 //! [`schedule`] (what may start), [`launch`] (resolving and running a
 //! phase's attempts), [`finish`] (recording what an attempt did, and the
 //! run's end), [`requests`] (control requests from other processes),
@@ -45,6 +45,7 @@ use self::checkpoint::Pending;
 use self::iteration::LoopState;
 use self::launch::{Report, phase_task};
 use super::control::{self, ControlDir, Reply};
+use super::executor::{Executor, System};
 use super::snapshot::RunSnapshot;
 use super::{
     Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, Seats,
@@ -136,6 +137,19 @@ pub async fn drive(
     run: &RunId,
     settings: &Settings,
     observer: Arc<dyn Observer>,
+    interrupt: watch::Receiver<bool>,
+) -> Result<RunStatus, EngineError> {
+    let executor: Arc<dyn Executor> = Arc::new(System);
+    drive_with(store, run, settings, executor, observer, interrupt).await
+}
+
+/// [`drive`], running attempts through `executor`.
+pub async fn drive_with(
+    store: &dyn RunStore,
+    run: &RunId,
+    settings: &Settings,
+    executor: Arc<dyn Executor>,
+    observer: Arc<dyn Observer>,
     mut interrupt: watch::Receiver<bool>,
 ) -> Result<RunStatus, EngineError> {
     let mut runner = Runner::load(store, run, settings, observer.clone())?;
@@ -201,6 +215,7 @@ pub async fn drive(
             running += 1;
             tokio::spawn(phase_task(
                 launch,
+                executor.clone(),
                 cancel_rx.clone(),
                 observer.clone(),
                 settings.clock,

@@ -1,4 +1,6 @@
-//! The runner end to end on the memory store, with real scripts.
+//! The runner end to end on the memory store: what it does with phases
+//! that succeed or fail is tested with the scripted [`Fake`] executor;
+//! outputs, loops and interrupts run real scripts, as wiring tests.
 
 mod loops;
 
@@ -9,7 +11,7 @@ use tokio::sync::watch;
 
 use super::{NewRun, Settings, create, drive, ensure_runnable, resumable};
 use crate::engine::control::Action;
-use crate::engine::testing::{self, Quiet};
+use crate::engine::testing::{self, Fake, Quiet, exited, succeeded};
 use crate::engine::{PhaseState, PhaseStatus, RunSnapshot, RunStatus, layout, to_file_bytes};
 use crate::exec::AttemptError;
 use crate::store::{Change, MemoryStore, Message, RunId, RunStore};
@@ -72,6 +74,11 @@ impl Fixture {
         self.snapshot(run).phase(phase).unwrap().status
     }
 
+    /// Drives `run` to its end with `fake` running its scripts.
+    async fn drive_fake(&self, run: &RunId, fake: &Arc<Fake>) -> RunStatus {
+        testing::drive_with_quietly(&self.store, run, &self.settings, fake.clone()).await
+    }
+
     /// Lines appended by phases to `ran.txt` (their side effects).
     fn ran(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("ran.txt"))
@@ -97,7 +104,8 @@ async fn a_chain_takes_one_checkpoint_per_phase_plus_start_and_creation() {
         ]),
         json!({}),
     );
-    assert_eq!(f.drive(&run).await, RunStatus::Completed);
+    let fake = Fake::new(|_| succeeded());
+    assert_eq!(f.drive_fake(&run, &fake).await, RunStatus::Completed);
     let summaries: Vec<String> = f
         .store
         .history(&run)
@@ -116,7 +124,7 @@ async fn a_chain_takes_one_checkpoint_per_phase_plus_start_and_creation() {
             "wfe: c completed (attempt 1); run completed",
         ]
     );
-    assert_eq!(f.ran(), ["a", "b", "c"]);
+    assert_eq!(fake.ran(), ["a", "b", "c"]);
 }
 
 #[tokio::test]
@@ -132,9 +140,17 @@ async fn a_false_if_skips_the_phase_and_its_dependants_still_run() {
         ]),
         json!({ "go": false }),
     );
-    assert_eq!(f.drive(&run).await, RunStatus::Completed);
+    // z passes only if its command rendered `skipped` as the skipped phase.
+    let fake = Fake::new(|job| {
+        if job.phase == "z" && !job.command.ends_with("test 'maybe' = maybe") {
+            exited(1)
+        } else {
+            succeeded()
+        }
+    });
+    assert_eq!(f.drive_fake(&run, &fake).await, RunStatus::Completed);
     assert_eq!(f.status(&run, "maybe"), PhaseStatus::Skipped);
-    assert_eq!(f.ran(), ["a", "z"]);
+    assert_eq!(fake.ran(), ["a", "z"]);
     let snap = f.snapshot(&run);
     assert_eq!(
         snap.phase("maybe").unwrap().skip_reason.as_deref(),
@@ -153,7 +169,14 @@ async fn a_failure_stops_new_phases_but_lets_running_ones_finish() {
         ]),
         json!({}),
     );
-    assert_eq!(f.drive(&run).await, RunStatus::Failed);
+    let fake = Fake::new(|job| {
+        if job.phase == "bad" {
+            exited(3)
+        } else {
+            succeeded()
+        }
+    });
+    assert_eq!(f.drive_fake(&run, &fake).await, RunStatus::Failed);
     assert_eq!(f.status(&run, "bad"), PhaseStatus::Failed);
     assert_eq!(f.status(&run, "next"), PhaseStatus::Pending);
     assert_eq!(
@@ -167,6 +190,7 @@ async fn a_failure_stops_new_phases_but_lets_running_ones_finish() {
         snap.phase("bad").unwrap().error,
         Some(AttemptError::Exit { code: 3 })
     );
+    assert!(!fake.ran().contains(&"next".to_string()));
 }
 
 #[tokio::test]
@@ -176,7 +200,8 @@ async fn a_render_error_fails_the_phase_without_retrying() {
     p["run"] = json!("echo {{ args.x | nosuchfilter }}");
     p["retry"] = json!({ "max_attempts": 3, "backoff": "1ms" });
     let run = f.create(json!([p]), json!({}));
-    assert_eq!(f.drive(&run).await, RunStatus::Failed);
+    let fake = Fake::new(|_| succeeded());
+    assert_eq!(f.drive_fake(&run, &fake).await, RunStatus::Failed);
     let snap = f.snapshot(&run);
     let state = snap.phase("p").unwrap();
     assert_eq!(state.attempt, 1);
@@ -185,7 +210,7 @@ async fn a_render_error_fails_the_phase_without_retrying() {
         "{:?}",
         state.error
     );
-    assert!(f.ran().is_empty());
+    assert!(fake.ran().is_empty());
 }
 
 #[tokio::test]
@@ -219,9 +244,10 @@ async fn resuming_reruns_only_what_was_running() {
         .commit(&run, Some(&tip), &changes, &Message::new("forged"), 0)
         .unwrap();
 
-    assert_eq!(f.drive(&run).await, RunStatus::Completed);
+    let fake = Fake::new(|_| succeeded());
+    assert_eq!(f.drive_fake(&run, &fake).await, RunStatus::Completed);
     assert_eq!(
-        f.ran(),
+        fake.ran(),
         ["b", "c"],
         "a completed before the crash and never runs again"
     );
