@@ -503,6 +503,14 @@ fn racing_control_commands_never_lose_an_update() {
                     "round {round}, {what}: {}",
                     out.stderr
                 ),
+                // Lost a compare-and-swap to the rival: a conflict, which
+                // wrote nothing and says what to do.
+                1 => assert!(
+                    out.stderr.contains("changed underneath this writer")
+                        && out.stderr.contains("then run the command again"),
+                    "round {round}, {what}: {}",
+                    out.stderr
+                ),
                 other => panic!("round {round}, {what} exited {other}: {}", out.stderr),
             }
         }

@@ -7,7 +7,7 @@ use super::context::Context;
 use super::error::{CliError, Outcome};
 use super::ui::Ui;
 use crate::engine::control::{Action, ControlDir};
-use crate::engine::manual;
+use crate::engine::operations;
 use crate::store::{RunId, RunLock, StoreError};
 
 /// How long to wait for a live runner to answer.
@@ -64,7 +64,8 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Ou
         }
         match ctx.store.lock(run, &ctx.clock.stamp()) {
             Ok(lock) => {
-                let outcome = manual::control_offline(&ctx.store, run, &action, &by, &ctx.clock)?;
+                let outcome =
+                    operations::control_offline(&ctx.store, run, &action, &by, &ctx.clock)?;
                 drop(lock);
                 ui.note(&format!("no runner is running run {run}: {outcome}"));
                 return Ok(Outcome::Success);

@@ -8,19 +8,12 @@
 //! rather than sockets: they need no daemon, survive the runner dying
 //! (the sender then acts on the ref itself), and work across worktrees.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
-
-use super::PhaseState;
-use super::PhaseStatus;
-use crate::artifact::Schema;
-use crate::template::Phase;
 
 /// How often the control directory is polled when it cannot be watched.
 const POLL: Duration = Duration::from_millis(250);
@@ -233,67 +226,6 @@ impl Drop for Watch {
             poller.abort();
         }
     }
-}
-
-/// Checks an approval of `phase` (in `state`): it must be waiting, and an
-/// attached artifact must match the phase's one declared output. Returns
-/// the artifact to record as (name, value).
-pub(super) fn check_approval(
-    phase: &Phase,
-    state: &PhaseState,
-    artifact: Option<&Value>,
-    schemas: &BTreeMap<String, Arc<Schema>>,
-) -> Result<Option<(String, Value)>, String> {
-    if state.status != PhaseStatus::Waiting {
-        return Err(format!(
-            "phase `{}` is {}, not waiting for an approval",
-            phase.id,
-            state.status.as_str()
-        ));
-    }
-    let Some(value) = artifact else {
-        return Ok(None);
-    };
-    let mut outputs = phase.outputs.iter();
-    let (name, schema_name) = match (outputs.next(), outputs.next()) {
-        (Some(only), None) => only,
-        (None, _) => {
-            return Err(format!(
-                "phase `{}` declares no output to attach an artifact to",
-                phase.id
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "phase `{}` declares several outputs; an approval attaches one",
-                phase.id
-            ));
-        }
-    };
-    if let Some(schema) = schemas.get(schema_name) {
-        let violations = schema.validate(value);
-        if !violations.is_empty() {
-            let list: Vec<String> = violations
-                .iter()
-                .map(|v| {
-                    format!(
-                        "{}: {}",
-                        if v.instance_path.is_empty() {
-                            "(root)"
-                        } else {
-                            &v.instance_path
-                        },
-                        v.message
-                    )
-                })
-                .collect();
-            return Err(format!(
-                "the artifact does not match schema `{schema_name}`:\n  {}",
-                list.join("\n  ")
-            ));
-        }
-    }
-    Ok(Some((name.clone(), value.clone())))
 }
 
 #[cfg(test)]

@@ -6,16 +6,38 @@
 //! on the ref. Transitions that happen together (a phase completing and the
 //! phases it unblocks starting) fold into one checkpoint. The engine never
 //! prints: it reports through an [`Observer`].
+//!
+//! Layout, one concept per file:
+//!
+//! - [`PhaseState`] (`phase_state.rs`): a phase's `state.json` and the one
+//!   state machine over its status ([`Transition`]); nothing else sets a
+//!   phase's status. `record.rs` holds `run.json` ([`RunRecord`]) and
+//!   comments.
+//! - `runner/`: the live runner. `mod.rs` holds its state and drive loop;
+//!   `create` (a run's first checkpoint), `schedule` (what may start),
+//!   `launch` (resolving a phase into a job and running its attempts
+//!   through an executor), `finish` (recording an attempt, the run's end),
+//!   `requests` (control requests), `checkpoint` (folding transitions into
+//!   one commit), `iteration` (loops) and `agent` (agent phases).
+//! - [`operations`]: what a person does to a run outside its runner, one
+//!   file per operation as `cli/commands/` has one per command (pause,
+//!   cancel, approve, continue, auto, comment, accept, edit, retry, skip,
+//!   rollback, undo). Approving and cancelling use the same functions as
+//!   the runner.
+//! - [`control`]: the request files a live runner listens to; `snapshot`,
+//!   `compare`, [`layout`] (the checkpoint tree's paths), `dag`, `seats`,
+//!   `observer`, `error`.
 
 pub mod compare;
 pub mod control;
 mod dag;
 mod error;
+mod executor;
 pub mod layout;
-pub mod manual;
 mod observer;
+pub mod operations;
+mod phase_state;
 mod record;
-pub mod recovery;
 mod runner;
 mod seats;
 mod snapshot;
@@ -26,8 +48,10 @@ pub mod view;
 pub use crate::agent::ToolCall;
 pub use dag::Dag;
 pub use error::EngineError;
+pub use executor::{Executor, System};
 pub use observer::{Event, Observer};
-pub use record::{Comment, PhaseState, PhaseStatus, RunRecord, RunStatus, to_file_bytes};
-pub use runner::{NewRun, Settings, create, drive, ensure_runnable, resumable};
+pub use phase_state::{Failure, IllegalTransition, PhaseState, PhaseStatus, Transition};
+pub use record::{Comment, RunRecord, RunStatus, to_file_bytes};
+pub use runner::{NewRun, Settings, create, drive, drive_with, ensure_runnable, resumable};
 pub use seats::{REVIEW_SCHEMA, SeatRole, Seats};
 pub use snapshot::RunSnapshot;

@@ -1,4 +1,5 @@
-//! The records a checkpoint holds: `run.json` and `phases/<id>/state.json`.
+//! The records a checkpoint holds: `run.json` and `comments.jsonl` (a
+//! phase's `state.json` is [`super::PhaseState`], beside its transitions).
 //!
 //! These are wfe's own file formats; their JSON Schemas are generated from
 //! these types. Fields are declared in the order they should appear in the
@@ -9,9 +10,6 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::attempt::{AttemptError, AttemptUsage};
-use crate::template::PhaseKind;
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -56,64 +54,6 @@ impl RunStatus {
     }
 }
 
-/// Where a phase is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PhaseStatus {
-    /// Not started.
-    Pending,
-    /// An attempt is running (or waiting to be retried).
-    Running,
-    /// Waiting for an approval.
-    Waiting,
-    /// Ended well; its artifacts are valid.
-    Completed,
-    /// Its last attempt failed.
-    Failed,
-    /// Not run: its `if` was false, or it was skipped by hand.
-    Skipped,
-    /// Stopped on request.
-    Cancelled,
-    /// Its last attempt ran out of time.
-    TimedOut,
-}
-
-impl PhaseStatus {
-    /// The status as written in files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PhaseStatus::Pending => "pending",
-            PhaseStatus::Running => "running",
-            PhaseStatus::Waiting => "waiting",
-            PhaseStatus::Completed => "completed",
-            PhaseStatus::Failed => "failed",
-            PhaseStatus::Skipped => "skipped",
-            PhaseStatus::Cancelled => "cancelled",
-            PhaseStatus::TimedOut => "timed_out",
-        }
-    }
-
-    /// True once the phase will not run again by itself.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            PhaseStatus::Completed
-                | PhaseStatus::Failed
-                | PhaseStatus::Skipped
-                | PhaseStatus::Cancelled
-                | PhaseStatus::TimedOut
-        )
-    }
-
-    /// True for the statuses of a phase that did not end well.
-    pub fn is_failure(self) -> bool {
-        matches!(
-            self,
-            PhaseStatus::Failed | PhaseStatus::TimedOut | PhaseStatus::Cancelled
-        )
-    }
-}
-
 /// `run.json`: what the run is and where it stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -146,96 +86,15 @@ pub struct RunRecord {
     pub reason: Option<String>,
 }
 
-/// `phases/<id>/state.json`: one phase's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PhaseState {
-    /// The phase's id.
-    pub id: String,
-    /// The phase's kind.
-    pub kind: PhaseKind,
-    /// Where the phase stands.
-    pub status: PhaseStatus,
-    /// The current (or last) attempt, from 1; 0 before the first.
-    pub attempt: u32,
-    /// A loop: its current (or last) iteration, from 1; a loop's child: the
-    /// iteration it belongs to. 0 (left out) for everything else.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub iteration: u32,
-    /// When the current attempt started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    /// When the phase ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    /// How long the last attempt took, in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<u64>,
-    /// The last attempt's exit code, for scripts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// The provider the next (or current) attempt uses instead of the
-    /// template's, as `wfe retry --provider` asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    /// The model the next (or current) attempt uses instead of the
-    /// template's, as `wfe retry --model` asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// An agent's tokens and cost in the last attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<AttemptUsage>,
-    /// An agent attempt that was interrupted (runner died, paused, provider
-    /// outage): the next start continues its conversation instead of
-    /// starting a new attempt.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub continues: bool,
-    /// The artifacts under `artifacts/`, by name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub artifacts: Vec<String>,
-    /// Why the last attempt failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<AttemptError>,
-    /// Why the phase was skipped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skip_reason: Option<String>,
-    /// A loop that completed because `max_iters` ran out before `until`
-    /// held (`on_exhausted: continue`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub exhausted: bool,
-    /// Artifacts a person accepted or edited without them passing their schema.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub forced: Vec<String>,
-}
-
-impl PhaseState {
-    /// A phase that has not started.
-    pub fn pending(id: &str, kind: PhaseKind) -> Self {
-        PhaseState {
-            id: id.to_string(),
-            kind,
-            status: PhaseStatus::Pending,
-            attempt: 0,
-            iteration: 0,
-            started_at: None,
-            finished_at: None,
-            duration_ms: None,
-            exit_code: None,
-            provider: None,
-            model: None,
-            usage: None,
-            continues: false,
-            artifacts: Vec::new(),
-            error: None,
-            skip_reason: None,
-            exhausted: false,
-            forced: Vec::new(),
-        }
+impl RunRecord {
+    /// Moves the run to `status` for `reason`, at time `now` (RFC 3339):
+    /// a final status records when the run ended, any other clears it.
+    /// The live runner and the offline operations both go through here.
+    pub fn set_status(&mut self, status: RunStatus, reason: Option<String>, now: &str) {
+        self.status = status;
+        self.reason = reason;
+        self.finished_at = status.is_final().then(|| now.to_string());
     }
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 /// Serialises a record as a checkpoint file: pretty JSON, one value per line, final newline.

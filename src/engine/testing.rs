@@ -1,13 +1,19 @@
 //! What the engine's unit tests share: a silent observer, settings over a
-//! temp dir, and driving a run to its end on the memory store.
+//! temp dir, a scripted fake executor, and driving a run to its end on the
+//! memory store.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use futures_util::future::BoxFuture;
+use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{Event, Observer, RunStatus, Settings, drive};
-use crate::attempt::{LogLine, LogSink};
+use super::{Event, Executor, Observer, RunStatus, Settings, drive, drive_with};
+use crate::agent::{AgentJob, Progress};
+use crate::attempt::{AttemptError, AttemptOutcome, LogLine, LogSink};
+use crate::exec::ScriptJob;
 use crate::store::{RunId, RunStore};
 use crate::time::Clock;
 
@@ -44,6 +50,98 @@ pub(crate) async fn drive_quietly(
 ) -> RunStatus {
     let (_tx, rx) = watch::channel(false);
     drive(store, run, settings, Arc::new(Quiet), rx)
+        .await
+        .expect("drive")
+}
+
+/// A scripted executor for runner tests: each script attempt's outcome
+/// comes from a function of the resolved job, and which phases ran is
+/// remembered. It spawns nothing, and runs no agents.
+pub(crate) struct Fake {
+    script: Box<dyn Fn(&ScriptJob) -> AttemptOutcome + Send + Sync>,
+    ran: Mutex<Vec<String>>,
+}
+
+impl Fake {
+    /// An executor whose script attempts end as `script` says.
+    pub(crate) fn new(
+        script: impl Fn(&ScriptJob) -> AttemptOutcome + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Fake {
+            script: Box::new(script),
+            ran: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The phases whose attempts ran, in the order they started.
+    pub(crate) fn ran(&self) -> Vec<String> {
+        self.ran.lock().expect("not poisoned").clone()
+    }
+}
+
+impl Executor for Fake {
+    fn run_script(
+        &self,
+        job: ScriptJob,
+        _: watch::Receiver<bool>,
+        _: Arc<dyn LogSink>,
+        _: Clock,
+    ) -> BoxFuture<'static, AttemptOutcome> {
+        self.ran
+            .lock()
+            .expect("not poisoned")
+            .push(job.phase.clone());
+        let outcome = (self.script)(&job);
+        Box::pin(async move { outcome })
+    }
+
+    fn run_agent(
+        &self,
+        _: AgentJob,
+        _: watch::Receiver<bool>,
+        _: Arc<dyn LogSink>,
+        _: Progress,
+        _: Clock,
+    ) -> BoxFuture<'static, AttemptOutcome> {
+        let error = AttemptError::Internal {
+            message: "the fake executor runs no agents".into(),
+        };
+        Box::pin(async move { outcome(Err(error), None) })
+    }
+}
+
+fn outcome(
+    result: Result<BTreeMap<String, Value>, AttemptError>,
+    exit_code: Option<i32>,
+) -> AttemptOutcome {
+    AttemptOutcome {
+        result,
+        exit_code,
+        log: Vec::new(),
+        rejected: Vec::new(),
+        usage: None,
+    }
+}
+
+/// A script attempt that exited 0 and wrote no outputs.
+pub(crate) fn succeeded() -> AttemptOutcome {
+    outcome(Ok(BTreeMap::new()), Some(0))
+}
+
+/// A script attempt that exited with `code`.
+pub(crate) fn exited(code: i32) -> AttemptOutcome {
+    outcome(Err(AttemptError::Exit { code }), Some(code))
+}
+
+/// Drives `run` to its end through `executor`, with nobody watching or interrupting.
+pub(crate) async fn drive_with_quietly(
+    store: &dyn RunStore,
+    run: &RunId,
+    settings: &Settings,
+    executor: Arc<dyn Executor>,
+) -> RunStatus {
+    let (_tx, rx) = watch::channel(false);
+    drive_with(store, run, settings, executor, Arc::new(Quiet), rx)
         .await
         .expect("drive")
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::flatten::flatten;
 use crate::engine::layout;
-use crate::engine::manual::COMMENTS;
+use crate::engine::operations::COMMENTS;
 use crate::store::{CheckpointId, EntryKind, RunStore, StoreError};
 
 /// What a document is.

@@ -6,7 +6,7 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
-use crate::engine::manual;
+use crate::engine::operations;
 
 /// Accept a phase's rejected outputs as they are (marked forced)
 #[derive(Debug, Args)]
@@ -34,7 +34,7 @@ pub fn run(args: AcceptArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError
         )));
     }
     let lock = ctx.lock_waiting(&id, ui)?;
-    let checkpoint = manual::accept(&ctx.store, &id, &args.phase, &ctx.clock)?;
+    let checkpoint = operations::accept(&ctx.store, &id, &args.phase, &ctx.clock)?;
     drop(lock);
     ui.note(&format!(
         "accepted the outputs of {} as they are ({}); `wfe resume {id}` goes on",

@@ -5,7 +5,7 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
-use crate::engine::manual;
+use crate::engine::operations;
 
 /// Leave a comment on a run or one of its phases
 #[derive(Debug, Args)]
@@ -32,7 +32,7 @@ pub fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliErro
         Some((name, email)) => format!("{name} <{email}>"),
         None => "unknown".to_string(),
     };
-    let checkpoint = manual::comment(&ctx.store, &id, phase, &author, text, &ctx.clock)?;
+    let checkpoint = operations::comment(&ctx.store, &id, phase, &author, text, &ctx.clock)?;
     ui.note(&format!("commented on run {id} ({})", checkpoint.short()));
     Ok(Outcome::Success)
 }

@@ -7,7 +7,7 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui};
-use crate::engine::manual::{self, Checked};
+use crate::engine::operations::{self, Checked};
 
 /// Edit an artifact in $VISUAL or $EDITOR; it is validated before it is committed
 #[derive(Debug, Args)]
@@ -29,8 +29,8 @@ pub fn run(args: EditArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> 
     let lock = ctx.lock_waiting(&id, ui)?;
     let snap = ctx.snapshot(&id)?;
     let (phase, artifact) = (args.phase.as_str(), args.artifact.as_str());
-    manual::artifact_schema(&ctx.store, &snap, phase, artifact)?;
-    let original = manual::editable_artifact(&ctx.store, &snap, phase, artifact)?
+    operations::artifact_schema(&ctx.store, &snap, phase, artifact)?;
+    let original = operations::editable_artifact(&ctx.store, &snap, phase, artifact)?
         .unwrap_or_else(|| b"{}\n".to_vec());
     let dir = ctx.store.wfe_dir().join("edit");
     let file = dir.join(format!("{id}-{phase}-{artifact}.json"));
@@ -55,7 +55,7 @@ pub fn run(args: EditArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> 
             )]
         } else {
             let what = file.display().to_string();
-            match manual::check_artifact(&ctx.store, &snap, phase, artifact, &what, &bytes)? {
+            match operations::check_artifact(&ctx.store, &snap, phase, artifact, &what, &bytes)? {
                 Ok(Checked::Valid(value)) => {
                     return commit(ctx, ui, &snap, &args, &value, false, &file);
                 }
@@ -110,7 +110,7 @@ fn commit(
     forced: bool,
     file: &Path,
 ) -> Result<Outcome, CliError> {
-    let checkpoint = manual::set_artifact(
+    let checkpoint = operations::set_artifact(
         &ctx.store,
         snap,
         &args.phase,
@@ -131,7 +131,7 @@ fn commit(
         args.artifact,
         checkpoint.short()
     ));
-    let stale = manual::stale_dependants(snap, &args.phase);
+    let stale = operations::stale_dependants(snap, &args.phase);
     if !stale.is_empty() {
         ui.note(&format!(
             "note: {} already ran with the old value",

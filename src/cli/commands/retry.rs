@@ -5,7 +5,7 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
-use crate::engine::recovery::{self, Overrides};
+use crate::engine::operations::{self, Overrides};
 
 /// Run a phase again, and every phase downstream of it
 #[derive(Debug, Args)]
@@ -35,7 +35,7 @@ pub async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
         provider: args.provider,
         model: args.model,
     };
-    let retried = recovery::retry(
+    let retried = operations::retry(
         &ctx.store,
         &id,
         &args.phase,

@@ -6,7 +6,7 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
-use crate::engine::recovery::{self, RollbackTarget};
+use crate::engine::operations::{self, RollbackTarget};
 use crate::store::{CheckpointId, RunId, RunLock, StoreError};
 
 /// Move a run back to an earlier checkpoint (the old tip is kept for `wfe undo`)
@@ -28,13 +28,13 @@ pub fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliErr
     let lock = lock_now(ctx, &id)?;
     let snap = ctx.snapshot(&id)?;
     let target = RollbackTarget::parse(&snap, &args.to)?;
-    let resolved = recovery::resolve(&ctx.store, &id, &target, &args.to)?;
+    let resolved = operations::resolve(&ctx.store, &id, &target, &args.to)?;
     // Checked before anything moves, so a missing snapshot writes nothing.
     let tree = args
         .code
         .then(|| snapshot_tree(ctx, &resolved.to.id))
         .transpose()?;
-    let back = recovery::rollback(&ctx.store, &id, &resolved, &ctx.clock)?;
+    let back = operations::rollback(&ctx.store, &id, &resolved, &ctx.clock)?;
     if let Some(tree) = tree {
         let kept = ctx
             .store

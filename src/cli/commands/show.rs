@@ -3,12 +3,12 @@
 
 use clap::Args;
 
+use crate::attempt::AttemptError;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui, describe_error, human_duration};
 use crate::engine::view::{self, PhaseView, RunDetail};
 use crate::engine::{Comment, PhaseState, layout};
-use crate::attempt::AttemptError;
 use crate::template::PhaseKind;
 
 /// Lines of a phase's log shown by default.

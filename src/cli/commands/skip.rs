@@ -5,7 +5,7 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
-use crate::engine::recovery;
+use crate::engine::operations;
 
 /// Mark a phase skipped; its dependants run without its artifacts
 #[derive(Debug, Args)]
@@ -20,7 +20,7 @@ pub struct SkipArgs {
 pub fn run(args: SkipArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.lock_waiting(&id, ui)?;
-    let skipped = recovery::skip(
+    let skipped = operations::skip(
         &ctx.store,
         &id,
         &args.phase,

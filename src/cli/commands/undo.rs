@@ -5,7 +5,7 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
-use crate::engine::recovery;
+use crate::engine::operations;
 
 /// Restore the tip the last rollback set aside
 #[derive(Debug, Args)]
@@ -21,7 +21,7 @@ pub struct UndoArgs {
 pub fn run(args: UndoArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = super::rollback::lock_now(ctx, &id)?;
-    let undone = recovery::undo(&ctx.store, &id, &ctx.clock)?;
+    let undone = operations::undo(&ctx.store, &id, &ctx.clock)?;
     drop(lock);
     ui.note(&format!(
         "run {id} is back at {} (restored from {})",

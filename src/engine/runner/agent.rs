@@ -4,7 +4,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Job, Launch, Runner, Unit};
+use super::launch::{Job, Launch};
+use super::{Runner, Unit};
 use crate::agent::{AgentJob, Journal, ReviewJob, Step, ToolCall};
 use crate::artifact::OutputSpec;
 use crate::attempt::AttemptError;

@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Runner, Unit, finished_event, load_artifacts};
+use super::finish::{ending, finished_event};
+use super::{Runner, Unit, load_artifacts};
 use crate::attempt::AttemptError;
 use crate::engine::{
     Dag, EngineError, Event, PhaseState, PhaseStatus, RunSnapshot, layout, to_file_bytes,
@@ -445,13 +446,11 @@ impl Runner<'_> {
             duration: elapsed,
             error: error.as_ref(),
         });
+        self.transition_at(Unit::Top(p), ending(status, false), &format_stamp(now));
         let state = &mut self.states[p];
-        state.status = status;
-        state.finished_at = Some(format_stamp(now));
         state.duration_ms = Some(elapsed.as_millis() as u64);
         state.error = error.clone();
         state.exhausted = exhausted;
-        self.mark(Unit::Top(p));
         let s = if iterations == 1 { "" } else { "s" };
         let summary = match (&error, exhausted) {
             (Some(e), _) => format!("{id} {} (attempt {attempt}): {e}", status.as_str()),

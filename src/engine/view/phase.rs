@@ -6,7 +6,7 @@
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
-use super::super::{Comment, PhaseState, RunSnapshot, layout, manual};
+use super::super::{Comment, PhaseState, RunSnapshot, layout, operations};
 use super::ViewError;
 use crate::attempt::{AttemptError, LogLine};
 use crate::store::{EntryKind, RunId, RunStore};
@@ -87,7 +87,7 @@ impl PhaseView {
     pub fn load(store: &dyn RunStore, run: &RunId, asked: &str) -> Result<Self, ViewError> {
         let snap = RunSnapshot::load_tip(store, run)?;
         let found = locate(store, &snap, asked)?;
-        let comments = manual::comments(store, &snap)?
+        let comments = operations::comments(store, &snap)?
             .into_iter()
             .filter(|c| c.phase.as_deref() == Some(found.phase.as_str()))
             .collect();

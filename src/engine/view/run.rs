@@ -4,7 +4,7 @@
 use serde::{Serialize, Serializer};
 
 use super::super::{
-    Comment, Dag, EngineError, PhaseState, PhaseStatus, RunRecord, RunSnapshot, manual,
+    Comment, Dag, EngineError, PhaseState, PhaseStatus, RunRecord, RunSnapshot, operations,
 };
 use crate::attempt::AttemptUsage;
 use crate::store::{RunId, RunStore};
@@ -108,7 +108,7 @@ impl RunDetail {
     /// The run at its tip, with its comments.
     pub fn load(store: &dyn RunStore, run: &RunId) -> Result<Self, EngineError> {
         let snap = RunSnapshot::load_tip(store, run)?;
-        let comments = manual::comments(store, &snap)?;
+        let comments = operations::comments(store, &snap)?;
         Ok(RunDetail {
             run: RunView::from_snapshot(&snap),
             comments,

@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::engine::manual::COMMENTS;
-use crate::engine::{PhaseState, PhaseStatus, RunRecord, RunStatus, layout, to_file_bytes};
 use crate::attempt::{ArtifactProblem, AttemptError, AttemptUsage, LogLine, Stream};
+use crate::engine::operations::COMMENTS;
+use crate::engine::{PhaseState, PhaseStatus, RunRecord, RunStatus, layout, to_file_bytes};
 use crate::store::{Change, MemoryStore, Message, RunId, RunStore};
 use crate::template::{PhaseKind, Template};
 

@@ -1,0 +1,311 @@
+//! Changes a person makes to a run outside its runner, one file per
+//! operation as `cli/commands/` has one per command: pausing, cancelling,
+//! approving, continuing and switching auto mode without a runner
+//! ([`control_offline`]), commenting, accepting and editing outputs,
+//! retrying and skipping phases, rolling a run back and undoing that.
+//!
+//! Each operation that changes the run is one checkpoint made with
+//! compare-and-swap on the tip (rollback and undo move the ref instead,
+//! keeping the old tip in the trash). Phase statuses change only through
+//! [`PhaseState::apply`], and the transitions a live runner also makes
+//! (approving, cancelling) are the same functions here and there. The CLI
+//! takes the run's lock around everything but comments, which only append
+//! to `comments.jsonl` and which a live runner rebases over. Nothing here
+//! prints.
+
+mod accept;
+mod approve;
+mod auto;
+pub(crate) mod cancel;
+mod comment;
+mod r#continue;
+mod edit;
+mod pause;
+mod retry;
+mod rollback;
+mod skip;
+#[cfg(test)]
+mod tests;
+mod undo;
+
+pub use accept::accept;
+pub(crate) use approve::approve_phase;
+pub use comment::{COMMENTS, comment, comments};
+pub use edit::{
+    Checked, artifact_schema, check_artifact, editable_artifact, set_artifact, stale_dependants,
+};
+pub use retry::{Overrides, RESET_EVENT, RETRY_EVENT, Retried, retry};
+pub use rollback::{Resolved, RollbackTarget, RolledBack, resolve, rollback};
+pub use skip::{SKIP_EVENT, SKIPPED_BY_HAND, Skipped, skip};
+pub use undo::undo;
+
+use super::control::Action;
+use super::{
+    Dag, EngineError, PhaseState, PhaseStatus, RunSnapshot, RunStatus, Transition, layout,
+    to_file_bytes,
+};
+use crate::attempt::AttemptError;
+use crate::store::{Change, EntryKind, Message, RunId, RunStore, StoreError};
+use crate::time::Clock;
+
+/// How often a retry or skip starts over when another writer (a comment)
+/// moved the tip between reading it and committing.
+const CONFLICT_RETRIES: usize = 10;
+
+/// The trailer naming who asked for a retry or skip (`Name <email>`).
+pub const REQUESTED_BY: &str = "Wfe-Requested-By";
+
+/// What a control action done without a runner changed, for its checkpoint.
+struct Done {
+    /// The checkpoint's summary (`by …` is added).
+    summary: String,
+    /// The phase it is about, if any.
+    phase: Option<String>,
+    /// What was done, for the person who asked.
+    outcome: String,
+}
+
+/// Acts on a control request when no runner holds the run (the caller has
+/// taken the run's lock): the change is committed to the ref directly.
+/// Returns what was done, for the person who asked.
+pub fn control_offline(
+    store: &dyn RunStore,
+    run: &RunId,
+    action: &Action,
+    by: &str,
+    clock: &Clock,
+) -> Result<String, EngineError> {
+    let snap = RunSnapshot::load_tip(store, run)?;
+    let mut record = snap.record.clone();
+    let mut changes = Vec::new();
+    let now = clock.stamp();
+    let refuse = |reason: String| EngineError::NotControllable {
+        run: run.to_string(),
+        reason,
+    };
+    let done = match action {
+        Action::Pause => pause::offline(&mut record, by, &now).map_err(refuse)?,
+        Action::Cancel => {
+            cancel::offline(&snap, &mut record, &mut changes, by, &now).map_err(refuse)?
+        }
+        Action::Approve { phase, artifact } => approve::offline(
+            store,
+            &snap,
+            &mut record,
+            &mut changes,
+            phase,
+            artifact.as_ref(),
+            &now,
+        )?
+        .map_err(refuse)?,
+        Action::Continue => return Err(refuse(r#continue::offline(run))),
+        Action::Auto { on } => auto::offline(&mut record, *on),
+    };
+    if record != snap.record {
+        changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
+    }
+    let mut message = Message::new(format!("wfe: {} by {by}", done.summary))
+        .trailer("Wfe-Run", snap.record.id.as_str())
+        .trailer("Wfe-Template", snap.record.template.as_str());
+    if let Some(phase) = done.phase {
+        message = message.trailer("Wfe-Phase", phase);
+    }
+    message = message
+        .trailer("Wfe-Event", action.event())
+        .trailer("Wfe-Requested-By", by)
+        .trailer("Wfe-Status", record.status.as_str());
+    store.commit(
+        run,
+        Some(&snap.checkpoint),
+        &changes,
+        &message,
+        clock.epoch_seconds(),
+    )?;
+    Ok(done.outcome)
+}
+
+/// The `(phase, event)` pairs of a checkpoint's trailers, in order: an
+/// event belongs to the `Wfe-Phase` right before it, if any (how the
+/// runner writes folded checkpoints).
+pub fn events(message: &Message) -> Vec<(Option<&str>, &str)> {
+    let mut out = Vec::new();
+    let mut phase = None;
+    for (key, value) in &message.trailers {
+        if key.eq_ignore_ascii_case("Wfe-Phase") {
+            phase = Some(value.as_str());
+        } else if key.eq_ignore_ascii_case("Wfe-Event") {
+            out.push((phase.take(), value.as_str()));
+        } else {
+            phase = None;
+        }
+    }
+    out
+}
+
+/// A failed run whose failing phase was just fixed by hand becomes paused,
+/// so `wfe resume` goes on from there.
+fn reopen_failed_run(
+    snap: &RunSnapshot,
+    changes: &mut Vec<Change>,
+    message: Message,
+    phase: &str,
+    now: &str,
+) -> Message {
+    if snap.record.status != RunStatus::Failed {
+        return message;
+    }
+    let mut record = snap.record.clone();
+    let reason = format!("{phase} fixed by hand; `wfe resume` goes on");
+    record.set_status(RunStatus::Paused, Some(reason), now);
+    changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
+    let mut message = message;
+    // The status trailer is last; replace it with the new status.
+    message.trailers.retain(|(k, _)| k != "Wfe-Status");
+    message
+        .trailer("Wfe-Event", "run-paused")
+        .trailer("Wfe-Status", RunStatus::Paused.as_str())
+}
+
+fn base_message(snap: &RunSnapshot, summary: &str, phase: Option<&str>, event: &str) -> Message {
+    let mut message = Message::new(format!("wfe: {summary}"))
+        .trailer("Wfe-Run", snap.record.id.as_str())
+        .trailer("Wfe-Template", snap.record.template.as_str());
+    if let Some(phase) = phase {
+        message = message.trailer("Wfe-Phase", phase);
+    }
+    message
+        .trailer("Wfe-Event", event)
+        .trailer("Wfe-Status", snap.record.status.as_str())
+}
+
+fn rejected_path(phase: &str, attempt: u32, artifact: &str) -> String {
+    format!(
+        "{}/rejected/{artifact}.json",
+        layout::attempt(phase, attempt)
+    )
+}
+
+fn require_phase<'a>(
+    snap: &'a RunSnapshot,
+    phase: &str,
+) -> Result<&'a crate::template::Phase, EngineError> {
+    snap.template
+        .phases
+        .iter()
+        .find(|p| p.id == phase)
+        .ok_or_else(|| EngineError::NoSuchPhase {
+            run: snap.record.id.clone(),
+            phase: phase.to_string(),
+            known: snap.phases.iter().map(|p| p.id.clone()).collect(),
+        })
+}
+
+fn require_state<'a>(
+    snap: &'a RunSnapshot,
+    phase: &str,
+) -> Result<&'a super::PhaseState, EngineError> {
+    require_phase(snap, phase)?;
+    snap.phase(phase).ok_or_else(|| EngineError::NoSuchPhase {
+        run: snap.record.id.clone(),
+        phase: phase.to_string(),
+        known: snap.phases.iter().map(|p| p.id.clone()).collect(),
+    })
+}
+
+/// The phase's index and the run's DAG, or which phases there are.
+fn locate_phase(snap: &RunSnapshot, phase: &str) -> Result<(usize, Dag), EngineError> {
+    let dag = Dag::new(&snap.template.phases);
+    match dag.index(phase).filter(|&i| i < snap.phases.len()) {
+        Some(i) => Ok((i, dag)),
+        None => Err(EngineError::NoSuchPhase {
+            run: snap.record.id.clone(),
+            phase: phase.to_string(),
+            known: snap.phases.iter().map(|p| p.id.clone()).collect(),
+        }),
+    }
+}
+
+/// Archives what the phase's last attempt left (artifacts, log; an attempt
+/// whose runner died is recorded as interrupted) under `attempts/<n>/`,
+/// removes the phase's current artifacts and log, and returns its state as
+/// pending for the next attempt (attempt count, provider and model kept).
+fn set_aside(
+    store: &dyn RunStore,
+    snap: &RunSnapshot,
+    state: &PhaseState,
+    changes: &mut Vec<Change>,
+    now: &str,
+) -> Result<PhaseState, EngineError> {
+    let id = state.id.as_str();
+    let at = &snap.checkpoint;
+    if state.attempt > 0 {
+        let archive = layout::attempt(id, state.attempt);
+        let archived = format!("{archive}/artifacts");
+        // A failed attempt was archived by its runner; only a completed one
+        // still has its outputs where the next attempt will write.
+        if store.list_dir(at, &archived)?.is_empty() {
+            for (name, kind) in store.list_dir(at, &layout::artifacts(id))? {
+                if kind != EntryKind::File {
+                    continue;
+                }
+                let from = format!("{}/{name}", layout::artifacts(id));
+                if let Some(bytes) = store.read(at, &from)? {
+                    changes.push(Change::write(format!("{archived}/{name}"), bytes));
+                }
+            }
+        }
+        let log = format!("{archive}/log.jsonl");
+        if store.read(at, &log)?.is_none()
+            && let Some(bytes) = store.read(at, &layout::log(id))?
+        {
+            changes.push(Change::write(log, bytes));
+        }
+        let error = format!("{archive}/error.json");
+        if state.status == PhaseStatus::Running && store.read(at, &error)?.is_none() {
+            let interrupted = AttemptError::Internal {
+                message: "interrupted: the runner stopped during this attempt".into(),
+            };
+            changes.push(Change::write(error, to_file_bytes(&interrupted)));
+        }
+    }
+    changes.push(Change::Remove {
+        path: layout::artifacts(id),
+    });
+    changes.push(Change::Remove {
+        path: layout::log(id),
+    });
+    let mut pending = state.clone();
+    // A reset is allowed from every status.
+    let _ = pending.apply(Transition::Reset, now);
+    Ok(pending)
+}
+
+/// The first trailers of every checkpoint: the run and its template.
+fn head(message: Message, snap: &RunSnapshot) -> Message {
+    message
+        .trailer("Wfe-Run", snap.record.id.as_str())
+        .trailer("Wfe-Template", snap.record.template.as_str())
+}
+
+/// Who asked, then the run's status last (where tools look for it).
+fn tail(message: Message, requested_by: &str, status: RunStatus) -> Message {
+    message
+        .trailer(REQUESTED_BY, requested_by)
+        .trailer("Wfe-Status", status.as_str())
+}
+
+/// Runs `attempt` again while it loses a compare-and-swap to another
+/// writer; each round re-reads the tip, so nothing it decided is stale.
+fn with_retries<T>(mut attempt: impl FnMut() -> Result<T, EngineError>) -> Result<T, EngineError> {
+    let mut rounds = 0;
+    loop {
+        match attempt() {
+            Err(EngineError::Store(StoreError::Conflict { .. }))
+                if rounds + 1 < CONFLICT_RETRIES =>
+            {
+                rounds += 1;
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `wfe retry`: a phase set up for another attempt, with every phase
+//! downstream of it sent back to pending.
+
+use super::{head, locate_phase, set_aside, tail, with_retries};
+use crate::engine::{EngineError, PhaseStatus, RunSnapshot, RunStatus, layout, to_file_bytes};
+use crate::store::{Change, CheckpointId, Message, RunId, RunStore};
+use crate::time::Clock;
+
+/// The `Wfe-Event` of the phase a retry was asked for.
+pub const RETRY_EVENT: &str = "phase-retry-requested";
+/// The `Wfe-Event` of each dependant a retry sends back to pending.
+pub const RESET_EVENT: &str = "phase-reset";
+
+/// Choices for a retried phase's next attempt; `None` keeps what is recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// The provider to use instead of the template's.
+    pub provider: Option<String>,
+    /// The model to use instead of the template's.
+    pub model: Option<String>,
+}
+
+/// What a retry request changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retried {
+    /// The checkpoint that records the request.
+    pub checkpoint: CheckpointId,
+    /// The attempt the phase runs next.
+    pub next_attempt: u32,
+    /// Dependants sent back to pending, in template order.
+    pub reset: Vec<String>,
+}
+
+/// Marks `phase` for another attempt and every phase downstream of it
+/// pending; the run becomes paused, so `wfe resume` runs them again.
+///
+/// The phase keeps its attempt count (the runner starts the next one) and
+/// its last attempt's artifacts and log are archived under
+/// `attempts/<n>/`; the same happens to each dependant that is not already
+/// pending, phases skipped by an `if` included (it is evaluated again).
+/// `requested_by` is recorded as `Wfe-Requested-By`.
+pub fn retry(
+    store: &dyn RunStore,
+    run: &RunId,
+    phase: &str,
+    requested_by: &str,
+    overrides: &Overrides,
+    clock: &Clock,
+) -> Result<Retried, EngineError> {
+    with_retries(|| {
+        let snap = RunSnapshot::load_tip(store, run)?;
+        let (i, dag) = locate_phase(&snap, phase)?;
+        let state = &snap.phases[i];
+        let refused = |reason: String| EngineError::Refused {
+            action: "retry",
+            run: run.to_string(),
+            phase: phase.to_string(),
+            reason,
+        };
+        match state.status {
+            PhaseStatus::Pending if state.attempt == 0 => {
+                return Err(refused(format!(
+                    "it has not run yet; `wfe resume {run}` runs it"
+                )));
+            }
+            PhaseStatus::Waiting => {
+                return Err(refused("it is waiting for an approval".into()));
+            }
+            _ => {}
+        }
+        let mut changes = Vec::new();
+        let now = clock.stamp();
+        let mut again = set_aside(store, &snap, state, &mut changes, &now)?;
+        if overrides.provider.is_some() {
+            again.provider.clone_from(&overrides.provider);
+        }
+        if overrides.model.is_some() {
+            again.model.clone_from(&overrides.model);
+        }
+        changes.push(Change::write(layout::state(phase), to_file_bytes(&again)));
+        let next_attempt = again.attempt + 1;
+
+        let mut events = vec![(phase.to_string(), RETRY_EVENT)];
+        let mut reset = Vec::new();
+        for d in (0..dag.len()).filter(|&d| dag.ancestors(d).contains(&i)) {
+            let dependant = &snap.phases[d];
+            if dependant.status == PhaseStatus::Pending && dependant.attempt == 0 {
+                continue;
+            }
+            let pending = set_aside(store, &snap, dependant, &mut changes, &now)?;
+            changes.push(Change::write(
+                layout::state(&dependant.id),
+                to_file_bytes(&pending),
+            ));
+            events.push((dependant.id.clone(), RESET_EVENT));
+            reset.push(dependant.id.clone());
+        }
+
+        let mut record = snap.record.clone();
+        let was = record.status;
+        let reason = format!("retry of {phase} requested");
+        record.set_status(RunStatus::Paused, Some(reason), &now);
+        changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
+
+        let mut summary = format!("wfe: retry of {phase} requested (attempt {next_attempt} next)");
+        if !reset.is_empty() {
+            summary.push_str(&format!("; {} back to pending", reset.join(", ")));
+        }
+        let mut message = head(Message::new(summary), &snap);
+        for (id, event) in events {
+            message = message.trailer("Wfe-Phase", id).trailer("Wfe-Event", event);
+        }
+        if was != RunStatus::Paused {
+            message = message.trailer("Wfe-Event", "run-paused");
+        }
+        if let Some(provider) = &overrides.provider {
+            message = message.trailer("Wfe-Provider", provider.as_str());
+        }
+        if let Some(model) = &overrides.model {
+            message = message.trailer("Wfe-Model", model.as_str());
+        }
+        let message = tail(message, requested_by, RunStatus::Paused);
+        let checkpoint = store.commit(
+            run,
+            Some(&snap.checkpoint),
+            &changes,
+            &message,
+            clock.epoch_seconds(),
+        )?;
+        Ok(Retried {
+            checkpoint,
+            next_attempt,
+            reset,
+        })
+    })
+}

@@ -1,0 +1,93 @@
+//! `wfe skip`: a phase marked skipped by hand, so its dependants run as if
+//! its `if` had been false.
+
+use super::{head, locate_phase, set_aside, tail, with_retries};
+use crate::engine::{
+    EngineError, PhaseStatus, RunSnapshot, RunStatus, Transition, layout, resumable, to_file_bytes,
+};
+use crate::store::{Change, CheckpointId, Message, RunId, RunStore};
+use crate::time::Clock;
+
+/// The `Wfe-Event` of a phase skipped (by its `if`, or by hand).
+pub const SKIP_EVENT: &str = "phase-skipped";
+
+/// `skip_reason` of a phase skipped by hand.
+pub const SKIPPED_BY_HAND: &str = "skipped by hand";
+
+/// What a skip changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The checkpoint that records it.
+    pub checkpoint: CheckpointId,
+    /// True when the run was failed on this phase and is now paused.
+    pub reopened: bool,
+}
+
+/// Marks `phase` skipped by hand: its dependants run as if its `if` had
+/// been false and see no artifact of it. A run that failed on this phase
+/// alone becomes paused, so `wfe resume` goes on.
+pub fn skip(
+    store: &dyn RunStore,
+    run: &RunId,
+    phase: &str,
+    requested_by: &str,
+    clock: &Clock,
+) -> Result<Skipped, EngineError> {
+    with_retries(|| {
+        let snap = RunSnapshot::load_tip(store, run)?;
+        let (i, _) = locate_phase(&snap, phase)?;
+        let state = &snap.phases[i];
+        let refused = |reason: &str| EngineError::Refused {
+            action: "skip",
+            run: run.to_string(),
+            phase: phase.to_string(),
+            reason: reason.to_string(),
+        };
+        match state.status {
+            PhaseStatus::Completed => {
+                return Err(refused(
+                    "it completed and its artifacts stand; `wfe retry` runs it again, `wfe rollback --to` goes back before it",
+                ));
+            }
+            PhaseStatus::Skipped => return Err(refused("it is already skipped")),
+            PhaseStatus::Waiting => return Err(refused("it is waiting for an approval")),
+            _ => {}
+        }
+        let mut changes = Vec::new();
+        let now = clock.stamp();
+        let mut skipped = set_aside(store, &snap, state, &mut changes, &now)?;
+        let reason = SKIPPED_BY_HAND.to_string();
+        skipped
+            .apply(Transition::Skip { reason }, &now)
+            .map_err(|e| refused(&e.to_string()))?;
+        changes.push(Change::write(layout::state(phase), to_file_bytes(&skipped)));
+
+        let mut message = head(Message::new(format!("wfe: {phase} skipped by hand")), &snap)
+            .trailer("Wfe-Phase", phase)
+            .trailer("Wfe-Event", SKIP_EVENT);
+        let mut after = snap.clone();
+        after.phases[i] = skipped;
+        let reopened = snap.record.status == RunStatus::Failed && resumable(&after);
+        let mut status = snap.record.status;
+        if reopened {
+            let mut record = snap.record.clone();
+            let reason = format!("{phase} skipped by hand; `wfe resume` goes on");
+            record.set_status(RunStatus::Paused, Some(reason), &now);
+            changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
+            message = message.trailer("Wfe-Event", "run-paused");
+            status = RunStatus::Paused;
+        }
+        let message = tail(message, requested_by, status);
+        let checkpoint = store.commit(
+            run,
+            Some(&snap.checkpoint),
+            &changes,
+            &message,
+            clock.epoch_seconds(),
+        )?;
+        Ok(Skipped {
+            checkpoint,
+            reopened,
+        })
+    })
+}

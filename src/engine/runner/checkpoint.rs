@@ -1,0 +1,144 @@
+//! Checkpointing: transitions wait in [`Pending`] and are committed
+//! together as one checkpoint, rebased over comments other writers added.
+
+use super::{Runner, Unit};
+use crate::engine::{EngineError, Event, RunStatus, layout, to_file_bytes};
+use crate::store::{Change, Message, StoreError};
+
+/// The `Wfe-Event` of a checkpoint that only appends to `comments.jsonl`.
+pub const COMMENT_EVENT: &str = "comment";
+
+/// Changes and transitions waiting to be committed together.
+#[derive(Default)]
+pub(super) struct Pending {
+    pub(super) changes: Vec<Change>,
+    pub(super) record_dirty: bool,
+    pub(super) dirty: Vec<Unit>,
+    /// Human summaries, joined into the commit's first line.
+    pub(super) summaries: Vec<String>,
+    /// (phase key, event) trailers in order.
+    pub(super) events: Vec<(Option<String>, &'static str)>,
+    /// Who asked for the control actions in this checkpoint.
+    pub(super) requested_by: Vec<String>,
+}
+
+impl Runner<'_> {
+    pub(super) fn mark(&mut self, u: Unit) {
+        if !self.pending.dirty.contains(&u) {
+            self.pending.dirty.push(u);
+        }
+    }
+
+    pub(super) fn note(&mut self, u: Option<Unit>, event: &'static str, summary: String) {
+        let key = u.map(|u| self.key(u));
+        self.pending.events.push((key, event));
+        self.pending.summaries.push(summary);
+    }
+
+    pub(super) fn set_status(&mut self, status: RunStatus, reason: Option<String>) {
+        if self.record.status == status && self.record.reason == reason {
+            return;
+        }
+        let event = match status {
+            RunStatus::Running => "run-started",
+            RunStatus::Completed => "run-completed",
+            RunStatus::Failed => "run-failed",
+            RunStatus::Paused => "run-paused",
+            RunStatus::Cancelled => "run-cancelled",
+            RunStatus::Waiting => "run-waiting",
+            RunStatus::Pending => "run-pending",
+        };
+        let summary = match (&status, &reason) {
+            (RunStatus::Running, _) if self.record.status == RunStatus::Pending => {
+                "run started".to_string()
+            }
+            (RunStatus::Running, _) => "run resumed".to_string(),
+            (_, Some(reason)) => format!("run {}: {reason}", status.as_str()),
+            (_, None) => format!("run {}", status.as_str()),
+        };
+        let now = self.settings.clock.stamp();
+        self.record.set_status(status, reason, &now);
+        self.pending.record_dirty = true;
+        self.note(None, event, summary);
+    }
+
+    /// After a conflict: if every checkpoint another writer added since our
+    /// tip only appended comments (which a live run accepts), moves our tip
+    /// onto theirs and returns true; the runner's changes are whole files it
+    /// alone writes, so they apply unchanged on top.
+    pub(super) fn rebase_over_comments(&mut self) -> Result<bool, EngineError> {
+        let Some(theirs) = self.store.tip(&self.run)? else {
+            return Ok(false);
+        };
+        let mut next = Some(theirs.clone());
+        while let Some(id) = next {
+            if id == self.tip {
+                self.tip = theirs;
+                return Ok(true);
+            }
+            let checkpoint = self.store.checkpoint(&id)?;
+            if checkpoint.message.get("Wfe-Event") != Some(COMMENT_EVENT) {
+                return Ok(false);
+            }
+            next = checkpoint.parent;
+        }
+        Ok(false)
+    }
+
+    /// Commits everything pending as one checkpoint (nothing if nothing changed).
+    pub(super) fn flush(&mut self) -> Result<(), EngineError> {
+        if self.pending.events.is_empty()
+            && self.pending.changes.is_empty()
+            && self.pending.dirty.is_empty()
+        {
+            for ack in self.acks.drain(..) {
+                let _ = ack.send(());
+            }
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut changes = pending.changes;
+        if pending.record_dirty {
+            changes.push(Change::write(layout::RUN, to_file_bytes(&self.record)));
+        }
+        for u in pending.dirty {
+            changes.push(Change::write(
+                layout::state(&self.key(u)),
+                to_file_bytes(self.state(u)),
+            ));
+        }
+        let mut message = Message::new(format!("wfe: {}", pending.summaries.join("; ")))
+            .trailer("Wfe-Run", self.run.as_str())
+            .trailer("Wfe-Template", self.record.template.as_str());
+        for (phase, event) in pending.events {
+            if let Some(phase) = phase {
+                message = message.trailer("Wfe-Phase", phase);
+            }
+            message = message.trailer("Wfe-Event", event);
+        }
+        for by in pending.requested_by {
+            message = message.trailer("Wfe-Requested-By", by);
+        }
+        message = message.trailer("Wfe-Status", self.record.status.as_str());
+        let id = loop {
+            let time = self.settings.clock.epoch_seconds();
+            match self
+                .store
+                .commit(&self.run, Some(&self.tip), &changes, &message, time)
+            {
+                Err(StoreError::Conflict { .. }) if self.rebase_over_comments()? => continue,
+                other => break other?,
+            }
+        };
+        self.observer.event(&Event::Checkpoint {
+            id: &id,
+            summary: &message.summary,
+        });
+        self.tip = id;
+        // The agents' steps are in git now: they may go on.
+        for ack in self.acks.drain(..) {
+            let _ = ack.send(());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! Creating a run: its first checkpoint, once the template is known to be
+//! runnable.
+
+use serde_json::Value;
+
+use super::iteration;
+use crate::engine::{EngineError, PhaseState, RunRecord, RunStatus, layout, to_file_bytes};
+use crate::store::{Change, CheckpointId, Message, RunId, RunStore};
+use crate::template::{PhaseKind, Template, digest};
+use crate::time::Clock;
+use std::collections::BTreeMap;
+
+/// A run about to be created: everything already validated.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The new run's id.
+    pub id: RunId,
+    /// The validated template.
+    pub template: Template,
+    /// Where the template came from.
+    pub template_source: String,
+    /// The validated args.
+    pub args: Value,
+    /// Every schema the template names: (name as written, schema document).
+    pub schemas: Vec<(String, Value)>,
+    /// The commit HEAD points at.
+    pub base_commit: String,
+    /// Advance without asking after each phase.
+    pub auto: bool,
+}
+
+/// Refuses templates this version cannot run, before anything is written:
+/// loops of anything but script and agent phases.
+pub fn ensure_runnable(template: &Template) -> Result<(), EngineError> {
+    for phase in &template.phases {
+        match phase.kind {
+            PhaseKind::Script | PhaseKind::Gate | PhaseKind::Agent => {}
+            PhaseKind::Loop => iteration::ensure_runnable(phase)?,
+        }
+    }
+    Ok(())
+}
+
+/// Writes the run's first checkpoint: run.json, the frozen template and
+/// schemas, and a pending state for every top-level phase (a loop's
+/// children get theirs when an iteration starts).
+pub fn create(
+    store: &dyn RunStore,
+    new: &NewRun,
+    clock: &Clock,
+) -> Result<CheckpointId, EngineError> {
+    ensure_runnable(&new.template)?;
+    let mut changes = Vec::new();
+    let mut frozen = BTreeMap::new();
+    for (name, json) in &new.schemas {
+        let path = layout::frozen_schema(name);
+        changes.push(Change::write(path.clone(), to_file_bytes(json)));
+        frozen.insert(name.clone(), path);
+    }
+    let record = RunRecord {
+        id: new.id.to_string(),
+        template: new.template.name.clone(),
+        template_source: new.template_source.clone(),
+        template_digest: digest(&new.template),
+        args: new.args.clone(),
+        status: RunStatus::Pending,
+        auto: new.auto,
+        base_commit: new.base_commit.clone(),
+        created_at: clock.stamp(),
+        finished_at: None,
+        schemas: frozen,
+        reason: None,
+    };
+    changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
+    changes.push(Change::write(
+        layout::TEMPLATE,
+        to_file_bytes(&new.template),
+    ));
+    for phase in &new.template.phases {
+        changes.push(Change::write(
+            layout::state(&phase.id),
+            to_file_bytes(&PhaseState::pending(&phase.id, phase.kind)),
+        ));
+    }
+    let message = Message::new(format!(
+        "wfe: run created from template {}",
+        new.template.name
+    ))
+    .trailer("Wfe-Run", new.id.as_str())
+    .trailer("Wfe-Template", new.template.name.as_str())
+    .trailer("Wfe-Event", "run-created")
+    .trailer("Wfe-Status", RunStatus::Pending.as_str());
+    Ok(store.commit(&new.id, None, &changes, &message, clock.epoch_seconds())?)
+}

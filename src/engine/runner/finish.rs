@@ -1,0 +1,331 @@
+//! Finishing: recording what an attempt did (its outcome, log, artifacts,
+//! archived failures), phases a dead runner left running, and the run's
+//! own end.
+
+use std::time::Duration;
+
+use super::launch::Report;
+use super::{Runner, Stop, Unit, blocking_failures};
+use crate::attempt::{AttemptError, AttemptOutcome, LogLine};
+use crate::engine::operations::cancel;
+use crate::engine::{Event, Failure, PhaseStatus, RunStatus, Transition, layout, to_file_bytes};
+use crate::provider::ProviderErrorKind;
+use crate::store::{Change, WORKSPACE};
+use crate::template::{Approval, PhaseKind};
+
+impl Runner<'_> {
+    /// Phases left `running` by a runner that died start over as a new
+    /// attempt; the lost attempt is archived as interrupted. A loop left
+    /// running is not one of them: it goes on in its iteration, where its
+    /// children that were running start over.
+    pub(super) fn recover_interrupted(&mut self) {
+        let interrupted: Vec<Unit> = self
+            .units()
+            .into_iter()
+            .filter(|&u| {
+                self.state(u).status == PhaseStatus::Running && self.spec(u).kind != PhaseKind::Loop
+            })
+            .collect();
+        for u in interrupted {
+            let attempt = self.state(u).attempt;
+            if self.spec(u).kind == PhaseKind::Agent {
+                // Its conversation is in the run: the next start resumes it.
+                self.transition(u, Transition::Interrupt { continues: true });
+                let label = self.label(u);
+                self.note(
+                    Some(u),
+                    "phase-interrupted",
+                    format!("{label} interrupted (attempt {attempt}); its conversation goes on"),
+                );
+                continue;
+            }
+            let error = AttemptError::Internal {
+                message: "interrupted: the runner stopped during this attempt".into(),
+            };
+            let key = self.key(u);
+            self.pending.changes.push(Change::write(
+                format!("{}/error.json", layout::attempt(&key, attempt)),
+                to_file_bytes(&error),
+            ));
+            self.transition(u, Transition::Interrupt { continues: false });
+            self.state_mut(u).error = Some(error);
+            let label = self.label(u);
+            self.note(
+                Some(u),
+                "phase-interrupted",
+                format!("{label} interrupted (attempt {attempt})"),
+            );
+        }
+    }
+
+    /// Records a report; returns true when the phase's task has ended.
+    pub(super) fn apply(&mut self, report: Report, paused: bool) -> bool {
+        match report {
+            Report::Retrying {
+                unit,
+                attempt,
+                outcome,
+                elapsed,
+                wait,
+            } => {
+                let label = self.label(unit);
+                let error = outcome.result.as_ref().err().cloned();
+                self.archive(unit, attempt, &outcome);
+                if let Some(error) = &error {
+                    self.observer.event(&Event::PhaseRetrying {
+                        phase: &label,
+                        attempt,
+                        error,
+                        wait,
+                    });
+                }
+                let state = self.state_mut(unit);
+                state.attempt = attempt + 1;
+                state.exit_code = outcome.exit_code;
+                state.duration_ms = Some(elapsed.as_millis() as u64);
+                state.error = error.clone();
+                self.mark(unit);
+                let why = error.map(|e| e.to_string()).unwrap_or_default();
+                self.note(
+                    Some(unit),
+                    "attempt-failed",
+                    format!("{label} attempt {attempt} failed ({why}); retrying"),
+                );
+                false
+            }
+            Report::Finished {
+                unit,
+                attempt,
+                outcome,
+                elapsed,
+            } => {
+                self.finish_phase(unit, attempt, outcome, elapsed, paused);
+                self.agent_files.remove(&unit);
+                true
+            }
+            Report::Progress {
+                unit,
+                attempt,
+                step,
+                ack,
+            } => {
+                self.record_step(unit, attempt, step);
+                self.acks.push(ack);
+                false
+            }
+        }
+    }
+
+    pub(super) fn finish_phase(
+        &mut self,
+        u: Unit,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+        paused: bool,
+    ) {
+        let key = self.key(u);
+        let label = self.label(u);
+        let log = log_bytes(&outcome.log);
+        self.pending
+            .changes
+            .push(Change::write(layout::log(&key), log));
+        let status = match &outcome.result {
+            Ok(artifacts) => {
+                self.pending.changes.push(Change::Remove {
+                    path: layout::artifacts(&key),
+                });
+                for (name, value) in artifacts {
+                    self.pending.changes.push(Change::write(
+                        layout::artifact(&key, name),
+                        to_file_bytes(value),
+                    ));
+                }
+                *self.outputs_mut(u) = artifacts.clone();
+                self.invalid.remove(&u);
+                PhaseStatus::Completed
+            }
+            // An interrupt sends the phase back to pending: `wfe resume` runs it again.
+            Err(AttemptError::Cancelled) if paused => PhaseStatus::Pending,
+            // A provider outage pauses the run; `wfe resume` goes on.
+            Err(AttemptError::Provider {
+                failure: ProviderErrorKind::Exhausted,
+                ..
+            }) => PhaseStatus::Pending,
+            Err(AttemptError::Cancelled) => PhaseStatus::Cancelled,
+            Err(AttemptError::TimedOut { .. }) => PhaseStatus::TimedOut,
+            Err(_) => PhaseStatus::Failed,
+        };
+        let agent = self.spec(u).kind == PhaseKind::Agent;
+        // An agent sent back to pending keeps its conversation for the next
+        // start; its attempt is not over, so nothing is archived yet.
+        let continues = agent && status == PhaseStatus::Pending;
+        if continues {
+            if let Err(e @ AttemptError::Provider { .. }) = &outcome.result {
+                self.provider_pause = Some(format!(
+                    "{label} paused: {e}; `wfe resume {}` goes on",
+                    self.record.id
+                ));
+            }
+        } else if status != PhaseStatus::Completed {
+            self.archive(u, attempt, &outcome);
+        }
+        // `approval: after`: the outputs are in, but dependants wait for a person.
+        let status =
+            if status == PhaseStatus::Completed && self.spec(u).approval == Some(Approval::After) {
+                PhaseStatus::Waiting
+            } else {
+                status
+            };
+        if matches!(status, PhaseStatus::Completed | PhaseStatus::Waiting) && !self.record.auto {
+            self.hold = true;
+        }
+        let error = outcome.result.as_ref().err().cloned();
+        self.observer.event(&Event::PhaseFinished {
+            phase: &label,
+            status,
+            attempt,
+            duration: elapsed,
+            error: error.as_ref(),
+        });
+        self.transition(u, ending(status, continues));
+        let state = self.state_mut(u);
+        state.attempt = attempt;
+        state.duration_ms = Some(elapsed.as_millis() as u64);
+        state.exit_code = outcome.exit_code;
+        if outcome.usage.is_some() {
+            state.usage = outcome.usage;
+        }
+        state.artifacts = outcome
+            .result
+            .as_ref()
+            .map(|a| a.keys().cloned().collect())
+            .unwrap_or_default();
+        state.error = error.clone();
+        let summary = match (&status, &error) {
+            (PhaseStatus::Pending, _) => format!("{label} interrupted (attempt {attempt})"),
+            (_, Some(e)) => format!("{label} {} (attempt {attempt}): {e}", status.as_str()),
+            (_, None) => format!("{label} {} (attempt {attempt})", status.as_str()),
+        };
+        self.note(Some(u), finished_event(status), summary);
+        // The code as the phase left it, so `wfe rollback --code` can bring it back.
+        let snapshot = Change::Snapshot {
+            path: WORKSPACE.to_string(),
+        };
+        if status != PhaseStatus::Pending
+            && self.spec(u).snapshots(&self.template.defaults)
+            && !self.pending.changes.contains(&snapshot)
+        {
+            self.pending.changes.push(snapshot);
+        }
+    }
+
+    /// Keeps a failed attempt under `attempts/<n>/`: its error, its log and
+    /// any rejected output, so nothing it produced is lost.
+    pub(super) fn archive(&mut self, u: Unit, attempt: u32, outcome: &AttemptOutcome) {
+        let dir = layout::attempt(&self.key(u), attempt);
+        if let Err(error) = &outcome.result {
+            self.pending.changes.push(Change::write(
+                format!("{dir}/error.json"),
+                to_file_bytes(error),
+            ));
+        }
+        self.pending.changes.push(Change::write(
+            format!("{dir}/log.jsonl"),
+            log_bytes(&outcome.log),
+        ));
+        for (name, bytes) in &outcome.rejected {
+            self.pending.changes.push(Change::write(
+                format!("{dir}/rejected/{name}.json"),
+                bytes.clone(),
+            ));
+        }
+    }
+
+    /// Sets the run's final status once no phase is running.
+    pub(super) fn finish(&mut self, stop: Option<Stop>) -> RunStatus {
+        self.settle_loops();
+        let failed: Vec<String> = blocking_failures(&self.template, &self.states)
+            .filter(|s| s.status != PhaseStatus::Cancelled)
+            .map(|s| s.id.clone())
+            .collect();
+        let (status, reason) = if stop == Some(Stop::Cancel) {
+            // Nothing left will ever run: say so in every phase, and in
+            // every loop still going (with its children yet to run).
+            // Every attempt has ended by now (cancelled), so what is still
+            // running is a loop.
+            let now = self.settings.clock.stamp();
+            for u in self.units() {
+                if cancel::cancel_open(self.state_mut(u), &now) {
+                    self.mark(u);
+                }
+            }
+            (
+                RunStatus::Cancelled,
+                Some("cancelled on request".to_string()),
+            )
+        } else if !failed.is_empty() {
+            let s = if failed.len() == 1 { "" } else { "s" };
+            (
+                RunStatus::Failed,
+                Some(format!("phase{s} {} failed", failed.join(", "))),
+            )
+        } else if stop == Some(Stop::Interrupt) {
+            (RunStatus::Paused, Some("interrupted".to_string()))
+        } else if let Some(reason) = self.provider_pause.take() {
+            (RunStatus::Paused, Some(reason))
+        } else if stop == Some(Stop::Pause) {
+            (RunStatus::Paused, Some("paused on request".to_string()))
+        } else if self.states.iter().all(|s| s.status.is_final()) {
+            (RunStatus::Completed, None)
+        } else if let Some(reason) = self.waiting() {
+            (RunStatus::Waiting, Some(reason))
+        } else {
+            // Unreachable for a validated DAG: every pending phase becomes ready eventually.
+            (
+                RunStatus::Failed,
+                Some("no phase can start: the DAG is blocked".to_string()),
+            )
+        };
+        self.set_status(status, reason);
+        status
+    }
+}
+
+/// The transition of a running phase (or loop) whose attempt ended in
+/// `status`; `continues` for an agent whose conversation goes on.
+pub(super) fn ending(status: PhaseStatus, continues: bool) -> Transition {
+    match status {
+        PhaseStatus::Completed => Transition::Complete,
+        PhaseStatus::Waiting => Transition::Wait,
+        PhaseStatus::Pending => Transition::Interrupt { continues },
+        PhaseStatus::Cancelled => Transition::Fail(Failure::Cancelled),
+        PhaseStatus::TimedOut => Transition::Fail(Failure::TimedOut),
+        _ => Transition::Fail(Failure::Failed),
+    }
+}
+
+/// The `Wfe-Event` of a phase reaching `status` at the end of an attempt.
+pub(super) fn finished_event(status: PhaseStatus) -> &'static str {
+    match status {
+        PhaseStatus::Completed => "phase-completed",
+        PhaseStatus::Waiting => "phase-waiting",
+        PhaseStatus::Pending => "phase-interrupted",
+        PhaseStatus::TimedOut => "phase-timed-out",
+        PhaseStatus::Cancelled => "phase-cancelled",
+        _ => "phase-failed",
+    }
+}
+
+/// A log as `log.jsonl`: one JSON object per line.
+fn log_bytes(lines: &[LogLine]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in lines {
+        // LogLine is plain strings and numbers: serialising cannot fail.
+        if let Ok(text) = serde_json::to_string(line) {
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}

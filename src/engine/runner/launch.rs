@@ -1,0 +1,383 @@
+//! Launching: resolving a unit into a job, marking it started, and the
+//! task that runs its attempts (retrying with backoff) and reports back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::agent::AgentFiles;
+use super::{Runner, Unit};
+use crate::agent::{AgentJob, Progress, Step};
+use crate::artifact::OutputSpec;
+use crate::attempt::{ArtifactProblem, AttemptError, AttemptOutcome, LogSink};
+use crate::engine::Executor;
+use crate::engine::{Event, Observer, Transition, to_file_bytes};
+use crate::exec::ScriptJob;
+use crate::retry::Backoff;
+use crate::template::PhaseKind;
+use crate::template::{RetryPolicy, expr};
+use crate::time::Clock;
+
+/// What a phase task sends back to the runner.
+pub(super) enum Report {
+    /// An attempt failed; the task waits `wait` and tries again.
+    Retrying {
+        unit: Unit,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+        wait: Duration,
+    },
+    /// The phase's last attempt ended; the task is gone.
+    Finished {
+        unit: Unit,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        elapsed: Duration,
+    },
+    /// An agent did something that must be committed before it goes on;
+    /// `ack` answers once it is.
+    Progress {
+        unit: Unit,
+        attempt: u32,
+        step: Step,
+        ack: oneshot::Sender<()>,
+    },
+}
+
+/// What a phase task runs.
+pub(super) enum Job {
+    Script(Box<ScriptJob>),
+    Agent(Box<AgentJob>),
+}
+
+/// Everything a phase task needs, resolved by the runner.
+pub(super) struct Launch {
+    pub(super) unit: Unit,
+    pub(super) job: Job,
+    /// An agent's record files as committed, to append its steps to.
+    pub(super) files: Option<AgentFiles>,
+    pub(super) first_attempt: u32,
+    pub(super) max_attempts: u32,
+    pub(super) retry: Option<RetryPolicy>,
+    /// The phase's scratch directory; each attempt gets `<n>/` inside.
+    pub(super) scratch: PathBuf,
+}
+
+/// Runs a phase's attempts (retrying with backoff) and reports each one.
+pub(super) async fn phase_task(
+    launch: Launch,
+    executor: Arc<dyn Executor>,
+    mut cancel: watch::Receiver<bool>,
+    sink: Arc<dyn Observer>,
+    clock: Clock,
+    tx: mpsc::UnboundedSender<Report>,
+) {
+    let Launch {
+        unit,
+        mut job,
+        first_attempt,
+        max_attempts,
+        retry,
+        scratch,
+        ..
+    } = launch;
+    let sink: Arc<dyn LogSink> = sink;
+    let mut attempt = first_attempt;
+    loop {
+        let started = Instant::now();
+        let outcome = match &mut job {
+            Job::Script(job) => {
+                job.attempt = attempt;
+                job.scratch = scratch.join(attempt.to_string());
+                let job = (**job).clone();
+                executor
+                    .run_script(job, cancel.clone(), sink.clone(), clock)
+                    .await
+            }
+            Job::Agent(job) => {
+                job.attempt = attempt;
+                let outcome =
+                    agent_attempt(&*executor, unit, job, &cancel, &sink, clock, &tx).await;
+                // A later attempt starts a new conversation.
+                job.journal = Default::default();
+                outcome
+            }
+        };
+        let elapsed = started.elapsed();
+        // A provider that gave up pauses the run; one that refused the
+        // request would refuse it again.
+        let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. } | AttemptError::Provider { .. }));
+        if !retryable || attempt >= max_attempts || *cancel.borrow() {
+            let _ = tx.send(Report::Finished {
+                unit,
+                attempt,
+                outcome,
+                elapsed,
+            });
+            return;
+        }
+        let wait = Backoff::for_phase(retry.as_ref()).wait(attempt);
+        let _ = tx.send(Report::Retrying {
+            unit,
+            attempt,
+            outcome,
+            elapsed,
+            wait,
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = cancel.wait_for(|c| *c) => {
+                let outcome = AttemptOutcome { result: Err(AttemptError::Cancelled), exit_code: None, log: Vec::new(), rejected: Vec::new(), usage: None };
+                // The cancelled attempt never started: nothing of its own to keep.
+                let _ = tx.send(Report::Finished { unit, attempt: attempt + 1, outcome, elapsed: Duration::ZERO });
+                return;
+            }
+        }
+        attempt += 1;
+    }
+}
+
+/// Runs one agent attempt, passing its steps to the runner to commit.
+async fn agent_attempt(
+    executor: &dyn Executor,
+    unit: Unit,
+    job: &AgentJob,
+    cancel: &watch::Receiver<bool>,
+    sink: &Arc<dyn LogSink>,
+    clock: Clock,
+    tx: &mpsc::UnboundedSender<Report>,
+) -> AttemptOutcome {
+    let (progress, mut steps) = Progress::channel();
+    let attempt = job.attempt;
+    let forward = {
+        let tx = tx.clone();
+        async move {
+            while let Some((step, ack)) = steps.recv().await {
+                let _ = tx.send(Report::Progress {
+                    unit,
+                    attempt,
+                    step,
+                    ack,
+                });
+            }
+        }
+    };
+    let run = executor.run_agent(job.clone(), cancel.clone(), sink.clone(), progress, clock);
+    // The forwarder ends when the agent drops its `Progress`, i.e. with the attempt.
+    let (outcome, ()) = tokio::join!(run, forward);
+    outcome
+}
+
+impl Runner<'_> {
+    pub(super) fn start(&mut self, u: Unit) {
+        let label = self.label(u);
+        self.transition(u, Transition::Start);
+        let attempt = self.state(u).attempt;
+        self.observer.event(&Event::PhaseStarted {
+            phase: &label,
+            attempt,
+        });
+        self.note(
+            Some(u),
+            "phase-started",
+            format!("{label} started (attempt {attempt})"),
+        );
+    }
+
+    /// A unit that cannot even start (its `if` or a template field does
+    /// not render) fails its next attempt without running anything.
+    pub(super) fn fail_before_start(&mut self, u: Unit, error: AttemptError) {
+        self.start(u);
+        let attempt = self.state(u).attempt;
+        let outcome = AttemptOutcome {
+            result: Err(error),
+            exit_code: None,
+            log: Vec::new(),
+            rejected: Vec::new(),
+            usage: None,
+        };
+        self.apply(
+            Report::Finished {
+                unit: u,
+                attempt,
+                outcome,
+                elapsed: Duration::ZERO,
+            },
+            false,
+        );
+    }
+
+    /// Resolves a unit into a job: rendered command, cwd and env, input
+    /// artifacts, compiled output schemas.
+    pub(super) fn prepare(&self, u: Unit, context: &Value) -> Result<Launch, AttemptError> {
+        if self.spec(u).kind == PhaseKind::Agent {
+            return self.prepare_agent(u, context);
+        }
+        let phase = self.spec(u);
+        let render = |field: &str, source: &str| {
+            expr::render(source, context).map_err(|e| AttemptError::Render {
+                field: field.to_string(),
+                message: e.message,
+            })
+        };
+        let command = render("run", phase.run.as_deref().unwrap_or_default())?;
+        let cwd = match &phase.cwd {
+            Some(cwd) => self.settings.work_dir.join(render("cwd", cwd)?),
+            None => self.settings.work_dir.clone(),
+        };
+        let mut env = args_env(&self.record.args);
+        if let Unit::Child { parent, .. } = u {
+            env.push(("WFE_LOOP".into(), self.dag.id(parent).to_string()));
+            env.push((
+                "WFE_ITERATION".into(),
+                self.loops[parent].iteration.to_string(),
+            ));
+        }
+        for (key, value) in &phase.env {
+            env.push((key.clone(), render(&format!("env.{key}"), value)?));
+        }
+        self.check_inputs(u)?;
+        let upstream = self.upstream(u);
+        let mut inputs = Vec::new();
+        for v in upstream {
+            for (name, value) in self.outputs(v) {
+                inputs.push((self.id(v).to_string(), name.clone(), to_file_bytes(value)));
+            }
+        }
+        if let Unit::Child { parent, .. } = u {
+            inputs.extend(self.previous_inputs(parent));
+        }
+        let outputs = self.output_specs(u)?;
+        let retry = self.retry_policy(u);
+        let scratch = self.scratch_dir(u);
+        Ok(Launch {
+            unit: u,
+            files: None,
+            job: Job::Script(Box::new(ScriptJob {
+                run: self.record.id.clone(),
+                phase: phase.id.clone(),
+                attempt: 0,
+                command,
+                cwd,
+                env,
+                inputs,
+                outputs,
+                scratch: scratch.clone(),
+                timeout: phase
+                    .timeout
+                    .or(self.template.defaults.timeout)
+                    .map(|d| d.0),
+                max_artifact_bytes: self.settings.max_artifact_bytes,
+            })),
+            first_attempt: self.state(u).attempt + 1,
+            max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
+            retry,
+            scratch,
+        })
+    }
+
+    /// Fails a unit before it starts when an artifact it reads no longer
+    /// matches its schema.
+    pub(super) fn check_inputs(&self, u: Unit) -> Result<(), AttemptError> {
+        let problems: Vec<ArtifactProblem> = self
+            .upstream(u)
+            .iter()
+            .filter_map(|v| self.invalid.get(v))
+            .flatten()
+            .cloned()
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(AttemptError::InvalidInputs { problems })
+        }
+    }
+
+    /// The unit's retry policy: its own, else the template's default.
+    pub(super) fn retry_policy(&self, u: Unit) -> Option<RetryPolicy> {
+        self.spec(u)
+            .retry
+            .clone()
+            .or_else(|| self.template.defaults.retry.clone())
+    }
+
+    /// The unit's scratch directory; each attempt gets `<n>/` inside.
+    pub(super) fn scratch_dir(&self, u: Unit) -> PathBuf {
+        self.settings
+            .scratch
+            .join(self.run.as_str())
+            .join(self.key(u))
+    }
+
+    /// The unit's declared outputs with their frozen, compiled schemas.
+    pub(super) fn output_specs(&self, u: Unit) -> Result<Vec<OutputSpec>, AttemptError> {
+        let mut outputs = Vec::new();
+        for (name, schema_name) in &self.spec(u).outputs {
+            let schema =
+                self.schemas
+                    .get(schema_name)
+                    .cloned()
+                    .ok_or_else(|| AttemptError::Internal {
+                        message: format!(
+                            "schema `{schema_name}` of output `{name}` is not frozen in this run"
+                        ),
+                    })?;
+            outputs.push(OutputSpec {
+                name: name.clone(),
+                schema,
+            });
+        }
+        Ok(outputs)
+    }
+}
+
+/// `WFE_ARG_<NAME>` for every top-level arg: strings as they are, other
+/// values as compact JSON.
+fn args_env(args: &Value) -> Vec<(String, String)> {
+    let Some(map) = args.as_object() else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(key, value)| {
+            let name: String = key
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (format!("WFE_ARG_{name}"), text)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn args_become_upper_case_env() {
+        let env = args_env(&json!({"feature": "x y", "max-count": 3, "deep": {"a": true}}));
+        assert_eq!(
+            env,
+            vec![
+                ("WFE_ARG_DEEP".to_string(), "{\"a\":true}".to_string()),
+                ("WFE_ARG_FEATURE".to_string(), "x y".to_string()),
+                ("WFE_ARG_MAX_COUNT".to_string(), "3".to_string()),
+            ]
+        );
+    }
+}

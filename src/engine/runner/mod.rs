@@ -1,0 +1,531 @@
+//! Driving a run from its tip to the end (or a stop).
+//!
+//! The runner owns the run's in-memory state and is the only writer of its
+//! ref. It alternates between scheduling (start every ready phase, up to
+//! `jobs`), committing what changed as one checkpoint, and waiting for
+//! phase tasks to report. Starting phases is committed before their
+//! processes spawn, so a checkpoint never lags behind a side effect it
+//! could have recorded.
+//!
+//! What it schedules are [`Unit`]s: top-level phases, and the child phases
+//! of running loops in their current iteration. Both go through the same
+//! steps (ready, `if`, prepare, start, report, finish), so retries,
+//! timeouts, outputs and control requests work the same inside a loop;
+//! what only loops have (iterations, `until`, their end) is in
+//! [`iteration`].
+//!
+//! This file holds the runner's state and its drive loop; the steps live
+//! beside it, one concept per file: [`create`](mod@create) (a run's first checkpoint),
+//! [`schedule`] (what may start), [`launch`] (resolving and running a
+//! phase's attempts), [`finish`] (recording what an attempt did, and the
+//! run's end), [`requests`] (control requests from other processes),
+//! [`checkpoint`] (folding transitions into one commit), [`agent`] and
+//! [`iteration`].
+
+mod agent;
+mod checkpoint;
+mod create;
+mod finish;
+mod iteration;
+mod launch;
+mod requests;
+mod schedule;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use self::agent::AgentFiles;
+use self::checkpoint::Pending;
+use self::iteration::LoopState;
+use self::launch::{Report, phase_task};
+use super::control::{self, ControlDir, Reply};
+use super::executor::{Executor, System};
+use super::snapshot::RunSnapshot;
+use super::{
+    Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, Seats,
+    Transition, layout,
+};
+use crate::artifact::Schema;
+use crate::attempt::ArtifactProblem;
+use crate::store::{CheckpointId, RunId, RunStore};
+use crate::template::{OnFailure, Phase, Template};
+use crate::time::Clock;
+
+pub use self::checkpoint::COMMENT_EVENT;
+pub use self::create::{NewRun, create, ensure_runnable};
+
+/// How a runner works: resolved by the CLI, the same for every phase.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Phases running at once, at most.
+    pub jobs: usize,
+    /// The clock for timestamps.
+    pub clock: Clock,
+    /// The repository's work tree: scripts run here unless `cwd` says otherwise.
+    pub work_dir: PathBuf,
+    /// Scratch space for attempts (`<git-dir>/wfe/work`).
+    pub scratch: PathBuf,
+    /// Largest accepted artifact file, in bytes.
+    pub max_artifact_bytes: u64,
+    /// Where requests from other processes arrive (none: not listening).
+    pub control: Option<ControlDir>,
+    /// When only approvals (or `wfe continue`) could move the run on: keep
+    /// waiting for them (true) or stop with status `waiting` (false).
+    pub wait: bool,
+    /// Who plays agent phases (none: agent phases fail with a config error).
+    pub seats: Option<Arc<dyn Seats>>,
+}
+
+/// Why the runner stops before the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// `wfe pause`: start nothing new; running phases finish.
+    Pause,
+    /// Ctrl-C: kill running phases; they go back to pending.
+    Interrupt,
+    /// `wfe cancel`: kill running phases; the run ends cancelled.
+    Cancel,
+}
+
+/// What a failure of `phase` does to what holds it: the run for a
+/// top-level phase, its loop for a loop's child.
+fn on_failure(template: &Template, phase: &Phase) -> OnFailure {
+    phase
+        .on_failure
+        .or(template.defaults.on_failure)
+        .unwrap_or(OnFailure::Stop)
+}
+
+/// The top-level phases whose failure stops the run (`on_failure: stop`).
+fn blocking_failures<'s>(
+    template: &'s Template,
+    states: &'s [PhaseState],
+) -> impl Iterator<Item = &'s PhaseState> {
+    template
+        .phases
+        .iter()
+        .zip(states)
+        .filter(|(p, s)| s.status.is_failure() && on_failure(template, p) == OnFailure::Stop)
+        .map(|(_, s)| s)
+}
+
+/// Whether resuming would do anything: not for a completed or cancelled
+/// run, nor for a failed one whose failed phases still stand.
+pub fn resumable(snapshot: &RunSnapshot) -> bool {
+    match snapshot.record.status {
+        RunStatus::Completed | RunStatus::Cancelled => false,
+        RunStatus::Failed => blocking_failures(&snapshot.template, &snapshot.phases)
+            .next()
+            .is_none(),
+        _ => true,
+    }
+}
+
+/// Drives a run from its tip until it completes, fails, or is interrupted
+/// (`interrupt` turning true: running phases are killed and go back to
+/// pending, the run is paused). Phases that were running when an earlier
+/// runner died start a new attempt; completed phases never run again; a
+/// loop goes on in the iteration it was in.
+pub async fn drive(
+    store: &dyn RunStore,
+    run: &RunId,
+    settings: &Settings,
+    observer: Arc<dyn Observer>,
+    interrupt: watch::Receiver<bool>,
+) -> Result<RunStatus, EngineError> {
+    let executor: Arc<dyn Executor> = Arc::new(System);
+    drive_with(store, run, settings, executor, observer, interrupt).await
+}
+
+/// [`drive`], running attempts through `executor`.
+pub async fn drive_with(
+    store: &dyn RunStore,
+    run: &RunId,
+    settings: &Settings,
+    executor: Arc<dyn Executor>,
+    observer: Arc<dyn Observer>,
+    mut interrupt: watch::Receiver<bool>,
+) -> Result<RunStatus, EngineError> {
+    let mut runner = Runner::load(store, run, settings, observer.clone())?;
+    // A failed run goes on only once its failure is dealt with (e.g. an
+    // invalid output accepted by hand); until then resuming changes nothing.
+    if matches!(
+        runner.record.status,
+        RunStatus::Completed | RunStatus::Cancelled
+    ) || (runner.record.status == RunStatus::Failed && runner.must_stop())
+    {
+        return Ok(runner.record.status);
+    }
+    runner.recover_interrupted();
+    runner.set_status(RunStatus::Running, None);
+    let (phases, done) = runner.progress();
+    observer.event(&Event::RunStarted {
+        run: run.as_str(),
+        template: &runner.record.template,
+        phases,
+        done,
+    });
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let mut control_watch = settings.control.as_ref().map(ControlDir::watch);
+    let mut running = 0usize;
+    let mut stop: Option<Stop> = None;
+    loop {
+        if let Some(control) = &settings.control {
+            let requests = control.pending();
+            if !requests.is_empty() {
+                let replies: Vec<(String, Reply)> = requests
+                    .into_iter()
+                    .map(|r| (r.id.clone(), runner.handle(r, &mut stop, &cancel_tx)))
+                    .collect();
+                runner.flush()?;
+                for (id, reply) in replies {
+                    control.reply(&id, &reply);
+                }
+            }
+        }
+        // Iterations end (and loops with them) whether or not anything may
+        // start now: a paused run still records that a loop moved on.
+        runner.settle_loops();
+        let launches = if stop.is_some() || runner.must_stop() {
+            Vec::new()
+        } else {
+            runner.schedule(running)
+        };
+        if running == 0 && launches.is_empty() {
+            let waiting = stop.is_none() && !runner.must_stop() && runner.waiting().is_some();
+            if !(waiting && settings.wait) {
+                // The run's end folds into the checkpoint of its last transitions.
+                break;
+            }
+            let reason = runner.waiting();
+            runner.set_status(RunStatus::Waiting, reason);
+        } else if runner.record.status == RunStatus::Waiting {
+            runner.set_status(RunStatus::Running, None);
+        }
+        runner.flush()?;
+        for launch in launches {
+            running += 1;
+            tokio::spawn(phase_task(
+                launch,
+                executor.clone(),
+                cancel_rx.clone(),
+                observer.clone(),
+                settings.clock,
+                tx.clone(),
+            ));
+        }
+        let killing = matches!(stop, Some(Stop::Interrupt | Stop::Cancel));
+        tokio::select! {
+            report = rx.recv() => {
+                // Every task holds a sender and the runner keeps one, so the channel cannot close here.
+                let Some(report) = report else { break };
+                let interrupting = stop == Some(Stop::Interrupt);
+                running -= usize::from(runner.apply(report, interrupting));
+                while let Ok(report) = rx.try_recv() {
+                    running -= usize::from(runner.apply(report, interrupting));
+                }
+                if runner.provider_pause.is_some() && stop.is_none() {
+                    stop = Some(Stop::Pause);
+                }
+            }
+            changed = interrupt.changed(), if !killing => {
+                if changed.is_err() || *interrupt.borrow() {
+                    stop = Some(Stop::Interrupt);
+                    let _ = cancel_tx.send(true);
+                }
+            }
+            () = next_request(&mut control_watch) => {}
+        }
+    }
+    let status = runner.finish(stop);
+    runner.flush()?;
+    let _ = std::fs::remove_dir_all(settings.scratch.join(run.as_str()));
+    observer.event(&Event::RunFinished {
+        status,
+        reason: runner.record.reason.as_deref(),
+    });
+    Ok(status)
+}
+
+/// Waits for the control directory to change; for ever when not listening.
+async fn next_request(watch: &mut Option<control::Watch>) {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A phase the runner schedules: a top-level phase by index, or a child
+/// of a started loop (both by index in the template) in the loop's current
+/// iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Unit {
+    /// `template.phases[i]`.
+    Top(usize),
+    /// `template.phases[parent].phases[child]`.
+    Child {
+        /// The loop's index.
+        parent: usize,
+        /// The child's index among the loop's phases.
+        child: usize,
+    },
+}
+
+impl Unit {
+    /// The top-level phase the unit is or belongs to.
+    fn top(self) -> usize {
+        match self {
+            Unit::Top(i) | Unit::Child { parent: i, .. } => i,
+        }
+    }
+}
+
+/// The runner's state for one run.
+struct Runner<'a> {
+    store: &'a dyn RunStore,
+    settings: &'a Settings,
+    observer: Arc<dyn Observer>,
+    run: RunId,
+    tip: CheckpointId,
+    record: RunRecord,
+    template: Template,
+    dag: Dag,
+    states: Vec<PhaseState>,
+    /// Artifacts of completed phases, by phase index.
+    artifacts: Vec<BTreeMap<String, Value>>,
+    /// The iterations of each top-level phase, by index: empty unless it
+    /// is a loop that has started.
+    loops: Vec<LoopState>,
+    /// Compiled frozen schemas by name as written in the template.
+    schemas: BTreeMap<String, Arc<Schema>>,
+    /// Loaded artifacts that no longer match their schema, by producing
+    /// unit: the units that need them fail instead of starting.
+    invalid: BTreeMap<Unit, Vec<ArtifactProblem>>,
+    /// Auto mode is off and a phase just ended: start nothing until
+    /// `wfe continue` (or auto mode on).
+    hold: bool,
+    /// What the next checkpoint will hold.
+    pending: Pending,
+    /// Record files of agent units with a task running.
+    agent_files: BTreeMap<Unit, AgentFiles>,
+    /// Agents waiting for their steps to be committed.
+    acks: Vec<oneshot::Sender<()>>,
+    /// A provider gave up: pause the run once running phases end, saying why.
+    provider_pause: Option<String>,
+}
+
+/// A completed phase's artifacts as committed, and the problems of those
+/// that no longer match their schema: the ref may have been changed by
+/// hand since they were valid, so they are checked again, once, on load.
+/// `key` is where the phase's files are.
+fn load_artifacts(
+    store: &dyn RunStore,
+    snapshot: &RunSnapshot,
+    schemas: &BTreeMap<String, Arc<Schema>>,
+    spec: &Phase,
+    state: &PhaseState,
+    key: &str,
+) -> Result<(BTreeMap<String, Value>, Vec<ArtifactProblem>), EngineError> {
+    let mut found = BTreeMap::new();
+    let mut problems = Vec::new();
+    if state.status != PhaseStatus::Completed {
+        return Ok((found, problems));
+    }
+    for name in &state.artifacts {
+        let Some(value) = snapshot.artifact(store, key, name)? else {
+            continue;
+        };
+        let schema = spec.outputs.get(name).and_then(|n| schemas.get(n));
+        if let (Some(schema), false) = (schema, state.forced.contains(name)) {
+            let violations = schema.validate(&value);
+            if !violations.is_empty() {
+                problems.push(ArtifactProblem {
+                    artifact: format!("{}/{name}", state.id),
+                    schema: schema.name().to_string(),
+                    message: "no longer matches its schema".into(),
+                    violations,
+                });
+            }
+        }
+        found.insert(name.clone(), value);
+    }
+    Ok((found, problems))
+}
+
+impl<'a> Runner<'a> {
+    fn load(
+        store: &'a dyn RunStore,
+        run: &RunId,
+        settings: &'a Settings,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self, EngineError> {
+        let snapshot = RunSnapshot::load_tip(store, run)?;
+        ensure_runnable(&snapshot.template)?;
+        let schemas = snapshot.schemas(store)?;
+        let mut artifacts = Vec::with_capacity(snapshot.phases.len());
+        let mut invalid = BTreeMap::new();
+        for (i, state) in snapshot.phases.iter().enumerate() {
+            let spec = &snapshot.template.phases[i];
+            let (found, problems) =
+                load_artifacts(store, &snapshot, &schemas, spec, state, &state.id)?;
+            artifacts.push(found);
+            if !problems.is_empty() {
+                invalid.insert(Unit::Top(i), problems);
+            }
+        }
+        let mut runner = Runner {
+            store,
+            settings,
+            observer,
+            run: run.clone(),
+            tip: snapshot.checkpoint.clone(),
+            dag: Dag::new(&snapshot.template.phases),
+            record: snapshot.record.clone(),
+            template: snapshot.template.clone(),
+            states: snapshot.phases.clone(),
+            artifacts,
+            loops: vec![LoopState::default(); snapshot.phases.len()],
+            schemas,
+            invalid,
+            hold: false,
+            pending: Pending::default(),
+            agent_files: BTreeMap::new(),
+            acks: Vec::new(),
+            provider_pause: None,
+        };
+        runner.load_loops(&snapshot)?;
+        Ok(runner)
+    }
+
+    fn phase(&self, i: usize) -> &Phase {
+        &self.template.phases[i]
+    }
+
+    /// The template entry of a unit.
+    fn spec(&self, u: Unit) -> &Phase {
+        match u {
+            Unit::Top(i) => &self.template.phases[i],
+            Unit::Child { parent, child } => &self.template.phases[parent].phases[child],
+        }
+    }
+
+    fn state(&self, u: Unit) -> &PhaseState {
+        match u {
+            Unit::Top(i) => &self.states[i],
+            Unit::Child { parent, child } => &self.loops[parent].states[child],
+        }
+    }
+
+    fn state_mut(&mut self, u: Unit) -> &mut PhaseState {
+        match u {
+            Unit::Top(i) => &mut self.states[i],
+            Unit::Child { parent, child } => &mut self.loops[parent].states[child],
+        }
+    }
+
+    /// The artifacts a unit produced (in its loop's current iteration).
+    fn outputs(&self, u: Unit) -> &BTreeMap<String, Value> {
+        match u {
+            Unit::Top(i) => &self.artifacts[i],
+            Unit::Child { parent, child } => &self.loops[parent].artifacts[child],
+        }
+    }
+
+    fn outputs_mut(&mut self, u: Unit) -> &mut BTreeMap<String, Value> {
+        match u {
+            Unit::Top(i) => &mut self.artifacts[i],
+            Unit::Child { parent, child } => &mut self.loops[parent].artifacts[child],
+        }
+    }
+
+    fn id(&self, u: Unit) -> &str {
+        &self.spec(u).id
+    }
+
+    /// Where a unit's files are (see [`layout::child_key`]).
+    fn key(&self, u: Unit) -> String {
+        match u {
+            Unit::Top(i) => self.dag.id(i).to_string(),
+            Unit::Child { parent, .. } => layout::child_key(
+                self.dag.id(parent),
+                self.loops[parent].iteration,
+                self.id(u),
+            ),
+        }
+    }
+
+    /// How people see a unit: its id, or `loop[k]/child`.
+    fn label(&self, u: Unit) -> String {
+        match u {
+            Unit::Top(i) => self.dag.id(i).to_string(),
+            Unit::Child { parent, .. } => format!(
+                "{}[{}]/{}",
+                self.dag.id(parent),
+                self.loops[parent].iteration,
+                self.id(u)
+            ),
+        }
+    }
+
+    /// Every unit that may still change: each top-level phase, and the
+    /// children of each running loop in its current iteration.
+    fn units(&self) -> Vec<Unit> {
+        let mut units: Vec<Unit> = (0..self.states.len()).map(Unit::Top).collect();
+        for (parent, l) in self.loops.iter().enumerate() {
+            if self.states[parent].status == PhaseStatus::Running {
+                units.extend((0..l.states.len()).map(|child| Unit::Child { parent, child }));
+            }
+        }
+        units
+    }
+
+    /// Moves a unit through `transition` now, for the next checkpoint. The
+    /// runner picks units by status, so it only asks for transitions their
+    /// status allows; a refusal would be a bug here, and leaves the state as
+    /// it was.
+    fn transition(&mut self, u: Unit, transition: Transition) {
+        let now = self.settings.clock.stamp();
+        self.transition_at(u, transition, &now);
+    }
+
+    /// [`Runner::transition`] at a given time.
+    fn transition_at(&mut self, u: Unit, transition: Transition, now: &str) {
+        let result = self.state_mut(u).apply(transition, now);
+        debug_assert!(result.is_ok(), "{result:?}");
+        self.mark(u);
+    }
+
+    fn on_failure(&self, u: Unit) -> OnFailure {
+        on_failure(&self.template, self.spec(u))
+    }
+
+    /// A unit whose dependants may start: it ended well, was skipped, or
+    /// failed with `on_failure: continue`.
+    fn satisfied(&self, u: Unit) -> bool {
+        let status = self.state(u).status;
+        matches!(status, PhaseStatus::Completed | PhaseStatus::Skipped)
+            || (status.is_failure() && self.on_failure(u) == OnFailure::Continue)
+    }
+
+    /// True once a phase failed with `on_failure: stop` (or a running
+    /// loop's child did, and the loop will fail with `on_failure: stop`):
+    /// nothing new starts.
+    fn must_stop(&self) -> bool {
+        blocking_failures(&self.template, &self.states)
+            .next()
+            .is_some()
+            || (0..self.states.len()).any(|p| {
+                self.states[p].status == PhaseStatus::Running
+                    && self.doomed(p)
+                    && self.on_failure(Unit::Top(p)) == OnFailure::Stop
+            })
+    }
+}

@@ -1,0 +1,227 @@
+//! Scheduling: which units may start now, what their templates see, and
+//! the steps that need no process (a false `if`, a gate, a loop's start).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::launch::Launch;
+use super::{Runner, Unit};
+use crate::attempt::AttemptError;
+use crate::engine::{Event, PhaseStatus, Transition};
+use crate::template::{PhaseKind, expr};
+
+impl Runner<'_> {
+    /// The units whose artifacts `u` reads: its top-level ancestors (for a
+    /// completed loop, the children of its last iteration), and for a
+    /// loop's child also its ancestors among its siblings, this iteration.
+    pub(super) fn upstream(&self, u: Unit) -> Vec<Unit> {
+        let mut out = Vec::new();
+        for a in self.dag.ancestors(u.top()) {
+            if self.phase(a).kind == PhaseKind::Loop {
+                // Like a skipped phase, a loop that failed (`on_failure:
+                // continue`) leaves its dependants nothing.
+                if self.states[a].status == PhaseStatus::Completed {
+                    let children = self.loops[a].states.len();
+                    out.extend((0..children).map(|child| Unit::Child { parent: a, child }));
+                }
+            } else {
+                out.push(Unit::Top(a));
+            }
+        }
+        if let Unit::Child { parent, child } = u {
+            let siblings = self.loops[parent].dag.ancestors(child);
+            out.extend(
+                siblings
+                    .into_iter()
+                    .map(|c| Unit::Child { parent, child: c }),
+            );
+        }
+        out
+    }
+
+    /// `artifacts` of a context: the artifacts of `units` by phase id.
+    pub(super) fn artifacts_json(&self, units: &[Unit]) -> serde_json::Map<String, Value> {
+        let mut artifacts = serde_json::Map::new();
+        for &v in units {
+            let found = self.outputs(v);
+            if !found.is_empty() {
+                artifacts.insert(self.id(v).to_string(), json!(found));
+            }
+        }
+        artifacts
+    }
+
+    /// The template context of a unit: args, the artifacts upstream of it,
+    /// the run and the phase; for a loop's child also `loop` and
+    /// `previous` (see [`Runner::loop_context`]).
+    pub(super) fn context(&self, u: Unit) -> Value {
+        let upstream = self.upstream(u);
+        // Skipped phases have no artifacts; `skipped` says so explicitly, so
+        // templates can tell "skipped" from "produced nothing".
+        let skipped: Vec<&str> = upstream
+            .iter()
+            .filter(|&&a| self.state(a).status == PhaseStatus::Skipped)
+            .map(|&a| self.id(a))
+            .collect();
+        let mut context = json!({
+            "args": self.record.args,
+            "artifacts": self.artifacts_json(&upstream),
+            "skipped": skipped,
+            "run": { "id": self.record.id, "template": self.record.template },
+            "phase": { "id": self.id(u), "attempt": self.state(u).attempt + 1 },
+        });
+        if let Unit::Child { parent, .. } = u {
+            let (this_loop, previous) = self.loop_context(parent);
+            context["loop"] = this_loop;
+            context["previous"] = previous;
+        }
+        context
+    }
+
+    /// The units that could start now: pending, with every need satisfied.
+    /// A loop's children wait while their loop is running and not bound
+    /// to fail.
+    pub(super) fn ready(&self) -> Vec<Unit> {
+        let mut ready: Vec<Unit> = self
+            .dag
+            .ready(
+                |i| self.states[i].status == PhaseStatus::Pending,
+                |n| self.satisfied(Unit::Top(n)),
+            )
+            .into_iter()
+            .map(Unit::Top)
+            .collect();
+        for (parent, l) in self.loops.iter().enumerate() {
+            if self.states[parent].status != PhaseStatus::Running || self.doomed(parent) {
+                continue;
+            }
+            let children = l.dag.ready(
+                |c| l.states[c].status == PhaseStatus::Pending,
+                |c| self.satisfied(Unit::Child { parent, child: c }),
+            );
+            ready.extend(
+                children
+                    .into_iter()
+                    .map(|child| Unit::Child { parent, child }),
+            );
+        }
+        ready
+    }
+
+    /// Starts every ready unit (up to `jobs` running), skipping those whose
+    /// `if` is false and beginning loops; returns what to spawn once the
+    /// start is committed.
+    pub(super) fn schedule(&mut self, mut running: usize) -> Vec<Launch> {
+        let mut launches = Vec::new();
+        if self.hold {
+            return launches;
+        }
+        loop {
+            // Skips, failures before start, new loops and ended iterations
+            // can make more units ready: go round until nothing changes.
+            let mut progressed = false;
+            for u in self.ready() {
+                if running >= self.settings.jobs.max(1) || self.must_stop() {
+                    break;
+                }
+                let context = self.context(u);
+                if let Some(condition) = self.spec(u).condition.clone() {
+                    match expr::eval_condition(&condition, &context) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.skip(u, format!("`if: {condition}` is false"));
+                            progressed = true;
+                            continue;
+                        }
+                        Err(e) => {
+                            let error = AttemptError::Render {
+                                field: "if".into(),
+                                message: e.message,
+                            };
+                            self.fail_before_start(u, error);
+                            progressed = true;
+                            continue;
+                        }
+                    }
+                }
+                match (u, self.spec(u).kind) {
+                    (Unit::Top(i), PhaseKind::Gate) => self.await_approval(i),
+                    (Unit::Top(i), PhaseKind::Loop) => {
+                        self.start_loop(i);
+                        progressed = true;
+                    }
+                    _ => match self.prepare(u, &context) {
+                        Ok(mut launch) => {
+                            self.start(u);
+                            if let Some(files) = launch.files.take() {
+                                self.agent_files.insert(u, files);
+                            }
+                            launches.push(launch);
+                            running += 1;
+                        }
+                        Err(error) => {
+                            self.fail_before_start(u, error);
+                            progressed = true;
+                        }
+                    },
+                }
+            }
+            progressed |= self.settle_loops();
+            if !progressed {
+                return launches;
+            }
+        }
+    }
+
+    /// A gate that became ready waits for `wfe approve`.
+    pub(super) fn await_approval(&mut self, i: usize) {
+        let id = self.dag.id(i).to_string();
+        self.transition(Unit::Top(i), Transition::Wait);
+        self.observer.event(&Event::PhaseFinished {
+            phase: &id,
+            status: PhaseStatus::Waiting,
+            attempt: 0,
+            duration: Duration::ZERO,
+            error: None,
+        });
+        self.note(
+            Some(Unit::Top(i)),
+            "phase-waiting",
+            format!("{id} waiting for approval"),
+        );
+    }
+
+    pub(super) fn skip(&mut self, u: Unit, reason: String) {
+        let label = self.label(u);
+        self.observer.event(&Event::PhaseSkipped {
+            phase: &label,
+            reason: &reason,
+        });
+        self.transition(u, Transition::Skip { reason });
+        self.note(Some(u), "phase-skipped", format!("{label} skipped"));
+    }
+
+    /// Why the run cannot go on by itself, if only a person can move it:
+    /// a phase waiting for approval, or auto mode off after a phase.
+    pub(super) fn waiting(&self) -> Option<String> {
+        let run = &self.record.id;
+        let waiting: Vec<&str> = self
+            .states
+            .iter()
+            .filter(|s| s.status == PhaseStatus::Waiting)
+            .map(|s| s.id.as_str())
+            .collect();
+        if let Some(first) = waiting.first() {
+            return Some(format!(
+                "{} waiting for approval: `wfe approve {run} {first}`",
+                waiting.join(", ")
+            ));
+        }
+        let pending = self
+            .units()
+            .into_iter()
+            .any(|u| self.state(u).status == PhaseStatus::Pending);
+        (self.hold && pending).then(|| format!("auto mode is off: `wfe continue {run}` goes on"))
+    }
+}
