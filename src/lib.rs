@@ -20,4 +20,7 @@ pub mod provider;
 pub mod schemas;
 pub mod store;
 pub mod template;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 pub mod time;

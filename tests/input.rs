@@ -1,7 +1,7 @@
 //! Bad input: every case exits 2 with a message naming the file and the
 //! JSON path, and writes nothing under refs/wfe/.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! `wfe run` end to end: the real binary in temporary git repositories,
 //! checked with the real git CLI.
 
-mod common;
+use crate::common;
 
 use common::{Repo, script};
 use serde_json::json;

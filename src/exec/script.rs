@@ -815,47 +815,7 @@ mod tests {
         text.trim().parse().unwrap()
     }
 
-    /// True when SIGKILL is queued for the process: `killpg` returns before
-    /// the target is scheduled to die, so a member may still show state `R`
-    /// for a moment, but it will never run another instruction of its own.
-    fn kill_pending(proc_dir: &std::path::Path) -> bool {
-        // A process that vanished between two reads is gone, not alive.
-        let Ok(status) = std::fs::read_to_string(proc_dir.join("status")) else {
-            return true;
-        };
-        status.lines().any(|line| {
-            let Some((key, mask)) = line.split_once(':') else {
-                return false;
-            };
-            matches!(key, "ShdPnd" | "SigPnd")
-                && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0)
-        })
-    }
-
-    /// The processes of group `pgid` that are still alive.
-    ///
-    /// `kill(-pgid, 0)` is not the test: SIGKILLed grandchildren are
-    /// reparented to init as zombies and stay in the group until init reaps
-    /// them, on init's schedule (over a second on some machines). A zombie
-    /// has run its last instruction, so only other states count.
-    fn live_members(pgid: u32) -> Vec<String> {
-        let mut live = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // `pid (comm) state ppid pgrp …`; comm may hold spaces or parens.
-            let Some(close) = stat.rfind(')') else {
-                continue;
-            };
-            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            let in_group = fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid);
-            if in_group && !matches!(fields[0], "Z" | "X") && !kill_pending(&entry.path()) {
-                live.push(stat);
-            }
-        }
-        live
-    }
+    use crate::testing::process::live_members;
 
     #[tokio::test]
     async fn sets_the_environment_and_the_working_directory() {

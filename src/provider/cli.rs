@@ -690,20 +690,7 @@ printf '%s' '{{"type":"result","result":"Here is the plan.\n```json\n{{\"plan\":
 
     /// True while `pid` runs (zombies and processes about to die do not count).
     fn alive(pid: i32) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let state = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next());
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let kill_pending = status.lines().any(|l| {
-            l.split_once(':').is_some_and(|(k, mask)| {
-                matches!(k, "ShdPnd" | "SigPnd")
-                    && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0)
-            })
-        });
-        !matches!(state, Some("Z" | "X") | None) && !kill_pending
+        u32::try_from(pid).is_ok_and(crate::testing::process::pid_alive)
     }
 
     async fn gone(pid: i32) -> bool {

@@ -2,7 +2,6 @@
 //! directory, git, and checks on process groups.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -100,65 +99,5 @@ pub(super) fn err(outcome: ToolOutcome) -> String {
     }
 }
 
-/// Runs the git CLI in `dir` with no inherited repository variables;
-/// panics with its output when it fails.
-pub(super) fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-/// True when SIGKILL is queued for the process: `killpg` returns before
-/// the target is scheduled to die, so a member may still show state `R`
-/// for a moment, but it will never run another instruction of its own.
-/// (The same check as `exec::script`'s tests.)
-fn kill_pending(proc_dir: &Path) -> bool {
-    // A process that vanished between two reads is gone, not alive.
-    let Ok(status) = std::fs::read_to_string(proc_dir.join("status")) else {
-        return true;
-    };
-    status.lines().any(|line| {
-        let Some((key, mask)) = line.split_once(':') else {
-            return false;
-        };
-        matches!(key, "ShdPnd" | "SigPnd")
-            && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0)
-    })
-}
-
-/// The processes of group `pgid` that are still alive.
-///
-/// `kill(-pgid, 0)` is not the test: SIGKILLed grandchildren are
-/// reparented to init as zombies and stay in the group until init reaps
-/// them, on init's schedule. A zombie has run its last instruction, so
-/// only other states count.
-pub(super) fn live_members(pgid: u32) -> Vec<String> {
-    let mut live = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid pgrp …`; comm may hold spaces or parens.
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let in_group = fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid);
-        if in_group && !matches!(fields[0], "Z" | "X") && !kill_pending(&entry.path()) {
-            live.push(stat);
-        }
-    }
-    live
-}
+pub(super) use crate::testing::git::git;
+pub(super) use crate::testing::process::live_members;
