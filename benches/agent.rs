@@ -553,7 +553,11 @@ impl TurnResults {
             let job = agent_job(seat(anthropic(server.url())), work, "list_dir", TURNS);
             load(server, &script);
             let agent = runtime.block_on(drive(job, TURNS, TURNS - 1));
-            assert_eq!(server.request_count(), TURNS, "requests the server answered");
+            assert_eq!(
+                server.request_count(),
+                TURNS,
+                "requests the server answered"
+            );
 
             let client = raw_client();
             load(server, &script);
@@ -970,7 +974,11 @@ fn run_wfe(
         .expect("spawn wfe");
     let wall = start.elapsed();
     assert!(out.status.success(), "wfe run failed: {}", out.status);
-    assert_eq!(server.request_count(), turns, "requests the server answered");
+    assert_eq!(
+        server.request_count(),
+        turns,
+        "requests the server answered"
+    );
     let run: Value = serde_json::from_slice(&out.stdout).expect("wfe --json prints JSON");
     assert_eq!(run["status"], "completed", "the run did not complete");
 

@@ -4,8 +4,8 @@
 use crate::common;
 
 use common::Repo;
-use wfe::testing::llm::{FakeServer as Server, Part, Reply};
 use serde_json::{Value, json};
+use wfe::testing::llm::{FakeServer as Server, Part, Reply};
 
 /// A recognisable fake key: it must never reach git, a log or an output.
 const KEY: &str = "sk-ant-LEAKCHECK-7f3a9c2e51d04b86";

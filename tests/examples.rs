@@ -18,8 +18,8 @@ use crate::common;
 use std::path::{Path, PathBuf};
 
 use common::Repo;
-use wfe::testing::llm::{FakeServer as Server, Part, Reply};
 use serde_json::{Value, json};
+use wfe::testing::llm::{FakeServer as Server, Part, Reply};
 
 /// The example, relative to the crate root.
 const EXAMPLE: &str = "examples/agent-replay";

@@ -30,9 +30,10 @@ fn init_writes_the_starter_files_and_a_rerun_keeps_them() {
     first.code(0);
     let files = wfe_files(&repo);
     insta::assert_debug_snapshot!("init_files", files);
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo.path().join(".wfe/config.json")).unwrap())
-            .expect("config.json is JSON");
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.path().join(".wfe/config.json")).unwrap(),
+    )
+    .expect("config.json is JSON");
     assert!(config.is_object(), "{config}");
 
     // A second run keeps every file, edited or not.
@@ -49,7 +50,10 @@ fn init_writes_the_starter_files_and_a_rerun_keeps_them() {
     // `--force` writes them all again.
     let forced = repo.wfe(&["init", "--force"]);
     forced.code(0);
-    assert_eq!(forced.stderr, first.stderr, "--force says what a first init says");
+    assert_eq!(
+        forced.stderr, first.stderr,
+        "--force says what a first init says"
+    );
     assert_ne!(
         std::fs::read_to_string(repo.path().join(".wfe/templates/hello.json")).unwrap(),
         "{ \"edited\": true }\n"

@@ -392,9 +392,8 @@ async fn answer(
         (Ending::Close, Ok([whole])) => Body::from(whole),
         (ending, chunks) => {
             let chunks = chunks.map_or_else(|chunks| chunks, |one| one.to_vec());
-            let chunks = futures_util::stream::iter(
-                chunks.into_iter().map(Ok::<_, std::io::Error>),
-            );
+            let chunks =
+                futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
             let tail = match ending {
                 Ending::Close => futures_util::stream::empty().boxed(),
                 Ending::Abort => futures_util::stream::once(async {
