@@ -43,14 +43,9 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -69,6 +64,7 @@ use wfe::provider::{
     RetrySettings, Secret, StopReason, TextSink, Usage, install_crypto,
 };
 use wfe::store::{Change, GitStore, Message, RunId, RunStore};
+use wfe::testing::llm::{Bytes, FakeServer, Part, Reply, anthropic_stream};
 use wfe::time::Clock;
 
 /// Turns per conversation in (a) and (c): `TURNS - 1` tool turns, then a submit.
@@ -96,6 +92,7 @@ const CONTEXT_TOKENS: u64 = 200_000;
 const GOAL_TURN: Duration = Duration::from_millis(2);
 
 fn main() {
+    isolate(&["ANTHROPIC_API_KEY"]);
     // Repositories live on the project's filesystem, where users' runs are
     // written, not in /tmp (RAM-backed on many systems), unless TMPDIR says so.
     let base = std::env::var_os("TMPDIR")
@@ -113,21 +110,20 @@ fn main() {
             .tempdir_in("/dev/shm")
     });
     let tmpfs = tmpfs.and_then(Result::ok);
-    isolate(sandbox.path(), &["ANTHROPIC_API_KEY"]);
     install_crypto();
     let wfe = Path::new(env!("CARGO_BIN_EXE_wfe"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let server = FakeServer::start();
+    let server = FakeServer::spawn(Vec::new());
 
     println!("wfe agent benchmark: {}", wfe.display());
     println!(
         "  {} CPUs; {}; fake Anthropic server at {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         first_line(&output(Command::new("git").arg("--version"))),
-        server.url,
+        server.url(),
     );
     println!(
         "  repositories under {}{}; every figure is the median of {REPEATS} runs, interleaved",
@@ -249,58 +245,15 @@ fn chat_response(turn: usize, answer: &Answer) -> ChatResponse {
 /// `message_start`, `content_block_*` (text and JSON in two deltas each),
 /// `message_delta`, `message_stop`.
 fn sse_body(turn: usize, answer: &Answer) -> Bytes {
-    let mut out = String::new();
-    let mut event = |name: &str, data: Value| {
-        out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
-    };
-    event(
-        "message_start",
-        json!({"type": "message_start", "message": {"id": format!("msg_{turn}"), "type": "message", "role": "assistant", "model": "fake", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 100, "output_tokens": 1}}}),
-    );
-    let halves = |text: &str| {
-        let middle = text
-            .char_indices()
-            .nth(text.chars().count() / 2)
-            .map_or(0, |(i, _)| i);
-        [text[..middle].to_string(), text[middle..].to_string()]
-    };
-    event(
-        "content_block_start",
-        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-    );
-    for piece in halves(&answer.text) {
-        event(
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-        );
-    }
-    event(
-        "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
-    );
-    for (i, (name, input)) in answer.calls.iter().enumerate() {
-        let index = i + 1;
-        event(
-            "content_block_start",
-            json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": call_id(turn, index), "name": name, "input": {}}}),
-        );
-        for piece in halves(&input.to_string()) {
-            event(
-                "content_block_delta",
-                json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}}),
-            );
-        }
-        event(
-            "content_block_stop",
-            json!({"type": "content_block_stop", "index": index}),
-        );
-    }
-    event(
-        "message_delta",
-        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 20}}),
-    );
-    event("message_stop", json!({"type": "message_stop"}));
-    Bytes::from(out)
+    let parts: Vec<Part> = std::iter::once(Part::Text(answer.text.clone()))
+        .chain(
+            answer
+                .calls
+                .iter()
+                .map(|(name, input)| Part::Tool(name, input.clone())),
+        )
+        .collect();
+    Bytes::from(anthropic_stream(turn, &parts, false))
 }
 
 /// What the server streams for each request of a conversation, in order.
@@ -318,100 +271,15 @@ const MESSAGE_STOP: &[u8] = b"event: message_stop\ndata: {\"type\":\"message_sto
 // ---------------------------------------------------------------------------
 // the fake server and the instant provider
 
-/// A fake Anthropic Messages server: request n of a conversation gets the
-/// n-th pre-rendered answer of the loaded script, at once. It reads each
-/// request whole and parses nothing.
-struct FakeServer {
-    url: String,
-    shared: Arc<Shared>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-#[derive(Default)]
-struct Shared {
-    script: Mutex<Option<Arc<[Bytes]>>>,
-    next: AtomicUsize,
-    /// Request bodies, while recording.
-    recorded: Mutex<Option<Vec<Bytes>>>,
-}
-
-impl FakeServer {
-    fn start() -> FakeServer {
-        let shared = Arc::new(Shared::default());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let state = shared.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("the server's runtime");
-            runtime.block_on(async move {
-                let app = axum::Router::new()
-                    .route("/v1/messages", axum::routing::post(messages))
-                    .with_state(state);
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-                    .await
-                    .expect("a port on 127.0.0.1");
-                addr_tx
-                    .send(listener.local_addr().expect("the server's address"))
-                    .expect("send the address");
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("the fake server");
-            });
-        });
-        let addr = addr_rx.recv().expect("the server's address");
-        FakeServer {
-            url: format!("http://{addr}"),
-            shared,
-            _stop: stop,
-        }
-    }
-
-    /// Answers the next requests from `script`, from its first answer.
-    fn load(&self, script: &Arc<[Bytes]>) {
-        *lock(&self.shared.script) = Some(script.clone());
-        self.shared.next.store(0, Ordering::SeqCst);
-    }
-
-    /// Requests since the last [`FakeServer::load`].
-    fn served(&self) -> usize {
-        self.shared.next.load(Ordering::SeqCst)
-    }
-
-    fn record(&self) {
-        *lock(&self.shared.recorded) = Some(Vec::new());
-    }
-
-    fn take_recorded(&self) -> Vec<Bytes> {
-        lock(&self.shared.recorded).take().unwrap_or_default()
-    }
-}
-
-async fn messages(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let n = shared.next.fetch_add(1, Ordering::SeqCst);
-    if let Some(recorded) = lock(&shared.recorded).as_mut() {
-        recorded.push(body);
-    }
-    let answer = lock(&shared.script)
-        .as_ref()
-        .and_then(|script| script.get(n).cloned());
-    match answer {
-        Some(bytes) => Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(Body::from(bytes))
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
-        // Past the script: the conversation went wrong; the run fails and the bench says so.
-        None => (StatusCode::BAD_REQUEST, "past the end of the script").into_response(),
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// Makes the fake server answer the next requests from `script`, from its
+/// first answer, at once and whole, forgetting the requests so far.
+fn load(server: &FakeServer, script: &Arc<[Bytes]>) {
+    server.load(
+        script
+            .iter()
+            .map(|answer| Reply::sse_body(vec![answer.clone()]))
+            .collect(),
+    );
 }
 
 /// A provider that answers at once, in-process: the loop without HTTP.
@@ -656,19 +524,18 @@ impl TurnResults {
         );
         let answers = listing_conversation(TURNS);
         let script = sse_script(&answers);
-        let url = format!("{}/v1/messages", server.url);
+        let url = format!("{}/v1/messages", server.url());
         let instant: Arc<dyn Provider> = Arc::new(InstantProvider::new(&answers));
 
         // A warm-up conversation, untimed, records the requests the bare
         // client then sends byte for byte.
-        server.load(&script);
-        server.record();
+        load(server, &script);
         runtime.block_on(drive(
-            agent_job(seat(anthropic(&server.url)), work, "list_dir", TURNS),
+            agent_job(seat(anthropic(server.url())), work, "list_dir", TURNS),
             TURNS,
             TURNS - 1,
         ));
-        let bodies = server.take_recorded();
+        let bodies = server.bodies();
         assert_eq!(bodies.len(), TURNS, "one request per turn");
 
         let mut results = TurnResults {
@@ -683,15 +550,19 @@ impl TurnResults {
         for _ in 0..REPEATS {
             // Providers and clients are built before the clock starts; each
             // conversation opens its own connection, as a run does.
-            let job = agent_job(seat(anthropic(&server.url)), work, "list_dir", TURNS);
-            server.load(&script);
+            let job = agent_job(seat(anthropic(server.url())), work, "list_dir", TURNS);
+            load(server, &script);
             let agent = runtime.block_on(drive(job, TURNS, TURNS - 1));
-            assert_eq!(server.served(), TURNS, "requests the server answered");
+            assert_eq!(
+                server.request_count(),
+                TURNS,
+                "requests the server answered"
+            );
 
             let client = raw_client();
-            server.load(&script);
+            load(server, &script);
             let raw = runtime.block_on(raw_http(&client, &url, &bodies));
-            assert_eq!(server.served(), TURNS, "raw requests answered");
+            assert_eq!(server.request_count(), TURNS, "raw requests answered");
 
             let job = agent_job(seat(instant.clone()), work, "list_dir", TURNS);
             let alone = runtime.block_on(drive(job, TURNS, TURNS - 1));
@@ -891,7 +762,7 @@ impl EndToEnd {
         let mut rows: Vec<E2eRow> = places.iter().map(|place| E2eRow::new(place)).collect();
         for row in &rows {
             // Warm-up: the binary and git in the page cache.
-            let repo = e2e_repo(&row.place, &server.url);
+            let repo = e2e_repo(&row.place, server.url());
             run_wfe(wfe, &repo, server, &short_script, 1);
         }
         for _ in 0..REPEATS {
@@ -938,10 +809,10 @@ impl E2eRow {
     ) {
         // Repositories are removed once the three are done, not while
         // something is timed.
-        let long_repo = e2e_repo(&self.place, &server.url);
+        let long_repo = e2e_repo(&self.place, server.url());
         let long = run_wfe(wfe, &long_repo, server, long_script, TURNS);
         let plan = Replay::read(long_repo.path(), &long.run);
-        let short_repo = e2e_repo(&self.place, &server.url);
+        let short_repo = e2e_repo(&self.place, server.url());
         let short = run_wfe(wfe, &short_repo, server, short_script, 1);
         let replay = plan.run(&self.place);
 
@@ -1091,7 +962,7 @@ fn run_wfe(
     script: &Arc<[Bytes]>,
     turns: usize,
 ) -> E2eSample {
-    server.load(script);
+    load(server, script);
     let start = Instant::now();
     let out = Command::new(wfe)
         .args(["run", "bench-agent", "--json", "--no-output"])
@@ -1103,7 +974,11 @@ fn run_wfe(
         .expect("spawn wfe");
     let wall = start.elapsed();
     assert!(out.status.success(), "wfe run failed: {}", out.status);
-    assert_eq!(server.served(), turns, "requests the server answered");
+    assert_eq!(
+        server.request_count(),
+        turns,
+        "requests the server answered"
+    );
     let run: Value = serde_json::from_slice(&out.stdout).expect("wfe --json prints JSON");
     assert_eq!(run["status"], "completed", "the run did not complete");
 

@@ -29,17 +29,11 @@
 //! a timing. It fails only if something did not run as it should (a run that
 //! did not complete, trees that differ), since its figures would then be lies.
 
-// `wait4` is the only way to get one child's own peak memory (`getrusage`
-// merges all children); it is `unsafe`. Nothing else here is (setting the
-// environment is, in `common`, under its own allow).
-#![allow(unsafe_code)]
-
 mod common;
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::Write as _;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -82,6 +76,7 @@ const GOAL_GROWTH_RATIO: f64 = 1.5;
 const GOAL_PEAK_MB: f64 = 64.0;
 
 fn main() {
+    isolate(&["MAKEFLAGS", "MFLAGS", "MAKELEVEL"]);
     // Repositories live on the project's filesystem, where users' runs are
     // written, not in /tmp (RAM-backed on many systems), unless TMPDIR says so.
     let base = std::env::var_os("TMPDIR")
@@ -92,7 +87,6 @@ fn main() {
         .is_dir()
         .then(|| sandbox_in(Path::new("/dev/shm")));
     let tmpfs = tmpfs.and_then(Result::ok);
-    isolate(disk.path(), &["MAKEFLAGS", "MFLAGS", "MAKELEVEL"]);
     let places = Places {
         main: disk.path(),
         tmpfs: tmpfs.as_ref().map(TempDir::path),
@@ -933,33 +927,42 @@ fn summary(engine: Option<&[EngineRow]>, checkpoints: Option<&CheckpointResults>
 // ---------------------------------------------------------------------------
 // helpers
 
-/// Spawns `command`, waits for it with `wait4` and returns its exit status,
-/// wall time and peak resident memory in KB. The peak is the child's own
-/// (Linux folds in its largest reaped descendant, here a tiny `sh`), which
-/// `getrusage(RUSAGE_CHILDREN)` cannot give once several children ran.
+/// Spawns `command`, waits for it and returns its exit status, wall time
+/// and peak resident memory in KB.
+///
+/// The peak is the child's own high-water mark (`VmHWM` in
+/// `/proc/<pid>/status`), sampled by a second thread every millisecond
+/// while this one waits, so the wall time is not stretched by the sampling.
+/// A sample taken after the last one and before exit is all it can miss;
+/// `wait4` would give the exact figure but only through `unsafe`, and
+/// `getrusage(RUSAGE_CHILDREN)` merges all children once several ran.
 fn measure(command: &mut Command) -> (ExitStatus, Duration, u64) {
     let start = Instant::now();
-    let child = command.spawn().expect("spawn the measured process");
-    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain old data; all-zero is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: both pointers are to live locals of the right types, and
-        // `pid` is our own child that nothing else waits for.
-        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if waited == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        assert_eq!(err.kind(), std::io::ErrorKind::Interrupted, "wait4: {err}");
-    }
+    let mut child = command.spawn().expect("spawn the measured process");
+    let status_file = format!("/proc/{}/status", child.id());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut peak_kb = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // Gone (or a zombie, whose memory is released): keep the last figure.
+                let hwm = fs::read_to_string(&status_file).ok().and_then(|text| {
+                    text.lines()
+                        .find_map(|line| line.strip_prefix("VmHWM:"))
+                        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse().ok())
+                });
+                peak_kb = hwm.map_or(peak_kb, |kb: u64| kb.max(peak_kb));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            peak_kb
+        })
+    };
+    let status = child.wait().expect("wait for the measured process");
     let wall = start.elapsed();
-    // The child is reaped; `Child` has nothing left to wait for and its
-    // handles (all null or files) close on drop.
-    drop(child);
-    let peak_kb = u64::try_from(usage.ru_maxrss).unwrap_or(0);
-    (ExitStatus::from_raw(status), wall, peak_kb)
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak_kb = sampler.join().expect("the memory sampler");
+    (status, wall, peak_kb)
 }
 
 /// A new repository with one commit and a fixed identity, in the sandbox.

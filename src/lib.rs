@@ -47,4 +47,7 @@ pub mod retry;
 pub mod schemas;
 pub mod store;
 pub mod template;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 pub mod time;

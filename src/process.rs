@@ -675,89 +675,13 @@ impl Output for Captured {
 }
 
 #[cfg(test)]
-pub(crate) mod testing {
-    //! Process liveness as tests see it, through `/proc`.
-
-    use std::path::Path;
-
-    /// True when SIGKILL is queued for the process: `killpg` returns before
-    /// the target is scheduled to die, so a member may still show state `R`
-    /// for a moment, but it will never run another instruction of its own.
-    fn kill_pending(proc_dir: &Path) -> bool {
-        // A process that vanished between two reads is gone, not alive.
-        let Ok(status) = std::fs::read_to_string(proc_dir.join("status")) else {
-            return true;
-        };
-        status.lines().any(|line| {
-            let Some((key, mask)) = line.split_once(':') else {
-                return false;
-            };
-            matches!(key, "ShdPnd" | "SigPnd")
-                && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0)
-        })
-    }
-
-    /// The processes of group `pgid` that are still alive.
-    ///
-    /// `kill(-pgid, 0)` is not the test: SIGKILLed grandchildren are
-    /// reparented to init as zombies and stay in the group until init reaps
-    /// them, on init's schedule (over a second on some machines). A zombie
-    /// has run its last instruction, so only other states count.
-    pub(crate) fn live_members(pgid: u32) -> Vec<String> {
-        let mut live = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // `pid (comm) state ppid pgrp …`; comm may hold spaces or parens.
-            let Some(close) = stat.rfind(')') else {
-                continue;
-            };
-            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            let in_group = fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid);
-            if in_group && !matches!(fields[0], "Z" | "X") && !kill_pending(&entry.path()) {
-                live.push(stat);
-            }
-        }
-        live
-    }
-
-    /// True while `pid` runs (zombies and processes about to die do not count).
-    pub(crate) fn alive(pid: u32) -> bool {
-        let proc_dir = Path::new("/proc").join(pid.to_string());
-        let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else {
-            return false;
-        };
-        let state = stat
-            .rfind(')')
-            .and_then(|close| stat[close + 1..].split_whitespace().next());
-        !matches!(state, Some("Z" | "X") | None) && !kill_pending(&proc_dir)
-    }
-
-    /// Waits, bounded, until group `pgid` has no live member; the members
-    /// still alive when the bound passes.
-    pub(crate) async fn group_gone(pgid: u32) -> Vec<String> {
-        let gone = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            while !live_members(pgid).is_empty() {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        });
-        if gone.await.is_ok() {
-            Vec::new()
-        } else {
-            live_members(pgid)
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use std::time::Instant as StdInstant;
 
     use tempfile::TempDir;
 
-    use super::testing::{group_gone, live_members};
     use super::*;
+    use crate::testing::process::{group_gone, live_members};
 
     /// Keeps everything: both pipes whole, closes and events as text.
     #[derive(Default)]

@@ -1,11 +1,11 @@
 //! Agent phases end to end: the real binary, a real git repo, and a fake
 //! Anthropic server on 127.0.0.1 speaking the streamed Messages format.
 
-mod common;
+use crate::common;
 
 use common::Repo;
-use common::llm::{Part, Reply, Server};
 use serde_json::{Value, json};
+use wfe::testing::llm::{FakeServer as Server, Part, Reply};
 
 /// A recognisable fake key: it must never reach git, a log or an output.
 const KEY: &str = "sk-ant-LEAKCHECK-7f3a9c2e51d04b86";
@@ -117,22 +117,22 @@ fn assert_no_key(repo: &Repo, outputs: &[&common::Run]) {
 
 #[test]
 fn a_tool_using_conversation_reads_edits_greps_and_submits() {
-    let server = Server::start(vec![
-        Reply::Message(vec![
+    let server = Server::spawn(vec![
+        Reply::anthropic(vec![
             Part::Text("Let me look at the code.".into()),
             Part::Tool("read_file", json!({ "path": "src/lib.rs" })),
         ]),
-        Reply::Message(vec![Part::Tool(
+        Reply::anthropic(vec![Part::Tool(
             "edit_file",
             json!({ "path": "src/lib.rs", "old": "    41\n", "new": "    42\n" }),
         )]),
-        Reply::Message(vec![Part::Tool("grep", json!({ "pattern": "42" }))]),
-        Reply::Message(vec![
+        Reply::anthropic(vec![Part::Tool("grep", json!({ "pattern": "42" }))]),
+        Reply::anthropic(vec![
             Part::Text("Done.".into()),
             submit("answer() now returns 42"),
         ]),
     ]);
-    let repo = repo_with(&server.url);
+    let repo = repo_with(server.url());
     agent_template(&repo, &["read_file", "edit_file", "grep"], json!({}));
     let run = wfe_with_key(&repo, &["run", "agentic", "--arg", "who=me"]);
     run.code(0);
@@ -219,11 +219,11 @@ fn a_tool_using_conversation_reads_edits_greps_and_submits() {
 
 #[test]
 fn an_invalid_submission_is_answered_with_its_errors_and_corrected() {
-    let server = Server::start(vec![
-        Reply::Message(vec![Part::Tool("submit_plan", json!({ "txt": "typo" }))]),
-        Reply::Message(vec![submit("fixed")]),
+    let server = Server::spawn(vec![
+        Reply::anthropic(vec![Part::Tool("submit_plan", json!({ "txt": "typo" }))]),
+        Reply::anthropic(vec![submit("fixed")]),
     ]);
-    let repo = repo_with(&server.url);
+    let repo = repo_with(server.url());
     agent_template(&repo, &[], json!({}));
     wfe_with_key(&repo, &["run", "agentic"]).code(0);
     let requests = server.requests();
@@ -242,9 +242,9 @@ fn an_invalid_submission_is_answered_with_its_errors_and_corrected() {
 
 #[test]
 fn too_many_invalid_submissions_fail_the_attempt_and_keep_the_rejected_output() {
-    let bad = || Reply::Message(vec![Part::Tool("submit_plan", json!({ "nope": 1 }))]);
-    let server = Server::start(vec![bad(), bad()]);
-    let repo = repo_with(&server.url);
+    let bad = || Reply::anthropic(vec![Part::Tool("submit_plan", json!({ "nope": 1 }))]);
+    let server = Server::spawn(vec![bad(), bad()]);
+    let repo = repo_with(server.url());
     agent_template(&repo, &[], json!({ "max_invalid_submissions": 1 }));
     let run = wfe_with_key(&repo, &["run", "agentic"]);
     run.code(1);
@@ -258,17 +258,17 @@ fn too_many_invalid_submissions_fail_the_attempt_and_keep_the_rejected_output() 
 
 #[test]
 fn a_rate_limit_is_waited_out_and_an_outage_pauses_the_run_until_resume() {
-    let server = Server::start(vec![
-        Reply::Status(429, vec![("retry-after", "0".into())]),
-        Reply::Message(vec![Part::Tool(
+    let server = Server::spawn(vec![
+        Reply::anthropic_error(429).header("retry-after", "0"),
+        Reply::anthropic(vec![Part::Tool(
             "read_file",
             json!({ "path": "src/lib.rs" }),
         )]),
-        Reply::Status(500, vec![]),
-        Reply::Status(503, vec![]),
-        Reply::Cut(vec![Part::Text("half an answ".into())]),
+        Reply::anthropic_error(500),
+        Reply::anthropic_error(503),
+        Reply::anthropic_cut(vec![Part::Text("half an answ".into())]),
     ]);
-    let repo = repo_with(&server.url);
+    let repo = repo_with(server.url());
     agent_template(&repo, &["read_file"], json!({}));
     let run = wfe_with_key(&repo, &["run", "agentic"]);
     run.code(3);
@@ -286,7 +286,7 @@ fn a_rate_limit_is_waited_out_and_an_outage_pauses_the_run_until_resume() {
     assert_eq!(server.requests().len(), 5);
 
     // The server recovers: resume sends only the unanswered request.
-    server.push(vec![Reply::Message(vec![submit("after the outage")])]);
+    server.push(vec![Reply::anthropic(vec![submit("after the outage")])]);
     let resumed = wfe_with_key(&repo, &["resume", &id]);
     resumed.code(0);
     let requests = server.requests();
@@ -305,8 +305,8 @@ fn a_rate_limit_is_waited_out_and_an_outage_pauses_the_run_until_resume() {
 
 #[test]
 fn a_refused_key_fails_the_phase_and_never_shows_the_key() {
-    let server = Server::start(vec![Reply::Status(401, vec![])]);
-    let repo = repo_with(&server.url);
+    let server = Server::spawn(vec![Reply::anthropic_error(401)]);
+    let repo = repo_with(server.url());
     agent_template(&repo, &[], json!({}));
     let run = wfe_with_key(&repo, &["run", "agentic", "--json"]);
     run.code(1);
@@ -319,19 +319,19 @@ fn a_refused_key_fails_the_phase_and_never_shows_the_key() {
 
 #[test]
 fn a_runner_killed_mid_conversation_resumes_without_repeating_anything() {
-    let server = Server::start(vec![
-        Reply::Message(vec![Part::Tool(
+    let server = Server::spawn(vec![
+        Reply::anthropic(vec![Part::Tool(
             "bash",
             json!({ "command": "echo ran >> counter.txt" }),
         )]),
-        Reply::Message(vec![Part::Tool(
+        Reply::anthropic(vec![Part::Tool(
             "read_file",
             json!({ "path": "counter.txt" }),
         )]),
         // The third request waits: the test kills the runner meanwhile.
-        Reply::Hold(Box::new(Reply::Message(vec![submit("never delivered")]))),
+        Reply::anthropic(vec![submit("never delivered")]).held(),
     ]);
-    let repo = repo_with(&server.url);
+    let repo = repo_with(server.url());
     agent_template(&repo, &["bash", "read_file"], json!({}));
     let mut child = repo
         .wfe_cmd()
@@ -350,7 +350,7 @@ fn a_runner_killed_mid_conversation_resumes_without_repeating_anything() {
         2
     );
 
-    server.push(vec![Reply::Message(vec![submit("resumed")])]);
+    server.push(vec![Reply::anthropic(vec![submit("resumed")])]);
     wfe_with_key(&repo, &["resume", &id]).code(0);
     let requests = server.requests();
     // 1 and 2 were answered before the kill and are not sent again; the
@@ -369,21 +369,21 @@ fn a_runner_killed_mid_conversation_resumes_without_repeating_anything() {
 #[test]
 fn a_reviewer_requests_changes_once_then_approves() {
     let review = |verdict: &str, findings: Value| {
-        Reply::Message(vec![Part::Tool(
+        Reply::anthropic(vec![Part::Tool(
             "submit_review",
             json!({ "verdict": verdict, "summary": format!("{verdict}!"), "findings": findings }),
         )])
     };
-    let server = Server::start(vec![
-        Reply::Message(vec![submit("first draft")]),
+    let server = Server::spawn(vec![
+        Reply::anthropic(vec![submit("first draft")]),
         review(
             "changes_requested",
             json!([{ "severity": "major", "message": "say why 42", "location": { "file": "src/lib.rs", "line": 2 } }]),
         ),
-        Reply::Message(vec![submit("42, because of the guide")]),
+        Reply::anthropic(vec![submit("42, because of the guide")]),
         review("approve", json!([])),
     ]);
-    let repo = repo_with(&server.url);
+    let repo = repo_with(server.url());
     agent_template(
         &repo,
         &[],
@@ -425,17 +425,17 @@ fn a_reviewer_requests_changes_once_then_approves() {
 
 #[test]
 fn a_replayed_run_reproduces_its_artifacts_byte_for_byte_offline() {
-    let server = Server::start(vec![
-        Reply::Message(vec![Part::Tool(
+    let server = Server::spawn(vec![
+        Reply::anthropic(vec![Part::Tool(
             "read_file",
             json!({ "path": "src/lib.rs", "start_line": 1, "end_line": 2 }),
         )]),
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             Part::Text("Plan ready.".into()),
             submit("one line plan"),
         ]),
     ]);
-    let repo = repo_with(&server.url);
+    let repo = repo_with(server.url());
     agent_template(&repo, &["read_file"], json!({}));
     wfe_with_key(&repo, &["run", "agentic"]).code(0);
     let original = repo.run_id();
@@ -497,11 +497,11 @@ fn a_cli_agent_stands_in_for_claude_code() {
 
 #[test]
 fn a_retry_may_change_the_model_of_the_next_attempt() {
-    let server = Server::start(vec![
-        Reply::Status(400, vec![]),
-        Reply::Message(vec![submit("with the bigger model")]),
+    let server = Server::spawn(vec![
+        Reply::anthropic_error(400),
+        Reply::anthropic(vec![submit("with the bigger model")]),
     ]);
-    let repo = repo_with(&server.url);
+    let repo = repo_with(server.url());
     agent_template(&repo, &[], json!({}));
     let failed = wfe_with_key(&repo, &["run", "agentic"]);
     failed.code(1);

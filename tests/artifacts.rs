@@ -2,7 +2,7 @@
 //! comments (also while a runner is live), and inputs checked again when a
 //! run resumes.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

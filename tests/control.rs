@@ -2,7 +2,7 @@
 //! `approval: "after"`), auto mode and continue — to a live runner through
 //! the control directory, or straight to the ref when no runner is alive.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 

@@ -6,7 +6,7 @@
 //! a seeded generator: the runner is always killed in the middle of work
 //! (mid-phase, mid-commit), and a failure replays with the same schedule.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;

@@ -2,7 +2,7 @@
 //! repositories, compared as whole runs, checkpoints, phases and attempts;
 //! and `git diff` between checkpoints, which must read well on its own.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use serde_json::{Value, json};

@@ -13,13 +13,13 @@
 //! `wfe demo --agent` runs the same example from the copy compiled into
 //! the binary; a test here checks that the copy is the whole example.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
 use common::Repo;
-use common::llm::{Part, Reply, Server};
 use serde_json::{Value, json};
+use wfe::testing::llm::{FakeServer as Server, Part, Reply};
 
 /// The example, relative to the crate root.
 const EXAMPLE: &str = "examples/agent-replay";
@@ -262,12 +262,12 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 /// Runs the example against the fake server playing [`script`] and writes
 /// what the run recorded into the example's `recorded/`.
 fn record() {
-    let server = Server::start(script());
+    let server = Server::spawn(script());
     let repo = example_repo();
     repo.write(
         ".wfe/config.json",
         &serde_json::to_string_pretty(&json!({
-            "providers": { "fake-anthropic": { "kind": "anthropic", "base_url": server.url } },
+            "providers": { "fake-anthropic": { "kind": "anthropic", "base_url": server.url() } },
             "roles": {
                 "primary": { "provider": "fake-anthropic", "model": AUTHOR_MODEL },
                 "reviewer": { "provider": "fake-anthropic", "model": REVIEWER_MODEL }
@@ -327,17 +327,17 @@ fn script() -> Vec<Reply> {
                        result.";
     vec![
         // plan (scripted-author)
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say("I'll start with what is under src/."),
             Part::Tool("list_dir", json!({ "path": "src" })),
         ]),
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say(
                 "`report.py` prints the summary and `calc.py` presumably computes it, so `median` should be there.",
             ),
             Part::Tool("read_file", json!({ "path": "src/calc.py" })),
         ]),
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say(
                 "Found the cause. The docstring of `median` says that for an even count the median is the \
                  mean of the two middle values, but the code always returns `ordered[len(ordered) // 2]`: \
@@ -346,7 +346,7 @@ fn script() -> Vec<Reply> {
             ),
             Part::Tool("grep", json!({ "pattern": "median", "glob": "*.py" })),
         ]),
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say(
                 "Only `report.py` calls it, and it formats the result with `:.1f`, so a float median for \
                  even counts needs no change there. The fix is local to `median`.",
@@ -371,11 +371,11 @@ fn script() -> Vec<Reply> {
             ),
         ]),
         // fix (scripted-author)
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say("Reading the current `median` before editing it."),
             Part::Tool("read_file", json!({ "path": "src/calc.py" })),
         ]),
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say(
                 "As planned: an odd count keeps the middle element, an even count returns the mean of the two middle ones.",
             ),
@@ -384,14 +384,14 @@ fn script() -> Vec<Reply> {
                 json!({ "path": "src/calc.py", "old": MEDIAN_BUGGY, "new": MEDIAN_FIXED }),
             ),
         ]),
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say("Checking the edited function."),
             Part::Tool(
                 "read_file",
                 json!({ "path": "src/calc.py", "start_line": 9 }),
             ),
         ]),
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say(
                 "It reads right: [1, 2, 3, 4] gives (2 + 3) / 2 = 2.5, [3, 1, 2] gives 2 and [5] gives 5.",
             ),
@@ -401,17 +401,17 @@ fn script() -> Vec<Reply> {
             ),
         ]),
         // fix, review round 1 (scripted-reviewer)
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say("I'll check the change against the plan, starting with the code."),
             Part::Tool("read_file", json!({ "path": "src/calc.py" })),
         ]),
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say(
                 "The logic is right for both parities, and the list is sorted before it is indexed. Is anything checking it?",
             ),
             Part::Tool("read_file", json!({ "path": "test_calc.sh" })),
         ]),
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say("The code is right but unguarded: every median check uses an odd-length list."),
             Part::Tool(
                 "submit_review",
@@ -428,7 +428,7 @@ fn script() -> Vec<Reply> {
             ),
         ]),
         // fix, the author's revision (scripted-author)
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say(
                 "Agreed: the checks never had an even count, which is why the bug got through. Adding the case the reviewer suggests.",
             ),
@@ -437,7 +437,7 @@ fn script() -> Vec<Reply> {
                 json!({ "path": "test_calc.sh", "old": CHECKS_BEFORE, "new": CHECKS_AFTER }),
             ),
         ]),
-        Reply::Message(vec![Part::Tool(
+        Reply::anthropic(vec![Part::Tool(
             "submit_summary",
             json!({
                 "text": format!(
@@ -448,14 +448,14 @@ fn script() -> Vec<Reply> {
             }),
         )]),
         // fix, review round 2 (scripted-reviewer)
-        Reply::Message(vec![
+        Reply::anthropic(vec![
             say("Checking the new case."),
             Part::Tool(
                 "read_file",
                 json!({ "path": "test_calc.sh", "start_line": 11, "end_line": 16 }),
             ),
         ]),
-        Reply::Message(vec![Part::Tool(
+        Reply::anthropic(vec![Part::Tool(
             "submit_review",
             json!({
                 "verdict": "approve",

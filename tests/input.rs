@@ -1,11 +1,12 @@
 //! Bad input: every case exits 2 with a message naming the file and the
 //! JSON path, and writes nothing under refs/wfe/.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 
 use common::Repo;
+use common::snapshot::assert_run;
 
 fn invalid_samples() -> Vec<(PathBuf, Vec<String>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/invalid-templates");
@@ -55,6 +56,7 @@ fn every_invalid_template_exits_2_naming_file_and_path_and_writes_nothing() {
             );
         }
         assert!(!run.stderr.contains("panicked"), "{name}: {}", run.stderr);
+        assert_run!(&repo, &format!("invalid_template_{name}"), &run);
         assert!(repo.wfe_refs().is_empty(), "{name}: a ref was created");
 
         let validate = repo.wfe(&["template", "validate", path.to_str().unwrap()]);
@@ -65,27 +67,24 @@ fn every_invalid_template_exits_2_naming_file_and_path_and_writes_nothing() {
 #[test]
 fn bad_args_exit_2_and_write_nothing() {
     let repo = Repo::new();
+    // Each case's message is snapshotted as `bad_args_<name>`.
     let cases: &[(&[&str], &str)] = &[
-        (&["run", "hello", "--arg", "shout=maybe"], "shout"),
-        (&["run", "hello", "--arg", "nobody"], "NAME=VALUE"),
-        (&["run", "hello", "--arg", "colour=red"], "colour"),
-        (&["run", "no-such-template"], "no-such-template"),
+        (&["run", "hello", "--arg", "shout=maybe"], "bad_bool"),
+        (&["run", "hello", "--arg", "nobody"], "no_equals"),
+        (&["run", "hello", "--arg", "colour=red"], "unknown_arg"),
+        (&["run", "no-such-template"], "unknown_template"),
         (
             &["run", "hello", "--args-file", "missing.json"],
-            "missing.json",
+            "missing_args_file",
         ),
-        (&["run", "hello", "--jobs", "0"], "jobs"),
-        (&["show", "zzzz"], "no run zzzz"),
-        (&["frobnicate"], "frobnicate"),
+        (&["run", "hello", "--jobs", "0"], "zero_jobs"),
+        (&["show", "zzzz"], "unknown_run"),
+        (&["frobnicate"], "unknown_command"),
     ];
-    for (args, fragment) in cases {
+    for (args, name) in cases {
         let run = repo.wfe(args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert!(
-            run.stderr.contains(fragment),
-            "{args:?}: expected `{fragment}` in:\n{}",
-            run.stderr
-        );
+        assert_run!(&repo, &format!("bad_args_{name}"), &run);
     }
     assert!(repo.wfe_refs().is_empty());
 }
@@ -102,15 +101,15 @@ fn outside_a_repository_or_without_commits_says_so() {
         .unwrap();
     let run = common::Run::from(run);
     assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("not a git repository"),
-        "{}",
-        run.stderr
-    );
+    crate::common::snapshot::settings(&repo).bind(|| {
+        let text = common::snapshot::transcript(&run)
+            .replace(&outside.path().display().to_string(), "[OUTSIDE]");
+        insta::assert_snapshot!("outside_a_repository", text);
+    });
 
     let empty = Repo::empty();
     let run = empty.wfe(&["run", "hello"]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("no commits"), "{}", run.stderr);
+    assert_run!(&empty, "without_commits", &run);
     assert!(empty.wfe_refs().is_empty());
 }

@@ -5,7 +5,7 @@
 //! Synchronisation uses a FIFO (see tests/recovery.rs): a child writes to
 //! it and the test's blocking read returns exactly when it is running.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

@@ -1,7 +1,7 @@
 //! `wfe provider list|test|set-key` through the real binary: what is shown,
 //! what is never shown (a key), and the exit codes.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

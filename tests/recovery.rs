@@ -4,7 +4,7 @@
 //! Synchronisation uses FIFOs: a phase writes to one and the test's
 //! blocking read returns exactly when the phase is running.
 
-mod common;
+use crate::common;
 
 use common::{Repo, mkfifo, read_fifo_line, script};
 use serde_json::json;

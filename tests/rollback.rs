@@ -2,7 +2,7 @@
 //! `wfe rollback`, `wfe undo`; refused while a runner is live, nothing
 //! written on bad input, and no update ever lost when two processes race.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 

@@ -1,7 +1,7 @@
 //! Artifact schemas end to end: the built-in library, `$ref`s frozen into a
 //! run, remote references refused, strict parsing of what phases write.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use serde_json::json;
@@ -127,4 +127,40 @@ fn an_artifact_with_a_duplicate_key_is_rejected() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn schema_list_shows_the_builtins_and_the_repos_own() {
+    let repo = Repo::new();
+    let before = repo.wfe(&["schema", "list"]);
+    crate::common::snapshot::assert_run!(&repo, "schema_list_builtins", &before);
+    before.code(0);
+    repo.write(
+        ".wfe/schemas/ticket.json",
+        &json!({ "type": "object", "required": ["id"] }).to_string(),
+    );
+    let after = repo.wfe(&["schema", "list"]);
+    crate::common::snapshot::assert_run!(&repo, "schema_list_with_repo_schema", &after);
+    after.code(0);
+    assert!(after.stdout.contains("ticket"), "{}", after.stdout);
+}
+
+#[test]
+fn schema_show_prints_a_schema_and_refuses_an_unknown_name() {
+    let repo = Repo::new();
+    repo.write(
+        ".wfe/schemas/ticket.json",
+        &json!({ "type": "object", "required": ["id"] }).to_string(),
+    );
+    let shown = repo.wfe(&["schema", "show", "ticket"]);
+    crate::common::snapshot::assert_run!(&repo, "schema_show_repo", &shown);
+    shown.code(0);
+    let builtin = repo.wfe(&["schema", "show", "decision"]);
+    builtin.code(0);
+    let parsed: serde_json::Value = serde_json::from_str(&builtin.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", builtin.stdout));
+    assert!(parsed.is_object());
+    let unknown = repo.wfe(&["schema", "show", "no-such-schema"]);
+    crate::common::snapshot::assert_run!(&repo, "schema_show_unknown", &unknown);
+    unknown.code(2);
 }

@@ -3,7 +3,7 @@
 //! `field:value` on artifact JSON; catch-up with runs from elsewhere,
 //! rollback, removed refs, and an index that is missing or damaged.
 
-mod common;
+use crate::common;
 
 use common::Repo;
 use serde_json::{Value, json};

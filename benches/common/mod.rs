@@ -4,38 +4,52 @@
 // Each bench uses its own subset.
 #![allow(dead_code)]
 
-use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// Set in the environment of the isolated copy of a bench.
+const ISOLATED: &str = "WFE_BENCH_ISOLATED";
+
 /// Makes every git this process runs or embeds hermetic: a scratch HOME, no
 /// system or global config, nothing inherited from whatever launched
 /// `cargo bench` (nor the variables in `also_unset`).
-pub fn isolate(sandbox: &Path, also_unset: &[&str]) {
-    let home = sandbox.join("home");
-    fs::create_dir(&home).expect("a HOME");
-    // SAFETY: called from `main` before any thread is spawned, so nothing
-    // can be reading the environment concurrently.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::env::set_var("HOME", &home);
-        std::env::set_var("GIT_CONFIG_NOSYSTEM", "1");
-        std::env::set_var("GIT_CONFIG_GLOBAL", "/dev/null");
-        std::env::set_var("NO_COLOR", "1");
-        let common = [
-            "XDG_CONFIG_HOME",
-            "GIT_DIR",
-            "GIT_WORK_TREE",
-            "GIT_INDEX_FILE",
-            "GIT_OBJECT_DIRECTORY",
-            "GIT_CEILING_DIRECTORIES",
-            "WFE_NOW",
-        ];
-        for name in common.iter().chain(also_unset) {
-            std::env::remove_var(name);
-        }
+///
+/// A process cannot safely change its own environment once threads may
+/// run, so the bench starts itself again with that environment, waits, and
+/// exits with its status; in that copy this returns at once. Call it first
+/// thing in `main`.
+pub fn isolate(also_unset: &[&str]) {
+    if std::env::var_os(ISOLATED).is_some() {
+        return;
     }
+    let home = tempfile::Builder::new()
+        .prefix("wfe-bench-home-")
+        .tempdir()
+        .expect("a HOME");
+    let mut copy = Command::new(std::env::current_exe().expect("the bench's own path"));
+    copy.args(std::env::args_os().skip(1))
+        .env(ISOLATED, "1")
+        .env("HOME", home.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("NO_COLOR", "1");
+    let common = [
+        "XDG_CONFIG_HOME",
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_CEILING_DIRECTORIES",
+        "WFE_NOW",
+        "WFE_RUN_ID_SEED",
+    ];
+    for name in common.iter().chain(also_unset) {
+        copy.env_remove(name);
+    }
+    let status = copy.status().expect("run the bench isolated");
+    drop(home);
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {

@@ -12,7 +12,7 @@ use super::ui::Ui;
 use crate::artifact::Registry;
 use crate::engine::{RunSnapshot, Seats, Settings};
 use crate::provider::registry::Registry as Providers;
-use crate::store::{GitStore, RunId, RunLock, RunStore, StoreError};
+use crate::store::{GitStore, RunId, RunIds, RunLock, RunStore, StoreError};
 use crate::template::{Catalog, PhaseKind, Template};
 use crate::time::Clock;
 
@@ -29,6 +29,8 @@ pub struct Context {
     pub config: Config,
     /// The clock (pinned by `WFE_NOW` in tests).
     pub clock: Clock,
+    /// Where new run ids come from (seeded by `WFE_RUN_ID_SEED` in tests).
+    pub run_ids: RunIds,
     /// Schema lookup.
     pub registry: Registry,
     /// Template lookup.
@@ -62,6 +64,7 @@ impl Context {
             catalog: Catalog::new(&root),
             config,
             clock: clock_from_env()?,
+            run_ids: run_ids_from_env()?,
             root,
             store,
         })
@@ -163,5 +166,18 @@ fn clock_from_env() -> Result<Clock, CliError> {
         Ok(text) => Clock::parse_fixed(&text)
             .map_err(|e| CliError::input(format!("WFE_NOW=`{text}` is not an RFC 3339 time: {e}"))),
         Err(_) => Ok(Clock::system()),
+    }
+}
+
+/// `WFE_RUN_ID_SEED` (an unsigned integer) makes run ids deterministic so
+/// tests get stable ids: the seed and a counter, at the clock's time.
+fn run_ids_from_env() -> Result<RunIds, CliError> {
+    match std::env::var("WFE_RUN_ID_SEED") {
+        Ok(text) => text.trim().parse().map(RunIds::seeded).map_err(|e| {
+            CliError::input(format!(
+                "WFE_RUN_ID_SEED=`{text}` is not an unsigned integer: {e}"
+            ))
+        }),
+        Err(_) => Ok(RunIds::random()),
     }
 }

@@ -542,7 +542,7 @@ mod tests {
     use super::*;
     use crate::artifact::Schema;
     use crate::attempt::LogLine;
-    use crate::process::testing::live_members;
+    use crate::testing::process::live_members;
 
     /// A sink that keeps every line and signals when the script prints
     /// `started`, so a test can act while the script is running.

@@ -363,8 +363,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::process::testing::alive;
     use crate::provider::{Message, ToolSpec};
+    use crate::testing::process::pid_alive as alive;
 
     fn request() -> ChatRequest {
         ChatRequest {

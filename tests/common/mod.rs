@@ -1,17 +1,33 @@
-//! Shared helpers for integration tests: a hermetic temporary git repo and
-//! the real `wfe` binary run inside it.
+//! The integration tests' harness: a temporary git repository and the
+//! real `wfe` binary run inside it, hermetically.
+//!
+//! Every process the tests start through [`Repo`] (wfe and git alike) gets
+//! a cleared environment plus only what it needs
+//! ([`wfe::testing::git::hermetic`]: PATH, a temporary HOME and
+//! XDG_CONFIG_HOME, no system or global git config, a fixed identity and
+//! dates), and wfe also a pinned clock ([`NOW`] through `WFE_NOW`) and a
+//! run-id seed (`WFE_RUN_ID_SEED`, one per wfe started by the repo), so
+//! ids and times in its output are the same on every run.
 
 #![allow(dead_code)]
 
-pub mod llm;
+pub mod snapshot;
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// The instant every wfe the tests start believes it is.
+pub const NOW: &str = "2026-01-02T03:04:05Z";
 
 /// A temporary git repository with one commit, its own HOME, fixed identity.
 pub struct Repo {
     pub dir: tempfile::TempDir,
     pub home: tempfile::TempDir,
+    /// The run-id seed of the next wfe started: each gets its own, so two
+    /// runs made by two processes never share an id, yet every test run
+    /// makes the same ids.
+    seeds: Cell<u64>,
 }
 
 impl Repo {
@@ -29,6 +45,7 @@ impl Repo {
         let repo = Repo {
             dir: tempfile::tempdir().unwrap(),
             home: tempfile::tempdir().unwrap(),
+            seeds: Cell::new(1),
         };
         repo.git(&["init", "-q", "-b", "main"]);
         repo.git(&["config", "user.name", "Test User"]);
@@ -56,11 +73,16 @@ impl Repo {
         )
     }
 
-    /// A `Command` for the wfe binary in this repo, hermetic.
+    /// A `Command` for the wfe binary in this repo, hermetic, with the
+    /// clock pinned at [`NOW`] and the next run-id seed.
     pub fn wfe_cmd(&self) -> Command {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("wfe"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wfe"));
         cmd.current_dir(self.path());
         self.hermetic(&mut cmd);
+        let seed = self.seeds.get();
+        self.seeds.set(seed + 1);
+        cmd.env("WFE_NOW", NOW)
+            .env("WFE_RUN_ID_SEED", seed.to_string());
         cmd
     }
 
@@ -83,10 +105,12 @@ impl Repo {
 
     /// Runs the real git CLI and returns whatever happened.
     pub fn git_output(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("git");
-        cmd.current_dir(self.path()).args(args);
-        self.hermetic(&mut cmd);
-        cmd.output().unwrap()
+        self.git_cmd(args).output().unwrap()
+    }
+
+    /// The real git CLI in this repo, hermetic, not yet run.
+    pub fn git_cmd(&self, args: &[&str]) -> Command {
+        wfe::testing::git::git_in(self.path(), self.home.path(), args)
     }
 
     /// Starts wfe with `args` in the background, its output piped.
@@ -114,15 +138,9 @@ impl Repo {
             .collect()
     }
 
-    fn hermetic(&self, cmd: &mut Command) {
-        cmd.env("HOME", self.home.path())
-            .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-            .env("NO_COLOR", "1")
-            .env_remove("WFE_NOW");
+    /// Makes `cmd` hermetic, with this repo's HOME.
+    pub fn hermetic(&self, cmd: &mut Command) {
+        wfe::testing::git::hermetic(cmd, self.home.path());
     }
 }
 
@@ -198,38 +216,8 @@ pub fn write_fifo_line(path: &Path, line: &str) {
     .unwrap();
 }
 
-/// True while a process of group `pgid` is alive. Zombies don't count:
-/// killed grandchildren are reparented to init and stay in the group until
-/// init reaps them, on init's schedule.
+/// True while a process of group `pgid` is alive (zombies and processes
+/// with SIGKILL pending do not count).
 pub fn group_alive(pgid: i32) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // `pid (comm) state ppid pgrp ...`; comm may hold spaces or parens.
-        let Some(close) = stat.rfind(')') else {
-            return false;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
-            && !matches!(fields[0], "Z" | "X")
-            && !kill_pending(&entry.path())
-    })
-}
-
-/// True when SIGKILL is queued for the process: `killpg` returns before the
-/// target is scheduled to die, so it may still show state `R` for a moment,
-/// but it will never run another instruction of its own.
-fn kill_pending(proc_dir: &Path) -> bool {
-    // A process that vanished between two reads is gone, not alive.
-    let Ok(status) = std::fs::read_to_string(proc_dir.join("status")) else {
-        return true;
-    };
-    status.lines().any(|line| {
-        let Some((key, mask)) = line.split_once(':') else {
-            return false;
-        };
-        matches!(key, "ShdPnd" | "SigPnd")
-            && u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 8) != 0)
-    })
+    u32::try_from(pgid).is_ok_and(wfe::testing::process::group_alive)
 }

@@ -2,7 +2,6 @@
 //! directory, git, and checks on process groups.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -100,25 +99,5 @@ pub(super) fn err(outcome: ToolOutcome) -> String {
     }
 }
 
-/// Runs the git CLI in `dir` with no inherited repository variables;
-/// panics with its output when it fails.
-pub(super) fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-/// The live members of a process group, as the supervisor's own tests see them.
-pub(super) use crate::process::testing::live_members;
+pub(super) use crate::testing::git::git;
+pub(super) use crate::testing::process::live_members;

@@ -67,7 +67,7 @@ pub async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliEr
     let seats = ctx.seats(&template, replay.as_ref())?;
     let base_commit = ctx.head_commit()?;
     let schemas = resolve_schemas(ctx, &template)?;
-    let id = RunId::generate();
+    let id = ctx.run_ids.next(&ctx.clock);
     let lock = ctx.store.lock(&id, &ctx.clock.stamp())?;
     let new = NewRun {
         id: id.clone(),

@@ -1,0 +1,22 @@
+//! wfe's integration tests: one binary, one module per area, each driving
+//! the real `wfe` binary in a hermetic temporary repository (see
+//! [`common`]). Snapshots of human output live in `tests/snapshots/`.
+
+mod common;
+
+mod agent;
+mod artifacts;
+mod control;
+mod crash;
+mod diff;
+mod examples;
+mod help;
+mod init;
+mod input;
+mod loops;
+mod provider;
+mod recovery;
+mod rollback;
+mod run;
+mod schemas;
+mod search;
