@@ -55,8 +55,10 @@ use common::{
 };
 use tokio::sync::watch;
 use wfe::agent::{AgentJob, Journal, Progress, Seat, Step, run_agent};
+use wfe::artifact::OutputSpec;
 use wfe::artifact::{Schema, builtin_schema};
-use wfe::exec::{AttemptOutcome, LogLine, LogSink, OutputSpec};
+use wfe::attempt::{AttemptOutcome, LogLine, LogSink};
+use wfe::engine::{CheckpointEvent, CheckpointMessage};
 use wfe::provider::anthropic::Anthropic;
 use wfe::provider::config::ModelEntry;
 use wfe::provider::{
@@ -1024,10 +1026,12 @@ fn run_wfe(
 
 /// Whether a checkpoint holds an agent's step.
 fn is_step(message: &Message) -> bool {
-    message
-        .trailers
-        .iter()
-        .any(|(k, v)| k == "Wfe-Event" && (v == "agent-exchange" || v == "tool-call"))
+    CheckpointMessage::parse(message).events.iter().any(|n| {
+        matches!(
+            n.event,
+            CheckpointEvent::AgentExchange | CheckpointEvent::ToolCall
+        )
+    })
 }
 
 /// The checkpoints of a run from its first step to its last, read back

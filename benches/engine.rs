@@ -44,7 +44,7 @@ use tempfile::TempDir;
 use common::{
     first_line, fmt_duration, git, isolate, mean, median_duration, output, ratio, tree_of,
 };
-use wfe::store::{Change, CheckpointId, GitStore, Message, RunId, RunStore};
+use wfe::store::{Change, CheckpointId, GitStore, Message, RunId, RunStore, Trailer};
 
 /// Phases per engine run, targets per Makefile.
 const PHASES: usize = 1000;
@@ -715,7 +715,7 @@ fn store_checkpoints(sandbox: &Path, run: &RunId, steps: &[Step]) -> StoreRun {
                 run,
                 tip.as_ref(),
                 &[Change::write(step.path.clone(), step.bytes.clone())],
-                &Message::new(step.summary.clone()).trailer("Wfe-Run", run.as_str()),
+                &Message::new(step.summary.clone()).trailer(Trailer::Run, run.as_str()),
                 step.time,
             )
             .expect("a checkpoint");
@@ -745,7 +745,7 @@ fn fast_import_stream(run: &RunId, steps: &[Step]) -> Vec<u8> {
     let mut out = Vec::new();
     for (n, step) in steps.iter().enumerate() {
         let message = Message::new(step.summary.clone())
-            .trailer("Wfe-Run", run.as_str())
+            .trailer(Trailer::Run, run.as_str())
             .render();
         write!(
             out,

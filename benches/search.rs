@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wfe::index::{Search, SearchIndex};
-use wfe::store::{Change, GitStore, Message, RunHead, RunId, RunStore};
+use wfe::store::{Change, GitStore, Message, RunHead, RunId, RunStore, Trailer};
 
 /// A word so rare it is planted in a handful of artifacts only.
 const RARE: &str = "quixotically";
@@ -139,7 +139,7 @@ fn main() {
                 pretty(&json!({ "id": format!("extra{i}"), "status": "completed", "attempt": 1 })),
             ),
         ];
-        let message = Message::new("wfe: extra completed").trailer("Wfe-Status", "completed");
+        let message = Message::new("wfe: extra completed").trailer(Trailer::Status, "completed");
         if store
             .commit(&head.run, Some(&tip), &changes, &message, EPOCH + 86_400)
             .is_err()
@@ -338,9 +338,9 @@ fn write_run(store: &GitStore, rng: &mut Rng, n: usize) {
     phase_changes(rng, 0..3, &mut first);
     let message = |status: &str| {
         Message::new("wfe: phases completed")
-            .trailer("Wfe-Run", run.as_str())
-            .trailer("Wfe-Template", "feature")
-            .trailer("Wfe-Status", status)
+            .trailer(Trailer::Run, run.as_str())
+            .trailer(Trailer::Template, "feature")
+            .trailer(Trailer::Status, status)
     };
     let Ok(tip) = store.commit(&run, None, &first, &message("running"), time) else {
         fail("cannot write a run");

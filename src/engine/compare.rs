@@ -528,10 +528,10 @@ fn attempt(
         return Ok((part, false));
     }
     // A completed attempt set aside by `wfe retry` kept its artifacts.
-    let kept = format!("{dir}/artifacts");
+    let kept = layout::attempt_artifacts(&state.id, n);
     let used_rejected = store.list_dir(&snap.checkpoint, &kept)?.is_empty();
     let source = if used_rejected {
-        format!("{dir}/rejected")
+        layout::rejected_dir(&state.id, n)
     } else {
         kept
     };

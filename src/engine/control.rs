@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::engine::CheckpointEvent;
+
 /// How often the control directory is polled when it cannot be watched.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -44,15 +46,15 @@ pub enum Action {
 }
 
 impl Action {
-    /// The `Wfe-Event` of the checkpoint the action makes.
-    pub fn event(&self) -> &'static str {
+    /// The event of the checkpoint the action makes.
+    pub fn event(&self) -> CheckpointEvent {
         match self {
-            Action::Pause => "pause-requested",
-            Action::Cancel => "cancel-requested",
-            Action::Approve { .. } => "phase-approved",
-            Action::Continue => "continue-requested",
-            Action::Auto { on: true } => "auto-on",
-            Action::Auto { on: false } => "auto-off",
+            Action::Pause => CheckpointEvent::PauseRequested,
+            Action::Cancel => CheckpointEvent::CancelRequested,
+            Action::Approve { .. } => CheckpointEvent::PhaseApproved,
+            Action::Continue => CheckpointEvent::ContinueRequested,
+            Action::Auto { on: true } => CheckpointEvent::AutoOn,
+            Action::Auto { on: false } => CheckpointEvent::AutoOff,
         }
     }
 }

@@ -1,4 +1,7 @@
-//! Paths inside a checkpoint's tree (DESIGN.md §3), in one place.
+//! Paths inside a checkpoint's tree (DESIGN.md §3), in one place: no
+//! other code spells a checkpoint path.
+
+use std::fmt::Display;
 
 /// `run.json`.
 pub const RUN: &str = "run.json";
@@ -8,10 +11,17 @@ pub const TEMPLATE: &str = "template.json";
 pub const SCHEMAS: &str = "schemas";
 /// `phases/`.
 pub const PHASES: &str = "phases";
+/// `comments.jsonl`: comments on the run and its phases.
+pub const COMMENTS: &str = "comments.jsonl";
 
 // The helpers below take a phase *key*: a top-level phase's id (`build`),
 // or a loop child's key from [`child_key`] (`fix/iterations/2/test`), so a
 // child's files have a phase's layout under its iteration.
+
+/// `phases/<id>`: everything of one phase.
+pub fn phase_dir(phase: &str) -> String {
+    format!("{PHASES}/{phase}")
+}
 
 /// `phases/<id>/state.json`.
 pub fn state(phase: &str) -> String {
@@ -53,9 +63,45 @@ pub fn review(phase: &str, attempt: u32, round: u32) -> String {
     format!("{PHASES}/{phase}/reviews/{attempt}-{round}.json")
 }
 
-/// `phases/<id>/attempts/<n>/`: an earlier (or failed) attempt.
-pub fn attempt(phase: &str, n: u32) -> String {
+/// `phases/<id>/attempts/`: every earlier (or failed) attempt.
+pub fn attempts(phase: &str) -> String {
+    format!("{PHASES}/{phase}/attempts")
+}
+
+/// `phases/<id>/attempts/<n>/`: an earlier (or failed) attempt. `n` is
+/// an attempt number, or a directory name read back from the tree.
+pub fn attempt(phase: &str, n: impl Display) -> String {
     format!("{PHASES}/{phase}/attempts/{n}")
+}
+
+/// `phases/<id>/attempts/<n>/error.json`: why that attempt failed.
+pub fn attempt_error(phase: &str, n: impl Display) -> String {
+    format!("{}/error.json", attempt(phase, n))
+}
+
+/// `phases/<id>/attempts/<n>/log.jsonl`: that attempt's output.
+pub fn attempt_log(phase: &str, n: impl Display) -> String {
+    format!("{}/log.jsonl", attempt(phase, n))
+}
+
+/// `phases/<id>/attempts/<n>/artifacts/`: a completed attempt's outputs, set aside by a retry.
+pub fn attempt_artifacts(phase: &str, n: impl Display) -> String {
+    format!("{}/artifacts", attempt(phase, n))
+}
+
+/// `phases/<id>/attempts/<n>/rejected/`: outputs that failed validation.
+pub fn rejected_dir(phase: &str, n: impl Display) -> String {
+    format!("{}/rejected", attempt(phase, n))
+}
+
+/// `phases/<id>/attempts/<n>/rejected/<name>.json`: one rejected output.
+pub fn rejected(phase: &str, n: impl Display, name: &str) -> String {
+    format!("{}/{name}.json", rejected_dir(phase, n))
+}
+
+/// `phases/<loop>/attempts/<n>/iterations`: a loop's iterations of an earlier attempt.
+pub fn attempt_iterations(parent: &str, n: impl Display) -> String {
+    format!("{}/iterations", attempt(parent, n))
 }
 
 /// `phases/<loop>/iterations`: every iteration of a loop's current attempt.

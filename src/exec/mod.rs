@@ -2,7 +2,8 @@
 //!
 //! An executor gets everything already resolved (rendered command, paths,
 //! environment, compiled output schemas) and returns an
-//! [`AttemptOutcome`]; it never touches the store. The engine decides what the outcome means for the run (retry,
+//! [`AttemptOutcome`](crate::attempt::AttemptOutcome); it never touches the
+//! store. The engine decides what the outcome means for the run (retry,
 //! fail, go on) and records it. Processes are run by [`crate::process`];
 //! the outcome types live in [`crate::attempt`], so `agent` never needs
 //! this module (the two never import each other).
@@ -10,11 +11,3 @@
 mod script;
 
 pub use script::{ScriptJob, run_script};
-
-// Kept so that callers outside `src/` (`benches/agent.rs`) and the CLI's
-// `show` command, which other changes own, still build; new code imports
-// these from `attempt` and `artifact`.
-pub use crate::artifact::OutputSpec;
-pub use crate::attempt::{
-    ArtifactProblem, AttemptError, AttemptOutcome, AttemptUsage, LogLine, LogSink, Stream,
-};

@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use super::flatten::flatten;
 use crate::engine::layout;
-use crate::engine::operations::COMMENTS;
-use crate::store::{CheckpointId, EntryKind, RunStore, StoreError};
+use crate::engine::layout::COMMENTS;
+use crate::store::{CheckpointId, EntryKind, RunStore, StoreError, Trailer};
 
 /// What a document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -214,12 +214,12 @@ pub fn read_checkpoint(
         checkpoint: at.clone(),
         template: record["template"]
             .as_str()
-            .or_else(|| meta.message.get("Wfe-Template"))
+            .or_else(|| meta.message.get(Trailer::Template))
             .unwrap_or_default()
             .to_string(),
         status: record["status"]
             .as_str()
-            .or_else(|| meta.message.get("Wfe-Status"))
+            .or_else(|| meta.message.get(Trailer::Status))
             .unwrap_or_default()
             .to_string(),
         time: meta.time,

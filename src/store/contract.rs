@@ -1,7 +1,9 @@
 //! The behaviour every [`RunStore`] must share, as one test suite run
 //! against each implementation (the git store and the memory store).
 
-use super::{Change, CheckpointId, EntryKind, Message, RunId, RunStore, StoreError, Trashed};
+use super::{
+    Change, CheckpointId, EntryKind, Message, RunId, RunStore, StoreError, Trailer, Trashed,
+};
 
 /// Makes a fresh, empty store.
 pub(crate) type Factory<'a> = &'a dyn Fn() -> Box<dyn RunStore>;
@@ -30,8 +32,8 @@ pub(crate) fn run_id(suffix: &str) -> RunId {
 /// A message like the engine writes.
 pub(crate) fn message(run: &RunId, summary: &str) -> Message {
     Message::new(summary)
-        .trailer("Wfe-Run", run.as_str())
-        .trailer("Wfe-Event", "test")
+        .trailer(Trailer::Run, run.as_str())
+        .trailer(Trailer::Event, "test")
 }
 
 fn file(store: &dyn RunStore, at: &CheckpointId, path: &str) -> Option<String> {
@@ -97,7 +99,7 @@ fn chain_of_checkpoints(store: &dyn RunStore) {
         vec![300, 200, 100]
     );
     assert_eq!(history[1].message, message(&run, "two"));
-    assert_eq!(history[1].message.get("wfe-run"), Some(run.as_str()));
+    assert_eq!(history[1].message.get(Trailer::Run), Some(run.as_str()));
 
     // Every checkpoint keeps the whole state as of its commit.
     assert_eq!(

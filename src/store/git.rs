@@ -942,7 +942,8 @@ mod tests {
                 1_700_000_200,
             )
             .expect("c2");
-        let msg = message(&run, "wfe: a completed (attempt 1)").trailer("Wfe-Phase", "a");
+        let msg = message(&run, "wfe: a completed (attempt 1)")
+            .trailer(crate::store::Trailer::Phase, "a");
         let c3 = store
             .commit(
                 &run,

@@ -1,7 +1,59 @@
 //! Checkpoint commit messages: a summary line, then `Wfe-*` trailers.
 //!
 //! Trailers let `wfe list` and `wfe log` describe runs from commit objects
-//! alone, without opening a single tree.
+//! alone, without opening a single tree. This is the raw text form; the
+//! engine's `CheckpointMessage` gives the trailers their types, and
+//! [`Trailer`] is the one place their keys are spelled.
+
+/// A `Wfe-*` trailer key. Keys are case-insensitive when read, as git's are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trailer {
+    /// `Wfe-Run`: the run's id (also on commits an agent makes with its `git` tool).
+    Run,
+    /// `Wfe-Template`: the template's name.
+    Template,
+    /// `Wfe-Phase`: the phase the next `Wfe-Event` is about (also on agents' commits).
+    Phase,
+    /// `Wfe-Event`: what happened.
+    Event,
+    /// `Wfe-Provider`: a provider chosen for a retry.
+    Provider,
+    /// `Wfe-Model`: a model chosen for a retry.
+    Model,
+    /// `Wfe-Forced`: an operation that overrode a validation.
+    Forced,
+    /// `Wfe-Requested-By`: who asked for the change.
+    RequestedBy,
+    /// `Wfe-Status`: the run's status after the checkpoint; always last.
+    Status,
+}
+
+impl Trailer {
+    /// The key as written in commit messages.
+    pub fn key(self) -> &'static str {
+        match self {
+            Trailer::Run => "Wfe-Run",
+            Trailer::Template => "Wfe-Template",
+            Trailer::Phase => "Wfe-Phase",
+            Trailer::Event => "Wfe-Event",
+            Trailer::Provider => "Wfe-Provider",
+            Trailer::Model => "Wfe-Model",
+            Trailer::Forced => "Wfe-Forced",
+            Trailer::RequestedBy => "Wfe-Requested-By",
+            Trailer::Status => "Wfe-Status",
+        }
+    }
+
+    /// Whether `key` names this trailer.
+    pub fn is(self, key: &str) -> bool {
+        key.eq_ignore_ascii_case(self.key())
+    }
+
+    /// `Key: value`, as `git commit --trailer` takes it.
+    pub fn line(self, value: &str) -> String {
+        format!("{}: {}", self.key(), value.replace('\n', " "))
+    }
+}
 
 /// A checkpoint's commit message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,16 +74,16 @@ impl Message {
     }
 
     /// Adds a trailer.
-    pub fn trailer(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.trailers.push((key.to_string(), value.into()));
+    pub fn trailer(mut self, key: Trailer, value: impl Into<String>) -> Self {
+        self.trailers.push((key.key().to_string(), value.into()));
         self
     }
 
     /// The first value of trailer `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub fn get(&self, key: Trailer) -> Option<&str> {
         self.trailers
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .find(|(k, _)| key.is(k))
             .map(|(_, v)| v.as_str())
     }
 
@@ -73,16 +125,18 @@ mod tests {
     #[test]
     fn renders_and_parses_trailers() {
         let m = Message::new("wfe: build completed (attempt 1)")
-            .trailer("Wfe-Run", "01jf")
-            .trailer("Wfe-Phase", "build")
-            .trailer("Wfe-Event", "phase-completed");
+            .trailer(Trailer::Run, "01jf")
+            .trailer(Trailer::Phase, "build")
+            .trailer(Trailer::Event, "phase-completed");
         let text = m.render();
         assert_eq!(
             text,
             "wfe: build completed (attempt 1)\n\nWfe-Run: 01jf\nWfe-Phase: build\nWfe-Event: phase-completed\n"
         );
         assert_eq!(Message::parse(&text), m);
-        assert_eq!(Message::parse(&text).get("wfe-phase"), Some("build"));
+        assert_eq!(Message::parse(&text).get(Trailer::Phase), Some("build"));
+        let lower = Message::parse("s\n\nwfe-phase: build\n");
+        assert_eq!(lower.get(Trailer::Phase), Some("build"));
     }
 
     #[test]

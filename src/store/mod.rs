@@ -25,7 +25,7 @@ use std::path::PathBuf;
 pub use git::{GitStore, RepoInfo};
 pub use lock::{LockHolder, RunLock};
 pub use memory::MemoryStore;
-pub use message::Message;
+pub use message::{Message, Trailer};
 pub use workspace::{CodeRestore, Skipped, SnapshotStats, WORKSPACE};
 
 /// The ref namespace of runs.

@@ -40,7 +40,9 @@ use super::git::{
     OrGit, PACKED_REFS_LOCK_TIMEOUT, REF_LOCK_TIMEOUT, commit_tree, full_name, git_error,
     parse_checkpoint, read_tip, write_commit,
 };
-use super::{Change, CheckpointId, GitStore, Message, Result, RunId, RunStore, StoreError};
+use super::{
+    Change, CheckpointId, GitStore, Message, Result, RunId, RunStore, StoreError, Trailer,
+};
 
 pub(crate) use snapshot::plain_files;
 
@@ -294,8 +296,8 @@ impl GitStore {
     ) -> Result<String> {
         let signature = self.signature(time);
         let message = Message::new("wfe: working tree saved before restoring a snapshot")
-            .trailer("Wfe-Run", run.as_str())
-            .trailer("Wfe-Event", "code-saved");
+            .trailer(Trailer::Run, run.as_str())
+            .trailer(Trailer::Event, "code-saved");
         let head = repo.head_id().ok().map(|id| id.detach());
         let id = write_commit(repo, tree, head, &signature, &message)
             .or_git(|| format!("saving the working tree of run {run}"))?;

@@ -19,6 +19,7 @@ use super::input::Args;
 use super::process::{self, GIT_LOCATION_VARS};
 use super::{ToolResult, Toolbox, spec as tool_spec};
 use crate::provider::ToolSpec;
+use crate::store::Trailer;
 
 /// The subcommands the tool runs.
 const SUBCOMMANDS: &[&str] = &["status", "diff", "log", "show", "add", "commit"];
@@ -80,9 +81,9 @@ pub(super) async fn git(tb: &Toolbox, input: &Value) -> ToolResult {
     cmd.arg(args[0]);
     if let (Some(t), "commit") = (&tb.trailers, args[0]) {
         cmd.arg("--trailer")
-            .arg(format!("Wfe-Run: {}", t.run))
+            .arg(Trailer::Run.line(&t.run))
             .arg("--trailer")
-            .arg(format!("Wfe-Phase: {}", t.phase));
+            .arg(Trailer::Phase.line(&t.phase));
     }
     cmd.args(&args[1..]).current_dir(fence.root());
     for var in GIT_LOCATION_VARS {

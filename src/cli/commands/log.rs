@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui};
-use crate::store::RunStore;
+use crate::store::{RunStore, Trailer};
 
 /// Show a run's checkpoints, newest first
 #[derive(Debug, Args)]
@@ -43,7 +43,7 @@ pub fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
             c.message.summary
         ));
         for (k, v) in &c.message.trailers {
-            if k != "Wfe-Run" && k != "Wfe-Template" {
+            if !Trailer::Run.is(k) && !Trailer::Template.is(k) {
                 ui.out(&format!(
                     "    {}",
                     ui.paint(Style::Dim, &format!("{k}: {v}"))

@@ -172,8 +172,8 @@ fn show_phase(view: &PhaseView, short: &str, ref_name: &str, ui: &Ui) {
     if !view.attempts.is_empty() {
         let numbers: Vec<&str> = view.attempts.iter().map(|a| a.number.as_str()).collect();
         ui.out(&format!(
-            "  failed attempts kept under {}/{key}/attempts/: {}",
-            layout::PHASES,
+            "  failed attempts kept under {}/: {}",
+            layout::attempts(key),
             numbers.join(", ")
         ));
         for attempt in &view.attempts {

@@ -1,11 +1,11 @@
 //! `wfe accept`: a failed attempt's rejected outputs, committed as they are.
 
-use super::{
-    artifact_schema, base_message, rejected_path, reopen_failed_run, require_phase, require_state,
-};
+use super::{artifact_schema, base_message, reopen_failed_run, require_phase, require_state};
 use crate::artifact::parse_json_document;
 use crate::attempt::AttemptError;
-use crate::engine::{EngineError, PhaseStatus, RunSnapshot, Transition, layout, to_file_bytes};
+use crate::engine::{
+    CheckpointEvent, EngineError, PhaseStatus, RunSnapshot, Transition, layout, to_file_bytes,
+};
 use crate::store::{Change, CheckpointId, RunId, RunStore};
 use crate::time::Clock;
 
@@ -37,7 +37,7 @@ pub fn accept(
     let mut changes = Vec::new();
     let mut forced = Vec::new();
     for name in spec.outputs.keys() {
-        let path = rejected_path(phase, state.attempt, name);
+        let path = layout::rejected(phase, state.attempt, name);
         let bytes = match store.read(&snap.checkpoint, &path)? {
             Some(bytes) => bytes,
             None if store
@@ -75,15 +75,15 @@ pub fn accept(
         &snap,
         &format!("{phase} accepted by hand (attempt {})", state.attempt),
         Some(phase),
-        "phase-accepted",
+        CheckpointEvent::PhaseAccepted,
     );
     message = reopen_failed_run(&snap, &mut changes, message, phase, &now);
-    message = message.trailer("Wfe-Forced", "true");
+    message.forced = true;
     Ok(store.commit(
         run,
         Some(&snap.checkpoint),
         &changes,
-        &message,
+        &message.to_message(),
         clock.epoch_seconds(),
     )?)
 }

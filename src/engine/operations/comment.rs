@@ -2,17 +2,13 @@
 //! `comments.jsonl`.
 
 use super::{base_message, require_phase};
-use crate::engine::runner::COMMENT_EVENT;
 use crate::engine::snapshot::parse;
-use crate::engine::{Comment, EngineError, RunSnapshot};
+use crate::engine::{CheckpointEvent, Comment, EngineError, RunSnapshot, layout};
 use crate::store::{Change, CheckpointId, RunId, RunStore, StoreError};
 use crate::time::Clock;
 
 /// How often a comment is retried when another writer moves the tip.
 const COMMENT_RETRIES: usize = 10;
-
-/// `comments.jsonl`.
-pub const COMMENTS: &str = "comments.jsonl";
 
 /// Appends a comment to the run (about `phase` if given).
 pub fn comment(
@@ -35,17 +31,24 @@ pub fn comment(
             phase: phase.map(String::from),
             text: text.to_string(),
         };
-        let mut bytes = store.read(&snap.checkpoint, COMMENTS)?.unwrap_or_default();
+        let mut bytes = store
+            .read(&snap.checkpoint, layout::COMMENTS)?
+            .unwrap_or_default();
         // One JSON object per line; plain strings cannot fail to serialise.
         bytes.extend(serde_json::to_vec(&line).unwrap_or_default());
         bytes.push(b'\n');
         let about = phase.map_or_else(|| "the run".to_string(), |p| format!("phase {p}"));
-        let message = base_message(&snap, &format!("comment on {about}"), phase, COMMENT_EVENT);
+        let message = base_message(
+            &snap,
+            &format!("comment on {about}"),
+            phase,
+            CheckpointEvent::Comment,
+        );
         match store.commit(
             run,
             Some(&snap.checkpoint),
-            &[Change::write(COMMENTS, bytes)],
-            &message,
+            &[Change::write(layout::COMMENTS, bytes)],
+            &message.to_message(),
             clock.epoch_seconds(),
         ) {
             Err(e @ StoreError::Conflict { .. }) => last = Some(e),
@@ -64,10 +67,19 @@ pub fn comment(
 
 /// Every comment on the run, oldest first.
 pub fn comments(store: &dyn RunStore, snap: &RunSnapshot) -> Result<Vec<Comment>, EngineError> {
-    let bytes = store.read(&snap.checkpoint, COMMENTS)?.unwrap_or_default();
+    let bytes = store
+        .read(&snap.checkpoint, layout::COMMENTS)?
+        .unwrap_or_default();
     String::from_utf8_lossy(&bytes)
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| parse(&snap.record.id, &snap.checkpoint, COMMENTS, l.as_bytes()))
+        .map(|l| {
+            parse(
+                &snap.record.id,
+                &snap.checkpoint,
+                layout::COMMENTS,
+                l.as_bytes(),
+            )
+        })
         .collect()
 }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{base_message, rejected_path, reopen_failed_run, require_phase, require_state};
+use super::{base_message, reopen_failed_run, require_phase, require_state};
 use crate::artifact::{Schema, Violation, parse_json_document};
 use crate::attempt::AttemptError;
 use crate::engine::{
-    Dag, EngineError, PhaseStatus, RunSnapshot, Transition, layout, to_file_bytes,
+    CheckpointEvent, Dag, EngineError, PhaseStatus, RunSnapshot, Transition, layout, to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, RunId, RunStore, StoreError};
 use crate::time::Clock;
@@ -55,7 +55,7 @@ pub fn editable_artifact(
     }
     Ok(store.read(
         &snap.checkpoint,
-        &rejected_path(phase, state.attempt, artifact),
+        &layout::rejected(phase, state.attempt, artifact),
     )?)
 }
 
@@ -118,7 +118,7 @@ pub fn set_artifact(
         snap,
         &format!("{phase}/{artifact} edited by hand"),
         Some(phase),
-        "artifact-edited",
+        CheckpointEvent::ArtifactEdited,
     );
     let all_present = spec
         .outputs
@@ -133,9 +133,7 @@ pub fn set_artifact(
         message = reopen_failed_run(snap, &mut changes, message, phase, &now);
     }
     changes.push(Change::write(layout::state(phase), to_file_bytes(&state)));
-    if forced {
-        message = message.trailer("Wfe-Forced", "true");
-    }
+    message.forced = forced;
     let run = RunId::parse(&snap.record.id).ok_or_else(|| StoreError::NoSuchRun {
         run: snap.record.id.clone(),
     })?;
@@ -143,7 +141,7 @@ pub fn set_artifact(
         &run,
         Some(&snap.checkpoint),
         &changes,
-        &message,
+        &message.to_message(),
         clock.epoch_seconds(),
     )?)
 }

@@ -30,30 +30,27 @@ mod undo;
 
 pub use accept::accept;
 pub(crate) use approve::approve_phase;
-pub use comment::{COMMENTS, comment, comments};
+pub use comment::{comment, comments};
 pub use edit::{
     Checked, artifact_schema, check_artifact, editable_artifact, set_artifact, stale_dependants,
 };
-pub use retry::{Overrides, RESET_EVENT, RETRY_EVENT, Retried, retry};
+pub use retry::{Overrides, Retried, retry};
 pub use rollback::{Resolved, RollbackTarget, RolledBack, resolve, rollback};
-pub use skip::{SKIP_EVENT, SKIPPED_BY_HAND, Skipped, skip};
+pub use skip::{SKIPPED_BY_HAND, Skipped, skip};
 pub use undo::undo;
 
 use super::control::Action;
 use super::{
-    Dag, EngineError, PhaseState, PhaseStatus, RunSnapshot, RunStatus, Transition, layout,
-    to_file_bytes,
+    CheckpointEvent, CheckpointMessage, Dag, EngineError, PhaseState, PhaseStatus, RunSnapshot,
+    RunStatus, Transition, layout, to_file_bytes,
 };
 use crate::attempt::AttemptError;
-use crate::store::{Change, EntryKind, Message, RunId, RunStore, StoreError};
+use crate::store::{Change, EntryKind, RunId, RunStore, StoreError};
 use crate::time::Clock;
 
 /// How often a retry or skip starts over when another writer (a comment)
 /// moved the tip between reading it and committing.
 const CONFLICT_RETRIES: usize = 10;
-
-/// The trailer naming who asked for a retry or skip (`Name <email>`).
-pub const REQUESTED_BY: &str = "Wfe-Requested-By";
 
 /// What a control action done without a runner changed, for its checkpoint.
 struct Done {
@@ -104,42 +101,22 @@ pub fn control_offline(
     if record != snap.record {
         changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
     }
-    let mut message = Message::new(format!("wfe: {} by {by}", done.summary))
-        .trailer("Wfe-Run", snap.record.id.as_str())
-        .trailer("Wfe-Template", snap.record.template.as_str());
-    if let Some(phase) = done.phase {
-        message = message.trailer("Wfe-Phase", phase);
-    }
-    message = message
-        .trailer("Wfe-Event", action.event())
-        .trailer("Wfe-Requested-By", by)
-        .trailer("Wfe-Status", record.status.as_str());
+    let message = CheckpointMessage::new(
+        &snap.record.id,
+        &snap.record.template,
+        format!("{} by {by}", done.summary),
+    )
+    .event(done.phase.as_deref(), action.event())
+    .requested_by(by)
+    .status(record.status);
     store.commit(
         run,
         Some(&snap.checkpoint),
         &changes,
-        &message,
+        &message.to_message(),
         clock.epoch_seconds(),
     )?;
     Ok(done.outcome)
-}
-
-/// The `(phase, event)` pairs of a checkpoint's trailers, in order: an
-/// event belongs to the `Wfe-Phase` right before it, if any (how the
-/// runner writes folded checkpoints).
-pub fn events(message: &Message) -> Vec<(Option<&str>, &str)> {
-    let mut out = Vec::new();
-    let mut phase = None;
-    for (key, value) in &message.trailers {
-        if key.eq_ignore_ascii_case("Wfe-Phase") {
-            phase = Some(value.as_str());
-        } else if key.eq_ignore_ascii_case("Wfe-Event") {
-            out.push((phase.take(), value.as_str()));
-        } else {
-            phase = None;
-        }
-    }
-    out
 }
 
 /// A failed run whose failing phase was just fixed by hand becomes paused,
@@ -147,10 +124,10 @@ pub fn events(message: &Message) -> Vec<(Option<&str>, &str)> {
 fn reopen_failed_run(
     snap: &RunSnapshot,
     changes: &mut Vec<Change>,
-    message: Message,
+    message: CheckpointMessage,
     phase: &str,
     now: &str,
-) -> Message {
+) -> CheckpointMessage {
     if snap.record.status != RunStatus::Failed {
         return message;
     }
@@ -158,31 +135,21 @@ fn reopen_failed_run(
     let reason = format!("{phase} fixed by hand; `wfe resume` goes on");
     record.set_status(RunStatus::Paused, Some(reason), now);
     changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
-    let mut message = message;
-    // The status trailer is last; replace it with the new status.
-    message.trailers.retain(|(k, _)| k != "Wfe-Status");
     message
-        .trailer("Wfe-Event", "run-paused")
-        .trailer("Wfe-Status", RunStatus::Paused.as_str())
+        .event(None, CheckpointEvent::RunPaused)
+        .status(RunStatus::Paused)
 }
 
-fn base_message(snap: &RunSnapshot, summary: &str, phase: Option<&str>, event: &str) -> Message {
-    let mut message = Message::new(format!("wfe: {summary}"))
-        .trailer("Wfe-Run", snap.record.id.as_str())
-        .trailer("Wfe-Template", snap.record.template.as_str());
-    if let Some(phase) = phase {
-        message = message.trailer("Wfe-Phase", phase);
-    }
-    message
-        .trailer("Wfe-Event", event)
-        .trailer("Wfe-Status", snap.record.status.as_str())
-}
-
-fn rejected_path(phase: &str, attempt: u32, artifact: &str) -> String {
-    format!(
-        "{}/rejected/{artifact}.json",
-        layout::attempt(phase, attempt)
-    )
+/// A checkpoint about one event of the run (or of `phase`), leaving its status as it is.
+fn base_message(
+    snap: &RunSnapshot,
+    summary: &str,
+    phase: Option<&str>,
+    event: CheckpointEvent,
+) -> CheckpointMessage {
+    CheckpointMessage::new(&snap.record.id, &snap.record.template, summary)
+        .event(phase, event)
+        .status(snap.record.status)
 }
 
 fn require_phase<'a>(
@@ -239,8 +206,7 @@ fn set_aside(
     let id = state.id.as_str();
     let at = &snap.checkpoint;
     if state.attempt > 0 {
-        let archive = layout::attempt(id, state.attempt);
-        let archived = format!("{archive}/artifacts");
+        let archived = layout::attempt_artifacts(id, state.attempt);
         // A failed attempt was archived by its runner; only a completed one
         // still has its outputs where the next attempt will write.
         if store.list_dir(at, &archived)?.is_empty() {
@@ -254,13 +220,13 @@ fn set_aside(
                 }
             }
         }
-        let log = format!("{archive}/log.jsonl");
+        let log = layout::attempt_log(id, state.attempt);
         if store.read(at, &log)?.is_none()
             && let Some(bytes) = store.read(at, &layout::log(id))?
         {
             changes.push(Change::write(log, bytes));
         }
-        let error = format!("{archive}/error.json");
+        let error = layout::attempt_error(id, state.attempt);
         if state.status == PhaseStatus::Running && store.read(at, &error)?.is_none() {
             let interrupted = AttemptError::Internal {
                 message: "interrupted: the runner stopped during this attempt".into(),
@@ -278,20 +244,6 @@ fn set_aside(
     // A reset is allowed from every status.
     let _ = pending.apply(Transition::Reset, now);
     Ok(pending)
-}
-
-/// The first trailers of every checkpoint: the run and its template.
-fn head(message: Message, snap: &RunSnapshot) -> Message {
-    message
-        .trailer("Wfe-Run", snap.record.id.as_str())
-        .trailer("Wfe-Template", snap.record.template.as_str())
-}
-
-/// Who asked, then the run's status last (where tools look for it).
-fn tail(message: Message, requested_by: &str, status: RunStatus) -> Message {
-    message
-        .trailer(REQUESTED_BY, requested_by)
-        .trailer("Wfe-Status", status.as_str())
 }
 
 /// Runs `attempt` again while it loses a compare-and-swap to another

@@ -1,15 +1,13 @@
 //! `wfe retry`: a phase set up for another attempt, with every phase
 //! downstream of it sent back to pending.
 
-use super::{head, locate_phase, set_aside, tail, with_retries};
-use crate::engine::{EngineError, PhaseStatus, RunSnapshot, RunStatus, layout, to_file_bytes};
-use crate::store::{Change, CheckpointId, Message, RunId, RunStore};
+use super::{locate_phase, set_aside, with_retries};
+use crate::engine::{
+    CheckpointEvent, CheckpointMessage, EngineError, PhaseStatus, RunSnapshot, RunStatus, layout,
+    to_file_bytes,
+};
+use crate::store::{Change, CheckpointId, RunId, RunStore};
 use crate::time::Clock;
-
-/// The `Wfe-Event` of the phase a retry was asked for.
-pub const RETRY_EVENT: &str = "phase-retry-requested";
-/// The `Wfe-Event` of each dependant a retry sends back to pending.
-pub const RESET_EVENT: &str = "phase-reset";
 
 /// Choices for a retried phase's next attempt; `None` keeps what is recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,7 +78,7 @@ pub fn retry(
         changes.push(Change::write(layout::state(phase), to_file_bytes(&again)));
         let next_attempt = again.attempt + 1;
 
-        let mut events = vec![(phase.to_string(), RETRY_EVENT)];
+        let mut events = vec![(phase.to_string(), CheckpointEvent::PhaseRetryRequested)];
         let mut reset = Vec::new();
         for d in (0..dag.len()).filter(|&d| dag.ancestors(d).contains(&i)) {
             let dependant = &snap.phases[d];
@@ -92,7 +90,7 @@ pub fn retry(
                 layout::state(&dependant.id),
                 to_file_bytes(&pending),
             ));
-            events.push((dependant.id.clone(), RESET_EVENT));
+            events.push((dependant.id.clone(), CheckpointEvent::PhaseReset));
             reset.push(dependant.id.clone());
         }
 
@@ -102,29 +100,25 @@ pub fn retry(
         record.set_status(RunStatus::Paused, Some(reason), &now);
         changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
 
-        let mut summary = format!("wfe: retry of {phase} requested (attempt {next_attempt} next)");
+        let mut summary = format!("retry of {phase} requested (attempt {next_attempt} next)");
         if !reset.is_empty() {
             summary.push_str(&format!("; {} back to pending", reset.join(", ")));
         }
-        let mut message = head(Message::new(summary), &snap);
+        let mut message = CheckpointMessage::new(&snap.record.id, &snap.record.template, summary);
         for (id, event) in events {
-            message = message.trailer("Wfe-Phase", id).trailer("Wfe-Event", event);
+            message = message.event(Some(&id), event);
         }
         if was != RunStatus::Paused {
-            message = message.trailer("Wfe-Event", "run-paused");
+            message = message.event(None, CheckpointEvent::RunPaused);
         }
-        if let Some(provider) = &overrides.provider {
-            message = message.trailer("Wfe-Provider", provider.as_str());
-        }
-        if let Some(model) = &overrides.model {
-            message = message.trailer("Wfe-Model", model.as_str());
-        }
-        let message = tail(message, requested_by, RunStatus::Paused);
+        message.provider.clone_from(&overrides.provider);
+        message.model.clone_from(&overrides.model);
+        let message = message.requested_by(requested_by).status(RunStatus::Paused);
         let checkpoint = store.commit(
             run,
             Some(&snap.checkpoint),
             &changes,
-            &message,
+            &message.to_message(),
             clock.epoch_seconds(),
         )?;
         Ok(Retried {

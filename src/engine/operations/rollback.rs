@@ -1,9 +1,11 @@
 //! `wfe rollback`: the run's ref moved back to an earlier checkpoint (no
 //! checkpoint is made; the old tip is kept in the trash).
 
-use super::{events, locate_phase};
+use super::locate_phase;
 use crate::engine::compare::{At, parse_at};
-use crate::engine::{EngineError, PhaseState, PhaseStatus, RunSnapshot, layout};
+use crate::engine::{
+    CheckpointEvent, CheckpointMessage, EngineError, PhaseState, PhaseStatus, RunSnapshot, layout,
+};
 use crate::store::{Checkpoint, CheckpointId, RunId, RunStore, StoreError, Trashed};
 use crate::time::Clock;
 
@@ -201,13 +203,13 @@ fn completion(
         Ok(state.status == PhaseStatus::Completed)
     };
     for (k, checkpoint) in history.iter().enumerate() {
-        for (p, event) in events(&checkpoint.message) {
-            if p != Some(phase) {
+        for noted in CheckpointMessage::parse(&checkpoint.message).events {
+            if noted.phase.as_deref() != Some(phase) {
                 continue;
             }
-            let found = match event {
-                "phase-completed" | "phase-accepted" => true,
-                "artifact-edited" => {
+            let found = match noted.event {
+                CheckpointEvent::PhaseCompleted | CheckpointEvent::PhaseAccepted => true,
+                CheckpointEvent::ArtifactEdited => {
                     completed_at(&checkpoint.id)?
                         && !match &checkpoint.parent {
                             Some(parent) => completed_at(parent)?,

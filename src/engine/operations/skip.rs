@@ -1,15 +1,13 @@
 //! `wfe skip`: a phase marked skipped by hand, so its dependants run as if
 //! its `if` had been false.
 
-use super::{head, locate_phase, set_aside, tail, with_retries};
+use super::{locate_phase, set_aside, with_retries};
 use crate::engine::{
-    EngineError, PhaseStatus, RunSnapshot, RunStatus, Transition, layout, resumable, to_file_bytes,
+    CheckpointEvent, CheckpointMessage, EngineError, PhaseStatus, RunSnapshot, RunStatus,
+    Transition, layout, resumable, to_file_bytes,
 };
-use crate::store::{Change, CheckpointId, Message, RunId, RunStore};
+use crate::store::{Change, CheckpointId, RunId, RunStore};
 use crate::time::Clock;
-
-/// The `Wfe-Event` of a phase skipped (by its `if`, or by hand).
-pub const SKIP_EVENT: &str = "phase-skipped";
 
 /// `skip_reason` of a phase skipped by hand.
 pub const SKIPPED_BY_HAND: &str = "skipped by hand";
@@ -62,9 +60,12 @@ pub fn skip(
             .map_err(|e| refused(&e.to_string()))?;
         changes.push(Change::write(layout::state(phase), to_file_bytes(&skipped)));
 
-        let mut message = head(Message::new(format!("wfe: {phase} skipped by hand")), &snap)
-            .trailer("Wfe-Phase", phase)
-            .trailer("Wfe-Event", SKIP_EVENT);
+        let mut message = CheckpointMessage::new(
+            &snap.record.id,
+            &snap.record.template,
+            format!("{phase} skipped by hand"),
+        )
+        .event(Some(phase), CheckpointEvent::PhaseSkipped);
         let mut after = snap.clone();
         after.phases[i] = skipped;
         let reopened = snap.record.status == RunStatus::Failed && resumable(&after);
@@ -74,15 +75,15 @@ pub fn skip(
             let reason = format!("{phase} skipped by hand; `wfe resume` goes on");
             record.set_status(RunStatus::Paused, Some(reason), &now);
             changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
-            message = message.trailer("Wfe-Event", "run-paused");
+            message = message.event(None, CheckpointEvent::RunPaused);
             status = RunStatus::Paused;
         }
-        let message = tail(message, requested_by, status);
+        let message = message.requested_by(requested_by).status(status);
         let checkpoint = store.commit(
             run,
             Some(&snap.checkpoint),
             &changes,
-            &message,
+            &message.to_message(),
             clock.epoch_seconds(),
         )?;
         Ok(Skipped {

@@ -9,7 +9,7 @@ use super::{Runner, Unit};
 use crate::agent::{AgentJob, Journal, ReviewJob, Step, ToolCall};
 use crate::artifact::OutputSpec;
 use crate::attempt::AttemptError;
-use crate::engine::{REVIEW_SCHEMA, SeatRole, layout, to_file_bytes};
+use crate::engine::{CheckpointEvent, REVIEW_SCHEMA, SeatRole, layout, to_file_bytes};
 use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
 use crate::store::{Change, EntryKind};
 use crate::template::expr;
@@ -206,7 +206,7 @@ impl Runner<'_> {
                 (
                     layout::exchanges(&key),
                     files.exchanges.clone(),
-                    "agent-exchange",
+                    CheckpointEvent::AgentExchange,
                     format!(
                         "{label} {} turn {} ({})",
                         exchange.conversation, exchange.turn, exchange.model
@@ -219,7 +219,7 @@ impl Runner<'_> {
                 (
                     layout::tool_calls(&key),
                     files.tool_calls.clone(),
-                    "tool-call",
+                    CheckpointEvent::ToolCall,
                     format!("{label} tool {} {outcome}", call.tool),
                 )
             }
@@ -232,7 +232,7 @@ impl Runner<'_> {
                 (
                     layout::review(&key, attempt, *round),
                     to_file_bytes(review),
-                    "review",
+                    CheckpointEvent::Review,
                     format!("{label} review round {round}: {verdict}"),
                 )
             }

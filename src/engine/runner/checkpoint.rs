@@ -2,11 +2,10 @@
 //! together as one checkpoint, rebased over comments other writers added.
 
 use super::{Runner, Unit};
-use crate::engine::{EngineError, Event, RunStatus, layout, to_file_bytes};
-use crate::store::{Change, Message, StoreError};
-
-/// The `Wfe-Event` of a checkpoint that only appends to `comments.jsonl`.
-pub const COMMENT_EVENT: &str = "comment";
+use crate::engine::{
+    CheckpointEvent, CheckpointMessage, EngineError, Event, Noted, RunStatus, layout, to_file_bytes,
+};
+use crate::store::{Change, StoreError};
 
 /// Changes and transitions waiting to be committed together.
 #[derive(Default)]
@@ -16,8 +15,8 @@ pub(super) struct Pending {
     pub(super) dirty: Vec<Unit>,
     /// Human summaries, joined into the commit's first line.
     pub(super) summaries: Vec<String>,
-    /// (phase key, event) trailers in order.
-    pub(super) events: Vec<(Option<String>, &'static str)>,
+    /// What happened, in order, with the phase keys it happened to.
+    pub(super) events: Vec<Noted>,
     /// Who asked for the control actions in this checkpoint.
     pub(super) requested_by: Vec<String>,
 }
@@ -29,9 +28,9 @@ impl Runner<'_> {
         }
     }
 
-    pub(super) fn note(&mut self, u: Option<Unit>, event: &'static str, summary: String) {
-        let key = u.map(|u| self.key(u));
-        self.pending.events.push((key, event));
+    pub(super) fn note(&mut self, u: Option<Unit>, event: CheckpointEvent, summary: String) {
+        let phase = u.map(|u| self.key(u));
+        self.pending.events.push(Noted { phase, event });
         self.pending.summaries.push(summary);
     }
 
@@ -39,15 +38,7 @@ impl Runner<'_> {
         if self.record.status == status && self.record.reason == reason {
             return;
         }
-        let event = match status {
-            RunStatus::Running => "run-started",
-            RunStatus::Completed => "run-completed",
-            RunStatus::Failed => "run-failed",
-            RunStatus::Paused => "run-paused",
-            RunStatus::Cancelled => "run-cancelled",
-            RunStatus::Waiting => "run-waiting",
-            RunStatus::Pending => "run-pending",
-        };
+        let event = CheckpointEvent::run(status);
         let summary = match (&status, &reason) {
             (RunStatus::Running, _) if self.record.status == RunStatus::Pending => {
                 "run started".to_string()
@@ -77,7 +68,8 @@ impl Runner<'_> {
                 return Ok(true);
             }
             let checkpoint = self.store.checkpoint(&id)?;
-            if checkpoint.message.get("Wfe-Event") != Some(COMMENT_EVENT) {
+            let message = CheckpointMessage::parse(&checkpoint.message);
+            if message.events.first().map(|n| &n.event) != Some(&CheckpointEvent::Comment) {
                 return Ok(false);
             }
             next = checkpoint.parent;
@@ -107,19 +99,17 @@ impl Runner<'_> {
                 to_file_bytes(self.state(u)),
             ));
         }
-        let mut message = Message::new(format!("wfe: {}", pending.summaries.join("; ")))
-            .trailer("Wfe-Run", self.run.as_str())
-            .trailer("Wfe-Template", self.record.template.as_str());
-        for (phase, event) in pending.events {
-            if let Some(phase) = phase {
-                message = message.trailer("Wfe-Phase", phase);
-            }
-            message = message.trailer("Wfe-Event", event);
+        let message = CheckpointMessage {
+            events: pending.events,
+            requested_by: pending.requested_by,
+            status: Some(self.record.status),
+            ..CheckpointMessage::new(
+                self.run.as_str(),
+                &self.record.template,
+                pending.summaries.join("; "),
+            )
         }
-        for by in pending.requested_by {
-            message = message.trailer("Wfe-Requested-By", by);
-        }
-        message = message.trailer("Wfe-Status", self.record.status.as_str());
+        .to_message();
         let id = loop {
             let time = self.settings.clock.epoch_seconds();
             match self

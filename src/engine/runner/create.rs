@@ -4,8 +4,11 @@
 use serde_json::Value;
 
 use super::iteration;
-use crate::engine::{EngineError, PhaseState, RunRecord, RunStatus, layout, to_file_bytes};
-use crate::store::{Change, CheckpointId, Message, RunId, RunStore};
+use crate::engine::{
+    CheckpointEvent, CheckpointMessage, EngineError, PhaseState, RunRecord, RunStatus, layout,
+    to_file_bytes,
+};
+use crate::store::{Change, CheckpointId, RunId, RunStore};
 use crate::template::{PhaseKind, Template, digest};
 use crate::time::Clock;
 use std::collections::BTreeMap;
@@ -82,13 +85,13 @@ pub fn create(
             to_file_bytes(&PhaseState::pending(&phase.id, phase.kind)),
         ));
     }
-    let message = Message::new(format!(
-        "wfe: run created from template {}",
-        new.template.name
-    ))
-    .trailer("Wfe-Run", new.id.as_str())
-    .trailer("Wfe-Template", new.template.name.as_str())
-    .trailer("Wfe-Event", "run-created")
-    .trailer("Wfe-Status", RunStatus::Pending.as_str());
+    let message = CheckpointMessage::new(
+        new.id.as_str(),
+        &new.template.name,
+        format!("run created from template {}", new.template.name),
+    )
+    .event(None, CheckpointEvent::RunCreated)
+    .status(RunStatus::Pending)
+    .to_message();
     Ok(store.commit(&new.id, None, &changes, &message, clock.epoch_seconds())?)
 }

@@ -8,7 +8,9 @@ use super::launch::Report;
 use super::{Runner, Stop, Unit, blocking_failures};
 use crate::attempt::{AttemptError, AttemptOutcome, LogLine};
 use crate::engine::operations::cancel;
-use crate::engine::{Event, Failure, PhaseStatus, RunStatus, Transition, layout, to_file_bytes};
+use crate::engine::{
+    CheckpointEvent, Event, Failure, PhaseStatus, RunStatus, Transition, layout, to_file_bytes,
+};
 use crate::provider::ProviderErrorKind;
 use crate::store::{Change, WORKSPACE};
 use crate::template::{Approval, PhaseKind};
@@ -34,7 +36,7 @@ impl Runner<'_> {
                 let label = self.label(u);
                 self.note(
                     Some(u),
-                    "phase-interrupted",
+                    CheckpointEvent::PhaseInterrupted,
                     format!("{label} interrupted (attempt {attempt}); its conversation goes on"),
                 );
                 continue;
@@ -44,7 +46,7 @@ impl Runner<'_> {
             };
             let key = self.key(u);
             self.pending.changes.push(Change::write(
-                format!("{}/error.json", layout::attempt(&key, attempt)),
+                layout::attempt_error(&key, attempt),
                 to_file_bytes(&error),
             ));
             self.transition(u, Transition::Interrupt { continues: false });
@@ -52,7 +54,7 @@ impl Runner<'_> {
             let label = self.label(u);
             self.note(
                 Some(u),
-                "phase-interrupted",
+                CheckpointEvent::PhaseInterrupted,
                 format!("{label} interrupted (attempt {attempt})"),
             );
         }
@@ -88,7 +90,7 @@ impl Runner<'_> {
                 let why = error.map(|e| e.to_string()).unwrap_or_default();
                 self.note(
                     Some(unit),
-                    "attempt-failed",
+                    CheckpointEvent::AttemptFailed,
                     format!("{label} attempt {attempt} failed ({why}); retrying"),
                 );
                 false
@@ -223,20 +225,20 @@ impl Runner<'_> {
     /// Keeps a failed attempt under `attempts/<n>/`: its error, its log and
     /// any rejected output, so nothing it produced is lost.
     pub(super) fn archive(&mut self, u: Unit, attempt: u32, outcome: &AttemptOutcome) {
-        let dir = layout::attempt(&self.key(u), attempt);
+        let key = self.key(u);
         if let Err(error) = &outcome.result {
             self.pending.changes.push(Change::write(
-                format!("{dir}/error.json"),
+                layout::attempt_error(&key, attempt),
                 to_file_bytes(error),
             ));
         }
         self.pending.changes.push(Change::write(
-            format!("{dir}/log.jsonl"),
+            layout::attempt_log(&key, attempt),
             log_bytes(&outcome.log),
         ));
         for (name, bytes) in &outcome.rejected {
             self.pending.changes.push(Change::write(
-                format!("{dir}/rejected/{name}.json"),
+                layout::rejected(&key, attempt, name),
                 bytes.clone(),
             ));
         }
@@ -306,14 +308,14 @@ pub(super) fn ending(status: PhaseStatus, continues: bool) -> Transition {
 }
 
 /// The `Wfe-Event` of a phase reaching `status` at the end of an attempt.
-pub(super) fn finished_event(status: PhaseStatus) -> &'static str {
+pub(super) fn finished_event(status: PhaseStatus) -> CheckpointEvent {
     match status {
-        PhaseStatus::Completed => "phase-completed",
-        PhaseStatus::Waiting => "phase-waiting",
-        PhaseStatus::Pending => "phase-interrupted",
-        PhaseStatus::TimedOut => "phase-timed-out",
-        PhaseStatus::Cancelled => "phase-cancelled",
-        _ => "phase-failed",
+        PhaseStatus::Completed => CheckpointEvent::PhaseCompleted,
+        PhaseStatus::Waiting => CheckpointEvent::PhaseWaiting,
+        PhaseStatus::Pending => CheckpointEvent::PhaseInterrupted,
+        PhaseStatus::TimedOut => CheckpointEvent::PhaseTimedOut,
+        PhaseStatus::Cancelled => CheckpointEvent::PhaseCancelled,
+        _ => CheckpointEvent::PhaseFailed,
     }
 }
 

@@ -30,7 +30,8 @@ use super::finish::{ending, finished_event};
 use super::{Runner, Unit, load_artifacts};
 use crate::attempt::AttemptError;
 use crate::engine::{
-    Dag, EngineError, Event, PhaseState, PhaseStatus, RunSnapshot, layout, to_file_bytes,
+    CheckpointEvent, Dag, EngineError, Event, PhaseState, PhaseStatus, RunSnapshot, layout,
+    to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, EntryKind, RunStore};
 use crate::template::{Approval, OnExhausted, OnFailure, Phase, PhaseKind};
@@ -211,7 +212,7 @@ impl Runner<'_> {
         let id = self.dag.id(p).to_string();
         let attempt = self.states[p].attempt;
         let from = layout::iterations(&id);
-        let to = format!("{}/iterations", layout::attempt(&id, attempt));
+        let to = layout::attempt_iterations(&id, attempt);
         let mut moved = Vec::new();
         copy_tree(self.store, &self.tip, &from, &to, &mut moved)?;
         if !moved.is_empty() {
@@ -219,7 +220,7 @@ impl Runner<'_> {
             self.pending.changes.push(Change::Remove { path: from });
             self.note(
                 Some(Unit::Top(p)),
-                "iterations-set-aside",
+                CheckpointEvent::IterationsSetAside,
                 format!("{id}: iterations of attempt {attempt} moved under attempts/{attempt}/"),
             );
         }
@@ -294,7 +295,7 @@ impl Runner<'_> {
         });
         self.note(
             Some(Unit::Top(p)),
-            "iteration-started",
+            CheckpointEvent::IterationStarted,
             format!("{id} iteration {k} of {max_iters} started"),
         );
     }
@@ -435,7 +436,7 @@ impl Runner<'_> {
         }
         if let Some(error) = &error {
             self.pending.changes.push(Change::write(
-                format!("{}/error.json", layout::attempt(&id, attempt)),
+                layout::attempt_error(&id, attempt),
                 to_file_bytes(error),
             ));
         }

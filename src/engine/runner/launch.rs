@@ -14,7 +14,7 @@ use crate::agent::{AgentJob, Progress, Step};
 use crate::artifact::OutputSpec;
 use crate::attempt::{ArtifactProblem, AttemptError, AttemptOutcome, LogSink};
 use crate::engine::Executor;
-use crate::engine::{Event, Observer, Transition, to_file_bytes};
+use crate::engine::{CheckpointEvent, Event, Observer, Transition, to_file_bytes};
 use crate::exec::ScriptJob;
 use crate::retry::Backoff;
 use crate::template::PhaseKind;
@@ -183,7 +183,7 @@ impl Runner<'_> {
         });
         self.note(
             Some(u),
-            "phase-started",
+            CheckpointEvent::PhaseStarted,
             format!("{label} started (attempt {attempt})"),
         );
     }

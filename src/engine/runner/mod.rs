@@ -57,7 +57,6 @@ use crate::store::{CheckpointId, RunId, RunStore};
 use crate::template::{OnFailure, Phase, Template};
 use crate::time::Clock;
 
-pub use self::checkpoint::COMMENT_EVENT;
 pub use self::create::{NewRun, create, ensure_runnable};
 
 /// How a runner works: resolved by the CLI, the same for every phase.

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::launch::Launch;
 use super::{Runner, Unit};
 use crate::attempt::AttemptError;
-use crate::engine::{Event, PhaseStatus, Transition};
+use crate::engine::{CheckpointEvent, Event, PhaseStatus, Transition};
 use crate::template::{PhaseKind, expr};
 
 impl Runner<'_> {
@@ -187,7 +187,7 @@ impl Runner<'_> {
         });
         self.note(
             Some(Unit::Top(i)),
-            "phase-waiting",
+            CheckpointEvent::PhaseWaiting,
             format!("{id} waiting for approval"),
         );
     }
@@ -199,7 +199,11 @@ impl Runner<'_> {
             reason: &reason,
         });
         self.transition(u, Transition::Skip { reason });
-        self.note(Some(u), "phase-skipped", format!("{label} skipped"));
+        self.note(
+            Some(u),
+            CheckpointEvent::PhaseSkipped,
+            format!("{label} skipped"),
+        );
     }
 
     /// Why the run cannot go on by itself, if only a person can move it:

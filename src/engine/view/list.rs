@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::store::{RunStore, StoreError};
+use crate::store::{RunStore, StoreError, Trailer};
 
 /// Which runs to list; an unset field lets every run through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,8 +48,8 @@ pub fn list_runs(store: &dyn RunStore, filter: &ListFilter) -> Result<Vec<RunRow
         .into_iter()
         .map(|h| RunRow {
             id: h.run.to_string(),
-            template: h.tip.message.get("Wfe-Template").map(String::from),
-            status: h.tip.message.get("Wfe-Status").map(String::from),
+            template: h.tip.message.get(Trailer::Template).map(String::from),
+            status: h.tip.message.get(Trailer::Status).map(String::from),
             checkpoint: h.tip.id.0,
             updated: h.tip.time,
             summary: h.tip.message.summary,

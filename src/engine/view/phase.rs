@@ -103,10 +103,7 @@ impl PhaseView {
                 until: p.until.clone(),
             });
         let (exchanges, tool_calls) = if found.state.kind == PhaseKind::Agent {
-            let files = store.list_dir(
-                &snap.checkpoint,
-                &format!("{}/{}", layout::PHASES, found.key),
-            )?;
+            let files = store.list_dir(&snap.checkpoint, &layout::phase_dir(&found.key))?;
             let kept = |path: String| {
                 let name = path.rsplit('/').next().unwrap_or_default();
                 files.iter().any(|(n, _)| n == name).then_some(path)
@@ -265,19 +262,18 @@ fn attempts(
     key: &str,
 ) -> Result<Vec<AttemptView>, ViewError> {
     let at = &snap.checkpoint;
-    let dir = format!("{}/{key}/attempts", layout::PHASES);
+    let dir = layout::attempts(key);
     let mut out = Vec::new();
     for (number, kind) in store.list_dir(at, &dir)? {
         if kind != EntryKind::Dir {
             continue;
         }
-        let attempt = format!("{dir}/{number}");
         // An error file a later version wrote differently is shown as no
         // error rather than making the whole phase unreadable.
         let error = store
-            .read(at, &format!("{attempt}/error.json"))?
+            .read(at, &layout::attempt_error(key, &number))?
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        let rejected_dir = format!("{attempt}/rejected");
+        let rejected_dir = layout::rejected_dir(key, &number);
         let mut rejected = Vec::new();
         for (file, _) in store.list_dir(at, &rejected_dir)? {
             if let Some(bytes) = store.read(at, &format!("{rejected_dir}/{file}"))? {

@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 
 use crate::attempt::{ArtifactProblem, AttemptError, AttemptUsage, LogLine, Stream};
-use crate::engine::operations::COMMENTS;
+use crate::engine::layout::COMMENTS;
 use crate::engine::{PhaseState, PhaseStatus, RunRecord, RunStatus, layout, to_file_bytes};
-use crate::store::{Change, MemoryStore, Message, RunId, RunStore};
+use crate::store::{Change, MemoryStore, Message, RunId, RunStore, Trailer};
 use crate::template::{PhaseKind, Template};
 
 /// A memory store and the runs written into it.
@@ -178,9 +178,9 @@ impl Fixture {
 
     fn write(&self, run: &RunId, template: &str, status: &str, summary: &str, files: Vec<Change>) {
         let message = Message::new(summary)
-            .trailer("Wfe-Run", run.as_str())
-            .trailer("Wfe-Template", template)
-            .trailer("Wfe-Status", status);
+            .trailer(Trailer::Run, run.as_str())
+            .trailer(Trailer::Template, template)
+            .trailer(Trailer::Status, status);
         self.store
             .commit(run, None, &files, &message, 1_700_000_000)
             .expect("commit");

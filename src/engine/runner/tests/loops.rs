@@ -97,7 +97,7 @@ async fn a_loop_repeats_until_its_condition_holds_and_dependants_see_the_last_it
     );
     let trailers = f.store.history(&run).unwrap()[1].message.clone();
     assert_eq!(
-        trailers.get("Wfe-Phase"),
+        trailers.get(crate::store::Trailer::Phase),
         Some("fix/iterations/3/test"),
         "a child's Wfe-Phase is its path under phases/"
     );
