@@ -105,7 +105,7 @@ impl Schema {
 /// Compiles the schemas frozen in a run: (name, origin, document) each.
 ///
 /// Documents frozen under an absolute URI (see
-/// [`is_reference_name`](super::is_reference_name)) are what the others
+/// [`is_reference_name`]) are what the others
 /// `$ref`; each named schema is compiled with them as its only resources.
 /// Returns the named schemas by name.
 pub fn compile_frozen(

@@ -1,12 +1,12 @@
 //! Templates: the model, loading (JSON or YAML), validation, expressions,
 //! and run arguments.
 //!
-//! Nothing is written before a template has passed [`validate`]: every
+//! Nothing is written before a template has passed [`validate()`]: every
 //! problem found is reported at once, each with the file, the JSON path and
 //! what was expected.
 //!
 //! The way in is [`Catalog::load`]: find the file (repo, built-in or path),
-//! [`parse_template`] it (shape, keys, kinds, durations), then [`validate`]
+//! [`parse_template`] it (shape, keys, kinds, durations), then [`validate()`]
 //! it (names, the DAG, fields per kind, schemas, expressions). [`expr`]
 //! evaluates `if`/`until` and renders `run`/`cwd`/`env`/prompts at run time;
 //! [`build_args`] turns `--arg` pairs into the run's args. Nothing here
