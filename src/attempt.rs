@@ -221,6 +221,23 @@ pub struct Violation {
     pub message: String,
 }
 
+impl Violation {
+    /// Where in the document, for people: the pointer, or `(root)`.
+    pub fn at(&self) -> &str {
+        if self.instance_path.is_empty() {
+            "(root)"
+        } else {
+            &self.instance_path
+        }
+    }
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at(), self.message)
+    }
+}
+
 /// What kind of failure a provider reports.
 // Reported by `provider` (and re-exported there); it lives here because an
 // attempt's stored error (`AttemptError::Provider`) carries it.

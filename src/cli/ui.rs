@@ -185,15 +185,7 @@ pub fn describe_error(error: &AttemptError) -> Vec<String> {
                     p.artifact, p.schema, p.message
                 ));
                 for v in &p.violations {
-                    let at = if v.instance_path.is_empty() {
-                        "(root)"
-                    } else {
-                        &v.instance_path
-                    };
-                    lines.push(format!(
-                        "    {at}: {}  (schema {})",
-                        v.message, v.schema_path
-                    ));
+                    lines.push(format!("    {v}  (schema {})", v.schema_path));
                 }
             }
         }

@@ -62,20 +62,9 @@ pub fn run(args: EditArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> 
                 Ok(Checked::Invalid(value, _)) if args.force => {
                     return commit(ctx, ui, &snap, &args, &value, true, &file);
                 }
-                Ok(Checked::Invalid(_, violations)) => violations
-                    .iter()
-                    .map(|v| {
-                        format!(
-                            "{}: {}",
-                            if v.instance_path.is_empty() {
-                                "(root)"
-                            } else {
-                                &v.instance_path
-                            },
-                            v.message
-                        )
-                    })
-                    .collect(),
+                Ok(Checked::Invalid(_, violations)) => {
+                    violations.iter().map(ToString::to_string).collect()
+                }
                 Err(e) => vec![e.to_string()],
             }
         };

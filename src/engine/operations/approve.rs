@@ -119,20 +119,7 @@ fn check_approval(
     if let Some(schema) = schemas.get(schema_name) {
         let violations = schema.validate(value);
         if !violations.is_empty() {
-            let list: Vec<String> = violations
-                .iter()
-                .map(|v| {
-                    format!(
-                        "{}: {}",
-                        if v.instance_path.is_empty() {
-                            "(root)"
-                        } else {
-                            &v.instance_path
-                        },
-                        v.message
-                    )
-                })
-                .collect();
+            let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
             return Err(format!(
                 "the artifact does not match schema `{schema_name}`:\n  {}",
                 list.join("\n  ")
