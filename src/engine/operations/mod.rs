@@ -41,8 +41,8 @@ pub use undo::undo;
 
 use super::control::Action;
 use super::{
-    Dag, EngineError, PhaseState, PhaseStatus, RunSnapshot, RunStatus, Transition, layout,
-    to_file_bytes,
+    Dag, EngineError, PhaseState, PhaseStatus, Refusal, RunSnapshot, RunStatus, StopReason,
+    Transition, layout, to_file_bytes,
 };
 use crate::attempt::AttemptError;
 use crate::store::{Change, EntryKind, Message, RunId, RunStore, StoreError};
@@ -65,21 +65,32 @@ struct Done {
     outcome: String,
 }
 
+/// What a control request done without a runner changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Controlled {
+    /// What was done, for the person who asked (`paused`, `approved`, …).
+    pub outcome: String,
+    /// The run's status afterwards.
+    pub status: RunStatus,
+    /// Why the run stands there afterwards.
+    pub reason: Option<StopReason>,
+}
+
 /// Acts on a control request when no runner holds the run (the caller has
 /// taken the run's lock): the change is committed to the ref directly.
-/// Returns what was done, for the person who asked.
+/// Returns what was done and where the run stands now.
 pub fn control_offline(
     store: &dyn RunStore,
     run: &RunId,
     action: &Action,
     by: &str,
     clock: &Clock,
-) -> Result<String, EngineError> {
+) -> Result<Controlled, EngineError> {
     let snap = RunSnapshot::load_tip(store, run)?;
     let mut record = snap.record.clone();
     let mut changes = Vec::new();
     let now = clock.stamp();
-    let refuse = |reason: String| EngineError::NotControllable {
+    let refuse = |reason: Refusal| EngineError::NotControllable {
         run: run.to_string(),
         reason,
     };
@@ -98,7 +109,7 @@ pub fn control_offline(
             &now,
         )?
         .map_err(refuse)?,
-        Action::Continue => return Err(refuse(r#continue::offline(run))),
+        Action::Continue => return Err(refuse(r#continue::offline())),
         Action::Auto { on } => auto::offline(&mut record, *on),
     };
     if record != snap.record {
@@ -121,7 +132,11 @@ pub fn control_offline(
         &message,
         clock.epoch_seconds(),
     )?;
-    Ok(done.outcome)
+    Ok(Controlled {
+        outcome: done.outcome,
+        status: record.status,
+        reason: record.reason,
+    })
 }
 
 /// The `(phase, event)` pairs of a checkpoint's trailers, in order: an
@@ -143,7 +158,7 @@ pub fn events(message: &Message) -> Vec<(Option<&str>, &str)> {
 }
 
 /// A failed run whose failing phase was just fixed by hand becomes paused,
-/// so `wfe resume` goes on from there.
+/// so resuming goes on from there.
 fn reopen_failed_run(
     snap: &RunSnapshot,
     changes: &mut Vec<Change>,
@@ -155,7 +170,9 @@ fn reopen_failed_run(
         return message;
     }
     let mut record = snap.record.clone();
-    let reason = format!("{phase} fixed by hand; `wfe resume` goes on");
+    let reason = StopReason::FixedByHand {
+        phase: phase.to_string(),
+    };
     record.set_status(RunStatus::Paused, Some(reason), now);
     changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
     let mut message = message;

@@ -2,7 +2,7 @@
 //! together as one checkpoint, rebased over comments other writers added.
 
 use super::{Runner, Unit};
-use crate::engine::{EngineError, Event, RunStatus, layout, to_file_bytes};
+use crate::engine::{EngineError, Event, RunStatus, StopReason, layout, to_file_bytes};
 use crate::store::{Change, Message, StoreError};
 
 /// The `Wfe-Event` of a checkpoint that only appends to `comments.jsonl`.
@@ -35,7 +35,7 @@ impl Runner<'_> {
         self.pending.summaries.push(summary);
     }
 
-    pub(super) fn set_status(&mut self, status: RunStatus, reason: Option<String>) {
+    pub(super) fn set_status(&mut self, status: RunStatus, reason: Option<StopReason>) {
         if self.record.status == status && self.record.reason == reason {
             return;
         }
