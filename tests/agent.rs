@@ -275,11 +275,15 @@ fn a_rate_limit_is_waited_out_and_an_outage_pauses_the_run_until_resume() {
     let id = repo.run_id();
     let record: Value = serde_json::from_str(&show(&repo, &id, "run.json")).unwrap();
     assert_eq!(record["status"], "paused");
-    let reason = record["reason"].as_str().unwrap();
-    assert!(
-        reason.contains("claude") && reason.contains("3 attempts"),
-        "{reason}"
-    );
+    // The reason is data: which phase, which provider, and what it said.
+    let reason = &record["reason"];
+    assert_eq!(reason["kind"], "provider-unavailable", "{reason}");
+    assert_eq!(reason["phase"], "plan", "{reason}");
+    assert_eq!(reason["provider"], "claude", "{reason}");
+    let message = reason["message"].as_str().unwrap();
+    assert!(message.contains("3 attempts"), "{reason}");
+    // No advice for people is committed to the run.
+    assert!(!record.to_string().contains("`wfe "), "{record}");
     let state: Value = serde_json::from_str(&show(&repo, &id, "phases/plan/state.json")).unwrap();
     assert_eq!(state["status"], "pending");
     assert_eq!(state["continues"], true);

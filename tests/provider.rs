@@ -280,8 +280,10 @@ printf '%s\n' '{"type":"result","result":"OK"}'"#,
     run.code(1);
     assert!(
         run.stderr.contains(
-            "no key for provider `claude`: set ANTHROPIC_API_KEY or run `wfe provider set-key claude`"
-        ),
+            "no key for provider `claude`: ANTHROPIC_API_KEY is not set and the credentials file has none"
+        ) && run
+            .stderr
+            .contains("hint: set ANTHROPIC_API_KEY or run `wfe provider set-key claude`"),
         "{}",
         run.stderr
     );

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::context::Context;
 use super::error::{CliError, Outcome};
-use super::ui::Ui;
+use super::reasons;
+use super::ui::{Style, Ui};
 use crate::engine::control::{Action, ControlDir};
 use crate::engine::operations;
 use crate::store::{RunId, RunLock, StoreError};
@@ -64,10 +65,14 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Ou
         }
         match ctx.store.lock(run, &ctx.clock.stamp()) {
             Ok(lock) => {
-                let outcome =
-                    operations::control_offline(&ctx.store, run, &action, &by, &ctx.clock)?;
+                let done = operations::control_offline(&ctx.store, run, &action, &by, &ctx.clock)?;
                 drop(lock);
-                ui.note(&format!("no runner is running run {run}: {outcome}"));
+                ui.note(&format!("no runner is running run {run}: {}", done.outcome));
+                if let Some(hint) =
+                    reasons::next_step(done.status, done.reason.as_ref(), run.as_str(), false)
+                {
+                    ui.note(&format!("{} {hint}", ui.paint(Style::Yellow, "hint:")));
+                }
                 return Ok(Outcome::Success);
             }
             // A runner started meanwhile: ask it instead.

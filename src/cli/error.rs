@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::artifact::ArtifactError;
 use crate::engine::compare::CompareError;
 use crate::engine::view::ViewError;
-use crate::engine::{EngineError, RunStatus};
+use crate::engine::{EngineError, Refusal, RunStatus, Unrunnable};
 use crate::index::IndexError;
 use crate::store::StoreError;
 use crate::template::{ArgsError, TemplateError};
@@ -202,9 +202,54 @@ impl From<EngineError> for CliError {
             | EngineError::NotControllable { .. }
             | EngineError::Refused { .. }
             | EngineError::NotInRun { .. }
-            | EngineError::BadTarget { .. } => CliError::input(e.to_string()),
+            | EngineError::BadTarget { .. } => {
+                let hint = refusal_hint(&e);
+                let error = CliError::input(e.to_string());
+                match hint {
+                    Some(hint) => error.hint(hint),
+                    None => error,
+                }
+            }
             other => CliError::internal(other.to_string()).with_sources(&other),
         }
+    }
+}
+
+/// The command that does what a refused request could not, when there is one.
+fn refusal_hint(e: &EngineError) -> Option<String> {
+    match e {
+        EngineError::NotRunnable {
+            reason: Unrunnable::RetryOnLoop,
+            ..
+        } => Some("`wfe retry RUN LOOP` runs a loop of a run again".to_string()),
+        EngineError::Refused {
+            reason: Refusal::NotRunYet,
+            run,
+            ..
+        } => Some(format!("`wfe resume {run}` runs it")),
+        EngineError::Refused {
+            reason: Refusal::Completed,
+            run,
+            phase,
+            ..
+        } => Some(format!(
+            "`wfe retry {run} {phase}` runs it again; `wfe rollback {run} --to @N` goes back to a checkpoint before it (`wfe log {run}` numbers them)"
+        )),
+        EngineError::NotAcceptable {
+            reason: Refusal::NeverWritten { artifact },
+            run,
+            phase,
+        } => Some(format!("`wfe edit {run} {phase} {artifact}` writes it")),
+        EngineError::NotAcceptable {
+            reason: Refusal::Unparsable { artifact, .. },
+            run,
+            phase,
+        } => Some(format!("`wfe edit {run} {phase} {artifact}` can fix it")),
+        EngineError::NotControllable {
+            reason: Refusal::NoRunner,
+            run,
+        } => Some(format!("`wfe resume {run}` goes on")),
+        _ => None,
     }
 }
 

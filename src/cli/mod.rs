@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod control;
 pub mod error;
+pub mod reasons;
 mod seats;
 pub mod ui;
 

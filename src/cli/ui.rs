@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::args::{ColorChoice, GlobalArgs};
 use super::error::CliError;
-use crate::attempt::{AttemptError, LogLine, LogSink, Stream};
+use crate::attempt::{AttemptError, LogLine, LogSink, ProviderErrorKind, Stream};
 use crate::engine::{Event, Observer, PhaseStatus, RunStatus};
 
 /// A text style.
@@ -189,6 +189,16 @@ pub fn describe_error(error: &AttemptError) -> Vec<String> {
                 }
             }
         }
+        AttemptError::Provider {
+            provider,
+            failure: ProviderErrorKind::Auth,
+            ..
+        } => {
+            lines.push(error.to_string());
+            lines.push(format!(
+                "hint: `wfe provider set-key {provider}` stores a key; `wfe provider list` shows where wfe looks for keys"
+            ));
+        }
         other => lines.push(other.to_string()),
     }
     lines
@@ -363,18 +373,29 @@ impl Observer for Progress {
                 text
             }
             Event::Checkpoint { .. } => return,
-            Event::RunFinished { status, reason } => match reason {
-                Some(reason) => format!(
-                    "{} run {}: {reason}",
-                    ui.paint(Style::Bold, "wfe:"),
-                    ui.run_status(*status)
-                ),
-                None => format!(
-                    "{} run {}",
-                    ui.paint(Style::Bold, "wfe:"),
-                    ui.run_status(*status)
-                ),
-            },
+            Event::RunFinished {
+                run,
+                status,
+                reason,
+            } => {
+                let mut text = match reason {
+                    Some(reason) => format!(
+                        "{} run {}: {reason}",
+                        ui.paint(Style::Bold, "wfe:"),
+                        ui.run_status(*status)
+                    ),
+                    None => format!(
+                        "{} run {}",
+                        ui.paint(Style::Bold, "wfe:"),
+                        ui.run_status(*status)
+                    ),
+                };
+                // The runner is ending: nothing is left to `continue`.
+                if let Some(hint) = super::reasons::next_step(*status, *reason, run, false) {
+                    text.push_str(&format!("\n{} {hint}", ui.paint(Style::Yellow, "hint:")));
+                }
+                text
+            }
         };
         let update: Box<dyn FnOnce(&mut Footer)> = match event {
             Event::PhaseStarted { phase, .. } => {

@@ -1,5 +1,6 @@
 //! Engine errors.
 
+use super::{Refusal, Unrunnable};
 use crate::artifact::ArtifactError;
 use crate::store::StoreError;
 
@@ -26,8 +27,8 @@ pub enum EngineError {
     NotRunnable {
         /// The phase.
         phase: String,
-        /// Why not, and what would work.
-        reason: String,
+        /// Why not.
+        reason: Unrunnable,
     },
     /// The run has no phase of that id.
     #[error("run {run} has no phase `{phase}`; its phases: {}", .known.join(", "))]
@@ -59,7 +60,7 @@ pub enum EngineError {
         /// The phase.
         phase: String,
         /// Why not.
-        reason: String,
+        reason: Refusal,
     },
     /// A control request that does not apply to the run as it is.
     #[error("run {run}: {reason}")]
@@ -67,7 +68,7 @@ pub enum EngineError {
         /// The run.
         run: String,
         /// Why not.
-        reason: String,
+        reason: Refusal,
     },
     /// A retry or skip that does not apply to the phase as it is.
     #[error("cannot {action} phase `{phase}` of run {run}: {reason}")]
@@ -79,7 +80,7 @@ pub enum EngineError {
         /// The phase.
         phase: String,
         /// Why not.
-        reason: String,
+        reason: Refusal,
     },
     /// A rollback target that names a checkpoint outside the run's history.
     #[error("checkpoint {checkpoint} is not part of run {run}")]

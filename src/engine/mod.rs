@@ -12,7 +12,8 @@
 //! - [`PhaseState`] (`phase_state.rs`): a phase's `state.json` and the one
 //!   state machine over its status ([`Transition`]); nothing else sets a
 //!   phase's status. `record.rs` holds `run.json` ([`RunRecord`]) and
-//!   comments.
+//!   comments; `reason.rs` the typed reasons a run stops or waits for
+//!   ([`StopReason`]) and an operation is refused for ([`Refusal`]).
 //! - `runner/`: the live runner. `mod.rs` holds its state and drive loop;
 //!   `create` (a run's first checkpoint), `schedule` (what may start),
 //!   `launch` (resolving a phase into a job and running its attempts
@@ -38,6 +39,7 @@ mod message;
 mod observer;
 pub mod operations;
 mod phase_state;
+mod reason;
 mod record;
 mod runner;
 mod seats;
@@ -53,6 +55,7 @@ pub use executor::{Executor, System};
 pub use message::{CheckpointEvent, CheckpointMessage, Noted};
 pub use observer::{Event, Observer};
 pub use phase_state::{Failure, IllegalTransition, PhaseState, PhaseStatus, Transition};
+pub use reason::{Refusal, StopReason, Unrunnable};
 pub use record::{Comment, RunRecord, RunStatus, to_file_bytes};
 pub use runner::{NewRun, Settings, create, drive, drive_with, ensure_runnable, resumable};
 pub use seats::{REVIEW_SCHEMA, SeatRole, Seats};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{PhaseStatus, RunStatus};
+use super::{PhaseStatus, RunStatus, StopReason};
 use crate::attempt::{AttemptError, LogSink};
 use crate::store::CheckpointId;
 
@@ -80,10 +80,12 @@ pub enum Event<'a> {
     },
     /// The runner is done with the run for now.
     RunFinished {
+        /// The run.
+        run: &'a str,
         /// The run's status.
         status: RunStatus,
-        /// Why it failed or stopped.
-        reason: Option<&'a str>,
+        /// Why it failed, stopped or waits.
+        reason: Option<&'a StopReason>,
     },
 }
 

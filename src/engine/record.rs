@@ -11,6 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::StopReason;
+
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -19,7 +21,7 @@ pub enum RunStatus {
     Pending,
     /// A runner is working on it (or died while doing so).
     Running,
-    /// Stopped on request; `wfe resume` goes on.
+    /// Stopped on request (or by an outage); resuming goes on.
     Paused,
     /// Waiting for an approval.
     Waiting,
@@ -81,16 +83,21 @@ pub struct RunRecord {
     pub finished_at: Option<String>,
     /// Every schema the template uses: name as written to its frozen copy under `schemas/`.
     pub schemas: BTreeMap<String, String>,
-    /// Why the run failed or stopped, in one line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    /// Why the run failed, stopped or waits (a sentence from an older wfe reads as `legacy`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::reason::read_reason"
+    )]
+    #[schemars(with = "Option<super::reason::StoredReason>")]
+    pub reason: Option<StopReason>,
 }
 
 impl RunRecord {
     /// Moves the run to `status` for `reason`, at time `now` (RFC 3339):
     /// a final status records when the run ended, any other clears it.
     /// The live runner and the offline operations both go through here.
-    pub fn set_status(&mut self, status: RunStatus, reason: Option<String>, now: &str) {
+    pub fn set_status(&mut self, status: RunStatus, reason: Option<StopReason>, now: &str) {
         self.status = status;
         self.reason = reason;
         self.finished_at = status.is_final().then(|| now.to_string());

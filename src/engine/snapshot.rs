@@ -213,7 +213,8 @@ impl RunSnapshot {
             "base_commit": self.record.base_commit,
             "created_at": self.record.created_at,
             "finished_at": self.record.finished_at,
-            "reason": self.record.reason,
+            // A sentence, as it always was: scripts read a string here.
+            "reason": self.record.reason.as_ref().map(ToString::to_string),
             "args": self.record.args,
             "phases": phases,
         })

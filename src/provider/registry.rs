@@ -171,12 +171,14 @@ impl Registry {
         let key = self.keys.key(name, entry)?;
         if key.is_none() && needs_key(entry) {
             let var = key_env(entry).unwrap_or_default();
-            return Err(ProviderError::new(
+            let mut error = ProviderError::new(
                 ProviderErrorKind::Auth,
                 format!(
-                    "no key for provider `{name}`: set {var} or run `wfe provider set-key {name}`"
+                    "no key for provider `{name}`: {var} is not set and the credentials file has none"
                 ),
-            ));
+            );
+            error.missing_key = Some(var);
+            return Err(error);
         }
         Ok(HttpConfig {
             name: name.to_string(),
@@ -503,8 +505,9 @@ mod tests {
         assert_eq!(e.kind, ProviderErrorKind::Auth);
         assert_eq!(
             e.message,
-            "no key for provider `claude`: set ANTHROPIC_API_KEY or run `wfe provider set-key claude`"
+            "no key for provider `claude`: ANTHROPIC_API_KEY is not set and the credentials file has none"
         );
+        assert_eq!(e.missing_key.as_deref(), Some("ANTHROPIC_API_KEY"));
         let e = r.build("again").err().unwrap();
         assert_eq!(e.kind, ProviderErrorKind::Config);
         assert!(e.message.contains("replay"), "{e}");

@@ -203,6 +203,9 @@ pub struct ProviderError {
     pub kind: ProviderErrorKind,
     /// What happened, in one or a few lines.
     pub message: String,
+    /// No key was found: the environment variable that would hold it (the
+    /// CLI says how to provide one).
+    pub missing_key: Option<String>,
 }
 
 impl ProviderError {
@@ -211,6 +214,7 @@ impl ProviderError {
         ProviderError {
             kind,
             message: message.into(),
+            missing_key: None,
         }
     }
 }

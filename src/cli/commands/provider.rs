@@ -274,7 +274,12 @@ async fn test(args: TestArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliErro
                     "{name}: {} after {ms} ms: {message}",
                     ui.paint(Style::Red, "failed"),
                 ));
-                if e.kind == ProviderErrorKind::Auth {
+                if let Some(var) = &e.missing_key {
+                    ui.note(&format!(
+                        "{} set {var} or run `wfe provider set-key {name}`",
+                        ui.paint(Style::Yellow, "hint:")
+                    ));
+                } else if e.kind == ProviderErrorKind::Auth {
                     ui.note(&format!(
                         "{} `wfe provider list` shows where wfe looks for keys",
                         ui.paint(Style::Yellow, "hint:")

@@ -27,7 +27,7 @@ pub async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cl
             snapshot
                 .record
                 .reason
-                .as_deref()
+                .as_ref()
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         ));

@@ -6,6 +6,7 @@ use clap::Args;
 use crate::attempt::AttemptError;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
+use crate::cli::reasons;
 use crate::cli::ui::{Style, Ui, describe_error, human_duration};
 use crate::engine::view::{self, PhaseView, RunDetail};
 use crate::engine::{Comment, PhaseState, layout};
@@ -36,7 +37,8 @@ pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> 
         if args.json {
             ui.json(&to_json(&detail)?);
         } else {
-            show_run(&detail, ui);
+            let live = reasons::runner_live(ctx, &id);
+            show_run(&detail, live, ui);
             show_comments(ui, detail.comments.iter());
         }
         return Ok(Outcome::Success);
@@ -245,7 +247,8 @@ fn show_comments<'a>(ui: &Ui, comments: impl Iterator<Item = &'a Comment>) {
     }
 }
 
-fn show_run(detail: &RunDetail, ui: &Ui) {
+/// The run's record and phases; `live` when a runner holds it now.
+fn show_run(detail: &RunDetail, live: bool, ui: &Ui) {
     let r = &detail.run.record;
     ui.out(&format!(
         "{} {}  {}",
@@ -263,6 +266,9 @@ fn show_run(detail: &RunDetail, ui: &Ui) {
     }
     if let Some(reason) = &r.reason {
         ui.out(&format!("  reason     {reason}"));
+    }
+    if let Some(hint) = reasons::next_step(r.status, r.reason.as_ref(), &r.id, live) {
+        ui.out(&format!("  hint       {hint}"));
     }
     ui.out(&format!("  base       {}", r.base_commit));
     ui.out(&format!(

@@ -5,6 +5,7 @@ use clap::Args;
 
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
+use crate::cli::reasons;
 use crate::cli::ui::{Style, Ui, human_duration};
 use crate::engine::PhaseState;
 use crate::engine::view::RunView;
@@ -90,8 +91,14 @@ pub fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError
             }
         }
     }
-    if let Some(reason) = &view.record.reason {
-        ui.out(&format!("  {}", ui.paint(Style::Red, reason)));
+    let record = &view.record;
+    if let Some(reason) = &record.reason {
+        ui.out(&format!("  {}", ui.paint(Style::Red, &reason.to_string())));
+    }
+    let live = reasons::runner_live(ctx, &id);
+    if let Some(hint) = reasons::next_step(record.status, record.reason.as_ref(), &record.id, live)
+    {
+        ui.out(&format!("  {} {hint}", ui.paint(Style::Yellow, "hint:")));
     }
     Ok(Outcome::Success)
 }

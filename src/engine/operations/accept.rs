@@ -4,14 +4,15 @@ use super::{artifact_schema, base_message, reopen_failed_run, require_phase, req
 use crate::artifact::parse_json_document;
 use crate::attempt::AttemptError;
 use crate::engine::{
-    CheckpointEvent, EngineError, PhaseStatus, RunSnapshot, Transition, layout, to_file_bytes,
+    CheckpointEvent, EngineError, PhaseStatus, Refusal, RunSnapshot, Transition, layout,
+    to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, RunId, RunStore};
 use crate::time::Clock;
 
 /// Commits the outputs a failed attempt wrote, as they are, although they
 /// fail their schemas: the phase completes, its artifacts are marked forced,
-/// and a failed run becomes paused so `wfe resume` goes on.
+/// and a failed run becomes paused so resuming goes on.
 pub fn accept(
     store: &dyn RunStore,
     run: &RunId,
@@ -21,7 +22,7 @@ pub fn accept(
     let snap = RunSnapshot::load_tip(store, run)?;
     let spec = require_phase(&snap, phase)?;
     let state = require_state(&snap, phase)?;
-    let not_acceptable = |reason: String| EngineError::NotAcceptable {
+    let not_acceptable = |reason: Refusal| EngineError::NotAcceptable {
         run: run.to_string(),
         phase: phase.to_string(),
         reason,
@@ -29,10 +30,9 @@ pub fn accept(
     if !matches!(state.error, Some(AttemptError::InvalidOutputs { .. }))
         || state.status == PhaseStatus::Completed
     {
-        return Err(not_acceptable(format!(
-            "it is {} and its last attempt has no rejected outputs; accept takes outputs that failed their schema",
-            state.status.as_str()
-        )));
+        return Err(not_acceptable(Refusal::NoRejectedOutputs {
+            status: state.status,
+        }));
     }
     let mut changes = Vec::new();
     let mut forced = Vec::new();
@@ -47,13 +47,17 @@ pub fn accept(
                 continue;
             }
             None => {
-                return Err(not_acceptable(format!(
-                    "output `{name}` was never written, so there is nothing to accept; `wfe edit {run} {phase} {name}` writes it"
-                )));
+                return Err(not_acceptable(Refusal::NeverWritten {
+                    artifact: name.clone(),
+                }));
             }
         };
-        let value = parse_json_document(&path, &bytes)
-            .map_err(|e| not_acceptable(format!("{e}; `wfe edit` can fix it")))?;
+        let value = parse_json_document(&path, &bytes).map_err(|e| {
+            not_acceptable(Refusal::Unparsable {
+                artifact: name.clone(),
+                message: e.to_string().into(),
+            })
+        })?;
         let schema = artifact_schema(store, &snap, phase, name)?;
         if !schema.validate(&value).is_empty() {
             forced.push(name.clone());
@@ -67,7 +71,7 @@ pub fn accept(
     let mut state = state.clone();
     state
         .apply(Transition::Complete, &now)
-        .map_err(|e| not_acceptable(e.to_string()))?;
+        .map_err(|e| not_acceptable(e.into()))?;
     state.artifacts = spec.outputs.keys().cloned().collect();
     state.forced = forced;
     changes.push(Change::write(layout::state(phase), to_file_bytes(&state)));

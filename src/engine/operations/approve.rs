@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::{Done, require_phase, require_state};
 use crate::artifact::Schema;
 use crate::engine::{
-    EngineError, PhaseState, PhaseStatus, RunRecord, RunSnapshot, RunStatus, Transition, layout,
-    to_file_bytes,
+    EngineError, PhaseState, PhaseStatus, Refusal, RunRecord, RunSnapshot, RunStatus, StopReason,
+    Transition, layout, to_file_bytes,
 };
 use crate::store::{Change, RunStore};
 use crate::template::Phase;
@@ -42,7 +42,8 @@ pub(crate) fn approve_phase(
 }
 
 /// Approves `phase` of the run in `snap` when no runner holds it; a run
-/// that waited for nothing else becomes paused, so `wfe resume` goes on.
+/// that waited for nothing else becomes paused, so resuming goes on; one
+/// that still waits for others records which.
 pub(super) fn offline(
     store: &dyn RunStore,
     snap: &RunSnapshot,
@@ -51,13 +52,13 @@ pub(super) fn offline(
     phase: &str,
     artifact: Option<&Value>,
     now: &str,
-) -> Result<Result<Done, String>, EngineError> {
+) -> Result<Result<Done, Refusal>, EngineError> {
     let spec = require_phase(snap, phase)?;
     let mut state = require_state(snap, phase)?.clone();
     let schemas = snap.schemas(store)?;
     let attach = match approve_phase(spec, &mut state, artifact, &schemas, now) {
         Ok(attach) => attach,
-        Err(reason) => return Ok(Err(reason)),
+        Err(reason) => return Ok(Err(Refusal::Approval(reason))),
     };
     if let Some((name, value)) = attach {
         changes.push(Change::write(
@@ -66,18 +67,27 @@ pub(super) fn offline(
         ));
     }
     changes.push(Change::write(layout::state(phase), to_file_bytes(&state)));
-    let others_wait = snap
+    let others: Vec<String> = snap
         .phases
         .iter()
-        .any(|p| p.id != *phase && p.status == PhaseStatus::Waiting);
-    if record.status == RunStatus::Waiting && !others_wait {
-        let reason = format!("{phase} approved; `wfe resume` goes on");
+        .filter(|p| p.id != *phase && p.status == PhaseStatus::Waiting)
+        .map(|p| p.id.clone())
+        .collect();
+    if record.status == RunStatus::Waiting && others.is_empty() {
+        let reason = StopReason::Approved {
+            phase: phase.to_string(),
+        };
         record.set_status(RunStatus::Paused, Some(reason), now);
+    } else if record.status == RunStatus::Waiting
+        && matches!(record.reason, Some(StopReason::WaitingForApproval { .. }))
+    {
+        // Still waiting, for the others only.
+        record.reason = Some(StopReason::WaitingForApproval { phases: others });
     }
     Ok(Ok(Done {
         summary: format!("{phase} approved"),
         phase: Some(phase.to_string()),
-        outcome: "approved; `wfe resume` goes on".to_string(),
+        outcome: "approved".to_string(),
     }))
 }
 

@@ -3,7 +3,9 @@
 //! and the offline path cancel phases through [`cancel_open`].
 
 use super::Done;
-use crate::engine::{PhaseState, PhaseStatus, RunRecord, RunSnapshot, RunStatus, Transition};
+use crate::engine::{
+    PhaseState, PhaseStatus, Refusal, RunRecord, RunSnapshot, RunStatus, StopReason, Transition,
+};
 use crate::engine::{layout, to_file_bytes};
 use crate::store::Change;
 
@@ -28,9 +30,9 @@ pub(super) fn offline(
     changes: &mut Vec<Change>,
     by: &str,
     now: &str,
-) -> Result<Done, String> {
+) -> Result<Done, Refusal> {
     if matches!(record.status, RunStatus::Completed | RunStatus::Cancelled) {
-        return Err(format!("it is already {}", record.status.as_str()));
+        return Err(Refusal::Already(record.status));
     }
     for state in snap.phases.iter().filter(|s| is_open(s)) {
         let mut cancelled = state.clone();
@@ -51,11 +53,10 @@ pub(super) fn offline(
             ));
         }
     }
-    record.set_status(
-        RunStatus::Cancelled,
-        Some(format!("cancelled by {by}")),
-        now,
-    );
+    let reason = StopReason::Cancelled {
+        by: Some(by.to_string()),
+    };
+    record.set_status(RunStatus::Cancelled, Some(reason), now);
     Ok(Done {
         summary: "run cancelled".to_string(),
         phase: None,

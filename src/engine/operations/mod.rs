@@ -41,8 +41,8 @@ pub use undo::undo;
 
 use super::control::Action;
 use super::{
-    CheckpointEvent, CheckpointMessage, Dag, EngineError, PhaseState, PhaseStatus, RunSnapshot,
-    RunStatus, Transition, layout, to_file_bytes,
+    CheckpointEvent, CheckpointMessage, Dag, EngineError, PhaseState, PhaseStatus, Refusal,
+    RunSnapshot, RunStatus, StopReason, Transition, layout, to_file_bytes,
 };
 use crate::attempt::AttemptError;
 use crate::store::{Change, EntryKind, RunId, RunStore, StoreError};
@@ -62,21 +62,32 @@ struct Done {
     outcome: String,
 }
 
+/// What a control request done without a runner changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Controlled {
+    /// What was done, for the person who asked (`paused`, `approved`, …).
+    pub outcome: String,
+    /// The run's status afterwards.
+    pub status: RunStatus,
+    /// Why the run stands there afterwards.
+    pub reason: Option<StopReason>,
+}
+
 /// Acts on a control request when no runner holds the run (the caller has
 /// taken the run's lock): the change is committed to the ref directly.
-/// Returns what was done, for the person who asked.
+/// Returns what was done and where the run stands now.
 pub fn control_offline(
     store: &dyn RunStore,
     run: &RunId,
     action: &Action,
     by: &str,
     clock: &Clock,
-) -> Result<String, EngineError> {
+) -> Result<Controlled, EngineError> {
     let snap = RunSnapshot::load_tip(store, run)?;
     let mut record = snap.record.clone();
     let mut changes = Vec::new();
     let now = clock.stamp();
-    let refuse = |reason: String| EngineError::NotControllable {
+    let refuse = |reason: Refusal| EngineError::NotControllable {
         run: run.to_string(),
         reason,
     };
@@ -95,7 +106,7 @@ pub fn control_offline(
             &now,
         )?
         .map_err(refuse)?,
-        Action::Continue => return Err(refuse(r#continue::offline(run))),
+        Action::Continue => return Err(refuse(r#continue::offline())),
         Action::Auto { on } => auto::offline(&mut record, *on),
     };
     if record != snap.record {
@@ -116,11 +127,15 @@ pub fn control_offline(
         &message.to_message(),
         clock.epoch_seconds(),
     )?;
-    Ok(done.outcome)
+    Ok(Controlled {
+        outcome: done.outcome,
+        status: record.status,
+        reason: record.reason,
+    })
 }
 
 /// A failed run whose failing phase was just fixed by hand becomes paused,
-/// so `wfe resume` goes on from there.
+/// so resuming goes on from there.
 fn reopen_failed_run(
     snap: &RunSnapshot,
     changes: &mut Vec<Change>,
@@ -132,7 +147,9 @@ fn reopen_failed_run(
         return message;
     }
     let mut record = snap.record.clone();
-    let reason = format!("{phase} fixed by hand; `wfe resume` goes on");
+    let reason = StopReason::FixedByHand {
+        phase: phase.to_string(),
+    };
     record.set_status(RunStatus::Paused, Some(reason), now);
     changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
     message

@@ -3,20 +3,23 @@
 //! running phases end).
 
 use super::Done;
-use crate::engine::{RunRecord, RunStatus};
+use crate::engine::{Refusal, RunRecord, RunStatus, StopReason};
 
 /// Pauses `record` for `by`; refuses (saying why) a run that already ended or is paused.
-pub(super) fn offline(record: &mut RunRecord, by: &str, now: &str) -> Result<Done, String> {
+pub(super) fn offline(record: &mut RunRecord, by: &str, now: &str) -> Result<Done, Refusal> {
     if matches!(
         record.status,
         RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Paused
     ) {
-        return Err(format!("it is already {}", record.status.as_str()));
+        return Err(Refusal::Already(record.status));
     }
-    record.set_status(RunStatus::Paused, Some(format!("paused by {by}")), now);
+    let reason = StopReason::PausedOnRequest {
+        by: Some(by.to_string()),
+    };
+    record.set_status(RunStatus::Paused, Some(reason), now);
     Ok(Done {
         summary: "run paused".to_string(),
         phase: None,
-        outcome: "paused; `wfe resume` goes on".to_string(),
+        outcome: "paused".to_string(),
     })
 }

@@ -3,8 +3,8 @@
 
 use super::{locate_phase, set_aside, with_retries};
 use crate::engine::{
-    CheckpointEvent, CheckpointMessage, EngineError, PhaseStatus, RunSnapshot, RunStatus, layout,
-    to_file_bytes,
+    CheckpointEvent, CheckpointMessage, EngineError, PhaseStatus, Refusal, RunSnapshot, RunStatus,
+    StopReason, layout, to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, RunId, RunStore};
 use crate::time::Clock;
@@ -49,7 +49,7 @@ pub fn retry(
         let snap = RunSnapshot::load_tip(store, run)?;
         let (i, dag) = locate_phase(&snap, phase)?;
         let state = &snap.phases[i];
-        let refused = |reason: String| EngineError::Refused {
+        let refused = |reason: Refusal| EngineError::Refused {
             action: "retry",
             run: run.to_string(),
             phase: phase.to_string(),
@@ -57,12 +57,10 @@ pub fn retry(
         };
         match state.status {
             PhaseStatus::Pending if state.attempt == 0 => {
-                return Err(refused(format!(
-                    "it has not run yet; `wfe resume {run}` runs it"
-                )));
+                return Err(refused(Refusal::NotRunYet));
             }
             PhaseStatus::Waiting => {
-                return Err(refused("it is waiting for an approval".into()));
+                return Err(refused(Refusal::WaitingForApproval));
             }
             _ => {}
         }
@@ -96,7 +94,9 @@ pub fn retry(
 
         let mut record = snap.record.clone();
         let was = record.status;
-        let reason = format!("retry of {phase} requested");
+        let reason = StopReason::RetryRequested {
+            phase: phase.to_string(),
+        };
         record.set_status(RunStatus::Paused, Some(reason), &now);
         changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
 

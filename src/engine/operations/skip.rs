@@ -3,8 +3,8 @@
 
 use super::{locate_phase, set_aside, with_retries};
 use crate::engine::{
-    CheckpointEvent, CheckpointMessage, EngineError, PhaseStatus, RunSnapshot, RunStatus,
-    Transition, layout, resumable, to_file_bytes,
+    CheckpointEvent, CheckpointMessage, EngineError, PhaseStatus, Refusal, RunSnapshot, RunStatus,
+    StopReason, Transition, layout, resumable, to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, RunId, RunStore};
 use crate::time::Clock;
@@ -23,7 +23,7 @@ pub struct Skipped {
 
 /// Marks `phase` skipped by hand: its dependants run as if its `if` had
 /// been false and see no artifact of it. A run that failed on this phase
-/// alone becomes paused, so `wfe resume` goes on.
+/// alone becomes paused, so resuming goes on.
 pub fn skip(
     store: &dyn RunStore,
     run: &RunId,
@@ -35,20 +35,18 @@ pub fn skip(
         let snap = RunSnapshot::load_tip(store, run)?;
         let (i, _) = locate_phase(&snap, phase)?;
         let state = &snap.phases[i];
-        let refused = |reason: &str| EngineError::Refused {
+        let refused = |reason: Refusal| EngineError::Refused {
             action: "skip",
             run: run.to_string(),
             phase: phase.to_string(),
-            reason: reason.to_string(),
+            reason,
         };
         match state.status {
             PhaseStatus::Completed => {
-                return Err(refused(
-                    "it completed and its artifacts stand; `wfe retry` runs it again, `wfe rollback --to` goes back before it",
-                ));
+                return Err(refused(Refusal::Completed));
             }
-            PhaseStatus::Skipped => return Err(refused("it is already skipped")),
-            PhaseStatus::Waiting => return Err(refused("it is waiting for an approval")),
+            PhaseStatus::Skipped => return Err(refused(Refusal::AlreadySkipped)),
+            PhaseStatus::Waiting => return Err(refused(Refusal::WaitingForApproval)),
             _ => {}
         }
         let mut changes = Vec::new();
@@ -57,7 +55,7 @@ pub fn skip(
         let reason = SKIPPED_BY_HAND.to_string();
         skipped
             .apply(Transition::Skip { reason }, &now)
-            .map_err(|e| refused(&e.to_string()))?;
+            .map_err(|e| refused(e.into()))?;
         changes.push(Change::write(layout::state(phase), to_file_bytes(&skipped)));
 
         let mut message = CheckpointMessage::new(
@@ -72,7 +70,9 @@ pub fn skip(
         let mut status = snap.record.status;
         if reopened {
             let mut record = snap.record.clone();
-            let reason = format!("{phase} skipped by hand; `wfe resume` goes on");
+            let reason = StopReason::SkippedByHand {
+                phase: phase.to_string(),
+            };
             record.set_status(RunStatus::Paused, Some(reason), &now);
             changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
             message = message.event(None, CheckpointEvent::RunPaused);

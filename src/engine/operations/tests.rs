@@ -106,7 +106,10 @@ async fn retry_of_a_middle_phase_reruns_it_and_its_dependants_only() {
     assert_eq!(retried.reset, ["d", "e"]);
     let snap = f.snap(&run);
     assert_eq!(snap.record.status, RunStatus::Paused);
-    assert_eq!(snap.record.reason.as_deref(), Some("retry of c requested"));
+    assert_eq!(
+        snap.record.reason,
+        Some(StopReason::RetryRequested { phase: "c".into() })
+    );
     for id in ["c", "d", "e"] {
         let state = f.state(&run, id);
         assert_eq!(state.status, PhaseStatus::Pending, "{id}");

@@ -3,7 +3,8 @@
 
 use super::{Runner, Unit};
 use crate::engine::{
-    CheckpointEvent, CheckpointMessage, EngineError, Event, Noted, RunStatus, layout, to_file_bytes,
+    CheckpointEvent, CheckpointMessage, EngineError, Event, Noted, RunStatus, StopReason, layout,
+    to_file_bytes,
 };
 use crate::store::{Change, StoreError};
 
@@ -34,7 +35,7 @@ impl Runner<'_> {
         self.pending.summaries.push(summary);
     }
 
-    pub(super) fn set_status(&mut self, status: RunStatus, reason: Option<String>) {
+    pub(super) fn set_status(&mut self, status: RunStatus, reason: Option<StopReason>) {
         if self.record.status == status && self.record.reason == reason {
             return;
         }

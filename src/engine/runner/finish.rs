@@ -9,7 +9,8 @@ use super::{Runner, Stop, Unit, blocking_failures};
 use crate::attempt::{AttemptError, AttemptOutcome, LogLine};
 use crate::engine::operations::cancel;
 use crate::engine::{
-    CheckpointEvent, Event, Failure, PhaseStatus, RunStatus, Transition, layout, to_file_bytes,
+    CheckpointEvent, Event, Failure, PhaseStatus, RunStatus, StopReason, Transition, layout,
+    to_file_bytes,
 };
 use crate::provider::ProviderErrorKind;
 use crate::store::{Change, WORKSPACE};
@@ -147,9 +148,9 @@ impl Runner<'_> {
                 self.invalid.remove(&u);
                 PhaseStatus::Completed
             }
-            // An interrupt sends the phase back to pending: `wfe resume` runs it again.
+            // An interrupt sends the phase back to pending: resuming runs it again.
             Err(AttemptError::Cancelled) if paused => PhaseStatus::Pending,
-            // A provider outage pauses the run; `wfe resume` goes on.
+            // A provider outage pauses the run; resuming goes on.
             Err(AttemptError::Provider {
                 failure: ProviderErrorKind::Exhausted,
                 ..
@@ -163,11 +164,15 @@ impl Runner<'_> {
         // start; its attempt is not over, so nothing is archived yet.
         let continues = agent && status == PhaseStatus::Pending;
         if continues {
-            if let Err(e @ AttemptError::Provider { .. }) = &outcome.result {
-                self.provider_pause = Some(format!(
-                    "{label} paused: {e}; `wfe resume {}` goes on",
-                    self.record.id
-                ));
+            if let Err(AttemptError::Provider {
+                provider, message, ..
+            }) = &outcome.result
+            {
+                self.provider_pause = Some(StopReason::ProviderUnavailable {
+                    phase: label.clone(),
+                    provider: provider.clone(),
+                    message: message.clone(),
+                });
             }
         } else if status != PhaseStatus::Completed {
             self.archive(u, attempt, &outcome);
@@ -264,30 +269,29 @@ impl Runner<'_> {
             }
             (
                 RunStatus::Cancelled,
-                Some("cancelled on request".to_string()),
+                Some(StopReason::Cancelled { by: None }),
             )
         } else if !failed.is_empty() {
-            let s = if failed.len() == 1 { "" } else { "s" };
             (
                 RunStatus::Failed,
-                Some(format!("phase{s} {} failed", failed.join(", "))),
+                Some(StopReason::PhasesFailed { phases: failed }),
             )
         } else if stop == Some(Stop::Interrupt) {
-            (RunStatus::Paused, Some("interrupted".to_string()))
+            (RunStatus::Paused, Some(StopReason::Interrupted))
         } else if let Some(reason) = self.provider_pause.take() {
             (RunStatus::Paused, Some(reason))
         } else if stop == Some(Stop::Pause) {
-            (RunStatus::Paused, Some("paused on request".to_string()))
+            (
+                RunStatus::Paused,
+                Some(StopReason::PausedOnRequest { by: None }),
+            )
         } else if self.states.iter().all(|s| s.status.is_final()) {
             (RunStatus::Completed, None)
         } else if let Some(reason) = self.waiting() {
             (RunStatus::Waiting, Some(reason))
         } else {
             // Unreachable for a validated DAG: every pending phase becomes ready eventually.
-            (
-                RunStatus::Failed,
-                Some("no phase can start: the DAG is blocked".to_string()),
-            )
+            (RunStatus::Failed, Some(StopReason::Blocked))
         };
         self.set_status(status, reason);
         status

@@ -30,8 +30,8 @@ use super::finish::{ending, finished_event};
 use super::{Runner, Unit, load_artifacts};
 use crate::attempt::AttemptError;
 use crate::engine::{
-    CheckpointEvent, Dag, EngineError, Event, PhaseState, PhaseStatus, RunSnapshot, layout,
-    to_file_bytes,
+    CheckpointEvent, Dag, EngineError, Event, PhaseState, PhaseStatus, RunSnapshot, Unrunnable,
+    layout, to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, EntryKind, RunStore};
 use crate::template::{Approval, OnExhausted, OnFailure, Phase, PhaseKind};
@@ -41,42 +41,34 @@ use crate::time::format_stamp;
 /// (gates, agents, nested loops), approvals inside a loop, and settings a
 /// loop has no use for (`retry`, `timeout`: its children take them).
 pub(super) fn ensure_runnable(phase: &Phase) -> Result<(), EngineError> {
-    let refuse = |id: &str, reason: String| {
+    let refuse = |id: &str, reason: Unrunnable| {
         Err(EngineError::NotRunnable {
             phase: id.to_string(),
             reason,
         })
     };
     if phase.retry.is_some() {
-        return refuse(
-            &phase.id,
-            "`retry` on a loop is not supported; give it to the loop's child phases (`wfe retry` restarts a loop)".into(),
-        );
+        return refuse(&phase.id, Unrunnable::RetryOnLoop);
     }
     if phase.timeout.is_some() {
-        return refuse(
-            &phase.id,
-            "`timeout` on a loop is not supported; give it to the loop's child phases".into(),
-        );
+        return refuse(&phase.id, Unrunnable::TimeoutOnLoop);
     }
     for child in &phase.phases {
         if !matches!(child.kind, PhaseKind::Script | PhaseKind::Agent) {
             return refuse(
                 &child.id,
-                format!(
-                    "it is a {} phase inside loop `{}`; this version of wfe repeats script and agent phases only",
-                    child.kind.as_str(),
-                    phase.id
-                ),
+                Unrunnable::KindInLoop {
+                    kind: child.kind.as_str(),
+                    parent: phase.id.clone(),
+                },
             );
         }
         if child.approval.is_some() {
             return refuse(
                 &child.id,
-                format!(
-                    "`approval` inside loop `{}` is not supported; put it on the loop itself",
-                    phase.id
-                ),
+                Unrunnable::ApprovalInLoop {
+                    parent: phase.id.clone(),
+                },
             );
         }
     }

@@ -49,7 +49,7 @@ use super::executor::{Executor, System};
 use super::snapshot::RunSnapshot;
 use super::{
     Dag, EngineError, Event, Observer, PhaseState, PhaseStatus, RunRecord, RunStatus, Seats,
-    Transition, layout,
+    StopReason, Transition, layout,
 };
 use crate::artifact::Schema;
 use crate::attempt::ArtifactProblem;
@@ -249,7 +249,8 @@ pub async fn drive_with(
     let _ = std::fs::remove_dir_all(settings.scratch.join(run.as_str()));
     observer.event(&Event::RunFinished {
         status,
-        reason: runner.record.reason.as_deref(),
+        run: run.as_str(),
+        reason: runner.record.reason.as_ref(),
     });
     Ok(status)
 }
@@ -318,7 +319,7 @@ struct Runner<'a> {
     /// Agents waiting for their steps to be committed.
     acks: Vec<oneshot::Sender<()>>,
     /// A provider gave up: pause the run once running phases end, saying why.
-    provider_pause: Option<String>,
+    provider_pause: Option<StopReason>,
 }
 
 /// A completed phase's artifacts as committed, and the problems of those

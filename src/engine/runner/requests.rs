@@ -52,7 +52,7 @@ impl Runner<'_> {
             Action::Continue => {
                 return Reply {
                     ok: false,
-                    message: "nothing is waiting for `wfe continue`".into(),
+                    message: "nothing is held back waiting to continue".into(),
                 };
             }
             Action::Auto { on } => {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::launch::Launch;
 use super::{Runner, Unit};
 use crate::attempt::AttemptError;
-use crate::engine::{CheckpointEvent, Event, PhaseStatus, Transition};
+use crate::engine::{CheckpointEvent, Event, PhaseStatus, StopReason, Transition};
 use crate::template::{PhaseKind, expr};
 
 impl Runner<'_> {
@@ -174,7 +174,7 @@ impl Runner<'_> {
         }
     }
 
-    /// A gate that became ready waits for `wfe approve`.
+    /// A gate that became ready waits for a person to approve it.
     pub(super) fn await_approval(&mut self, i: usize) {
         let id = self.dag.id(i).to_string();
         self.transition(Unit::Top(i), Transition::Wait);
@@ -208,24 +208,20 @@ impl Runner<'_> {
 
     /// Why the run cannot go on by itself, if only a person can move it:
     /// a phase waiting for approval, or auto mode off after a phase.
-    pub(super) fn waiting(&self) -> Option<String> {
-        let run = &self.record.id;
-        let waiting: Vec<&str> = self
+    pub(super) fn waiting(&self) -> Option<StopReason> {
+        let waiting: Vec<String> = self
             .states
             .iter()
             .filter(|s| s.status == PhaseStatus::Waiting)
-            .map(|s| s.id.as_str())
+            .map(|s| s.id.clone())
             .collect();
-        if let Some(first) = waiting.first() {
-            return Some(format!(
-                "{} waiting for approval: `wfe approve {run} {first}`",
-                waiting.join(", ")
-            ));
+        if !waiting.is_empty() {
+            return Some(StopReason::WaitingForApproval { phases: waiting });
         }
         let pending = self
             .units()
             .into_iter()
             .any(|u| self.state(u).status == PhaseStatus::Pending);
-        (self.hold && pending).then(|| format!("auto mode is off: `wfe continue {run}` goes on"))
+        (self.hold && pending).then_some(StopReason::AutoOff)
     }
 }

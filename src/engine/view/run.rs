@@ -168,7 +168,8 @@ struct RunJson<'a> {
     base_commit: &'a str,
     created_at: &'a str,
     finished_at: Option<&'a str>,
-    reason: Option<&'a str>,
+    /// The reason as a sentence: scripts read a string here.
+    reason: Option<String>,
     args: &'a serde_json::Value,
     phases: Vec<PhaseJson<'a>>,
 }
@@ -184,7 +185,7 @@ impl<'a> RunJson<'a> {
             base_commit: &r.base_commit,
             created_at: &r.created_at,
             finished_at: r.finished_at.as_deref(),
-            reason: r.reason.as_deref(),
+            reason: r.reason.as_ref().map(ToString::to_string),
             args: &r.args,
             phases: view
                 .phases

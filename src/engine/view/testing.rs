@@ -204,7 +204,9 @@ fn record(run: &RunId, template: &str, status: RunStatus) -> RunRecord {
         created_at: "2026-01-01T00:00:00Z".into(),
         finished_at: Some("2026-01-01T00:01:00Z".into()),
         schemas: Default::default(),
-        reason: Some("a phase failed".into()),
+        reason: Some(crate::engine::StopReason::PhasesFailed {
+            phases: vec!["boom".into()],
+        }),
     }
 }
 

@@ -146,7 +146,12 @@ async fn an_exhausted_loop_fails_or_completes_as_on_exhausted_says() {
                     iterations: 2
                 })
             );
-            assert_eq!(snap.record.reason.as_deref(), Some("phase fix failed"));
+            assert_eq!(
+                snap.record.reason,
+                Some(StopReason::PhasesFailed {
+                    phases: vec!["fix".into()]
+                })
+            );
             assert_eq!(f.status(&run, "after"), PhaseStatus::Pending);
             assert!(
                 f.store
@@ -211,7 +216,12 @@ async fn a_failing_child_fails_its_loop_unless_it_may_continue() {
         "b never started"
     );
     assert_eq!(f.status(&run, "after"), PhaseStatus::Pending);
-    assert_eq!(snap.record.reason.as_deref(), Some("phase fix failed"));
+    assert_eq!(
+        snap.record.reason,
+        Some(StopReason::PhasesFailed {
+            phases: vec!["fix".into()]
+        })
+    );
     assert!(!resumable(&snap));
 }
 

@@ -13,7 +13,9 @@ use super::{NewRun, Settings, create, drive, ensure_runnable, resumable};
 use crate::attempt::AttemptError;
 use crate::engine::control::Action;
 use crate::engine::testing::{self, Fake, Quiet, exited, succeeded};
-use crate::engine::{PhaseState, PhaseStatus, RunSnapshot, RunStatus, layout, to_file_bytes};
+use crate::engine::{
+    PhaseState, PhaseStatus, RunSnapshot, RunStatus, StopReason, layout, to_file_bytes,
+};
 use crate::store::{Change, MemoryStore, Message, RunId, RunStore};
 use crate::template::{PhaseKind, Template};
 use crate::time::Clock;
@@ -185,7 +187,12 @@ async fn a_failure_stops_new_phases_but_lets_running_ones_finish() {
         "started alongside, it runs to its end"
     );
     let snap = f.snapshot(&run);
-    assert_eq!(snap.record.reason.as_deref(), Some("phase bad failed"));
+    assert_eq!(
+        snap.record.reason,
+        Some(StopReason::PhasesFailed {
+            phases: vec!["bad".into()]
+        })
+    );
     assert_eq!(
         snap.phase("bad").unwrap().error,
         Some(AttemptError::Exit { code: 3 })
