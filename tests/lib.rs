@@ -2,6 +2,10 @@
 //! the real `wfe` binary in a hermetic temporary repository (see
 //! [`common`]). Snapshots of human output live in `tests/snapshots/`.
 
+// The crate's lints guard the library's API; a test fails by panicking,
+// and its helpers' `pub` only reaches the other test modules.
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 mod common;
 
 mod agent;

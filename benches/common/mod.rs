@@ -19,7 +19,7 @@ const ISOLATED: &str = "WFE_BENCH_ISOLATED";
 /// run, so the bench starts itself again with that environment, waits, and
 /// exits with its status; in that copy this returns at once. Call it first
 /// thing in `main`.
-pub fn isolate(also_unset: &[&str]) {
+pub(crate) fn isolate(also_unset: &[&str]) {
     if std::env::var_os(ISOLATED).is_some() {
         return;
     }
@@ -52,11 +52,11 @@ pub fn isolate(also_unset: &[&str]) {
     std::process::exit(status.code().unwrap_or(1));
 }
 
-pub fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     output(Command::new("git").args(args).current_dir(dir))
 }
 
-pub fn output(command: &mut Command) -> String {
+pub(crate) fn output(command: &mut Command) -> String {
     let out = command.stdin(Stdio::null()).output().expect("spawn");
     assert!(
         out.status.success(),
@@ -66,31 +66,31 @@ pub fn output(command: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
-pub fn tree_of(repo: &Path, rev: &str) -> String {
+pub(crate) fn tree_of(repo: &Path, rev: &str) -> String {
     git(repo, &["rev-parse", &format!("{rev}^{{tree}}")])
         .trim()
         .to_string()
 }
 
-pub fn first_line(text: &str) -> &str {
+pub(crate) fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }
 
-pub fn median_duration(values: impl IntoIterator<Item = Duration>) -> Duration {
+pub(crate) fn median_duration(values: impl IntoIterator<Item = Duration>) -> Duration {
     let mut values: Vec<Duration> = values.into_iter().collect();
     values.sort();
     values.get(values.len() / 2).copied().unwrap_or_default()
 }
 
-pub fn mean(values: &[Duration]) -> Duration {
+pub(crate) fn mean(values: &[Duration]) -> Duration {
     values.iter().sum::<Duration>() / values.len().max(1) as u32
 }
 
-pub fn ratio(a: Duration, b: Duration) -> f64 {
+pub(crate) fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(f64::MIN_POSITIVE)
 }
 
-pub fn fmt_duration(d: Duration) -> String {
+pub(crate) fn fmt_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
     if secs >= 1.0 {
         format!("{secs:.2} s")

@@ -36,7 +36,7 @@ pub(super) struct Conversation {
 
 impl Conversation {
     /// A conversation that starts with the user saying `first`.
-    pub fn new(
+    pub(super) fn new(
         name: impl Into<String>,
         seat: Seat,
         system: Option<String>,
@@ -56,12 +56,12 @@ impl Conversation {
     }
 
     /// Requests made so far; the next one is turn `turns() + 1`.
-    pub fn turns(&self) -> u32 {
+    pub(super) fn turns(&self) -> u32 {
         self.turns
     }
 
     /// The full request of the next turn (untrimmed).
-    pub fn request(&self) -> ChatRequest {
+    pub(super) fn request(&self) -> ChatRequest {
         ChatRequest {
             model: self.seat.model.clone(),
             system: self.system.clone(),
@@ -72,7 +72,7 @@ impl Conversation {
     }
 
     /// Adds a user message of `blocks`.
-    pub fn push_user(&mut self, blocks: Vec<Block>) {
+    pub(super) fn push_user(&mut self, blocks: Vec<Block>) {
         self.messages.push(Message {
             role: Role::User,
             content: blocks,
@@ -82,7 +82,7 @@ impl Conversation {
     /// Adds `text` to what the user says next: to the pending user message
     /// (tool results) when there is one, so roles keep alternating for
     /// providers that insist on it, or as a new message.
-    pub fn say(&mut self, text: impl Into<String>) {
+    pub(super) fn say(&mut self, text: impl Into<String>) {
         let block = Block::Text { text: text.into() };
         let pending = self.messages.len() > self.recorded;
         match self.messages.last_mut() {
@@ -93,7 +93,7 @@ impl Conversation {
 
     /// Takes the answer to the request of the next turn and returns the
     /// exchange to record: the request as a delta from the previous one.
-    pub fn answered(
+    pub(super) fn answered(
         &mut self,
         time: String,
         attempt: u32,
@@ -137,7 +137,7 @@ impl Conversation {
 
     /// Takes a recorded exchange as the next turn, in place of sending one:
     /// the messages since the previous exchange become the recorded ones.
-    pub fn adopt(&mut self, exchange: &Exchange) {
+    pub(super) fn adopt(&mut self, exchange: &Exchange) {
         let (mut system, mut tools) = self.implied.take().unwrap_or_default();
         if exchange.system.is_some() {
             system = exchange.system.clone();

@@ -165,7 +165,7 @@ pub(super) struct Toolset<'a> {
 
 impl<'a> Toolset<'a> {
     /// `tools` plus the submit tools of `submissions`.
-    pub fn new(tools: &'a dyn Tools, submissions: &Submissions) -> Toolset<'a> {
+    pub(super) fn new(tools: &'a dyn Tools, submissions: &Submissions) -> Toolset<'a> {
         let mut specs = tools.specs();
         let offered = specs.iter().map(|s| s.name.clone()).collect();
         specs.extend(submissions.specs());
@@ -177,7 +177,7 @@ impl<'a> Toolset<'a> {
     }
 
     /// Every spec the model gets.
-    pub fn specs(&self) -> &[ToolSpec] {
+    pub(super) fn specs(&self) -> &[ToolSpec] {
         &self.specs
     }
 
@@ -274,7 +274,7 @@ impl Attempt<'_> {
     /// Goes on with `conversation` until every output of `submissions` is
     /// accepted (or, without outputs, until the model ends its turn without
     /// calling a tool).
-    pub async fn converse(
+    pub(super) async fn converse(
         &self,
         conversation: &mut Conversation,
         submissions: &mut Submissions,
@@ -506,7 +506,7 @@ impl Attempt<'_> {
     }
 
     /// Hands `step` to the engine and waits until it is committed.
-    pub async fn record(&self, step: Step) -> Result<(), Failure> {
+    pub(super) async fn record(&self, step: Step) -> Result<(), Failure> {
         if self.progress.record(step).await {
             Ok(())
         } else {

@@ -228,7 +228,7 @@ pub(super) struct Submissions {
 impl Submissions {
     /// Submit tools for `outputs`; more than `max_invalid` invalid
     /// submissions in all end the attempt.
-    pub fn new(outputs: &[OutputSpec], max_invalid: u32) -> Submissions {
+    pub(super) fn new(outputs: &[OutputSpec], max_invalid: u32) -> Submissions {
         Submissions {
             tools: outputs.iter().map(SubmitTool::new).collect(),
             accepted: BTreeMap::new(),
@@ -239,29 +239,29 @@ impl Submissions {
     }
 
     /// The submit tools' specs, in the outputs' order.
-    pub fn specs(&self) -> Vec<ToolSpec> {
+    pub(super) fn specs(&self) -> Vec<ToolSpec> {
         self.tools.iter().map(SubmitTool::spec).collect()
     }
 
     /// True when `tool` is one of these submit tools.
-    pub fn is_submit(&self, tool: &str) -> bool {
+    pub(super) fn is_submit(&self, tool: &str) -> bool {
         self.tools.iter().any(|t| t.tool == tool)
     }
 
     /// True when there is anything to submit.
-    pub fn has_outputs(&self) -> bool {
+    pub(super) fn has_outputs(&self) -> bool {
         !self.tools.is_empty()
     }
 
     /// True when every output has a valid submission.
-    pub fn complete(&self) -> bool {
+    pub(super) fn complete(&self) -> bool {
         self.tools
             .iter()
             .all(|t| self.accepted.contains_key(&t.artifact))
     }
 
     /// The submit tools still waiting for a valid submission.
-    pub fn missing(&self) -> Vec<&str> {
+    pub(super) fn missing(&self) -> Vec<&str> {
         self.tools
             .iter()
             .filter(|t| !self.accepted.contains_key(&t.artifact))
@@ -270,25 +270,25 @@ impl Submissions {
     }
 
     /// Every submit tool's name.
-    pub fn tool_names(&self) -> Vec<&str> {
+    pub(super) fn tool_names(&self) -> Vec<&str> {
         self.tools.iter().map(|t| t.tool.as_str()).collect()
     }
 
     /// The accepted artifacts by name.
-    pub fn accepted(&self) -> &BTreeMap<String, Value> {
+    pub(super) fn accepted(&self) -> &BTreeMap<String, Value> {
         &self.accepted
     }
 
     /// Forgets the accepted artifacts, so all are submitted again (after a
     /// reviewer asked for changes). Invalid submissions stay counted: the
     /// bound is for the whole attempt.
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.accepted.clear();
         self.last_invalid.clear();
     }
 
     /// Validates one call of `tool` (which must be a submit tool).
-    pub fn submit(&mut self, tool: &str, input: &Value) -> Submitted {
+    pub(super) fn submit(&mut self, tool: &str, input: &Value) -> Submitted {
         let Some(submit) = self.tools.iter().find(|t| t.tool == tool) else {
             return Submitted {
                 content: format!("no submit tool named `{tool}`"),
@@ -340,7 +340,7 @@ impl Submissions {
     /// The error an attempt ends with once invalid submissions ran out: a
     /// problem per output without a valid submission, and the last invalid
     /// submission of each as pretty JSON.
-    pub fn failure(&self) -> (AttemptError, Vec<(String, Vec<u8>)>) {
+    pub(super) fn failure(&self) -> (AttemptError, Vec<(String, Vec<u8>)>) {
         let mut problems = Vec::new();
         let mut rejected = Vec::new();
         for tool in &self.tools {

@@ -10,8 +10,10 @@ use super::commands;
 #[derive(Debug, Parser)]
 #[command(name = "wfe", version, about, max_term_width = 100)]
 pub struct Cli {
+    /// Flags every command accepts.
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }

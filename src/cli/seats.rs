@@ -15,11 +15,11 @@ use crate::store::{GitStore, RunId, RunStore};
 use crate::template::{PhaseKind, Template};
 
 /// The recorded exchanges of a run, by phase id: what a replay answers from.
-pub type Recorded = BTreeMap<String, Vec<Exchange>>;
+pub(super) type Recorded = BTreeMap<String, Vec<Exchange>>;
 
 /// Seats from config, or from a recorded run for every phase (`--replay`).
 #[derive(Debug)]
-pub struct ConfigSeats {
+pub(super) struct ConfigSeats {
     registry: Registry,
     root: PathBuf,
     /// `--replay RUN`: every agent phase answers from RUN's exchanges.
@@ -31,7 +31,7 @@ pub struct ConfigSeats {
 impl ConfigSeats {
     /// Seats for `template`'s agent phases: from the config and the
     /// environment's keys, or all from run `replay` when given.
-    pub fn new(
+    pub(super) fn new(
         registry: Registry,
         root: &Path,
         store: &GitStore,

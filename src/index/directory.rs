@@ -22,14 +22,14 @@ use tantivy::directory::{
 
 /// An mmap directory that never syncs.
 #[derive(Debug, Clone)]
-pub struct CacheDirectory {
+pub(super) struct CacheDirectory {
     inner: MmapDirectory,
     root: PathBuf,
 }
 
 impl CacheDirectory {
     /// Opens the directory at `root`, which must exist.
-    pub fn open(root: &Path) -> Result<Self, OpenDirectoryError> {
+    pub(super) fn open(root: &Path) -> Result<Self, OpenDirectoryError> {
         Ok(CacheDirectory {
             inner: MmapDirectory::open(root)?,
             root: root.to_path_buf(),

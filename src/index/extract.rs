@@ -59,7 +59,7 @@ impl Kind {
 
 /// Facts of the run at the checkpoint read, carried by all its documents.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunFacts {
+pub(super) struct RunFacts {
     /// The checkpoint read.
     pub checkpoint: CheckpointId,
     /// The template's name.
@@ -72,7 +72,7 @@ pub struct RunFacts {
 
 /// One file of a checkpoint that yields documents.
 #[derive(Debug, Clone)]
-pub struct Source {
+pub(super) struct Source {
     /// Where it is in the checkpoint's tree.
     pub path: String,
     /// What its documents are.
@@ -94,7 +94,7 @@ pub struct Source {
 
 /// One document's content.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Entry {
+pub(super) struct Entry {
     /// Which entry of a per-line file (from 0).
     pub line: Option<u64>,
     /// The phase, when the entry names it (comments).
@@ -111,13 +111,13 @@ pub struct Entry {
 
 impl Source {
     /// The documents of this file.
-    pub fn entries(&self) -> Vec<Entry> {
+    pub(super) fn entries(&self) -> Vec<Entry> {
         entries(self.kind, &self.bytes)
     }
 }
 
 /// The documents a file of `kind` holds.
-pub fn entries(kind: Kind, bytes: &[u8]) -> Vec<Entry> {
+pub(super) fn entries(kind: Kind, bytes: &[u8]) -> Vec<Entry> {
     let text = String::from_utf8_lossy(bytes);
     match kind {
         Kind::Artifact | Kind::Error => {
@@ -196,7 +196,7 @@ pub fn entries(kind: Kind, bytes: &[u8]) -> Vec<Entry> {
 
 /// Everything a checkpoint holds to index.
 #[derive(Debug, Clone)]
-pub struct Checkpointed {
+pub(super) struct Checkpointed {
     /// Facts of the run.
     pub facts: RunFacts,
     /// Every file that yields documents, by path.
@@ -204,7 +204,7 @@ pub struct Checkpointed {
 }
 
 /// Reads the documents' files of the checkpoint `at`.
-pub fn read_checkpoint(
+pub(super) fn read_checkpoint(
     store: &dyn RunStore,
     at: &CheckpointId,
 ) -> Result<Checkpointed, StoreError> {
@@ -439,7 +439,7 @@ fn as_u32(value: &Value) -> Option<u32> {
 }
 
 /// Seconds since the epoch of an RFC 3339 time.
-pub fn parse_time(text: &str) -> Option<i64> {
+pub(super) fn parse_time(text: &str) -> Option<i64> {
     let at = humantime::parse_rfc3339_weak(text).ok()?;
     let secs = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
     i64::try_from(secs).ok()

@@ -24,21 +24,21 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The tokenizer of `text`: words, lowercased, English stop words dropped,
 /// stemmed. Phrases still match across a dropped word: positions keep gaps.
-pub const TEXT_TOKENIZER: &str = "wfe_text";
+pub(super) const TEXT_TOKENIZER: &str = "wfe_text";
 /// The tokenizer of `json` values: the whole value, lowercased; values
 /// longer than [`VALUE_MAX_BYTES`] are left to `text`.
-pub const VALUE_TOKENIZER: &str = "wfe_value";
+pub(super) const VALUE_TOKENIZER: &str = "wfe_value";
 /// The longest JSON string value matched as a whole by `field:value`.
-pub const VALUE_MAX_BYTES: usize = 40;
+pub(super) const VALUE_MAX_BYTES: usize = 40;
 
 /// The facets kept as `name:value` terms of `tags`, in the order a query may name them.
-pub const TAGS: [&str; 7] = [
+pub(super) const TAGS: [&str; 7] = [
     "run", "template", "phase", "attempt", "schema", "status", "kind",
 ];
 
 /// Field handles of the schema.
 #[derive(Debug, Clone)]
-pub struct Fields {
+pub(super) struct Fields {
     /// The whole schema.
     pub schema: Schema,
     /// Exact `name:value` terms: the [`TAGS`], and `key:<run>/<path>`
@@ -56,7 +56,7 @@ pub struct Fields {
 
 /// What a result shows about its document, stored with it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct DocMeta {
+pub(super) struct DocMeta {
     /// The run.
     pub run: String,
     /// Its template.
@@ -84,7 +84,7 @@ pub struct DocMeta {
 impl DocMeta {
     /// The stored form: a JSON array, values in field order (no keys:
     /// they would be most of the stored bytes).
-    pub fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let value = serde_json::json!([
             self.run,
             self.template,
@@ -102,7 +102,7 @@ impl DocMeta {
     }
 
     /// Reads the stored form back.
-    pub fn parse(text: &str) -> Option<DocMeta> {
+    pub(super) fn parse(text: &str) -> Option<DocMeta> {
         let value: serde_json::Value = serde_json::from_str(text).ok()?;
         let text = |i: usize| value[i].as_str().map(String::from);
         Some(DocMeta {
@@ -121,7 +121,7 @@ impl DocMeta {
     }
 
     /// The values of the [`TAGS`], in their order.
-    pub fn tags(&self) -> [(&'static str, Option<String>); 7] {
+    pub(super) fn tags(&self) -> [(&'static str, Option<String>); 7] {
         [
             ("run", Some(self.run.clone())),
             ("template", Some(self.template.clone())),
@@ -136,7 +136,7 @@ impl DocMeta {
 
 impl Fields {
     /// The schema and its field handles.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut b = Schema::builder();
         let exact = TextFieldIndexing::default()
             .set_tokenizer("raw")
@@ -173,7 +173,7 @@ impl Fields {
     }
 
     /// The analyzer registered as [`TEXT_TOKENIZER`].
-    pub fn text_analyzer() -> TextAnalyzer {
+    pub(super) fn text_analyzer() -> TextAnalyzer {
         let builder = TextAnalyzer::builder(SimpleTokenizer::default())
             .filter(RemoveLongFilter::limit(40))
             .filter(LowerCaser)
@@ -188,7 +188,7 @@ impl Fields {
     }
 
     /// The analyzer registered as [`VALUE_TOKENIZER`].
-    pub fn value_analyzer() -> TextAnalyzer {
+    pub(super) fn value_analyzer() -> TextAnalyzer {
         TextAnalyzer::builder(RawTokenizer::default())
             .filter(RemoveLongFilter::limit(VALUE_MAX_BYTES + 1))
             .filter(LowerCaser)
@@ -196,7 +196,7 @@ impl Fields {
     }
 
     /// What a document's `meta` says; empty if it cannot be read.
-    pub fn meta_of(&self, doc: &tantivy::TantivyDocument) -> DocMeta {
+    pub(super) fn meta_of(&self, doc: &tantivy::TantivyDocument) -> DocMeta {
         use tantivy::schema::Value;
         doc.get_first(self.meta)
             .and_then(|v| v.as_str())
@@ -205,7 +205,7 @@ impl Fields {
     }
 
     /// Registers the analyzers on an opened or created index.
-    pub fn register(index: &tantivy::Index) {
+    pub(super) fn register(index: &tantivy::Index) {
         index
             .tokenizers()
             .register(TEXT_TOKENIZER, Self::text_analyzer());
@@ -222,13 +222,13 @@ impl Default for Fields {
 }
 
 /// The `tags` term for `name` = `value`.
-pub fn tag(name: &str, value: &str) -> String {
+pub(super) fn tag(name: &str, value: &str) -> String {
     format!("{name}:{value}")
 }
 
 /// `secs` since the epoch as an index date; tantivy counts nanoseconds in
 /// an i64, so times beyond its range (any year past 2262) are clamped.
-pub fn date(secs: i64) -> DateTime {
+pub(super) fn date(secs: i64) -> DateTime {
     const LIMIT: i64 = i64::MAX / 1_000_000_000;
     DateTime::from_timestamp_secs(secs.clamp(-LIMIT, LIMIT))
 }

@@ -419,7 +419,7 @@ fn damaged(what: &str) -> IndexError {
 }
 
 /// What is wrong with the index, in a few words for a one-line notice.
-pub fn damage(error: &TantivyError) -> String {
+pub(super) fn damage(error: &TantivyError) -> String {
     use tantivy::directory::error::OpenReadError;
     let file = |path: &Path| {
         path.file_name().map_or_else(

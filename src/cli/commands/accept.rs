@@ -21,7 +21,7 @@ pub struct AcceptArgs {
 }
 
 /// Runs `wfe accept`.
-pub fn run(args: AcceptArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: AcceptArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     if !args.force {
         return Err(CliError::input(format!(

@@ -24,7 +24,7 @@ pub struct ApproveArgs {
 }
 
 /// Runs `wfe approve`.
-pub fn run(args: ApproveArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: ApproveArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let artifact = match &args.artifact {
         Some(path) => {

@@ -28,7 +28,7 @@ pub enum Mode {
 }
 
 /// Runs `wfe auto`.
-pub fn run(args: AutoArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: AutoArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     control::request(
         ctx,

@@ -16,7 +16,7 @@ pub struct CancelArgs {
 }
 
 /// Runs `wfe cancel`.
-pub fn run(args: CancelArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: CancelArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     control::request(ctx, ui, &id, Action::Cancel)
 }

@@ -18,7 +18,7 @@ pub struct CommentArgs {
 }
 
 /// Runs `wfe comment`.
-pub fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let (phase, text) = match args.words.as_slice() {
         [text] => (None, text),

@@ -16,7 +16,7 @@ pub struct ContinueArgs {
 }
 
 /// Runs `wfe continue`.
-pub fn run(args: ContinueArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: ContinueArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     control::request(ctx, ui, &id, Action::Continue)
 }

@@ -64,7 +64,7 @@ pub struct DemoArgs {
 }
 
 /// Runs `wfe demo`.
-pub async fn run(args: DemoArgs, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) async fn run(args: DemoArgs, ui: &Ui) -> Result<Outcome, CliError> {
     let dir = match args.dir {
         Some(dir) => dir,
         None => std::env::temp_dir().join(format!(

@@ -43,7 +43,7 @@ pub struct DiffArgs {
 }
 
 /// Runs `wfe diff`.
-pub fn run(args: DiffArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: DiffArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let cmp = compare(&ctx.store, &args.a, &args.b)?;
     if args.json {
         // Serialised from the types, not via a `Value`, to keep their field order.

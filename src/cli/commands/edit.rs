@@ -24,7 +24,7 @@ pub struct EditArgs {
 }
 
 /// Runs `wfe edit`.
-pub fn run(args: EditArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: EditArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.lock_waiting(&id, ui)?;
     let snap = ctx.snapshot(&id)?;

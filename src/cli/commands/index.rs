@@ -30,7 +30,7 @@ pub struct IndexArgs {
 }
 
 /// Runs `wfe index`.
-pub fn run(args: IndexArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: IndexArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let start = Instant::now();
     let (index, report) = if args.rebuild {
         let dir = index_dir(ctx);

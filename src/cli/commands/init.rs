@@ -20,7 +20,7 @@ pub struct InitArgs {
 }
 
 /// Runs `wfe init`.
-pub fn run(args: InitArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: InitArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let written = write_starter_files(&ctx.root, args.force)?;
     for (path, wrote) in &written {
         let verb = if *wrote { "created" } else { "kept   " };

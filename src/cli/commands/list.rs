@@ -23,7 +23,7 @@ pub struct ListArgs {
 }
 
 /// Runs `wfe list`.
-pub fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let filter = ListFilter {
         status: args.status,
         template: args.template,

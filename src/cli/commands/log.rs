@@ -19,7 +19,7 @@ pub struct LogArgs {
 }
 
 /// Runs `wfe log`.
-pub fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let history = ctx.store.history(&id)?;
     if args.json {

@@ -16,7 +16,7 @@ pub struct PauseArgs {
 }
 
 /// Runs `wfe pause`.
-pub fn run(args: PauseArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: PauseArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     control::request(ctx, ui, &id, Action::Pause)
 }

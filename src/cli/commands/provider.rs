@@ -67,7 +67,11 @@ pub struct SetKeyArgs {
 }
 
 /// Runs a provider subcommand.
-pub async fn run(cmd: ProviderCommand, global: &GlobalArgs, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) async fn run(
+    cmd: ProviderCommand,
+    global: &GlobalArgs,
+    ui: &Ui,
+) -> Result<Outcome, CliError> {
     match cmd {
         ProviderCommand::List(args) => list(args, &Context::discover(global)?, ui),
         ProviderCommand::Test(args) => test(args, &Context::discover(global)?, ui).await,

@@ -16,7 +16,7 @@ pub struct ResumeArgs {
 }
 
 /// Runs `wfe resume`.
-pub async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.store.lock(&id, &ctx.clock.stamp())?;
     let snapshot = ctx.snapshot(&id)?;

@@ -28,7 +28,7 @@ pub struct RetryArgs {
 }
 
 /// Runs `wfe retry`.
-pub async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.lock_waiting(&id, ui)?;
     let overrides = Overrides {

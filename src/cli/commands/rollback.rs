@@ -23,7 +23,7 @@ pub struct RollbackArgs {
 }
 
 /// Runs `wfe rollback`.
-pub fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = lock_now(ctx, &id)?;
     let snap = ctx.snapshot(&id)?;

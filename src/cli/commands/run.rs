@@ -50,7 +50,7 @@ pub struct DriveArgs {
 }
 
 /// Runs `wfe run`.
-pub async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let (template, source) = ctx.catalog.load(&args.template, &ctx.registry)?;
     engine::ensure_runnable(&template)?;
     let file_args = args

@@ -24,7 +24,7 @@ pub struct ShowArgs {
 }
 
 /// Runs a schema subcommand.
-pub fn run(cmd: SchemaCommand, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(cmd: SchemaCommand, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     match cmd {
         SchemaCommand::List => {
             let mut names: Vec<String> = builtin_schema_names()

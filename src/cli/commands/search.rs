@@ -61,7 +61,7 @@ pub struct SearchArgs {
 }
 
 /// Runs `wfe search`.
-pub fn run(args: SearchArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: SearchArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let start = Instant::now();
     let search = Search {
         query: args.query.join(" "),

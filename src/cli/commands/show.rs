@@ -30,7 +30,7 @@ pub struct ShowArgs {
 }
 
 /// Runs `wfe show`.
-pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let Some(phase) = args.phase.as_deref() else {
         let detail = RunDetail::load(&ctx.store, &id)?;

@@ -17,7 +17,7 @@ pub struct SkipArgs {
 }
 
 /// Runs `wfe skip`.
-pub fn run(args: SkipArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: SkipArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.lock_waiting(&id, ui)?;
     let skipped = operations::skip(

@@ -22,7 +22,7 @@ pub struct StatusArgs {
 }
 
 /// Runs `wfe status`.
-pub fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let view = RunView::load(&ctx.store, &id)?;
     if args.json {

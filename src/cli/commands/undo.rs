@@ -18,7 +18,7 @@ pub struct UndoArgs {
 }
 
 /// Runs `wfe undo`.
-pub fn run(args: UndoArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(args: UndoArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = super::rollback::lock_now(ctx, &id)?;
     let undone = operations::undo(&ctx.store, &id, &ctx.clock)?;

@@ -16,7 +16,7 @@ pub struct ListArgs {
 }
 
 /// Runs `wfe template list`.
-pub fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(super) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let mut rows = Vec::new();
     for (name, source) in ctx.catalog.list() {
         let loaded = ctx.catalog.load(&name, &ctx.registry);

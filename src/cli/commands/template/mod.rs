@@ -22,7 +22,7 @@ pub enum TemplateCommand {
 }
 
 /// Runs a template subcommand.
-pub fn run(cmd: TemplateCommand, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) fn run(cmd: TemplateCommand, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     match cmd {
         TemplateCommand::List(args) => list::run(args, ctx, ui),
         TemplateCommand::Show(args) => show::run(args, ctx, ui),

@@ -14,7 +14,7 @@ pub struct ShowArgs {
 }
 
 /// Runs `wfe template show`.
-pub fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(super) fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let (template, source) = ctx.catalog.load(&args.template, &ctx.registry)?;
     ui.note(&format!("# {source}"));
     ui.json(&serde_json::to_value(&template).unwrap_or_default());

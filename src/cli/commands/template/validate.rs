@@ -14,7 +14,7 @@ pub struct ValidateArgs {
 }
 
 /// Runs `wfe template validate`.
-pub fn run(args: ValidateArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(super) fn run(args: ValidateArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let names = if args.templates.is_empty() {
         ctx.catalog.list().into_iter().map(|(n, _)| n).collect()
     } else {
