@@ -1,6 +1,8 @@
 //! `wfe accept`: a failed attempt's rejected outputs, committed as they are.
 
-use super::{artifact_schema, base_message, reopen_failed_run, require_phase, require_state};
+use super::{
+    artifact_schema, base_message, commit_on, reopen_failed_run, require_phase, require_state,
+};
 use crate::artifact::parse_json_document;
 use crate::attempt::AttemptError;
 use crate::engine::{
@@ -83,11 +85,5 @@ pub fn accept(
     );
     message = reopen_failed_run(&snap, &mut changes, message, phase, &now);
     message.forced = true;
-    Ok(store.commit(
-        run,
-        Some(&snap.checkpoint),
-        &changes,
-        &message.to_message(),
-        clock.epoch_seconds(),
-    )?)
+    Ok(commit_on(store, run, &snap, &changes, &message, clock)?)
 }

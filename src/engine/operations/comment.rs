@@ -1,7 +1,7 @@
 //! `wfe comment`: a note on a run or one of its phases, appended to
 //! `comments.jsonl`.
 
-use super::{base_message, require_phase};
+use super::{base_message, commit_on, require_phase};
 use crate::engine::snapshot::parse;
 use crate::engine::{CheckpointEvent, Comment, EngineError, RunSnapshot, layout};
 use crate::store::{Change, CheckpointId, RunId, RunStore, StoreError};
@@ -44,12 +44,13 @@ pub fn comment(
             phase,
             CheckpointEvent::Comment,
         );
-        match store.commit(
+        match commit_on(
+            store,
             run,
-            Some(&snap.checkpoint),
+            &snap,
             &[Change::write(layout::COMMENTS, bytes)],
-            &message.to_message(),
-            clock.epoch_seconds(),
+            &message,
+            clock,
         ) {
             Err(e @ StoreError::Conflict { .. }) => last = Some(e),
             other => return Ok(other?),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{base_message, reopen_failed_run, require_phase, require_state};
+use super::{base_message, commit_on, reopen_failed_run, require_phase, require_state};
 use crate::artifact::{Schema, Violation, parse_json_document};
 use crate::attempt::AttemptError;
 use crate::engine::{
@@ -137,13 +137,7 @@ pub fn set_artifact(
     let run = RunId::parse(&snap.record.id).ok_or_else(|| StoreError::NoSuchRun {
         run: snap.record.id.clone(),
     })?;
-    Ok(store.commit(
-        &run,
-        Some(&snap.checkpoint),
-        &changes,
-        &message.to_message(),
-        clock.epoch_seconds(),
-    )?)
+    Ok(commit_on(store, &run, snap, &changes, &message, clock)?)
 }
 
 /// Phases downstream of `phase` that already ran with its old artifacts.

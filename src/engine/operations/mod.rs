@@ -45,7 +45,7 @@ use super::{
     RunSnapshot, RunStatus, StopReason, Transition, layout, to_file_bytes,
 };
 use crate::attempt::AttemptError;
-use crate::store::{Change, EntryKind, RunId, RunStore, StoreError};
+use crate::store::{Change, CheckpointId, EntryKind, RunId, RunStore, StoreError};
 use crate::time::Clock;
 
 /// How often a retry or skip starts over when another writer (a comment)
@@ -120,18 +120,32 @@ pub fn control_offline(
     .event(done.phase.as_deref(), action.event())
     .requested_by(by)
     .status(record.status);
-    store.commit(
-        run,
-        Some(&snap.checkpoint),
-        &changes,
-        &message.to_message(),
-        clock.epoch_seconds(),
-    )?;
+    commit_on(store, run, &snap, &changes, &message, clock)?;
     Ok(Controlled {
         outcome: done.outcome,
         status: record.status,
         reason: record.reason,
     })
+}
+
+/// Commits `changes` with `message` on top of the checkpoint `snap` was
+/// read from: if another writer moved the run meanwhile, the store refuses
+/// (compare-and-swap) and nothing is written.
+fn commit_on(
+    store: &dyn RunStore,
+    run: &RunId,
+    snap: &RunSnapshot,
+    changes: &[Change],
+    message: &CheckpointMessage,
+    clock: &Clock,
+) -> Result<CheckpointId, StoreError> {
+    store.commit(
+        run,
+        Some(&snap.checkpoint),
+        changes,
+        &message.to_message(),
+        clock.epoch_seconds(),
+    )
 }
 
 /// A failed run whose failing phase was just fixed by hand becomes paused,

@@ -1,7 +1,7 @@
 //! `wfe retry`: a phase set up for another attempt, with every phase
 //! downstream of it sent back to pending.
 
-use super::{locate_phase, set_aside, with_retries};
+use super::{commit_on, locate_phase, set_aside, with_retries};
 use crate::engine::{
     CheckpointEvent, CheckpointMessage, EngineError, PhaseStatus, Refusal, RunSnapshot, RunStatus,
     StopReason, layout, to_file_bytes,
@@ -114,13 +114,7 @@ pub fn retry(
         message.provider.clone_from(&overrides.provider);
         message.model.clone_from(&overrides.model);
         let message = message.requested_by(requested_by).status(RunStatus::Paused);
-        let checkpoint = store.commit(
-            run,
-            Some(&snap.checkpoint),
-            &changes,
-            &message.to_message(),
-            clock.epoch_seconds(),
-        )?;
+        let checkpoint = commit_on(store, run, &snap, &changes, &message, clock)?;
         Ok(Retried {
             checkpoint,
             next_attempt,

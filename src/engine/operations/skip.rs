@@ -1,7 +1,7 @@
 //! `wfe skip`: a phase marked skipped by hand, so its dependants run as if
 //! its `if` had been false.
 
-use super::{locate_phase, set_aside, with_retries};
+use super::{commit_on, locate_phase, set_aside, with_retries};
 use crate::engine::{
     CheckpointEvent, CheckpointMessage, EngineError, PhaseStatus, Refusal, RunSnapshot, RunStatus,
     StopReason, Transition, layout, resumable, to_file_bytes,
@@ -79,13 +79,7 @@ pub fn skip(
             status = RunStatus::Paused;
         }
         let message = message.requested_by(requested_by).status(status);
-        let checkpoint = store.commit(
-            run,
-            Some(&snap.checkpoint),
-            &changes,
-            &message.to_message(),
-            clock.epoch_seconds(),
-        )?;
+        let checkpoint = commit_on(store, run, &snap, &changes, &message, clock)?;
         Ok(Skipped {
             checkpoint,
             reopened,
