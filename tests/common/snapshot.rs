@@ -73,7 +73,7 @@ pub fn settings_with(repo: &Repo, names: &[(&str, &str)]) -> insta::Settings {
     settings.add_filter(r" +\d+(?:\.\d+)?(?:ms|s|m)\b", " [DUR]");
     settings.add_filter(r#""duration_ms": \d+"#, r#""duration_ms": "[DUR]""#);
     settings.add_filter(r"\((\d+(?:\.\d+)?(?:ms|s|m))\)", "([DUR])");
-    settings.add_filter(r"\b\d+ ms\b", "[DUR]");
+    settings.add_filter(r"\b\d+ ms\b", "[DUR] ms");
     // Checkpoints, whole and short (`wfe` shows 12 hex digits).
     settings.add_filter(r"\b[0-9a-f]{40}\b", "[SHA]");
     settings.add_filter(r"\b[0-9a-f]{12}\b", "[CKPT]");
