@@ -4,6 +4,7 @@
 use crate::common;
 
 use common::Repo;
+use common::snapshot::assert_run;
 use serde_json::{Value, json};
 use wfe::testing::llm::{FakeServer as Server, Part, Reply};
 
@@ -463,9 +464,8 @@ fn a_replayed_run_reproduces_its_artifacts_byte_for_byte_offline() {
     std::fs::write(&template, text).unwrap();
     let diverged = repo.wfe(&["run", "agentic", "--replay", &original]);
     diverged.code(1);
-    let all = format!("{}{}", diverged.stdout, diverged.stderr);
-    assert!(all.contains("short plan"), "{all}");
-    assert!(all.contains("/messages/0"), "the diff names where: {all}");
+    // The diff of the requests names where (`/messages/0`) and what changed.
+    assert_run!(&repo, "agent_replay_diverged", &diverged);
 }
 
 #[test]
@@ -509,11 +509,8 @@ fn a_retry_may_change_the_model_of_the_next_attempt() {
     agent_template(&repo, &[], json!({}));
     let failed = wfe_with_key(&repo, &["run", "agentic"]);
     failed.code(1);
-    assert!(
-        failed.stderr.contains("scripted 400"),
-        "the API's message is shown: {}",
-        failed.stderr
-    );
+    // The API's message is shown.
+    assert_run!(&repo, "agent_request_refused_with_400", &failed);
     let id = repo.run_id();
     wfe_with_key(&repo, &["retry", &id, "plan", "--model", "claude-bigger"]).code(0);
     let requests = server.requests();

@@ -6,6 +6,7 @@ use crate::common;
 
 use std::process::{Command, Stdio};
 
+use common::snapshot::{assert_run, assert_text, command};
 use common::{Repo, mkfifo, read_fifo_line, script, write_fifo_line};
 use serde_json::{Value, json};
 
@@ -66,34 +67,26 @@ fn accept_force_commits_the_rejected_output_marked_forced_and_resume_goes_on() {
     repo.wfe(&["run", "rep"]).code(1);
     let id = repo.run_id();
 
-    let show = repo.wfe(&["show", &id, "make"]);
-    show.code(0);
-    assert!(
-        show.stdout.contains("rejected output") && show.stdout.contains("\"yes\""),
-        "{}",
-        show.stdout
-    );
-    assert!(
-        show.stdout.contains("expected schema of report") && show.stdout.contains("\"boolean\""),
-        "{}",
-        show.stdout
-    );
-
-    let nothing = repo.wfe(&["resume", &id]);
-    nothing.code(1);
-    assert!(
-        nothing.stderr.contains("nothing to resume"),
-        "{}",
-        nothing.stderr
-    );
-
-    let refused = repo.wfe(&["accept", &id, "make"]);
-    refused.code(2);
-    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    // `show` has the rejected output (`"yes"`) and the schema it failed
+    // (`"boolean"`); resume has nothing to do; accept wants `--force` and
+    // refuses a phase with no rejected output.
+    let mut session = String::new();
+    for (args, code) in [
+        (vec!["show", &id, "make"], 0),
+        (vec!["resume", &id], 1),
+        (vec!["accept", &id, "make"], 2),
+    ] {
+        let out = repo.wfe(&args);
+        out.code(code);
+        session.push_str(&command(&args, &out));
+    }
     let before = tip(&repo, &id);
-    let wrong = repo.wfe(&["accept", &id, "after", "--force"]);
+    let wrong_args = ["accept", &id, "after", "--force"];
+    let wrong = repo.wfe(&wrong_args);
     wrong.code(2);
     assert_eq!(tip(&repo, &id), before, "a refused accept writes nothing");
+    session.push_str(&command(&wrong_args, &wrong));
+    assert_text!(&repo, "accept_a_rejected_output", session);
 
     repo.wfe(&["accept", &id, "make", "--force"]).code(0);
     let state = tip_json(&repo, &id, "phases/make/state.json");
@@ -136,20 +129,15 @@ fn edit_validates_on_save_reopens_on_errors_and_commits_once_valid() {
     let before = tip(&repo, &id);
 
     // Saved unchanged: nothing to commit.
-    let same = edit(&repo, "true", &["edit", &id, "make", "report"]);
+    let args = ["edit", &id, "make", "report"];
+    let same = edit(&repo, "true", &args);
     same.code(0);
-    assert!(same.stderr.contains("no changes"), "{}", same.stderr);
     assert_eq!(tip(&repo, &id), before);
 
     // Invalid twice in a row: the user gave up; nothing committed.
     let bad = editor(&repo, "bad", "echo '{\"ok\": 3}' > \"$1\"");
-    let refused = edit(&repo, &bad, &["edit", &id, "make", "report"]);
+    let refused = edit(&repo, &bad, &args);
     refused.code(2);
-    assert!(
-        refused.stderr.contains("/ok") && refused.stderr.contains("still invalid"),
-        "{}",
-        refused.stderr
-    );
     assert_eq!(tip(&repo, &id), before);
 
     // Not JSON, then fixed on the second opening: committed.
@@ -162,13 +150,17 @@ fn edit_validates_on_save_reopens_on_errors_and_commits_once_valid() {
             count.display()
         ),
     );
-    let fixed = edit(&repo, &fixer, &["edit", &id, "make", "report"]);
+    let fixed = edit(&repo, &fixer, &args);
     fixed.code(0);
-    assert!(
-        fixed.stderr.contains("not valid JSON") || fixed.stderr.contains("expected"),
-        "{}",
-        fixed.stderr
-    );
+    // Unchanged: no changes; invalid twice: what is wrong at `/ok`, then
+    // still invalid; not JSON, then fixed: why it reopens.
+    let session = [
+        command(&args, &same),
+        command(&args, &refused),
+        command(&args, &fixed),
+    ]
+    .concat();
+    assert_text!(&repo, "edit_an_artifact", session);
     assert_eq!(
         std::fs::read_to_string(&count).unwrap().lines().count(),
         2,
@@ -203,11 +195,7 @@ fn edit_validates_on_save_reopens_on_errors_and_commits_once_valid() {
     repo.wfe(&["resume", &id]).code(0);
     let unknown = edit(&repo, &bad, &["edit", &id, "make", "nope"]);
     unknown.code(2);
-    assert!(
-        unknown.stderr.contains("no output `nope`"),
-        "{}",
-        unknown.stderr
-    );
+    assert_run!(&repo, "edit_an_unknown_output", &unknown);
 }
 
 #[test]
@@ -263,11 +251,8 @@ fn comments_are_checkpoints_listed_by_show_even_during_a_live_run() {
     );
 
     let show = repo.wfe(&["show", &id]);
-    assert!(
-        show.stdout.contains("looks good so far") && show.stdout.contains("Test User"),
-        "{}",
-        show.stdout
-    );
+    // The comments, with their author.
+    assert_run!(&repo, "show_with_comments", &show);
     let phase = repo.wfe(&["show", &id, "hold", "--json"]).json();
     assert_eq!(phase["comments"][0]["text"], "this one waits for a FIFO");
 }
@@ -346,11 +331,8 @@ fn an_input_edited_by_hand_fails_the_phase_that_needs_it_before_it_starts() {
 
     let resumed = repo.wfe(&["resume", &id, "--json"]);
     resumed.code(1);
-    assert!(
-        resumed.stderr.contains("invalid input") && resumed.stderr.contains("a/note"),
-        "{}",
-        resumed.stderr
-    );
+    // It names the invalid input, `a/note`.
+    assert_run!(&repo, "resume_with_an_input_edited_by_hand", &resumed);
     assert!(!ran.exists(), "b's script never started");
     let state = tip_json(&repo, &id, "phases/b/state.json");
     assert_eq!(state["error"]["kind"], "invalid_inputs");
@@ -478,5 +460,6 @@ fn a_run_validates_against_its_frozen_schema_after_the_repo_schema_changes() {
     rx.recv().unwrap();
     release.join().unwrap();
     second.code(1);
-    assert!(second.stderr.contains("author"), "{}", second.stderr);
+    // The new schema's missing `author`.
+    assert_run!(&repo, "a_new_run_uses_the_new_schema", &second);
 }

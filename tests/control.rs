@@ -6,6 +6,7 @@ use crate::common;
 
 use std::process::{Child, Stdio};
 
+use common::snapshot::{assert_run, assert_text, command};
 use common::{Repo, mkfifo, read_fifo_line, script, write_fifo_line};
 use serde_json::{Value, json};
 
@@ -37,14 +38,19 @@ fn pause_from_another_process_lets_running_phases_finish_then_exits_3() {
 
     let pause = repo.wfe(&["pause", &id]);
     pause.code(0);
-    assert!(
-        pause.stderr.contains("pauses once its running phases end"),
-        "{}",
-        pause.stderr
-    );
     write_fifo_line(&go, "go");
+    let runner_pid = format!("pid {}", runner.id());
     let out = common::Run::from(runner.wait_with_output().unwrap());
     out.code(3);
+    // The live runner took the request: the run pauses once its running
+    // phases end.
+    assert_run!(
+        &repo,
+        "pause_a_live_run",
+        &pause,
+        [(runner_pid, "pid [RUNNER]")]
+    );
+    assert_run!(&repo, "paused_by_another_process", &out);
     let doc = out.json();
     assert_eq!(doc["status"], "paused");
     assert_eq!(
@@ -104,11 +110,7 @@ fn cancel_kills_the_running_phase_group_and_ends_the_run_cancelled() {
     assert_eq!(phase(&doc, "never")["status"], "cancelled");
     let again = repo.wfe(&["cancel", &id]);
     again.code(2);
-    assert!(
-        again.stderr.contains("already cancelled"),
-        "{}",
-        again.stderr
-    );
+    assert_run!(&repo, "cancel_a_cancelled_run", &again);
 }
 
 #[test]
@@ -128,24 +130,17 @@ fn a_gate_waits_and_an_approval_with_an_artifact_lets_the_run_go_on() {
     assert_eq!(doc["status"], "waiting");
     assert_eq!(phase(&doc, "ok")["status"], "waiting");
     let id = doc["id"].as_str().unwrap().to_string();
-    assert!(
-        first.stderr.contains(&format!("wfe approve {id} ok")),
-        "{}",
-        first.stderr
-    );
+    // It says how to approve (`wfe approve ID ok`).
+    assert_run!(&repo, "a_gate_waits", &first);
 
     let tip = repo.git(&["rev-parse", &format!("refs/wfe/runs/{id}")]);
     repo.write("bad.json", r#"{"txt": 1}"#);
-    let bad = repo.wfe(&["approve", &id, "ok", "--artifact", "bad.json"]);
+    let bad_args = ["approve", &id, "ok", "--artifact", "bad.json"];
+    let bad = repo.wfe(&bad_args);
     bad.code(2);
-    assert!(
-        bad.stderr.contains("does not match schema `message`"),
-        "{}",
-        bad.stderr
-    );
-    let wrong = repo.wfe(&["approve", &id, "build"]);
+    let wrong_args = ["approve", &id, "build"];
+    let wrong = repo.wfe(&wrong_args);
     wrong.code(2);
-    assert!(wrong.stderr.contains("not waiting"), "{}", wrong.stderr);
     assert_eq!(
         repo.git(&["rev-parse", &format!("refs/wfe/runs/{id}")]),
         tip,
@@ -153,13 +148,18 @@ fn a_gate_waits_and_an_approval_with_an_artifact_lets_the_run_go_on() {
     );
 
     repo.write("good.json", r#"{"text": "ship it"}"#);
-    let approve = repo.wfe(&["approve", &id, "ok", "--artifact", "good.json"]);
+    let good_args = ["approve", &id, "ok", "--artifact", "good.json"];
+    let approve = repo.wfe(&good_args);
     approve.code(0);
-    assert!(
-        approve.stderr.contains("no runner is running"),
-        "{}",
-        approve.stderr
-    );
+    // An artifact that does not match schema `message`, a phase that is
+    // not waiting, then an approval with no runner running.
+    let session = [
+        command(&bad_args, &bad),
+        command(&wrong_args, &wrong),
+        command(&good_args, &approve),
+    ]
+    .concat();
+    assert_text!(&repo, "approve_a_gate", session);
     let done = repo.wfe(&["resume", &id, "--json"]);
     done.code(0);
     assert_eq!(done.json()["status"], "completed");
@@ -194,10 +194,13 @@ fn a_live_runner_with_wait_takes_the_approval_of_an_approval_after_phase() {
     };
     let approve = repo.wfe(&["approve", &id, "draft"]);
     approve.code(0);
-    assert!(
-        approve.stderr.contains("runner pid"),
-        "the live runner answered: {}",
-        approve.stderr
+    // The live runner answered.
+    let runner_pid = format!("pid {}", runner.id());
+    assert_run!(
+        &repo,
+        "approve_through_a_live_runner",
+        &approve,
+        [(runner_pid, "pid [RUNNER]")]
     );
     let out = common::Run::from(runner.wait_with_output().unwrap());
     out.code(0);
@@ -232,7 +235,8 @@ fn with_auto_mode_off_each_resume_advances_one_phase_until_auto_is_on() {
 
     let cont = repo.wfe(&["continue", &id]);
     cont.code(2);
-    assert!(cont.stderr.contains("wfe resume"), "{}", cont.stderr);
+    // It points at `wfe resume`.
+    assert_run!(&repo, "continue_a_run_with_auto_off", &cont);
     repo.wfe(&["auto", &id, "on"]).code(0);
     let run_json = repo.git(&["show", &format!("refs/wfe/runs/{id}:run.json")]);
     assert!(run_json.contains("\"auto\": true"), "{run_json}");

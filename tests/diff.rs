@@ -5,6 +5,7 @@
 use crate::common;
 
 use common::Repo;
+use common::snapshot::{assert_run, assert_text, command};
 use serde_json::{Value, json};
 
 /// A repo with template `tasks`: `plan` copies `data/tasks-<v>.json` into its
@@ -111,33 +112,15 @@ fn two_runs_of_one_template_differ_by_json_pointer() {
     // The same for people, on stdout.
     let human = repo.wfe(&["diff", &one, &two]);
     human.code(0);
-    for line in [
-        "phase plan",
-        "  ~ tasks",
-        "    ~ /meta/owner/name \"ada\" → \"bob\"",
-        "    ↷ /tasks/2 → /tasks/0",
-        "    ~ /tasks/1/status \"todo\" → \"done\"",
-        "phase extra  skipped → completed",
-        "  + note {\"tags\":[\"late\"],\"text\":\"more\"}",
-    ] {
-        assert!(
-            human.stdout.lines().any(|l| l == line),
-            "no line {line:?} in:\n{}",
-            human.stdout
-        );
-    }
-    assert!(
-        human.stdout.starts_with(&format!("--- a {one}@")),
-        "{}",
-        human.stdout
-    );
+    // Headed by the two sides; a line per change: `~` changed, `↷` moved,
+    // `+` added, and a phase's status change on its own line.
+    assert_run!(&repo, "diff_two_runs", &human);
 
     // Differences exit 0 unless asked; --exit-code makes them 1.
     repo.wfe(&["diff", &one, &two, "--exit-code"]).code(1);
     let same = repo.wfe(&["diff", &one, &one, "--exit-code"]);
     same.code(0);
-    assert_eq!(same.stdout, "");
-    assert!(same.stderr.contains("no differences"), "{}", same.stderr);
+    assert_run!(&repo, "diff_a_run_with_itself", &same);
     let json_same = repo.wfe(&["diff", &two, "latest", "--json"]);
     json_same.code(0);
     assert_eq!(json_same.json()["phases"], json!([]));
@@ -198,15 +181,15 @@ fn a_checkpoint_against_the_tip_of_the_same_run() {
     // A checkpoint of another run is refused.
     let other = run(&repo, "tasks", &["--arg", "v=2"]);
     let foreign = repo.git(&["rev-parse", &format!("refs/wfe/runs/{other}")]);
-    let out = repo.wfe(&["diff", &format!("{id}@{}", &foreign.trim()[..12]), &id]);
+    let foreign = &foreign.trim()[..12];
+    let out = repo.wfe(&["diff", &format!("{id}@{foreign}"), &id]);
     out.code(2);
-    assert!(
-        out.stderr.contains(&format!(
-            "checkpoint {} is not part of run {id}",
-            &foreign.trim()[..12]
-        )),
-        "{}",
-        out.stderr
+    // `checkpoint [FOREIGN] is not part of run ID`.
+    assert_run!(
+        &repo,
+        "diff_a_checkpoint_of_another_run",
+        &out,
+        [(foreign, "[FOREIGN]")]
     );
 }
 
@@ -259,26 +242,13 @@ fn the_attempts_of_a_retried_phase() {
 
     let human = repo.wfe(&["diff", &format!("{id}:p#1"), &format!("{id}:p#2")]);
     human.code(0);
-    assert!(
-        human.stdout.contains("#1 (checkpoint ") && human.stdout.contains(", rejected outputs)"),
-        "{}",
-        human.stdout
-    );
-    assert!(
-        human.stdout.contains("    + /title \"plan\""),
-        "{}",
-        human.stdout
-    );
+    // Side a is attempt 1's rejected outputs; `+ /title "plan"` among the changes.
+    assert_run!(&repo, "diff_two_attempts", &human);
 
     let out = repo.wfe(&["diff", &format!("{id}:p#3"), &id]);
     out.code(2);
-    assert!(
-        out.stderr.contains(&format!(
-            "phase `p` of run {id} has no attempt 3; its attempts: 1 to 2"
-        )),
-        "{}",
-        out.stderr
-    );
+    // `phase `p` of run ID has no attempt 3; its attempts: 1 to 2`.
+    assert_run!(&repo, "diff_an_attempt_that_never_ran", &out);
 }
 
 #[test]
@@ -289,6 +259,7 @@ fn bad_sides_are_refused_with_exit_2() {
         .git(&["rev-list", "--count", &format!("refs/wfe/runs/{id}")])
         .trim()
         .to_string();
+    // Each case's message is in the snapshot `diff_bad_sides`.
     let cases = [
         ("nope".to_string(), "no run nope".to_string()),
         (
@@ -314,12 +285,13 @@ fn bad_sides_are_refused_with_exit_2() {
         ),
         (String::new(), "it is empty".to_string()),
     ];
-    for (spec, message) in cases {
+    let mut session = String::new();
+    for (spec, _says) in cases {
         let out = repo.wfe(&["diff", &spec, &id]);
         assert_eq!(out.code, 2, "{spec}: {}", out.stderr);
-        assert!(out.stderr.contains(&message), "{spec}: {}", out.stderr);
-        assert_eq!(out.stdout, "", "{spec}");
+        session.push_str(&command(&["diff", &spec, &id], &out));
     }
+    assert_text!(&repo, "diff_bad_sides", session);
 }
 
 #[test]

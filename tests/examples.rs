@@ -18,6 +18,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 
 use common::Repo;
+use common::snapshot::assert_run;
 use serde_json::{Value, json};
 use wfe::testing::llm::{FakeServer as Server, Part, Reply};
 
@@ -198,10 +199,9 @@ fn agent_replay_diverges_when_the_prompt_changes() {
         "issue=median() is slow on long lists",
     ]);
     run.code(1);
-    let all = format!("{}{}", run.stdout, run.stderr);
-    assert!(all.contains("provider `recorded`"), "{all}");
-    assert!(all.contains("/messages/0/content/0/text"), "{all}");
-    assert!(all.contains("slow on long lists"), "{all}");
+    // Which provider diverged (`recorded`) and where: the request's
+    // `/messages/0/content/0/text` now says `slow on long lists`.
+    assert_run!(&repo, "agent_replay_diverges", &run);
     // Nothing was edited: the model never answered.
     assert!(read(&repo.path().join("src/calc.py")).contains(MEDIAN_BUGGY));
 }
@@ -218,7 +218,9 @@ fn demo_agent_replays_the_bundled_example_in_a_scratch_repository() {
     let dir = host.home.path().join("demo");
     let run = host.wfe(&["demo", "--agent", "--dir", &dir.display().to_string()]);
     run.code(0);
-    assert!(run.stderr.contains("plan completed}"), "{}", run.stderr);
+    // The demo's progress, `plan completed` among it.
+    let demo_dir = dir.display().to_string();
+    assert_run!(&host, "demo_agent", &run, [(demo_dir, "[DEMO]")]);
 
     // The bundle is the whole example: every file, the same bytes but the
     // two the agent edited.

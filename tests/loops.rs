@@ -9,6 +9,7 @@ use crate::common;
 
 use std::process::Stdio;
 
+use common::snapshot::assert_run;
 use common::{Repo, mkfifo, read_fifo_line, script};
 use serde_json::{Value, json};
 
@@ -77,11 +78,8 @@ fn a_loop_iterates_until_its_test_passes_and_every_iteration_stays_in_git() {
         lines(&count),
         ["fix 1", "test 1", "fix 2", "test 2", "ship 0"]
     );
-    assert!(
-        run.stderr.contains("repair iteration 2/5"),
-        "progress shows iterations:\n{}",
-        run.stderr
-    );
+    // Progress shows iterations (`repair iteration 2/5`).
+    assert_run!(&repo, "loop_run", &run);
 
     let id = doc["id"].as_str().unwrap();
     let r = format!("refs/wfe/runs/{id}");
@@ -100,36 +98,15 @@ fn a_loop_iterates_until_its_test_passes_and_every_iteration_stays_in_git() {
 
     let status = repo.wfe(&["status", id]);
     status.code(0);
-    let repair_line = status
-        .stdout
-        .lines()
-        .find(|l| l.contains("repair"))
-        .unwrap_or_else(|| panic!("{}", status.stdout));
-    assert!(repair_line.contains("iteration 2/5"), "{}", status.stdout);
-    assert!(
-        status.stdout.contains("├─ ✓ fix") && status.stdout.contains("└─ ✓ test"),
-        "the current iteration's children are under the loop:\n{}",
-        status.stdout
-    );
+    // The loop's line says `iteration 2/5`; the current iteration's
+    // children (`├─ ✓ fix`, `└─ ✓ test`) are under it.
+    assert_run!(&repo, "loop_status", &status);
 
     let show = repo.wfe(&["show", id, "repair"]);
     show.code(0);
-    assert!(
-        show.stdout.contains("iteration  2 of at most 5"),
-        "{}",
-        show.stdout
-    );
-    for k in [1, 2] {
-        let row = show
-            .stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("iter {k}")))
-            .unwrap_or_else(|| panic!("no iteration {k}:\n{}", show.stdout));
-        assert!(
-            row.contains("fix completed") && row.contains("test completed"),
-            "{row}"
-        );
-    }
+    // `iteration  2 of at most 5`, and a row per iteration with its
+    // children's outcomes.
+    assert_run!(&repo, "loop_show", &show);
     let iterations = repo.wfe(&["show", id, "repair", "--json"]).code(0).json();
     assert_eq!(iterations["iterations"].as_array().unwrap().len(), 2);
 
@@ -137,12 +114,11 @@ fn a_loop_iterates_until_its_test_passes_and_every_iteration_stays_in_git() {
     assert_eq!(first, json!({ "passed": false }));
     let latest = repo.wfe(&["show", id, "test"]);
     latest.code(0);
-    assert!(
-        latest.stdout.contains("test (repair iteration 2)"),
-        "{}",
-        latest.stdout
-    );
-    repo.wfe(&["show", id, "test@3"]).code(2);
+    // The latest iteration's child: `test (repair iteration 2)`.
+    assert_run!(&repo, "loop_show_child", &latest);
+    let third = repo.wfe(&["show", id, "test@3"]);
+    third.code(2);
+    assert_run!(&repo, "loop_show_child_of_no_iteration", &third);
 }
 
 #[test]

@@ -6,6 +6,7 @@ use crate::common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
+use common::snapshot::{assert_run, assert_text, command};
 use common::{Repo, Run};
 use serde_json::json;
 
@@ -100,36 +101,10 @@ fn list_shows_roles_and_where_keys_come_from_never_the_key() {
     );
     run.code(0);
     assert_no_key(&run);
-    let out = &run.stdout;
-    assert!(
-        out.contains("primary         claude / claude-sonnet-4-5"),
-        "{out}"
-    );
-    assert!(out.contains("second_opinion  gpt / gpt-5"), "{out}");
-    let line = |name: &str| {
-        out.lines()
-            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("no line for {name}:\n{out}"))
-            .to_string()
-    };
-    let claude = line("claude");
-    assert!(claude.contains("anthropic"), "{claude}");
-    assert!(claude.contains("https://api.anthropic.com"), "{claude}");
-    assert!(claude.ends_with("key: env ANTHROPIC_API_KEY"), "{claude}");
-    let gpt = line("gpt");
-    let credentials = config_dir(&repo).join("credentials.json");
-    assert!(
-        gpt.ends_with(&format!(
-            "key: missing (looked in env OPENAI_API_KEY, {})",
-            credentials.display()
-        )),
-        "{gpt}"
-    );
-    assert!(
-        line("local").ends_with("key: not needed"),
-        "{}",
-        line("local")
-    );
+    // Each role's provider and model; each provider's kind, URL and where
+    // its key comes from: the environment, missing (and where wfe looked:
+    // the credentials file in the config dir), or not needed.
+    assert_run!(&repo, "provider_list", &run);
 
     let run = wfe(
         &repo,
@@ -173,20 +148,9 @@ fn a_bad_config_exits_2_naming_the_path() {
     );
     let run = wfe(&repo, &["provider", "list"], &[], "");
     run.code(2);
-    assert!(
-        run.stderr.contains(
-            ".wfe/config.json: providers.local.base_url: required for kind openai-compatible"
-        ),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(
-            ".wfe/config.json: roles.primary.provider: provider `claude` is not in `providers`"
-        ),
-        "{}",
-        run.stderr
-    );
+    // `providers.local.base_url` and `roles.primary.provider`, each with
+    // the file and what is wrong.
+    assert_run!(&repo, "provider_bad_config", &run);
 
     // Errors serde finds keep their path too.
     config(
@@ -195,12 +159,7 @@ fn a_bad_config_exits_2_naming_the_path() {
     );
     let run = wfe(&repo, &["provider", "list"], &[], "");
     run.code(2);
-    assert!(
-        run.stderr
-            .contains(".wfe/config.json: providers.x.base_url: "),
-        "{}",
-        run.stderr
-    );
+    assert_run!(&repo, "provider_bad_config_type", &run);
 }
 
 #[test]
@@ -230,72 +189,26 @@ printf '%s\n' '{"type":"result","result":"OK"}'"#,
         }),
     );
 
-    let run = wfe(&repo, &["provider", "test", "agent"], &[], "");
-    run.code(0);
-    assert!(run.stdout.starts_with("agent: ok in "), "{}", run.stdout);
-    assert!(
-        run.stdout
-            .ends_with(" ms (model agent-model, 0 tokens in, 0 out): OK\n"),
-        "{}",
-        run.stdout
-    );
-    let run = wfe(&repo, &["provider", "test", "agent", "--json"], &[], "");
-    run.code(0);
-    let doc = run.json();
+    let mut session = String::new();
+    let mut test = |args: &[&str], code: i32| {
+        let run = wfe(&repo, args, &[], "");
+        run.code(code);
+        session.push_str(&command(args, &run));
+        run
+    };
+    // The answer, with the model and the tokens.
+    test(&["provider", "test", "agent"], 0);
+    let doc = test(&["provider", "test", "agent", "--json"], 0).json();
     assert_eq!(doc["ok"], true);
     assert_eq!(doc["text"], "OK");
-
-    let run = wfe(
-        &repo,
-        &["provider", "test", "broken", "--model", "m"],
-        &[],
-        "",
-    );
-    run.code(1);
-    assert!(
-        run.stderr.starts_with("broken: failed after "),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(&format!(
-            "`{broken}` exited with code 4; stderr ends with:\nerror: not logged in"
-        )),
-        "{}",
-        run.stderr
-    );
-
+    // The command, its exit code and the end of its stderr.
+    test(&["provider", "test", "broken", "--model", "m"], 1);
     // No role uses it and no --model: nothing to test with.
-    let run = wfe(&repo, &["provider", "test", "broken"], &[], "");
-    run.code(2);
-    assert!(run.stderr.contains("--model"), "{}", run.stderr);
-
+    test(&["provider", "test", "broken"], 2);
     // A hosted API without a key fails the test, saying what to do.
-    let run = wfe(
-        &repo,
-        &["provider", "test", "claude", "--model", "m"],
-        &[],
-        "",
-    );
-    run.code(1);
-    assert!(
-        run.stderr.contains(
-            "no key for provider `claude`: ANTHROPIC_API_KEY is not set and the credentials file has none"
-        ) && run
-            .stderr
-            .contains("hint: set ANTHROPIC_API_KEY or run `wfe provider set-key claude`"),
-        "{}",
-        run.stderr
-    );
-
-    let run = wfe(&repo, &["provider", "test", "nope"], &[], "");
-    run.code(2);
-    assert!(
-        run.stderr
-            .contains("provider `nope` is not in .wfe/config.json `providers`"),
-        "{}",
-        run.stderr
-    );
+    test(&["provider", "test", "claude", "--model", "m"], 1);
+    test(&["provider", "test", "nope"], 2);
+    assert_text!(&repo, "provider_test", session);
 }
 
 #[test]
@@ -311,11 +224,8 @@ fn set_key_then_list_shows_the_file() {
     run.code(0);
     assert_no_key(&run);
     let credentials = config_dir(&repo).join("credentials.json");
-    assert!(
-        run.stderr.contains(&credentials.display().to_string()),
-        "{}",
-        run.stderr
-    );
+    // Where the key went: the credentials file in the config dir.
+    assert_run!(&repo, "provider_set_key", &run);
     let meta = std::fs::metadata(&credentials).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let stored: serde_json::Value =
@@ -325,12 +235,8 @@ fn set_key_then_list_shows_the_file() {
     let run = wfe(&repo, &["provider", "list"], &[], "");
     run.code(0);
     assert_no_key(&run);
-    assert!(
-        run.stdout
-            .contains(&format!("key: file {}", credentials.display())),
-        "{}",
-        run.stdout
-    );
+    // claude's key: from the credentials file.
+    assert_run!(&repo, "provider_list_key_from_file", &run);
     let run = wfe(&repo, &["provider", "list", "--json"], &[], "");
     assert_no_key(&run);
     assert_eq!(
@@ -343,17 +249,13 @@ fn set_key_then_list_shows_the_file() {
     let run = wfe(&repo, &["provider", "list"], &[], "");
     run.code(0);
     assert_no_key(&run);
-    assert!(
-        run.stdout
-            .contains(&format!("chmod 600 {}", credentials.display())),
-        "{}",
-        run.stdout
-    );
+    // The fix: `chmod 600` of the file.
+    assert_run!(&repo, "provider_list_key_file_readable_by_others", &run);
 
     // An empty line stores nothing.
     let run = wfe(&repo, &["provider", "set-key", "gpt"], &[], "\n");
     run.code(2);
-    assert!(run.stderr.contains("no key on stdin"), "{}", run.stderr);
+    assert_run!(&repo, "provider_set_key_without_a_key", &run);
 }
 
 #[test]

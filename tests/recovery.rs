@@ -6,6 +6,7 @@
 
 use crate::common;
 
+use common::snapshot::assert_run;
 use common::{Repo, mkfifo, read_fifo_line, script};
 use serde_json::json;
 
@@ -127,12 +128,13 @@ fn a_second_runner_is_refused_with_the_lock_holder() {
 
     let second = repo.wfe(&["resume", id]);
     second.code(2);
-    assert!(
-        second
-            .stderr
-            .contains(&format!("is locked by pid {} on ", runner.id())),
-        "the message names the holder:\n{}",
-        second.stderr
+    // The message names the holder: this runner, on this host.
+    let holder = format!("pid {}", runner.id());
+    assert_run!(
+        &repo,
+        "a_second_runner_refused",
+        &second,
+        [(holder, "pid [RUNNER]")]
     );
     assert_eq!(
         repo.git(&["rev-parse", &refs[0]]),
@@ -183,6 +185,8 @@ fn a_timeout_kills_the_whole_process_group_and_retries() {
     let r = format!("refs/wfe/runs/{}", doc["id"].as_str().unwrap());
     let err = repo.git(&["show", &format!("{r}:phases/sleepy/attempts/1/error.json")]);
     assert!(err.contains("timed_out"), "{err}");
+    assert_run!(&repo, "a_timeout_retries_then_fails", &run);
+    // The snapshot's duration filter blurs the timeout itself.
     assert!(run.stderr.contains("timed out after 1s"), "{}", run.stderr);
 }
 
@@ -195,7 +199,8 @@ fn ctrl_c_kills_running_phases_pauses_the_run_and_resume_finishes_it() {
     assert!(send_signal("INT", &runner.id().to_string()));
     let out = common::Run::from(runner.wait_with_output().unwrap());
     out.code(3);
-    assert!(out.stderr.contains("paused"), "{}", out.stderr);
+    // The interrupted phase and the paused run.
+    assert_run!(&repo, "ctrl_c_pauses_the_run", &out);
     assert!(
         !common::group_alive(pgid),
         "the interrupted phase's process group is gone"

@@ -6,6 +6,7 @@ use crate::common;
 
 use std::process::{Child, Stdio};
 
+use common::snapshot::{assert_run, assert_text, command};
 use common::{Repo, mkfifo, read_fifo_line, script};
 use serde_json::{Value, json};
 
@@ -87,17 +88,12 @@ fn rollback_to_a_phase_then_undo_restores_the_exact_tip() {
     let old_tip = rev(&repo, &run_ref(&id));
     let after_p2 = checkpoint(&repo, &id, "wfe: p2 completed");
 
-    let back = repo.wfe(&["rollback", &id[..8], "--to", "p2"]);
+    let back_args = ["rollback", &id[..8], "--to", "p2"];
+    let back = repo.wfe(&back_args);
     back.code(0);
     assert_eq!(rev(&repo, &run_ref(&id)), after_p2);
     let trash = format!("refs/wfe/trash/{id}/1");
     assert_eq!(rev(&repo, &trash), old_tip);
-    assert!(back.stderr.contains(&trash), "{}", back.stderr);
-    assert!(
-        back.stderr.contains(&format!("wfe undo {id}")),
-        "{}",
-        back.stderr
-    );
     let reflog = repo.git(&["reflog", "show", "--format=%gs", &run_ref(&id)]);
     assert!(
         reflog
@@ -137,10 +133,24 @@ fn rollback_to_a_phase_then_undo_restores_the_exact_tip() {
     );
     let nothing = repo.wfe(&["undo", &id]);
     nothing.code(2);
-    assert!(
-        nothing.stderr.contains("no trashed tip"),
-        "{}",
-        nothing.stderr
+    // What each said: the trash ref and how to undo, the tip restored,
+    // nothing left to undo.
+    let session = [
+        command(&back_args, &back),
+        command(&["undo", &id], &undo),
+        command(&["undo", &id], &nothing),
+    ]
+    .concat();
+    assert_text!(
+        &repo,
+        "rollback_to_a_phase_then_undo",
+        session,
+        [
+            (old_tip, "[OLD-TIP]"),
+            (old_tip[..12], "[OLD-TIP]"),
+            (after_p2, "[AFTER-P2]"),
+            (after_p2[..12], "[AFTER-P2]"),
+        ]
     );
 
     // By checkpoint number and by commit, too.
@@ -173,6 +183,8 @@ fn bad_input_exits_2_and_writes_nothing() {
     let foreign = rev(&repo, &run_ref(other));
     let before = all_refs(&repo);
 
+    // Each case's message is in the snapshot `rollback_bad_input`; the
+    // comment says what it must name.
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec![
@@ -232,14 +244,24 @@ fn bad_input_exits_2_and_writes_nothing() {
             "cannot skip phase `p3`",
         ),
     ];
-    for (args, expected) in cases {
+    let mut transcripts = String::new();
+    for (args, _says) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = repo.wfe(&args);
         out.code(2);
-        assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
-        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
         assert_eq!(all_refs(&repo), before, "{args:?} wrote nothing");
+        transcripts.push_str(&command(&args, &out));
     }
+    assert_text!(
+        &repo,
+        "rollback_bad_input",
+        transcripts,
+        [
+            (foreign, "[FOREIGN]"),
+            (foreign[..12], "[FOREIGN]"),
+            (other, "[OTHER-RUN]"),
+        ]
+    );
 
     // A bare repository has no work tree for wfe to run in.
     let bare = tempfile::tempdir().unwrap();
@@ -258,7 +280,13 @@ fn bad_input_exits_2_and_writes_nothing() {
         .unwrap();
     let out = common::Run::from(out);
     out.code(2);
-    assert!(out.stderr.contains("bare repository"), "{}", out.stderr);
+    let bare_dir = bare.path().display().to_string();
+    assert_run!(
+        &repo,
+        "rollback_in_a_bare_repository",
+        &out,
+        [(bare_dir, "[BARE]")]
+    );
 }
 
 #[test]
@@ -284,22 +312,21 @@ fn rollback_and_undo_are_refused_while_a_runner_is_live() {
     let id = run_ids(&repo).remove(0);
     let before = all_refs(&repo);
 
+    let mut transcripts = String::new();
     for args in [vec!["rollback", &id, "--to", "first"], vec!["undo", &id]] {
         let out = repo.wfe(&args);
         out.code(2);
-        assert!(
-            out.stderr
-                .contains(&format!("run {id} is being run by pid {} on ", runner.id())),
-            "{}",
-            out.stderr
-        );
-        assert!(
-            out.stderr.contains(&format!("`wfe pause {id}`")),
-            "{}",
-            out.stderr
-        );
         assert_eq!(all_refs(&repo), before, "{args:?} wrote nothing");
+        transcripts.push_str(&command(&args, &out));
     }
+    // Each names this runner's pid and says how to pause it.
+    let holder = format!("pid {}", runner.id());
+    assert_text!(
+        &repo,
+        "rollback_and_undo_refused_while_live",
+        transcripts,
+        [(holder, "pid [RUNNER]")]
+    );
 
     runner.kill().unwrap();
     runner.wait().unwrap();
@@ -322,10 +349,12 @@ fn retry_of_a_middle_phase_reruns_it_and_its_dependants_only() {
 
     let retried = repo.wfe(&["retry", &id, "p3", "--json", "--no-output"]);
     retried.code(0);
-    assert!(
-        retried.stderr.contains("p4, p5 back to pending"),
-        "{}",
-        retried.stderr
+    // It says p4 and p5 go back to pending with p3.
+    assert_run!(
+        &repo,
+        "retry_of_a_middle_phase",
+        &retried,
+        [(old_tip[..12], "[OLD-TIP]")]
     );
     assert_eq!(
         ran(&repo),
@@ -375,7 +404,7 @@ fn retry_of_a_middle_phase_reruns_it_and_its_dependants_only() {
     // The two attempts compare like any two sides.
     let diff = repo.wfe(&["diff", &format!("{id}:p3#1"), &format!("{id}:p3#2")]);
     diff.code(0);
-    assert!(diff.stdout.contains("p3 2"), "{}", diff.stdout);
+    assert_run!(&repo, "retry_diff_of_the_two_attempts", &diff);
 
     // --no-run only marks; resume runs them.
     repo.wfe(&["retry", &id, "p5", "--no-run"]).code(0);
@@ -403,13 +432,8 @@ fn skip_of_a_failed_phase_lets_resume_complete_without_its_artifact() {
 
     let skipped = repo.wfe(&["skip", &id, "bad"]);
     skipped.code(0);
-    assert!(
-        skipped
-            .stderr
-            .contains(&format!("`wfe resume {id}` goes on")),
-        "{}",
-        skipped.stderr
-    );
+    // It says how the run goes on.
+    assert_run!(&repo, "skip_of_a_failed_phase", &skipped);
     let state: Value = serde_json::from_str(
         &repo.git(&["show", &format!("{}:phases/bad/state.json", run_ref(&id))]),
     )
@@ -562,11 +586,8 @@ fn rollback_code_restores_files_byte_for_byte_and_keeps_dirty_changes() {
     repo.write("build.log", "ignored\n");
     let back = repo.wfe(&["rollback", &id, "--to", "p1", "--code"]);
     back.code(0);
-    assert!(
-        back.stderr.contains(&format!("refs/wfe/trash/{id}/code-")),
-        "{}",
-        back.stderr
-    );
+    // It names where the dirty files were set aside.
+    assert_run!(&repo, "rollback_code", &back, [(tip[..12], "[OLD-TIP]")]);
     let read = |p: &str| std::fs::read(repo.path().join(p)).ok();
     assert_eq!(read("code.txt").as_deref(), Some(&b"one\n"[..]));
     assert_eq!(
@@ -594,6 +615,7 @@ fn rollback_code_restores_files_byte_for_byte_and_keeps_dirty_changes() {
 
     let undo = repo.wfe(&["undo", &id, "--code"]);
     undo.code(0);
+    assert_run!(&repo, "undo_code", &undo, [(tip[..12], "[OLD-TIP]")]);
     assert_eq!(rev(&repo, &r), tip, "the ref is back at the old tip");
     assert_eq!(
         read("notes.txt").as_deref(),
@@ -613,11 +635,7 @@ fn rollback_code_restores_files_byte_for_byte_and_keeps_dirty_changes() {
     let before = all_refs(&repo);
     let refused = repo.wfe(&["rollback", &plain, "--to", "a", "--code"]);
     refused.code(2);
-    assert!(
-        refused.stderr.contains("no workspace snapshot"),
-        "{}",
-        refused.stderr
-    );
+    assert_run!(&repo, "rollback_code_without_a_snapshot", &refused);
     assert_eq!(all_refs(&repo), before);
 }
 
@@ -645,5 +663,11 @@ fn code_in_a_bare_repository_exits_2() {
         "--code",
     ]);
     run.code(2);
-    assert!(run.stderr.contains("bare repository"), "{}", run.stderr);
+    let bare_dir = b.display().to_string();
+    assert_run!(
+        &repo,
+        "rollback_code_in_a_bare_repository",
+        &run,
+        [(bare_dir, "[BARE]")]
+    );
 }

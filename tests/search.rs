@@ -6,6 +6,7 @@
 use crate::common;
 
 use common::Repo;
+use common::snapshot::{assert_run, assert_text, command};
 use serde_json::{Value, json};
 
 /// A repo with templates `review` (an artifact of the built-in `review`
@@ -198,30 +199,26 @@ fn filters_phrases_and_field_values() {
 #[test]
 fn human_output_bad_queries_and_bad_filters() {
     let repo = repo();
-    let id = run(&repo, "review", 0);
+    run(&repo, "review", 0);
     let out = repo.wfe(&["search", "parser"]);
     out.code(0);
-    let mut lines = out.stdout.lines();
-    let head = lines.next().unwrap();
-    assert!(
-        head.starts_with(&format!("{id}  review  {REVIEW}  @")),
-        "{}",
-        out.stdout
-    );
-    assert!(lines.next().unwrap().starts_with("    "), "{}", out.stdout);
-    assert!(out.stderr.contains("1 result"), "{}", out.stderr);
+    // A head line (run, template, path, checkpoint), the snippet indented
+    // under it, and the count on stderr.
+    assert_run!(&repo, "search_human_output", &out);
 
-    let out = repo.wfe(&["search", "parser AND (tests"]);
-    out.code(2);
-    assert!(
-        out.stderr.contains("cannot parse the query"),
-        "{}",
-        out.stderr
-    );
-    repo.wfe(&["search", "x", "--since", "last week"]).code(2);
-    repo.wfe(&["search", "x", "--status", "finished"]).code(2);
-    repo.wfe(&["search", "x", "--run", "zzzz"]).code(2);
-    repo.wfe(&["search", ""]).code(2);
+    let mut session = String::new();
+    for args in [
+        &["search", "parser AND (tests"][..],
+        &["search", "x", "--since", "last week"],
+        &["search", "x", "--status", "finished"],
+        &["search", "x", "--run", "zzzz"],
+        &["search", ""],
+    ] {
+        let out = repo.wfe(args);
+        out.code(2);
+        session.push_str(&command(args, &out));
+    }
+    assert_text!(&repo, "search_bad_queries_and_filters", session);
 }
 
 #[test]
@@ -312,19 +309,8 @@ fn a_missing_or_damaged_index_is_rebuilt_with_a_notice() {
     std::fs::remove_dir_all(&index).unwrap();
     let out = repo.wfe(&["search", "parser"]);
     out.code(0);
-    assert!(
-        out.stderr
-            .contains("there was no search index; building it"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(
-        out.stderr
-            .lines()
-            .filter(|l| l.contains("search index"))
-            .count(),
-        1
-    );
+    // One notice: there was no index, it is being built.
+    assert_run!(&repo, "search_without_an_index", &out);
     assert_eq!(out.stdout, first.stdout);
 
     // Cut the largest file of the index in half.
@@ -343,14 +329,12 @@ fn a_missing_or_damaged_index_is_rebuilt_with_a_notice() {
         .unwrap();
     let out = repo.wfe(&["search", "parser"]);
     out.code(0);
-    assert!(
-        out.stderr.contains("the search index was unreadable"),
-        "{}",
-        out.stderr
-    );
+    // The index was unreadable: rebuilt, with a notice.
+    assert_run!(&repo, "search_with_a_damaged_index", &out);
     assert_eq!(out.stdout, first.stdout);
+    // Rebuilt once: no notice any more.
     let again = repo.wfe(&["search", "parser"]);
-    assert!(!again.stderr.contains("search index"), "{}", again.stderr);
+    assert_run!(&repo, "search_with_a_rebuilt_index", &again);
 }
 
 #[test]
@@ -361,10 +345,15 @@ fn index_command_and_concurrent_searches() {
     }
     let out = repo.wfe(&["index"]);
     out.code(0);
-    assert!(out.stderr.contains("documents of 3 runs"), "{}", out.stderr);
-    let out = repo.wfe(&["index", "--rebuild"]);
-    out.code(0);
-    assert!(out.stderr.contains("indexed 3 runs"), "{}", out.stderr);
+    let rebuilt = repo.wfe(&["index", "--rebuild"]);
+    rebuilt.code(0);
+    // The documents of 3 runs, then indexed 3 runs again.
+    let session = [
+        command(&["index"], &out),
+        command(&["index", "--rebuild"], &rebuilt),
+    ]
+    .concat();
+    assert_text!(&repo, "index_and_rebuild", session);
 
     // Two searches and a rebuild at once: all answer, none shows an error.
     let spawn = |args: &[&str]| {
