@@ -52,18 +52,16 @@ pub(crate) fn isolate(also_unset: &[&str]) {
     std::process::exit(status.code().unwrap_or(1));
 }
 
+/// Runs git in `dir` in the bench's isolated environment.
 pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     output(Command::new("git").args(args).current_dir(dir))
 }
 
+/// Runs `command` with no stdin; panics with its output when it fails.
+/// The bench process is already isolated (see [`isolate`]), so the
+/// command inherits a hermetic environment and the bench's own identity.
 pub(crate) fn output(command: &mut Command) -> String {
-    let out = command.stdin(Stdio::null()).output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
+    wfe::testing::git::run(command.stdin(Stdio::null()))
 }
 
 pub(crate) fn tree_of(repo: &Path, rev: &str) -> String {

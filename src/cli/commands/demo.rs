@@ -9,7 +9,8 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui};
-use crate::store::{GitStore, RunStore};
+use crate::engine::layout;
+use crate::store::{GitStore, RunStore, WORKSPACE};
 
 /// `examples/agent-replay`, compiled in: (path in the scratch repository, text).
 /// `tests/examples.rs` checks that it holds every file of the example.
@@ -120,21 +121,25 @@ pub(crate) async fn run(args: DemoArgs, ui: &Ui) -> Result<Outcome, CliError> {
     let git = format!("git -C {}", dir.display());
     if args.agent {
         ui.note(&format!(
-            "\n{}\n  {git} diff '{r}^{{/plan completed}}' {r} -- workspace/\n  {git} show {r}:phases/fix/reviews/1-1.json\n  {git} log --format='%h %s' {r}\n  cd {} && wfe show latest fix",
+            "\n{}\n  {git} diff '{r}^{{/plan completed}}' {r} -- {workspace}/\n  {git} show {r}:{review}\n  {git} log --format='%h %s' {r}\n  cd {} && wfe show latest fix",
             ui.paint(
                 Style::Bold,
                 "The run is a chain of commits (every model turn, tool call and review, with snapshots of the code); look at it with git or wfe:"
             ),
             dir.display(),
             r = id.ref_name(),
+            workspace = WORKSPACE,
+            review = layout::review("fix", 1, 1),
         ));
         return Ok(code);
     }
     ui.note(&format!(
-        "\n{}\n  {git} log --format='%h %s%n%(trailers:only)' {r}\n  {git} show {r}:phases/combine/artifacts/summary.json\n  {git} diff {r}~3 {r} -- phases/\n  cd {} && wfe status && wfe show latest count",
+        "\n{}\n  {git} log --format='%h %s%n%(trailers:only)' {r}\n  {git} show {r}:{summary}\n  {git} diff {r}~3 {r} -- {phases}/\n  cd {} && wfe status && wfe show latest count",
         ui.paint(Style::Bold, "The run is a chain of commits; look at it with git or wfe:"),
         dir.display(),
         r = id.ref_name(),
+        summary = layout::artifact("combine", "summary"),
+        phases = layout::PHASES,
     ));
     Ok(code)
 }
