@@ -8,8 +8,12 @@
 //! [`LAYERS`] (or stay inside its own module). Comments and string
 //! literals are skipped, so doc links do not count.
 //!
-//! This file owns the layer table and nothing else; the order it encodes
-//! is described in the crate doc (`lib.rs`).
+//! The same reading of the source also keeps CLI advice out of the
+//! library: below `src/cli`, no string literal may name a `wfe` command
+//! (messages say what happened; the CLI adds the hint).
+//!
+//! This file owns the layer table and these rules; the order the table
+//! encodes is described in the crate doc (`lib.rs`).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -101,11 +105,12 @@ impl fmt::Display for Violation {
     }
 }
 
-/// A token of Rust source, as far as paths need: comments, strings and
-/// literals are gone.
+/// A token of Rust source, as far as these rules need: comments, numbers
+/// and char literals are gone; strings keep their text as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
     Ident(String),
+    Str(String),
     PathSep,
     Open,
     Close,
@@ -154,7 +159,8 @@ fn tokenize(src: &str) -> Vec<(Tok, usize)> {
                 }
             }
         } else if c == '"' {
-            skip_string(&chars, &mut i, &mut line);
+            let at = line;
+            out.push((Tok::Str(skip_string(&chars, &mut i, &mut line)), at));
         } else if c == '\'' {
             // A char literal ('a', '\n', '\u{1F600}') or a lifetime ('a).
             if next == Some('\\') {
@@ -190,10 +196,13 @@ fn tokenize(src: &str) -> Vec<(Tok, usize)> {
                     }
                     out.push((Tok::Ident(chars[start..i].iter().collect()), line));
                 } else {
-                    skip_raw_string(&chars, &mut i, &mut line);
+                    let at = line;
+                    let text = skip_raw_string(&chars, &mut i, &mut line);
+                    out.push((Tok::Str(text), at));
                 }
             } else if matches!(word.as_str(), "b" | "c") && after == Some('"') {
-                skip_string(&chars, &mut i, &mut line);
+                let at = line;
+                out.push((Tok::Str(skip_string(&chars, &mut i, &mut line)), at));
             } else if word == "b" && after == Some('\'') {
                 skip(&mut i, &mut line, 1);
                 while i < chars.len() && chars[i] != '\'' {
@@ -237,9 +246,11 @@ fn is_ident_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// Skips a `"…"` string with escapes; `i` is at the opening quote.
-fn skip_string(chars: &[char], i: &mut usize, line: &mut usize) {
+/// Skips a `"…"` string with escapes; `i` is at the opening quote. Returns
+/// its text as written (escapes kept).
+fn skip_string(chars: &[char], i: &mut usize, line: &mut usize) -> String {
     *i += 1;
+    let start = *i;
     while *i < chars.len() && chars[*i] != '"' {
         if chars[*i] == '\\' {
             *i += 1;
@@ -249,27 +260,33 @@ fn skip_string(chars: &[char], i: &mut usize, line: &mut usize) {
         }
         *i += 1;
     }
+    let text = chars[start..(*i).min(chars.len())].iter().collect();
     *i += 1;
+    text
 }
 
 /// Skips a raw string; `i` is at the `#`s or the quote after `r`.
-fn skip_raw_string(chars: &[char], i: &mut usize, line: &mut usize) {
+/// Returns its text.
+fn skip_raw_string(chars: &[char], i: &mut usize, line: &mut usize) -> String {
     let mut hashes = 0;
     while chars.get(*i) == Some(&'#') {
         hashes += 1;
         *i += 1;
     }
     *i += 1;
+    let start = *i;
     while *i < chars.len() {
         if chars[*i] == '"' && (1..=hashes).all(|k| chars.get(*i + k) == Some(&'#')) {
+            let text = chars[start..*i].iter().collect();
             *i += 1 + hashes;
-            return;
+            return text;
         }
         if chars[*i] == '\n' {
             *line += 1;
         }
         *i += 1;
     }
+    chars[start..].iter().collect()
 }
 
 /// The top-level modules a path names right after a point at the crate
@@ -541,5 +558,57 @@ fn downward_and_internal_imports_pass() {
     assert_eq!(
         check_source(Path::new("time.rs"), "use std::time::Duration;\n"),
         []
+    );
+}
+
+/// The string literals of `src` outside comments, with the line each starts on.
+fn string_literals(src: &str) -> Vec<(usize, String)> {
+    tokenize(src)
+        .into_iter()
+        .filter_map(|(tok, line)| match tok {
+            Tok::Str(text) => Some((line, text)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_lexer_finds_strings_and_skips_comments() {
+    let src = "/// `wfe a` in a doc\n// `wfe b`\nlet x = \"one\"; /* \"no\" */ let c = '\"';\nlet r = r#\"two \"q\"\"#; fn f<'a>(s: &'a str) {}\nlet y = \"th\\\"ree\n\";";
+    assert_eq!(
+        string_literals(src),
+        [
+            (3, "one".to_string()),
+            (4, "two \"q\"".to_string()),
+            (5, "th\\\"ree\n".to_string()),
+        ]
+    );
+}
+
+/// Below the CLI, messages say what happened; which command to run is
+/// the CLI's hint. Doc comments may name commands; strings may not.
+#[test]
+fn no_string_below_the_cli_names_a_wfe_command() {
+    let src = src_dir();
+    let needle = ["`", "wfe "].concat();
+    let mut files = Vec::new();
+    rust_files(&src, &src, &mut files);
+    let mut found = Vec::new();
+    for relative in files {
+        // The CLI adds the hints; this file holds the rule's own samples.
+        if relative.starts_with("cli") || relative == Path::new("layering_tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(src.join(&relative)).unwrap();
+        for (line, literal) in string_literals(&text) {
+            if literal.contains(&needle) {
+                found.push(format!("src/{}:{line}: \"{literal}\"", relative.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "strings below the CLI that name a wfe command (make the reason typed and let the CLI add the hint):\n{}",
+        found.join("\n")
     );
 }
