@@ -9,7 +9,7 @@ use super::reasons;
 use super::ui::{Style, Ui};
 use crate::engine::control::{Action, ControlDir};
 use crate::engine::operations;
-use crate::store::{RunId, RunLock, StoreError};
+use crate::store::{RunId, StoreError};
 
 /// How long to wait for a live runner to answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
@@ -27,12 +27,11 @@ pub fn requester(ctx: &Context) -> String {
 pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Outcome, CliError> {
     let by = requester(ctx);
     let control = ControlDir::new(&ctx.store.wfe_dir(), run.as_str());
-    let locks = ctx.store.wfe_dir().join("locks");
     let io = |e: std::io::Error| {
         CliError::internal(format!("cannot write a control request for run {run}: {e}"))
     };
     loop {
-        if let Some(holder) = RunLock::holder(&locks, run)? {
+        if let Some(holder) = ctx.store.lock_holder(run)? {
             let id = control.send(action.clone(), &by).map_err(io)?;
             let deadline = Instant::now() + ANSWER_WAIT;
             loop {
@@ -47,7 +46,7 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Ou
                     return Ok(Outcome::Success);
                 }
                 // A runner that went away without answering: take the request back and act alone.
-                if RunLock::holder(&locks, run)?.is_none() && control.withdraw(&id) {
+                if ctx.store.lock_holder(run)?.is_none() && control.withdraw(&id) {
                     break;
                 }
                 if Instant::now() > deadline {

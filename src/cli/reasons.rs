@@ -5,12 +5,11 @@
 
 use super::context::Context;
 use crate::engine::{RunStatus, StopReason};
-use crate::store::{RunId, RunLock};
+use crate::store::RunId;
 
 /// Whether a live runner holds `run` now (an unreadable lock counts as none).
 pub fn runner_live(ctx: &Context, run: &RunId) -> bool {
-    let locks = ctx.store.wfe_dir().join("locks");
-    matches!(RunLock::holder(&locks, run), Ok(Some(_)))
+    matches!(ctx.store.lock_holder(run), Ok(Some(_)))
 }
 
 /// The command that moves a run that is `status` for `reason` on, as a

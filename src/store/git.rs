@@ -27,8 +27,8 @@ use gix::refs::transaction::{Change as RefChange, LogChange, PreviousValue, RefE
 use gix::refs::{FullName, Target, TargetRef};
 
 use super::{
-    Change, Checkpoint, CheckpointId, EntryKind, Message, RUNS_PREFIX, Result, RunHead, RunId,
-    RunLock, RunStore, StoreError, Trashed, Undone, path,
+    Change, Checkpoint, CheckpointId, EntryKind, LockHolder, Message, RUNS_PREFIX, Result, RunHead,
+    RunId, RunLock, RunStore, StoreError, Trashed, Undone, path,
 };
 
 #[path = "trash.rs"]
@@ -252,7 +252,18 @@ impl GitStore {
 
     /// Takes the run's lock for this process, or reports who holds it.
     pub fn lock(&self, run: &RunId, since: &str) -> Result<RunLock> {
-        RunLock::acquire(&self.wfe_dir().join("locks"), run, since)
+        RunLock::acquire(&self.locks_dir(), run, since)
+    }
+
+    /// Who holds the run's lock now, if anyone: a live runner (or another
+    /// command changing the run). A lock whose process died counts as none.
+    pub fn lock_holder(&self, run: &RunId) -> Result<Option<LockHolder>> {
+        RunLock::holder(&self.locks_dir(), run)
+    }
+
+    /// `<common-dir>/wfe/locks`: one lock file per run being changed.
+    fn locks_dir(&self) -> PathBuf {
+        self.wfe_dir().join("locks")
     }
 
     /// A handle on the repository of its own, for long work (workspace
