@@ -12,6 +12,7 @@ pub mod control;
 pub mod error;
 pub mod reasons;
 mod seats;
+mod signals;
 pub mod ui;
 
 use std::process::ExitCode;
