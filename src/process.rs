@@ -1102,6 +1102,87 @@ mod tests {
         assert_eq!(live_members(recorded(&dir)), Vec::<String>::new());
     }
 
+    /// A group left running as a dead runner would leave it: its own
+    /// group, a TERM trap that writes `dir/cleaned`, and a child.
+    fn leftover(dir: &TempDir) -> (std::process::Child, Group) {
+        use std::os::unix::process::CommandExt;
+        let fifo = dir.path().join("ready");
+        let script = format!(
+            "trap 'echo cleaned > {}; exit 143' TERM; sleep 1000 & echo ready > {}; wait",
+            dir.path().join("cleaned").display(),
+            fifo.display()
+        );
+        let child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        // Trap and child in place once the line appears.
+        while std::fs::read_to_string(&fifo).unwrap_or_default() != "ready\n" {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let pgid = child.id();
+        (
+            child,
+            Group {
+                pgid,
+                start_time: start_time(pgid),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_leftover_group_is_ended_gracefully() {
+        let dir = TempDir::new().unwrap();
+        let (mut child, group) = leftover(&dir);
+        assert!(group.start_time.is_some());
+        let ended = end_leftover(group, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(ended, 2, "the shell and its sleep");
+        child.wait().unwrap();
+        assert_eq!(live_members(group.pgid), Vec::<String>::new());
+        assert!(dir.path().join("cleaned").exists(), "its TERM trap ran");
+        // Nothing left: nothing to end.
+        assert_eq!(end_leftover(group, Duration::ZERO).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_leader_started_at_another_time_is_left_alone() {
+        let dir = TempDir::new().unwrap();
+        let (mut child, group) = leftover(&dir);
+        let reused = Group {
+            start_time: group.start_time.map(|t| t + 1),
+            ..group
+        };
+        assert_eq!(end_leftover(reused, Duration::ZERO).await.unwrap(), 0);
+        assert_eq!(live_members(group.pgid).len(), 2, "left alone");
+        assert_eq!(end_leftover(group, Duration::ZERO).await.unwrap(), 2);
+        child.wait().unwrap();
+        assert_eq!(live_members(group.pgid), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn the_spawned_group_is_reported_before_any_output() {
+        #[derive(Default)]
+        struct Spawned(Vec<String>);
+        impl Output for Spawned {
+            fn read(&mut self, _: Pipe, bytes: &[u8]) {
+                self.0.push(String::from_utf8_lossy(bytes).into_owned());
+            }
+            fn spawned(&mut self, group: Group) {
+                assert_eq!(start_time(group.pgid), group.start_time);
+                self.0.push(format!("spawned {}", group.pgid));
+            }
+        }
+        let mut out = Spawned::default();
+        Supervisor::new()
+            .run(sh("echo $$"), never(), &mut out)
+            .await
+            .unwrap();
+        let pid = out.0[1].trim().to_string();
+        assert_eq!(out.0, [format!("spawned {pid}"), format!("{pid}\n")]);
+    }
+
     #[test]
     fn capped_keeps_both_ends() {
         let mut c = Capped::new(4, 4);
