@@ -118,6 +118,40 @@ fn cancel_lets_the_phase_clean_up() {
 }
 
 #[test]
+fn cancel_after_a_kill_9_ends_what_the_dead_runner_left() {
+    let repo = Repo::new();
+    let fifo = repo.path().join("pgid.fifo");
+    mkfifo(&fifo);
+    // No stderr: with the runner dead nobody reads the pipe.
+    let marker = repo.path().join("cleaned.txt");
+    let run = format!("exec 2>/dev/null; {}", trapping(&fifo, &marker));
+    repo.template(
+        "long",
+        &json!({ "name": "long", "phases": [script("work", &[], &run)] }),
+    );
+    let mut runner = repo.spawn(&["run", "long"]);
+    let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
+    wait_for("the group to be recorded", || recorded(&repo, pgid));
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    assert!(common::group_alive(pgid), "kill -9 leaves the phase running");
+
+    let cancel = repo.wfe(&["cancel", &repo.run_id()]);
+    cancel.code(0);
+    assert!(
+        cancel
+            .stderr
+            .contains("ended 3 leftover process(es) of work attempt 1"),
+        "{}",
+        cancel.stderr
+    );
+    assert!(!common::group_alive(pgid));
+    assert!(marker.exists(), "the phase's EXIT trap ran");
+    let doc = repo.wfe(&["show", &repo.run_id(), "--json"]).code(0).json();
+    assert_eq!(doc["status"], "cancelled");
+}
+
+#[test]
 fn a_phase_that_ignores_sigterm_is_killed_after_its_kill_grace() {
     let repo = Repo::new();
     let fifo = repo.path().join("pgid.fifo");

@@ -158,7 +158,9 @@ pub async fn drive_with(
     let mut runner = Runner::load(store, run, settings, observer.clone())?;
     // Whatever a dead runner left running goes before anything new starts,
     // even when the run has nothing left to do.
-    end_leftovers(run, settings, &*observer).await?;
+    if let Some(processes) = &settings.processes {
+        end_leftovers(run, processes, &*observer).await?;
+    }
     // A failed run goes on only once its failure is dealt with (e.g. an
     // invalid output accepted by hand); until then resuming changes nothing.
     if matches!(
@@ -266,17 +268,15 @@ pub async fn drive_with(
 }
 
 /// Ends the process groups that attempts of an earlier runner of `run`
-/// recorded and never removed (the runner died: kill -9, OOM, power loss),
-/// each gracefully with its phase's grace, and says so. The caller holds the
-/// run's lock, so no live runner owns them.
-async fn end_leftovers(
+/// recorded in `processes` and never removed (the runner died: kill -9,
+/// OOM, power loss), each gracefully with its phase's grace, and says so
+/// ([`Event::LeftoversEnded`]). The caller must hold the run's lock, so no
+/// live runner owns them.
+pub async fn end_leftovers(
     run: &RunId,
-    settings: &Settings,
+    processes: &ProcessRegistry,
     observer: &dyn Observer,
 ) -> Result<(), EngineError> {
-    let Some(processes) = &settings.processes else {
-        return Ok(());
-    };
     let failed = |record: &ProcessRecord, message: String| EngineError::Leftovers {
         run: run.to_string(),
         phase: record.phase.clone(),
