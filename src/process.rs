@@ -660,7 +660,11 @@ fn leftover_members(group: Group) -> Vec<u32> {
     };
     let mut members = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Some(stat) = std::fs::read_to_string(entry.path().join("stat"))

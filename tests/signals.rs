@@ -134,7 +134,10 @@ fn cancel_after_a_kill_9_ends_what_the_dead_runner_left() {
     wait_for("the group to be recorded", || recorded(&repo, pgid));
     runner.kill().unwrap();
     runner.wait().unwrap();
-    assert!(common::group_alive(pgid), "kill -9 leaves the phase running");
+    assert!(
+        common::group_alive(pgid),
+        "kill -9 leaves the phase running"
+    );
 
     let cancel = repo.wfe(&["cancel", &repo.run_id()]);
     cancel.code(0);

@@ -32,7 +32,9 @@ pub enum EngineError {
     },
     /// Processes a runner that is gone had started could not be ended, so
     /// no new attempt may start beside them.
-    #[error("run {run}: cannot end the leftover process group {pgid} of {phase} attempt {attempt}: {message}")]
+    #[error(
+        "run {run}: cannot end the leftover process group {pgid} of {phase} attempt {attempt}: {message}"
+    )]
     Leftovers {
         /// The run.
         run: String,

@@ -26,8 +26,8 @@ use tokio::sync::watch;
 use crate::artifact::{ArtifactError, OutputSpec, Violation, parse_json_document};
 use crate::attempt::{ArtifactProblem, AttemptError, AttemptLog, AttemptOutcome, LogSink, Stream};
 use crate::process::{Event, Group, Output, Pipe, Stop, Supervisor, cancelled};
-use crate::store::{ProcessRecord, ProcessRegistry, Registered};
 use crate::retry::DurationSpec;
+use crate::store::{ProcessRecord, ProcessRegistry, Registered};
 use crate::time::Clock;
 
 /// The shell scripts run in, by absolute path: looking `sh` up in `PATH`
@@ -304,7 +304,10 @@ impl Output for Lines<'_> {
             Ok(registered) => self.registered = Some(registered),
             Err(e) => self.log.push(
                 Stream::Wfe,
-                format!("cannot record the script's process group {}: {e}", group.pgid),
+                format!(
+                    "cannot record the script's process group {}: {e}",
+                    group.pgid
+                ),
             ),
         }
     }
