@@ -36,10 +36,13 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 
 /// A phase that reports its process group on `fifo`, cleans up on exit
 /// (writing `cleaned` to `marker`), and otherwise runs for ever. dash runs
-/// an EXIT trap on `exit`, so SIGTERM is turned into one.
+/// an EXIT trap on `exit`, so SIGTERM is turned into one. It reports only
+/// once it waits in the `wait` builtin: a SIGTERM that reached a freshly
+/// forked foreground child before it reset dash's traps would be lost,
+/// and the shell would wait for that child until the SIGKILL.
 fn trapping(fifo: &Path, marker: &Path) -> String {
     format!(
-        "trap 'echo cleaned > {marker}' EXIT; trap 'exit 143' TERM; echo $$ > {fifo}; sleep 1000 & sleep 1000; wait",
+        "trap 'echo cleaned > {marker}' EXIT; trap 'exit 143' TERM; sleep 1000 & sleep 1000 & echo $$ > {fifo}; wait",
         marker = marker.display(),
         fifo = fifo.display()
     )
