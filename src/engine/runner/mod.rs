@@ -90,7 +90,8 @@ pub struct Settings {
 enum Stop {
     /// `wfe pause`: start nothing new; running phases finish.
     Pause,
-    /// Ctrl-C: kill running phases; they go back to pending.
+    /// Ctrl-C, SIGTERM or SIGHUP: stop running phases (SIGTERM, their
+    /// `kill_grace`, SIGKILL); they go back to pending.
     Interrupt,
     /// `wfe cancel`: kill running phases; the run ends cancelled.
     Cancel,
