@@ -77,6 +77,25 @@ pub trait Output: Send {
     fn event(&mut self, event: Event<'_>) {
         let _ = event;
     }
+
+    /// The child was spawned and leads `group`; called once, before any
+    /// output, so a caller can record the group for a later runner (see
+    /// [`end_leftover`]).
+    fn spawned(&mut self, group: Group) {
+        let _ = group;
+    }
+}
+
+/// A child's process group as a later process can recognise it: the group
+/// id (the leader's pid) and the leader's start time, so a reused pid is
+/// not taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    /// The process group id.
+    pub pgid: u32,
+    /// The leader's start time in clock ticks after boot (`/proc/<pid>/stat`
+    /// field 22); `None` when it could not be read.
+    pub start_time: Option<u64>,
 }
 
 /// Why the supervisor stopped the child before it ended on its own.
@@ -225,6 +244,12 @@ impl Supervisor {
         // now, while the child is unreaped and so the id cannot be reused.
         let mut guard = GroupGuard(child.id());
         let pgid = guard.0;
+        if let Some(pgid) = pgid {
+            output.spawned(Group {
+                pgid,
+                start_time: start_time(pgid),
+            });
+        }
         let mut running = Running::new(child, self.stdin.clone(), output);
 
         let ended = running.until_stopped(self.timeout, cancel).await;
@@ -577,6 +602,120 @@ pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|&c| c).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// How often a leftover group is looked at while it is being ended.
+const LEFTOVER_POLL: Duration = Duration::from_millis(20);
+
+/// How long a leftover group may take to die after `SIGKILL`.
+const LEFTOVER_AFTER_KILL: Duration = Duration::from_secs(2);
+
+/// The start time of process `pid` (`/proc/<pid>/stat` field 22, clock
+/// ticks after boot), if it exists.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&stat)?.start_time
+}
+
+/// What a `/proc/<pid>/stat` line says that matters here.
+struct StatFields {
+    /// Zombie or dead: it will never run again.
+    gone: bool,
+    pgrp: Option<u32>,
+    start_time: Option<u64>,
+}
+
+/// Parses `pid (comm) state ppid pgrp … starttime …`; comm may hold
+/// spaces and parens, so fields are counted after the last `)`.
+fn stat_fields(stat: &str) -> Option<StatFields> {
+    let close = stat.rfind(')')?;
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // Field 3 (state) is index 0 here, so field n is index n - 3.
+    let state = *fields.first()?;
+    Some(StatFields {
+        gone: matches!(state, "Z" | "X"),
+        pgrp: fields.get(2).and_then(|f| f.parse().ok()),
+        start_time: fields.get(19).and_then(|f| f.parse().ok()),
+    })
+}
+
+/// The live (not zombie) members of `group` that belong to it: when the
+/// leader still runs it must be the recorded one (same start time), and
+/// every member must have started no earlier than the leader did. A group
+/// id is not handed out again while any member of the group lives, so a
+/// reused id shows as a leader with another start time, or as members
+/// that are older than the recorded leader.
+fn leftover_members(group: Group) -> Vec<u32> {
+    if let Some(now) = std::fs::read_to_string(format!("/proc/{}/stat", group.pgid))
+        .ok()
+        .as_deref()
+        .and_then(stat_fields)
+        && group.start_time.is_some()
+        && now.start_time != group.start_time
+    {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut members = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some(stat) = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .as_deref()
+            .and_then(stat_fields)
+        else {
+            continue;
+        };
+        let older = matches!((stat.start_time, group.start_time), (Some(s), Some(g)) if s < g);
+        if stat.pgrp == Some(group.pgid) && !stat.gone && !older {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+/// Ends what is still alive of `group`, started by a runner that is gone:
+/// `SIGTERM`, up to `grace` for the group to exit, then `SIGKILL`, and a
+/// bounded wait for it to die. Returns how many processes were alive.
+/// A group whose id now belongs to someone else (see [`Group`]) is left
+/// alone and counts as none.
+pub async fn end_leftover(group: Group, grace: Duration) -> io::Result<usize> {
+    let found = leftover_members(group).len();
+    if found == 0 {
+        return Ok(0);
+    }
+    let send = |sig| match signal_group(group.pgid, sig) {
+        Err(e) if e.raw_os_error() != Some(Errno::SRCH.raw_os_error()) => Err(e),
+        _ => Ok(()),
+    };
+    send(Signal::TERM)?;
+    let gone_by = |until: Instant| async move {
+        while Instant::now() < until {
+            if leftover_members(group).is_empty() {
+                return true;
+            }
+            tokio::time::sleep(LEFTOVER_POLL).await;
+        }
+        leftover_members(group).is_empty()
+    };
+    if !gone_by(Instant::now() + grace).await {
+        send(Signal::KILL)?;
+        if !gone_by(Instant::now() + LEFTOVER_AFTER_KILL).await {
+            return Err(io::Error::other(format!(
+                "process group {} is still alive after SIGKILL",
+                group.pgid
+            )));
+        }
+    }
+    Ok(found)
 }
 
 /// One stream's bytes kept within a bound: the first `head` bytes and the
@@ -965,6 +1104,87 @@ mod tests {
         assert!(took < Duration::from_secs(4), "{took:?}");
         assert!(matches!(report.status, Err(Stop::TimedOut(_))));
         assert_eq!(live_members(recorded(&dir)), Vec::<String>::new());
+    }
+
+    /// A group left running as a dead runner would leave it: its own
+    /// group, a TERM trap that writes `dir/cleaned`, and a child.
+    fn leftover(dir: &TempDir) -> (std::process::Child, Group) {
+        use std::os::unix::process::CommandExt;
+        let fifo = dir.path().join("ready");
+        let script = format!(
+            "trap 'echo cleaned > {}; exit 143' TERM; sleep 1000 & echo ready > {}; wait",
+            dir.path().join("cleaned").display(),
+            fifo.display()
+        );
+        let child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        // Trap and child in place once the line appears.
+        while std::fs::read_to_string(&fifo).unwrap_or_default() != "ready\n" {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let pgid = child.id();
+        (
+            child,
+            Group {
+                pgid,
+                start_time: start_time(pgid),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_leftover_group_is_ended_gracefully() {
+        let dir = TempDir::new().unwrap();
+        let (mut child, group) = leftover(&dir);
+        assert!(group.start_time.is_some());
+        let ended = end_leftover(group, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(ended, 2, "the shell and its sleep");
+        child.wait().unwrap();
+        assert_eq!(live_members(group.pgid), Vec::<String>::new());
+        assert!(dir.path().join("cleaned").exists(), "its TERM trap ran");
+        // Nothing left: nothing to end.
+        assert_eq!(end_leftover(group, Duration::ZERO).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_leader_started_at_another_time_is_left_alone() {
+        let dir = TempDir::new().unwrap();
+        let (mut child, group) = leftover(&dir);
+        let reused = Group {
+            start_time: group.start_time.map(|t| t + 1),
+            ..group
+        };
+        assert_eq!(end_leftover(reused, Duration::ZERO).await.unwrap(), 0);
+        assert_eq!(live_members(group.pgid).len(), 2, "left alone");
+        assert_eq!(end_leftover(group, Duration::ZERO).await.unwrap(), 2);
+        child.wait().unwrap();
+        assert_eq!(live_members(group.pgid), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn the_spawned_group_is_reported_before_any_output() {
+        #[derive(Default)]
+        struct Spawned(Vec<String>);
+        impl Output for Spawned {
+            fn read(&mut self, _: Pipe, bytes: &[u8]) {
+                self.0.push(String::from_utf8_lossy(bytes).into_owned());
+            }
+            fn spawned(&mut self, group: Group) {
+                assert_eq!(start_time(group.pgid), group.start_time);
+                self.0.push(format!("spawned {}", group.pgid));
+            }
+        }
+        let mut out = Spawned::default();
+        Supervisor::new()
+            .run(sh("echo $$"), never(), &mut out)
+            .await
+            .unwrap();
+        let pid = out.0[1].trim().to_string();
+        assert_eq!(out.0, [format!("spawned {pid}"), format!("{pid}\n")]);
     }
 
     #[test]

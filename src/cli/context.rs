@@ -147,6 +147,7 @@ impl Context {
             control: None,
             wait: false,
             seats: None,
+            processes: None,
             max_artifact_bytes: self
                 .config
                 .max_artifact_bytes

@@ -12,6 +12,7 @@ pub mod control;
 pub mod error;
 pub mod reasons;
 mod seats;
+mod signals;
 pub mod ui;
 
 use std::process::ExitCode;
@@ -69,7 +70,7 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<Outcome, CliError> {
         Command::Show(args) => commands::show::run(args, &ctx()?, ui),
         Command::Log(args) => commands::log::run(args, &ctx()?, ui),
         Command::Pause(args) => commands::pause::run(args, &ctx()?, ui),
-        Command::Cancel(args) => commands::cancel::run(args, &ctx()?, ui),
+        Command::Cancel(args) => commands::cancel::run(args, &ctx()?, ui).await,
         Command::Approve(args) => commands::approve::run(args, &ctx()?, ui),
         Command::Continue(args) => commands::r#continue::run(args, &ctx()?, ui),
         Command::Auto(args) => commands::auto::run(args, &ctx()?, ui),

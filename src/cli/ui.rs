@@ -312,6 +312,14 @@ impl Observer for Progress {
                 });
                 return;
             }
+            Event::LeftoversEnded {
+                phase,
+                attempt,
+                count,
+            } => format!(
+                "{} ended {count} leftover process(es) of {phase} attempt {attempt}",
+                ui.paint(Style::Yellow, "!")
+            ),
             Event::PhaseStarted { phase, attempt } if *attempt > 1 => {
                 format!(
                     "{} {phase} started (attempt {attempt})",

@@ -30,6 +30,23 @@ pub enum EngineError {
         /// Why not.
         reason: Unrunnable,
     },
+    /// Processes a runner that is gone had started could not be ended, so
+    /// no new attempt may start beside them.
+    #[error(
+        "run {run}: cannot end the leftover process group {pgid} of {phase} attempt {attempt}: {message}"
+    )]
+    Leftovers {
+        /// The run.
+        run: String,
+        /// The phase (as people see it).
+        phase: String,
+        /// The attempt.
+        attempt: u32,
+        /// The process group.
+        pgid: u32,
+        /// What went wrong.
+        message: String,
+    },
     /// The run has no phase of that id.
     #[error("run {run} has no phase `{phase}`; its phases: {}", .known.join(", "))]
     NoSuchPhase {

@@ -57,6 +57,8 @@ pub use observer::{Event, Observer};
 pub use phase_state::{Failure, IllegalTransition, PhaseState, PhaseStatus, Transition};
 pub use reason::{Refusal, StopReason, Unrunnable};
 pub use record::{Comment, RunRecord, RunStatus, to_file_bytes};
-pub use runner::{NewRun, Settings, create, drive, drive_with, ensure_runnable, resumable};
+pub use runner::{
+    NewRun, Settings, create, drive, drive_with, end_leftovers, ensure_runnable, resumable,
+};
 pub use seats::{REVIEW_SCHEMA, SeatRole, Seats};
 pub use snapshot::RunSnapshot;

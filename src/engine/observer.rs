@@ -22,6 +22,16 @@ pub enum Event<'a> {
         /// How many of them had already ended (when resuming).
         done: usize,
     },
+    /// Processes of an attempt that a runner which is gone had started
+    /// were still alive, and were ended before anything new started.
+    LeftoversEnded {
+        /// The phase.
+        phase: &'a str,
+        /// The attempt they belonged to.
+        attempt: u32,
+        /// How many processes were still alive.
+        count: usize,
+    },
     /// An attempt of a phase started.
     PhaseStarted {
         /// The phase.

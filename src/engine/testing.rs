@@ -39,6 +39,7 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         control: None,
         wait: false,
         seats: None,
+        processes: None,
     }
 }
 

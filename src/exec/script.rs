@@ -25,8 +25,9 @@ use tokio::sync::watch;
 
 use crate::artifact::{ArtifactError, OutputSpec, Violation, parse_json_document};
 use crate::attempt::{ArtifactProblem, AttemptError, AttemptLog, AttemptOutcome, LogSink, Stream};
-use crate::process::{Event, Output, Pipe, Stop, Supervisor, cancelled};
+use crate::process::{Event, Group, Output, Pipe, Stop, Supervisor, cancelled};
 use crate::retry::DurationSpec;
+use crate::store::{ProcessRecord, ProcessRegistry, Registered};
 use crate::time::Clock;
 
 /// The shell scripts run in, by absolute path: looking `sh` up in `PATH`
@@ -71,11 +72,20 @@ pub struct ScriptJob {
     pub scratch: PathBuf,
     /// Kill the process group after this long.
     pub timeout: Option<Duration>,
+    /// On a stop (timeout, cancel, interrupt): `SIGTERM` to the group, this
+    /// long for it to exit (its `trap … EXIT` cleanup), then `SIGKILL`.
+    pub kill_grace: Duration,
+    /// Where the attempt's process group is recorded while it runs, for a
+    /// later runner to end if this one dies (none: not recorded).
+    pub processes: Option<ProcessRegistry>,
+    /// How people see the phase (`build`, `loop[2]/child`), for the record.
+    pub label: String,
     /// Largest accepted output file in bytes.
     pub max_artifact_bytes: u64,
 }
 
-/// Runs one attempt; `cancel` turning true kills the process group at once.
+/// Runs one attempt; `cancel` turning true stops the process group
+/// (`SIGTERM`, the job's `kill_grace`, then `SIGKILL`).
 ///
 /// The environment is the parent's, plus the job's `env`, plus `WFE_RUN`,
 /// `WFE_PHASE`, `WFE_ATTEMPT`, `WFE_IN` and `WFE_OUT` (which the job's `env`
@@ -136,13 +146,24 @@ async fn attempt(
         .env("WFE_OUT", &out_dir);
     let supervisor = Supervisor::new()
         .timeout(job.timeout)
+        .grace(job.kill_grace)
         .drain(DRAIN_BOUND)
         .after_kill(AFTER_KILL_BOUND);
-    let mut lines = Lines::new(log);
-    let report = match supervisor
+    let mut lines = Lines::new(log, job);
+    let report = supervisor
         .run(command, cancelled(&mut cancel), &mut lines)
-        .await
+        .await;
+    // The group is stopped (or exited on its own): nothing of it is left
+    // for a later runner to end.
+    if let (Some(registry), Some(registered)) = (&job.processes, &lines.registered)
+        && let Err(e) = registry.remove(registered)
     {
+        log.push(
+            Stream::Wfe,
+            format!("cannot remove the record of the script's process group: {e}"),
+        );
+    }
+    let report = match report {
         Ok(report) => report,
         Err(e) => return Err(spawn_error(&job.cwd, &e).await),
     };
@@ -239,16 +260,21 @@ fn is_plain_name(name: &str) -> bool {
 /// own lines.
 struct Lines<'a> {
     log: &'a AttemptLog,
+    job: &'a ScriptJob,
     stdout: LineBuf,
     stderr: LineBuf,
+    /// The record of the attempt's process group, once written.
+    registered: Option<Registered>,
 }
 
 impl<'a> Lines<'a> {
-    fn new(log: &'a AttemptLog) -> Lines<'a> {
+    fn new(log: &'a AttemptLog, job: &'a ScriptJob) -> Lines<'a> {
         Lines {
             log,
+            job,
             stdout: LineBuf::default(),
             stderr: LineBuf::default(),
+            registered: None,
         }
     }
 
@@ -261,6 +287,31 @@ impl<'a> Lines<'a> {
 }
 
 impl Output for Lines<'_> {
+    fn spawned(&mut self, group: Group) {
+        let Some(registry) = &self.job.processes else {
+            return;
+        };
+        let record = ProcessRecord {
+            phase: self.job.label.clone(),
+            attempt: self.job.attempt,
+            pgid: group.pgid,
+            start_time: group.start_time,
+            grace_ms: u64::try_from(self.job.kill_grace.as_millis()).unwrap_or(u64::MAX),
+        };
+        // Not fatal: the attempt runs as before; only a runner that dies
+        // now could leave it behind unnoticed, and the log says so.
+        match registry.record(&record) {
+            Ok(registered) => self.registered = Some(registered),
+            Err(e) => self.log.push(
+                Stream::Wfe,
+                format!(
+                    "cannot record the script's process group {}: {e}",
+                    group.pgid
+                ),
+            ),
+        }
+    }
+
     fn read(&mut self, pipe: Pipe, mut bytes: &[u8]) {
         let log = self.log;
         let (line, stream) = self.buf(pipe);
@@ -580,6 +631,9 @@ mod tests {
             scratch: dir.path().join("scratch"),
             // Only a guard against a hung test; no test waits for it.
             timeout: Some(Duration::from_secs(60)),
+            kill_grace: Duration::ZERO,
+            processes: None,
+            label: "build".into(),
             max_artifact_bytes: 1 << 20,
         }
     }

@@ -15,6 +15,7 @@ mod lock;
 mod memory;
 mod message;
 mod path;
+mod processes;
 #[cfg(test)]
 mod test_git;
 mod workspace;
@@ -26,6 +27,7 @@ pub use git::{GitStore, RepoInfo};
 pub use lock::{LockHolder, RunLock};
 pub use memory::MemoryStore;
 pub use message::{Message, Trailer};
+pub use processes::{ProcessRecord, ProcessRegistry, Registered};
 pub use workspace::{CodeRestore, Skipped, SnapshotStats, WORKSPACE};
 
 /// The ref namespace of runs.

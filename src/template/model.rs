@@ -81,6 +81,10 @@ pub struct Defaults {
     /// How long one attempt may take before it is killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationSpec>,
+    /// How long a stopped script phase gets between `SIGTERM` and `SIGKILL`
+    /// to run its cleanup (default 10s; 0 kills at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_grace: Option<DurationSpec>,
     /// How often and how patiently to retry a failed attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
@@ -161,6 +165,11 @@ pub struct Phase {
     /// How long one attempt may take before it is killed (`"90s"`, `"15m"`, `"1h"` or seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationSpec>,
+    /// How long a stopped attempt (timeout, cancel, interrupt) gets between
+    /// `SIGTERM` and `SIGKILL` to clean up (default: `defaults.kill_grace`,
+    /// else 10s; 0 kills at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_grace: Option<DurationSpec>,
     /// How often and how patiently to retry a failed attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,

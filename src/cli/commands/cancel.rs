@@ -1,14 +1,15 @@
-//! `wfe cancel`: ask a run to stop for good, killing running phases.
+//! `wfe cancel`: ask a run to stop for good, stopping running phases.
 
 use clap::Args;
 
 use crate::cli::context::Context;
 use crate::cli::control;
 use crate::cli::error::{CliError, Outcome};
-use crate::cli::ui::Ui;
-use crate::engine::control::Action;
+use crate::cli::ui::{Progress, Ui};
+use crate::engine::{self, control::Action};
+use crate::store::ProcessRegistry;
 
-/// Cancel a run: running phases are killed at once
+/// Cancel a run: running phases get SIGTERM, then SIGKILL after their kill_grace
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     /// The run: an id, a unique prefix, or `latest`
@@ -16,7 +17,17 @@ pub struct CancelArgs {
 }
 
 /// Runs `wfe cancel`.
-pub(crate) fn run(args: CancelArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+pub(crate) async fn run(args: CancelArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
-    control::request(ctx, ui, &id, Action::Cancel)
+    let outcome = control::request(ctx, ui, &id, Action::Cancel)?;
+    // A live runner stops its own phases. One that died (kill -9) left
+    // them running: with the lock free, end them here, as a resume would.
+    if let Ok(lock) = ctx.store.lock(&id, &ctx.clock.stamp()) {
+        let processes = ProcessRegistry::new(&ctx.store.wfe_dir(), id.as_str());
+        let ended = engine::end_leftovers(&id, &processes, &Progress::new(ui, false)).await;
+        processes.tidy();
+        drop(lock);
+        ended?;
+    }
+    Ok(outcome)
 }

@@ -11,7 +11,7 @@ use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Progress, Style, Ui};
 use crate::engine::control::ControlDir;
 use crate::engine::{self, NewRun, Observer, REVIEW_SCHEMA, RunSnapshot, Seats};
-use crate::store::{RunId, RunLock};
+use crate::store::{ProcessRegistry, RunId, RunLock};
 use crate::template::{Template, build_args};
 
 /// Start a run of a template
@@ -95,11 +95,14 @@ pub(crate) async fn drive(
     settings.seats = seats;
     settings.control = Some(ControlDir::new(&ctx.store.wfe_dir(), id.as_str()));
     settings.wait = flags.wait;
+    settings.processes = Some(ProcessRegistry::new(&ctx.store.wfe_dir(), id.as_str()));
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
+    // SIGINT (Ctrl-C), SIGTERM (`docker stop`, Kubernetes, CI cancels) and
+    // SIGHUP (the terminal went away) all stop the runner the same way.
+    let stop_signals = crate::cli::signals::stop_signals()?;
     let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = interrupt_tx.send(true);
-        }
+        stop_signals.recv().await;
+        let _ = interrupt_tx.send(true);
     });
     let observer: Arc<dyn Observer> = Arc::new(Progress::new(ui, !flags.no_output));
     // Search index: updated on a thread of its own after each checkpoint, never in the run's way.

@@ -21,6 +21,10 @@ use crate::template::PhaseKind;
 use crate::template::{RetryPolicy, expr};
 use crate::time::Clock;
 
+/// How long a stopped script phase gets between `SIGTERM` and `SIGKILL`
+/// unless its template says otherwise (what `docker stop` gives, too).
+pub(super) const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
 /// What a phase task sends back to the runner.
 pub(super) enum Report {
     /// An attempt failed; the task waits `wait` and tries again.
@@ -271,6 +275,12 @@ impl Runner<'_> {
                     .timeout
                     .or(self.template.defaults.timeout)
                     .map(|d| d.0),
+                kill_grace: phase
+                    .kill_grace
+                    .or(self.template.defaults.kill_grace)
+                    .map_or(DEFAULT_KILL_GRACE, |d| d.0),
+                processes: self.settings.processes.clone(),
+                label: self.label(u),
                 max_artifact_bytes: self.settings.max_artifact_bytes,
             })),
             first_attempt: self.state(u).attempt + 1,

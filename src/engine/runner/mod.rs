@@ -53,7 +53,8 @@ use super::{
 };
 use crate::artifact::Schema;
 use crate::attempt::ArtifactProblem;
-use crate::store::{CheckpointId, RunId, RunStore};
+use crate::process::{Group, end_leftover};
+use crate::store::{CheckpointId, ProcessRecord, ProcessRegistry, RunId, RunStore};
 use crate::template::{OnFailure, Phase, Template};
 use crate::time::Clock;
 
@@ -79,6 +80,9 @@ pub struct Settings {
     pub wait: bool,
     /// Who plays agent phases (none: agent phases fail with a config error).
     pub seats: Option<Arc<dyn Seats>>,
+    /// Where script attempts record their process groups, and where the
+    /// groups a dead runner left are found (none: not recorded).
+    pub processes: Option<ProcessRegistry>,
 }
 
 /// Why the runner stops before the end.
@@ -86,7 +90,8 @@ pub struct Settings {
 enum Stop {
     /// `wfe pause`: start nothing new; running phases finish.
     Pause,
-    /// Ctrl-C: kill running phases; they go back to pending.
+    /// Ctrl-C, SIGTERM or SIGHUP: stop running phases (SIGTERM, their
+    /// `kill_grace`, SIGKILL); they go back to pending.
     Interrupt,
     /// `wfe cancel`: kill running phases; the run ends cancelled.
     Cancel,
@@ -152,6 +157,11 @@ pub async fn drive_with(
     mut interrupt: watch::Receiver<bool>,
 ) -> Result<RunStatus, EngineError> {
     let mut runner = Runner::load(store, run, settings, observer.clone())?;
+    // Whatever a dead runner left running goes before anything new starts,
+    // even when the run has nothing left to do.
+    if let Some(processes) = &settings.processes {
+        end_leftovers(run, processes, &*observer).await?;
+    }
     // A failed run goes on only once its failure is dealt with (e.g. an
     // invalid output accepted by hand); until then resuming changes nothing.
     if matches!(
@@ -247,12 +257,61 @@ pub async fn drive_with(
     let status = runner.finish(stop);
     runner.flush()?;
     let _ = std::fs::remove_dir_all(settings.scratch.join(run.as_str()));
+    if let Some(processes) = &settings.processes {
+        processes.tidy();
+    }
     observer.event(&Event::RunFinished {
         status,
         run: run.as_str(),
         reason: runner.record.reason.as_ref(),
     });
     Ok(status)
+}
+
+/// Ends the process groups that attempts of an earlier runner of `run`
+/// recorded in `processes` and never removed (the runner died: kill -9,
+/// OOM, power loss), each gracefully with its phase's grace, and says so
+/// ([`Event::LeftoversEnded`]). The caller must hold the run's lock, so no
+/// live runner owns them.
+pub async fn end_leftovers(
+    run: &RunId,
+    processes: &ProcessRegistry,
+    observer: &dyn Observer,
+) -> Result<(), EngineError> {
+    let failed = |record: &ProcessRecord, message: String| EngineError::Leftovers {
+        run: run.to_string(),
+        phase: record.phase.clone(),
+        attempt: record.attempt,
+        pgid: record.pgid,
+        message,
+    };
+    let leftovers = processes.leftovers().map_err(|e| EngineError::Leftovers {
+        run: run.to_string(),
+        phase: String::new(),
+        attempt: 0,
+        pgid: 0,
+        message: format!("cannot read the attempt registry: {e}"),
+    })?;
+    for (registered, record) in leftovers {
+        let group = Group {
+            pgid: record.pgid,
+            start_time: record.start_time,
+        };
+        let count = end_leftover(group, record.grace())
+            .await
+            .map_err(|e| failed(&record, e.to_string()))?;
+        if count > 0 {
+            observer.event(&Event::LeftoversEnded {
+                phase: &record.phase,
+                attempt: record.attempt,
+                count,
+            });
+        }
+        processes
+            .remove(&registered)
+            .map_err(|e| failed(&record, format!("cannot remove its record: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Waits for the control directory to change; for ever when not listening.
