@@ -35,6 +35,8 @@ pub struct Context {
     pub registry: Registry,
     /// Template lookup.
     pub catalog: Catalog,
+    /// Where warnings from resolving a run go (`None`: nowhere).
+    warnings: Option<Ui>,
 }
 
 impl Context {
@@ -47,7 +49,9 @@ impl Context {
             })?,
         };
         let store = GitStore::discover(&start)?;
-        Self::for_store(store)
+        let mut ctx = Self::for_store(store)?;
+        ctx.warnings = Some(Ui::new(global));
+        Ok(ctx)
     }
 
     /// The context of an already opened repository.
@@ -67,6 +71,7 @@ impl Context {
             run_ids: run_ids_from_env()?,
             root,
             store,
+            warnings: None,
         })
     }
 
@@ -81,8 +86,15 @@ impl Context {
     }
 
     /// Resolves `latest`, an id or a unique prefix.
+    /// `latest` passes over broken runs, each named in a warning.
     pub fn resolve_run(&self, name: &str) -> Result<RunId, CliError> {
-        Ok(self.store.resolve(name)?)
+        let (run, skipped) = self.store.resolve_skipping(name)?;
+        if let Some(ui) = &self.warnings {
+            for broken in &skipped {
+                ui.skipped_run(&broken.run, &broken.error);
+            }
+        }
+        Ok(run)
     }
 
     /// A run's state at its tip.

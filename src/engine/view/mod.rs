@@ -10,7 +10,7 @@ mod list;
 mod phase;
 mod run;
 
-pub use list::{ListFilter, RunRow, list_runs};
+pub use list::{ListFilter, Listing, RunRow, list_all, list_runs};
 pub use phase::{AttemptView, LoopSpec, PhaseView, RejectedOutput, artifact};
 pub use run::{PhaseRow, RunDetail, RunView};
 
