@@ -97,6 +97,31 @@ impl Context {
         Ok(run)
     }
 
+    /// [`Context::resolve_run`], or else a run `wfe rm` removed (its
+    /// trash is all that is left of it): what `undo` and `rm --purge` act on.
+    pub fn resolve_run_or_removed(&self, name: &str) -> Result<RunId, CliError> {
+        let missing = match self.resolve_run(name) {
+            Err(err) if name != "latest" && !name.is_empty() => err,
+            other => return other,
+        };
+        let lower = name.to_ascii_lowercase();
+        let mut hits: Vec<RunId> = self
+            .store
+            .removed()?
+            .into_iter()
+            .filter(|r| r.as_str().starts_with(&lower))
+            .collect();
+        match hits.len() {
+            1 => Ok(hits.remove(0)),
+            0 => Err(missing),
+            _ => Err(StoreError::AmbiguousRun {
+                prefix: name.to_string(),
+                candidates: hits.iter().take(5).map(|r| r.to_string()).collect(),
+            }
+            .into()),
+        }
+    }
+
     /// A run's state at its tip.
     pub fn snapshot(&self, run: &RunId) -> Result<RunSnapshot, CliError> {
         Ok(RunSnapshot::load_tip(&self.store, run)?)
