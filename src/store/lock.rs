@@ -450,7 +450,11 @@ mod tests {
         rustix::fs::flock(&guard, rustix::fs::FlockOperation::LockExclusive).expect("flock");
         let err = RunLock::acquire(dir.path(), &run(), "now").expect_err("contended");
         assert!(err.to_string().contains("kept changing"), "{err}");
-        assert_eq!(fs::read(&path).expect("read"), stale, "the lock is untouched");
+        assert_eq!(
+            fs::read(&path).expect("read"),
+            stale,
+            "the lock is untouched"
+        );
         drop(guard);
         RunLock::acquire(dir.path(), &run(), "now").expect("free once the guard is let go");
     }

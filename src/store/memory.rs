@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    BrokenRun, Change, Checkpoint, CheckpointId, EntryKind, Message, Purged, Result, RunHead, RunId,
-    RunList, RunStore, StoreError, Trashed, Undone, path,
+    BrokenRun, Change, Checkpoint, CheckpointId, EntryKind, Message, Purged, Result, RunHead,
+    RunId, RunList, RunStore, StoreError, Trashed, Undone, path,
 };
 
 /// A checkpoint's tree: every file by its full path.

@@ -262,11 +262,7 @@ impl GitStore {
     }
 
     /// [`crate::store::RunStore::purge`] in git.
-    pub(super) fn purge_run(
-        &self,
-        run: &RunId,
-        expected: Option<&CheckpointId>,
-    ) -> Result<Purged> {
+    pub(super) fn purge_run(&self, run: &RunId, expected: Option<&CheckpointId>) -> Result<Purged> {
         let shared = self.shared();
         let repo = &shared.repo;
         let current = read_tip(repo, &run.ref_name())?;

@@ -21,7 +21,11 @@ pub struct FsckArgs {
 
 /// Runs `wfe fsck`.
 pub(crate) fn run(args: FsckArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
-    let only = args.run.as_deref().map(|r| ctx.resolve_run(r)).transpose()?;
+    let only = args
+        .run
+        .as_deref()
+        .map(|r| ctx.resolve_run(r))
+        .transpose()?;
     let report = check_runs(&ctx.store, only.as_ref())?;
     let outcome = if report.ok {
         Outcome::Success

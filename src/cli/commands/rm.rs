@@ -56,16 +56,21 @@ pub(crate) fn run(args: RmArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliEr
                 "run {id} moved to {}; `wfe undo {id}` brings it back",
                 id.trash_ref(trashed.number)
             )),
-            Removed::Purged(purged) => ui.note(&format!(
-                "run {id} deleted ({}{} trash entr{}); `git gc` frees what only it kept",
+            Removed::Purged(purged) => {
+                let mut what = Vec::new();
                 if purged.tip.is_some() {
-                    "its ref and "
-                } else {
-                    ""
-                },
-                purged.trash.len(),
-                if purged.trash.len() == 1 { "y" } else { "ies" },
-            )),
+                    what.push("its ref".to_string());
+                }
+                match purged.trash.len() {
+                    0 => {}
+                    1 => what.push("1 trash entry".into()),
+                    n => what.push(format!("{n} trash entries")),
+                }
+                ui.note(&format!(
+                    "run {id} deleted ({}); `git gc` frees what only it kept",
+                    what.join(" and ")
+                ));
+            }
         }
     }
     drop(locks);

@@ -53,7 +53,13 @@ mod tests {
         let store = MemoryStore::new();
         let run = RunId::parse("01kaxz00000000000000000001").expect("an id");
         let tip = store
-            .commit(&run, None, &[Change::write("a", "1")], &Message::new("m"), 1)
+            .commit(
+                &run,
+                None,
+                &[Change::write("a", "1")],
+                &Message::new("m"),
+                1,
+            )
             .expect("commit");
         let clock = Clock::system();
         let Removed::Trashed(trashed) = remove(&store, &run, false, &clock).expect("rm") else {
@@ -61,7 +67,10 @@ mod tests {
         };
         assert_eq!((trashed.number, &trashed.checkpoint), (1, &tip));
         assert_eq!(store.tip(&run).expect("tip"), None);
-        assert_eq!(store.removed().expect("removed"), [run.clone()]);
+        assert_eq!(
+            store.removed().expect("removed"),
+            std::slice::from_ref(&run)
+        );
         assert!(matches!(
             remove(&store, &run, false, &clock),
             Err(EngineError::Store(StoreError::NoSuchRun { .. }))

@@ -17,9 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::artifact::Schema;
-use crate::engine::{
-    CheckpointMessage, EngineError, PhaseState, RunRecord, RunSnapshot, layout,
-};
+use crate::engine::{CheckpointMessage, EngineError, PhaseState, RunRecord, RunSnapshot, layout};
 use crate::store::{CheckpointId, EntryKind, RunId, RunStore, StoreError, WORKSPACE};
 use crate::template::{Phase, Template};
 
@@ -408,5 +406,37 @@ mod tests {
                 .contains("the commit has no Wfe-Run trailer"),
             "{check:#?}"
         );
+    }
+
+    #[test]
+    fn artifacts_are_checked_against_the_frozen_schemas() {
+        let f = Fixture::new();
+        let run = f.failed_run();
+        let commit = |changes: &[Change]| {
+            let tip = f.store.tip(&run).unwrap().unwrap();
+            let message = f.store.checkpoint(&tip).unwrap().message;
+            f.store
+                .commit(&run, Some(&tip), changes, &message, 1)
+                .unwrap();
+        };
+        let note = layout::artifact("boom", "note");
+        commit(&[Change::write(note.as_str(), "{\"nottext\": 1}")]);
+        let check = check_run(&f.store, &run);
+        assert_eq!(check.problems.len(), 1, "{check:#?}");
+        assert_eq!(check.problems[0].path, note);
+        assert!(
+            check.problems[0]
+                .message
+                .starts_with("does not match schema `message`: at (root): "),
+            "{check:#?}"
+        );
+
+        commit(&[Change::Remove {
+            path: "schemas/message.json".into(),
+        }]);
+        let check = check_run(&f.store, &run);
+        assert_eq!(check.problems.len(), 1, "{check:#?}");
+        assert_eq!(check.problems[0].path, "schemas/message.json");
+        assert_eq!(check.problems[0].message, "the frozen schema is missing");
     }
 }
