@@ -505,6 +505,69 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_run_is_listed_apart_removed_restored_and_purged() {
+        let (dir, store, run, c) = repo_with_run(2);
+        let path = dir.path();
+        let healthy = run_id("2");
+        store
+            .commit(&healthy, None, &[], &message(&healthy, "new"), 1)
+            .expect("commit");
+        std::fs::write(path.join("note.txt"), "not a commit\n").expect("write");
+        let blob = git(path, &["hash-object", "-w", "note.txt"])
+            .trim()
+            .to_string();
+        git(path, &["update-ref", &run.ref_name(), &blob]);
+
+        let list = store.scan().expect("scan");
+        assert_eq!(list.heads.len(), 1);
+        assert_eq!(list.heads[0].run, healthy);
+        assert_eq!(list.broken.len(), 1);
+        assert_eq!(list.broken[0].run, run);
+        assert!(
+            list.broken[0].error.to_string().contains("blob"),
+            "{}",
+            list.broken[0].error
+        );
+        // Its id still names it, so it can be checked and removed.
+        assert_eq!(store.resolve(run.as_str()).expect("resolve"), run);
+
+        let tip = CheckpointId(blob.clone());
+        let stale = CheckpointId(c[0].0.clone());
+        assert!(matches!(
+            store.remove(&run, &stale, "rm", 2),
+            Err(StoreError::Conflict { .. })
+        ));
+        let trashed = store.remove(&run, &tip, "wfe: rm", 2).expect("remove");
+        assert_eq!(trashed.number, 1);
+        assert_eq!(store.tip(&run).expect("tip"), None);
+        assert_eq!(store.removed().expect("removed"), vec![run.clone()]);
+        // (`git reflog show` walks commits only: read the log of a blob's ref directly.)
+        let reflog = std::fs::read_to_string(path.join(".git/logs").join(run.trash_ref(1)))
+            .expect("the trash ref has a reflog");
+        assert!(reflog.trim_end().ends_with("\twfe: rm"), "{reflog}");
+
+        let restored = store.restore(&run, "wfe: undo", 3).expect("restore");
+        assert_eq!(restored, trashed);
+        assert_eq!(store.tip(&run).expect("tip"), Some(tip.clone()));
+        assert!(matches!(
+            store.restore(&run, "again", 3),
+            Err(StoreError::Conflict { .. })
+        ));
+
+        let purged = store.purge(&run, Some(&tip)).expect("purge");
+        assert_eq!(purged.tip, Some(tip));
+        assert!(purged.trash.is_empty());
+        assert_eq!(
+            git(path, &["for-each-ref", "--format=%(refname)", "refs/wfe/"]).trim(),
+            healthy.ref_name()
+        );
+        assert!(matches!(
+            store.purge(&run, None),
+            Err(StoreError::NoSuchRun { .. })
+        ));
+    }
+
+    #[test]
     fn foreign_names_under_the_trash_folder_are_ignored() {
         let (dir, store, run, c) = repo_with_run(2);
         let path = dir.path();
