@@ -14,6 +14,7 @@ mod control;
 mod crash;
 mod diff;
 mod examples;
+mod fsck;
 mod help;
 mod init;
 mod input;

@@ -92,12 +92,16 @@ pub enum Command {
     Skip(commands::skip::SkipArgs),
     /// Move a run back to an earlier checkpoint (the old tip is kept for `wfe undo`)
     Rollback(commands::rollback::RollbackArgs),
-    /// Restore the tip the last rollback set aside
+    /// Restore the tip the last rollback set aside, or a run `wfe rm` removed
     Undo(commands::undo::UndoArgs),
     /// Search every run's artifacts, logs, comments, tool calls and errors
     Search(commands::search::SearchArgs),
     /// Update the search index, or rebuild it from the runs' refs
     Index(commands::index::IndexArgs),
+    /// Check runs: refs, checkpoints, files, frozen schemas, artifacts, trailers
+    Fsck(commands::fsck::FsckArgs),
+    /// Remove runs: to the trash (`wfe undo RUN` restores one), or for good with --purge
+    Rm(commands::rm::RmArgs),
     /// List, test and set up LLM providers and their keys
     #[command(subcommand)]
     Provider(commands::provider::ProviderCommand),

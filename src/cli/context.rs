@@ -35,6 +35,8 @@ pub struct Context {
     pub registry: Registry,
     /// Template lookup.
     pub catalog: Catalog,
+    /// Where warnings from resolving a run go (`None`: nowhere).
+    warnings: Option<Ui>,
 }
 
 impl Context {
@@ -47,7 +49,9 @@ impl Context {
             })?,
         };
         let store = GitStore::discover(&start)?;
-        Self::for_store(store)
+        let mut ctx = Self::for_store(store)?;
+        ctx.warnings = Some(Ui::new(global));
+        Ok(ctx)
     }
 
     /// The context of an already opened repository.
@@ -67,6 +71,7 @@ impl Context {
             run_ids: run_ids_from_env()?,
             root,
             store,
+            warnings: None,
         })
     }
 
@@ -81,8 +86,40 @@ impl Context {
     }
 
     /// Resolves `latest`, an id or a unique prefix.
+    /// `latest` passes over broken runs, each named in a warning.
     pub fn resolve_run(&self, name: &str) -> Result<RunId, CliError> {
-        Ok(self.store.resolve(name)?)
+        let (run, skipped) = self.store.resolve_skipping(name)?;
+        if let Some(ui) = &self.warnings {
+            for broken in &skipped {
+                ui.skipped_run(&broken.run, &broken.error);
+            }
+        }
+        Ok(run)
+    }
+
+    /// [`Context::resolve_run`], or else a run `wfe rm` removed (its
+    /// trash is all that is left of it): what `undo` and `rm --purge` act on.
+    pub fn resolve_run_or_removed(&self, name: &str) -> Result<RunId, CliError> {
+        let missing = match self.resolve_run(name) {
+            Err(err) if name != "latest" && !name.is_empty() => err,
+            other => return other,
+        };
+        let lower = name.to_ascii_lowercase();
+        let mut hits: Vec<RunId> = self
+            .store
+            .removed()?
+            .into_iter()
+            .filter(|r| r.as_str().starts_with(&lower))
+            .collect();
+        match hits.len() {
+            1 => Ok(hits.remove(0)),
+            0 => Err(missing),
+            _ => Err(StoreError::AmbiguousRun {
+                prefix: name.to_string(),
+                candidates: hits.iter().take(5).map(|r| r.to_string()).collect(),
+            }
+            .into()),
+        }
     }
 
     /// A run's state at its tip.

@@ -85,6 +85,8 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<Outcome, CliError> {
         Command::Undo(args) => commands::undo::run(args, &ctx()?, ui),
         Command::Search(args) => commands::search::run(args, &ctx()?, ui),
         Command::Index(args) => commands::index::run(args, &ctx()?, ui),
+        Command::Fsck(args) => commands::fsck::run(args, &ctx()?, ui),
+        Command::Rm(args) => commands::rm::run(args, &ctx()?, ui),
         Command::Provider(cmd) => commands::provider::run(cmd, &global, ui).await,
     }
 }

@@ -80,6 +80,19 @@ impl Ui {
         }
     }
 
+    /// `warning: …` on stderr, even with `--quiet`: something was left out
+    /// of what the command shows (a broken run it skipped).
+    pub fn warn(&self, text: &str) {
+        self.err_line(&format!("{} {text}", self.paint(Style::Yellow, "warning:")));
+    }
+
+    /// The one-line warning of a run a command spanning runs skipped.
+    pub fn skipped_run(&self, run: &impl std::fmt::Display, why: &impl std::fmt::Display) {
+        self.warn(&format!(
+            "skipping run {run}: {why} (`wfe fsck {run}` checks it, `wfe rm {run}` removes it)"
+        ));
+    }
+
     /// A line on stderr, even with `--quiet`.
     pub fn err_line(&self, text: &str) {
         let _guard = self.lock.lock();

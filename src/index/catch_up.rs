@@ -41,7 +41,9 @@ pub struct CatchUp {
     pub docs_removed: usize,
     /// Another process was writing the index: nothing was done now.
     pub busy: bool,
-    /// Runs that could not be read, with why; they are tried again next time.
+    /// Runs that could not be read (broken refs, unreadable checkpoints),
+    /// with why; they keep what the index had of them and are tried again
+    /// next time.
     pub failed: Vec<(RunId, String)>,
 }
 
@@ -79,12 +81,22 @@ impl SearchIndex {
         scope: Scope<'_>,
         wait: Duration,
     ) -> Result<CatchUp, IndexError> {
+        // A broken run keeps what the index has of it (it may be repaired)
+        // and is reported; the others are brought up to date.
+        let mut broken: Vec<(RunId, String)> = Vec::new();
         let tips: BTreeMap<String, CheckpointId> = match scope {
-            Scope::All => store
-                .runs()?
-                .into_iter()
-                .map(|h| (h.run.to_string(), h.tip.id))
-                .collect(),
+            Scope::All => {
+                let list = store.scan()?;
+                broken = list
+                    .broken
+                    .into_iter()
+                    .map(|b| (b.run, b.error.to_string()))
+                    .collect();
+                list.heads
+                    .into_iter()
+                    .map(|h| (h.run.to_string(), h.tip.id))
+                    .collect()
+            }
             Scope::Run(run) => store
                 .tip(run)?
                 .map(|tip| (run.to_string(), tip))
@@ -103,6 +115,7 @@ impl SearchIndex {
                     let gone = known
                         .keys()
                         .filter(|run| !tips.contains_key(**run))
+                        .filter(|run| !broken.iter().any(|(b, _)| b.as_str() == **run))
                         .filter_map(|run| RunId::parse(run))
                         .collect();
                     (changed, gone)
@@ -122,12 +135,16 @@ impl SearchIndex {
         if let Scope::All = scope {
             let (changed, gone) = plan(&self.state()?);
             if changed.is_empty() && gone.is_empty() {
-                return Ok(CatchUp::default());
+                return Ok(CatchUp {
+                    failed: broken.clone(),
+                    ..CatchUp::default()
+                });
             }
         }
         let Some(mut writer) = self.writer(wait)? else {
             return Ok(CatchUp {
                 busy: true,
+                failed: broken.clone(),
                 ..CatchUp::default()
             });
         };
@@ -135,12 +152,18 @@ impl SearchIndex {
         let mut state = self.state()?;
         let (changed, gone) = plan(&state);
         if changed.is_empty() && gone.is_empty() {
-            return Ok(CatchUp::default());
+            return Ok(CatchUp {
+                failed: broken.clone(),
+                ..CatchUp::default()
+            });
         }
         // Counting a run's documents needs the latest commit; the common
         // case (a runner's new checkpoint) never counts, so never reloads.
         self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut report = CatchUp::default();
+        let mut report = CatchUp {
+            failed: broken.clone(),
+            ..CatchUp::default()
+        };
         let mut moved = BTreeMap::new();
         for (run, tip) in changed {
             let old = state.tip(run.as_str()).map(|t| CheckpointId(t.to_string()));

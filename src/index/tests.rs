@@ -111,9 +111,10 @@ impl RunStore for Store {
     ) -> crate::store::Result<crate::store::Undone> {
         self.inner.undo(run, expected, reason, time)
     }
-    fn runs(&self) -> crate::store::Result<Vec<RunHead>> {
+    fn scan(&self) -> crate::store::Result<crate::store::RunList> {
+        let mut list = self.inner.scan()?;
         let mut heads = Vec::new();
-        for head in self.inner.runs()? {
+        for head in list.heads {
             match self.tip(&head.run)? {
                 Some(tip) => heads.push(RunHead {
                     tip: self.checkpoint(&tip)?,
@@ -122,7 +123,35 @@ impl RunStore for Store {
                 None => continue,
             }
         }
-        Ok(heads)
+        list.heads = heads;
+        Ok(list)
+    }
+    fn remove(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        reason: &str,
+        time: i64,
+    ) -> crate::store::Result<crate::store::Trashed> {
+        self.inner.remove(run, expected, reason, time)
+    }
+    fn restore(
+        &self,
+        run: &RunId,
+        reason: &str,
+        time: i64,
+    ) -> crate::store::Result<crate::store::Trashed> {
+        self.inner.restore(run, reason, time)
+    }
+    fn purge(
+        &self,
+        run: &RunId,
+        expected: Option<&CheckpointId>,
+    ) -> crate::store::Result<crate::store::Purged> {
+        self.inner.purge(run, expected)
+    }
+    fn removed(&self) -> crate::store::Result<Vec<RunId>> {
+        self.inner.removed()
     }
 }
 

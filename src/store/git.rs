@@ -27,8 +27,9 @@ use gix::refs::transaction::{Change as RefChange, LogChange, PreviousValue, RefE
 use gix::refs::{FullName, Target, TargetRef};
 
 use super::{
-    Change, Checkpoint, CheckpointId, EntryKind, LockHolder, Message, RUNS_PREFIX, Result, RunHead,
-    RunId, RunLock, RunStore, StoreError, Trashed, Undone, path,
+    BrokenRun, Change, Checkpoint, CheckpointId, EntryKind, LockHolder, Message, Purged,
+    RUNS_PREFIX, Result, RunHead, RunId, RunList, RunLock, RunStore, StoreError, Trashed, Undone,
+    path,
 };
 
 #[path = "trash.rs"]
@@ -471,14 +472,14 @@ impl RunStore for GitStore {
         read_checkpoint(repo, parse_checkpoint(id)?)
     }
 
-    fn runs(&self) -> Result<Vec<RunHead>> {
+    fn scan(&self) -> Result<RunList> {
         let shared = self.shared();
         let repo = &shared.repo;
         let platform = repo.references().or_git(|| "listing refs".into())?;
         let refs = platform
             .prefixed(RUNS_PREFIX)
             .or_git(|| format!("listing {RUNS_PREFIX}*"))?;
-        let mut heads = Vec::new();
+        let mut list = RunList::default();
         for reference in refs {
             let reference = reference.or_git(|| format!("listing {RUNS_PREFIX}*"))?;
             let name = reference.name().as_bstr().to_str_lossy();
@@ -489,14 +490,47 @@ impl RunStore for GitStore {
             if run.as_str() != &name[RUNS_PREFIX.len()..] {
                 continue;
             }
-            let TargetRef::Object(tip) = reference.target() else {
-                continue;
+            // One unreadable ref (it can arrive with a fetch) must not hide
+            // the other runs: it is set apart with why.
+            let tip = match reference.target() {
+                TargetRef::Object(tip) => read_checkpoint(repo, tip.to_owned()),
+                TargetRef::Symbolic(other) => Err(StoreError::Git {
+                    message: format!(
+                        "{name} is a symbolic ref to {}; wfe writes only direct refs there",
+                        other.as_bstr()
+                    ),
+                }),
             };
-            let tip = read_checkpoint(repo, tip.to_owned())?;
-            heads.push(RunHead { run, tip });
+            match tip {
+                Ok(tip) => list.heads.push(RunHead { run, tip }),
+                Err(error) => list.broken.push(BrokenRun { run, error }),
+            }
         }
-        heads.sort_by(|a, b| b.run.cmp(&a.run));
-        Ok(heads)
+        list.heads.sort_by(|a, b| b.run.cmp(&a.run));
+        list.broken.sort_by(|a, b| b.run.cmp(&a.run));
+        Ok(list)
+    }
+
+    fn remove(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        reason: &str,
+        time: i64,
+    ) -> Result<Trashed> {
+        self.remove_run(run, expected, reason, time)
+    }
+
+    fn restore(&self, run: &RunId, reason: &str, time: i64) -> Result<Trashed> {
+        self.restore_run(run, reason, time)
+    }
+
+    fn purge(&self, run: &RunId, expected: Option<&CheckpointId>) -> Result<Purged> {
+        self.purge_run(run, expected)
+    }
+
+    fn removed(&self) -> Result<Vec<RunId>> {
+        self.removed_runs()
     }
 
     fn reset(

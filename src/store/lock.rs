@@ -212,38 +212,47 @@ fn inspect(path: &Path) -> Result<Found> {
 
 /// Replaces a stale lock file with ours; `false` if someone else got there first.
 ///
-/// Takeovers are serialized through a second exclusive file, so two
-/// processes that both saw the same dead holder cannot both win: the one
-/// holding `<run>.lock.takeover` checks the lock still holds the stale
-/// content before renaming its own file over it.
+/// Takeovers are serialized by an advisory lock (`flock`) on a second
+/// file, `<run>.lock.takeover`, so two processes that both saw the same
+/// dead holder cannot both win: the one holding it checks the lock still
+/// holds the stale content before renaming its own file over it. The
+/// kernel drops an advisory lock when its process dies, so a process killed
+/// in the middle of a takeover never locks the next one out (an exclusive
+/// guard *file* did, until it aged: "kept changing while being read").
+/// The holder removes the guard file before letting go, and whoever locks
+/// a file no longer at the guard's path starts over, so every takeover
+/// locks the same file.
 fn take_over(dir: &Path, path: &Path, stale: &[u8], ours: &[u8], run: &RunId) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+
     let guard_path = dir.join(format!("{run}.lock.takeover"));
-    match create_exclusive(&guard_path, ours) {
+    let guard = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&guard_path)
+        .map_err(|err| io_error("opening the lock takeover guard", &guard_path, err))?;
+    match rustix::fs::flock(&guard, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
-        Err(err) if err.kind() == ErrorKind::AlreadyExists => {
-            // A takeover is a few syscalls long; a guard this old was left by a crash.
-            let abandoned = fs::metadata(&guard_path)
-                .and_then(|m| m.modified())
-                .is_ok_and(|m| {
-                    SystemTime::now()
-                        .duration_since(m)
-                        .unwrap_or(Duration::ZERO)
-                        >= UNREADABLE_GRACE
-                });
-            if abandoned {
-                let _ = fs::remove_file(&guard_path);
-            } else {
-                std::thread::sleep(Duration::from_millis(2));
-            }
+        Err(err) if err == rustix::io::Errno::WOULDBLOCK || err == rustix::io::Errno::INTR => {
+            // Another live process is taking over right now: a few syscalls.
+            std::thread::sleep(Duration::from_millis(2));
             return Ok(false);
         }
         Err(err) => {
             return Err(io_error(
-                "creating the lock takeover guard",
+                "locking the lock takeover guard",
                 &guard_path,
-                err,
+                err.into(),
             ));
         }
+    }
+    let same_file = match (guard.metadata(), fs::metadata(&guard_path)) {
+        (Ok(held), Ok(now)) => held.dev() == now.dev() && held.ino() == now.ino(),
+        _ => false,
+    };
+    if !same_file {
+        return Ok(false);
     }
     let result = (|| {
         match fs::read(path) {
@@ -263,7 +272,9 @@ fn take_over(dir: &Path, path: &Path, stale: &[u8], ours: &[u8], run: &RunId) ->
         }
         Ok(fs::read(path).is_ok_and(|now| now == ours))
     })();
+    // Removed while still locked (see above); closing `guard` unlocks.
     let _ = fs::remove_file(&guard_path);
+    drop(guard);
     result
 }
 
@@ -387,6 +398,65 @@ mod tests {
         );
         drop(lock);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_takeover_killed_half_way_does_not_lock_the_next_one_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let dead = child.id();
+        child.wait().expect("wait for true");
+        let stale = serde_json::to_vec(&LockHolder {
+            pid: dead,
+            host: hostname(),
+            since: "long ago".into(),
+        })
+        .expect("json");
+        fs::write(lock_path(dir.path(), &run()), &stale).expect("write stale lock");
+        // What a process killed during its takeover leaves: the guard file
+        // (here with its content, as older versions wrote it) and its temp file.
+        let guard = dir.path().join(format!("{}.lock.takeover", run()));
+        fs::write(&guard, &stale).expect("write guard");
+        fs::write(dir.path().join(format!("{}.lock.{dead}.tmp", run())), "").expect("temp");
+
+        let lock = RunLock::acquire(dir.path(), &run(), "now").expect("no lock-out");
+        assert!(!guard.exists(), "the guard is removed after the takeover");
+        let holder: LockHolder =
+            serde_json::from_slice(&fs::read(lock.path()).expect("read")).expect("parse");
+        assert_eq!(holder.pid, std::process::id());
+    }
+
+    #[test]
+    fn a_takeover_in_progress_is_waited_for_not_joined() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let dead = child.id();
+        child.wait().expect("wait for true");
+        let stale = serde_json::to_vec(&LockHolder {
+            pid: dead,
+            host: hostname(),
+            since: "long ago".into(),
+        })
+        .expect("json");
+        let path = lock_path(dir.path(), &run());
+        fs::write(&path, &stale).expect("write stale lock");
+        // Another process holds the takeover guard: this one must not take over too.
+        let guard_path = dir.path().join(format!("{}.lock.takeover", run()));
+        let guard = File::create(&guard_path).expect("guard");
+        rustix::fs::flock(&guard, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+        let err = RunLock::acquire(dir.path(), &run(), "now").expect_err("contended");
+        assert!(err.to_string().contains("kept changing"), "{err}");
+        assert_eq!(
+            fs::read(&path).expect("read"),
+            stale,
+            "the lock is untouched"
+        );
+        drop(guard);
+        RunLock::acquire(dir.path(), &run(), "now").expect("free once the guard is let go");
     }
 
     #[test]

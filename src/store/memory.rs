@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    Change, Checkpoint, CheckpointId, EntryKind, Message, Result, RunHead, RunId, RunStore,
-    StoreError, Trashed, Undone, path,
+    BrokenRun, Change, Checkpoint, CheckpointId, EntryKind, Message, Purged, Result, RunHead,
+    RunId, RunList, RunStore, StoreError, Trashed, Undone, path,
 };
 
 /// A checkpoint's tree: every file by its full path.
@@ -279,16 +279,95 @@ impl RunStore for MemoryStore {
         })
     }
 
-    fn runs(&self) -> Result<Vec<RunHead>> {
+    fn scan(&self) -> Result<RunList> {
         let inner = self.inner();
-        let mut heads = Vec::with_capacity(inner.refs.len());
+        let mut list = RunList::default();
         for (run, tip) in inner.refs.iter().rev() {
-            heads.push(RunHead {
+            match inner.stored(tip) {
+                Ok(stored) => list.heads.push(RunHead {
+                    run: run.clone(),
+                    tip: stored.meta.clone(),
+                }),
+                Err(error) => list.broken.push(BrokenRun {
+                    run: run.clone(),
+                    error,
+                }),
+            }
+        }
+        Ok(list)
+    }
+
+    fn remove(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        _reason: &str,
+        _time: i64,
+    ) -> Result<Trashed> {
+        let mut inner = self.inner();
+        inner.expect_tip(run, expected)?;
+        let number = inner.next_trash_number(run);
+        inner.refs.remove(run);
+        inner
+            .trash
+            .entry(run.clone())
+            .or_default()
+            .insert(number, expected.clone());
+        Ok(Trashed {
+            number,
+            checkpoint: expected.clone(),
+        })
+    }
+
+    fn restore(&self, run: &RunId, _reason: &str, _time: i64) -> Result<Trashed> {
+        let mut inner = self.inner();
+        if let Some(found) = inner.refs.get(run) {
+            return Err(StoreError::Conflict {
                 run: run.clone(),
-                tip: inner.stored(tip)?.meta.clone(),
+                expected: "none".into(),
+                found: found.to_string(),
             });
         }
-        Ok(heads)
+        let Some((number, checkpoint)) = inner
+            .trash
+            .get_mut(run)
+            .and_then(|entries| entries.pop_last())
+        else {
+            return Err(StoreError::NothingTrashed { run: run.clone() });
+        };
+        inner.refs.insert(run.clone(), checkpoint.clone());
+        Ok(Trashed { number, checkpoint })
+    }
+
+    fn purge(&self, run: &RunId, expected: Option<&CheckpointId>) -> Result<Purged> {
+        let mut inner = self.inner();
+        if let Some(expected) = expected {
+            inner.expect_tip(run, expected)?;
+        }
+        let tip = inner.refs.remove(run);
+        let trash: Vec<Trashed> = inner
+            .trash
+            .remove(run)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(number, checkpoint)| Trashed { number, checkpoint })
+            .collect();
+        if tip.is_none() && trash.is_empty() {
+            return Err(StoreError::NoSuchRun {
+                run: run.to_string(),
+            });
+        }
+        Ok(Purged { tip, trash })
+    }
+
+    fn removed(&self) -> Result<Vec<RunId>> {
+        let inner = self.inner();
+        Ok(inner
+            .trash
+            .iter()
+            .filter(|(run, entries)| !entries.is_empty() && !inner.refs.contains_key(*run))
+            .map(|(run, _)| run.clone())
+            .collect())
     }
 }
 

@@ -229,6 +229,35 @@ pub struct Undone {
     pub trashed: Option<Trashed>,
 }
 
+/// A run whose ref does not lead to a readable checkpoint (a ref to a
+/// missing object, to a blob, a symbolic ref): commands that span runs
+/// skip it and name it, `wfe fsck` reports it, `wfe rm` removes it.
+#[derive(Debug)]
+pub struct BrokenRun {
+    /// The run, from its ref's name.
+    pub run: RunId,
+    /// Why its tip cannot be read.
+    pub error: StoreError,
+}
+
+/// Every run under `refs/wfe/runs/`: the readable ones and the broken ones.
+#[derive(Debug, Default)]
+pub struct RunList {
+    /// Runs whose tip is a readable checkpoint, newest run id first.
+    pub heads: Vec<RunHead>,
+    /// Runs whose ref cannot be read as a checkpoint, newest run id first.
+    pub broken: Vec<BrokenRun>,
+}
+
+/// What [`RunStore::purge`] deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Purged {
+    /// The run's own ref pointed here (`None` if it was already gone).
+    pub tip: Option<CheckpointId>,
+    /// Trash entries deleted.
+    pub trash: Vec<Trashed>,
+}
+
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -379,8 +408,40 @@ pub trait RunStore: Send + Sync {
     /// One checkpoint's metadata (no tree read).
     fn checkpoint(&self, id: &CheckpointId) -> Result<Checkpoint>;
 
-    /// All runs with their tips, newest run id first. Reads no trees.
-    fn runs(&self) -> Result<Vec<RunHead>>;
+    /// Every run: those whose tip is a readable checkpoint, and apart from
+    /// them those whose ref is broken. Reads no trees. Fails only when the
+    /// refs themselves cannot be listed.
+    fn scan(&self) -> Result<RunList>;
+
+    /// The readable runs with their tips, newest run id first (broken runs
+    /// are left out: [`RunStore::scan`] names them). Reads no trees.
+    fn runs(&self) -> Result<Vec<RunHead>> {
+        Ok(self.scan()?.heads)
+    }
+
+    /// Removes a run: its ref moves from `expected` to a new trash entry
+    /// `refs/wfe/trash/<run>/<n>` (one transaction; on
+    /// [`StoreError::Conflict`] nothing changes). `expected` need not be a
+    /// readable checkpoint, so a broken run can be removed too.
+    fn remove(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        reason: &str,
+        time: i64,
+    ) -> Result<Trashed>;
+
+    /// Brings back a removed run: its highest trash entry becomes its ref
+    /// again and the entry goes. Fails with [`StoreError::Conflict`] when
+    /// the run's ref exists, [`StoreError::NothingTrashed`] when it has no entry.
+    fn restore(&self, run: &RunId, reason: &str, time: i64) -> Result<Trashed>;
+
+    /// Deletes the run's ref (if it points at `expected`) and every trash
+    /// entry of the run. What it pointed at is left to `git gc`.
+    fn purge(&self, run: &RunId, expected: Option<&CheckpointId>) -> Result<Purged>;
+
+    /// Runs with trash entries but no ref (removed by [`RunStore::remove`]), sorted.
+    fn removed(&self) -> Result<Vec<RunId>>;
 
     /// Moves the run's ref from `expected` to the existing checkpoint `to`
     /// (a reset, no new commit) and keeps `expected` under
@@ -444,27 +505,40 @@ pub trait RunStore: Send + Sync {
 
     /// Resolves `latest`, a full id or a unique prefix to a run id.
     fn resolve(&self, name: &str) -> Result<RunId> {
-        let runs = self.runs()?;
+        Ok(self.resolve_skipping(name)?.0)
+    }
+
+    /// [`RunStore::resolve`], also giving the broken runs `latest` passed
+    /// over (newer than the run it names). A prefix or id names a broken
+    /// run as well as a readable one, so it can be checked and removed.
+    fn resolve_skipping(&self, name: &str) -> Result<(RunId, Vec<BrokenRun>)> {
+        let RunList { heads, broken } = self.scan()?;
         if name == "latest" {
-            return runs
+            let none = if broken.is_empty() {
+                "latest (there are no runs yet)"
+            } else {
+                "latest (no run is readable)"
+            };
+            let latest = heads
                 .into_iter()
                 .map(|h| h.run)
                 .max()
-                .ok_or_else(|| StoreError::NoSuchRun {
-                    run: "latest (there are no runs yet)".into(),
-                });
+                .ok_or_else(|| StoreError::NoSuchRun { run: none.into() })?;
+            let skipped = broken.into_iter().filter(|b| b.run > latest).collect();
+            return Ok((latest, skipped));
         }
         let lower = name.to_ascii_lowercase();
-        let mut hits: Vec<RunId> = runs
+        let mut hits: Vec<RunId> = heads
             .into_iter()
             .map(|h| h.run)
-            .filter(|r| r.as_str().starts_with(&lower))
+            .chain(broken.into_iter().map(|b| b.run))
+            .filter(|r| !lower.is_empty() && r.as_str().starts_with(&lower))
             .collect();
         match hits.len() {
             0 => Err(StoreError::NoSuchRun {
                 run: name.to_string(),
             }),
-            1 => Ok(hits.remove(0)),
+            1 => Ok((hits.remove(0), Vec::new())),
             _ => {
                 hits.sort();
                 Err(StoreError::AmbiguousRun {

@@ -18,7 +18,9 @@ use super::{
     GitStore, OrGit, PACKED_REFS_LOCK_TIMEOUT, REF_LOCK_TIMEOUT, conflict, find_commit, full_name,
     git_error, parse_checkpoint, read_tip,
 };
-use crate::store::{CheckpointId, Result, RunId, StoreError, TRASH_PREFIX, Trashed, Undone};
+use crate::store::{
+    CheckpointId, Purged, Result, RunId, StoreError, TRASH_PREFIX, Trashed, Undone,
+};
 
 /// How often a change starts over when another writer took the trash
 /// number it picked (the run's tip still being the expected one).
@@ -171,6 +173,160 @@ impl GitStore {
     }
 }
 
+impl GitStore {
+    /// [`crate::store::RunStore::remove`] in git.
+    pub(super) fn remove_run(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        reason: &str,
+        time: i64,
+    ) -> Result<Trashed> {
+        let Ok(expected_id) = parse_checkpoint(expected) else {
+            let shared = self.shared();
+            return Err(conflict(
+                run,
+                Some(expected),
+                read_tip(&shared.repo, &run.ref_name())?,
+            ));
+        };
+        let signature = self.signature(time);
+        for _ in 0..NUMBER_ROUNDS {
+            let shared = self.shared();
+            let repo = &shared.repo;
+            let current = read_tip(repo, &run.ref_name())?;
+            if current != Some(expected_id) {
+                return Err(conflict(run, Some(expected), current));
+            }
+            // The tip is not read: a ref to a missing object moves as well.
+            let number = next_number(repo, run)?;
+            let edits = vec![
+                create(run.trash_ref(number), expected_id, reason)?,
+                delete(run.ref_name(), expected_id)?,
+            ];
+            match transact(repo, edits, &signature) {
+                Ok(()) => {
+                    return Ok(Trashed {
+                        number,
+                        checkpoint: expected.clone(),
+                    });
+                }
+                Err(err) => {
+                    let found = read_tip(repo, &run.ref_name())?;
+                    if found != current {
+                        return Err(conflict(run, Some(expected), found));
+                    }
+                    if read_tip(repo, &run.trash_ref(number))?.is_some() {
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Err(busy(run))
+    }
+
+    /// [`crate::store::RunStore::restore`] in git.
+    pub(super) fn restore_run(&self, run: &RunId, reason: &str, time: i64) -> Result<Trashed> {
+        let signature = self.signature(time);
+        for _ in 0..NUMBER_ROUNDS {
+            let shared = self.shared();
+            let repo = &shared.repo;
+            let current = read_tip(repo, &run.ref_name())?;
+            if current.is_some() {
+                return Err(conflict(run, None, current));
+            }
+            let Some(last) = entries(repo, run)?.pop() else {
+                return Err(StoreError::NothingTrashed { run: run.clone() });
+            };
+            let id = parse_checkpoint(&last.checkpoint)?;
+            let edits = vec![
+                create(run.ref_name(), id, reason)?,
+                delete(run.trash_ref(last.number), id)?,
+            ];
+            match transact(repo, edits, &signature) {
+                Ok(()) => return Ok(last),
+                Err(err) => {
+                    let found = read_tip(repo, &run.ref_name())?;
+                    if found.is_some() {
+                        return Err(conflict(run, None, found));
+                    }
+                    if entries(repo, run)?.last() != Some(&last) {
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Err(busy(run))
+    }
+
+    /// [`crate::store::RunStore::purge`] in git.
+    pub(super) fn purge_run(&self, run: &RunId, expected: Option<&CheckpointId>) -> Result<Purged> {
+        let shared = self.shared();
+        let repo = &shared.repo;
+        let current = read_tip(repo, &run.ref_name())?;
+        if let Some(expected) = expected
+            && current.map(|c| c.to_string()).as_deref() != Some(expected.0.as_str())
+        {
+            return Err(conflict(run, Some(expected), current));
+        }
+        let trash = entries(repo, run)?;
+        if current.is_none() && trash.is_empty() {
+            return Err(StoreError::NoSuchRun {
+                run: run.to_string(),
+            });
+        }
+        let mut edits = Vec::new();
+        if let Some(tip) = current {
+            edits.push(delete(run.ref_name(), tip)?);
+        }
+        for entry in &trash {
+            edits.push(delete(
+                run.trash_ref(entry.number),
+                parse_checkpoint(&entry.checkpoint)?,
+            )?);
+        }
+        // Deletions write no reflog line: the ref's reflog goes with it.
+        transact(repo, edits, &self.signature(0))?;
+        Ok(Purged {
+            tip: current.map(|id| CheckpointId(id.to_string())),
+            trash,
+        })
+    }
+
+    /// [`crate::store::RunStore::removed`] in git.
+    pub(super) fn removed_runs(&self) -> Result<Vec<RunId>> {
+        let shared = self.shared();
+        let repo = &shared.repo;
+        let platform = repo.references().or_git(|| "listing refs".into())?;
+        let refs = platform
+            .prefixed(TRASH_PREFIX)
+            .or_git(|| format!("listing {TRASH_PREFIX}*"))?;
+        let mut runs = std::collections::BTreeSet::new();
+        for reference in refs {
+            let reference = reference.or_git(|| format!("listing {TRASH_PREFIX}*"))?;
+            let name = reference.name().as_bstr().to_str_lossy();
+            let Some((id, _)) = name
+                .strip_prefix(TRASH_PREFIX)
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            if let Some(run) = RunId::parse(id).filter(|r| r.as_str() == id) {
+                runs.insert(run);
+            }
+        }
+        let mut out = Vec::new();
+        for run in runs {
+            if read_tip(repo, &run.ref_name())?.is_none() && !entries(repo, &run)?.is_empty() {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The run's trash entries, lowest number first. Refs under the run's trash
 /// folder whose last component is not a number are not wfe's entries.
 fn entries(repo: &gix::Repository, run: &RunId) -> Result<Vec<Trashed>> {
@@ -225,6 +381,18 @@ fn move_to(name: String, from: ObjectId, to: ObjectId, reason: &str) -> Result<R
             log: log(reason),
             expected: PreviousValue::MustExistAndMatch(Target::Object(from)),
             new: Target::Object(to),
+        },
+        name: full_name(&name)?,
+        deref: false,
+    })
+}
+
+/// Deletes `name` (and its reflog); fails unless it points at `from`.
+fn delete(name: String, from: ObjectId) -> Result<RefEdit> {
+    Ok(RefEdit {
+        change: RefChange::Delete {
+            expected: PreviousValue::MustExistAndMatch(Target::Object(from)),
+            log: RefLog::AndReference,
         },
         name: full_name(&name)?,
         deref: false,
@@ -334,6 +502,69 @@ mod tests {
             ""
         );
         git(path, &["fsck", "--strict", "--no-progress"]);
+    }
+
+    #[test]
+    fn a_broken_run_is_listed_apart_removed_restored_and_purged() {
+        let (dir, store, run, c) = repo_with_run(2);
+        let path = dir.path();
+        let healthy = run_id("2");
+        store
+            .commit(&healthy, None, &[], &message(&healthy, "new"), 1)
+            .expect("commit");
+        std::fs::write(path.join("note.txt"), "not a commit\n").expect("write");
+        let blob = git(path, &["hash-object", "-w", "note.txt"])
+            .trim()
+            .to_string();
+        git(path, &["update-ref", &run.ref_name(), &blob]);
+
+        let list = store.scan().expect("scan");
+        assert_eq!(list.heads.len(), 1);
+        assert_eq!(list.heads[0].run, healthy);
+        assert_eq!(list.broken.len(), 1);
+        assert_eq!(list.broken[0].run, run);
+        assert!(
+            list.broken[0].error.to_string().contains("blob"),
+            "{}",
+            list.broken[0].error
+        );
+        // Its id still names it, so it can be checked and removed.
+        assert_eq!(store.resolve(run.as_str()).expect("resolve"), run);
+
+        let tip = CheckpointId(blob.clone());
+        let stale = CheckpointId(c[0].0.clone());
+        assert!(matches!(
+            store.remove(&run, &stale, "rm", 2),
+            Err(StoreError::Conflict { .. })
+        ));
+        let trashed = store.remove(&run, &tip, "wfe: rm", 2).expect("remove");
+        assert_eq!(trashed.number, 1);
+        assert_eq!(store.tip(&run).expect("tip"), None);
+        assert_eq!(store.removed().expect("removed"), vec![run.clone()]);
+        // (`git reflog show` walks commits only: read the log of a blob's ref directly.)
+        let reflog = std::fs::read_to_string(path.join(".git/logs").join(run.trash_ref(1)))
+            .expect("the trash ref has a reflog");
+        assert!(reflog.trim_end().ends_with("\twfe: rm"), "{reflog}");
+
+        let restored = store.restore(&run, "wfe: undo", 3).expect("restore");
+        assert_eq!(restored, trashed);
+        assert_eq!(store.tip(&run).expect("tip"), Some(tip.clone()));
+        assert!(matches!(
+            store.restore(&run, "again", 3),
+            Err(StoreError::Conflict { .. })
+        ));
+
+        let purged = store.purge(&run, Some(&tip)).expect("purge");
+        assert_eq!(purged.tip, Some(tip));
+        assert!(purged.trash.is_empty());
+        assert_eq!(
+            git(path, &["for-each-ref", "--format=%(refname)", "refs/wfe/"]).trim(),
+            healthy.ref_name()
+        );
+        assert!(matches!(
+            store.purge(&run, None),
+            Err(StoreError::NoSuchRun { .. })
+        ));
     }
 
     #[test]

@@ -95,8 +95,8 @@ pub(crate) fn open_current(
         }
         other => other?,
     };
-    for (run, why) in report.failed.iter().take(3) {
-        ui.note(&format!("note: run {run} could not be indexed: {why}"));
+    for (run, why) in &report.failed {
+        ui.skipped_run(run, why);
     }
     Ok((index, report))
 }

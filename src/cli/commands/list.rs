@@ -6,7 +6,7 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui};
-use crate::engine::view::{ListFilter, list_runs};
+use crate::engine::view::{ListFilter, list_all};
 
 /// List runs
 #[derive(Debug, Args)]
@@ -28,14 +28,19 @@ pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
         status: args.status,
         template: args.template,
     };
-    let runs = list_runs(&ctx.store, &filter)?;
+    let listing = list_all(&ctx.store, &filter)?;
+    // A broken run has no row; it is named on stderr, so stdout stays the list.
+    for broken in &listing.broken {
+        ui.skipped_run(&broken.run, &broken.error);
+    }
+    let runs = listing.rows;
     if args.json {
         let doc = serde_json::to_value(&runs)
             .map_err(|e| CliError::internal(format!("cannot write the JSON document: {e}")))?;
         ui.json(&doc);
         return Ok(Outcome::Success);
     }
-    if runs.is_empty() {
+    if runs.is_empty() && listing.broken.is_empty() {
         ui.note(
             "no runs yet: `wfe run TEMPLATE` starts one (`wfe template list` shows the templates)",
         );

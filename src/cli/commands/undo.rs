@@ -7,7 +7,7 @@ use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::operations;
 
-/// Restore the tip the last rollback set aside
+/// Restore the tip the last rollback set aside, or a run `wfe rm` removed
 #[derive(Debug, Args)]
 pub struct UndoArgs {
     /// The run: an id, a unique prefix, or `latest`
@@ -19,7 +19,7 @@ pub struct UndoArgs {
 
 /// Runs `wfe undo`.
 pub(crate) fn run(args: UndoArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
-    let id = ctx.resolve_run(&args.run)?;
+    let id = ctx.resolve_run_or_removed(&args.run)?;
     let lock = super::rollback::lock_now(ctx, &id)?;
     let undone = operations::undo(&ctx.store, &id, &ctx.clock)?;
     drop(lock);

@@ -21,6 +21,7 @@ mod comment;
 mod r#continue;
 mod edit;
 mod pause;
+mod remove;
 mod retry;
 mod rollback;
 mod skip;
@@ -34,6 +35,7 @@ pub use comment::{comment, comments};
 pub use edit::{
     Checked, artifact_schema, check_artifact, editable_artifact, set_artifact, stale_dependants,
 };
+pub use remove::{Removed, remove};
 pub use retry::{Overrides, Retried, retry};
 pub use rollback::{Resolved, RollbackTarget, RolledBack, resolve, rollback};
 pub use skip::{SKIPPED_BY_HAND, Skipped, skip};

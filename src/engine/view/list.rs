@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::store::{RunStore, StoreError, Trailer};
+use crate::store::{BrokenRun, RunList, RunStore, StoreError, Trailer};
 
 /// Which runs to list; an unset field lets every run through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,10 +41,25 @@ impl ListFilter {
     }
 }
 
-/// The runs `filter` admits, newest run id first.
+/// The list: the rows `filter` admits and, apart, the runs whose ref is
+/// broken (no row can be made of them; every one is given, whatever the filter).
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The rows, newest run id first.
+    pub rows: Vec<RunRow>,
+    /// Runs skipped because their tip cannot be read, newest first.
+    pub broken: Vec<BrokenRun>,
+}
+
+/// The runs `filter` admits, newest run id first; broken runs are left out.
 pub fn list_runs(store: &dyn RunStore, filter: &ListFilter) -> Result<Vec<RunRow>, StoreError> {
-    Ok(store
-        .runs()?
+    Ok(list_all(store, filter)?.rows)
+}
+
+/// The runs `filter` admits, and the broken runs skipped.
+pub fn list_all(store: &dyn RunStore, filter: &ListFilter) -> Result<Listing, StoreError> {
+    let RunList { heads, broken } = store.scan()?;
+    let rows = heads
         .into_iter()
         .map(|h| RunRow {
             id: h.run.to_string(),
@@ -55,7 +70,8 @@ pub fn list_runs(store: &dyn RunStore, filter: &ListFilter) -> Result<Vec<RunRow
             summary: h.tip.message.summary,
         })
         .filter(|row| filter.admits(row))
-        .collect())
+        .collect();
+    Ok(Listing { rows, broken })
 }
 
 #[cfg(test)]

@@ -6,11 +6,13 @@
 //! prints or decides how anything is laid out on a screen. Where the CLI's
 //! `--json` prints a view, the view's `Serialize` is that document.
 
+mod fsck;
 mod list;
 mod phase;
 mod run;
 
-pub use list::{ListFilter, RunRow, list_runs};
+pub use fsck::{FsckReport, Problem, RunCheck, check_run, check_runs};
+pub use list::{ListFilter, Listing, RunRow, list_all, list_runs};
 pub use phase::{AttemptView, LoopSpec, PhaseView, RejectedOutput, artifact};
 pub use run::{PhaseRow, RunDetail, RunView};
 
