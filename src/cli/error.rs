@@ -276,7 +276,7 @@ pub(super) fn seat_hint<'a>(problems: impl Iterator<Item = &'a SeatProblem>) -> 
                 at(problem)
             ),
             SeatProblem::UnknownProvider { role: None, .. } => format!(
-                "add {} to {CONFIG_FILE}, or name a provider it has",
+                "add {} to {CONFIG_FILE}, or name one it has (`wfe provider list`)",
                 at(problem)
             ),
             SeatProblem::NoModel { role: Some(_), .. } => {

@@ -184,7 +184,7 @@ pub(super) fn check(
     }
     let n = problems.len();
     let mut message = format!(
-        "the agent phases of template `{template}` cannot be set up ({n} problem{}); nothing was started",
+        "the agent phases of template `{template}` cannot be set up ({n} problem{})",
         if n == 1 { "" } else { "s" }
     );
     for (request, problem) in &problems {
