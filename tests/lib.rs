@@ -9,6 +9,7 @@
 mod common;
 
 mod agent;
+mod agent_setup;
 mod artifacts;
 mod control;
 mod crash;

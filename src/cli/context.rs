@@ -10,7 +10,7 @@ use super::error::CliError;
 use super::seats::ConfigSeats;
 use super::ui::Ui;
 use crate::artifact::Registry;
-use crate::engine::{RunSnapshot, Seats, Settings};
+use crate::engine::{RunSnapshot, SeatRequest, Seats, Settings};
 use crate::provider::registry::Registry as Providers;
 use crate::store::{GitStore, RunId, RunIds, RunLock, RunStore, StoreError};
 use crate::template::{Catalog, PhaseKind, Template};
@@ -129,10 +129,13 @@ impl Context {
 
     /// Who plays `template`'s agent phases: config and keys, or run
     /// `replay`'s recorded exchanges. None when it has no agent phase.
+    /// Without `replay`, every seat of `requests` must be fillable first
+    /// (see [`Context::check_agent_setup`]).
     pub fn seats(
         &self,
         template: &Template,
         replay: Option<&RunId>,
+        requests: &[SeatRequest],
     ) -> Result<Option<Arc<dyn Seats>>, CliError> {
         let agents = template
             .phases
@@ -142,11 +145,27 @@ impl Context {
         if !agents {
             return Ok(None);
         }
-        let providers =
-            Providers::new(self.config.provider_config(), user_keys()).in_dir(self.root.clone());
-        let seats = ConfigSeats::new(providers, &self.root, &self.store, template, replay)
+        if replay.is_none() {
+            self.check_agent_setup(template, requests)?;
+        }
+        let seats = ConfigSeats::new(self.providers(), &self.root, &self.store, template, replay)
             .map_err(|e| CliError::input(e.message))?;
         Ok(Some(Arc::new(seats)))
+    }
+
+    /// Checks that the config and the user's keys can fill every seat of
+    /// `requests` (made for `template`): one error listing every problem.
+    pub fn check_agent_setup(
+        &self,
+        template: &Template,
+        requests: &[SeatRequest],
+    ) -> Result<(), CliError> {
+        super::seats::check(&self.providers(), &template.name, requests)
+    }
+
+    /// The providers of the config, with the user's keys.
+    fn providers(&self) -> Providers {
+        Providers::new(self.config.provider_config(), user_keys()).in_dir(self.root.clone())
     }
 
     /// Takes the run's lock for a change made by hand, waiting a bounded

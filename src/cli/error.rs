@@ -9,6 +9,7 @@ use crate::engine::compare::CompareError;
 use crate::engine::view::ViewError;
 use crate::engine::{EngineError, Refusal, RunStatus, Unrunnable};
 use crate::index::IndexError;
+use crate::provider::registry::SeatProblem;
 use crate::store::StoreError;
 use crate::template::{ArgsError, TemplateError};
 
@@ -253,6 +254,57 @@ fn refusal_hint(e: &EngineError) -> Option<String> {
     }
 }
 
+/// How to fix each of `problems` (seats of agent phases that cannot be
+/// filled), one fix a line, each said once; None when there is no fix to give.
+pub(super) fn seat_hint<'a>(problems: impl Iterator<Item = &'a SeatProblem>) -> Option<String> {
+    let mut fixes: Vec<String> = Vec::new();
+    for problem in problems {
+        let fix = match problem {
+            SeatProblem::MissingKey { provider, var, .. } => {
+                let env = var
+                    .as_ref()
+                    .map(|v| format!(" (or set {v})"))
+                    .unwrap_or_default();
+                format!("`wfe provider set-key {provider}` stores its key{env}")
+            }
+            SeatProblem::UnknownRole { .. } => format!(
+                "add {} to {CONFIG_FILE}: {{\"provider\": NAME, \"model\": MODEL}}",
+                at(problem)
+            ),
+            SeatProblem::UnknownProvider { role: Some(_), .. } => format!(
+                "edit {} in {CONFIG_FILE} to name one of its `providers`",
+                at(problem)
+            ),
+            SeatProblem::UnknownProvider { role: None, .. } => format!(
+                "add {} to {CONFIG_FILE}, or name one it has (`wfe provider list`)",
+                at(problem)
+            ),
+            SeatProblem::NoModel { role: Some(_), .. } => {
+                format!("add {} to {CONFIG_FILE}", at(problem))
+            }
+            SeatProblem::NoModel { role: None, .. } => {
+                "give the phase a `model` beside its `provider`".to_string()
+            }
+            // Its message says what to do (the file's mode, or its syntax).
+            SeatProblem::UnreadableKeys { .. } => continue,
+        };
+        if !fixes.contains(&fix) {
+            fixes.push(fix);
+        }
+    }
+    (!fixes.is_empty()).then(|| fixes.join("\n  "))
+}
+
+/// `PATH` of a problem's config path, quoted as a JSON path.
+fn at(problem: &SeatProblem) -> String {
+    problem
+        .config_path()
+        .map_or_else(String::new, |path| format!("`{path}`"))
+}
+
+/// The repository's config file, as hints name it.
+const CONFIG_FILE: &str = ".wfe/config.json";
+
 impl From<IndexError> for CliError {
     fn from(e: IndexError) -> Self {
         match e {
@@ -373,6 +425,38 @@ mod tests {
             );
             assert!(hint.contains("run the command again"), "{hint}");
         }
+    }
+
+    #[test]
+    fn seat_hints_give_each_fix_once() {
+        let key = SeatProblem::MissingKey {
+            provider: "claude".into(),
+            var: Some("ANTHROPIC_API_KEY".into()),
+            looked_in: vec![],
+        };
+        let role = SeatProblem::UnknownRole {
+            role: "critic".into(),
+            known: vec![],
+        };
+        let by_role = SeatProblem::UnknownProvider {
+            provider: "gone".into(),
+            role: Some("primary".into()),
+            known: vec![],
+        };
+        let unreadable = SeatProblem::UnreadableKeys {
+            provider: "claude".into(),
+            message: "mode".into(),
+        };
+        let hint = seat_hint([&key, &role, &key, &by_role, &unreadable].into_iter());
+        assert_eq!(
+            hint.as_deref(),
+            Some(
+                "`wfe provider set-key claude` stores its key (or set ANTHROPIC_API_KEY)\n  \
+                 add `roles.critic` to .wfe/config.json: {\"provider\": NAME, \"model\": MODEL}\n  \
+                 edit `roles.primary.provider` in .wfe/config.json to name one of its `providers`"
+            )
+        );
+        assert_eq!(seat_hint([&unreadable].into_iter()), None);
     }
 
     #[test]

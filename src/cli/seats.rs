@@ -1,14 +1,16 @@
 //! Who plays agent phases in this process: `.wfe/config.json`, the user's
-//! keys, and `--replay`, turned into the engine's [`Seats`].
+//! keys, and `--replay`, turned into the engine's [`Seats`]; and the check
+//! that they can all be filled, made before a run (or an attempt) starts.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::error::{CliError, seat_hint};
 use crate::agent::Seat;
-use crate::engine::{SeatRole, Seats, layout};
+use crate::engine::{SeatRequest, SeatRole, Seats, layout};
 use crate::provider::config::ProviderKind;
-use crate::provider::registry::Registry;
+use crate::provider::registry::{Registry, SeatProblem};
 use crate::provider::replay::{ReplayProvider, load_dir, parse_exchanges};
 use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
 use crate::store::{GitStore, RunId, RunStore};
@@ -156,4 +158,48 @@ fn recorded(store: &GitStore, run: &RunId, template: &Template) -> Result<Record
         recorded.insert(phase.id.clone(), exchanges);
     }
     Ok(recorded)
+}
+
+/// Checks that `registry` (the config and the user's keys) can fill every
+/// seat of `requests`, made for template `template`: every role, provider
+/// and model resolves and every provider has the key its kind needs.
+/// Reports every problem at once, each with the phase it belongs to, as
+/// one bad-input error whose hint says how to fix each.
+pub(super) fn check(
+    registry: &Registry,
+    template: &str,
+    requests: &[SeatRequest],
+) -> Result<(), CliError> {
+    let problems: Vec<(&SeatRequest, SeatProblem)> = requests
+        .iter()
+        .flat_map(|r| {
+            registry
+                .check_seat(r.role.as_deref(), r.provider.as_deref(), r.model.as_deref())
+                .into_iter()
+                .map(move |p| (r, p))
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let n = problems.len();
+    let mut message = format!(
+        "the agent phases of template `{template}` cannot be set up ({n} problem{})",
+        if n == 1 { "" } else { "s" }
+    );
+    for (request, problem) in &problems {
+        let seat = match request.seat {
+            SeatRole::Primary => "",
+            SeatRole::Reviewer => " reviewer",
+        };
+        message.push_str(&format!(
+            "\n  {} (phase `{}`{seat}): {problem}",
+            request.path, request.phase
+        ));
+    }
+    let error = CliError::input(message);
+    Err(match seat_hint(problems.iter().map(|(_, p)| p)) {
+        Some(hint) => error.hint(hint),
+        None => error,
+    })
 }

@@ -60,5 +60,8 @@ pub use record::{Comment, RunRecord, RunStatus, to_file_bytes};
 pub use runner::{
     NewRun, Settings, create, drive, drive_with, end_leftovers, ensure_runnable, resumable,
 };
-pub use seats::{REVIEW_SCHEMA, SeatRole, Seats};
+pub use seats::{
+    DEFAULT_REVIEWER_ROLE, REVIEW_SCHEMA, SeatRequest, SeatRole, Seats, pending_seat_requests,
+    retry_seat_requests, seat_requests,
+};
 pub use snapshot::RunSnapshot;

@@ -79,44 +79,112 @@ impl Registry {
     ///
     /// An explicit `provider` or `model` overrides the role's; the role
     /// defaults to [`DEFAULT_ROLE`]. A role is only required when something
-    /// is left to take from it.
+    /// is left to take from it. Fails with the first of [`Registry::resolve`]'s
+    /// problems.
     pub fn seat(
         &self,
         role: Option<&str>,
         provider: Option<&str>,
         model: Option<&str>,
     ) -> Result<(String, String), ProviderError> {
+        self.resolve(role, provider, model).map_err(|problems| {
+            let first = problems.into_iter().next();
+            config_error(
+                first.map_or_else(|| "the seat cannot be filled".into(), |p| p.to_string()),
+            )
+        })
+    }
+
+    /// Who sits in a seat, as [`Registry::seat`], with every reason it
+    /// cannot be filled (an unknown role, an unknown provider, no model)
+    /// rather than only the first. Keys are not looked at: see
+    /// [`Registry::check_seat`].
+    pub fn resolve(
+        &self,
+        role: Option<&str>,
+        provider: Option<&str>,
+        model: Option<&str>,
+    ) -> Result<(String, String), Vec<SeatProblem>> {
+        let mut problems = Vec::new();
         let role_name = role.unwrap_or(DEFAULT_ROLE);
         let role_entry = match (provider, model, self.config.roles.get(role_name)) {
             (Some(_), Some(_), _) => None,
             (_, _, Some(entry)) => Some(entry),
             // Only the model was missing, and no role was asked for: say that.
             (Some(provider), None, None) if role.is_none() => {
-                return Err(config_error(format!(
-                    "no model for provider `{provider}`: name a `model` beside it (there is no `{DEFAULT_ROLE}` role in {CONFIG_FILE} to take one from)"
-                )));
+                problems.push(SeatProblem::NoModel {
+                    provider: provider.to_string(),
+                    role: None,
+                });
+                None
             }
             (_, _, None) => {
-                return Err(config_error(format!(
-                    "role `{role_name}` is not in {CONFIG_FILE} `roles`{}",
-                    known(self.config.roles.keys())
-                )));
+                problems.push(SeatProblem::UnknownRole {
+                    role: role_name.to_string(),
+                    known: self.config.roles.keys().cloned().collect(),
+                });
+                None
             }
         };
-        let provider = match provider {
-            Some(provider) => provider,
-            // `role_entry` is only None when both were given.
-            None => role_entry.map_or("", |r| r.provider.as_str()),
+        let provider = provider.or_else(|| role_entry.map(|r| r.provider.as_str()));
+        if let Some(name) = provider
+            && !self.config.providers.contains_key(name)
+        {
+            problems.push(SeatProblem::UnknownProvider {
+                provider: name.to_string(),
+                role: role_entry
+                    .is_some_and(|r| r.provider == name)
+                    .then(|| role_name.to_string()),
+                known: self.config.providers.keys().cloned().collect(),
+            });
+        }
+        let model = model.or_else(|| role_entry.and_then(|r| r.model.as_deref()));
+        if let (Some(provider), None, Some(_)) = (provider, model, role_entry) {
+            problems.push(SeatProblem::NoModel {
+                provider: provider.to_string(),
+                role: Some(role_name.to_string()),
+            });
+        }
+        match (provider, model) {
+            (Some(provider), Some(model)) if problems.is_empty() => {
+                Ok((provider.to_string(), model.to_string()))
+            }
+            _ => Err(problems),
+        }
+    }
+
+    /// Every reason a seat cannot be filled, keys included: what a run
+    /// checks for each agent phase before it writes anything.
+    pub fn check_seat(
+        &self,
+        role: Option<&str>,
+        provider: Option<&str>,
+        model: Option<&str>,
+    ) -> Vec<SeatProblem> {
+        let (name, _) = match self.resolve(role, provider, model) {
+            Ok(seat) => seat,
+            Err(problems) => return problems,
         };
-        self.entry(provider)?;
-        let model = model
-            .or_else(|| role_entry.and_then(|r| r.model.as_deref()))
-            .ok_or_else(|| {
-                config_error(format!(
-                    "no model for role `{role_name}` (provider `{provider}`): add `model` to roles.{role_name} in {CONFIG_FILE}, or name one beside the provider"
-                ))
-            })?;
-        Ok((provider.to_string(), model.to_string()))
+        self.key_problem(&name).into_iter().collect()
+    }
+
+    /// Why provider `name` cannot be used for want of a key, if it cannot;
+    /// a kind that needs no key (`cli`, `replay`, a local server) never
+    /// has one.
+    pub fn key_problem(&self, name: &str) -> Option<SeatProblem> {
+        let entry = self.config.providers.get(name)?;
+        match self.keys.status(name, entry) {
+            Ok(KeyStatus::Missing { looked_in }) => Some(SeatProblem::MissingKey {
+                provider: name.to_string(),
+                var: key_env(entry),
+                looked_in,
+            }),
+            Ok(_) => None,
+            Err(e) => Some(SeatProblem::UnreadableKeys {
+                provider: name.to_string(),
+                message: e.to_string(),
+            }),
+        }
     }
 
     /// Builds provider `name`. A hosted API without its key is an `Auth`
@@ -258,6 +326,129 @@ pub struct ConfigProblem {
 impl std::fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a seat of an agent phase cannot be filled from the config and the
+/// user's keys. Each names the part of `.wfe/config.json` to fix
+/// ([`SeatProblem::config_path`]) or the provider whose key is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatProblem {
+    /// The role is not under `roles`.
+    UnknownRole {
+        /// The role asked for (or [`DEFAULT_ROLE`]).
+        role: String,
+        /// The roles the config has.
+        known: Vec<String>,
+    },
+    /// The provider is not under `providers`.
+    UnknownProvider {
+        /// The provider asked for.
+        provider: String,
+        /// The role that named it, when the phase did not.
+        role: Option<String>,
+        /// The providers the config has.
+        known: Vec<String>,
+    },
+    /// Nothing gives the seat a model.
+    NoModel {
+        /// The seat's provider.
+        provider: String,
+        /// The role that was to give one; None when no role was asked for.
+        role: Option<String>,
+    },
+    /// The provider needs a key and none was found.
+    MissingKey {
+        /// The provider.
+        provider: String,
+        /// The environment variable that would hold it.
+        var: Option<String>,
+        /// Where wfe looked.
+        looked_in: Vec<String>,
+    },
+    /// The credentials file could not be used.
+    UnreadableKeys {
+        /// The provider whose key was looked up.
+        provider: String,
+        /// Why (never the file's text).
+        message: String,
+    },
+}
+
+impl SeatProblem {
+    /// The JSON path in `.wfe/config.json` to edit, when the fix is there.
+    pub fn config_path(&self) -> Option<String> {
+        match self {
+            SeatProblem::UnknownRole { role, .. } => Some(format!("roles.{role}")),
+            SeatProblem::UnknownProvider {
+                role: Some(role), ..
+            } => Some(format!("roles.{role}.provider")),
+            SeatProblem::UnknownProvider { provider, .. } => Some(format!("providers.{provider}")),
+            SeatProblem::NoModel {
+                role: Some(role), ..
+            } => Some(format!("roles.{role}.model")),
+            SeatProblem::NoModel { role: None, .. }
+            | SeatProblem::MissingKey { .. }
+            | SeatProblem::UnreadableKeys { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SeatProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SeatProblem::UnknownRole { role, known: names } => write!(
+                f,
+                "role `{role}` is not in {CONFIG_FILE} `roles`{}",
+                known(names.iter())
+            ),
+            SeatProblem::UnknownProvider {
+                provider,
+                role,
+                known: names,
+            } => {
+                write!(
+                    f,
+                    "provider `{provider}` is not in {CONFIG_FILE} `providers`{}",
+                    known(names.iter())
+                )?;
+                match role {
+                    Some(role) => write!(f, " (role `{role}` names it)"),
+                    None => Ok(()),
+                }
+            }
+            SeatProblem::NoModel {
+                provider,
+                role: None,
+            } => write!(
+                f,
+                "no model for provider `{provider}`: name a `model` beside it (there is no `{DEFAULT_ROLE}` role in {CONFIG_FILE} to take one from)"
+            ),
+            SeatProblem::NoModel {
+                provider,
+                role: Some(role),
+            } => write!(
+                f,
+                "no model for role `{role}` (provider `{provider}`): add `model` to roles.{role} in {CONFIG_FILE}, or name one beside the provider"
+            ),
+            SeatProblem::MissingKey {
+                provider,
+                looked_in,
+                ..
+            } => {
+                write!(f, "no key for provider `{provider}`")?;
+                if !looked_in.is_empty() {
+                    write!(f, " (looked in {})", looked_in.join(", "))?;
+                }
+                Ok(())
+            }
+            SeatProblem::UnreadableKeys { provider, message } => {
+                write!(
+                    f,
+                    "the key of provider `{provider}` cannot be read: {message}"
+                )
+            }
+        }
     }
 }
 
@@ -459,6 +650,61 @@ mod tests {
             .unwrap_err()
             .message;
         assert!(m.starts_with("role `critic` is not in"), "{m}");
+    }
+
+    #[test]
+    fn a_seat_check_reports_every_problem_with_the_path_to_fix() {
+        let r = registry(&[("ANTHROPIC_API_KEY", "sk-test")]);
+        // Seatable, with a key or without the need of one.
+        assert_eq!(r.check_seat(None, None, None), []);
+        assert_eq!(r.check_seat(None, Some("local"), Some("llama")), []);
+        assert_eq!(r.check_seat(None, Some("codex"), Some("o3")), []);
+        assert_eq!(r.check_seat(None, Some("again"), None), []);
+        // An unknown role and an unknown provider: both, not the first.
+        let problems = r.check_seat(Some("critic"), Some("nope"), None);
+        let paths: Vec<Option<String>> = problems.iter().map(SeatProblem::config_path).collect();
+        assert_eq!(
+            paths,
+            [Some("roles.critic".into()), Some("providers.nope".into())]
+        );
+        // A role naming a provider the config lacks points at the role.
+        let mut broken = sample();
+        broken.roles.get_mut("primary").unwrap().provider = "gone".into();
+        let broken = Registry::new(broken, KeySource::none());
+        let problems = broken.check_seat(None, None, None);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(
+            problems[0].config_path().as_deref(),
+            Some("roles.primary.provider")
+        );
+        assert!(
+            problems[0]
+                .to_string()
+                .ends_with("(role `primary` names it)"),
+            "{}",
+            problems[0]
+        );
+        // No model from the role.
+        let problems = r.check_seat(Some("reviewer"), None, None);
+        assert_eq!(
+            problems[0].config_path().as_deref(),
+            Some("roles.reviewer.model")
+        );
+        // A missing key names the variable and where wfe looked.
+        let problems = r.check_seat(Some("reviewer"), None, Some("gpt-5"));
+        assert_eq!(
+            problems,
+            [SeatProblem::MissingKey {
+                provider: "gpt".into(),
+                var: Some("OPENAI_API_KEY".into()),
+                looked_in: vec!["env OPENAI_API_KEY".into()],
+            }]
+        );
+        assert_eq!(
+            problems[0].to_string(),
+            "no key for provider `gpt` (looked in env OPENAI_API_KEY)"
+        );
+        assert_eq!(problems[0].config_path(), None);
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// True for text with template syntax (`{{ … }}`, `{% … %}`, `{# … #}`).
+fn is_templated(text: &str) -> bool {
+    ["{{", "{%", "{#"].iter().any(|open| text.contains(open))
+}
+
 /// True for shell variable names: `[A-Za-z_][A-Za-z0-9_]*`.
 fn is_shell_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -391,8 +396,22 @@ impl<'t> Check<'t> {
                 );
             }
         }
+        for (field, value) in [
+            ("role", &phase.role),
+            ("provider", &phase.provider),
+            ("model", &phase.model),
+        ] {
+            self.not_templated(&path::key(at, field), field, value.as_deref());
+        }
         if let Some(review) = &phase.review {
             let review_at = path::key(at, "review");
+            for (field, value) in [
+                ("role", &review.role),
+                ("provider", &review.provider),
+                ("model", &review.model),
+            ] {
+                self.not_templated(&path::key(&review_at, field), field, value.as_deref());
+            }
             if review.role.as_deref().is_some_and(|r| r.trim().is_empty()) {
                 self.problem(
                     path::key(&review_at, "role"),
@@ -429,6 +448,21 @@ impl<'t> Check<'t> {
                     format!("`{name}` is reserved: wfe sets the `WFE_` variables itself"),
                 );
             }
+        }
+    }
+
+    /// Refuses a template in a seat field: roles, providers and models are
+    /// looked up in the config before the run starts, when nothing is rendered.
+    fn not_templated(&mut self, at: &str, field: &str, value: Option<&str>) {
+        if let Some(value) = value
+            && is_templated(value)
+        {
+            self.problem(
+                at,
+                format!(
+                    "`{value}` is a template, but a {field} is not rendered: it is looked up in .wfe/config.json before the run starts; name one literally"
+                ),
+            );
         }
     }
 
@@ -782,6 +816,25 @@ mod tests {
     fn each_rule_reports_its_path_and_what_was_expected() {
         let null = Value::Null;
         let cases: Vec<(&str, Value, &str, &str)> = vec![
+            // seats are looked up before the run: never templates
+            (
+                "/phases/1/provider",
+                json!("{{ args.feature }}"),
+                "phases[1].provider",
+                "`{{ args.feature }}` is a template, but a provider is not rendered",
+            ),
+            (
+                "/phases/4/phases/0/model",
+                json!("{% if args.feature %}big{% endif %}"),
+                "phases[4].phases[0].model",
+                "is a template, but a model is not rendered",
+            ),
+            (
+                "/phases/1/review",
+                json!({ "role": "{{ args.feature }}" }),
+                "phases[1].review.role",
+                "is a template, but a role is not rendered",
+            ),
             // names and ids
             ("/name", json!(""), "name", "the template name is empty"),
             (

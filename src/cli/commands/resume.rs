@@ -35,6 +35,7 @@ pub(crate) async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<Outc
         super::run::report(ctx, ui, &id, args.drive.json)?;
         return Ok(Outcome::from(snapshot.record.status));
     }
-    let seats = ctx.seats(&snapshot.template, None)?;
+    let requests = crate::engine::pending_seat_requests(&snapshot);
+    let seats = ctx.seats(&snapshot.template, None, &requests)?;
     super::run::drive(ctx, ui, &id, lock, &args.drive, seats).await
 }

@@ -5,6 +5,7 @@ use clap::Args;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
+use crate::engine;
 use crate::engine::operations::{self, Overrides};
 
 /// Run a phase again, and every phase downstream of it
@@ -35,6 +36,11 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
         provider: args.provider,
         model: args.model,
     };
+    // The new attempt's seats are checked before the retry is recorded, so a
+    // provider that cannot be used leaves the run as it was.
+    let snapshot = ctx.snapshot(&id)?;
+    let requests = engine::retry_seat_requests(&snapshot, &args.phase, &overrides);
+    let seats = ctx.seats(&snapshot.template, None, &requests)?;
     let retried = operations::retry(
         &ctx.store,
         &id,
@@ -62,7 +68,6 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
         }
         return Ok(Outcome::Success);
     }
-    let seats = ctx.seats(&ctx.snapshot(&id)?.template, None)?;
     super::run::drive(ctx, ui, &id, lock, &args.drive, seats).await
 }
 

@@ -64,7 +64,11 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         .as_deref()
         .map(|r| ctx.resolve_run(r))
         .transpose()?;
-    let seats = ctx.seats(&template, replay.as_ref())?;
+    let seats = ctx.seats(
+        &template,
+        replay.as_ref(),
+        &engine::seat_requests(&template),
+    )?;
     let base_commit = ctx.head_commit()?;
     let schemas = resolve_schemas(ctx, &template)?;
     let id = ctx.run_ids.next(&ctx.clock);

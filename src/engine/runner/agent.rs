@@ -78,7 +78,7 @@ impl Runner<'_> {
                 let role = review
                     .role
                     .as_deref()
-                    .or(review.provider.is_none().then_some("reviewer"));
+                    .or(review.provider.is_none().then_some(crate::engine::DEFAULT_REVIEWER_ROLE));
                 let seat = seats
                     .seat(
                         &phase.id,
