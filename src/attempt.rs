@@ -8,7 +8,7 @@
 //! schema [`Violation`], a [`ProviderErrorKind`]) so that those layers can
 //! depend on this module instead of this module on them.
 //!
-//! It must not import any other wfe module but `time`, run anything, or
+//! It must not import any other wfe module but `time` and `secret`, run anything, or
 //! touch the store: it is types and the log buffer, nothing else.
 
 use std::collections::BTreeMap;
@@ -18,6 +18,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::secret::Masker;
 use crate::time::Clock;
 
 /// Which output stream a log line came from.
@@ -192,6 +193,49 @@ pub struct AttemptOutcome {
     pub usage: Option<AttemptUsage>,
 }
 
+impl AttemptOutcome {
+    /// Masks `masker`'s secrets in everything the attempt produced: its
+    /// log, its error, its artifacts and its rejected files. Returns the
+    /// names of the artifacts that held a secret (stored masked).
+    pub fn mask(&mut self, masker: &Masker) -> Vec<String> {
+        if masker.is_empty() {
+            return Vec::new();
+        }
+        for line in &mut self.log {
+            if let std::borrow::Cow::Owned(masked) = masker.mask_str(&line.line) {
+                line.line = masked;
+            }
+        }
+        let mut masked = Vec::new();
+        match &mut self.result {
+            Ok(artifacts) => {
+                for (name, value) in artifacts.iter_mut() {
+                    if masker.mask_json(value) {
+                        masked.push(name.clone());
+                    }
+                }
+            }
+            Err(error) => {
+                // Every field of every kind of error, through its stored form.
+                if let Ok(mut value) = serde_json::to_value(&*error) {
+                    if masker.mask_json(&mut value) {
+                        if let Ok(back) = serde_json::from_value(value) {
+                            *error = back;
+                        }
+                    }
+                }
+            }
+        }
+        for (name, bytes) in &mut self.rejected {
+            if let std::borrow::Cow::Owned(m) = masker.mask_bytes(bytes) {
+                *bytes = m;
+                masked.push(name.clone());
+            }
+        }
+        masked
+    }
+}
+
 /// Tokens and cost of one agent attempt, all conversations (reviewers too) together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -272,6 +316,7 @@ pub struct AttemptLog {
     attempt: u32,
     sink: Arc<dyn LogSink>,
     clock: Clock,
+    masker: Masker,
     lines: Mutex<Vec<LogLine>>,
 }
 
@@ -292,12 +337,23 @@ impl AttemptLog {
             attempt,
             sink,
             clock,
+            masker: Masker::default(),
             lines: Mutex::new(Vec::new()),
         }
     }
 
-    /// Adds a line and hands it to the sink.
+    /// The same log, masking `masker`'s secrets in every line before it is
+    /// stored or shown.
+    pub fn masking(self, masker: Masker) -> AttemptLog {
+        AttemptLog { masker, ..self }
+    }
+
+    /// Adds a line (secrets masked) and hands it to the sink.
     pub fn push(&self, stream: Stream, line: String) {
+        let line = match self.masker.mask_str(&line) {
+            std::borrow::Cow::Borrowed(_) => line,
+            std::borrow::Cow::Owned(masked) => masked,
+        };
         // The lock is held across the sink call so the sink sees lines in
         // exactly the order they are stored.
         let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);

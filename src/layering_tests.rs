@@ -38,6 +38,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("attempt", 2),
     ("process", 1),
     ("retry", 1),
+    ("secret", 1),
     ("time", 1),
     // Test support (fake model servers, process liveness, hermetic git):
     // used by every layer's tests, so it imports nothing of the crate.

@@ -147,6 +147,8 @@ impl Context {
             control: None,
             wait: false,
             seats: None,
+            masker: Default::default(),
+            provider_key_vars: Vec::new(),
             max_artifact_bytes: self
                 .config
                 .max_artifact_bytes

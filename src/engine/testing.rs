@@ -39,6 +39,8 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         control: None,
         wait: false,
         seats: None,
+        masker: Default::default(),
+        provider_key_vars: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@ use crate::artifact::{ArtifactError, OutputSpec, Violation, parse_json_document}
 use crate::attempt::{ArtifactProblem, AttemptError, AttemptLog, AttemptOutcome, LogSink, Stream};
 use crate::process::{Event, Output, Pipe, Stop, Supervisor, cancelled};
 use crate::retry::DurationSpec;
+use crate::secret::Masker;
 use crate::time::Clock;
 
 /// The shell scripts run in, by absolute path: looking `sh` up in `PATH`
@@ -73,11 +74,16 @@ pub struct ScriptJob {
     pub timeout: Option<Duration>,
     /// Largest accepted output file in bytes.
     pub max_artifact_bytes: u64,
+    /// Variables removed from the inherited environment (provider keys
+    /// the phase did not ask for by name).
+    pub env_remove: Vec<String>,
+    /// Secrets masked in every log line.
+    pub masker: Masker,
 }
 
 /// Runs one attempt; `cancel` turning true kills the process group at once.
 ///
-/// The environment is the parent's, plus the job's `env`, plus `WFE_RUN`,
+/// The environment is the parent's without `env_remove`, plus the job's `env`, plus `WFE_RUN`,
 /// `WFE_PHASE`, `WFE_ATTEMPT`, `WFE_IN` and `WFE_OUT` (which the job's `env`
 /// cannot override: outputs are only ever read from the real `$WFE_OUT`).
 pub async fn run_script(
@@ -86,7 +92,7 @@ pub async fn run_script(
     sink: Arc<dyn LogSink>,
     clock: Clock,
 ) -> AttemptOutcome {
-    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock);
+    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock).masking(job.masker.clone());
     let mut rejected = Vec::new();
     let (result, exit_code) = match attempt(&job, cancel, &log).await {
         Ok(Finished::Exited(0)) => (collect_outputs(&job, &log, &mut rejected).await, Some(0)),
@@ -124,6 +130,9 @@ async fn attempt(
     }
 
     let mut command = Command::new(SHELL);
+    for var in &job.env_remove {
+        command.env_remove(var);
+    }
     command
         .arg("-c")
         .arg(&job.command)
@@ -581,6 +590,8 @@ mod tests {
             // Only a guard against a hung test; no test waits for it.
             timeout: Some(Duration::from_secs(60)),
             max_artifact_bytes: 1 << 20,
+            env_remove: Vec::new(),
+            masker: Masker::default(),
         }
     }
 

@@ -73,6 +73,9 @@ pub(super) async fn bash(tb: &Toolbox, input: &Value) -> ToolResult {
     for var in GIT_LOCATION_VARS {
         cmd.env_remove(var);
     }
+    for var in &tb.env_remove {
+        cmd.env_remove(var);
+    }
     match process::run(cmd, timeout, tb.output_cap).await {
         Ok(ran) => Ok(ran_output(ran, tb.output_cap)),
         Err(e) => Err(run_failure(

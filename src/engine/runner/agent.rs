@@ -141,6 +141,8 @@ impl Runner<'_> {
                     .map(|d| d.0),
                 review,
                 journal,
+                env_remove: self.removed_env(u),
+                masker: self.settings.masker.clone(),
             })),
             first_attempt: attempt,
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),

@@ -272,6 +272,8 @@ impl Runner<'_> {
                     .or(self.template.defaults.timeout)
                     .map(|d| d.0),
                 max_artifact_bytes: self.settings.max_artifact_bytes,
+                env_remove: self.removed_env(u),
+                masker: self.settings.masker.clone(),
             })),
             first_attempt: self.state(u).attempt + 1,
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
@@ -295,6 +297,18 @@ impl Runner<'_> {
         } else {
             Err(AttemptError::InvalidInputs { problems })
         }
+    }
+
+    /// The provider key variables the unit does not inherit: all of them
+    /// but those its `pass_env` names.
+    pub(super) fn removed_env(&self, u: Unit) -> Vec<String> {
+        let keep = &self.spec(u).pass_env;
+        self.settings
+            .provider_key_vars
+            .iter()
+            .filter(|var| !keep.contains(var))
+            .cloned()
+            .collect()
     }
 
     /// The unit's retry policy: its own, else the template's default.

@@ -53,6 +53,7 @@ use super::{
 };
 use crate::artifact::Schema;
 use crate::attempt::ArtifactProblem;
+use crate::secret::Masker;
 use crate::store::{CheckpointId, RunId, RunStore};
 use crate::template::{OnFailure, Phase, Template};
 use crate::time::Clock;
@@ -79,6 +80,10 @@ pub struct Settings {
     pub wait: bool,
     /// Who plays agent phases (none: agent phases fail with a config error).
     pub seats: Option<Arc<dyn Seats>>,
+    /// Secret values, masked in every checkpoint, log line and event.
+    pub masker: Masker,
+    /// Provider key variables no phase inherits unless it names them in `pass_env`.
+    pub provider_key_vars: Vec<String>,
 }
 
 /// Why the runner stops before the end.
