@@ -11,6 +11,7 @@ use super::seats::ConfigSeats;
 use super::ui::Ui;
 use crate::artifact::Registry;
 use crate::engine::{RunSnapshot, Seats, Settings};
+use crate::provider::keys::provider_key_vars;
 use crate::provider::registry::Registry as Providers;
 use crate::store::{GitStore, RunId, RunIds, RunLock, RunStore, StoreError};
 use crate::template::{Catalog, PhaseKind, Template};
@@ -105,8 +106,10 @@ impl Context {
         if !agents {
             return Ok(None);
         }
-        let providers =
-            Providers::new(self.config.provider_config(), user_keys()).in_dir(self.root.clone());
+        let key_vars = provider_key_vars(&self.config.provider_config());
+        let providers = Providers::new(self.config.provider_config(), user_keys())
+            .in_dir(self.root.clone())
+            .without_env(key_vars);
         let seats = ConfigSeats::new(providers, &self.root, &self.store, template, replay)
             .map_err(|e| CliError::input(e.message))?;
         Ok(Some(Arc::new(seats)))

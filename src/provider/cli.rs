@@ -47,6 +47,8 @@ pub struct CliProvider {
     command: Vec<String>,
     timeout: Duration,
     dir: Option<PathBuf>,
+    /// Variables the agent does not inherit (provider keys not passed on).
+    env_remove: Vec<String>,
 }
 
 impl CliProvider {
@@ -58,12 +60,19 @@ impl CliProvider {
             command,
             timeout,
             dir: None,
+            env_remove: Vec::new(),
         }
     }
 
     /// Runs the agent in `dir` instead (the repository's work tree).
     pub fn in_dir(mut self, dir: PathBuf) -> CliProvider {
         self.dir = Some(dir);
+        self
+    }
+
+    /// Keeps `vars` (provider keys) out of the agent's environment.
+    pub fn without_env(mut self, vars: Vec<String>) -> CliProvider {
+        self.env_remove = vars;
         self
     }
 
@@ -89,6 +98,9 @@ impl CliProvider {
         };
         let mut command = tokio::process::Command::new(program);
         command.args(args);
+        for var in &self.env_remove {
+            command.env_remove(var);
+        }
         if let Some(dir) = &self.dir {
             command.current_dir(dir);
         }

@@ -238,6 +238,55 @@ pub fn key_env(entry: &ProviderEntry) -> Option<String> {
         .or_else(|| entry.kind.default_key_env().map(str::to_string))
 }
 
+/// Variables that commonly hold a provider key though wfe reads none of
+/// them by default: kept out of phases all the same.
+const KNOWN_KEY_VARS: &[&str] = &["GOOGLE_API_KEY"];
+
+/// Every environment variable that holds a provider key: each kind's
+/// default (`ANTHROPIC_API_KEY`, `OPENAI_API_KEY`, `GEMINI_API_KEY`), the
+/// well-known `GOOGLE_API_KEY`, and every `api_key_env` of `config`.
+/// Sorted, each once.
+pub fn provider_key_vars(config: &super::config::ProviderConfig) -> Vec<String> {
+    let kinds = [
+        ProviderKind::Anthropic,
+        ProviderKind::Openai,
+        ProviderKind::OpenaiCompatible,
+        ProviderKind::Gemini,
+        ProviderKind::Cli,
+        ProviderKind::Replay,
+    ];
+    let mut vars: Vec<String> = kinds
+        .iter()
+        .filter_map(|k| k.default_key_env())
+        .chain(KNOWN_KEY_VARS.iter().copied())
+        .map(str::to_string)
+        .chain(config.providers.values().filter_map(|e| e.api_key_env.clone()))
+        .collect();
+    vars.sort();
+    vars.dedup();
+    vars
+}
+
+impl KeySource {
+    /// Every key value there is, to be masked: the values of `vars` in the
+    /// environment and every key in the credentials file (an unreadable
+    /// file holds none that could leak here).
+    pub fn all_values(&self, vars: &[String]) -> Vec<Secret> {
+        let mut values: Vec<Secret> = vars
+            .iter()
+            .filter_map(|var| (self.env)(var))
+            .filter(|v| !v.trim().is_empty())
+            .map(Secret::new)
+            .collect();
+        if let Some(path) = self.credentials_path() {
+            if let Ok(keys) = read_credentials(&path) {
+                values.extend(keys.into_values().map(Secret::new));
+            }
+        }
+        values
+    }
+}
+
 /// True for kinds that send a key when they have one (the HTTP kinds).
 fn uses_key(kind: ProviderKind) -> bool {
     !matches!(kind, ProviderKind::Cli | ProviderKind::Replay)
