@@ -243,7 +243,12 @@ mod tests {
     #[test]
     fn overlapping_and_nested_secrets_leave_nothing_of_either() {
         // One secret inside another, and two sharing a stretch.
-        let m = Masker::new(["secret-token-1234", "token-1234", "AAAABBBBCC", "BBBBCCDDDD"]);
+        let m = Masker::new([
+            "secret-token-1234",
+            "token-1234",
+            "AAAABBBBCC",
+            "BBBBCCDDDD",
+        ]);
         assert_eq!(m.mask_str("x secret-token-1234 y"), "x *** y");
         assert_eq!(m.mask_str("token-1234"), "***");
         assert_eq!(m.mask_str("<AAAABBBBCCDDDD>"), "<***>");

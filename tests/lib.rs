@@ -24,3 +24,4 @@ mod rollback;
 mod run;
 mod schemas;
 mod search;
+mod secrets;

@@ -260,7 +260,12 @@ pub fn provider_key_vars(config: &super::config::ProviderConfig) -> Vec<String> 
         .filter_map(|k| k.default_key_env())
         .chain(KNOWN_KEY_VARS.iter().copied())
         .map(str::to_string)
-        .chain(config.providers.values().filter_map(|e| e.api_key_env.clone()))
+        .chain(
+            config
+                .providers
+                .values()
+                .filter_map(|e| e.api_key_env.clone()),
+        )
         .collect();
     vars.sort();
     vars.dedup();
