@@ -414,6 +414,68 @@ mod tests {
     }
 
     #[test]
+    fn masking_an_outcome_reaches_its_log_error_artifacts_and_rejected_files() {
+        const SECRET: &str = "tok-0123456789";
+        let masker = Masker::new([SECRET]);
+        let line = |text: &str| LogLine {
+            time: "t".into(),
+            attempt: 1,
+            stream: Stream::Stdout,
+            line: text.into(),
+        };
+        let mut ok = AttemptOutcome {
+            result: Ok(BTreeMap::from([
+                ("clean".to_string(), serde_json::json!({"a": "b"})),
+                (
+                    "leaky".to_string(),
+                    serde_json::json!({"a": [format!("x{SECRET}")]}),
+                ),
+            ])),
+            exit_code: Some(0),
+            log: vec![line(&format!("say {SECRET}"))],
+            rejected: vec![(
+                "raw".into(),
+                format!("{{\"v\": \"{SECRET}\"}}").into_bytes(),
+            )],
+            usage: None,
+        };
+        assert_eq!(ok.mask(&masker), ["leaky", "raw"]);
+        assert_eq!(ok.log[0].line, "say ***");
+        let artifacts = ok.result.as_ref().unwrap();
+        assert_eq!(artifacts["leaky"], serde_json::json!({"a": ["x***"]}));
+        assert_eq!(ok.rejected[0].1, b"{\"v\": \"***\"}");
+
+        let mut failed = AttemptOutcome {
+            result: Err(AttemptError::Review {
+                verdict: "rejected".into(),
+                round: 1,
+                summary: format!("leaks {SECRET}"),
+            }),
+            ..ok.clone()
+        };
+        failed.rejected.clear();
+        assert!(failed.mask(&masker).is_empty());
+        assert_eq!(
+            failed.result.unwrap_err().to_string(),
+            "the reviewer rejected in round 1: leaks ***"
+        );
+        // Nothing to mask: nothing changes.
+        let before = ok.clone();
+        assert!(ok.mask(&Masker::default()).is_empty());
+        assert_eq!(ok, before);
+    }
+
+    #[test]
+    fn the_log_masks_lines_before_storing_and_showing_them() {
+        let seen = Arc::new(Seen::default());
+        let log = AttemptLog::new("p", 1, seen.clone(), Clock::system())
+            .masking(Masker::new(["tok-0123456789"]));
+        log.push(Stream::Stderr, "key=tok-0123456789".into());
+        assert_eq!(log.take()[0].line, "key=***");
+        assert_eq!(seen.0.lock().unwrap()[0].1.line, "key=***");
+    }
+
+    #[test]
     fn stored_names_stay_as_they_were() {
         let kind = serde_json::to_value(ProviderErrorKind::Exhausted).unwrap();
         assert_eq!(kind, "exhausted");

@@ -677,6 +677,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn removed_variables_are_not_inherited_and_secrets_are_masked_live() {
+        let dir = TempDir::new().unwrap();
+        // PATH and HOME are inherited from the test process; HOME stands in
+        // for a provider key (setting a variable of this process would race).
+        let mut job = job(
+            &dir,
+            r#"printenv HOME || echo no-home; test -n "$PATH" && echo has-path; echo "the secret is $SECRET_X"; echo "$SHORT" ; echo "$SHORT$SHORT""#,
+        );
+        job.env_remove = vec!["HOME".into()];
+        job.env = vec![
+            ("SECRET_X".into(), "s3cr3t-value-0001".into()),
+            ("SHORT".into(), "abc".into()),
+        ];
+        job.masker = Masker::new(["s3cr3t-value-0001", "abc"]);
+        let (outcome, seen) = run(job).await;
+        assert_eq!(outcome.exit_code, Some(0));
+        let expected = ["no-home", "has-path", "the secret is ***", "***", "abcabc"];
+        assert_eq!(texts(&outcome, Stream::Stdout), expected);
+        // What was shown live is masked as well.
+        let shown: Vec<String> = seen
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.stream == Stream::Stdout)
+            .map(|(_, l)| l.line.clone())
+            .collect();
+        assert_eq!(shown, expected);
+    }
+
+    #[tokio::test]
     async fn captures_both_streams_live_and_in_order() {
         let dir = TempDir::new().unwrap();
         let job = job(

@@ -402,6 +402,51 @@ mod tests {
     }
 
     #[test]
+    fn key_variables_are_the_defaults_and_every_api_key_env() {
+        let config: super::super::config::ProviderConfig = serde_json::from_value(serde_json::json!({
+            "providers": {
+                "local": { "kind": "openai-compatible", "base_url": "http://x", "api_key_env": "LOCAL_KEY" },
+                "other": { "kind": "anthropic", "api_key_env": "ANTHROPIC_API_KEY" }
+            }
+        }))
+        .unwrap();
+        assert_eq!(
+            provider_key_vars(&config),
+            [
+                "ANTHROPIC_API_KEY",
+                "GEMINI_API_KEY",
+                "GOOGLE_API_KEY",
+                "LOCAL_KEY",
+                "OPENAI_API_KEY"
+            ]
+        );
+    }
+
+    #[test]
+    fn all_values_are_the_env_keys_and_the_file_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file(
+            dir.path(),
+            r#"{"claude": "from-file", "gpt": "other-file"}"#,
+            0o600,
+        );
+        let keys = source(
+            &[("ANTHROPIC_API_KEY", "from-env"), ("OPENAI_API_KEY", " ")],
+            dir.path(),
+        );
+        let vars = [
+            "ANTHROPIC_API_KEY".to_string(),
+            "OPENAI_API_KEY".to_string(),
+        ];
+        let values: Vec<String> = keys
+            .all_values(&vars)
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
+        assert_eq!(values, ["from-env", "from-file", "other-file"]);
+    }
+
+    #[test]
     fn env_wins_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_file(dir.path(), r#"{"claude": "from-file"}"#, 0o600);

@@ -194,6 +194,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn removed_variables_are_not_inherited() {
+        let repo = Repo::new();
+        // HOME stands in for a provider key: it is set in the test process.
+        let tb = toolbox(&repo).without_env(&["HOME".into()]);
+        let out = ok(tb
+            .call(
+                "bash",
+                &json!({"command": "printenv HOME || echo no-home; env | grep -c '^HOME=' || true"}),
+            )
+            .await);
+        assert_eq!(out["stdout"], "no-home\n0\n");
+        let kept = ok(toolbox(&repo)
+            .call(
+                "bash",
+                &json!({"command": "test -n \"$HOME\" && echo home"}),
+            )
+            .await);
+        assert_eq!(kept["stdout"], "home\n");
+    }
+
+    #[tokio::test]
     async fn output_over_the_cap_is_cut_and_flagged() {
         let repo = Repo::new();
         let tb = toolbox(&repo).with_limits(100, Duration::from_secs(30));
