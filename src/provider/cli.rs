@@ -602,6 +602,25 @@ printf '%s' '{{"type":"result","result":"Here is the plan.\n```json\n{{\"plan\":
         assert!(err.message.contains("not found"), "{err}");
     }
 
+    #[tokio::test]
+    async fn removed_variables_are_not_inherited() {
+        let dir = tempfile::tempdir().unwrap();
+        // HOME stands in for a provider key: it is set in the test process.
+        let agent = script(
+            dir.path(),
+            "agent",
+            "cat >/dev/null\nprintenv HOME >/dev/null && echo has-home >&2 || echo no-home >&2\nexit 3",
+        );
+        let stderr_of = |p: CliProvider| async move {
+            p.send(&request(), &|_: &str| {}).await.unwrap_err().message
+        };
+        let removed = provider(vec![agent.clone()], Duration::from_secs(10))
+            .without_env(vec!["HOME".into()]);
+        assert!(stderr_of(removed).await.ends_with("no-home"));
+        let kept = provider(vec![agent], Duration::from_secs(10));
+        assert!(stderr_of(kept).await.ends_with("has-home"));
+    }
+
     /// The pid `sh` wrote to `path`, waiting for it to appear.
     async fn read_pid(path: &Path) -> u32 {
         for _ in 0..500 {
