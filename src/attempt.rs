@@ -217,12 +217,11 @@ impl AttemptOutcome {
             }
             Err(error) => {
                 // Every field of every kind of error, through its stored form.
-                if let Ok(mut value) = serde_json::to_value(&*error) {
-                    if masker.mask_json(&mut value) {
-                        if let Ok(back) = serde_json::from_value(value) {
-                            *error = back;
-                        }
-                    }
+                if let Ok(mut value) = serde_json::to_value(&*error)
+                    && masker.mask_json(&mut value)
+                    && let Ok(back) = serde_json::from_value(value)
+                {
+                    *error = back;
                 }
             }
         }

@@ -614,8 +614,8 @@ printf '%s' '{{"type":"result","result":"Here is the plan.\n```json\n{{\"plan\":
         let stderr_of = |p: CliProvider| async move {
             p.send(&request(), &|_: &str| {}).await.unwrap_err().message
         };
-        let removed = provider(vec![agent.clone()], Duration::from_secs(10))
-            .without_env(vec!["HOME".into()]);
+        let removed =
+            provider(vec![agent.clone()], Duration::from_secs(10)).without_env(vec!["HOME".into()]);
         assert!(stderr_of(removed).await.ends_with("no-home"));
         let kept = provider(vec![agent], Duration::from_secs(10));
         assert!(stderr_of(kept).await.ends_with("has-home"));

@@ -283,10 +283,10 @@ impl KeySource {
             .filter(|v| !v.trim().is_empty())
             .map(Secret::new)
             .collect();
-        if let Some(path) = self.credentials_path() {
-            if let Ok(keys) = read_credentials(&path) {
-                values.extend(keys.into_values().map(Secret::new));
-            }
+        if let Some(path) = self.credentials_path()
+            && let Ok(keys) = read_credentials(&path)
+        {
+            values.extend(keys.into_values().map(Secret::new));
         }
         values
     }

@@ -117,10 +117,10 @@ impl Runner<'_> {
         let mut message = message;
         if !masker.is_empty() {
             for change in &mut changes {
-                if let Change::Write { bytes, .. } = change {
-                    if let std::borrow::Cow::Owned(masked) = masker.mask_bytes(bytes) {
-                        *bytes = masked;
-                    }
+                if let Change::Write { bytes, .. } = change
+                    && let std::borrow::Cow::Owned(masked) = masker.mask_bytes(bytes)
+                {
+                    *bytes = masked;
                 }
             }
             message.summary = masker.mask_str(&message.summary).into_owned();
