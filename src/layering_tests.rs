@@ -483,7 +483,7 @@ fn an_exec_import_of_agent_is_caught() {
         message,
         "src/exec/script.rs:2: `use crate::agent::tools::Toolbox;` makes `exec` import `agent`: \
          `agent` (layer 6) is in the same layer as `exec` (layer 6); `exec` may import only \
-         provider, template, artifact, store, attempt, process, retry, time, testing"
+         provider, template, artifact, store, attempt, process, retry, secret, time, testing"
     );
 }
 
