@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use memchr::memmem::Finder;
 use serde_json::Value;
 
 /// What a secret is replaced with.
@@ -40,7 +41,7 @@ pub struct Masker {
 struct Inner {
     /// Byte patterns masked as substrings: each long value, and its JSON
     /// spelling when that differs.
-    patterns: Vec<Vec<u8>>,
+    patterns: Vec<Finder<'static>>,
     /// Every value, short ones included, for whole-string matches.
     whole: Vec<String>,
 }
@@ -80,6 +81,10 @@ impl Masker {
                 }
             }
         }
+        let patterns = patterns
+            .iter()
+            .map(|p| Finder::new(p).into_owned())
+            .collect();
         Masker {
             inner: Arc::new(Inner { patterns, whole }),
         }
@@ -111,10 +116,12 @@ impl Masker {
     pub fn mask_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
         let mut ranges: Vec<(usize, usize)> = Vec::new();
         for pattern in &self.inner.patterns {
+            // Every occurrence, overlapping ones too (`aXaXa` holds `aXa`
+            // twice): nothing of a secret may be left beside its mask.
             let mut from = 0;
-            while let Some(at) = find(&bytes[from..], pattern) {
+            while let Some(at) = pattern.find(&bytes[from..]) {
                 let start = from + at;
-                ranges.push((start, start + pattern.len()));
+                ranges.push((start, start + pattern.needle().len()));
                 from = start + 1;
             }
         }
@@ -182,7 +189,7 @@ impl Masker {
 
     /// True when `bytes` hold a long secret, raw or JSON-escaped.
     pub fn finds_in(&self, bytes: &[u8]) -> bool {
-        self.inner.patterns.iter().any(|p| find(bytes, p).is_some())
+        self.inner.patterns.iter().any(|p| p.find(bytes).is_some())
     }
 }
 
@@ -194,14 +201,6 @@ fn json_spelling(value: &str) -> String {
         .and_then(|q| q.strip_suffix('"'))
         .unwrap_or(value)
         .to_string()
-}
-
-/// Where `needle` first occurs in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > haystack.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -285,6 +284,26 @@ mod tests {
         let m = Masker::new(["deploy-token-xyz"]);
         let bytes = b"\xff\xfe deploy-token-xyz \xff";
         assert_eq!(&*m.mask_bytes(bytes), b"\xff\xfe *** \xff");
+    }
+
+    #[test]
+    fn self_overlapping_occurrences_are_masked_whole() {
+        let m = Masker::new(["abcabcab"]);
+        // Two occurrences sharing `ab`: one stretch, nothing left over.
+        assert_eq!(m.mask_str("<abcabcabcab>"), "<***>");
+    }
+
+    #[test]
+    fn masking_a_large_file_finds_the_one_secret_at_its_end() {
+        let m = Masker::new((0..10).map(|i| format!("secret-value-number-{i}")));
+        let line = "{\"time\":\"2026-01-02T03:04:05Z\",\"line\":\"ordinary output of a build\"}\n";
+        let mut text = line.repeat(20_000);
+        text.push_str("secret-value-number-7");
+        let started = std::time::Instant::now();
+        let masked = m.mask_bytes(text.as_bytes());
+        eprintln!("masked {} bytes in {:?}", text.len(), started.elapsed());
+        assert!(masked.ends_with(b"***"));
+        assert_eq!(masked.len(), text.len() - "secret-value-number-7".len() + 3);
     }
 
     #[test]
