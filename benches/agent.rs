@@ -395,6 +395,8 @@ fn agent_job(seat: Seat, work_dir: &Path, tool: &str, max_turns: usize) -> Agent
         timeout: None,
         review: None,
         journal: Journal::default(),
+        env_remove: Vec::new(),
+        masker: Default::default(),
     }
 }
 

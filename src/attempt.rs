@@ -8,7 +8,7 @@
 //! schema [`Violation`], a [`ProviderErrorKind`]) so that those layers can
 //! depend on this module instead of this module on them.
 //!
-//! It must not import any other wfe module but `time`, run anything, or
+//! It must not import any other wfe module but `time` and `secret`, run anything, or
 //! touch the store: it is types and the log buffer, nothing else.
 
 use std::collections::BTreeMap;
@@ -18,6 +18,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::secret::Masker;
 use crate::time::Clock;
 
 /// Which output stream a log line came from.
@@ -192,6 +193,48 @@ pub struct AttemptOutcome {
     pub usage: Option<AttemptUsage>,
 }
 
+impl AttemptOutcome {
+    /// Masks `masker`'s secrets in everything the attempt produced: its
+    /// log, its error, its artifacts and its rejected files. Returns the
+    /// names of the artifacts that held a secret (stored masked).
+    pub fn mask(&mut self, masker: &Masker) -> Vec<String> {
+        if masker.is_empty() {
+            return Vec::new();
+        }
+        for line in &mut self.log {
+            if let std::borrow::Cow::Owned(masked) = masker.mask_str(&line.line) {
+                line.line = masked;
+            }
+        }
+        let mut masked = Vec::new();
+        match &mut self.result {
+            Ok(artifacts) => {
+                for (name, value) in artifacts.iter_mut() {
+                    if masker.mask_json(value) {
+                        masked.push(name.clone());
+                    }
+                }
+            }
+            Err(error) => {
+                // Every field of every kind of error, through its stored form.
+                if let Ok(mut value) = serde_json::to_value(&*error)
+                    && masker.mask_json(&mut value)
+                    && let Ok(back) = serde_json::from_value(value)
+                {
+                    *error = back;
+                }
+            }
+        }
+        for (name, bytes) in &mut self.rejected {
+            if let std::borrow::Cow::Owned(m) = masker.mask_bytes(bytes) {
+                *bytes = m;
+                masked.push(name.clone());
+            }
+        }
+        masked
+    }
+}
+
 /// Tokens and cost of one agent attempt, all conversations (reviewers too) together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -272,6 +315,7 @@ pub struct AttemptLog {
     attempt: u32,
     sink: Arc<dyn LogSink>,
     clock: Clock,
+    masker: Masker,
     lines: Mutex<Vec<LogLine>>,
 }
 
@@ -292,12 +336,23 @@ impl AttemptLog {
             attempt,
             sink,
             clock,
+            masker: Masker::default(),
             lines: Mutex::new(Vec::new()),
         }
     }
 
-    /// Adds a line and hands it to the sink.
+    /// The same log, masking `masker`'s secrets in every line before it is
+    /// stored or shown.
+    pub fn masking(self, masker: Masker) -> AttemptLog {
+        AttemptLog { masker, ..self }
+    }
+
+    /// Adds a line (secrets masked) and hands it to the sink.
     pub fn push(&self, stream: Stream, line: String) {
+        let line = match self.masker.mask_str(&line) {
+            std::borrow::Cow::Borrowed(_) => line,
+            std::borrow::Cow::Owned(masked) => masked,
+        };
         // The lock is held across the sink call so the sink sees lines in
         // exactly the order they are stored.
         let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
@@ -355,6 +410,68 @@ mod tests {
         assert!(shown.iter().all(|(phase, _)| phase == "build"));
         assert_eq!(shown.into_iter().map(|(_, l)| l).collect::<Vec<_>>(), lines);
         assert!(log.take().is_empty());
+    }
+
+    #[test]
+    fn masking_an_outcome_reaches_its_log_error_artifacts_and_rejected_files() {
+        const SECRET: &str = "tok-0123456789";
+        let masker = Masker::new([SECRET]);
+        let line = |text: &str| LogLine {
+            time: "t".into(),
+            attempt: 1,
+            stream: Stream::Stdout,
+            line: text.into(),
+        };
+        let mut ok = AttemptOutcome {
+            result: Ok(BTreeMap::from([
+                ("clean".to_string(), serde_json::json!({"a": "b"})),
+                (
+                    "leaky".to_string(),
+                    serde_json::json!({"a": [format!("x{SECRET}")]}),
+                ),
+            ])),
+            exit_code: Some(0),
+            log: vec![line(&format!("say {SECRET}"))],
+            rejected: vec![(
+                "raw".into(),
+                format!("{{\"v\": \"{SECRET}\"}}").into_bytes(),
+            )],
+            usage: None,
+        };
+        assert_eq!(ok.mask(&masker), ["leaky", "raw"]);
+        assert_eq!(ok.log[0].line, "say ***");
+        let artifacts = ok.result.as_ref().unwrap();
+        assert_eq!(artifacts["leaky"], serde_json::json!({"a": ["x***"]}));
+        assert_eq!(ok.rejected[0].1, b"{\"v\": \"***\"}");
+
+        let mut failed = AttemptOutcome {
+            result: Err(AttemptError::Review {
+                verdict: "rejected".into(),
+                round: 1,
+                summary: format!("leaks {SECRET}"),
+            }),
+            ..ok.clone()
+        };
+        failed.rejected.clear();
+        assert!(failed.mask(&masker).is_empty());
+        assert_eq!(
+            failed.result.unwrap_err().to_string(),
+            "the reviewer rejected in round 1: leaks ***"
+        );
+        // Nothing to mask: nothing changes.
+        let before = ok.clone();
+        assert!(ok.mask(&Masker::default()).is_empty());
+        assert_eq!(ok, before);
+    }
+
+    #[test]
+    fn the_log_masks_lines_before_storing_and_showing_them() {
+        let seen = Arc::new(Seen::default());
+        let log = AttemptLog::new("p", 1, seen.clone(), Clock::system())
+            .masking(Masker::new(["tok-0123456789"]));
+        log.push(Stream::Stderr, "key=tok-0123456789".into());
+        assert_eq!(log.take()[0].line, "key=***");
+        assert_eq!(seen.0.lock().unwrap()[0].1.line, "key=***");
     }
 
     #[test]

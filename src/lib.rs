@@ -28,8 +28,9 @@
 //!    schemas and documents, storage. Every layer above may use them; they
 //!    use only the leaves (and `template` uses `artifact`).
 //! 7. Leaves: [`attempt`] (an attempt's outcome, errors and log; it uses
-//!    [`time`]), then [`process`] (the one process supervisor), [`retry`]
-//!    (durations, retry policy, backoff) and [`time`], which import nothing
+//!    [`time`] and [`secret`]), then [`process`] (the one process
+//!    supervisor), [`retry`] (durations, retry policy, backoff), [`secret`]
+//!    (the masker of secret values) and [`time`], which import nothing
 //!    from wfe.
 
 pub mod agent;
@@ -45,6 +46,7 @@ pub mod process;
 pub mod provider;
 pub mod retry;
 pub mod schemas;
+pub mod secret;
 pub mod store;
 pub mod template;
 #[cfg(any(test, feature = "testing"))]

@@ -26,4 +26,5 @@ mod rollback;
 mod run;
 mod schemas;
 mod search;
+mod secrets;
 mod signals;

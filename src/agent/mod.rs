@@ -96,6 +96,11 @@ pub struct AgentJob {
     pub review: Option<ReviewJob>,
     /// What this attempt already did before the runner stopped (empty for a new attempt).
     pub journal: Journal,
+    /// Variables removed from the environment of the `bash` and `git`
+    /// tools (provider keys the phase did not ask for by name).
+    pub env_remove: Vec<String>,
+    /// Secrets masked in log lines and tool results.
+    pub masker: crate::secret::Masker,
 }
 
 /// The recorded steps of one attempt, read back from the run to resume it.

@@ -59,7 +59,9 @@ pub async fn run_agent(
     progress: Progress,
     clock: Clock,
 ) -> AttemptOutcome {
-    let primary = Toolbox::new(&job.work_dir, &job.tools).with_trailers(&job.run, &job.phase);
+    let primary = Toolbox::new(&job.work_dir, &job.tools)
+        .with_trailers(&job.run, &job.phase)
+        .without_env(&job.env_remove);
     // A reviewer reads; it never changes what it reviews.
     let read_only: Vec<String> = job
         .tools
@@ -67,7 +69,7 @@ pub async fn run_agent(
         .filter(|t| Tool::from_name(t).is_some_and(Tool::is_read_only))
         .cloned()
         .collect();
-    let reviewer = Toolbox::new(&job.work_dir, &read_only);
+    let reviewer = Toolbox::new(&job.work_dir, &read_only).without_env(&job.env_remove);
     run_with(job, &primary, &reviewer, cancel, sink, progress, clock).await
 }
 
@@ -102,7 +104,7 @@ pub(super) async fn run_with(
     progress: Progress,
     clock: Clock,
 ) -> AttemptOutcome {
-    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock);
+    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock).masking(job.masker.clone());
     let tally = Mutex::new(Tally::from_journal(&job));
     let attempt = Attempt {
         job: &job,
@@ -478,7 +480,7 @@ impl Attempt<'_> {
     ) -> Result<ToolOutcome, Failure> {
         let time = self.clock.stamp();
         let started = Instant::now();
-        let outcome = if toolset.offered.contains(tool) {
+        let mut outcome = if toolset.offered.contains(tool) {
             toolset.tools.call(tool, input).await
         } else {
             ToolOutcome {
@@ -486,6 +488,18 @@ impl Attempt<'_> {
                 truncated: false,
             }
         };
+        // Secrets never reach the model, the record or the log: a tool's
+        // output is masked before anything sees it.
+        match &mut outcome.output {
+            Ok(value) => {
+                self.job.masker.mask_json(value);
+            }
+            Err(message) => {
+                if let std::borrow::Cow::Owned(masked) = self.job.masker.mask_str(message) {
+                    *message = masked;
+                }
+            }
+        }
         let (output, error) = match &outcome.output {
             Ok(output) => (Some(output.clone()), None),
             Err(error) => (None, Some(error.clone())),

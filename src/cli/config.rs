@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::error::CliError;
 use crate::provider::KeySource;
 use crate::provider::config::{ModelEntry, ProviderConfig, ProviderEntry, RoleEntry};
+use crate::provider::keys::provider_key_vars;
 use crate::provider::registry::validate;
+use crate::secret::Masker;
+use crate::template::Template;
 
 /// Default largest artifact file: 16 MiB.
 pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 16 * 1024 * 1024;
@@ -38,6 +41,10 @@ pub struct Config {
     /// Models by name: context window and prices.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub models: BTreeMap<String, ModelEntry>,
+    /// Names of environment variables whose values are secret: masked as
+    /// `***` in everything wfe writes or shows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 impl Config {
@@ -92,6 +99,28 @@ impl Config {
             ..Config::default()
         }
     }
+}
+
+/// What a run must keep secret: the provider key variables no phase
+/// inherits unless it names them in `pass_env`, and the masker of every
+/// secret value — provider keys (environment and credentials file) and the
+/// values of the variables `config` and `template`'s phases list in `secrets`.
+pub fn run_secrets(config: &Config, template: &Template) -> (Vec<String>, Masker) {
+    let key_vars = provider_key_vars(&config.provider_config());
+    let keys = user_keys();
+    let mut values: Vec<String> = keys
+        .all_values(&key_vars)
+        .iter()
+        .map(|s| s.expose().to_string())
+        .collect();
+    let declared = template
+        .phases
+        .iter()
+        .flat_map(|p| std::iter::once(p).chain(&p.phases))
+        .flat_map(|p| &p.secrets)
+        .chain(&config.secrets);
+    values.extend(declared.filter_map(|var| std::env::var(var).ok()));
+    (key_vars, Masker::new(values))
 }
 
 /// Provider keys as the user set them up: the process environment, then

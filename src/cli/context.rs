@@ -11,6 +11,7 @@ use super::seats::ConfigSeats;
 use super::ui::Ui;
 use crate::artifact::Registry;
 use crate::engine::{RunSnapshot, SeatRequest, Seats, Settings};
+use crate::provider::keys::provider_key_vars;
 use crate::provider::registry::Registry as Providers;
 use crate::store::{GitStore, RunId, RunIds, RunLock, RunStore, StoreError};
 use crate::template::{Catalog, PhaseKind, Template};
@@ -165,7 +166,10 @@ impl Context {
 
     /// The providers of the config, with the user's keys.
     fn providers(&self) -> Providers {
-        Providers::new(self.config.provider_config(), user_keys()).in_dir(self.root.clone())
+        let key_vars = provider_key_vars(&self.config.provider_config());
+        Providers::new(self.config.provider_config(), user_keys())
+            .in_dir(self.root.clone())
+            .without_env(key_vars)
     }
 
     /// Takes the run's lock for a change made by hand, waiting a bounded
@@ -204,6 +208,8 @@ impl Context {
             wait: false,
             seats: None,
             processes: None,
+            masker: Default::default(),
+            provider_key_vars: Vec::new(),
             max_artifact_bytes: self
                 .config
                 .max_artifact_bytes

@@ -28,6 +28,8 @@ pub(super) struct ConfigSeats {
     replay: Option<(String, Recorded)>,
     /// Replay providers of the config whose `from` is a run, loaded up front.
     recorded_runs: BTreeMap<String, Recorded>,
+    /// Each phase's `pass_env`: provider keys its `cli` agent keeps.
+    pass_env: BTreeMap<String, Vec<String>>,
 }
 
 impl ConfigSeats {
@@ -66,7 +68,14 @@ impl ConfigSeats {
             })?;
             recorded_runs.insert(from.to_string(), recorded(store, &run, template)?);
         }
+        let pass_env = template
+            .phases
+            .iter()
+            .flat_map(|p| std::iter::once(p).chain(&p.phases))
+            .map(|p| (p.id.clone(), p.pass_env.clone()))
+            .collect();
         Ok(ConfigSeats {
+            pass_env,
             registry,
             root: root.to_path_buf(),
             replay,
@@ -127,7 +136,10 @@ impl Seats for ConfigSeats {
             return Ok(self.replay_seat(&format!("provider `{name}`"), phase, seat, exchanges));
         }
         Ok(Seat {
-            provider: self.registry.build(&name)?,
+            provider: self.registry.build_keeping(
+                &name,
+                self.pass_env.get(phase).map_or(&[][..], Vec::as_slice),
+            )?,
             max_tokens: self.registry.max_tokens(&name),
             model_info: self.registry.model_info(&model),
             provider_name: name,

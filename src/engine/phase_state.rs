@@ -133,6 +133,9 @@ pub struct PhaseState {
     /// Artifacts a person accepted or edited without them passing their schema.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forced: Vec<String>,
+    /// Artifacts of the last attempt that held a secret and were stored with it masked (`***`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked: Vec<String>,
 }
 
 impl PhaseState {
@@ -157,6 +160,7 @@ impl PhaseState {
             skip_reason: None,
             exhausted: false,
             forced: Vec::new(),
+            masked: Vec::new(),
         }
     }
 
@@ -224,6 +228,7 @@ impl PhaseState {
                 self.error = None;
                 self.skip_reason = None;
                 self.forced = Vec::new();
+                self.masked = Vec::new();
             }
             Transition::Interrupt { continues } => {
                 self.status = PhaseStatus::Pending;

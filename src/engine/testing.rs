@@ -40,6 +40,8 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         wait: false,
         seats: None,
         processes: None,
+        masker: Default::default(),
+        provider_key_vars: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@ use crate::artifact::{ArtifactError, OutputSpec, Violation, parse_json_document}
 use crate::attempt::{ArtifactProblem, AttemptError, AttemptLog, AttemptOutcome, LogSink, Stream};
 use crate::process::{Event, Group, Output, Pipe, Stop, Supervisor, cancelled};
 use crate::retry::DurationSpec;
+use crate::secret::Masker;
 use crate::store::{ProcessRecord, ProcessRegistry, Registered};
 use crate::time::Clock;
 
@@ -82,12 +83,17 @@ pub struct ScriptJob {
     pub label: String,
     /// Largest accepted output file in bytes.
     pub max_artifact_bytes: u64,
+    /// Variables removed from the inherited environment (provider keys
+    /// the phase did not ask for by name).
+    pub env_remove: Vec<String>,
+    /// Secrets masked in every log line.
+    pub masker: Masker,
 }
 
 /// Runs one attempt; `cancel` turning true stops the process group
 /// (`SIGTERM`, the job's `kill_grace`, then `SIGKILL`).
 ///
-/// The environment is the parent's, plus the job's `env`, plus `WFE_RUN`,
+/// The environment is the parent's without `env_remove`, plus the job's `env`, plus `WFE_RUN`,
 /// `WFE_PHASE`, `WFE_ATTEMPT`, `WFE_IN` and `WFE_OUT` (which the job's `env`
 /// cannot override: outputs are only ever read from the real `$WFE_OUT`).
 pub async fn run_script(
@@ -96,7 +102,7 @@ pub async fn run_script(
     sink: Arc<dyn LogSink>,
     clock: Clock,
 ) -> AttemptOutcome {
-    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock);
+    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock).masking(job.masker.clone());
     let mut rejected = Vec::new();
     let (result, exit_code) = match attempt(&job, cancel, &log).await {
         Ok(Finished::Exited(0)) => (collect_outputs(&job, &log, &mut rejected).await, Some(0)),
@@ -134,6 +140,9 @@ async fn attempt(
     }
 
     let mut command = Command::new(SHELL);
+    for var in &job.env_remove {
+        command.env_remove(var);
+    }
     command
         .arg("-c")
         .arg(&job.command)
@@ -635,6 +644,8 @@ mod tests {
             processes: None,
             label: "build".into(),
             max_artifact_bytes: 1 << 20,
+            env_remove: Vec::new(),
+            masker: Masker::default(),
         }
     }
 
@@ -717,6 +728,37 @@ mod tests {
                 "inherited",
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn removed_variables_are_not_inherited_and_secrets_are_masked_live() {
+        let dir = TempDir::new().unwrap();
+        // PATH and HOME are inherited from the test process; HOME stands in
+        // for a provider key (setting a variable of this process would race).
+        let mut job = job(
+            &dir,
+            r#"printenv HOME || echo no-home; test -n "$PATH" && echo has-path; echo "the secret is $SECRET_X"; echo "$SHORT" ; echo "$SHORT$SHORT""#,
+        );
+        job.env_remove = vec!["HOME".into()];
+        job.env = vec![
+            ("SECRET_X".into(), "s3cr3t-value-0001".into()),
+            ("SHORT".into(), "abc".into()),
+        ];
+        job.masker = Masker::new(["s3cr3t-value-0001", "abc"]);
+        let (outcome, seen) = run(job).await;
+        assert_eq!(outcome.exit_code, Some(0));
+        let expected = ["no-home", "has-path", "the secret is ***", "***", "abcabc"];
+        assert_eq!(texts(&outcome, Stream::Stdout), expected);
+        // What was shown live is masked as well.
+        let shown: Vec<String> = seen
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.stream == Stream::Stdout)
+            .map(|(_, l)| l.line.clone())
+            .collect();
+        assert_eq!(shown, expected);
     }
 
     #[tokio::test]

@@ -47,6 +47,8 @@ pub struct CliProvider {
     command: Vec<String>,
     timeout: Duration,
     dir: Option<PathBuf>,
+    /// Variables the agent does not inherit (provider keys not passed on).
+    env_remove: Vec<String>,
 }
 
 impl CliProvider {
@@ -58,12 +60,19 @@ impl CliProvider {
             command,
             timeout,
             dir: None,
+            env_remove: Vec::new(),
         }
     }
 
     /// Runs the agent in `dir` instead (the repository's work tree).
     pub fn in_dir(mut self, dir: PathBuf) -> CliProvider {
         self.dir = Some(dir);
+        self
+    }
+
+    /// Keeps `vars` (provider keys) out of the agent's environment.
+    pub fn without_env(mut self, vars: Vec<String>) -> CliProvider {
+        self.env_remove = vars;
         self
     }
 
@@ -89,6 +98,9 @@ impl CliProvider {
         };
         let mut command = tokio::process::Command::new(program);
         command.args(args);
+        for var in &self.env_remove {
+            command.env_remove(var);
+        }
         if let Some(dir) = &self.dir {
             command.current_dir(dir);
         }
@@ -588,6 +600,25 @@ printf '%s' '{{"type":"result","result":"Here is the plan.\n```json\n{{\"plan\":
             .unwrap_err();
         assert_eq!(err.kind, ProviderErrorKind::Process);
         assert!(err.message.contains("not found"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn removed_variables_are_not_inherited() {
+        let dir = tempfile::tempdir().unwrap();
+        // HOME stands in for a provider key: it is set in the test process.
+        let agent = script(
+            dir.path(),
+            "agent",
+            "cat >/dev/null\nprintenv HOME >/dev/null && echo has-home >&2 || echo no-home >&2\nexit 3",
+        );
+        let stderr_of = |p: CliProvider| async move {
+            p.send(&request(), &|_: &str| {}).await.unwrap_err().message
+        };
+        let removed =
+            provider(vec![agent.clone()], Duration::from_secs(10)).without_env(vec!["HOME".into()]);
+        assert!(stderr_of(removed).await.ends_with("no-home"));
+        let kept = provider(vec![agent], Duration::from_secs(10));
+        assert!(stderr_of(kept).await.ends_with("has-home"));
     }
 
     /// The pid `sh` wrote to `path`, waiting for it to appear.

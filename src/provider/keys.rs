@@ -238,6 +238,60 @@ pub fn key_env(entry: &ProviderEntry) -> Option<String> {
         .or_else(|| entry.kind.default_key_env().map(str::to_string))
 }
 
+/// Variables that commonly hold a provider key though wfe reads none of
+/// them by default: kept out of phases all the same.
+const KNOWN_KEY_VARS: &[&str] = &["GOOGLE_API_KEY"];
+
+/// Every environment variable that holds a provider key: each kind's
+/// default (`ANTHROPIC_API_KEY`, `OPENAI_API_KEY`, `GEMINI_API_KEY`), the
+/// well-known `GOOGLE_API_KEY`, and every `api_key_env` of `config`.
+/// Sorted, each once.
+pub fn provider_key_vars(config: &super::config::ProviderConfig) -> Vec<String> {
+    let kinds = [
+        ProviderKind::Anthropic,
+        ProviderKind::Openai,
+        ProviderKind::OpenaiCompatible,
+        ProviderKind::Gemini,
+        ProviderKind::Cli,
+        ProviderKind::Replay,
+    ];
+    let mut vars: Vec<String> = kinds
+        .iter()
+        .filter_map(|k| k.default_key_env())
+        .chain(KNOWN_KEY_VARS.iter().copied())
+        .map(str::to_string)
+        .chain(
+            config
+                .providers
+                .values()
+                .filter_map(|e| e.api_key_env.clone()),
+        )
+        .collect();
+    vars.sort();
+    vars.dedup();
+    vars
+}
+
+impl KeySource {
+    /// Every key value there is, to be masked: the values of `vars` in the
+    /// environment and every key in the credentials file (an unreadable
+    /// file holds none that could leak here).
+    pub fn all_values(&self, vars: &[String]) -> Vec<Secret> {
+        let mut values: Vec<Secret> = vars
+            .iter()
+            .filter_map(|var| (self.env)(var))
+            .filter(|v| !v.trim().is_empty())
+            .map(Secret::new)
+            .collect();
+        if let Some(path) = self.credentials_path()
+            && let Ok(keys) = read_credentials(&path)
+        {
+            values.extend(keys.into_values().map(Secret::new));
+        }
+        values
+    }
+}
+
 /// True for kinds that send a key when they have one (the HTTP kinds).
 fn uses_key(kind: ProviderKind) -> bool {
     !matches!(kind, ProviderKind::Cli | ProviderKind::Replay)
@@ -345,6 +399,51 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         path
+    }
+
+    #[test]
+    fn key_variables_are_the_defaults_and_every_api_key_env() {
+        let config: super::super::config::ProviderConfig = serde_json::from_value(serde_json::json!({
+            "providers": {
+                "local": { "kind": "openai-compatible", "base_url": "http://x", "api_key_env": "LOCAL_KEY" },
+                "other": { "kind": "anthropic", "api_key_env": "ANTHROPIC_API_KEY" }
+            }
+        }))
+        .unwrap();
+        assert_eq!(
+            provider_key_vars(&config),
+            [
+                "ANTHROPIC_API_KEY",
+                "GEMINI_API_KEY",
+                "GOOGLE_API_KEY",
+                "LOCAL_KEY",
+                "OPENAI_API_KEY"
+            ]
+        );
+    }
+
+    #[test]
+    fn all_values_are_the_env_keys_and_the_file_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file(
+            dir.path(),
+            r#"{"claude": "from-file", "gpt": "other-file"}"#,
+            0o600,
+        );
+        let keys = source(
+            &[("ANTHROPIC_API_KEY", "from-env"), ("OPENAI_API_KEY", " ")],
+            dir.path(),
+        );
+        let vars = [
+            "ANTHROPIC_API_KEY".to_string(),
+            "OPENAI_API_KEY".to_string(),
+        ];
+        let values: Vec<String> = keys
+            .all_values(&vars)
+            .iter()
+            .map(|s| s.expose().to_string())
+            .collect();
+        assert_eq!(values, ["from-env", "from-file", "other-file"]);
     }
 
     #[test]

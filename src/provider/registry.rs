@@ -36,6 +36,8 @@ pub struct Registry {
     config: ProviderConfig,
     keys: KeySource,
     work_dir: Option<PathBuf>,
+    /// Provider key variables `cli` agents do not inherit.
+    key_vars: Vec<String>,
 }
 
 impl Registry {
@@ -45,7 +47,15 @@ impl Registry {
             config,
             keys,
             work_dir: None,
+            key_vars: Vec::new(),
         }
+    }
+
+    /// Keeps `vars` (the provider key variables) out of `cli` agents'
+    /// environment, but for those a phase keeps (see [`Registry::build_keeping`]).
+    pub fn without_env(mut self, vars: Vec<String>) -> Registry {
+        self.key_vars = vars;
+        self
     }
 
     /// Runs `cli` agents in `dir` (the repository's work tree) rather than
@@ -190,6 +200,16 @@ impl Registry {
     /// Builds provider `name`. A hosted API without its key is an `Auth`
     /// error saying where to put one; `replay` is built by the engine.
     pub fn build(&self, name: &str) -> Result<Arc<dyn Provider>, ProviderError> {
+        self.build_keeping(name, &[])
+    }
+
+    /// [`Registry::build`] for a phase whose `pass_env` keeps `keep` of the
+    /// provider key variables in a `cli` agent's environment.
+    pub fn build_keeping(
+        &self,
+        name: &str,
+        keep: &[String],
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
         let entry = self.entry(name)?;
         Ok(match entry.kind {
             ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(self.http_config(name)?)),
@@ -204,11 +224,18 @@ impl Registry {
                         "provider `{name}` (kind cli) has no `command` in {CONFIG_FILE}"
                     )));
                 }
+                let removed = self
+                    .key_vars
+                    .iter()
+                    .filter(|v| !keep.contains(v))
+                    .cloned()
+                    .collect();
                 let cli = CliProvider::new(
                     name.to_string(),
                     entry.command.clone(),
                     entry.read_timeout.map_or(DEFAULT_READ_TIMEOUT, |d| d.0),
-                );
+                )
+                .without_env(removed);
                 Arc::new(match &self.work_dir {
                     Some(dir) => cli.in_dir(dir.clone()),
                     None => cli,

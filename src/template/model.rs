@@ -199,6 +199,14 @@ pub struct Phase {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": { "pattern": "^WFE_" } }))]
     pub env: BTreeMap<String, String>,
+    /// script, agent: provider key variables (e.g. `ANTHROPIC_API_KEY`) this phase keeps; wfe removes every other provider key from scripts, the `bash` and `git` tools and CLI agents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("items" = { "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" }))]
+    pub pass_env: Vec<String>,
+    /// Names of environment variables whose values are secret: masked as `***` in everything wfe writes or shows (values shorter than 8 characters only where they are a whole line or string).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("items" = { "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$" }))]
+    pub secrets: Vec<String>,
 
     /// agent: the role (from `.wfe/config.json`) that picks provider and model.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -215,6 +215,8 @@ fn job(provider: &Arc<ScriptedProvider>) -> AgentJob {
         timeout: None,
         review: None,
         journal: Journal::default(),
+        env_remove: Vec::new(),
+        masker: Default::default(),
     }
 }
 

@@ -73,6 +73,9 @@ pub(super) async fn bash(tb: &Toolbox, input: &Value) -> ToolResult {
     for var in GIT_LOCATION_VARS {
         cmd.env_remove(var);
     }
+    for var in &tb.env_remove {
+        cmd.env_remove(var);
+    }
     match process::run(cmd, timeout, tb.output_cap).await {
         Ok(ran) => Ok(ran_output(ran, tb.output_cap)),
         Err(e) => Err(run_failure(
@@ -188,6 +191,27 @@ mod tests {
             err(tb.call("bash", &json!({"command": "  "})).await),
             "field `command` is empty"
         );
+    }
+
+    #[tokio::test]
+    async fn removed_variables_are_not_inherited() {
+        let repo = Repo::new();
+        // HOME stands in for a provider key: it is set in the test process.
+        let tb = toolbox(&repo).without_env(&["HOME".into()]);
+        let out = ok(tb
+            .call(
+                "bash",
+                &json!({"command": "printenv HOME || echo no-home; env | grep -c '^HOME=' || true"}),
+            )
+            .await);
+        assert_eq!(out["stdout"], "no-home\n0\n");
+        let kept = ok(toolbox(&repo)
+            .call(
+                "bash",
+                &json!({"command": "test -n \"$HOME\" && echo home"}),
+            )
+            .await);
+        assert_eq!(kept["stdout"], "home\n");
     }
 
     #[tokio::test]

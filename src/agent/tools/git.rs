@@ -89,6 +89,9 @@ pub(super) async fn git(tb: &Toolbox, input: &Value) -> ToolResult {
     for var in GIT_LOCATION_VARS {
         cmd.env_remove(var);
     }
+    for var in &tb.env_remove {
+        cmd.env_remove(var);
+    }
     // Nothing may wait for a person: no credential prompt, no pager, and
     // an editor that fails, so a commit without -m stops with git's "please
     // supply the message using -m" (with `true`, a commit with trailers and

@@ -54,6 +54,8 @@ pub struct Toolbox {
     trailers: Option<Trailers>,
     output_cap: usize,
     bash_timeout: Duration,
+    /// Variables `bash` and `git` do not inherit.
+    env_remove: Vec<String>,
 }
 
 /// The provenance trailers the `git` tool adds to every commit.
@@ -75,6 +77,15 @@ impl Toolbox {
             trailers: None,
             output_cap: DEFAULT_OUTPUT_CAP,
             bash_timeout: DEFAULT_BASH_TIMEOUT,
+            env_remove: Vec::new(),
+        }
+    }
+
+    /// Keeps `vars` (provider keys) out of the environment of `bash` and `git`.
+    pub fn without_env(self, vars: &[String]) -> Toolbox {
+        Toolbox {
+            env_remove: vars.to_vec(),
+            ..self
         }
     }
 

@@ -97,6 +97,10 @@ pub(crate) async fn drive(
 ) -> Result<Outcome, CliError> {
     let mut settings = ctx.settings(flags.jobs.map(|j| j as usize));
     settings.seats = seats;
+    // Secrets of the run as it was frozen: its template's `secrets` lists.
+    let template = RunSnapshot::load_tip(&ctx.store, id)?.template;
+    (settings.provider_key_vars, settings.masker) =
+        crate::cli::config::run_secrets(&ctx.config, &template);
     settings.control = Some(ControlDir::new(&ctx.store.wfe_dir(), id.as_str()));
     settings.wait = flags.wait;
     settings.processes = Some(ProcessRegistry::new(&ctx.store.wfe_dir(), id.as_str()));

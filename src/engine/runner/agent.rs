@@ -75,10 +75,10 @@ impl Runner<'_> {
             None => None,
             Some(review) => {
                 // Without a role or a provider, the `reviewer` role reviews.
-                let role = review
-                    .role
-                    .as_deref()
-                    .or(review.provider.is_none().then_some(crate::engine::DEFAULT_REVIEWER_ROLE));
+                let role = review.role.as_deref().or(review
+                    .provider
+                    .is_none()
+                    .then_some(crate::engine::DEFAULT_REVIEWER_ROLE));
                 let seat = seats
                     .seat(
                         &phase.id,
@@ -141,6 +141,8 @@ impl Runner<'_> {
                     .map(|d| d.0),
                 review,
                 journal,
+                env_remove: self.removed_env(u),
+                masker: self.settings.masker.clone(),
             })),
             first_attempt: attempt,
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),

@@ -111,6 +111,23 @@ impl Runner<'_> {
             )
         }
         .to_message();
+        // Nothing committed holds a secret: every file and the message are
+        // masked here, the one place checkpoints are written from.
+        let masker = &self.settings.masker;
+        let mut message = message;
+        if !masker.is_empty() {
+            for change in &mut changes {
+                if let Change::Write { bytes, .. } = change
+                    && let std::borrow::Cow::Owned(masked) = masker.mask_bytes(bytes)
+                {
+                    *bytes = masked;
+                }
+            }
+            message.summary = masker.mask_str(&message.summary).into_owned();
+            for (_, value) in &mut message.trailers {
+                *value = masker.mask_str(value).into_owned();
+            }
+        }
         let id = loop {
             let time = self.settings.clock.epoch_seconds();
             match self

@@ -67,11 +67,12 @@ impl Runner<'_> {
             Report::Retrying {
                 unit,
                 attempt,
-                outcome,
+                mut outcome,
                 elapsed,
                 wait,
             } => {
                 let label = self.label(unit);
+                outcome.mask(&self.settings.masker);
                 let error = outcome.result.as_ref().err().cloned();
                 self.archive(unit, attempt, &outcome);
                 if let Some(error) = &error {
@@ -99,10 +100,16 @@ impl Runner<'_> {
             Report::Finished {
                 unit,
                 attempt,
-                outcome,
+                mut outcome,
                 elapsed,
             } => {
+                // Secrets are masked before anything is shown, kept or handed on.
+                let masked = outcome.mask(&self.settings.masker);
                 self.finish_phase(unit, attempt, outcome, elapsed, paused);
+                if self.state(unit).masked != masked {
+                    self.state_mut(unit).masked = masked;
+                    self.mark(unit);
+                }
                 self.agent_files.remove(&unit);
                 true
             }

@@ -282,6 +282,8 @@ impl Runner<'_> {
                 processes: self.settings.processes.clone(),
                 label: self.label(u),
                 max_artifact_bytes: self.settings.max_artifact_bytes,
+                env_remove: self.removed_env(u),
+                masker: self.settings.masker.clone(),
             })),
             first_attempt: self.state(u).attempt + 1,
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
@@ -305,6 +307,18 @@ impl Runner<'_> {
         } else {
             Err(AttemptError::InvalidInputs { problems })
         }
+    }
+
+    /// The provider key variables the unit does not inherit: all of them
+    /// but those its `pass_env` names.
+    pub(super) fn removed_env(&self, u: Unit) -> Vec<String> {
+        let keep = &self.spec(u).pass_env;
+        self.settings
+            .provider_key_vars
+            .iter()
+            .filter(|var| !keep.contains(var))
+            .cloned()
+            .collect()
     }
 
     /// The unit's retry policy: its own, else the template's default.

@@ -54,6 +54,7 @@ use super::{
 use crate::artifact::Schema;
 use crate::attempt::ArtifactProblem;
 use crate::process::{Group, end_leftover};
+use crate::secret::Masker;
 use crate::store::{CheckpointId, ProcessRecord, ProcessRegistry, RunId, RunStore};
 use crate::template::{OnFailure, Phase, Template};
 use crate::time::Clock;
@@ -83,6 +84,10 @@ pub struct Settings {
     /// Where script attempts record their process groups, and where the
     /// groups a dead runner left are found (none: not recorded).
     pub processes: Option<ProcessRegistry>,
+    /// Secret values, masked in every checkpoint, log line and event.
+    pub masker: Masker,
+    /// Provider key variables no phase inherits unless it names them in `pass_env`.
+    pub provider_key_vars: Vec<String>,
 }
 
 /// Why the runner stops before the end.

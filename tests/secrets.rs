@@ -1,0 +1,187 @@
+//! Secrets never reach git: provider keys are kept out of script phases
+//! and the agent's `bash` tool, and declared secrets are masked in
+//! everything wfe commits, indexes or prints.
+
+use std::path::Path;
+
+use crate::common;
+
+use common::Repo;
+use serde_json::{Value, json};
+use wfe::testing::llm::{FakeServer as Server, Part, Reply};
+
+/// A fake provider key in wfe's environment.
+const KEY: &str = "sk-ant-KEYLEAK-1b2c3d4e5f60718293";
+/// A deploy token the config and a phase declare secret.
+const TOKEN: &str = "dtok-TOKLEAK-99aa88bb77cc66dd";
+
+/// Every spelling of either value a search could find: the values and
+/// their distinctive, lowercased middle parts (what a tokenizer keeps).
+const NEEDLES: &[&str] = &[KEY, TOKEN, "KEYLEAK", "TOKLEAK", "keyleak", "tokleak"];
+
+fn repo_with(url: &str) -> Repo {
+    let repo = Repo::new();
+    repo.write(
+        ".wfe/config.json",
+        &serde_json::to_string_pretty(&json!({
+            "secrets": ["DEPLOY_TOKEN"],
+            "providers": { "claude": { "kind": "anthropic", "base_url": url } },
+            "roles": { "primary": { "provider": "claude", "model": "claude-test" } }
+        }))
+        .unwrap(),
+    );
+    repo.template(
+        "leaky",
+        &json!({
+            "name": "leaky",
+            "phases": [
+                {
+                    "id": "dump", "kind": "script", "secrets": ["DEPLOY_TOKEN"],
+                    "run": "env; printenv; printenv ANTHROPIC_API_KEY || echo no-key-here; echo \"token is $DEPLOY_TOKEN\"; echo \"token to stderr $DEPLOY_TOKEN\" >&2; printf '{\"text\": \"deploying with %s\"}' \"$DEPLOY_TOKEN\" > \"$WFE_OUT/note.json\"",
+                    "outputs": { "note": "message" }
+                },
+                {
+                    "id": "keeper", "kind": "script", "pass_env": ["ANTHROPIC_API_KEY"],
+                    "run": "test -n \"$ANTHROPIC_API_KEY\" && echo key-kept; echo \"$ANTHROPIC_API_KEY\""
+                },
+                {
+                    "id": "plan", "kind": "agent", "role": "primary", "needs": ["dump"],
+                    "prompt": "Look at the environment, then submit a plan.",
+                    "tools": ["bash"],
+                    "outputs": { "plan": "message" }
+                },
+                {
+                    "id": "fail", "kind": "script", "needs": ["plan"],
+                    "run": "echo \"failing with $DEPLOY_TOKEN\" >&2; exit 3"
+                }
+            ]
+        }),
+    );
+    repo
+}
+
+fn assert_clean(what: &str, text: &[u8]) {
+    let text = String::from_utf8_lossy(text);
+    for needle in NEEDLES {
+        assert!(
+            !text.contains(needle),
+            "{what} holds `{needle}`:\n{}",
+            &text[..text.len().min(4000)]
+        );
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn show(repo: &Repo, run: &str, path: &str) -> String {
+    repo.git(&["show", &format!("refs/wfe/runs/{run}:{path}")])
+}
+
+#[test]
+fn keys_stay_out_of_phases_and_secrets_out_of_git_the_index_and_output() {
+    let server = Server::spawn(vec![
+        Reply::anthropic(vec![
+            Part::Text("Let me look around.".into()),
+            Part::Tool(
+                "bash",
+                json!({ "command": "env; printenv; printenv ANTHROPIC_API_KEY || echo agent-has-no-key; echo \"agent sees $DEPLOY_TOKEN\"" }),
+            ),
+        ]),
+        Reply::anthropic(vec![Part::Tool(
+            "submit_plan",
+            json!({ "text": format!("the token is {TOKEN}") }),
+        )]),
+    ]);
+    let repo = repo_with(server.url());
+    let run = |args: &[&str]| {
+        let out = repo
+            .wfe_cmd()
+            .env("ANTHROPIC_API_KEY", KEY)
+            .env("DEPLOY_TOKEN", TOKEN)
+            .args(args)
+            .output()
+            .unwrap();
+        common::Run::from(out)
+    };
+    // `fail` fails (exit 1): its error message names the token.
+    let ran = run(&["run", "leaky", "--jobs", "1"]);
+    ran.code(1);
+    let id = repo.run_id();
+
+    // The script phase saw no key, and said so; the token it printed is masked.
+    let dump = show(&repo, &id, "phases/dump/log.jsonl");
+    assert!(dump.contains("no-key-here"), "{dump}");
+    assert!(dump.contains("token is ***"), "{dump}");
+    assert!(dump.contains("token to stderr ***"), "{dump}");
+    assert!(!dump.contains("ANTHROPIC_API_KEY="), "{dump}");
+    // Its artifact held the token: stored masked, and marked.
+    let note: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/dump/artifacts/note.json")).unwrap();
+    assert_eq!(note, json!({ "text": "deploying with ***" }));
+    let state: Value = serde_json::from_str(&show(&repo, &id, "phases/dump/state.json")).unwrap();
+    assert_eq!(state["masked"], json!(["note"]));
+
+    // A phase that asks for the key by name gets it (and prints it masked).
+    let keeper = show(&repo, &id, "phases/keeper/log.jsonl");
+    assert!(keeper.contains("key-kept"), "{keeper}");
+    assert!(keeper.contains("\"***\""), "{keeper}");
+
+    // The agent's bash saw no key; the token it printed never reached the
+    // model nor the record.
+    let calls = show(&repo, &id, "phases/plan/tool-calls.jsonl");
+    assert!(calls.contains("agent-has-no-key"), "{calls}");
+    assert!(calls.contains("agent sees ***"), "{calls}");
+    for request in server.requests() {
+        assert_clean(
+            "a request to the model",
+            request.body.to_string().as_bytes(),
+        );
+    }
+    let plan: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
+    assert_eq!(plan, json!({ "text": "the token is ***" }));
+
+    // The failure's message is masked too.
+    let fail = show(&repo, &id, "phases/fail/log.jsonl");
+    assert!(fail.contains("failing with ***"), "{fail}");
+
+    // The search index is built from what was committed.
+    let searched = run(&["search", "x"]);
+    let leak = run(&["search", "TOKLEAK"]);
+    let status = run(&["status", &id]);
+    let shown = run(&["show", &id, "dump"]);
+    let log = run(&["log", &id]);
+
+    // Nothing in any git object, the index, or anything wfe printed.
+    let objects = repo.git_output(&["cat-file", "--batch-all-objects", "--batch"]);
+    assert!(objects.status.success());
+    assert_clean("a git object", &objects.stdout);
+    let git_dir = repo.git(&["rev-parse", "--absolute-git-dir"]);
+    let index = Path::new(git_dir.trim()).join("wfe/index");
+    let index_files = files(&index);
+    assert!(!index_files.is_empty(), "no index at {}", index.display());
+    for file in index_files {
+        assert_clean(&file.display().to_string(), &std::fs::read(&file).unwrap());
+    }
+    assert!(
+        !leak.stdout.contains(&id),
+        "search found the token: {}",
+        leak.stdout
+    );
+    for out in [&ran, &searched, &leak, &status, &shown, &log] {
+        assert_clean("stdout", out.stdout.as_bytes());
+        assert_clean("stderr", out.stderr.as_bytes());
+    }
+}
