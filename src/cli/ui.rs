@@ -148,6 +148,17 @@ impl Ui {
         self.paint(style, status.as_str())
     }
 
+    /// A run status as shown: `running` without a live runner is
+    /// `interrupted` (see [`crate::cli::reasons::shown_status`]).
+    pub fn shown_run_status(&self, status: RunStatus, live: bool) -> String {
+        let shown = crate::cli::reasons::shown_status(status.as_str(), live);
+        if shown == status.as_str() {
+            self.run_status(status)
+        } else {
+            self.paint(Style::Red, shown)
+        }
+    }
+
     /// A phase status, coloured and padded to a column of equal width.
     pub fn phase_status_cell(&self, status: PhaseStatus) -> String {
         let text = self.phase_status(status);
