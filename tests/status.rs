@@ -91,7 +91,8 @@ fn a_completed_run_with_failed_phases_says_so_everywhere() {
     flaky["on_failure"] = json!("continue");
     repo.template(
         "lenient",
-        &json!({ "name": "lenient", "phases": [flaky, script("after", &[], "true")] }),
+        // `after` needs `flaky` so the tip's summary is the same every time.
+        &json!({ "name": "lenient", "phases": [flaky, script("after", &["flaky"], "true")] }),
     );
     repo.wfe(&["run", "lenient"]).code(0);
     let status = repo.wfe(&["status"]);
@@ -106,6 +107,32 @@ fn a_completed_run_with_failed_phases_says_so_everywhere() {
         assert_eq!(doc["status"], "completed");
         assert_eq!(doc["failed_phases"], json!(["flaky"]), "{cmd:?}");
     }
-    let list = repo.wfe(&["list"]);
-    assert_run!(&repo, "list_completed_with_failures", &list);
+}
+
+#[test]
+fn quiet_still_says_why_a_run_stopped() {
+    let repo = Repo::new();
+    repo.template(
+        "boom",
+        &json!({ "name": "boom", "phases": [script("boom", &[], "exit 3")] }),
+    );
+    let run = repo.wfe(&["-q", "run", "boom"]);
+    run.code(1);
+    let id = repo.run_id();
+    assert_eq!(run.stdout, "", "quiet prints nothing on stdout");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {}", run.stderr);
+    assert!(
+        lines[0].starts_with(&format!("run {id} failed: ")) && lines[0].contains("boom"),
+        "{}",
+        run.stderr
+    );
+    // A run that completes stays silent.
+    repo.template(
+        "fine",
+        &json!({ "name": "fine", "phases": [script("ok", &[], "true")] }),
+    );
+    let fine = repo.wfe(&["-q", "run", "fine"]);
+    fine.code(0);
+    assert_eq!((fine.stdout.as_str(), fine.stderr.as_str()), ("", ""));
 }

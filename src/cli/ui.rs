@@ -80,6 +80,11 @@ impl Ui {
         }
     }
 
+    /// Whether `--quiet` is on.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// `warning: …` on stderr, even with `--quiet`: something was left out
     /// of what the command shows (a broken run it skipped).
     pub fn warn(&self, text: &str) {
