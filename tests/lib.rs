@@ -28,3 +28,4 @@ mod schemas;
 mod search;
 mod secrets;
 mod signals;
+mod status;

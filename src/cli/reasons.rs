@@ -5,11 +5,34 @@
 
 use super::context::Context;
 use crate::engine::{RunStatus, StopReason};
-use crate::store::RunId;
+use crate::store::{LockHolder, RunId};
 
 /// Whether a live runner holds `run` now (an unreadable lock counts as none).
 pub fn runner_live(ctx: &Context, run: &RunId) -> bool {
-    matches!(ctx.store.lock_holder(run), Ok(Some(_)))
+    runner(ctx, run).is_some()
+}
+
+/// The live process holding `run` now, if any (an unreadable lock counts
+/// as none).
+pub fn runner(ctx: &Context, run: &RunId) -> Option<LockHolder> {
+    ctx.store.lock_holder(run).ok().flatten()
+}
+
+/// The status shown for a run stored as `status`: a run.json that says
+/// `running` is only true while a runner holds the run; without one (the
+/// runner was killed with SIGKILL, or lost power) it is `interrupted`.
+/// run.json itself keeps `running`; this is how it is displayed.
+pub fn shown_status(status: &str, live: bool) -> &str {
+    if status == RunStatus::Running.as_str() && !live {
+        "interrupted"
+    } else {
+        status
+    }
+}
+
+/// The hint for a run that shows as `interrupted` (see [`shown_status`]).
+pub fn interrupted_hint(run: &str) -> String {
+    format!("`wfe resume {run}` goes on")
 }
 
 /// The command that moves a run that is `status` for `reason` on, as a
@@ -41,6 +64,16 @@ pub fn next_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_without_a_runner_shows_as_interrupted() {
+        assert_eq!(shown_status("running", false), "interrupted");
+        assert_eq!(shown_status("running", true), "running");
+        for other in ["paused", "waiting", "completed", "failed", "cancelled"] {
+            assert_eq!(shown_status(other, false), other);
+            assert_eq!(shown_status(other, true), other);
+        }
+    }
 
     #[test]
     fn each_reason_names_the_command_that_goes_on() {

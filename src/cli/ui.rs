@@ -80,6 +80,11 @@ impl Ui {
         }
     }
 
+    /// Whether `--quiet` is on.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// `warning: …` on stderr, even with `--quiet`: something was left out
     /// of what the command shows (a broken run it skipped).
     pub fn warn(&self, text: &str) {
@@ -146,6 +151,17 @@ impl Ui {
             _ => Style::Yellow,
         };
         self.paint(style, status.as_str())
+    }
+
+    /// A run status as shown: `running` without a live runner is
+    /// `interrupted` (see [`crate::cli::reasons::shown_status`]).
+    pub fn shown_run_status(&self, status: RunStatus, live: bool) -> String {
+        let shown = crate::cli::reasons::shown_status(status.as_str(), live);
+        if shown == status.as_str() {
+            self.run_status(status)
+        } else {
+            self.paint(Style::Red, shown)
+        }
     }
 
     /// A phase status, coloured and padded to a column of equal width.

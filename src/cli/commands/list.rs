@@ -5,8 +5,10 @@ use clap::Args;
 
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
+use crate::cli::reasons;
 use crate::cli::ui::{Style, Ui};
 use crate::engine::view::{ListFilter, list_all};
+use crate::store::RunId;
 
 /// List runs
 #[derive(Debug, Args)]
@@ -47,11 +49,20 @@ pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
         return Ok(Outcome::Success);
     }
     for row in &runs {
-        let status = row.status.as_deref().unwrap_or("?");
+        // One lock-file stat per running row: `running` is only true while
+        // a runner holds the run.
+        let live = row.status.as_deref() == Some("running")
+            && RunId::parse(&row.id).is_some_and(|id| reasons::runner_live(ctx, &id));
+        let status = reasons::shown_status(row.status.as_deref().unwrap_or("?"), live);
         let style = match status {
             "completed" => Style::Green,
-            "failed" | "cancelled" => Style::Red,
+            "failed" | "cancelled" | "interrupted" => Style::Red,
             _ => Style::Yellow,
+        };
+        let summary = if status == "interrupted" {
+            format!("no runner holds it: {}", reasons::interrupted_hint(&row.id))
+        } else {
+            row.summary.trim_start_matches("wfe: ").to_string()
         };
         let when = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(row.updated.max(0) as u64),
@@ -62,7 +73,7 @@ pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
             row.template.as_deref().unwrap_or("?"),
             ui.paint(style, &format!("{status:<10}")),
             when,
-            ui.paint(Style::Dim, row.summary.trim_start_matches("wfe: ")),
+            ui.paint(Style::Dim, &summary),
         ));
     }
     Ok(Outcome::Success)

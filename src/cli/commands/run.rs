@@ -133,6 +133,22 @@ pub(crate) fn report(ctx: &Context, ui: &Ui, id: &RunId, json: bool) -> Result<(
     let snapshot = RunSnapshot::load_tip(&ctx.store, id)?;
     if json {
         ui.json(&snapshot.to_json());
+    } else if ui.is_quiet() {
+        // Quiet drops the progress, not why a run stopped: one line on
+        // stderr when it did not complete.
+        let r = &snapshot.record;
+        if r.status != engine::RunStatus::Completed {
+            let reason = r
+                .reason
+                .as_ref()
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default();
+            let live = crate::cli::reasons::runner_live(ctx, id);
+            let hint = crate::cli::reasons::next_step(r.status, r.reason.as_ref(), &r.id, live)
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            ui.err_line(&format!("run {} {}{reason}{hint}", r.id, r.status.as_str()));
+        }
     } else {
         ui.note(&format!(
             "{} {}\n  {}   {}",

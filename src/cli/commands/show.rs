@@ -9,7 +9,7 @@ use crate::cli::error::{CliError, Outcome};
 use crate::cli::reasons;
 use crate::cli::ui::{Style, Ui, describe_error, human_duration};
 use crate::engine::view::{self, PhaseView, RunDetail};
-use crate::engine::{Comment, PhaseState, layout};
+use crate::engine::{Comment, PhaseState, RunStatus, layout};
 use crate::template::PhaseKind;
 
 /// Lines of a phase's log shown by default.
@@ -34,11 +34,13 @@ pub(crate) fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
     let id = ctx.resolve_run(&args.run)?;
     let Some(phase) = args.phase.as_deref() else {
         let detail = RunDetail::load(&ctx.store, &id)?;
+        let runner = reasons::runner(ctx, &id);
         if args.json {
-            ui.json(&to_json(&detail)?);
+            let mut doc = to_json(&detail)?;
+            super::status::add_truth(&mut doc, &detail.run, runner.as_ref());
+            ui.json(&doc);
         } else {
-            let live = reasons::runner_live(ctx, &id);
-            show_run(&detail, live, ui);
+            show_run(&detail, runner.is_some(), ui);
             show_comments(ui, detail.comments.iter());
         }
         return Ok(Outcome::Success);
@@ -254,7 +256,7 @@ fn show_run(detail: &RunDetail, live: bool, ui: &Ui) {
         "{} {}  {}",
         ui.paint(Style::Bold, "run"),
         r.id,
-        ui.run_status(r.status)
+        ui.shown_run_status(r.status, live)
     ));
     ui.out(&format!(
         "  template   {} ({})",
@@ -267,7 +269,19 @@ fn show_run(detail: &RunDetail, live: bool, ui: &Ui) {
     if let Some(reason) = &r.reason {
         ui.out(&format!("  reason     {reason}"));
     }
-    if let Some(hint) = reasons::next_step(r.status, r.reason.as_ref(), &r.id, live) {
+    let failed = detail.run.failed_phases();
+    if r.status == RunStatus::Completed && !failed.is_empty() {
+        ui.out(&format!(
+            "  failed     {}",
+            super::status::completed_despite(&failed)
+        ));
+    }
+    let hint = if r.status == RunStatus::Running && !live {
+        Some(reasons::interrupted_hint(&r.id))
+    } else {
+        reasons::next_step(r.status, r.reason.as_ref(), &r.id, live)
+    };
+    if let Some(hint) = hint {
         ui.out(&format!("  hint       {hint}"));
     }
     ui.out(&format!("  base       {}", r.base_commit));

@@ -7,8 +7,8 @@ use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::reasons;
 use crate::cli::ui::{Style, Ui, human_duration};
-use crate::engine::PhaseState;
-use crate::engine::view::RunView;
+use crate::engine::view::{PhaseCounts, RunView};
+use crate::engine::{PhaseState, RunStatus};
 
 /// Draw a run's DAG with each phase's state
 #[derive(Debug, Args)]
@@ -25,19 +25,21 @@ pub struct StatusArgs {
 pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let view = RunView::load(&ctx.store, &id)?;
+    let runner = reasons::runner(ctx, &id);
     if args.json {
-        let doc = serde_json::to_value(&view)
+        let mut doc = serde_json::to_value(&view)
             .map_err(|e| CliError::internal(format!("cannot write the JSON document: {e}")))?;
+        add_truth(&mut doc, &view, runner.as_ref());
         ui.json(&doc);
         return Ok(Outcome::Success);
     }
+    let live = runner.is_some();
     ui.out(&format!(
-        "{} {} · {} · {}/{} phases done",
+        "{} {} · {} · {}",
         ui.paint(Style::Bold, &format!("run {}", view.record.id)),
         view.record.template,
-        ui.run_status(view.record.status),
-        view.done(),
-        view.phases.len()
+        ui.shown_run_status(view.record.status, live),
+        counts_line(&view.counts()),
     ));
     let width = view.states().map(|p| p.id.len()).max().unwrap_or(0);
     for layer in &view.layers {
@@ -95,12 +97,65 @@ pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
     if let Some(reason) = &record.reason {
         ui.out(&format!("  {}", ui.paint(Style::Red, &reason.to_string())));
     }
-    let live = reasons::runner_live(ctx, &id);
-    if let Some(hint) = reasons::next_step(record.status, record.reason.as_ref(), &record.id, live)
-    {
+    let failed = view.failed_phases();
+    if record.status == RunStatus::Completed && !failed.is_empty() {
+        ui.out(&format!(
+            "  {}",
+            ui.paint(Style::Red, &completed_despite(&failed))
+        ));
+    }
+    let hint = if record.status == RunStatus::Running && !live {
+        Some(reasons::interrupted_hint(&record.id))
+    } else {
+        reasons::next_step(record.status, record.reason.as_ref(), &record.id, live)
+    };
+    if let Some(hint) = hint {
         ui.out(&format!("  {} {hint}", ui.paint(Style::Yellow, "hint:")));
     }
     Ok(Outcome::Success)
+}
+
+/// Adds what the stored run document cannot know to `doc`: `runner` (the
+/// live holder's pid, host and since, or null when no runner holds the
+/// run: a `running` run is then interrupted) and `failed_phases`.
+pub(crate) fn add_truth(
+    doc: &mut serde_json::Value,
+    view: &RunView,
+    runner: Option<&crate::store::LockHolder>,
+) {
+    if let Some(map) = doc.as_object_mut() {
+        map.insert(
+            "runner".into(),
+            serde_json::to_value(runner).unwrap_or(serde_json::Value::Null),
+        );
+        map.insert("failed_phases".into(), view.failed_phases().into());
+    }
+}
+
+/// "1/3 phases completed, 1 failed, 1 skipped": each way a phase ended,
+/// apart, so a cancelled run never reads as done.
+fn counts_line(c: &PhaseCounts) -> String {
+    let mut line = format!("{}/{} phases completed", c.completed, c.total);
+    for (n, what) in [
+        (c.failed, "failed"),
+        (c.timed_out, "timed out"),
+        (c.skipped, "skipped"),
+        (c.cancelled, "cancelled"),
+    ] {
+        if n > 0 {
+            line.push_str(&format!(", {n} {what}"));
+        }
+    }
+    line
+}
+
+/// The line a completed run with failed or timed-out phases carries.
+pub(crate) fn completed_despite(failed: &[&str]) -> String {
+    format!(
+        "completed despite failed phase{}: {} (on_failure: continue)",
+        if failed.len() == 1 { "" } else { "s" },
+        failed.join(", ")
+    )
 }
 
 /// How long a phase took, right-aligned, and its attempts when more than one.

@@ -14,7 +14,7 @@ mod run;
 pub use fsck::{FsckReport, Problem, RunCheck, check_run, check_runs};
 pub use list::{ListFilter, Listing, RunRow, list_all, list_runs};
 pub use phase::{AttemptView, LoopSpec, PhaseView, RejectedOutput, artifact};
-pub use run::{PhaseRow, RunDetail, RunView};
+pub use run::{PhaseCounts, PhaseRow, RunDetail, RunView};
 
 use super::EngineError;
 

@@ -43,6 +43,23 @@ pub struct PhaseRow {
     pub children: Vec<PhaseState>,
 }
 
+/// How many top-level phases of a run ended which way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseCounts {
+    /// Every top-level phase.
+    pub total: usize,
+    /// Completed.
+    pub completed: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Timed out.
+    pub timed_out: usize,
+    /// Skipped.
+    pub skipped: usize,
+    /// Cancelled.
+    pub cancelled: usize,
+}
+
 /// A run with the comments people left on it and on its phases, as
 /// `wfe show RUN` presents it; serialises as the run document plus
 /// `comments`.
@@ -94,6 +111,35 @@ impl RunView {
             .iter()
             .filter(|p| p.state.status.is_final())
             .count()
+    }
+
+    /// The top-level phases by how they ended (or that they have not).
+    pub fn counts(&self) -> PhaseCounts {
+        let mut c = PhaseCounts {
+            total: self.phases.len(),
+            ..PhaseCounts::default()
+        };
+        for p in &self.phases {
+            match p.state.status {
+                PhaseStatus::Completed => c.completed += 1,
+                PhaseStatus::Failed => c.failed += 1,
+                PhaseStatus::TimedOut => c.timed_out += 1,
+                PhaseStatus::Skipped => c.skipped += 1,
+                PhaseStatus::Cancelled => c.cancelled += 1,
+                PhaseStatus::Pending | PhaseStatus::Running | PhaseStatus::Waiting => {}
+            }
+        }
+        c
+    }
+
+    /// The phases (top-level, and loops' current children) that failed or
+    /// timed out, in template order: a run that went on past them
+    /// (`on_failure: continue`) still completes, and these say it was not clean.
+    pub fn failed_phases(&self) -> Vec<&str> {
+        self.states()
+            .filter(|p| matches!(p.status, PhaseStatus::Failed | PhaseStatus::TimedOut))
+            .map(|p| p.id.as_str())
+            .collect()
     }
 
     /// Every phase's state, top-level phases and loops' current children.
@@ -247,6 +293,18 @@ mod tests {
             .collect();
         assert_eq!(children, ["fix", "test"], "the loop's current iteration");
         assert_eq!(view.done(), 2);
+        let counts = view.counts();
+        assert_eq!(
+            (
+                counts.total,
+                counts.completed,
+                counts.failed,
+                counts.skipped
+            ),
+            (3, 1, 1, 0),
+            "{counts:?}"
+        );
+        assert_eq!(view.failed_phases(), ["repair", "test"]);
         assert_eq!(view.states().count(), 5);
     }
 
