@@ -36,6 +36,26 @@ impl GitStore {
         reason: &str,
         time: i64,
     ) -> Result<Trashed> {
+        let to_id = parse_checkpoint(to)?;
+        self.set_tip_aside(run, expected, reason, time, |repo, expected_id| {
+            // Refuse a target that is not a commit before touching any ref.
+            find_commit(repo, to_id)?;
+            move_to(run.ref_name(), expected_id, to_id, reason)
+        })
+    }
+
+    /// Keeps the run's tip (`expected`) under a new trash ref and applies
+    /// `then` (a move or a deletion of the run's ref) in the same ref
+    /// transaction: both happen or neither. Starts over when another writer
+    /// took the trash number picked; a moved tip is a conflict.
+    fn set_tip_aside(
+        &self,
+        run: &RunId,
+        expected: &CheckpointId,
+        reason: &str,
+        time: i64,
+        then: impl Fn(&gix::Repository, ObjectId) -> Result<RefEdit>,
+    ) -> Result<Trashed> {
         let Ok(expected_id) = parse_checkpoint(expected) else {
             let shared = self.shared();
             return Err(conflict(
@@ -44,7 +64,6 @@ impl GitStore {
                 read_tip(&shared.repo, &run.ref_name())?,
             ));
         };
-        let to_id = parse_checkpoint(to)?;
         let signature = self.signature(time);
         for _ in 0..NUMBER_ROUNDS {
             let shared = self.shared();
@@ -53,13 +72,9 @@ impl GitStore {
             if current != Some(expected_id) {
                 return Err(conflict(run, Some(expected), current));
             }
-            // Refuse a target that is not a commit before touching any ref.
-            find_commit(repo, to_id)?;
+            let second = then(repo, expected_id)?;
             let number = next_number(repo, run)?;
-            let edits = vec![
-                create(run.trash_ref(number), expected_id, reason)?,
-                move_to(run.ref_name(), expected_id, to_id, reason)?,
-            ];
+            let edits = vec![create(run.trash_ref(number), expected_id, reason)?, second];
             match transact(repo, edits, &signature) {
                 Ok(()) => {
                     return Ok(Trashed {
@@ -182,48 +197,10 @@ impl GitStore {
         reason: &str,
         time: i64,
     ) -> Result<Trashed> {
-        let Ok(expected_id) = parse_checkpoint(expected) else {
-            let shared = self.shared();
-            return Err(conflict(
-                run,
-                Some(expected),
-                read_tip(&shared.repo, &run.ref_name())?,
-            ));
-        };
-        let signature = self.signature(time);
-        for _ in 0..NUMBER_ROUNDS {
-            let shared = self.shared();
-            let repo = &shared.repo;
-            let current = read_tip(repo, &run.ref_name())?;
-            if current != Some(expected_id) {
-                return Err(conflict(run, Some(expected), current));
-            }
-            // The tip is not read: a ref to a missing object moves as well.
-            let number = next_number(repo, run)?;
-            let edits = vec![
-                create(run.trash_ref(number), expected_id, reason)?,
-                delete(run.ref_name(), expected_id)?,
-            ];
-            match transact(repo, edits, &signature) {
-                Ok(()) => {
-                    return Ok(Trashed {
-                        number,
-                        checkpoint: expected.clone(),
-                    });
-                }
-                Err(err) => {
-                    let found = read_tip(repo, &run.ref_name())?;
-                    if found != current {
-                        return Err(conflict(run, Some(expected), found));
-                    }
-                    if read_tip(repo, &run.trash_ref(number))?.is_some() {
-                        continue;
-                    }
-                    return Err(err);
-                }
-            }
-        }
-        Err(busy(run))
+        // The tip is not read: a ref to a missing object moves as well.
+        self.set_tip_aside(run, expected, reason, time, |_, expected_id| {
+            delete(run.ref_name(), expected_id)
+        })
     }
 
     /// [`crate::store::RunStore::restore`] in git.
