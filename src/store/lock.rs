@@ -318,6 +318,20 @@ mod tests {
     use super::*;
     use std::fs::File;
 
+    /// A holder whose process has exited: its lock is stale.
+    fn dead_holder() -> LockHolder {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("wait for true");
+        LockHolder {
+            pid,
+            host: hostname(),
+            since: "long ago".into(),
+        }
+    }
+
     fn run() -> RunId {
         RunId::parse("01jf3k0000000000000000000a").expect("valid id")
     }
@@ -368,16 +382,7 @@ mod tests {
     #[test]
     fn a_lock_of_a_dead_pid_is_taken_over() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = std::process::Command::new("true")
-            .spawn()
-            .expect("spawn true");
-        let dead = child.id();
-        child.wait().expect("wait for true");
-        let stale = LockHolder {
-            pid: dead,
-            host: hostname(),
-            since: "long ago".into(),
-        };
+        let stale = dead_holder();
         let path = lock_path(dir.path(), &run());
         fs::write(&path, serde_json::to_vec(&stale).expect("json")).expect("write stale lock");
 
@@ -403,23 +408,18 @@ mod tests {
     #[test]
     fn a_takeover_killed_half_way_does_not_lock_the_next_one_out() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = std::process::Command::new("true")
-            .spawn()
-            .expect("spawn true");
-        let dead = child.id();
-        child.wait().expect("wait for true");
-        let stale = serde_json::to_vec(&LockHolder {
-            pid: dead,
-            host: hostname(),
-            since: "long ago".into(),
-        })
-        .expect("json");
+        let dead = dead_holder();
+        let stale = serde_json::to_vec(&dead).expect("json");
         fs::write(lock_path(dir.path(), &run()), &stale).expect("write stale lock");
         // What a process killed during its takeover leaves: the guard file
         // (here with its content, as older versions wrote it) and its temp file.
         let guard = dir.path().join(format!("{}.lock.takeover", run()));
         fs::write(&guard, &stale).expect("write guard");
-        fs::write(dir.path().join(format!("{}.lock.{dead}.tmp", run())), "").expect("temp");
+        fs::write(
+            dir.path().join(format!("{}.lock.{}.tmp", run(), dead.pid)),
+            "",
+        )
+        .expect("temp");
 
         let lock = RunLock::acquire(dir.path(), &run(), "now").expect("no lock-out");
         assert!(!guard.exists(), "the guard is removed after the takeover");
@@ -431,17 +431,7 @@ mod tests {
     #[test]
     fn a_takeover_in_progress_is_waited_for_not_joined() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = std::process::Command::new("true")
-            .spawn()
-            .expect("spawn true");
-        let dead = child.id();
-        child.wait().expect("wait for true");
-        let stale = serde_json::to_vec(&LockHolder {
-            pid: dead,
-            host: hostname(),
-            since: "long ago".into(),
-        })
-        .expect("json");
+        let stale = serde_json::to_vec(&dead_holder()).expect("json");
         let path = lock_path(dir.path(), &run());
         fs::write(&path, &stale).expect("write stale lock");
         // Another process holds the takeover guard: this one must not take over too.
@@ -462,16 +452,7 @@ mod tests {
     #[test]
     fn only_one_of_many_contenders_takes_over_a_stale_lock() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = std::process::Command::new("true")
-            .spawn()
-            .expect("spawn true");
-        let dead = child.id();
-        child.wait().expect("wait for true");
-        let stale = LockHolder {
-            pid: dead,
-            host: hostname(),
-            since: "long ago".into(),
-        };
+        let stale = dead_holder();
         fs::write(
             lock_path(dir.path(), &run()),
             serde_json::to_vec(&stale).expect("json"),
