@@ -27,5 +27,6 @@ mod run;
 mod schemas;
 mod search;
 mod secrets;
+mod sharing;
 mod signals;
 mod status;

@@ -105,4 +105,13 @@ pub enum Command {
     /// List, test and set up LLM providers and their keys
     #[command(subcommand)]
     Provider(commands::provider::ProviderCommand),
+    /// Send runs to a remote (fast-forward only; a run that diverged is reported, never forced)
+    Push(commands::push::PushArgs),
+    /// Bring runs from a remote (fast-forward only; a run that diverged is reported, never forced)
+    Pull(commands::pull::PullArgs),
+    /// Configure a remote for sharing runs
+    #[command(subcommand)]
+    Remote(commands::remote::RemoteCommand),
+    /// Move old runs to the trash, empty old trash, and repack the repository
+    Gc(commands::gc::GcArgs),
 }

@@ -160,6 +160,8 @@ impl From<StoreError> for CliError {
             | StoreError::NoWorkTree { .. }
             | StoreError::RestoreConflict { .. } => CliError::input(message),
             StoreError::NothingTrashed { .. } => CliError::input(message),
+            StoreError::NoSuchRemote { .. } => CliError::input(message)
+                .hint("`git remote -v` lists the remotes; `git remote add NAME URL` adds one"),
             StoreError::Conflict { run, .. } => CliError::conflict(message).hint(format!(
                 "another wfe process changed run {run} at the same moment, so nothing was written; look at where it stands now with `wfe status {run}` (what it did: `wfe log {run}`), then run the command again"
             )),

@@ -32,8 +32,15 @@ use super::{
     path,
 };
 
+#[path = "remote.rs"]
+mod remote;
+#[path = "retention.rs"]
+mod retention;
 #[path = "trash.rs"]
 mod trash;
+
+pub use remote::{PushStatus, REMOTES_PREFIX, RUNS_REFSPEC, RefPair, Relation, RemoteSetup};
+pub use retention::TrashAge;
 
 /// Who signs checkpoints when the repository has no `user.name`/`user.email`.
 const FALLBACK_NAME: &str = "wfe";

@@ -23,7 +23,10 @@ mod workspace;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use git::{GitStore, RepoInfo};
+pub use git::{
+    GitStore, PushStatus, REMOTES_PREFIX, RUNS_REFSPEC, RefPair, Relation, RemoteSetup, RepoInfo,
+    TrashAge,
+};
 pub use lock::{LockHolder, RunLock};
 pub use memory::MemoryStore;
 pub use message::{Message, Trailer};
@@ -366,6 +369,14 @@ pub enum StoreError {
         path: String,
         /// What is there and why it stops the restore.
         reason: String,
+    },
+    /// A remote named for sharing runs is not one of the repository's remotes.
+    #[error("no remote `{remote}` in this repository (remotes: {})", if .known.is_empty() { "none".to_string() } else { .known.join(", ") })]
+    NoSuchRemote {
+        /// The name given.
+        remote: String,
+        /// The repository's remotes.
+        known: Vec<String>,
     },
     /// An error from git itself (gix).
     #[error("git: {message}")]

@@ -339,7 +339,7 @@ fn next_number(repo: &gix::Repository, run: &RunId) -> Result<u32> {
 }
 
 /// Creates `name` at `id`; fails if it exists.
-fn create(name: String, id: ObjectId, reason: &str) -> Result<RefEdit> {
+pub(super) fn create(name: String, id: ObjectId, reason: &str) -> Result<RefEdit> {
     Ok(RefEdit {
         change: RefChange::Update {
             log: log(reason),
@@ -352,7 +352,7 @@ fn create(name: String, id: ObjectId, reason: &str) -> Result<RefEdit> {
 }
 
 /// Moves `name` from `from` to `to`; fails unless it points at `from`.
-fn move_to(name: String, from: ObjectId, to: ObjectId, reason: &str) -> Result<RefEdit> {
+pub(super) fn move_to(name: String, from: ObjectId, to: ObjectId, reason: &str) -> Result<RefEdit> {
     Ok(RefEdit {
         change: RefChange::Update {
             log: log(reason),
@@ -365,7 +365,7 @@ fn move_to(name: String, from: ObjectId, to: ObjectId, reason: &str) -> Result<R
 }
 
 /// Deletes `name` (and its reflog); fails unless it points at `from`.
-fn delete(name: String, from: ObjectId) -> Result<RefEdit> {
+pub(super) fn delete(name: String, from: ObjectId) -> Result<RefEdit> {
     Ok(RefEdit {
         change: RefChange::Delete {
             expected: PreviousValue::MustExistAndMatch(Target::Object(from)),
@@ -386,7 +386,7 @@ fn log(reason: &str) -> LogChange {
 }
 
 /// Prepares (locks and checks every ref) and commits `edits` as one transaction.
-fn transact(
+pub(super) fn transact(
     repo: &gix::Repository,
     edits: Vec<RefEdit>,
     signature: &gix::actor::Signature,

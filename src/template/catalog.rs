@@ -40,6 +40,40 @@ impl std::fmt::Display for TemplateSource {
     }
 }
 
+impl TemplateSource {
+    /// How a run records where its template came from (`template_source`
+    /// in run.json, which travels to every clone): a path relative to the
+    /// repository's root `root`, `built-in:NAME`, or for a file outside
+    /// the repository just its file name. Never an absolute local path.
+    pub fn recorded(&self, root: &Path) -> String {
+        match self {
+            TemplateSource::Builtin(_) => self.to_string(),
+            TemplateSource::Repo(path) | TemplateSource::Path(path) => {
+                let relative: Option<PathBuf> = path
+                    .strip_prefix(root)
+                    .ok()
+                    .map(Path::to_path_buf)
+                    .or_else(|| {
+                        // `root` may be reached through a symlink (macOS /tmp).
+                        let canon_root = root.canonicalize().ok()?;
+                        let canon = path.canonicalize().ok()?;
+                        canon.strip_prefix(&canon_root).ok().map(Path::to_path_buf)
+                    });
+                match relative {
+                    Some(rel) => rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    None => path
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                }
+            }
+        }
+    }
+}
+
 /// The templates of one repository.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -370,6 +404,32 @@ mod tests {
         let absolute = repo.path().join("flows/x.json");
         let (t, _) = catalog.load(absolute.to_str().unwrap(), &registry).unwrap();
         assert_eq!(t.name, "x");
+    }
+
+    #[test]
+    fn recorded_sources_never_hold_an_absolute_local_path() {
+        let root = Path::new("/home/someone/project");
+        let cases = [
+            (
+                TemplateSource::Repo(root.join(".wfe/templates/hello.json")),
+                ".wfe/templates/hello.json",
+            ),
+            (
+                TemplateSource::Path(root.join("flows/x.json")),
+                "flows/x.json",
+            ),
+            (
+                TemplateSource::Path(PathBuf::from("/elsewhere/shared/y.yaml")),
+                "y.yaml",
+            ),
+            (
+                TemplateSource::Builtin("feature".into()),
+                "built-in:feature",
+            ),
+        ];
+        for (source, want) in cases {
+            assert_eq!(source.recorded(root), want, "{source:?}");
+        }
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
     let new = NewRun {
         id: id.clone(),
         template,
-        template_source: source.to_string(),
+        template_source: source.recorded(&ctx.root),
         args: run_args,
         schemas,
         base_commit,

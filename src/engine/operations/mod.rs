@@ -2,7 +2,8 @@
 //! operation as `cli/commands/` has one per command: pausing, cancelling,
 //! approving, continuing and switching auto mode without a runner
 //! ([`control_offline`]), commenting, accepting and editing outputs,
-//! retrying and skipping phases, rolling a run back and undoing that.
+//! retrying and skipping phases, rolling a run back and undoing that,
+//! sharing runs with a remote ([`push`], [`pull`]) and retention ([`plan_gc`]).
 //!
 //! Each operation that changes the run is one checkpoint made with
 //! compare-and-swap on the tip (rollback and undo move the ref instead,
@@ -20,10 +21,12 @@ pub(crate) mod cancel;
 mod comment;
 mod r#continue;
 mod edit;
+mod gc;
 mod pause;
 mod remove;
 mod retry;
 mod rollback;
+mod share;
 mod skip;
 #[cfg(test)]
 mod tests;
@@ -35,9 +38,11 @@ pub use comment::{comment, comments};
 pub use edit::{
     Checked, artifact_schema, check_artifact, editable_artifact, set_artifact, stale_dependants,
 };
+pub use gc::{GcPlan, GcPolicy, plan_gc};
 pub use remove::{Removed, remove};
 pub use retry::{Overrides, Retried, retry};
 pub use rollback::{Resolved, RollbackTarget, RolledBack, resolve, rollback};
+pub use share::{RefOutcome, Synced, pull, push};
 pub use skip::{SKIPPED_BY_HAND, Skipped, skip};
 pub use undo::undo;
 
