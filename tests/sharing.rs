@@ -501,7 +501,7 @@ fn gc_never_removes_a_run_a_live_runner_holds() {
         "{}",
         kept.stderr
     );
-    assert_eq!(runs_left(&repo), [id.clone()]);
+    assert_eq!(runs_left(&repo), [id]);
     write_fifo_line(&fifo, "go");
     assert!(child.wait().unwrap().success());
     repo.wfe(&["gc", "--keep", "0"]).code(0);

@@ -307,14 +307,14 @@ impl GitStore {
         reason: &str,
         time: i64,
     ) -> Result<()> {
-        if let Some(old) = expected {
-            if !self.reaches(to, old)? {
-                return Err(StoreError::Conflict {
-                    run: run.clone(),
-                    expected: old.to_string(),
-                    found: to.to_string(),
-                });
-            }
+        if let Some(old) = expected
+            && !self.reaches(to, old)?
+        {
+            return Err(StoreError::Conflict {
+                run: run.clone(),
+                expected: old.to_string(),
+                found: to.to_string(),
+            });
         }
         let to_id = parse_checkpoint(to)?;
         let edit = match expected {

@@ -76,7 +76,7 @@ pub(super) fn report(
     way: Way,
 ) -> Result<Outcome, CliError> {
     let (verb, there) = match way {
-        Way::Push => ("pushed", remote.to_string()),
+        Way::Push => ("pushed", format!("on {remote}")),
         Way::Pull => ("pulled", "here".to_string()),
     };
     let mut same = 0;

@@ -2,7 +2,7 @@
 //! emptied, decided from the runs' tips and the trash refs' ages alone.
 //!
 //! Planning writes nothing (it is all `--dry-run` shows); the caller then
-//! moves each planned run with [`super::remove`] under the run's lock, as
+//! moves each planned run with [`super::remove()`] under the run's lock, as
 //! `wfe rm` does, empties the planned entries and repacks. A run a live
 //! runner holds is never planned: it is listed apart as held.
 
