@@ -507,3 +507,44 @@ fn gc_never_removes_a_run_a_live_runner_holds() {
     repo.wfe(&["gc", "--keep", "0"]).code(0);
     assert_eq!(runs_left(&repo), Vec::<String>::new());
 }
+
+#[test]
+fn a_pull_never_moves_a_run_a_live_runner_holds() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let (a, b) = clones(&format!("file://{}", remote.display()));
+    a.wfe(&["run", "gated"]).code(3);
+    let id = a.run_id();
+    let run_ref = format!("refs/wfe/runs/{id}");
+
+    // A runner on A holds the run, waiting at its gate once it has
+    // recorded that it resumed.
+    let stopped = rev(&a, &run_ref);
+    let mut runner = a.spawn(&["resume", &id, "--wait"]);
+    let lock = a.path().join(format!(".git/wfe/locks/{id}.lock"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lock.exists() || rev(&a, &run_ref) == stopped {
+        assert!(Instant::now() < deadline, "the runner never resumed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Pushing only reads the run: fine while it is held.
+    a.wfe(&["push"]).code(0);
+    b.wfe(&["pull"]).code(0);
+    b.wfe(&["comment", &id, "from b"]).code(0);
+    b.wfe(&["push"]).code(0);
+
+    let before = rev(&a, &run_ref);
+    let held = a.wfe(&["pull"]);
+    held.code(1);
+    assert!(
+        held.stderr.contains("a live runner holds it"),
+        "{}",
+        held.stderr
+    );
+    assert_eq!(rev(&a, &run_ref), before);
+
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    a.wfe(&["pull"]).code(0);
+    assert_eq!(rev(&a, &run_ref), rev(&b, &run_ref));
+}
