@@ -15,6 +15,7 @@ mod control;
 mod crash;
 mod diff;
 mod examples;
+mod fail_fast;
 mod fsck;
 mod help;
 mod init;
