@@ -18,6 +18,7 @@ mod examples;
 mod fail_fast;
 mod fsck;
 mod help;
+mod hints;
 mod init;
 mod input;
 mod loops;

@@ -108,7 +108,7 @@ pub fn control_offline(
             &now,
         )?
         .map_err(refuse)?,
-        Action::Continue => return Err(refuse(r#continue::offline())),
+        Action::Continue => return Err(refuse(r#continue::offline(&snap))),
         Action::Auto { on } => auto::offline(&mut record, *on),
     };
     if record != snap.record {
