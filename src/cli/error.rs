@@ -248,7 +248,7 @@ fn refusal_hint(e: &EngineError) -> Option<String> {
         EngineError::NotControllable {
             reason: Refusal::NoRunner { status, reason },
             run,
-        } => super::reasons::next_step(*status, reason.as_ref(), run, false)
+        } => super::reasons::next_step(*status, reason.as_deref(), run, false)
             .or_else(|| Some(format!("`wfe resume {run}` goes on"))),
         _ => None,
     }

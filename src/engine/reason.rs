@@ -186,8 +186,8 @@ pub enum Refusal {
     NoRunner {
         /// The run's status, so the one command that moves it on can be named.
         status: RunStatus,
-        /// Why it stands there.
-        reason: Option<StopReason>,
+        /// Why it stands there (boxed: engine errors stay small).
+        reason: Option<Box<StopReason>>,
     },
     /// Continue: the run is over (completed, cancelled, or failed with its
     /// failures standing); nothing would go on.

@@ -12,7 +12,7 @@ pub(super) fn offline(snap: &RunSnapshot) -> Refusal {
     if resumable(snap) {
         Refusal::NoRunner {
             status: snap.record.status,
-            reason: snap.record.reason.clone(),
+            reason: snap.record.reason.clone().map(Box::new),
         }
     } else {
         Refusal::Over(snap.record.status)
