@@ -167,7 +167,7 @@ pub fn resolve(
     // Going back to a checkpoint that cannot be read would repair nothing.
     if let Err(e) = RunSnapshot::load(store, run, &history[k].id) {
         return Err(bad(format!(
-            "checkpoint @{number} {} cannot be read ({e}); pick an earlier one (`wfe log {run}` lists them)",
+            "checkpoint @{number} {} cannot be read ({e}); pick an earlier checkpoint of the run",
             history[k].id.short()
         )));
     }
