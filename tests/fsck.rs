@@ -10,7 +10,7 @@ use crate::common;
 use std::io::Write;
 use std::process::{Child, Stdio};
 
-use common::snapshot::{assert_text, command};
+use common::snapshot::{assert_run, assert_text, command};
 use common::{Repo, mkfifo, read_fifo_line, script};
 use serde_json::json;
 
@@ -260,4 +260,37 @@ fn rm_refuses_a_run_a_live_runner_holds() {
     // The runner is gone: its stale lock is taken over and the run removed.
     repo.wfe(&["rm", &run_ids(&repo)[0]]).code(0);
     assert!(run_ids(&repo).is_empty());
+}
+
+#[test]
+fn a_force_accepted_artifact_that_does_not_validate_is_flagged() {
+    let repo = Repo::new();
+    repo.write(
+        ".wfe/schemas/report.json",
+        &json!({ "type": "object", "required": ["ok"], "properties": { "ok": { "type": "boolean" } } }).to_string(),
+    );
+    repo.template(
+        "rep",
+        &json!({ "name": "rep", "phases": [
+            { "id": "make", "kind": "script", "outputs": { "report": "report" },
+              "run": "echo '{\"ok\": \"yes\"}' > \"$WFE_OUT/report.json\"" },
+        ]}),
+    );
+    repo.wfe(&["run", "rep"]).code(1);
+    let id = repo.run_id();
+    repo.wfe(&["fsck", &id]).code(0);
+    repo.wfe(&["accept", &id, "make", "--force"]).code(0);
+    let out = repo.wfe(&["fsck", &id]);
+    out.code(1);
+    assert!(
+        out.stdout
+            .contains("was force-accepted and does not match schema `report`")
+            || out
+                .stderr
+                .contains("was force-accepted and does not match schema `report`"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_run!(&repo, "fsck_force_accepted", &out);
 }

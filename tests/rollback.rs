@@ -671,3 +671,175 @@ fn code_in_a_bare_repository_exits_2() {
         [(bare_dir, "[BARE]")]
     );
 }
+
+/// The lines of `comments.jsonl` at `rev`, as their `text` fields.
+fn comment_texts(repo: &Repo, rev: &str) -> Vec<String> {
+    let out = repo.git_output(&["show", &format!("{rev}:comments.jsonl")]);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn comments_written_after_the_target_survive_a_rollback() {
+    let repo = chain_repo();
+    repo.wfe(&["run", "chain"]).code(0);
+    let id = run_ids(&repo).remove(0);
+    repo.wfe(&["comment", &id, "p3 looks slow"]).code(0);
+    repo.wfe(&["comment", &id, "p4", "check p4's note"]).code(0);
+    let old_tip = rev(&repo, &run_ref(&id));
+    let after_p2 = checkpoint(&repo, &id, "wfe: p2 completed");
+
+    let back = repo.wfe(&["rollback", &id, "--to", "p2"]);
+    back.code(0);
+    assert_run!(&repo, "rollback_keeps_comments", &back);
+    // The new tip sits on the target and only adds the comments.
+    let tip = rev(&repo, &run_ref(&id));
+    assert_ne!(tip, after_p2);
+    assert_eq!(rev(&repo, &format!("{tip}^")), after_p2);
+    let changed = repo.git(&[
+        "diff-tree",
+        "--no-commit-id",
+        "--name-only",
+        "-r",
+        &after_p2,
+        &tip,
+    ]);
+    assert_eq!(changed.trim(), "comments.jsonl");
+    assert_eq!(
+        comment_texts(&repo, &tip),
+        ["p3 looks slow", "check p4's note"]
+    );
+    let message = repo.git(&["log", "-1", "--format=%B", &tip]);
+    assert!(message.contains("Wfe-Event: comment\n"), "{message}");
+    let target_status = repo.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Wfe-Status,valueonly)",
+        &after_p2,
+    ]);
+    assert!(
+        message.contains(&format!("Wfe-Status: {}", target_status.trim())),
+        "{message}"
+    );
+    assert_eq!(rev(&repo, &format!("refs/wfe/trash/{id}/1")), old_tip);
+    // wfe show lists them; the phase's comment keeps its phase.
+    let show = repo.wfe(&["show", &id, "--json"]).json();
+    assert_eq!(show["comments"][1]["phase"], "p4");
+
+    // Rolling back again to a checkpoint that already has the first
+    // comment carries only what is newer: nothing is said twice.
+    repo.wfe(&["comment", &id, "after the rollback"]).code(0);
+    repo.wfe(&["rollback", &id, "--to", &tip]).code(0);
+    let tip2 = rev(&repo, &run_ref(&id));
+    assert_eq!(rev(&repo, &format!("{tip2}^")), tip);
+    assert_eq!(
+        comment_texts(&repo, &tip2),
+        ["p3 looks slow", "check p4's note", "after the rollback"]
+    );
+    // Without comments after the target, the ref lands on the target itself.
+    let repo2 = chain_repo();
+    repo2.wfe(&["run", "chain"]).code(0);
+    let id2 = run_ids(&repo2).remove(0);
+    let p3 = checkpoint(&repo2, &id2, "wfe: p3 completed");
+    repo2.wfe(&["rollback", &id2, "--to", "p3"]).code(0);
+    assert_eq!(rev(&repo2, &run_ref(&id2)), p3);
+    // `wfe undo` still restores the exact old tip, comments and all.
+    repo2.wfe(&["undo", &id2]).code(0);
+    repo2.wfe(&["comment", &id2, "kept"]).code(0);
+    let commented = rev(&repo2, &run_ref(&id2));
+    repo2.wfe(&["rollback", &id2, "--to", "p3"]).code(0);
+    assert_ne!(rev(&repo2, &run_ref(&id2)), p3);
+    repo2.wfe(&["undo", &id2]).code(0);
+    assert_eq!(rev(&repo2, &run_ref(&id2)), commented);
+}
+
+/// Commits on top of `reference` a checkpoint whose `run.json` is not
+/// JSON (the rest of the tree as it was), as a bad fetch could bring.
+fn forge_corrupt(repo: &Repo, reference: &str) -> String {
+    let index = repo.path().join(".git/forge-index");
+    let git = |args: &[&str], input: Option<&str>| -> String {
+        let mut cmd = repo.git_cmd(args);
+        cmd.env("GIT_INDEX_FILE", &index);
+        let out = match input {
+            Some(text) => {
+                use std::io::Write;
+                let mut child = cmd
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(text.as_bytes())
+                    .unwrap();
+                child.wait_with_output().unwrap()
+            }
+            None => cmd.output().unwrap(),
+        };
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let tip = rev(repo, reference);
+    git(&["read-tree", &tip], None);
+    let bad = git(&["hash-object", "-w", "--stdin"], Some("{ not json"));
+    git(
+        &[
+            "update-index",
+            "--cacheinfo",
+            &format!("100644,{bad},run.json"),
+        ],
+        None,
+    );
+    let tree = git(&["write-tree"], None);
+    let message = "wfe: forged\n\nWfe-Event: forged\nWfe-Status: running\n";
+    let forged = git(&["commit-tree", &tree, "-p", &tip], Some(message));
+    repo.git(&["update-ref", reference, &forged]);
+    let _ = std::fs::remove_file(&index);
+    forged
+}
+
+#[test]
+fn rollback_repairs_a_run_whose_tip_is_corrupt() {
+    let repo = chain_repo();
+    repo.wfe(&["run", "chain"]).code(0);
+    let id = run_ids(&repo).remove(0);
+    let after_p3 = checkpoint(&repo, &id, "wfe: p3 completed");
+    let first = forge_corrupt(&repo, &run_ref(&id));
+    let second = forge_corrupt(&repo, &run_ref(&id));
+    repo.wfe(&["status", &id]).code(1);
+
+    // Onto a checkpoint that does not read either: refused, nothing moves.
+    let before = all_refs(&repo);
+    let onto = repo.wfe(&["rollback", &id, "--to", &first[..12]]);
+    onto.code(2);
+    assert!(onto.stderr.contains("cannot be read"), "{}", onto.stderr);
+    assert_eq!(all_refs(&repo), before);
+
+    // To a phase of the run (named by the template the broken tip still
+    // holds): the ref goes back, the broken tip is kept in the trash.
+    let back = repo.wfe(&["rollback", &id, "--to", "p3"]);
+    back.code(0);
+    assert!(
+        back.stderr.contains("tip cannot be read"),
+        "{}",
+        back.stderr
+    );
+    assert_eq!(rev(&repo, &run_ref(&id)), after_p3);
+    assert_eq!(rev(&repo, &format!("refs/wfe/trash/{id}/1")), second);
+    repo.wfe(&["status", &id]).code(0);
+    repo.wfe(&["fsck", &id]).code(0);
+}

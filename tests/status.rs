@@ -107,6 +107,67 @@ fn a_completed_run_with_failed_phases_says_so_everywhere() {
         assert_eq!(doc["status"], "completed");
         assert_eq!(doc["failed_phases"], json!(["flaky"]), "{cmd:?}");
     }
+    // `wfe list` reads only the tips' trailers, and they say it too.
+    let list = repo.wfe(&["list"]);
+    list.code(0);
+    assert!(
+        list.stdout.contains("completed (1 failed)"),
+        "{}",
+        list.stdout
+    );
+    assert_run!(&repo, "list_completed_with_failures", &list);
+    let rows = repo.wfe(&["list", "--json"]).json();
+    assert_eq!(rows[0]["failed_phases"], json!(["flaky"]));
+    let tip = repo.git(&[
+        "log",
+        "-1",
+        "--format=%B",
+        &format!("refs/wfe/runs/{}", repo.run_id()),
+    ]);
+    assert!(tip.contains("Wfe-Failed: flaky\n"), "{tip}");
+    // A comment on the run makes a new tip; it still says so.
+    repo.wfe(&["comment", "latest", "flaky is known"]).code(0);
+    let rows = repo.wfe(&["list", "--json"]).json();
+    assert_eq!(rows[0]["failed_phases"], json!(["flaky"]));
+    // A clean run says nothing of the kind.
+    repo.template(
+        "fine",
+        &json!({ "name": "fine", "phases": [script("ok", &[], "true")] }),
+    );
+    repo.wfe(&["run", "fine"]).code(0);
+    let rows = repo.wfe(&["list", "--json"]).json();
+    assert_eq!(rows[0]["failed_phases"], json!([]));
+    assert_eq!(rows[0]["status"], "completed");
+}
+
+#[test]
+fn a_run_written_before_failed_trailers_still_lists() {
+    let repo = Repo::new();
+    let mut flaky = script("flaky", &[], "exit 3");
+    flaky["on_failure"] = json!("continue");
+    repo.template("lenient", &json!({ "name": "lenient", "phases": [flaky] }));
+    repo.wfe(&["run", "lenient"]).code(0);
+    let id = repo.run_id();
+    // Rewrite the tip's message as an older wfe wrote it: no Wfe-Failed.
+    let reference = format!("refs/wfe/runs/{id}");
+    let message = repo.git(&["log", "-1", "--format=%B", &reference]);
+    let old: String = message
+        .lines()
+        .filter(|l| !l.starts_with("Wfe-Failed:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(old, message);
+    let tree = repo.git(&["rev-parse", &format!("{reference}^{{tree}}")]);
+    let parent = repo.git(&["rev-parse", &format!("{reference}^")]);
+    let commit = repo.git(&["commit-tree", tree.trim(), "-p", parent.trim(), "-m", &old]);
+    repo.git(&["update-ref", &reference, commit.trim()]);
+    let list = repo.wfe(&["list"]);
+    list.code(0);
+    assert!(list.stdout.contains("completed "), "{}", list.stdout);
+    assert!(!list.stdout.contains("failed)"), "{}", list.stdout);
+    let rows = repo.wfe(&["list", "--json"]).json();
+    assert_eq!(rows[0]["status"], "completed");
+    assert_eq!(rows[0]["failed_phases"], json!([]));
 }
 
 #[test]

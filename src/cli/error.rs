@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::artifact::ArtifactError;
 use crate::engine::compare::CompareError;
 use crate::engine::view::ViewError;
-use crate::engine::{EngineError, Refusal, RunStatus, Unrunnable};
+use crate::engine::{EngineError, Refusal, RunStatus};
 use crate::index::IndexError;
 use crate::provider::registry::SeatProblem;
 use crate::store::StoreError;
@@ -221,10 +221,6 @@ impl From<EngineError> for CliError {
 /// The command that does what a refused request could not, when there is one.
 fn refusal_hint(e: &EngineError) -> Option<String> {
     match e {
-        EngineError::NotRunnable {
-            reason: Unrunnable::RetryOnLoop,
-            ..
-        } => Some("`wfe retry RUN LOOP` runs a loop of a run again".to_string()),
         EngineError::Refused {
             reason: Refusal::NotRunYet,
             run,
@@ -248,10 +244,14 @@ fn refusal_hint(e: &EngineError) -> Option<String> {
             run,
             phase,
         } => Some(format!("`wfe edit {run} {phase} {artifact}` can fix it")),
+        // What moves the run on without a runner: approving a waiting
+        // phase, else resuming (a run that is over is refused as `Over`,
+        // with no hint: nothing would go on).
         EngineError::NotControllable {
-            reason: Refusal::NoRunner,
+            reason: Refusal::NoRunner { status, reason },
             run,
-        } => Some(format!("`wfe resume {run}` goes on")),
+        } => super::reasons::next_step(*status, reason.as_deref(), run, false)
+            .or_else(|| Some(format!("`wfe resume {run}` goes on"))),
         _ => None,
     }
 }

@@ -35,6 +35,26 @@ pub fn interrupted_hint(run: &str) -> String {
     format!("`wfe resume {run}` goes on")
 }
 
+/// The command that moves `run` on as it stands now, after a change made
+/// without its runner (skip, accept): the one [`next_step`] names, else
+/// resuming; `None` when nothing would go on (the run is over, or other
+/// failures still stand), so no hint sends the user to a command that
+/// does nothing.
+pub fn go_on_hint(ctx: &Context, run: &RunId) -> Option<String> {
+    let snap = ctx.snapshot(run).ok()?;
+    if !crate::engine::resumable(&snap) {
+        return None;
+    }
+    let live = runner_live(ctx, run);
+    next_step(
+        snap.record.status,
+        snap.record.reason.as_ref(),
+        run.as_str(),
+        live,
+    )
+    .or_else(|| (!live).then(|| format!("`wfe resume {run}` goes on")))
+}
+
 /// The command that moves a run that is `status` for `reason` on, as a
 /// hint; `live` when a runner holds the run (only a live runner can be
 /// told to continue). `None` when no command does (completed, failed,

@@ -180,7 +180,7 @@ pub struct Noted {
 /// A checkpoint's commit message with typed trailers.
 ///
 /// Trailers are written in one order: run, template, each `(phase, event)`
-/// pair, provider, model, forced, who asked, and the status last (where
+/// pair, provider, model, forced, failed phases, who asked, and the status last (where
 /// tools look for it). Several events fold into one checkpoint when they
 /// happen together (a phase completing and the next starting).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -199,6 +199,9 @@ pub struct CheckpointMessage {
     pub model: Option<String>,
     /// The change overrode a validation (`wfe accept --force`, `wfe edit` of an invalid artifact).
     pub forced: bool,
+    /// Phases that failed or timed out in a run that completed anyway
+    /// (`on_failure: continue`); written only with status `completed`.
+    pub failed: Vec<String>,
     /// Who asked: `Name <email>` and the process.
     pub requested_by: Vec<String>,
     /// The run's status after the checkpoint; `None` only when read from a
@@ -263,6 +266,11 @@ impl CheckpointMessage {
         if self.forced {
             m = m.trailer(Trailer::Forced, "true");
         }
+        if self.status == Some(RunStatus::Completed) {
+            for phase in &self.failed {
+                m = m.trailer(Trailer::Failed, phase.as_str());
+            }
+        }
         for by in &self.requested_by {
             m = m.trailer(Trailer::RequestedBy, by.as_str());
         }
@@ -309,6 +317,8 @@ impl CheckpointMessage {
                 out.model = Some(value.to_string());
             } else if Trailer::Forced.is(key) {
                 out.forced = value == "true";
+            } else if Trailer::Failed.is(key) {
+                out.failed.push(value.to_string());
             } else if Trailer::RequestedBy.is(key) {
                 out.requested_by.push(value.to_string());
             } else if Trailer::Status.is(key) {
@@ -375,6 +385,24 @@ mod tests {
         m.forced = true;
         let back = CheckpointMessage::parse(&Message::parse(&m.to_message().render()));
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn failed_phases_are_written_only_for_a_completed_run() {
+        let mut m = CheckpointMessage::new("r", "t", "run completed")
+            .event(None, CheckpointEvent::RunCompleted)
+            .status(RunStatus::Completed);
+        m.failed = vec!["lint".into(), "fix/iterations/2/test".into()];
+        let text = m.to_message().render();
+        assert!(
+            text.ends_with(
+                "Wfe-Failed: lint\nWfe-Failed: fix/iterations/2/test\nWfe-Status: completed\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(CheckpointMessage::parse(&Message::parse(&text)), m);
+        m.status = Some(RunStatus::Failed);
+        assert!(!m.to_message().render().contains("Wfe-Failed"));
     }
 
     #[test]

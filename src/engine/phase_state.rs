@@ -64,6 +64,13 @@ impl PhaseStatus {
         )
     }
 
+    /// True for a phase that failed or timed out: what a run that went on
+    /// past it (`on_failure: continue`) reports as not clean. A cancelled
+    /// phase is not one: someone (or fail-fast) stopped it.
+    pub fn is_unclean_end(self) -> bool {
+        matches!(self, PhaseStatus::Failed | PhaseStatus::TimedOut)
+    }
+
     /// True for the statuses of a phase that did not end well.
     pub fn is_failure(self) -> bool {
         matches!(

@@ -183,7 +183,16 @@ pub enum Refusal {
     },
     /// Continue: only a live runner holds a run back; none is running it.
     #[error("no runner is running it")]
-    NoRunner,
+    NoRunner {
+        /// The run's status, so the one command that moves it on can be named.
+        status: RunStatus,
+        /// Why it stands there (boxed: engine errors stay small).
+        reason: Option<Box<StopReason>>,
+    },
+    /// Continue: the run is over (completed, cancelled, or failed with its
+    /// failures standing); nothing would go on.
+    #[error("it is {} and nothing is left to run", .0.as_str())]
+    Over(RunStatus),
     /// Approve: the phase is not waiting, or the attached artifact does not fit.
     #[error("{0}")]
     Approval(String),
@@ -442,7 +451,18 @@ mod tests {
                 .to_string(),
                 "note.json is not JSON",
             ),
-            (Refusal::NoRunner.to_string(), "no runner is running it"),
+            (
+                Refusal::NoRunner {
+                    status: RunStatus::Paused,
+                    reason: None,
+                }
+                .to_string(),
+                "no runner is running it",
+            ),
+            (
+                Refusal::Over(RunStatus::Completed).to_string(),
+                "it is completed and nothing is left to run",
+            ),
             (
                 Refusal::Approval("phase `g` is pending, not waiting for an approval".into())
                     .to_string(),

@@ -24,6 +24,10 @@ pub enum Trailer {
     Forced,
     /// `Wfe-Requested-By`: who asked for the change.
     RequestedBy,
+    /// `Wfe-Failed`: a phase that failed or timed out in a run that still
+    /// completed (`on_failure: continue`), one trailer per phase, so
+    /// `wfe list` can say so without opening the tree.
+    Failed,
     /// `Wfe-Status`: the run's status after the checkpoint; always last.
     Status,
 }
@@ -40,6 +44,7 @@ impl Trailer {
             Trailer::Model => "Wfe-Model",
             Trailer::Forced => "Wfe-Forced",
             Trailer::RequestedBy => "Wfe-Requested-By",
+            Trailer::Failed => "Wfe-Failed",
             Trailer::Status => "Wfe-Status",
         }
     }
@@ -77,6 +82,14 @@ impl Message {
     pub fn trailer(mut self, key: Trailer, value: impl Into<String>) -> Self {
         self.trailers.push((key.key().to_string(), value.into()));
         self
+    }
+
+    /// Every value of trailer `key`, in order.
+    pub fn all(&self, key: Trailer) -> impl Iterator<Item = &str> {
+        self.trailers
+            .iter()
+            .filter(move |(k, _)| key.is(k))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first value of trailer `key`.

@@ -91,6 +91,11 @@ pub struct Defaults {
     /// What a failed phase does to the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// When a phase fails with `on_failure: stop`, cancel the phases still
+    /// running (`SIGTERM`, their `kill_grace`, `SIGKILL`) so the run ends
+    /// at once (default true); false lets them finish first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_fast: Option<bool>,
     /// Record the working tree as `workspace/` in the checkpoint after each
     /// phase (default: on for agent phases, off for the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]

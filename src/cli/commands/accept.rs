@@ -5,6 +5,7 @@ use clap::Args;
 
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
+use crate::cli::reasons;
 use crate::cli::ui::Ui;
 use crate::engine::operations;
 
@@ -36,8 +37,11 @@ pub(crate) fn run(args: AcceptArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
     let lock = ctx.lock_waiting(&id, ui)?;
     let checkpoint = operations::accept(&ctx.store, &id, &args.phase, &ctx.clock)?;
     drop(lock);
+    let next = reasons::go_on_hint(ctx, &id)
+        .map(|hint| format!("; {hint}"))
+        .unwrap_or_default();
     ui.note(&format!(
-        "accepted the outputs of {} as they are ({}); `wfe resume {id}` goes on",
+        "accepted the outputs of {} as they are ({}){next}",
         args.phase,
         checkpoint.short()
     ));

@@ -55,6 +55,7 @@ pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
             && RunId::parse(&row.id).is_some_and(|id| reasons::runner_live(ctx, &id));
         let status = reasons::shown_status(row.status.as_deref().unwrap_or("?"), live);
         let style = match status {
+            "completed" if !row.failed_phases.is_empty() => Style::Yellow,
             "completed" => Style::Green,
             "failed" | "cancelled" | "interrupted" => Style::Red,
             _ => Style::Yellow,
@@ -67,6 +68,12 @@ pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
         let when = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(row.updated.max(0) as u64),
         );
+        // A completed run whose failed phases were let through says so.
+        let status = match row.failed_phases.len() {
+            0 => status.to_string(),
+            n if status == "completed" => format!("completed ({n} failed)"),
+            _ => status.to_string(),
+        };
         ui.out(&format!(
             "{}  {:<16} {:<10} {}  {}",
             row.id,

@@ -7,7 +7,9 @@ use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine::operations::{self, RollbackTarget};
-use crate::store::{CheckpointId, RunId, RunLock, StoreError};
+use crate::engine::{EngineError, RunSnapshot, layout};
+use crate::store::{CheckpointId, RunId, RunLock, RunStore, StoreError};
+use crate::template::Template;
 
 /// Move a run back to an earlier checkpoint (the old tip is kept for `wfe undo`)
 #[derive(Debug, Args)]
@@ -26,8 +28,20 @@ pub struct RollbackArgs {
 pub(crate) fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
     let lock = lock_now(ctx, &id)?;
-    let snap = ctx.snapshot(&id)?;
-    let target = RollbackTarget::parse(&snap, &args.to)?;
+    let target = match RunSnapshot::load_tip(&ctx.store, &id) {
+        Ok(snap) => RollbackTarget::parse(&snap, &args.to)?,
+        Err(e @ EngineError::Store(_)) => return Err(e.into()),
+        // A tip that does not parse is what rollback repairs: go on,
+        // naming targets by the phases its template lists (if it reads).
+        Err(broken) => {
+            ui.warn(&format!(
+                "run {id}'s tip cannot be read ({broken}); rolling back to a checkpoint that reads repairs it"
+            ));
+            let phases = tip_phase_ids(ctx, &id);
+            let phases: Vec<&str> = phases.iter().map(String::as_str).collect();
+            RollbackTarget::parse_among(id.as_str(), &phases, &args.to)?
+        }
+    };
     let resolved = operations::resolve(&ctx.store, &id, &target, &args.to)?;
     // Checked before anything moves, so a missing snapshot writes nothing.
     let tree = args
@@ -53,7 +67,31 @@ pub(crate) fn run(args: RollbackArgs, ctx: &Context, ui: &Ui) -> Result<Outcome,
         back.from.short(),
         id.trash_ref(back.trashed.number),
     ));
+    if back.comments > 0 {
+        ui.note(&format!(
+            "  {} comment{} written after it {} kept on the new tip {}",
+            back.comments,
+            if back.comments == 1 { "" } else { "s" },
+            if back.comments == 1 { "is" } else { "are" },
+            back.tip.short(),
+        ));
+    }
     Ok(Outcome::Success)
+}
+
+/// The phase ids of the template frozen in the run's tip, when that file
+/// still reads (empty otherwise: only checkpoints can be named then).
+fn tip_phase_ids(ctx: &Context, id: &RunId) -> Vec<String> {
+    let Ok(Some(tip)) = ctx.store.tip(id) else {
+        return Vec::new();
+    };
+    ctx.store
+        .read(&tip, layout::TEMPLATE)
+        .ok()
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice::<Template>(&bytes).ok())
+        .map(|t| t.phases.into_iter().map(|p| p.id).collect())
+        .unwrap_or_default()
 }
 
 /// The workspace snapshot of a checkpoint, or a clear error.

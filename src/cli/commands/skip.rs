@@ -4,6 +4,7 @@ use clap::Args;
 
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
+use crate::cli::reasons;
 use crate::cli::ui::Ui;
 use crate::engine::operations;
 
@@ -33,8 +34,11 @@ pub(crate) fn run(args: SkipArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
     } else {
         ""
     };
+    let next = reasons::go_on_hint(ctx, &id)
+        .map(|hint| format!("; {hint}"))
+        .unwrap_or_default();
     ui.note(&format!(
-        "skipped {} ({}){reopened}; `wfe resume {id}` goes on",
+        "skipped {} ({}){reopened}{next}",
         args.phase,
         skipped.checkpoint.short()
     ));

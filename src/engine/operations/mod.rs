@@ -113,7 +113,7 @@ pub fn control_offline(
             &now,
         )?
         .map_err(refuse)?,
-        Action::Continue => return Err(refuse(r#continue::offline())),
+        Action::Continue => return Err(refuse(r#continue::offline(&snap))),
         Action::Auto { on } => auto::offline(&mut record, *on),
     };
     if record != snap.record {
@@ -137,7 +137,9 @@ pub fn control_offline(
 
 /// Commits `changes` with `message` on top of the checkpoint `snap` was
 /// read from: if another writer moved the run meanwhile, the store refuses
-/// (compare-and-swap) and nothing is written.
+/// (compare-and-swap) and nothing is written. A completed run's message
+/// keeps naming the phases that failed in it (`Wfe-Failed`), so the tip
+/// tells `wfe list` the truth whichever operation wrote it.
 fn commit_on(
     store: &dyn RunStore,
     run: &RunId,
@@ -146,6 +148,10 @@ fn commit_on(
     message: &CheckpointMessage,
     clock: &Clock,
 ) -> Result<CheckpointId, StoreError> {
+    let mut message = message.clone();
+    if message.status == Some(RunStatus::Completed) && message.failed.is_empty() {
+        message.failed = failed_after(snap, changes);
+    }
     store.commit(
         run,
         Some(&snap.checkpoint),
@@ -153,6 +159,39 @@ fn commit_on(
         &message.to_message(),
         clock.epoch_seconds(),
     )
+}
+
+/// The phases that failed or timed out once `changes` apply on `snap`:
+/// a phase whose `state.json` is rewritten counts as the new file says.
+fn failed_after(snap: &RunSnapshot, changes: &[Change]) -> Vec<String> {
+    let current = |state: &PhaseState, key: &str| -> PhaseStatus {
+        let path = layout::state(key);
+        changes
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Change::Write { path: p, bytes } if *p == path => {
+                    serde_json::from_slice::<PhaseState>(bytes).ok()
+                }
+                _ => None,
+            })
+            .map_or(state.status, |s| s.status)
+    };
+    let mut failed = Vec::new();
+    for state in &snap.phases {
+        if current(state, &state.id).is_unclean_end() {
+            failed.push(state.id.clone());
+        }
+        if let Some(children) = snap.children.get(&state.id) {
+            failed.extend(
+                children
+                    .iter()
+                    .filter(|c| c.status.is_unclean_end())
+                    .map(|c| c.id.clone()),
+            );
+        }
+    }
+    failed
 }
 
 /// A failed run whose failing phase was just fixed by hand becomes paused,

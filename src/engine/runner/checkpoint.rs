@@ -54,6 +54,23 @@ impl Runner<'_> {
         self.note(None, event, summary);
     }
 
+    /// The phases (top-level, and each loop's children in its last
+    /// iteration) that failed or timed out, in the order `wfe status`
+    /// shows them, when the run completed: the `Wfe-Failed` trailers that
+    /// let `wfe list` say the run was not clean.
+    fn failed_phases(&self) -> Vec<String> {
+        if self.record.status != RunStatus::Completed {
+            return Vec::new();
+        }
+        self.states
+            .iter()
+            .zip(&self.loops)
+            .flat_map(|(state, l)| std::iter::once(state).chain(&l.states))
+            .filter(|s| s.status.is_unclean_end())
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
     /// After a conflict: if every checkpoint another writer added since our
     /// tip only appended comments (which a live run accepts), moves our tip
     /// onto theirs and returns true; the runner's changes are whole files it
@@ -101,6 +118,7 @@ impl Runner<'_> {
             ));
         }
         let message = CheckpointMessage {
+            failed: self.failed_phases(),
             events: pending.events,
             requested_by: pending.requested_by,
             status: Some(self.record.status),

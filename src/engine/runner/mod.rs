@@ -191,6 +191,9 @@ pub async fn drive_with(
     let mut control_watch = settings.control.as_ref().map(ControlDir::watch);
     let mut running = 0usize;
     let mut stop: Option<Stop> = None;
+    // Fail fast: the running phases were told to stop because a phase
+    // failed that stops the run.
+    let mut failing_fast = false;
     loop {
         if let Some(control) = &settings.control {
             let requests = control.pending();
@@ -235,6 +238,14 @@ pub async fn drive_with(
                 settings.clock,
                 tx.clone(),
             ));
+        }
+        // A phase failed that stops the run: nothing new starts, and (fail
+        // fast, the default) the phases still running are stopped the way
+        // `wfe cancel` stops them, so the run ends now rather than when its
+        // slowest sibling does. They end cancelled, not failed.
+        if !failing_fast && running > 0 && runner.fails_fast() && runner.must_stop() {
+            failing_fast = true;
+            let _ = cancel_tx.send(true);
         }
         let killing = matches!(stop, Some(Stop::Interrupt | Stop::Cancel));
         tokio::select! {
@@ -577,6 +588,12 @@ impl<'a> Runner<'a> {
         let status = self.state(u).status;
         matches!(status, PhaseStatus::Completed | PhaseStatus::Skipped)
             || (status.is_failure() && self.on_failure(u) == OnFailure::Continue)
+    }
+
+    /// Whether a failure that stops the run cancels the phases still
+    /// running (`defaults.fail_fast`, true unless the template says false).
+    fn fails_fast(&self) -> bool {
+        self.template.defaults.fail_fast.unwrap_or(true)
     }
 
     /// True once a phase failed with `on_failure: stop` (or a running

@@ -207,12 +207,18 @@ impl Checker<'_> {
             Err(err) => return self.engine_problem(tip, layout::SCHEMAS, err),
         };
         for phase in &snap.template.phases {
-            self.artifacts(tip, &schemas, &phase.id, phase);
-            let iteration = snap.phase(&phase.id).map_or(0, |s| s.iteration);
-            if snap.children.contains_key(&phase.id) {
+            let state = snap.phase(&phase.id);
+            let forced = state.map_or(&[][..], |s| s.forced.as_slice());
+            self.artifacts(tip, &schemas, &phase.id, phase, forced);
+            let iteration = state.map_or(0, |s| s.iteration);
+            if let Some(children) = snap.children.get(&phase.id) {
                 for child in &phase.phases {
                     let key = layout::child_key(&phase.id, iteration, &child.id);
-                    self.artifacts(tip, &schemas, &key, child);
+                    let forced = children
+                        .iter()
+                        .find(|s| s.id == child.id)
+                        .map_or(&[][..], |s| s.forced.as_slice());
+                    self.artifacts(tip, &schemas, &key, child, forced);
                 }
             }
         }
@@ -312,12 +318,16 @@ impl Checker<'_> {
     }
 
     /// Each artifact `phase` (at `key`) has, against its frozen schema.
+    /// One a person accepted despite its schema (`forced`: `wfe accept
+    /// --force`, an invalid `wfe edit`) is still reported when it does not
+    /// match, saying so: the run goes on with it, but it is not valid.
     fn artifacts(
         &mut self,
         at: &CheckpointId,
         schemas: &BTreeMap<String, Arc<Schema>>,
         key: &str,
         phase: &Phase,
+        forced: &[String],
     ) {
         for (name, schema_name) in &phase.outputs {
             let path = layout::artifact(key, name);
@@ -339,12 +349,17 @@ impl Checker<'_> {
                 );
                 continue;
             };
+            let how = if forced.contains(name) {
+                "was force-accepted and "
+            } else {
+                ""
+            };
             for violation in schema.validate(&value) {
                 self.problem(
                     Some(at),
                     &path,
                     format!(
-                        "does not match schema `{schema_name}`: at {}: {}",
+                        "{how}does not match schema `{schema_name}`: at {}: {}",
                         violation.at(),
                         violation.message
                     ),

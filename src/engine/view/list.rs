@@ -29,6 +29,10 @@ pub struct RunRow {
     pub updated: i64,
     /// The tip's summary line.
     pub summary: String,
+    /// Phases that failed or timed out in a run that completed anyway
+    /// (`on_failure: continue`), from the tip's `Wfe-Failed` trailers;
+    /// empty for runs written before those trailers existed.
+    pub failed_phases: Vec<String>,
 }
 
 impl ListFilter {
@@ -65,6 +69,12 @@ pub fn list_all(store: &dyn RunStore, filter: &ListFilter) -> Result<Listing, St
             id: h.run.to_string(),
             template: h.tip.message.get(Trailer::Template).map(String::from),
             status: h.tip.message.get(Trailer::Status).map(String::from),
+            failed_phases: h
+                .tip
+                .message
+                .all(Trailer::Failed)
+                .map(String::from)
+                .collect(),
             checkpoint: h.tip.id.0,
             updated: h.tip.time,
             summary: h.tip.message.summary,
@@ -119,12 +129,14 @@ mod tests {
             checkpoint: "c".into(),
             updated: 7,
             summary: "s".into(),
+            failed_phases: Vec::new(),
         };
         assert_eq!(
             serde_json::to_value(&row).unwrap(),
             serde_json::json!({
                 "id": "r", "template": null, "status": "failed",
                 "checkpoint": "c", "updated": 7, "summary": "s",
+                "failed_phases": [],
             })
         );
     }

@@ -137,7 +137,7 @@ impl RunView {
     /// (`on_failure: continue`) still completes, and these say it was not clean.
     pub fn failed_phases(&self) -> Vec<&str> {
         self.states()
-            .filter(|p| matches!(p.status, PhaseStatus::Failed | PhaseStatus::TimedOut))
+            .filter(|p| p.status.is_unclean_end())
             .map(|p| p.id.as_str())
             .collect()
     }
