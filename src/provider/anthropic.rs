@@ -175,7 +175,8 @@ impl AnswerStream {
         ]
         .iter()
         .filter_map(|field| count(field))
-        .reduce(|a, b| a + b);
+        // Counts come from the server: huge ones saturate, never overflow.
+        .reduce(u64::saturating_add);
         if let Some(input) = input {
             self.usage.input_tokens = input;
         }

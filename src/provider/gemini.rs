@@ -351,7 +351,9 @@ impl Decoder for AnswerStream {
             // Thinking is billed as output.
             self.usage = Usage {
                 input_tokens: count("promptTokenCount"),
-                output_tokens: count("candidatesTokenCount") + count("thoughtsTokenCount"),
+                // Counts come from the server: huge ones saturate, never overflow.
+                output_tokens: count("candidatesTokenCount")
+                    .saturating_add(count("thoughtsTokenCount")),
             };
         }
         // The stream has no end marker of its own: read on to its end.
