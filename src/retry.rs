@@ -233,7 +233,12 @@ mod tests {
 
     #[test]
     fn huge_durations_are_refused_not_overflowed() {
-        for text in ["99999999999h", "584942417355y", "1e300", "18446744073709551615"] {
+        for text in [
+            "99999999999h",
+            "584942417355y",
+            "1e300",
+            "18446744073709551615",
+        ] {
             let err = DurationSpec::parse(text).unwrap_err();
             assert!(err.contains("expected"), "{text}: {err}");
         }

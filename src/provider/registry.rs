@@ -330,7 +330,9 @@ pub fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
 /// The entry's retry policy, with the defaults for what it leaves out.
 fn retry_settings(entry: &ProviderEntry) -> RetrySettings {
     let default = RetrySettings {
-        max_wait: entry.max_wait.map_or(RetrySettings::DEFAULT_MAX_WAIT, |d| d.0),
+        max_wait: entry
+            .max_wait
+            .map_or(RetrySettings::DEFAULT_MAX_WAIT, |d| d.0),
         ..RetrySettings::default()
     };
     match &entry.retry {

@@ -119,7 +119,9 @@ pub(crate) async fn check_long_retry_after_gives_up_at_once(wire: &Wire) {
             Reply::sse((wire.hello)()),
         ])
         .await;
-        let error = send(wire, config(server.url())).await.expect_err("gives up");
+        let error = send(wire, config(server.url()))
+            .await
+            .expect_err("gives up");
         assert_eq!(error.kind, ProviderErrorKind::Exhausted, "{error:?}");
         assert!(error.message.contains(said), "{}", error.message);
         assert!(error.message.contains("`max_wait`"), "{}", error.message);

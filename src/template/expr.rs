@@ -507,11 +507,23 @@ mod tests {
     fn undefined_is_an_error_naming_the_variable() {
         let cases = [
             ("rm -rf {{ args.dir }}/build", "`args.dir` is undefined"),
-            ("rm -rf {{ args.dir ~ '/build' }}", "`args.dir` is undefined"),
-            ("rm -rf {{ args.dir | shquote }}/build", "`args.dir` is undefined"),
+            (
+                "rm -rf {{ args.dir ~ '/build' }}",
+                "`args.dir` is undefined",
+            ),
+            (
+                "rm -rf {{ args.dir | shquote }}/build",
+                "`args.dir` is undefined",
+            ),
             ("{{ args.dir | upper }}", "`args.dir` is undefined"),
-            ("{% for x in args.list %}{{ x }}{% endfor %}", "`args.list` is undefined"),
-            ("[{{ artifacts.shout.loud.text }}]", "`artifacts.shout` is undefined"),
+            (
+                "{% for x in args.list %}{{ x }}{% endfor %}",
+                "`args.list` is undefined",
+            ),
+            (
+                "[{{ artifacts.shout.loud.text }}]",
+                "`artifacts.shout` is undefined",
+            ),
             ("a\n{{ nothing }}", "`nothing` is undefined (line 2)"),
         ];
         for (source, fragment) in cases {
@@ -520,7 +532,10 @@ mod tests {
         }
         // None is a value: it renders, and quotes as ''.
         let with_null = json!({ "args": { "dir": null } });
-        assert_eq!(render("{{ args.dir | shquote }}", &with_null).as_deref(), Ok("''"));
+        assert_eq!(
+            render("{{ args.dir | shquote }}", &with_null).as_deref(),
+            Ok("''")
+        );
     }
 
     #[test]
@@ -531,7 +546,8 @@ mod tests {
         assert!(err.message.contains("steps (a loop too large?)"), "{err}");
         // Generous: the point is "not for ever", on a loaded debug build.
         assert!(started.elapsed() < std::time::Duration::from_secs(60));
-        let silent = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let silent =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
         assert!(render(silent, &context()).is_err());
         let huge = "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}";
         let err = render(huge, &context()).unwrap_err();

@@ -1322,7 +1322,9 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].path, "phases[0].run");
         assert!(
-            problems[0].message.contains("`args.dir` is optional without a default"),
+            problems[0]
+                .message
+                .contains("`args.dir` is optional without a default"),
             "{problems:?}"
         );
         let problems = with_run("echo {{ args.nmae }}");
@@ -1333,7 +1335,10 @@ mod tests {
                 .contains("`args.nmae` is not declared in the args schema"),
             "{problems:?}"
         );
-        assert!(problems[0].message.contains("did you mean `name`?"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("did you mean `name`?"),
+            "{problems:?}"
+        );
         for fine in [
             "echo {{ args.name }} {{ args.must }}",
             "{% if args.dir %}rm -rf {{ args.dir }}/build{% endif %}",
