@@ -328,7 +328,7 @@ impl Supervisor {
             if !signal(running, pgid, Signal::TERM) {
                 return;
             }
-            let until = Instant::now() + self.grace;
+            let until = after(self.grace);
             if running.status.is_none() {
                 running.reap_until(until).await;
             } else {
@@ -455,7 +455,7 @@ impl<'o> Running<'o> {
         cancel: impl Future<Output = ()>,
     ) -> Result<ExitStatus, Stop> {
         let mut cancel = std::pin::pin!(cancel);
-        let until = timeout.map(|t| (Instant::now() + t, t));
+        let until = timeout.map(|t| (after(t), t));
         loop {
             match self.status.take() {
                 Some(Ok(status)) => {
@@ -552,6 +552,16 @@ impl<'o> Running<'o> {
 }
 
 /// Resolves at the deadline's instant with the timeout it came from, or never.
+/// The instant `wait` from now, saturating far in the future: a grace or
+/// timeout from a file can be too large for `Instant + Duration`, which
+/// panics on overflow.
+fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 async fn at(deadline: Option<(Instant, Duration)>) -> Duration {
     match deadline {
         Some((until, timeout)) => {
@@ -706,7 +716,7 @@ pub async fn end_leftover(group: Group, grace: Duration) -> io::Result<usize> {
         }
         leftover_members(group).is_empty()
     };
-    if !gone_by(Instant::now() + grace).await {
+    if !gone_by(after(grace)).await {
         send(Signal::KILL)?;
         if !gone_by(Instant::now() + LEFTOVER_AFTER_KILL).await {
             return Err(io::Error::other(format!(

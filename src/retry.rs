@@ -30,14 +30,28 @@ impl DurationSpec {
         if let Ok(secs) = text.parse::<f64>() {
             return Self::from_secs(secs);
         }
-        humantime::parse_duration(text)
-            .map(DurationSpec)
-            .map_err(|e| format!("`{text}` is not a duration ({e}); expected e.g. \"90s\", \"15m\", \"1h\" or a number of seconds"))
+        let parsed = humantime::parse_duration(text)
+            .map_err(|e| format!("`{text}` is not a duration ({e}); expected e.g. \"90s\", \"15m\", \"1h\" or a number of seconds"))?;
+        if parsed > DurationSpec::MAX {
+            return Err(format!(
+                "`{text}` is too long a duration; expected at most {}",
+                humantime::format_duration(DurationSpec::MAX)
+            ));
+        }
+        Ok(DurationSpec(parsed))
     }
 
+    /// The longest duration a file may write (about 31 700 years): long
+    /// enough to mean "never", short enough that adding it to a clock
+    /// reading cannot overflow.
+    pub const MAX: Duration = Duration::from_secs(1_000_000_000_000);
+
     fn from_secs(secs: f64) -> Result<Self, String> {
-        if secs.is_finite() && (0.0..1e12).contains(&secs) {
-            Ok(DurationSpec(Duration::from_secs_f64(secs)))
+        if let Some(d) = (secs.is_finite() && (0.0..1e12).contains(&secs))
+            .then(|| Duration::try_from_secs_f64(secs).ok())
+            .flatten()
+        {
+            Ok(DurationSpec(d))
         } else {
             Err(format!(
                 "{secs} is not a duration; expected a non-negative number of seconds"
@@ -215,6 +229,22 @@ mod tests {
             let err = DurationSpec::parse(text).unwrap_err();
             assert!(err.contains("expected"), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn huge_durations_are_refused_not_overflowed() {
+        for text in [
+            "99999999999h",
+            "584942417355y",
+            "1e300",
+            "18446744073709551615",
+        ] {
+            let err = DurationSpec::parse(text).unwrap_err();
+            assert!(err.contains("expected"), "{text}: {err}");
+        }
+        assert!(DurationSpec::parse("1000y").is_ok());
+        assert!(serde_json::from_str::<DurationSpec>("1e300").is_err());
+        assert!(serde_json::from_str::<DurationSpec>("\"99999999999h\"").is_err());
     }
 
     #[test]

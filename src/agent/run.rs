@@ -646,18 +646,22 @@ impl Tally {
     }
 
     fn add(&mut self, usage: Usage, prices: &ModelEntry) {
-        self.requests += 1;
-        self.input_tokens += usage.input_tokens;
-        self.output_tokens += usage.output_tokens;
+        // Counts come from providers: huge ones saturate, never overflow.
+        self.requests = self.requests.saturating_add(1);
+        self.input_tokens = self.input_tokens.saturating_add(usage.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(usage.output_tokens);
         self.cost_usd = match (
             self.cost_usd,
             prices.input_usd_per_mtok,
             prices.output_usd_per_mtok,
         ) {
+            // A cost that is no longer a number (absurd counts or prices)
+            // is unknown rather than `inf`, which JSON cannot hold.
             (Some(cost), Some(input), Some(output)) => Some(
                 cost + usage.input_tokens as f64 * input / 1e6
                     + usage.output_tokens as f64 * output / 1e6,
-            ),
+            )
+            .filter(|cost| cost.is_finite()),
             _ => None,
         };
     }

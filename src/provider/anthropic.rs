@@ -175,7 +175,8 @@ impl AnswerStream {
         ]
         .iter()
         .filter_map(|field| count(field))
-        .reduce(|a, b| a + b);
+        // Counts come from the server: huge ones saturate, never overflow.
+        .reduce(u64::saturating_add);
         if let Some(input) = input {
             self.usage.input_tokens = input;
         }
@@ -581,6 +582,11 @@ mod tests {
     async fn retries_429_honouring_retry_after() {
         install_crypto();
         testing::check_retry_after(&WIRE).await;
+    }
+
+    #[tokio::test]
+    async fn a_long_retry_after_gives_up_at_once() {
+        testing::check_long_retry_after_gives_up_at_once(&WIRE).await;
     }
 
     #[tokio::test]

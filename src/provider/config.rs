@@ -79,6 +79,9 @@ pub struct ProviderEntry {
     /// Retries of transient failures (default 5 attempts, 1s backoff doubling, at most 1m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// The longest wait the provider may ask for (`retry-after`) before the run pauses instead, resumable with `wfe resume` (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait: Option<DurationSpec>,
 }
 
 /// One entry of `roles`: who plays a role.

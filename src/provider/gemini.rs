@@ -351,7 +351,9 @@ impl Decoder for AnswerStream {
             // Thinking is billed as output.
             self.usage = Usage {
                 input_tokens: count("promptTokenCount"),
-                output_tokens: count("candidatesTokenCount") + count("thoughtsTokenCount"),
+                // Counts come from the server: huge ones saturate, never overflow.
+                output_tokens: count("candidatesTokenCount")
+                    .saturating_add(count("thoughtsTokenCount")),
             };
         }
         // The stream has no end marker of its own: read on to its end.
@@ -719,6 +721,11 @@ mod tests {
     async fn retries_429_honouring_retry_after() {
         install_crypto();
         testing::check_retry_after(&WIRE).await;
+    }
+
+    #[tokio::test]
+    async fn a_long_retry_after_gives_up_at_once() {
+        testing::check_long_retry_after_gives_up_at_once(&WIRE).await;
     }
 
     #[tokio::test]

@@ -268,6 +268,21 @@ impl HttpClient {
                     format!("gave up after {attempt} {attempts}: {}", failure.message),
                 ));
             }
+            if let Some(asked) = failure.retry_after
+                && asked > retry.max_wait
+            {
+                // Waiting for hours would leave the run "running" with
+                // nothing to show; pausing says why and resumes later.
+                return Err(self.error(
+                    ProviderErrorKind::Exhausted,
+                    format!(
+                        "the provider asks to wait {} before trying again, longer than the {} wfe waits (`max_wait`): {}",
+                        describe_wait(asked),
+                        humantime::format_duration(retry.max_wait),
+                        failure.message
+                    ),
+                ));
+            }
             let wait = failure
                 .retry_after
                 .unwrap_or_else(|| Backoff::new(retry.backoff, retry.max_backoff).wait(attempt));
@@ -446,20 +461,16 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             .map(str::trim)
     };
     if let Some(ms) = header("retry-after-ms").and_then(|text| text.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
+        && let Some(wait) = seconds_f64(ms / 1000.0)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(wait);
     }
     let text = header("retry-after")?;
     if let Ok(seconds) = text.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    if let Ok(seconds) = text.parse::<f64>()
-        && seconds.is_finite()
-        && seconds >= 0.0
-    {
-        return Some(Duration::from_secs_f64(seconds));
+    if let Some(wait) = text.parse::<f64>().ok().and_then(seconds_f64) {
+        return Some(wait);
     }
     let at = parse_http_date(text)?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -481,8 +492,27 @@ fn body_retry_delay(body: &str) -> Option<Duration> {
         .filter_map(|detail| detail.get("retryDelay")?.as_str())
         .find_map(|delay| {
             let seconds: f64 = delay.strip_suffix('s')?.parse().ok()?;
-            (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+            seconds_f64(seconds)
         })
+}
+
+/// A wait of `seconds` as a server wrote it: none when negative or not a
+/// number; [`Duration::MAX`] when too large to hold (`1e300`), which any
+/// cap then refuses. Never panics, unlike `Duration::from_secs_f64`.
+fn seconds_f64(seconds: f64) -> Option<Duration> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
+}
+
+/// A wait for a message: "1day", or "for ever" when it is absurd.
+fn describe_wait(wait: Duration) -> String {
+    if wait.as_secs() >= 100 * 365 * 86_400 {
+        "more than a century".into()
+    } else {
+        humantime::format_duration(wait).to_string()
+    }
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only HTTP
@@ -504,6 +534,36 @@ fn parse_http_date(text: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_waits_never_panic() {
+        let now = SystemTime::now();
+        let wait = |name: &'static str, value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static(value));
+            retry_after(&headers, now)
+        };
+        assert_eq!(wait("retry-after-ms", "1e300"), Some(Duration::MAX));
+        assert_eq!(wait("retry-after-ms", "inf"), Some(Duration::MAX));
+        assert_eq!(wait("retry-after-ms", "-5"), None);
+        assert_eq!(wait("retry-after-ms", "NaN"), None);
+        assert_eq!(wait("retry-after", "1e300"), Some(Duration::MAX));
+        assert_eq!(
+            wait("retry-after", "99999999999999999999999999"),
+            Some(Duration::MAX)
+        );
+        assert_eq!(
+            wait("retry-after", "18446744073709551615"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(wait("retry-after", "-1"), None);
+        assert_eq!(
+            body_retry_delay(r#"{"error": {"details": [{"retryDelay": "1e300s"}]}}"#),
+            Some(Duration::MAX)
+        );
+        assert_eq!(describe_wait(Duration::MAX), "more than a century");
+        assert_eq!(describe_wait(Duration::from_secs(86_400)), "1day");
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_http_dates() {

@@ -75,8 +75,17 @@ pub struct RetrySettings {
     pub max_attempts: u32,
     /// The wait after the first failure; it doubles each time.
     pub backoff: Duration,
-    /// The longest wait (a `retry-after` longer than this is still honoured).
+    /// The longest backoff wait (a `retry-after` longer than this is still honoured).
     pub max_backoff: Duration,
+    /// The longest `retry-after` honoured: a provider asking for more
+    /// fails the request as [`ProviderErrorKind::Exhausted`] at once, which
+    /// pauses the run (resumable) instead of leaving it "running" for a day.
+    pub max_wait: Duration,
+}
+
+impl RetrySettings {
+    /// The default [`RetrySettings::max_wait`].
+    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(300);
 }
 
 impl Default for RetrySettings {
@@ -85,6 +94,7 @@ impl Default for RetrySettings {
             max_attempts: 5,
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            max_wait: RetrySettings::DEFAULT_MAX_WAIT,
         }
     }
 }

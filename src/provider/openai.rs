@@ -726,6 +726,11 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_long_retry_after_gives_up_at_once() {
+        testing::check_long_retry_after_gives_up_at_once(&WIRE).await;
+    }
+
+    #[tokio::test]
     async fn gives_up_after_max_attempts_of_500() {
         install_crypto();
         testing::check_exhausted(&WIRE).await;

@@ -329,13 +329,19 @@ pub fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
 
 /// The entry's retry policy, with the defaults for what it leaves out.
 fn retry_settings(entry: &ProviderEntry) -> RetrySettings {
-    let default = RetrySettings::default();
+    let default = RetrySettings {
+        max_wait: entry
+            .max_wait
+            .map_or(RetrySettings::DEFAULT_MAX_WAIT, |d| d.0),
+        ..RetrySettings::default()
+    };
     match &entry.retry {
         Some(policy) => RetrySettings {
             // 0 attempts would never send anything; validation reports it.
             max_attempts: policy.max_attempts.max(1),
             backoff: policy.backoff.map_or(default.backoff, |d| d.0),
             max_backoff: policy.max_backoff.map_or(default.max_backoff, |d| d.0),
+            max_wait: default.max_wait,
         },
         None => default,
     }
@@ -754,6 +760,7 @@ mod tests {
                 max_attempts: 2,
                 backoff: Duration::from_millis(10),
                 max_backoff: RetrySettings::default().max_backoff,
+                max_wait: RetrySettings::DEFAULT_MAX_WAIT,
             }
         );
 

@@ -27,6 +27,7 @@ pub(crate) fn config(base_url: &str) -> HttpConfig {
             max_attempts: 3,
             backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(5),
+            max_wait: Duration::from_secs(2),
         },
     }
 }
@@ -103,6 +104,29 @@ pub(crate) async fn check_retry_after(wire: &Wire) {
         started.elapsed() >= Duration::from_secs(1),
         "retry-after ignored"
     );
+}
+
+/// 429 asking to wait longer than `max_wait` (a day; absurdly long): no
+/// waiting, no second request, `Exhausted` saying how long was asked.
+pub(crate) async fn check_long_retry_after_gives_up_at_once(wire: &Wire) {
+    for (header, value, said) in [
+        ("retry-after", "86400", "wait 1day"),
+        ("retry-after-ms", "1e300", "wait more than a century"),
+    ] {
+        let server = FakeServer::start(vec![
+            Reply::json(429, serde_json::json!({"error": {"message": "slow down"}}))
+                .header(header, value),
+            Reply::sse((wire.hello)()),
+        ])
+        .await;
+        let error = send(wire, config(server.url()))
+            .await
+            .expect_err("gives up");
+        assert_eq!(error.kind, ProviderErrorKind::Exhausted, "{error:?}");
+        assert!(error.message.contains(said), "{}", error.message);
+        assert!(error.message.contains("`max_wait`"), "{}", error.message);
+        assert_eq!(server.requests().len(), 1);
+    }
 }
 
 /// 500 on every attempt: `Exhausted`, exactly `max_attempts` requests.

@@ -1,12 +1,19 @@
 //! Expressions (`if`, `until`) and string templates (`run`, `cwd`, `env`,
 //! prompts), both minijinja, over a context of `args` and `artifacts`.
 //!
-//! One environment serves every template, with three choices made for
-//! workflows rather than web pages:
+//! One environment serves every template, with choices made for workflows
+//! rather than web pages:
 //!
-//! - undefined values chain: `artifacts.shout.loud.text` on a skipped phase
-//!   is undefined (falsy, renders as nothing) instead of an error, so
-//!   `x if artifacts.shout else y` works;
+//! - undefined is strict (minijinja's `SemiStrict`): printing, joining
+//!   (`~`), iterating, filtering or looking into an undefined value is an
+//!   error naming the variable, never an empty string, so
+//!   `rm -rf {{ args.dir }}/build` without `dir` fails instead of running
+//!   `rm -rf /build`. Testing one is fine: `x if artifacts.shout else y`,
+//!   `artifacts.shout is defined`, `args.dir | default('.')`;
+//! - rendering is bounded: at most [`RENDER_FUEL`] instructions and
+//!   [`MAX_RENDER_BYTES`] of output, so a template that loops for ever
+//!   fails in well under a second instead of hanging the runner (which
+//!   renders between its checks for cancel and signals);
 //! - auto-escaping is off: these templates render shell commands and
 //!   prompts, not HTML;
 //! - a trailing newline is kept, so a rendered script is the script written.
@@ -15,7 +22,7 @@
 //!
 //! - `shquote`: quotes a value for POSIX `sh` with single quotes
 //!   (`it's` → `'it'\''s'`), so `echo {{ args.title | shquote }}` is safe
-//!   whatever the title holds. Undefined and none quote as `''`.
+//!   whatever the title holds. None quotes as `''`; undefined is an error.
 //!
 //! `tojson` (minijinja's) escapes `'`, `<`, `>` and `&` as `\u0027`…, so
 //! `'{{ x | tojson }}'` is a safe single-quoted shell word holding JSON.
@@ -71,22 +78,35 @@ pub fn check_template(source: &str) -> Result<(), ExprError> {
 }
 
 /// Evaluates `source` as an expression over `context` for its truth.
+///
+/// A condition asks a question, so an undefined value in it is false
+/// (chained lookups into a skipped phase's artifacts included) rather than
+/// an error; it never becomes text.
 pub fn eval_condition(source: &str, context: &Value) -> Result<bool, ExprError> {
-    let env = environment();
+    let env = condition_environment();
     let expr = env
         .compile_expression(source)
         .map_err(|e| describe(&e, source))?;
     let value = expr
         .eval(to_minijinja(context))
-        .map_err(|e| describe(&e, source))?;
+        .map_err(|e| explain(&e, source, true, context))?;
     Ok(value.is_true())
 }
 
 /// Renders `source` as a string template over `context`.
+///
+/// Undefined values are errors naming the variable; the render stops after
+/// [`RENDER_FUEL`] instructions or [`MAX_RENDER_BYTES`] of output.
 pub fn render(source: &str, context: &Value) -> Result<String, ExprError> {
     let env = environment();
-    env.render_str(source, to_minijinja(context))
-        .map_err(|e| describe(&e, source))
+    let template = env
+        .template_from_str(source)
+        .map_err(|e| describe(&e, source))?;
+    let mut out = CappedWriter::default();
+    match template.render_captured_to(to_minijinja(context), &mut out) {
+        Ok(_) => Ok(String::from_utf8_lossy(&out.bytes).into_owned()),
+        Err(e) => Err(explain(&e, source, false, context)),
+    }
 }
 
 /// The context variables `source` reads, as dotted paths
@@ -114,26 +134,43 @@ pub fn shell_quote(value: &str) -> String {
 }
 
 /// How many minijinja instructions the dry run of a check may execute:
-/// far more than any real template needs, far less than a hang.
+/// enough for any real template's dry run, far less than a hang.
 pub const CHECK_FUEL: u64 = 100_000;
 
-/// The environment for evaluating and rendering: no instruction budget, as
-/// a rendered template's size is the template author's business.
+/// How many minijinja instructions one render or condition may execute:
+/// orders of magnitude more than a real template needs (a prompt looping
+/// over a few hundred tasks takes thousands), and still well under a second
+/// of work, so a runaway loop fails fast and the runner gets back to
+/// cancels and signals.
+pub const RENDER_FUEL: u64 = 5_000_000;
+
+/// The most text one render may produce: far more than a command or prompt
+/// holds, far less than memory.
+pub const MAX_RENDER_BYTES: usize = 16 * 1024 * 1024;
+
+/// The environment for rendering string templates: strict undefined, with a budget.
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| build_environment(None))
+    ENV.get_or_init(|| build_environment(RENDER_FUEL, UndefinedBehavior::SemiStrict))
 }
 
-/// The environment for checks: the same, with a budget.
+/// The environment for conditions: undefined chains and is false.
+fn condition_environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| build_environment(RENDER_FUEL, UndefinedBehavior::Chainable))
+}
+
+/// The environment for checks: lenient, so the dry run over an empty
+/// context gets as far as it can, with a small budget.
 fn checking_environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| build_environment(Some(CHECK_FUEL)))
+    ENV.get_or_init(|| build_environment(CHECK_FUEL, UndefinedBehavior::Chainable))
 }
 
-fn build_environment(fuel: Option<u64>) -> Environment<'static> {
+fn build_environment(fuel: u64, undefined: UndefinedBehavior) -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_fuel(fuel);
-    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_fuel(Some(fuel));
+    env.set_undefined_behavior(undefined);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     // The default syntax with one change cannot fail to build; if it ever
     // did, the default (trailing newline dropped) is still usable.
@@ -144,11 +181,113 @@ fn build_environment(fuel: Option<u64>) -> Environment<'static> {
     env
 }
 
-fn shquote_filter(value: minijinja::Value) -> String {
-    if value.is_undefined() || value.is_none() {
-        return shell_quote("");
+/// Undefined is an error even here: `rm -rf {{ args.dir | shquote }}/build`
+/// must not become `rm -rf ''/build`. The dry-run checks render over an
+/// empty context, so there (lenient undefined) it quotes as `''`.
+fn shquote_filter(
+    state: &minijinja::State,
+    value: minijinja::Value,
+) -> Result<String, minijinja::Error> {
+    if value.is_undefined() {
+        if state.undefined_behavior() == UndefinedBehavior::Chainable {
+            return Ok(shell_quote(""));
+        }
+        return Err(minijinja::Error::new(
+            ErrorKind::UndefinedError,
+            "shquote of an undefined value",
+        ));
     }
-    shell_quote(&value.to_string())
+    if value.is_none() {
+        return Ok(shell_quote(""));
+    }
+    Ok(shell_quote(&value.to_string()))
+}
+
+/// A render's output, refusing to grow past [`MAX_RENDER_BYTES`].
+#[derive(Default)]
+struct CappedWriter {
+    bytes: Vec<u8>,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > MAX_RENDER_BYTES {
+            return Err(std::io::Error::other("render output limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`describe`], saying in wfe's words what a limit or an undefined
+/// variable means, and naming the variable.
+fn explain(e: &minijinja::Error, source: &str, expression: bool, context: &Value) -> ExprError {
+    let line = || match e.line() {
+        Some(line) if source.contains('\n') => format!(" (line {line})"),
+        _ => String::new(),
+    };
+    match e.kind() {
+        ErrorKind::OutOfFuel => ExprError {
+            message: format!(
+                "rendering took more than {RENDER_FUEL} steps (a loop too large?); templates must render in well under a second{}",
+                line()
+            ),
+        },
+        ErrorKind::WriteFailure => ExprError {
+            message: format!(
+                "the rendered text is over the limit of {} MiB",
+                MAX_RENDER_BYTES / (1024 * 1024)
+            ),
+        },
+        ErrorKind::UndefinedError => {
+            let missing = undefined_variables(source, expression, context);
+            let message = match missing.as_slice() {
+                [] => describe(e, source).message,
+                [one] => format!("`{one}` is undefined{}", line()),
+                many => format!(
+                    "undefined value{}; undefined here: {}",
+                    line(),
+                    many.iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            ExprError { message }
+        }
+        _ => describe(e, source),
+    }
+}
+
+/// The variables `source` reads that `context` does not hold, each cut at
+/// its first missing part (`args.dir`, `artifacts.lint`).
+fn undefined_variables(source: &str, expression: bool, context: &Value) -> Vec<String> {
+    let Ok(variables) = variables(source, expression) else {
+        return Vec::new();
+    };
+    let mut missing: Vec<String> = Vec::new();
+    for variable in variables {
+        let mut at = context;
+        let mut path = Vec::new();
+        for part in variable.split('.') {
+            path.push(part);
+            match at.get(part) {
+                Some(next) => at = next,
+                None => {
+                    let cut = path.join(".");
+                    if !missing.contains(&cut) {
+                        missing.push(cut);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    missing
 }
 
 fn is_unknown_name(e: &minijinja::Error) -> bool {
@@ -220,7 +359,8 @@ mod tests {
             ("args.n == 3 and args.shout", true),
             ("args.empty", false),
             ("args.missing", false),
-            // A skipped phase has no artifacts: chained lookups stay undefined.
+            // A condition is a question: a skipped phase's artifacts are
+            // undefined, chained lookups included, and undefined is false.
             ("artifacts.shout.loud.text", false),
             ("artifacts.shout.loud.text is defined", false),
             ("artifacts.greet.greeting.text", true),
@@ -245,7 +385,8 @@ mod tests {
                 "{{ artifacts.shout.loud.text if artifacts.shout else 'none' }}",
                 "none",
             ),
-            ("[{{ artifacts.shout.loud.text }}]", "[]"),
+            ("{{ 'yes' if artifacts.shout is defined else 'no' }}", "no"),
+            ("{{ args.missing | default('.') }}", "."),
             // No HTML escaping: these are shell commands.
             ("{{ artifacts.greet.greeting.text }}", "Hello <b> & 'you'"),
             ("line\n", "line\n"),
@@ -264,7 +405,6 @@ mod tests {
         let cases = [
             ("{{ args.name | shquote }}", r"'it'\''s me'"),
             ("{{ args.n | shquote }}", "'3'"),
-            ("{{ args.missing | shquote }}", "''"),
             ("{{ 'a b; rm -rf /' | shquote }}", "'a b; rm -rf /'"),
         ];
         for (source, expected) in cases {
@@ -361,6 +501,57 @@ mod tests {
             Ok(()),
             "the budget ends the dry run before the filter; syntax is still checked"
         );
+    }
+
+    #[test]
+    fn undefined_is_an_error_naming_the_variable() {
+        let cases = [
+            ("rm -rf {{ args.dir }}/build", "`args.dir` is undefined"),
+            (
+                "rm -rf {{ args.dir ~ '/build' }}",
+                "`args.dir` is undefined",
+            ),
+            (
+                "rm -rf {{ args.dir | shquote }}/build",
+                "`args.dir` is undefined",
+            ),
+            ("{{ args.dir | upper }}", "`args.dir` is undefined"),
+            (
+                "{% for x in args.list %}{{ x }}{% endfor %}",
+                "`args.list` is undefined",
+            ),
+            (
+                "[{{ artifacts.shout.loud.text }}]",
+                "`artifacts.shout` is undefined",
+            ),
+            ("a\n{{ nothing }}", "`nothing` is undefined (line 2)"),
+        ];
+        for (source, fragment) in cases {
+            let err = render(source, &context()).unwrap_err();
+            assert!(err.message.contains(fragment), "{source}: {err}");
+        }
+        // None is a value: it renders, and quotes as ''.
+        let with_null = json!({ "args": { "dir": null } });
+        assert_eq!(
+            render("{{ args.dir | shquote }}", &with_null).as_deref(),
+            Ok("''")
+        );
+    }
+
+    #[test]
+    fn renders_are_bounded() {
+        let forever = "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}";
+        let started = std::time::Instant::now();
+        let err = render(forever, &context()).unwrap_err();
+        assert!(err.message.contains("steps (a loop too large?)"), "{err}");
+        // Generous: the point is "not for ever", on a loaded debug build.
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        let silent =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        assert!(render(silent, &context()).is_err());
+        let huge = "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}";
+        let err = render(huge, &context()).unwrap_err();
+        assert!(err.message.contains("over the limit of 16 MiB"), "{err}");
     }
 
     #[test]

@@ -90,8 +90,8 @@ struct Check<'t> {
     problems: Vec<Problem>,
     /// Every phase id in the template, at its first occurrence.
     phases: BTreeMap<&'t str, Indexed<'t>>,
-    /// The args schema's properties, when it forbids any others.
-    closed_args: Option<BTreeSet<String>>,
+    /// What the args schema declares, when it declares anything.
+    args: Option<ArgsShape>,
     /// Schema names already checked, with the problem they had.
     schemas: BTreeMap<String, Option<String>>,
     /// For each top-level phase, the top-level phases it waits for,
@@ -107,7 +107,7 @@ impl<'t> Check<'t> {
             registry,
             problems: Vec::new(),
             phases,
-            closed_args: closed_args(template.args.as_ref()),
+            args: ArgsShape::of(template.args.as_ref()),
             schemas: BTreeMap::new(),
             upstream: upstream(&template.phases),
         }
@@ -537,7 +537,9 @@ impl<'t> Check<'t> {
             }
             if let Ok(variables) = expr::variables(source, expression) {
                 for variable in variables {
-                    if let Some(message) = self.reference_problem(&variable, reader) {
+                    if let Some(message) =
+                        self.reference_problem(&variable, reader, source, expression)
+                    {
                         self.problem(&source_at, message);
                     }
                 }
@@ -548,12 +550,20 @@ impl<'t> Check<'t> {
     /// What is wrong with a context variable a source reads: an artifact of
     /// a phase that does not exist, does not produce it, or (for a top-level
     /// `reader`) is not upstream of the reader; or an arg the args schema
-    /// does not allow.
+    /// does not declare, or (in a string template, unguarded) declares
+    /// optional without a default: undefined is an error when rendering,
+    /// so such a template fails whenever the arg is not given.
     ///
     /// A phase's context holds the artifacts of the phases it waits for, so
     /// any other reference is undefined whenever it runs. Loops are left
     /// out: what a loop's children and its `until` see is the loop's affair.
-    fn reference_problem(&self, variable: &str, reader: Option<&str>) -> Option<String> {
+    fn reference_problem(
+        &self,
+        variable: &str,
+        reader: Option<&str>,
+        source: &str,
+        expression: bool,
+    ) -> Option<String> {
         let parts: Vec<&str> = variable.split('.').collect();
         match parts.as_slice() {
             ["artifacts", phase, rest @ ..] => {
@@ -595,14 +605,31 @@ impl<'t> Check<'t> {
                 ))
             }
             ["args", name, ..] => {
-                let allowed = self.closed_args.as_ref()?;
-                if allowed.contains(*name) {
+                let args = self.args.as_ref()?;
+                if !args.declared.contains(*name) {
+                    let known: Vec<String> = args.declared.iter().cloned().collect();
+                    let mut message = if args.closed {
+                        format!(
+                            "`args.{name}` is not in the args schema, which allows no other args; args: {}",
+                            list_or_none(&known)
+                        )
+                    } else {
+                        format!(
+                            "`args.{name}` is not declared in the args schema (`args.properties`), so it is undefined unless someone happens to pass it; args: {}",
+                            list_or_none(&known)
+                        )
+                    };
+                    if let Some(suggestion) = super::load::closest(name, &known) {
+                        message.push_str(&format!("; did you mean `{suggestion}`?"));
+                    }
+                    return Some(message);
+                }
+                // A condition tests: undefined there is false, not an error.
+                if expression || !args.optional.contains(*name) || is_guarded(source, name) {
                     return None;
                 }
-                let known: Vec<String> = allowed.iter().cloned().collect();
                 Some(format!(
-                    "`args.{name}` is not in the args schema, which allows no other args; args: {}",
-                    list_or_none(&known)
+                    "`args.{name}` is optional without a default, and undefined is an error when rendering: this fails whenever `{name}` is not given; add it to `args.required`, give it a `default`, or guard it (`{{% if args.{name} %}}…{{% endif %}}`, `args.{name} | default('…')`)"
                 ))
             }
             _ => None,
@@ -658,18 +685,87 @@ fn upstream(phases: &[Phase]) -> BTreeMap<&str, BTreeSet<&str>> {
     out
 }
 
-/// The property names of an args schema that forbids any others.
-fn closed_args(args: Option<&Value>) -> Option<BTreeSet<String>> {
-    let args = args?;
-    if args.get("additionalProperties") != Some(&Value::Bool(false)) {
-        return None;
+/// What an args schema declares about the args.
+struct ArgsShape {
+    /// The property names.
+    declared: BTreeSet<String>,
+    /// Properties neither required nor with a default: possibly undefined.
+    optional: BTreeSet<String>,
+    /// Whether the schema forbids other args (`additionalProperties: false`).
+    closed: bool,
+}
+
+impl ArgsShape {
+    /// The shape of `args`, when it declares properties or forbids others;
+    /// a schema that says nothing about names leaves every arg possible.
+    fn of(args: Option<&Value>) -> Option<ArgsShape> {
+        let args = args?;
+        let closed = args.get("additionalProperties") == Some(&Value::Bool(false));
+        let properties = args.get("properties").and_then(Value::as_object);
+        if properties.is_none() && !closed {
+            return None;
+        }
+        let required: BTreeSet<&str> = args
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|names| names.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut shape = ArgsShape {
+            declared: BTreeSet::new(),
+            optional: BTreeSet::new(),
+            closed,
+        };
+        for (name, property) in properties.into_iter().flatten() {
+            shape.declared.insert(name.clone());
+            if !required.contains(name.as_str()) && property.get("default").is_none() {
+                shape.optional.insert(name.clone());
+            }
+        }
+        Some(shape)
     }
-    let properties = args.get("properties").and_then(Value::as_object);
-    Some(
-        properties
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default(),
-    )
+}
+
+/// Whether `source` tests `args.<name>` before using it: `{% if args.x %}`,
+/// `… if args.x else …`, `args.x is defined`, `args.x | default(…)`,
+/// `'x' in args`. A heuristic (minijinja gives no syntax tree): a guard
+/// anywhere in the source counts; the render still fails, naming the arg,
+/// if the guard does not cover a use.
+fn is_guarded(source: &str, name: &str) -> bool {
+    let text = source.split_whitespace().collect::<Vec<_>>().join(" ");
+    let var = format!("args.{name}");
+    let ends_name = |rest: &str| {
+        !rest
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    };
+    let mut at = 0;
+    while let Some(found) = text[at..].find(&var) {
+        let start = at + found;
+        let end = start + var.len();
+        at = end;
+        let before = text[..start].trim_end();
+        let after = text[end..].trim_start();
+        if !ends_name(&text[end..]) {
+            continue;
+        }
+        let last_word = before
+            .rsplit(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or_default();
+        let tested = ["if", "elif", "not", "and", "or"].contains(&last_word);
+        let defaulted = after.starts_with("is ")
+            || after.starts_with("or ")
+            || after.starts_with("and ")
+            || after.starts_with("|default")
+            || after.starts_with("| default")
+            || after.starts_with("|d(")
+            || after.starts_with("| d(");
+        if tested || defaulted {
+            return true;
+        }
+    }
+    text.contains(&format!("'{name}' in args")) || text.contains(&format!("\"{name}\" in args"))
 }
 
 /// "a script", "an agent": for messages about a phase's kind.
@@ -750,6 +846,7 @@ mod tests {
             "args": {
                 "type": "object",
                 "properties": { "feature": { "type": "string" } },
+                "required": ["feature"],
                 "additionalProperties": false
             },
             "phases": [
@@ -1201,6 +1298,67 @@ mod tests {
                 "{pointer} = {value}\nwanted {path}: {fragment}\nfound {problems:#?}"
             );
         }
+    }
+
+    #[test]
+    fn args_that_may_be_undefined_are_refused_unless_guarded() {
+        let args = json!({
+            "type": "object",
+            "properties": {
+                "dir": { "type": "string" },
+                "name": { "type": "string", "default": "x" },
+                "must": { "type": "string" },
+                "feature": { "type": "string" }
+            },
+            "required": ["must", "feature"]
+        });
+        let with_run = |run: &str| {
+            let mut doc = base();
+            doc["args"] = args.clone();
+            doc["phases"][0]["run"] = json!(run);
+            problems_of(doc)
+        };
+        let problems = with_run("rm -rf {{ args.dir }}/build");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "phases[0].run");
+        assert!(
+            problems[0]
+                .message
+                .contains("`args.dir` is optional without a default"),
+            "{problems:?}"
+        );
+        let problems = with_run("echo {{ args.nmae }}");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0]
+                .message
+                .contains("`args.nmae` is not declared in the args schema"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.contains("did you mean `name`?"),
+            "{problems:?}"
+        );
+        for fine in [
+            "echo {{ args.name }} {{ args.must }}",
+            "{% if args.dir %}rm -rf {{ args.dir }}/build{% endif %}",
+            "cd {{ args.dir | default('.') }}",
+            "{{ args.dir if args.dir is defined else '.' }}",
+            "{% if not args.dir %}none{% else %}{{ args.dir }}{% endif %}",
+            "{{ args.dir or '.' }}",
+        ] {
+            assert_eq!(with_run(fine), Vec::new(), "{fine}");
+        }
+        // A condition tests: an optional arg there is fine.
+        let mut doc = base();
+        doc["args"] = args.clone();
+        doc["phases"][0]["if"] = json!("args.dir");
+        assert_eq!(problems_of(doc), Vec::new());
+        // A schema that names no properties leaves every arg possible.
+        let mut doc = base();
+        doc["args"] = json!({ "type": "object" });
+        doc["phases"][0]["run"] = json!("echo {{ args.anything }}");
+        assert_eq!(problems_of(doc), Vec::new());
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Runner<'_> {
         let attempt = if state.continues {
             state.attempt
         } else {
-            state.attempt + 1
+            state.attempt.saturating_add(1)
         };
         let journal = if state.continues {
             self.journal(&key, attempt, &files)

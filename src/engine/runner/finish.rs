@@ -84,7 +84,7 @@ impl Runner<'_> {
                     });
                 }
                 let state = self.state_mut(unit);
-                state.attempt = attempt + 1;
+                state.attempt = attempt.saturating_add(1);
                 state.exit_code = outcome.exit_code;
                 state.duration_ms = Some(elapsed.as_millis() as u64);
                 state.error = error.clone();

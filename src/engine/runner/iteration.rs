@@ -322,7 +322,7 @@ impl Runner<'_> {
             match self.verdict(p) {
                 None => continue,
                 Some(Verdict::Next) => {
-                    let next = self.loops[p].iteration + 1;
+                    let next = self.loops[p].iteration.saturating_add(1);
                     self.begin_iteration(p, next);
                 }
                 Some(Verdict::Completed { exhausted }) => {

@@ -285,7 +285,7 @@ impl Runner<'_> {
                 env_remove: self.removed_env(u),
                 masker: self.settings.masker.clone(),
             })),
-            first_attempt: self.state(u).attempt + 1,
+            first_attempt: self.state(u).attempt.saturating_add(1),
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
             retry,
             scratch,

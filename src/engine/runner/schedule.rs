@@ -69,7 +69,7 @@ impl Runner<'_> {
             "artifacts": self.artifacts_json(&upstream),
             "skipped": skipped,
             "run": { "id": self.record.id, "template": self.record.template },
-            "phase": { "id": self.id(u), "attempt": self.state(u).attempt + 1 },
+            "phase": { "id": self.id(u), "attempt": self.state(u).attempt.saturating_add(1) },
         });
         if let Unit::Child { parent, .. } = u {
             let (this_loop, previous) = self.loop_context(parent);

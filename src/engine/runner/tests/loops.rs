@@ -19,7 +19,7 @@ fn tester(id: &str, needs: &[&str], from: u32) -> Value {
         id,
         needs,
         &format!(
-            "echo '{{\"passed\": {{{{ (loop.iteration >= {from}) | tojson }}}}, \"iteration\": {{{{ loop.iteration }}}}, \"env\": '$WFE_ITERATION', \"prev\": {{{{ previous.{id}.result.iteration | default(0) }}}}}}' > \"$WFE_OUT/result.json\""
+            "echo '{{\"passed\": {{{{ (loop.iteration >= {from}) | tojson }}}}, \"iteration\": {{{{ loop.iteration }}}}, \"env\": '$WFE_ITERATION', \"prev\": {{{{ previous.{id}.result.iteration if previous.{id} else 0 }}}}}}' > \"$WFE_OUT/result.json\""
         ),
     );
     p["outputs"] = json!({ "result": "result" });
