@@ -232,7 +232,7 @@ fn refusal_hint(e: &EngineError) -> Option<String> {
             phase,
             ..
         } => Some(format!(
-            "`wfe retry {run} {phase}` runs it again; `wfe rollback {run} --to @N` goes back to a checkpoint before it (`wfe log {run}` numbers them)"
+            "`wfe retry {run} {phase}` runs it again; to go back to a checkpoint before it, `wfe log {run}` numbers them for rollback"
         )),
         EngineError::NotAcceptable {
             reason: Refusal::NeverWritten { artifact },

@@ -202,10 +202,17 @@ fn show_phase(view: &PhaseView, short: &str, ref_name: &str, ui: &Ui) {
         }
     }
     // `wfe edit` and `wfe accept` change top-level phases only.
-    if view.is_top_level() && matches!(state.error, Some(AttemptError::InvalidOutputs { .. })) {
+    if let (true, Some(AttemptError::InvalidOutputs { problems })) =
+        (view.is_top_level(), &state.error)
+    {
+        let edits: Vec<String> = problems
+            .iter()
+            .map(|p| format!("`wfe edit {id} {phase} {}`", p.artifact))
+            .collect();
         ui.out(&format!(
-            "  {} `wfe edit {id} {phase} ARTIFACT` to fix an output, or `wfe accept {id} {phase} --force` to take them as they are",
-            ui.paint(Style::Yellow, "next:")
+            "  {} {} to fix an output, or `wfe accept {id} {phase} --force` to take them as they are",
+            ui.paint(Style::Yellow, "next:"),
+            edits.join(" or ")
         ));
     }
     show_comments(ui, view.comments.iter());
