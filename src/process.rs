@@ -242,13 +242,17 @@ impl Supervisor {
         let child = command.spawn()?;
         // With `process_group(0)` the group id is the child's pid. It is read
         // now, while the child is unreaped and so the id cannot be reused.
+        let group = child.id().map(|pgid| Group {
+            pgid,
+            start_time: start_time(pgid),
+        });
+        // Declared before the kill guard, so it is dropped after it: the
+        // record goes only once the group has been killed.
+        let _recorded = group.and_then(record_ambient);
         let mut guard = GroupGuard(child.id());
         let pgid = guard.0;
-        if let Some(pgid) = pgid {
-            output.spawned(Group {
-                pgid,
-                start_time: start_time(pgid),
-            });
+        if let Some(group) = group {
+            output.spawned(group);
         }
         let mut running = Running::new(child, self.stdin.clone(), output);
 
@@ -337,6 +341,39 @@ impl Supervisor {
         }
         signal(running, pgid, Signal::KILL);
     }
+}
+
+/// Records the process groups of children spawned while a future runs
+/// under [`recording`], and forgets each once its run has ended.
+///
+/// This is how an agent attempt's `bash` and `git` tool calls and its CLI
+/// agent are written to the attempt registry without every layer between
+/// the runner and the supervisor (the agent loop, the provider trait)
+/// carrying the registry: every process started inside the attempt's
+/// future belongs to the attempt.
+pub trait GroupRecorder: Send + Sync {
+    /// Records `group`; dropping what it returns forgets the record again.
+    /// `None`: not recorded (the recorder reports why itself).
+    fn record(&self, group: Group) -> Option<Box<dyn Send>>;
+}
+
+tokio::task_local! {
+    /// The recorder of the attempt whose future is running, if any.
+    static RECORDER: std::sync::Arc<dyn GroupRecorder>;
+}
+
+/// Runs `future` with `recorder` recording the group of every child
+/// [`Supervisor::run`] spawns inside it (not inside tasks it spawns).
+pub async fn recording<F: Future>(
+    recorder: std::sync::Arc<dyn GroupRecorder>,
+    future: F,
+) -> F::Output {
+    RECORDER.scope(recorder, future).await
+}
+
+/// Records `group` with the recorder of the running future, if it has one.
+fn record_ambient(group: Group) -> Option<Box<dyn Send>> {
+    RECORDER.try_with(|r| r.record(group)).ok().flatten()
 }
 
 /// Sends `sig` to group `pgid`, reporting a failure; false if the group

@@ -319,3 +319,94 @@ fn kill_9_then_resume_never_runs_a_phase_twice_at_once() {
 fn kill_9_fifty_times_then_resume_never_runs_a_phase_twice_at_once() {
     kill_9_then_resume(50, 0x5eed_1234_abcd_0050);
 }
+
+/// A repository whose one agent phase may use `bash`, played by `server`.
+fn agent_repo(server: &wfe::testing::llm::FakeServer) -> Repo {
+    let repo = Repo::new();
+    repo.write(
+        ".wfe/config.json",
+        &serde_json::to_string_pretty(&json!({
+            "providers": { "claude": { "kind": "anthropic", "base_url": server.url() } },
+            "roles": { "primary": { "provider": "claude", "model": "claude-test" } }
+        }))
+        .unwrap(),
+    );
+    repo.template(
+        "agentic",
+        &json!({ "name": "agentic", "phases": [{
+            "id": "plan", "kind": "agent", "kill_grace": "2s",
+            "prompt": "Work, then submit a plan.",
+            "tools": ["bash"],
+            "outputs": { "plan": "message" }
+        }]}),
+    );
+    repo
+}
+
+#[test]
+fn kill_9_of_a_runner_whose_agent_bash_call_sleeps_then_resume_ends_the_call() {
+    use wfe::testing::llm::{FakeServer, Part, Reply};
+    let server = FakeServer::spawn(Vec::new());
+    let repo = agent_repo(&server);
+    let fifo = repo.path().join("pgid.fifo");
+    mkfifo(&fifo);
+    let marker = repo.path().join("cleaned.txt");
+    // Only the first call sleeps: a resumed attempt that runs it again
+    // finds the marker's sibling and returns at once.
+    let command = format!(
+        "if [ -e {fifo}.done ]; then echo again; else touch {fifo}.done; exec 2>/dev/null; {}; fi",
+        trapping(&fifo, &marker),
+        fifo = fifo.display()
+    );
+    let submit = || Reply::anthropic(vec![Part::Tool("submit_plan", json!({ "text": "done" }))]);
+    server.push(vec![Reply::anthropic(vec![Part::Tool(
+        "bash",
+        json!({ "command": command }),
+    )])]);
+    let wfe = |args: &[&str]| {
+        let mut cmd = repo.wfe_cmd();
+        cmd.env("ANTHROPIC_API_KEY", "sk-test-0000000000")
+            .args(args);
+        cmd
+    };
+    let mut runner = wfe(&["run", "agentic"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
+    wait_for("the bash call's group to be recorded", || {
+        recorded(&repo, pgid)
+    });
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    assert!(
+        common::group_alive(pgid),
+        "kill -9 leaves the tool call running"
+    );
+
+    server.push((0..4).map(|_| submit()).collect());
+    let resumed = common::Run::from(wfe(&["resume", "latest"]).output().unwrap());
+    resumed.code(0);
+    assert!(
+        resumed
+            .stderr
+            .contains("ended 3 leftover process(es) of plan attempt 1"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(!common::group_alive(pgid));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "cleaned\n",
+        "the call's EXIT trap ran: it was ended gracefully"
+    );
+    assert!(
+        !repo
+            .path()
+            .join(".git/wfe/procs")
+            .join(repo.run_id())
+            .exists(),
+        "nothing left recorded"
+    );
+}

@@ -27,7 +27,7 @@ pub use git::{GitStore, RepoInfo};
 pub use lock::{LockHolder, RunLock};
 pub use memory::MemoryStore;
 pub use message::{Message, Trailer};
-pub use processes::{ProcessRecord, ProcessRegistry, Registered};
+pub use processes::{AttemptRecorder, ProcessRecord, ProcessRegistry, Registered};
 pub use workspace::{CodeRestore, Skipped, SnapshotStats, WORKSPACE};
 
 /// The ref namespace of runs.
