@@ -658,6 +658,7 @@ pub fn start_time(pid: u32) -> Option<u64> {
 struct StatFields {
     /// Zombie or dead: it will never run again.
     gone: bool,
+    ppid: Option<u32>,
     pgrp: Option<u32>,
     start_time: Option<u64>,
 }
@@ -671,6 +672,7 @@ fn stat_fields(stat: &str) -> Option<StatFields> {
     let state = *fields.first()?;
     Some(StatFields {
         gone: matches!(state, "Z" | "X"),
+        ppid: fields.get(1).and_then(|f| f.parse().ok()),
         pgrp: fields.get(2).and_then(|f| f.parse().ok()),
         start_time: fields.get(19).and_then(|f| f.parse().ok()),
     })
@@ -753,6 +755,99 @@ pub async fn end_leftover(group: Group, grace: Duration) -> io::Result<usize> {
         }
     }
     Ok(found)
+}
+
+/// Makes this process the child subreaper of everything it starts
+/// (`PR_SET_CHILD_SUBREAPER`): a descendant whose parent dies is
+/// re-parented here instead of to init, even one that left its process
+/// group (`setsid`), so [`end_orphans`] can find it when the runner ends.
+///
+/// `PR_SET_PDEATHSIG` would need a `pre_exec` hook (unsafe, which wfe
+/// forbids) and fires when the spawning *thread* exits, which tokio's
+/// worker threads do; it would also reach only the direct child.
+pub fn become_subreaper() -> io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(io::Error::from)
+}
+
+/// How long the orphans may take to die after `SIGKILL`.
+const ORPHANS_AFTER_KILL: Duration = Duration::from_secs(2);
+
+/// This process's children, as `(pid, is a zombie, leads its own group)`.
+fn children() -> Vec<(u32, bool, bool)> {
+    let me = rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let stat = stat_fields(&stat)?;
+            (stat.ppid == Some(me)).then_some((pid, stat.gone, stat.pgrp == Some(pid)))
+        })
+        .collect()
+}
+
+/// Ends every process that is still this process's child: called by a
+/// runner (a [`become_subreaper`]) once its phases have ended, when every
+/// child left is an orphan of a phase re-parented to it. Each gets
+/// `SIGTERM` (its whole group, when it leads one: a `setsid` escapee and
+/// what it started), up to `grace` to exit, then `SIGKILL`; the dead are
+/// reaped. Killing one re-parents its own children here, so this goes on
+/// until no child is left or the bound after `SIGKILL` passes. Returns how
+/// many processes it signalled.
+pub async fn end_orphans(grace: Duration) -> io::Result<usize> {
+    let mut signalled = std::collections::BTreeSet::new();
+    let term_until = Instant::now() + grace;
+    let kill_until = term_until + ORPHANS_AFTER_KILL;
+    loop {
+        let now = Instant::now();
+        let sig = if now < term_until {
+            Signal::TERM
+        } else {
+            Signal::KILL
+        };
+        let mut live = 0;
+        for (pid, zombie, leader) in children() {
+            if zombie {
+                reap(pid);
+                continue;
+            }
+            live += 1;
+            // A TERM goes once; a KILL to every one still alive.
+            if sig == Signal::TERM && signalled.contains(&pid) {
+                continue;
+            }
+            signalled.insert(pid);
+            if leader {
+                // Gone meanwhile: fine; it is reaped next round.
+                let _ = signal_group(pid, sig);
+            }
+            if let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+                let _ = rustix::process::kill_process(p, sig);
+            }
+        }
+        if live == 0 {
+            return Ok(signalled.len());
+        }
+        if now >= kill_until {
+            return Err(io::Error::other(format!(
+                "{live} orphaned process(es) still alive after SIGKILL"
+            )));
+        }
+        tokio::time::sleep(LEFTOVER_POLL).await;
+    }
+}
+
+/// Reaps child `pid` if it has exited.
+fn reap(pid: u32) {
+    if let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG);
+    }
 }
 
 /// One stream's bytes kept within a bound: the first `head` bytes and the

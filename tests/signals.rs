@@ -410,3 +410,55 @@ fn kill_9_of_a_runner_whose_agent_bash_call_sleeps_then_resume_ends_the_call() {
         "nothing left recorded"
     );
 }
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X') | None)
+    })
+}
+
+#[test]
+fn a_setsid_grandchild_of_a_phase_does_not_outlive_a_stopped_runner() {
+    for signal in ["TERM", "INT"] {
+        let repo = Repo::new();
+        let fifo = repo.path().join("pgid.fifo");
+        mkfifo(&fifo);
+        let escaped = repo.path().join("escaped");
+        // The grandchild leaves the phase's process group and session and
+        // lets go of its pipes: neither the group kill nor the pipes reach it.
+        let run = format!(
+            "setsid sh -c 'echo $$ > {e}.tmp; mv {e}.tmp {e}; exec sleep 1000' >/dev/null 2>&1 </dev/null & \
+             while [ ! -e {e} ]; do sleep 0.01; done; echo $$ > {fifo}; wait",
+            e = escaped.display(),
+            fifo = fifo.display()
+        );
+        repo.template(
+            "escape",
+            &json!({ "name": "escape", "phases": [script("work", &[], &run)] }),
+        );
+        let runner = repo.spawn(&["run", "escape"]);
+        let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
+        let grandchild: i32 = std::fs::read_to_string(&escaped)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(process_alive(grandchild));
+        assert!(send_signal(signal, &runner.id().to_string()));
+        let out = common::Run::from(runner.wait_with_output().unwrap());
+        let gone = !process_alive(grandchild);
+        // Not left running whatever the assertions say.
+        send_signal("KILL", &grandchild.to_string());
+        out.code(3);
+        assert!(!common::group_alive(pgid), "{signal}");
+        assert!(gone, "{signal}: the setsid grandchild outlived its runner");
+        assert!(
+            out.stderr
+                .contains("ended 1 process(es) that outlived their phases"),
+            "{signal}: {}",
+            out.stderr
+        );
+    }
+}

@@ -104,6 +104,18 @@ pub(crate) async fn drive(
     settings.control = Some(ControlDir::new(&ctx.store.wfe_dir(), id.as_str()));
     settings.wait = flags.wait;
     settings.processes = Some(ProcessRegistry::new(&ctx.store.wfe_dir(), id.as_str()));
+    // Descendants of phases whose parent dies (a `setsid` escapee, a
+    // daemon a phase started) come back to this runner instead of init, so
+    // the sweep below ends them. Not fatal: the process groups still are.
+    if let Err(e) = crate::process::become_subreaper() {
+        ui.warn(&format!(
+            "cannot become the child subreaper of the run's phases ({e}): processes that leave their phase's process group may outlive this runner"
+        ));
+    }
+    let orphan_grace = template
+        .defaults
+        .kill_grace
+        .map_or(engine::DEFAULT_KILL_GRACE, |d| d.0);
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
     // SIGINT (Ctrl-C), SIGTERM (`docker stop`, Kubernetes, CI cancels) and
     // SIGHUP (the terminal went away) all stop the runner the same way.
@@ -121,6 +133,16 @@ pub(crate) async fn drive(
     };
     let status = engine::drive(&ctx.store, id, &settings, observer, interrupt_rx).await;
     ctrl_c.abort();
+    // Every phase has ended: a child left now is an orphan of one. Ended
+    // before the lock goes, so no next runner meets it.
+    match crate::process::end_orphans(orphan_grace).await {
+        Ok(0) => {}
+        Ok(n) => ui.note(&format!(
+            "{} ended {n} process(es) that outlived their phases",
+            ui.paint(Style::Yellow, "!")
+        )),
+        Err(e) => ui.warn(&format!("cannot end what the phases left running: {e}")),
+    }
     drop(lock);
     super::index::finish_background(indexer, ui);
     let status = status?;

@@ -60,6 +60,7 @@ use crate::template::{OnFailure, Phase, Template};
 use crate::time::Clock;
 
 pub use self::create::{NewRun, create, ensure_runnable};
+pub use self::launch::DEFAULT_KILL_GRACE;
 
 /// How a runner works: resolved by the CLI, the same for every phase.
 #[derive(Debug, Clone)]
