@@ -15,9 +15,14 @@ const KEY: &str = "sk-ant-KEYLEAK-1b2c3d4e5f60718293";
 /// A deploy token the config and a phase declare secret.
 const TOKEN: &str = "dtok-TOKLEAK-99aa88bb77cc66dd";
 
-/// Every spelling of either value a search could find: the values and
+/// A password passed as an arg the args schema declares secret.
+const PASSWORD: &str = "pw-PASSLEAK-31415926";
+
+/// Every spelling of a secret a search could find: the values and
 /// their distinctive, lowercased middle parts (what a tokenizer keeps).
-const NEEDLES: &[&str] = &[KEY, TOKEN, "KEYLEAK", "TOKLEAK", "keyleak", "tokleak"];
+const NEEDLES: &[&str] = &[
+    KEY, TOKEN, PASSWORD, "KEYLEAK", "TOKLEAK", "PASSLEAK", "keyleak", "tokleak", "passleak",
+];
 
 fn repo_with(url: &str) -> Repo {
     let repo = Repo::new();
@@ -34,10 +39,17 @@ fn repo_with(url: &str) -> Repo {
         "leaky",
         &json!({
             "name": "leaky",
+            "args": {
+                "type": "object",
+                "properties": {
+                    "password": { "type": "string", "secret": true },
+                    "target": { "type": "string" }
+                }
+            },
             "phases": [
                 {
                     "id": "dump", "kind": "script", "secrets": ["DEPLOY_TOKEN"],
-                    "run": "env; printenv; printenv ANTHROPIC_API_KEY || echo no-key-here; echo \"token is $DEPLOY_TOKEN\"; echo \"token to stderr $DEPLOY_TOKEN\" >&2; printf '{\"text\": \"deploying with %s\"}' \"$DEPLOY_TOKEN\" > \"$WFE_OUT/note.json\"",
+                    "run": "env; printenv; printenv ANTHROPIC_API_KEY || echo no-key-here; echo \"token is $DEPLOY_TOKEN\"; echo \"token to stderr $DEPLOY_TOKEN\" >&2; printf '{\"text\": \"deploying with %s\"}' \"$DEPLOY_TOKEN\" > \"$WFE_OUT/note.json\"; test \"$WFE_ARG_PASSWORD\" = '{{ args.password }}' && case \"$WFE_ARG_PASSWORD\" in pw-*) echo password-rendered;; esac; echo 'pw {{ args.password }} to {{ args.target }}'",
                     "outputs": { "note": "message" }
                 },
                 {
@@ -52,7 +64,7 @@ fn repo_with(url: &str) -> Repo {
                 },
                 {
                     "id": "fail", "kind": "script", "needs": ["plan"],
-                    "run": "echo \"failing with $DEPLOY_TOKEN\" >&2; exit 3"
+                    "run": "echo \"failing with $DEPLOY_TOKEN\" >&2; echo 'retried with {{ args.password }}' >&2; exit 3"
                 }
             ]
         }),
@@ -116,15 +128,28 @@ fn keys_stay_out_of_phases_and_secrets_out_of_git_the_index_and_output() {
         common::Run::from(out)
     };
     // `fail` fails (exit 1): its error message names the token.
-    let ran = run(&["run", "leaky", "--jobs", "1"]);
+    let target = format!("--arg=target=prod via {TOKEN}");
+    let password = format!("--arg=password={PASSWORD}");
+    let ran = run(&["run", "leaky", "--jobs", "1", &password, &target]);
     ran.code(1);
     let id = repo.run_id();
+
+    // The args are committed masked: the declared secret whole, the one
+    // holding the token around it; phases were rendered with the values.
+    let record: Value = serde_json::from_str(&show(&repo, &id, "run.json")).unwrap();
+    assert_eq!(
+        record["args"],
+        json!({ "password": "***", "target": "prod via ***" })
+    );
+    assert_eq!(record["secret_args"], json!(["password", "target"]));
 
     // The script phase saw no key, and said so; the token it printed is masked.
     let dump = show(&repo, &id, "phases/dump/log.jsonl");
     assert!(dump.contains("no-key-here"), "{dump}");
     assert!(dump.contains("token is ***"), "{dump}");
     assert!(dump.contains("token to stderr ***"), "{dump}");
+    assert!(dump.contains("password-rendered"), "{dump}");
+    assert!(dump.contains("pw *** to prod via ***"), "{dump}");
     assert!(!dump.contains("ANTHROPIC_API_KEY="), "{dump}");
     // Its artifact held the token: stored masked, and marked.
     let note: Value =
@@ -157,6 +182,12 @@ fn keys_stay_out_of_phases_and_secrets_out_of_git_the_index_and_output() {
     let fail = show(&repo, &id, "phases/fail/log.jsonl");
     assert!(fail.contains("failing with ***"), "{fail}");
 
+    // A retry renders the secret args again, from this clone's own copy.
+    let retried = run(&["retry", &id, "fail"]);
+    retried.code(1);
+    let fail = show(&repo, &id, "phases/fail/log.jsonl");
+    assert!(fail.contains("retried with ***"), "{fail}");
+
     // The search index is built from what was committed.
     let searched = run(&["search", "x"]);
     let leak = run(&["search", "TOKLEAK"]);
@@ -180,8 +211,77 @@ fn keys_stay_out_of_phases_and_secrets_out_of_git_the_index_and_output() {
         "search found the token: {}",
         leak.stdout
     );
-    for out in [&ran, &searched, &leak, &status, &shown, &log] {
+    for out in [&ran, &retried, &searched, &leak, &status, &shown, &log] {
         assert_clean("stdout", out.stdout.as_bytes());
         assert_clean("stderr", out.stderr.as_bytes());
     }
+}
+
+#[test]
+fn a_secret_arg_must_be_a_string_and_is_needed_to_go_on() {
+    let repo = Repo::new();
+    repo.template(
+        "creds",
+        &json!({
+            "name": "creds",
+            "args": { "type": "object", "properties": {
+                "pin": { "secret": true },
+                "password": { "type": "string", "secret": true }
+            } },
+            "phases": [
+                { "id": "a", "kind": "script", "run": "echo 'using {{ args.password }}'" },
+                { "id": "b", "kind": "script", "needs": ["a"], "run": "exit 1" }
+            ]
+        }),
+    );
+    // Not a string: exit 2, nothing written.
+    let out = repo.wfe(&["run", "creds", "--arg", "pin=1234", "--arg", "password=x"]);
+    out.code(1);
+    let id = repo.run_id();
+    let log = show(&repo, &id, "phases/a/log.jsonl");
+    // `x` is shorter than 8 characters: masked where it is a whole string
+    // (run.json), not inside the line.
+    assert!(log.contains("using x"), "{log}");
+    let record: Value = serde_json::from_str(&show(&repo, &id, "run.json")).unwrap();
+    assert_eq!(record["args"], json!({ "pin": "***", "password": "***" }));
+
+    let refs = repo.wfe_refs();
+    let bad = repo
+        .wfe_cmd()
+        .args(["run", "creds", "--args-file", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(br#"{"pin": 1234, "password": "p"}"#)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let bad = common::Run::from(bad);
+    bad.code(2);
+    assert!(
+        bad.stderr.contains("arg `pin` is declared secret"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(repo.wfe_refs(), refs, "nothing written");
+
+    // Without this clone's copy of the values, the run cannot go on.
+    let git_dir = repo.git(&["rev-parse", "--absolute-git-dir"]);
+    let kept = Path::new(git_dir.trim()).join(format!("wfe/secrets/{id}.json"));
+    assert!(kept.exists());
+    std::fs::remove_file(&kept).unwrap();
+    let retry = repo.wfe(&["retry", &id, "b"]);
+    retry.code(2);
+    assert!(
+        retry.stderr.contains("secret args (password, pin)"),
+        "{}",
+        retry.stderr
+    );
 }

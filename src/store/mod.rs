@@ -16,6 +16,7 @@ mod memory;
 mod message;
 mod path;
 mod processes;
+mod secret_args;
 #[cfg(test)]
 mod test_git;
 mod workspace;
@@ -28,6 +29,7 @@ pub use lock::{LockHolder, RunLock};
 pub use memory::MemoryStore;
 pub use message::{Message, Trailer};
 pub use processes::{AttemptRecorder, ProcessRecord, ProcessRegistry, Registered};
+pub use secret_args::SecretArgs;
 pub use workspace::{CodeRestore, Skipped, SnapshotStats, WORKSPACE};
 
 /// The ref namespace of runs.
