@@ -285,3 +285,84 @@ fn a_secret_arg_must_be_a_string_and_is_needed_to_go_on() {
         retry.stderr
     );
 }
+
+/// An executable script at `name` in the repository that runs `body`.
+fn executable(repo: &Repo, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = repo.write(name, &format!("#!/bin/sh\n{body}\n"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn approve_edit_and_comment_mask_declared_secrets_before_committing() {
+    let repo = Repo::new();
+    repo.write(
+        ".wfe/config.json",
+        &serde_json::to_string(&json!({ "secrets": ["DEPLOY_TOKEN"] })).unwrap(),
+    );
+    repo.template(
+        "gated",
+        &json!({ "name": "gated", "phases": [
+            { "id": "build", "kind": "script",
+              "run": "printf '{\"text\": \"built\"}' > \"$WFE_OUT/note.json\"",
+              "outputs": { "note": "message" } },
+            { "id": "ok", "kind": "gate", "needs": ["build"], "outputs": { "note": "message" } },
+        ]}),
+    );
+    let wfe = |args: &[&str], editor: Option<&str>| {
+        let mut cmd = repo.wfe_cmd();
+        cmd.env("DEPLOY_TOKEN", TOKEN).args(args);
+        if let Some(editor) = editor {
+            cmd.env("EDITOR", editor).env_remove("VISUAL");
+        }
+        common::Run::from(cmd.output().unwrap())
+    };
+    wfe(&["run", "gated"], None).code(3);
+    let id = repo.run_id();
+    let outside = tempfile::TempDir::new().unwrap();
+    let approval = outside.path().join("note.json");
+    std::fs::write(
+        &approval,
+        json!({ "text": format!("ship with {TOKEN}") }).to_string(),
+    )
+    .unwrap();
+    let approved = wfe(
+        &[
+            "approve",
+            &id,
+            "ok",
+            "--artifact",
+            &approval.display().to_string(),
+        ],
+        None,
+    );
+    approved.code(0);
+    let editor = executable(
+        &repo,
+        "editor.sh",
+        &format!("printf '{{\"text\": \"edited with {TOKEN}\"}}' > \"$1\""),
+    );
+    let edited = wfe(&["edit", &id, "build", "note"], Some(&editor));
+    edited.code(0);
+    let commented = wfe(
+        &["comment", &id, "build", &format!("the token is {TOKEN}")],
+        None,
+    );
+    commented.code(0);
+
+    let approved_note: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/ok/artifacts/note.json")).unwrap();
+    assert_eq!(approved_note, json!({ "text": "ship with ***" }));
+    let edited_note: Value =
+        serde_json::from_str(&show(&repo, &id, "phases/build/artifacts/note.json")).unwrap();
+    assert_eq!(edited_note, json!({ "text": "edited with ***" }));
+    let comments = show(&repo, &id, "comments.jsonl");
+    assert!(comments.contains("the token is ***"), "{comments}");
+    let objects = repo.git_output(&["cat-file", "--batch-all-objects", "--batch"]);
+    assert_clean("a git object", &objects.stdout);
+    for out in [&approved, &edited, &commented] {
+        assert_clean("stdout", out.stdout.as_bytes());
+        assert_clean("stderr", out.stderr.as_bytes());
+    }
+}

@@ -255,6 +255,21 @@ pub(crate) fn kept_secret_args(
     Ok(found)
 }
 
+/// The masker of run `id` for what a person commits by hand (`approve
+/// --artifact`, `edit`, `comment`): the run's declared secrets, provider
+/// keys and the secret args this clone kept (none kept is no error here).
+pub(crate) fn run_masker(ctx: &Context, id: &RunId) -> Result<crate::secret::Masker, CliError> {
+    let template = RunSnapshot::load_tip(&ctx.store, id)?.template;
+    let kept = SecretArgs::new(&ctx.store.wfe_dir(), id.as_str())
+        .read()
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let (_, masker) =
+        crate::cli::config::run_secrets(&ctx.config, &template, secret_values(&template, &kept));
+    Ok(masker)
+}
+
 /// Prints where a finished run lives (human) or the run document (`--json`).
 pub(crate) fn report(ctx: &Context, ui: &Ui, id: &RunId, json: bool) -> Result<(), CliError> {
     let snapshot = RunSnapshot::load_tip(&ctx.store, id)?;
