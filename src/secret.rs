@@ -49,6 +49,15 @@ struct Inner {
     whole: Vec<String>,
 }
 
+/// Two maskers are equal when they mask the same values.
+impl PartialEq for Masker {
+    fn eq(&self, other: &Masker) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner.whole == other.inner.whole
+    }
+}
+
+impl Eq for Masker {}
+
 impl fmt::Debug for Masker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the values themselves.

@@ -108,7 +108,7 @@ fn keys_stay_out_of_phases_and_secrets_out_of_git_the_index_and_output() {
             Part::Text("Let me look around.".into()),
             Part::Tool(
                 "bash",
-                json!({ "command": "env; printenv; printenv ANTHROPIC_API_KEY || echo agent-has-no-key; echo \"agent sees $DEPLOY_TOKEN\"" }),
+                json!({ "command": "env; printenv; printenv ANTHROPIC_API_KEY || echo agent-has-no-key; echo \"agent sees $DEPLOY_TOKEN\"; echo \"token=$DEPLOY_TOKEN\" > deploy.env" }),
             ),
         ]),
         Reply::anthropic(vec![Part::Tool(
@@ -177,6 +177,10 @@ fn keys_stay_out_of_phases_and_secrets_out_of_git_the_index_and_output() {
     let plan: Value =
         serde_json::from_str(&show(&repo, &id, "phases/plan/artifacts/plan.json")).unwrap();
     assert_eq!(plan, json!({ "text": "the token is ***" }));
+
+    // The file the agent wrote is in the phase's workspace snapshot, masked.
+    let snapshot = show(&repo, &id, "workspace/deploy.env");
+    assert_eq!(snapshot, "token=***\n");
 
     // The failure's message is masked too.
     let fail = show(&repo, &id, "phases/fail/log.jsonl");

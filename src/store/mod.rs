@@ -167,6 +167,9 @@ pub enum Change {
     Snapshot {
         /// Where, normally [`WORKSPACE`].
         path: String,
+        /// Secrets masked in every file the snapshot reads (a file the
+        /// index already holds unchanged is in git already and not read).
+        masker: crate::secret::Masker,
     },
 }
 
