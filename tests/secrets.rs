@@ -195,6 +195,7 @@ fn keys_stay_out_of_phases_and_secrets_out_of_git_the_index_and_output() {
     // The search index is built from what was committed.
     let searched = run(&["search", "x"]);
     let leak = run(&["search", "TOKLEAK"]);
+    let pass_leak = run(&["search", "PASSLEAK"]);
     let status = run(&["status", &id]);
     let shown = run(&["show", &id, "dump"]);
     let log = run(&["log", &id]);
@@ -215,7 +216,14 @@ fn keys_stay_out_of_phases_and_secrets_out_of_git_the_index_and_output() {
         "search found the token: {}",
         leak.stdout
     );
-    for out in [&ran, &retried, &searched, &leak, &status, &shown, &log] {
+    assert!(
+        !pass_leak.stdout.contains(&id),
+        "search found the secret arg: {}",
+        pass_leak.stdout
+    );
+    for out in [
+        &ran, &retried, &searched, &leak, &pass_leak, &status, &shown, &log,
+    ] {
         assert_clean("stdout", out.stdout.as_bytes());
         assert_clean("stderr", out.stderr.as_bytes());
     }
@@ -363,9 +371,16 @@ fn approve_edit_and_comment_mask_declared_secrets_before_committing() {
     assert_eq!(edited_note, json!({ "text": "edited with ***" }));
     let comments = show(&repo, &id, "comments.jsonl");
     assert!(comments.contains("the token is ***"), "{comments}");
+    let searched = wfe(&["search", "token"], None);
+    searched.code(0);
+    assert!(searched.stdout.contains(&id), "{}", searched.stdout);
+    let git_dir = repo.git(&["rev-parse", "--absolute-git-dir"]);
+    for file in files(&Path::new(git_dir.trim()).join("wfe/index")) {
+        assert_clean(&file.display().to_string(), &std::fs::read(&file).unwrap());
+    }
     let objects = repo.git_output(&["cat-file", "--batch-all-objects", "--batch"]);
     assert_clean("a git object", &objects.stdout);
-    for out in [&approved, &edited, &commented] {
+    for out in [&approved, &edited, &commented, &searched] {
         assert_clean("stdout", out.stdout.as_bytes());
         assert_clean("stderr", out.stderr.as_bytes());
     }
