@@ -462,3 +462,62 @@ fn a_setsid_grandchild_of_a_phase_does_not_outlive_a_stopped_runner() {
         );
     }
 }
+
+#[test]
+fn kill_9_of_a_runner_whose_cli_agent_runs_then_resume_ends_the_agent() {
+    let repo = Repo::new();
+    let fifo = repo.path().join("pgid.fifo");
+    mkfifo(&fifo);
+    let marker = repo.path().join("cleaned.txt");
+    // The first time it runs for ever; the resumed attempt answers at once.
+    let agent = repo.write(
+        "agent.sh",
+        &format!(
+            "#!/bin/sh\nif [ -e {fifo}.done ]; then cat >/dev/null; echo '{{\"plan\": {{\"text\": \"done\"}}}}'; exit 0; fi\ntouch {fifo}.done; exec 2>/dev/null; {}\n",
+            trapping(&fifo, &marker),
+            fifo = fifo.display()
+        ),
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&agent)
+        .status()
+        .unwrap();
+    repo.write(
+        ".wfe/config.json",
+        &serde_json::to_string_pretty(&json!({
+            "providers": { "local": { "kind": "cli", "command": [agent] } },
+            "roles": { "primary": { "provider": "local", "model": "any" } }
+        }))
+        .unwrap(),
+    );
+    repo.template(
+        "cli",
+        &json!({ "name": "cli", "phases": [{
+            "id": "plan", "kind": "agent", "kill_grace": "2s",
+            "prompt": "Submit a plan.",
+            "outputs": { "plan": "message" }
+        }]}),
+    );
+    let mut runner = repo.spawn(&["run", "cli"]);
+    let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
+    wait_for("the agent's group to be recorded", || recorded(&repo, pgid));
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    assert!(
+        common::group_alive(pgid),
+        "kill -9 leaves the agent running"
+    );
+
+    let resumed = repo.wfe(&["resume", "latest"]);
+    resumed.code(0);
+    assert!(
+        resumed
+            .stderr
+            .contains("ended 3 leftover process(es) of plan attempt 1"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(!common::group_alive(pgid));
+    assert!(marker.exists(), "the agent's EXIT trap ran");
+}
