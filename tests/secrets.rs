@@ -296,6 +296,20 @@ fn a_secret_arg_must_be_a_string_and_is_needed_to_go_on() {
         "{}",
         retry.stderr
     );
+
+    // `rm --purge` deletes a run's kept secret args with it.
+    repo.wfe(&["run", "creds", "--arg", "pin=1234", "--arg", "password=x"])
+        .code(1);
+    let second = repo
+        .wfe_refs()
+        .into_iter()
+        .map(|r| r.trim_start_matches("refs/wfe/runs/").to_string())
+        .find(|r| *r != id)
+        .unwrap();
+    let kept = Path::new(git_dir.trim()).join(format!("wfe/secrets/{second}.json"));
+    assert!(kept.exists());
+    repo.wfe(&["rm", "--purge", &second]).code(0);
+    assert!(!kept.exists());
 }
 
 /// An executable script at `name` in the repository that runs `body`.
