@@ -397,6 +397,7 @@ fn agent_job(seat: Seat, work_dir: &Path, tool: &str, max_turns: usize) -> Agent
         journal: Journal::default(),
         env_remove: Vec::new(),
         masker: Default::default(),
+        processes: None,
     }
 }
 

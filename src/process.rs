@@ -242,13 +242,17 @@ impl Supervisor {
         let child = command.spawn()?;
         // With `process_group(0)` the group id is the child's pid. It is read
         // now, while the child is unreaped and so the id cannot be reused.
+        let group = child.id().map(|pgid| Group {
+            pgid,
+            start_time: start_time(pgid),
+        });
+        // Declared before the kill guard, so it is dropped after it: the
+        // record goes only once the group has been killed.
+        let _recorded = group.and_then(record_ambient);
         let mut guard = GroupGuard(child.id());
         let pgid = guard.0;
-        if let Some(pgid) = pgid {
-            output.spawned(Group {
-                pgid,
-                start_time: start_time(pgid),
-            });
+        if let Some(group) = group {
+            output.spawned(group);
         }
         let mut running = Running::new(child, self.stdin.clone(), output);
 
@@ -337,6 +341,39 @@ impl Supervisor {
         }
         signal(running, pgid, Signal::KILL);
     }
+}
+
+/// Records the process groups of children spawned while a future runs
+/// under [`recording`], and forgets each once its run has ended.
+///
+/// This is how an agent attempt's `bash` and `git` tool calls and its CLI
+/// agent are written to the attempt registry without every layer between
+/// the runner and the supervisor (the agent loop, the provider trait)
+/// carrying the registry: every process started inside the attempt's
+/// future belongs to the attempt.
+pub trait GroupRecorder: Send + Sync {
+    /// Records `group`; dropping what it returns forgets the record again.
+    /// `None`: not recorded (the recorder reports why itself).
+    fn record(&self, group: Group) -> Option<Box<dyn Send>>;
+}
+
+tokio::task_local! {
+    /// The recorder of the attempt whose future is running, if any.
+    static RECORDER: std::sync::Arc<dyn GroupRecorder>;
+}
+
+/// Runs `future` with `recorder` recording the group of every child
+/// [`Supervisor::run`] spawns inside it (not inside tasks it spawns).
+pub async fn recording<F: Future>(
+    recorder: std::sync::Arc<dyn GroupRecorder>,
+    future: F,
+) -> F::Output {
+    RECORDER.scope(recorder, future).await
+}
+
+/// Records `group` with the recorder of the running future, if it has one.
+fn record_ambient(group: Group) -> Option<Box<dyn Send>> {
+    RECORDER.try_with(|r| r.record(group)).ok().flatten()
 }
 
 /// Sends `sig` to group `pgid`, reporting a failure; false if the group
@@ -631,6 +668,7 @@ pub fn start_time(pid: u32) -> Option<u64> {
 struct StatFields {
     /// Zombie or dead: it will never run again.
     gone: bool,
+    ppid: Option<u32>,
     pgrp: Option<u32>,
     start_time: Option<u64>,
 }
@@ -644,6 +682,7 @@ fn stat_fields(stat: &str) -> Option<StatFields> {
     let state = *fields.first()?;
     Some(StatFields {
         gone: matches!(state, "Z" | "X"),
+        ppid: fields.get(1).and_then(|f| f.parse().ok()),
         pgrp: fields.get(2).and_then(|f| f.parse().ok()),
         start_time: fields.get(19).and_then(|f| f.parse().ok()),
     })
@@ -726,6 +765,99 @@ pub async fn end_leftover(group: Group, grace: Duration) -> io::Result<usize> {
         }
     }
     Ok(found)
+}
+
+/// Makes this process the child subreaper of everything it starts
+/// (`PR_SET_CHILD_SUBREAPER`): a descendant whose parent dies is
+/// re-parented here instead of to init, even one that left its process
+/// group (`setsid`), so [`end_orphans`] can find it when the runner ends.
+///
+/// `PR_SET_PDEATHSIG` would need a `pre_exec` hook (unsafe, which wfe
+/// forbids) and fires when the spawning *thread* exits, which tokio's
+/// worker threads do; it would also reach only the direct child.
+pub fn become_subreaper() -> io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(io::Error::from)
+}
+
+/// How long the orphans may take to die after `SIGKILL`.
+const ORPHANS_AFTER_KILL: Duration = Duration::from_secs(2);
+
+/// This process's children, as `(pid, is a zombie, leads its own group)`.
+fn children() -> Vec<(u32, bool, bool)> {
+    let me = rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let stat = stat_fields(&stat)?;
+            (stat.ppid == Some(me)).then_some((pid, stat.gone, stat.pgrp == Some(pid)))
+        })
+        .collect()
+}
+
+/// Ends every process that is still this process's child: called by a
+/// runner (a [`become_subreaper`]) once its phases have ended, when every
+/// child left is an orphan of a phase re-parented to it. Each gets
+/// `SIGTERM` (its whole group, when it leads one: a `setsid` escapee and
+/// what it started), up to `grace` to exit, then `SIGKILL`; the dead are
+/// reaped. Killing one re-parents its own children here, so this goes on
+/// until no child is left or the bound after `SIGKILL` passes. Returns how
+/// many processes it signalled.
+pub async fn end_orphans(grace: Duration) -> io::Result<usize> {
+    let mut signalled = std::collections::BTreeSet::new();
+    let term_until = Instant::now() + grace;
+    let kill_until = term_until + ORPHANS_AFTER_KILL;
+    loop {
+        let now = Instant::now();
+        let sig = if now < term_until {
+            Signal::TERM
+        } else {
+            Signal::KILL
+        };
+        let mut live = 0;
+        for (pid, zombie, leader) in children() {
+            if zombie {
+                reap(pid);
+                continue;
+            }
+            live += 1;
+            // A TERM goes once; a KILL to every one still alive.
+            if sig == Signal::TERM && signalled.contains(&pid) {
+                continue;
+            }
+            signalled.insert(pid);
+            if leader {
+                // Gone meanwhile: fine; it is reaped next round.
+                let _ = signal_group(pid, sig);
+            }
+            if let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+                let _ = rustix::process::kill_process(p, sig);
+            }
+        }
+        if live == 0 {
+            return Ok(signalled.len());
+        }
+        if now >= kill_until {
+            return Err(io::Error::other(format!(
+                "{live} orphaned process(es) still alive after SIGKILL"
+            )));
+        }
+        tokio::time::sleep(LEFTOVER_POLL).await;
+    }
+}
+
+/// Reaps child `pid` if it has exited.
+fn reap(pid: u32) {
+    if let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG);
+    }
 }
 
 /// One stream's bytes kept within a bound: the first `head` bytes and the

@@ -11,6 +11,9 @@
 //! whole string (a log line, a JSON string) equals them, never inside other
 //! text: a one-letter secret must not mangle every word holding that letter.
 //!
+//! A value of several lines is also masked line by line (each line on its
+//! own is a secret), since output is logged and shown a line at a time.
+//!
 //! A value is also looked for in its JSON-escaped spelling (a secret with a
 //! quote, backslash or newline is written differently inside JSON files).
 //!
@@ -46,6 +49,15 @@ struct Inner {
     whole: Vec<String>,
 }
 
+/// Two maskers are equal when they mask the same values.
+impl PartialEq for Masker {
+    fn eq(&self, other: &Masker) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner.whole == other.inner.whole
+    }
+}
+
+impl Eq for Masker {}
+
 impl fmt::Debug for Masker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the values themselves.
@@ -66,7 +78,11 @@ impl Masker {
         let mut whole: Vec<String> = Vec::new();
         for value in values {
             let value = value.as_ref();
-            for v in [value, value.trim()] {
+            // A value of several lines (a PEM key) is also masked line by
+            // line, as GitHub Actions does: output is logged a line at a
+            // time, so the whole value never appears in one log line.
+            let lines = value.lines().filter(|_| value.contains('\n'));
+            for v in [value, value.trim()].into_iter().chain(lines) {
                 if !v.trim().is_empty() && !whole.iter().any(|w| w == v) {
                     whole.push(v.to_string());
                 }
@@ -304,6 +320,25 @@ mod tests {
         eprintln!("masked {} bytes in {:?}", text.len(), started.elapsed());
         assert!(masked.ends_with(b"***"));
         assert_eq!(masked.len(), text.len() - "secret-value-number-7".len() + 3);
+    }
+
+    #[test]
+    fn each_line_of_a_multi_line_value_is_masked_on_its_own() {
+        let pem =
+            "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nAQEFAASC\r\nab\n-----END KEY-----\n";
+        let m = Masker::new([pem]);
+        // The log holds it a line at a time.
+        assert_eq!(m.mask_str("MIIEvQIBADANBgkqhkiG9w0B"), MASK);
+        assert_eq!(m.mask_str("key: MIIEvQIBADANBgkqhkiG9w0B!"), "key: ***!");
+        assert_eq!(m.mask_str("AQEFAASC"), MASK);
+        assert_eq!(m.mask_str("-----END KEY-----"), MASK);
+        // A short line is masked only where it is a whole line.
+        assert_eq!(m.mask_str("ab"), MASK);
+        assert_eq!(m.mask_str("table"), "table");
+        // And the whole value where it appears whole.
+        assert_eq!(m.mask_str(&format!("<{pem}>")), "<***>");
+        // A one-line value adds no line of its own beyond itself.
+        assert_eq!(Masker::new(["one-line-secret"]).inner.whole.len(), 1);
     }
 
     #[test]

@@ -319,3 +319,205 @@ fn kill_9_then_resume_never_runs_a_phase_twice_at_once() {
 fn kill_9_fifty_times_then_resume_never_runs_a_phase_twice_at_once() {
     kill_9_then_resume(50, 0x5eed_1234_abcd_0050);
 }
+
+/// A repository whose one agent phase may use `bash`, played by `server`.
+fn agent_repo(server: &wfe::testing::llm::FakeServer) -> Repo {
+    let repo = Repo::new();
+    repo.write(
+        ".wfe/config.json",
+        &serde_json::to_string_pretty(&json!({
+            "providers": { "claude": { "kind": "anthropic", "base_url": server.url() } },
+            "roles": { "primary": { "provider": "claude", "model": "claude-test" } }
+        }))
+        .unwrap(),
+    );
+    repo.template(
+        "agentic",
+        &json!({ "name": "agentic", "phases": [{
+            "id": "plan", "kind": "agent", "kill_grace": "2s",
+            "prompt": "Work, then submit a plan.",
+            "tools": ["bash"],
+            "outputs": { "plan": "message" }
+        }]}),
+    );
+    repo
+}
+
+#[test]
+fn kill_9_of_a_runner_whose_agent_bash_call_sleeps_then_resume_ends_the_call() {
+    use wfe::testing::llm::{FakeServer, Part, Reply};
+    let server = FakeServer::spawn(Vec::new());
+    let repo = agent_repo(&server);
+    let fifo = repo.path().join("pgid.fifo");
+    mkfifo(&fifo);
+    let marker = repo.path().join("cleaned.txt");
+    // Only the first call sleeps: a resumed attempt that runs it again
+    // finds the marker's sibling and returns at once.
+    let command = format!(
+        "if [ -e {fifo}.done ]; then echo again; else touch {fifo}.done; exec 2>/dev/null; {}; fi",
+        trapping(&fifo, &marker),
+        fifo = fifo.display()
+    );
+    let submit = || Reply::anthropic(vec![Part::Tool("submit_plan", json!({ "text": "done" }))]);
+    server.push(vec![Reply::anthropic(vec![Part::Tool(
+        "bash",
+        json!({ "command": command }),
+    )])]);
+    let wfe = |args: &[&str]| {
+        let mut cmd = repo.wfe_cmd();
+        cmd.env("ANTHROPIC_API_KEY", "sk-test-0000000000")
+            .args(args);
+        cmd
+    };
+    let mut runner = wfe(&["run", "agentic"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
+    wait_for("the bash call's group to be recorded", || {
+        recorded(&repo, pgid)
+    });
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    assert!(
+        common::group_alive(pgid),
+        "kill -9 leaves the tool call running"
+    );
+
+    server.push((0..4).map(|_| submit()).collect());
+    let resumed = common::Run::from(wfe(&["resume", "latest"]).output().unwrap());
+    resumed.code(0);
+    assert!(
+        resumed
+            .stderr
+            .contains("ended 3 leftover process(es) of plan attempt 1"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(!common::group_alive(pgid));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default(),
+        "cleaned\n",
+        "the call's EXIT trap ran: it was ended gracefully"
+    );
+    assert!(
+        !repo
+            .path()
+            .join(".git/wfe/procs")
+            .join(repo.run_id())
+            .exists(),
+        "nothing left recorded"
+    );
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        !matches!(state.and_then(|s| s.chars().next()), Some('Z' | 'X') | None)
+    })
+}
+
+#[test]
+fn a_setsid_grandchild_of_a_phase_does_not_outlive_a_stopped_runner() {
+    for signal in ["TERM", "INT"] {
+        let repo = Repo::new();
+        let fifo = repo.path().join("pgid.fifo");
+        mkfifo(&fifo);
+        let escaped = repo.path().join("escaped");
+        // The grandchild leaves the phase's process group and session and
+        // lets go of its pipes: neither the group kill nor the pipes reach it.
+        let run = format!(
+            "setsid sh -c 'echo $$ > {e}.tmp; mv {e}.tmp {e}; exec sleep 1000' >/dev/null 2>&1 </dev/null & \
+             while [ ! -e {e} ]; do sleep 0.01; done; echo $$ > {fifo}; wait",
+            e = escaped.display(),
+            fifo = fifo.display()
+        );
+        repo.template(
+            "escape",
+            &json!({ "name": "escape", "phases": [script("work", &[], &run)] }),
+        );
+        let runner = repo.spawn(&["run", "escape"]);
+        let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
+        let grandchild: i32 = std::fs::read_to_string(&escaped)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(process_alive(grandchild));
+        assert!(send_signal(signal, &runner.id().to_string()));
+        let out = common::Run::from(runner.wait_with_output().unwrap());
+        let gone = !process_alive(grandchild);
+        // Not left running whatever the assertions say.
+        send_signal("KILL", &grandchild.to_string());
+        out.code(3);
+        assert!(!common::group_alive(pgid), "{signal}");
+        assert!(gone, "{signal}: the setsid grandchild outlived its runner");
+        assert!(
+            out.stderr
+                .contains("ended 1 process(es) that outlived their phases"),
+            "{signal}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn kill_9_of_a_runner_whose_cli_agent_runs_then_resume_ends_the_agent() {
+    let repo = Repo::new();
+    let fifo = repo.path().join("pgid.fifo");
+    mkfifo(&fifo);
+    let marker = repo.path().join("cleaned.txt");
+    // The first time it runs for ever; the resumed attempt answers at once.
+    let agent = repo.write(
+        "agent.sh",
+        &format!(
+            "#!/bin/sh\nif [ -e {fifo}.done ]; then cat >/dev/null; echo '{{\"plan\": {{\"text\": \"done\"}}}}'; exit 0; fi\ntouch {fifo}.done; exec 2>/dev/null; {}\n",
+            trapping(&fifo, &marker),
+            fifo = fifo.display()
+        ),
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&agent)
+        .status()
+        .unwrap();
+    repo.write(
+        ".wfe/config.json",
+        &serde_json::to_string_pretty(&json!({
+            "providers": { "local": { "kind": "cli", "command": [agent] } },
+            "roles": { "primary": { "provider": "local", "model": "any" } }
+        }))
+        .unwrap(),
+    );
+    repo.template(
+        "cli",
+        &json!({ "name": "cli", "phases": [{
+            "id": "plan", "kind": "agent", "kill_grace": "2s",
+            "prompt": "Submit a plan.",
+            "outputs": { "plan": "message" }
+        }]}),
+    );
+    let mut runner = repo.spawn(&["run", "cli"]);
+    let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
+    wait_for("the agent's group to be recorded", || recorded(&repo, pgid));
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    assert!(
+        common::group_alive(pgid),
+        "kill -9 leaves the agent running"
+    );
+
+    let resumed = repo.wfe(&["resume", "latest"]);
+    resumed.code(0);
+    assert!(
+        resumed
+            .stderr
+            .contains("ended 3 leftover process(es) of plan attempt 1"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(!common::group_alive(pgid));
+    assert!(marker.exists(), "the agent's EXIT trap ran");
+}

@@ -101,6 +101,10 @@ pub struct AgentJob {
     pub env_remove: Vec<String>,
     /// Secrets masked in log lines and tool results.
     pub masker: crate::secret::Masker,
+    /// Where the process groups of the attempt's tool calls and CLI agent
+    /// are recorded while they run (none: not recorded), with the phase as
+    /// people see it and its `kill_grace`.
+    pub processes: Option<crate::store::AttemptRecorder>,
 }
 
 /// The recorded steps of one attempt, read back from the run to resume it.

@@ -70,7 +70,16 @@ pub async fn run_agent(
         .cloned()
         .collect();
     let reviewer = Toolbox::new(&job.work_dir, &read_only).without_env(&job.env_remove);
-    run_with(job, &primary, &reviewer, cancel, sink, progress, clock).await
+    match job.processes.clone() {
+        // Every process the attempt starts (tool calls, a CLI agent) is
+        // recorded while it runs, so a runner that dies leaves none behind
+        // for the next one to race.
+        Some(recorder) => {
+            let run = run_with(job, &primary, &reviewer, cancel, sink, progress, clock);
+            crate::process::recording(std::sync::Arc::new(recorder), run).await
+        }
+        None => run_with(job, &primary, &reviewer, cancel, sink, progress, clock).await,
+    }
 }
 
 /// The tools a conversation offers besides its submit tools: the phase's

@@ -104,8 +104,13 @@ impl Config {
 /// What a run must keep secret: the provider key variables no phase
 /// inherits unless it names them in `pass_env`, and the masker of every
 /// secret value — provider keys (environment and credentials file) and the
-/// values of the variables `config` and `template`'s phases list in `secrets`.
-pub fn run_secrets(config: &Config, template: &Template) -> (Vec<String>, Masker) {
+/// values of the variables `config` and `template`'s phases list in `secrets`,
+/// and `extra` (the run's secret args).
+pub fn run_secrets(
+    config: &Config,
+    template: &Template,
+    extra: impl IntoIterator<Item = String>,
+) -> (Vec<String>, Masker) {
     let key_vars = provider_key_vars(&config.provider_config());
     let keys = user_keys();
     let mut values: Vec<String> = keys
@@ -120,6 +125,7 @@ pub fn run_secrets(config: &Config, template: &Template) -> (Vec<String>, Masker
         .flat_map(|p| &p.secrets)
         .chain(&config.secrets);
     values.extend(declared.filter_map(|var| std::env::var(var).ok()));
+    values.extend(extra);
     (key_vars, Masker::new(values))
 }
 

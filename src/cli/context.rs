@@ -210,6 +210,7 @@ impl Context {
             processes: None,
             masker: Default::default(),
             provider_key_vars: Vec::new(),
+            secret_args: Default::default(),
             max_artifact_bytes: self
                 .config
                 .max_artifact_bytes

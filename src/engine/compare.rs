@@ -649,6 +649,7 @@ mod tests {
             schemas: Vec::new(),
             base_commit: "0".repeat(40),
             auto: true,
+            secret_args: Vec::new(),
         };
         create(store, &new, &Clock::system()).unwrap();
         new.id

@@ -91,6 +91,11 @@ pub struct RunRecord {
     )]
     #[schemars(with = "Option<super::reason::StoredReason>")]
     pub reason: Option<StopReason>,
+    /// Args stored masked (`***`): declared `"secret": true`, or holding a
+    /// secret value. Their values are kept out of git, in the clone's
+    /// `<git-dir>/wfe/secrets/<run>.json`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_args: Vec<String>,
 }
 
 impl RunRecord {

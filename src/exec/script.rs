@@ -762,6 +762,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_secret_split_across_reads_or_lines_is_masked() {
+        let dir = TempDir::new().unwrap();
+        // Half of the secret, a pause (so the other half comes in another
+        // read of the pipe), the rest; then a secret of two lines.
+        let job = job(
+            &dir,
+            "printf 'split s3cr3t-'; sleep 0.2; printf 'value-0001 here\n'; \
+             printf 'pem: first-line-of-key\nsecond-line-of-key end\n' >&2",
+        );
+        let job = ScriptJob {
+            masker: Masker::new(["s3cr3t-value-0001", "first-line-of-key\nsecond-line-of-key"]),
+            ..job
+        };
+        let (outcome, _) = run(job).await;
+        assert_eq!(texts(&outcome, Stream::Stdout), ["split *** here"]);
+        assert_eq!(texts(&outcome, Stream::Stderr), ["pem: ***", "*** end"]);
+    }
+
+    #[tokio::test]
     async fn captures_both_streams_live_and_in_order() {
         let dir = TempDir::new().unwrap();
         let job = job(

@@ -800,7 +800,7 @@ fn write_tree(
                     .remove(path.split('/'))
                     .or_git(|| format!("removing {path} from the tree"))?;
             }
-            Change::Snapshot { path } => {
+            Change::Snapshot { path, .. } => {
                 let tree = snapshot.ok_or_else(|| StoreError::Git {
                     message: format!("no snapshot of the work tree was taken for {path}"),
                 })?;
@@ -874,7 +874,9 @@ fn net_changes(changes: &[Change]) -> Vec<&Change> {
 
 fn change_path(change: &Change) -> &str {
     match change {
-        Change::Write { path, .. } | Change::Remove { path } | Change::Snapshot { path } => path,
+        Change::Write { path, .. } | Change::Remove { path } | Change::Snapshot { path, .. } => {
+            path
+        }
     }
 }
 

@@ -384,13 +384,14 @@ fn apply(tree: &mut Tree, change: &Change, snapshot: Option<&HashMap<String, Vec
             tree.remove(path);
             remove_subtree(tree, path);
         }
-        Change::Snapshot { path } => {
+        Change::Snapshot { path, masker } => {
             let Some(files) = snapshot else { return };
             tree.remove(path);
             remove_subtree(tree, path);
             remove_parent_files(tree, path);
             for (file, bytes) in files {
-                tree.insert(format!("{path}/{file}"), Arc::new(bytes.clone()));
+                let bytes = masker.mask_bytes(bytes).into_owned();
+                tree.insert(format!("{path}/{file}"), Arc::new(bytes));
             }
         }
     }

@@ -16,6 +16,7 @@ mod memory;
 mod message;
 mod path;
 mod processes;
+mod secret_args;
 #[cfg(test)]
 mod test_git;
 mod workspace;
@@ -30,7 +31,8 @@ pub use git::{
 pub use lock::{LockHolder, RunLock};
 pub use memory::MemoryStore;
 pub use message::{Message, Trailer};
-pub use processes::{ProcessRecord, ProcessRegistry, Registered};
+pub use processes::{AttemptRecorder, ProcessRecord, ProcessRegistry, Registered};
+pub use secret_args::SecretArgs;
 pub use workspace::{CodeRestore, Skipped, SnapshotStats, WORKSPACE};
 
 /// The ref namespace of runs.
@@ -168,6 +170,9 @@ pub enum Change {
     Snapshot {
         /// Where, normally [`WORKSPACE`].
         path: String,
+        /// Secrets masked in every file the snapshot reads (a file the
+        /// index already holds unchanged is in git already and not read).
+        masker: crate::secret::Masker,
     },
 }
 

@@ -52,7 +52,7 @@ pub(super) fn validate_changes(changes: &[super::Change]) -> super::Result<()> {
         match change {
             super::Change::Write { path, .. }
             | super::Change::Remove { path }
-            | super::Change::Snapshot { path } => validate(path)?,
+            | super::Change::Snapshot { path, .. } => validate(path)?,
         }
     }
     Ok(())

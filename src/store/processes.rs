@@ -119,6 +119,47 @@ impl ProcessRegistry {
     }
 }
 
+/// Records every process group an agent attempt starts (its `bash` and
+/// `git` tool calls, its CLI agent) in the registry while it runs, through
+/// [`crate::process::recording`].
+#[derive(Debug, Clone)]
+pub struct AttemptRecorder {
+    /// Where the records go.
+    pub registry: ProcessRegistry,
+    /// How people see the phase.
+    pub phase: String,
+    /// The attempt number.
+    pub attempt: u32,
+    /// The phase's grace between `SIGTERM` and `SIGKILL`.
+    pub grace: Duration,
+}
+
+/// Removes its record when dropped.
+struct Forget(ProcessRegistry, Registered);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        // Nothing to report to; a record left behind only makes the next
+        // runner look at a group that is gone (and recognise it as such).
+        let _ = self.0.remove(&self.1);
+    }
+}
+
+impl crate::process::GroupRecorder for AttemptRecorder {
+    fn record(&self, group: crate::process::Group) -> Option<Box<dyn Send>> {
+        let record = ProcessRecord {
+            phase: self.phase.clone(),
+            attempt: self.attempt,
+            pgid: group.pgid,
+            start_time: group.start_time,
+            grace_ms: u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX),
+        };
+        // Not fatal, as for script phases: the call runs unrecorded.
+        let registered = self.registry.record(&record).ok()?;
+        Some(Box::new(Forget(self.registry.clone(), registered)))
+    }
+}
+
 fn remove_file(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -166,6 +207,62 @@ mod tests {
         let other = ProcessRegistry::new(dir.path(), "run-2");
         other.record(&record("x", 1, 1)).unwrap();
         assert!(registry.leftovers().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_attempt_recorder_records_its_children_while_they_run() {
+        use std::sync::Arc;
+
+        use crate::process::{Capped, Captured, Supervisor, recording};
+
+        let dir = TempDir::new().unwrap();
+        let registry = ProcessRegistry::new(dir.path(), "r");
+        let recorder = Arc::new(AttemptRecorder {
+            registry: registry.clone(),
+            phase: "agent".into(),
+            attempt: 3,
+            grace: Duration::from_millis(250),
+        });
+        let seen = registry.clone();
+        let mut command = tokio::process::Command::new("/bin/sh");
+        // Prints the records it sees while it runs: its own.
+        command.arg("-c").arg(format!(
+            "echo $$; cat {}/procs/r/$$.json",
+            dir.path().display()
+        ));
+        let mut out = Captured {
+            stdout: Capped::new(4096, 0),
+            stderr: Capped::new(4096, 0),
+        };
+        recording(
+            recorder,
+            Supervisor::new().run(command, std::future::pending(), &mut out),
+        )
+        .await
+        .unwrap();
+        let text = String::from_utf8(out.stdout.into_bytes()).unwrap();
+        let (pid, json) = text.split_once('\n').unwrap();
+        let record: ProcessRecord = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(record.pgid.to_string(), pid);
+        assert_eq!(
+            (record.phase.as_str(), record.attempt, record.grace_ms),
+            ("agent", 3, 250)
+        );
+        // Forgotten once the run ended; outside `recording` nothing is recorded.
+        assert!(seen.leftovers().unwrap().is_empty());
+        let mut out = Captured {
+            stdout: Capped::new(64, 0),
+            stderr: Capped::new(64, 0),
+        };
+        let mut command = tokio::process::Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(format!("ls {}/procs/r | wc -l", dir.path().display()));
+        Supervisor::new()
+            .run(command, std::future::pending(), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(out.stdout.into_bytes(), b"0\n");
     }
 
     #[test]

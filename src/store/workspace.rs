@@ -132,7 +132,8 @@ impl GitStore {
     pub fn snapshot_workspace_with_stats(&self) -> Result<SnapshotStats> {
         let work_dir = self.work_dir()?;
         let repo = self.repo();
-        snapshot::take(&repo, work_dir, &self.snapshot_cache_file(&repo))
+        let unmasked = crate::secret::Masker::default();
+        snapshot::take(&repo, work_dir, &self.snapshot_cache_file(&repo), &unmasked)
     }
 
     /// The `workspace` tree recorded in checkpoint `at` (40 hex digits), or
@@ -216,12 +217,12 @@ impl GitStore {
         parent: Option<&CheckpointId>,
         changes: &[Change],
     ) -> Result<Option<ObjectId>> {
-        if !changes
-            .iter()
-            .any(|change| matches!(change, Change::Snapshot { .. }))
-        {
+        let Some(masker) = changes.iter().find_map(|change| match change {
+            Change::Snapshot { masker, .. } => Some(masker),
+            _ => None,
+        }) else {
             return Ok(None);
-        }
+        };
         let tip = self.tip(run)?;
         if tip.as_ref() != parent {
             return Err(StoreError::Conflict {
@@ -230,7 +231,9 @@ impl GitStore {
                 found: tip.map_or_else(|| "none".to_string(), |t| t.0),
             });
         }
-        let tree = self.snapshot_workspace()?;
+        let work_dir = self.work_dir()?;
+        let repo = self.repo();
+        let tree = snapshot::take(&repo, work_dir, &self.snapshot_cache_file(&repo), masker)?.tree;
         ObjectId::from_hex(tree.as_bytes())
             .map(Some)
             .map_err(|err| git_error("reading the snapshot's tree id".into(), &err))
@@ -268,7 +271,9 @@ impl GitStore {
         time: i64,
     ) -> Result<Option<String>> {
         let work_dir = self.work_dir()?;
-        let current = snapshot::take(repo, work_dir, &self.snapshot_cache_file(repo))?;
+        // Saved as it is: a restore has no run's secrets to mask with.
+        let unmasked = crate::secret::Masker::default();
+        let current = snapshot::take(repo, work_dir, &self.snapshot_cache_file(repo), &unmasked)?;
         let current = ObjectId::from_hex(current.tree.as_bytes())
             .map_err(|err| git_error("reading the snapshot's tree id".into(), &err))?;
         if current == target {

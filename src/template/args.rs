@@ -103,6 +103,19 @@ pub fn build_args(
     }
 }
 
+/// The args `schema` declares secret: the properties with `"secret": true`.
+/// Their values are committed masked; see `store::SecretArgs`.
+pub fn secret_args(schema: Option<&Value>) -> Vec<String> {
+    let Some(Value::Object(properties)) = schema.and_then(|s| s.get("properties")) else {
+        return Vec::new();
+    };
+    properties
+        .iter()
+        .filter(|(_, p)| p.get("secret") == Some(&Value::Bool(true)))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// The schema of property `name`, when the args schema has one.
 fn property<'s>(schema: Option<&'s Value>, name: &str) -> Option<&'s Value> {
     schema?.get("properties")?.get(name)

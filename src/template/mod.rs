@@ -23,7 +23,7 @@ mod validate;
 
 /// Durations and retry policies as templates write them, defined in [`crate::retry`].
 pub use crate::retry::{DurationSpec, RetryPolicy};
-pub use args::{ArgsError, build_args};
+pub use args::{ArgsError, build_args, secret_args};
 pub use catalog::{BUILTIN_TEMPLATES, Catalog, TemplateSource};
 pub use error::{Problem, TemplateError};
 pub use load::{digest, parse_template};

@@ -63,7 +63,7 @@ pub struct Template {
     /// One line saying what the workflow does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// A JSON Schema (draft 2020-12 unless `$schema` says otherwise) for the run's arguments.
+    /// A JSON Schema (draft 2020-12 unless `$schema` says otherwise) for the run's arguments. A property with `"secret": true` is a secret arg: committed masked (`***`), its value kept in `<git-dir>/wfe/secrets/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<serde_json::Value>,
     /// Settings every phase inherits unless it sets its own.

@@ -31,7 +31,10 @@ pub(crate) fn run(args: ApproveArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, 
             let bytes = std::fs::read(path).map_err(|e| {
                 CliError::input(format!("cannot read --artifact {}: {e}", path.display()))
             })?;
-            Some(parse_json_document(&path.display().to_string(), &bytes)?)
+            let mut value = parse_json_document(&path.display().to_string(), &bytes)?;
+            // A secret never reaches git, whoever commits it.
+            super::run::run_masker(ctx, &id)?.mask_json(&mut value);
+            Some(value)
         }
         None => None,
     };

@@ -32,7 +32,10 @@ pub(crate) fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, 
         Some((name, email)) => format!("{name} <{email}>"),
         None => "unknown".to_string(),
     };
-    let checkpoint = operations::comment(&ctx.store, &id, phase, &author, text, &ctx.clock)?;
+    // A secret never reaches git, whoever commits it.
+    let masker = super::run::run_masker(ctx, &id)?;
+    let text = masker.mask_str(text);
+    let checkpoint = operations::comment(&ctx.store, &id, phase, &author, &text, &ctx.clock)?;
     ui.note(&format!("commented on run {id} ({})", checkpoint.short()));
     Ok(Outcome::Success)
 }

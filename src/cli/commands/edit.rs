@@ -99,12 +99,17 @@ fn commit(
     forced: bool,
     file: &Path,
 ) -> Result<Outcome, CliError> {
+    // A secret never reaches git, whoever commits it.
+    let mut value = value.clone();
+    let id = crate::store::RunId::parse(&snap.record.id)
+        .ok_or_else(|| CliError::internal(format!("bad run id {}", snap.record.id)))?;
+    super::run::run_masker(ctx, &id)?.mask_json(&mut value);
     let checkpoint = operations::set_artifact(
         &ctx.store,
         snap,
         &args.phase,
         &args.artifact,
-        value,
+        &value,
         forced,
         &ctx.clock,
     )?;

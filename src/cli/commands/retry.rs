@@ -41,6 +41,9 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
     let snapshot = ctx.snapshot(&id)?;
     let requests = engine::retry_seat_requests(&snapshot, &args.phase, &overrides);
     let seats = ctx.seats(&snapshot.template, None, &requests)?;
+    // The new attempt renders the secret args: they must be here before
+    // the retry is recorded.
+    super::run::kept_secret_args(ctx, &id, &snapshot.record.secret_args)?;
     let retried = operations::retry(
         &ctx.store,
         &id,

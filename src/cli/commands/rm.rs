@@ -57,6 +57,9 @@ pub(crate) fn run(args: RmArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliEr
                 id.trash_ref(trashed.number)
             )),
             Removed::Purged(purged) => {
+                // Its secret args go with it (gone already is fine).
+                let kept = crate::store::SecretArgs::new(&ctx.store.wfe_dir(), id.as_str());
+                let _ = std::fs::remove_file(kept.path());
                 let mut what = Vec::new();
                 if purged.tip.is_some() {
                     what.push("its ref".to_string());

@@ -11,7 +11,7 @@ use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Progress, Style, Ui};
 use crate::engine::control::ControlDir;
 use crate::engine::{self, NewRun, Observer, REVIEW_SCHEMA, RunSnapshot, Seats};
-use crate::store::{ProcessRegistry, RunId, RunLock};
+use crate::store::{ProcessRegistry, RunId, RunLock, SecretArgs};
 use crate::template::{Template, build_args};
 
 /// Start a run of a template
@@ -59,6 +59,7 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         .map(|p| read_args_file(&ctx.root, p))
         .transpose()?;
     let run_args = build_args(template.args.as_ref(), file_args, &args.args)?;
+    let (run_args, secret_args) = split_secret_args(ctx, &template, run_args)?;
     let replay = args
         .replay
         .as_deref()
@@ -73,6 +74,15 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
     let schemas = resolve_schemas(ctx, &template)?;
     let id = ctx.run_ids.next(&ctx.clock);
     let lock = ctx.store.lock(&id, &ctx.clock.stamp())?;
+    if !secret_args.is_empty() {
+        let kept = SecretArgs::new(&ctx.store.wfe_dir(), id.as_str());
+        kept.write(&secret_args).map_err(|e| {
+            CliError::internal(format!(
+                "cannot keep the run's secret args in {}: {e}",
+                kept.path().display()
+            ))
+        })?;
+    }
     let new = NewRun {
         id: id.clone(),
         template,
@@ -81,6 +91,7 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         schemas,
         base_commit,
         auto: ctx.config.auto.unwrap_or(true),
+        secret_args: secret_args.keys().cloned().collect(),
     };
     engine::create(&ctx.store, &new, &ctx.clock)?;
     drive(ctx, ui, &id, lock, &args.drive, seats).await
@@ -97,13 +108,32 @@ pub(crate) async fn drive(
 ) -> Result<Outcome, CliError> {
     let mut settings = ctx.settings(flags.jobs.map(|j| j as usize));
     settings.seats = seats;
-    // Secrets of the run as it was frozen: its template's `secrets` lists.
-    let template = RunSnapshot::load_tip(&ctx.store, id)?.template;
-    (settings.provider_key_vars, settings.masker) =
-        crate::cli::config::run_secrets(&ctx.config, &template);
+    // Secrets of the run as it was frozen: its template's `secrets` lists,
+    // and its secret args, which the runner renders with their values.
+    let snapshot = RunSnapshot::load_tip(&ctx.store, id)?;
+    let template = snapshot.template;
+    let secret_args = kept_secret_args(ctx, id, &snapshot.record.secret_args)?;
+    (settings.provider_key_vars, settings.masker) = crate::cli::config::run_secrets(
+        &ctx.config,
+        &template,
+        secret_values(&template, &secret_args),
+    );
+    settings.secret_args = secret_args;
     settings.control = Some(ControlDir::new(&ctx.store.wfe_dir(), id.as_str()));
     settings.wait = flags.wait;
     settings.processes = Some(ProcessRegistry::new(&ctx.store.wfe_dir(), id.as_str()));
+    // Descendants of phases whose parent dies (a `setsid` escapee, a
+    // daemon a phase started) come back to this runner instead of init, so
+    // the sweep below ends them. Not fatal: the process groups still are.
+    if let Err(e) = crate::process::become_subreaper() {
+        ui.warn(&format!(
+            "cannot become the child subreaper of the run's phases ({e}): processes that leave their phase's process group may outlive this runner"
+        ));
+    }
+    let orphan_grace = template
+        .defaults
+        .kill_grace
+        .map_or(engine::DEFAULT_KILL_GRACE, |d| d.0);
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
     // SIGINT (Ctrl-C), SIGTERM (`docker stop`, Kubernetes, CI cancels) and
     // SIGHUP (the terminal went away) all stop the runner the same way.
@@ -121,11 +151,123 @@ pub(crate) async fn drive(
     };
     let status = engine::drive(&ctx.store, id, &settings, observer, interrupt_rx).await;
     ctrl_c.abort();
+    // Every phase has ended: a child left now is an orphan of one. Ended
+    // before the lock goes, so no next runner meets it.
+    match crate::process::end_orphans(orphan_grace).await {
+        Ok(0) => {}
+        Ok(n) => ui.note(&format!(
+            "{} ended {n} process(es) that outlived their phases",
+            ui.paint(Style::Yellow, "!")
+        )),
+        Err(e) => ui.warn(&format!("cannot end what the phases left running: {e}")),
+    }
     drop(lock);
     super::index::finish_background(indexer, ui);
     let status = status?;
     report(ctx, ui, id, flags.json)?;
     Ok(Outcome::from(status))
+}
+
+/// Takes the secret args out of `args`: those the args schema declares
+/// `"secret": true` (they must be strings) and any whose value holds a
+/// secret of the run (a declared `secrets` variable's value, a provider
+/// key). Returns the args to commit, masked, and the secret ones with their
+/// values, to keep out of git.
+fn split_secret_args(
+    ctx: &Context,
+    template: &Template,
+    args: serde_json::Value,
+) -> Result<
+    (
+        serde_json::Value,
+        serde_json::Map<String, serde_json::Value>,
+    ),
+    CliError,
+> {
+    let declared = crate::template::secret_args(template.args.as_ref());
+    let (_, env) = crate::cli::config::run_secrets(&ctx.config, template, []);
+    let serde_json::Value::Object(args) = args else {
+        return Ok((args, serde_json::Map::new()));
+    };
+    let mut secret = serde_json::Map::new();
+    for (name, value) in &args {
+        let is_declared = declared.contains(name);
+        if is_declared && !value.is_string() {
+            return Err(CliError::input(format!(
+                "arg `{name}` is declared secret (`\"secret\": true` in the template's args schema), so it must be a string; got {value}"
+            )));
+        }
+        if is_declared || env.mask_json(&mut value.clone()) {
+            secret.insert(name.clone(), value.clone());
+        }
+    }
+    let masker = crate::secret::Masker::new(secret_values(template, &secret));
+    let mut committed = serde_json::Value::Object(args);
+    masker.mask_json(&mut committed);
+    env.mask_json(&mut committed);
+    Ok((committed, secret))
+}
+
+/// The values of the args `template` declares secret, to mask wherever
+/// they appear. (An arg that is secret because it holds a secret value
+/// needs no mask of its own: that value's mask covers it.)
+pub(crate) fn secret_values(
+    template: &Template,
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    let declared = crate::template::secret_args(template.args.as_ref());
+    args.iter()
+        .filter(|(name, _)| declared.contains(name))
+        .map(|(_, v)| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// The secret args this clone kept for run `id` when it created it; every
+/// name in `names` must be there, or the runner would render `***`.
+pub(crate) fn kept_secret_args(
+    ctx: &Context,
+    id: &RunId,
+    names: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
+    let kept = SecretArgs::new(&ctx.store.wfe_dir(), id.as_str());
+    let found = kept.read().map_err(|e| {
+        CliError::input(format!(
+            "cannot read the run's secret args from {}: {e}",
+            kept.path().display()
+        ))
+    })?;
+    let found = found.unwrap_or_default();
+    let missing: Vec<&str> = names
+        .iter()
+        .filter(|n| !found.contains_key(*n))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(CliError::input(format!(
+            "run {id} has secret args ({}) whose values are kept only in the clone that started it ({} is missing here)",
+            missing.join(", "),
+            kept.path().display()
+        )));
+    }
+    Ok(found)
+}
+
+/// The masker of run `id` for what a person commits by hand (`approve
+/// --artifact`, `edit`, `comment`): the run's declared secrets, provider
+/// keys and the secret args this clone kept (none kept is no error here).
+pub(crate) fn run_masker(ctx: &Context, id: &RunId) -> Result<crate::secret::Masker, CliError> {
+    let template = RunSnapshot::load_tip(&ctx.store, id)?.template;
+    let kept = SecretArgs::new(&ctx.store.wfe_dir(), id.as_str())
+        .read()
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let (_, masker) =
+        crate::cli::config::run_secrets(&ctx.config, &template, secret_values(&template, &kept));
+    Ok(masker)
 }
 
 /// Prints where a finished run lives (human) or the run document (`--json`).

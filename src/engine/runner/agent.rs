@@ -11,7 +11,7 @@ use crate::artifact::OutputSpec;
 use crate::attempt::AttemptError;
 use crate::engine::{CheckpointEvent, REVIEW_SCHEMA, SeatRole, layout, to_file_bytes};
 use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
-use crate::store::{Change, EntryKind};
+use crate::store::{AttemptRecorder, Change, EntryKind};
 use crate::template::expr;
 
 /// Turns the model may take in one attempt unless the phase says otherwise.
@@ -143,6 +143,19 @@ impl Runner<'_> {
                 journal,
                 env_remove: self.removed_env(u),
                 masker: self.settings.masker.clone(),
+                processes: self
+                    .settings
+                    .processes
+                    .clone()
+                    .map(|registry| AttemptRecorder {
+                        registry,
+                        phase: self.label(u),
+                        attempt,
+                        grace: phase
+                            .kill_grace
+                            .or(self.template.defaults.kill_grace)
+                            .map_or(super::launch::DEFAULT_KILL_GRACE, |d| d.0),
+                    }),
             })),
             first_attempt: attempt,
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),

@@ -109,7 +109,11 @@ impl Runner<'_> {
         let pending = std::mem::take(&mut self.pending);
         let mut changes = pending.changes;
         if pending.record_dirty {
-            changes.push(Change::write(layout::RUN, to_file_bytes(&self.record)));
+            // The runner holds secret args' values; git gets them masked
+            // as whole strings too (a short value escapes byte masking).
+            let mut record = self.record.clone();
+            self.settings.masker.mask_json(&mut record.args);
+            changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
         }
         for u in pending.dirty {
             changes.push(Change::write(

@@ -30,6 +30,8 @@ pub struct NewRun {
     pub base_commit: String,
     /// Advance without asking after each phase.
     pub auto: bool,
+    /// Args whose values `args` holds masked (see [`RunRecord::secret_args`]).
+    pub secret_args: Vec<String>,
 }
 
 /// Refuses templates this version cannot run, before anything is written:
@@ -73,6 +75,7 @@ pub fn create(
         finished_at: None,
         schemas: frozen,
         reason: None,
+        secret_args: new.secret_args.clone(),
     };
     changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
     changes.push(Change::write(

@@ -225,6 +225,7 @@ impl Runner<'_> {
         // The code as the phase left it, so `wfe rollback --code` can bring it back.
         let snapshot = Change::Snapshot {
             path: WORKSPACE.to_string(),
+            masker: self.settings.masker.clone(),
         };
         if status != PhaseStatus::Pending
             && self.spec(u).snapshots(&self.template.defaults)

@@ -23,7 +23,7 @@ use crate::time::Clock;
 
 /// How long a stopped script phase gets between `SIGTERM` and `SIGKILL`
 /// unless its template says otherwise (what `docker stop` gives, too).
-pub(super) const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// What a phase task sends back to the runner.
 pub(super) enum Report {

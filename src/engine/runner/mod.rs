@@ -60,6 +60,7 @@ use crate::template::{OnFailure, Phase, Template};
 use crate::time::Clock;
 
 pub use self::create::{NewRun, create, ensure_runnable};
+pub use self::launch::DEFAULT_KILL_GRACE;
 
 /// How a runner works: resolved by the CLI, the same for every phase.
 #[derive(Debug, Clone)]
@@ -88,6 +89,9 @@ pub struct Settings {
     pub masker: Masker,
     /// Provider key variables no phase inherits unless it names them in `pass_env`.
     pub provider_key_vars: Vec<String>,
+    /// The values of the run's secret args (committed masked in
+    /// `run.json`), which phases are rendered with.
+    pub secret_args: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Why the runner stops before the end.
@@ -476,6 +480,13 @@ impl<'a> Runner<'a> {
             acks: Vec::new(),
             provider_pause: None,
         };
+        // Secret args are `***` in git; phases see their values. The
+        // checkpoint masker keeps them out of every `run.json` written back.
+        if let serde_json::Value::Object(args) = &mut runner.record.args {
+            for (name, value) in &settings.secret_args {
+                args.insert(name.clone(), value.clone());
+            }
+        }
         runner.load_loops(&snapshot)?;
         Ok(runner)
     }

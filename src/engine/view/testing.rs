@@ -207,6 +207,7 @@ fn record(run: &RunId, template: &str, status: RunStatus) -> RunRecord {
         reason: Some(crate::engine::StopReason::PhasesFailed {
             phases: vec!["boom".into()],
         }),
+        secret_args: Vec::new(),
     }
 }
 

@@ -53,6 +53,7 @@ pub(super) fn take(
     repo: &gix::Repository,
     work_dir: &Path,
     cache_file: &Path,
+    masker: &crate::secret::Masker,
 ) -> Result<SnapshotStats> {
     let hash = repo.object_hash();
     let index = repo
@@ -94,6 +95,7 @@ pub(super) fn take(
         reuse_index,
         file_mode,
         cache: &cache,
+        masker,
         hash,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS)),
     };
@@ -192,6 +194,10 @@ struct Shared<'a> {
     /// `core.fileMode`: whether the executable bit on disk means anything.
     file_mode: bool,
     cache: &'a StatCache,
+    /// Secrets masked in every file read. While there are any, the stat
+    /// cache is not trusted: an id it kept from a snapshot without them
+    /// may name the unmasked bytes.
+    masker: &'a crate::secret::Masker,
     hash: gix::hash::Kind,
     /// How many threads may walk the root's subdirectories.
     threads: usize,
@@ -648,7 +654,13 @@ impl<'a> Walk<'a> {
                 return Ok(Some((kind, entry.id)));
             }
         }
-        if let Some(id) = self.shared.cache.lookup(self.rel.as_bstr(), kind, &stat) {
+        if let Some(id) = self
+            .shared
+            .masker
+            .is_empty()
+            .then(|| self.shared.cache.lookup(self.rel.as_bstr(), kind, &stat))
+            .flatten()
+        {
             // The cache's objects may have been pruned since, if no run kept them.
             if self.exists(&id) {
                 self.stats.from_cache += 1;
@@ -685,6 +697,15 @@ impl<'a> Walk<'a> {
                     .map_err(|source| self.io("reading", source))?;
                 // A file that changed while being read is recorded as read, not cached.
                 opened.filter(|s| s.size == self.buf.len() as u32)
+            }
+        };
+        // A secret never reaches git: the file is recorded masked (and not
+        // cached, its id no longer being that of its bytes).
+        let stat = match self.shared.masker.mask_bytes(&self.buf) {
+            std::borrow::Cow::Borrowed(_) => stat,
+            std::borrow::Cow::Owned(masked) => {
+                self.buf = masked;
+                None
             }
         };
         let id = self.write_object(gix::objs::Kind::Blob)?;

@@ -187,6 +187,7 @@ fn commit_snapshot(store: &GitStore, run: &RunId, parent: Option<&CheckpointId>)
                 Change::write("run.json", "{}"),
                 Change::Snapshot {
                     path: WORKSPACE.to_string(),
+                    masker: Default::default(),
                 },
             ],
             &message(run, "snapshot"),
@@ -362,7 +363,8 @@ fn a_checkpoint_records_the_workspace_for_git_diff() {
             &run,
             Some(&c1),
             &[Change::Snapshot {
-                path: WORKSPACE.into()
+                path: WORKSPACE.into(),
+                masker: Default::default(),
             }],
             &message(&run, "stale"),
             3
@@ -710,7 +712,8 @@ fn a_bare_repository_has_no_work_tree() {
             &run,
             None,
             &[Change::Snapshot {
-                path: WORKSPACE.into()
+                path: WORKSPACE.into(),
+                masker: Default::default(),
             }],
             &message(&run, "x"),
             1
@@ -755,6 +758,7 @@ fn the_memory_store_copies_its_work_tree() {
     let run = run_id("9");
     let snap = [Change::Snapshot {
         path: WORKSPACE.into(),
+        masker: Default::default(),
     }];
     let c1 = store
         .commit(&run, None, &snap, &message(&run, "one"), 1)
@@ -826,4 +830,48 @@ fn unusual_index_states_stage_as_git_does() {
     let store = GitStore::open_isolated(root).expect("reopen with the new config");
     assert_eq!(snapshot(&store).tree, git_add_all_tree(root));
     fsck(root);
+}
+
+#[test]
+fn a_snapshot_masks_secrets_in_the_files_it_reads_and_trusts_no_cached_id() {
+    let dir = user_repo();
+    let root = dir.path();
+    let store = GitStore::open_isolated(root).expect("open");
+    let run = run_id("1");
+    let secret = "deploy-token-0123456789";
+    write(root, "config.env", &format!("TOKEN={secret}\n"));
+    // A snapshot without secrets first: the stat cache now holds the
+    // unmasked file's id.
+    let plain = snapshot(&store);
+    assert!(plain.hashed > 0);
+    let commit = |parent: Option<&CheckpointId>| {
+        store
+            .commit(
+                &run,
+                parent,
+                &[Change::Snapshot {
+                    path: WORKSPACE.to_string(),
+                    masker: crate::secret::Masker::new([secret]),
+                }],
+                &message(&run, "snapshot"),
+                1_700_000_000,
+            )
+            .expect("commit a snapshot")
+    };
+    let c1 = commit(None);
+    assert_eq!(
+        git(root, &["show", &format!("{}:workspace/config.env", c1.0)]),
+        "TOKEN=***\n"
+    );
+    // Still masked the next time (nothing cached the masked id as the file's).
+    let c2 = commit(Some(&c1));
+    assert_eq!(
+        git(root, &["show", &format!("{}:workspace/config.env", c2.0)]),
+        "TOKEN=***\n"
+    );
+    // Other files keep their bytes.
+    assert_eq!(
+        git(root, &["show", &format!("{}:workspace/src/lib.rs", c2.0)]),
+        std::fs::read_to_string(root.join("src/lib.rs")).unwrap()
+    );
 }

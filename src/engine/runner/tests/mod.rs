@@ -59,6 +59,7 @@ impl Fixture {
             schemas,
             base_commit: "0".repeat(40),
             auto: true,
+            secret_args: Vec::new(),
         };
         create(&self.store, &new, &Clock::system()).unwrap();
         new.id
