@@ -239,6 +239,9 @@ impl Supervisor {
             // `kill_on_drop` alone would reach only the child; the guard
             // below reaches the group.
             .kill_on_drop(true);
+        if let Ok(tags) = RECORDER.try_with(|r| r.tags()) {
+            command.envs(tags);
+        }
         let child = command.spawn()?;
         // With `process_group(0)` the group id is the child's pid. It is read
         // now, while the child is unreaped and so the id cannot be reused.
@@ -355,6 +358,13 @@ pub trait GroupRecorder: Send + Sync {
     /// Records `group`; dropping what it returns forgets the record again.
     /// `None`: not recorded (the recorder reports why itself).
     fn record(&self, group: Group) -> Option<Box<dyn Send>>;
+
+    /// Environment variables every child gets, so that a runner that died
+    /// before [`GroupRecorder::record`] ran still leaves children the next
+    /// runner can find ([`find_tagged`]).
+    fn tags(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 tokio::task_local! {
@@ -765,6 +775,81 @@ pub async fn end_leftover(group: Group, grace: Duration) -> io::Result<usize> {
         }
     }
     Ok(found)
+}
+
+/// A process group with members whose environment carries a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tagged {
+    /// The group id.
+    pub pgid: u32,
+    /// The `WFE_*` variables of the first member found (phase, attempt).
+    pub env: Vec<(String, String)>,
+}
+
+/// The process groups with a live member whose environment holds exactly
+/// `var=value`, this process's own group excepted.
+///
+/// The environment is inherited by every descendant, including one that
+/// left its group (`setsid`) and one spawned an instant before its runner
+/// died and could record it, so it finds what a registry record misses;
+/// only a process that cleared its environment escapes it.
+pub fn find_tagged(var: &str, value: &str) -> Vec<Tagged> {
+    let me = rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs();
+    let own_group = rustix::process::getpgrp()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs();
+    let wanted = format!("{var}={value}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<Tagged> = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Some(stat) = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .as_deref()
+            .and_then(stat_fields)
+        else {
+            continue;
+        };
+        let Some(pgid) = stat.pgrp.filter(|&g| g > 1 && g != own_group) else {
+            continue;
+        };
+        if stat.gone || found.iter().any(|t| t.pgid == pgid) {
+            continue;
+        }
+        // Another user's process cannot be read, and is not ours anyway.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+        if !vars.iter().any(|v| *v == wanted.as_bytes()) {
+            continue;
+        }
+        let env = vars
+            .iter()
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .filter(|v| v.starts_with("WFE_"))
+            .filter_map(|v| v.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        found.push(Tagged { pgid, env });
+    }
+    found.sort_by_key(|t| t.pgid);
+    found
 }
 
 /// Makes this process the child subreaper of everything it starts

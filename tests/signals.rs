@@ -464,6 +464,67 @@ fn a_setsid_grandchild_of_a_phase_does_not_outlive_a_stopped_runner() {
 }
 
 #[test]
+fn after_a_kill_9_resume_ends_a_setsid_grandchild_and_spares_another_clones_run() {
+    // Two repositories with the same seeded run id: ending one run's
+    // leftovers must not reach the other's processes.
+    let setup = |repo: &Repo| {
+        let fifo = repo.path().join("pgid.fifo");
+        mkfifo(&fifo);
+        let escaped = repo.path().join("escaped");
+        let run = format!(
+            "exec 2>/dev/null; setsid sh -c 'echo $$ > {e}.tmp; mv {e}.tmp {e}; exec sleep 1000' >/dev/null 2>&1 </dev/null & \
+             while [ ! -e {e} ]; do sleep 0.01; done; echo $$ > {fifo}; wait",
+            e = escaped.display(),
+            fifo = fifo.display()
+        );
+        repo.template(
+            "escape",
+            &json!({ "name": "escape", "phases": [script("work", &[], &run)] }),
+        );
+        let runner = repo.spawn(&["run", "escape"]);
+        let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
+        let grandchild: i32 = std::fs::read_to_string(&escaped)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (runner, pgid, grandchild)
+    };
+    let repo = Repo::new();
+    let other = Repo::new();
+    let (mut runner, pgid, grandchild) = setup(&repo);
+    let (mut other_runner, other_pgid, other_grandchild) = setup(&other);
+    assert_eq!(repo.run_id(), other.run_id(), "the same run id in both");
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    assert!(process_alive(grandchild), "kill -9 leaves the grandchild");
+
+    let cancel = repo.wfe(&["cancel", &repo.run_id()]);
+    let gone = !process_alive(grandchild);
+    let other_alive = process_alive(other_grandchild) && common::group_alive(other_pgid);
+    // Not left running whatever the assertions say.
+    send_signal("KILL", &grandchild.to_string());
+    other_runner.kill().unwrap();
+    other_runner.wait().unwrap();
+    send_signal("KILL", &other_grandchild.to_string());
+    send_signal("KILL", &format!("-{other_pgid}"));
+    cancel.code(0);
+    assert!(!common::group_alive(pgid));
+    assert!(
+        gone,
+        "the setsid grandchild outlived a cancel after kill -9"
+    );
+    assert!(other_alive, "the other clone's run was touched");
+    assert!(
+        cancel
+            .stderr
+            .contains("leftover process(es) of work attempt 1"),
+        "{}",
+        cancel.stderr
+    );
+}
+
+#[test]
 fn kill_9_of_a_runner_whose_cli_agent_runs_then_resume_ends_the_agent() {
     let repo = Repo::new();
     let fifo = repo.path().join("pgid.fifo");

@@ -153,6 +153,10 @@ async fn attempt(
         .env("WFE_ATTEMPT", job.attempt.to_string())
         .env("WFE_IN", &in_dir)
         .env("WFE_OUT", &out_dir);
+    if let Some(registry) = &job.processes {
+        let (var, value) = registry.tag();
+        command.env(var, value);
+    }
     let supervisor = Supervisor::new()
         .timeout(job.timeout)
         .grace(job.kill_grace)

@@ -48,6 +48,9 @@ pub struct ProcessRegistry {
     dir: PathBuf,
 }
 
+/// See [`ProcessRegistry::tag`].
+const TAG: &str = "WFE_RUN_KEY";
+
 /// A record written for a running attempt; [`ProcessRegistry::remove`]
 /// deletes it once the attempt has ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,14 @@ impl ProcessRegistry {
         ProcessRegistry {
             dir: wfe_dir.join("procs").join(run),
         }
+    }
+
+    /// The variable every process of the run's attempts carries in its
+    /// environment, and its value: this registry's directory, which names
+    /// the repository as well as the run (two clones on one machine hold
+    /// runs with the same id).
+    pub fn tag(&self) -> (&'static str, String) {
+        (TAG, self.dir.to_string_lossy().into_owned())
     }
 
     /// Writes `record` (to a temporary file renamed into place, so a
@@ -157,6 +168,17 @@ impl crate::process::GroupRecorder for AttemptRecorder {
         // Not fatal, as for script phases: the call runs unrecorded.
         let registered = self.registry.record(&record).ok()?;
         Some(Box::new(Forget(self.registry.clone(), registered)))
+    }
+
+    /// The same variables a script phase gets, so tool calls and CLI
+    /// agents can be found by their run after a kill -9 of the runner.
+    fn tags(&self) -> Vec<(String, String)> {
+        let (var, value) = self.registry.tag();
+        vec![
+            (var.into(), value),
+            ("WFE_PHASE".into(), self.phase.clone()),
+            ("WFE_ATTEMPT".into(), self.attempt.to_string()),
+        ]
     }
 }
 

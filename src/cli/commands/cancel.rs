@@ -24,7 +24,13 @@ pub(crate) async fn run(args: CancelArgs, ctx: &Context, ui: &Ui) -> Result<Outc
     // them running: with the lock free, end them here, as a resume would.
     if let Ok(lock) = ctx.store.lock(&id, &ctx.clock.stamp()) {
         let processes = ProcessRegistry::new(&ctx.store.wfe_dir(), id.as_str());
-        let ended = engine::end_leftovers(&id, &processes, &Progress::new(ui, false)).await;
+        let ended = engine::end_leftovers(
+            &id,
+            &processes,
+            engine::DEFAULT_KILL_GRACE,
+            &Progress::new(ui, false),
+        )
+        .await;
         processes.tidy();
         drop(lock);
         ended?;

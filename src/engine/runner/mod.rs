@@ -36,6 +36,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -53,7 +54,7 @@ use super::{
 };
 use crate::artifact::Schema;
 use crate::attempt::ArtifactProblem;
-use crate::process::{Group, end_leftover};
+use crate::process::{Group, end_leftover, find_tagged};
 use crate::secret::Masker;
 use crate::store::{CheckpointId, ProcessRecord, ProcessRegistry, RunId, RunStore};
 use crate::template::{OnFailure, Phase, Template};
@@ -169,7 +170,12 @@ pub async fn drive_with(
     // Whatever a dead runner left running goes before anything new starts,
     // even when the run has nothing left to do.
     if let Some(processes) = &settings.processes {
-        end_leftovers(run, processes, &*observer).await?;
+        let grace = runner
+            .template
+            .defaults
+            .kill_grace
+            .map_or(DEFAULT_KILL_GRACE, |d| d.0);
+        end_leftovers(run, processes, grace, &*observer).await?;
     }
     // A failed run goes on only once its failure is dealt with (e.g. an
     // invalid output accepted by hand); until then resuming changes nothing.
@@ -291,11 +297,13 @@ pub async fn drive_with(
 /// Ends the process groups that attempts of an earlier runner of `run`
 /// recorded in `processes` and never removed (the runner died: kill -9,
 /// OOM, power loss), each gracefully with its phase's grace, and says so
-/// ([`Event::LeftoversEnded`]). The caller must hold the run's lock, so no
+/// ([`Event::LeftoversEnded`]); then the processes no record names but
+/// whose environment says they belong to the run, with `grace`. The caller must hold the run's lock, so no
 /// live runner owns them.
 pub async fn end_leftovers(
     run: &RunId,
     processes: &ProcessRegistry,
+    grace: Duration,
     observer: &dyn Observer,
 ) -> Result<(), EngineError> {
     let failed = |record: &ProcessRecord, message: String| EngineError::Leftovers {
@@ -330,6 +338,42 @@ pub async fn end_leftovers(
         processes
             .remove(&registered)
             .map_err(|e| failed(&record, format!("cannot remove its record: {e}")))?;
+    }
+    // What no record names: a child spawned an instant before its runner
+    // died and could record it, or one that left its group (`setsid`).
+    // Every phase process carries the registry's tag (scripts set it, agent
+    // tools and CLI agents get it through the attempt recorder).
+    let (var, value) = processes.tag();
+    for tagged in find_tagged(var, &value) {
+        let var = |name: &str| {
+            tagged
+                .env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let phase = var("WFE_PHASE").unwrap_or_else(|| "?".into());
+        let attempt = var("WFE_ATTEMPT").and_then(|a| a.parse().ok()).unwrap_or(0);
+        let group = Group {
+            pgid: tagged.pgid,
+            start_time: None,
+        };
+        let count = end_leftover(group, grace)
+            .await
+            .map_err(|e| EngineError::Leftovers {
+                run: run.to_string(),
+                phase: phase.clone(),
+                attempt,
+                pgid: tagged.pgid,
+                message: e.to_string(),
+            })?;
+        if count > 0 {
+            observer.event(&Event::LeftoversEnded {
+                phase: &phase,
+                attempt,
+                count,
+            });
+        }
     }
     Ok(())
 }
