@@ -44,7 +44,8 @@ fn repo_with(url: &str) -> Repo {
                 "properties": {
                     "password": { "type": "string", "secret": true },
                     "target": { "type": "string" }
-                }
+                },
+                "required": ["password", "target"]
             },
             "phases": [
                 {
@@ -239,7 +240,7 @@ fn a_secret_arg_must_be_a_string_and_is_needed_to_go_on() {
             "args": { "type": "object", "properties": {
                 "pin": { "secret": true },
                 "password": { "type": "string", "secret": true }
-            } },
+            }, "required": ["password"] },
             "phases": [
                 { "id": "a", "kind": "script", "run": "echo 'using {{ args.password }}'" },
                 { "id": "b", "kind": "script", "needs": ["a"], "run": "exit 1" }
