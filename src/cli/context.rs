@@ -210,6 +210,7 @@ impl Context {
             processes: None,
             masker: Default::default(),
             provider_key_vars: Vec::new(),
+            deadline: None,
             max_artifact_bytes: self
                 .config
                 .max_artifact_bytes

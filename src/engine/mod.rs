@@ -58,7 +58,8 @@ pub use phase_state::{Failure, IllegalTransition, PhaseState, PhaseStatus, Trans
 pub use reason::{Refusal, StopReason, Unrunnable};
 pub use record::{Comment, RunRecord, RunStatus, to_file_bytes};
 pub use runner::{
-    NewRun, Settings, create, drive, drive_with, end_leftovers, ensure_runnable, resumable,
+    NewRun, Settings, create, drive, drive_with, end_leftovers, ensure_runnable,
+    longest_kill_grace, resumable,
 };
 pub use seats::{
     DEFAULT_REVIEWER_ROLE, REVIEW_SCHEMA, SeatRequest, SeatRole, Seats, pending_seat_requests,

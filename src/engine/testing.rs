@@ -42,6 +42,7 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         processes: None,
         masker: Default::default(),
         provider_key_vars: Vec::new(),
+        deadline: None,
     }
 }
 

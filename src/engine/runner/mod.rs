@@ -60,6 +60,7 @@ use crate::template::{OnFailure, Phase, Template};
 use crate::time::Clock;
 
 pub use self::create::{NewRun, create, ensure_runnable};
+pub use self::launch::longest_kill_grace;
 
 /// How a runner works: resolved by the CLI, the same for every phase.
 #[derive(Debug, Clone)]
@@ -88,6 +89,10 @@ pub struct Settings {
     pub masker: Masker,
     /// Provider key variables no phase inherits unless it names them in `pass_env`.
     pub provider_key_vars: Vec<String>,
+    /// When the runner must have stopped by (none: no limit): at this
+    /// instant running phases are interrupted as by Ctrl-C and the run is
+    /// paused with reason `deadline`, resumable elsewhere.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// Why the runner stops before the end.
@@ -100,6 +105,16 @@ enum Stop {
     Interrupt,
     /// `wfe cancel`: kill running phases; the run ends cancelled.
     Cancel,
+    /// [`Settings::deadline`] came: stop running phases as an interrupt
+    /// does; the run is paused with reason `deadline`.
+    Deadline,
+}
+
+impl Stop {
+    /// Whether running phases are stopped and go back to pending.
+    fn interrupts(self) -> bool {
+        matches!(self, Stop::Interrupt | Stop::Deadline)
+    }
 }
 
 /// What a failure of `phase` does to what holds it: the run for a
@@ -236,12 +251,12 @@ pub async fn drive_with(
                 tx.clone(),
             ));
         }
-        let killing = matches!(stop, Some(Stop::Interrupt | Stop::Cancel));
+        let killing = matches!(stop, Some(Stop::Interrupt | Stop::Cancel | Stop::Deadline));
         tokio::select! {
             report = rx.recv() => {
                 // Every task holds a sender and the runner keeps one, so the channel cannot close here.
                 let Some(report) = report else { break };
-                let interrupting = stop == Some(Stop::Interrupt);
+                let interrupting = stop.is_some_and(Stop::interrupts);
                 running -= usize::from(runner.apply(report, interrupting));
                 while let Ok(report) = rx.try_recv() {
                     running -= usize::from(runner.apply(report, interrupting));
@@ -257,6 +272,10 @@ pub async fn drive_with(
                 }
             }
             () = next_request(&mut control_watch) => {}
+            () = until(settings.deadline), if !killing => {
+                stop = Some(Stop::Deadline);
+                let _ = cancel_tx.send(true);
+            }
         }
     }
     let status = runner.finish(stop);
@@ -317,6 +336,14 @@ pub async fn end_leftovers(
             .map_err(|e| failed(&record, format!("cannot remove its record: {e}")))?;
     }
     Ok(())
+}
+
+/// Waits until `deadline`; for ever without one.
+async fn until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for the control directory to change; for ever when not listening.
