@@ -10,6 +10,7 @@ mod common;
 
 mod agent;
 mod agent_setup;
+mod ci;
 mod artifacts;
 mod control;
 mod crash;

@@ -180,12 +180,17 @@ impl Approvals {
 
 /// Approves the phases `--approve` names as soon as they wait, through the
 /// runner's own control directory (the runner acts on it at its next
-/// safe point, as on a `wfe approve` from another terminal).
+/// safe point, as on a `wfe approve` from another terminal). A runner
+/// with nothing else to do stops before it reads the request: the caller
+/// withdraws it and approves without a runner, then drives on.
 pub struct Approver {
     inner: Arc<dyn Observer>,
     approvals: Approvals,
     control: ControlDir,
     ui: Ui,
+    /// The requests sent, so those the runner ended before reading can be
+    /// taken back (the caller then approves without a runner).
+    sent: Mutex<Vec<String>>,
 }
 
 impl Approver {
@@ -201,6 +206,15 @@ impl Approver {
             approvals,
             control,
             ui: ui.clone(),
+            sent: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes back every request the runner has not read.
+    pub fn withdraw_unread(&self) {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        for id in sent.drain(..) {
+            self.control.withdraw(&id);
         }
     }
 }

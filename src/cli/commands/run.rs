@@ -138,16 +138,17 @@ pub(crate) async fn drive(
         None => Arc::new(Progress::new(ui, !flags.no_output)),
     };
     let approvals = crate::cli::ci::Approvals::new(&flags.ci);
-    let observer: Arc<dyn Observer> = if approvals.is_empty() {
-        observer
-    } else {
-        approve_waiting(ctx, ui, id, &approvals)?;
+    let approver = (!approvals.is_empty()).then(|| {
         Arc::new(crate::cli::ci::Approver::new(
-            observer,
-            approvals,
+            observer.clone(),
+            approvals.clone(),
             ControlDir::new(&ctx.store.wfe_dir(), id.as_str()),
             ui,
         ))
+    });
+    let observer: Arc<dyn Observer> = match &approver {
+        Some(approver) => approver.clone(),
+        None => observer,
     };
     // Search index: updated on a thread of its own after each checkpoint, never in the run's way.
     let indexer = super::index::start_background(ctx, id);
@@ -155,7 +156,30 @@ pub(crate) async fn drive(
         Some(indexer) => indexer.observer(observer),
         None => observer,
     };
-    let status = engine::drive(&ctx.store, id, &settings, observer, interrupt_rx).await;
+    let status = loop {
+        if approver.is_some() {
+            approve_waiting(ctx, ui, id, &approvals)?;
+        }
+        let status = engine::drive(
+            &ctx.store,
+            id,
+            &settings,
+            observer.clone(),
+            interrupt_rx.clone(),
+        )
+        .await;
+        // Gates approved up front that the runner stopped at: approve them
+        // here and drive on.
+        if let Some(approver) = &approver {
+            approver.withdraw_unread();
+            if matches!(status, Ok(engine::RunStatus::Waiting))
+                && waiting_covered(ctx, id, &approvals)?
+            {
+                continue;
+            }
+        }
+        break status;
+    };
     ctrl_c.abort();
     drop(lock);
     super::index::finish_background(indexer, ui);
@@ -163,6 +187,19 @@ pub(crate) async fn drive(
     crate::cli::ci::after_run(ctx, ui, id, host, &flags.ci)?;
     report(ctx, ui, id, flags.json)?;
     Ok(Outcome::from(status))
+}
+
+/// Whether a phase `--approve` covers waits in the run.
+fn waiting_covered(
+    ctx: &Context,
+    id: &RunId,
+    approvals: &crate::cli::ci::Approvals,
+) -> Result<bool, CliError> {
+    let snapshot = RunSnapshot::load_tip(&ctx.store, id)?;
+    Ok(snapshot
+        .phases
+        .iter()
+        .any(|p| p.status == engine::PhaseStatus::Waiting && approvals.covers(&p.id)))
 }
 
 /// Approves, before the runner starts, the phases `--approve` covers that
