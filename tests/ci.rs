@@ -25,7 +25,10 @@ fn wfe_env(repo: &Repo, env: &[(&str, &str)], args: &[&str]) -> common::Run {
 /// Two phases that pass (one writes an artifact, one a line with
 /// characters every format escapes) and one that fails.
 fn mixed(repo: &Repo) {
-    repo.write(".wfe/schemas/ok.json", r#"{"type": "object", "required": ["ok"]}"#);
+    repo.write(
+        ".wfe/schemas/ok.json",
+        r#"{"type": "object", "required": ["ok"]}"#,
+    );
     repo.template(
         "mixed",
         &json!({
@@ -79,7 +82,10 @@ fn github_actions_gets_groups_annotations_a_summary_and_junit() {
     let summary_env = summary.display().to_string();
     let run = wfe_env(
         &repo,
-        &[("GITHUB_ACTIONS", "true"), ("GITHUB_STEP_SUMMARY", &summary_env)],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_STEP_SUMMARY", &summary_env),
+        ],
         &["run", "mixed", "--jobs", "1", "--junit", "junit.xml"],
     );
     run.code(0);
@@ -87,7 +93,10 @@ fn github_actions_gets_groups_annotations_a_summary_and_junit() {
     assert!(!run.stderr.contains("\x1b[2K"), "no footer drawn in CI");
     assert_run!(&repo, "ci_github_log", &run);
     let text = std::fs::read_to_string(&summary).unwrap();
-    assert!(text.starts_with("earlier step\n"), "the summary is appended");
+    assert!(
+        text.starts_with("earlier step\n"),
+        "the summary is appended"
+    );
     assert_text!(&repo, "ci_github_summary", text);
     let junit = repo.path().join("junit.xml");
     xmllint_valid(&junit);
@@ -95,7 +104,11 @@ fn github_actions_gets_groups_annotations_a_summary_and_junit() {
     let xml = std::fs::read_to_string(&junit).unwrap();
     let times = regex::Regex::new(r#"time="\d+\.\d{3}""#).unwrap();
     assert_eq!(times.find_iter(&xml).count(), 5, "{xml}");
-    assert_text!(&repo, "ci_junit", times.replace_all(&xml, r#"time="[SECS]""#));
+    assert_text!(
+        &repo,
+        "ci_junit",
+        times.replace_all(&xml, r#"time="[SECS]""#)
+    );
 }
 
 #[test]
@@ -109,13 +122,23 @@ fn gitlab_buildkite_and_other_ci_fold_phases_their_way_and_no_ci_turns_it_off() 
     gitlab.code(0);
     assert_run!(&repo, "ci_gitlab_log", &gitlab);
     let buildkite = wfe_env(&repo, &[("BUILDKITE", "true")], &["run", "one"]);
-    assert!(buildkite.stderr.contains("\n--- [2026-01-02T03:04:05.000Z] ✓ hello completed"), "{}", buildkite.stderr);
+    assert!(
+        buildkite
+            .stderr
+            .contains("\n--- [2026-01-02T03:04:05.000Z] ✓ hello completed"),
+        "{}",
+        buildkite.stderr
+    );
     let plain = wfe_env(&repo, &[("CI", "true")], &["run", "one"]);
     assert!(plain.stderr.contains("  hello │ hi"), "{}", plain.stderr);
     assert!(plain.stderr.contains("] wfe: run "), "{}", plain.stderr);
     let forced = repo.wfe(&["run", "one", "--ci"]);
     assert!(forced.stderr.contains("  hello │ hi"), "{}", forced.stderr);
-    let off = wfe_env(&repo, &[("GITHUB_ACTIONS", "true")], &["run", "one", "--no-ci"]);
+    let off = wfe_env(
+        &repo,
+        &[("GITHUB_ACTIONS", "true")],
+        &["run", "one", "--no-ci"],
+    );
     off.code(0);
     assert!(!off.stderr.contains("::group::"), "{}", off.stderr);
     assert!(off.stderr.contains("✓ hello completed"), "{}", off.stderr);
@@ -132,13 +155,22 @@ fn at_most_ten_errors_are_annotated_and_a_notice_counts_the_rest() {
         &json!({ "name": "many", "defaults": { "on_failure": "continue" }, "phases": phases }),
     );
     let run = wfe_env(&repo, &[("GITHUB_ACTIONS", "true")], &["run", "many"]);
-    let errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("::error ")).collect();
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("::error "))
+        .collect();
     assert_eq!(errors.len(), 10, "{}", run.stderr);
     assert_eq!(
         errors[0],
         "::error title=wfe%3A phase p0 failed::the script exited with code 1"
     );
-    assert!(run.stderr.contains("::notice title=wfe::2 more annotations left out"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("::notice title=wfe::2 more annotations left out"),
+        "{}",
+        run.stderr
+    );
 }
 
 fn gated(repo: &Repo) {
@@ -163,16 +195,30 @@ fn a_gate_in_ci_stops_with_exit_3_and_says_how_to_approve_from_anywhere() {
     let summary_env = summary.display().to_string();
     let run = wfe_env(
         &repo,
-        &[("GITHUB_ACTIONS", "true"), ("GITHUB_STEP_SUMMARY", &summary_env)],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_STEP_SUMMARY", &summary_env),
+        ],
         &["run", "gated"],
     );
     run.code(3);
     let id = repo.run_id();
-    assert!(run.stderr.contains(&format!("wfe approve {id} ship")), "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("wfe pull && wfe resume {id}")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("wfe approve {id} ship")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("wfe pull && wfe resume {id}")),
+        "{}",
+        run.stderr
+    );
     let text = std::fs::read_to_string(&summary).unwrap();
     assert!(text.contains("### Next steps"), "{text}");
-    assert!(text.contains(&format!("wfe pull\nwfe approve {id} ship\nwfe push\n")), "{text}");
+    assert!(
+        text.contains(&format!("wfe pull\nwfe approve {id} ship\nwfe push\n")),
+        "{text}"
+    );
     // Approved elsewhere, resumed here: finished phases are not redone.
     repo.wfe(&["approve", &id, "ship"]).code(0);
     let resumed = repo.wfe(&["resume", &id, "--ci", "--json"]);
@@ -187,7 +233,11 @@ fn approve_up_front_runs_through_gates_and_is_checked_before_anything_runs() {
     gated(&repo);
     let run = repo.wfe(&["run", "gated", "--ci", "--approve", "ship"]);
     run.code(0);
-    assert!(run.stderr.contains("ship: approved up front (--approve)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ship: approved up front (--approve)"),
+        "{}",
+        run.stderr
+    );
     repo.wfe(&["run", "gated", "--approve-all"]).code(0);
     let unknown = repo.wfe(&["run", "gated", "--approve", "nope"]);
     unknown.code(2);
@@ -218,7 +268,10 @@ fn a_deadline_stops_the_run_cleanly_and_resume_does_not_redo_finished_phases() {
     let run = repo.wfe(&["run", "long", "--deadline", "3s", "--json"]);
     let took = started.elapsed();
     run.code(3);
-    assert!(took < Duration::from_secs(3), "stopped before its deadline: {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "stopped before its deadline: {took:?}"
+    );
     let doc = run.json();
     assert_eq!(doc["status"], "paused");
     assert_eq!(doc["reason"], "stopped at its deadline");
@@ -226,7 +279,11 @@ fn a_deadline_stops_the_run_cleanly_and_resume_does_not_redo_finished_phases() {
     std::fs::write(&marker, "").unwrap();
     let id = repo.run_id();
     repo.wfe(&["resume", &id]).code(0);
-    assert_eq!(std::fs::read_to_string(&count).unwrap(), "x\n", "fast ran once");
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap(),
+        "x\n",
+        "fast ran once"
+    );
 }
 
 #[test]
@@ -252,10 +309,68 @@ fn detach_prints_the_id_at_once_and_the_run_goes_on_in_the_background() {
         if doc["status"] == "completed" {
             break;
         }
-        assert!(Instant::now() < until, "the detached run did not finish: {doc}");
+        assert!(
+            Instant::now() < until,
+            "the detached run did not finish: {doc}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let log = repo.path().join(format!(".git/wfe/detached/{id}.log"));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("wait completed"), "{text}");
+}
+
+/// The commands of `examples/ci/` as each file spells them.
+const EXAMPLE_RUN: &str = "wfe run check --ci --junit junit.xml --deadline 5h30m";
+
+#[test]
+fn the_ci_examples_commands_work_locally_on_github_and_gitlab() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci");
+    for file in ["github-actions.yml", "gitlab-ci.yml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        for line in ["wfe pull", EXAMPLE_RUN, "wfe push"] {
+            assert!(text.contains(line), "{file} runs `{line}`");
+        }
+    }
+    let template = std::fs::read_to_string(dir.join("check.json")).unwrap();
+    for (host, var) in [("github", "GITHUB_ACTIONS"), ("gitlab", "GITLAB_CI")] {
+        let repo = Repo::new();
+        repo.write(".wfe/templates/check.json", &template);
+        let remote = tempfile::tempdir().unwrap();
+        repo.git(&["init", "-q", "--bare", &remote.path().display().to_string()]);
+        repo.git(&[
+            "remote",
+            "add",
+            "origin",
+            &remote.path().display().to_string(),
+        ]);
+        let summary = repo.path().join("summary.md");
+        let summary_env = summary.display().to_string();
+        let env = [(var, "true"), ("GITHUB_STEP_SUMMARY", summary_env.as_str())];
+        let args: Vec<&str> = EXAMPLE_RUN.split(' ').skip(1).collect();
+        let run = wfe_env(&repo, &env, &args);
+        run.code(0);
+        let id = repo.run_id();
+        wfe_env(&repo, &env, &["push"]).code(0);
+        let pushed = repo.git(&["ls-remote", "origin", "refs/wfe/runs/*"]);
+        assert!(pushed.contains(&id), "{pushed}");
+        let junit = repo.path().join("junit.xml");
+        xmllint_valid(&junit);
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert!(
+            xml.contains(r#"<testcase classname="wfe.check" name="test""#),
+            "{xml}"
+        );
+        match host {
+            "github" => {
+                assert!(run.stderr.contains("::group::"), "{}", run.stderr);
+                let text = std::fs::read_to_string(&summary).unwrap();
+                assert!(text.contains("| `test` | ✅ completed |"), "{text}");
+            }
+            _ => {
+                assert!(run.stderr.contains("section_start:"), "{}", run.stderr);
+                assert!(!summary.exists(), "only GitHub gets a job summary");
+            }
+        }
+    }
 }

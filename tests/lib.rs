@@ -10,8 +10,8 @@ mod common;
 
 mod agent;
 mod agent_setup;
-mod ci;
 mod artifacts;
+mod ci;
 mod control;
 mod crash;
 mod diff;
