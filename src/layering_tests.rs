@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     // Read side and generated descriptions, over the engine.
     ("index", 8),
     ("schemas", 8),
+    ("report", 8),
     // Runs: scheduling, checkpoints, control.
     ("engine", 7),
     // Executors of one attempt; they never import each other.

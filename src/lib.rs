@@ -19,8 +19,9 @@
 //! table and fails when an import goes back up.
 //!
 //! 1. [`cli`] (and a web view beside it): the edge that talks to people.
-//! 2. [`index`], [`schemas`]: the search index over runs, and the JSON
-//!    Schemas of wfe's files; both read the engine's types.
+//! 2. [`index`], [`schemas`], [`report`]: the search index over runs, the
+//!    JSON Schemas of wfe's files, and a run's reports for CI hosts (log
+//!    groups, job summary, annotations, JUnit); all read the engine's types.
 //! 3. [`engine`]: runs, checkpoints, control requests.
 //! 4. [`exec`], [`agent`]: one attempt of a script or an agent phase.
 //! 5. [`provider`]: models behind one trait.
@@ -44,6 +45,7 @@ pub mod index;
 mod layering_tests;
 pub mod process;
 pub mod provider;
+pub mod report;
 pub mod retry;
 pub mod schemas;
 pub mod secret;

@@ -211,6 +211,7 @@ impl Context {
             masker: Default::default(),
             provider_key_vars: Vec::new(),
             secret_args: Default::default(),
+            deadline: None,
             max_artifact_bytes: self
                 .config
                 .max_artifact_bytes

@@ -5,10 +5,12 @@
 //! exit codes are spelt).
 
 pub mod args;
+pub mod ci;
 mod commands;
 pub mod config;
 pub mod context;
 pub mod control;
+mod detach;
 pub mod error;
 pub mod reasons;
 mod seats;

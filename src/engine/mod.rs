@@ -59,7 +59,7 @@ pub use reason::{Refusal, StopReason, Unrunnable};
 pub use record::{Comment, RunRecord, RunStatus, to_file_bytes};
 pub use runner::{
     DEFAULT_KILL_GRACE, NewRun, Settings, create, drive, drive_with, end_leftovers,
-    ensure_runnable, resumable,
+    ensure_runnable, longest_kill_grace, resumable,
 };
 pub use seats::{
     DEFAULT_REVIEWER_ROLE, REVIEW_SCHEMA, SeatRequest, SeatRole, Seats, pending_seat_requests,

@@ -41,6 +41,9 @@ pub enum StopReason {
     },
     /// The runner was interrupted (Ctrl-C); running phases go back to pending.
     Interrupted,
+    /// The runner's `--deadline` came: it stopped as an interrupt does
+    /// (running phases back to pending), so another runner can resume.
+    Deadline,
     /// A provider's retries ran out: the phase waits, pending, for the
     /// provider to come back.
     ProviderUnavailable {
@@ -100,6 +103,7 @@ impl fmt::Display for StopReason {
             StopReason::PausedOnRequest { by: None } => f.write_str("paused on request"),
             StopReason::PausedOnRequest { by: Some(by) } => write!(f, "paused by {by}"),
             StopReason::Interrupted => f.write_str("interrupted"),
+            StopReason::Deadline => f.write_str("stopped at its deadline"),
             StopReason::ProviderUnavailable {
                 phase,
                 provider,

@@ -43,6 +43,7 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         masker: Default::default(),
         provider_key_vars: Vec::new(),
         secret_args: Default::default(),
+        deadline: None,
     }
 }
 

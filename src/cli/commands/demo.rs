@@ -109,11 +109,13 @@ pub(crate) async fn run(args: DemoArgs, ui: &Ui) -> Result<Outcome, CliError> {
         args: run_args,
         args_file: None,
         replay: None,
+        detach: false,
         drive: super::run::DriveArgs {
             jobs: None,
             json: false,
             no_output: false,
             wait: false,
+            ci: Default::default(),
         },
     };
     let code = super::run::run(run_args, &ctx, ui).await?;

@@ -13,10 +13,16 @@ pub struct ResumeArgs {
     pub run: String,
     #[command(flatten)]
     pub drive: super::run::DriveArgs,
+    /// Set by `wfe run --detach` for the background runner: leave the parent's session first
+    #[arg(long, hide = true)]
+    pub detached_child: bool,
 }
 
 /// Runs `wfe resume`.
 pub(crate) async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+    if args.detached_child {
+        crate::cli::detach::leave_session();
+    }
     let id = ctx.resolve_run(&args.run)?;
     let lock = ctx.store.lock(&id, &ctx.clock.stamp())?;
     let snapshot = ctx.snapshot(&id)?;
@@ -35,6 +41,7 @@ pub(crate) async fn run(args: ResumeArgs, ctx: &Context, ui: &Ui) -> Result<Outc
         super::run::report(ctx, ui, &id, args.drive.json)?;
         return Ok(Outcome::from(snapshot.record.status));
     }
+    crate::cli::ci::check_approvals(&args.drive.ci, &snapshot.template)?;
     let requests = crate::engine::pending_seat_requests(&snapshot);
     let seats = ctx.seats(&snapshot.template, None, &requests)?;
     super::run::drive(ctx, ui, &id, lock, &args.drive, seats).await

@@ -39,6 +39,7 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
     // The new attempt's seats are checked before the retry is recorded, so a
     // provider that cannot be used leaves the run as it was.
     let snapshot = ctx.snapshot(&id)?;
+    crate::cli::ci::check_approvals(&args.drive.ci, &snapshot.template)?;
     let requests = engine::retry_seat_requests(&snapshot, &args.phase, &overrides);
     let seats = ctx.seats(&snapshot.template, None, &requests)?;
     // The new attempt renders the secret args: they must be here before

@@ -28,11 +28,14 @@ pub struct RunArgs {
     /// Answer every agent phase from the exchanges RUN recorded (no network, no tokens); a request that differs stops the phase with a diff
     #[arg(long, value_name = "RUN")]
     pub replay: Option<String>,
+    /// Start the run in the background: print its id at once and exit 0; the runner's output goes to `<git-dir>/wfe/detached/<id>.log`
+    #[arg(long)]
+    pub detach: bool,
     #[command(flatten)]
     pub drive: DriveArgs,
 }
 
-/// Flags of every command that drives a run (`run`, `resume`).
+/// Flags of every command that drives a run (`run`, `resume`, `retry`).
 #[derive(Debug, Args)]
 pub struct DriveArgs {
     /// Phases to run at once (default: the config's `jobs`, else the number of CPUs)
@@ -47,12 +50,15 @@ pub struct DriveArgs {
     /// When the run waits for an approval (or `wfe continue`), keep waiting instead of exiting 3
     #[arg(long)]
     pub wait: bool,
+    #[command(flatten)]
+    pub ci: crate::cli::ci::CiArgs,
 }
 
 /// Runs `wfe run`.
 pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let (template, source) = ctx.catalog.load(&args.template, &ctx.registry)?;
     engine::ensure_runnable(&template)?;
+    crate::cli::ci::check_approvals(&args.drive.ci, &template)?;
     let file_args = args
         .args_file
         .as_ref()
@@ -94,6 +100,12 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         secret_args: secret_args.keys().cloned().collect(),
     };
     engine::create(&ctx.store, &new, &ctx.clock)?;
+    if args.detach {
+        drop(lock);
+        crate::cli::detach::spawn(ctx, &id, &args.drive)?;
+        ui.out(id.as_str());
+        return Ok(Outcome::Success);
+    }
     drive(ctx, ui, &id, lock, &args.drive, seats).await
 }
 
@@ -142,14 +154,62 @@ pub(crate) async fn drive(
         stop_signals.recv().await;
         let _ = interrupt_tx.send(true);
     });
-    let observer: Arc<dyn Observer> = Arc::new(Progress::new(ui, !flags.no_output));
+    let host = crate::cli::ci::mode(&flags.ci);
+    if let Some(deadline) = flags.ci.deadline {
+        settings.deadline = Some(crate::cli::ci::stop_at(deadline, &template));
+    }
+    let observer: Arc<dyn Observer> = match host {
+        Some(host) => Arc::new(crate::cli::ci::CiProgress::new(
+            ui,
+            host,
+            ctx.clock,
+            !flags.no_output,
+        )),
+        None => Arc::new(Progress::new(ui, !flags.no_output)),
+    };
+    let approvals = crate::cli::ci::Approvals::new(&flags.ci);
+    let approver = (!approvals.is_empty()).then(|| {
+        Arc::new(crate::cli::ci::Approver::new(
+            observer.clone(),
+            approvals.clone(),
+            ControlDir::new(&ctx.store.wfe_dir(), id.as_str()),
+            ui,
+        ))
+    });
+    let observer: Arc<dyn Observer> = match &approver {
+        Some(approver) => approver.clone(),
+        None => observer,
+    };
     // Search index: updated on a thread of its own after each checkpoint, never in the run's way.
     let indexer = super::index::start_background(ctx, id);
     let observer = match &indexer {
         Some(indexer) => indexer.observer(observer),
         None => observer,
     };
-    let status = engine::drive(&ctx.store, id, &settings, observer, interrupt_rx).await;
+    let status = loop {
+        if approver.is_some() {
+            approve_waiting(ctx, ui, id, &approvals)?;
+        }
+        let status = engine::drive(
+            &ctx.store,
+            id,
+            &settings,
+            observer.clone(),
+            interrupt_rx.clone(),
+        )
+        .await;
+        // Gates approved up front that the runner stopped at: approve them
+        // here and drive on.
+        if let Some(approver) = &approver {
+            approver.withdraw_unread();
+            if matches!(status, Ok(engine::RunStatus::Waiting))
+                && waiting_covered(ctx, id, &approvals)?
+            {
+                continue;
+            }
+        }
+        break status;
+    };
     ctrl_c.abort();
     // Every phase has ended: a child left now is an orphan of one. Ended
     // before the lock goes, so no next runner meets it.
@@ -164,6 +224,7 @@ pub(crate) async fn drive(
     drop(lock);
     super::index::finish_background(indexer, ui);
     let status = status?;
+    crate::cli::ci::after_run(ctx, ui, id, host, &flags.ci)?;
     report(ctx, ui, id, flags.json)?;
     Ok(Outcome::from(status))
 }
@@ -268,6 +329,44 @@ pub(crate) fn run_masker(ctx: &Context, id: &RunId) -> Result<crate::secret::Mas
     let (_, masker) =
         crate::cli::config::run_secrets(&ctx.config, &template, secret_values(&template, &kept));
     Ok(masker)
+}
+
+/// Whether a phase `--approve` covers waits in the run.
+fn waiting_covered(
+    ctx: &Context,
+    id: &RunId,
+    approvals: &crate::cli::ci::Approvals,
+) -> Result<bool, CliError> {
+    let snapshot = RunSnapshot::load_tip(&ctx.store, id)?;
+    Ok(snapshot
+        .phases
+        .iter()
+        .any(|p| p.status == engine::PhaseStatus::Waiting && approvals.covers(&p.id)))
+}
+
+/// Approves, before the runner starts, the phases `--approve` covers that
+/// already wait (a run resumed at a gate); this process holds the lock.
+fn approve_waiting(
+    ctx: &Context,
+    ui: &Ui,
+    id: &RunId,
+    approvals: &crate::cli::ci::Approvals,
+) -> Result<(), CliError> {
+    let snapshot = RunSnapshot::load_tip(&ctx.store, id)?;
+    let waiting = snapshot
+        .phases
+        .iter()
+        .filter(|p| p.status == engine::PhaseStatus::Waiting && approvals.covers(&p.id));
+    for phase in waiting {
+        let action = crate::engine::control::Action::Approve {
+            phase: phase.id.clone(),
+            artifact: None,
+        };
+        let by = format!("wfe --approve (pid {})", std::process::id());
+        crate::engine::operations::control_offline(&ctx.store, id, &action, &by, &ctx.clock)?;
+        ui.note(&format!("{}: approved up front (--approve)", phase.id));
+    }
+    Ok(())
 }
 
 /// Prints where a finished run lives (human) or the run document (`--json`).

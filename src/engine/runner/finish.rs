@@ -286,6 +286,8 @@ impl Runner<'_> {
             )
         } else if stop == Some(Stop::Interrupt) {
             (RunStatus::Paused, Some(StopReason::Interrupted))
+        } else if stop == Some(Stop::Deadline) {
+            (RunStatus::Paused, Some(StopReason::Deadline))
         } else if let Some(reason) = self.provider_pause.take() {
             (RunStatus::Paused, Some(reason))
         } else if stop == Some(Stop::Pause) {

@@ -25,6 +25,23 @@ use crate::time::Clock;
 /// unless its template says otherwise (what `docker stop` gives, too).
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 
+/// The longest `kill_grace` any phase of `template` (a loop's children
+/// included) gets: how long before a deadline a runner must stop its
+/// phases for them all to have ended by then.
+pub fn longest_kill_grace(template: &crate::template::Template) -> Duration {
+    template
+        .phases
+        .iter()
+        .flat_map(|p| std::iter::once(p).chain(&p.phases))
+        .map(|p| {
+            p.kill_grace
+                .or(template.defaults.kill_grace)
+                .map_or(DEFAULT_KILL_GRACE, |d| d.0)
+        })
+        .max()
+        .unwrap_or(DEFAULT_KILL_GRACE)
+}
+
 /// What a phase task sends back to the runner.
 pub(super) enum Report {
     /// An attempt failed; the task waits `wait` and tries again.

@@ -62,6 +62,7 @@ use crate::time::Clock;
 
 pub use self::create::{NewRun, create, ensure_runnable};
 pub use self::launch::DEFAULT_KILL_GRACE;
+pub use self::launch::longest_kill_grace;
 
 /// How a runner works: resolved by the CLI, the same for every phase.
 #[derive(Debug, Clone)]
@@ -93,6 +94,10 @@ pub struct Settings {
     /// The values of the run's secret args (committed masked in
     /// `run.json`), which phases are rendered with.
     pub secret_args: serde_json::Map<String, serde_json::Value>,
+    /// When the runner must have stopped by (none: no limit): at this
+    /// instant running phases are interrupted as by Ctrl-C and the run is
+    /// paused with reason `deadline`, resumable elsewhere.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// Why the runner stops before the end.
@@ -105,6 +110,16 @@ enum Stop {
     Interrupt,
     /// `wfe cancel`: kill running phases; the run ends cancelled.
     Cancel,
+    /// [`Settings::deadline`] came: stop running phases as an interrupt
+    /// does; the run is paused with reason `deadline`.
+    Deadline,
+}
+
+impl Stop {
+    /// Whether running phases are stopped and go back to pending.
+    fn interrupts(self) -> bool {
+        matches!(self, Stop::Interrupt | Stop::Deadline)
+    }
 }
 
 /// What a failure of `phase` does to what holds it: the run for a
@@ -257,12 +272,12 @@ pub async fn drive_with(
             failing_fast = true;
             let _ = cancel_tx.send(true);
         }
-        let killing = matches!(stop, Some(Stop::Interrupt | Stop::Cancel));
+        let killing = matches!(stop, Some(Stop::Interrupt | Stop::Cancel | Stop::Deadline));
         tokio::select! {
             report = rx.recv() => {
                 // Every task holds a sender and the runner keeps one, so the channel cannot close here.
                 let Some(report) = report else { break };
-                let interrupting = stop == Some(Stop::Interrupt);
+                let interrupting = stop.is_some_and(Stop::interrupts);
                 running -= usize::from(runner.apply(report, interrupting));
                 while let Ok(report) = rx.try_recv() {
                     running -= usize::from(runner.apply(report, interrupting));
@@ -278,6 +293,10 @@ pub async fn drive_with(
                 }
             }
             () = next_request(&mut control_watch) => {}
+            () = until(settings.deadline), if !killing => {
+                stop = Some(Stop::Deadline);
+                let _ = cancel_tx.send(true);
+            }
         }
     }
     let status = runner.finish(stop);
@@ -376,6 +395,14 @@ pub async fn end_leftovers(
         }
     }
     Ok(())
+}
+
+/// Waits until `deadline`; for ever without one.
+async fn until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for the control directory to change; for ever when not listening.
