@@ -268,8 +268,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn template(doc: Value) -> Template {
-        serde_json::from_value(doc).unwrap()
+    /// Parsed from text: `json!` would sort the axes.
+    fn template(doc: &str) -> Template {
+        serde_json::from_str(doc).unwrap()
     }
 
     fn matrix(doc: &str) -> Matrix {
@@ -278,11 +279,13 @@ mod tests {
 
     #[test]
     fn expands_in_axis_order_and_rewires_needs() {
-        let t = template(json!({"name": "t", "phases": [
+        let t = template(
+            r#"{"name": "t", "phases": [
             {"id": "test", "kind": "script", "run": "x",
              "matrix": {"python": ["3.11", "3.12"], "model": ["a", "b"]}, "max_parallel": 2},
             {"id": "report", "kind": "script", "run": "y", "needs": ["test"]}
-        ]}));
+        ]}"#,
+        );
         let e = expand(&t);
         let ids: Vec<&str> = e.phases.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(
@@ -314,6 +317,26 @@ mod tests {
         );
         let keys: Vec<String> = combinations(&m).iter().map(|c| key_of(c)).collect();
         assert_eq!(keys, ["zeta=1,alpha=true", "zeta=1,alpha=false"]);
+    }
+
+    #[test]
+    fn parsing_keeps_the_written_order_in_json_and_yaml() {
+        let json = r#"{"name": "t", "phases": [{"id": "a", "kind": "script", "run": "x",
+            "matrix": {"zeta": [1], "alpha": [2], "mid": [3]}}]}"#;
+        let yaml = "name: t\nphases:\n  - id: a\n    kind: script\n    run: x\n    matrix:\n      zeta: [1]\n      alpha: [2]\n      mid: [3]\n";
+        for (text, is_yaml) in [(json, false), (yaml, true)] {
+            let t = super::super::parse_template(text, "t", is_yaml).unwrap();
+            let axes: Vec<&str> = t.phases[0]
+                .matrix
+                .as_ref()
+                .unwrap()
+                .axes
+                .iter()
+                .map(|(a, _)| a.as_str())
+                .collect();
+            assert_eq!(axes, ["zeta", "alpha", "mid"], "yaml: {is_yaml}");
+            assert_eq!(expand(&t).phases[0].id, "a[zeta=1,alpha=2,mid=3]");
+        }
     }
 
     #[test]
