@@ -24,6 +24,7 @@ mod hints;
 mod init;
 mod input;
 mod loops;
+mod matrix;
 mod provider;
 mod recovery;
 mod rollback;

@@ -36,7 +36,9 @@ impl RunSnapshot {
     pub fn load(store: &dyn RunStore, run: &RunId, at: &CheckpointId) -> Result<Self, EngineError> {
         let run = run.as_str();
         let record: RunRecord = read_json(store, run, at, layout::RUN)?;
-        let template: Template = read_json(store, run, at, layout::TEMPLATE)?;
+        // Frozen as written; run with each matrix as its combinations.
+        let template =
+            crate::template::expand(&read_json::<Template>(store, run, at, layout::TEMPLATE)?);
         let phases = template
             .phases
             .iter()

@@ -27,7 +27,9 @@ pub fn parse_template(text: &str, file: &str, yaml: bool) -> Result<Template, Te
             message,
         }])
     })?;
-    template_from_value(value).map_err(fail)
+    let mut template = template_from_value(value).map_err(fail)?;
+    super::matrix::keep_written_order(&mut template, text, yaml);
+    Ok(template)
 }
 
 /// `sha256:<hex>` over the template's canonical JSON (sorted keys, no

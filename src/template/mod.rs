@@ -17,6 +17,7 @@ mod catalog;
 mod error;
 pub mod expr;
 mod load;
+mod matrix;
 mod model;
 mod path;
 mod validate;
@@ -27,8 +28,10 @@ pub use args::{ArgsError, build_args, secret_args};
 pub use catalog::{BUILTIN_TEMPLATES, Catalog, TemplateSource};
 pub use error::{Problem, TemplateError};
 pub use load::{digest, parse_template};
+pub use matrix::{MAX_COMBINATIONS, combination_id, expand};
 pub use model::{
-    Approval, Defaults, OnExhausted, OnFailure, Phase, PhaseKind, Review, Template, Tool,
+    Approval, Combination, Defaults, Matrix, OnExhausted, OnFailure, Phase, PhaseKind, Review,
+    Template, Tool,
 };
 pub use validate::validate;
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::retry::{DurationSpec, RetryPolicy};
 
@@ -35,6 +36,9 @@ pub(crate) const KIND_FIELDS: &[(&str, &[PhaseKind])] = &[
     ("until", &[PhaseKind::Loop]),
     ("max_iters", &[PhaseKind::Loop]),
     ("on_exhausted", &[PhaseKind::Loop]),
+    ("matrix", &[PhaseKind::Script, PhaseKind::Agent]),
+    ("fail_fast", &[PhaseKind::Script, PhaseKind::Agent]),
+    ("max_parallel", &[PhaseKind::Script, PhaseKind::Agent]),
     (
         "outputs",
         &[PhaseKind::Script, PhaseKind::Agent, PhaseKind::Gate],
@@ -69,6 +73,12 @@ pub struct Template {
     /// Settings every phase inherits unless it sets its own.
     #[serde(default, skip_serializing_if = "Defaults::is_empty")]
     pub defaults: Defaults,
+    /// Environment variables for every script phase (values are templates,
+    /// rendered per phase; `defaults.env`, then the phase's `env`, override
+    /// them; names starting with `WFE_` are reserved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": { "pattern": "^WFE_" } }))]
+    pub env: BTreeMap<String, String>,
     /// The phases: a DAG through their `needs`.
     #[schemars(length(min = 1))]
     pub phases: Vec<Phase>,
@@ -100,6 +110,11 @@ pub struct Defaults {
     /// phase (default: on for agent phases, off for the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<bool>,
+    /// Environment variables for every script phase: override the
+    /// template's `env`, overridden by the phase's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": { "pattern": "^WFE_" } }))]
+    pub env: BTreeMap<String, String>,
 }
 
 impl Defaults {
@@ -260,6 +275,106 @@ pub struct Phase {
     /// loop: what happens when `max_iters` runs out before `until` holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_exhausted: Option<OnExhausted>,
+
+    /// script, agent: run the phase once per combination of these values
+    /// (axis name → a list of strings, numbers or booleans), as phases
+    /// `id[axis=value,…]`; each sees its values as `matrix.<axis>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<Matrix>,
+    /// script, agent with a `matrix`: a failing combination cancels the
+    /// running ones and starts no more (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_fast: Option<bool>,
+    /// script, agent with a `matrix`: at most this many combinations run at
+    /// once (within `--jobs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_parallel: Option<u32>,
+    /// Set on the phases a `matrix` expands into (never written in a
+    /// template): which combination this one is.
+    #[serde(skip)]
+    pub combination: Option<Combination>,
+}
+
+/// A phase's `matrix`: its axes in the order the template writes them,
+/// each with the values it takes (kept as written, so validation can say
+/// what is wrong with each at its JSON path).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Matrix {
+    /// (axis name, its values) in template order.
+    pub axes: Vec<(String, Value)>,
+}
+
+impl Serialize for Matrix {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.axes.len()))?;
+        for (axis, values) in &self.axes {
+            map.serialize_entry(axis, values)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Matrix {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // A visitor rather than a map type: the order of the axes is the
+        // order of the combinations, and serde_json's map sorts its keys.
+        struct Axes;
+        impl<'de> serde::de::Visitor<'de> for Axes {
+            type Value = Matrix;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of axis name → list of values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Matrix, A::Error> {
+                let mut axes = Vec::new();
+                while let Some((axis, values)) = map.next_entry::<String, Value>()? {
+                    axes.push((axis, values));
+                }
+                Ok(Matrix { axes })
+            }
+        }
+        deserializer.deserialize_map(Axes)
+    }
+}
+
+impl JsonSchema for Matrix {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Matrix".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Axis name → the values it takes, in order: combinations are made in the order the axes are written.",
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": { "pattern": NAME_PATTERN },
+            "additionalProperties": {
+                "type": "array",
+                "minItems": 1,
+                "items": { "type": ["string", "number", "boolean"] }
+            }
+        })
+    }
+}
+
+/// One combination of a [`Matrix`]: what the phase it became runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Combination {
+    /// The id of the phase as the template writes it (`test`).
+    pub of: String,
+    /// `axis=value,…` in axis order (`python=3.11,model=a`): the phase id
+    /// is `of[key]`, and dependants find its artifacts under this key.
+    pub key: String,
+    /// Each axis with this combination's value, in axis order.
+    pub values: Vec<(String, Value)>,
+    /// Whether a failing combination cancels the others.
+    pub fail_fast: bool,
+    /// How many combinations may run at once.
+    pub max_parallel: Option<u32>,
 }
 
 /// A tool an agent phase may allow.

@@ -73,6 +73,9 @@ fn is_set(phase: &Phase, field: &str) -> bool {
         "max_iters" => phase.max_iters.is_some(),
         "on_exhausted" => phase.on_exhausted.is_some(),
         "outputs" => !phase.outputs.is_empty(),
+        "matrix" => phase.matrix.is_some(),
+        "fail_fast" => phase.fail_fast.is_some(),
+        "max_parallel" => phase.max_parallel.is_some(),
         _ => false,
     }
 }
@@ -148,6 +151,17 @@ impl<'t> Check<'t> {
         }
         if let Some(retry) = &template.defaults.retry {
             self.retry(retry, "defaults.retry");
+        }
+        for (env, at) in [
+            (&template.env, "env"),
+            (&template.defaults.env, "defaults.env"),
+        ] {
+            self.env(env, at);
+            for (name, value) in env {
+                if let Err(e) = expr::check_template(value) {
+                    self.problem(path::key(at, name), format!("not a valid template: {e}"));
+                }
+            }
         }
         if template.phases.is_empty() {
             self.problem("phases", "a template needs at least one phase");
@@ -235,6 +249,12 @@ impl<'t> Check<'t> {
 
         self.needs(phase, at, siblings);
         self.fields(phase, at);
+        if !top && phase.matrix.is_some() {
+            self.problem(
+                path::key(at, "matrix"),
+                "a loop's child phase cannot have a matrix; put the matrix on a top-level phase",
+            );
+        }
         if let Some(retry) = &phase.retry {
             self.retry(retry, &path::key(at, "retry"));
         }
@@ -340,9 +360,18 @@ impl<'t> Check<'t> {
                         only.as_str(),
                         with_article(kind)
                     ),
-                    _ => format!(
+                    _ if *field == "outputs" => format!(
                         "`{field}` is not allowed on {} phases; give outputs to the loop's child phases",
                         kind.as_str()
+                    ),
+                    _ => format!(
+                        "`{field}` is not allowed on {} phases; it is for {} phases",
+                        kind.as_str(),
+                        kinds
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" and ")
                     ),
                 };
                 self.problem(path::key(at, field), message);
@@ -438,15 +467,58 @@ impl<'t> Check<'t> {
                 self.problem(path::key(&review_at, "rounds"), "must be at least 1");
             }
         }
-        for (name, _) in phase.env.iter().filter(|_| kind == Script) {
-            let env_at = path::key(&path::key(at, "env"), name);
+        if kind == Script {
+            self.env(&phase.env, &path::key(at, "env"));
+        }
+        self.matrix(phase, at);
+    }
+
+    /// Names and values of an `env` (a phase's, `defaults.env`, the
+    /// template's): shell names, not `WFE_`, no NUL (no process can be
+    /// given one).
+    fn env(&mut self, env: &BTreeMap<String, String>, env_path: &str) {
+        for (name, value) in env {
+            let env_at = path::key(env_path, name);
             if !is_shell_name(name) {
-                self.problem(env_at, format!("`{name}` is not a valid environment variable name; expected letters, digits and `_`, not starting with a digit"));
+                self.problem(&env_at, format!("`{name}` is not a valid environment variable name; expected letters, digits and `_`, not starting with a digit"));
             } else if name.starts_with("WFE_") {
                 self.problem(
-                    env_at,
+                    &env_at,
                     format!("`{name}` is reserved: wfe sets the `WFE_` variables itself"),
                 );
+            }
+            if value.contains('\0') {
+                self.problem(
+                    env_at,
+                    "the value contains a NUL byte, which no environment variable can hold",
+                );
+            }
+        }
+    }
+
+    /// A `matrix` expands cleanly; `fail_fast` and `max_parallel` come with one.
+    fn matrix(&mut self, phase: &Phase, at: &str) {
+        match &phase.matrix {
+            Some(matrix) => {
+                for (where_, message) in super::matrix::problems(matrix, &path::key(at, "matrix")) {
+                    self.problem(where_, message);
+                }
+                if phase.max_parallel == Some(0) {
+                    self.problem(path::key(at, "max_parallel"), "must be at least 1");
+                }
+            }
+            None => {
+                for (field, set) in [
+                    ("fail_fast", phase.fail_fast.is_some()),
+                    ("max_parallel", phase.max_parallel.is_some()),
+                ] {
+                    if set {
+                        self.problem(
+                            path::key(at, field),
+                            format!("`{field}` is about a matrix's combinations; this phase has no `matrix`"),
+                        );
+                    }
+                }
             }
         }
     }
@@ -537,6 +609,9 @@ impl<'t> Check<'t> {
             }
             if let Ok(variables) = expr::variables(source, expression) {
                 for variable in variables {
+                    if let Some(message) = matrix_reference_problem(phase, &variable) {
+                        self.problem(&source_at, message);
+                    }
                     if let Some(message) =
                         self.reference_problem(&variable, reader, source, expression)
                     {
@@ -593,6 +668,10 @@ impl<'t> Check<'t> {
                         )
                     });
                 }
+                // A matrix phase's artifacts are by combination first.
+                if found.phase.matrix.is_some() {
+                    return None;
+                }
                 let artifact = rest.first()?;
                 if found.phase.outputs.contains_key(*artifact) {
                     return None;
@@ -635,6 +714,34 @@ impl<'t> Check<'t> {
             _ => None,
         }
     }
+}
+
+/// What is wrong with a `matrix.<axis>` that `phase` reads: it has no
+/// matrix, or no such axis.
+fn matrix_reference_problem(phase: &Phase, variable: &str) -> Option<String> {
+    let axis = match variable.split('.').collect::<Vec<_>>().as_slice() {
+        ["matrix", axis, ..] => axis.to_string(),
+        ["matrix"] => {
+            return phase
+                .matrix
+                .is_none()
+                .then(|| "`matrix` is only defined in a phase with a `matrix`".to_string());
+        }
+        _ => return None,
+    };
+    let Some(matrix) = &phase.matrix else {
+        return Some(format!(
+            "`matrix.{axis}` is only defined in a phase with a `matrix`; this phase has none"
+        ));
+    };
+    if matrix.axes.iter().any(|(a, _)| *a == axis) {
+        return None;
+    }
+    let axes: Vec<String> = matrix.axes.iter().map(|(a, _)| format!("`{a}`")).collect();
+    Some(format!(
+        "`matrix.{axis}` names no axis of this phase's matrix; axes: {}",
+        list_or_none(&axes)
+    ))
 }
 
 /// Records every phase by id, at its first occurrence, with its path.
@@ -1424,7 +1531,7 @@ mod tests {
             "id": "x", "kind": "gate", "run": "r", "cwd": "c", "env": {"A": "b"}, "role": "r", "provider": "p",
             "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_invalid_submissions": 2, "review": {"role": "r"},
             "phases": [{"id": "y", "kind": "gate"}], "until": "u", "max_iters": 1, "on_exhausted": "fail",
-            "outputs": {"o": "message"}
+            "outputs": {"o": "message"}, "matrix": {"a": [1]}, "fail_fast": true, "max_parallel": 1
         }))
         .unwrap();
         for (field, _) in KIND_FIELDS {

@@ -90,7 +90,13 @@ fn tip_phase_ids(ctx: &Context, id: &RunId) -> Vec<String> {
         .ok()
         .flatten()
         .and_then(|bytes| serde_json::from_slice::<Template>(&bytes).ok())
-        .map(|t| t.phases.into_iter().map(|p| p.id).collect())
+        .map(|t| {
+            crate::template::expand(&t)
+                .phases
+                .into_iter()
+                .map(|p| p.id)
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -9,7 +9,7 @@ use crate::engine::{
     to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, RunId, RunStore};
-use crate::template::{PhaseKind, Template, digest};
+use crate::template::{PhaseKind, Template, digest, expand};
 use crate::time::Clock;
 use std::collections::BTreeMap;
 
@@ -54,7 +54,10 @@ pub fn create(
     new: &NewRun,
     clock: &Clock,
 ) -> Result<CheckpointId, EngineError> {
-    ensure_runnable(&new.template)?;
+    // The template is frozen as written; states are for what runs: each
+    // matrix phase's combinations.
+    let runnable = expand(&new.template);
+    ensure_runnable(&runnable)?;
     let mut changes = Vec::new();
     let mut frozen = BTreeMap::new();
     for (name, json) in &new.schemas {
@@ -82,7 +85,7 @@ pub fn create(
         layout::TEMPLATE,
         to_file_bytes(&new.template),
     ));
-    for phase in &new.template.phases {
+    for phase in &runnable.phases {
         changes.push(Change::write(
             layout::state(&phase.id),
             to_file_bytes(&PhaseState::pending(&phase.id, phase.kind)),

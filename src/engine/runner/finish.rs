@@ -106,6 +106,15 @@ impl Runner<'_> {
                 // Secrets are masked before anything is shown, kept or handed on.
                 let masked = outcome.mask(&self.settings.masker);
                 self.finish_phase(unit, attempt, outcome, elapsed, paused);
+                if let Unit::Top(i) = unit
+                    && matches!(
+                        self.states[i].status,
+                        PhaseStatus::Failed | PhaseStatus::TimedOut
+                    )
+                {
+                    self.cancels.remove(&unit);
+                    self.fail_fast_matrix(i);
+                }
                 if self.state(unit).masked != masked {
                     self.state_mut(unit).masked = masked;
                     self.mark(unit);

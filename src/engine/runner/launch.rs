@@ -258,8 +258,22 @@ impl Runner<'_> {
                 self.loops[parent].iteration.to_string(),
             ));
         }
+        // The phase's env over `defaults.env` over the template's: one
+        // value per name, each rendered like the phase's own.
+        let mut merged: std::collections::BTreeMap<&str, (String, &str)> = Default::default();
+        for (at, source) in [
+            ("env", &self.template.env),
+            ("defaults.env", &self.template.defaults.env),
+        ] {
+            for (key, value) in source {
+                merged.insert(key, (format!("{at}.{key}"), value));
+            }
+        }
         for (key, value) in &phase.env {
-            env.push((key.clone(), render(&format!("env.{key}"), value)?));
+            merged.insert(key, (format!("env.{key}"), value));
+        }
+        for (key, (field, value)) in merged {
+            env.push((key.to_string(), render(&field, value)?));
         }
         self.check_inputs(u)?;
         let upstream = self.upstream(u);

@@ -255,10 +255,11 @@ pub async fn drive_with(
         runner.flush()?;
         for launch in launches {
             running += 1;
+            let cancel = runner.cancel_for(launch.unit, &cancel_rx);
             tokio::spawn(phase_task(
                 launch,
                 executor.clone(),
-                cancel_rx.clone(),
+                cancel,
                 observer.clone(),
                 settings.clock,
                 tx.clone(),
@@ -470,6 +471,9 @@ struct Runner<'a> {
     acks: Vec<oneshot::Sender<()>>,
     /// A provider gave up: pause the run once running phases end, saying why.
     provider_pause: Option<StopReason>,
+    /// The cancel signal of each running matrix combination, so a failing
+    /// sibling can stop it alone (`fail_fast`).
+    cancels: BTreeMap<Unit, watch::Sender<bool>>,
 }
 
 /// A completed phase's artifacts as committed, and the problems of those
@@ -550,6 +554,7 @@ impl<'a> Runner<'a> {
             agent_files: BTreeMap::new(),
             acks: Vec::new(),
             provider_pause: None,
+            cancels: BTreeMap::new(),
         };
         // Secret args are `***` in git; phases see their values. The
         // checkpoint masker keeps them out of every `run.json` written back.
@@ -560,6 +565,75 @@ impl<'a> Runner<'a> {
         }
         runner.load_loops(&snapshot)?;
         Ok(runner)
+    }
+
+    /// The cancel signal a unit's task listens to: the run's, and for a
+    /// matrix combination its own too (which the run's also raises), so
+    /// [`Runner::fail_fast_matrix`] can stop it without stopping the run.
+    fn cancel_for(&mut self, u: Unit, run: &watch::Receiver<bool>) -> watch::Receiver<bool> {
+        if self.spec(u).combination.is_none() {
+            return run.clone();
+        }
+        let (tx, rx) = watch::channel(*run.borrow());
+        let forward = tx.clone();
+        let mut run = run.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                raised = run.wait_for(|c| *c) => {
+                    if raised.is_ok() {
+                        let _ = forward.send(true);
+                    }
+                }
+                // The task ended: nothing left to forward to.
+                () = forward.closed() => {}
+            }
+        });
+        self.cancels.insert(u, tx);
+        rx
+    }
+
+    /// A matrix combination failed and its matrix fails fast: its running
+    /// siblings are stopped (they end `cancelled`) and, when the run goes
+    /// on regardless (`on_failure: continue`), those not started yet are
+    /// cancelled so they never start; when the run stops they stay
+    /// `pending`, like every phase that never started.
+    fn fail_fast_matrix(&mut self, failed: usize) {
+        let Some(of) = self.template.phases[failed]
+            .combination
+            .as_ref()
+            .filter(|c| c.fail_fast)
+            .map(|c| c.of.clone())
+        else {
+            return;
+        };
+        let label = self.dag.id(failed).to_string();
+        let stopping = self.must_stop();
+        for j in 0..self.states.len() {
+            let sibling = self.template.phases[j]
+                .combination
+                .as_ref()
+                .is_some_and(|c| c.of == of);
+            if j == failed || !sibling {
+                continue;
+            }
+            match self.states[j].status {
+                PhaseStatus::Running => {
+                    if let Some(tx) = self.cancels.get(&Unit::Top(j)) {
+                        let _ = tx.send(true);
+                    }
+                }
+                PhaseStatus::Pending if !stopping => {
+                    let id = self.dag.id(j).to_string();
+                    self.transition(Unit::Top(j), Transition::Cancel);
+                    self.note(
+                        Some(Unit::Top(j)),
+                        super::CheckpointEvent::PhaseCancelled,
+                        format!("{id} cancelled: fail fast after {label} failed"),
+                    );
+                }
+                _ => {}
+            }
+        }
     }
 
     fn phase(&self, i: usize) -> &Phase {

@@ -40,13 +40,26 @@ impl Runner<'_> {
         out
     }
 
-    /// `artifacts` of a context: the artifacts of `units` by phase id.
+    /// `artifacts` of a context: the artifacts of `units` by phase id; a
+    /// matrix's combinations by the matrix phase's id, then by combination
+    /// (`artifacts.test["python=3.11"].report`).
     pub(super) fn artifacts_json(&self, units: &[Unit]) -> serde_json::Map<String, Value> {
         let mut artifacts = serde_json::Map::new();
         for &v in units {
             let found = self.outputs(v);
-            if !found.is_empty() {
-                artifacts.insert(self.id(v).to_string(), json!(found));
+            if found.is_empty() {
+                continue;
+            }
+            match &self.spec(v).combination {
+                Some(c) => {
+                    let by_key = artifacts.entry(c.of.clone()).or_insert_with(|| json!({}));
+                    if let Value::Object(by_key) = by_key {
+                        by_key.insert(c.key.clone(), json!(found));
+                    }
+                }
+                None => {
+                    artifacts.insert(self.id(v).to_string(), json!(found));
+                }
             }
         }
         artifacts
@@ -71,6 +84,10 @@ impl Runner<'_> {
             "run": { "id": self.record.id, "template": self.record.template },
             "phase": { "id": self.id(u), "attempt": self.state(u).attempt.saturating_add(1) },
         });
+        if let Some(c) = &self.spec(u).combination {
+            let values: serde_json::Map<String, Value> = c.values.iter().cloned().collect();
+            context["matrix"] = Value::Object(values);
+        }
         if let Unit::Child { parent, .. } = u {
             let (this_loop, previous) = self.loop_context(parent);
             context["loop"] = this_loop;
@@ -125,6 +142,9 @@ impl Runner<'_> {
                 if running >= self.settings.jobs.max(1) || self.must_stop() {
                     break;
                 }
+                if self.matrix_full(u) {
+                    continue;
+                }
                 let context = self.context(u);
                 if let Some(condition) = self.spec(u).condition.clone() {
                     match expr::eval_condition(&condition, &context) {
@@ -172,6 +192,30 @@ impl Runner<'_> {
                 return launches;
             }
         }
+    }
+
+    /// Whether `u` is a matrix combination whose matrix already runs
+    /// `max_parallel` combinations.
+    fn matrix_full(&self, u: Unit) -> bool {
+        let Some((of, max)) = self
+            .spec(u)
+            .combination
+            .as_ref()
+            .and_then(|c| Some((&c.of, c.max_parallel?)))
+        else {
+            return false;
+        };
+        let running = self
+            .template
+            .phases
+            .iter()
+            .zip(&self.states)
+            .filter(|(p, s)| {
+                s.status == PhaseStatus::Running
+                    && p.combination.as_ref().is_some_and(|c| &c.of == of)
+            })
+            .count();
+        running >= max as usize
     }
 
     /// A gate that became ready waits for a person to approve it.

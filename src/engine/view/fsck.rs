@@ -191,7 +191,7 @@ impl Checker<'_> {
             self.trailers(tip, record);
         }
         if let Some(template) = &template {
-            for phase in &template.phases {
+            for phase in &crate::template::expand(template).phases {
                 let _: Option<PhaseState> = self.json(tip, &layout::state(&phase.id));
             }
         }
