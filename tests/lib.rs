@@ -11,6 +11,7 @@ mod common;
 mod agent;
 mod agent_setup;
 mod artifacts;
+mod bounds;
 mod control;
 mod crash;
 mod diff;

@@ -34,6 +34,10 @@ pub struct Config {
     /// Largest accepted artifact file in bytes (default 16 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_artifact_bytes: Option<u64>,
+    /// Bytes of output a script attempt's committed log keeps (default
+    /// 4 MiB): its first and last half, with a `truncated` line between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_bytes: Option<u64>,
     /// LLM providers by name (used by agent phases).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub providers: BTreeMap<String, ProviderEntry>,

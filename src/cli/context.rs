@@ -214,6 +214,10 @@ impl Context {
                 .config
                 .max_artifact_bytes
                 .unwrap_or(DEFAULT_MAX_ARTIFACT_BYTES),
+            max_log_bytes: self
+                .config
+                .max_log_bytes
+                .unwrap_or(crate::attempt::DEFAULT_MAX_LOG_BYTES),
         }
     }
 

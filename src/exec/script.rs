@@ -84,6 +84,8 @@ pub struct ScriptJob {
     pub label: String,
     /// Largest accepted output file in bytes.
     pub max_artifact_bytes: u64,
+    /// Bytes of output text the attempt's committed log keeps (head and tail).
+    pub max_log_bytes: u64,
     /// Variables removed from the inherited environment (provider keys
     /// the phase did not ask for by name).
     pub env_remove: Vec<String>,
@@ -103,7 +105,9 @@ pub async fn run_script(
     sink: Arc<dyn LogSink>,
     clock: Clock,
 ) -> AttemptOutcome {
-    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock).masking(job.masker.clone());
+    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock)
+        .masking(job.masker.clone())
+        .capped(job.max_log_bytes);
     let mut rejected = Vec::new();
     let (result, exit_code) = match attempt(&job, cancel, &log).await {
         Ok(Finished::Exited(0)) => (collect_outputs(&job, &log, &mut rejected).await, Some(0)),
@@ -666,6 +670,7 @@ mod tests {
             processes: None,
             label: "build".into(),
             max_artifact_bytes: 1 << 20,
+            max_log_bytes: 1 << 20,
             env_remove: Vec::new(),
             masker: Masker::default(),
         }
