@@ -74,6 +74,16 @@ pub fn build_args(
         return Err(invalid(unreadable));
     }
 
+    // Every arg reaches scripts as `WFE_ARG_<NAME>=<value>`: what no
+    // environment can hold is refused now rather than when a phase starts.
+    let unfit: Vec<Violation> = args
+        .iter()
+        .filter_map(|(name, value)| unfit_arg(name, value))
+        .collect();
+    if !unfit.is_empty() {
+        return Err(invalid(unfit));
+    }
+
     let Some(schema) = schema else {
         return Ok(Value::Object(args));
     };
@@ -101,6 +111,37 @@ pub fn build_args(
     } else {
         Err(invalid(violations))
     }
+}
+
+/// Longest arg name, as for every id in a template.
+const MAX_NAME_LEN: usize = 255;
+
+/// Why an arg cannot be passed to scripts, if it cannot.
+fn unfit_arg(name: &str, value: &Value) -> Option<Violation> {
+    let at = format!("/{}", name.replace('~', "~0").replace('/', "~1"));
+    if name.len() > MAX_NAME_LEN {
+        let shown: String = name.chars().take(40).collect();
+        let message = format!(
+            "the arg name `{shown}…` is {} bytes long; at most {MAX_NAME_LEN}",
+            name.len()
+        );
+        return Some(violation("", message));
+    }
+    if name.contains(['\0', '=']) {
+        return Some(violation(
+            "",
+            format!(
+                "the arg name {name:?} holds `=` or a NUL character, which no environment variable name can"
+            ),
+        ));
+    }
+    if value.as_str().is_some_and(|s| s.contains('\0')) {
+        return Some(violation(
+            &at,
+            "contains a NUL character, which no environment variable can hold (args reach scripts as WFE_ARG_*)".to_string(),
+        ));
+    }
+    None
 }
 
 /// The schema of property `name`, when the args schema has one.

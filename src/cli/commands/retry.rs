@@ -7,6 +7,7 @@ use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine;
 use crate::engine::operations::{self, Overrides};
+use crate::template::{PhaseKind, Template};
 
 /// Run a phase again, and every phase downstream of it
 #[derive(Debug, Args)]
@@ -39,6 +40,7 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
     // The new attempt's seats are checked before the retry is recorded, so a
     // provider that cannot be used leaves the run as it was.
     let snapshot = ctx.snapshot(&id)?;
+    check_overrides(ctx, &snapshot.template, &args.phase, &overrides)?;
     let requests = engine::retry_seat_requests(&snapshot, &args.phase, &overrides);
     let seats = ctx.seats(&snapshot.template, None, &requests)?;
     let retried = operations::retry(
@@ -69,6 +71,54 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
         return Ok(Outcome::Success);
     }
     super::run::drive(ctx, ui, &id, lock, &args.drive, seats).await
+}
+
+/// Refuses `--provider`/`--model` where they cannot apply: on a script or
+/// gate phase, or naming a provider the config does not have. Checked
+/// before the retry is recorded, so nothing is written.
+fn check_overrides(
+    ctx: &Context,
+    template: &Template,
+    phase: &str,
+    overrides: &Overrides,
+) -> Result<(), CliError> {
+    let flag = match (&overrides.provider, &overrides.model) {
+        (None, None) => return Ok(()),
+        (Some(_), _) => "--provider",
+        (None, Some(_)) => "--model",
+    };
+    let found = template
+        .phases
+        .iter()
+        .flat_map(|p| std::iter::once(p).chain(&p.phases))
+        .find(|p| p.id == phase);
+    if let Some(found) = found
+        && matches!(found.kind, PhaseKind::Script | PhaseKind::Gate)
+    {
+        let kind = if found.kind == PhaseKind::Script {
+            "script"
+        } else {
+            "gate"
+        };
+        return Err(CliError::input(format!(
+            "{flag} chooses the model of an agent phase, but `{phase}` is a {kind} phase"
+        )));
+    }
+    if let Some(provider) = &overrides.provider
+        && !ctx.config.providers.contains_key(provider)
+    {
+        let known: Vec<&str> = ctx.config.providers.keys().map(String::as_str).collect();
+        let known = if known.is_empty() {
+            "none are configured".to_string()
+        } else {
+            format!("configured: {}", known.join(", "))
+        };
+        return Err(CliError::input(format!(
+            "--provider `{provider}` is not in .wfe/config.json `providers` ({known})"
+        ))
+        .hint("`wfe provider list` shows them; `wfe provider add` adds one"));
+    }
+    Ok(())
 }
 
 /// Who asks for a change by hand, for the `Wfe-Requested-By` trailer:
