@@ -13,6 +13,7 @@ mod agent_setup;
 mod artifacts;
 mod bounds;
 mod control;
+mod corpus;
 mod crash;
 mod diff;
 mod examples;
