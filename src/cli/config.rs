@@ -86,7 +86,10 @@ impl Config {
                 "{shown}: expected an object (`{{\"providers\": …, \"roles\": …}}`), found {found}"
             )));
         }
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        // From the text again (it is small): serde's errors then carry the
+        // line and column, which a `Value` no longer knows.
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let at = e.path().to_string();
             let at = if at == "." {
                 String::new()

@@ -208,6 +208,24 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn args_no_environment_can_hold_are_refused_before_the_schema() {
+        let nul = build_args(None, Some(json!({"dir": "a\u{0}b"})), &[]).unwrap_err();
+        assert!(
+            nul.to_string().contains("/dir: contains a NUL character"),
+            "{nul}"
+        );
+        let long = build_args(None, None, &[format!("{}=x", "n".repeat(256))]).unwrap_err();
+        assert!(
+            long.to_string().contains("is 256 bytes long; at most 255"),
+            "{long}"
+        );
+        let eq = build_args(None, Some(json!({"a=b": "x"})), &[]).unwrap_err();
+        assert!(eq.to_string().contains("holds `=` or a NUL"), "{eq}");
+        let fine = build_args(None, None, &[format!("{}=x", "n".repeat(255))]);
+        assert!(fine.is_ok());
+    }
+
     fn schema() -> Value {
         json!({
             "type": "object",

@@ -393,7 +393,7 @@ mod tests {
                 "helo",
                 "template helo is invalid (1 problem)\n  helo: no template named `helo`; available: broken, hello, misnamed; did you mean `hello`?",
             ),
-            ("missing.json", "missing.json: cannot read"),
+            ("missing.json", "missing.json does not exist"),
             (
                 "misnamed",
                 ".wfe/templates/misnamed.json: name: the template in .wfe/templates/misnamed.json must be named `misnamed` after its file, found `other`",

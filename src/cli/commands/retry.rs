@@ -40,7 +40,7 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
     // The new attempt's seats are checked before the retry is recorded, so a
     // provider that cannot be used leaves the run as it was.
     let snapshot = ctx.snapshot(&id)?;
-    check_overrides(ctx, &snapshot.template, &args.phase, &overrides)?;
+    check_overrides(&snapshot.template, &args.phase, &overrides)?;
     let requests = engine::retry_seat_requests(&snapshot, &args.phase, &overrides);
     let seats = ctx.seats(&snapshot.template, None, &requests)?;
     let retried = operations::retry(
@@ -73,11 +73,10 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
     super::run::drive(ctx, ui, &id, lock, &args.drive, seats).await
 }
 
-/// Refuses `--provider`/`--model` where they cannot apply: on a script or
-/// gate phase, or naming a provider the config does not have. Checked
-/// before the retry is recorded, so nothing is written.
+/// Refuses `--provider`/`--model` on a script or gate phase, where they
+/// cannot apply (an unknown provider is refused with the seat check).
+/// Checked before the retry is recorded, so nothing is written.
 fn check_overrides(
-    ctx: &Context,
     template: &Template,
     phase: &str,
     overrides: &Overrides,
@@ -103,20 +102,6 @@ fn check_overrides(
         return Err(CliError::input(format!(
             "{flag} chooses the model of an agent phase, but `{phase}` is a {kind} phase"
         )));
-    }
-    if let Some(provider) = &overrides.provider
-        && !ctx.config.providers.contains_key(provider)
-    {
-        let known: Vec<&str> = ctx.config.providers.keys().map(String::as_str).collect();
-        let known = if known.is_empty() {
-            "none are configured".to_string()
-        } else {
-            format!("configured: {}", known.join(", "))
-        };
-        return Err(CliError::input(format!(
-            "--provider `{provider}` is not in .wfe/config.json `providers` ({known})"
-        ))
-        .hint("`wfe provider list` shows them; `wfe provider add` adds one"));
     }
     Ok(())
 }
