@@ -11,7 +11,7 @@
 //! It must not import any other wfe module but `time` and `secret`, run anything, or
 //! touch the store: it is types and the log buffer, nothing else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use schemars::JsonSchema;
@@ -304,19 +304,82 @@ pub enum ProviderErrorKind {
     Process,
 }
 
+/// Default bytes of log text one attempt keeps for its checkpoint: 4 MiB
+/// (`max_log_bytes` in the config).
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 4 * 1024 * 1024;
+
 /// The log of one attempt: every line in arrival order, each also handed
 /// to a [`LogSink`] as it arrives so it can be shown live.
 ///
 /// Executors push their lines (a script's output, an agent's model text,
 /// wfe's own notes) from any task; [`AttemptLog::take`] hands the lines to
-/// the [`AttemptOutcome`] at the end.
+/// the [`AttemptOutcome`] at the end. What is kept is capped (see
+/// [`AttemptLog::capped`]): the first half of the cap and the last half, with
+/// one line saying how much was cut between them, so 200 MB of output never
+/// becomes a 200 MB `log.jsonl`. The sink still sees every line.
 pub struct AttemptLog {
     phase: String,
     attempt: u32,
     sink: Arc<dyn LogSink>,
     clock: Clock,
     masker: Masker,
-    lines: Mutex<Vec<LogLine>>,
+    lines: Mutex<Kept>,
+}
+
+/// The lines an attempt keeps: a head, then a sliding tail.
+#[derive(Debug, Default)]
+struct Kept {
+    /// Bytes of text the head and the tail may each hold.
+    half: u64,
+    head: Vec<LogLine>,
+    head_bytes: u64,
+    tail: VecDeque<LogLine>,
+    tail_bytes: u64,
+    /// Lines and bytes of text dropped between head and tail.
+    cut_lines: u64,
+    cut_bytes: u64,
+}
+
+impl Kept {
+    fn new(cap: u64) -> Kept {
+        Kept {
+            half: cap / 2,
+            ..Kept::default()
+        }
+    }
+
+    fn push(&mut self, line: LogLine) {
+        let size = line.line.len() as u64;
+        // Once anything went to the tail, the head is closed: the order of
+        // lines must stay the order they came in.
+        if self.tail.is_empty() && self.cut_lines == 0 && self.head_bytes + size <= self.half {
+            self.head_bytes += size;
+            self.head.push(line);
+            return;
+        }
+        self.tail_bytes += size;
+        self.tail.push_back(line);
+        while self.tail_bytes > self.half {
+            let Some(old) = self.tail.pop_front() else {
+                break;
+            };
+            let size = old.line.len() as u64;
+            self.tail_bytes -= size;
+            self.cut_bytes += size;
+            self.cut_lines += 1;
+        }
+    }
+
+    /// Every kept line in order, with the marker where lines were cut.
+    fn take(&mut self, marker: impl FnOnce(u64, u64) -> LogLine) -> Vec<LogLine> {
+        let kept = std::mem::replace(self, Kept::new(self.half * 2));
+        let mut lines = kept.head;
+        if kept.cut_lines > 0 {
+            lines.push(marker(kept.cut_lines, kept.cut_bytes));
+        }
+        lines.extend(kept.tail);
+        lines
+    }
 }
 
 impl std::fmt::Debug for AttemptLog {
@@ -337,7 +400,16 @@ impl AttemptLog {
             sink,
             clock,
             masker: Masker::default(),
-            lines: Mutex::new(Vec::new()),
+            lines: Mutex::new(Kept::new(DEFAULT_MAX_LOG_BYTES)),
+        }
+    }
+
+    /// The same log, keeping at most about `max_bytes` of line text: the
+    /// first and the last half, and a `truncated N bytes` line between.
+    pub fn capped(self, max_bytes: u64) -> AttemptLog {
+        AttemptLog {
+            lines: Mutex::new(Kept::new(max_bytes)),
+            ..self
         }
     }
 
@@ -366,9 +438,19 @@ impl AttemptLog {
         lines.push(entry);
     }
 
-    /// Every line so far, leaving the log empty.
+    /// Every line kept so far (with the marker where lines were cut),
+    /// leaving the log empty.
     pub fn take(&self) -> Vec<LogLine> {
-        std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut kept = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.take(|lines, bytes| LogLine {
+            time: self.clock.stamp(),
+            attempt: self.attempt,
+            stream: Stream::Wfe,
+            line: format!(
+                "[truncated {bytes} bytes ({lines} lines) of output here: the log keeps its \
+                 first and last part; the whole stream was shown live]"
+            ),
+        })
     }
 }
 
@@ -410,6 +492,29 @@ mod tests {
         assert!(shown.iter().all(|(phase, _)| phase == "build"));
         assert_eq!(shown.into_iter().map(|(_, l)| l).collect::<Vec<_>>(), lines);
         assert!(log.take().is_empty());
+    }
+
+    #[test]
+    fn a_capped_log_keeps_head_and_tail_with_a_marker_and_shows_every_line() {
+        let seen = Arc::new(Seen::default());
+        let log = AttemptLog::new("p", 1, seen.clone(), Clock::system()).capped(20);
+        for i in 0..10 {
+            log.push(Stream::Stdout, format!("line {i}"));
+        }
+        let lines = log.take();
+        let texts: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(texts[..1], ["line 0"]);
+        assert_eq!(
+            texts[1],
+            "[truncated 48 bytes (8 lines) of output here: the log keeps its first and last \
+             part; the whole stream was shown live]"
+        );
+        assert_eq!(texts[2..], ["line 9"]);
+        assert_eq!(lines[1].stream, Stream::Wfe);
+        assert_eq!(seen.0.lock().unwrap().len(), 10);
+        // Under the cap nothing is cut, and a taken log starts over.
+        log.push(Stream::Stdout, "again".into());
+        assert_eq!(log.take().len(), 1);
     }
 
     #[test]

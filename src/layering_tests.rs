@@ -45,6 +45,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("retry", 1),
     ("secret", 1),
     ("time", 1),
+    ("bounded", 1),
+    ("strict", 1),
     // Test support (fake model servers, process liveness, hermetic git):
     // used by every layer's tests, so it imports nothing of the crate.
     ("testing", 0),
@@ -501,7 +503,7 @@ fn an_exec_import_of_agent_is_caught() {
         message,
         "src/exec/script.rs:2: `use crate::agent::tools::Toolbox;` makes `exec` import `agent`: \
          `agent` (layer 6) is in the same layer as `exec` (layer 6); `exec` may import only \
-         provider, template, artifact, store, attempt, process, retry, secret, time, testing"
+         provider, template, artifact, store, attempt, process, retry, secret, time, bounded, strict, testing"
     );
 }
 

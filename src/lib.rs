@@ -31,12 +31,14 @@
 //! 7. Leaves: [`attempt`] (an attempt's outcome, errors and log; it uses
 //!    [`time`] and [`secret`]), then [`process`] (the one process
 //!    supervisor), [`retry`] (durations, retry policy, backoff), [`secret`]
-//!    (the masker of secret values) and [`time`], which import nothing
-//!    from wfe.
+//!    (the masker of secret values), [`time`], [`bounded`] (size-limited
+//!    reads of regular files) and [`strict`] (JSON and YAML without
+//!    duplicate keys), which import nothing from wfe.
 
 pub mod agent;
 pub mod artifact;
 pub mod attempt;
+pub mod bounded;
 pub mod cli;
 pub mod engine;
 pub mod exec;
@@ -50,6 +52,7 @@ pub mod retry;
 pub mod schemas;
 pub mod secret;
 pub mod store;
+pub mod strict;
 pub mod template;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

@@ -36,13 +36,13 @@ pub enum ArtifactError {
         name: String,
     },
     /// A schema file could not be read.
-    #[error("cannot read schema file {path}")]
+    #[error("cannot read schema file {}", .path.display())]
     ReadSchema {
         /// The file.
         path: PathBuf,
-        /// The OS error.
+        /// Why: the OS error, not a regular file, or over the size limit.
         #[source]
-        source: std::io::Error,
+        source: crate::bounded::ReadError,
     },
     /// A schema is not valid JSON or not a valid JSON Schema.
     #[error("schema `{name}` ({origin}) is invalid: {message}")]

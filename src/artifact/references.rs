@@ -186,7 +186,8 @@ impl RepoDocuments {
             .collect();
         paths.sort();
         paths.into_iter().find_map(|path| {
-            let doc: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+            let bytes = crate::bounded::read(&path, crate::bounded::TEXT_LIMIT).ok()?;
+            let doc: Value = serde_json::from_slice(&bytes).ok()?;
             let id = doc.get("$id")?.as_str()?;
             (id.trim_end_matches('#') == uri).then_some(doc)
         })
@@ -240,7 +241,8 @@ fn builtin_at(uri: &str) -> Option<Result<Value, Box<dyn std::error::Error + Sen
 }
 
 fn read_json(path: &Path) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes =
+        crate::bounded::read(path, crate::bounded::TEXT_LIMIT).map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes)
         .map_err(|e| format!("{} is not valid JSON: {e}", path.display()).into())
 }

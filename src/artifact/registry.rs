@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::ArtifactError;
 use super::references::{RepoDocuments, references};
 use super::schema::Schema;
+use crate::bounded;
 
 /// The built-in schemas, compiled into the binary: (name, JSON text).
 ///
@@ -180,10 +181,11 @@ fn read(
     path: PathBuf,
     source: fn(PathBuf) -> SchemaSource,
 ) -> Result<ResolvedSchema, ArtifactError> {
-    let bytes = std::fs::read(&path).map_err(|e| ArtifactError::ReadSchema {
-        path: path.clone(),
-        source: e,
-    })?;
+    let bytes =
+        bounded::read(&path, bounded::TEXT_LIMIT).map_err(|e| ArtifactError::ReadSchema {
+            path: path.clone(),
+            source: e,
+        })?;
     let json = parse(name, &path.display().to_string(), &bytes)?;
     Ok(ResolvedSchema {
         name: name.to_string(),

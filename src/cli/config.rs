@@ -6,11 +6,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::error::CliError;
+use crate::bounded;
 use crate::provider::KeySource;
 use crate::provider::config::{ModelEntry, ProviderConfig, ProviderEntry, RoleEntry};
 use crate::provider::keys::provider_key_vars;
 use crate::provider::registry::validate;
 use crate::secret::Masker;
+use crate::strict::{self, StrictError};
 use crate::template::Template;
 
 /// Default largest artifact file: 16 MiB.
@@ -32,6 +34,10 @@ pub struct Config {
     /// Largest accepted artifact file in bytes (default 16 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_artifact_bytes: Option<u64>,
+    /// Bytes of output a script attempt's committed log keeps (default
+    /// 4 MiB): its first and last half, with a `truncated` line between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_bytes: Option<u64>,
     /// LLM providers by name (used by agent phases).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub providers: BTreeMap<String, ProviderEntry>,
@@ -51,16 +57,37 @@ impl Config {
     /// Reads `<root>/.wfe/config.json`; a missing file is the default config.
     pub fn load(root: &Path) -> Result<Config, CliError> {
         let path = root.join(".wfe/config.json");
-        let text = match std::fs::read_to_string(&path) {
+        // Bounded and regular: a committed config symlinked to /dev/zero
+        // must fail every command at once, not eat memory.
+        let text = match bounded::read_to_string(&path, bounded::TEXT_LIMIT) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(e) => {
-                return Err(CliError::input(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )));
-            }
+            Err(e) if e.is_not_found() => return Ok(Config::default()),
+            Err(e) => return Err(CliError::input(e.to_string())),
         };
+        let shown = path.display();
+        let value = strict::parse_json(&text).map_err(|e| match e {
+            StrictError::Duplicate { .. } => {
+                CliError::input(format!("{shown}: {e}; each key may appear once"))
+            }
+            StrictError::Syntax(message) => {
+                CliError::input(format!("{shown}: not valid JSON: {message}"))
+            }
+        })?;
+        if !value.is_object() {
+            let found = match &value {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::Object(_) => "an object",
+            };
+            return Err(CliError::input(format!(
+                "{shown}: expected an object (`{{\"providers\": …, \"roles\": …}}`), found {found}"
+            )));
+        }
+        // From the text again (it is small): serde's errors then carry the
+        // line and column, which a `Value` no longer knows.
         let mut de = serde_json::Deserializer::from_str(&text);
         let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let at = e.path().to_string();
@@ -69,7 +96,7 @@ impl Config {
             } else {
                 format!("{at}: ")
             };
-            CliError::input(format!("{}: {at}{}", path.display(), e.inner()))
+            CliError::input(format!("{shown}: {at}{}", e.inner()))
         })?;
         // What serde cannot see: names that must match, fields a kind needs.
         let problems = validate(&config.provider_config());

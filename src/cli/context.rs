@@ -44,6 +44,15 @@ impl Context {
     /// Finds the repository from `-C` or the current directory.
     pub fn discover(global: &GlobalArgs) -> Result<Context, CliError> {
         let start = match &global.dir {
+            // A mistyped `-C` is bad input (exit 2), not a git failure.
+            Some(dir) if !dir.is_dir() => {
+                let what = if dir.exists() {
+                    "is not a directory"
+                } else {
+                    "does not exist"
+                };
+                return Err(CliError::input(format!("-C {}: {what}", dir.display())));
+            }
             Some(dir) => dir.clone(),
             None => std::env::current_dir().map_err(|e| {
                 CliError::internal(format!("cannot read the current directory: {e}"))
@@ -89,6 +98,13 @@ impl Context {
     /// Resolves `latest`, an id or a unique prefix.
     /// `latest` passes over broken runs, each named in a warning.
     pub fn resolve_run(&self, name: &str) -> Result<RunId, CliError> {
+        // An empty prefix would match every run; say so instead of "no run".
+        if name.trim().is_empty() {
+            return Err(CliError::input(
+                "the run id is empty; expected a run id, a unique prefix of one, or `latest`",
+            )
+            .hint("`wfe list` shows the runs of this repository"));
+        }
         let (run, skipped) = self.store.resolve_skipping(name)?;
         if let Some(ui) = &self.warnings {
             for broken in &skipped {
@@ -216,6 +232,10 @@ impl Context {
                 .config
                 .max_artifact_bytes
                 .unwrap_or(DEFAULT_MAX_ARTIFACT_BYTES),
+            max_log_bytes: self
+                .config
+                .max_log_bytes
+                .unwrap_or(crate::attempt::DEFAULT_MAX_LOG_BYTES),
         }
     }
 

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::bounded;
 use tokio::sync::mpsc;
 
 use crate::engine::CheckpointEvent;
@@ -123,7 +125,7 @@ impl ControlDir {
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().ends_with(".request.json"))
             .filter_map(|e| {
-                let parsed = std::fs::read(e.path())
+                let parsed = bounded::read(&e.path(), bounded::SMALL_LIMIT)
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());
                 if parsed.is_none() {
@@ -149,7 +151,7 @@ impl ControlDir {
     /// Takes the reply to request `id`, if there is one yet.
     pub fn take_reply(&self, id: &str) -> Option<Reply> {
         let path = self.dir.join(format!("{id}.reply.json"));
-        let reply = std::fs::read(&path)
+        let reply = bounded::read(&path, bounded::SMALL_LIMIT)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())?;
         let _ = std::fs::remove_file(&path);

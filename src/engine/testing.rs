@@ -36,6 +36,7 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         work_dir: dir.to_path_buf(),
         scratch: dir.join("scratch"),
         max_artifact_bytes: 1 << 20,
+        max_log_bytes: crate::attempt::DEFAULT_MAX_LOG_BYTES,
         control: None,
         wait: false,
         seats: None,

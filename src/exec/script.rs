@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -83,6 +84,8 @@ pub struct ScriptJob {
     pub label: String,
     /// Largest accepted output file in bytes.
     pub max_artifact_bytes: u64,
+    /// Bytes of output text the attempt's committed log keeps (head and tail).
+    pub max_log_bytes: u64,
     /// Variables removed from the inherited environment (provider keys
     /// the phase did not ask for by name).
     pub env_remove: Vec<String>,
@@ -102,7 +105,9 @@ pub async fn run_script(
     sink: Arc<dyn LogSink>,
     clock: Clock,
 ) -> AttemptOutcome {
-    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock).masking(job.masker.clone());
+    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock)
+        .masking(job.masker.clone())
+        .capped(job.max_log_bytes);
     let mut rejected = Vec::new();
     let (result, exit_code) = match attempt(&job, cancel, &log).await {
         Ok(Finished::Exited(0)) => (collect_outputs(&job, &log, &mut rejected).await, Some(0)),
@@ -494,7 +499,10 @@ async fn check_output(spec: &OutputSpec, out_dir: &Path, max: u64) -> Result<Val
             let message = format!("too large: {file} has {size} bytes, the limit is {max}");
             return Err(Rejection::new(message));
         }
-        Ok(Read::NotAFile) => return Err(Rejection::new(format!("{file} is not a regular file"))),
+        Ok(Read::NotAFile(kind)) => {
+            let message = format!("{file} is {kind}, not a regular file; it was not read");
+            return Err(Rejection::new(message));
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let message = format!("missing: the script did not write {file}");
             return Err(Rejection::new(message));
@@ -535,7 +543,8 @@ async fn check_output(spec: &OutputSpec, out_dir: &Path, max: u64) -> Result<Val
 enum Read {
     Bytes(Vec<u8>),
     TooLarge(u64),
-    NotAFile,
+    /// What it is instead ("a symbolic link", "a FIFO (named pipe)").
+    NotAFile(&'static str),
 }
 
 /// Reads `path` if it is a regular file of at most `max` bytes, never
@@ -543,14 +552,31 @@ enum Read {
 async fn read_capped(path: &Path, max: u64) -> io::Result<Read> {
     // O_NONBLOCK so a FIFO named like an output cannot block the open; the
     // type is then checked on the opened handle, which cannot be swapped.
-    let file = tokio::fs::OpenOptions::new()
+    // O_NOFOLLOW: a script could link `$WFE_OUT/x.json` to any file the
+    // user can read (`/etc/passwd`), which would then be committed.
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
+    let opened = tokio::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
+        .custom_flags(flags.bits().cast_signed())
         .open(path)
-        .await?;
+        .await;
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Ok(Read::NotAFile("a symbolic link"));
+        }
+        Err(e) => return Err(e),
+    };
     let meta = file.metadata().await?;
     if !meta.is_file() {
-        return Ok(Read::NotAFile);
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else if meta.file_type().is_fifo() {
+            "a FIFO (named pipe)"
+        } else {
+            "a special file"
+        };
+        return Ok(Read::NotAFile(kind));
     }
     if meta.len() > max {
         return Ok(Read::TooLarge(meta.len()));
@@ -648,6 +674,7 @@ mod tests {
             processes: None,
             label: "build".into(),
             max_artifact_bytes: 1 << 20,
+            max_log_bytes: 1 << 20,
             env_remove: Vec::new(),
             masker: Masker::default(),
         }
@@ -960,7 +987,15 @@ mod tests {
                 r#"mkfifo "$WFE_OUT/report.json""#,
                 1 << 20,
                 "",
-                "is not a regular file",
+                "is a FIFO (named pipe), not a regular file",
+                false,
+            ),
+            (
+                // Never followed: the linked file must not become a rejected output.
+                r#"ln -s /etc/passwd "$WFE_OUT/report.json""#,
+                1 << 20,
+                "$WFE_OUT/report.json is a symbolic link",
+                "not a regular file; it was not read",
                 false,
             ),
         ];

@@ -90,6 +90,9 @@ pub enum KeyError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The credentials file is not a regular file or is too large.
+    #[error(transparent)]
+    Read(#[from] crate::bounded::ReadError),
 }
 
 impl From<KeyError> for ProviderError {
@@ -199,16 +202,10 @@ impl KeySource {
         let path = dir.join(CREDENTIALS_FILE);
         // Existing keys are kept. The mode is not checked here: the file is
         // rewritten 0600 below, which repairs an exposed one.
-        let mut keys = match std::fs::read_to_string(&path) {
+        let mut keys = match crate::bounded::read_to_string(&path, crate::bounded::SMALL_LIMIT) {
             Ok(text) => parse_credentials(&path, &text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => {
-                return Err(KeyError::Io {
-                    action: "read",
-                    path,
-                    source,
-                });
-            }
+            Err(e) if e.is_not_found() => BTreeMap::new(),
+            Err(e) => return Err(e.into()),
         };
         keys.insert(name.to_string(), key.expose().to_string());
         let mut text = serde_json::to_string_pretty(&keys).map_err(|e| KeyError::Parse {
@@ -312,10 +309,10 @@ fn read_credentials(path: &Path) -> Result<BTreeMap<String, String>, KeyError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = match std::fs::File::open(path) {
+    let file = match crate::bounded::open(path, false) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(io("read", e)),
+        Err(e) if e.is_not_found() => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e.into()),
     };
     // The mode of the file as opened, not of whatever the path names a moment later.
     let mode = file.metadata().map_err(|e| io("read", e))?.mode() & 0o777;
@@ -325,8 +322,11 @@ fn read_credentials(path: &Path) -> Result<BTreeMap<String, String>, KeyError> {
             mode,
         });
     }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut file, &mut text).map_err(|e| io("read", e))?;
+    let bytes = crate::bounded::read_file(file, path, crate::bounded::SMALL_LIMIT)?;
+    let text = String::from_utf8(bytes).map_err(|_| KeyError::Parse {
+        path: path.to_path_buf(),
+        message: "not UTF-8 text".into(),
+    })?;
     parse_credentials(path, &text)
 }
 

@@ -252,17 +252,18 @@ fn short(value: &Value) -> String {
 
 /// Reads a `exchanges.jsonl` file: one [`Exchange`] per line, blank lines skipped.
 pub fn load_exchanges_file(path: &Path) -> Result<Vec<Exchange>, ProviderError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let why = if e.kind() == std::io::ErrorKind::NotFound {
-            "it does not exist".to_string()
-        } else {
-            e.to_string()
-        };
-        ProviderError::new(
-            ProviderErrorKind::Config,
-            format!("cannot read recorded exchanges {}: {why}", path.display()),
-        )
-    })?;
+    let text =
+        crate::bounded::read_to_string(path, crate::bounded::FIXTURE_LIMIT).map_err(|e| {
+            let why = if e.is_not_found() {
+                "it does not exist".to_string()
+            } else {
+                e.to_string()
+            };
+            ProviderError::new(
+                ProviderErrorKind::Config,
+                format!("cannot read recorded exchanges {}: {why}", path.display()),
+            )
+        })?;
     parse_exchanges(&text, &path.display().to_string())
 }
 

@@ -176,10 +176,14 @@ fn create_exclusive(path: &Path, content: &[u8]) -> std::io::Result<()> {
 
 /// Reads the lock file and decides whether its holder still counts.
 fn inspect(path: &Path) -> Result<Found> {
-    let content = match fs::read(path) {
+    let content = match crate::bounded::read(path, crate::bounded::SMALL_LIMIT) {
         Ok(content) => content,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Found::Free),
-        Err(err) => return Err(io_error("reading the lock file", path, err)),
+        Err(err) if err.is_not_found() => return Ok(Found::Free),
+        Err(crate::bounded::ReadError::Io { source, .. }) => {
+            return Err(io_error("reading the lock file", path, source));
+        }
+        // Not a lock wfe wrote (a FIFO, a huge file): read as unparsable below.
+        Err(_) => Vec::new(),
     };
     match serde_json::from_slice::<LockHolder>(&content) {
         Ok(holder) => {

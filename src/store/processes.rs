@@ -111,7 +111,7 @@ impl ProcessRegistry {
                 remove_file(&path)?;
                 continue;
             }
-            match fs::read(&path)
+            match crate::bounded::read_no_follow(&path, crate::bounded::SMALL_LIMIT)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<ProcessRecord>(&b).ok())
             {

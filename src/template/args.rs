@@ -74,6 +74,16 @@ pub fn build_args(
         return Err(invalid(unreadable));
     }
 
+    // Every arg reaches scripts as `WFE_ARG_<NAME>=<value>`: what no
+    // environment can hold is refused now rather than when a phase starts.
+    let unfit: Vec<Violation> = args
+        .iter()
+        .filter_map(|(name, value)| unfit_arg(name, value))
+        .collect();
+    if !unfit.is_empty() {
+        return Err(invalid(unfit));
+    }
+
     let Some(schema) = schema else {
         return Ok(Value::Object(args));
     };
@@ -114,6 +124,37 @@ pub fn secret_args(schema: Option<&Value>) -> Vec<String> {
         .filter(|(_, p)| p.get("secret") == Some(&Value::Bool(true)))
         .map(|(name, _)| name.clone())
         .collect()
+}
+
+/// Longest arg name, as for every id in a template.
+const MAX_NAME_LEN: usize = 255;
+
+/// Why an arg cannot be passed to scripts, if it cannot.
+fn unfit_arg(name: &str, value: &Value) -> Option<Violation> {
+    let at = format!("/{}", name.replace('~', "~0").replace('/', "~1"));
+    if name.len() > MAX_NAME_LEN {
+        let shown: String = name.chars().take(40).collect();
+        let message = format!(
+            "the arg name `{shown}…` is {} bytes long; at most {MAX_NAME_LEN}",
+            name.len()
+        );
+        return Some(violation("", message));
+    }
+    if name.contains(['\0', '=']) {
+        return Some(violation(
+            "",
+            format!(
+                "the arg name {name:?} holds `=` or a NUL character, which no environment variable name can"
+            ),
+        ));
+    }
+    if value.as_str().is_some_and(|s| s.contains('\0')) {
+        return Some(violation(
+            &at,
+            "contains a NUL character, which no environment variable can hold (args reach scripts as WFE_ARG_*)".to_string(),
+        ));
+    }
+    None
 }
 
 /// The schema of property `name`, when the args schema has one.
@@ -179,6 +220,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn args_no_environment_can_hold_are_refused_before_the_schema() {
+        let nul = build_args(None, Some(json!({"dir": "a\u{0}b"})), &[]).unwrap_err();
+        assert!(
+            nul.to_string().contains("/dir: contains a NUL character"),
+            "{nul}"
+        );
+        let long = build_args(None, None, &[format!("{}=x", "n".repeat(256))]).unwrap_err();
+        assert!(
+            long.to_string().contains("is 256 bytes long; at most 255"),
+            "{long}"
+        );
+        let eq = build_args(None, Some(json!({"a=b": "x"})), &[]).unwrap_err();
+        assert!(eq.to_string().contains("holds `=` or a NUL"), "{eq}");
+        let fine = build_args(None, None, &[format!("{}=x", "n".repeat(255))]);
+        assert!(fine.is_ok());
+    }
 
     fn schema() -> Value {
         json!({

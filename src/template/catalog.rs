@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Problem, Template, TemplateError, parse_template, validate};
 use crate::artifact::Registry;
+use crate::bounded;
 
 /// Built-in templates compiled into the binary: (name, JSON text).
 pub const BUILTIN_TEMPLATES: &[(&str, &str)] =
@@ -145,7 +146,9 @@ impl Catalog {
         let dir = self.templates_dir();
         for ext in EXTENSIONS {
             let path = dir.join(format!("{name}.{ext}"));
-            if path.is_file() {
+            // Anything at the path counts (a FIFO, a link to a device): the
+            // bounded read says what is wrong with it rather than skipping it.
+            if std::fs::symlink_metadata(&path).is_ok() {
                 let file = format!(".wfe/templates/{name}.{ext}");
                 let template = self.load_file(&path, &file)?;
                 let mut problems = match validate(&template, &file, registry) {
@@ -204,13 +207,15 @@ impl Catalog {
 
     /// Reads and parses one template file; `file` names it in errors.
     fn load_file(&self, path: &Path, file: &str) -> Result<Template, TemplateError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TemplateError {
-            file: file.to_string(),
-            problems: vec![Problem {
-                path: String::new(),
-                message: format!("cannot read {}: {e}", path.display()),
-            }],
-        })?;
+        // Bounded: a template symlinked to /dev/zero must not eat memory.
+        let text =
+            bounded::read_to_string(path, bounded::TEXT_LIMIT).map_err(|e| TemplateError {
+                file: file.to_string(),
+                problems: vec![Problem {
+                    path: String::new(),
+                    message: e.to_string(),
+                }],
+            })?;
         let yaml = matches!(extension_rank(path), Some(1 | 2));
         parse_template(&text, file, yaml)
     }
@@ -448,7 +453,7 @@ mod tests {
                 "helo",
                 "template helo is invalid (1 problem)\n  helo: no template named `helo`; available: broken, hello, misnamed; did you mean `hello`?",
             ),
-            ("missing.json", "missing.json: cannot read"),
+            ("missing.json", "missing.json does not exist"),
             (
                 "misnamed",
                 ".wfe/templates/misnamed.json: name: the template in .wfe/templates/misnamed.json must be named `misnamed` after its file, found `other`",

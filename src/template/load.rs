@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::path;
 use super::{Phase, Problem, Template, TemplateError};
+use crate::strict::StrictError;
 
 /// Parses a template; `file` names it in errors; `yaml` picks the syntax.
 /// Reports syntax errors with line and column and model errors with their
@@ -21,12 +22,7 @@ pub fn parse_template(text: &str, file: &str, yaml: bool) -> Result<Template, Te
         file: file.to_string(),
         problems,
     };
-    let value = parse_document(text, yaml).map_err(|message| {
-        fail(vec![Problem {
-            path: String::new(),
-            message,
-        }])
-    })?;
+    let value = parse_document(text, yaml).map_err(|problem| fail(vec![problem]))?;
     let mut template = template_from_value(value).map_err(fail)?;
     super::matrix::keep_written_order(&mut template, text, yaml);
     Ok(template)
@@ -77,17 +73,33 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-fn parse_document(text: &str, yaml: bool) -> Result<Value, String> {
+/// The document as a JSON value; a key given twice in one object is an
+/// error at that object's path (parsers would silently keep the last one).
+fn parse_document(text: &str, yaml: bool) -> Result<Value, Problem> {
+    let whole = |message: String| Problem {
+        path: String::new(),
+        message,
+    };
     if text.trim().is_empty() {
-        return Err(
+        return Err(whole(
             "the file is empty; expected a template object with `name` and `phases`".into(),
-        );
+        ));
     }
-    if yaml {
-        yaml_serde::from_str(text).map_err(|e| format!("not valid YAML: {e}"))
+    let parsed = if yaml {
+        crate::strict::parse_yaml(text)
     } else {
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
-    }
+        crate::strict::parse_json(text)
+    };
+    parsed.map_err(|e| match e {
+        StrictError::Duplicate { key, path, where_ } => Problem {
+            path,
+            message: format!("duplicate key `{key}`{where_}; each key may appear once"),
+        },
+        StrictError::Syntax(message) => whole(format!(
+            "not valid {}: {message}",
+            if yaml { "YAML" } else { "JSON" }
+        )),
+    })
 }
 
 /// Reads the model out of a parsed document, reporting every problem it can.

@@ -35,6 +35,22 @@ pub fn validate(template: &Template, file: &str, registry: &Registry) -> Result<
 const NAME_RULE: &str = "lowercase letters, digits, `-` and `_`, starting with a letter or digit";
 
 /// True for names matching `[a-z0-9][a-z0-9_-]*`.
+/// Longest template name, phase id, artifact or arg name: ids become file
+/// names and ref components, which most filesystems cap at 255 bytes.
+pub(crate) const MAX_ID_LEN: usize = 255;
+
+/// The problem with an id over [`MAX_ID_LEN`], if it is one (the id is
+/// shown cut: repeating 300 characters helps nobody).
+fn too_long(what: &str, id: &str) -> Option<String> {
+    (id.len() > MAX_ID_LEN).then(|| {
+        let shown: String = id.chars().take(40).collect();
+        format!(
+            "the {what} `{shown}…` is {} bytes long; at most {MAX_ID_LEN}",
+            id.len()
+        )
+    })
+}
+
 pub(crate) fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -124,7 +140,9 @@ impl<'t> Check<'t> {
     }
 
     fn template(&mut self, template: &'t Template) {
-        if template.name.is_empty() {
+        if let Some(message) = too_long("template name", &template.name) {
+            self.problem("name", message);
+        } else if template.name.is_empty() {
             self.problem(
                 "name",
                 format!("the template name is empty; expected {NAME_RULE}"),
@@ -185,6 +203,13 @@ impl<'t> Check<'t> {
                 self.problem("args.type", format!("args are named, so the args schema must have \"type\": \"object\" (or no type); found {found}"));
             }
         }
+        if let Some(Value::Object(properties)) = map.get("properties") {
+            for name in properties.keys() {
+                if let Some(message) = too_long("arg name", name) {
+                    self.problem(path::key("args.properties", name), message);
+                }
+            }
+        }
         if let Err(e) = jsonschema::meta::validate(args) {
             let at = path::from_pointer("args", args, e.instance_path().as_str());
             self.problem(at, format!("not a valid JSON Schema: {e}"));
@@ -227,7 +252,9 @@ impl<'t> Check<'t> {
         seen: &mut BTreeMap<&'t str, String>,
     ) {
         let id_at = path::key(at, "id");
-        if phase.id.is_empty() {
+        if let Some(message) = too_long("phase id", &phase.id) {
+            self.problem(&id_at, message);
+        } else if phase.id.is_empty() {
             self.problem(
                 &id_at,
                 format!("the phase id is empty; expected {NAME_RULE}"),
@@ -479,7 +506,9 @@ impl<'t> Check<'t> {
     fn env(&mut self, env: &BTreeMap<String, String>, env_path: &str) {
         for (name, value) in env {
             let env_at = path::key(env_path, name);
-            if !is_shell_name(name) {
+            if let Some(message) = too_long("environment variable name", name) {
+                self.problem(&env_at, message);
+            } else if !is_shell_name(name) {
                 self.problem(&env_at, format!("`{name}` is not a valid environment variable name; expected letters, digits and `_`, not starting with a digit"));
             } else if name.starts_with("WFE_") {
                 self.problem(
@@ -542,7 +571,9 @@ impl<'t> Check<'t> {
         let outputs_at = path::key(at, "outputs");
         for (name, schema) in &phase.outputs {
             let output_at = path::key(&outputs_at, name);
-            if !is_valid_name(name) {
+            if let Some(message) = too_long("artifact name", name) {
+                self.problem(&output_at, message);
+            } else if !is_valid_name(name) {
                 self.problem(
                     &output_at,
                     format!("`{name}` is not a valid artifact name; expected {NAME_RULE}"),

@@ -28,9 +28,9 @@ pub(crate) fn run(args: ApproveArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, 
     let id = ctx.resolve_run(&args.run)?;
     let artifact = match &args.artifact {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| {
-                CliError::input(format!("cannot read --artifact {}: {e}", path.display()))
-            })?;
+            let limit = ctx.settings(None).max_artifact_bytes;
+            let bytes = crate::bounded::read(path, limit)
+                .map_err(|e| CliError::input(format!("--artifact: {e}")))?;
             let mut value = parse_json_document(&path.display().to_string(), &bytes)?;
             // A secret never reaches git, whoever commits it.
             super::run::run_masker(ctx, &id)?.mask_json(&mut value);

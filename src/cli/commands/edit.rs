@@ -41,17 +41,22 @@ pub(crate) fn run(args: EditArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
     let mut previous = original.clone();
     loop {
         open_editor(&file)?;
-        let bytes = std::fs::read(&file)
-            .map_err(|e| CliError::internal(format!("cannot read {}: {e}", file.display())))?;
+        // Bounded: a file over the limit is never read whole (it stands as
+        // empty bytes below, so saving it twice gives up like any invalid
+        // edit); a FIFO or a device left there is refused.
+        let (bytes, too_large) = match crate::bounded::read(&file, limit) {
+            Ok(bytes) => (bytes, None),
+            Err(crate::bounded::ReadError::TooLarge { size, .. }) => (Vec::new(), Some(size)),
+            Err(e) => return Err(CliError::input(e.to_string())),
+        };
         if bytes == original {
             let _ = std::fs::remove_file(&file);
             ui.note("no changes; nothing committed");
             return Ok(Outcome::Success);
         }
-        let problems = if bytes.len() as u64 > limit {
+        let problems = if let Some(size) = too_large {
             vec![format!(
-                "the file is {} bytes, over the limit of {limit} (max_artifact_bytes)",
-                bytes.len()
+                "the file is {size} bytes, over the limit of {limit} (max_artifact_bytes)"
             )]
         } else {
             let what = file.display().to_string();

@@ -7,8 +7,20 @@ use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::reasons;
 use crate::cli::ui::{Style, Ui};
+use crate::engine::RunStatus;
 use crate::engine::view::{ListFilter, list_all};
 use crate::store::RunId;
+
+/// The statuses a run can be stored with, for `--status`.
+const STATUSES: [RunStatus; 7] = [
+    RunStatus::Pending,
+    RunStatus::Running,
+    RunStatus::Paused,
+    RunStatus::Waiting,
+    RunStatus::Completed,
+    RunStatus::Failed,
+    RunStatus::Cancelled,
+];
 
 /// List runs
 #[derive(Debug, Args)]
@@ -26,11 +38,33 @@ pub struct ListArgs {
 
 /// Runs `wfe list`.
 pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+    if let Some(status) = &args.status {
+        let valid = STATUSES.map(RunStatus::as_str);
+        if !valid.contains(&status.as_str()) {
+            return Err(CliError::input(format!(
+                "--status `{status}` is not a run status; expected one of {}",
+                valid.join(", ")
+            )));
+        }
+    }
     let filter = ListFilter {
         status: args.status,
         template: args.template,
     };
     let listing = list_all(&ctx.store, &filter)?;
+    // A template no run used and the catalog does not have is a typo, not
+    // "no runs yet". (A run of a since-deleted template still lists.)
+    if let Some(template) = &filter.template
+        && listing.rows.is_empty()
+    {
+        let known: Vec<String> = ctx.catalog.list().into_iter().map(|(n, _)| n).collect();
+        if !known.contains(template) {
+            return Err(CliError::input(format!(
+                "--template `{template}`: no such template and no run of it; known templates: {}",
+                known.join(", ")
+            )));
+        }
+    }
     // A broken run has no row; it is named on stderr, so stdout stays the list.
     for broken in &listing.broken {
         ui.skipped_run(&broken.run, &broken.error);

@@ -7,6 +7,7 @@ use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::Ui;
 use crate::engine;
 use crate::engine::operations::{self, Overrides};
+use crate::template::{PhaseKind, Template};
 
 /// Run a phase again, and every phase downstream of it
 #[derive(Debug, Args)]
@@ -40,6 +41,7 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
     // provider that cannot be used leaves the run as it was.
     let snapshot = ctx.snapshot(&id)?;
     crate::cli::ci::check_approvals(&args.drive.ci, &snapshot.template)?;
+    check_overrides(&snapshot.template, &args.phase, &overrides)?;
     let requests = engine::retry_seat_requests(&snapshot, &args.phase, &overrides);
     let seats = ctx.seats(&snapshot.template, None, &requests)?;
     // The new attempt renders the secret args: they must be here before
@@ -73,6 +75,39 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
         return Ok(Outcome::Success);
     }
     super::run::drive(ctx, ui, &id, lock, &args.drive, seats).await
+}
+
+/// Refuses `--provider`/`--model` on a script or gate phase, where they
+/// cannot apply (an unknown provider is refused with the seat check).
+/// Checked before the retry is recorded, so nothing is written.
+fn check_overrides(
+    template: &Template,
+    phase: &str,
+    overrides: &Overrides,
+) -> Result<(), CliError> {
+    let flag = match (&overrides.provider, &overrides.model) {
+        (None, None) => return Ok(()),
+        (Some(_), _) => "--provider",
+        (None, Some(_)) => "--model",
+    };
+    let found = template
+        .phases
+        .iter()
+        .flat_map(|p| std::iter::once(p).chain(&p.phases))
+        .find(|p| p.id == phase);
+    if let Some(found) = found
+        && matches!(found.kind, PhaseKind::Script | PhaseKind::Gate)
+    {
+        let kind = if found.kind == PhaseKind::Script {
+            "script"
+        } else {
+            "gate"
+        };
+        return Err(CliError::input(format!(
+            "{flag} chooses the model of an agent phase, but `{phase}` is a {kind} phase"
+        )));
+    }
+    Ok(())
 }
 
 /// Who asks for a change by hand, for the `Wfe-Requested-By` trailer:

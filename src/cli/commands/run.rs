@@ -447,27 +447,27 @@ fn read_args_file(
             .unwrap_or_else(|_| root.to_path_buf())
             .join(path)
     };
-    let text = std::fs::read_to_string(&full)
-        .map_err(|e| CliError::input(format!("cannot read --args-file {}: {e}", path.display())))?;
+    let text = crate::bounded::read_to_string(&full, crate::bounded::TEXT_LIMIT)
+        .map_err(|e| CliError::input(format!("--args-file: {e}")))?;
     let is_yaml = matches!(
         full.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml")
     );
-    let value: serde_json::Value = if is_yaml {
-        yaml_serde::from_str(&text).map_err(|e| {
-            CliError::input(format!(
-                "--args-file {}: not valid YAML: {e}",
-                path.display()
-            ))
-        })?
+    let parsed = if is_yaml {
+        crate::strict::parse_yaml(&text)
     } else {
-        serde_json::from_str(&text).map_err(|e| {
-            CliError::input(format!(
-                "--args-file {}: not valid JSON: {e}",
-                path.display()
-            ))
-        })?
+        crate::strict::parse_json(&text)
     };
+    let value = parsed.map_err(|e| {
+        let syntax = if is_yaml { "YAML" } else { "JSON" };
+        match e {
+            crate::strict::StrictError::Syntax(message) => CliError::input(format!(
+                "--args-file {}: not valid {syntax}: {message}",
+                path.display()
+            )),
+            duplicate => CliError::input(format!("--args-file {}: {duplicate}", path.display())),
+        }
+    })?;
     if !value.is_object() {
         return Err(CliError::input(format!(
             "--args-file {}: expected an object of NAME: VALUE",

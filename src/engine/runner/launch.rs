@@ -313,6 +313,7 @@ impl Runner<'_> {
                 processes: self.settings.processes.clone(),
                 label: self.label(u),
                 max_artifact_bytes: self.settings.max_artifact_bytes,
+                max_log_bytes: self.settings.max_log_bytes,
                 env_remove: self.removed_env(u),
                 masker: self.settings.masker.clone(),
             })),

@@ -77,6 +77,8 @@ pub struct Settings {
     pub scratch: PathBuf,
     /// Largest accepted artifact file, in bytes.
     pub max_artifact_bytes: u64,
+    /// Bytes of output a script attempt's committed log keeps.
+    pub max_log_bytes: u64,
     /// Where requests from other processes arrive (none: not listening).
     pub control: Option<ControlDir>,
     /// When only approvals (or `wfe continue`) could move the run on: keep
