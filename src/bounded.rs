@@ -177,6 +177,29 @@ pub fn read_file(file: File, path: &Path, limit: u64) -> Result<Vec<u8>, ReadErr
     Ok(bytes)
 }
 
+/// Reads a stream (standard input) of at most `limit` bytes, named `name`
+/// in errors: a pipe has no size to check first, so the read itself stops
+/// one byte past the limit.
+pub fn read_stream(stream: impl Read, name: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = Vec::new();
+    stream
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|source| ReadError::Io {
+            path: name.to_path_buf(),
+            source,
+        })?;
+    let len = bytes.len() as u64;
+    if len > limit {
+        return Err(ReadError::TooLarge {
+            path: name.to_path_buf(),
+            size: len,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
 /// What a file type is when it is not a regular file.
 fn not_regular(kind: &std::fs::FileType) -> Option<&'static str> {
     if kind.is_file() {

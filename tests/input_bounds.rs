@@ -86,3 +86,55 @@ fn a_huge_output_is_capped_in_the_log_but_shown_whole() {
     assert!(marker.contains("\"stream\": \"wfe\"") || marker.contains("\"stream\":\"wfe\""));
     assert!(marker.contains(" bytes ("), "{marker}");
 }
+
+#[test]
+fn args_from_standard_input_are_read_and_bounded() {
+    use std::io::Write;
+    let repo = Repo::new();
+    repo.template(
+        "t",
+        &json!({
+            "name": "t",
+            "args": { "type": "object", "properties": { "who": { "type": "string" } }, "required": ["who"] },
+            "phases": [script("hi", &[], "echo \"hi $WFE_ARG_WHO\"")]
+        }),
+    );
+    let feed = |bytes: Vec<u8>| {
+        let mut child = repo
+            .wfe_cmd()
+            .args(["run", "t", "--args-file", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // The reader may stop early (over the limit): a broken pipe is fine.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        });
+        let out = common::Run::from(child.wait_with_output().unwrap());
+        writer.join().unwrap();
+        out
+    };
+    let ok = feed(br#"{"who": "stdin"}"#.to_vec());
+    ok.code(0);
+    let log = repo.git(&[
+        "show",
+        &format!("refs/wfe/runs/{}:phases/hi/log.jsonl", repo.run_id()),
+    ]);
+    assert!(log.contains("hi stdin"), "{log}");
+
+    let big = feed(vec![b' '; 5 * 1024 * 1024]);
+    big.code(2);
+    assert!(
+        big.stderr.contains("standard input is") && big.stderr.contains("over the limit of 4 MiB"),
+        "{}",
+        big.stderr
+    );
+    assert_eq!(
+        repo.wfe_refs().len(),
+        1,
+        "nothing written for the refused run"
+    );
+}

@@ -261,7 +261,7 @@ fn a_secret_arg_must_be_a_string_and_is_needed_to_go_on() {
     let refs = repo.wfe_refs();
     let bad = repo
         .wfe_cmd()
-        .args(["run", "creds", "--args-file", "/dev/stdin"])
+        .args(["run", "creds", "--args-file", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

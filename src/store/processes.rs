@@ -247,9 +247,10 @@ mod tests {
         });
         let seen = registry.clone();
         let mut command = tokio::process::Command::new("/bin/sh");
-        // Prints the records it sees while it runs: its own.
+        // Prints the record it sees while it runs: its own (written just
+        // after the spawn, so it waits for it).
         command.arg("-c").arg(format!(
-            "echo $$; cat {}/procs/r/$$.json",
+            "f={}/procs/r/$$.json; while [ ! -e $f ]; do sleep 0.01; done; echo $$; cat $f",
             dir.path().display()
         ));
         let mut out = Captured {

@@ -22,7 +22,7 @@ pub struct RunArgs {
     /// An argument NAME=VALUE (repeatable); VALUE is parsed as JSON where the args schema wants a non-string
     #[arg(long = "arg", value_name = "NAME=VALUE")]
     pub args: Vec<String>,
-    /// A JSON (or YAML) file with the arguments; --arg values override it
+    /// A JSON (or YAML) file with the arguments, `-` for standard input; --arg values override it
     #[arg(long, value_name = "FILE")]
     pub args_file: Option<PathBuf>,
     /// Answer every agent phase from the exchanges RUN recorded (no network, no tokens); a request that differs stops the phase with a diff
@@ -447,8 +447,23 @@ fn read_args_file(
             .unwrap_or_else(|_| root.to_path_buf())
             .join(path)
     };
-    let text = crate::bounded::read_to_string(&full, crate::bounded::TEXT_LIMIT)
-        .map_err(|e| CliError::input(format!("--args-file: {e}")))?;
+    // `-` is standard input, bounded like a file (a pipe cannot be a
+    // regular file, which is what a path must be).
+    let read = if path == std::path::Path::new("-") {
+        crate::bounded::read_stream(
+            std::io::stdin().lock(),
+            std::path::Path::new("standard input"),
+            crate::bounded::TEXT_LIMIT,
+        )
+        .and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| crate::bounded::ReadError::NotText {
+                path: "standard input".into(),
+            })
+        })
+    } else {
+        crate::bounded::read_to_string(&full, crate::bounded::TEXT_LIMIT)
+    };
+    let text = read.map_err(|e| CliError::input(format!("--args-file: {e}")))?;
     let is_yaml = matches!(
         full.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml")
