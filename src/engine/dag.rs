@@ -17,14 +17,25 @@ pub struct Dag {
 
 impl Dag {
     /// Builds the DAG of `phases`; needs that name no phase are ignored
-    /// (validation reports them before a DAG is ever built).
+    /// (validation reports them before a DAG is ever built). A phase that
+    /// a sibling loop hands over to (`on_exhausted: {"next": …}`) needs
+    /// that loop, as if it said so: it starts once the loop has ended.
     pub fn new(phases: &[Phase]) -> Self {
         let ids: Vec<String> = phases.iter().map(|p| p.id.clone()).collect();
         let index = |id: &str| ids.iter().position(|x| x == id);
-        let needs: Vec<Vec<usize>> = phases
+        let mut needs: Vec<Vec<usize>> = phases
             .iter()
             .map(|p| p.needs.iter().filter_map(|n| index(n)).collect())
             .collect();
+        for (l, phase) in phases.iter().enumerate() {
+            let target = phase.on_exhausted.as_ref().and_then(|o| o.next());
+            if let Some(t) = target.and_then(index)
+                && t != l
+                && !needs[t].contains(&l)
+            {
+                needs[t].push(l);
+            }
+        }
         let mut dependants = vec![Vec::new(); ids.len()];
         for (i, ns) in needs.iter().enumerate() {
             for &n in ns {
