@@ -23,6 +23,7 @@ mod help;
 mod hints;
 mod init;
 mod input;
+mod loop_agents;
 mod loops;
 mod provider;
 mod recovery;
