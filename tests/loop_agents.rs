@@ -379,3 +379,29 @@ fn loops_the_runner_cannot_run_are_refused_before_anything_is_written() {
         [command(&nested, &nested_run), command(&cyclic, &cyclic_run)].concat()
     );
 }
+
+#[test]
+fn a_child_with_approval_after_holds_its_iteration_until_approved() {
+    let repo = Repo::new();
+    repo.template(
+        "drafted",
+        &json!({ "name": "drafted", "phases": [
+            { "id": "write", "kind": "loop", "max_iters": 1, "phases": [
+                { "id": "draft", "kind": "script", "approval": "after", "run": "echo drafted" },
+                script("polish", &["draft"], "true"),
+            ] },
+        ]}),
+    );
+    let first = repo.wfe(&["run", "drafted", "--json"]);
+    first.code(3);
+    let doc = first.json();
+    assert_eq!(doc["reason"], "draft@1 waiting for approval");
+    assert_eq!(phase(&doc, "write")["children"][1]["status"], "pending");
+    let id = doc["id"].as_str().unwrap().to_string();
+    repo.wfe(&["approve", &id, "draft@1"]).code(0);
+    let done = repo.wfe(&["resume", &id, "--json"]);
+    done.code(0);
+    let doc = done.json();
+    assert_eq!(doc["status"], "completed");
+    assert_eq!(phase(&doc, "write")["children"][1]["status"], "completed");
+}
