@@ -171,6 +171,22 @@ mod tests {
     }
 
     #[test]
+    fn a_fallback_needs_the_loop_that_hands_over_to_it() {
+        let phases: Vec<Phase> = serde_json::from_value(serde_json::json!([
+            { "id": "fix", "kind": "loop", "max_iters": 2, "until": "false",
+              "on_exhausted": { "next": "replan" },
+              "phases": [{ "id": "x", "kind": "script", "run": "true" }] },
+            { "id": "replan", "kind": "script", "run": "true" },
+            { "id": "report", "kind": "script", "run": "true", "needs": ["replan"] }
+        ]))
+        .unwrap();
+        let d = Dag::new(&phases);
+        assert_eq!(ids(&d, d.needs(1)), ["fix"]);
+        assert_eq!(ids(&d, &d.ancestors(2)), ["fix", "replan"]);
+        assert_eq!(ids(&d, d.dependants(0)), ["replan"]);
+    }
+
+    #[test]
     fn ancestors_are_transitive() {
         let d = dag(&[
             ("a", &[]),

@@ -56,7 +56,8 @@ pub enum StopReason {
     },
     /// These phases wait for a person's approval.
     WaitingForApproval {
-        /// The waiting phases, in template order.
+        /// The waiting phases, in template order; a loop's child as
+        /// `wfe approve` takes it, `CHILD@K`.
         phases: Vec<String>,
     },
     /// Auto mode is off and a phase ended: the run waits to be told to go on.
