@@ -16,7 +16,8 @@ use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
 use crate::store::{GitStore, RunId, RunStore};
 use crate::template::{PhaseKind, Template};
 
-/// The recorded exchanges of a run, by phase id: what a replay answers from.
+/// The recorded exchanges of a run, by phase key (a loop's child by
+/// `LOOP/iterations/K/CHILD`): what a replay answers from.
 pub(super) type Recorded = BTreeMap<String, Vec<Exchange>>;
 
 /// Seats from config, or from a recorded run for every phase (`--replay`).
@@ -121,6 +122,9 @@ impl Seats for ConfigSeats {
         provider: Option<&str>,
         model: Option<&str>,
     ) -> Result<Seat, ProviderError> {
+        // A loop's child is asked for by key (`fix/iterations/2/test`);
+        // its template entry is the last part.
+        let id = phase.rsplit('/').next().unwrap_or(phase);
         if let Some((label, recorded)) = &self.replay {
             let exchanges = recorded.get(phase).cloned().unwrap_or_default();
             return Ok(self.replay_seat(label, phase, seat, exchanges));
@@ -136,10 +140,9 @@ impl Seats for ConfigSeats {
             return Ok(self.replay_seat(&format!("provider `{name}`"), phase, seat, exchanges));
         }
         Ok(Seat {
-            provider: self.registry.build_keeping(
-                &name,
-                self.pass_env.get(phase).map_or(&[][..], Vec::as_slice),
-            )?,
+            provider: self
+                .registry
+                .build_keeping(&name, self.pass_env.get(id).map_or(&[][..], Vec::as_slice))?,
             max_tokens: self.registry.max_tokens(&name),
             model_info: self.registry.model_info(&model),
             provider_name: name,
@@ -148,26 +151,51 @@ impl Seats for ConfigSeats {
     }
 }
 
-/// The exchanges of every agent phase of `template` as run `run` recorded them.
+/// The exchanges of every agent phase of `template` as run `run` recorded
+/// them: top-level ones by id, a loop's agent children per iteration (of
+/// the loop's last attempt) by key.
 fn recorded(store: &GitStore, run: &RunId, template: &Template) -> Result<Recorded, ProviderError> {
     let fail = |message: String| ProviderError::new(ProviderErrorKind::Config, message);
+    let unreadable =
+        |e: crate::store::StoreError| fail(format!("cannot read run {}: {e}", run.as_str()));
     let tip = store
         .tip(run)
-        .map_err(|e| fail(format!("cannot read run {}: {e}", run.as_str())))?
+        .map_err(unreadable)?
         .ok_or_else(|| fail(format!("no run {}", run.as_str())))?;
+    let mut keys: Vec<String> = Vec::new();
+    for phase in &template.phases {
+        match phase.kind {
+            PhaseKind::Agent => keys.push(phase.id.clone()),
+            PhaseKind::Loop => {
+                let agents: Vec<&str> = phase
+                    .phases
+                    .iter()
+                    .filter(|c| c.kind == PhaseKind::Agent)
+                    .map(|c| c.id.as_str())
+                    .collect();
+                if agents.is_empty() {
+                    continue;
+                }
+                for (k, _) in store
+                    .list_dir(&tip, &layout::iterations(&phase.id))
+                    .map_err(unreadable)?
+                {
+                    let Ok(k) = k.parse::<u32>() else { continue };
+                    keys.extend(agents.iter().map(|c| layout::child_key(&phase.id, k, c)));
+                }
+            }
+            PhaseKind::Script | PhaseKind::Gate => {}
+        }
+    }
     let mut recorded = Recorded::new();
-    for phase in template
-        .phases
-        .iter()
-        .filter(|p| p.kind == PhaseKind::Agent)
-    {
+    for key in keys {
         let bytes = store
-            .read(&tip, &layout::exchanges(&phase.id))
-            .map_err(|e| fail(format!("cannot read run {}: {e}", run.as_str())))?
+            .read(&tip, &layout::exchanges(&key))
+            .map_err(unreadable)?
             .unwrap_or_default();
-        let origin = format!("run {}: {}", run.as_str(), layout::exchanges(&phase.id));
+        let origin = format!("run {}: {}", run.as_str(), layout::exchanges(&key));
         let exchanges = parse_exchanges(&String::from_utf8_lossy(&bytes), &origin)?;
-        recorded.insert(phase.id.clone(), exchanges);
+        recorded.insert(key, exchanges);
     }
     Ok(recorded)
 }

@@ -17,14 +17,25 @@ pub struct Dag {
 
 impl Dag {
     /// Builds the DAG of `phases`; needs that name no phase are ignored
-    /// (validation reports them before a DAG is ever built).
+    /// (validation reports them before a DAG is ever built). A phase that
+    /// a sibling loop hands over to (`on_exhausted: {"next": …}`) needs
+    /// that loop, as if it said so: it starts once the loop has ended.
     pub fn new(phases: &[Phase]) -> Self {
         let ids: Vec<String> = phases.iter().map(|p| p.id.clone()).collect();
         let index = |id: &str| ids.iter().position(|x| x == id);
-        let needs: Vec<Vec<usize>> = phases
+        let mut needs: Vec<Vec<usize>> = phases
             .iter()
             .map(|p| p.needs.iter().filter_map(|n| index(n)).collect())
             .collect();
+        for (l, phase) in phases.iter().enumerate() {
+            let target = phase.on_exhausted.as_ref().and_then(|o| o.next());
+            if let Some(t) = target.and_then(index)
+                && t != l
+                && !needs[t].contains(&l)
+            {
+                needs[t].push(l);
+            }
+        }
         let mut dependants = vec![Vec::new(); ids.len()];
         for (i, ns) in needs.iter().enumerate() {
             for &n in ns {
@@ -157,6 +168,22 @@ mod tests {
             let got = d.ready(|i| !is_done(i), is_done);
             assert_eq!(ids(&d, &got), *want, "done = {done:?}");
         }
+    }
+
+    #[test]
+    fn a_fallback_needs_the_loop_that_hands_over_to_it() {
+        let phases: Vec<Phase> = serde_json::from_value(serde_json::json!([
+            { "id": "fix", "kind": "loop", "max_iters": 2, "until": "false",
+              "on_exhausted": { "next": "replan" },
+              "phases": [{ "id": "x", "kind": "script", "run": "true" }] },
+            { "id": "replan", "kind": "script", "run": "true" },
+            { "id": "report", "kind": "script", "run": "true", "needs": ["replan"] }
+        ]))
+        .unwrap();
+        let d = Dag::new(&phases);
+        assert_eq!(ids(&d, d.needs(1)), ["fix"]);
+        assert_eq!(ids(&d, &d.ancestors(2)), ["fix", "replan"]);
+        assert_eq!(ids(&d, d.dependants(0)), ["replan"]);
     }
 
     #[test]

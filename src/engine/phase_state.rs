@@ -134,7 +134,7 @@ pub struct PhaseState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
     /// A loop that completed because `max_iters` ran out before `until`
-    /// held (`on_exhausted: continue`).
+    /// held (`on_exhausted: continue`, or `next`: the phase it names runs).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exhausted: bool,
     /// Artifacts a person accepted or edited without them passing their schema.

@@ -56,7 +56,8 @@ pub enum StopReason {
     },
     /// These phases wait for a person's approval.
     WaitingForApproval {
-        /// The waiting phases, in template order.
+        /// The waiting phases, in template order; a loop's child as
+        /// `wfe approve` takes it, `CHILD@K`.
         phases: Vec<String>,
     },
     /// Auto mode is off and a phase ended: the run waits to be told to go on.
@@ -222,20 +223,10 @@ pub enum Unrunnable {
     /// `timeout` on a loop (its children may have one).
     #[error("`timeout` on a loop is not supported; give it to the loop's child phases")]
     TimeoutOnLoop,
-    /// A loop repeats script and agent phases only.
-    #[error(
-        "it is a {kind} phase inside loop `{parent}`; this version of wfe repeats script and agent phases only"
-    )]
-    KindInLoop {
-        /// The child's kind, as templates spell it.
-        kind: &'static str,
-        /// The loop.
-        parent: String,
-    },
-    /// `approval` on a loop's child.
-    #[error("`approval` inside loop `{parent}` is not supported; put it on the loop itself")]
-    ApprovalInLoop {
-        /// The loop.
+    /// A loop inside a loop: loops nest one level deep.
+    #[error("it is a loop inside loop `{parent}`; loops nest one level deep")]
+    LoopInLoop {
+        /// The outer loop.
         parent: String,
     },
 }
@@ -490,19 +481,11 @@ mod tests {
                 "`timeout` on a loop is not supported; give it to the loop's child phases",
             ),
             (
-                Unrunnable::KindInLoop {
-                    kind: "gate",
+                Unrunnable::LoopInLoop {
                     parent: "fix".into(),
                 }
                 .to_string(),
-                "it is a gate phase inside loop `fix`; this version of wfe repeats script and agent phases only",
-            ),
-            (
-                Unrunnable::ApprovalInLoop {
-                    parent: "fix".into(),
-                }
-                .to_string(),
-                "`approval` inside loop `fix` is not supported; put it on the loop itself",
+                "it is a loop inside loop `fix`; loops nest one level deep",
             ),
         ];
         for (text, expected) in table {

@@ -27,7 +27,9 @@ pub enum SeatRole {
 /// The CLI implements it from `.wfe/config.json`, the user's keys and
 /// `--replay`; the engine stays free of config files and environments.
 pub trait Seats: Send + Sync + std::fmt::Debug {
-    /// The seat for phase `phase` (its id in the template): `role`, or
+    /// The seat for phase `phase` (its key: the id of a top-level phase,
+    /// `LOOP/iterations/K/CHILD` for a loop's child in iteration K, see
+    /// [`crate::engine::layout::child_key`]): `role`, or
     /// `provider` and `model` overriding it (a retry's override wins over
     /// the template's, the caller has already chosen).
     fn seat(

@@ -285,7 +285,8 @@ pub fn parse_exchanges(text: &str, origin: &str) -> Result<Vec<Exchange>, Provid
     Ok(exchanges)
 }
 
-/// Reads `<dir>/<phase>.exchanges.jsonl`.
+/// Reads `<dir>/<phase>.exchanges.jsonl` (`phase` a key: a loop child's is
+/// `LOOP/iterations/K/CHILD`, so its file is in a subdirectory).
 pub fn load_dir(dir: &Path, phase: &str) -> Result<Vec<Exchange>, ProviderError> {
     load_exchanges_file(&dir.join(format!("{phase}.exchanges.jsonl")))
 }

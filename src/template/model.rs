@@ -469,13 +469,26 @@ pub enum Approval {
 }
 
 /// What a loop does when `max_iters` runs out before `until` holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnExhausted {
     /// The loop fails (the default).
     Fail,
     /// The loop completes and the run goes on.
     Continue,
+    /// `{"next": "PHASE"}`: the loop completes marked exhausted and PHASE (a
+    /// phase at the loop's level, after it) starts; PHASE runs only this way.
+    Next(String),
+}
+
+impl OnExhausted {
+    /// The phase a loop hands over to when it runs out, if it names one.
+    pub fn next(&self) -> Option<&str> {
+        match self {
+            OnExhausted::Next(phase) => Some(phase),
+            OnExhausted::Fail | OnExhausted::Continue => None,
+        }
+    }
 }
 
 /// A second-opinion review of an agent's outputs.

@@ -241,6 +241,96 @@ impl<'t> Check<'t> {
             self.phase(phase, &at, &siblings, top, seen);
         }
         self.cycles(phases, parent);
+        for (i, phase) in phases.iter().enumerate() {
+            self.handover(phases, phase, &path::index(parent, i));
+        }
+    }
+
+    /// What a loop can run: no loop in a loop (one level of iterations),
+    /// no `retry` or `timeout` (its children take them).
+    fn loop_rules(&mut self, phase: &Phase, at: &str, top: bool) {
+        if phase.kind != PhaseKind::Loop {
+            return;
+        }
+        if !top {
+            self.problem(
+                path::key(at, "kind"),
+                "a loop inside a loop cannot run: loops nest one level deep; make it a top-level loop, or fold its children into this loop's",
+            );
+        }
+        if phase.retry.is_some() {
+            self.problem(
+                path::key(at, "retry"),
+                "a loop is not retried as a whole; give `retry` to its child phases",
+            );
+        }
+        if phase.timeout.is_some() {
+            self.problem(
+                path::key(at, "timeout"),
+                "a loop has no timeout of its own; give `timeout` to its child phases",
+            );
+        }
+    }
+
+    /// `on_exhausted: {"next": PHASE}`: PHASE is a sibling of the loop
+    /// that the loop does not wait for (it starts once the loop ran out),
+    /// and the loop has an `until` to run out of.
+    fn handover(&mut self, phases: &[Phase], phase: &Phase, at: &str) {
+        let Some(target) = phase.on_exhausted.as_ref().and_then(|o| o.next()) else {
+            return;
+        };
+        let next_at = path::key(&path::key(at, "on_exhausted"), "next");
+        if phase.until.is_none() {
+            self.problem(
+                &next_at,
+                "a loop without `until` never runs out (it completes after `max_iters`); add `until` or remove on_exhausted",
+            );
+        }
+        if target == phase.id {
+            self.problem(
+                next_at,
+                format!("loop `{target}` cannot hand over to itself; name the phase to run when it runs out (e.g. a re-plan after it)"),
+            );
+            return;
+        }
+        if !phases.iter().any(|p| p.id == target) {
+            let siblings: Vec<String> = phases
+                .iter()
+                .filter(|p| p.id != phase.id)
+                .map(|p| format!("`{}`", p.id))
+                .collect();
+            let mut message = format!(
+                "unknown phase `{target}` in on_exhausted.next; expected a phase beside loop `{}`: {}",
+                phase.id,
+                list_or_none(&siblings)
+            );
+            if let Some(elsewhere) = self.phases.get(target) {
+                match elsewhere.parent {
+                    Some(parent) if parent == phase.id => message.push_str(&format!(
+                        " (`{target}` is inside this loop; the fallback runs after the loop ends)"
+                    )),
+                    Some(parent) => {
+                        message.push_str(&format!(" (`{target}` is inside loop `{parent}`)"))
+                    }
+                    None => message.push_str(&format!(" (`{target}` is at the top level)")),
+                }
+            }
+            self.problem(next_at, message);
+            return;
+        }
+        let before = upstream(phases);
+        if before
+            .get(phase.id.as_str())
+            .is_some_and(|up| up.contains(target))
+        {
+            self.problem(
+                next_at,
+                format!(
+                    "`{target}` runs before loop `{}` (the loop needs it), so it cannot start when the loop runs out: that would be a cycle; name a phase that runs after the loop",
+                    phase.id
+                ),
+            );
+        }
     }
 
     fn phase(
@@ -295,6 +385,7 @@ impl<'t> Check<'t> {
         }
         self.outputs(phase, at);
         self.sources(phase, at, top);
+        self.loop_rules(phase, at, top);
         if phase.kind == PhaseKind::Loop {
             self.level(&phase.phases, &path::key(at, "phases"), false, seen);
         }
@@ -802,20 +893,29 @@ fn index<'t>(
 
 /// For each phase of one level, the phases of that level it waits for,
 /// directly or through others (cycles included, without looping).
+/// A loop's `on_exhausted: {"next": …}` target waits for the loop, as the
+/// runner's DAG has it.
 fn upstream(phases: &[Phase]) -> BTreeMap<&str, BTreeSet<&str>> {
-    let needs: BTreeMap<&str, &[String]> = phases
+    let mut needs: BTreeMap<&str, Vec<&str>> = phases
         .iter()
-        .map(|p| (p.id.as_str(), p.needs.as_slice()))
+        .map(|p| (p.id.as_str(), p.needs.iter().map(String::as_str).collect()))
         .collect();
+    for phase in phases {
+        if let Some(target) = phase.on_exhausted.as_ref().and_then(|o| o.next())
+            && let Some(list) = needs.get_mut(target)
+        {
+            list.push(phase.id.as_str());
+        }
+    }
     let mut out = BTreeMap::new();
     for phase in phases {
         let mut seen: BTreeSet<&str> = BTreeSet::new();
-        let mut todo: Vec<&str> = phase.needs.iter().map(String::as_str).collect();
+        let mut todo: Vec<&str> = needs.get(phase.id.as_str()).cloned().unwrap_or_default();
         while let Some(id) = todo.pop() {
             if let Some((id, more)) = needs.get_key_value(id)
                 && seen.insert(id)
             {
-                todo.extend(more.iter().map(String::as_str));
+                todo.extend(more.iter().copied());
             }
         }
         out.insert(phase.id.as_str(), seen);
@@ -1515,6 +1615,86 @@ mod tests {
                 "phases[4].phases[1].env.WFE_X"
             ]
         );
+    }
+
+    #[test]
+    fn loops_refuse_what_the_runner_cannot_run() {
+        let fix = |extra: Value| {
+            let mut l = json!({"id": "fix", "kind": "loop", "max_iters": 2, "until": "true",
+                "phases": [{"id": "test", "kind": "gate"}]});
+            for (k, v) in extra.as_object().unwrap() {
+                l[k] = v.clone();
+            }
+            l
+        };
+        let inner = json!({"id": "inner", "kind": "loop", "max_iters": 2, "phases": [{"id": "x", "kind": "gate"}]});
+        let cases = [
+            (
+                json!({"name": "t", "phases": [fix(json!({"phases": [inner]}))]}),
+                vec![(
+                    "phases[0].phases[0].kind",
+                    "a loop inside a loop cannot run",
+                )],
+            ),
+            (
+                json!({"name": "t", "phases": [fix(json!({"timeout": "1m", "retry": {"max_attempts": 2}}))]}),
+                vec![
+                    ("phases[0].retry", "a loop is not retried as a whole"),
+                    ("phases[0].timeout", "a loop has no timeout of its own"),
+                ],
+            ),
+            (
+                json!({"name": "t", "phases": [fix(json!({"on_exhausted": {"next": "nope"}})), {"id": "replan", "kind": "gate"}]}),
+                vec![(
+                    "phases[0].on_exhausted.next",
+                    "unknown phase `nope` in on_exhausted.next; expected a phase beside loop `fix`: `replan`",
+                )],
+            ),
+            (
+                json!({"name": "t", "phases": [fix(json!({"on_exhausted": {"next": "test"}}))]}),
+                vec![(
+                    "phases[0].on_exhausted.next",
+                    "(`test` is inside this loop; the fallback runs after the loop ends)",
+                )],
+            ),
+            (
+                json!({"name": "t", "phases": [fix(json!({"on_exhausted": {"next": "fix"}}))]}),
+                vec![(
+                    "phases[0].on_exhausted.next",
+                    "loop `fix` cannot hand over to itself",
+                )],
+            ),
+            (
+                json!({"name": "t", "phases": [{"id": "plan", "kind": "gate"}, fix(json!({"needs": ["plan"], "on_exhausted": {"next": "plan"}}))]}),
+                vec![(
+                    "phases[1].on_exhausted.next",
+                    "`plan` runs before loop `fix` (the loop needs it), so it cannot start when the loop runs out",
+                )],
+            ),
+            (
+                json!({"name": "t", "phases": [{"id": "fix", "kind": "loop", "max_iters": 2, "phases": [{"id": "x", "kind": "gate"}], "on_exhausted": {"next": "replan"}}, {"id": "replan", "kind": "gate"}]}),
+                vec![(
+                    "phases[0].on_exhausted.next",
+                    "a loop without `until` never runs out",
+                )],
+            ),
+        ];
+        for (doc, expected) in cases {
+            let problems = problems_of(doc.clone());
+            assert_eq!(problems.len(), expected.len(), "{doc}: {problems:#?}");
+            for ((path, text), problem) in expected.iter().zip(&problems) {
+                assert_eq!(problem.path, *path, "{problems:#?}");
+                assert!(problem.message.contains(text), "{problems:#?}");
+            }
+        }
+        // A fallback after the loop, gates and approvals inside it: fine.
+        let ok = json!({"name": "t", "phases": [
+            fix(json!({"on_exhausted": {"next": "replan"}, "phases": [
+                {"id": "work", "kind": "script", "run": "true", "approval": "after"},
+                {"id": "check", "kind": "gate", "needs": ["work"]}]})),
+            {"id": "replan", "kind": "gate"},
+            {"id": "after", "kind": "gate", "needs": ["replan"]}]});
+        assert_eq!(problems_of(ok), vec![]);
     }
 
     #[test]

@@ -91,7 +91,13 @@ fn show_phase(view: &PhaseView, short: &str, ref_name: &str, ui: &Ui) {
                 .unwrap_or_default()
         ));
         if state.exhausted {
-            ui.out("  exhausted  `until` still false after the last iteration (on_exhausted: continue)");
+            let then = match &spec.next {
+                Some(next) => format!("on_exhausted: next `{next}`, which runs instead"),
+                None => "on_exhausted: continue".to_string(),
+            };
+            ui.out(&format!(
+                "  exhausted  `until` still false after the last iteration ({then})"
+            ));
         }
     }
     if let Some(ms) = state.duration_ms {

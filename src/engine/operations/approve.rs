@@ -41,9 +41,57 @@ pub(crate) fn approve_phase(
     Ok(attach)
 }
 
+/// Splits how a person names a phase to approve: `PHASE`, or a loop's
+/// child `CHILD@K` (iteration K, which must be the loop's current one).
+/// `None` for an iteration that is not a number.
+pub(crate) fn split_address(asked: &str) -> Option<(&str, Option<u32>)> {
+    match asked.split_once('@') {
+        Some((id, k)) => k.parse().ok().map(|k| (id, Some(k))),
+        None => Some((asked, None)),
+    }
+}
+
+/// Checks that iteration `asked` (if given) of loop `parent` is the one
+/// it is in (`current`): only there can a child wait.
+pub(crate) fn check_iteration(
+    child: &str,
+    parent: &str,
+    current: u32,
+    asked: Option<u32>,
+) -> Result<(), String> {
+    match asked {
+        Some(k) if k != current => Err(format!(
+            "`{child}@{k}` cannot be approved: loop `{parent}` is in iteration {current}, and only its current iteration waits (`{child}@{current}`)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The waiting phases of `snap` as `wfe approve` names them (a loop's
+/// child as `CHILD@K`), but `except`.
+fn waiting_in(snap: &RunSnapshot, except: &str) -> Vec<String> {
+    let mut waiting: Vec<String> = snap
+        .phases
+        .iter()
+        .filter(|p| p.status == PhaseStatus::Waiting)
+        .map(|p| p.id.clone())
+        .collect();
+    for children in snap.children.values() {
+        waiting.extend(
+            children
+                .iter()
+                .filter(|c| c.status == PhaseStatus::Waiting)
+                .map(|c| format!("{}@{}", c.id, c.iteration)),
+        );
+    }
+    waiting.retain(|w| w != except);
+    waiting
+}
+
 /// Approves `phase` of the run in `snap` when no runner holds it; a run
 /// that waited for nothing else becomes paused, so resuming goes on; one
-/// that still waits for others records which.
+/// that still waits for others records which. A loop's child is named
+/// `CHILD` or `CHILD@K` (see [`split_address`]).
 pub(super) fn offline(
     store: &dyn RunStore,
     snap: &RunSnapshot,
@@ -53,8 +101,10 @@ pub(super) fn offline(
     artifact: Option<&Value>,
     now: &str,
 ) -> Result<Result<Done, Refusal>, EngineError> {
-    let spec = require_phase(snap, phase)?;
-    let mut state = require_state(snap, phase)?.clone();
+    let (spec, mut state, key, address) = match locate(snap, phase)? {
+        Ok(found) => found,
+        Err(reason) => return Ok(Err(Refusal::Approval(reason))),
+    };
     let schemas = snap.schemas(store)?;
     let attach = match approve_phase(spec, &mut state, artifact, &schemas, now) {
         Ok(attach) => attach,
@@ -62,17 +112,13 @@ pub(super) fn offline(
     };
     if let Some((name, value)) = attach {
         changes.push(Change::write(
-            layout::artifact(phase, &name),
+            layout::artifact(&key, &name),
             to_file_bytes(&value),
         ));
     }
-    changes.push(Change::write(layout::state(phase), to_file_bytes(&state)));
-    let others: Vec<String> = snap
-        .phases
-        .iter()
-        .filter(|p| p.id != *phase && p.status == PhaseStatus::Waiting)
-        .map(|p| p.id.clone())
-        .collect();
+    changes.push(Change::write(layout::state(&key), to_file_bytes(&state)));
+    let phase = address.as_str();
+    let others = waiting_in(snap, phase);
     if record.status == RunStatus::Waiting && others.is_empty() {
         let reason = StopReason::Approved {
             phase: phase.to_string(),
@@ -89,6 +135,51 @@ pub(super) fn offline(
         phase: Some(phase.to_string()),
         outcome: "approved".to_string(),
     }))
+}
+
+/// The phase `asked` names: its template entry, its state, where its
+/// files are and how it is addressed (`CHILD@K` inside a loop); or why
+/// no waiting phase can be that.
+#[allow(clippy::type_complexity)]
+fn locate<'s>(
+    snap: &'s RunSnapshot,
+    asked: &str,
+) -> Result<Result<(&'s Phase, PhaseState, String, String), String>, EngineError> {
+    let Some((id, at)) = split_address(asked) else {
+        return Ok(Err(format!(
+            "`{asked}` is not a phase: expected PHASE, or CHILD@N for a loop's child in iteration N"
+        )));
+    };
+    let Some(parent) = snap.parent_of(id) else {
+        if at.is_some() {
+            return Ok(Err(format!(
+                "`{id}` is not inside a loop: approve it as `{id}`"
+            )));
+        }
+        let spec = require_phase(snap, id)?;
+        let state = require_state(snap, id)?.clone();
+        return Ok(Ok((spec, state, id.to_string(), id.to_string())));
+    };
+    let current = snap.phase(&parent.id).map_or(0, |p| p.iteration);
+    let state = snap
+        .children
+        .get(&parent.id)
+        .and_then(|children| children.iter().find(|c| c.id == id));
+    let (Some(state), Some(spec)) = (state, parent.phases.iter().find(|c| c.id == id)) else {
+        return Ok(Err(format!(
+            "phase `{id}` is inside loop `{}`, which has not started an iteration",
+            parent.id
+        )));
+    };
+    if let Err(reason) = check_iteration(id, &parent.id, current, at) {
+        return Ok(Err(reason));
+    }
+    Ok(Ok((
+        spec,
+        state.clone(),
+        layout::child_key(&parent.id, current, id),
+        format!("{id}@{current}"),
+    )))
 }
 
 /// Checks an approval of `phase` (in `state`): it must be waiting, and an

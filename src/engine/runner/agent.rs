@@ -62,9 +62,12 @@ impl Runner<'_> {
             failure: e.kind,
             message: e.message,
         };
+        // Seats are asked for by key, so a replay answers a loop's child
+        // from the same iteration's recording.
+        let key = self.key(u);
         let primary = seats
             .seat(
-                &phase.id,
+                &key,
                 SeatRole::Primary,
                 phase.role.as_deref(),
                 provider,
@@ -81,7 +84,7 @@ impl Runner<'_> {
                     .then_some(crate::engine::DEFAULT_REVIEWER_ROLE));
                 let seat = seats
                     .seat(
-                        &phase.id,
+                        &key,
                         SeatRole::Reviewer,
                         role,
                         review.provider.as_deref(),
@@ -101,7 +104,6 @@ impl Runner<'_> {
             }
         };
         let outputs: Vec<OutputSpec> = self.output_specs(u)?;
-        let key = self.key(u);
         let files = AgentFiles {
             exchanges: self.read_file(&layout::exchanges(&key)),
             tool_calls: self.read_file(&layout::tool_calls(&key)),

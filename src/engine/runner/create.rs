@@ -35,7 +35,7 @@ pub struct NewRun {
 }
 
 /// Refuses templates this version cannot run, before anything is written:
-/// loops of anything but script and agent phases.
+/// loops inside loops, `retry` or `timeout` on a loop.
 pub fn ensure_runnable(template: &Template) -> Result<(), EngineError> {
     for phase in &template.phases {
         match phase.kind {

@@ -37,9 +37,10 @@ use crate::store::{Change, CheckpointId, EntryKind, RunStore};
 use crate::template::{Approval, OnExhausted, OnFailure, Phase, PhaseKind};
 use crate::time::format_stamp;
 
-/// Refuses loops this version cannot run: children other than scripts
-/// (gates, agents, nested loops), approvals inside a loop, and settings a
-/// loop has no use for (`retry`, `timeout`: its children take them).
+/// Refuses loops this version cannot run: loops inside loops, and
+/// settings a loop has no use for (`retry`, `timeout`: its children take
+/// them). Template validation refuses the same; this guards templates
+/// frozen into runs by other versions.
 pub(super) fn ensure_runnable(phase: &Phase) -> Result<(), EngineError> {
     let refuse = |id: &str, reason: Unrunnable| {
         Err(EngineError::NotRunnable {
@@ -54,19 +55,10 @@ pub(super) fn ensure_runnable(phase: &Phase) -> Result<(), EngineError> {
         return refuse(&phase.id, Unrunnable::TimeoutOnLoop);
     }
     for child in &phase.phases {
-        if !matches!(child.kind, PhaseKind::Script | PhaseKind::Agent) {
+        if child.kind == PhaseKind::Loop {
             return refuse(
                 &child.id,
-                Unrunnable::KindInLoop {
-                    kind: child.kind.as_str(),
-                    parent: phase.id.clone(),
-                },
-            );
-        }
-        if child.approval.is_some() {
-            return refuse(
-                &child.id,
-                Unrunnable::ApprovalInLoop {
+                Unrunnable::LoopInLoop {
                     parent: phase.id.clone(),
                 },
             );
@@ -382,8 +374,10 @@ impl Runner<'_> {
                 },
                 Ok(true) => Verdict::Completed { exhausted: false },
                 Ok(false) if left => Verdict::Next,
-                Ok(false) => match phase.on_exhausted.unwrap_or(OnExhausted::Fail) {
-                    OnExhausted::Continue => Verdict::Completed { exhausted: true },
+                Ok(false) => match phase.on_exhausted.as_ref().unwrap_or(&OnExhausted::Fail) {
+                    OnExhausted::Continue | OnExhausted::Next(_) => {
+                        Verdict::Completed { exhausted: true }
+                    }
                     OnExhausted::Fail => Verdict::Failed {
                         status: PhaseStatus::Failed,
                         error: AttemptError::Exhausted {
@@ -447,10 +441,16 @@ impl Runner<'_> {
         let s = if iterations == 1 { "" } else { "s" };
         let summary = match (&error, exhausted) {
             (Some(e), _) => format!("{id} {} (attempt {attempt}): {e}", status.as_str()),
-            (None, true) => format!(
-                "{id} {} after {iterations} iteration{s}, `until` still false (on_exhausted: continue)",
-                status.as_str()
-            ),
+            (None, true) => {
+                let then = match self.phase(p).on_exhausted.as_ref().and_then(|o| o.next()) {
+                    Some(next) => format!("on_exhausted: next `{next}`"),
+                    None => "on_exhausted: continue".to_string(),
+                };
+                format!(
+                    "{id} {} after {iterations} iteration{s}, `until` still false ({then})",
+                    status.as_str()
+                )
+            }
             (None, false) => format!("{id} {} after {iterations} iteration{s}", status.as_str()),
         };
         self.note(Some(Unit::Top(p)), finished_event(status), summary);

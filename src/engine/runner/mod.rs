@@ -708,6 +708,17 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// How commands address a unit (`wfe approve`, `wfe show`): its id,
+    /// or `child@k` for a loop's child in iteration k.
+    fn address(&self, u: Unit) -> String {
+        match u {
+            Unit::Top(i) => self.dag.id(i).to_string(),
+            Unit::Child { parent, .. } => {
+                format!("{}@{}", self.id(u), self.loops[parent].iteration)
+            }
+        }
+    }
+
     /// Every unit that may still change: each top-level phase, and the
     /// children of each running loop in its current iteration.
     fn units(&self) -> Vec<Unit> {

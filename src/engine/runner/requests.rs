@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use super::{Runner, Stop, Unit};
 use crate::engine::control::{Action, Reply, Request};
-use crate::engine::operations::approve_phase;
+use crate::engine::operations::{approve_phase, check_iteration, split_address};
 use crate::engine::{layout, to_file_bytes};
 use crate::store::Change;
 
@@ -34,12 +34,9 @@ impl Runner<'_> {
                 ok("cancelled: running phases are being killed".into())
             }
             Action::Approve { phase, artifact } => match self.approve(&phase, artifact.as_ref()) {
-                Ok(()) => {
-                    self.note(
-                        self.dag.index(&phase).map(Unit::Top),
-                        event,
-                        format!("{phase} approved by {by}"),
-                    );
+                Ok(u) => {
+                    let phase = self.address(u);
+                    self.note(Some(u), event, format!("{phase} approved by {by}"));
                     ok(format!("approved {phase}"))
                 }
                 Err(message) => return Reply { ok: false, message },
@@ -73,23 +70,57 @@ impl Runner<'_> {
         reply
     }
 
-    /// Completes a waiting phase, recording an attached artifact.
-    pub(super) fn approve(&mut self, phase: &str, artifact: Option<&Value>) -> Result<(), String> {
-        let i = self
-            .dag
-            .index(phase)
-            .ok_or_else(|| format!("run {} has no phase `{phase}`", self.record.id))?;
+    /// Completes a waiting phase, recording an attached artifact; a loop's
+    /// child is named `CHILD` or `CHILD@K` (its current iteration).
+    /// Returns the unit approved.
+    pub(super) fn approve(
+        &mut self,
+        asked: &str,
+        artifact: Option<&Value>,
+    ) -> Result<Unit, String> {
+        let u = self.addressed(asked)?;
         let now = self.settings.clock.stamp();
-        let spec = &self.template.phases[i];
-        let attach = approve_phase(spec, &mut self.states[i], artifact, &self.schemas, &now)?;
-        self.mark(Unit::Top(i));
+        let spec = self.spec(u).clone();
+        let schemas = self.schemas.clone();
+        let attach = approve_phase(&spec, self.state_mut(u), artifact, &schemas, &now)?;
+        self.mark(u);
         if let Some((name, value)) = attach {
             self.pending.changes.push(Change::write(
-                layout::artifact(phase, &name),
+                layout::artifact(&self.key(u), &name),
                 to_file_bytes(&value),
             ));
-            self.artifacts[i].insert(name, value);
+            self.outputs_mut(u).insert(name, value);
         }
-        Ok(())
+        Ok(u)
+    }
+
+    /// The unit `asked` names: a top-level phase, or a loop's child in
+    /// the loop's current iteration.
+    fn addressed(&self, asked: &str) -> Result<Unit, String> {
+        let run = &self.record.id;
+        let (id, at) = split_address(asked).ok_or_else(|| {
+            format!("`{asked}` is not a phase: expected PHASE, or CHILD@N for a loop's child in iteration N")
+        })?;
+        if let Some(i) = self.dag.index(id) {
+            if at.is_some() {
+                return Err(format!("`{id}` is not inside a loop: approve it as `{id}`"));
+            }
+            return Ok(Unit::Top(i));
+        }
+        for (parent, phase) in self.template.phases.iter().enumerate() {
+            let Some(child) = phase.phases.iter().position(|c| c.id == id) else {
+                continue;
+            };
+            let l = &self.loops[parent];
+            if l.iteration == 0 || child >= l.states.len() {
+                return Err(format!(
+                    "phase `{id}` is inside loop `{}`, which has not started an iteration",
+                    phase.id
+                ));
+            }
+            check_iteration(id, &phase.id, l.iteration, at)?;
+            return Ok(Unit::Child { parent, child });
+        }
+        Err(format!("run {run} has no phase `{id}`"))
     }
 }

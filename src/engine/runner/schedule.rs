@@ -145,6 +145,11 @@ impl Runner<'_> {
                 if self.matrix_full(u) {
                     continue;
                 }
+                if let Some(reason) = self.not_handed_over(u) {
+                    self.skip(u, reason);
+                    progressed = true;
+                    continue;
+                }
                 let context = self.context(u);
                 if let Some(condition) = self.spec(u).condition.clone() {
                     match expr::eval_condition(&condition, &context) {
@@ -166,7 +171,7 @@ impl Runner<'_> {
                     }
                 }
                 match (u, self.spec(u).kind) {
-                    (Unit::Top(i), PhaseKind::Gate) => self.await_approval(i),
+                    (_, PhaseKind::Gate) => self.await_approval(u),
                     (Unit::Top(i), PhaseKind::Loop) => {
                         self.start_loop(i);
                         progressed = true;
@@ -218,10 +223,38 @@ impl Runner<'_> {
         running >= max as usize
     }
 
-    /// A gate that became ready waits for a person to approve it.
-    pub(super) fn await_approval(&mut self, i: usize) {
-        let id = self.dag.id(i).to_string();
-        self.transition(Unit::Top(i), Transition::Wait);
+    /// Why a ready unit that loops hand over to (`on_exhausted: {"next":
+    /// …}`) is skipped: none of them ran out (each ended with `until`
+    /// true, failed, or was skipped). A fallback runs only when handed
+    /// over to; its dependants then go on as after any skipped phase.
+    fn not_handed_over(&self, u: Unit) -> Option<String> {
+        let Unit::Top(i) = u else { return None };
+        let id = self.dag.id(i);
+        let sources: Vec<usize> = (0..self.states.len())
+            .filter(|&l| self.phase(l).on_exhausted.as_ref().and_then(|o| o.next()) == Some(id))
+            .collect();
+        if sources.is_empty()
+            || sources.iter().any(|&l| {
+                self.states[l].status == PhaseStatus::Completed && self.states[l].exhausted
+            })
+        {
+            return None;
+        }
+        let names: Vec<String> = sources
+            .iter()
+            .map(|&l| format!("`{}`", self.dag.id(l)))
+            .collect();
+        Some(format!(
+            "{} did not run out (it runs only as their on_exhausted: next)",
+            names.join(", ")
+        ))
+    }
+
+    /// A gate that became ready waits for a person to approve it (inside
+    /// a loop, its iteration waits with it).
+    pub(super) fn await_approval(&mut self, u: Unit) {
+        let id = self.label(u);
+        self.transition(u, Transition::Wait);
         self.observer.event(&Event::PhaseFinished {
             phase: &id,
             status: PhaseStatus::Waiting,
@@ -230,7 +263,7 @@ impl Runner<'_> {
             error: None,
         });
         self.note(
-            Some(Unit::Top(i)),
+            Some(u),
             CheckpointEvent::PhaseWaiting,
             format!("{id} waiting for approval"),
         );
@@ -252,12 +285,13 @@ impl Runner<'_> {
 
     /// Why the run cannot go on by itself, if only a person can move it:
     /// a phase waiting for approval, or auto mode off after a phase.
+    /// A loop's child is named as `wfe approve` takes it: `CHILD@K`.
     pub(super) fn waiting(&self) -> Option<StopReason> {
         let waiting: Vec<String> = self
-            .states
-            .iter()
-            .filter(|s| s.status == PhaseStatus::Waiting)
-            .map(|s| s.id.clone())
+            .units()
+            .into_iter()
+            .filter(|&u| self.state(u).status == PhaseStatus::Waiting)
+            .map(|u| self.address(u))
             .collect();
         if !waiting.is_empty() {
             return Some(StopReason::WaitingForApproval { phases: waiting });

@@ -58,6 +58,8 @@ pub struct LoopSpec {
     pub max_iters: u32,
     /// The expression that ends it, if any.
     pub until: Option<String>,
+    /// The phase it hands over to when it runs out (`on_exhausted: {"next": …}`).
+    pub next: Option<String>,
 }
 
 /// An earlier attempt of a phase, kept under `attempts/<n>/`.
@@ -101,6 +103,11 @@ impl PhaseView {
             .map(|p| LoopSpec {
                 max_iters: p.max_iters.unwrap_or(1),
                 until: p.until.clone(),
+                next: p
+                    .on_exhausted
+                    .as_ref()
+                    .and_then(|o| o.next())
+                    .map(str::to_string),
             });
         let (exchanges, tool_calls) = if found.state.kind == PhaseKind::Agent {
             let files = store.list_dir(&snap.checkpoint, &layout::phase_dir(&found.key))?;
@@ -465,7 +472,8 @@ mod tests {
             repair.loop_spec,
             Some(LoopSpec {
                 max_iters: 3,
-                until: Some("artifacts.test.result.passed".into())
+                until: Some("artifacts.test.result.passed".into()),
+                next: None,
             })
         );
         assert_eq!(repair.iterations.len(), 2);
