@@ -397,6 +397,7 @@ fn agent_job(seat: Seat, work_dir: &Path, tool: &str, max_turns: usize) -> Agent
         journal: Journal::default(),
         env_remove: Vec::new(),
         masker: Default::default(),
+        max_log_bytes: wfe::attempt::DEFAULT_MAX_LOG_BYTES,
         processes: None,
     }
 }

@@ -101,6 +101,8 @@ pub struct AgentJob {
     pub env_remove: Vec<String>,
     /// Secrets masked in log lines and tool results.
     pub masker: crate::secret::Masker,
+    /// The most of the attempt's log kept in the checkpoint (`max_log_bytes`).
+    pub max_log_bytes: u64,
     /// Where the process groups of the attempt's tool calls and CLI agent
     /// are recorded while they run (none: not recorded), with the phase as
     /// people see it and its `kill_grace`.

@@ -113,7 +113,9 @@ pub(super) async fn run_with(
     progress: Progress,
     clock: Clock,
 ) -> AttemptOutcome {
-    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock).masking(job.masker.clone());
+    let log = AttemptLog::new(&job.phase, job.attempt, sink, clock)
+        .capped(job.max_log_bytes)
+        .masking(job.masker.clone());
     let tally = Mutex::new(Tally::from_journal(&job));
     let attempt = Attempt {
         job: &job,

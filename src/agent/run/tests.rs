@@ -217,6 +217,7 @@ fn job(provider: &Arc<ScriptedProvider>) -> AgentJob {
         journal: Journal::default(),
         env_remove: Vec::new(),
         masker: Default::default(),
+        max_log_bytes: crate::attempt::DEFAULT_MAX_LOG_BYTES,
         processes: None,
     }
 }

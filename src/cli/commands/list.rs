@@ -25,7 +25,7 @@ const STATUSES: [RunStatus; 7] = [
 /// List runs
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only runs with this status (pending, running, paused, waiting, completed, failed, cancelled)
+    /// Only runs with this status (pending, running, interrupted, paused, waiting, completed, failed, cancelled)
     #[arg(long)]
     pub status: Option<String>,
     /// Only runs of this template
@@ -38,20 +38,36 @@ pub struct ListArgs {
 
 /// Runs `wfe list`.
 pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+    // `running` and `interrupted` are both stored as running; which one a
+    // run is depends on whether a runner holds it now.
+    let mut live_wanted = None;
     if let Some(status) = &args.status {
-        let valid = STATUSES.map(RunStatus::as_str);
+        let mut valid: Vec<&str> = STATUSES.map(RunStatus::as_str).to_vec();
+        valid.insert(2, "interrupted");
         if !valid.contains(&status.as_str()) {
             return Err(CliError::input(format!(
                 "--status `{status}` is not a run status; expected one of {}",
                 valid.join(", ")
             )));
         }
+        live_wanted = match status.as_str() {
+            "running" => Some(true),
+            "interrupted" => Some(false),
+            _ => None,
+        };
     }
     let filter = ListFilter {
-        status: args.status,
+        status: args
+            .status
+            .map(|s| if s == "interrupted" { "running".into() } else { s }),
         template: args.template,
     };
-    let listing = list_all(&ctx.store, &filter)?;
+    let mut listing = list_all(&ctx.store, &filter)?;
+    if let Some(live) = live_wanted {
+        listing.rows.retain(|row| {
+            RunId::parse(&row.id).is_some_and(|id| reasons::runner_live(ctx, &id)) == live
+        });
+    }
     // A template no run used and the catalog does not have is a typo, not
     // "no runs yet". (A run of a since-deleted template still lists.)
     if let Some(template) = &filter.template

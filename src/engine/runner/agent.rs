@@ -145,6 +145,7 @@ impl Runner<'_> {
                 journal,
                 env_remove: self.removed_env(u),
                 masker: self.settings.masker.clone(),
+                max_log_bytes: self.settings.max_log_bytes,
                 processes: self
                     .settings
                     .processes
