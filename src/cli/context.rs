@@ -214,6 +214,10 @@ impl Context {
                 .config
                 .max_artifact_bytes
                 .unwrap_or(DEFAULT_MAX_ARTIFACT_BYTES),
+            max_files_bytes: self
+                .config
+                .max_files_bytes
+                .unwrap_or(crate::exec::DEFAULT_MAX_FILES_BYTES),
         }
     }
 

@@ -36,6 +36,7 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         work_dir: dir.to_path_buf(),
         scratch: dir.join("scratch"),
         max_artifact_bytes: 1 << 20,
+        max_files_bytes: crate::exec::DEFAULT_MAX_FILES_BYTES,
         control: None,
         wait: false,
         seats: None,
@@ -123,6 +124,7 @@ fn outcome(
         log: Vec::new(),
         rejected: Vec::new(),
         usage: None,
+        files: Vec::new(),
     }
 }
 

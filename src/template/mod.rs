@@ -18,6 +18,7 @@ mod error;
 pub mod expr;
 mod load;
 mod model;
+mod outputs;
 mod path;
 mod validate;
 
@@ -30,6 +31,7 @@ pub use load::{digest, parse_template};
 pub use model::{
     Approval, Defaults, OnExhausted, OnFailure, Phase, PhaseKind, Review, Template, Tool,
 };
+pub use outputs::{FileOutput, Outputs};
 pub use validate::validate;
 
 /// Where the template format's JSON Schema says it lives (never fetched;

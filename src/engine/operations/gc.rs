@@ -93,6 +93,7 @@ mod tests {
             checkpoint: "a".repeat(40),
             updated,
             summary: String::new(),
+            failed_phases: Vec::new(),
         }
     }
 
