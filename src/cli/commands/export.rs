@@ -27,7 +27,9 @@ pub struct ExportArgs {
     /// A phase of the run; a loop's child as CHILD (its latest iteration) or CHILD@N
     pub phase: String,
     /// Where to write: DIR/artifacts/NAME.json and DIR/files/PATH (made if missing)
-    pub dir: PathBuf,
+    // Not `dir`: that id is the global `-C DIR`'s.
+    #[arg(value_name = "DIR")]
+    pub target: PathBuf,
     /// Replace files that already exist (a symbolic link is still refused)
     #[arg(long)]
     pub force: bool,
@@ -54,10 +56,10 @@ pub(crate) fn run(args: ExportArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
     // Everything is checked before the first write: bad input writes nothing.
     let mut targets = Vec::new();
     for (rel, _) in &writes {
-        targets.push(target(&args.dir, rel, args.force)?);
+        targets.push(target(&args.target, rel, args.force)?);
     }
     for ((rel, bytes), path) in writes.iter().zip(&targets) {
-        write(&args.dir, rel, path, bytes, args.force).map_err(|e| {
+        write(&args.target, rel, path, bytes, args.force).map_err(|e| {
             CliError::failed(format!("cannot write {}: {e}", path.display()))
         })?;
     }
@@ -66,7 +68,7 @@ pub(crate) fn run(args: ExportArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
         writes.len(),
         if writes.len() == 1 { "" } else { "s" },
         export.phase,
-        args.dir.display()
+        args.target.display()
     ));
     Ok(Outcome::Success)
 }
@@ -89,6 +91,7 @@ fn target(dir: &Path, rel: &str, force: bool) -> Result<PathBuf, CliError> {
     for (k, component) in rel_path.components().enumerate() {
         path.push(component);
         let meta = match fs::symlink_metadata(&path) {
+            // Nothing there: nothing below it can be in the way either.
             Err(e) if e.kind() == io::ErrorKind::NotFound => break,
             Err(e) => {
                 return Err(CliError::input(format!("cannot read {}: {e}", path.display())));
@@ -119,7 +122,7 @@ fn target(dir: &Path, rel: &str, force: bool) -> Result<PathBuf, CliError> {
                 .hint("pass --force to replace existing files, or export into an empty directory"));
         }
     }
-    Ok(path)
+    Ok(dir.join(rel_path))
 }
 
 /// Writes one file: directories made one by one without following links,
