@@ -73,7 +73,11 @@ fn files_are_blobs_in_the_checkpoint_and_come_back_byte_exact() {
         ]
     );
     let blob = repo
-        .git_cmd(&["cat-file", "blob", &format!("{at}:phases/build/files/wheel/blob.bin")])
+        .git_cmd(&[
+            "cat-file",
+            "blob",
+            &format!("{at}:phases/build/files/wheel/blob.bin"),
+        ])
         .output()
         .unwrap();
     assert!(blob.status.success());
@@ -85,13 +89,21 @@ fn files_are_blobs_in_the_checkpoint_and_come_back_byte_exact() {
         assert_eq!(code, 0, "{stderr}");
         assert_eq!(bytes, all_bytes(), "--file {name}");
     }
-    let (code, bytes, _) = raw(&repo, &["show", &id, "build", "--file", "coverage/index.html"]);
-    assert_eq!((code, bytes.as_slice()), (0, &b"<h1>coverage 97%</h1>\n"[..]));
+    let (code, bytes, _) = raw(
+        &repo,
+        &["show", &id, "build", "--file", "coverage/index.html"],
+    );
+    assert_eq!(
+        (code, bytes.as_slice()),
+        (0, &b"<h1>coverage 97%</h1>\n"[..])
+    );
     // An output with several files, or a name that is not there, is named.
     let out = repo.wfe(&["show", &id, "build", "--file", "coverage"]);
     out.code(2);
     assert!(
-        out.stderr.contains("has no file artifact `coverage`; it has: coverage/css/site.css, coverage/index.html"),
+        out.stderr.contains(
+            "has no file artifact `coverage`; it has: coverage/css/site.css, coverage/index.html"
+        ),
         "{}",
         out.stderr
     );
@@ -127,7 +139,10 @@ fn export_writes_json_and_files_and_never_overwrites_without_force() {
     let out_dir = repo.path().join("out");
     let dir = out_dir.display().to_string();
     repo.wfe(&["export", &id, "build", &dir]).code(0);
-    assert_eq!(std::fs::read(out_dir.join("files/wheel/blob.bin")).unwrap(), all_bytes());
+    assert_eq!(
+        std::fs::read(out_dir.join("files/wheel/blob.bin")).unwrap(),
+        all_bytes()
+    );
     assert_eq!(
         std::fs::read_to_string(out_dir.join("files/notes/notes.txt")).unwrap(),
         "release notes: zanzibar v1\n"
@@ -140,7 +155,10 @@ fn export_writes_json_and_files_and_never_overwrites_without_force() {
     again.code(2);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
     assert!(again.stderr.contains("--force"), "{}", again.stderr);
-    assert_eq!(std::fs::read_to_string(out_dir.join("files/notes/notes.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("files/notes/notes.txt")).unwrap(),
+        "mine"
+    );
     repo.wfe(&["export", &id, "build", &dir, "--force"]).code(0);
     assert_eq!(
         std::fs::read_to_string(out_dir.join("files/notes/notes.txt")).unwrap(),
@@ -166,9 +184,11 @@ fn export_writes_json_and_files_and_never_overwrites_without_force() {
     );
     let j = run(&repo, "json", &[], 0);
     let jdir = repo.path().join("jout");
-    repo.wfe(&["export", &j, "make", &jdir.display().to_string()]).code(0);
+    repo.wfe(&["export", &j, "make", &jdir.display().to_string()])
+        .code(0);
     let doc: Value =
-        serde_json::from_slice(&std::fs::read(jdir.join("artifacts/report.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(jdir.join("artifacts/report.json")).unwrap())
+            .unwrap();
     assert_eq!(doc, json!({"text": "hi"}));
 }
 
@@ -180,12 +200,17 @@ fn diff_reports_changed_files_by_size_and_hash() {
     let out = repo.wfe(&["diff", &one, &two]);
     out.code(0);
     assert!(
-        out.stdout.contains("phase build\n  ~ files/notes/notes.txt 27 bytes sha256:"),
+        out.stdout
+            .contains("phase build\n  ~ files/notes/notes.txt 27 bytes sha256:"),
         "{}",
         out.stdout
     );
     assert!(out.stdout.contains(" → 28 bytes sha256:"), "{}", out.stdout);
-    assert!(!out.stdout.contains("blob.bin"), "unchanged files are not listed: {}", out.stdout);
+    assert!(
+        !out.stdout.contains("blob.bin"),
+        "unchanged files are not listed: {}",
+        out.stdout
+    );
     let doc = repo.wfe(&["diff", &one, &two, "--json"]).json();
     let files = &doc["phases"][0]["files"];
     assert_eq!(files.as_array().unwrap().len(), 1);
@@ -213,7 +238,12 @@ fn a_phase_over_the_size_limit_fails_naming_the_file_and_the_limit() {
         out.stderr
     );
     let id = repo.run_id();
-    let tree = repo.git(&["ls-tree", "-r", "--name-only", &format!("refs/wfe/runs/{id}")]);
+    let tree = repo.git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        &format!("refs/wfe/runs/{id}"),
+    ]);
     assert!(!tree.contains("/files/"), "nothing kept: {tree}");
 
     // The repo-wide default comes from config.
@@ -226,7 +256,11 @@ fn a_phase_over_the_size_limit_fails_naming_the_file_and_the_limit() {
     );
     let out = repo.wfe(&["run", "cfg"]);
     out.code(1);
-    assert!(out.stderr.contains("the limit of 100 bytes"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the limit of 100 bytes"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -249,9 +283,23 @@ fn a_symlink_output_is_refused_and_not_followed() {
         out.stderr
     );
     let id = repo.run_id();
-    let all = repo.git_output(&["grep", "-c", "do not copy me", &format!("refs/wfe/runs/{id}")]);
-    assert!(all.stdout.is_empty(), "{}", String::from_utf8_lossy(&all.stdout));
-    let tree = repo.git(&["ls-tree", "-r", "--name-only", &format!("refs/wfe/runs/{id}")]);
+    let all = repo.git_output(&[
+        "grep",
+        "-c",
+        "do not copy me",
+        &format!("refs/wfe/runs/{id}"),
+    ]);
+    assert!(
+        all.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&all.stdout)
+    );
+    let tree = repo.git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        &format!("refs/wfe/runs/{id}"),
+    ]);
     assert!(!tree.contains("/files/"), "nothing kept: {tree}");
 }
 
@@ -300,7 +348,10 @@ fn retry_sets_files_aside_and_rollback_brings_them_back() {
     let before = repo.git(&["rev-parse", &at]);
     repo.wfe(&["retry", &id, "build", "--no-run"]).code(0);
     let tree = repo.git(&["ls-tree", "-r", "--name-only", &at, "phases/build"]);
-    assert!(!tree.contains("phases/build/files/"), "current files removed: {tree}");
+    assert!(
+        !tree.contains("phases/build/files/"),
+        "current files removed: {tree}"
+    );
     assert!(
         tree.contains("phases/build/attempts/1/files/wheel/blob.bin"),
         "set aside with the attempt: {tree}"
@@ -339,5 +390,50 @@ fn a_binary_file_holding_a_secret_fails_and_a_text_one_is_masked() {
     let (code, bytes, _) = raw(&repo, &["show", &id, "text", "--file", "t.txt"]);
     assert_eq!((code, bytes.as_slice()), (0, &b"token=***\n"[..]));
     let all = repo.git_output(&["grep", "-a", "s3cr3t", &format!("refs/wfe/runs/{id}")]);
-    assert!(all.stdout.is_empty(), "{}", String::from_utf8_lossy(&all.stdout));
+    assert!(
+        all.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&all.stdout)
+    );
+}
+
+#[test]
+fn binary_is_not_written_to_a_terminal() {
+    let repo = repo();
+    let id = run(&repo, "files", &["--arg", "v=1"], 0);
+    // util-linux `script` gives the command a pseudo-terminal as stdout.
+    let on_tty = |file: &str| {
+        let mut cmd = std::process::Command::new("script");
+        repo.hermetic(&mut cmd);
+        let line = format!(
+            "{} show {id} build --file {file}",
+            env!("CARGO_BIN_EXE_wfe")
+        );
+        let out = cmd
+            .current_dir(repo.path())
+            .env("WFE_NOW", common::NOW)
+            .args(["-qec", &line, "/dev/null"])
+            .output()
+            .expect("util-linux `script` runs the command on a terminal");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = on_tty("wheel");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("file artifact `wheel` is binary (256 bytes); not writing it to a terminal"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "redirect it: `wfe show {id} build --file wheel > FILE`"
+        )),
+        "{text}"
+    );
+    // Text goes to a terminal as it is.
+    let (code, text) = on_tty("notes/notes.txt");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("release notes: zanzibar v1"), "{text}");
 }

@@ -41,7 +41,10 @@ pub struct FilesJob {
 
 /// Collects the declared file outputs and `out_files` (`$WFE_OUT/files`).
 /// Returns the files sorted by their path under `files/`, or every problem.
-pub(super) fn collect(job: &FilesJob, out_files: &Path) -> Result<Vec<OutputFile>, Vec<ArtifactProblem>> {
+pub(super) fn collect(
+    job: &FilesJob,
+    out_files: &Path,
+) -> Result<Vec<OutputFile>, Vec<ArtifactProblem>> {
     let mut collector = Collector {
         max: job.max_bytes,
         total: 0,
@@ -127,14 +130,14 @@ impl Collector {
             let base = glob_base(written);
             match literal_dir(root, &base) {
                 Ok(Some(dir)) => {
-                    let below = written.split('/').count() - base.split('/').filter(|c| !c.is_empty()).count();
+                    let below = written.split('/').count()
+                        - base.split('/').filter(|c| !c.is_empty()).count();
                     let pattern = Pattern {
                         matcher: &matcher,
                         base: &base,
                         depth: (!written.contains("**")).then_some(below),
                     };
-                    if let Err(message) =
-                        self.walk(&dir, &base, "", Some(&pattern), 0, &mut found)
+                    if let Err(message) = self.walk(&dir, &base, "", Some(&pattern), 0, &mut found)
                     {
                         self.problem(name, kind, message);
                         return;
@@ -164,7 +167,8 @@ impl Collector {
                 return;
             }
             Ok(meta) if !meta.is_dir() => {
-                let message = format!("{NAME} is not a directory (a symbolic link is never followed)");
+                let message =
+                    format!("{NAME} is not a directory (a symbolic link is never followed)");
                 self.problem(NAME, "files", message);
                 return;
             }
@@ -401,7 +405,10 @@ mod tests {
     fn job(root: &Path, outputs: Vec<(&str, FileOutput)>, max: u64) -> FilesJob {
         FilesJob {
             root: root.to_path_buf(),
-            outputs: outputs.into_iter().map(|(n, d)| (n.to_string(), d)).collect(),
+            outputs: outputs
+                .into_iter()
+                .map(|(n, d)| (n.to_string(), d))
+                .collect(),
             max_bytes: max,
         }
     }
@@ -472,18 +479,42 @@ mod tests {
         let root = tmp.path().join("repo");
         write(&tmp.path().join("outside"), "secret.txt", b"s");
         write(&root, "dist/ok.txt", b"ok");
-        symlink(tmp.path().join("outside/secret.txt"), root.join("dist/leak.txt")).unwrap();
+        symlink(
+            tmp.path().join("outside/secret.txt"),
+            root.join("dist/leak.txt"),
+        )
+        .unwrap();
         symlink(tmp.path().join("outside"), root.join("linked")).unwrap();
         let none = tmp.path().join("none");
-        let err = collect(&job(&root, vec![("d", decl(Some("dist/*.txt"), None))], 99), &none)
-            .unwrap_err();
-        assert!(err[0].message.contains("`dist/leak.txt` is a symbolic link"), "{err:?}");
-        let err = collect(&job(&root, vec![("d", decl(None, Some("linked")))], 99), &none)
-            .unwrap_err();
-        assert!(err[0].message.contains("`linked` is a symbolic link"), "{err:?}");
-        let err = collect(&job(&root, vec![("d", decl(Some("linked/*"), None))], 99), &none)
-            .unwrap_err();
-        assert!(err[0].message.contains("`linked` is a symbolic link"), "{err:?}");
+        let err = collect(
+            &job(&root, vec![("d", decl(Some("dist/*.txt"), None))], 99),
+            &none,
+        )
+        .unwrap_err();
+        assert!(
+            err[0]
+                .message
+                .contains("`dist/leak.txt` is a symbolic link"),
+            "{err:?}"
+        );
+        let err = collect(
+            &job(&root, vec![("d", decl(None, Some("linked")))], 99),
+            &none,
+        )
+        .unwrap_err();
+        assert!(
+            err[0].message.contains("`linked` is a symbolic link"),
+            "{err:?}"
+        );
+        let err = collect(
+            &job(&root, vec![("d", decl(Some("linked/*"), None))], 99),
+            &none,
+        )
+        .unwrap_err();
+        assert!(
+            err[0].message.contains("`linked` is a symbolic link"),
+            "{err:?}"
+        );
         rustix::fs::mknodat(
             rustix::fs::CWD,
             root.join("dist/pipe.txt"),
@@ -493,8 +524,11 @@ mod tests {
         )
         .unwrap();
         fs::remove_file(root.join("dist/leak.txt")).unwrap();
-        let err = collect(&job(&root, vec![("d", decl(Some("dist/*.txt"), None))], 99), &none)
-            .unwrap_err();
+        let err = collect(
+            &job(&root, vec![("d", decl(Some("dist/*.txt"), None))], 99),
+            &none,
+        )
+        .unwrap_err();
         assert!(err[0].message.contains("not a regular file"), "{err:?}");
     }
 
@@ -503,8 +537,11 @@ mod tests {
         let tmp = TempDir::new().unwrap();
         write(tmp.path(), "d/a", &[1; 6]);
         write(tmp.path(), "d/b", &[2; 6]);
-        let err = collect(&job(tmp.path(), vec![("d", decl(None, Some("d")))], 10), &tmp.path().join("x"))
-            .unwrap_err();
+        let err = collect(
+            &job(tmp.path(), vec![("d", decl(None, Some("d")))], 10),
+            &tmp.path().join("x"),
+        )
+        .unwrap_err();
         assert_eq!(err.len(), 1);
         assert_eq!(
             err[0].message,
@@ -518,7 +555,11 @@ mod tests {
         write(tmp.path(), "d/a", b"a");
         let out = tmp.path().join("out");
         write(&out, "d/b", b"b");
-        let err = collect(&job(tmp.path(), vec![("d", decl(None, Some("d")))], 10), &out).unwrap_err();
+        let err = collect(
+            &job(tmp.path(), vec![("d", decl(None, Some("d")))], 10),
+            &out,
+        )
+        .unwrap_err();
         assert!(err[0].message.contains("declared output `d`"), "{err:?}");
     }
 

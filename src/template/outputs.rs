@@ -80,7 +80,10 @@ pub struct FileOutput {
 impl FileOutput {
     /// The glob or directory as written.
     pub fn path(&self) -> &str {
-        self.file.as_deref().or(self.dir.as_deref()).unwrap_or_default()
+        self.file
+            .as_deref()
+            .or(self.dir.as_deref())
+            .unwrap_or_default()
     }
 
     /// What is wrong with the declaration, in words (empty when nothing is).
@@ -99,7 +102,9 @@ impl FileOutput {
         if let Err(message) = check_relative(written) {
             problems.push(message);
         } else if self.file.is_some()
-            && let Err(e) = globset::GlobBuilder::new(written).literal_separator(true).build()
+            && let Err(e) = globset::GlobBuilder::new(written)
+                .literal_separator(true)
+                .build()
         {
             problems.push(format!("`{written}` is not a valid glob: {e}"));
         }
@@ -252,20 +257,33 @@ mod tests {
         assert_eq!(outputs.len(), 1, "deref is the JSON outputs only");
         assert_eq!(outputs.files["wheel"].file.as_deref(), Some("dist/*.whl"));
         assert!(outputs.files["cov"].optional);
-        let back: Outputs = serde_json::from_str(&serde_json::to_string(&outputs).unwrap()).unwrap();
+        let back: Outputs =
+            serde_json::from_str(&serde_json::to_string(&outputs).unwrap()).unwrap();
         assert_eq!(back, outputs);
     }
 
     #[test]
     fn a_declaration_must_stay_inside_the_repository() {
-        let file = |f: &str| FileOutput { file: Some(f.into()), dir: None, optional: false };
+        let file = |f: &str| FileOutput {
+            file: Some(f.into()),
+            dir: None,
+            optional: false,
+        };
         assert!(file("dist/*.whl").problems().is_empty());
         assert!(file("/etc/passwd").problems()[0].contains("absolute"));
         assert!(file("dist/../../x").problems()[0].contains("leaves the repository"));
         assert!(file("dist/[").problems()[0].contains("not a valid glob"));
-        let both = FileOutput { file: Some("a".into()), dir: Some("b".into()), optional: false };
+        let both = FileOutput {
+            file: Some("a".into()),
+            dir: Some("b".into()),
+            optional: false,
+        };
         assert!(both.problems()[0].contains("not both"));
-        let neither = FileOutput { file: None, dir: None, optional: false };
+        let neither = FileOutput {
+            file: None,
+            dir: None,
+            optional: false,
+        };
         assert!(neither.problems()[0].contains("needs `file`"));
     }
 

@@ -59,9 +59,8 @@ pub(crate) fn run(args: ExportArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
         targets.push(target(&args.target, rel, args.force)?);
     }
     for ((rel, bytes), path) in writes.iter().zip(&targets) {
-        write(&args.target, rel, path, bytes, args.force).map_err(|e| {
-            CliError::failed(format!("cannot write {}: {e}", path.display()))
-        })?;
+        write(&args.target, rel, path, bytes, args.force)
+            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
     }
     ui.note(&format!(
         "wrote {} file{} of phase `{}` to {}",
@@ -94,7 +93,10 @@ fn target(dir: &Path, rel: &str, force: bool) -> Result<PathBuf, CliError> {
             // Nothing there: nothing below it can be in the way either.
             Err(e) if e.kind() == io::ErrorKind::NotFound => break,
             Err(e) => {
-                return Err(CliError::input(format!("cannot read {}: {e}", path.display())));
+                return Err(CliError::input(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
             }
             Ok(meta) => meta,
         };
@@ -118,8 +120,11 @@ fn target(dir: &Path, rel: &str, force: bool) -> Result<PathBuf, CliError> {
             )));
         }
         if last && !force {
-            return Err(CliError::input(format!("{} already exists", path.display()))
-                .hint("pass --force to replace existing files, or export into an empty directory"));
+            return Err(
+                CliError::input(format!("{} already exists", path.display())).hint(
+                    "pass --force to replace existing files, or export into an empty directory",
+                ),
+            );
         }
     }
     Ok(dir.join(rel_path))

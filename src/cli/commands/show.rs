@@ -63,7 +63,9 @@ pub(crate) fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
             )));
         }
         ui.raw(&bytes).map_err(|e| {
-            CliError::internal(format!("cannot write file artifact `{name}` to stdout: {e}"))
+            CliError::internal(format!(
+                "cannot write file artifact `{name}` to stdout: {e}"
+            ))
         })?;
         return Ok(Outcome::Success);
     }

@@ -73,7 +73,10 @@ pub fn phase_file(
     let name = name.trim_matches('/');
     let under: Vec<&String> = have
         .iter()
-        .filter(|p| p.strip_prefix(name).is_some_and(|rest| rest.starts_with('/')))
+        .filter(|p| {
+            p.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
         .collect();
     let path = if have.iter().any(|p| p == name) {
         name.to_string()

@@ -12,8 +12,8 @@ mod list;
 mod phase;
 mod run;
 
-pub use files::{FileEntry, PhaseExport, phase_export, phase_file};
 pub(crate) use files::entries as file_entries;
+pub use files::{FileEntry, PhaseExport, phase_export, phase_file};
 pub use fsck::{FsckReport, Problem, RunCheck, check_run, check_runs};
 pub use list::{ListFilter, Listing, RunRow, list_all, list_runs};
 pub use phase::{AttemptView, LoopSpec, PhaseView, RejectedOutput, artifact};

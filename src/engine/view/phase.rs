@@ -7,8 +7,8 @@ use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::super::{Comment, PhaseState, RunSnapshot, layout, operations};
-use super::files::{FileEntry, entries as file_entries};
 use super::ViewError;
+use super::files::{FileEntry, entries as file_entries};
 use crate::attempt::{AttemptError, LogLine};
 use crate::store::{EntryKind, RunId, RunStore};
 use crate::template::PhaseKind;
