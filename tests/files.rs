@@ -356,10 +356,20 @@ fn retry_sets_files_aside_and_rollback_brings_them_back() {
         tree.contains("phases/build/attempts/1/files/wheel/blob.bin"),
         "set aside with the attempt: {tree}"
     );
+    let retried = repo.git(&["rev-parse", &at]);
     repo.wfe(&["rollback", &id, "--to", before.trim()]).code(0);
     let (code, bytes, stderr) = raw(&repo, &["show", &id, "build", "--file", "wheel"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(bytes, all_bytes());
+    // Undo brings back the retried tip, files set aside as they were.
+    repo.wfe(&["undo", &id]).code(0);
+    assert_eq!(repo.git(&["rev-parse", &at]), retried);
+    repo.wfe(&["show", &id, "build", "--file", "wheel"]).code(2);
+    // And the retry runs again, keeping its own files.
+    repo.wfe(&["resume", &id]).code(0);
+    let (code, bytes, _) = raw(&repo, &["show", &id, "build", "--file", "wheel"]);
+    assert_eq!((code, bytes), (0, all_bytes()));
+    repo.wfe(&["fsck", &id]).code(0);
 }
 
 #[test]

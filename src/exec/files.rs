@@ -13,7 +13,6 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
@@ -154,7 +153,7 @@ impl Collector {
                 return;
             }
         }
-        self.read_all(name, kind, found);
+        self.read_all(name, kind, root, found);
     }
 
     /// `$WFE_OUT/files/`: everything in it, kept under its own path.
@@ -190,7 +189,7 @@ impl Collector {
                 return;
             }
         }
-        self.read_all(NAME, "files", found);
+        self.read_all(NAME, "files", dir, found);
     }
 
     /// Walks `dir` (shown as `shown`) without following links. Files are
@@ -265,8 +264,8 @@ impl Collector {
         Ok(())
     }
 
-    /// Reads the files found for one output, within the phase's cap.
-    fn read_all(&mut self, artifact: &str, kind: &str, found: Vec<Found>) {
+    /// Reads the files found for one output (under `base`), within the phase's cap.
+    fn read_all(&mut self, artifact: &str, kind: &str, base: &Path, found: Vec<Found>) {
         for f in found {
             if self.over {
                 return;
@@ -276,7 +275,8 @@ impl Collector {
             } else {
                 format!("{artifact}/{}", f.kept.trim_start_matches('/'))
             };
-            match read_capped(&f.disk, self.max - self.total.min(self.max)) {
+            let rel = f.disk.strip_prefix(base).unwrap_or(&f.disk);
+            match read_capped(base, rel, self.max - self.total.min(self.max)) {
                 Ok(Ok(bytes)) => {
                     self.total += bytes.len() as u64;
                     self.files.push(OutputFile { path: kept, bytes });
@@ -361,15 +361,28 @@ fn literal_dir(root: &Path, rel: &str) -> Result<Option<PathBuf>, String> {
     Ok(Some(path))
 }
 
-/// Reads a regular file of at most `room` bytes; `Err(size)` when it has
-/// more. Opened without following a link and without blocking on a FIFO
-/// swapped in since the walk; the type is checked on the open handle.
-fn read_capped(path: &Path, room: u64) -> io::Result<Result<Vec<u8>, u64>> {
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits().cast_signed())
-        .open(path)?;
+/// Reads the regular file `base/rel` of at most `room` bytes; `Err(size)`
+/// when it has more. Every component below `base` is opened without
+/// following a link (`openat` with `O_NOFOLLOW`), so a link swapped in
+/// since the walk, even for a directory on the way, is refused; the last
+/// one without blocking on a FIFO, and its type is checked on the handle.
+fn read_capped(base: &Path, rel: &Path, room: u64) -> io::Result<Result<Vec<u8>, u64>> {
+    use rustix::fs::{Mode, OFlags, openat};
+    let parts: Vec<&std::ffi::OsStr> = rel.iter().collect();
+    let Some((last, dirs)) = parts.split_last() else {
+        return Err(io::Error::other("not a regular file"));
+    };
+    let mut dir = rustix::fs::open(
+        base,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for part in dirs {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        dir = openat(&dir, *part, flags, Mode::empty())?;
+    }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = fs::File::from(openat(&dir, *last, flags, Mode::empty())?);
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::other("not a regular file"));
@@ -530,6 +543,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(err[0].message.contains("not a regular file"), "{err:?}");
+    }
+
+    #[test]
+    fn reading_never_follows_a_link_swapped_in_on_the_way() {
+        let tmp = TempDir::new().unwrap();
+        write(tmp.path(), "outside/d/f.txt", b"secret");
+        write(tmp.path(), "root/real/f.txt", b"ok");
+        let root = tmp.path().join("root");
+        let read = |rel: &str| read_capped(&root, Path::new(rel), 100);
+        assert_eq!(read("real/f.txt").unwrap().unwrap(), b"ok");
+        symlink(tmp.path().join("outside/d"), root.join("swapped")).unwrap();
+        assert!(
+            read("swapped/f.txt").is_err(),
+            "a linked directory on the way"
+        );
+        symlink(tmp.path().join("outside/d/f.txt"), root.join("real/l.txt")).unwrap();
+        assert!(read("real/l.txt").is_err(), "a linked file");
+        assert_eq!(read("real/f.txt").unwrap(), Ok(b"ok".to_vec()));
+        assert_eq!(
+            read_capped(&root, Path::new("real/f.txt"), 1).unwrap(),
+            Err(2)
+        );
     }
 
     #[test]
