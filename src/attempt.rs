@@ -191,6 +191,26 @@ pub struct AttemptOutcome {
     pub rejected: Vec<(String, Vec<u8>)>,
     /// An agent's tokens and cost for the attempt.
     pub usage: Option<AttemptUsage>,
+    /// File artifacts kept by a successful attempt, by their path under
+    /// `phases/<phase>/files/`, sorted.
+    pub files: Vec<OutputFile>,
+}
+
+/// One file artifact: where it is kept under the phase's `files/` and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    /// Its path under `files/`: `<output>/<path>` for a declared output,
+    /// the path under `$WFE_OUT/files/` otherwise.
+    pub path: String,
+    /// The file's content, as read.
+    pub bytes: Vec<u8>,
+}
+
+/// True when `bytes` read as text: valid UTF-8 without a NUL byte. Text
+/// file artifacts are masked like logs and indexed for search; the others
+/// are binary.
+pub fn is_text(bytes: &[u8]) -> bool {
+    !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok()
 }
 
 impl AttemptOutcome {
@@ -224,6 +244,31 @@ impl AttemptOutcome {
                     *error = back;
                 }
             }
+        }
+        // A text file is masked like a log. A binary file cannot be: a
+        // replaced byte run would corrupt it and still might not cover an
+        // encoded copy, so one holding a secret fails the attempt instead.
+        let mut binary_secrets = Vec::new();
+        for file in &mut self.files {
+            if is_text(&file.bytes) {
+                if let std::borrow::Cow::Owned(m) = masker.mask_bytes(&file.bytes) {
+                    file.bytes = m;
+                    masked.push(format!("files/{}", file.path));
+                }
+            } else if masker.finds_in(&file.bytes) {
+                binary_secrets.push(ArtifactProblem {
+                    artifact: format!("files/{}", file.path),
+                    schema: "file".into(),
+                    message: "a binary file holds a secret value, and binary files are never masked; it was not kept".into(),
+                    violations: Vec::new(),
+                });
+            }
+        }
+        if !binary_secrets.is_empty() {
+            self.files.clear();
+            self.result = Err(AttemptError::InvalidOutputs {
+                problems: binary_secrets,
+            });
         }
         for (name, bytes) in &mut self.rejected {
             if let std::borrow::Cow::Owned(m) = masker.mask_bytes(bytes) {
@@ -542,6 +587,7 @@ mod tests {
                 format!("{{\"v\": \"{SECRET}\"}}").into_bytes(),
             )],
             usage: None,
+            files: Vec::new(),
         };
         assert_eq!(ok.mask(&masker), ["leaky", "raw"]);
         assert_eq!(ok.log[0].line, "say ***");

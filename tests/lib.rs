@@ -19,6 +19,7 @@ mod crash;
 mod diff;
 mod examples;
 mod fail_fast;
+mod files;
 mod fsck;
 mod help;
 mod hints;

@@ -53,9 +53,19 @@ fn a_killed_runner_leaves_a_run_that_shows_as_interrupted() {
     assert_run!(&repo, "list_interrupted", &list);
     // The filters tell the same truth: no runner holds it, so it is
     // interrupted, not running.
-    let interrupted = repo.wfe(&["list", "--status", "interrupted", "--json"]).code(0).json();
-    assert_eq!(interrupted.as_array().map(Vec::len), Some(1), "{interrupted}");
-    let running = repo.wfe(&["list", "--status", "running", "--json"]).code(0).json();
+    let interrupted = repo
+        .wfe(&["list", "--status", "interrupted", "--json"])
+        .code(0)
+        .json();
+    assert_eq!(
+        interrupted.as_array().map(Vec::len),
+        Some(1),
+        "{interrupted}"
+    );
+    let running = repo
+        .wfe(&["list", "--status", "running", "--json"])
+        .code(0)
+        .json();
     assert_eq!(running.as_array().map(Vec::len), Some(0), "{running}");
     let show = repo.wfe(&["show", "latest"]);
     assert!(show.stdout.contains("interrupted"), "{}", show.stdout);

@@ -148,6 +148,7 @@ pub(super) async fn run_with(
         log: log.take(),
         rejected,
         usage: Some(usage),
+        files: Vec::new(),
     }
 }
 

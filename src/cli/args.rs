@@ -64,6 +64,8 @@ pub enum Command {
     Status(commands::status::StatusArgs),
     /// Show a run, a phase, or an artifact
     Show(commands::show::ShowArgs),
+    /// Write a phase's artifacts (JSON and files) into a directory
+    Export(commands::export::ExportArgs),
     /// Show a run's checkpoints, newest first
     Log(commands::log::LogArgs),
     /// Continue a run that was interrupted or whose runner died

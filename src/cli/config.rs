@@ -38,6 +38,10 @@ pub struct Config {
     /// 4 MiB): its first and last half, with a `truncated` line between.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_log_bytes: Option<u64>,
+    /// Most bytes of file artifacts one phase may keep (default 50 MB); a
+    /// phase's own `max_files_bytes` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files_bytes: Option<u64>,
     /// LLM providers by name (used by agent phases).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub providers: BTreeMap<String, ProviderEntry>,

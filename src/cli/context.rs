@@ -236,6 +236,10 @@ impl Context {
                 .config
                 .max_log_bytes
                 .unwrap_or(crate::attempt::DEFAULT_MAX_LOG_BYTES),
+            max_files_bytes: self
+                .config
+                .max_files_bytes
+                .unwrap_or(crate::exec::DEFAULT_MAX_FILES_BYTES),
         }
     }
 

@@ -356,7 +356,8 @@ impl From<ViewError> for CliError {
             | ViewError::NoIterationYet { .. }
             | ViewError::NoSuchIteration { .. }
             | ViewError::NoSuchChild { .. }
-            | ViewError::NoSuchArtifact { .. } => CliError::input(e.to_string()),
+            | ViewError::NoSuchArtifact { .. }
+            | ViewError::NoSuchFile { .. } => CliError::input(e.to_string()),
         }
     }
 }

@@ -70,6 +70,7 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<Outcome, CliError> {
         Command::List(args) => commands::list::run(args, &ctx()?, ui),
         Command::Status(args) => commands::status::run(args, &ctx()?, ui),
         Command::Show(args) => commands::show::run(args, &ctx()?, ui),
+        Command::Export(args) => commands::export::run(args, &ctx()?, ui),
         Command::Log(args) => commands::log::run(args, &ctx()?, ui),
         Command::Pause(args) => commands::pause::run(args, &ctx()?, ui),
         Command::Cancel(args) => commands::cancel::run(args, &ctx()?, ui).await,

@@ -111,6 +111,22 @@ impl Ui {
         let _ = writeln!(std::io::stdout().lock(), "{text}");
     }
 
+    /// Bytes on stdout exactly as they are (a file artifact). A closed pipe
+    /// just ends the output; other write errors are returned.
+    pub fn raw(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let _guard = self.lock.lock();
+        let mut out = std::io::stdout().lock();
+        match out.write_all(bytes).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Whether stdout is a terminal (binary output is refused there).
+    pub fn stdout_is_terminal(&self) -> bool {
+        std::io::stdout().is_terminal()
+    }
+
     /// One JSON document on stdout.
     pub fn json(&self, value: &serde_json::Value) {
         self.out(&serde_json::to_string_pretty(value).unwrap_or_default());

@@ -14,6 +14,7 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::view::{FileEntry, file_entries};
 use super::{EngineError, PhaseState, PhaseStatus, RunSnapshot, RunStatus, layout};
 use crate::artifact::{self, Change};
 use crate::store::{CheckpointId, EntryKind, RunId, RunStore, StoreError};
@@ -279,6 +280,24 @@ pub struct PhaseDiff {
     pub status: Option<StatusChange<PhaseStatus>>,
     /// The artifacts that differ, by name.
     pub artifacts: Vec<ArtifactDiff>,
+    /// The file artifacts that differ (by size and hash), by path under `files/`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileDiff>,
+}
+
+/// One file artifact that differs between the sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileDiff {
+    /// Its path under the phase's `files/`.
+    pub path: String,
+    /// Added, removed or changed.
+    pub kind: ArtifactChange,
+    /// Side A's size and hash, when it has the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<FileEntry>,
+    /// Side B's size and hash, when it has the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<FileEntry>,
 }
 
 /// Everything that differs between two sides.
@@ -371,6 +390,7 @@ struct Part {
     /// `None` for an attempt, whose status is not recorded on its own.
     status: Option<PhaseStatus>,
     artifacts: BTreeMap<String, Value>,
+    files: BTreeMap<String, FileEntry>,
 }
 
 fn load(
@@ -497,6 +517,7 @@ fn current(
         id: state.id.clone(),
         status: Some(state.status),
         artifacts,
+        files: files_at(store, &snap.checkpoint, &layout::files(&state.id))?,
     })
 }
 
@@ -567,6 +588,11 @@ fn attempt(
         id: state.id.clone(),
         status: None,
         artifacts,
+        files: files_at(
+            store,
+            &snap.checkpoint,
+            &layout::attempt_files(&state.id, n),
+        )?,
     };
     Ok((part, used_rejected))
 }
@@ -615,12 +641,55 @@ fn diff_parts(a: Option<&Part>, b: Option<&Part>, with_status: bool) -> Option<P
             })
         })
         .collect();
-    (status.is_some() || !artifacts.is_empty()).then_some(PhaseDiff {
+    let files = diff_files(a.map(|p| &p.files), b.map(|p| &p.files));
+    (status.is_some() || !artifacts.is_empty() || !files.is_empty()).then_some(PhaseDiff {
         phase,
         other_phase,
         status,
         artifacts,
+        files,
     })
+}
+
+/// A phase's file artifacts under `dir`, by path.
+fn files_at(
+    store: &dyn RunStore,
+    at: &CheckpointId,
+    dir: &str,
+) -> Result<BTreeMap<String, FileEntry>, CompareError> {
+    Ok(file_entries(store, at, dir)?
+        .into_iter()
+        .map(|e| (e.path.clone(), e))
+        .collect())
+}
+
+/// The files added, removed, or changed in size or hash.
+fn diff_files(
+    a: Option<&BTreeMap<String, FileEntry>>,
+    b: Option<&BTreeMap<String, FileEntry>>,
+) -> Vec<FileDiff> {
+    let empty = BTreeMap::new();
+    let (a, b) = (a.unwrap_or(&empty), b.unwrap_or(&empty));
+    let paths: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let (from, to) = (a.get(path), b.get(path));
+            let kind = match (from, to) {
+                (Some(x), Some(y)) if x == y => return None,
+                (Some(_), Some(_)) => ArtifactChange::Changed,
+                (Some(_), None) => ArtifactChange::Removed,
+                (None, Some(_)) => ArtifactChange::Added,
+                (None, None) => return None,
+            };
+            Some(FileDiff {
+                path: path.clone(),
+                kind,
+                from: from.cloned(),
+                to: to.cloned(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

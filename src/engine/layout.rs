@@ -43,6 +43,22 @@ pub fn artifact(phase: &str, name: &str) -> String {
     format!("{PHASES}/{phase}/artifacts/{name}.json")
 }
 
+/// `phases/<id>/files/`: the phase's file artifacts.
+pub fn files(phase: &str) -> String {
+    format!("{PHASES}/{phase}/files")
+}
+
+/// `phases/<id>/files/<path>`: one file artifact (`path` as kept:
+/// `<output>/<file>`, or its path under `$WFE_OUT/files/`).
+pub fn file(phase: &str, path: &str) -> String {
+    format!("{PHASES}/{phase}/files/{path}")
+}
+
+/// `phases/<id>/attempts/<n>/files/`: a completed attempt's file artifacts, set aside by a retry.
+pub fn attempt_files(phase: &str, n: impl Display) -> String {
+    format!("{}/files", attempt(phase, n))
+}
+
 /// `phases/<id>/exchanges.jsonl`: an agent's requests and answers, every attempt.
 pub fn exchanges(phase: &str) -> String {
     format!("{PHASES}/{phase}/exchanges.jsonl")

@@ -37,6 +37,7 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         scratch: dir.join("scratch"),
         max_artifact_bytes: 1 << 20,
         max_log_bytes: crate::attempt::DEFAULT_MAX_LOG_BYTES,
+        max_files_bytes: crate::exec::DEFAULT_MAX_FILES_BYTES,
         control: None,
         wait: false,
         seats: None,
@@ -126,6 +127,7 @@ fn outcome(
         log: Vec::new(),
         rejected: Vec::new(),
         usage: None,
+        files: Vec::new(),
     }
 }
 

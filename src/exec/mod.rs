@@ -8,6 +8,8 @@
 //! the outcome types live in [`crate::attempt`], so `agent` never needs
 //! this module (the two never import each other).
 
+mod files;
 mod script;
 
+pub use files::{DEFAULT_MAX_FILES_BYTES, FilesJob};
 pub use script::{ScriptJob, run_script};

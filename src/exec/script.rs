@@ -24,6 +24,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::sync::watch;
 
+use super::files::{self, FilesJob};
 use crate::artifact::{ArtifactError, OutputSpec, Violation, parse_json_document};
 use crate::attempt::{ArtifactProblem, AttemptError, AttemptLog, AttemptOutcome, LogSink, Stream};
 use crate::process::{Event, Group, Output, Pipe, Stop, Supervisor, cancelled};
@@ -31,6 +32,9 @@ use crate::retry::DurationSpec;
 use crate::secret::Masker;
 use crate::store::{ProcessRecord, ProcessRegistry, Registered};
 use crate::time::Clock;
+
+/// `$WFE_OUT/files/`: everything a script writes here is kept as file artifacts.
+const FILES_DIR: &str = "files";
 
 /// The shell scripts run in, by absolute path: looking `sh` up in `PATH`
 /// costs a failed `execve` per `PATH` entry before it, on every phase.
@@ -91,6 +95,8 @@ pub struct ScriptJob {
     pub env_remove: Vec<String>,
     /// Secrets masked in every log line.
     pub masker: Masker,
+    /// File artifacts to keep after a zero exit (declared ones and `$WFE_OUT/files/`).
+    pub files: FilesJob,
 }
 
 /// Runs one attempt; `cancel` turning true stops the process group
@@ -109,8 +115,12 @@ pub async fn run_script(
         .masking(job.masker.clone())
         .capped(job.max_log_bytes);
     let mut rejected = Vec::new();
+    let mut kept = Vec::new();
     let (result, exit_code) = match attempt(&job, cancel, &log).await {
-        Ok(Finished::Exited(0)) => (collect_outputs(&job, &log, &mut rejected).await, Some(0)),
+        Ok(Finished::Exited(0)) => (
+            collect_outputs(&job, &log, &mut rejected, &mut kept).await,
+            Some(0),
+        ),
         Ok(Finished::Exited(code)) => (Err(AttemptError::Exit { code }), Some(code)),
         Ok(Finished::Signalled(signal)) => (Err(AttemptError::Signal { signal }), None),
         Err(e) => (Err(e), None),
@@ -121,6 +131,7 @@ pub async fn run_script(
         log: log.take(),
         rejected,
         usage: None,
+        files: kept,
     }
 }
 
@@ -437,6 +448,7 @@ async fn collect_outputs(
     job: &ScriptJob,
     log: &AttemptLog,
     rejected: &mut Vec<(String, Vec<u8>)>,
+    kept: &mut Vec<crate::attempt::OutputFile>,
 ) -> Result<BTreeMap<String, Value>, AttemptError> {
     let out_dir = job.scratch.join("out");
     note_undeclared(&out_dir, &job.outputs, log).await;
@@ -460,9 +472,27 @@ async fn collect_outputs(
             }
         }
     }
+    // Walking and reading up to `max_files_bytes` is blocking file I/O.
+    let files_job = job.files.clone();
+    let out_files = out_dir.join(FILES_DIR);
+    let collected = tokio::task::spawn_blocking(move || files::collect(&files_job, &out_files))
+        .await
+        .unwrap_or_else(|e| {
+            Err(vec![ArtifactProblem {
+                artifact: FILES_DIR.into(),
+                schema: "files".into(),
+                message: format!("collecting file artifacts failed: {e}"),
+                violations: Vec::new(),
+            }])
+        });
+    match collected {
+        Ok(found) => *kept = found,
+        Err(more) => problems.extend(more),
+    }
     if problems.is_empty() {
         Ok(artifacts)
     } else {
+        kept.clear();
         Err(AttemptError::InvalidOutputs { problems })
     }
 }
@@ -597,7 +627,9 @@ async fn read_capped(path: &Path, max: u64) -> io::Result<Read> {
 /// Notes files in `out/` that are not declared outputs: they are ignored,
 /// and a script author will want to know why their file went nowhere.
 async fn note_undeclared(out_dir: &Path, outputs: &[OutputSpec], log: &AttemptLog) {
-    let declared: BTreeSet<String> = outputs.iter().map(|o| format!("{}.json", o.name)).collect();
+    let mut declared: BTreeSet<String> =
+        outputs.iter().map(|o| format!("{}.json", o.name)).collect();
+    declared.insert(FILES_DIR.to_string());
     let Ok(mut entries) = tokio::fs::read_dir(out_dir).await else {
         return;
     };
@@ -677,6 +709,7 @@ mod tests {
             max_log_bytes: 1 << 20,
             env_remove: Vec::new(),
             masker: Masker::default(),
+            files: FilesJob::default(),
         }
     }
 

@@ -11,9 +11,13 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::flatten::flatten;
+use crate::attempt::is_text;
 use crate::engine::layout;
 use crate::engine::layout::COMMENTS;
 use crate::store::{CheckpointId, EntryKind, RunStore, StoreError, Trailer};
+
+/// Largest text file artifact indexed: beyond it a file is kept but not searchable.
+const MAX_INDEXED_FILE_BYTES: usize = 4 * 1024 * 1024;
 
 /// What a document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -282,6 +286,27 @@ fn read_phase(
                     p.clone(),
                     attempt,
                     schema,
+                    finished,
+                    bytes,
+                ));
+            }
+        }
+    }
+    // Text file artifacts are searchable like artifacts; binary ones (a
+    // NUL byte or invalid UTF-8) and very large ones are not indexed.
+    if entries.get("files") == Some(&EntryKind::Dir) {
+        for rel in store.list_files(at, &layout::files(phase))? {
+            let path = layout::file(phase, &rel);
+            if let Some(bytes) = store.read(at, &path)?
+                && bytes.len() <= MAX_INDEXED_FILE_BYTES
+                && is_text(&bytes)
+            {
+                out.push(source(
+                    &path,
+                    Kind::Artifact,
+                    p.clone(),
+                    attempt,
+                    None,
                     finished,
                     bytes,
                 ));

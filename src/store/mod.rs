@@ -421,6 +421,33 @@ pub trait RunStore: Send + Sync {
     /// name; empty if there is no such directory.
     fn list_dir(&self, at: &CheckpointId, path: &str) -> Result<Vec<(String, EntryKind)>>;
 
+    /// Every file below the directory at `path`, recursively, as paths
+    /// relative to it (`a/b.txt`), sorted; empty if there is no such directory.
+    fn list_files(&self, at: &CheckpointId, path: &str) -> Result<Vec<String>> {
+        let mut files = Vec::new();
+        let mut dirs = vec![String::new()];
+        while let Some(rel) = dirs.pop() {
+            let full = if rel.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}/{rel}")
+            };
+            for (name, kind) in self.list_dir(at, &full)? {
+                let child = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                match kind {
+                    EntryKind::File => files.push(child),
+                    EntryKind::Dir => dirs.push(child),
+                }
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
     /// One checkpoint's metadata (no tree read).
     fn checkpoint(&self, id: &CheckpointId) -> Result<Checkpoint>;
 

@@ -398,7 +398,7 @@ mod tests {
             (
                 r#"{"name": "t", "phases": [{"id": "a", "kind": "gate", "outputs": {"x": 1}}]}"#,
                 "phases[0].outputs.x",
-                "expected a string",
+                "expected a schema name, or {\"file\": GLOB} or {\"dir\": PATH}",
             ),
             (
                 r#"{"name": "t", "phases": [{"id": "l", "kind": "loop", "phases": [{"id": "c", "kind": "nope"}]}]}"#,

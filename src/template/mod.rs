@@ -19,6 +19,7 @@ pub mod expr;
 mod load;
 mod matrix;
 mod model;
+mod outputs;
 mod path;
 mod validate;
 
@@ -33,6 +34,7 @@ pub use model::{
     Approval, Combination, Defaults, Matrix, OnExhausted, OnFailure, Phase, PhaseKind, Review,
     Template, Tool,
 };
+pub use outputs::{FileOutput, Outputs};
 pub use validate::validate;
 
 /// Where the template format's JSON Schema says it lives (never fetched;

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::outputs::Outputs;
 use crate::retry::{DurationSpec, RetryPolicy};
 
 /// The pattern of template names, phase ids and artifact names.
@@ -39,6 +40,7 @@ pub(crate) const KIND_FIELDS: &[(&str, &[PhaseKind])] = &[
     ("matrix", &[PhaseKind::Script, PhaseKind::Agent]),
     ("fail_fast", &[PhaseKind::Script, PhaseKind::Agent]),
     ("max_parallel", &[PhaseKind::Script, PhaseKind::Agent]),
+    ("max_files_bytes", &[PhaseKind::Script]),
     (
         "outputs",
         &[PhaseKind::Script, PhaseKind::Agent, PhaseKind::Gate],
@@ -204,10 +206,16 @@ pub struct Phase {
     /// phases and off for the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<bool>,
-    /// Artifacts the phase produces: artifact name to schema name (or a path to a schema file).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("propertyNames" = { "pattern": NAME_PATTERN }))]
-    pub outputs: BTreeMap<String, String>,
+    /// Artifacts the phase produces: artifact name to schema name (or a path
+    /// to a schema file), or to `{"file": GLOB}` / `{"dir": PATH}` for file
+    /// artifacts (script phases).
+    #[serde(default, skip_serializing_if = "Outputs::is_none")]
+    pub outputs: Outputs,
+    /// script: the most bytes of file artifacts the phase may keep (default:
+    /// `max_files_bytes` in `.wfe/config.json`, else 50 MB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_files_bytes: Option<u64>,
 
     /// script: the shell command, run with `sh -c` (a template over `args` and `artifacts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

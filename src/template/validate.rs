@@ -88,10 +88,11 @@ fn is_set(phase: &Phase, field: &str) -> bool {
         "until" => phase.until.is_some(),
         "max_iters" => phase.max_iters.is_some(),
         "on_exhausted" => phase.on_exhausted.is_some(),
-        "outputs" => !phase.outputs.is_empty(),
+        "outputs" => !phase.outputs.is_none(),
         "matrix" => phase.matrix.is_some(),
         "fail_fast" => phase.fail_fast.is_some(),
         "max_parallel" => phase.max_parallel.is_some(),
+        "max_files_bytes" => phase.max_files_bytes.is_some(),
         _ => false,
     }
 }
@@ -672,6 +673,27 @@ impl<'t> Check<'t> {
             }
             if let Some(message) = self.schema_problem(schema) {
                 self.problem(output_at, message);
+            }
+        }
+        for (name, file) in &phase.outputs.files {
+            let output_at = path::key(&outputs_at, name);
+            if !is_valid_name(name) {
+                self.problem(
+                    &output_at,
+                    format!("`{name}` is not a valid artifact name; expected {NAME_RULE}"),
+                );
+            }
+            if phase.kind != PhaseKind::Script {
+                self.problem(
+                    &output_at,
+                    format!(
+                        "file artifacts are collected from script phases only, not {} phases; write the files in a script phase that needs this one",
+                        phase.kind.as_str()
+                    ),
+                );
+            }
+            for problem in file.problems() {
+                self.problem(&output_at, problem);
             }
         }
     }
@@ -1742,7 +1764,7 @@ mod tests {
             "id": "x", "kind": "gate", "run": "r", "cwd": "c", "env": {"A": "b"}, "role": "r", "provider": "p",
             "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_invalid_submissions": 2, "review": {"role": "r"},
             "phases": [{"id": "y", "kind": "gate"}], "until": "u", "max_iters": 1, "on_exhausted": "fail",
-            "outputs": {"o": "message"}, "matrix": {"a": [1]}, "fail_fast": true, "max_parallel": 1
+            "outputs": {"o": "message"}, "matrix": {"a": [1]}, "fail_fast": true, "max_parallel": 1, "max_files_bytes": 5
         }))
         .unwrap();
         for (field, _) in KIND_FIELDS {

@@ -10,7 +10,8 @@ use crate::artifact::Change;
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, ErrorKind, Outcome};
 use crate::cli::ui::{Style, Ui};
-use crate::engine::compare::{ArtifactChange, ArtifactDiff, Comparison, Side, compare};
+use crate::engine::compare::{ArtifactChange, ArtifactDiff, Comparison, FileDiff, Side, compare};
+use crate::engine::view::FileEntry;
 
 /// Values longer than this (as compact JSON, in characters) are cut.
 const MAX_VALUE_CHARS: usize = 120;
@@ -100,7 +101,25 @@ fn render(cmp: &Comparison, ui: &Ui) {
         for artifact in &phase.artifacts {
             render_artifact(artifact, ui);
         }
+        for file in &phase.files {
+            render_file(file, ui);
+        }
     }
+}
+
+/// A file artifact that differs: by size and (short) SHA-256.
+fn render_file(file: &FileDiff, ui: &Ui) {
+    let sum = |e: &FileEntry| format!("{} bytes sha256:{}", e.size, &e.sha256[..12]);
+    let (style, text) = match (file.kind, &file.from, &file.to) {
+        (ArtifactChange::Changed, Some(a), Some(b)) => (
+            Style::Yellow,
+            format!("  ~ files/{} {} → {}", file.path, sum(a), sum(b)),
+        ),
+        (_, None, Some(b)) => (Style::Green, format!("  + files/{} {}", file.path, sum(b))),
+        (_, Some(a), _) => (Style::Red, format!("  - files/{} {}", file.path, sum(a))),
+        (_, None, None) => return,
+    };
+    ui.out(&ui.paint(style, &text));
 }
 
 fn render_artifact(artifact: &ArtifactDiff, ui: &Ui) {

@@ -57,9 +57,13 @@ pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
         };
     }
     let filter = ListFilter {
-        status: args
-            .status
-            .map(|s| if s == "interrupted" { "running".into() } else { s }),
+        status: args.status.map(|s| {
+            if s == "interrupted" {
+                "running".into()
+            } else {
+                s
+            }
+        }),
         template: args.template,
     };
     let mut listing = list_all(&ctx.store, &filter)?;

@@ -9,6 +9,7 @@ pub(super) mod r#continue;
 pub(super) mod demo;
 pub(super) mod diff;
 pub(super) mod edit;
+pub(super) mod export;
 pub(super) mod fsck;
 pub(super) mod gc;
 pub(super) mod index;

@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use crate::attempt::AttemptError;
+use crate::attempt::{AttemptError, is_text};
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::reasons;
@@ -24,6 +24,11 @@ pub struct ShowArgs {
     pub phase: Option<String>,
     /// An artifact of the phase (printed as JSON on stdout)
     pub artifact: Option<String>,
+    /// A file artifact of the phase, written byte for byte to stdout: its
+    /// path under files/ (as `wfe show RUN PHASE` lists it), or an output's
+    /// name when it kept one file
+    #[arg(long, value_name = "NAME", requires = "phase", conflicts_with_all = ["artifact", "json"])]
+    pub file: Option<String>,
     /// Print one JSON document on stdout
     #[arg(long)]
     pub json: bool,
@@ -45,6 +50,25 @@ pub(crate) fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
         }
         return Ok(Outcome::Success);
     };
+    if let Some(name) = args.file.as_deref() {
+        let bytes = view::phase_file(&ctx.store, &id, phase, name)?;
+        if ui.stdout_is_terminal() && !is_text(&bytes) {
+            return Err(CliError::input(format!(
+                "file artifact `{name}` is binary ({} bytes); not writing it to a terminal",
+                bytes.len()
+            ))
+            .hint(format!(
+                "redirect it: `wfe show {} {phase} --file {name} > FILE`, or `wfe export {} {phase} DIR`",
+                args.run, args.run
+            )));
+        }
+        ui.raw(&bytes).map_err(|e| {
+            CliError::internal(format!(
+                "cannot write file artifact `{name}` to stdout: {e}"
+            ))
+        })?;
+        return Ok(Outcome::Success);
+    }
     if let Some(name) = args.artifact.as_deref() {
         ui.json(&view::artifact(&ctx.store, &id, phase, name)?);
         return Ok(Outcome::Success);
@@ -159,6 +183,19 @@ fn show_phase(view: &PhaseView, short: &str, ref_name: &str, ui: &Ui) {
         ui.out(&format!(
             "  artifact   {name}   {}",
             ui.paint(Style::Dim, &format!("wfe show {short} {named} {name}"))
+        ));
+    }
+    for file in &view.files {
+        ui.out(&format!(
+            "  file       {}  {} bytes  sha256:{}{}   {}",
+            file.path,
+            file.size,
+            &file.sha256[..12],
+            if file.text { "" } else { "  (binary)" },
+            ui.paint(
+                Style::Dim,
+                &format!("wfe show {short} {named} --file {}", file.path)
+            )
         ));
     }
     for (k, children) in view.iterations.iter().enumerate() {

@@ -297,6 +297,15 @@ fn set_aside(
                 }
             }
         }
+        // File artifacts likewise, unless the attempt already has some set aside.
+        let kept = layout::attempt_files(id, state.attempt);
+        if store.list_dir(at, &kept)?.is_empty() {
+            for rel in store.list_files(at, &layout::files(id))? {
+                if let Some(bytes) = store.read(at, &layout::file(id, &rel))? {
+                    changes.push(Change::write(format!("{kept}/{rel}"), bytes));
+                }
+            }
+        }
         let log = layout::attempt_log(id, state.attempt);
         if store.read(at, &log)?.is_none()
             && let Some(bytes) = store.read(at, &layout::log(id))?
@@ -313,6 +322,9 @@ fn set_aside(
     }
     changes.push(Change::Remove {
         path: layout::artifacts(id),
+    });
+    changes.push(Change::Remove {
+        path: layout::files(id),
     });
     changes.push(Change::Remove {
         path: layout::log(id),

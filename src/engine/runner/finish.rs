@@ -139,7 +139,7 @@ impl Runner<'_> {
         &mut self,
         u: Unit,
         attempt: u32,
-        outcome: AttemptOutcome,
+        mut outcome: AttemptOutcome,
         elapsed: Duration,
         paused: bool,
     ) {
@@ -159,6 +159,14 @@ impl Runner<'_> {
                         layout::artifact(&key, name),
                         to_file_bytes(value),
                     ));
+                }
+                self.pending.changes.push(Change::Remove {
+                    path: layout::files(&key),
+                });
+                for file in std::mem::take(&mut outcome.files) {
+                    self.pending
+                        .changes
+                        .push(Change::write(layout::file(&key, &file.path), file.bytes));
                 }
                 *self.outputs_mut(u) = artifacts.clone();
                 self.invalid.remove(&u);

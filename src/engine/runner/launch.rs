@@ -15,7 +15,7 @@ use crate::artifact::OutputSpec;
 use crate::attempt::{ArtifactProblem, AttemptError, AttemptOutcome, LogSink};
 use crate::engine::Executor;
 use crate::engine::{CheckpointEvent, Event, Observer, Transition, to_file_bytes};
-use crate::exec::ScriptJob;
+use crate::exec::{FilesJob, ScriptJob};
 use crate::retry::Backoff;
 use crate::template::PhaseKind;
 use crate::template::{RetryPolicy, expr};
@@ -152,7 +152,7 @@ pub(super) async fn phase_task(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cancel.wait_for(|c| *c) => {
-                let outcome = AttemptOutcome { result: Err(AttemptError::Cancelled), exit_code: None, log: Vec::new(), rejected: Vec::new(), usage: None };
+                let outcome = AttemptOutcome { result: Err(AttemptError::Cancelled), exit_code: None, log: Vec::new(), rejected: Vec::new(), usage: None, files: Vec::new() };
                 // The cancelled attempt never started: nothing of its own to keep.
                 let _ = tx.send(Report::Finished { unit, attempt: attempt + 1, outcome, elapsed: Duration::ZERO });
                 return;
@@ -220,6 +220,7 @@ impl Runner<'_> {
             log: Vec::new(),
             rejected: Vec::new(),
             usage: None,
+            files: Vec::new(),
         };
         self.apply(
             Report::Finished {
@@ -316,6 +317,18 @@ impl Runner<'_> {
                 max_log_bytes: self.settings.max_log_bytes,
                 env_remove: self.removed_env(u),
                 masker: self.settings.masker.clone(),
+                files: FilesJob {
+                    root: self.settings.work_dir.clone(),
+                    outputs: phase
+                        .outputs
+                        .files
+                        .iter()
+                        .map(|(name, decl)| (name.clone(), decl.clone()))
+                        .collect(),
+                    max_bytes: phase
+                        .max_files_bytes
+                        .unwrap_or(self.settings.max_files_bytes),
+                },
             })),
             first_attempt: self.state(u).attempt.saturating_add(1),
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),

@@ -79,6 +79,8 @@ pub struct Settings {
     pub max_artifact_bytes: u64,
     /// Bytes of output a script attempt's committed log keeps.
     pub max_log_bytes: u64,
+    /// Default cap of one phase's file artifacts together, in bytes.
+    pub max_files_bytes: u64,
     /// Where requests from other processes arrive (none: not listening).
     pub control: Option<ControlDir>,
     /// When only approvals (or `wfe continue`) could move the run on: keep

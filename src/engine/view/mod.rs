@@ -6,11 +6,14 @@
 //! prints or decides how anything is laid out on a screen. Where the CLI's
 //! `--json` prints a view, the view's `Serialize` is that document.
 
+mod files;
 mod fsck;
 mod list;
 mod phase;
 mod run;
 
+pub(crate) use files::entries as file_entries;
+pub use files::{FileEntry, PhaseExport, phase_export, phase_file};
 pub use fsck::{FsckReport, Problem, RunCheck, check_run, check_runs};
 pub use list::{ListFilter, Listing, RunRow, list_all, list_runs};
 pub use phase::{AttemptView, LoopSpec, PhaseView, RejectedOutput, artifact};
@@ -78,6 +81,19 @@ pub enum ViewError {
         /// The artifact asked for.
         name: String,
         /// The artifacts it has.
+        have: Vec<String>,
+    },
+    /// The phase has no file artifact of that name (or the name is an
+    /// output that kept several files).
+    #[error("phase `{phase}` of run {run} has no file artifact `{name}`; {}", if .have.is_empty() { "it has none".to_string() } else { format!("it has: {}", .have.join(", ")) })]
+    NoSuchFile {
+        /// The run.
+        run: String,
+        /// The phase.
+        phase: String,
+        /// The file asked for.
+        name: String,
+        /// The files it has (those under `name`, when it names a directory).
         have: Vec<String>,
     },
     /// Reading the run failed.

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::super::{Comment, PhaseState, RunSnapshot, layout, operations};
 use super::ViewError;
+use super::files::{FileEntry, entries as file_entries};
 use crate::attempt::{AttemptError, LogLine};
 use crate::store::{EntryKind, RunId, RunStore};
 use crate::template::PhaseKind;
@@ -49,6 +50,8 @@ pub struct PhaseView {
     pub comments: Vec<Comment>,
     /// Its whole log, every attempt.
     pub log: Vec<LogLine>,
+    /// Its file artifacts under `files/`, with sizes and hashes.
+    pub files: Vec<FileEntry>,
 }
 
 /// How a loop iterates, from its template.
@@ -97,6 +100,7 @@ impl PhaseView {
         let attempts = attempts(store, &snap, &found.key)?;
         let expected_schemas = expected_schemas(store, &snap, &found)?;
         let iterations = iterations(store, &snap, &found)?;
+        let files = file_entries(store, &snap.checkpoint, &layout::files(&found.key))?;
         let spec = snap.spec(&found.phase);
         let loop_spec = spec
             .filter(|p| p.kind == PhaseKind::Loop)
@@ -136,6 +140,7 @@ impl PhaseView {
             tool_calls,
             comments,
             log,
+            files,
         })
     }
 
@@ -171,20 +176,24 @@ pub fn artifact(
 }
 
 /// A phase found in a run.
-struct Found {
+pub(super) struct Found {
     /// Its id.
-    phase: String,
+    pub(super) phase: String,
     /// Where its files are.
-    key: String,
+    pub(super) key: String,
     /// A loop's child: the loop and the iteration.
-    within: Option<(String, u32)>,
+    pub(super) within: Option<(String, u32)>,
     /// Its state.
-    state: PhaseState,
+    pub(super) state: PhaseState,
 }
 
 /// Finds a top-level phase (`PHASE`), or a loop's child in its loop's
 /// current iteration (`CHILD`) or in iteration N (`CHILD@N`).
-fn locate(store: &dyn RunStore, snap: &RunSnapshot, asked: &str) -> Result<Found, ViewError> {
+pub(super) fn locate(
+    store: &dyn RunStore,
+    snap: &RunSnapshot,
+    asked: &str,
+) -> Result<Found, ViewError> {
     let run = &snap.record.id;
     let (phase, at) = match asked.split_once('@') {
         Some((phase, n)) => {
@@ -364,6 +373,8 @@ impl Serialize for PhaseView {
             comments: &'a [Comment],
             #[serde(skip_serializing_if = "Option::is_none")]
             iterations: Option<Vec<Value>>,
+            #[serde(skip_serializing_if = "<[FileEntry]>::is_empty")]
+            files: &'a [FileEntry],
         }
         let rejected = self
             .attempts
@@ -389,6 +400,7 @@ impl Serialize for PhaseView {
             expected_schemas: &self.expected_schemas,
             comments: &self.comments,
             iterations,
+            files: &self.files,
         }
         .serialize(serializer)
     }
