@@ -398,6 +398,7 @@ fn agent_job(seat: Seat, work_dir: &Path, tool: &str, max_turns: usize) -> Agent
         env_remove: Vec::new(),
         masker: Default::default(),
         processes: None,
+        budget: wfe::agent::AgentBudget::default(),
     }
 }
 

@@ -11,6 +11,7 @@ mod common;
 mod agent;
 mod agent_setup;
 mod artifacts;
+mod budget;
 mod bounds;
 mod ci;
 mod control;

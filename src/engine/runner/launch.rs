@@ -131,7 +131,7 @@ pub(super) async fn phase_task(
         let elapsed = started.elapsed();
         // A provider that gave up pauses the run; one that refused the
         // request would refuse it again.
-        let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. } | AttemptError::Provider { .. }));
+        let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. } | AttemptError::Provider { .. } | AttemptError::Budget { .. }));
         if !retryable || attempt >= max_attempts || *cancel.borrow() {
             let _ = tx.send(Report::Finished {
                 unit,

@@ -6,7 +6,8 @@ use tokio::sync::watch;
 
 use super::{Runner, Stop, Unit};
 use crate::engine::control::{Action, Reply, Request};
-use crate::engine::operations::approve_phase;
+use crate::budget::Raise;
+use crate::engine::operations::{approve_budget, approve_phase, artifact_on_budget_pause, is_budget_pause, not_paused_at_budget};
 use crate::engine::{layout, to_file_bytes};
 use crate::store::Change;
 
@@ -33,14 +34,18 @@ impl Runner<'_> {
                 self.note(None, event, format!("cancel requested by {by}"));
                 ok("cancelled: running phases are being killed".into())
             }
-            Action::Approve { phase, artifact } => match self.approve(&phase, artifact.as_ref()) {
-                Ok(()) => {
+            Action::Approve {
+                phase,
+                artifact,
+                budget,
+            } => match self.approve(&phase, artifact.as_ref(), budget.as_ref()) {
+                Ok(summary) => {
                     self.note(
                         self.dag.index(&phase).map(Unit::Top),
                         event,
-                        format!("{phase} approved by {by}"),
+                        format!("{summary} by {by}"),
                     );
-                    ok(format!("approved {phase}"))
+                    ok(summary)
                 }
                 Err(message) => return Reply { ok: false, message },
             },
@@ -73,14 +78,41 @@ impl Runner<'_> {
         reply
     }
 
-    /// Completes a waiting phase, recording an attached artifact.
-    pub(super) fn approve(&mut self, phase: &str, artifact: Option<&Value>) -> Result<(), String> {
+    /// Completes a waiting phase, recording an attached artifact; a phase
+    /// paused at a budget goes on instead, its budget raised as asked.
+    /// Returns what was done, for the checkpoint and the reply.
+    pub(super) fn approve(
+        &mut self,
+        phase: &str,
+        artifact: Option<&Value>,
+        raise: Option<&Raise>,
+    ) -> Result<String, String> {
         let i = self
             .dag
             .index(phase)
             .ok_or_else(|| format!("run {} has no phase `{phase}`", self.record.id))?;
         let now = self.settings.clock.stamp();
         let spec = &self.template.phases[i];
+        if is_budget_pause(&self.states[i]) {
+            if artifact.is_some() {
+                return Err(artifact_on_budget_pause(phase));
+            }
+            let run_spend = super::run_spend(&self.states);
+            let summary = approve_budget(
+                spec,
+                &mut self.states[i],
+                &mut self.record,
+                raise,
+                run_spend,
+                &now,
+            )?;
+            self.pending.record_dirty = true;
+            self.mark(Unit::Top(i));
+            return Ok(summary);
+        }
+        if raise.is_some() {
+            return Err(not_paused_at_budget(phase));
+        }
         let attach = approve_phase(spec, &mut self.states[i], artifact, &self.schemas, &now)?;
         self.mark(Unit::Top(i));
         if let Some((name, value)) = attach {
@@ -90,6 +122,6 @@ impl Runner<'_> {
             ));
             self.artifacts[i].insert(name, value);
         }
-        Ok(())
+        Ok(format!("{phase} approved"))
     }
 }
