@@ -16,6 +16,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::attempt::AttemptUsage;
 use crate::retry::DurationSpec;
 
 /// The share of a limit that pauses for approval unless a budget says otherwise.
@@ -263,10 +264,15 @@ impl Dimension {
             Dimension::Tokens => format!("{} tokens", value.round() as u64),
             Dimension::CostUsd => format!("${value:.2}"),
             Dimension::Wall => {
-                // Whole seconds read better than milliseconds of a long run.
                 let ms = value.max(0.0) as u64;
-                let ms = if ms >= 10_000 { ms / 1000 * 1000 } else { ms };
-                DurationSpec(Duration::from_millis(ms)).to_string()
+                // Milliseconds of a long run are noise: `850ms`, `12.4s`, `30m`.
+                if ms < 1000 {
+                    format!("{ms}ms")
+                } else if ms < 60_000 {
+                    format!("{:.1}s", ms as f64 / 1000.0)
+                } else {
+                    DurationSpec(Duration::from_secs(ms / 1000)).to_string()
+                }
             }
             Dimension::ToolCalls => {
                 let n = value.round() as u64;
@@ -306,6 +312,16 @@ impl Spend {
         Spend {
             cost_usd: Some(0.0),
             ..Spend::default()
+        }
+    }
+
+    /// What an attempt's `usage` says it spent.
+    pub fn of_usage(usage: &AttemptUsage) -> Spend {
+        Spend {
+            tokens: usage.input_tokens.saturating_add(usage.output_tokens),
+            cost_usd: usage.cost_usd,
+            tool_calls: usage.tool_calls,
+            wall_ms: usage.wall_ms,
         }
     }
 

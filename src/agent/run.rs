@@ -157,6 +157,11 @@ pub(super) async fn run_with(
     });
     let mut usage = tally.lock().unwrap_or_else(PoisonError::into_inner).usage();
     usage.wall_ms = millis(job.budget.wall_before.saturating_add(running));
+    // In the log, so the spend is in `wfe log` and the search index too.
+    log.push(
+        Stream::Wfe,
+        format!("spent: {}", Spend::of_usage(&usage).summary()),
+    );
     AttemptOutcome {
         result,
         exit_code: None,

@@ -11,7 +11,6 @@ use super::{Done, require_phase, require_state};
 use crate::artifact::Schema;
 use crate::attempt::AttemptError;
 use crate::budget::{Budget, Dimension, Raise, Scope, Spend};
-use crate::engine::runner::usage_spend;
 use crate::engine::{
     EngineError, PhaseState, PhaseStatus, Refusal, RunRecord, RunSnapshot, RunStatus, StopReason,
     Transition, layout, to_file_bytes,
@@ -79,7 +78,7 @@ pub(crate) fn approve_budget(
     };
     let scope = Scope::parse(scope).unwrap_or(Scope::Phase);
     let paused = Dimension::parse(limit).map_err(|e| format!("phase `{}`: {e}", phase.id))?;
-    let attempt_spend = state.usage.as_ref().map(usage_spend).unwrap_or_default();
+    let attempt_spend = state.usage.as_ref().map(Spend::of_usage).unwrap_or_default();
     let mut raised = None;
     match scope {
         Scope::Phase => {

@@ -261,8 +261,8 @@ impl Runner<'_> {
         let Some(usage) = usage else { return };
         let state = self.state_mut(u);
         // `usage` of a continued attempt already counts what `state.usage` did.
-        let before = state.usage.map(|u| usage_spend(&u)).unwrap_or_else(Spend::zero);
-        let delta = usage_spend(&usage).minus(&before);
+        let before = state.usage.map(|u| Spend::of_usage(&u)).unwrap_or_else(Spend::zero);
+        let delta = Spend::of_usage(&usage).minus(&before);
         state.usage = Some(usage);
         state.spend = Some(state.spend.unwrap_or_else(Spend::zero).plus(&delta));
         if let Unit::Child { parent, .. } = u {
@@ -367,16 +367,6 @@ pub(super) fn finished_event(status: PhaseStatus) -> CheckpointEvent {
         PhaseStatus::TimedOut => CheckpointEvent::PhaseTimedOut,
         PhaseStatus::Cancelled => CheckpointEvent::PhaseCancelled,
         _ => CheckpointEvent::PhaseFailed,
-    }
-}
-
-/// An attempt's usage as a spend.
-pub(crate) fn usage_spend(usage: &AttemptUsage) -> Spend {
-    Spend {
-        tokens: usage.input_tokens.saturating_add(usage.output_tokens),
-        cost_usd: usage.cost_usd,
-        tool_calls: usage.tool_calls,
-        wall_ms: usage.wall_ms,
     }
 }
 

@@ -33,8 +33,6 @@ mod schedule;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use finish::usage_spend;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
