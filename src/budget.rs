@@ -103,7 +103,10 @@ impl Budget {
         if let Some(cost) = self.cost_usd
             && !(cost.is_finite() && cost > 0.0)
         {
-            problems.push(("cost_usd", format!("{cost} is not a cost; expected a positive number of US dollars")));
+            problems.push((
+                "cost_usd",
+                format!("{cost} is not a cost; expected a positive number of US dollars"),
+            ));
         }
         if self.tokens == Some(0) {
             problems.push(("tokens", "0 is not a limit; expected at least 1".into()));
@@ -112,12 +115,20 @@ impl Budget {
             problems.push(("tool_calls", "0 is not a limit; expected at least 1".into()));
         }
         if self.wall.is_some_and(|w| w.0.is_zero()) {
-            problems.push(("wall", "0s is not a limit; expected a positive duration".into()));
+            problems.push((
+                "wall",
+                "0s is not a limit; expected a positive duration".into(),
+            ));
         }
         if let Some(soft) = self.soft
             && !(soft > 0.0 && soft <= 1.0)
         {
-            problems.push(("soft", format!("{soft} is not a share; expected a number above 0 and at most 1 (e.g. 0.8)")));
+            problems.push((
+                "soft",
+                format!(
+                    "{soft} is not a share; expected a number above 0 and at most 1 (e.g. 0.8)"
+                ),
+            ));
         }
         problems
     }
@@ -128,7 +139,9 @@ impl Budget {
         let mut budget = Budget::default();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let Some((key, value)) = item.split_once('=') else {
-                return Err(format!("`{item}` is not key=value; expected e.g. tokens=200000,cost=2.5,wall=30m,tool_calls=200,soft=0.8"));
+                return Err(format!(
+                    "`{item}` is not key=value; expected e.g. tokens=200000,cost=2.5,wall=30m,tool_calls=200,soft=0.8"
+                ));
             };
             let (key, value) = (key.trim(), value.trim());
             let number = |what: &str| {
@@ -151,7 +164,8 @@ impl Budget {
                 Dimension::Tokens => budget.tokens = Some(whole()?),
                 Dimension::CostUsd => budget.cost_usd = Some(number("a number of US dollars")?),
                 Dimension::Wall => {
-                    budget.wall = Some(DurationSpec::parse(value).map_err(|e| format!("{key}: {e}"))?);
+                    budget.wall =
+                        Some(DurationSpec::parse(value).map_err(|e| format!("{key}: {e}"))?);
                 }
                 Dimension::ToolCalls => budget.tool_calls = Some(whole()?),
             }
@@ -262,6 +276,8 @@ impl Dimension {
     pub fn show(self, value: f64) -> String {
         match self {
             Dimension::Tokens => format!("{} tokens", value.round() as u64),
+            // Cents hide what a few requests cost.
+            Dimension::CostUsd if value.abs() < 1.0 => format!("${value:.4}"),
             Dimension::CostUsd => format!("${value:.2}"),
             Dimension::Wall => {
                 let ms = value.max(0.0) as u64;
@@ -445,12 +461,13 @@ impl Raise {
             };
             items.push(RaiseItem {
                 dimension,
-                amount: parse_amount(dimension, value)
-                    .map_err(|e| format!("`{item}`: {e}"))?,
+                amount: parse_amount(dimension, value).map_err(|e| format!("`{item}`: {e}"))?,
             });
         }
         if items.is_empty() {
-            return Err("expected a raise, e.g. +100000, tokens=+100000, cost=+1, wall=+10m or +50%".into());
+            return Err(
+                "expected a raise, e.g. +100000, tokens=+100000, cost=+1, wall=+10m or +50%".into(),
+            );
         }
         Ok(Raise { items })
     }
@@ -483,7 +500,9 @@ impl Raise {
                     }
                 };
                 if !(new.is_finite() && new > 0.0) {
-                    return Err(format!("the {d} limit would be {new}; expected a positive limit"));
+                    return Err(format!(
+                        "the {d} limit would be {new}; expected a positive limit"
+                    ));
                 }
                 out.set_limit(d, new);
             }
@@ -551,21 +570,39 @@ mod tests {
         assert_eq!(b.check(&spent(800), &none), Check::Soft(Dimension::Tokens));
         // Approved at 850: no second pause below the limit.
         assert_eq!(b.check(&spent(900), &spent(850)), Check::Within);
-        assert_eq!(b.check(&spent(1000), &spent(850)), Check::Hard(Dimension::Tokens));
+        assert_eq!(
+            b.check(&spent(1000), &spent(850)),
+            Check::Hard(Dimension::Tokens)
+        );
         // A raise that moves the threshold above what was seen asks again.
         let raised = budget(1100);
         assert_eq!(raised.check(&spent(870), &spent(850)), Check::Within);
-        assert_eq!(raised.check(&spent(880), &spent(850)), Check::Soft(Dimension::Tokens));
+        assert_eq!(
+            raised.check(&spent(880), &spent(850)),
+            Check::Soft(Dimension::Tokens)
+        );
         // soft 1 never pauses.
-        let never = Budget { soft: Some(1.0), ..budget(1000) };
+        let never = Budget {
+            soft: Some(1.0),
+            ..budget(1000)
+        };
         assert_eq!(never.check(&spent(999), &none), Check::Within);
     }
 
     #[test]
     fn an_unpriced_cost_cannot_be_budgeted() {
-        let b = Budget { cost_usd: Some(1.0), ..Budget::default() };
-        let unpriced = Spend { cost_usd: None, ..Spend::zero() };
-        assert_eq!(b.check(&unpriced, &Spend::zero()), Check::Uncountable(Dimension::CostUsd));
+        let b = Budget {
+            cost_usd: Some(1.0),
+            ..Budget::default()
+        };
+        let unpriced = Spend {
+            cost_usd: None,
+            ..Spend::zero()
+        };
+        assert_eq!(
+            b.check(&unpriced, &Spend::zero()),
+            Check::Uncountable(Dimension::CostUsd)
+        );
     }
 
     #[test]
@@ -596,17 +633,29 @@ mod tests {
             cost_usd: Some(2.0),
             ..Budget::default()
         };
-        let r = |t: &str| Raise::parse(t).unwrap().apply(&b, Dimension::Tokens).unwrap();
+        let r = |t: &str| {
+            Raise::parse(t)
+                .unwrap()
+                .apply(&b, Dimension::Tokens)
+                .unwrap()
+        };
         assert_eq!(r("+500").tokens, Some(1500));
         assert_eq!(r("tokens=+100").tokens, Some(1100));
         assert_eq!(r("tokens=3000").tokens, Some(3000));
         assert_eq!(r("cost=+1").cost_usd, Some(3.0));
         let all = r("+50%");
         assert_eq!((all.tokens, all.cost_usd), (Some(1500), Some(3.0)));
-        let e = Raise::parse("wall=+10m").unwrap().apply(&b, Dimension::Tokens).unwrap_err();
+        let e = Raise::parse("wall=+10m")
+            .unwrap()
+            .apply(&b, Dimension::Tokens)
+            .unwrap_err();
         assert!(e.contains("no wall limit"), "{e}");
         assert!(Raise::parse("500").unwrap_err().contains("+N"));
         assert!(Raise::parse("").is_err());
-        assert!(Raise::parse("tokens=+x").unwrap_err().contains("not a positive number"));
+        assert!(
+            Raise::parse("tokens=+x")
+                .unwrap_err()
+                .contains("not a positive number")
+        );
     }
 }

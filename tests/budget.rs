@@ -11,7 +11,10 @@ use wfe::testing::llm::{FakeServer as Server, Part, Reply};
 const KEY: &str = "sk-ant-budget-test-key";
 
 fn read() -> Reply {
-    Reply::anthropic(vec![Part::Tool("read_file", json!({ "path": "notes.txt" }))])
+    Reply::anthropic(vec![Part::Tool(
+        "read_file",
+        json!({ "path": "notes.txt" }),
+    )])
 }
 
 fn submit(text: &str) -> Reply {
@@ -106,7 +109,8 @@ fn a_phase_pauses_at_its_soft_limit_and_goes_on_when_approved_with_a_raise() {
     run.code(3);
     assert_eq!(server.request_count(), 2, "paused before the third request");
     assert!(
-        run.stderr.contains("240 tokens of the phase's 300 tokens spent (80%"),
+        run.stderr
+            .contains("240 tokens of the phase's 300 tokens spent (80%"),
         "{}",
         run.stderr
     );
@@ -121,7 +125,12 @@ fn a_phase_pauses_at_its_soft_limit_and_goes_on_when_approved_with_a_raise() {
 
     // Status, show and --json show the spend and the limit.
     let status = wfe(&repo, &["status", &id]);
-    assert!(status.stderr.contains("240 tokens") || status.stdout.contains("240 tokens"), "{}{}", status.stdout, status.stderr);
+    assert!(
+        status.stderr.contains("240 tokens") || status.stdout.contains("240 tokens"),
+        "{}{}",
+        status.stdout,
+        status.stderr
+    );
     let shown = wfe(&repo, &["show", &id, "--json"]);
     let doc = shown.json();
     let phase = doc["phases"]
@@ -137,7 +146,11 @@ fn a_phase_pauses_at_its_soft_limit_and_goes_on_when_approved_with_a_raise() {
     // A raise that is not one is refused, nothing written.
     let bad = wfe(&repo, &["approve", &id, "plan", "--budget", "tokens=+x"]);
     bad.code(2);
-    assert!(bad.stderr.contains("not a positive number"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("not a positive number"),
+        "{}",
+        bad.stderr
+    );
 
     let approve = wfe(&repo, &["approve", &id, "plan", "--budget", "tokens=+300"]);
     approve.code(0);
@@ -162,30 +175,66 @@ fn a_phase_pauses_at_its_soft_limit_and_goes_on_when_approved_with_a_raise() {
 fn the_hard_limit_ends_the_attempt_naming_the_limit() {
     let server = Server::spawn(vec![read(), read(), read(), submit("never")]);
     let repo = repo_with(server.url(), None);
-    template(&repo, &["plan"], Some(json!({ "tokens": 250, "soft": 1 })), json!({}));
+    template(
+        &repo,
+        &["plan"],
+        Some(json!({ "tokens": 250, "soft": 1 })),
+        json!({}),
+    );
     let run = wfe(&repo, &["run", "spend"]);
     run.code(1);
-    assert_eq!(server.request_count(), 3, "stopped before the fourth request");
+    assert_eq!(
+        server.request_count(),
+        3,
+        "stopped before the fourth request"
+    );
     assert!(
-        run.stderr
-            .contains("budget: the phase's tokens limit of 250 tokens is reached: 360 tokens spent"),
+        run.stderr.contains(
+            "budget: the phase's tokens limit of 250 tokens is reached: 360 tokens spent"
+        ),
         "{}",
         run.stderr
     );
-    let plan = state(&repo, &repo.run_id(), "plan");
+    let id = repo.run_id();
+    let plan = state(&repo, &id, "plan");
     assert_eq!(plan["status"], "failed");
     assert_eq!(plan["attempt"], 1, "a budget failure is not retried");
+    // The spend is in the log, and so in the search index.
+    let found = wfe(&repo, &["search", "\"360 tokens\"", "--json"]);
+    found.code(0);
+    let hits = found.json()["hits"].as_array().unwrap().clone();
+    assert!(
+        hits.iter()
+            .any(|h| h["kind"] == "log" && h["phase"] == "plan"),
+        "{hits:?}"
+    );
+    let kinds: Vec<&str> = hits.iter().filter_map(|h| h["kind"].as_str()).collect();
+    assert!(
+        kinds.contains(&"error"),
+        "the archived budget error: {kinds:?}"
+    );
+}
+
+#[test]
+fn status_and_show_say_what_was_spent_and_why_a_phase_waits() {
+    let server = Server::spawn(vec![read(), read()]);
+    let repo = repo_with(server.url(), None);
+    template(&repo, &["plan"], Some(json!({ "tokens": 300 })), json!({}));
+    let run = wfe(&repo, &["run", "spend", "--budget", "cost=1"]);
+    run.code(3);
+    let id = repo.run_id();
+    let status = wfe(&repo, &["status", &id]);
+    let show = wfe(&repo, &["show", &id, "plan"]);
+    let session = format!(
+        "$ wfe run spend --budget cost=1\n{}\n$ wfe status RUN\n{}{}\n$ wfe show RUN plan\n{}{}",
+        run.stderr, status.stdout, status.stderr, show.stdout, show.stderr
+    );
+    common::snapshot::assert_text!(&repo, "budget_pause_in_status_and_show", session);
 }
 
 #[test]
 fn a_run_budget_sums_over_phases() {
-    let server = Server::spawn(vec![
-        read(),
-        submit("one"),
-        read(),
-        read(),
-        submit("two"),
-    ]);
+    let server = Server::spawn(vec![read(), submit("one"), read(), read(), submit("two")]);
     let repo = repo_with(server.url(), None);
     template(&repo, &["first", "second"], None, json!({}));
     // 500 tokens, soft 80% = 400: the first phase spends 240, the second
@@ -194,7 +243,8 @@ fn a_run_budget_sums_over_phases() {
     run.code(3);
     assert_eq!(server.request_count(), 4);
     assert!(
-        run.stderr.contains("480 tokens of the run's 500 tokens spent"),
+        run.stderr
+            .contains("480 tokens of the run's 500 tokens spent"),
         "{}",
         run.stderr
     );
@@ -213,13 +263,19 @@ fn a_run_budget_sums_over_phases() {
 fn a_run_budget_hard_limit_stops_the_second_phase() {
     let server = Server::spawn(vec![read(), submit("one"), read(), read()]);
     let repo = repo_with(server.url(), None);
-    template(&repo, &["first", "second"], None, json!({ "budget": { "tokens": 300, "soft": 1 } }));
+    template(
+        &repo,
+        &["first", "second"],
+        None,
+        json!({ "budget": { "tokens": 300, "soft": 1 } }),
+    );
     let run = wfe(&repo, &["run", "spend"]);
     run.code(1);
     // 240 after the first phase; the second sends one (360) and stops.
     assert_eq!(server.request_count(), 3);
     assert!(
-        run.stderr.contains("the run's tokens limit of 300 tokens is reached"),
+        run.stderr
+            .contains("the run's tokens limit of 300 tokens is reached"),
         "{}",
         run.stderr
     );
@@ -229,13 +285,16 @@ fn a_run_budget_hard_limit_stops_the_second_phase() {
 fn a_cost_budget_from_the_config_prices_each_answer() {
     let server = Server::spawn(vec![read(), read(), submit("done")]);
     // Each answer costs $0.0006: soft 50% of $0.001 is reached after one.
-    let repo = repo_with(server.url(), Some(json!({ "cost_usd": 0.001, "soft": 0.5 })));
+    let repo = repo_with(
+        server.url(),
+        Some(json!({ "cost_usd": 0.001, "soft": 0.5 })),
+    );
     template(&repo, &["plan"], None, json!({}));
     let run = wfe(&repo, &["run", "spend"]);
     run.code(3);
     assert_eq!(server.request_count(), 1);
     assert!(
-        run.stderr.contains("$0.00 of the run's $0.00"),
+        run.stderr.contains("$0.0006 of the run's $0.0010"),
         "{}",
         run.stderr
     );
@@ -249,7 +308,11 @@ fn a_cost_budget_from_the_config_prices_each_answer() {
     let resume = wfe(&repo, &["resume", &id]);
     resume.code(1);
     assert_eq!(server.request_count(), 2);
-    assert!(resume.stderr.contains("the run's cost_usd limit"), "{}", resume.stderr);
+    assert!(
+        resume.stderr.contains("the run's cost_usd limit"),
+        "{}",
+        resume.stderr
+    );
 }
 
 #[test]
@@ -259,7 +322,12 @@ fn a_tool_call_budget_stops_before_the_call_past_it() {
         Part::Tool("read_file", json!({ "path": "notes.txt" })),
     ])]);
     let repo = repo_with(server.url(), None);
-    template(&repo, &["plan"], Some(json!({ "tool_calls": 1 })), json!({}));
+    template(
+        &repo,
+        &["plan"],
+        Some(json!({ "tool_calls": 1 })),
+        json!({}),
+    );
     let run = wfe(&repo, &["run", "spend"]);
     run.code(1);
     assert_eq!(server.request_count(), 1);
@@ -269,7 +337,10 @@ fn a_tool_call_budget_stops_before_the_call_past_it() {
         run.stderr
     );
     let id = repo.run_id();
-    let calls = repo.git(&["show", &format!("refs/wfe/runs/{id}:phases/plan/tool-calls.jsonl")]);
+    let calls = repo.git(&[
+        "show",
+        &format!("refs/wfe/runs/{id}:phases/plan/tool-calls.jsonl"),
+    ]);
     assert_eq!(calls.lines().count(), 1, "the second call never ran");
 }
 
@@ -277,13 +348,31 @@ fn a_tool_call_budget_stops_before_the_call_past_it() {
 fn bad_budgets_are_refused_with_where_and_what() {
     let server = Server::spawn(vec![]);
     let repo = repo_with(server.url(), None);
-    template(&repo, &["plan"], Some(json!({ "tokens": 0, "soft": 1.5 })), json!({}));
+    template(
+        &repo,
+        &["plan"],
+        Some(json!({ "tokens": 0, "soft": 1.5 })),
+        json!({}),
+    );
     let run = wfe(&repo, &["run", "spend"]);
     run.code(2);
-    assert!(run.stderr.contains("phases[0].budget.tokens"), "{}", run.stderr);
-    assert!(run.stderr.contains("phases[0].budget.soft"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("phases[0].budget.tokens"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("phases[0].budget.soft"),
+        "{}",
+        run.stderr
+    );
 
-    template(&repo, &["plan"], Some(json!({ "tokens": "many" })), json!({}));
+    template(
+        &repo,
+        &["plan"],
+        Some(json!({ "tokens": "many" })),
+        json!({}),
+    );
     let run = wfe(&repo, &["run", "spend"]);
     run.code(2);
     assert!(run.stderr.contains("budget"), "{}", run.stderr);
@@ -291,13 +380,25 @@ fn bad_budgets_are_refused_with_where_and_what() {
     template(&repo, &["plan"], None, json!({}));
     let run = wfe(&repo, &["run", "spend", "--budget", "tokes=5"]);
     run.code(2);
-    assert!(run.stderr.contains("--budget tokes=5: `tokes` is not a budget limit"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--budget tokes=5: `tokes` is not a budget limit"),
+        "{}",
+        run.stderr
+    );
 
     let repo = repo_with(server.url(), Some(json!({ "wall": "0s" })));
     template(&repo, &["plan"], None, json!({}));
     let run = wfe(&repo, &["run", "spend"]);
     run.code(2);
-    assert!(run.stderr.contains("config.json: budget.wall"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("config.json: budget.wall"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(server.request_count(), 0);
-    assert!(repo.git(&["for-each-ref", "refs/wfe/runs"]).is_empty(), "nothing written");
+    assert!(
+        repo.git(&["for-each-ref", "refs/wfe/runs"]).is_empty(),
+        "nothing written"
+    );
 }

@@ -212,14 +212,18 @@ mod tests {
         };
         let zero = Duration::ZERO;
         assert!(budget.check(&tokens(700), zero, Moment::Request).is_ok());
-        let soft = budget.check(&tokens(840), zero, Moment::Request).unwrap_err();
+        let soft = budget
+            .check(&tokens(840), zero, Moment::Request)
+            .unwrap_err();
         assert_eq!(
             soft.to_string(),
             "budget: 840 tokens of the phase's 1000 tokens spent (84%, past its soft share of 80%): waiting for approval"
         );
         // Before a tool call only the limit counts.
         assert!(budget.check(&tokens(840), zero, Moment::ToolCall).is_ok());
-        let hard = budget.check(&tokens(1000), zero, Moment::ToolCall).unwrap_err();
+        let hard = budget
+            .check(&tokens(1000), zero, Moment::ToolCall)
+            .unwrap_err();
         assert_eq!(
             hard.to_string(),
             "budget: the phase's tokens limit of 1000 tokens is reached: 1000 tokens spent"
@@ -235,9 +239,15 @@ mod tests {
             pauses: true,
             ..AgentBudget::default()
         };
-        assert!(budget.check(&tokens(0), Duration::ZERO, Moment::Request).is_ok());
+        assert!(
+            budget
+                .check(&tokens(0), Duration::ZERO, Moment::Request)
+                .is_ok()
+        );
         meter.add(&tokens(500));
-        let e = budget.check(&tokens(0), Duration::ZERO, Moment::Request).unwrap_err();
+        let e = budget
+            .check(&tokens(0), Duration::ZERO, Moment::Request)
+            .unwrap_err();
         assert!(e.to_string().contains("the run's tokens limit"), "{e}");
     }
 
@@ -248,6 +258,10 @@ mod tests {
             pauses: false,
             ..AgentBudget::default()
         };
-        assert!(budget.check(&tokens(900), Duration::ZERO, Moment::Request).is_ok());
+        assert!(
+            budget
+                .check(&tokens(900), Duration::ZERO, Moment::Request)
+                .is_ok()
+        );
     }
 }

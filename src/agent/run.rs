@@ -157,11 +157,14 @@ pub(super) async fn run_with(
     });
     let mut usage = tally.lock().unwrap_or_else(PoisonError::into_inner).usage();
     usage.wall_ms = millis(job.budget.wall_before.saturating_add(running));
-    // In the log, so the spend is in `wfe log` and the search index too.
-    log.push(
-        Stream::Wfe,
-        format!("spent: {}", Spend::of_usage(&usage).summary()),
-    );
+    // Under a budget, the spend goes in the log, so `wfe log` and the
+    // search index have it too.
+    if job.budget.phase.is_some() || job.budget.run.is_some() {
+        log.push(
+            Stream::Wfe,
+            format!("spent: {}", Spend::of_usage(&usage).summary()),
+        );
+    }
     AttemptOutcome {
         result,
         exit_code: None,
@@ -568,14 +571,25 @@ impl Attempt<'_> {
     /// Ends the attempt (or, before a request, pauses it) when a budget
     /// limit is reached; the log says which and the spend so far.
     fn check_budget(&self, moment: Moment) -> Result<(), Failure> {
-        let mut spent = self.tally.lock().unwrap_or_else(PoisonError::into_inner).spend();
-        spent.wall_ms = millis(self.job.budget.wall_before.saturating_add(self.started.elapsed()));
+        let mut spent = self
+            .tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .spend();
+        spent.wall_ms = millis(
+            self.job
+                .budget
+                .wall_before
+                .saturating_add(self.started.elapsed()),
+        );
         self.job
             .budget
             .check(&spent, self.started.elapsed(), moment)
             .map_err(|error| {
                 let what = match (&error, moment) {
-                    (AttemptError::Budget { soft: true, .. }, _) => "paused before the next model request",
+                    (AttemptError::Budget { soft: true, .. }, _) => {
+                        "paused before the next model request"
+                    }
                     (_, Moment::Request) => "stopped before the next model request",
                     (_, Moment::ToolCall) => "stopped before the next tool call",
                 };

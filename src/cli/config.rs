@@ -78,15 +78,12 @@ impl Config {
         // What serde cannot see: names that must match, fields a kind needs.
         let mut problems = validate(&config.provider_config());
         if let Some(budget) = &config.budget {
-            problems.extend(
-                budget
-                    .problems()
-                    .into_iter()
-                    .map(|(field, message)| crate::provider::registry::ConfigProblem {
-                        path: format!("budget.{field}"),
-                        message,
-                    }),
-            );
+            problems.extend(budget.problems().into_iter().map(|(field, message)| {
+                crate::provider::registry::ConfigProblem {
+                    path: format!("budget.{field}"),
+                    message,
+                }
+            }));
         }
         if !problems.is_empty() {
             let lines: Vec<String> = problems

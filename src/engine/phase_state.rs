@@ -420,7 +420,10 @@ mod tests {
             (skip(), &[Pending]),
             (Transition::Cancel, &[Pending, Waiting, Running]),
             (Transition::Reset, &ALL),
-            (Transition::Interrupt { continues: true }, &[Running, Waiting]),
+            (
+                Transition::Interrupt { continues: true },
+                &[Running, Waiting],
+            ),
         ];
         for (transition, allowed) in cases {
             for from in ALL {

@@ -12,8 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::retry::{DurationSpec, RetryPolicy};
 use crate::budget::Budget;
+use crate::retry::{DurationSpec, RetryPolicy};
 
 /// The pattern of template names, phase ids and artifact names.
 pub(crate) const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";

@@ -51,7 +51,9 @@ pub(crate) fn is_budget_pause(state: &PhaseState) -> bool {
 
 /// Why an artifact does not apply to `phase`, paused at a budget.
 pub(crate) fn artifact_on_budget_pause(phase: &str) -> String {
-    format!("phase `{phase}` is paused at a budget, not waiting for its outputs to be approved; it takes no artifact")
+    format!(
+        "phase `{phase}` is paused at a budget, not waiting for its outputs to be approved; it takes no artifact"
+    )
 }
 
 /// Why `--budget` does not apply to `phase`.
@@ -78,7 +80,11 @@ pub(crate) fn approve_budget(
     };
     let scope = Scope::parse(scope).unwrap_or(Scope::Phase);
     let paused = Dimension::parse(limit).map_err(|e| format!("phase `{}`: {e}", phase.id))?;
-    let attempt_spend = state.usage.as_ref().map(Spend::of_usage).unwrap_or_default();
+    let attempt_spend = state
+        .usage
+        .as_ref()
+        .map(Spend::of_usage)
+        .unwrap_or_default();
     let mut raised = None;
     match scope {
         Scope::Phase => {
@@ -114,7 +120,11 @@ pub(crate) fn approve_budget(
             phase.id,
             scope.as_str()
         ),
-        None => format!("{} approved past its {} budget's soft limit", phase.id, scope.as_str()),
+        None => format!(
+            "{} approved past its {} budget's soft limit",
+            phase.id,
+            scope.as_str()
+        ),
     })
 }
 

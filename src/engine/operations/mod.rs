@@ -33,7 +33,9 @@ mod tests;
 mod undo;
 
 pub use accept::accept;
-pub(crate) use approve::{approve_budget, artifact_on_budget_pause, approve_phase, is_budget_pause, not_paused_at_budget};
+pub(crate) use approve::{
+    approve_budget, approve_phase, artifact_on_budget_pause, is_budget_pause, not_paused_at_budget,
+};
 pub use comment::{comment, comments};
 pub use edit::{
     Checked, artifact_schema, check_artifact, editable_artifact, set_artifact, stale_dependants,

@@ -261,7 +261,10 @@ impl Runner<'_> {
         let Some(usage) = usage else { return };
         let state = self.state_mut(u);
         // `usage` of a continued attempt already counts what `state.usage` did.
-        let before = state.usage.map(|u| Spend::of_usage(&u)).unwrap_or_else(Spend::zero);
+        let before = state
+            .usage
+            .map(|u| Spend::of_usage(&u))
+            .unwrap_or_else(Spend::zero);
         let delta = Spend::of_usage(&usage).minus(&before);
         state.usage = Some(usage);
         state.spend = Some(state.spend.unwrap_or_else(Spend::zero).plus(&delta));

@@ -5,9 +5,11 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::{Runner, Stop, Unit};
-use crate::engine::control::{Action, Reply, Request};
 use crate::budget::Raise;
-use crate::engine::operations::{approve_budget, approve_phase, artifact_on_budget_pause, is_budget_pause, not_paused_at_budget};
+use crate::engine::control::{Action, Reply, Request};
+use crate::engine::operations::{
+    approve_budget, approve_phase, artifact_on_budget_pause, is_budget_pause, not_paused_at_budget,
+};
 use crate::engine::{layout, to_file_bytes};
 use crate::store::Change;
 
@@ -39,13 +41,17 @@ impl Runner<'_> {
                 artifact,
                 budget,
             } => match self.approve(&phase, artifact.as_ref(), budget.as_ref()) {
-                Ok(summary) => {
+                Ok(budget) => {
+                    let (note, reply) = match budget {
+                        Some(summary) => (summary.clone(), summary),
+                        None => (format!("{phase} approved"), format!("approved {phase}")),
+                    };
                     self.note(
                         self.dag.index(&phase).map(Unit::Top),
                         event,
-                        format!("{summary} by {by}"),
+                        format!("{note} by {by}"),
                     );
-                    ok(summary)
+                    ok(reply)
                 }
                 Err(message) => return Reply { ok: false, message },
             },
@@ -80,13 +86,13 @@ impl Runner<'_> {
 
     /// Completes a waiting phase, recording an attached artifact; a phase
     /// paused at a budget goes on instead, its budget raised as asked.
-    /// Returns what was done, for the checkpoint and the reply.
+    /// Returns what was done to a budget, if that is what was approved.
     pub(super) fn approve(
         &mut self,
         phase: &str,
         artifact: Option<&Value>,
         raise: Option<&Raise>,
-    ) -> Result<String, String> {
+    ) -> Result<Option<String>, String> {
         let i = self
             .dag
             .index(phase)
@@ -108,7 +114,7 @@ impl Runner<'_> {
             )?;
             self.pending.record_dirty = true;
             self.mark(Unit::Top(i));
-            return Ok(summary);
+            return Ok(Some(summary));
         }
         if raise.is_some() {
             return Err(not_paused_at_budget(phase));
@@ -122,6 +128,6 @@ impl Runner<'_> {
             ));
             self.artifacts[i].insert(name, value);
         }
-        Ok(format!("{phase} approved"))
+        Ok(None)
     }
 }

@@ -41,7 +41,8 @@ pub struct PhaseRow {
     pub max_iters: Option<u32>,
     /// A loop that has started: its children's states in its current (or
     /// last) iteration, in template order; empty otherwise.
-    pub children: Vec<PhaseState>,    /// An agent's budget: as a person raised it, else the template's.
+    pub children: Vec<PhaseState>,
+    /// An agent's budget: as a person raised it, else the template's.
     pub budget: Option<Budget>,
 }
 
@@ -148,7 +149,11 @@ impl RunView {
     /// The run's spend over all its phases and attempts.
     pub fn spend(&self) -> Spend {
         crate::engine::runner::run_spend(
-            &self.phases.iter().map(|p| p.state.clone()).collect::<Vec<_>>(),
+            &self
+                .phases
+                .iter()
+                .map(|p| p.state.clone())
+                .collect::<Vec<_>>(),
         )
     }
 
@@ -239,8 +244,10 @@ struct RunJson<'a> {
     /// The reason as a sentence: scripts read a string here.
     reason: Option<String>,
     args: &'a serde_json::Value,
-    /// The run's spend over all its phases.
-    spend: Spend,
+    /// The run's spend over all its phases (absent when nothing was spent
+    /// and no budget applies: a run of scripts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spend: Option<Spend>,
     /// The run's budget, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     budget: Option<&'a Budget>,
@@ -260,7 +267,8 @@ impl<'a> RunJson<'a> {
             finished_at: r.finished_at.as_deref(),
             reason: r.reason.as_ref().map(ToString::to_string),
             args: &r.args,
-            spend: view.spend(),
+            spend: (r.budget.is_some() || view.phases.iter().any(|p| p.state.spend.is_some()))
+                .then(|| view.spend()),
             budget: r.budget.as_ref(),
             phases: view
                 .phases
