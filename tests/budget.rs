@@ -169,6 +169,14 @@ fn a_phase_pauses_at_its_soft_limit_and_goes_on_when_approved_with_a_raise() {
     // The conversation went on: the third request holds the first two answers.
     let third: Value = serde_json::from_slice(&server.bodies()[2]).unwrap();
     assert_eq!(third["messages"].as_array().unwrap().len(), 5, "{third}");
+    // A raise applies only to a phase paused at a budget.
+    let late = wfe(&repo, &["approve", &id, "plan", "--budget", "+1"]);
+    assert_ne!(late.code, 0, "{}", late.stderr);
+    assert!(
+        late.stderr.contains("not paused at a budget"),
+        "{}",
+        late.stderr
+    );
 }
 
 #[test]
@@ -401,4 +409,51 @@ fn bad_budgets_are_refused_with_where_and_what() {
         repo.git(&["for-each-ref", "refs/wfe/runs"]).is_empty(),
         "nothing written"
     );
+}
+
+#[test]
+fn a_live_runner_waiting_on_a_budget_goes_on_when_approved() {
+    let server = Server::spawn(vec![read(), read(), submit("done")]);
+    let repo = repo_with(server.url(), None);
+    template(&repo, &["plan"], Some(json!({ "tokens": 300 })), json!({}));
+    let runner = repo
+        .wfe_cmd()
+        .env("ANTHROPIC_API_KEY", KEY)
+        .args(["run", "spend", "--wait", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded polling until the phase waits on its budget.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let id = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the phase never paused"
+        );
+        if let Some(r) = repo.wfe_refs().first() {
+            let shown = repo.git_output(&["show", &format!("{r}:phases/plan/state.json")]);
+            if String::from_utf8_lossy(&shown.stdout).contains("\"waiting\"") {
+                break r.trim_start_matches("refs/wfe/runs/").to_string();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(server.request_count(), 2);
+    let approve = wfe(&repo, &["approve", &id, "plan", "--budget", "+300"]);
+    approve.code(0);
+    assert!(
+        approve
+            .stderr
+            .contains("plan approved past its phase budget, raised to 600 tokens"),
+        "{}",
+        approve.stderr
+    );
+    let out = common::Run::from(runner.wait_with_output().unwrap());
+    out.code(0);
+    assert_eq!(out.json()["status"], "completed");
+    assert_eq!(server.request_count(), 3);
+    let plan = state(&repo, &id, "plan");
+    assert_eq!(plan["attempt"], 1);
+    assert_eq!(plan["budget"]["tokens"], 600);
 }
