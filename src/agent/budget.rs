@@ -63,6 +63,15 @@ pub(super) enum Moment {
 }
 
 impl AgentBudget {
+    /// Set up for the phase's next attempt: the phase budget starts afresh
+    /// (nothing spent or approved); the run's goes on counting.
+    pub fn next_attempt(&mut self) {
+        self.wall_before = Duration::ZERO;
+        if let Some((_, approved)) = &mut self.phase {
+            *approved = Spend::default();
+        }
+    }
+
     /// Whether the attempt may go on, given its own spend (`attempt`) and
     /// the wall time of this runner's part of it (`running`): `Err` with
     /// the budget error when a limit (or, before a request, a soft share)

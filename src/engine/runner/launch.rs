@@ -123,8 +123,10 @@ pub(super) async fn phase_task(
                 job.attempt = attempt;
                 let outcome =
                     agent_attempt(&*executor, unit, job, &cancel, &sink, clock, &tx).await;
-                // A later attempt starts a new conversation.
+                // A later attempt starts a new conversation, and a new
+                // phase budget.
                 job.journal = Default::default();
+                job.budget.next_attempt();
                 outcome
             }
         };
