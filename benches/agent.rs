@@ -399,6 +399,7 @@ fn agent_job(seat: Seat, work_dir: &Path, tool: &str, max_turns: usize) -> Agent
         masker: Default::default(),
         max_log_bytes: wfe::attempt::DEFAULT_MAX_LOG_BYTES,
         processes: None,
+        budget: wfe::agent::AgentBudget::default(),
     }
 }
 

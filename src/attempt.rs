@@ -176,6 +176,21 @@ pub enum AttemptError {
         /// The iterations run (its `max_iters`).
         iterations: u32,
     },
+    /// An agent reached a budget limit before its next model request or
+    /// tool call: the hard limit ends the attempt; the soft share
+    /// (`soft`) makes the phase wait for approval, its conversation kept.
+    #[error("budget: {message}")]
+    Budget {
+        /// `phase` or `run`: whose budget.
+        scope: String,
+        /// The limit reached: `tokens`, `cost_usd`, `wall` or `tool_calls`.
+        limit: String,
+        /// The soft share was reached (a pause), not the limit.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        soft: bool,
+        /// The limit and the spend so far, in words.
+        message: String,
+    },
 }
 
 /// The result of one attempt.
@@ -293,6 +308,17 @@ pub struct AttemptUsage {
     /// US dollars, when `models` in config gives the prices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// Tool calls made (submissions not counted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tool_calls: u64,
+    /// Milliseconds the attempt ran, over every runner that ran it
+    /// (a runner that died takes its share with it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wall_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One way a document fails its schema.

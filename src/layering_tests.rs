@@ -39,6 +39,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("template", 4),
     ("artifact", 3),
     ("store", 3),
+    ("budget", 3),
     // Leaves.
     ("attempt", 2),
     ("process", 1),
@@ -503,7 +504,7 @@ fn an_exec_import_of_agent_is_caught() {
         message,
         "src/exec/script.rs:2: `use crate::agent::tools::Toolbox;` makes `exec` import `agent`: \
          `agent` (layer 6) is in the same layer as `exec` (layer 6); `exec` may import only \
-         provider, template, artifact, store, attempt, process, retry, secret, time, bounded, strict, testing"
+         provider, template, artifact, store, budget, attempt, process, retry, secret, time, bounded, strict, testing"
     );
 }
 

@@ -25,8 +25,8 @@
 //! 3. [`engine`]: runs, checkpoints, control requests.
 //! 4. [`exec`], [`agent`]: one attempt of a script or an agent phase.
 //! 5. [`provider`]: models behind one trait.
-//! 6. [`template`], then [`artifact`] and [`store`]: the template format,
-//!    schemas and documents, storage. Every layer above may use them; they
+//! 6. [`template`], then [`artifact`], [`store`] and [`budget`]: the
+//!    template format, schemas and documents, storage, spending limits. Every layer above may use them; they
 //!    use only the leaves (and `template` uses `artifact`).
 //! 7. Leaves: [`attempt`] (an attempt's outcome, errors and log; it uses
 //!    [`time`] and [`secret`]), then [`process`] (the one process
@@ -39,6 +39,7 @@ pub mod agent;
 pub mod artifact;
 pub mod attempt;
 pub mod bounded;
+pub mod budget;
 pub mod cli;
 pub mod engine;
 pub mod exec;

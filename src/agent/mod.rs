@@ -21,6 +21,7 @@ use crate::artifact::{OutputSpec, Schema};
 use crate::provider::config::ModelEntry;
 use crate::provider::{Exchange, Provider};
 
+mod budget;
 mod conversation;
 mod review;
 mod run;
@@ -28,6 +29,7 @@ mod submit;
 pub mod tools;
 mod trim;
 
+pub use budget::{AgentBudget, RunMeter};
 pub use run::run_agent;
 
 /// A model in a seat: which provider, which model, what it may write.
@@ -107,6 +109,8 @@ pub struct AgentJob {
     /// are recorded while they run (none: not recorded), with the phase as
     /// people see it and its `kill_grace`.
     pub processes: Option<crate::store::AttemptRecorder>,
+    /// The budgets the attempt runs under, and its wall time so far.
+    pub budget: AgentBudget,
 }
 
 /// The recorded steps of one attempt, read back from the run to resume it.

@@ -21,6 +21,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::watch;
 
+use super::budget::Moment;
 use super::conversation::{Conversation, recorded_call, recorded_exchange, tool_uses};
 use super::review::{self, Verdict};
 use super::submit::Submissions;
@@ -28,6 +29,7 @@ use super::tools::{ToolOutcome, Toolbox};
 use super::trim::trim;
 use super::{AgentJob, Progress, Step, ToolCall};
 use crate::attempt::{AttemptError, AttemptLog, AttemptOutcome, AttemptUsage, LogSink, Stream};
+use crate::budget::Spend;
 use crate::process::{cancelled, deadline};
 use crate::provider::config::ModelEntry;
 use crate::provider::{Block, ChatResponse, TextSink, ToolSpec, Usage};
@@ -117,13 +119,17 @@ pub(super) async fn run_with(
         .capped(job.max_log_bytes)
         .masking(job.masker.clone());
     let tally = Mutex::new(Tally::from_journal(&job));
+    let started = Instant::now();
     let attempt = Attempt {
         job: &job,
         progress: &progress,
         clock,
         log: &log,
         tally: &tally,
+        started,
     };
+    // A wall limit holds during a long answer or tool call too.
+    let wall = job.budget.wall_left(job.budget.wall_before);
     let ended = tokio::select! {
         biased;
         () = cancelled(&mut cancel) => {
@@ -135,13 +141,32 @@ pub(super) async fn run_with(
             log.push(Stream::Wfe, format!("stopped: timed out after {after}"));
             Err(Failure::from(AttemptError::TimedOut { after }))
         }
+        _ = deadline(wall.map(|(_, left)| left)) => {
+            let error = wall.map_or(AttemptError::Cancelled, |(scope, _)| job.budget.wall_reached(scope));
+            log.push(Stream::Wfe, format!("stopped: {error}"));
+            Err(Failure::from(error))
+        }
         result = attempt.drive(primary, reviewer) => result,
     };
     let (result, rejected) = match ended {
         Ok(artifacts) => (Ok(artifacts), Vec::new()),
         Err(failure) => (Err(failure.error), failure.rejected),
     };
-    let usage = tally.lock().unwrap_or_else(PoisonError::into_inner).usage();
+    let running = started.elapsed();
+    job.budget.meter.add(&Spend {
+        wall_ms: millis(running),
+        ..Spend::zero()
+    });
+    let mut usage = tally.lock().unwrap_or_else(PoisonError::into_inner).usage();
+    usage.wall_ms = millis(job.budget.wall_before.saturating_add(running));
+    // Under a budget, the spend goes in the log, so `wfe log` and the
+    // search index have it too.
+    if job.budget.phase.is_some() || job.budget.run.is_some() {
+        log.push(
+            Stream::Wfe,
+            format!("spent: {}", Spend::of_usage(&usage).summary()),
+        );
+    }
     AttemptOutcome {
         result,
         exit_code: None,
@@ -213,6 +238,8 @@ pub(super) struct Attempt<'a> {
     /// The attempt's log.
     pub log: &'a AttemptLog,
     tally: &'a Mutex<Tally>,
+    /// When this runner started the attempt (its wall time counts from here).
+    started: Instant,
 }
 
 impl Attempt<'_> {
@@ -357,6 +384,7 @@ impl Attempt<'_> {
             conversation.adopt(recorded);
             return Ok(recorded.response.clone());
         }
+        self.check_budget(Moment::Request)?;
         let seat = conversation.seat.clone();
         let mut request = conversation.request();
         let mut trimmed = Vec::new();
@@ -403,10 +431,12 @@ impl Attempt<'_> {
                 message: e.message,
             }
         })?;
-        self.tally
+        let spent = self
+            .tally
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .add(response.usage, &seat.model_info);
+        self.job.budget.meter.add(&spent);
         let exchange = conversation.answered(
             time,
             self.job.attempt,
@@ -463,7 +493,10 @@ impl Attempt<'_> {
                     };
                     (outcome, true)
                 }
-                None => (self.call_tool(id, tool, input, toolset).await?, false),
+                None => {
+                    self.check_budget(Moment::ToolCall)?;
+                    (self.call_tool(id, tool, input, toolset).await?, false)
+                }
             };
             self.log
                 .push(Stream::Wfe, describe_call(tool, input, &outcome, recorded));
@@ -528,7 +561,44 @@ impl Attempt<'_> {
             truncated: outcome.truncated,
         };
         self.record(Step::ToolCall(call)).await?;
+        let mut tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
+        tally.tool_calls = tally.tool_calls.saturating_add(1);
+        drop(tally);
+        self.job.budget.meter.add(&Spend {
+            tool_calls: 1,
+            ..Spend::zero()
+        });
         Ok(outcome)
+    }
+
+    /// Ends the attempt (or, before a request, pauses it) when a budget
+    /// limit is reached; the log says which and the spend so far.
+    fn check_budget(&self, moment: Moment) -> Result<(), Failure> {
+        let mut spent = self
+            .tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .spend();
+        spent.wall_ms = millis(
+            self.job
+                .budget
+                .wall_before
+                .saturating_add(self.started.elapsed()),
+        );
+        self.job
+            .budget
+            .check(&spent, self.started.elapsed(), moment)
+            .map_err(|error| {
+                let what = match (&error, moment) {
+                    (AttemptError::Budget { soft: true, .. }, _) => {
+                        "paused before the next model request"
+                    }
+                    (_, Moment::Request) => "stopped before the next model request",
+                    (_, Moment::ToolCall) => "stopped before the next tool call",
+                };
+                self.log.push(Stream::Wfe, format!("{what}: {error}"));
+                Failure::from(error)
+            })
     }
 
     /// Hands `step` to the engine and waits until it is committed.
@@ -632,6 +702,8 @@ struct Tally {
     output_tokens: u64,
     /// `None` once any request's model has no price.
     cost_usd: Option<f64>,
+    /// Tool calls run (submissions not counted).
+    tool_calls: u64,
 }
 
 impl Tally {
@@ -642,6 +714,7 @@ impl Tally {
             input_tokens: 0,
             output_tokens: 0,
             cost_usd: Some(0.0),
+            tool_calls: job.journal.tool_calls.len() as u64,
         };
         let unpriced = ModelEntry::default();
         for exchange in &job.journal.exchanges {
@@ -657,25 +730,41 @@ impl Tally {
         tally
     }
 
-    fn add(&mut self, usage: Usage, prices: &ModelEntry) {
+    /// Adds one answer's usage; returns what it spent.
+    fn add(&mut self, usage: Usage, prices: &ModelEntry) -> Spend {
         // Counts come from providers: huge ones saturate, never overflow.
         self.requests = self.requests.saturating_add(1);
         self.input_tokens = self.input_tokens.saturating_add(usage.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(usage.output_tokens);
-        self.cost_usd = match (
-            self.cost_usd,
-            prices.input_usd_per_mtok,
-            prices.output_usd_per_mtok,
-        ) {
+        let cost = match (prices.input_usd_per_mtok, prices.output_usd_per_mtok) {
             // A cost that is no longer a number (absurd counts or prices)
             // is unknown rather than `inf`, which JSON cannot hold.
-            (Some(cost), Some(input), Some(output)) => Some(
-                cost + usage.input_tokens as f64 * input / 1e6
-                    + usage.output_tokens as f64 * output / 1e6,
+            (Some(input), Some(output)) => Some(
+                usage.input_tokens as f64 * input / 1e6 + usage.output_tokens as f64 * output / 1e6,
             )
             .filter(|cost| cost.is_finite()),
             _ => None,
         };
+        self.cost_usd = match (self.cost_usd, cost) {
+            (Some(total), Some(cost)) => Some(total + cost).filter(|c| c.is_finite()),
+            _ => None,
+        };
+        Spend {
+            tokens: usage.input_tokens.saturating_add(usage.output_tokens),
+            cost_usd: cost,
+            tool_calls: 0,
+            wall_ms: 0,
+        }
+    }
+
+    /// The attempt's spend, wall time aside.
+    fn spend(&self) -> Spend {
+        Spend {
+            tokens: self.input_tokens.saturating_add(self.output_tokens),
+            cost_usd: self.cost_usd,
+            tool_calls: self.tool_calls,
+            wall_ms: 0,
+        }
     }
 
     fn usage(&self) -> AttemptUsage {
@@ -684,6 +773,8 @@ impl Tally {
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
             cost_usd: self.cost_usd,
+            tool_calls: self.tool_calls,
+            wall_ms: 0,
         }
     }
 }

@@ -238,6 +238,7 @@ impl Observer for Approver {
             let action = Action::Approve {
                 phase: phase.to_string(),
                 artifact: None,
+                budget: None,
             };
             let by = format!("wfe --approve (pid {})", std::process::id());
             match self.control.send(action, &by) {

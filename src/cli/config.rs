@@ -55,6 +55,10 @@ pub struct Config {
     /// `***` in everything wfe writes or shows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// The budget of every run, under the template's `defaults.budget` and
+    /// `wfe run --budget` (see [`crate::budget::Budget`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::budget::Budget>,
 }
 
 impl Config {
@@ -103,7 +107,15 @@ impl Config {
             CliError::input(format!("{shown}: {at}{}", e.inner()))
         })?;
         // What serde cannot see: names that must match, fields a kind needs.
-        let problems = validate(&config.provider_config());
+        let mut problems = validate(&config.provider_config());
+        if let Some(budget) = &config.budget {
+            problems.extend(budget.problems().into_iter().map(|(field, message)| {
+                crate::provider::registry::ConfigProblem {
+                    path: format!("budget.{field}"),
+                    message,
+                }
+            }));
+        }
         if !problems.is_empty() {
             let lines: Vec<String> = problems
                 .iter()

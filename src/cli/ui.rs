@@ -400,10 +400,13 @@ impl Observer for Progress {
             Event::PhaseFinished {
                 phase,
                 status: PhaseStatus::Waiting,
+                error,
                 ..
             } => format!(
-                "{} {phase} waiting for approval",
-                ui.phase_mark(PhaseStatus::Waiting)
+                "{} {phase} waiting for approval{}",
+                ui.phase_mark(PhaseStatus::Waiting),
+                // Paused at a budget: which limit, and the spend so far.
+                error.map(|e| format!(": {e}")).unwrap_or_default()
             ),
             Event::PhaseFinished {
                 phase,

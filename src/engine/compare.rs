@@ -719,6 +719,7 @@ mod tests {
             base_commit: "0".repeat(40),
             auto: true,
             secret_args: Vec::new(),
+            budget: None,
         };
         create(store, &new, &Clock::system()).unwrap();
         new.id

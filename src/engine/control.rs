@@ -37,6 +37,9 @@ pub enum Action {
         /// The artifact to record (validated against the phase's output schema).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         artifact: Option<Value>,
+        /// For a phase paused at a budget's soft share: how to raise the budget.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget: Option<crate::budget::Raise>,
     },
     /// With auto mode off: go on past the current wait.
     Continue,
@@ -246,6 +249,7 @@ mod tests {
                 Action::Approve {
                     phase: "gate".into(),
                     artifact: Some(serde_json::json!({"ok": true})),
+                    budget: None,
                 },
                 "me",
             )
@@ -259,7 +263,8 @@ mod tests {
             pending[1].action,
             Action::Approve {
                 phase: "gate".into(),
-                artifact: Some(serde_json::json!({"ok": true}))
+                artifact: Some(serde_json::json!({"ok": true})),
+                budget: None,
             }
         );
         control.reply(

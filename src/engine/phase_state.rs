@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::attempt::{AttemptError, AttemptUsage};
+use crate::budget::{Budget, Spend};
 use crate::template::PhaseKind;
 
 /// Where a phase is in its life.
@@ -143,6 +144,17 @@ pub struct PhaseState {
     /// Artifacts of the last attempt that held a secret and were stored with it masked (`***`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub masked: Vec<String>,
+    /// An agent's spend over all its attempts (a loop: its children's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend: Option<Spend>,
+    /// The phase's budget as a person raised it (`wfe approve --budget`);
+    /// absent: the template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// The current attempt's spend a person saw when they last approved a
+    /// pause at the phase budget's soft share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_approved: Option<Spend>,
 }
 
 impl PhaseState {
@@ -168,6 +180,9 @@ impl PhaseState {
             exhausted: false,
             forced: Vec::new(),
             masked: Vec::new(),
+            spend: None,
+            budget: None,
+            budget_approved: None,
         }
     }
 
@@ -187,6 +202,9 @@ impl PhaseState {
                 // An interrupted agent attempt goes on with its conversation.
                 if !std::mem::take(&mut self.continues) {
                     self.attempt += 1;
+                    // `usage` and approvals are the current attempt's.
+                    self.usage = None;
+                    self.budget_approved = None;
                 }
                 self.status = PhaseStatus::Running;
                 self.started_at = Some(now.to_string());
@@ -332,7 +350,10 @@ impl Transition {
             Transition::Complete => {
                 matches!(from, Running | Waiting | Failed | TimedOut | Cancelled)
             }
-            Transition::Fail(_) | Transition::Interrupt { .. } => from == Running,
+            Transition::Fail(_) => from == Running,
+            // From waiting: a phase paused at its budget's soft share was
+            // approved, and its conversation goes on.
+            Transition::Interrupt { .. } => matches!(from, Running | Waiting),
             Transition::Wait => matches!(from, Pending | Running),
             Transition::Cancel => matches!(from, Pending | Waiting | Running),
             Transition::Reset => true,
@@ -399,7 +420,10 @@ mod tests {
             (skip(), &[Pending]),
             (Transition::Cancel, &[Pending, Waiting, Running]),
             (Transition::Reset, &ALL),
-            (Transition::Interrupt { continues: true }, &[Running]),
+            (
+                Transition::Interrupt { continues: true },
+                &[Running, Waiting],
+            ),
         ];
         for (transition, allowed) in cases {
             for from in ALL {

@@ -96,6 +96,15 @@ pub struct RunRecord {
     /// `<git-dir>/wfe/secrets/<run>.json`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_args: Vec<String>,
+    /// The run's budget over all its agent phases (`wfe run --budget` over
+    /// the template's `defaults.budget` over the config's `budget`), with
+    /// any raise a person approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::budget::Budget>,
+    /// The run's spend a person saw when they last approved a pause at
+    /// the run budget's soft share (that share does not ask again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_approved: Option<crate::budget::Spend>,
 }
 
 impl RunRecord {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::outputs::Outputs;
+use crate::budget::Budget;
 use crate::retry::{DurationSpec, RetryPolicy};
 
 /// The pattern of template names, phase ids and artifact names.
@@ -33,6 +34,7 @@ pub(crate) const KIND_FIELDS: &[(&str, &[PhaseKind])] = &[
     ("max_turns", &[PhaseKind::Agent]),
     ("max_invalid_submissions", &[PhaseKind::Agent]),
     ("review", &[PhaseKind::Agent]),
+    ("budget", &[PhaseKind::Agent]),
     ("phases", &[PhaseKind::Loop]),
     ("until", &[PhaseKind::Loop]),
     ("max_iters", &[PhaseKind::Loop]),
@@ -117,6 +119,10 @@ pub struct Defaults {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = { "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": { "pattern": "^WFE_" } }))]
     pub env: BTreeMap<String, String>,
+    /// The run's budget, summed over its agent phases: over the config's
+    /// `budget`, under `wfe run --budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
 }
 
 impl Defaults {
@@ -269,6 +275,10 @@ pub struct Phase {
     /// agent: a second model reviews the outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<Review>,
+    /// agent: what one attempt may spend (tokens, cost, wall time, tool
+    /// calls); the soft share pauses for approval, the limit ends the attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
 
     /// loop: the child phases run in each iteration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

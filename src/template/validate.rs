@@ -84,6 +84,7 @@ fn is_set(phase: &Phase, field: &str) -> bool {
         "max_turns" => phase.max_turns.is_some(),
         "max_invalid_submissions" => phase.max_invalid_submissions.is_some(),
         "review" => phase.review.is_some(),
+        "budget" => phase.budget.is_some(),
         "phases" => !phase.phases.is_empty(),
         "until" => phase.until.is_some(),
         "max_iters" => phase.max_iters.is_some(),
@@ -140,6 +141,20 @@ impl<'t> Check<'t> {
         });
     }
 
+    /// A budget's values (serde checked the shape): each limit positive,
+    /// `soft` a share, and at least one limit.
+    fn budget(&mut self, budget: &crate::budget::Budget, at: &str) {
+        for (field, message) in budget.problems() {
+            self.problem(path::key(at, field), message);
+        }
+        if budget.is_empty() {
+            self.problem(
+                at,
+                "a budget with no limit limits nothing; expected tokens, cost_usd, wall or tool_calls",
+            );
+        }
+    }
+
     fn template(&mut self, template: &'t Template) {
         if let Some(message) = too_long("template name", &template.name) {
             self.problem("name", message);
@@ -170,6 +185,9 @@ impl<'t> Check<'t> {
         }
         if let Some(retry) = &template.defaults.retry {
             self.retry(retry, "defaults.retry");
+        }
+        if let Some(budget) = &template.defaults.budget {
+            self.budget(budget, "defaults.budget");
         }
         for (env, at) in [
             (&template.env, "env"),
@@ -531,6 +549,9 @@ impl<'t> Check<'t> {
         }
         if phase.max_turns == Some(0) {
             self.problem(path::key(at, "max_turns"), "must be at least 1");
+        }
+        if let Some(budget) = &phase.budget {
+            self.budget(budget, &path::key(at, "budget"));
         }
         for (i, tool) in phase.tools.iter().enumerate() {
             if Tool::from_name(tool).is_none() {
@@ -1762,7 +1783,7 @@ mod tests {
     fn every_kind_field_is_checked() {
         let phase: Phase = serde_json::from_value(json!({
             "id": "x", "kind": "gate", "run": "r", "cwd": "c", "env": {"A": "b"}, "role": "r", "provider": "p",
-            "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_invalid_submissions": 2, "review": {"role": "r"},
+            "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_invalid_submissions": 2, "review": {"role": "r"}, "budget": {"tokens": 1},
             "phases": [{"id": "y", "kind": "gate"}], "until": "u", "max_iters": 1, "on_exhausted": "fail",
             "outputs": {"o": "message"}, "matrix": {"a": [1]}, "fail_fast": true, "max_parallel": 1, "max_files_bytes": 5
         }))

@@ -72,6 +72,7 @@ pub fn settings_with(repo: &Repo, names: &[(&str, &str)]) -> insta::Settings {
     // Durations as wfe prints them (`5ms`, `1.2s`, right-aligned in columns).
     settings.add_filter(r" +\d+(?:\.\d+)?(?:ms|s|m)\b", " [DUR]");
     settings.add_filter(r#""duration_ms": \d+"#, r#""duration_ms": "[DUR]""#);
+    settings.add_filter(r#""wall_ms": \d+"#, r#""wall_ms": "[DUR]""#);
     settings.add_filter(r"\((\d+(?:\.\d+)?(?:ms|s|m))\)", "([DUR])");
     settings.add_filter(r"\b\d+ ms\b", "[DUR] ms");
     // Checkpoints, whole and short (`wfe` shows 12 hex digits).

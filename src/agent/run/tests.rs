@@ -219,6 +219,7 @@ fn job(provider: &Arc<ScriptedProvider>) -> AgentJob {
         masker: Default::default(),
         max_log_bytes: crate::attempt::DEFAULT_MAX_LOG_BYTES,
         processes: None,
+        budget: crate::agent::AgentBudget::default(),
     }
 }
 
@@ -419,6 +420,9 @@ async fn a_valid_submission_ends_the_attempt_with_its_artifact() {
             input_tokens: 100,
             output_tokens: 10,
             cost_usd: None,
+            tool_calls: 0,
+            // The attempt's wall time is whatever this machine took.
+            wall_ms: ran.outcome.usage.map_or(0, |u| u.wall_ms),
         })
     );
 }

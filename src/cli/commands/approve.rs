@@ -1,4 +1,5 @@
-//! `wfe approve`: let a waiting phase (a gate, or `approval: "after"`) complete.
+//! `wfe approve`: let a waiting phase (a gate, or `approval: "after"`)
+//! complete, or a phase paused at a budget's soft share go on.
 
 use std::path::PathBuf;
 
@@ -21,10 +22,21 @@ pub struct ApproveArgs {
     /// A JSON file recorded as the phase's (one) output, validated against its schema
     #[arg(long, value_name = "FILE")]
     pub artifact: Option<PathBuf>,
+    /// Raise the budget that paused the phase: +N (the limit reached), tokens=+N, cost=+USD, wall=+10m, tool_calls=+N, a limit=VALUE, or +50% (every limit); comma-separated
+    #[arg(long, value_name = "RAISE", allow_hyphen_values = true)]
+    pub budget: Option<String>,
 }
 
 /// Runs `wfe approve`.
 pub(crate) fn run(args: ApproveArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+    let budget = args
+        .budget
+        .as_deref()
+        .map(|text| {
+            crate::budget::Raise::parse(text)
+                .map_err(|e| CliError::input(format!("--budget {text}: {e}")))
+        })
+        .transpose()?;
     let id = ctx.resolve_run(&args.run)?;
     let artifact = match &args.artifact {
         Some(path) => {
@@ -45,6 +57,7 @@ pub(crate) fn run(args: ApproveArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, 
         Action::Approve {
             phase: args.phase,
             artifact,
+            budget,
         },
     )
 }

@@ -109,6 +109,7 @@ pub(crate) async fn run(args: DemoArgs, ui: &Ui) -> Result<Outcome, CliError> {
         args: run_args,
         args_file: None,
         replay: None,
+        budget: Vec::new(),
         detach: false,
         drive: super::run::DriveArgs {
             jobs: None,

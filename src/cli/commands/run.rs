@@ -31,8 +31,34 @@ pub struct RunArgs {
     /// Start the run in the background: print its id at once and exit 0; the runner's output goes to `<git-dir>/wfe/detached/<id>.log`
     #[arg(long)]
     pub detach: bool,
+    /// The run's budget over its agent phases, e.g. tokens=200000,cost=2.5,wall=30m,tool_calls=200,soft=0.8 (repeatable; over the template's `defaults.budget` and the config's `budget`)
+    #[arg(long, value_name = "LIMITS")]
+    pub budget: Vec<String>,
     #[command(flatten)]
     pub drive: DriveArgs,
+}
+
+/// The run's budget: each `--budget` over the template's `defaults.budget`
+/// over the config's `budget`, limit by limit; none when nothing is limited.
+fn run_budget(
+    ctx: &Context,
+    template: &Template,
+    flags: &[String],
+) -> Result<Option<crate::budget::Budget>, CliError> {
+    let mut budget = crate::budget::Budget::default();
+    for flag in flags {
+        let parsed = crate::budget::Budget::parse(flag)
+            .map_err(|e| CliError::input(format!("--budget {flag}: {e}")))?;
+        budget = parsed.over(&budget);
+    }
+    let base = template
+        .defaults
+        .budget
+        .clone()
+        .unwrap_or_default()
+        .over(&ctx.config.budget.clone().unwrap_or_default());
+    let budget = budget.over(&base);
+    Ok((!budget.is_empty()).then_some(budget))
 }
 
 /// Flags of every command that drives a run (`run`, `resume`, `retry`).
@@ -76,6 +102,7 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         replay.as_ref(),
         &engine::seat_requests(&template),
     )?;
+    let budget = run_budget(ctx, &template, &args.budget)?;
     let base_commit = ctx.head_commit()?;
     let schemas = resolve_schemas(ctx, &template)?;
     let id = ctx.run_ids.next(&ctx.clock);
@@ -98,6 +125,7 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         base_commit,
         auto: ctx.config.auto.unwrap_or(true),
         secret_args: secret_args.keys().cloned().collect(),
+        budget,
     };
     engine::create(&ctx.store, &new, &ctx.clock)?;
     if args.detach {
@@ -361,6 +389,7 @@ fn approve_waiting(
         let action = crate::engine::control::Action::Approve {
             phase: phase.id.clone(),
             artifact: None,
+            budget: None,
         };
         let by = format!("wfe --approve (pid {})", std::process::id());
         crate::engine::operations::control_offline(&ctx.store, id, &action, &by, &ctx.clock)?;

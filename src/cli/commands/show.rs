@@ -146,6 +146,15 @@ fn show_phase(view: &PhaseView, short: &str, ref_name: &str, ui: &Ui) {
             usage.output_tokens
         ));
     }
+    if let Some(spend) = &state.spend {
+        ui.out(&format!("  spend      {} (all attempts)", spend.summary()));
+    }
+    if let Some(budget) = &state.budget {
+        ui.out(&format!(
+            "  budget     {} (raised)",
+            super::status::budget_summary(budget)
+        ));
+    }
     if state.kind == PhaseKind::Agent {
         for (path, what) in [
             (&view.exchanges, "exchanges"),
@@ -318,6 +327,9 @@ fn show_run(detail: &RunDetail, live: bool, ui: &Ui) {
     }
     if let Some(reason) = &r.reason {
         ui.out(&format!("  reason     {reason}"));
+    }
+    if let Some(line) = super::status::spend_line(&detail.run) {
+        ui.out(&format!("  {line}"));
     }
     let failed = detail.run.failed_phases();
     if r.status == RunStatus::Completed && !failed.is_empty() {

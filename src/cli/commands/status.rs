@@ -94,8 +94,18 @@ pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
         }
     }
     let record = &view.record;
+    if let Some(line) = spend_line(&view) {
+        ui.out(&format!("  {}", ui.paint(Style::Dim, &line)));
+    }
     if let Some(reason) = &record.reason {
         ui.out(&format!("  {}", ui.paint(Style::Red, &reason.to_string())));
+    }
+    for p in view.states() {
+        if let Some(error @ crate::attempt::AttemptError::Budget { soft: true, .. }) = &p.error
+            && p.status == crate::engine::PhaseStatus::Waiting
+        {
+            ui.out(&format!("  {}: {error}", p.id));
+        }
     }
     let failed = view.failed_phases();
     if record.status == RunStatus::Completed && !failed.is_empty() {
@@ -130,6 +140,34 @@ pub(crate) fn add_truth(
         );
         map.insert("failed_phases".into(), view.failed_phases().into());
     }
+}
+
+/// What the run spent, with its budget: `spend 240 tokens, $0.0012, 2 tool
+/// calls, 1.2s · budget 500 tokens`; none for a run that spent nothing
+/// and has no budget (a run of scripts).
+pub(crate) fn spend_line(view: &RunView) -> Option<String> {
+    let budget = view.record.budget.as_ref();
+    if budget.is_none() && view.phases.iter().all(|p| p.state.spend.is_none()) {
+        return None;
+    }
+    let mut line = format!("spend {}", view.spend().summary());
+    if let Some(budget) = budget {
+        line.push_str(&format!(" · budget {}", budget_summary(budget)));
+    }
+    Some(line)
+}
+
+/// A budget's limits in words: `300 tokens, $2.50, 30m, 200 tool calls (soft 80%)`.
+pub(crate) fn budget_summary(budget: &crate::budget::Budget) -> String {
+    let limits: Vec<String> = crate::budget::Dimension::ALL
+        .iter()
+        .filter_map(|&d| budget.limit(d).map(|v| d.show(v)))
+        .collect();
+    format!(
+        "{} (soft {}%)",
+        limits.join(", "),
+        (budget.soft() * 100.0).round() as u64
+    )
 }
 
 /// "1/3 phases completed, 1 failed, 1 skipped": each way a phase ended,

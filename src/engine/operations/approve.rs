@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use super::{Done, require_phase, require_state};
 use crate::artifact::Schema;
+use crate::attempt::AttemptError;
+use crate::budget::{Budget, Dimension, Raise, Scope, Spend};
 use crate::engine::{
     EngineError, PhaseState, PhaseStatus, Refusal, RunRecord, RunSnapshot, RunStatus, StopReason,
     Transition, layout, to_file_bytes,
@@ -88,10 +90,105 @@ fn waiting_in(snap: &RunSnapshot, except: &str) -> Vec<String> {
     waiting
 }
 
+/// True for a phase waiting because its attempt reached a budget's soft share.
+pub(crate) fn is_budget_pause(state: &PhaseState) -> bool {
+    state.status == PhaseStatus::Waiting
+        && matches!(state.error, Some(AttemptError::Budget { soft: true, .. }))
+}
+
+/// Why an artifact does not apply to `phase`, paused at a budget.
+pub(crate) fn artifact_on_budget_pause(phase: &str) -> String {
+    format!(
+        "phase `{phase}` is paused at a budget, not waiting for its outputs to be approved; it takes no artifact"
+    )
+}
+
+/// Why `--budget` does not apply to `phase`.
+pub(crate) fn not_paused_at_budget(phase: &str) -> String {
+    format!("phase `{phase}` is not paused at a budget; a budget raise applies to a phase that is")
+}
+
+/// Approves `phase` (in `state`), paused at a budget's soft share, at
+/// `now`: the budget that paused it (the phase's, or the run's in
+/// `record`) is raised by `raise`, the spend so far (`run_spend` for the
+/// run's) is recorded as approved so the same soft share does not ask
+/// again, and the phase goes back to pending with its conversation kept.
+/// Returns what was done, or why the raise does not apply.
+pub(crate) fn approve_budget(
+    phase: &Phase,
+    state: &mut PhaseState,
+    record: &mut RunRecord,
+    raise: Option<&Raise>,
+    run_spend: Spend,
+    now: &str,
+) -> Result<String, String> {
+    let Some(AttemptError::Budget { scope, limit, .. }) = &state.error else {
+        return Err(not_paused_at_budget(&phase.id));
+    };
+    let scope = Scope::parse(scope).unwrap_or(Scope::Phase);
+    let paused = Dimension::parse(limit).map_err(|e| format!("phase `{}`: {e}", phase.id))?;
+    let attempt_spend = state
+        .usage
+        .as_ref()
+        .map(Spend::of_usage)
+        .unwrap_or_default();
+    let mut raised = None;
+    match scope {
+        Scope::Phase => {
+            let limits = state
+                .budget
+                .clone()
+                .or_else(|| phase.budget.clone())
+                .unwrap_or_default();
+            if let Some(raise) = raise {
+                let new = raise.apply(&limits, paused)?;
+                raised = Some(describe(&new));
+                state.budget = Some(new);
+            }
+            state.budget_approved = Some(attempt_spend);
+        }
+        Scope::Run => {
+            let limits = record.budget.clone().unwrap_or_default();
+            if let Some(raise) = raise {
+                let new = raise.apply(&limits, paused)?;
+                raised = Some(describe(&new));
+                record.budget = Some(new);
+            }
+            record.budget_approved = Some(run_spend);
+        }
+    }
+    state
+        .apply(Transition::Interrupt { continues: true }, now)
+        .map_err(|e| e.to_string())?;
+    state.error = None;
+    Ok(match raised {
+        Some(limits) => format!(
+            "{} approved past its {} budget, raised to {limits}",
+            phase.id,
+            scope.as_str()
+        ),
+        None => format!(
+            "{} approved past its {} budget's soft limit",
+            phase.id,
+            scope.as_str()
+        ),
+    })
+}
+
+/// A budget's limits in words: `2000 tokens, $1.00`.
+fn describe(budget: &Budget) -> String {
+    Dimension::ALL
+        .iter()
+        .filter_map(|&d| budget.limit(d).map(|v| d.show(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Approves `phase` of the run in `snap` when no runner holds it; a run
 /// that waited for nothing else becomes paused, so resuming goes on; one
 /// that still waits for others records which. A loop's child is named
 /// `CHILD` or `CHILD@K` (see [`split_address`]).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn offline(
     store: &dyn RunStore,
     snap: &RunSnapshot,
@@ -99,6 +196,7 @@ pub(super) fn offline(
     changes: &mut Vec<Change>,
     phase: &str,
     artifact: Option<&Value>,
+    raise: Option<&Raise>,
     now: &str,
 ) -> Result<Result<Done, Refusal>, EngineError> {
     let (spec, mut state, key, address) = match locate(snap, phase)? {
@@ -106,9 +204,26 @@ pub(super) fn offline(
         Err(reason) => return Ok(Err(Refusal::Approval(reason))),
     };
     let schemas = snap.schemas(store)?;
-    let attach = match approve_phase(spec, &mut state, artifact, &schemas, now) {
-        Ok(attach) => attach,
-        Err(reason) => return Ok(Err(Refusal::Approval(reason))),
+    let mut summary = format!("{phase} approved");
+    let attach = if is_budget_pause(&state) {
+        if artifact.is_some() {
+            return Ok(Err(Refusal::Approval(artifact_on_budget_pause(phase))));
+        }
+        let run_spend = crate::engine::runner::run_spend(&snap.phases);
+        match approve_budget(spec, &mut state, record, raise, run_spend, now) {
+            Ok(done) => {
+                summary = done;
+                None
+            }
+            Err(reason) => return Ok(Err(Refusal::Approval(reason))),
+        }
+    } else if raise.is_some() {
+        return Ok(Err(Refusal::Approval(not_paused_at_budget(phase))));
+    } else {
+        match approve_phase(spec, &mut state, artifact, &schemas, now) {
+            Ok(attach) => attach,
+            Err(reason) => return Ok(Err(Refusal::Approval(reason))),
+        }
     };
     if let Some((name, value)) = attach {
         changes.push(Change::write(
@@ -131,7 +246,7 @@ pub(super) fn offline(
         record.reason = Some(StopReason::WaitingForApproval { phases: others });
     }
     Ok(Ok(Done {
-        summary: format!("{phase} approved"),
+        summary,
         phase: Some(phase.to_string()),
         outcome: "approved".to_string(),
     }))

@@ -33,7 +33,10 @@ mod tests;
 mod undo;
 
 pub use accept::accept;
-pub(crate) use approve::{approve_phase, check_iteration, split_address};
+pub(crate) use approve::{
+    approve_budget, approve_phase, artifact_on_budget_pause, check_iteration, is_budget_pause,
+    not_paused_at_budget, split_address,
+};
 pub use comment::{comment, comments};
 pub use edit::{
     Checked, artifact_schema, check_artifact, editable_artifact, set_artifact, stale_dependants,
@@ -103,13 +106,18 @@ pub fn control_offline(
         Action::Cancel => {
             cancel::offline(&snap, &mut record, &mut changes, by, &now).map_err(refuse)?
         }
-        Action::Approve { phase, artifact } => approve::offline(
+        Action::Approve {
+            phase,
+            artifact,
+            budget,
+        } => approve::offline(
             store,
             &snap,
             &mut record,
             &mut changes,
             phase,
             artifact.as_ref(),
+            budget.as_ref(),
             &now,
         )?
         .map_err(refuse)?,

@@ -44,6 +44,7 @@ impl Fixture {
             base_commit: "0".repeat(40),
             auto: true,
             secret_args: Vec::new(),
+            budget: None,
         };
         create(&self.store, &new, &self.clock).expect("create");
         new.id

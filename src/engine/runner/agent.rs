@@ -6,9 +6,10 @@ use serde_json::Value;
 
 use super::launch::{Job, Launch};
 use super::{Runner, Unit};
-use crate::agent::{AgentJob, Journal, ReviewJob, Step, ToolCall};
+use crate::agent::{AgentBudget, AgentJob, Journal, ReviewJob, Step, ToolCall};
 use crate::artifact::OutputSpec;
 use crate::attempt::AttemptError;
+use crate::budget::Spend;
 use crate::engine::{CheckpointEvent, REVIEW_SCHEMA, SeatRole, layout, to_file_bytes};
 use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
 use crate::store::{AttemptRecorder, Change, EntryKind};
@@ -120,6 +121,7 @@ impl Runner<'_> {
         };
         let retry = self.retry_policy(u);
         let scratch = self.scratch_dir(u);
+        let budget = self.agent_budget(u);
         Ok(Launch {
             unit: u,
             files: Some(files),
@@ -159,12 +161,48 @@ impl Runner<'_> {
                             .or(self.template.defaults.kill_grace)
                             .map_or(super::launch::DEFAULT_KILL_GRACE, |d| d.0),
                     }),
+                budget,
             })),
             first_attempt: attempt,
             max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
             retry,
             scratch,
         })
+    }
+
+    /// The budgets of the unit's next attempt: the phase's (as raised, else
+    /// the template's) and the run's, with what a person approved; a
+    /// continued attempt carries its wall time.
+    fn agent_budget(&self, u: Unit) -> AgentBudget {
+        let state = self.state(u);
+        let phase = state
+            .budget
+            .clone()
+            .or_else(|| self.spec(u).budget.clone())
+            .filter(|b| !b.is_empty());
+        let continues = state.continues;
+        let approved = if continues {
+            state.budget_approved.unwrap_or_default()
+        } else {
+            Spend::default()
+        };
+        let wall_before = state
+            .usage
+            .filter(|_| continues)
+            .map_or(0, |usage| usage.wall_ms);
+        AgentBudget {
+            phase: phase.map(|b| (b, approved)),
+            run: self
+                .record
+                .budget
+                .clone()
+                .filter(|b| !b.is_empty())
+                .map(|b| (b, self.record.budget_approved.unwrap_or_default())),
+            meter: self.meter.clone(),
+            wall_before: std::time::Duration::from_millis(wall_before),
+            // Approvals name top-level phases (matrix combinations included).
+            pauses: matches!(u, Unit::Top(_)),
+        }
     }
 
     /// A file of the run at its tip; empty when absent or unreadable (the

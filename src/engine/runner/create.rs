@@ -32,6 +32,8 @@ pub struct NewRun {
     pub auto: bool,
     /// Args whose values `args` holds masked (see [`RunRecord::secret_args`]).
     pub secret_args: Vec<String>,
+    /// The run's budget (see [`RunRecord::budget`]).
+    pub budget: Option<crate::budget::Budget>,
 }
 
 /// Refuses templates this version cannot run, before anything is written:
@@ -79,6 +81,8 @@ pub fn create(
         schemas: frozen,
         reason: None,
         secret_args: new.secret_args.clone(),
+        budget: new.budget.clone().filter(|b| !b.is_empty()),
+        budget_approved: None,
     };
     changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
     changes.push(Change::write(

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::launch::Report;
 use super::{Runner, Stop, Unit, blocking_failures};
-use crate::attempt::{AttemptError, AttemptOutcome, LogLine};
+use crate::attempt::{AttemptError, AttemptOutcome, AttemptUsage, LogLine};
+use crate::budget::Spend;
 use crate::engine::operations::cancel;
 use crate::engine::{
     CheckpointEvent, Event, Failure, PhaseStatus, RunStatus, StopReason, Transition, layout,
@@ -83,7 +84,11 @@ impl Runner<'_> {
                         wait,
                     });
                 }
+                self.account(unit, outcome.usage);
                 let state = self.state_mut(unit);
+                // The next attempt starts its own usage and approvals.
+                state.usage = None;
+                state.budget_approved = None;
                 state.attempt = attempt.saturating_add(1);
                 state.exit_code = outcome.exit_code;
                 state.duration_ms = Some(elapsed.as_millis() as u64);
@@ -149,6 +154,7 @@ impl Runner<'_> {
         self.pending
             .changes
             .push(Change::write(layout::log(&key), log));
+        let agent = self.spec(u).kind == PhaseKind::Agent;
         let status = match &outcome.result {
             Ok(artifacts) => {
                 self.pending.changes.push(Change::Remove {
@@ -179,14 +185,18 @@ impl Runner<'_> {
                 failure: ProviderErrorKind::Exhausted,
                 ..
             }) => PhaseStatus::Pending,
+            // A budget's soft share: the phase waits for approval, and its
+            // conversation goes on after it.
+            Err(AttemptError::Budget { soft: true, .. }) if agent => PhaseStatus::Waiting,
             Err(AttemptError::Cancelled) => PhaseStatus::Cancelled,
             Err(AttemptError::TimedOut { .. }) => PhaseStatus::TimedOut,
             Err(_) => PhaseStatus::Failed,
         };
-        let agent = self.spec(u).kind == PhaseKind::Agent;
-        // An agent sent back to pending keeps its conversation for the next
-        // start; its attempt is not over, so nothing is archived yet.
-        let continues = agent && status == PhaseStatus::Pending;
+        let budget_pause = agent && status == PhaseStatus::Waiting;
+        // An agent sent back to pending (or waiting on its budget) keeps its
+        // conversation for the next start; its attempt is not over, so
+        // nothing is archived yet.
+        let continues = agent && (status == PhaseStatus::Pending || budget_pause);
         if continues {
             if let Err(AttemptError::Provider {
                 provider, message, ..
@@ -220,13 +230,12 @@ impl Runner<'_> {
             error: error.as_ref(),
         });
         self.transition(u, ending(status, continues));
+        self.account(u, outcome.usage);
         let state = self.state_mut(u);
+        state.continues |= budget_pause;
         state.attempt = attempt;
         state.duration_ms = Some(elapsed.as_millis() as u64);
         state.exit_code = outcome.exit_code;
-        if outcome.usage.is_some() {
-            state.usage = outcome.usage;
-        }
         state.artifacts = outcome
             .result
             .as_ref()
@@ -249,6 +258,28 @@ impl Runner<'_> {
             && !self.pending.changes.contains(&snapshot)
         {
             self.pending.changes.push(snapshot);
+        }
+    }
+
+    /// Records an agent attempt's `usage` so far as the unit's current
+    /// usage, adding what it spent since last recorded to the unit's spend
+    /// (and a loop child's to its loop's, so the top-level phases sum to
+    /// the run's spend).
+    pub(super) fn account(&mut self, u: Unit, usage: Option<AttemptUsage>) {
+        let Some(usage) = usage else { return };
+        let state = self.state_mut(u);
+        // `usage` of a continued attempt already counts what `state.usage` did.
+        let before = state
+            .usage
+            .map(|u| Spend::of_usage(&u))
+            .unwrap_or_else(Spend::zero);
+        let delta = Spend::of_usage(&usage).minus(&before);
+        state.usage = Some(usage);
+        state.spend = Some(state.spend.unwrap_or_else(Spend::zero).plus(&delta));
+        if let Unit::Child { parent, .. } = u {
+            let loop_state = &mut self.states[parent];
+            loop_state.spend = Some(loop_state.spend.unwrap_or_else(Spend::zero).plus(&delta));
+            self.mark(Unit::Top(parent));
         }
     }
 

@@ -123,15 +123,17 @@ pub(super) async fn phase_task(
                 job.attempt = attempt;
                 let outcome =
                     agent_attempt(&*executor, unit, job, &cancel, &sink, clock, &tx).await;
-                // A later attempt starts a new conversation.
+                // A later attempt starts a new conversation, and a new
+                // phase budget.
                 job.journal = Default::default();
+                job.budget.next_attempt();
                 outcome
             }
         };
         let elapsed = started.elapsed();
         // A provider that gave up pauses the run; one that refused the
         // request would refuse it again.
-        let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. } | AttemptError::Provider { .. }));
+        let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. } | AttemptError::Provider { .. } | AttemptError::Budget { .. }));
         if !retryable || attempt >= max_attempts || *cancel.borrow() {
             let _ = tx.send(Report::Finished {
                 unit,

@@ -478,6 +478,16 @@ struct Runner<'a> {
     /// The cancel signal of each running matrix combination, so a failing
     /// sibling can stop it alone (`fail_fast`).
     cancels: BTreeMap<Unit, watch::Sender<bool>>,
+    /// The run's spend, counted live by its running agents (for the run budget).
+    meter: crate::agent::RunMeter,
+}
+
+/// The run's spend: its top-level phases' (a loop's holds its children's).
+pub(crate) fn run_spend(states: &[PhaseState]) -> crate::budget::Spend {
+    states
+        .iter()
+        .filter_map(|s| s.spend)
+        .fold(crate::budget::Spend::zero(), |total, s| total.plus(&s))
 }
 
 /// A completed phase's artifacts as committed, and the problems of those
@@ -559,6 +569,7 @@ impl<'a> Runner<'a> {
             acks: Vec::new(),
             provider_pause: None,
             cancels: BTreeMap::new(),
+            meter: crate::agent::RunMeter::new(run_spend(&snapshot.phases)),
         };
         // Secret args are `***` in git; phases see their values. The
         // checkpoint masker keeps them out of every `run.json` written back.

@@ -5,8 +5,12 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::{Runner, Stop, Unit};
+use crate::budget::Raise;
 use crate::engine::control::{Action, Reply, Request};
-use crate::engine::operations::{approve_phase, check_iteration, split_address};
+use crate::engine::operations::{
+    approve_budget, approve_phase, artifact_on_budget_pause, check_iteration, is_budget_pause,
+    not_paused_at_budget, split_address,
+};
 use crate::engine::{layout, to_file_bytes};
 use crate::store::Change;
 
@@ -33,11 +37,19 @@ impl Runner<'_> {
                 self.note(None, event, format!("cancel requested by {by}"));
                 ok("cancelled: running phases are being killed".into())
             }
-            Action::Approve { phase, artifact } => match self.approve(&phase, artifact.as_ref()) {
-                Ok(u) => {
+            Action::Approve {
+                phase,
+                artifact,
+                budget,
+            } => match self.approve(&phase, artifact.as_ref(), budget.as_ref()) {
+                Ok((u, budget)) => {
                     let phase = self.address(u);
-                    self.note(Some(u), event, format!("{phase} approved by {by}"));
-                    ok(format!("approved {phase}"))
+                    let (note, reply) = match budget {
+                        Some(summary) => (summary.clone(), summary),
+                        None => (format!("{phase} approved"), format!("approved {phase}")),
+                    };
+                    self.note(Some(u), event, format!("{note} by {by}"));
+                    ok(reply)
                 }
                 Err(message) => return Reply { ok: false, message },
             },
@@ -71,16 +83,35 @@ impl Runner<'_> {
     }
 
     /// Completes a waiting phase, recording an attached artifact; a loop's
-    /// child is named `CHILD` or `CHILD@K` (its current iteration).
-    /// Returns the unit approved.
+    /// child is named `CHILD` or `CHILD@K` (its current iteration). A phase
+    /// paused at a budget goes on instead, its budget raised as asked.
+    /// Returns the unit approved, and what was done to a budget if that is
+    /// what was approved.
     pub(super) fn approve(
         &mut self,
         asked: &str,
         artifact: Option<&Value>,
-    ) -> Result<Unit, String> {
+        raise: Option<&Raise>,
+    ) -> Result<(Unit, Option<String>), String> {
         let u = self.addressed(asked)?;
         let now = self.settings.clock.stamp();
         let spec = self.spec(u).clone();
+        if is_budget_pause(self.state(u)) {
+            if artifact.is_some() {
+                return Err(artifact_on_budget_pause(asked));
+            }
+            let run_spend = super::run_spend(&self.states);
+            let mut state = self.state(u).clone();
+            let summary =
+                approve_budget(&spec, &mut state, &mut self.record, raise, run_spend, &now)?;
+            *self.state_mut(u) = state;
+            self.pending.record_dirty = true;
+            self.mark(u);
+            return Ok((u, Some(summary)));
+        }
+        if raise.is_some() {
+            return Err(not_paused_at_budget(asked));
+        }
         let schemas = self.schemas.clone();
         let attach = approve_phase(&spec, self.state_mut(u), artifact, &schemas, &now)?;
         self.mark(u);
@@ -91,7 +122,7 @@ impl Runner<'_> {
             ));
             self.outputs_mut(u).insert(name, value);
         }
-        Ok(u)
+        Ok((u, None))
     }
 
     /// The unit `asked` names: a top-level phase, or a loop's child in

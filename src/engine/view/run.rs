@@ -1,6 +1,7 @@
 //! The run view: a run's record and every phase's state at its tip, with
 //! the DAG's layers, as `wfe status` and `wfe show RUN` present them.
 
+use crate::budget::{Budget, Spend};
 use serde::{Serialize, Serializer};
 
 use super::super::{
@@ -41,6 +42,8 @@ pub struct PhaseRow {
     /// A loop that has started: its children's states in its current (or
     /// last) iteration, in template order; empty otherwise.
     pub children: Vec<PhaseState>,
+    /// An agent's budget: as a person raised it, else the template's.
+    pub budget: Option<Budget>,
 }
 
 /// How many top-level phases of a run ended which way.
@@ -95,6 +98,7 @@ impl RunView {
                     .collect(),
                 max_iters: (spec.kind == PhaseKind::Loop).then(|| spec.max_iters.unwrap_or(1)),
                 children: snap.children.get(&spec.id).cloned().unwrap_or_default(),
+                budget: state.budget.clone().or_else(|| spec.budget.clone()),
             })
             .collect();
         RunView {
@@ -142,6 +146,17 @@ impl RunView {
             .collect()
     }
 
+    /// The run's spend over all its phases and attempts.
+    pub fn spend(&self) -> Spend {
+        crate::engine::runner::run_spend(
+            &self
+                .phases
+                .iter()
+                .map(|p| p.state.clone())
+                .collect::<Vec<_>>(),
+        )
+    }
+
     /// Every phase's state, top-level phases and loops' current children.
     pub fn states(&self) -> impl Iterator<Item = &PhaseState> {
         self.phases
@@ -179,12 +194,22 @@ struct PhaseJson<'a> {
     exhausted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<&'a AttemptUsage>,
+    /// An agent's spend over all its attempts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spend: Option<&'a Spend>,
+    /// An agent's budget (per attempt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<&'a Budget>,
     #[serde(skip_serializing_if = "Option::is_none")]
     children: Option<Vec<PhaseJson<'a>>>,
 }
 
 impl<'a> PhaseJson<'a> {
-    fn new(p: &'a PhaseState, children: Option<&'a [PhaseState]>) -> Self {
+    fn new(
+        p: &'a PhaseState,
+        children: Option<&'a [PhaseState]>,
+        budget: Option<&'a Budget>,
+    ) -> Self {
         let is_loop = p.kind == PhaseKind::Loop;
         PhaseJson {
             id: &p.id,
@@ -197,9 +222,11 @@ impl<'a> PhaseJson<'a> {
             iteration: is_loop.then_some(p.iteration),
             exhausted: is_loop.then_some(p.exhausted),
             usage: p.usage.as_ref(),
+            spend: p.spend.as_ref(),
+            budget: budget.or(p.budget.as_ref()),
             children: children
                 .filter(|_| is_loop)
-                .map(|c| c.iter().map(|c| PhaseJson::new(c, None)).collect()),
+                .map(|c| c.iter().map(|c| PhaseJson::new(c, None, None)).collect()),
         }
     }
 }
@@ -217,6 +244,13 @@ struct RunJson<'a> {
     /// The reason as a sentence: scripts read a string here.
     reason: Option<String>,
     args: &'a serde_json::Value,
+    /// The run's spend over all its phases (absent when nothing was spent
+    /// and no budget applies: a run of scripts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spend: Option<Spend>,
+    /// The run's budget, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<&'a Budget>,
     phases: Vec<PhaseJson<'a>>,
 }
 
@@ -233,10 +267,13 @@ impl<'a> RunJson<'a> {
             finished_at: r.finished_at.as_deref(),
             reason: r.reason.as_ref().map(ToString::to_string),
             args: &r.args,
+            spend: (r.budget.is_some() || view.phases.iter().any(|p| p.state.spend.is_some()))
+                .then(|| view.spend()),
+            budget: r.budget.as_ref(),
             phases: view
                 .phases
                 .iter()
-                .map(|p| PhaseJson::new(&p.state, Some(&p.children)))
+                .map(|p| PhaseJson::new(&p.state, Some(&p.children), p.budget.as_ref()))
                 .collect(),
         }
     }

@@ -136,6 +136,7 @@ impl Fixture {
                 input_tokens: 100,
                 output_tokens: 20,
                 cost_usd: None,
+                ..AttemptUsage::default()
             });
             let mut test = state("test", PhaseKind::Script, PhaseStatus::Failed, 1);
             test.iteration = k;
@@ -208,6 +209,8 @@ fn record(run: &RunId, template: &str, status: RunStatus) -> RunRecord {
             phases: vec!["boom".into()],
         }),
         secret_args: Vec::new(),
+        budget: None,
+        budget_approved: None,
     }
 }
 

@@ -60,6 +60,7 @@ impl Fixture {
             base_commit: "0".repeat(40),
             auto: true,
             secret_args: Vec::new(),
+            budget: None,
         };
         create(&self.store, &new, &Clock::system()).unwrap();
         new.id
