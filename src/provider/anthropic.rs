@@ -74,7 +74,7 @@ impl Provider for Anthropic {
 }
 
 /// The request in Anthropic's words.
-fn request_body(request: &ChatRequest) -> Value {
+pub(super) fn request_body(request: &ChatRequest) -> Value {
     let messages: Vec<Value> = request
         .messages
         .iter()

@@ -18,6 +18,8 @@ pub mod registry;
 pub mod replay;
 #[cfg(test)]
 pub(crate) mod testing;
+#[cfg(test)]
+mod tool_schema_tests;
 mod types;
 
 pub use cli::CliProvider;

@@ -70,7 +70,7 @@ impl OpenAi {
     }
 
     /// The request in Chat Completions' words.
-    fn request_body(&self, request: &ChatRequest) -> Value {
+    pub(super) fn request_body(&self, request: &ChatRequest) -> Value {
         let mut messages = Vec::new();
         if let Some(system) = &request.system {
             messages.push(json!({"role": "system", "content": system}));
