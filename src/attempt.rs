@@ -157,6 +157,17 @@ pub enum AttemptError {
         /// The phase's `max_turns`.
         turns: u32,
     },
+    /// The model's answers were cut off by the output limit (`max_tokens`)
+    /// several times in a row, even when asked for shorter ones.
+    #[error(
+        "the model's answer was cut off at the output limit (max_tokens {max_tokens}) {times} times in a row"
+    )]
+    OutputLimit {
+        /// The `max_tokens` of the requests.
+        max_tokens: u32,
+        /// Cut-off answers in a row.
+        times: u32,
+    },
     /// The reviewer rejected the outputs, or still asked for changes after the last round.
     #[error("the reviewer {verdict} in round {round}: {summary}")]
     Review {

@@ -30,13 +30,18 @@ use super::{AgentJob, Progress, Step, ToolCall};
 use crate::attempt::{AttemptError, AttemptLog, AttemptOutcome, AttemptUsage, LogSink, Stream};
 use crate::process::{cancelled, deadline};
 use crate::provider::config::ModelEntry;
-use crate::provider::{Block, ChatResponse, TextSink, ToolSpec, Usage};
+use crate::provider::{Block, ChatResponse, StopReason, TextSink, ToolSpec, Usage};
 use crate::retry::DurationSpec;
 use crate::template::Tool;
 use crate::time::Clock;
 
 /// The primary conversation's name in exchanges.
 pub(super) const PRIMARY: &str = "primary";
+
+/// Answers cut off by the output limit in a row before the attempt fails:
+/// by then asking for shorter answers has not helped, and only a higher
+/// `max_tokens` will.
+const MAX_CUT_OFFS: u32 = 3;
 
 /// Longest tool input shown in a log line.
 const LOG_INPUT_CHARS: usize = 80;
@@ -291,6 +296,7 @@ impl Attempt<'_> {
         submissions: &mut Submissions,
         toolset: &Toolset<'_>,
     ) -> Result<(), Failure> {
+        let mut cut_offs = 0;
         loop {
             if conversation.turns() >= self.job.max_turns {
                 let turns = self.job.max_turns;
@@ -319,6 +325,18 @@ impl Attempt<'_> {
             )
             .is_some();
             let uses = tool_uses(&response);
+            let cut_off = response.stop == StopReason::MaxTokens;
+            cut_offs = if cut_off { cut_offs + 1 } else { 0 };
+            let max_tokens = conversation.seat.max_tokens;
+            if cut_off && !replaying {
+                self.log.push(
+                    Stream::Wfe,
+                    format!(
+                        "{}'s answer was cut off at the output limit (max_tokens {max_tokens})",
+                        conversation.name
+                    ),
+                );
+            }
             let results = self.answer(&uses, submissions, toolset, replaying).await?;
             if !replaying && !results.is_empty() {
                 conversation.push_user(results);
@@ -326,10 +344,43 @@ impl Attempt<'_> {
             let done = if submissions.has_outputs() {
                 submissions.complete()
             } else {
-                uses.is_empty()
+                uses.is_empty() && !cut_off
             };
             if done {
                 return Ok(());
+            }
+            if cut_off {
+                if cut_offs >= MAX_CUT_OFFS {
+                    self.log.push(
+                        Stream::Wfe,
+                        format!(
+                            "stopped: {cut_offs} answers in a row were cut off at max_tokens {max_tokens}"
+                        ),
+                    );
+                    return Err(Failure::from(AttemptError::OutputLimit {
+                        max_tokens,
+                        times: cut_offs,
+                    }));
+                }
+                if !replaying {
+                    self.log.push(
+                        Stream::Wfe,
+                        "asking the model for a shorter answer or to continue".into(),
+                    );
+                    let unfinished = if uses.is_empty() {
+                        " If you were calling a tool, its input was incomplete and the call \
+                         was not made."
+                    } else {
+                        ""
+                    };
+                    conversation.say(format!(
+                        "Your answer was cut off: it reached the output limit of {max_tokens} \
+                         tokens.{unfinished} Continue where you stopped, in shorter steps: keep \
+                         text brief, and split a large file or submission into smaller pieces \
+                         where the tools allow it."
+                    ));
+                }
+                continue;
             }
             if uses.is_empty() && !replaying {
                 let missing = submissions.missing().join(", ");

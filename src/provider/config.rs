@@ -93,6 +93,9 @@ pub struct RoleEntry {
     /// The model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The most tokens one answer may have in this role (default: the provider's `max_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
 }
 
 /// One entry of `models`: what wfe needs to know about a model.

@@ -66,6 +66,7 @@ fn is_set(phase: &Phase, field: &str) -> bool {
         "system" => phase.system.is_some(),
         "tools" => !phase.tools.is_empty(),
         "max_turns" => phase.max_turns.is_some(),
+        "max_tokens" => phase.max_tokens.is_some(),
         "max_invalid_submissions" => phase.max_invalid_submissions.is_some(),
         "review" => phase.review.is_some(),
         "phases" => !phase.phases.is_empty(),
@@ -383,6 +384,9 @@ impl<'t> Check<'t> {
         }
         if phase.max_turns == Some(0) {
             self.problem(path::key(at, "max_turns"), "must be at least 1");
+        }
+        if phase.max_tokens == Some(0) {
+            self.problem(path::key(at, "max_tokens"), "must be at least 1");
         }
         for (i, tool) in phase.tools.iter().enumerate() {
             if Tool::from_name(tool).is_none() {

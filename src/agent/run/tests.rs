@@ -930,3 +930,79 @@ async fn usage_and_cost_add_up_over_journal_and_reviewer() {
     let unpriced = with_review(self::job(&primary), &reviewer, 1);
     assert_eq!(run(unpriced).await.outcome.usage.unwrap().cost_usd, None);
 }
+
+fn cut_off(content: Vec<Block>) -> Scripted {
+    Scripted::Answer(ChatResponse {
+        content,
+        stop: StopReason::MaxTokens,
+        usage: Usage {
+            input_tokens: 100,
+            output_tokens: 1000,
+        },
+    })
+}
+
+#[tokio::test]
+async fn a_cut_off_answer_is_reported_and_the_model_asked_to_continue() {
+    let provider = ScriptedProvider::new(vec![
+        cut_off(vec![say("Here is a very long pl")]),
+        submit("c1", "Ship it"),
+    ]);
+    let ran = run(job(&provider)).await;
+
+    assert!(ran.outcome.result.is_ok(), "{:?}", ran.outcome.result);
+    let seen = provider.seen();
+    assert_eq!(seen.len(), 2);
+    assert_ne!(seen[0], seen[1], "never the same request again");
+    let asked = text_of(last_message(&seen[1]));
+    assert!(asked.contains("cut off"), "{asked}");
+    assert!(asked.contains("1000 tokens"), "{asked}");
+    assert!(!asked.contains("without submitting"), "{asked}");
+    let wfe = ran.logged(Stream::Wfe);
+    assert!(
+        wfe.iter()
+            .any(|l| l == "primary's answer was cut off at the output limit (max_tokens 1000)"),
+        "{wfe:?}"
+    );
+    assert!(
+        !wfe.iter().any(|l| l.contains("malformed")),
+        "never called malformed: {wfe:?}"
+    );
+    assert_eq!(full_requests(&ran.exchanges("primary")), seen);
+}
+
+#[tokio::test]
+async fn a_phase_without_outputs_does_not_end_on_a_cut_off_answer() {
+    let provider = ScriptedProvider::new(vec![
+        cut_off(vec![say("Half an ans")]),
+        answer(vec![say("wer.")]),
+    ]);
+    let mut job = job(&provider);
+    job.outputs.clear();
+    let ran = run(job).await;
+
+    assert_eq!(ran.outcome.result, Ok(BTreeMap::new()));
+    assert_eq!(provider.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn answers_cut_off_again_and_again_fail_with_the_output_limit() {
+    let provider = ScriptedProvider::new(vec![
+        cut_off(vec![say("a")]),
+        cut_off(vec![say("b")]),
+        cut_off(vec![say("c")]),
+        submit("c1", "never reached"),
+    ]);
+    let ran = run(job(&provider)).await;
+
+    assert_eq!(
+        ran.outcome.result,
+        Err(AttemptError::OutputLimit {
+            max_tokens: 1000,
+            times: 3
+        })
+    );
+    assert_eq!(provider.seen().len(), 3);
+    let error = ran.outcome.result.unwrap_err().to_string();
+    assert!(error.contains("max_tokens 1000"), "{error}");
+}

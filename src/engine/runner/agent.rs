@@ -62,7 +62,7 @@ impl Runner<'_> {
             failure: e.kind,
             message: e.message,
         };
-        let primary = seats
+        let mut primary = seats
             .seat(
                 &phase.id,
                 SeatRole::Primary,
@@ -71,6 +71,13 @@ impl Runner<'_> {
                 model,
             )
             .map_err(|e| seat_error(e, provider))?;
+        // The phase's own limit beats its role's; a replay keeps the one
+        // its recording used, since its requests must match exactly.
+        if let Some(max_tokens) = phase.max_tokens
+            && primary.provider.kind() != "replay"
+        {
+            primary.max_tokens = max_tokens;
+        }
         let review = match &phase.review {
             None => None,
             Some(review) => {
