@@ -435,7 +435,8 @@ impl Attempt<'_> {
         let sent = {
             let text = ModelText {
                 log: self.log,
-                partial: Mutex::new(String::new()),
+                provider: &seat.provider_name,
+                partial: Mutex::new(Partial::default()),
             };
             seat.provider.send(&request, &text).await
         };
@@ -639,32 +640,76 @@ fn millis(elapsed: Duration) -> u64 {
 
 /// Turns a model's streamed text into log lines: one per completed line,
 /// the rest when the turn ends (on drop, so a cancelled turn keeps it too).
+/// The line in progress is shown live as each piece arrives.
 struct ModelText<'a> {
     log: &'a AttemptLog,
-    partial: Mutex<String>,
+    /// The provider's name, for retry lines.
+    provider: &'a str,
+    partial: Mutex<Partial>,
+}
+
+/// The text of the request in flight.
+#[derive(Default)]
+struct Partial {
+    /// The line not yet ended.
+    line: String,
+    /// Characters heard since the request was (last) sent.
+    heard: usize,
 }
 
 impl TextSink for ModelText<'_> {
     fn text(&self, text: &str) {
         let mut partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
-        partial.push_str(text);
-        while let Some(end) = partial.find('\n') {
-            let mut line: String = partial.drain(..=end).collect();
+        partial.line.push_str(text);
+        partial.heard = partial.heard.saturating_add(text.chars().count());
+        while let Some(end) = partial.line.find('\n') {
+            let mut line: String = partial.line.drain(..=end).collect();
             line.pop();
             if line.ends_with('\r') {
                 line.pop();
             }
             self.log.push(Stream::Model, line);
         }
+        if !partial.line.is_empty() {
+            self.log.partial(Stream::Model, &partial.line);
+        }
+    }
+
+    fn retrying(&self, notice: &crate::provider::RetryNotice) {
+        let mut partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
+        // The failed attempt's last line ends here, so the next attempt's
+        // text starts on a line of its own instead of being glued to it.
+        let line = std::mem::take(&mut partial.line);
+        if !line.is_empty() {
+            self.log.push(Stream::Model, line);
+        }
+        let discarded = match std::mem::take(&mut partial.heard) {
+            0 => String::new(),
+            1 => "; the 1 character of text above from that attempt is discarded".into(),
+            n => format!("; the {n} characters of text above from that attempt are discarded"),
+        };
+        self.log.push(
+            Stream::Wfe,
+            format!(
+                "provider `{}`: attempt {} of {} failed: {}; retrying in {}{discarded}",
+                self.provider,
+                notice.attempt,
+                notice.max_attempts,
+                notice.reason,
+                DurationSpec(notice.wait),
+            ),
+        );
     }
 }
 
 impl Drop for ModelText<'_> {
     fn drop(&mut self) {
         let partial = std::mem::take(
-            self.partial
+            &mut self
+                .partial
                 .get_mut()
-                .unwrap_or_else(PoisonError::into_inner),
+                .unwrap_or_else(PoisonError::into_inner)
+                .line,
         );
         if !partial.is_empty() {
             self.log.push(Stream::Model, partial);

@@ -28,8 +28,8 @@ pub use registry::Registry;
 pub use replay::ReplayProvider;
 
 pub use types::{
-    Block, ChatRequest, ChatResponse, Exchange, Message, ProviderError, ProviderErrorKind, Role,
-    StopReason, TextSink, ToolSpec, Usage, full_requests,
+    Block, ChatRequest, ChatResponse, Exchange, Message, ProviderError, ProviderErrorKind,
+    RetryNotice, Role, StopReason, TextSink, ToolSpec, Usage, full_requests,
 };
 
 use std::time::Duration;

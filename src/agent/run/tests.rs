@@ -24,6 +24,8 @@ enum Scripted {
     Fail(ProviderError),
     /// Never answers (and says so through `hung`).
     Hang,
+    /// Streams this text, fails and retries once, then answers.
+    Retried(&'static str, ChatResponse),
 }
 
 /// Answers requests from a script, in order, and keeps every request.
@@ -74,6 +76,21 @@ impl Provider for ScriptedProvider {
                     Ok(response)
                 }
                 Some(Scripted::Fail(error)) => Err(error),
+                Some(Scripted::Retried(text, response)) => {
+                    stream.text(text);
+                    stream.retrying(&crate::provider::RetryNotice {
+                        attempt: 1,
+                        max_attempts: 5,
+                        reason: "the stream broke: connection reset".into(),
+                        wait: Duration::from_secs(2),
+                    });
+                    for block in &response.content {
+                        if let Block::Text { text } = block {
+                            stream.text(text);
+                        }
+                    }
+                    Ok(response)
+                }
                 Some(Scripted::Hang) => {
                     self.hung.notify_one();
                     std::future::pending().await
@@ -1005,4 +1022,36 @@ async fn answers_cut_off_again_and_again_fail_with_the_output_limit() {
     assert_eq!(provider.seen().len(), 3);
     let error = ran.outcome.result.unwrap_err().to_string();
     assert!(error.contains("max_tokens 1000"), "{error}");
+}
+
+#[tokio::test]
+async fn a_provider_retry_is_a_line_and_the_discarded_text_is_marked() {
+    let Scripted::Answer(mut response) = submit("c1", "Ship it") else {
+        unreachable!()
+    };
+    response.content.insert(0, say("Fresh start.\n"));
+    let provider = ScriptedProvider::new(vec![Scripted::Retried("Half a th", response)]);
+    let ran = run(job(&provider)).await;
+
+    assert!(ran.outcome.result.is_ok(), "{:?}", ran.outcome.result);
+    let lines: Vec<(Stream, String)> = ran
+        .outcome
+        .log
+        .iter()
+        .map(|l| (l.stream, l.line.clone()))
+        .collect();
+    let at = lines
+        .iter()
+        .position(|(_, l)| l == "Half a th")
+        .expect("the discarded attempt's text is its own line");
+    assert_eq!(
+        lines[at + 1],
+        (
+            Stream::Wfe,
+            "provider `scripted`: attempt 1 of 5 failed: the stream broke: connection reset; \
+             retrying in 2s; the 9 characters of text above from that attempt are discarded"
+                .to_string()
+        )
+    );
+    assert_eq!(lines[at + 2], (Stream::Model, "Fresh start.".to_string()));
 }
