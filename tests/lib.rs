@@ -25,6 +25,7 @@ mod init;
 mod input;
 mod loops;
 mod provider;
+mod provider_honesty;
 mod recovery;
 mod rollback;
 mod run;
