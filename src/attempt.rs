@@ -253,9 +253,15 @@ impl AttemptOutcome {
 }
 
 /// Tokens and cost of one agent attempt, all conversations (reviewers too) together.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttemptUsage {
+    /// The provider (its name in config) of the attempt's primary model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The attempt's primary model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Requests sent to models.
     pub requests: u32,
     /// Tokens read.

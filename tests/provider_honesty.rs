@@ -345,3 +345,100 @@ fn model_text_is_shown_before_its_line_ends() {
         "the line had not ended"
     );
 }
+
+#[test]
+fn each_attempt_records_its_provider_and_model_and_show_tells() {
+    let server = Server::spawn(vec![
+        Reply::anthropic_error(400),
+        Reply::anthropic(vec![Part::Tool("submit_plan", json!({ "text": "ok" }))]),
+    ]);
+    let repo = repo_with("anthropic", server.url(), json!({}), json!({}));
+    wfe(&repo, &["run", "honest"]).code(1);
+    let id = repo.run_id();
+    wfe(&repo, &["retry", &id, "plan", "--model", "m-bigger"]).code(0);
+
+    let state: Value = serde_json::from_str(&repo.git(&[
+        "show",
+        &format!("refs/wfe/runs/{id}:phases/plan/state.json"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        state["models"],
+        json!([
+            {"attempt": 1, "provider": "p", "model": "m-test"},
+            {"attempt": 2, "provider": "p", "model": "m-bigger"}
+        ]),
+        "{state}"
+    );
+    assert_eq!(state["usage"]["provider"], "p");
+    assert_eq!(state["usage"]["model"], "m-bigger");
+
+    let shown = wfe(&repo, &["show", &id, "plan"]);
+    shown.code(0);
+    assert!(
+        shown
+            .stdout
+            .contains("  model      m-bigger (p): 1 request, "),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown
+            .stdout
+            .contains("  attempts   1: m-test (p) · 2: m-bigger (p)"),
+        "{}",
+        shown.stdout
+    );
+    let json = wfe(&repo, &["show", &id, "plan", "--json"]).json();
+    let text = json.to_string();
+    assert!(
+        text.contains(r#"{"attempt":2,"model":"m-bigger","provider":"p"}"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_cli_agent_reports_the_tokens_its_envelope_gives() {
+    let repo = Repo::new();
+    repo.write(
+        "fake-claude.sh",
+        "#!/bin/sh\ncat > /dev/null\nprintf '%s' '{\"type\":\"result\",\"result\":\"```json\\n{\\\"plan\\\": {\\\"text\\\": \\\"cli\\\"}}\\n```\",\"usage\":{\"input_tokens\":7,\"cache_read_input_tokens\":1000,\"output_tokens\":33}}'\n",
+    );
+    std::process::Command::new("chmod")
+        .args(["+x", "fake-claude.sh"])
+        .current_dir(repo.path())
+        .status()
+        .unwrap();
+    repo.write(
+        ".wfe/config.json",
+        &json!({
+            "providers": { "claude-code": { "kind": "cli", "command": ["./fake-claude.sh", "-p", "--output-format", "json"] } },
+            "roles": { "primary": { "provider": "claude-code", "model": "default" } }
+        })
+        .to_string(),
+    );
+    repo.template(
+        "honest",
+        &json!({ "name": "honest", "phases": [{
+            "id": "plan", "kind": "agent", "role": "primary", "prompt": "Plan.",
+            "outputs": { "plan": "message" }
+        }] }),
+    );
+    repo.wfe(&["run", "honest"]).code(0);
+    let id = repo.run_id();
+    let state: Value = serde_json::from_str(&repo.git(&[
+        "show",
+        &format!("refs/wfe/runs/{id}:phases/plan/state.json"),
+    ]))
+    .unwrap();
+    assert_eq!(state["usage"]["input_tokens"], 1007, "{state}");
+    assert_eq!(state["usage"]["output_tokens"], 33, "{state}");
+    let shown = repo.wfe(&["show", &id, "plan"]);
+    assert!(
+        shown
+            .stdout
+            .contains("model      default (claude-code): 1 request, 1007 tokens in, 33 out"),
+        "{}",
+        shown.stdout
+    );
+}

@@ -144,7 +144,10 @@ pub(super) async fn run_with(
         Ok(artifacts) => (Ok(artifacts), Vec::new()),
         Err(failure) => (Err(failure.error), failure.rejected),
     };
-    let usage = tally.lock().unwrap_or_else(PoisonError::into_inner).usage();
+    let usage = tally
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .usage(&job.primary);
     AttemptOutcome {
         result,
         exit_code: None,
@@ -771,8 +774,11 @@ impl Tally {
         };
     }
 
-    fn usage(&self) -> AttemptUsage {
+    /// The usage so far, of an attempt whose primary model is `seat`'s.
+    fn usage(&self, seat: &super::Seat) -> AttemptUsage {
         AttemptUsage {
+            provider: Some(seat.provider_name.clone()),
+            model: Some(seat.model.clone()),
             requests: self.requests,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,

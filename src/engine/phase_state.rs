@@ -143,6 +143,40 @@ pub struct PhaseState {
     /// Artifacts of the last attempt that held a secret and were stored with it masked (`***`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub masked: Vec<String>,
+    /// An agent: the provider and model of each attempt, in attempt order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<AttemptModel>,
+}
+
+/// Who answered in one attempt of an agent phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptModel {
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The provider's name in config.
+    pub provider: String,
+    /// The model.
+    pub model: String,
+}
+
+impl PhaseState {
+    /// Records who answered in `attempt` (an interrupted attempt that went
+    /// on keeps one entry, with whoever answered last).
+    pub fn record_model(&mut self, attempt: u32, provider: &str, model: &str) {
+        let entry = AttemptModel {
+            attempt,
+            provider: provider.to_string(),
+            model: model.to_string(),
+        };
+        match self.models.iter_mut().find(|m| m.attempt == attempt) {
+            Some(existing) => *existing = entry,
+            None => {
+                self.models.push(entry);
+                self.models.sort_by_key(|m| m.attempt);
+            }
+        }
+    }
 }
 
 impl PhaseState {
@@ -168,6 +202,7 @@ impl PhaseState {
             exhausted: false,
             forced: Vec::new(),
             masked: Vec::new(),
+            models: Vec::new(),
         }
     }
 

@@ -1426,7 +1426,7 @@ mod tests {
     fn every_kind_field_is_checked() {
         let phase: Phase = serde_json::from_value(json!({
             "id": "x", "kind": "gate", "run": "r", "cwd": "c", "env": {"A": "b"}, "role": "r", "provider": "p",
-            "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_invalid_submissions": 2, "review": {"role": "r"},
+            "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_tokens": 9, "max_invalid_submissions": 2, "review": {"role": "r"},
             "phases": [{"id": "y", "kind": "gate"}], "until": "u", "max_iters": 1, "on_exhausted": "fail",
             "outputs": {"o": "message"}
         }))

@@ -431,6 +431,8 @@ async fn a_valid_submission_ends_the_attempt_with_its_artifact() {
     assert_eq!(
         ran.outcome.usage,
         Some(AttemptUsage {
+            provider: Some("scripted".into()),
+            model: Some("m1".into()),
             requests: 1,
             input_tokens: 100,
             output_tokens: 10,

@@ -207,8 +207,13 @@ impl Runner<'_> {
         state.attempt = attempt;
         state.duration_ms = Some(elapsed.as_millis() as u64);
         state.exit_code = outcome.exit_code;
+        if let Some(usage) = &outcome.usage
+            && let (Some(provider), Some(model)) = (&usage.provider, &usage.model)
+        {
+            state.record_model(attempt, provider, model);
+        }
         if outcome.usage.is_some() {
-            state.usage = outcome.usage;
+            state.usage = outcome.usage.clone();
         }
         state.artifacts = outcome
             .result
