@@ -442,3 +442,116 @@ fn a_cli_agent_reports_the_tokens_its_envelope_gives() {
         shown.stdout
     );
 }
+
+#[test]
+fn providers_and_roles_are_edited_in_the_config_with_validation() {
+    let repo = Repo::new();
+    let config = repo.path().join(".wfe/config.json");
+    repo.write(
+        ".wfe/config.json",
+        &serde_json::to_string_pretty(&json!({
+            "auto": true,
+            "secrets": ["DEPLOY_TOKEN"],
+            "providers": { "claude": { "kind": "anthropic", "max_tokens": 2000 } },
+            "roles": { "primary": { "provider": "claude", "model": "claude-a", "max_tokens": 1000 } }
+        }))
+        .unwrap(),
+    );
+    let read =
+        || -> Value { serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap() };
+
+    let added = repo.wfe(&[
+        "provider",
+        "add",
+        "local",
+        "--kind",
+        "openai-compatible",
+        "--base-url",
+        "http://127.0.0.1:11434/v1",
+        "--key-env",
+        "LOCAL_KEY",
+    ]);
+    added.code(0);
+    assert!(
+        added.stderr.contains("added provider `local`"),
+        "{}",
+        added.stderr
+    );
+    repo.wfe(&["role", "set", "reviewer", "local", "llama3"])
+        .code(0);
+    repo.wfe(&["role", "set", "primary", "claude", "claude-b"])
+        .code(0);
+    assert_eq!(
+        read(),
+        json!({
+            "auto": true,
+            "secrets": ["DEPLOY_TOKEN"],
+            "providers": {
+                "claude": { "kind": "anthropic", "max_tokens": 2000 },
+                "local": { "kind": "openai-compatible", "base_url": "http://127.0.0.1:11434/v1",
+                           "api_key_env": "LOCAL_KEY" }
+            },
+            "roles": {
+                "primary": { "provider": "claude", "model": "claude-b", "max_tokens": 1000 },
+                "reviewer": { "provider": "local", "model": "llama3" }
+            }
+        })
+    );
+    // `wfe provider list` reads the edited file.
+    let listed = repo.wfe(&["provider", "list", "--json"]);
+    listed.code(0);
+    assert!(listed.stdout.contains("\"llama3\""), "{}", listed.stdout);
+
+    // Every refusal exits 2, says what is valid, and writes nothing.
+    let before = std::fs::read(&config).unwrap();
+    let refused = repo.wfe(&["provider", "remove", "local"]);
+    refused.code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("provider `local` still plays role `reviewer`"),
+        "{}",
+        refused.stderr
+    );
+    let unknown_kind = repo.wfe(&["provider", "add", "x", "--kind", "claude"]);
+    unknown_kind.code(2);
+    assert!(
+        unknown_kind
+            .stderr
+            .contains("the kinds are: anthropic, openai, openai-compatible, gemini, cli, replay"),
+        "{}",
+        unknown_kind.stderr
+    );
+    let no_url = repo.wfe(&["provider", "add", "x", "--kind", "openai-compatible"]);
+    no_url.code(2);
+    assert!(
+        no_url.stderr.contains("providers.x.base_url"),
+        "{}",
+        no_url.stderr
+    );
+    let unknown_provider = repo.wfe(&["role", "set", "primary", "gpt", "gpt-5"]);
+    unknown_provider.code(2);
+    assert!(
+        unknown_provider.stderr.contains(
+            "provider `gpt` is not in .wfe/config.json `providers` (known: claude, local)"
+        ),
+        "{}",
+        unknown_provider.stderr
+    );
+    let unknown_remove = repo.wfe(&["provider", "remove", "gpt"]);
+    unknown_remove.code(2);
+    assert_eq!(
+        std::fs::read(&config).unwrap(),
+        before,
+        "nothing was written"
+    );
+
+    // Once no role uses it, it goes.
+    repo.wfe(&["role", "set", "reviewer", "claude", "claude-a"])
+        .code(0);
+    repo.wfe(&["provider", "remove", "local"]).code(0);
+    assert_eq!(
+        read()["providers"],
+        json!({ "claude": { "kind": "anthropic", "max_tokens": 2000 } })
+    );
+}

@@ -26,6 +26,26 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// Every kind, in the order people are shown them.
+    pub const ALL: [ProviderKind; 6] = [
+        ProviderKind::Anthropic,
+        ProviderKind::Openai,
+        ProviderKind::OpenaiCompatible,
+        ProviderKind::Gemini,
+        ProviderKind::Cli,
+        ProviderKind::Replay,
+    ];
+
+    /// The kind written `name` in config.
+    pub fn parse(name: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Every kind as written in config.
+    pub fn names() -> Vec<&'static str> {
+        ProviderKind::ALL.iter().map(|k| k.as_str()).collect()
+    }
+
     /// The kind as written in config.
     pub fn as_str(self) -> &'static str {
         match self {

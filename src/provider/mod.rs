@@ -10,6 +10,7 @@
 pub mod anthropic;
 pub mod cli;
 pub mod config;
+pub mod edit;
 pub mod gemini;
 mod http;
 pub mod keys;
