@@ -836,7 +836,7 @@ pub fn find_tagged(var: &str, value: &str) -> Vec<Tagged> {
             continue;
         };
         let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
-        if !vars.iter().any(|v| *v == wanted.as_bytes()) {
+        if !vars.contains(&wanted.as_bytes()) {
             continue;
         }
         let env = vars

@@ -88,7 +88,7 @@ impl Schema {
 
     /// The schema as one self-contained document: every document its
     /// `$ref`s reach copied into `$defs` and referenced locally, for a
-    /// model that sees nothing but this document (see [`bundle`](super::bundle)).
+    /// model that sees nothing but this document (see [`bundle`](super::bundle())).
     pub fn bundled(&self) -> Value {
         super::bundle::bundle(&schema_uri(&self.name), &self.json, &self.resources)
     }

@@ -216,7 +216,7 @@ pub(crate) const GEMINI_KEYWORDS: &[&str] = &[
 /// local `$ref`s inlined (a recursive one becomes a plain object), `const`
 /// as a one-value `enum`, `oneOf` as `anyOf`, `"type": [T, "null"]` as a
 /// nullable `T`, and every keyword outside [`GEMINI_KEYWORDS`] dropped.
-/// It expects a bundled schema (see [`crate::artifact::bundle`]): a
+/// It expects a bundled schema (see [`crate::artifact::bundle()`]): a
 /// `$ref` to another document is not followed.
 pub(crate) fn gemini_schema(schema: &Value) -> Value {
     clean_schema(schema, schema, &mut Vec::new())
