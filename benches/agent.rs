@@ -463,7 +463,7 @@ fn check_outcome(outcome: &AttemptOutcome, turns: usize) {
         ),
         Err(error) => panic!("the conversation failed: {error}"),
     }
-    let usage = outcome.usage.expect("an agent attempt's usage");
+    let usage = outcome.usage.clone().expect("an agent attempt's usage");
     assert_eq!(usage.requests as usize, turns, "requests sent");
 }
 

@@ -52,6 +52,12 @@ pub struct LogLine {
 pub trait LogSink: Send + Sync {
     /// Called once per line, in order per stream.
     fn line(&self, phase: &str, line: &LogLine);
+
+    /// The line being written so far, before it is whole (a model's text
+    /// as its tokens stream in), secrets masked; each call's `line` extends
+    /// the previous one's, and [`LogSink::line`] then gives the whole line.
+    /// Sinks that show only whole lines ignore it.
+    fn partial(&self, _phase: &str, _line: &LogLine) {}
 }
 
 /// What is wrong with one declared output.
@@ -156,6 +162,17 @@ pub enum AttemptError {
     MaxTurns {
         /// The phase's `max_turns`.
         turns: u32,
+    },
+    /// The model's answers were cut off by the output limit (`max_tokens`)
+    /// several times in a row, even when asked for shorter ones.
+    #[error(
+        "the model's answer was cut off at the output limit (max_tokens {max_tokens}) {times} times in a row"
+    )]
+    OutputLimit {
+        /// The `max_tokens` of the requests.
+        max_tokens: u32,
+        /// Cut-off answers in a row.
+        times: u32,
     },
     /// The reviewer rejected the outputs, or still asked for changes after the last round.
     #[error("the reviewer {verdict} in round {round}: {summary}")]
@@ -296,9 +313,15 @@ impl AttemptOutcome {
 }
 
 /// Tokens and cost of one agent attempt, all conversations (reviewers too) together.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttemptUsage {
+    /// The provider (its name in config) of the attempt's primary model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The attempt's primary model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Requests sent to models.
     pub requests: u32,
     /// Tokens read.
@@ -509,6 +532,32 @@ impl AttemptLog {
         lines.push(entry);
     }
 
+    /// Shows `text`, the start of a line not yet whole, to the sink
+    /// without storing it (the whole line is pushed when it ends).
+    ///
+    /// Secrets are masked, and the last bytes that could be the start of a
+    /// secret are held back until more text shows what they are: what is
+    /// shown is always a prefix of the masked whole line.
+    pub fn partial(&self, stream: Stream, text: &str) {
+        let mut end = self.masker.undecided_from(text);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end == 0 {
+            return;
+        }
+        let masked = self.masker.mask_str(&text[..end]);
+        let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = LogLine {
+            time: self.clock.stamp(),
+            attempt: self.attempt,
+            stream,
+            line: masked.into_owned(),
+        };
+        self.sink.partial(&self.phase, &entry);
+        drop(lines);
+    }
+
     /// Every line kept so far (with the marker where lines were cut),
     /// leaving the log empty.
     pub fn take(&self) -> Vec<LogLine> {
@@ -532,7 +581,7 @@ mod tests {
     use super::*;
 
     #[derive(Default)]
-    struct Seen(Mutex<Vec<(String, LogLine)>>);
+    struct Seen(Mutex<Vec<(String, LogLine)>>, Mutex<Vec<String>>);
 
     impl LogSink for Seen {
         fn line(&self, phase: &str, line: &LogLine) {
@@ -541,6 +590,42 @@ mod tests {
                 .unwrap()
                 .push((phase.to_string(), line.clone()));
         }
+
+        fn partial(&self, _phase: &str, line: &LogLine) {
+            self.1.lock().unwrap().push(line.line.clone());
+        }
+    }
+
+    #[test]
+    fn a_partial_line_is_shown_not_stored_and_never_shows_half_a_secret() {
+        let seen = Arc::new(Seen::default());
+        let log = AttemptLog::new("plan", 1, seen.clone(), Clock::fixed(UNIX_EPOCH))
+            .masking(Masker::new(["tok-0123456789"]));
+        let mut text = String::new();
+        for piece in ["The key ", "is tok-01", "23456789", " and that is all"] {
+            text.push_str(piece);
+            log.partial(Stream::Model, &text);
+        }
+        let shown = seen.1.lock().unwrap().clone();
+        assert!(!shown.is_empty());
+        for (i, partial) in shown.iter().enumerate() {
+            assert!(!partial.contains("tok-0"), "{partial}");
+            assert!(
+                "The key is *** and that is all".starts_with(partial.as_str()),
+                "each is a prefix of the masked line: {partial}"
+            );
+            if i > 0 {
+                assert!(partial.starts_with(&shown[i - 1]), "it only grows");
+            }
+        }
+        assert!(log.take().is_empty(), "partial lines are not stored");
+
+        // Without secrets, every piece shows at once.
+        let seen = Arc::new(Seen::default());
+        let log = AttemptLog::new("plan", 1, seen.clone(), Clock::fixed(UNIX_EPOCH));
+        log.partial(Stream::Model, "hel");
+        log.partial(Stream::Model, "hello");
+        assert_eq!(*seen.1.lock().unwrap(), ["hel", "hello"]);
     }
 
     #[test]

@@ -106,6 +106,25 @@ impl Masker {
         }
     }
 
+    /// Where the tail of a growing `text` that could be the start of a
+    /// secret begins (`text.len()` when none could): what comes from there
+    /// must be held back until more text shows whether it is one, so that
+    /// no secret is ever shown half-typed.
+    pub fn undecided_from(&self, text: &str) -> usize {
+        let bytes = text.as_bytes();
+        let whole = self.inner.whole.iter().map(String::as_bytes);
+        let patterns = self.inner.patterns.iter().map(|p| p.needle());
+        let mut from = bytes.len();
+        for secret in whole.chain(patterns) {
+            let earliest = bytes.len().saturating_sub(secret.len().saturating_sub(1));
+            if let Some(start) = (earliest..from).find(|&start| secret.starts_with(&bytes[start..]))
+            {
+                from = start;
+            }
+        }
+        from
+    }
+
     /// True when there is nothing to mask.
     pub fn is_empty(&self) -> bool {
         self.inner.whole.is_empty()

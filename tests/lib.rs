@@ -31,6 +31,7 @@ mod loop_agents;
 mod loops;
 mod matrix;
 mod provider;
+mod provider_honesty;
 mod recovery;
 mod rollback;
 mod run;

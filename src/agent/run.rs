@@ -32,13 +32,18 @@ use crate::attempt::{AttemptError, AttemptLog, AttemptOutcome, AttemptUsage, Log
 use crate::budget::Spend;
 use crate::process::{cancelled, deadline};
 use crate::provider::config::ModelEntry;
-use crate::provider::{Block, ChatResponse, TextSink, ToolSpec, Usage};
+use crate::provider::{Block, ChatResponse, StopReason, TextSink, ToolSpec, Usage};
 use crate::retry::DurationSpec;
 use crate::template::Tool;
 use crate::time::Clock;
 
 /// The primary conversation's name in exchanges.
 pub(super) const PRIMARY: &str = "primary";
+
+/// Answers cut off by the output limit in a row before the attempt fails:
+/// by then asking for shorter answers has not helped, and only a higher
+/// `max_tokens` will.
+const MAX_CUT_OFFS: u32 = 3;
 
 /// Longest tool input shown in a log line.
 const LOG_INPUT_CHARS: usize = 80;
@@ -157,7 +162,10 @@ pub(super) async fn run_with(
         wall_ms: millis(running),
         ..Spend::zero()
     });
-    let mut usage = tally.lock().unwrap_or_else(PoisonError::into_inner).usage();
+    let mut usage = tally
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .usage(&job.primary);
     usage.wall_ms = millis(job.budget.wall_before.saturating_add(running));
     // Under a budget, the spend goes in the log, so `wfe log` and the
     // search index have it too.
@@ -321,6 +329,7 @@ impl Attempt<'_> {
         submissions: &mut Submissions,
         toolset: &Toolset<'_>,
     ) -> Result<(), Failure> {
+        let mut cut_offs = 0;
         loop {
             if conversation.turns() >= self.job.max_turns {
                 let turns = self.job.max_turns;
@@ -349,6 +358,18 @@ impl Attempt<'_> {
             )
             .is_some();
             let uses = tool_uses(&response);
+            let cut_off = response.stop == StopReason::MaxTokens;
+            cut_offs = if cut_off { cut_offs + 1 } else { 0 };
+            let max_tokens = conversation.seat.max_tokens;
+            if cut_off && !replaying {
+                self.log.push(
+                    Stream::Wfe,
+                    format!(
+                        "{}'s answer was cut off at the output limit (max_tokens {max_tokens})",
+                        conversation.name
+                    ),
+                );
+            }
             let results = self.answer(&uses, submissions, toolset, replaying).await?;
             if !replaying && !results.is_empty() {
                 conversation.push_user(results);
@@ -356,10 +377,43 @@ impl Attempt<'_> {
             let done = if submissions.has_outputs() {
                 submissions.complete()
             } else {
-                uses.is_empty()
+                uses.is_empty() && !cut_off
             };
             if done {
                 return Ok(());
+            }
+            if cut_off {
+                if cut_offs >= MAX_CUT_OFFS {
+                    self.log.push(
+                        Stream::Wfe,
+                        format!(
+                            "stopped: {cut_offs} answers in a row were cut off at max_tokens {max_tokens}"
+                        ),
+                    );
+                    return Err(Failure::from(AttemptError::OutputLimit {
+                        max_tokens,
+                        times: cut_offs,
+                    }));
+                }
+                if !replaying {
+                    self.log.push(
+                        Stream::Wfe,
+                        "asking the model for a shorter answer or to continue".into(),
+                    );
+                    let unfinished = if uses.is_empty() {
+                        " If you were calling a tool, its input was incomplete and the call \
+                         was not made."
+                    } else {
+                        ""
+                    };
+                    conversation.say(format!(
+                        "Your answer was cut off: it reached the output limit of {max_tokens} \
+                         tokens.{unfinished} Continue where you stopped, in shorter steps: keep \
+                         text brief, and split a large file or submission into smaller pieces \
+                         where the tools allow it."
+                    ));
+                }
+                continue;
             }
             if uses.is_empty() && !replaying {
                 let missing = submissions.missing().join(", ");
@@ -415,7 +469,8 @@ impl Attempt<'_> {
         let sent = {
             let text = ModelText {
                 log: self.log,
-                partial: Mutex::new(String::new()),
+                provider: &seat.provider_name,
+                partial: Mutex::new(Partial::default()),
             };
             seat.provider.send(&request, &text).await
         };
@@ -661,32 +716,76 @@ fn millis(elapsed: Duration) -> u64 {
 
 /// Turns a model's streamed text into log lines: one per completed line,
 /// the rest when the turn ends (on drop, so a cancelled turn keeps it too).
+/// The line in progress is shown live as each piece arrives.
 struct ModelText<'a> {
     log: &'a AttemptLog,
-    partial: Mutex<String>,
+    /// The provider's name, for retry lines.
+    provider: &'a str,
+    partial: Mutex<Partial>,
+}
+
+/// The text of the request in flight.
+#[derive(Default)]
+struct Partial {
+    /// The line not yet ended.
+    line: String,
+    /// Characters heard since the request was (last) sent.
+    heard: usize,
 }
 
 impl TextSink for ModelText<'_> {
     fn text(&self, text: &str) {
         let mut partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
-        partial.push_str(text);
-        while let Some(end) = partial.find('\n') {
-            let mut line: String = partial.drain(..=end).collect();
+        partial.line.push_str(text);
+        partial.heard = partial.heard.saturating_add(text.chars().count());
+        while let Some(end) = partial.line.find('\n') {
+            let mut line: String = partial.line.drain(..=end).collect();
             line.pop();
             if line.ends_with('\r') {
                 line.pop();
             }
             self.log.push(Stream::Model, line);
         }
+        if !partial.line.is_empty() {
+            self.log.partial(Stream::Model, &partial.line);
+        }
+    }
+
+    fn retrying(&self, notice: &crate::provider::RetryNotice) {
+        let mut partial = self.partial.lock().unwrap_or_else(PoisonError::into_inner);
+        // The failed attempt's last line ends here, so the next attempt's
+        // text starts on a line of its own instead of being glued to it.
+        let line = std::mem::take(&mut partial.line);
+        if !line.is_empty() {
+            self.log.push(Stream::Model, line);
+        }
+        let discarded = match std::mem::take(&mut partial.heard) {
+            0 => String::new(),
+            1 => "; the 1 character of text above from that attempt is discarded".into(),
+            n => format!("; the {n} characters of text above from that attempt are discarded"),
+        };
+        self.log.push(
+            Stream::Wfe,
+            format!(
+                "provider `{}`: attempt {} of {} failed: {}; retrying in {}{discarded}",
+                self.provider,
+                notice.attempt,
+                notice.max_attempts,
+                notice.reason,
+                DurationSpec(notice.wait),
+            ),
+        );
     }
 }
 
 impl Drop for ModelText<'_> {
     fn drop(&mut self) {
         let partial = std::mem::take(
-            self.partial
+            &mut self
+                .partial
                 .get_mut()
-                .unwrap_or_else(PoisonError::into_inner),
+                .unwrap_or_else(PoisonError::into_inner)
+                .line,
         );
         if !partial.is_empty() {
             self.log.push(Stream::Model, partial);
@@ -767,8 +866,11 @@ impl Tally {
         }
     }
 
-    fn usage(&self) -> AttemptUsage {
+    /// The usage so far, of an attempt whose primary model is `seat`'s.
+    fn usage(&self, seat: &super::Seat) -> AttemptUsage {
         AttemptUsage {
+            provider: Some(seat.provider_name.clone()),
+            model: Some(seat.model.clone()),
             requests: self.requests,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,

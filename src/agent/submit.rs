@@ -84,11 +84,13 @@ impl SubmitTool {
     /// The artifact's schema, or for a non-object one a wrapper object
     /// holding it under `value`.
     fn input_schema(&self) -> Value {
-        let schema = self.schema.json();
+        // The model sees only this document: whatever the schema `$ref`s
+        // (`decision.json`) must be inside it.
+        let schema = self.schema.bundled();
         if !self.wrapped {
-            return schema.clone();
+            return schema;
         }
-        let mut inner = schema.clone();
+        let mut inner = schema;
         let mut wrapper = json!({
             "type": "object",
             "properties": {},

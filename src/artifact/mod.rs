@@ -8,6 +8,7 @@
 //! here fetches anything over the network. Artifact documents are parsed
 //! strictly (`document.rs`): duplicate keys are errors.
 
+mod bundle;
 mod diff;
 mod document;
 #[cfg(test)]
@@ -16,6 +17,7 @@ mod references;
 mod registry;
 mod schema;
 
+pub use bundle::bundle;
 pub use diff::{Change, diff, pointer_token};
 pub use document::parse_json_document;
 pub use references::{PATH_BASE, SCHEMAS_BASE, is_reference_name, schema_uri};

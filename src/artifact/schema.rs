@@ -31,6 +31,8 @@ pub struct OutputSpec {
 pub struct Schema {
     name: String,
     json: Value,
+    /// The (URI, document) pairs its `$ref`s reached when it was compiled.
+    resources: Vec<(String, Value)>,
     validator: jsonschema::Validator,
 }
 
@@ -82,6 +84,13 @@ impl Schema {
     /// The schema document.
     pub fn json(&self) -> &Value {
         &self.json
+    }
+
+    /// The schema as one self-contained document: every document its
+    /// `$ref`s reach copied into `$defs` and referenced locally, for a
+    /// model that sees nothing but this document (see [`bundle`](super::bundle())).
+    pub fn bundled(&self) -> Value {
+        super::bundle::bundle(&schema_uri(&self.name), &self.json, &self.resources)
     }
 
     /// Every violation of the schema by `doc`; empty when it is valid.
@@ -152,16 +161,22 @@ fn build(
     if let Err(e) = jsonschema::meta::validate(&json) {
         return Err(invalid(format!("{} (at {})", e, e.instance_path())));
     }
+    let retriever = LocalRetriever::new(lookup);
+    let served = retriever.served();
     let options = jsonschema::options()
         .with_base_uri(schema_uri(name))
-        .with_retriever(LocalRetriever::new(lookup));
+        .with_retriever(retriever);
     let validator = options.build(&json).map_err(|e| match e.kind() {
         ValidationErrorKind::Referencing(r) => reference_error(name, origin, r),
         _ => invalid(e.to_string()),
     })?;
+    let mut resources = std::mem::take(&mut *served.lock().unwrap_or_else(PoisonError::into_inner));
+    resources.sort_by(|a, b| a.0.cmp(&b.0));
+    resources.dedup_by(|a, b| a.0 == b.0);
     Ok(Schema {
         name: name.to_string(),
         json,
+        resources,
         validator,
     })
 }

@@ -107,6 +107,9 @@ pub enum Command {
     /// List, test and set up LLM providers and their keys
     #[command(subcommand)]
     Provider(commands::provider::ProviderCommand),
+    /// Seat roles (`primary`, `reviewer`, …) with a provider and model in .wfe/config.json
+    #[command(subcommand)]
+    Role(commands::role::RoleCommand),
     /// Send runs to a remote (fast-forward only; a run that diverged is reported, never forced)
     Push(commands::push::PushArgs),
     /// Bring runs from a remote (fast-forward only; a run that diverged is reported, never forced)

@@ -307,6 +307,25 @@ fn at(problem: &SeatProblem) -> String {
 /// The repository's config file, as hints name it.
 const CONFIG_FILE: &str = ".wfe/config.json";
 
+impl From<crate::provider::edit::EditError> for CliError {
+    fn from(e: crate::provider::edit::EditError) -> Self {
+        use crate::provider::edit::EditError;
+        let message = e.to_string();
+        match e {
+            EditError::UnknownProvider { .. } => CliError::input(message)
+                .hint("`wfe provider add NAME --kind KIND` adds a provider; `wfe provider list` lists them"),
+            EditError::InUse { name, .. } => CliError::input(message).hint(format!(
+                "`wfe role set ROLE PROVIDER MODEL` seats a role elsewhere, then `wfe provider remove {name}`"
+            )),
+            EditError::Io { .. } => CliError::failed(message),
+            EditError::UnknownKind { .. }
+            | EditError::BadName { .. }
+            | EditError::Malformed { .. }
+            | EditError::Invalid { .. } => CliError::input(message),
+        }
+    }
+}
+
 impl From<IndexError> for CliError {
     fn from(e: IndexError) -> Self {
         match e {

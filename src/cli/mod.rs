@@ -91,6 +91,7 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<Outcome, CliError> {
         Command::Fsck(args) => commands::fsck::run(args, &ctx()?, ui),
         Command::Rm(args) => commands::rm::run(args, &ctx()?, ui),
         Command::Provider(cmd) => commands::provider::run(cmd, &global, ui).await,
+        Command::Role(cmd) => commands::role::run(cmd, &ctx()?, ui),
         Command::Push(args) => commands::push::run(args, &ctx()?, ui),
         Command::Pull(args) => commands::pull::run(args, &ctx()?, ui),
         Command::Remote(cmd) => commands::remote::run(cmd, &ctx()?, ui),

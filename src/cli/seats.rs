@@ -143,7 +143,7 @@ impl Seats for ConfigSeats {
             provider: self
                 .registry
                 .build_keeping(&name, self.pass_env.get(id).map_or(&[][..], Vec::as_slice))?,
-            max_tokens: self.registry.max_tokens(&name),
+            max_tokens: self.registry.role_max_tokens(role, &name),
             model_info: self.registry.model_info(&model),
             provider_name: name,
             model,

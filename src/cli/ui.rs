@@ -256,6 +256,15 @@ pub struct Progress {
     ui: Ui,
     show_output: bool,
     footer: Option<Mutex<Footer>>,
+    /// A model's line being streamed, not yet ended on screen.
+    open: Mutex<Option<OpenLine>>,
+}
+
+/// A line of a phase's output shown as far as it has streamed.
+struct OpenLine {
+    phase: String,
+    /// The text shown so far (after the prefix).
+    shown: String,
 }
 
 /// What the footer shows.
@@ -294,20 +303,83 @@ impl Progress {
             ui: ui.clone(),
             show_output,
             footer: live.then(|| Mutex::new(Footer::default())),
+            open: Mutex::new(None),
         }
+    }
+
+    /// Shows `text`, the line of `phase` so far, from where it was last
+    /// shown; `end` ends the line. Another phase's line, or any other
+    /// output, first ends the line in progress.
+    fn stream(&self, phase: &str, text: &str, end: bool) {
+        let mut footer = self
+            .footer
+            .as_ref()
+            .map(|f| f.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::new();
+        let rest = match open.as_ref() {
+            Some(line) if line.phase == phase && text.starts_with(&line.shown) => {
+                &text[line.shown.len()..]
+            }
+            other => {
+                if other.is_some() {
+                    out.push('\n');
+                }
+                if let Some(footer) = footer.as_deref_mut()
+                    && footer.drawn
+                {
+                    out.push_str("\r\x1b[2K");
+                    footer.drawn = false;
+                }
+                out.push_str(&self.ui.paint(Style::Dim, &format!("  {phase} │")));
+                out.push(' ');
+                text
+            }
+        };
+        out.push_str(rest);
+        if end {
+            out.push('\n');
+            *open = None;
+            if let Some(footer) = footer.as_deref_mut() {
+                footer.drawn = footer.total > 0;
+                if footer.drawn {
+                    out.push_str(&self.ui.paint(Style::Dim, &footer.render()));
+                }
+            }
+        } else {
+            *open = Some(OpenLine {
+                phase: phase.to_string(),
+                shown: text.to_string(),
+            });
+        }
+        let _guard = self.ui.lock.lock();
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(out.as_bytes());
+        let _ = err.flush();
+    }
+
+    /// Ends a streamed line left open, before other output.
+    fn close_open(&self) -> &'static str {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.take().is_some() { "\n" } else { "" }
     }
 
     /// Prints `text` above the footer (if any), after `update` changed it.
     fn emit(&self, text: Option<&str>, update: impl FnOnce(&mut Footer)) {
         let Some(footer) = &self.footer else {
             if let Some(text) = text {
+                let close = self.close_open();
+                if !close.is_empty() {
+                    let _guard = self.ui.lock.lock();
+                    let _ = std::io::stderr().lock().write_all(close.as_bytes());
+                }
                 self.ui.note(text);
             }
             return;
         };
         let mut footer = footer.lock().unwrap_or_else(|e| e.into_inner());
         update(&mut footer);
-        let mut out = String::new();
+        let mut out = String::from(self.close_open());
         if footer.drawn {
             out.push_str("\r\x1b[2K");
         }
@@ -327,8 +399,26 @@ impl Progress {
 }
 
 impl LogSink for Progress {
+    fn partial(&self, phase: &str, line: &LogLine) {
+        if self.show_output && !self.ui.quiet && line.stream == Stream::Model {
+            self.stream(phase, &line.line, false);
+        }
+    }
+
     fn line(&self, phase: &str, line: &LogLine) {
         if self.show_output && !self.ui.quiet {
+            if line.stream == Stream::Model {
+                let streaming = self
+                    .open
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .is_some_and(|open| open.phase == phase);
+                if streaming {
+                    self.stream(phase, &line.line, true);
+                    return;
+                }
+            }
             let prefix = self.ui.paint(Style::Dim, &format!("  {phase} │"));
             let text = match line.stream {
                 Stream::Stderr => self.ui.paint(Style::Yellow, &line.line),

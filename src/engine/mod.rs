@@ -54,7 +54,9 @@ pub use error::EngineError;
 pub use executor::{Executor, System};
 pub use message::{CheckpointEvent, CheckpointMessage, Noted};
 pub use observer::{Event, Observer};
-pub use phase_state::{Failure, IllegalTransition, PhaseState, PhaseStatus, Transition};
+pub use phase_state::{
+    AttemptModel, Failure, IllegalTransition, PhaseState, PhaseStatus, Transition,
+};
 pub use reason::{Refusal, StopReason, Unrunnable};
 pub use record::{Comment, RunRecord, RunStatus, to_file_bytes};
 pub use runner::{

@@ -155,6 +155,40 @@ pub struct PhaseState {
     /// pause at the phase budget's soft share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_approved: Option<Spend>,
+    /// An agent: the provider and model of each attempt, in attempt order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<AttemptModel>,
+}
+
+/// Who answered in one attempt of an agent phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttemptModel {
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The provider's name in config.
+    pub provider: String,
+    /// The model.
+    pub model: String,
+}
+
+impl PhaseState {
+    /// Records who answered in `attempt` (an interrupted attempt that went
+    /// on keeps one entry, with whoever answered last).
+    pub fn record_model(&mut self, attempt: u32, provider: &str, model: &str) {
+        let entry = AttemptModel {
+            attempt,
+            provider: provider.to_string(),
+            model: model.to_string(),
+        };
+        match self.models.iter_mut().find(|m| m.attempt == attempt) {
+            Some(existing) => *existing = entry,
+            None => {
+                self.models.push(entry);
+                self.models.sort_by_key(|m| m.attempt);
+            }
+        }
+    }
 }
 
 impl PhaseState {
@@ -183,6 +217,7 @@ impl PhaseState {
             spend: None,
             budget: None,
             budget_approved: None,
+            models: Vec::new(),
         }
     }
 

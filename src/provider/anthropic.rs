@@ -74,7 +74,7 @@ impl Provider for Anthropic {
 }
 
 /// The request in Anthropic's words.
-fn request_body(request: &ChatRequest) -> Value {
+pub(super) fn request_body(request: &ChatRequest) -> Value {
     let messages: Vec<Value> = request
         .messages
         .iter()
@@ -280,6 +280,10 @@ impl Decoder for AnswerStream {
         if !self.done {
             return Err(Failure::cut("`message_stop`"));
         }
+        // An answer cut off by `max_tokens` may end inside a tool call's
+        // input: that call is dropped (its JSON is incomplete, not
+        // malformed), and the stop reason tells the agent loop why.
+        let cut_off = self.stop.as_deref() == Some("max_tokens");
         let mut content = Vec::new();
         for partial in self.blocks.into_values() {
             match partial {
@@ -297,11 +301,15 @@ impl Decoder for AnswerStream {
                             _ => Value::Object(Map::new()),
                         }
                     } else {
-                        serde_json::from_str(&json).map_err(|err| {
-                            Failure::malformed(format!(
-                                "malformed input of tool call `{id}`: {err}"
-                            ))
-                        })?
+                        match serde_json::from_str(&json) {
+                            Ok(input) => input,
+                            Err(_) if cut_off => continue,
+                            Err(err) => {
+                                return Err(Failure::malformed(format!(
+                                    "malformed input of tool call `{id}`: {err}"
+                                )));
+                            }
+                        }
                     };
                     content.push(Block::ToolUse { id, name, input });
                 }
@@ -553,6 +561,43 @@ mod tests {
                 ],
             })
         );
+    }
+
+    #[tokio::test]
+    async fn a_tool_call_cut_off_by_max_tokens_is_dropped_not_malformed() {
+        install_crypto();
+        let mut chunks = vec![
+            message_start(),
+            text_start(0),
+            text_delta(0, "Writing."),
+            block_stop(0),
+            event(json!({"type": "content_block_start", "index": 1,
+                         "content_block": {"type": "tool_use", "id": "toolu_01",
+                                           "name": "write_file", "input": {}}})),
+            json_delta(1, "{\"path\": \"a.txt\", \"content\": \"aaaa"),
+        ];
+        chunks.extend(message_end("max_tokens", 1000));
+        let server = FakeServer::start(vec![Reply::sse(chunks)]).await;
+        let provider = Anthropic::new(testing::config(server.url()));
+        let request = ChatRequest {
+            model: "claude-test".into(),
+            system: None,
+            messages: vec![Message::user("Write")],
+            tools: vec![read_file_tool()],
+            max_tokens: 1000,
+        };
+        let response = provider
+            .send(&request, &Collect::default())
+            .await
+            .expect("a cut-off answer is an answer");
+        assert_eq!(response.stop, StopReason::MaxTokens);
+        assert_eq!(
+            response.content,
+            vec![Block::Text {
+                text: "Writing.".into()
+            }]
+        );
+        assert_eq!(server.requests().len(), 1, "not sent again");
     }
 
     #[tokio::test]

@@ -175,7 +175,9 @@ impl Provider for CliProvider {
             if !text.trim().is_empty() {
                 stream.text(&text);
             }
-            Ok(parse_answer(&text, request))
+            let mut response = parse_answer(&text, request);
+            response.usage = envelope_usage(&stdout);
+            Ok(response)
         })
     }
 }
@@ -260,6 +262,30 @@ pub fn answer_text(stdout: &str) -> Result<String, String> {
         return Ok(result.clone());
     }
     Ok(stdout.to_string())
+}
+
+/// The tokens a JSON envelope reports (`usage` of `claude -p
+/// --output-format json`: cached prompt tokens count as read, as for the
+/// Messages API); zero when the agent prints no envelope or no usage.
+pub fn envelope_usage(stdout: &str) -> Usage {
+    let Ok(envelope) = serde_json::from_str::<Value>(stdout.trim()) else {
+        return Usage::default();
+    };
+    let Some(usage) = envelope.get("usage") else {
+        return Usage::default();
+    };
+    let count = |field: &str| usage.get(field).and_then(Value::as_u64).unwrap_or(0);
+    Usage {
+        input_tokens: [
+            "input_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ]
+        .iter()
+        .map(|field| count(field))
+        .fold(0, u64::saturating_add),
+        output_tokens: count("output_tokens"),
+    }
 }
 
 /// Turns the answer text into a response: the JSON object keyed by artifact
@@ -518,6 +544,20 @@ mod tests {
     }
 
     #[test]
+    fn envelope_usage_counts_cached_input() {
+        let stdout = r#"{"type":"result","result":"ok","usage":{"input_tokens":3,"cache_creation_input_tokens":100,"cache_read_input_tokens":2000,"output_tokens":42}}"#;
+        assert_eq!(
+            envelope_usage(stdout),
+            Usage {
+                input_tokens: 2103,
+                output_tokens: 42
+            }
+        );
+        assert_eq!(envelope_usage("plain text"), Usage::default());
+        assert_eq!(envelope_usage(r#"{"result": "x"}"#), Usage::default());
+    }
+
+    #[test]
     fn envelopes() {
         assert_eq!(
             answer_text(r#"{"result": "hi", "usage": {}}"#).unwrap(),
@@ -566,7 +606,14 @@ printf '%s' '{{"type":"result","result":"Here is the plan.\n```json\n{{\"plan\":
                 }
             ]
         );
-        assert_eq!(response.usage, Usage::default());
+        // The envelope's usage is the answer's.
+        assert_eq!(
+            response.usage,
+            Usage {
+                input_tokens: 5,
+                output_tokens: 0
+            }
+        );
         assert!(heard.lock().unwrap().starts_with("Here is the plan."));
         let prompt = std::fs::read_to_string(&seen).unwrap();
         assert!(prompt.contains("Plan the change."), "{prompt}");

@@ -26,6 +26,26 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// Every kind, in the order people are shown them.
+    pub const ALL: [ProviderKind; 6] = [
+        ProviderKind::Anthropic,
+        ProviderKind::Openai,
+        ProviderKind::OpenaiCompatible,
+        ProviderKind::Gemini,
+        ProviderKind::Cli,
+        ProviderKind::Replay,
+    ];
+
+    /// The kind written `name` in config.
+    pub fn parse(name: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Every kind as written in config.
+    pub fn names() -> Vec<&'static str> {
+        ProviderKind::ALL.iter().map(|k| k.as_str()).collect()
+    }
+
     /// The kind as written in config.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -93,6 +113,9 @@ pub struct RoleEntry {
     /// The model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The most tokens one answer may have in this role (default: the provider's `max_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
 }
 
 /// One entry of `models`: what wfe needs to know about a model.

@@ -94,7 +94,7 @@ fn checks_signatures(model: &str) -> bool {
 }
 
 /// The request in Gemini's words.
-fn request_body(request: &ChatRequest) -> Value {
+pub(super) fn request_body(request: &ChatRequest) -> Value {
     // Results name the tool, not the call: find each call's tool.
     let names: HashMap<&str, &str> = request
         .messages
@@ -184,9 +184,40 @@ fn wire_part(block: &Block, names: &HashMap<&str, &str>) -> Option<Value> {
     })
 }
 
+/// The keywords of Gemini's `Schema` object (the OpenAPI 3.0 subset its
+/// function declarations take, per the API reference); anything else is
+/// refused by the API or ignored, so it is dropped.
+pub(crate) const GEMINI_KEYWORDS: &[&str] = &[
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+];
+
 /// A tool's JSON Schema cut down to the OpenAPI subset Gemini takes:
-/// no `$schema`, `$id` or `additionalProperties`, and local `$ref`s
-/// inlined (a recursive one becomes a plain object).
+/// local `$ref`s inlined (a recursive one becomes a plain object), `const`
+/// as a one-value `enum`, `oneOf` as `anyOf`, `"type": [T, "null"]` as a
+/// nullable `T`, and every keyword outside [`GEMINI_KEYWORDS`] dropped.
+/// It expects a bundled schema (see [`crate::artifact::bundle()`]): a
+/// `$ref` to another document is not followed.
 pub(crate) fn gemini_schema(schema: &Value) -> Value {
     clean_schema(schema, schema, &mut Vec::new())
 }
@@ -234,25 +265,51 @@ fn clean_keywords(
 ) -> Map<String, Value> {
     let mut out = Map::new();
     for (key, value) in map {
-        let cleaned = match key.as_str() {
-            "$ref" | "$schema" | "$id" | "additionalProperties" | "$defs" | "definitions" => {
-                continue;
-            }
+        let (key, cleaned) = match key.as_str() {
             // Property names are the tool's, not keywords: keep them all.
             "properties" => match value {
-                Value::Object(properties) => Value::Object(
-                    properties
-                        .iter()
-                        .map(|(name, schema)| (name.clone(), clean_schema(schema, root, expanding)))
-                        .collect(),
+                Value::Object(properties) => (
+                    "properties",
+                    Value::Object(
+                        properties
+                            .iter()
+                            .map(|(name, schema)| {
+                                (name.clone(), clean_schema(schema, root, expanding))
+                            })
+                            .collect(),
+                    ),
                 ),
-                other => other.clone(),
+                _ => continue,
             },
+            "type" => match value {
+                Value::Array(types) => {
+                    let real: Vec<&Value> = types
+                        .iter()
+                        .filter(|t| t.as_str() != Some("null"))
+                        .collect();
+                    if real.len() != types.len() {
+                        out.insert("nullable".into(), Value::Bool(true));
+                    }
+                    match real.as_slice() {
+                        [one] => ("type", (*one).clone()),
+                        // Several types cannot be said in one `type`: any.
+                        _ => continue,
+                    }
+                }
+                other => ("type", other.clone()),
+            },
+            "const" => ("enum", Value::Array(vec![value.clone()])),
+            "oneOf" | "anyOf" => ("anyOf", clean_schema(value, root, expanding)),
             // Data, not schemas.
-            "enum" | "const" | "default" | "example" | "examples" | "required" => value.clone(),
-            _ => clean_schema(value, root, expanding),
+            "enum" | "default" | "example" | "required" | "propertyOrdering" => {
+                (key.as_str(), value.clone())
+            }
+            other if GEMINI_KEYWORDS.contains(&other) => {
+                (other, clean_schema(value, root, expanding))
+            }
+            _ => continue,
         };
-        out.insert(key.clone(), cleaned);
+        out.insert(key.to_string(), cleaned);
     }
     out
 }

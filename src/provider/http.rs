@@ -16,7 +16,9 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-use super::{ChatResponse, HttpConfig, ProviderError, ProviderErrorKind, Secret, TextSink};
+use super::{
+    ChatResponse, HttpConfig, ProviderError, ProviderErrorKind, RetryNotice, Secret, TextSink,
+};
 use crate::retry::Backoff;
 
 /// What replaces a key wherever it would have shown.
@@ -286,6 +288,12 @@ impl HttpClient {
             let wait = failure
                 .retry_after
                 .unwrap_or_else(|| Backoff::new(retry.backoff, retry.max_backoff).wait(attempt));
+            sink.retrying(&RetryNotice {
+                attempt,
+                max_attempts,
+                reason: redact(&failure.message, self.config.key.as_ref()),
+                wait,
+            });
             tokio::time::sleep(wait).await;
             attempt += 1;
         }

@@ -10,6 +10,7 @@
 pub mod anthropic;
 pub mod cli;
 pub mod config;
+pub mod edit;
 pub mod gemini;
 mod http;
 pub mod keys;
@@ -18,6 +19,8 @@ pub mod registry;
 pub mod replay;
 #[cfg(test)]
 pub(crate) mod testing;
+#[cfg(test)]
+mod tool_schema_tests;
 mod types;
 
 pub use cli::CliProvider;
@@ -26,8 +29,8 @@ pub use registry::Registry;
 pub use replay::ReplayProvider;
 
 pub use types::{
-    Block, ChatRequest, ChatResponse, Exchange, Message, ProviderError, ProviderErrorKind, Role,
-    StopReason, TextSink, ToolSpec, Usage, full_requests,
+    Block, ChatRequest, ChatResponse, Exchange, Message, ProviderError, ProviderErrorKind,
+    RetryNotice, Role, StopReason, TextSink, ToolSpec, Usage, full_requests,
 };
 
 use std::time::Duration;

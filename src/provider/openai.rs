@@ -70,7 +70,7 @@ impl OpenAi {
     }
 
     /// The request in Chat Completions' words.
-    fn request_body(&self, request: &ChatRequest) -> Value {
+    pub(super) fn request_body(&self, request: &ChatRequest) -> Value {
         let mut messages = Vec::new();
         if let Some(system) = &request.system {
             messages.push(json!({"role": "system", "content": system}));
@@ -317,6 +317,10 @@ impl Decoder for AnswerStream {
         if !self.text.is_empty() {
             content.push(Block::Text { text: self.text });
         }
+        // An answer cut off by the output limit may end inside a call's
+        // arguments: that call is dropped (incomplete, not malformed), and
+        // the stop reason tells the agent loop why.
+        let cut_off = self.finish.as_deref() == Some("length");
         let mut generated = self.earlier_calls;
         for call in self.calls.into_values() {
             let id = if call.id.is_empty() {
@@ -331,7 +335,11 @@ impl Decoder for AnswerStream {
             let input = if call.arguments.trim().is_empty() {
                 Value::Object(Map::new())
             } else {
-                serde_json::from_str(&call.arguments).unwrap_or(Value::String(call.arguments))
+                match serde_json::from_str(&call.arguments) {
+                    Ok(input) => input,
+                    Err(_) if cut_off => continue,
+                    Err(_) => Value::String(call.arguments),
+                }
             };
             content.push(Block::ToolUse {
                 id,
@@ -705,6 +713,35 @@ mod tests {
                 input: json!("{\"pa"),
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn arguments_cut_off_by_the_length_limit_are_dropped_not_malformed() {
+        install_crypto();
+        let server = FakeServer::start(vec![Reply::sse(vec![
+            chunk(json!({"content": "Writing."}), None),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "call_x", "type": "function",
+                                       "function": {"name": "read_file", "arguments": "{\"pa"}}]}),
+                None,
+            ),
+            chunk(json!({}), Some("length")),
+            DONE.to_string(),
+        ])])
+        .await;
+        let provider = OpenAi::new(testing::config(server.url()));
+        let answer = provider
+            .send(&request(), &Collect::default())
+            .await
+            .expect("answer");
+        assert_eq!(answer.stop, StopReason::MaxTokens);
+        assert_eq!(
+            answer.content,
+            vec![Block::Text {
+                text: "Writing.".into()
+            }]
+        );
+        assert_eq!(server.requests().len(), 1, "not sent again");
     }
 
     #[tokio::test]

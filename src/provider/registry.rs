@@ -292,6 +292,18 @@ impl Registry {
         self.config.models.get(model).cloned().unwrap_or_default()
     }
 
+    /// `max_tokens` for requests to provider `name` in role `role` (the
+    /// default role when `None`): the role's own when it is played by
+    /// `name`, else the provider's, else the default.
+    pub fn role_max_tokens(&self, role: Option<&str>, name: &str) -> u32 {
+        self.config
+            .roles
+            .get(role.unwrap_or(DEFAULT_ROLE))
+            .filter(|entry| entry.provider == name)
+            .and_then(|entry| entry.max_tokens)
+            .unwrap_or_else(|| self.max_tokens(name))
+    }
+
     /// `max_tokens` for requests to provider `name`.
     pub fn max_tokens(&self, name: &str) -> u32 {
         self.config
@@ -537,6 +549,12 @@ pub fn validate(config: &ProviderConfig) -> Vec<ConfigProblem> {
                     entry.provider,
                     known(config.providers.keys())
                 ),
+            );
+        }
+        if entry.max_tokens == Some(0) {
+            problem(
+                format!("roles.{role}.max_tokens"),
+                "must be at least 1".into(),
             );
         }
     }

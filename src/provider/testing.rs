@@ -32,20 +32,29 @@ pub(crate) fn config(base_url: &str) -> HttpConfig {
     }
 }
 
-/// A sink that keeps every piece of text it hears.
+/// A sink that keeps every piece of text and every retry notice it hears.
 #[derive(Default)]
-pub(crate) struct Collect(Mutex<Vec<String>>);
+pub(crate) struct Collect(Mutex<Vec<String>>, Mutex<Vec<super::RetryNotice>>);
 
 impl Collect {
     /// The pieces heard, in order.
     pub(crate) fn pieces(&self) -> Vec<String> {
         self.0.lock().expect("collect lock").clone()
     }
+
+    /// The retries announced, in order.
+    pub(crate) fn retries(&self) -> Vec<super::RetryNotice> {
+        self.1.lock().expect("collect lock").clone()
+    }
 }
 
 impl TextSink for Collect {
     fn text(&self, text: &str) {
         self.0.lock().expect("collect lock").push(text.to_string());
+    }
+
+    fn retrying(&self, notice: &super::RetryNotice) {
+        self.1.lock().expect("collect lock").push(notice.clone());
     }
 }
 
@@ -162,6 +171,17 @@ pub(crate) async fn check_cut_stream(wire: &Wire) {
         .expect("answer");
     assert_hello(&response);
     assert_eq!(server.requests().len(), 3);
+    // Each retry is announced, with why and how long it waits.
+    let retries = sink.retries();
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    assert_eq!(
+        retries.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(retries.iter().all(|r| r.max_attempts == 3));
+    assert!(retries[0].reason.contains("stream"), "{retries:?}");
+    // The backoff (1ms, jittered) is what is waited.
+    assert!(retries[0].wait <= Duration::from_millis(1), "{retries:?}");
     // The sink hears the cut attempts too; the last attempt's text comes last.
     assert!(
         sink.pieces().concat().ends_with("hello"),

@@ -182,10 +182,28 @@ pub struct Exchange {
     pub trimmed: Vec<String>,
 }
 
+/// A request that failed and is about to be sent again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryNotice {
+    /// The attempt that failed, from 1.
+    pub attempt: u32,
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Why it failed (never a key).
+    pub reason: String,
+    /// How long the provider waits before the next attempt.
+    pub wait: std::time::Duration,
+}
+
 /// Hears text as a model streams it.
 pub trait TextSink: Send + Sync {
     /// A piece of text (not necessarily a whole line).
     fn text(&self, text: &str);
+
+    /// The request failed and will be sent again after `notice.wait`:
+    /// the text heard since the request was (last) sent is discarded, and
+    /// the next attempt's text starts from the beginning.
+    fn retrying(&self, _notice: &RetryNotice) {}
 }
 
 impl<F: Fn(&str) + Send + Sync> TextSink for F {

@@ -32,6 +32,7 @@ pub(crate) const KIND_FIELDS: &[(&str, &[PhaseKind])] = &[
     ("system", &[PhaseKind::Agent]),
     ("tools", &[PhaseKind::Agent]),
     ("max_turns", &[PhaseKind::Agent]),
+    ("max_tokens", &[PhaseKind::Agent]),
     ("max_invalid_submissions", &[PhaseKind::Agent]),
     ("review", &[PhaseKind::Agent]),
     ("budget", &[PhaseKind::Agent]),
@@ -269,6 +270,10 @@ pub struct Phase {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_turns: Option<u32>,
+    /// agent: the most tokens one answer may have (default: the role's, else the provider's `max_tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_tokens: Option<u32>,
     /// agent: invalid `submit_<artifact>` calls answered with their errors before the attempt fails (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_invalid_submissions: Option<u32>,

@@ -82,6 +82,7 @@ fn is_set(phase: &Phase, field: &str) -> bool {
         "system" => phase.system.is_some(),
         "tools" => !phase.tools.is_empty(),
         "max_turns" => phase.max_turns.is_some(),
+        "max_tokens" => phase.max_tokens.is_some(),
         "max_invalid_submissions" => phase.max_invalid_submissions.is_some(),
         "review" => phase.review.is_some(),
         "budget" => phase.budget.is_some(),
@@ -552,6 +553,9 @@ impl<'t> Check<'t> {
         }
         if let Some(budget) = &phase.budget {
             self.budget(budget, &path::key(at, "budget"));
+        }
+        if phase.max_tokens == Some(0) {
+            self.problem(path::key(at, "max_tokens"), "must be at least 1");
         }
         for (i, tool) in phase.tools.iter().enumerate() {
             if Tool::from_name(tool).is_none() {
@@ -1783,7 +1787,7 @@ mod tests {
     fn every_kind_field_is_checked() {
         let phase: Phase = serde_json::from_value(json!({
             "id": "x", "kind": "gate", "run": "r", "cwd": "c", "env": {"A": "b"}, "role": "r", "provider": "p",
-            "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_invalid_submissions": 2, "review": {"role": "r"}, "budget": {"tokens": 1},
+            "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_tokens": 9, "max_invalid_submissions": 2, "review": {"role": "r"}, "budget": {"tokens": 1},
             "phases": [{"id": "y", "kind": "gate"}], "until": "u", "max_iters": 1, "on_exhausted": "fail",
             "outputs": {"o": "message"}, "matrix": {"a": [1]}, "fail_fast": true, "max_parallel": 1, "max_files_bytes": 5
         }))

@@ -53,8 +53,13 @@ enum Content {
     /// These chunks, in order.
     Chunks(Vec<Bytes>),
     /// An Anthropic stream of these parts, rendered when sent; `cut` stops
-    /// after the first block, without `message_stop`.
-    Anthropic { parts: Vec<Part>, cut: bool },
+    /// after the first block, without `message_stop`; `limit` ends it as
+    /// `max_tokens` does, inside its last tool call's input.
+    Anthropic {
+        parts: Vec<Part>,
+        cut: bool,
+        limit: bool,
+    },
 }
 
 /// How a scripted body ends after its chunks.
@@ -99,7 +104,25 @@ impl Reply {
     /// A streamed Anthropic message of `parts`.
     pub fn anthropic(parts: Vec<Part>) -> Reply {
         Reply {
-            body: Content::Anthropic { parts, cut: false },
+            body: Content::Anthropic {
+                parts,
+                cut: false,
+                limit: false,
+            },
+            ..Reply::sse_body(Vec::new())
+        }
+    }
+
+    /// An Anthropic message cut off by the output limit: `stop_reason:
+    /// max_tokens`, and a last tool call (if any) whose input JSON stops
+    /// halfway.
+    pub fn anthropic_max_tokens(parts: Vec<Part>) -> Reply {
+        Reply {
+            body: Content::Anthropic {
+                parts,
+                cut: false,
+                limit: true,
+            },
             ..Reply::sse_body(Vec::new())
         }
     }
@@ -107,7 +130,11 @@ impl Reply {
     /// An Anthropic message whose stream ends after its first block.
     pub fn anthropic_cut(parts: Vec<Part>) -> Reply {
         Reply {
-            body: Content::Anthropic { parts, cut: true },
+            body: Content::Anthropic {
+                parts,
+                cut: true,
+                limit: false,
+            },
             ..Reply::sse_body(Vec::new())
         }
     }
@@ -380,7 +407,14 @@ async fn answer(
     };
     let chunks = match reply.body {
         Content::Chunks(chunks) => chunks,
-        Content::Anthropic { parts, cut } => vec![Bytes::from(anthropic_stream(id, &parts, cut))],
+        Content::Anthropic { parts, cut, limit } => {
+            let stream = if limit {
+                anthropic_limited_stream(id, &parts)
+            } else {
+                anthropic_stream(id, &parts, cut)
+            };
+            vec![Bytes::from(stream)]
+        }
     };
     let mut response = Response::builder().status(reply.status);
     for (name, value) in &reply.headers {
@@ -465,6 +499,27 @@ pub fn anthropic_stream(id: usize, parts: &[Part], cut: bool) -> String {
         json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 20}}),
     );
     event("message_stop", json!({"type": "message_stop"}));
+    out
+}
+
+/// [`anthropic_stream`] of `parts` ended by the output limit: the last
+/// tool call's input stops after its first half, and the stop reason is
+/// `max_tokens`.
+pub fn anthropic_limited_stream(id: usize, parts: &[Part]) -> String {
+    let whole = anthropic_stream(id, parts, false);
+    let mut events: Vec<&str> = whole.split_inclusive("\n\n").collect();
+    // Drop `message_delta` and `message_stop`; they are said again below.
+    events.truncate(events.len().saturating_sub(2));
+    if let Some(Part::Tool(..)) = parts.last() {
+        // The last block's second input delta and its stop.
+        events.truncate(events.len().saturating_sub(2));
+    }
+    let mut out = events.concat();
+    out.push_str(&sse(
+        Some("message_delta"),
+        &json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": null}, "usage": {"output_tokens": 4096}}),
+    ));
+    out.push_str(&sse(Some("message_stop"), &json!({"type": "message_stop"})));
     out
 }
 

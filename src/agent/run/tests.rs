@@ -24,6 +24,8 @@ enum Scripted {
     Fail(ProviderError),
     /// Never answers (and says so through `hung`).
     Hang,
+    /// Streams this text, fails and retries once, then answers.
+    Retried(&'static str, ChatResponse),
 }
 
 /// Answers requests from a script, in order, and keeps every request.
@@ -74,6 +76,21 @@ impl Provider for ScriptedProvider {
                     Ok(response)
                 }
                 Some(Scripted::Fail(error)) => Err(error),
+                Some(Scripted::Retried(text, response)) => {
+                    stream.text(text);
+                    stream.retrying(&crate::provider::RetryNotice {
+                        attempt: 1,
+                        max_attempts: 5,
+                        reason: "the stream broke: connection reset".into(),
+                        wait: Duration::from_secs(2),
+                    });
+                    for block in &response.content {
+                        if let Block::Text { text } = block {
+                            stream.text(text);
+                        }
+                    }
+                    Ok(response)
+                }
                 Some(Scripted::Hang) => {
                     self.hung.notify_one();
                     std::future::pending().await
@@ -416,13 +433,15 @@ async fn a_valid_submission_ends_the_attempt_with_its_artifact() {
     assert_eq!(
         ran.outcome.usage,
         Some(AttemptUsage {
+            provider: Some("scripted".into()),
+            model: Some("m1".into()),
             requests: 1,
             input_tokens: 100,
             output_tokens: 10,
             cost_usd: None,
             tool_calls: 0,
             // The attempt's wall time is whatever this machine took.
-            wall_ms: ran.outcome.usage.map_or(0, |u| u.wall_ms),
+            wall_ms: ran.outcome.usage.as_ref().map_or(0, |u| u.wall_ms),
         })
     );
 }
@@ -934,4 +953,112 @@ async fn usage_and_cost_add_up_over_journal_and_reviewer() {
     let reviewer = ScriptedProvider::new(vec![review_answer("approve", json!([]))]);
     let unpriced = with_review(self::job(&primary), &reviewer, 1);
     assert_eq!(run(unpriced).await.outcome.usage.unwrap().cost_usd, None);
+}
+
+fn cut_off(content: Vec<Block>) -> Scripted {
+    Scripted::Answer(ChatResponse {
+        content,
+        stop: StopReason::MaxTokens,
+        usage: Usage {
+            input_tokens: 100,
+            output_tokens: 1000,
+        },
+    })
+}
+
+#[tokio::test]
+async fn a_cut_off_answer_is_reported_and_the_model_asked_to_continue() {
+    let provider = ScriptedProvider::new(vec![
+        cut_off(vec![say("Here is a very long pl")]),
+        submit("c1", "Ship it"),
+    ]);
+    let ran = run(job(&provider)).await;
+
+    assert!(ran.outcome.result.is_ok(), "{:?}", ran.outcome.result);
+    let seen = provider.seen();
+    assert_eq!(seen.len(), 2);
+    assert_ne!(seen[0], seen[1], "never the same request again");
+    let asked = text_of(last_message(&seen[1]));
+    assert!(asked.contains("cut off"), "{asked}");
+    assert!(asked.contains("1000 tokens"), "{asked}");
+    assert!(!asked.contains("without submitting"), "{asked}");
+    let wfe = ran.logged(Stream::Wfe);
+    assert!(
+        wfe.iter()
+            .any(|l| l == "primary's answer was cut off at the output limit (max_tokens 1000)"),
+        "{wfe:?}"
+    );
+    assert!(
+        !wfe.iter().any(|l| l.contains("malformed")),
+        "never called malformed: {wfe:?}"
+    );
+    assert_eq!(full_requests(&ran.exchanges("primary")), seen);
+}
+
+#[tokio::test]
+async fn a_phase_without_outputs_does_not_end_on_a_cut_off_answer() {
+    let provider = ScriptedProvider::new(vec![
+        cut_off(vec![say("Half an ans")]),
+        answer(vec![say("wer.")]),
+    ]);
+    let mut job = job(&provider);
+    job.outputs.clear();
+    let ran = run(job).await;
+
+    assert_eq!(ran.outcome.result, Ok(BTreeMap::new()));
+    assert_eq!(provider.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn answers_cut_off_again_and_again_fail_with_the_output_limit() {
+    let provider = ScriptedProvider::new(vec![
+        cut_off(vec![say("a")]),
+        cut_off(vec![say("b")]),
+        cut_off(vec![say("c")]),
+        submit("c1", "never reached"),
+    ]);
+    let ran = run(job(&provider)).await;
+
+    assert_eq!(
+        ran.outcome.result,
+        Err(AttemptError::OutputLimit {
+            max_tokens: 1000,
+            times: 3
+        })
+    );
+    assert_eq!(provider.seen().len(), 3);
+    let error = ran.outcome.result.unwrap_err().to_string();
+    assert!(error.contains("max_tokens 1000"), "{error}");
+}
+
+#[tokio::test]
+async fn a_provider_retry_is_a_line_and_the_discarded_text_is_marked() {
+    let Scripted::Answer(mut response) = submit("c1", "Ship it") else {
+        unreachable!()
+    };
+    response.content.insert(0, say("Fresh start.\n"));
+    let provider = ScriptedProvider::new(vec![Scripted::Retried("Half a th", response)]);
+    let ran = run(job(&provider)).await;
+
+    assert!(ran.outcome.result.is_ok(), "{:?}", ran.outcome.result);
+    let lines: Vec<(Stream, String)> = ran
+        .outcome
+        .log
+        .iter()
+        .map(|l| (l.stream, l.line.clone()))
+        .collect();
+    let at = lines
+        .iter()
+        .position(|(_, l)| l == "Half a th")
+        .expect("the discarded attempt's text is its own line");
+    assert_eq!(
+        lines[at + 1],
+        (
+            Stream::Wfe,
+            "provider `scripted`: attempt 1 of 5 failed: the stream broke: connection reset; \
+             retrying in 2s; the 9 characters of text above from that attempt are discarded"
+                .to_string()
+        )
+    );
+    assert_eq!(lines[at + 2], (Stream::Model, "Fresh start.".to_string()));
 }

@@ -24,6 +24,7 @@ pub(super) mod remote;
 pub(super) mod resume;
 pub(super) mod retry;
 pub(super) mod rm;
+pub(super) mod role;
 pub(super) mod rollback;
 pub(super) mod run;
 pub(super) mod schema;

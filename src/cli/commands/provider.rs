@@ -14,6 +14,7 @@ use crate::cli::context::Context;
 use crate::cli::error::{CliError, ErrorKind, Outcome};
 use crate::cli::ui::{Style, Ui};
 use crate::provider::config::{ProviderEntry, ProviderKind};
+use crate::provider::edit::{ConfigDoc, NewProvider};
 use crate::provider::keys::key_env;
 use crate::provider::registry::default_base_url;
 use crate::provider::{
@@ -36,6 +37,33 @@ pub enum ProviderCommand {
     Test(TestArgs),
     /// Store a provider's key (read from stdin) in the user's config directory
     SetKey(SetKeyArgs),
+    /// Add a provider to .wfe/config.json (or change its kind, base URL or key variable)
+    Add(AddArgs),
+    /// Remove a provider from .wfe/config.json (refused while a role uses it)
+    Remove(RemoveArgs),
+}
+
+/// `wfe provider add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The provider's name in .wfe/config.json
+    pub name: String,
+    /// What it speaks: anthropic, openai, openai-compatible, gemini, cli or replay
+    #[arg(long)]
+    pub kind: String,
+    /// The API's base URL (needed by openai-compatible)
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// The environment variable holding its key (default per kind, e.g. ANTHROPIC_API_KEY)
+    #[arg(long)]
+    pub key_env: Option<String>,
+}
+
+/// `wfe provider remove`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The provider's name in .wfe/config.json
+    pub name: String,
 }
 
 /// `wfe provider list`.
@@ -77,7 +105,44 @@ pub(crate) async fn run(
         ProviderCommand::Test(args) => test(args, &Context::discover(global)?, ui).await,
         // The key belongs to the user, not a repository: no repo needed.
         ProviderCommand::SetKey(args) => set_key(args, Context::discover(global).ok(), ui),
+        ProviderCommand::Add(args) => add(args, &Context::discover(global)?, ui),
+        ProviderCommand::Remove(args) => remove(args, &Context::discover(global)?, ui),
     }
+}
+
+/// The repository's config file.
+pub(super) fn config_path(ctx: &Context) -> std::path::PathBuf {
+    ctx.root.join(".wfe/config.json")
+}
+
+fn add(args: AddArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+    let path = config_path(ctx);
+    let mut doc = ConfigDoc::load(&path, ".wfe/config.json")?;
+    let created = doc.add_provider(&NewProvider {
+        name: args.name.clone(),
+        kind: args.kind,
+        base_url: args.base_url,
+        key_env: args.key_env,
+    })?;
+    doc.save(&path)?;
+    let what = if created { "added" } else { "updated" };
+    ui.note(&format!(
+        "{what} provider `{}` in .wfe/config.json; `wfe provider test {}` checks that it answers",
+        args.name, args.name
+    ));
+    Ok(Outcome::Success)
+}
+
+fn remove(args: RemoveArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+    let path = config_path(ctx);
+    let mut doc = ConfigDoc::load(&path, ".wfe/config.json")?;
+    doc.remove_provider(&args.name)?;
+    doc.save(&path)?;
+    ui.note(&format!(
+        "removed provider `{}` from .wfe/config.json",
+        args.name
+    ));
+    Ok(Outcome::Success)
 }
 
 fn registry(ctx: &Context) -> Registry {

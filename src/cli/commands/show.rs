@@ -138,8 +138,12 @@ fn show_phase(view: &PhaseView, short: &str, ref_name: &str, ui: &Ui) {
             .cost_usd
             .map(|c| format!(", ${c:.4}"))
             .unwrap_or_default();
+        let seat = match (&usage.provider, &usage.model) {
+            (Some(provider), Some(model)) => format!("{model} ({provider}): "),
+            _ => String::new(),
+        };
         ui.out(&format!(
-            "  model      {} request{}, {} tokens in, {} out{cost}",
+            "  model      {seat}{} request{}, {} tokens in, {} out{cost}",
             usage.requests,
             if usage.requests == 1 { "" } else { "s" },
             usage.input_tokens,
@@ -154,6 +158,15 @@ fn show_phase(view: &PhaseView, short: &str, ref_name: &str, ui: &Ui) {
             "  budget     {} (raised)",
             super::status::budget_summary(budget)
         ));
+    }
+    // Who answered in each attempt, when that is more than one attempt's worth.
+    if state.models.len() > 1 {
+        let each: Vec<String> = state
+            .models
+            .iter()
+            .map(|m| format!("{}: {} ({})", m.attempt, m.model, m.provider))
+            .collect();
+        ui.out(&format!("  attempts   {}", each.join(" · ")));
     }
     if state.kind == PhaseKind::Agent {
         for (path, what) in [

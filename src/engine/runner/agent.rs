@@ -66,7 +66,7 @@ impl Runner<'_> {
         // Seats are asked for by key, so a replay answers a loop's child
         // from the same iteration's recording.
         let key = self.key(u);
-        let primary = seats
+        let mut primary = seats
             .seat(
                 &key,
                 SeatRole::Primary,
@@ -75,6 +75,13 @@ impl Runner<'_> {
                 model,
             )
             .map_err(|e| seat_error(e, provider))?;
+        // The phase's own limit beats its role's; a replay keeps the one
+        // its recording used, since its requests must match exactly.
+        if let Some(max_tokens) = phase.max_tokens
+            && primary.provider.kind() != "replay"
+        {
+            primary.max_tokens = max_tokens;
+        }
         let review = match &phase.review {
             None => None,
             Some(review) => {
@@ -188,6 +195,7 @@ impl Runner<'_> {
         };
         let wall_before = state
             .usage
+            .as_ref()
             .filter(|_| continues)
             .map_or(0, |usage| usage.wall_ms);
         AgentBudget {

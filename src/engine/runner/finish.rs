@@ -230,12 +230,19 @@ impl Runner<'_> {
             error: error.as_ref(),
         });
         self.transition(u, ending(status, continues));
+        let answered = outcome
+            .usage
+            .as_ref()
+            .and_then(|usage| Some((usage.provider.clone()?, usage.model.clone()?)));
         self.account(u, outcome.usage);
         let state = self.state_mut(u);
         state.continues |= budget_pause;
         state.attempt = attempt;
         state.duration_ms = Some(elapsed.as_millis() as u64);
         state.exit_code = outcome.exit_code;
+        if let Some((provider, model)) = &answered {
+            state.record_model(attempt, provider, model);
+        }
         state.artifacts = outcome
             .result
             .as_ref()
@@ -271,7 +278,8 @@ impl Runner<'_> {
         // `usage` of a continued attempt already counts what `state.usage` did.
         let before = state
             .usage
-            .map(|u| Spend::of_usage(&u))
+            .as_ref()
+            .map(Spend::of_usage)
             .unwrap_or_else(Spend::zero);
         let delta = Spend::of_usage(&usage).minus(&before);
         state.usage = Some(usage);

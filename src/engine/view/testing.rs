@@ -132,6 +132,8 @@ impl Fixture {
             let mut fix = state("fix", PhaseKind::Agent, PhaseStatus::Completed, 1);
             fix.iteration = k;
             fix.usage = Some(AttemptUsage {
+                provider: Some("claude".into()),
+                model: Some("claude-test".into()),
                 requests: k,
                 input_tokens: 100,
                 output_tokens: 20,
