@@ -38,3 +38,4 @@ mod secrets;
 mod sharing;
 mod signals;
 mod status;
+mod steering;

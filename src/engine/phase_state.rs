@@ -143,6 +143,15 @@ pub struct PhaseState {
     /// Artifacts of the last attempt that held a secret and were stored with it masked (`***`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub masked: Vec<String>,
+    /// The attempts made before the last manual retry: the automatic retry
+    /// budget (`retry.max_attempts`) counts the attempts after these, so a
+    /// manual retry never eats it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry_base: u32,
+    /// The person's instructions for the attempts after the last manual
+    /// retry (`retry --prompt`), added to an agent's prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<String>,
 }
 
 impl PhaseState {
@@ -168,6 +177,8 @@ impl PhaseState {
             exhausted: false,
             forced: Vec::new(),
             masked: Vec::new(),
+            retry_base: 0,
+            guidance: None,
         }
     }
 

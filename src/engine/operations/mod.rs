@@ -23,6 +23,7 @@ mod r#continue;
 mod edit;
 mod gc;
 mod pause;
+mod refresh;
 mod remove;
 mod retry;
 mod rollback;
@@ -40,6 +41,7 @@ pub use edit::{
 };
 pub use gc::{GcPlan, GcPolicy, plan_gc};
 pub use remove::{Removed, remove};
+pub use refresh::{Refreshed, refresh_template};
 pub use retry::{Overrides, Retried, retry};
 pub use rollback::{Resolved, RollbackTarget, RolledBack, resolve, rollback};
 pub use share::{RefOutcome, Synced, pull, push};

@@ -318,7 +318,10 @@ impl Runner<'_> {
                 masker: self.settings.masker.clone(),
             })),
             first_attempt: self.state(u).attempt.saturating_add(1),
-            max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
+            // The budget counts from the last manual retry.
+            max_attempts: self.state(u).retry_base.saturating_add(
+                retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
+            ),
             retry,
             scratch,
         })
