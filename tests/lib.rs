@@ -25,6 +25,7 @@ mod hints;
 mod init;
 mod input;
 mod input_bounds;
+mod isolation;
 mod loop_agents;
 mod loops;
 mod matrix;

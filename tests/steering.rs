@@ -120,7 +120,13 @@ fn retry_prompt_file_is_read_and_a_script_phase_refuses_a_prompt() {
     let file = repo.write("notes.txt", "Mind the edge cases.\n");
     wfe(
         &repo,
-        &["retry", &id, "plan", "--prompt-file", file.to_str().unwrap()],
+        &[
+            "retry",
+            &id,
+            "plan",
+            "--prompt-file",
+            file.to_str().unwrap(),
+        ],
     )
     .code(0);
     let requests = server.requests();
@@ -227,9 +233,9 @@ fn refresh_template_takes_the_current_phase_definition() {
     let shape = repo.wfe(&["retry", &id, "build", "--refresh-template"]);
     shape.code(2);
     assert!(
-        shape
-            .stderr
-            .contains("changes the run's shape: phase `report` needs [other] now, the run's needs [build]"),
+        shape.stderr.contains(
+            "changes the run's shape: phase `report` needs [other] now, the run's needs [build]"
+        ),
         "{}",
         shape.stderr
     );
@@ -281,7 +287,11 @@ fn a_manual_retry_gets_the_whole_automatic_budget_again() {
     };
     assert_eq!(tries(&repo), 2);
     repo.wfe(&["retry", &id, "build"]).code(1);
-    assert_eq!(tries(&repo), 4, "attempts 3 and 4: the budget is whole again");
+    assert_eq!(
+        tries(&repo),
+        4,
+        "attempts 3 and 4: the budget is whole again"
+    );
     let state: Value = serde_json::from_str(&show(&repo, &id, "phases/build/state.json")).unwrap();
     assert_eq!(state["attempt"], 4);
     assert_eq!(state["retry_base"], 2);

@@ -92,6 +92,8 @@ fn is_set(phase: &Phase, field: &str) -> bool {
         "matrix" => phase.matrix.is_some(),
         "fail_fast" => phase.fail_fast.is_some(),
         "max_parallel" => phase.max_parallel.is_some(),
+        "isolation" => phase.isolation.is_some(),
+        "on_conflict" => phase.on_conflict.is_some(),
         _ => false,
     }
 }
@@ -589,6 +591,12 @@ impl<'t> Check<'t> {
             self.env(&phase.env, &path::key(at, "env"));
         }
         self.matrix(phase, at);
+        if phase.on_conflict.is_some() && phase.isolation.is_none() {
+            self.problem(
+                path::key(at, "on_conflict"),
+                "`on_conflict` is about merging an isolated phase's changes back; this phase has no `isolation`",
+            );
+        }
     }
 
     /// Names and values of an `env` (a phase's, `defaults.env`, the

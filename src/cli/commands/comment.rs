@@ -56,7 +56,9 @@ pub(crate) fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, 
     if args.for_agent
         && let Some(phase) = phase
     {
-        ui.note(&format!("the next attempt of {phase} gets it with its prompt"));
+        ui.note(&format!(
+            "the next attempt of {phase} gets it with its prompt"
+        ));
     }
     Ok(Outcome::Success)
 }

@@ -189,10 +189,7 @@ fn steering(
 
 /// The repo's current version of the run's template: by name for one
 /// under `.wfe/templates/` or built in, else from the path it was run from.
-fn current_template(
-    ctx: &Context,
-    record: &engine::RunRecord,
-) -> Result<Template, CliError> {
+fn current_template(ctx: &Context, record: &engine::RunRecord) -> Result<Template, CliError> {
     let source = record.template_source.as_str();
     let name = if source.starts_with("built-in:") || source.starts_with(".wfe/templates/") {
         record.template.as_str()

@@ -4,8 +4,8 @@
 use super::{base_message, commit_on, require_phase};
 use crate::engine::snapshot::parse;
 use crate::engine::{CheckpointEvent, Comment, EngineError, Refusal, RunSnapshot, layout};
-use crate::template::PhaseKind;
 use crate::store::{Change, CheckpointId, RunId, RunStore, StoreError};
+use crate::template::PhaseKind;
 use crate::time::Clock;
 
 /// How often a comment is retried when another writer moves the tip.

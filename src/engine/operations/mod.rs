@@ -40,8 +40,8 @@ pub use edit::{
     Checked, artifact_schema, check_artifact, editable_artifact, set_artifact, stale_dependants,
 };
 pub use gc::{GcPlan, GcPolicy, plan_gc};
-pub use remove::{Removed, remove};
 pub use refresh::{Refreshed, refresh_template};
+pub use remove::{Removed, remove};
 pub use retry::{Overrides, Retried, retry};
 pub use rollback::{Resolved, RollbackTarget, RolledBack, resolve, rollback};
 pub use share::{RefOutcome, Synced, pull, push};

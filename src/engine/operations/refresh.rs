@@ -52,7 +52,11 @@ pub fn refresh_template(
         .phases
         .iter()
         .find(|p| p.id == phase)
-        .map(|p| p.combination.as_ref().map_or(p.id.clone(), |c| c.of.clone()))
+        .map(|p| {
+            p.combination
+                .as_ref()
+                .map_or(p.id.clone(), |c| c.of.clone())
+        })
         .ok_or_else(|| format!("the run's template has no phase `{phase}`"))?;
     let mut taken: BTreeSet<String> = BTreeSet::from([root]);
     // Template order is a topological order of `needs`, so one pass finds
@@ -181,15 +185,18 @@ mod tests {
         assert_eq!(out.taken, ["b", "c"]);
         assert_eq!(out.template.phases[0].run.as_deref(), Some("echo a"));
         assert_eq!(out.template.phases[1].run.as_deref(), Some("echo fixed"));
-        assert_eq!(out.template.phases[2].run.as_deref(), Some("echo changed c"));
+        assert_eq!(
+            out.template.phases[2].run.as_deref(),
+            Some("echo changed c")
+        );
         assert_eq!(out.template.phases[3].run.as_deref(), Some("echo d"));
     }
 
     #[test]
     fn refuses_a_changed_shape() {
         let frozen = three("echo b", &["b"]);
-        let e = refresh_template(&frozen, &three("echo b", &["a"]), "b", &BTreeMap::new())
-            .unwrap_err();
+        let e =
+            refresh_template(&frozen, &three("echo b", &["a"]), "b", &BTreeMap::new()).unwrap_err();
         assert!(e.contains("phase `c` needs [a] now"), "{e}");
         let mut fewer = three("echo b", &["b"]);
         fewer.phases.pop();

@@ -113,7 +113,10 @@ pub fn retry(
             let taken = refresh_template(&snap.template, current, phase, &record.schemas)
                 .map_err(|why| refused(Refusal::TemplateShape(why)))?;
             record.template_digest = digest(&taken.template);
-            changes.push(Change::write(layout::TEMPLATE, to_file_bytes(&taken.template)));
+            changes.push(Change::write(
+                layout::TEMPLATE,
+                to_file_bytes(&taken.template),
+            ));
             events.push((phase.to_string(), CheckpointEvent::TemplateRefreshed));
             refreshed = taken.taken;
         }

@@ -160,11 +160,12 @@ impl Runner<'_> {
                             .map_or(super::launch::DEFAULT_KILL_GRACE, |d| d.0),
                     }),
             })),
+            isolation: self.isolation(u),
             first_attempt: attempt,
             // The budget counts from the last manual retry.
-            max_attempts: state.retry_base.saturating_add(
-                retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
-            ),
+            max_attempts: state
+                .retry_base
+                .saturating_add(retry.as_ref().map_or(1, |r| r.max_attempts.max(1))),
             retry,
             scratch,
         })
