@@ -1750,7 +1750,8 @@ mod tests {
             "id": "x", "kind": "gate", "run": "r", "cwd": "c", "env": {"A": "b"}, "role": "r", "provider": "p",
             "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_invalid_submissions": 2, "review": {"role": "r"},
             "phases": [{"id": "y", "kind": "gate"}], "until": "u", "max_iters": 1, "on_exhausted": "fail",
-            "outputs": {"o": "message"}, "matrix": {"a": [1]}, "fail_fast": true, "max_parallel": 1
+            "outputs": {"o": "message"}, "matrix": {"a": [1]}, "fail_fast": true, "max_parallel": 1,
+            "isolation": "worktree", "on_conflict": "gate"
         }))
         .unwrap();
         for (field, _) in KIND_FIELDS {
