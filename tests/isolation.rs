@@ -261,3 +261,36 @@ fn two_parallel_isolated_agent_phases_editing_different_files_both_land() {
     assert_eq!(snap("shared.txt"), "one\ntwo by agent\nthree\n");
     assert_eq!(worktrees(&repo).len(), 1, "{:?}", worktrees(&repo));
 }
+
+#[test]
+fn kill_9_mid_phase_then_cancel_leaves_no_stray_worktree() {
+    let repo = repo();
+    repo.template(
+        "slow",
+        &json!({ "name": "slow", "phases": [
+            isolated(
+                "work",
+                &format!("echo started > {HOME}/started; n=0; until [ -f {HOME}/go ]; do n=$((n+1)); [ $n -gt 1500 ] && exit 9; sleep 0.02; done"),
+                json!({}),
+            )
+        ]}),
+    );
+    let mut child = repo.spawn(&["run", "slow"]);
+    wait_for("the phase to start", || {
+        repo.path().join("started").exists()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let id = repo.run_id();
+    assert_eq!(worktrees(&repo).len(), 2, "{:?}", worktrees(&repo));
+    let cancelled = repo.wfe(&["cancel", &id]);
+    cancelled.code(0);
+    assert!(
+        cancelled
+            .stderr
+            .contains("removed 1 stray worktree(s) of a stopped runner: work-1"),
+        "{}",
+        cancelled.stderr
+    );
+    assert_eq!(worktrees(&repo).len(), 1, "{:?}", worktrees(&repo));
+}
