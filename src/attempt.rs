@@ -132,6 +132,17 @@ pub enum AttemptError {
         /// What failed.
         message: String,
     },
+    /// An isolated phase's changes conflict with the working tree: nothing
+    /// of them was merged.
+    #[error("its changes conflict with the working tree in {}; nothing was merged (its changes: git diff {base} {theirs})", .paths.join(", "))]
+    MergeConflict {
+        /// The conflicting paths, relative to the work tree.
+        paths: Vec<String>,
+        /// The tree the attempt started from.
+        base: String,
+        /// The tree the attempt left.
+        theirs: String,
+    },
     /// A loop: one of its child phases failed (with `on_failure: stop`),
     /// so the loop failed in that iteration.
     #[error("{phase} {status} in iteration {iteration}{}", .message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]

@@ -143,6 +143,7 @@ mod tests {
                     author: "Ada <ada@example.com>".into(),
                     phase: None,
                     text: "looks good".into(),
+                    for_attempt: None,
                 })
                 .unwrap(),
             ),

@@ -317,6 +317,11 @@ impl Observer for CiProgress {
             } => self.say(&format!(
                 "! ended {count} leftover process(es) of {phase} attempt {attempt}"
             )),
+            Event::WorktreesRemoved { names } => self.say(&format!(
+                "! removed {} stray worktree(s) of a stopped runner: {}",
+                names.len(),
+                names.join(", ")
+            )),
             Event::PhaseStarted { phase, attempt } => {
                 self.say(&format!("▶ {phase} started (attempt {attempt})"))
             }

@@ -226,6 +226,7 @@ impl Context {
             processes: None,
             masker: Default::default(),
             provider_key_vars: Vec::new(),
+            worktrees: self.store.worktrees(),
             secret_args: Default::default(),
             deadline: None,
             max_artifact_bytes: self

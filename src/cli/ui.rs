@@ -455,6 +455,12 @@ impl Observer for Progress {
                 "{} ended {count} leftover process(es) of {phase} attempt {attempt}",
                 ui.paint(Style::Yellow, "!")
             ),
+            Event::WorktreesRemoved { names } => format!(
+                "{} removed {} stray worktree(s) of a stopped runner: {}",
+                ui.paint(Style::Yellow, "!"),
+                names.len(),
+                names.join(", ")
+            ),
             Event::PhaseStarted { phase, attempt } if *attempt > 1 => {
                 format!(
                     "{} {phase} started (attempt {attempt})",

@@ -47,6 +47,14 @@ pub enum EngineError {
         /// What went wrong.
         message: String,
     },
+    /// Worktrees of a dead runner's attempts could not be removed.
+    #[error("run {run}: cannot remove the worktrees a stopped runner left: {message}")]
+    Worktrees {
+        /// The run.
+        run: String,
+        /// What failed.
+        message: String,
+    },
     /// The run has no phase of that id.
     #[error("run {run} has no phase `{phase}`; its phases: {}", .known.join(", "))]
     NoSuchPhase {

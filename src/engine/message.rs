@@ -53,6 +53,8 @@ pub enum CheckpointEvent {
     PhaseReset,
     /// `wfe retry` asked for a phase to run again.
     PhaseRetryRequested,
+    /// A retry took the repo's current template for the phase and what follows.
+    TemplateRefreshed,
     /// A waiting phase was approved.
     PhaseApproved,
     /// A phase's outputs were accepted by hand.
@@ -111,6 +113,7 @@ const EVENTS: &[(CheckpointEvent, &str)] = &[
         CheckpointEvent::PhaseRetryRequested,
         "phase-retry-requested",
     ),
+    (CheckpointEvent::TemplateRefreshed, "template-refreshed"),
     (CheckpointEvent::PhaseApproved, "phase-approved"),
     (CheckpointEvent::PhaseAccepted, "phase-accepted"),
     (CheckpointEvent::ArtifactEdited, "artifact-edited"),

@@ -32,6 +32,12 @@ pub enum Event<'a> {
         /// How many processes were still alive.
         count: usize,
     },
+    /// Worktrees of isolated attempts that a runner which is gone had made
+    /// were removed before anything new started.
+    WorktreesRemoved {
+        /// Their names (`<phase>-<attempt>`).
+        names: &'a [String],
+    },
     /// An attempt of a phase started.
     PhaseStarted {
         /// The phase.

@@ -158,6 +158,15 @@ pub struct PhaseState {
     /// An agent: the provider and model of each attempt, in attempt order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<AttemptModel>,
+    /// The attempts made before the last manual retry: the automatic retry
+    /// budget (`retry.max_attempts`) counts the attempts after these, so a
+    /// manual retry never eats it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry_base: u32,
+    /// The person's instructions for the attempts after the last manual
+    /// retry (`retry --prompt`), added to an agent's prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<String>,
 }
 
 /// Who answered in one attempt of an agent phase.
@@ -218,6 +227,8 @@ impl PhaseState {
             budget: None,
             budget_approved: None,
             models: Vec::new(),
+            retry_base: 0,
+            guidance: None,
         }
     }
 

@@ -204,6 +204,12 @@ pub enum Refusal {
     /// The phase's status does not allow the change.
     #[error(transparent)]
     Transition(Box<IllegalTransition>),
+    /// Retry with a prompt, a comment for the agent: the phase is no agent.
+    #[error("it is a {0} phase; only an agent phase has a prompt")]
+    NotAnAgent(&'static str),
+    /// Retry with a refreshed template: the run cannot follow its shape.
+    #[error("the current template changes the run's shape: {0}")]
+    TemplateShape(String),
 }
 
 impl From<IllegalTransition> for Refusal {

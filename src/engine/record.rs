@@ -139,4 +139,8 @@ pub struct Comment {
     pub phase: Option<String>,
     /// The comment.
     pub text: String,
+    /// The attempt of `phase` (an agent phase) this comment is sent to,
+    /// with its prompt (`comment --for-agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_attempt: Option<u32>,
 }

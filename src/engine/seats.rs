@@ -284,6 +284,7 @@ mod tests {
         let overrides = Overrides {
             provider: Some("other".into()),
             model: None,
+            ..Overrides::default()
         };
         let retried = summary(&progress.retry(&template, "plan", &overrides));
         assert_eq!(retried.len(), 5, "{retried:#?}");

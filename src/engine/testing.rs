@@ -44,6 +44,7 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         processes: None,
         masker: Default::default(),
         provider_key_vars: Vec::new(),
+        worktrees: None,
         secret_args: Default::default(),
         deadline: None,
     }

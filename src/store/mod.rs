@@ -33,7 +33,7 @@ pub use memory::MemoryStore;
 pub use message::{Message, Trailer};
 pub use processes::{AttemptRecorder, ProcessRecord, ProcessRegistry, Registered};
 pub use secret_args::SecretArgs;
-pub use workspace::{CodeRestore, Skipped, SnapshotStats, WORKSPACE};
+pub use workspace::{CodeRestore, Isolated, Merged, Skipped, SnapshotStats, WORKSPACE, Worktrees};
 
 /// The ref namespace of runs.
 pub const RUNS_PREFIX: &str = "refs/wfe/runs/";

@@ -26,6 +26,7 @@ mod snapshot;
 mod stat_cache;
 #[cfg(test)]
 mod tests;
+mod worktree;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ use super::{
 };
 
 pub(crate) use snapshot::plain_files;
+pub use worktree::{Isolated, Merged, Worktrees};
 
 /// Where a checkpoint holds the working tree's snapshot (DESIGN.md §3).
 pub const WORKSPACE: &str = "workspace";

@@ -31,8 +31,8 @@ pub use error::{Problem, TemplateError};
 pub use load::{digest, parse_template};
 pub use matrix::{MAX_COMBINATIONS, combination_id, expand};
 pub use model::{
-    Approval, Combination, Defaults, Matrix, OnExhausted, OnFailure, Phase, PhaseKind, Review,
-    Template, Tool,
+    Approval, Combination, Defaults, Isolation, Matrix, OnConflict, OnExhausted, OnFailure, Phase,
+    PhaseKind, Review, Template, Tool,
 };
 pub use outputs::{FileOutput, Outputs};
 pub use validate::validate;

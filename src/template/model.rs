@@ -44,6 +44,8 @@ pub(crate) const KIND_FIELDS: &[(&str, &[PhaseKind])] = &[
     ("fail_fast", &[PhaseKind::Script, PhaseKind::Agent]),
     ("max_parallel", &[PhaseKind::Script, PhaseKind::Agent]),
     ("max_files_bytes", &[PhaseKind::Script]),
+    ("isolation", &[PhaseKind::Script, PhaseKind::Agent]),
+    ("on_conflict", &[PhaseKind::Script, PhaseKind::Agent]),
     (
         "outputs",
         &[PhaseKind::Script, PhaseKind::Agent, PhaseKind::Gate],
@@ -313,6 +315,15 @@ pub struct Phase {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_parallel: Option<u32>,
+    /// script, agent: `worktree` runs each attempt in a git worktree of its
+    /// own, made from the run's current code, and merges its changes back
+    /// into the working tree when it completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
+    /// script, agent with `isolation`: what a merge conflict does: `fail`
+    /// the phase (the default) or `gate`: wait for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_conflict: Option<OnConflict>,
     /// Set on the phases a `matrix` expands into (never written in a
     /// template): which combination this one is.
     #[serde(skip)]
@@ -481,6 +492,25 @@ pub enum OnFailure {
     Stop,
     /// Go on: dependants run as if the phase had been skipped; the run can still complete.
     Continue,
+}
+
+/// Where a phase's attempts work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// A git worktree of its own under `<git-dir>/wfe/worktrees/`.
+    Worktree,
+}
+
+/// What an isolated phase does when its changes conflict with the working tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// The phase fails, naming the conflicting paths (the default).
+    Fail,
+    /// The phase waits for a person (`wfe approve` takes it as it is,
+    /// without its changes; `wfe retry` runs it again).
+    Gate,
 }
 
 /// When a phase waits for `wfe approve`.

@@ -95,6 +95,8 @@ fn is_set(phase: &Phase, field: &str) -> bool {
         "fail_fast" => phase.fail_fast.is_some(),
         "max_parallel" => phase.max_parallel.is_some(),
         "max_files_bytes" => phase.max_files_bytes.is_some(),
+        "isolation" => phase.isolation.is_some(),
+        "on_conflict" => phase.on_conflict.is_some(),
         _ => false,
     }
 }
@@ -615,6 +617,12 @@ impl<'t> Check<'t> {
             self.env(&phase.env, &path::key(at, "env"));
         }
         self.matrix(phase, at);
+        if phase.on_conflict.is_some() && phase.isolation.is_none() {
+            self.problem(
+                path::key(at, "on_conflict"),
+                "`on_conflict` is about merging an isolated phase's changes back; this phase has no `isolation`",
+            );
+        }
     }
 
     /// Names and values of an `env` (a phase's, `defaults.env`, the
@@ -1789,7 +1797,8 @@ mod tests {
             "id": "x", "kind": "gate", "run": "r", "cwd": "c", "env": {"A": "b"}, "role": "r", "provider": "p",
             "model": "m", "prompt": "p", "system": "s", "tools": ["t"], "max_turns": 1, "max_tokens": 9, "max_invalid_submissions": 2, "review": {"role": "r"}, "budget": {"tokens": 1},
             "phases": [{"id": "y", "kind": "gate"}], "until": "u", "max_iters": 1, "on_exhausted": "fail",
-            "outputs": {"o": "message"}, "matrix": {"a": [1]}, "fail_fast": true, "max_parallel": 1, "max_files_bytes": 5
+            "outputs": {"o": "message"}, "matrix": {"a": [1]}, "fail_fast": true, "max_parallel": 1, "max_files_bytes": 5,
+            "isolation": "worktree", "on_conflict": "gate"
         }))
         .unwrap();
         for (field, _) in KIND_FIELDS {

@@ -32,8 +32,19 @@ pub(crate) async fn run(args: CancelArgs, ctx: &Context, ui: &Ui) -> Result<Outc
         )
         .await;
         processes.tidy();
+        // And the worktrees its isolated attempts worked in.
+        let swept = match ctx.store.worktrees() {
+            Some(worktrees) if ended.is_ok() => worktrees.sweep(id.as_str()),
+            _ => Ok(Vec::new()),
+        };
         drop(lock);
         ended?;
+        let names = swept?;
+        if !names.is_empty() {
+            use crate::engine::Observer;
+            Progress::new(ui, false)
+                .event(&crate::engine::Event::WorktreesRemoved { names: &names });
+        }
     }
     Ok(outcome)
 }

@@ -15,6 +15,9 @@ pub struct CommentArgs {
     /// The phase the comment is about (optional), then the text
     #[arg(required = true, num_args = 1..=2, value_names = ["PHASE", "TEXT"])]
     pub words: Vec<String>,
+    /// Send the comment to the phase's next attempt (an agent phase): its prompt carries it
+    #[arg(long)]
+    pub for_agent: bool,
 }
 
 /// Runs `wfe comment`.
@@ -28,6 +31,11 @@ pub(crate) fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, 
     if text.trim().is_empty() {
         return Err(CliError::input("the comment is empty"));
     }
+    if args.for_agent && phase.is_none() {
+        return Err(CliError::input(
+            "--for-agent sends the comment to a phase's next attempt: expected `wfe comment RUN PHASE --for-agent TEXT`",
+        ));
+    }
     let author = match &ctx.store.info().identity {
         Some((name, email)) => format!("{name} <{email}>"),
         None => "unknown".to_string(),
@@ -35,7 +43,22 @@ pub(crate) fn run(args: CommentArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, 
     // A secret never reaches git, whoever commits it.
     let masker = super::run::run_masker(ctx, &id)?;
     let text = masker.mask_str(text);
-    let checkpoint = operations::comment(&ctx.store, &id, phase, &author, &text, &ctx.clock)?;
+    let checkpoint = operations::comment(
+        &ctx.store,
+        &id,
+        phase,
+        &author,
+        &text,
+        args.for_agent,
+        &ctx.clock,
+    )?;
     ui.note(&format!("commented on run {id} ({})", checkpoint.short()));
+    if args.for_agent
+        && let Some(phase) = phase
+    {
+        ui.note(&format!(
+            "the next attempt of {phase} gets it with its prompt"
+        ));
+    }
     Ok(Outcome::Success)
 }

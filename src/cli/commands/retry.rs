@@ -22,6 +22,15 @@ pub struct RetryArgs {
     /// The model for the new attempt, instead of the template's
     #[arg(long, value_name = "M")]
     pub model: Option<String>,
+    /// Instructions for the agent's next attempt, added to its prompt
+    #[arg(long, value_name = "TEXT", conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Like --prompt, read from a file
+    #[arg(long, value_name = "F")]
+    pub prompt_file: Option<std::path::PathBuf>,
+    /// Take the repo's current template for the phase and what follows, instead of the one frozen at the start of the run
+    #[arg(long)]
+    pub refresh_template: bool,
     /// Only mark the phases pending; `wfe resume RUN` runs them
     #[arg(long)]
     pub no_run: bool,
@@ -32,14 +41,39 @@ pub struct RetryArgs {
 /// Runs `wfe retry`.
 pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
+    let prompt = steering(args.prompt, args.prompt_file.as_deref())?;
     let lock = ctx.lock_waiting(&id, ui)?;
+    let mut snapshot = ctx.snapshot(&id)?;
+    // The current template is loaded and validated before anything is
+    // written; the engine refuses one whose shape the run cannot follow.
+    let template = if args.refresh_template {
+        let current = current_template(ctx, &snapshot.record)?;
+        let taken = operations::refresh_template(
+            &snapshot.template,
+            &current,
+            &args.phase,
+            &snapshot.record.schemas,
+        )
+        .map_err(|why| {
+            CliError::input(format!(
+                "cannot retry phase `{}` of run {id} with the current template: it changes the run's shape: {why}",
+                args.phase
+            ))
+        })?;
+        // Seats and approvals are checked against what will run.
+        snapshot.template = taken.template;
+        Some(Box::new(current))
+    } else {
+        None
+    };
     let overrides = Overrides {
         provider: args.provider,
         model: args.model,
+        prompt,
+        template,
     };
     // The new attempt's seats are checked before the retry is recorded, so a
     // provider that cannot be used leaves the run as it was.
-    let snapshot = ctx.snapshot(&id)?;
     crate::cli::ci::check_approvals(&args.drive.ci, &snapshot.template)?;
     check_overrides(&snapshot.template, &args.phase, &overrides)?;
     let requests = engine::retry_seat_requests(&snapshot, &args.phase, &overrides);
@@ -66,6 +100,16 @@ pub(crate) async fn run(args: RetryArgs, ctx: &Context, ui: &Ui) -> Result<Outco
         retried.next_attempt,
         retried.checkpoint.short()
     ));
+    if retried.refreshed.is_empty() {
+        ui.note(
+            "using the template as frozen at the start of the run; --refresh-template takes the current one",
+        );
+    } else {
+        ui.note(&format!(
+            "using the current template for {}",
+            retried.refreshed.join(", ")
+        ));
+    }
     if args.no_run {
         drop(lock);
         ui.note(&format!("`wfe resume {id}` runs them"));
@@ -85,10 +129,11 @@ fn check_overrides(
     phase: &str,
     overrides: &Overrides,
 ) -> Result<(), CliError> {
-    let flag = match (&overrides.provider, &overrides.model) {
-        (None, None) => return Ok(()),
-        (Some(_), _) => "--provider",
-        (None, Some(_)) => "--model",
+    let flag = match (&overrides.provider, &overrides.model, &overrides.prompt) {
+        (None, None, None) => return Ok(()),
+        (Some(_), _, _) => "--provider",
+        (None, Some(_), _) => "--model",
+        (None, None, Some(_)) => "--prompt",
     };
     let found = template
         .phases
@@ -103,8 +148,13 @@ fn check_overrides(
         } else {
             "gate"
         };
+        let what = if flag == "--prompt" {
+            "steers"
+        } else {
+            "chooses the model of"
+        };
         return Err(CliError::input(format!(
-            "{flag} chooses the model of an agent phase, but `{phase}` is a {kind} phase"
+            "{flag} {what} an agent phase, but `{phase}` is a {kind} phase"
         )));
     }
     Ok(())
@@ -117,4 +167,36 @@ pub(crate) fn requested_by(ctx: &Context) -> String {
         Some((name, email)) => format!("{name} <{email}>"),
         None => "unknown".to_string(),
     }
+}
+
+/// The instructions `--prompt` or `--prompt-file` give; an empty text is
+/// refused rather than sent.
+fn steering(
+    prompt: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>, CliError> {
+    let text = match (prompt, file) {
+        (Some(text), _) => text,
+        (None, Some(path)) => crate::bounded::read_to_string(path, crate::bounded::TEXT_LIMIT)
+            .map_err(|e| CliError::input(format!("--prompt-file: {e}")))?,
+        (None, None) => return Ok(None),
+    };
+    if text.trim().is_empty() {
+        return Err(CliError::input("the prompt for the next attempt is empty"));
+    }
+    Ok(Some(text))
+}
+
+/// The repo's current version of the run's template: by name for one
+/// under `.wfe/templates/` or built in, else from the path it was run from.
+fn current_template(ctx: &Context, record: &engine::RunRecord) -> Result<Template, CliError> {
+    let source = record.template_source.as_str();
+    let name = if source.starts_with("built-in:") || source.starts_with(".wfe/templates/") {
+        record.template.as_str()
+    } else {
+        source
+    };
+    let (template, _) = ctx.catalog.load(name, &ctx.registry)?;
+    engine::ensure_runnable(&template)?;
+    Ok(template)
 }

@@ -3,33 +3,57 @@
 
 use super::{base_message, commit_on, require_phase};
 use crate::engine::snapshot::parse;
-use crate::engine::{CheckpointEvent, Comment, EngineError, RunSnapshot, layout};
+use crate::engine::{CheckpointEvent, Comment, EngineError, Refusal, RunSnapshot, layout};
 use crate::store::{Change, CheckpointId, RunId, RunStore, StoreError};
+use crate::template::PhaseKind;
 use crate::time::Clock;
 
 /// How often a comment is retried when another writer moves the tip.
 const COMMENT_RETRIES: usize = 10;
 
-/// Appends a comment to the run (about `phase` if given).
+/// Appends a comment to the run (about `phase` if given). `for_agent`
+/// sends it to the next attempt of `phase`, which must be an agent phase:
+/// its prompt carries the comment.
 pub fn comment(
     store: &dyn RunStore,
     run: &RunId,
     phase: Option<&str>,
     author: &str,
     text: &str,
+    for_agent: bool,
     clock: &Clock,
 ) -> Result<CheckpointId, EngineError> {
     let mut last = None;
     for _ in 0..COMMENT_RETRIES {
         let snap = RunSnapshot::load_tip(store, run)?;
+        let mut for_attempt = None;
         if let Some(phase) = phase {
-            require_phase(&snap, phase)?;
+            let spec = require_phase(&snap, phase)?;
+            if for_agent {
+                if spec.kind != PhaseKind::Agent {
+                    return Err(EngineError::Refused {
+                        action: "send a comment to",
+                        run: run.to_string(),
+                        phase: phase.to_string(),
+                        reason: Refusal::NotAnAgent(spec.kind.as_str()),
+                    });
+                }
+                // The attempt after the current (or last) one; a phase not
+                // yet run starts with attempt 1.
+                let attempt = snap
+                    .phases
+                    .iter()
+                    .find(|s| s.id == phase)
+                    .map_or(0, |s| s.attempt);
+                for_attempt = Some(attempt.saturating_add(1));
+            }
         }
         let line = Comment {
             time: clock.stamp(),
             author: author.to_string(),
             phase: phase.map(String::from),
             text: text.to_string(),
+            for_attempt,
         };
         let mut bytes = store
             .read(&snap.checkpoint, layout::COMMENTS)?

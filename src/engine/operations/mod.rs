@@ -23,6 +23,7 @@ mod r#continue;
 mod edit;
 mod gc;
 mod pause;
+mod refresh;
 mod remove;
 mod retry;
 mod rollback;
@@ -42,6 +43,7 @@ pub use edit::{
     Checked, artifact_schema, check_artifact, editable_artifact, set_artifact, stale_dependants,
 };
 pub use gc::{GcPlan, GcPolicy, plan_gc};
+pub use refresh::{Refreshed, refresh_template};
 pub use remove::{Removed, remove};
 pub use retry::{Overrides, Retried, retry};
 pub use rollback::{Resolved, RollbackTarget, RolledBack, resolve, rollback};

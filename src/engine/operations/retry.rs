@@ -1,21 +1,29 @@
 //! `wfe retry`: a phase set up for another attempt, with every phase
 //! downstream of it sent back to pending.
 
+use super::refresh::refresh_template;
 use super::{commit_on, locate_phase, set_aside, with_retries};
 use crate::engine::{
     CheckpointEvent, CheckpointMessage, EngineError, PhaseStatus, Refusal, RunSnapshot, RunStatus,
     StopReason, layout, to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, RunId, RunStore};
+use crate::template::{Template, digest};
 use crate::time::Clock;
 
 /// Choices for a retried phase's next attempt; `None` keeps what is recorded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     /// The provider to use instead of the template's.
     pub provider: Option<String>,
     /// The model to use instead of the template's.
     pub model: Option<String>,
+    /// A person's instructions added to the prompt of the phase's next
+    /// attempts (an agent phase); `None` clears earlier ones.
+    pub prompt: Option<String>,
+    /// The repo's current template (validated): its definitions of the
+    /// phase and every phase downstream replace the frozen ones.
+    pub template: Option<Box<Template>>,
 }
 
 /// What a retry request changed.
@@ -27,6 +35,9 @@ pub struct Retried {
     pub next_attempt: u32,
     /// Dependants sent back to pending, in template order.
     pub reset: Vec<String>,
+    /// With a refreshed template: the phases whose current definitions
+    /// were taken, in template order.
+    pub refreshed: Vec<String>,
 }
 
 /// Marks `phase` for another attempt and every phase downstream of it
@@ -73,6 +84,9 @@ pub fn retry(
         if overrides.model.is_some() {
             again.model.clone_from(&overrides.model);
         }
+        again.guidance.clone_from(&overrides.prompt);
+        // A manual retry gives the phase its whole automatic budget again.
+        again.retry_base = again.attempt;
         changes.push(Change::write(layout::state(phase), to_file_bytes(&again)));
         let next_attempt = again.attempt + 1;
 
@@ -83,7 +97,8 @@ pub fn retry(
             if dependant.status == PhaseStatus::Pending && dependant.attempt == 0 {
                 continue;
             }
-            let pending = set_aside(store, &snap, dependant, &mut changes, &now)?;
+            let mut pending = set_aside(store, &snap, dependant, &mut changes, &now)?;
+            pending.retry_base = pending.attempt;
             changes.push(Change::write(
                 layout::state(&dependant.id),
                 to_file_bytes(&pending),
@@ -93,6 +108,18 @@ pub fn retry(
         }
 
         let mut record = snap.record.clone();
+        let mut refreshed = Vec::new();
+        if let Some(current) = &overrides.template {
+            let taken = refresh_template(&snap.template, current, phase, &record.schemas)
+                .map_err(|why| refused(Refusal::TemplateShape(why)))?;
+            record.template_digest = digest(&taken.template);
+            changes.push(Change::write(
+                layout::TEMPLATE,
+                to_file_bytes(&taken.template),
+            ));
+            events.push((phase.to_string(), CheckpointEvent::TemplateRefreshed));
+            refreshed = taken.taken;
+        }
         let was = record.status;
         let reason = StopReason::RetryRequested {
             phase: phase.to_string(),
@@ -103,6 +130,12 @@ pub fn retry(
         let mut summary = format!("retry of {phase} requested (attempt {next_attempt} next)");
         if !reset.is_empty() {
             summary.push_str(&format!("; {} back to pending", reset.join(", ")));
+        }
+        if !refreshed.is_empty() {
+            summary.push_str(&format!(
+                "; current template taken for {}",
+                refreshed.join(", ")
+            ));
         }
         let mut message = CheckpointMessage::new(&snap.record.id, &snap.record.template, summary);
         for (id, event) in events {
@@ -119,6 +152,7 @@ pub fn retry(
             checkpoint,
             next_attempt,
             reset,
+            refreshed,
         })
     })
 }

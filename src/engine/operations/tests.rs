@@ -102,6 +102,7 @@ async fn retry_of_a_middle_phase_reruns_it_and_its_dependants_only() {
     let overrides = Overrides {
         provider: None,
         model: Some("m2".into()),
+        ..Overrides::default()
     };
     let retried = retry(&f.store, &run, "c", ME, &overrides, &f.clock).expect("retry");
     assert_eq!(retried.next_attempt, 2);

@@ -10,7 +10,7 @@ use crate::agent::{AgentBudget, AgentJob, Journal, ReviewJob, Step, ToolCall};
 use crate::artifact::OutputSpec;
 use crate::attempt::AttemptError;
 use crate::budget::Spend;
-use crate::engine::{CheckpointEvent, REVIEW_SCHEMA, SeatRole, layout, to_file_bytes};
+use crate::engine::{CheckpointEvent, Comment, REVIEW_SCHEMA, SeatRole, layout, to_file_bytes};
 use crate::provider::{Exchange, ProviderError, ProviderErrorKind};
 use crate::store::{AttemptRecorder, Change, EntryKind};
 use crate::template::expr;
@@ -126,6 +126,7 @@ impl Runner<'_> {
         } else {
             Journal::default()
         };
+        let prompt = self.steered_prompt(u, prompt, attempt);
         let retry = self.retry_policy(u);
         let scratch = self.scratch_dir(u);
         let budget = self.agent_budget(u);
@@ -170,8 +171,12 @@ impl Runner<'_> {
                     }),
                 budget,
             })),
+            isolation: self.isolation(u),
             first_attempt: attempt,
-            max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
+            // The budget counts from the last manual retry.
+            max_attempts: state
+                .retry_base
+                .saturating_add(retry.as_ref().map_or(1, |r| r.max_attempts.max(1))),
             retry,
             scratch,
         })
@@ -211,6 +216,36 @@ impl Runner<'_> {
             // Approvals name top-level phases (matrix combinations included).
             pauses: matches!(u, Unit::Top(_)),
         }
+    }
+
+    /// The prompt with what a person said for this attempt: the
+    /// instructions of the last manual retry (`guidance`), then each
+    /// comment sent to this attempt, oldest first. The exchanges record
+    /// the prompt as sent.
+    fn steered_prompt(&self, u: Unit, mut prompt: String, attempt: u32) -> String {
+        let state = self.state(u);
+        if let Some(guidance) = &state.guidance {
+            prompt.push_str("\n\nInstructions from the user for this attempt:\n");
+            prompt.push_str(guidance);
+        }
+        let id = &self.spec(u).id;
+        // Comments name top-level phases; a loop's child runs per iteration.
+        if self.key(u) != *id {
+            return prompt;
+        }
+        let comments: Vec<Comment> = lines(&self.read_file(layout::COMMENTS));
+        let sent: Vec<&Comment> = comments
+            .iter()
+            .filter(|c| c.phase.as_ref() == Some(id) && c.for_attempt == Some(attempt))
+            .collect();
+        if !sent.is_empty() {
+            prompt.push_str("\n\nComments from the user on earlier attempts:");
+            for c in sent {
+                prompt.push_str("\n- ");
+                prompt.push_str(&c.text);
+            }
+        }
+        prompt
     }
 
     /// A file of the run at its tip; empty when absent or unreadable (the

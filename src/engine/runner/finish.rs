@@ -15,7 +15,7 @@ use crate::engine::{
 };
 use crate::provider::ProviderErrorKind;
 use crate::store::{Change, WORKSPACE};
-use crate::template::{Approval, PhaseKind};
+use crate::template::{Approval, OnConflict, PhaseKind};
 
 impl Runner<'_> {
     /// Phases left `running` by a runner that died start over as a new
@@ -218,6 +218,14 @@ impl Runner<'_> {
             } else {
                 status
             };
+        // `on_conflict: gate`: a person decides what becomes of the changes.
+        let status = if matches!(outcome.result, Err(AttemptError::MergeConflict { .. }))
+            && self.spec(u).on_conflict == Some(OnConflict::Gate)
+        {
+            PhaseStatus::Waiting
+        } else {
+            status
+        };
         if matches!(status, PhaseStatus::Completed | PhaseStatus::Waiting) && !self.record.auto {
             self.hold = true;
         }

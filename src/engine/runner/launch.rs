@@ -17,6 +17,7 @@ use crate::engine::Executor;
 use crate::engine::{CheckpointEvent, Event, Observer, Transition, to_file_bytes};
 use crate::exec::{FilesJob, ScriptJob};
 use crate::retry::Backoff;
+use crate::store::{Isolated, Merged, Worktrees};
 use crate::template::PhaseKind;
 use crate::template::{RetryPolicy, expr};
 use crate::time::Clock;
@@ -86,6 +87,100 @@ pub(super) struct Launch {
     pub(super) retry: Option<RetryPolicy>,
     /// The phase's scratch directory; each attempt gets `<n>/` inside.
     pub(super) scratch: PathBuf,
+    /// `isolation: "worktree"`: where each attempt gets its worktree.
+    pub(super) isolation: Option<Isolate>,
+}
+
+/// How an isolated unit's attempts get their worktrees.
+#[derive(Debug, Clone)]
+pub(super) struct Isolate {
+    pub(super) worktrees: Worktrees,
+    pub(super) run: String,
+    /// The unit's label made safe as a directory name; `-<attempt>` follows.
+    pub(super) name: String,
+    /// The user's work tree, which the job's directories are relative to.
+    pub(super) work_dir: PathBuf,
+}
+
+impl Isolate {
+    /// Makes the attempt's worktree and points the job at it.
+    async fn enter(
+        &self,
+        job: &mut Job,
+        attempt: u32,
+    ) -> Result<(Isolated, PathBuf), AttemptError> {
+        let worktrees = self.worktrees.clone();
+        let (run, name) = (self.run.clone(), format!("{}-{attempt}", self.name));
+        let isolated = tokio::task::spawn_blocking(move || worktrees.add(&run, &name))
+            .await
+            .map_err(|e| internal(format!("making the attempt's worktree: {e}")))?
+            .map_err(|e| internal(format!("making the attempt's worktree: {e}")))?;
+        let moved = |dir: &std::path::Path| {
+            isolated.path.join(
+                dir.strip_prefix(&self.work_dir)
+                    .unwrap_or(std::path::Path::new("")),
+            )
+        };
+        let dir = match job {
+            Job::Script(job) => {
+                let there = moved(&job.cwd);
+                std::mem::replace(&mut job.cwd, there)
+            }
+            Job::Agent(job) => {
+                let there = moved(&job.work_dir);
+                std::mem::replace(&mut job.work_dir, there)
+            }
+        };
+        Ok((isolated, dir))
+    }
+
+    /// Merges a successful attempt back and removes the worktree; the
+    /// outcome becomes a conflict when the merge cannot be made.
+    async fn leave(&self, isolated: Isolated, outcome: &mut AttemptOutcome) {
+        let worktrees = self.worktrees.clone();
+        let merge = outcome.result.is_ok();
+        let done = tokio::task::spawn_blocking(move || {
+            let merged = if merge {
+                Some(worktrees.merge(&isolated))
+            } else {
+                None
+            };
+            let removed = worktrees.remove(&isolated.path);
+            (merged, removed, isolated)
+        })
+        .await;
+        let (merged, removed, isolated) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                outcome.result = Err(internal(format!("merging the attempt's worktree: {e}")));
+                return;
+            }
+        };
+        match merged {
+            Some(Ok(Merged::Conflict { paths, theirs })) => {
+                outcome.result = Err(AttemptError::MergeConflict {
+                    paths,
+                    base: isolated.base,
+                    theirs,
+                });
+            }
+            Some(Err(e)) => {
+                outcome.result = Err(internal(format!(
+                    "merging the attempt's changes into the working tree: {e}"
+                )));
+            }
+            _ => {}
+        }
+        if let Err(e) = removed
+            && outcome.result.is_ok()
+        {
+            outcome.result = Err(internal(format!("removing the attempt's worktree: {e}")));
+        }
+    }
+}
+
+fn internal(message: String) -> AttemptError {
+    AttemptError::Internal { message }
 }
 
 /// Runs a phase's attempts (retrying with backoff) and reports each one.
@@ -104,13 +199,37 @@ pub(super) async fn phase_task(
         max_attempts,
         retry,
         scratch,
+        isolation,
         ..
     } = launch;
     let sink: Arc<dyn LogSink> = sink;
     let mut attempt = first_attempt;
     loop {
         let started = Instant::now();
-        let outcome = match &mut job {
+        let isolated = match &isolation {
+            Some(isolate) => match isolate.enter(&mut job, attempt).await {
+                Ok(isolated) => Some(isolated),
+                Err(error) => {
+                    let outcome = AttemptOutcome {
+                        result: Err(error),
+                        exit_code: None,
+                        log: Vec::new(),
+                        rejected: Vec::new(),
+                        usage: None,
+                        files: Vec::new(),
+                    };
+                    let _ = tx.send(Report::Finished {
+                        unit,
+                        attempt,
+                        outcome,
+                        elapsed: started.elapsed(),
+                    });
+                    return;
+                }
+            },
+            None => None,
+        };
+        let mut outcome = match &mut job {
             Job::Script(job) => {
                 job.attempt = attempt;
                 job.scratch = scratch.join(attempt.to_string());
@@ -130,10 +249,18 @@ pub(super) async fn phase_task(
                 outcome
             }
         };
+        if let (Some(isolate), Some((isolated, dir))) = (&isolation, isolated) {
+            isolate.leave(isolated, &mut outcome).await;
+            // The next attempt gets a new worktree of its own.
+            match &mut job {
+                Job::Script(job) => job.cwd = dir,
+                Job::Agent(job) => job.work_dir = dir,
+            }
+        }
         let elapsed = started.elapsed();
         // A provider that gave up pauses the run; one that refused the
-        // request would refuse it again.
-        let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. } | AttemptError::Provider { .. } | AttemptError::Budget { .. }));
+        // request would refuse it again; a conflict would conflict again.
+        let retryable = matches!(&outcome.result, Err(e) if !matches!(e, AttemptError::Cancelled | AttemptError::Render { .. } | AttemptError::Provider { .. } | AttemptError::Budget { .. } | AttemptError::MergeConflict { .. }));
         if !retryable || attempt >= max_attempts || *cancel.borrow() {
             let _ = tx.send(Report::Finished {
                 unit,
@@ -332,8 +459,13 @@ impl Runner<'_> {
                         .unwrap_or(self.settings.max_files_bytes),
                 },
             })),
+            isolation: self.isolation(u),
             first_attempt: self.state(u).attempt.saturating_add(1),
-            max_attempts: retry.as_ref().map_or(1, |r| r.max_attempts.max(1)),
+            // The budget counts from the last manual retry.
+            max_attempts: self
+                .state(u)
+                .retry_base
+                .saturating_add(retry.as_ref().map_or(1, |r| r.max_attempts.max(1))),
             retry,
             scratch,
         })
@@ -369,6 +501,30 @@ impl Runner<'_> {
     }
 
     /// The unit's retry policy: its own, else the template's default.
+    /// The worktrees an isolated unit's attempts work in; `None` when the
+    /// phase is not isolated (or the repository has no work tree).
+    pub(super) fn isolation(&self, u: Unit) -> Option<Isolate> {
+        self.spec(u).isolation?;
+        let worktrees = self.settings.worktrees.clone()?;
+        let name: String = self
+            .label(u)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Some(Isolate {
+            worktrees,
+            run: self.record.id.clone(),
+            name,
+            work_dir: self.settings.work_dir.clone(),
+        })
+    }
+
     pub(super) fn retry_policy(&self, u: Unit) -> Option<RetryPolicy> {
         self.spec(u)
             .retry

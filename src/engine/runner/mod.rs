@@ -98,6 +98,9 @@ pub struct Settings {
     /// The values of the run's secret args (committed masked in
     /// `run.json`), which phases are rendered with.
     pub secret_args: serde_json::Map<String, serde_json::Value>,
+    /// Where isolated phases get their worktrees (none: isolation is not
+    /// available, e.g. in a bare repository or the unit tests' store).
+    pub worktrees: Option<crate::store::Worktrees>,
     /// When the runner must have stopped by (none: no limit): at this
     /// instant running phases are interrupted as by Ctrl-C and the run is
     /// paused with reason `deadline`, resumable elsewhere.
@@ -195,6 +198,19 @@ pub async fn drive_with(
             .kill_grace
             .map_or(DEFAULT_KILL_GRACE, |d| d.0);
         end_leftovers(run, processes, grace, &*observer).await?;
+    }
+    // Then the worktrees its isolated attempts worked in (their processes
+    // are gone now, so nothing writes there any more).
+    if let Some(worktrees) = &settings.worktrees {
+        let names = worktrees
+            .sweep(run.as_str())
+            .map_err(|e| EngineError::Worktrees {
+                run: run.to_string(),
+                message: e.to_string(),
+            })?;
+        if !names.is_empty() {
+            observer.event(&Event::WorktreesRemoved { names: &names });
+        }
     }
     // A failed run goes on only once its failure is dealt with (e.g. an
     // invalid output accepted by hand); until then resuming changes nothing.
