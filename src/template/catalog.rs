@@ -15,8 +15,14 @@ use crate::artifact::Registry;
 use crate::bounded;
 
 /// Built-in templates compiled into the binary: (name, JSON text).
-pub const BUILTIN_TEMPLATES: &[(&str, &str)] =
-    &[("hello", include_str!("../../templates/hello.json"))];
+pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+    ("hello", include_str!("../../templates/hello.json")),
+    ("bugfix", include_str!("../../templates/bugfix.json")),
+    ("ci", include_str!("../../templates/ci.json")),
+    ("compound-dev", include_str!("../../templates/compound-dev.json")),
+    ("feature", include_str!("../../templates/feature.json")),
+    ("review", include_str!("../../templates/review.json")),
+];
 
 /// The extensions a template file may have, in the order they are tried.
 const EXTENSIONS: &[&str] = &["json", "yaml", "yml"];
