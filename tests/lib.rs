@@ -28,6 +28,7 @@ mod input_bounds;
 mod loop_agents;
 mod loops;
 mod matrix;
+mod pipelines;
 mod provider;
 mod recovery;
 mod rollback;

@@ -19,6 +19,146 @@ use crate::store::{GitStore, RunStore, WORKSPACE};
 /// every file of the example.
 const SAMPLE_APP: &[(&str, &str)] = &[
     // BEGIN SAMPLE_APP (generated: see tests/pipelines.rs)
+    (
+        ".wfe/recorded/bugfix/args.json",
+        include_str!("../../../examples/sample-app/.wfe/recorded/bugfix/args.json"),
+    ),
+    (
+        ".wfe/recorded/bugfix/fix/iterations/1/patch.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/bugfix/fix/iterations/1/patch.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/bugfix/fix/iterations/2/patch.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/bugfix/fix/iterations/2/patch.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/bugfix/reproduce.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/bugfix/reproduce.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/bugfix/review.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/bugfix/review.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/ci/args.json",
+        include_str!("../../../examples/sample-app/.wfe/recorded/ci/args.json"),
+    ),
+    (
+        ".wfe/recorded/compound-dev/architecture.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/architecture.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/compound-dev/args.json",
+        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/args.json"),
+    ),
+    (
+        ".wfe/recorded/compound-dev/backend.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/backend.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/compound-dev/execute/iterations/1/implement.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/execute/iterations/1/implement.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/compound-dev/execute/iterations/2/implement.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/execute/iterations/2/implement.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/compound-dev/frontend.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/frontend.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/compound-dev/plan.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/plan.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/compound-dev/retro.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/retro.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/compound-dev/synthesize.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/synthesize.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/compound-dev/testing.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/testing.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/feature/args.json",
+        include_str!("../../../examples/sample-app/.wfe/recorded/feature/args.json"),
+    ),
+    (
+        ".wfe/recorded/feature/implement.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/feature/implement.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/feature/research.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/feature/research.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/feature/review.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/feature/review.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/feature/spec.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/feature/spec.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/review/args.json",
+        include_str!("../../../examples/sample-app/.wfe/recorded/review/args.json"),
+    ),
+    (
+        ".wfe/recorded/review/changes/src/textkit.py",
+        include_str!("../../../examples/sample-app/.wfe/recorded/review/changes/src/textkit.py"),
+    ),
+    (
+        ".wfe/recorded/review/correctness.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/review/correctness.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/review/design.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/review/design.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/review/synthesize.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/review/synthesize.exchanges.jsonl"),
+    ),
+    (
+        ".wfe/recorded/review/tests.exchanges.jsonl",
+        include_str!("../../../examples/sample-app/.wfe/recorded/review/tests.exchanges.jsonl"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../examples/sample-app/README.md"),
+    ),
+    (
+        "scripts/build.sh",
+        include_str!("../../../examples/sample-app/scripts/build.sh"),
+    ),
+    (
+        "scripts/lint.sh",
+        include_str!("../../../examples/sample-app/scripts/lint.sh"),
+    ),
+    (
+        "scripts/test.sh",
+        include_str!("../../../examples/sample-app/scripts/test.sh"),
+    ),
+    (
+        "src/cli.py",
+        include_str!("../../../examples/sample-app/src/cli.py"),
+    ),
+    (
+        "src/textkit.py",
+        include_str!("../../../examples/sample-app/src/textkit.py"),
+    ),
+    (
+        "tests/run.py",
+        include_str!("../../../examples/sample-app/tests/run.py"),
+    ),
+    (
+        "tests/test_textkit.py",
+        include_str!("../../../examples/sample-app/tests/test_textkit.py"),
+    ),
     // END SAMPLE_APP
 ];
 
@@ -210,7 +350,7 @@ async fn run_pipeline(name: &str, dir: &Path, now: i64, ui: &Ui) -> Result<Outco
             .filter_map(|(path, text)| Some((path.strip_prefix(&changes)?, *text))),
     )?;
     let ctx = Context::for_store(store)?;
-    let args_file = PathBuf::from(format!("{recorded}/args.json"));
+    let args_file = dir.join(format!("{recorded}/args.json"));
     let code = super::run::run(run_args_for(name, Vec::new(), Some(args_file)), &ctx, ui).await?;
     let id = ctx.store.resolve("latest")?;
     let snapshot = crate::engine::RunSnapshot::load_tip(&ctx.store, &id)?;
