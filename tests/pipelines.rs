@@ -580,3 +580,103 @@ fn review() -> Vec<Reply> {
         tool("submit_findings", json!({ "verdict": "changes_requested", "summary": "truncate() can return more than `limit` characters, cuts texts that fit, and is untested.", "findings": [over, equal, untested] })),
     ]
 }
+
+#[test]
+fn a_changed_prompt_makes_the_replay_stop_with_what_differs() {
+    if std::env::var_os("WFE_BLESS").is_some() {
+        return;
+    }
+    let host = Repo::empty();
+    let dir = host.home.path().join("demo");
+    let dir_arg = dir.display().to_string();
+    host.wfe(&["demo", "--template", "bugfix", "--dir", &dir_arg])
+        .code(0);
+    // Again, on the fixed code and with another report: the first request
+    // differs from the recorded one, and the run says where.
+    let run = host.wfe(&[
+        "-C",
+        &dir_arg,
+        "run",
+        "bugfix",
+        "--arg",
+        "issue=slugify is slow",
+        "--arg",
+        "test_command=sh scripts/test.sh",
+    ]);
+    run.code(1);
+    assert!(run.stderr.contains("differs"), "{}", run.stderr);
+    assert!(run.stderr.contains("slugify is slow"), "{}", run.stderr);
+}
+
+#[test]
+fn template_new_writes_a_minimal_or_cloned_template_that_runs() {
+    let repo = Repo::new();
+    let run = repo.wfe(&["template", "new", "my-flow"]);
+    run.code(0);
+    let text = read(&repo.path().join(".wfe/templates/my-flow.json"));
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["$schema"], "../template.schema.json");
+    assert_eq!(doc["name"], "my-flow");
+    // The schema it names is there, for editors, and is the template format's.
+    let schema = read(&repo.path().join(".wfe/template.schema.json"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&schema).unwrap(),
+        serde_json::from_str::<Value>(&read(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/template.schema.json")
+        ))
+        .unwrap()
+    );
+    repo.wfe(&["template", "validate", "my-flow"]).code(0);
+    repo.wfe(&["run", "my-flow"]).code(0);
+
+    // A copy of a built-in: the same phases under the new name.
+    repo.wfe(&["template", "new", "my-bugfix", "--from", "bugfix"])
+        .code(0);
+    let copy: Value =
+        serde_json::from_str(&read(&repo.path().join(".wfe/templates/my-bugfix.json"))).unwrap();
+    let builtin: Value = serde_json::from_str(&read(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/bugfix.json"),
+    ))
+    .unwrap();
+    assert_eq!(copy["name"], "my-bugfix");
+    assert_eq!(copy["phases"], builtin["phases"]);
+    assert_eq!(copy["args"], builtin["args"]);
+    let list = repo.wfe(&["template", "list"]);
+    assert!(list.stdout.contains("my-bugfix"), "{}", list.stdout);
+}
+
+#[test]
+fn template_new_refuses_bad_names_existing_files_and_unknown_sources() {
+    let repo = Repo::new();
+    repo.write(".wfe/templates/taken.yaml", "name: taken\nphases: []\n");
+    for (args, says) in [
+        (&["template", "new", "Bad Name"][..], "cannot name a template"),
+        (&["template", "new", "../escape"][..], "cannot name a template"),
+        (&["template", "new", "taken"][..], "exists"),
+        (&["template", "new", "x", "--from", "nope"][..], "nope"),
+    ] {
+        let run = repo.wfe(args);
+        run.code(2);
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+    }
+    // Nothing was written.
+    let mut files = Vec::new();
+    list_files(&repo.path().join(".wfe"), Path::new(""), &mut files);
+    assert_eq!(files, ["templates/taken.yaml"]);
+}
+
+#[test]
+fn template_list_describes_every_built_in_pipeline() {
+    let repo = Repo::new();
+    let run = repo.wfe(&["template", "list"]);
+    run.code(0);
+    for name in ["bugfix", "ci", "compound-dev", "feature", "hello", "review"] {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{}", run.stdout));
+        assert!(line.contains("built-in"), "{line}");
+        assert!(line.len() > name.len() + 40, "a one-line description: {line}");
+    }
+}
