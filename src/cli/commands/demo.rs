@@ -25,11 +25,15 @@ const SAMPLE_APP: &[(&str, &str)] = &[
     ),
     (
         ".wfe/recorded/bugfix/fix/iterations/1/patch.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/bugfix/fix/iterations/1/patch.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/bugfix/fix/iterations/1/patch.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/bugfix/fix/iterations/2/patch.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/bugfix/fix/iterations/2/patch.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/bugfix/fix/iterations/2/patch.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/bugfix/reproduce.exchanges.jsonl",
@@ -45,7 +49,9 @@ const SAMPLE_APP: &[(&str, &str)] = &[
     ),
     (
         ".wfe/recorded/compound-dev/architecture.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/architecture.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/compound-dev/architecture.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/compound-dev/args.json",
@@ -53,35 +59,51 @@ const SAMPLE_APP: &[(&str, &str)] = &[
     ),
     (
         ".wfe/recorded/compound-dev/backend.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/backend.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/compound-dev/backend.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/compound-dev/execute/iterations/1/implement.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/execute/iterations/1/implement.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/compound-dev/execute/iterations/1/implement.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/compound-dev/execute/iterations/2/implement.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/execute/iterations/2/implement.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/compound-dev/execute/iterations/2/implement.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/compound-dev/frontend.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/frontend.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/compound-dev/frontend.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/compound-dev/plan.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/plan.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/compound-dev/plan.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/compound-dev/retro.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/retro.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/compound-dev/retro.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/compound-dev/synthesize.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/synthesize.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/compound-dev/synthesize.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/compound-dev/testing.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/compound-dev/testing.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/compound-dev/testing.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/feature/args.json",
@@ -89,7 +111,9 @@ const SAMPLE_APP: &[(&str, &str)] = &[
     ),
     (
         ".wfe/recorded/feature/implement.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/feature/implement.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/feature/implement.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/feature/research.exchanges.jsonl",
@@ -113,7 +137,9 @@ const SAMPLE_APP: &[(&str, &str)] = &[
     ),
     (
         ".wfe/recorded/review/correctness.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/review/correctness.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/review/correctness.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/review/design.exchanges.jsonl",
@@ -121,7 +147,9 @@ const SAMPLE_APP: &[(&str, &str)] = &[
     ),
     (
         ".wfe/recorded/review/synthesize.exchanges.jsonl",
-        include_str!("../../../examples/sample-app/.wfe/recorded/review/synthesize.exchanges.jsonl"),
+        include_str!(
+            "../../../examples/sample-app/.wfe/recorded/review/synthesize.exchanges.jsonl"
+        ),
     ),
     (
         ".wfe/recorded/review/tests.exchanges.jsonl",
@@ -316,7 +344,11 @@ pub(crate) async fn run(args: DemoArgs, ui: &Ui) -> Result<Outcome, CliError> {
 }
 
 /// `wfe run TEMPLATE` with `args` (and an args file), driven in this process.
-fn run_args_for(template: &str, args: Vec<String>, args_file: Option<PathBuf>) -> super::run::RunArgs {
+fn run_args_for(
+    template: &str,
+    args: Vec<String>,
+    args_file: Option<PathBuf>,
+) -> super::run::RunArgs {
     super::run::RunArgs {
         template: template.into(),
         args,

@@ -167,6 +167,9 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(keys[0], "$schema");
-        assert!(text.contains("\"new\"") && !text.contains("\"old\""), "{text}");
+        assert!(
+            text.contains("\"new\"") && !text.contains("\"old\""),
+            "{text}"
+        );
     }
 }
