@@ -1444,6 +1444,25 @@ mod tests {
     }
 
     #[test]
+    fn init_committing_work_tree_commits_the_files_with_a_matching_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("demo");
+        std::fs::create_dir_all(path.join("src")).expect("mkdir");
+        std::fs::write(path.join("src/a.py"), "print(1)\n").expect("write");
+        std::fs::write(path.join("README.md"), "hi\n").expect("write");
+        GitStore::init_committing_work_tree(&path, 1_700_000_000).expect("init");
+        assert_eq!(git(&path, &["status", "--porcelain"]), "");
+        assert_eq!(
+            git(&path, &["ls-tree", "-r", "--name-only", "HEAD"]),
+            "README.md\nsrc/a.py\n"
+        );
+        // An edit shows as a diff against the commit.
+        std::fs::write(path.join("src/a.py"), "print(2)\n").expect("write");
+        assert!(git(&path, &["diff", "HEAD"]).contains("+print(2)"));
+        git(&path, &["fsck", "--strict", "--no-progress"]);
+    }
+
+    #[test]
     fn init_with_empty_commit_leaves_a_clean_repository() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("demo");
