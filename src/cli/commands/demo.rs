@@ -400,8 +400,19 @@ async fn run_pipeline(name: &str, dir: &Path, now: i64, ui: &Ui) -> Result<Outco
         .map(|(phase, _)| phase.id.as_str())
         .collect();
     if let Some(gate) = waiting.first() {
+        // What the gate is asked to approve: the phase it waits on.
+        let read = snapshot
+            .template
+            .phases
+            .iter()
+            .find(|p| p.id == *gate)
+            .and_then(|p| p.needs.first())
+            .map_or_else(
+                || "wfe status".to_string(),
+                |n| format!("wfe show latest {n}"),
+            );
         ui.note(&format!(
-            "\n{}\n  {cd} && wfe status\n  {cd} && wfe approve latest {gate} && wfe resume latest\n{}\n  wfe demo --template {next}",
+            "\n{}\n  {cd} && {read}\n  {cd} && wfe approve latest {gate} && wfe resume latest\n{}\n  wfe demo --template {next}",
             ui.paint(
                 Style::Bold,
                 &format!("The run waits for you at `{gate}`: see what it asks you to approve, then approve it and let the run finish:")
