@@ -131,12 +131,29 @@ impl GitStore {
     /// Creates a new repository at `path` with one empty commit on `main`,
     /// leaving the work tree and index clean (used by `wfe demo`).
     pub fn init_with_empty_commit(path: &Path, time: i64) -> Result<GitStore> {
+        GitStore::init_with_first_commit(path, time, false)
+    }
+
+    /// Creates a new repository at `path` whose one commit on `main` holds
+    /// the files already there, with an index to match, so `git status` is
+    /// clean and `git diff` shows what changes next (used by `wfe demo
+    /// --template`, whose pipelines review and test diffs).
+    pub fn init_committing_work_tree(path: &Path, time: i64) -> Result<GitStore> {
+        GitStore::init_with_first_commit(path, time, true)
+    }
+
+    fn init_with_first_commit(path: &Path, time: i64, files: bool) -> Result<GitStore> {
         let repo = gix::init(path)
             .or_git(|| format!("creating a git repository at {}", path.display()))?;
-        let tree = repo
-            .write_object(gix::objs::Tree::empty())
-            .or_git(|| "writing the empty tree".into())?
-            .detach();
+        let tree = if files {
+            let tree = GitStore::from_repo(repo.clone())?.snapshot_workspace()?;
+            gix::ObjectId::from_hex(tree.as_bytes())
+                .or_git(|| format!("reading the snapshot's tree id {tree}"))?
+        } else {
+            repo.write_object(gix::objs::Tree::empty())
+                .or_git(|| "writing the empty tree".into())?
+                .detach()
+        };
         let signature = signature(FALLBACK_NAME, FALLBACK_EMAIL, time);
         let commit = gix::objs::Commit {
             tree,
@@ -193,6 +210,14 @@ impl GitStore {
                 )
                 .and_then(|tx| tx.commit(Some(committer)))
                 .or_git(|| "pointing main at the initial commit".into())?;
+        }
+        if files {
+            let mut index = repo
+                .index_from_tree(&tree)
+                .or_git(|| "building the index of the initial commit".into())?;
+            index
+                .write(Default::default())
+                .or_git(|| "writing the index".into())?;
         }
         GitStore::from_repo(repo)
     }
@@ -1416,6 +1441,25 @@ mod tests {
             GitStore::discover(dir.path()),
             Err(StoreError::Reftable { .. })
         ));
+    }
+
+    #[test]
+    fn init_committing_work_tree_commits_the_files_with_a_matching_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("demo");
+        std::fs::create_dir_all(path.join("src")).expect("mkdir");
+        std::fs::write(path.join("src/a.py"), "print(1)\n").expect("write");
+        std::fs::write(path.join("README.md"), "hi\n").expect("write");
+        GitStore::init_committing_work_tree(&path, 1_700_000_000).expect("init");
+        assert_eq!(git(&path, &["status", "--porcelain"]), "");
+        assert_eq!(
+            git(&path, &["ls-tree", "-r", "--name-only", "HEAD"]),
+            "README.md\nsrc/a.py\n"
+        );
+        // An edit shows as a diff against the commit.
+        std::fs::write(path.join("src/a.py"), "print(2)\n").expect("write");
+        assert!(git(&path, &["diff", "HEAD"]).contains("+print(2)"));
+        git(&path, &["fsck", "--strict", "--no-progress"]);
     }
 
     #[test]

@@ -14,9 +14,18 @@ use super::{Problem, Template, TemplateError, parse_template, validate};
 use crate::artifact::Registry;
 use crate::bounded;
 
-/// Built-in templates compiled into the binary: (name, JSON text).
-pub const BUILTIN_TEMPLATES: &[(&str, &str)] =
-    &[("hello", include_str!("../../templates/hello.json"))];
+/// Built-in templates compiled into the binary: (name, JSON text), by name.
+pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+    ("bugfix", include_str!("../../templates/bugfix.json")),
+    ("ci", include_str!("../../templates/ci.json")),
+    (
+        "compound-dev",
+        include_str!("../../templates/compound-dev.json"),
+    ),
+    ("feature", include_str!("../../templates/feature.json")),
+    ("hello", include_str!("../../templates/hello.json")),
+    ("review", include_str!("../../templates/review.json")),
+];
 
 /// The extensions a template file may have, in the order they are tried.
 const EXTENSIONS: &[&str] = &["json", "yaml", "yml"];
@@ -350,6 +359,7 @@ mod tests {
         let catalog = Catalog::new(repo.path());
         let listed = catalog.list();
         let dir = repo.path().join(".wfe/templates");
+        let builtin = |name: &str| (name.to_string(), TemplateSource::Builtin(name.into()));
         assert_eq!(
             listed,
             vec![
@@ -357,10 +367,15 @@ mod tests {
                     "alpha".to_string(),
                     TemplateSource::Repo(dir.join("alpha.json"))
                 ),
+                builtin("bugfix"),
+                builtin("ci"),
+                builtin("compound-dev"),
+                builtin("feature"),
                 (
                     "hello".to_string(),
                     TemplateSource::Repo(dir.join("hello.json"))
                 ),
+                builtin("review"),
                 (
                     "zeta".to_string(),
                     TemplateSource::Repo(dir.join("zeta.yaml"))
@@ -451,7 +466,7 @@ mod tests {
         let cases = [
             (
                 "helo",
-                "template helo is invalid (1 problem)\n  helo: no template named `helo`; available: broken, hello, misnamed; did you mean `hello`?",
+                "template helo is invalid (1 problem)\n  helo: no template named `helo`; available: broken, bugfix, ci, compound-dev, feature, hello, misnamed, review; did you mean `hello`?",
             ),
             ("missing.json", "missing.json does not exist"),
             (

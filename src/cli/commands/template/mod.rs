@@ -1,6 +1,7 @@
-//! `wfe template list|show|validate`.
+//! `wfe template list|show|validate|new`.
 
 mod list;
+mod new;
 mod show;
 mod validate;
 
@@ -19,6 +20,8 @@ pub enum TemplateCommand {
     Show(show::ShowArgs),
     /// Validate templates by name or path; exit 2 if any is invalid
     Validate(validate::ValidateArgs),
+    /// Write a new template (minimal, or a copy of another with --from) into .wfe/templates/NAME.json
+    New(new::NewArgs),
 }
 
 /// Runs a template subcommand.
@@ -27,5 +30,6 @@ pub(crate) fn run(cmd: TemplateCommand, ctx: &Context, ui: &Ui) -> Result<Outcom
         TemplateCommand::List(args) => list::run(args, ctx, ui),
         TemplateCommand::Show(args) => show::run(args, ctx, ui),
         TemplateCommand::Validate(args) => validate::run(args, ctx, ui),
+        TemplateCommand::New(args) => new::run(args, ctx, ui),
     }
 }
