@@ -13,6 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Repo;
+use wfe::testing::llm::{FakeServer, Reply};
 
 /// A case still running after this long hangs: it is killed and fails.
 /// Generous on purpose (a loaded CI machine); cases take milliseconds.
@@ -36,6 +37,19 @@ struct Case {
     links: Vec<(String, String)>,
     fifos: Vec<String>,
     dirs: Vec<String>,
+    answers: Vec<Answer>,
+}
+
+/// One answer of the case's fake model server (`answer:` and the lines
+/// after it).
+#[derive(Debug, Default)]
+struct Answer {
+    status: u16,
+    content_type: String,
+    /// The case file whose bytes are the body.
+    body: String,
+    headers: Vec<(String, String)>,
+    abort: bool,
 }
 
 fn corpus_dir() -> PathBuf {
@@ -195,6 +209,41 @@ fn parse_case(file: &str, text: &str) -> Result<Case, String> {
                 bytes.push(b'"');
                 case.files.push((path.trim().to_string(), bytes));
             }
+            "answer" => {
+                // `answer: STATUS CONTENT-TYPE PATH`: the fake model server's
+                // next answer, its body the case file PATH.
+                let words: Vec<&str> = value.split_whitespace().collect();
+                let [status, content_type, body] = words[..] else {
+                    return Err(at("expected `answer: STATUS CONTENT-TYPE PATH`".into()));
+                };
+                case.answers.push(Answer {
+                    status: status
+                        .parse()
+                        .map_err(|_| at(format!("bad status `{status}`")))?,
+                    content_type: content_type.to_string(),
+                    body: body.to_string(),
+                    ..Answer::default()
+                });
+            }
+            "answer-header" => {
+                let (name, v) = value
+                    .split_once(':')
+                    .ok_or_else(|| at("expected `answer-header: NAME: VALUE`".into()))?;
+                case.answers
+                    .last_mut()
+                    .ok_or_else(|| at("`answer-header:` before any `answer:`".into()))?
+                    .headers
+                    .push((name.trim().to_string(), v.trim().to_string()));
+            }
+            "answer-end" => match value {
+                "abort" => {
+                    case.answers
+                        .last_mut()
+                        .ok_or_else(|| at("`answer-end:` before any `answer:`".into()))?
+                        .abort = true;
+                }
+                other => return Err(at(format!("`answer-end: {other}`: expected abort"))),
+            },
             other => return Err(at(format!("unknown directive `{other}:`"))),
         }
     }
@@ -304,13 +353,44 @@ fn run_bounded(
 /// Runs one case; `Err` says what went wrong.
 fn run_case(case: &Case) -> Result<(), String> {
     let repo = Repo::new();
+    // The fake model server a case's provider answers come from; files and
+    // env values name it as `%server%`.
+    let mut replies = Vec::new();
+    for answer in &case.answers {
+        let body = case
+            .files
+            .iter()
+            .find(|(path, _)| *path == answer.body)
+            .map(|(_, bytes)| bytes.clone())
+            .ok_or_else(|| {
+                format!(
+                    "`answer:` names `{}`, which no `---` line makes",
+                    answer.body
+                )
+            })?;
+        let mut reply = Reply::raw(answer.status, &answer.content_type, body);
+        for (name, value) in &answer.headers {
+            reply = reply.header(name, value);
+        }
+        if answer.abort {
+            reply = reply.aborted();
+        }
+        replies.push(reply);
+    }
+    let server = (!replies.is_empty()).then(|| FakeServer::spawn(replies));
+    let url = server.as_ref().map_or("", |s| s.url()).to_string();
+    let with_server = |bytes: &[u8]| -> Vec<u8> {
+        String::from_utf8_lossy(bytes)
+            .replace("%server%", &url)
+            .into_bytes()
+    };
     for dir in &case.dirs {
         std::fs::create_dir_all(repo.path().join(dir)).unwrap();
     }
     for (path, bytes) in &case.files {
         let full = repo.path().join(path);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(&full, bytes).unwrap();
+        std::fs::write(&full, with_server(bytes)).unwrap();
     }
     for (path, target) in &case.links {
         let full = repo.path().join(path);

@@ -101,6 +101,18 @@ impl Reply {
         }
     }
 
+    /// An answer with `status`, `content_type` and exactly `body` (which
+    /// need not be valid anything: hostile answers are what it is for).
+    pub fn raw(status: u16, content_type: &str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: Content::Chunks(vec![Bytes::from(body)]),
+            ending: Ending::Close,
+            held: false,
+        }
+    }
+
     /// A streamed Anthropic message of `parts`.
     pub fn anthropic(parts: Vec<Part>) -> Reply {
         Reply {
