@@ -308,14 +308,8 @@ fn kill_9_then_resume(rounds: u64, seed: u64) {
     }
 }
 
+/// The 50 seeded rounds (about a minute; it runs in CI too).
 #[test]
-fn kill_9_then_resume_never_runs_a_phase_twice_at_once() {
-    kill_9_then_resume(10, 0x5eed_1234_abcd_0001);
-}
-
-/// The full 50 rounds (about a minute): `cargo test -- --ignored`.
-#[test]
-#[ignore = "50 rounds take about a minute; the 10-round test runs by default"]
 fn kill_9_fifty_times_then_resume_never_runs_a_phase_twice_at_once() {
     kill_9_then_resume(50, 0x5eed_1234_abcd_0050);
 }
