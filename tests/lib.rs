@@ -29,6 +29,7 @@ mod input_bounds;
 mod loop_agents;
 mod loops;
 mod matrix;
+mod nested_loops;
 mod provider;
 mod recovery;
 mod rollback;

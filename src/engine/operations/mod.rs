@@ -33,7 +33,7 @@ mod tests;
 mod undo;
 
 pub use accept::accept;
-pub(crate) use approve::{approve_phase, check_iteration, split_address};
+pub(crate) use approve::{approve_phase, check_iteration, join_iterations, split_address};
 pub use comment::{comment, comments};
 pub use edit::{
     Checked, artifact_schema, check_artifact, editable_artifact, set_artifact, stale_dependants,

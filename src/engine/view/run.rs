@@ -8,7 +8,8 @@ use super::super::{
 };
 use crate::attempt::AttemptUsage;
 use crate::store::{RunId, RunStore};
-use crate::template::PhaseKind;
+use crate::template::{Phase, PhaseKind};
+use std::collections::BTreeMap;
 
 /// A run at one checkpoint: its record and its phases.
 ///
@@ -41,6 +42,10 @@ pub struct PhaseRow {
     /// A loop that has started: its children's states in its current (or
     /// last) iteration, in template order; empty otherwise.
     pub children: Vec<PhaseState>,
+    /// The loops inside it that have started in that iteration: their
+    /// most iterations and their children's states in their current (or
+    /// last) iteration, by loop id.
+    pub nested: BTreeMap<String, (u32, Vec<PhaseState>)>,
 }
 
 /// How many top-level phases of a run ended which way.
@@ -95,6 +100,7 @@ impl RunView {
                     .collect(),
                 max_iters: (spec.kind == PhaseKind::Loop).then(|| spec.max_iters.unwrap_or(1)),
                 children: snap.children.get(&spec.id).cloned().unwrap_or_default(),
+                nested: nested_of(snap, spec),
             })
             .collect();
         RunView {
@@ -162,6 +168,22 @@ impl RunDetail {
     }
 }
 
+/// The loops inside loop `spec` that have started in its current
+/// iteration (at any depth), with their most iterations and current
+/// children.
+fn nested_of(snap: &RunSnapshot, spec: &Phase) -> BTreeMap<String, (u32, Vec<PhaseState>)> {
+    let mut out = BTreeMap::new();
+    for inner in spec.all_loops() {
+        if let Some(children) = snap.children.get(&inner.id) {
+            out.insert(
+                inner.id.clone(),
+                (inner.max_iters.unwrap_or(1), children.clone()),
+            );
+        }
+    }
+    out
+}
+
 /// A phase in the run document; a loop adds `iteration`, `exhausted` and
 /// its current iteration's `children` (the same fields each).
 #[derive(Serialize)]
@@ -184,7 +206,13 @@ struct PhaseJson<'a> {
 }
 
 impl<'a> PhaseJson<'a> {
-    fn new(p: &'a PhaseState, children: Option<&'a [PhaseState]>) -> Self {
+    /// `p`, with `children` when it is a loop, and the children of the
+    /// loops among them from `nested`.
+    fn new(
+        p: &'a PhaseState,
+        children: Option<&'a [PhaseState]>,
+        nested: &'a BTreeMap<String, (u32, Vec<PhaseState>)>,
+    ) -> Self {
         let is_loop = p.kind == PhaseKind::Loop;
         PhaseJson {
             id: &p.id,
@@ -197,9 +225,14 @@ impl<'a> PhaseJson<'a> {
             iteration: is_loop.then_some(p.iteration),
             exhausted: is_loop.then_some(p.exhausted),
             usage: p.usage.as_ref(),
-            children: children
-                .filter(|_| is_loop)
-                .map(|c| c.iter().map(|c| PhaseJson::new(c, None)).collect()),
+            children: children.filter(|_| is_loop).map(|c| {
+                c.iter()
+                    .map(|c| {
+                        let inner = nested.get(&c.id).map(|(_, states)| states.as_slice());
+                        PhaseJson::new(c, inner, nested)
+                    })
+                    .collect()
+            }),
         }
     }
 }
@@ -236,7 +269,7 @@ impl<'a> RunJson<'a> {
             phases: view
                 .phases
                 .iter()
-                .map(|p| PhaseJson::new(&p.state, Some(&p.children)))
+                .map(|p| PhaseJson::new(&p.state, Some(&p.children), &p.nested))
                 .collect(),
         }
     }
