@@ -1,7 +1,8 @@
 //! Loops inside loops end to end: an outer loop whose every iteration
 //! runs an inner loop to its own `until`, the nested paths in git, labels
 //! and addresses (`CHILD@J.K`), a gate in the inner loop, kill -9 in the
-//! middle of an inner iteration, and the depth cap.
+//! middle of an inner iteration, an agent in the inner loop (the fake
+//! Anthropic server, then replayed offline), and the depth cap.
 
 use crate::common;
 
@@ -10,6 +11,7 @@ use std::process::Stdio;
 use common::snapshot::assert_run;
 use common::{Repo, mkfifo, read_fifo_line, script};
 use serde_json::{Value, json};
+use wfe::testing::llm::{FakeServer, Part, Reply};
 
 /// Loop `outer` (2 iterations, no `until`) of `prep` then loop `inner`
 /// (at most 3 iterations) of `work`, until `work` says it passed: in outer
@@ -267,4 +269,84 @@ fn loops_nest_two_deep_at_most() {
     refused.code(2);
     assert!(repo.wfe_refs().is_empty(), "nothing written");
     assert_run!(&repo, "nested_too_deep", &refused);
+}
+
+/// A recognisable fake key.
+const KEY: &str = "sk-ant-NESTEDTEST-0123456789abcdef";
+
+fn plan(text: &str) -> Reply {
+    Reply::anthropic(vec![Part::Tool("submit_plan", json!({ "text": text }))])
+}
+
+#[test]
+fn an_agent_in_an_inner_loop_runs_per_nested_iteration_and_replays_from_the_same_paths() {
+    let server = FakeServer::spawn(vec![plan("a"), plan("b"), plan("c"), plan("d")]);
+    let repo = Repo::new();
+    repo.write(
+        ".wfe/config.json",
+        &serde_json::to_string_pretty(&json!({
+            "providers": { "claude": { "kind": "anthropic", "base_url": server.url() } },
+            "roles": { "primary": { "provider": "claude", "model": "claude-test" } }
+        }))
+        .unwrap(),
+    );
+    repo.template(
+        "drafts",
+        &json!({ "name": "drafts", "phases": [
+            { "id": "outer", "kind": "loop", "max_iters": 2, "phases": [
+                { "id": "inner", "kind": "loop", "max_iters": 2, "phases": [
+                    { "id": "draft", "kind": "agent", "role": "primary",
+                      "prompt": "Plan {{ loop.parent.iteration }}.{{ loop.iteration }}.{% if previous.draft %} Last: {{ previous.draft.plan.text }}{% endif %}",
+                      "outputs": { "plan": "message" } }
+                ] }
+            ] },
+        ]}),
+    );
+    let out = repo
+        .wfe_cmd()
+        .env("ANTHROPIC_API_KEY", KEY)
+        .args(["run", "drafts", "--json"])
+        .output()
+        .unwrap();
+    let run = common::Run::from(out);
+    run.code(0);
+    assert_eq!(
+        server.request_count(),
+        4,
+        "one conversation per inner iteration"
+    );
+    let original = run.json()["id"].as_str().unwrap().to_string();
+    let show = |run: &str, path: &str| repo.git(&["show", &format!("refs/wfe/runs/{run}:{path}")]);
+    for (j, k, text) in [(1, 1, "a"), (1, 2, "b"), (2, 1, "c"), (2, 2, "d")] {
+        let at = format!("phases/outer/iterations/{j}/inner/iterations/{k}/draft");
+        let exchanges = show(&original, &format!("{at}/exchanges.jsonl"));
+        assert!(
+            exchanges.contains(&format!("Plan {j}.{k}.")),
+            "{j}.{k}: {exchanges}"
+        );
+        let artifact: Value =
+            serde_json::from_str(&show(&original, &format!("{at}/artifacts/plan.json"))).unwrap();
+        assert_eq!(artifact, json!({ "text": text }), "{j}.{k}");
+    }
+    // `previous` is the inner loop's: a fresh inner loop starts without one.
+    let second = show(
+        &original,
+        "phases/outer/iterations/2/inner/iterations/2/draft/exchanges.jsonl",
+    );
+    assert!(second.contains("Last: c"), "{second}");
+    let first = show(
+        &original,
+        "phases/outer/iterations/2/inner/iterations/1/draft/exchanges.jsonl",
+    );
+    assert!(!first.contains("Last:"), "{first}");
+    drop(server);
+
+    let replay = repo.wfe(&["run", "drafts", "--replay", &original, "--json"]);
+    replay.code(0);
+    let copy = replay.json()["id"].as_str().unwrap().to_string();
+    for (j, k) in [(1, 1), (1, 2), (2, 1), (2, 2)] {
+        let path =
+            format!("phases/outer/iterations/{j}/inner/iterations/{k}/draft/artifacts/plan.json");
+        assert_eq!(show(&copy, &path), show(&original, &path), "{j}.{k}");
+    }
 }
