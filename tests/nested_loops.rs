@@ -146,6 +146,20 @@ fn an_inner_loop_runs_to_its_own_until_in_every_outer_iteration() {
     let work = repo.wfe(&["show", id, "work"]);
     work.code(0);
     assert_run!(&repo, "nested_show_child", &work);
+    // fsck checks the nested children's artifacts like any phase's.
+    repo.wfe(&["fsck", id]).code(0);
+    // A JUnit report has a case per child of every nested iteration (the
+    // counter starts over, so the run goes as the first did).
+    std::fs::remove_file(&count).unwrap();
+    repo.wfe(&["run", "nested", "--junit", "junit.xml"]).code(0);
+    let junit = std::fs::read_to_string(repo.path().join("junit.xml")).unwrap();
+    for name in ["prep@1", "inner@2", "work@1.2", "work@2.3"] {
+        assert!(
+            junit.contains(&format!("name=\"{name}\"")),
+            "{name}: {junit}"
+        );
+    }
+    assert!(!junit.contains("name=\"work@1.3\""), "{junit}");
     let none = repo.wfe(&["show", id, "work@1.3"]);
     none.code(2);
     assert_run!(&repo, "nested_show_no_such_iteration", &none);
