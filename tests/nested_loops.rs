@@ -364,3 +364,42 @@ fn an_agent_in_an_inner_loop_runs_per_nested_iteration_and_replays_from_the_same
         assert_eq!(show(&copy, &path), show(&original, &path), "{j}.{k}");
     }
 }
+
+#[test]
+fn cancelling_a_run_waiting_in_an_inner_loop_cancels_what_is_open_at_every_depth() {
+    let repo = Repo::new();
+    repo.template(
+        "held",
+        &json!({ "name": "held", "phases": [
+            { "id": "outer", "kind": "loop", "max_iters": 2, "phases": [
+                { "id": "inner", "kind": "loop", "max_iters": 2, "phases": [
+                    script("work", &[], "true"),
+                    { "id": "ok", "kind": "gate", "needs": ["work"] },
+                ] }
+            ] },
+        ]}),
+    );
+    let first = repo.wfe(&["run", "held", "--json"]);
+    first.code(3);
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    repo.wfe(&["cancel", &id]).code(0);
+    let r = format!("refs/wfe/runs/{id}");
+    let status = |path: &str| -> Value {
+        let state: Value =
+            serde_json::from_str(&repo.git(&["show", &format!("{r}:{path}")])).unwrap();
+        state["status"].clone()
+    };
+    assert_eq!(status("phases/outer/state.json"), "cancelled");
+    assert_eq!(
+        status("phases/outer/iterations/1/inner/state.json"),
+        "cancelled"
+    );
+    assert_eq!(
+        status("phases/outer/iterations/1/inner/iterations/1/ok/state.json"),
+        "cancelled"
+    );
+    assert_eq!(
+        status("phases/outer/iterations/1/inner/iterations/1/work/state.json"),
+        "completed"
+    );
+}

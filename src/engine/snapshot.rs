@@ -127,6 +127,18 @@ impl RunSnapshot {
         }
     }
 
+    /// The states of loop `id`'s children in its current (or last)
+    /// iteration, each followed by its own children's when it is a loop
+    /// that started there (empty for any other phase).
+    pub fn descendants(&self, id: &str) -> Vec<&PhaseState> {
+        let mut out = Vec::new();
+        for child in self.children.get(id).into_iter().flatten() {
+            out.push(child);
+            out.extend(self.descendants(&child.id));
+        }
+        out
+    }
+
     /// The iterations each loop enclosing `id` is in, outermost first
     /// (none known: 0).
     pub fn current_iterations(&self, id: &str) -> Vec<u32> {

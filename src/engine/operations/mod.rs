@@ -182,14 +182,12 @@ fn failed_after(snap: &RunSnapshot, changes: &[Change]) -> Vec<String> {
         if current(state, &state.id).is_unclean_end() {
             failed.push(state.id.clone());
         }
-        if let Some(children) = snap.children.get(&state.id) {
-            failed.extend(
-                children
-                    .iter()
-                    .filter(|c| c.status.is_unclean_end())
-                    .map(|c| c.id.clone()),
-            );
-        }
+        failed.extend(
+            snap.descendants(&state.id)
+                .into_iter()
+                .filter(|c| c.status.is_unclean_end())
+                .map(|c| c.id.clone()),
+        );
     }
     failed
 }
