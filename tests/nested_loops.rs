@@ -403,3 +403,37 @@ fn cancelling_a_run_waiting_in_an_inner_loop_cancels_what_is_open_at_every_depth
         "completed"
     );
 }
+
+#[test]
+fn a_failing_child_of_an_inner_loop_fails_both_loops_and_the_run() {
+    let repo = Repo::new();
+    repo.template(
+        "broken",
+        &json!({ "name": "broken", "phases": [
+            { "id": "outer", "kind": "loop", "max_iters": 2, "phases": [
+                { "id": "inner", "kind": "loop", "max_iters": 2, "phases": [
+                    script("work", &[], "[ \"$WFE_ITERATION\" = 1 ]"),
+                ] }
+            ] },
+            script("ship", &["outer"], "true"),
+        ]}),
+    );
+    let run = repo.wfe(&["run", "broken", "--json"]);
+    run.code(1);
+    let doc = run.json();
+    assert_eq!(doc["status"], "failed");
+    let outer = phase(&doc, "outer");
+    assert_eq!(outer["status"], "failed");
+    assert_eq!(outer["iteration"], 1);
+    let inner = &outer["children"][0];
+    assert_eq!(inner["status"], "failed");
+    assert_eq!(inner["iteration"], 2);
+    assert_eq!(inner["children"][0]["status"], "failed");
+    let error = outer["error"].as_str().unwrap();
+    assert!(
+        error.contains("inner failed in iteration 1")
+            && error.contains("work failed in iteration 2"),
+        "{error}"
+    );
+    assert_eq!(phase(&doc, "ship")["status"], "pending");
+}

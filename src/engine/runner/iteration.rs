@@ -19,6 +19,13 @@
 //! ran (`wfe retry`) starts over at iteration 1 as its next attempt, with
 //! the iterations of its last attempt moved under `attempts/<n>/iterations/`.
 //!
+//! A loop inside a loop (two deep at most) is a child of its enclosing
+//! loop like any other: each iteration of the outer loop starts a new
+//! instance of it at iteration 1, and the outer iteration ends only once
+//! it has. Each loop has a slot in the runner (see [`LoopState::slots`]),
+//! so a nested loop's children are units like a top-level loop's, their
+//! files under `phases/<outer>/iterations/<j>/<inner>/iterations/<k>/`.
+//!
 //! This module only adds what loops need; starting, preparing and
 //! finishing a child are the runner's steps for every unit.
 

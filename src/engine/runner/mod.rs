@@ -8,7 +8,7 @@
 //! could have recorded.
 //!
 //! What it schedules are [`Unit`]s: top-level phases, and the child phases
-//! of running loops in their current iteration. Both go through the same
+//! of running loops (a loop inside a loop too) in their current iteration. Both go through the same
 //! steps (ready, `if`, prepare, start, report, finish), so retries,
 //! timeouts, outputs and control requests work the same inside a loop;
 //! what only loops have (iterations, `until`, their end) is in
