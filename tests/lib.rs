@@ -31,6 +31,7 @@ mod isolation;
 mod loop_agents;
 mod loops;
 mod matrix;
+mod nested_loops;
 mod pipelines;
 mod provider;
 mod provider_honesty;

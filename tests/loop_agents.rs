@@ -350,7 +350,9 @@ fn loops_the_runner_cannot_run_are_refused_before_anything_is_written() {
         "nested",
         &json!({ "name": "nested", "phases": [
             { "id": "outer", "kind": "loop", "max_iters": 2, "phases": [
-                { "id": "inner", "kind": "loop", "max_iters": 2, "phases": [script("x", &[], "true")] }
+                { "id": "inner", "kind": "loop", "max_iters": 2, "phases": [
+                    { "id": "innermost", "kind": "loop", "max_iters": 2, "phases": [script("x", &[], "true")] }
+                ] }
             ] },
         ]}),
     );
@@ -371,7 +373,7 @@ fn loops_the_runner_cannot_run_are_refused_before_anything_is_written() {
     let cyclic_run = repo.wfe(&cyclic);
     cyclic_run.code(2);
     assert!(repo.wfe_refs().is_empty(), "nothing is written");
-    // Each with the file and the JSON path: the loop in a loop; the
+    // Each with the file and the JSON path: the loop three deep; the
     // fallback the loop needs; the fallback inside another loop.
     assert_text!(
         &repo,

@@ -90,17 +90,12 @@ pub fn mode(args: &CiArgs) -> Option<Host> {
 /// phase must exist and wait for approval (a `gate`, or `approval: after`).
 pub fn check_approvals(args: &CiArgs, template: &Template) -> Result<(), CliError> {
     for asked in &args.approve {
-        let phase = template
-            .phases
-            .iter()
-            .flat_map(|p| std::iter::once(p).chain(&p.phases))
-            .find(|p| p.id == *asked);
+        let phase = template.all_phases().into_iter().find(|p| p.id == *asked);
         match phase {
             None => {
                 let gates: Vec<&str> = template
-                    .phases
-                    .iter()
-                    .flat_map(|p| std::iter::once(p).chain(&p.phases))
+                    .all_phases()
+                    .into_iter()
                     .filter(|p| is_gate(p))
                     .map(|p| p.id.as_str())
                     .collect();

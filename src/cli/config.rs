@@ -162,9 +162,8 @@ pub fn run_secrets(
         .map(|s| s.expose().to_string())
         .collect();
     let declared = template
-        .phases
-        .iter()
-        .flat_map(|p| std::iter::once(p).chain(&p.phases))
+        .all_phases()
+        .into_iter()
         .flat_map(|p| &p.secrets)
         .chain(&config.secrets);
     values.extend(declared.filter_map(|var| std::env::var(var).ok()));

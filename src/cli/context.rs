@@ -155,9 +155,8 @@ impl Context {
         requests: &[SeatRequest],
     ) -> Result<Option<Arc<dyn Seats>>, CliError> {
         let agents = template
-            .phases
-            .iter()
-            .flat_map(|p| std::iter::once(p).chain(&p.phases))
+            .all_phases()
+            .into_iter()
             .any(|p| p.kind == PhaseKind::Agent);
         if !agents {
             return Ok(None);

@@ -70,9 +70,8 @@ impl ConfigSeats {
             recorded_runs.insert(from.to_string(), recorded(store, &run, template)?);
         }
         let pass_env = template
-            .phases
-            .iter()
-            .flat_map(|p| std::iter::once(p).chain(&p.phases))
+            .all_phases()
+            .into_iter()
             .map(|p| (p.id.clone(), p.pass_env.clone()))
             .collect();
         Ok(ConfigSeats {
@@ -151,6 +150,51 @@ impl Seats for ConfigSeats {
     }
 }
 
+/// Adds the key of agent `phase` (its files under `key`), or for a loop
+/// that of every agent child in each iteration it ran (a nested loop's in
+/// each iteration of the loops around it).
+fn agent_keys(
+    store: &GitStore,
+    tip: &crate::store::CheckpointId,
+    phase: &crate::template::Phase,
+    key: &str,
+    keys: &mut Vec<String>,
+) -> Result<(), crate::store::StoreError> {
+    match phase.kind {
+        PhaseKind::Agent => keys.push(key.to_string()),
+        PhaseKind::Loop => {
+            // Listing iterations costs a tree read: skip loops with no agent.
+            let mut inside = Vec::new();
+            collect_kinds(&phase.phases, &mut inside);
+            if !inside.contains(&PhaseKind::Agent) {
+                return Ok(());
+            }
+            for (k, _) in store.list_dir(tip, &layout::iterations(key))? {
+                let Ok(k) = k.parse::<u32>() else { continue };
+                for child in &phase.phases {
+                    agent_keys(
+                        store,
+                        tip,
+                        child,
+                        &layout::child_key(key, k, &child.id),
+                        keys,
+                    )?;
+                }
+            }
+        }
+        PhaseKind::Script | PhaseKind::Gate => {}
+    }
+    Ok(())
+}
+
+/// The kinds of `phases` and of their children, at any depth.
+fn collect_kinds(phases: &[crate::template::Phase], out: &mut Vec<PhaseKind>) {
+    for p in phases {
+        out.push(p.kind);
+        collect_kinds(&p.phases, out);
+    }
+}
+
 /// The exchanges of every agent phase of `template` as run `run` recorded
 /// them: top-level ones by id, a loop's agent children per iteration (of
 /// the loop's last attempt) by key.
@@ -164,28 +208,7 @@ fn recorded(store: &GitStore, run: &RunId, template: &Template) -> Result<Record
         .ok_or_else(|| fail(format!("no run {}", run.as_str())))?;
     let mut keys: Vec<String> = Vec::new();
     for phase in &template.phases {
-        match phase.kind {
-            PhaseKind::Agent => keys.push(phase.id.clone()),
-            PhaseKind::Loop => {
-                let agents: Vec<&str> = phase
-                    .phases
-                    .iter()
-                    .filter(|c| c.kind == PhaseKind::Agent)
-                    .map(|c| c.id.as_str())
-                    .collect();
-                if agents.is_empty() {
-                    continue;
-                }
-                for (k, _) in store
-                    .list_dir(&tip, &layout::iterations(&phase.id))
-                    .map_err(unreadable)?
-                {
-                    let Ok(k) = k.parse::<u32>() else { continue };
-                    keys.extend(agents.iter().map(|c| layout::child_key(&phase.id, k, c)));
-                }
-            }
-            PhaseKind::Script | PhaseKind::Gate => {}
-        }
+        agent_keys(store, &tip, phase, &phase.id, &mut keys).map_err(unreadable)?;
     }
     let mut recorded = Recorded::new();
     for key in keys {

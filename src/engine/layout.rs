@@ -167,6 +167,15 @@ mod tests {
         );
         assert_eq!(attempt(&key, 1), "phases/fix/iterations/2/test/attempts/1");
         assert!(state(&key).starts_with(&iterations("fix")));
+        // A loop inside a loop: its child's key nests under the inner
+        // loop's key, iteration by iteration.
+        let inner = child_key("outer", 2, "inner");
+        let nested = child_key(&inner, 3, "work");
+        assert_eq!(
+            state(&nested),
+            "phases/outer/iterations/2/inner/iterations/3/work/state.json"
+        );
+        assert!(state(&nested).starts_with(&iterations(&inner)));
     }
 
     #[test]

@@ -229,12 +229,20 @@ pub enum Unrunnable {
     /// `timeout` on a loop (its children may have one).
     #[error("`timeout` on a loop is not supported; give it to the loop's child phases")]
     TimeoutOnLoop,
-    /// A loop inside a loop: loops nest one level deep.
-    #[error("it is a loop inside loop `{parent}`; loops nest one level deep")]
+    /// A loop inside a loop inside a loop: loops nest two deep at most.
+    #[error(
+        "it is a loop inside loop `{parent}`, itself inside a loop; loops nest two deep at most"
+    )]
     LoopInLoop {
-        /// The outer loop.
+        /// The loop holding it.
         parent: String,
     },
+    /// `on_exhausted: {"next": …}` on a loop inside a loop: a fallback is
+    /// a top-level phase, beside a top-level loop.
+    #[error(
+        "it is a loop inside a loop with `on_exhausted: next`; only a top-level loop hands over to a fallback"
+    )]
+    NextInNestedLoop,
 }
 
 #[cfg(test)]
@@ -491,7 +499,7 @@ mod tests {
                     parent: "fix".into(),
                 }
                 .to_string(),
-                "it is a loop inside loop `fix`; loops nest one level deep",
+                "it is a loop inside loop `fix`, itself inside a loop; loops nest two deep at most",
             ),
         ];
         for (text, expected) in table {

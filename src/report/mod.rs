@@ -76,12 +76,7 @@ impl Report {
             if row.state.kind != PhaseKind::Loop {
                 continue;
             }
-            for (i, children) in iterations.iter().enumerate() {
-                for child in children {
-                    let asked = format!("{}@{}", child.id, i + 1);
-                    cases.push(Case::from_view(PhaseView::load(store, run, &asked)?));
-                }
-            }
+            add_iterations(store, run, &[], &iterations, &mut cases)?;
         }
         Ok(Report { run: view, cases })
     }
@@ -94,12 +89,36 @@ impl Report {
     }
 }
 
+/// Adds a case per child of each of a loop's `iterations` (the loops
+/// around it in iterations `at`), named as `wfe show` takes it
+/// (`CHILD@K`, `CHILD@J.K`), and for a loop among them its own children's.
+fn add_iterations(
+    store: &dyn RunStore,
+    run: &RunId,
+    at: &[u32],
+    iterations: &[Vec<PhaseState>],
+    cases: &mut Vec<Case>,
+) -> Result<(), ViewError> {
+    for (i, children) in iterations.iter().enumerate() {
+        let mut here = at.to_vec();
+        here.push(i as u32 + 1);
+        let joined: Vec<String> = here.iter().map(u32::to_string).collect();
+        for child in children {
+            let asked = format!("{}@{}", child.id, joined.join("."));
+            let view = PhaseView::load(store, run, &asked)?;
+            let inner = view.iterations.clone();
+            cases.push(Case::from_view(view));
+            if child.kind == PhaseKind::Loop {
+                add_iterations(store, run, &here, &inner, cases)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Case {
     fn from_view(view: PhaseView) -> Self {
-        let name = match &view.within {
-            Some((_, n)) => format!("{}@{n}", view.phase),
-            None => view.phase.clone(),
-        };
+        let name = view.address.clone();
         let (skipped, tail) = view.log_tail(LOG_TAIL);
         let log_tail = (skipped, tail.to_vec());
         let earlier_errors = view

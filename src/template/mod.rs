@@ -35,7 +35,7 @@ pub use model::{
     PhaseKind, Review, Template, Tool,
 };
 pub use outputs::{FileOutput, Outputs};
-pub use validate::validate;
+pub use validate::{MAX_LOOP_DEPTH, validate};
 
 /// Where the template format's JSON Schema says it lives (never fetched;
 /// templates name it in `$schema` for editor help).

@@ -91,6 +91,39 @@ pub struct Template {
     pub phases: Vec<Phase>,
 }
 
+impl Phase {
+    /// The loops among this phase's children, at any depth (not itself).
+    pub fn all_loops(&self) -> Vec<&Phase> {
+        fn walk<'p>(phases: &'p [Phase], out: &mut Vec<&'p Phase>) {
+            for p in phases {
+                if p.kind == PhaseKind::Loop {
+                    out.push(p);
+                }
+                walk(&p.phases, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.phases, &mut out);
+        out
+    }
+}
+
+impl Template {
+    /// Every phase, loops' children (at any depth) after their loop, in
+    /// template order.
+    pub fn all_phases(&self) -> Vec<&Phase> {
+        fn walk<'p>(phases: &'p [Phase], out: &mut Vec<&'p Phase>) {
+            for p in phases {
+                out.push(p);
+                walk(&p.phases, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.phases, &mut out);
+        out
+    }
+}
+
 /// Settings every phase inherits unless it sets its own.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -17,6 +17,10 @@ use super::path;
 use super::{Phase, PhaseKind, Problem, RetryPolicy, Template, TemplateError, Tool};
 use crate::artifact::{ArtifactError, Registry, builtin_schema_names};
 
+/// How deep loops nest at most: a loop inside a top-level loop runs; a
+/// loop inside that one is refused (here and by the runner).
+pub const MAX_LOOP_DEPTH: usize = 2;
+
 /// Checks everything about a parsed template; reports every problem at once.
 pub fn validate(template: &Template, file: &str, registry: &Registry) -> Result<(), TemplateError> {
     let mut check = Check::new(template, registry);
@@ -268,16 +272,25 @@ impl<'t> Check<'t> {
         }
     }
 
-    /// What a loop can run: no loop in a loop (one level of iterations),
-    /// no `retry` or `timeout` (its children take them).
+    /// What a loop can run: loops nested at most [`MAX_LOOP_DEPTH`] deep,
+    /// `on_exhausted: next` only on a top-level loop (its fallback is a
+    /// top-level phase), no `retry` or `timeout` (its children take them).
     fn loop_rules(&mut self, phase: &Phase, at: &str, top: bool) {
         if phase.kind != PhaseKind::Loop {
             return;
         }
-        if !top {
+        // `phases[0].phases[1]`: one `phases[` per level.
+        let depth = at.matches("phases[").count();
+        if depth > MAX_LOOP_DEPTH {
             self.problem(
                 path::key(at, "kind"),
-                "a loop inside a loop cannot run: loops nest one level deep; make it a top-level loop, or fold its children into this loop's",
+                format!("a loop nested {depth} deep cannot run: loops nest at most {MAX_LOOP_DEPTH} deep (a loop inside a loop); fold its children into the loop around it"),
+            );
+        }
+        if !top && phase.on_exhausted.as_ref().and_then(|o| o.next()).is_some() {
+            self.problem(
+                path::key(&path::key(at, "on_exhausted"), "next"),
+                "only a top-level loop hands over to a fallback phase; inside a loop use `on_exhausted: continue` (and `if` on what follows) or `fail`",
             );
         }
         if phase.retry.is_some() {
@@ -301,6 +314,10 @@ impl<'t> Check<'t> {
         let Some(target) = phase.on_exhausted.as_ref().and_then(|o| o.next()) else {
             return;
         };
+        if at.matches("phases[").count() > 1 {
+            // Refused as a whole by `loop_rules`: a nested loop has no fallback.
+            return;
+        }
         let next_at = path::key(&path::key(at, "on_exhausted"), "next");
         if phase.until.is_none() {
             self.problem(
@@ -1682,13 +1699,23 @@ mod tests {
             }
             l
         };
-        let inner = json!({"id": "inner", "kind": "loop", "max_iters": 2, "phases": [{"id": "x", "kind": "gate"}]});
+        let innermost = json!({"id": "innermost", "kind": "loop", "max_iters": 2, "phases": [{"id": "x", "kind": "gate"}]});
+        let inner = json!({"id": "inner", "kind": "loop", "max_iters": 2, "phases": [innermost]});
+        let fallback = json!({"id": "inner", "kind": "loop", "max_iters": 2, "until": "true",
+            "on_exhausted": {"next": "y"}, "phases": [{"id": "x", "kind": "gate"}, {"id": "y", "kind": "gate"}]});
         let cases = [
             (
                 json!({"name": "t", "phases": [fix(json!({"phases": [inner]}))]}),
                 vec![(
-                    "phases[0].phases[0].kind",
-                    "a loop inside a loop cannot run",
+                    "phases[0].phases[0].phases[0].kind",
+                    "a loop nested 3 deep cannot run: loops nest at most 2 deep",
+                )],
+            ),
+            (
+                json!({"name": "t", "phases": [fix(json!({"phases": [fallback]}))]}),
+                vec![(
+                    "phases[0].phases[0].on_exhausted.next",
+                    "only a top-level loop hands over to a fallback phase",
                 )],
             ),
             (
@@ -1750,6 +1777,11 @@ mod tests {
             {"id": "replan", "kind": "gate"},
             {"id": "after", "kind": "gate", "needs": ["replan"]}]});
         assert_eq!(problems_of(ok), vec![]);
+        // A loop inside a loop, with a gate and `on_exhausted: continue`: fine.
+        let nested = json!({"name": "t", "phases": [fix(json!({"phases": [
+            {"id": "inner", "kind": "loop", "max_iters": 3, "until": "true", "on_exhausted": "continue",
+             "phases": [{"id": "check", "kind": "gate"}]}]}))]});
+        assert_eq!(problems_of(nested), vec![]);
     }
 
     #[test]

@@ -135,11 +135,7 @@ fn check_overrides(
         (None, Some(_), _) => "--model",
         (None, None, Some(_)) => "--prompt",
     };
-    let found = template
-        .phases
-        .iter()
-        .flat_map(|p| std::iter::once(p).chain(&p.phases))
-        .find(|p| p.id == phase);
+    let found = template.all_phases().into_iter().find(|p| p.id == phase);
     if let Some(found) = found
         && matches!(found.kind, PhaseKind::Script | PhaseKind::Gate)
     {

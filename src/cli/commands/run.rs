@@ -439,17 +439,15 @@ fn resolve_schemas(
 ) -> Result<Vec<(String, serde_json::Value)>, CliError> {
     // A loop's children have outputs too (a loop itself has none).
     let mut names: Vec<&String> = template
-        .phases
-        .iter()
-        .flat_map(|p| std::iter::once(p).chain(&p.phases))
+        .all_phases()
+        .into_iter()
         .flat_map(|p| p.outputs.values())
         .collect();
     // A second opinion submits a `review`: freeze it like any output's schema.
     let review = REVIEW_SCHEMA.to_string();
     if template
-        .phases
-        .iter()
-        .flat_map(|p| std::iter::once(p).chain(&p.phases))
+        .all_phases()
+        .into_iter()
         .any(|p| p.review.is_some())
     {
         names.push(&review);

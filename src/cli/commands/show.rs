@@ -196,11 +196,7 @@ fn show_phase(view: &PhaseView, short: &str, ref_name: &str, ui: &Ui) {
             ));
         }
     }
-    let named = if view.is_top_level() {
-        phase.to_string()
-    } else {
-        format!("{phase}@{}", state.iteration)
-    };
+    let named = &view.address;
     for name in &state.artifacts {
         ui.out(&format!(
             "  artifact   {name}   {}",

@@ -1,6 +1,8 @@
 //! `wfe status`: the DAG of a run drawn in the terminal, layer by layer,
 //! from the engine's run view.
 
+use std::collections::BTreeMap;
+
 use clap::Args;
 
 use crate::cli::context::Context;
@@ -75,22 +77,9 @@ pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
                 iteration,
                 ui.paint(Style::Dim, &needs),
             ));
-            // A loop's current iteration, indented under it.
-            for (k, c) in row.children.iter().enumerate() {
-                let branch = if k + 1 == row.children.len() {
-                    "└─"
-                } else {
-                    "├─"
-                };
-                ui.out(&format!(
-                    "      {} {} {:<width$}  {} {}",
-                    ui.paint(Style::Dim, branch),
-                    ui.phase_mark(c.status),
-                    c.id,
-                    ui.phase_status_cell(c.status),
-                    took_and_attempts(c),
-                ));
-            }
+            // A loop's current iteration, indented under it (a nested
+            // loop's under that).
+            print_children(ui, &row.children, &row.nested, width, "      ");
         }
     }
     let record = &view.record;
@@ -208,4 +197,42 @@ fn took_and_attempts(p: &PhaseState) -> String {
         String::new()
     };
     format!("{took:>8}{attempts}")
+}
+
+/// The children of a loop's current iteration, one line each under
+/// `indent`; a loop among them shows its iteration and its own current
+/// children further in.
+fn print_children(
+    ui: &Ui,
+    children: &[PhaseState],
+    nested: &BTreeMap<String, (u32, Vec<PhaseState>)>,
+    width: usize,
+    indent: &str,
+) {
+    for (k, c) in children.iter().enumerate() {
+        let last = k + 1 == children.len();
+        let branch = if last { "└─" } else { "├─" };
+        let inner = nested.get(&c.id);
+        let iteration = match inner {
+            Some((max, _)) if c.iteration > 0 => format!(
+                "  iteration {}/{max}{}",
+                c.iteration,
+                if c.exhausted { " (exhausted)" } else { "" }
+            ),
+            _ => String::new(),
+        };
+        ui.out(&format!(
+            "{indent}{} {} {:<width$}  {} {}{}",
+            ui.paint(Style::Dim, branch),
+            ui.phase_mark(c.status),
+            c.id,
+            ui.phase_status_cell(c.status),
+            took_and_attempts(c),
+            iteration,
+        ));
+        if let Some((_, states)) = inner {
+            let deeper = format!("{indent}{}  ", if last { " " } else { "│" });
+            print_children(ui, states, nested, width, &deeper);
+        }
+    }
 }

@@ -44,27 +44,41 @@ pub(crate) fn approve_phase(
 }
 
 /// Splits how a person names a phase to approve: `PHASE`, or a loop's
-/// child `CHILD@K` (iteration K, which must be the loop's current one).
-/// `None` for an iteration that is not a number.
-pub(crate) fn split_address(asked: &str) -> Option<(&str, Option<u32>)> {
+/// child `CHILD@K` (iteration K, which must be the loop's current one);
+/// inside a nested loop `CHILD@J.K`, one iteration per enclosing loop,
+/// outermost first. `None` for an iteration that is not a number.
+pub(crate) fn split_address(asked: &str) -> Option<(&str, Option<Vec<u32>>)> {
     match asked.split_once('@') {
-        Some((id, k)) => k.parse().ok().map(|k| (id, Some(k))),
+        Some((id, at)) => at
+            .split('.')
+            .map(|k| k.parse().ok())
+            .collect::<Option<Vec<u32>>>()
+            .map(|at| (id, Some(at))),
         None => Some((asked, None)),
     }
 }
 
-/// Checks that iteration `asked` (if given) of loop `parent` is the one
-/// it is in (`current`): only there can a child wait.
+/// Joins iterations as addresses spell them: `2.3`.
+pub(crate) fn join_iterations(at: &[u32]) -> String {
+    at.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// Checks that iterations `asked` (if given) of the loops holding `child`
+/// (innermost `parent`) are the ones they are in (`current`): only there
+/// can a child wait.
 pub(crate) fn check_iteration(
     child: &str,
     parent: &str,
-    current: u32,
-    asked: Option<u32>,
+    current: &[u32],
+    asked: Option<&[u32]>,
 ) -> Result<(), String> {
     match asked {
-        Some(k) if k != current => Err(format!(
-            "`{child}@{k}` cannot be approved: loop `{parent}` is in iteration {current}, and only its current iteration waits (`{child}@{current}`)"
-        )),
+        Some(at) if at != current => {
+            let (at, current) = (join_iterations(at), join_iterations(current));
+            Err(format!(
+                "`{child}@{at}` cannot be approved: loop `{parent}` is in iteration {current}, and only its current iteration waits (`{child}@{current}`)"
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -83,7 +97,13 @@ fn waiting_in(snap: &RunSnapshot, except: &str) -> Vec<String> {
             children
                 .iter()
                 .filter(|c| c.status == PhaseStatus::Waiting)
-                .map(|c| format!("{}@{}", c.id, c.iteration)),
+                .map(|c| {
+                    format!(
+                        "{}@{}",
+                        c.id,
+                        join_iterations(&snap.current_iterations(&c.id))
+                    )
+                }),
         );
     }
     waiting.retain(|w| w != except);
@@ -275,25 +295,22 @@ fn locate<'s>(
         let state = require_state(snap, id)?.clone();
         return Ok(Ok((spec, state, id.to_string(), id.to_string())));
     };
-    let current = snap.phase(&parent.id).map_or(0, |p| p.iteration);
-    let state = snap
-        .children
-        .get(&parent.id)
-        .and_then(|children| children.iter().find(|c| c.id == id));
+    let current = snap.current_iterations(id);
+    let state = snap.state_of(id);
     let (Some(state), Some(spec)) = (state, parent.phases.iter().find(|c| c.id == id)) else {
         return Ok(Err(format!(
             "phase `{id}` is inside loop `{}`, which has not started an iteration",
             parent.id
         )));
     };
-    if let Err(reason) = check_iteration(id, &parent.id, current, at) {
+    if let Err(reason) = check_iteration(id, &parent.id, &current, at.as_deref()) {
         return Ok(Err(reason));
     }
     Ok(Ok((
         spec,
         state.clone(),
-        layout::child_key(&parent.id, current, id),
-        format!("{id}@{current}"),
+        snap.key_at(id, &current),
+        format!("{id}@{}", join_iterations(&current)),
     )))
 }
 

@@ -41,12 +41,16 @@ pub(super) fn offline(
             layout::state(&state.id),
             to_file_bytes(&cancelled),
         ));
-        // A loop that was going on: so are its current iteration's children.
-        let children = snap.children.get(&state.id).into_iter().flatten();
-        for child in children.filter(|c| is_open(c)) {
+        // A loop that was going on: so are its current iteration's
+        // children (and a nested loop's, in its current iteration).
+        for child in snap
+            .descendants(&state.id)
+            .into_iter()
+            .filter(|c| is_open(c))
+        {
             let mut cancelled = child.clone();
             cancel_open(&mut cancelled, now);
-            let key = layout::child_key(&state.id, state.iteration, &child.id);
+            let key = snap.key_at(&child.id, &snap.current_iterations(&child.id));
             changes.push(Change::write(
                 layout::state(&key),
                 to_file_bytes(&cancelled),

@@ -36,7 +36,7 @@ mod undo;
 pub use accept::accept;
 pub(crate) use approve::{
     approve_budget, approve_phase, artifact_on_budget_pause, check_iteration, is_budget_pause,
-    not_paused_at_budget, split_address,
+    join_iterations, not_paused_at_budget, split_address,
 };
 pub use comment::{comment, comments};
 pub use edit::{
@@ -192,14 +192,12 @@ fn failed_after(snap: &RunSnapshot, changes: &[Change]) -> Vec<String> {
         if current(state, &state.id).is_unclean_end() {
             failed.push(state.id.clone());
         }
-        if let Some(children) = snap.children.get(&state.id) {
-            failed.extend(
-                children
-                    .iter()
-                    .filter(|c| c.status.is_unclean_end())
-                    .map(|c| c.id.clone()),
-            );
-        }
+        failed.extend(
+            snap.descendants(&state.id)
+                .into_iter()
+                .filter(|c| c.status.is_unclean_end())
+                .map(|c| c.id.clone()),
+        );
     }
     failed
 }

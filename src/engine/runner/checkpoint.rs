@@ -3,8 +3,8 @@
 
 use super::{Runner, Unit};
 use crate::engine::{
-    CheckpointEvent, CheckpointMessage, EngineError, Event, Noted, RunStatus, StopReason, layout,
-    to_file_bytes,
+    CheckpointEvent, CheckpointMessage, EngineError, Event, Noted, PhaseState, PhaseStatus,
+    RunStatus, StopReason, layout, to_file_bytes,
 };
 use crate::store::{Change, StoreError};
 
@@ -55,20 +55,37 @@ impl Runner<'_> {
     }
 
     /// The phases (top-level, and each loop's children in its last
-    /// iteration) that failed or timed out, in the order `wfe status`
-    /// shows them, when the run completed: the `Wfe-Failed` trailers that
-    /// let `wfe list` say the run was not clean.
+    /// iteration, nested loops' after their loop's) that failed or timed
+    /// out, in the order `wfe status` shows them, when the run completed:
+    /// the `Wfe-Failed` trailers that let `wfe list` say the run was not
+    /// clean.
     fn failed_phases(&self) -> Vec<String> {
         if self.record.status != RunStatus::Completed {
             return Vec::new();
         }
-        self.states
-            .iter()
-            .zip(&self.loops)
-            .flat_map(|(state, l)| std::iter::once(state).chain(&l.states))
+        let mut states = Vec::new();
+        for (i, state) in self.states.iter().enumerate() {
+            states.push(state);
+            self.collect_children(Unit::Top(i), &mut states);
+        }
+        states
+            .into_iter()
             .filter(|s| s.status.is_unclean_end())
             .map(|s| s.id.clone())
             .collect()
+    }
+
+    /// The states of loop `u`'s children in its last iteration, each
+    /// followed by its own children's when it is a loop that ran.
+    fn collect_children<'s>(&'s self, u: Unit, out: &mut Vec<&'s PhaseState>) {
+        let Some(s) = self.slot(u) else { return };
+        if self.state(u).status == PhaseStatus::Pending {
+            return;
+        }
+        for (child, state) in self.loops[s].states.iter().enumerate() {
+            out.push(state);
+            self.collect_children(Unit::Child { parent: s, child }, out);
+        }
     }
 
     /// After a conflict: if every checkpoint another writer added since our

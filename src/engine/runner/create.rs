@@ -37,7 +37,8 @@ pub struct NewRun {
 }
 
 /// Refuses templates this version cannot run, before anything is written:
-/// loops inside loops, `retry` or `timeout` on a loop.
+/// loops nested more than two deep, a fallback on a nested loop, `retry`
+/// or `timeout` on a loop.
 pub fn ensure_runnable(template: &Template) -> Result<(), EngineError> {
     for phase in &template.phases {
         match phase.kind {

@@ -31,9 +31,8 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 /// phases for them all to have ended by then.
 pub fn longest_kill_grace(template: &crate::template::Template) -> Duration {
     template
-        .phases
-        .iter()
-        .flat_map(|p| std::iter::once(p).chain(&p.phases))
+        .all_phases()
+        .into_iter()
         .map(|p| {
             p.kill_grace
                 .or(template.defaults.kill_grace)
@@ -382,7 +381,8 @@ impl Runner<'_> {
         };
         let mut env = args_env(&self.record.args);
         if let Unit::Child { parent, .. } = u {
-            env.push(("WFE_LOOP".into(), self.dag.id(parent).to_string()));
+            let owner = self.loops[parent].owner;
+            env.push(("WFE_LOOP".into(), self.id(owner).to_string()));
             env.push((
                 "WFE_ITERATION".into(),
                 self.loops[parent].iteration.to_string(),

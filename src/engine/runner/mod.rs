@@ -8,7 +8,7 @@
 //! could have recorded.
 //!
 //! What it schedules are [`Unit`]s: top-level phases, and the child phases
-//! of running loops in their current iteration. Both go through the same
+//! of running loops (a loop inside a loop too) in their current iteration. Both go through the same
 //! steps (ready, `if`, prepare, start, report, finish), so retries,
 //! timeouts, outputs and control requests work the same inside a loop;
 //! what only loops have (iterations, `until`, their end) is in
@@ -57,7 +57,7 @@ use crate::attempt::ArtifactProblem;
 use crate::process::{Group, end_leftover, find_tagged};
 use crate::secret::Masker;
 use crate::store::{CheckpointId, ProcessRecord, ProcessRegistry, RunId, RunStore};
-use crate::template::{OnFailure, Phase, Template};
+use crate::template::{OnFailure, Phase, PhaseKind, Template};
 use crate::time::Clock;
 
 pub use self::create::{NewRun, create, ensure_runnable};
@@ -435,28 +435,22 @@ async fn next_request(watch: &mut Option<control::Watch>) {
 }
 
 /// A phase the runner schedules: a top-level phase by index, or a child
-/// of a started loop (both by index in the template) in the loop's current
-/// iteration.
+/// of a started loop in the loop's current iteration. A loop is named by
+/// its slot in [`Runner::loops`]: a top-level loop's slot is its index, a
+/// loop inside a loop has a slot of its own after the top-level phases
+/// (see [`LoopState::owner`]), so a child of a nested loop is a `Child`
+/// like any other and nesting needs no deeper unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Unit {
     /// `template.phases[i]`.
     Top(usize),
-    /// `template.phases[parent].phases[child]`.
+    /// Child `child` of the loop in slot `parent`.
     Child {
-        /// The loop's index.
+        /// The loop's slot.
         parent: usize,
         /// The child's index among the loop's phases.
         child: usize,
     },
-}
-
-impl Unit {
-    /// The top-level phase the unit is or belongs to.
-    fn top(self) -> usize {
-        match self {
-            Unit::Top(i) | Unit::Child { parent: i, .. } => i,
-        }
-    }
 }
 
 /// The runner's state for one run.
@@ -472,8 +466,9 @@ struct Runner<'a> {
     states: Vec<PhaseState>,
     /// Artifacts of completed phases, by phase index.
     artifacts: Vec<BTreeMap<String, Value>>,
-    /// The iterations of each top-level phase, by index: empty unless it
-    /// is a loop that has started.
+    /// The iterations of each loop, by slot: first one per top-level
+    /// phase, by index (empty unless it is a loop that has started), then
+    /// one per loop inside a loop (see [`Unit`]).
     loops: Vec<LoopState>,
     /// Compiled frozen schemas by name as written in the template.
     schemas: BTreeMap<String, Arc<Schema>>,
@@ -576,7 +571,7 @@ impl<'a> Runner<'a> {
             template: snapshot.template.clone(),
             states: snapshot.phases.clone(),
             artifacts,
-            loops: vec![LoopState::default(); snapshot.phases.len()],
+            loops: LoopState::slots(&snapshot.template),
             schemas,
             invalid,
             hold: false,
@@ -675,7 +670,7 @@ impl<'a> Runner<'a> {
     fn spec(&self, u: Unit) -> &Phase {
         match u {
             Unit::Top(i) => &self.template.phases[i],
-            Unit::Child { parent, child } => &self.template.phases[parent].phases[child],
+            Unit::Child { parent, child } => &self.spec(self.loops[parent].owner).phases[child],
         }
     }
 
@@ -712,40 +707,101 @@ impl<'a> Runner<'a> {
         &self.spec(u).id
     }
 
-    /// Where a unit's files are (see [`layout::child_key`]).
+    /// Where a unit's files are (see [`layout::child_key`]): a nested
+    /// loop's child is under its loop's key, iteration by iteration.
     fn key(&self, u: Unit) -> String {
         match u {
             Unit::Top(i) => self.dag.id(i).to_string(),
-            Unit::Child { parent, .. } => layout::child_key(
-                self.dag.id(parent),
-                self.loops[parent].iteration,
-                self.id(u),
-            ),
+            Unit::Child { parent, .. } => {
+                let l = &self.loops[parent];
+                layout::child_key(&self.key(l.owner), l.iteration, self.id(u))
+            }
         }
     }
 
-    /// How people see a unit: its id, or `loop[k]/child`.
+    /// How people see a unit: its id, or `loop[k]/child`
+    /// (`outer[j]/inner[k]/child` inside a nested loop).
     fn label(&self, u: Unit) -> String {
         match u {
             Unit::Top(i) => self.dag.id(i).to_string(),
-            Unit::Child { parent, .. } => format!(
-                "{}[{}]/{}",
-                self.dag.id(parent),
-                self.loops[parent].iteration,
-                self.id(u)
-            ),
+            Unit::Child { parent, .. } => {
+                let l = &self.loops[parent];
+                format!("{}[{}]/{}", self.label(l.owner), l.iteration, self.id(u))
+            }
         }
     }
 
     /// How commands address a unit (`wfe approve`, `wfe show`): its id,
-    /// or `child@k` for a loop's child in iteration k.
+    /// or `child@k` for a loop's child in iteration k; inside a nested
+    /// loop, the iterations from the outermost loop in, joined by `.`
+    /// (`child@j.k`).
     fn address(&self, u: Unit) -> String {
         match u {
             Unit::Top(i) => self.dag.id(i).to_string(),
-            Unit::Child { parent, .. } => {
-                format!("{}@{}", self.id(u), self.loops[parent].iteration)
+            Unit::Child { .. } => format!(
+                "{}@{}",
+                self.id(u),
+                super::operations::join_iterations(&self.iterations_of(u))
+            ),
+        }
+    }
+
+    /// The iterations a loop's child is in, outermost first; empty for a
+    /// top-level phase.
+    fn iterations_of(&self, u: Unit) -> Vec<u32> {
+        let mut at = Vec::new();
+        let mut v = u;
+        while let Unit::Child { parent, .. } = v {
+            at.push(self.loops[parent].iteration);
+            v = self.loops[parent].owner;
+        }
+        at.reverse();
+        at
+    }
+
+    /// The top-level phase a unit is or is inside.
+    fn top(&self, u: Unit) -> usize {
+        match u {
+            Unit::Top(i) => i,
+            Unit::Child { parent, .. } => self.top(self.loops[parent].owner),
+        }
+    }
+
+    /// The loop slot of a unit that is a loop (none otherwise).
+    fn slot(&self, u: Unit) -> Option<usize> {
+        match u {
+            Unit::Top(i) => (self.phase(i).kind == PhaseKind::Loop).then_some(i),
+            Unit::Child { parent, child } => self.loops[parent].slots.get(child).copied().flatten(),
+        }
+    }
+
+    /// The status of the loop in slot `s` in its current instance (none
+    /// while the loop holding it has no iteration to hold it in).
+    fn loop_status(&self, s: usize) -> Option<PhaseStatus> {
+        match self.loops[s].owner {
+            Unit::Top(i) => Some(self.states[i].status),
+            Unit::Child { parent, child } => {
+                self.loops[parent].states.get(child).map(|st| st.status)
             }
         }
+    }
+
+    /// Whether the loop in slot `s` is running (in its enclosing loop's
+    /// current iteration).
+    fn loop_running(&self, s: usize) -> bool {
+        self.loop_status(s) == Some(PhaseStatus::Running)
+    }
+
+    /// Whether `u` is inside the loop in slot `s`, at any depth.
+    fn within(&self, u: Unit, s: usize) -> bool {
+        let mut v = u;
+        while let Unit::Child { parent, .. } = v {
+            if parent == s {
+                return true;
+            }
+            v = self.loops[parent].owner;
+        }
+        false
     }
 
     /// Every unit that may still change: each top-level phase, and the
@@ -753,7 +809,7 @@ impl<'a> Runner<'a> {
     fn units(&self) -> Vec<Unit> {
         let mut units: Vec<Unit> = (0..self.states.len()).map(Unit::Top).collect();
         for (parent, l) in self.loops.iter().enumerate() {
-            if self.states[parent].status == PhaseStatus::Running {
+            if self.loop_running(parent) {
                 units.extend((0..l.states.len()).map(|child| Unit::Child { parent, child }));
             }
         }

@@ -6,6 +6,7 @@ use tokio::sync::watch;
 
 use super::{Runner, Stop, Unit};
 use crate::budget::Raise;
+use crate::engine::PhaseStatus;
 use crate::engine::control::{Action, Reply, Request};
 use crate::engine::operations::{
     approve_budget, approve_phase, artifact_on_budget_pause, check_iteration, is_budget_pause,
@@ -13,6 +14,7 @@ use crate::engine::operations::{
 };
 use crate::engine::{layout, to_file_bytes};
 use crate::store::Change;
+use crate::template::PhaseKind;
 
 impl Runner<'_> {
     /// Acts on a control request; the checkpoint names who asked.
@@ -126,7 +128,8 @@ impl Runner<'_> {
     }
 
     /// The unit `asked` names: a top-level phase, or a loop's child in
-    /// the loop's current iteration.
+    /// the loop's current iteration (inside a nested loop, in the current
+    /// iterations of the loops around it).
     fn addressed(&self, asked: &str) -> Result<Unit, String> {
         let run = &self.record.id;
         let (id, at) = split_address(asked).ok_or_else(|| {
@@ -138,19 +141,26 @@ impl Runner<'_> {
             }
             return Ok(Unit::Top(i));
         }
-        for (parent, phase) in self.template.phases.iter().enumerate() {
+        for (parent, l) in self.loops.iter().enumerate() {
+            let phase = self.spec(l.owner);
+            if phase.kind != PhaseKind::Loop {
+                continue;
+            }
             let Some(child) = phase.phases.iter().position(|c| c.id == id) else {
                 continue;
             };
-            let l = &self.loops[parent];
-            if l.iteration == 0 || child >= l.states.len() {
+            let started = self
+                .loop_status(parent)
+                .is_some_and(|s| s != PhaseStatus::Pending);
+            if !started || l.iteration == 0 || child >= l.states.len() {
                 return Err(format!(
                     "phase `{id}` is inside loop `{}`, which has not started an iteration",
                     phase.id
                 ));
             }
-            check_iteration(id, &phase.id, l.iteration, at)?;
-            return Ok(Unit::Child { parent, child });
+            let u = Unit::Child { parent, child };
+            check_iteration(id, &phase.id, &self.iterations_of(u), at.as_deref())?;
+            return Ok(u);
         }
         Err(format!("run {run} has no phase `{id}`"))
     }

@@ -14,30 +14,41 @@ use crate::template::{PhaseKind, expr};
 impl Runner<'_> {
     /// The units whose artifacts `u` reads: its top-level ancestors (for a
     /// completed loop, the children of its last iteration), and for a
-    /// loop's child also its ancestors among its siblings, this iteration.
+    /// loop's child also its ancestors among its siblings, this iteration
+    /// (inside a nested loop, those of each enclosing loop too).
     pub(super) fn upstream(&self, u: Unit) -> Vec<Unit> {
         let mut out = Vec::new();
-        for a in self.dag.ancestors(u.top()) {
-            if self.phase(a).kind == PhaseKind::Loop {
-                // Like a skipped phase, a loop that failed (`on_failure:
-                // continue`) leaves its dependants nothing.
-                if self.states[a].status == PhaseStatus::Completed {
-                    let children = self.loops[a].states.len();
-                    out.extend((0..children).map(|child| Unit::Child { parent: a, child }));
-                }
-            } else {
-                out.push(Unit::Top(a));
+        for a in self.dag.ancestors(self.top(u)) {
+            self.add_upstream(Unit::Top(a), &mut out);
+        }
+        let mut enclosing = Vec::new();
+        let mut v = u;
+        while let Unit::Child { parent, child } = v {
+            enclosing.push((parent, child));
+            v = self.loops[parent].owner;
+        }
+        for (parent, child) in enclosing.into_iter().rev() {
+            for c in self.loops[parent].dag.ancestors(child) {
+                self.add_upstream(Unit::Child { parent, child: c }, &mut out);
             }
         }
-        if let Unit::Child { parent, child } = u {
-            let siblings = self.loops[parent].dag.ancestors(child);
-            out.extend(
-                siblings
-                    .into_iter()
-                    .map(|c| Unit::Child { parent, child: c }),
-            );
-        }
         out
+    }
+
+    /// Adds what dependants of `a` read: `a` itself, or for a loop the
+    /// children of its last iteration.
+    fn add_upstream(&self, a: Unit, out: &mut Vec<Unit>) {
+        match self.slot(a) {
+            // Like a skipped phase, a loop that failed (`on_failure:
+            // continue`) leaves its dependants nothing.
+            Some(s) => {
+                if self.state(a).status == PhaseStatus::Completed {
+                    let children = self.loops[s].states.len();
+                    out.extend((0..children).map(|child| Unit::Child { parent: s, child }));
+                }
+            }
+            None => out.push(a),
+        }
     }
 
     /// `artifacts` of a context: the artifacts of `units` by phase id; a
@@ -110,7 +121,7 @@ impl Runner<'_> {
             .map(Unit::Top)
             .collect();
         for (parent, l) in self.loops.iter().enumerate() {
-            if self.states[parent].status != PhaseStatus::Running || self.doomed(parent) {
+            if !self.loop_running(parent) || self.doomed(parent) {
                 continue;
             }
             let children = l.dag.ready(
@@ -172,8 +183,10 @@ impl Runner<'_> {
                 }
                 match (u, self.spec(u).kind) {
                     (_, PhaseKind::Gate) => self.await_approval(u),
-                    (Unit::Top(i), PhaseKind::Loop) => {
-                        self.start_loop(i);
+                    (_, PhaseKind::Loop) => {
+                        if let Some(s) = self.slot(u) {
+                            self.start_loop(s);
+                        }
                         progressed = true;
                     }
                     _ => match self.prepare(u, &context) {

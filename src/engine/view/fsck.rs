@@ -206,21 +206,18 @@ impl Checker<'_> {
             Ok(schemas) => schemas,
             Err(err) => return self.engine_problem(tip, layout::SCHEMAS, err),
         };
-        for phase in &snap.template.phases {
-            let state = snap.phase(&phase.id);
-            let forced = state.map_or(&[][..], |s| s.forced.as_slice());
-            self.artifacts(tip, &schemas, &phase.id, phase, forced);
-            let iteration = state.map_or(0, |s| s.iteration);
-            if let Some(children) = snap.children.get(&phase.id) {
-                for child in &phase.phases {
-                    let key = layout::child_key(&phase.id, iteration, &child.id);
-                    let forced = children
-                        .iter()
-                        .find(|s| s.id == child.id)
-                        .map_or(&[][..], |s| s.forced.as_slice());
-                    self.artifacts(tip, &schemas, &key, child, forced);
-                }
+        // Every phase, a loop's children (at any depth) in the current
+        // iteration of each loop around them; a child of a loop with no
+        // iteration yet has no files.
+        for phase in snap.template.all_phases() {
+            let state = snap.state_of(&phase.id);
+            let nested = snap.parent_of(&phase.id).is_some();
+            if nested && state.is_none() {
+                continue;
             }
+            let forced = state.map_or(&[][..], |s| s.forced.as_slice());
+            let key = snap.key_at(&phase.id, &snap.current_iterations(&phase.id));
+            self.artifacts(tip, &schemas, &key, phase, forced);
         }
     }
 

@@ -26,7 +26,9 @@ use super::EngineError;
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
     /// `CHILD@N` with an `N` that is not a number.
-    #[error("`{asked}`: expected CHILD@N with N an iteration number")]
+    #[error(
+        "`{asked}`: expected CHILD@N with N an iteration number (CHILD@J.K inside a loop in a loop: one per loop, outermost first)"
+    )]
     BadIteration {
         /// What was asked for.
         asked: String,
@@ -60,8 +62,8 @@ pub enum ViewError {
         phase: String,
         /// The iterations the loop has run.
         ran: u32,
-        /// The iteration asked for.
-        asked: u32,
+        /// The iteration asked for (`2.3` inside a nested loop).
+        asked: String,
     },
     /// A loop's iteration without a state for one of its children.
     #[error("run {run} has no phase `{phase}`")]

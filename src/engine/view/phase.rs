@@ -6,7 +6,7 @@
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
-use super::super::{Comment, PhaseState, RunSnapshot, layout, operations};
+use super::super::{Comment, PhaseState, PhaseStatus, RunSnapshot, layout, operations};
 use super::ViewError;
 use super::files::{FileEntry, entries as file_entries};
 use crate::attempt::{AttemptError, LogLine};
@@ -26,8 +26,13 @@ pub struct PhaseView {
     pub phase: String,
     /// Where its files are: its id, or a loop child's [`layout::child_key`].
     pub key: String,
-    /// A loop's child: the loop's id and the iteration shown.
+    /// A loop's child: the loop's id (inside a nested loop, after the
+    /// loops around it with their iterations: `outer[2]/inner`) and the
+    /// iteration shown.
     pub within: Option<(String, u32)>,
+    /// How `wfe show` names it: its id, `CHILD@K` in a loop, `CHILD@J.K`
+    /// in a loop inside a loop.
+    pub address: String,
     /// Its `state.json`: status, the current (or last) attempt's number,
     /// exit code, error, duration, provider, model and token usage.
     pub state: PhaseState,
@@ -128,6 +133,11 @@ impl PhaseView {
         };
         Ok(PhaseView {
             run: snap.record.id.clone(),
+            address: if found.at.is_empty() {
+                found.phase.clone()
+            } else {
+                format!("{}@{}", found.phase, join(&found.at))
+            },
             phase: found.phase,
             key: found.key,
             within: found.within,
@@ -183,6 +193,8 @@ pub(super) struct Found {
     pub(super) key: String,
     /// A loop's child: the loop and the iteration.
     pub(super) within: Option<(String, u32)>,
+    /// The iterations of the loops it is inside, outermost first.
+    pub(super) at: Vec<u32>,
     /// Its state.
     pub(super) state: PhaseState,
 }
@@ -197,10 +209,14 @@ pub(super) fn locate(
     let run = &snap.record.id;
     let (phase, at) = match asked.split_once('@') {
         Some((phase, n)) => {
-            let n: u32 = n.parse().map_err(|_| ViewError::BadIteration {
-                asked: asked.to_string(),
-            })?;
-            (phase, Some(n))
+            let at = n
+                .split('.')
+                .map(|k| k.parse().ok())
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| ViewError::BadIteration {
+                    asked: asked.to_string(),
+                })?;
+            (phase, Some(at))
         }
         None => (asked, None),
     };
@@ -214,10 +230,12 @@ pub(super) fn locate(
             phase: phase.to_string(),
             key: phase.to_string(),
             within: None,
+            at: Vec::new(),
             state: state.clone(),
         });
     }
-    let Some(parent) = snap.parent_of(phase) else {
+    let enclosing = snap.enclosing(phase);
+    let Some(parent) = enclosing.last() else {
         let known = snap
             .template
             .phases
@@ -237,38 +255,71 @@ pub(super) fn locate(
         }
         .into());
     };
-    let ran = snap.phase(&parent.id).map_or(0, |p| p.iteration);
-    let k = at.unwrap_or(ran);
-    if ran == 0 {
-        return Err(ViewError::NoIterationYet {
-            run: run.clone(),
-            parent: parent.id.clone(),
-            phase: phase.to_string(),
-        });
+    let at = match at {
+        Some(at) if at.len() != enclosing.len() => {
+            return Err(ViewError::BadIteration {
+                asked: asked.to_string(),
+            });
+        }
+        Some(at) => at,
+        None => snap.current_iterations(phase),
+    };
+    // Each enclosing loop, in the iterations of those around it, must
+    // have reached the iteration asked for.
+    for (i, l) in enclosing.iter().enumerate() {
+        let ran = match i {
+            0 => snap.phase(&l.id).map_or(0, |p| p.iteration),
+            _ => snap
+                .iteration_in(store, &enclosing[i - 1].id, &at[..i - 1], at[i - 1])?
+                .into_iter()
+                .find(|c| c.id == l.id)
+                .filter(|c| c.status != PhaseStatus::Pending)
+                .map_or(0, |c| c.iteration),
+        };
+        if ran == 0 {
+            return Err(ViewError::NoIterationYet {
+                run: run.clone(),
+                parent: l.id.clone(),
+                phase: phase.to_string(),
+            });
+        }
+        if at[i] == 0 || at[i] > ran {
+            return Err(ViewError::NoSuchIteration {
+                run: run.clone(),
+                parent: l.id.clone(),
+                phase: phase.to_string(),
+                ran,
+                asked: join(&at),
+            });
+        }
     }
-    if k == 0 || k > ran {
-        return Err(ViewError::NoSuchIteration {
-            run: run.clone(),
-            parent: parent.id.clone(),
-            phase: phase.to_string(),
-            ran,
-            asked: k,
-        });
-    }
+    let n = at.len();
     let state = snap
-        .iteration(store, &parent.id, k)?
+        .iteration_in(store, &parent.id, &at[..n - 1], at[n - 1])?
         .into_iter()
         .find(|c| c.id == phase)
         .ok_or_else(|| ViewError::NoSuchChild {
             run: run.clone(),
             phase: phase.to_string(),
         })?;
+    // `outer[2]/inner` for a child of a nested loop.
+    let mut label = String::new();
+    for (l, k) in enclosing.iter().zip(&at).take(n - 1) {
+        label.push_str(&format!("{}[{k}]/", l.id));
+    }
+    label.push_str(&parent.id);
     Ok(Found {
         phase: phase.to_string(),
-        key: layout::child_key(&parent.id, k, phase),
-        within: Some((parent.id.clone(), k)),
+        key: snap.key_at(phase, &at),
+        within: Some((label, at[n - 1])),
+        at,
         state,
     })
+}
+
+/// Iterations as addresses spell them: `2.3`.
+fn join(at: &[u32]) -> String {
+    at.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
 }
 
 /// The earlier attempts under `attempts/`, with their errors and rejected outputs.
@@ -337,12 +388,14 @@ fn iterations(
     snap: &RunSnapshot,
     found: &Found,
 ) -> Result<Vec<Vec<PhaseState>>, ViewError> {
-    let is_loop = found.within.is_none() && snap.children.contains_key(&found.phase);
+    let is_loop = found.state.kind == PhaseKind::Loop
+        && found.state.status != PhaseStatus::Pending
+        && found.state.iteration > 0;
     if !is_loop {
         return Ok(Vec::new());
     }
     (1..=found.state.iteration)
-        .map(|k| Ok(snap.iteration(store, &found.phase, k)?))
+        .map(|k| Ok(snap.iteration_in(store, &found.phase, &found.at, k)?))
         .collect()
 }
 
@@ -522,7 +575,7 @@ mod tests {
         };
         assert_eq!(
             error("test@x"),
-            "`test@x`: expected CHILD@N with N an iteration number"
+            "`test@x`: expected CHILD@N with N an iteration number (CHILD@J.K inside a loop in a loop: one per loop, outermost first)"
         );
         assert_eq!(
             error("build@1"),

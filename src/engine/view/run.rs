@@ -9,7 +9,8 @@ use super::super::{
 };
 use crate::attempt::AttemptUsage;
 use crate::store::{RunId, RunStore};
-use crate::template::PhaseKind;
+use crate::template::{Phase, PhaseKind};
+use std::collections::BTreeMap;
 
 /// A run at one checkpoint: its record and its phases.
 ///
@@ -44,6 +45,10 @@ pub struct PhaseRow {
     pub children: Vec<PhaseState>,
     /// An agent's budget: as a person raised it, else the template's.
     pub budget: Option<Budget>,
+    /// The loops inside it that have started in that iteration: their
+    /// most iterations and their children's states in their current (or
+    /// last) iteration, by loop id.
+    pub nested: BTreeMap<String, (u32, Vec<PhaseState>)>,
 }
 
 /// How many top-level phases of a run ended which way.
@@ -99,6 +104,7 @@ impl RunView {
                 max_iters: (spec.kind == PhaseKind::Loop).then(|| spec.max_iters.unwrap_or(1)),
                 children: snap.children.get(&spec.id).cloned().unwrap_or_default(),
                 budget: state.budget.clone().or_else(|| spec.budget.clone()),
+                nested: nested_of(snap, spec),
             })
             .collect();
         RunView {
@@ -177,6 +183,22 @@ impl RunDetail {
     }
 }
 
+/// The loops inside loop `spec` that have started in its current
+/// iteration (at any depth), with their most iterations and current
+/// children.
+fn nested_of(snap: &RunSnapshot, spec: &Phase) -> BTreeMap<String, (u32, Vec<PhaseState>)> {
+    let mut out = BTreeMap::new();
+    for inner in spec.all_loops() {
+        if let Some(children) = snap.children.get(&inner.id) {
+            out.insert(
+                inner.id.clone(),
+                (inner.max_iters.unwrap_or(1), children.clone()),
+            );
+        }
+    }
+    out
+}
+
 /// A phase in the run document; a loop adds `iteration`, `exhausted` and
 /// its current iteration's `children` (the same fields each).
 #[derive(Serialize)]
@@ -205,10 +227,13 @@ struct PhaseJson<'a> {
 }
 
 impl<'a> PhaseJson<'a> {
+    /// `p`, with `children` when it is a loop, and the children of the
+    /// loops among them from `nested`.
     fn new(
         p: &'a PhaseState,
         children: Option<&'a [PhaseState]>,
         budget: Option<&'a Budget>,
+        nested: &'a BTreeMap<String, (u32, Vec<PhaseState>)>,
     ) -> Self {
         let is_loop = p.kind == PhaseKind::Loop;
         PhaseJson {
@@ -224,9 +249,14 @@ impl<'a> PhaseJson<'a> {
             usage: p.usage.as_ref(),
             spend: p.spend.as_ref(),
             budget: budget.or(p.budget.as_ref()),
-            children: children
-                .filter(|_| is_loop)
-                .map(|c| c.iter().map(|c| PhaseJson::new(c, None, None)).collect()),
+            children: children.filter(|_| is_loop).map(|c| {
+                c.iter()
+                    .map(|c| {
+                        let inner = nested.get(&c.id).map(|(_, states)| states.as_slice());
+                        PhaseJson::new(c, inner, None, nested)
+                    })
+                    .collect()
+            }),
         }
     }
 }
@@ -273,7 +303,7 @@ impl<'a> RunJson<'a> {
             phases: view
                 .phases
                 .iter()
-                .map(|p| PhaseJson::new(&p.state, Some(&p.children), p.budget.as_ref()))
+                .map(|p| PhaseJson::new(&p.state, Some(&p.children), p.budget.as_ref(), &p.nested))
                 .collect(),
         }
     }

@@ -363,7 +363,7 @@ async fn a_loop_sent_back_to_pending_starts_over_and_keeps_its_old_iterations() 
 }
 
 #[test]
-fn loops_of_scripts_agents_and_gates_are_runnable_but_not_loops_in_loops() {
+fn loops_of_scripts_agents_gates_and_loops_are_runnable_two_deep() {
     let template = |fix: Value| -> Template {
         serde_json::from_value(json!({ "name": "t", "phases": [fix] })).unwrap()
     };
@@ -376,12 +376,26 @@ fn loops_of_scripts_agents_and_gates_are_runnable_but_not_loops_in_loops() {
     let mut approved = ok.clone();
     approved["phases"][0]["approval"] = json!("after");
     assert!(ensure_runnable(&template(approved)).is_ok());
+    // A loop inside a loop runs.
+    let nested = loop_phase(&[], None, 2, json!([ok.clone()]));
+    assert!(ensure_runnable(&template(nested)).is_ok());
+    let mut handing = ok.clone();
+    handing["on_exhausted"] = json!({ "next": "elsewhere" });
     let mut timed = ok.clone();
     timed["timeout"] = json!("1m");
     let cases = [
         (
-            loop_phase(&[], None, 2, json!([ok.clone()])),
-            "phase `fix` cannot run: it is a loop inside loop `fix`",
+            loop_phase(
+                &[],
+                None,
+                2,
+                json!([loop_phase(&[], None, 2, json!([ok.clone()]))]),
+            ),
+            "phase `fix` cannot run: it is a loop inside loop `fix`, itself inside a loop",
+        ),
+        (
+            loop_phase(&[], None, 2, json!([handing])),
+            "phase `fix` cannot run: it is a loop inside a loop with `on_exhausted: next`",
         ),
         (
             timed,
