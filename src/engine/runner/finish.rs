@@ -292,10 +292,15 @@ impl Runner<'_> {
         let delta = Spend::of_usage(&usage).minus(&before);
         state.usage = Some(usage);
         state.spend = Some(state.spend.unwrap_or_else(Spend::zero).plus(&delta));
-        if let Unit::Child { parent, .. } = u {
-            let loop_state = &mut self.states[parent];
+        // Every enclosing loop counts it too, up to the top-level phase (a
+        // nested loop's slot is not a top-level index: walk the owners).
+        let mut v = u;
+        while let Unit::Child { parent, .. } = v {
+            let owner = self.loops[parent].owner;
+            let loop_state = self.state_mut(owner);
             loop_state.spend = Some(loop_state.spend.unwrap_or_else(Spend::zero).plus(&delta));
-            self.mark(Unit::Top(parent));
+            self.mark(owner);
+            v = owner;
         }
     }
 
