@@ -64,7 +64,11 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Ou
         }
         match ctx.store.lock(run, &ctx.clock.stamp()) {
             Ok(lock) => {
-                let done = operations::control_offline(&ctx.store, run, &action, &by, &ctx.clock)?;
+                let done = operations::control_offline(&ctx.store, run, &action, &by, &ctx.clock);
+                // Holding the lock, no runner watches the directory: remove
+                // what a request that came too late left behind.
+                control.tidy();
+                let done = done?;
                 drop(lock);
                 ui.note(&format!("no runner is running run {run}: {}", done.outcome));
                 if let Some(hint) =

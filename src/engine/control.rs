@@ -101,7 +101,6 @@ impl ControlDir {
 
     /// Writes a request; returns its id.
     pub fn send(&self, action: Action, by: &str) -> std::io::Result<String> {
-        std::fs::create_dir_all(&self.dir)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -201,10 +200,27 @@ impl ControlDir {
         }
     }
 
+    /// Removes the directory when it is empty, so finished runs leave
+    /// nothing behind. Only whoever holds the run's lock may call this (the
+    /// runner as it ends, a sender acting alone): a live runner watches
+    /// the directory, and a watch on a removed directory hears nothing.
+    pub fn tidy(&self) {
+        // Not empty (a request still waiting) or already gone: both fine.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+
     fn write_atomically(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, bytes)?;
+        // The ending runner may remove the empty directory between our
+        // create and write: create it again then (a few times at most).
+        let mut tries = 0;
+        loop {
+            std::fs::create_dir_all(&self.dir)?;
+            match std::fs::write(&tmp, bytes) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                written => break written?,
+            }
+        }
         std::fs::rename(&tmp, self.dir.join(name))
     }
 }
