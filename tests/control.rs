@@ -323,6 +323,7 @@ fn a_finished_run_leaves_no_control_directory_behind() {
 
     // A run paused by a live request, then resumed to its end: neither
     // runner leaves the directory.
+    let repo = Repo::new();
     let (ready, go) = (repo.path().join("ready.fifo"), repo.path().join("go.fifo"));
     mkfifo(&ready);
     mkfifo(&go);
