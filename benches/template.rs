@@ -39,7 +39,10 @@ fn generate(shape: &str, n: usize) -> Value {
                 "chain" if i > 0 => phase["needs"] = json!([id(i - 1)]),
                 "dag" if i >= 10 => {
                     let (layer, k) = (i / 10, i % 10);
-                    let mut needs = vec![id((layer - 1) * 10 + k), id((layer - 1) * 10 + (k + 1) % 10)];
+                    let mut needs = vec![
+                        id((layer - 1) * 10 + k),
+                        id((layer - 1) * 10 + (k + 1) % 10),
+                    ];
                     needs.sort();
                     phase["needs"] = json!(needs);
                 }
@@ -47,8 +50,10 @@ fn generate(shape: &str, n: usize) -> Value {
                     phase["outputs"] = json!({ "report": "message" });
                     if i > 0 {
                         phase["needs"] = json!([id(i - 1)]);
-                        phase["run"] =
-                            json!(format!("echo {{{{ artifacts.{}.report.text }}}}", id(i - 1)));
+                        phase["run"] = json!(format!(
+                            "echo {{{{ artifacts.{}.report.text }}}}",
+                            id(i - 1)
+                        ));
                     }
                 }
                 _ => {}
@@ -120,9 +125,11 @@ fn main() {
         }
         for n in SIZES {
             let doc = generate(shape, n);
-            let edges: usize = doc["phases"]
-                .as_array()
-                .map_or(0, |p| p.iter().map(|p| p["needs"].as_array().map_or(0, Vec::len)).sum());
+            let edges: usize = doc["phases"].as_array().map_or(0, |p| {
+                p.iter()
+                    .map(|p| p["needs"].as_array().map_or(0, Vec::len))
+                    .sum()
+            });
             let text = serde_json::to_string(&doc).expect("json");
             let file = sandbox.path().join(format!("{shape}-{n}.json"));
             fs::write(&file, &text).expect("write the template");
@@ -180,5 +187,7 @@ fn main() {
             );
         }
     }
-    println!("  goal: a 10,000-phase chain validated in <= 1 s and <= 100 MB, linear in phases + edges");
+    println!(
+        "  goal: a 10,000-phase chain validated in <= 1 s and <= 100 MB, linear in phases + edges"
+    );
 }

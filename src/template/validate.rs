@@ -277,7 +277,13 @@ impl<'t> Check<'t> {
         // Built once per level, and only when a loop hands over.
         let mut before = None;
         for (i, phase) in phases.iter().enumerate() {
-            self.handover(phases, &siblings, &mut before, phase, &path::index(parent, i));
+            self.handover(
+                phases,
+                &siblings,
+                &mut before,
+                phase,
+                &path::index(parent, i),
+            );
         }
     }
 
@@ -458,7 +464,8 @@ impl<'t> Check<'t> {
                         " (`{need}` is {place}; needs name phases at the same level)"
                     ));
                 } else {
-                    let candidates: Vec<String> = siblings.order.iter().map(|s| s.to_string()).collect();
+                    let candidates: Vec<String> =
+                        siblings.order.iter().map(|s| s.to_string()).collect();
                     if let Some(suggestion) = super::load::closest(need, &candidates) {
                         message.push_str(&format!("; did you mean `{suggestion}`?"));
                     }
@@ -1192,13 +1199,18 @@ mod tests {
                                         "outputs": { "report": "message" } });
                 if i > 0 {
                     phase["needs"] = json!([id(i - 1)]);
-                    phase["run"] = json!(format!("echo {{{{ artifacts.{}.report.text }}}}", id(i - 1)));
+                    phase["run"] = json!(format!(
+                        "echo {{{{ artifacts.{}.report.text }}}}",
+                        id(i - 1)
+                    ));
                 }
                 phase
             })
             .collect();
-        phases.push(json!({ "id": "last", "kind": "script", "needs": [id(n - 1)],
-                            "run": format!("echo {{{{ artifacts.{}.report.text }}}}", id(0)) }));
+        phases.push(
+            json!({ "id": "last", "kind": "script", "needs": [id(n - 1)],
+                            "run": format!("echo {{{{ artifacts.{}.report.text }}}}", id(0)) }),
+        );
         phases.push(json!({ "id": "stray", "kind": "script", "needs": [id(0)],
                             "run": format!("echo {{{{ artifacts.{}.report.text }}}}", id(1)) }));
         json!({ "name": "chain", "phases": phases })
