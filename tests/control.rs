@@ -367,3 +367,25 @@ fn a_request_to_a_run_with_no_runner_removes_a_leftover_control_directory() {
     repo.wfe(&["cancel", &id]).code(0);
     assert!(!dir.exists(), "the sender acting alone tidies it");
 }
+
+#[test]
+fn a_cancelled_live_run_leaves_no_control_directory_behind() {
+    let repo = Repo::new();
+    let ready = repo.path().join("ready.fifo");
+    mkfifo(&ready);
+    repo.template(
+        "slow",
+        &json!({ "name": "slow", "phases": [
+            script("first", &[], &format!("echo ready > {}; exec sleep 60", ready.display())),
+        ]}),
+    );
+    let runner = repo.spawn(&["run", "slow"]);
+    read_fifo_line(&ready);
+    let id = repo.run_id();
+    // The runner answers, then ends at once: whoever is last (it, or the
+    // command taking the answer) removes the directory.
+    repo.wfe(&["cancel", &id]).code(0);
+    let out = common::Run::from(runner.wait_with_output().unwrap());
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert_eq!(control_entries(&repo), Vec::<String>::new());
+}

@@ -36,6 +36,13 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Ou
             let deadline = Instant::now() + ANSWER_WAIT;
             loop {
                 if let Some(reply) = control.take_reply(&id) {
+                    // A runner that answered and then ended (a cancel) may
+                    // have found our reply still there; once no runner
+                    // holds the run, remove the directory it left.
+                    if let Ok(lock) = ctx.store.lock(run, &ctx.clock.stamp()) {
+                        control.tidy();
+                        drop(lock);
+                    }
                     if !reply.ok {
                         return Err(CliError::input(format!("run {run}: {}", reply.message)));
                     }

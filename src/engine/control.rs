@@ -22,6 +22,11 @@ use crate::engine::CheckpointEvent;
 /// How often the control directory is polled when it cannot be watched.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How long an ending runner waits for its last replies to be taken
+/// before it removes the control directory (a sender that died never
+/// takes its reply; the directory then stays until a later command tidies).
+pub const REPLY_PICKUP: Duration = Duration::from_millis(500);
+
 /// What a person asks a run to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -198,6 +203,26 @@ impl ControlDir {
             _watcher: watcher.ok(),
             poller,
         }
+    }
+
+    /// Waits (at most [`REPLY_PICKUP`]) for the senders to take the
+    /// replies still in the directory (they poll every 20 ms), then
+    /// removes it if empty: what a runner does as it ends, e.g. right
+    /// after answering a cancel.
+    pub async fn tidy_when_answered(&self) {
+        let deadline = std::time::Instant::now() + REPLY_PICKUP;
+        while self.has_replies() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.tidy();
+    }
+
+    fn has_replies(&self) -> bool {
+        std::fs::read_dir(&self.dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".reply.json"))
+        })
     }
 
     /// Removes the directory when it is empty, so finished runs leave

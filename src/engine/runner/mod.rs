@@ -328,7 +328,7 @@ pub async fn drive_with(
     // its sender takes the request back and acts alone (and tidies).
     drop(control_watch);
     if let Some(control) = &settings.control {
-        control.tidy();
+        control.tidy_when_answered().await;
     }
     if let Some(processes) = &settings.processes {
         processes.tidy();
