@@ -290,3 +290,102 @@ fn concurrent_control_requests_are_never_lost() {
             .success()
     );
 }
+
+/// The entries of `<git-dir>/wfe/control/`, if it exists.
+fn control_entries(repo: &Repo) -> Vec<String> {
+    std::fs::read_dir(repo.path().join(".git/wfe/control"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_finished_run_leaves_no_control_directory_behind() {
+    let repo = Repo::new();
+    repo.template(
+        "two",
+        &json!({ "name": "two", "phases": [
+            script("first", &[], "true"),
+            script("second", &["first"], "true"),
+        ]}),
+    );
+    repo.wfe(&["run", "two"]).code(0);
+    let id = repo.run_id();
+    let left = control_entries(&repo);
+    assert!(
+        !left.contains(&id),
+        "run {id} left its control directory: {left:?}"
+    );
+
+    // A run paused by a live request, then resumed to its end: neither
+    // runner leaves the directory.
+    let repo = Repo::new();
+    let (ready, go) = (repo.path().join("ready.fifo"), repo.path().join("go.fifo"));
+    mkfifo(&ready);
+    mkfifo(&go);
+    repo.template(
+        "held",
+        &json!({ "name": "held", "phases": [
+            script("first", &[], &format!("echo ready > {}; read x < {}", ready.display(), go.display())),
+            script("second", &["first"], "true"),
+        ]}),
+    );
+    let runner = repo.spawn(&["run", "held"]);
+    read_fifo_line(&ready);
+    let id = repo.run_id();
+    assert!(
+        control_entries(&repo).contains(&id),
+        "a live runner listens on its control directory"
+    );
+    repo.wfe(&["pause", &id]).code(0);
+    write_fifo_line(&go, "go");
+    common::Run::from(runner.wait_with_output().unwrap()).code(3);
+    assert!(!control_entries(&repo).contains(&id), "paused run left it");
+    repo.wfe(&["resume", &id]).code(0);
+    assert_eq!(control_entries(&repo), Vec::<String>::new());
+}
+
+#[test]
+fn a_request_to_a_run_with_no_runner_removes_a_leftover_control_directory() {
+    let repo = Repo::new();
+    repo.template(
+        "gate",
+        &json!({ "name": "gate", "phases": [
+            { "id": "ok", "kind": "gate" },
+            script("after", &["ok"], "true"),
+        ]}),
+    );
+    repo.wfe(&["run", "gate"]).code(3);
+    let id = repo.run_id();
+    // What a request that came too late for the last runner leaves.
+    let dir = repo.path().join(".git/wfe/control").join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    repo.wfe(&["cancel", &id]).code(0);
+    assert!(!dir.exists(), "the sender acting alone tidies it");
+}
+
+#[test]
+fn a_cancelled_live_run_leaves_no_control_directory_behind() {
+    let repo = Repo::new();
+    let ready = repo.path().join("ready.fifo");
+    mkfifo(&ready);
+    repo.template(
+        "slow",
+        &json!({ "name": "slow", "phases": [
+            script("first", &[], &format!("echo ready > {}; exec sleep 60", ready.display())),
+        ]}),
+    );
+    let runner = repo.spawn(&["run", "slow"]);
+    read_fifo_line(&ready);
+    let id = repo.run_id();
+    // The runner answers, then ends at once: whoever is last (it, or the
+    // command taking the answer) removes the directory.
+    repo.wfe(&["cancel", &id]).code(0);
+    let out = common::Run::from(runner.wait_with_output().unwrap());
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert_eq!(control_entries(&repo), Vec::<String>::new());
+}

@@ -36,6 +36,13 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Ou
             let deadline = Instant::now() + ANSWER_WAIT;
             loop {
                 if let Some(reply) = control.take_reply(&id) {
+                    // A runner that answered and then ended (a cancel) may
+                    // have found our reply still there; once no runner
+                    // holds the run, remove the directory it left.
+                    if let Ok(lock) = ctx.store.lock(run, &ctx.clock.stamp()) {
+                        control.tidy();
+                        drop(lock);
+                    }
                     if !reply.ok {
                         return Err(CliError::input(format!("run {run}: {}", reply.message)));
                     }
@@ -64,7 +71,11 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Ou
         }
         match ctx.store.lock(run, &ctx.clock.stamp()) {
             Ok(lock) => {
-                let done = operations::control_offline(&ctx.store, run, &action, &by, &ctx.clock)?;
+                let done = operations::control_offline(&ctx.store, run, &action, &by, &ctx.clock);
+                // Holding the lock, no runner watches the directory: remove
+                // what a request that came too late left behind.
+                control.tidy();
+                let done = done?;
                 drop(lock);
                 ui.note(&format!("no runner is running run {run}: {}", done.outcome));
                 if let Some(hint) =

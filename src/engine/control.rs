@@ -22,6 +22,11 @@ use crate::engine::CheckpointEvent;
 /// How often the control directory is polled when it cannot be watched.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How long an ending runner waits for its last replies to be taken
+/// before it removes the control directory (a sender that died never
+/// takes its reply; the directory then stays until a later command tidies).
+pub const REPLY_PICKUP: Duration = Duration::from_millis(500);
+
 /// What a person asks a run to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -101,7 +106,6 @@ impl ControlDir {
 
     /// Writes a request; returns its id.
     pub fn send(&self, action: Action, by: &str) -> std::io::Result<String> {
-        std::fs::create_dir_all(&self.dir)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -201,10 +205,47 @@ impl ControlDir {
         }
     }
 
+    /// Waits (at most [`REPLY_PICKUP`]) for the senders to take the
+    /// replies still in the directory (they poll every 20 ms), then
+    /// removes it if empty: what a runner does as it ends, e.g. right
+    /// after answering a cancel.
+    pub async fn tidy_when_answered(&self) {
+        let deadline = std::time::Instant::now() + REPLY_PICKUP;
+        while self.has_replies() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.tidy();
+    }
+
+    fn has_replies(&self) -> bool {
+        std::fs::read_dir(&self.dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".reply.json"))
+        })
+    }
+
+    /// Removes the directory when it is empty, so finished runs leave
+    /// nothing behind. Only whoever holds the run's lock may call this (the
+    /// runner as it ends, a sender acting alone): a live runner watches
+    /// the directory, and a watch on a removed directory hears nothing.
+    pub fn tidy(&self) {
+        // Not empty (a request still waiting) or already gone: both fine.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+
     fn write_atomically(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, bytes)?;
+        // The ending runner may remove the empty directory between our
+        // create and write: create it again then (a few times at most).
+        let mut tries = 0;
+        loop {
+            std::fs::create_dir_all(&self.dir)?;
+            match std::fs::write(&tmp, bytes) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                written => break written?,
+            }
+        }
         std::fs::rename(&tmp, self.dir.join(name))
     }
 }

@@ -3,7 +3,7 @@
 //! Pure functions over indices; the template has already been validated, so
 //! every `needs` names a phase and there is no cycle.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::template::Phase;
 
@@ -11,6 +11,9 @@ use crate::template::Phase;
 #[derive(Debug, Clone)]
 pub struct Dag {
     ids: Vec<String>,
+    /// Id → index (the first phase with the id), so building the DAG and
+    /// looking a phase up stay linear in a 10,000-phase template.
+    positions: HashMap<String, usize>,
     needs: Vec<Vec<usize>>,
     dependants: Vec<Vec<usize>>,
 }
@@ -22,7 +25,11 @@ impl Dag {
     /// that loop, as if it said so: it starts once the loop has ended.
     pub fn new(phases: &[Phase]) -> Self {
         let ids: Vec<String> = phases.iter().map(|p| p.id.clone()).collect();
-        let index = |id: &str| ids.iter().position(|x| x == id);
+        let mut positions: HashMap<String, usize> = HashMap::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            positions.entry(id.clone()).or_insert(i);
+        }
+        let index = |id: &str| positions.get(id).copied();
         let mut needs: Vec<Vec<usize>> = phases
             .iter()
             .map(|p| p.needs.iter().filter_map(|n| index(n)).collect())
@@ -44,6 +51,7 @@ impl Dag {
         }
         Dag {
             ids,
+            positions,
             needs,
             dependants,
         }
@@ -66,7 +74,7 @@ impl Dag {
 
     /// The index of a phase id.
     pub fn index(&self, id: &str) -> Option<usize> {
-        self.ids.iter().position(|x| x == id)
+        self.positions.get(id).copied()
     }
 
     /// The direct needs of phase `i`.

@@ -21,6 +21,7 @@ mod matrix;
 mod model;
 mod outputs;
 mod path;
+mod upstream;
 mod validate;
 
 /// Durations and retry policies as templates write them, defined in [`crate::retry`].

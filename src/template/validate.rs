@@ -7,13 +7,14 @@
 //! every expression and string template compiles. It reports every problem
 //! it finds, in document order, and never stops at the first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::Value;
 
 use super::expr;
 use super::model::KIND_FIELDS;
 use super::path;
+use super::upstream::Upstream;
 use super::{Phase, PhaseKind, Problem, RetryPolicy, Template, TemplateError, Tool};
 use crate::artifact::{ArtifactError, Registry, builtin_schema_names};
 
@@ -105,6 +106,13 @@ fn is_set(phase: &Phase, field: &str) -> bool {
     }
 }
 
+/// The phase ids of one level: in order (for messages) and as a set (for
+/// lookups, so checking every `needs` stays linear).
+struct Siblings<'a> {
+    order: Vec<&'a str>,
+    set: HashSet<&'a str>,
+}
+
 /// One phase as found anywhere in the template.
 struct Indexed<'t> {
     path: String,
@@ -124,7 +132,7 @@ struct Check<'t> {
     schemas: BTreeMap<String, Option<String>>,
     /// For each top-level phase, the top-level phases it waits for,
     /// directly or not: the only ones whose artifacts it can read.
-    upstream: BTreeMap<&'t str, BTreeSet<&'t str>>,
+    upstream: Upstream<'t>,
 }
 
 impl<'t> Check<'t> {
@@ -137,7 +145,7 @@ impl<'t> Check<'t> {
             phases,
             args: ArgsShape::of(template.args.as_ref()),
             schemas: BTreeMap::new(),
-            upstream: upstream(&template.phases),
+            upstream: Upstream::new(&template.phases),
         }
     }
 
@@ -261,14 +269,25 @@ impl<'t> Check<'t> {
         top: bool,
         seen: &mut BTreeMap<&'t str, String>,
     ) {
-        let siblings: Vec<&str> = phases.iter().map(|p| p.id.as_str()).collect();
+        let siblings = Siblings {
+            order: phases.iter().map(|p| p.id.as_str()).collect(),
+            set: phases.iter().map(|p| p.id.as_str()).collect(),
+        };
         for (i, phase) in phases.iter().enumerate() {
             let at = path::index(parent, i);
             self.phase(phase, &at, &siblings, top, seen);
         }
         self.cycles(phases, parent);
+        // Built once per level, and only when a loop hands over.
+        let mut before = None;
         for (i, phase) in phases.iter().enumerate() {
-            self.handover(phases, phase, &path::index(parent, i));
+            self.handover(
+                phases,
+                &siblings,
+                &mut before,
+                phase,
+                &path::index(parent, i),
+            );
         }
     }
 
@@ -310,7 +329,14 @@ impl<'t> Check<'t> {
     /// `on_exhausted: {"next": PHASE}`: PHASE is a sibling of the loop
     /// that the loop does not wait for (it starts once the loop ran out),
     /// and the loop has an `until` to run out of.
-    fn handover(&mut self, phases: &[Phase], phase: &Phase, at: &str) {
+    fn handover(
+        &mut self,
+        phases: &'t [Phase],
+        siblings: &Siblings<'_>,
+        before: &mut Option<Upstream<'t>>,
+        phase: &Phase,
+        at: &str,
+    ) {
         let Some(target) = phase.on_exhausted.as_ref().and_then(|o| o.next()) else {
             return;
         };
@@ -332,7 +358,7 @@ impl<'t> Check<'t> {
             );
             return;
         }
-        if !phases.iter().any(|p| p.id == target) {
+        if !siblings.set.contains(target) {
             let siblings: Vec<String> = phases
                 .iter()
                 .filter(|p| p.id != phase.id)
@@ -357,11 +383,8 @@ impl<'t> Check<'t> {
             self.problem(next_at, message);
             return;
         }
-        let before = upstream(phases);
-        if before
-            .get(phase.id.as_str())
-            .is_some_and(|up| up.contains(target))
-        {
+        let before = before.get_or_insert_with(|| Upstream::new(phases));
+        if before.contains(&phase.id, target) {
             self.problem(
                 next_at,
                 format!(
@@ -376,7 +399,7 @@ impl<'t> Check<'t> {
         &mut self,
         phase: &'t Phase,
         at: &str,
-        siblings: &[&str],
+        siblings: &Siblings<'_>,
         top: bool,
         seen: &mut BTreeMap<&'t str, String>,
     ) {
@@ -430,7 +453,7 @@ impl<'t> Check<'t> {
         }
     }
 
-    fn needs(&mut self, phase: &Phase, at: &str, siblings: &[&str]) {
+    fn needs(&mut self, phase: &Phase, at: &str, siblings: &Siblings<'_>) {
         let mut listed = BTreeSet::new();
         for (j, need) in phase.needs.iter().enumerate() {
             let need_at = path::index(&path::key(at, "needs"), j);
@@ -438,8 +461,9 @@ impl<'t> Check<'t> {
                 self.problem(need_at, format!("phase `{need}` needs itself"));
             } else if !listed.insert(need.as_str()) {
                 self.problem(need_at, format!("`{need}` is listed twice in needs"));
-            } else if !siblings.contains(&need.as_str()) {
+            } else if !siblings.set.contains(need.as_str()) {
                 let known = siblings
+                    .order
                     .iter()
                     .filter(|s| **s != phase.id)
                     .map(|s| format!("`{s}`"))
@@ -457,7 +481,8 @@ impl<'t> Check<'t> {
                         " (`{need}` is {place}; needs name phases at the same level)"
                     ));
                 } else {
-                    let candidates: Vec<String> = siblings.iter().map(|s| s.to_string()).collect();
+                    let candidates: Vec<String> =
+                        siblings.order.iter().map(|s| s.to_string()).collect();
                     if let Some(suggestion) = super::load::closest(need, &candidates) {
                         message.push_str(&format!("; did you mean `{suggestion}`?"));
                     }
@@ -827,7 +852,7 @@ impl<'t> Check<'t> {
     /// any other reference is undefined whenever it runs. Loops are left
     /// out: what a loop's children and its `until` see is the loop's affair.
     fn reference_problem(
-        &self,
+        &mut self,
         variable: &str,
         reader: Option<&str>,
         source: &str,
@@ -849,10 +874,7 @@ impl<'t> Check<'t> {
                 };
                 if let Some(reader) = reader
                     && found.parent.is_none()
-                    && !self
-                        .upstream
-                        .get(reader)
-                        .is_some_and(|up| up.contains(phase))
+                    && !self.upstream.contains(reader, phase)
                 {
                     return Some(if reader == *phase {
                         format!("`artifacts.{phase}`: a phase cannot read its own artifacts")
@@ -961,38 +983,6 @@ fn index<'t>(
             parent: enclosing,
         });
     }
-}
-
-/// For each phase of one level, the phases of that level it waits for,
-/// directly or through others (cycles included, without looping).
-/// A loop's `on_exhausted: {"next": …}` target waits for the loop, as the
-/// runner's DAG has it.
-fn upstream(phases: &[Phase]) -> BTreeMap<&str, BTreeSet<&str>> {
-    let mut needs: BTreeMap<&str, Vec<&str>> = phases
-        .iter()
-        .map(|p| (p.id.as_str(), p.needs.iter().map(String::as_str).collect()))
-        .collect();
-    for phase in phases {
-        if let Some(target) = phase.on_exhausted.as_ref().and_then(|o| o.next())
-            && let Some(list) = needs.get_mut(target)
-        {
-            list.push(phase.id.as_str());
-        }
-    }
-    let mut out = BTreeMap::new();
-    for phase in phases {
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
-        let mut todo: Vec<&str> = needs.get(phase.id.as_str()).cloned().unwrap_or_default();
-        while let Some(id) = todo.pop() {
-            if let Some((id, more)) = needs.get_key_value(id)
-                && seen.insert(id)
-            {
-                todo.extend(more.iter().copied());
-            }
-        }
-        out.insert(phase.id.as_str(), seen);
-    }
-    out
 }
 
 /// What an args schema declares about the args.
@@ -1212,6 +1202,50 @@ mod tests {
             other => panic!("no container at {parent}: {other:?}"),
         }
         doc
+    }
+
+    /// A template of `n` phases, each reading its predecessor's artifact
+    /// and needing it (a chain), plus one last phase that reads the first
+    /// phase's artifact (upstream through the whole chain) and one that
+    /// reads an artifact not upstream of it.
+    fn long_chain(n: usize) -> Value {
+        let id = |i: usize| format!("p{i:05}");
+        let mut phases: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut phase = json!({ "id": id(i), "kind": "script", "run": "true",
+                                        "outputs": { "report": "message" } });
+                if i > 0 {
+                    phase["needs"] = json!([id(i - 1)]);
+                    phase["run"] = json!(format!(
+                        "echo {{{{ artifacts.{}.report.text }}}}",
+                        id(i - 1)
+                    ));
+                }
+                phase
+            })
+            .collect();
+        phases.push(
+            json!({ "id": "last", "kind": "script", "needs": [id(n - 1)],
+                            "run": format!("echo {{{{ artifacts.{}.report.text }}}}", id(0)) }),
+        );
+        phases.push(json!({ "id": "stray", "kind": "script", "needs": [id(0)],
+                            "run": format!("echo {{{{ artifacts.{}.report.text }}}}", id(1)) }));
+        json!({ "name": "chain", "phases": phases })
+    }
+
+    #[test]
+    fn a_ten_thousand_phase_chain_is_validated() {
+        // Quadratic checks took 25 s and 1.6 GB here; no timing is asserted,
+        // but the test suite would crawl.
+        let problems = problems_of(long_chain(10_000));
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert_eq!(problems[0].path, "phases[10001].run");
+        assert!(
+            problems[0]
+                .message
+                .contains("`p00001` is not upstream of it"),
+            "{problems:#?}"
+        );
     }
 
     #[test]

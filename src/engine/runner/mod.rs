@@ -323,6 +323,13 @@ pub async fn drive_with(
     let status = runner.finish(stop);
     runner.flush()?;
     let _ = std::fs::remove_dir_all(settings.scratch.join(run.as_str()));
+    // Stop watching, then remove the (empty) control directory: a finished
+    // run leaves none behind. A request that came too late keeps it until
+    // its sender takes the request back and acts alone (and tidies).
+    drop(control_watch);
+    if let Some(control) = &settings.control {
+        control.tidy_when_answered().await;
+    }
     if let Some(processes) = &settings.processes {
         processes.tidy();
     }
