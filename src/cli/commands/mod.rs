@@ -16,6 +16,7 @@ pub(super) mod index;
 pub(super) mod init;
 pub(super) mod list;
 pub(super) mod log;
+mod follow;
 pub(super) mod pause;
 pub(super) mod provider;
 pub(super) mod pull;
