@@ -34,7 +34,9 @@ fn job(dir: &Path, n: usize) -> ScriptJob {
         run: "01jbenchrun".into(),
         phase: "noisy".into(),
         attempt: 1,
-        command: format!("seq -f 'line %06g of the bench output, about sixty bytes long' 1 {LINES}"),
+        command: format!(
+            "seq -f 'line %06g of the bench output, about sixty bytes long' 1 {LINES}"
+        ),
         cwd,
         env: Vec::new(),
         inputs: Vec::new(),
@@ -67,10 +69,17 @@ async fn once(dir: &Path, n: usize, live: bool) -> (Duration, u64) {
         run_script(job(dir, n), cancel, sink, Clock::system()).await
     };
     let took = started.elapsed();
-    assert!(outcome.result.is_ok(), "the phase failed: {:?}", outcome.result);
+    assert!(
+        outcome.result.is_ok(),
+        "the phase failed: {:?}",
+        outcome.result
+    );
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     if live {
-        let lines = std::fs::read_to_string(&path).expect("live file").lines().count();
+        let lines = std::fs::read_to_string(&path)
+            .expect("live file")
+            .lines()
+            .count();
         assert_eq!(lines as u32, LINES, "every line is in the live file");
     }
     (took, size)
@@ -83,8 +92,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir_in(std::env::var_os("CARGO_TARGET_TMPDIR").unwrap_or_else(|| std::env::temp_dir().into_os_string()))
-        .expect("temp dir");
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("CARGO_TARGET_TMPDIR")
+            .unwrap_or_else(|| std::env::temp_dir().into_os_string()),
+    )
+    .expect("temp dir");
     let (mut plain, mut live) = (Vec::new(), Vec::new());
     let mut size = 0;
     // One warm-up of each, not counted.
@@ -98,7 +110,17 @@ async fn main() {
     }
     let (plain, live) = (median(plain), median(live));
     println!("live output: a script phase printing {LINES} lines, median of {REPEATS}");
-    println!("  without live publishing  {:>8.1} ms", plain.as_secs_f64() * 1e3);
-    println!("  with live publishing     {:>8.1} ms  ({} KB live file)", live.as_secs_f64() * 1e3, size / 1024);
-    println!("  ratio                    {:>8.2}x", live.as_secs_f64() / plain.as_secs_f64());
+    println!(
+        "  without live publishing  {:>8.1} ms",
+        plain.as_secs_f64() * 1e3
+    );
+    println!(
+        "  with live publishing     {:>8.1} ms  ({} KB live file)",
+        live.as_secs_f64() * 1e3,
+        size / 1024
+    );
+    println!(
+        "  ratio                    {:>8.2}x",
+        live.as_secs_f64() / plain.as_secs_f64()
+    );
 }

@@ -51,8 +51,7 @@ fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 #[test]
-fn a_late_follower_sees_earlier_lines_then_new_ones_and_the_live_file_goes_with_the_checkpoint()
-{
+fn a_late_follower_sees_earlier_lines_then_new_ones_and_the_live_file_goes_with_the_checkpoint() {
     let repo = Repo::new();
     repo.write(".wfe/config.json", r#"{ "secrets": ["DEPLOY_TOKEN"] }"#);
     let fifo = |name: &str| {
@@ -101,7 +100,10 @@ fn a_late_follower_sees_earlier_lines_then_new_ones_and_the_live_file_goes_with_
     // The live file has what the phase printed, masked as the log is.
     let file = live_file(&repo, &id, "talk", 1);
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(!text.contains(TOKEN) && !text.contains("LIVELEAK"), "{text}");
+    assert!(
+        !text.contains(TOKEN) && !text.contains("LIVELEAK"),
+        "{text}"
+    );
     let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first["text"], "one ***");
     assert_eq!(first["kind"], "line");
@@ -199,4 +201,29 @@ fn following_an_ended_phase_prints_its_log_and_exits_as_it_ended() {
     repo.wfe(&["log", &id, "bad"]).code(0);
     // An unknown phase is bad input.
     repo.wfe(&["log", &id, "nope", "--follow"]).code(2);
+}
+
+#[test]
+fn a_matrix_combination_is_followed_live() {
+    let repo = Repo::new();
+    let (ready, go) = (repo.path().join("ready"), repo.path().join("go"));
+    mkfifo(&ready);
+    mkfifo(&go);
+    repo.template(
+        "t",
+        &json!({ "name": "t", "phases": [
+            { "id": "m", "kind": "script", "matrix": { "x": ["a"] },
+              "run": format!("echo hello; echo r > {}; read x < {}; echo bye", ready.display(), go.display()) }
+        ]}),
+    );
+    let runner = spawn(&repo, &["run", "t", "--json"]);
+    read_fifo_line(&ready);
+    let id = repo.run_id();
+    let mut follower = spawn(&repo, &["log", &id, "m[x=a]", "--follow"]);
+    let mut out = BufReader::new(follower.stdout.take().unwrap());
+    assert_eq!(next_line(&mut out), "hello");
+    write_fifo_line(&go, "go");
+    assert_eq!(next_line(&mut out), "bye");
+    assert_eq!(follower.wait().unwrap().code(), Some(0));
+    common::Run::from(runner.wait_with_output().unwrap()).code(0);
 }

@@ -71,12 +71,8 @@ pub(crate) fn phase_output(
         }
         if current.is_none()
             && let Some(attempt) = running.filter(|a| !shown.contains(a))
-            && let Some(mut follower) = Follower::open(&live::attempt_file(
-                &root,
-                id.as_str(),
-                &view.key,
-                attempt,
-            ))
+            && let Some(mut follower) =
+                Follower::open(&live::attempt_file(&root, id.as_str(), &view.key, attempt))
         {
             out.entries(ui, follower.read());
             current = Some((attempt, follower));
@@ -106,9 +102,7 @@ pub(crate) fn phase_output(
 fn ended_outcome(status: PhaseStatus) -> Option<Outcome> {
     match status {
         PhaseStatus::Completed | PhaseStatus::Skipped => Some(Outcome::Success),
-        PhaseStatus::Failed | PhaseStatus::TimedOut => {
-            Some(Outcome::Reported(ErrorKind::Failed))
-        }
+        PhaseStatus::Failed | PhaseStatus::TimedOut => Some(Outcome::Reported(ErrorKind::Failed)),
         PhaseStatus::Cancelled | PhaseStatus::Waiting => {
             Some(Outcome::Reported(ErrorKind::Stopped))
         }
@@ -138,10 +132,7 @@ impl Printer {
                     self.end_partial(ui);
                     ui.out(&ui.paint(
                         Style::Dim,
-                        &format!(
-                            "→ {tool} ({took} ms){}",
-                            failed.unwrap_or_default()
-                        ),
+                        &format!("→ {tool} ({took} ms){}", failed.unwrap_or_default()),
                     ));
                 }
             }

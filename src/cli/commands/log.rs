@@ -31,7 +31,9 @@ pub(crate) fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliE
     let id = ctx.resolve_run(&args.run)?;
     if let Some(phase) = args.phase.as_deref() {
         if args.json {
-            return Err(CliError::input("`--json` shows checkpoints; with a phase use `wfe show RUN PHASE --json`"));
+            return Err(CliError::input(
+                "`--json` shows checkpoints; with a phase use `wfe show RUN PHASE --json`",
+            ));
         }
         return super::follow::phase_output(ctx, ui, &id, phase, args.follow);
     }
