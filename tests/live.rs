@@ -136,8 +136,7 @@ fn a_late_follower_sees_earlier_lines_then_new_ones_and_the_live_file_goes_with_
     assert_eq!(watch.wait().unwrap().code(), Some(0), "the run completed");
     let last_after = rest
         .lines()
-        .filter(|l| l.contains(" after "))
-        .next_back()
+        .rfind(|l| l.contains(" after "))
         .unwrap_or_else(|| panic!("no new block:\n{rest}"));
     assert!(last_after.contains("completed"), "{rest}");
     common::Run::from(runner.wait_with_output().unwrap()).code(0);

@@ -110,7 +110,7 @@ fn render(view: &RunView, runner: Option<&crate::store::LockHolder>, ui: &Ui) ->
         }
     }
     let record = &view.record;
-    if let Some(line) = spend_line(&view) {
+    if let Some(line) = spend_line(view) {
         lines.push(format!("  {}", ui.paint(Style::Dim, &line)));
     }
     if let Some(reason) = &record.reason {
