@@ -14,6 +14,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -179,15 +180,29 @@ fn write_all(path: &Path, cap: u64, rx: &mpsc::Receiver<Message>) {
         partial: Vec::new(),
         buf: Vec::with_capacity(256),
     };
+    // After the first line of a burst, gather what comes in the next few
+    // milliseconds before flushing: one write per burst, not per line,
+    // and a follower still sees a line within `FLUSH_EVERY`.
     while let Ok(message) = rx.recv() {
         out.write(message);
-        while let Ok(message) = rx.try_recv() {
-            out.write(message);
+        let until = Instant::now() + FLUSH_EVERY;
+        loop {
+            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(message) => out.write(message),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = out.out.flush();
+                    return;
+                }
+            }
         }
         let _ = out.out.flush();
     }
     let _ = out.out.flush();
 }
+
+/// The longest a published line waits in the writer's buffer.
+const FLUSH_EVERY: Duration = Duration::from_millis(5);
 
 struct Writer {
     out: BufWriter<std::fs::File>,
