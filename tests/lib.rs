@@ -28,6 +28,7 @@ mod init;
 mod input;
 mod input_bounds;
 mod isolation;
+mod live;
 mod loop_agents;
 mod loops;
 mod matrix;

@@ -219,6 +219,7 @@ impl Context {
             clock: self.clock,
             work_dir: self.root.clone(),
             scratch: self.store.wfe_dir().join("work"),
+            live: Some(self.store.wfe_dir().join("live")),
             control: None,
             wait: false,
             seats: None,

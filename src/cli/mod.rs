@@ -16,6 +16,7 @@ pub mod reasons;
 mod seats;
 mod signals;
 pub mod ui;
+mod watch;
 
 use std::process::ExitCode;
 

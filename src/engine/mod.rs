@@ -35,6 +35,7 @@ mod dag;
 mod error;
 mod executor;
 pub mod layout;
+pub mod live;
 mod message;
 mod observer;
 pub mod operations;

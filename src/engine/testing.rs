@@ -37,6 +37,7 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         scratch: dir.join("scratch"),
         max_artifact_bytes: 1 << 20,
         max_log_bytes: crate::attempt::DEFAULT_MAX_LOG_BYTES,
+        live: Some(dir.join("live")),
         max_files_bytes: crate::exec::DEFAULT_MAX_FILES_BYTES,
         control: None,
         wait: false,

@@ -1,4 +1,6 @@
-//! `wfe log`: a run's checkpoints, newest first, like `git log`.
+//! `wfe log`: a run's checkpoints, newest first, like `git log`; with a
+//! phase, that phase's output, and with `--follow` its output as it is
+//! produced (from the live files, then the checkpoint's log).
 
 use clap::Args;
 use serde_json::json;
@@ -13,6 +15,12 @@ use crate::store::{RunStore, Trailer};
 pub struct LogArgs {
     /// The run: an id, a unique prefix, or `latest`
     pub run: String,
+    /// A phase (as `wfe show` takes it): show its output instead
+    pub phase: Option<String>,
+    /// With PHASE: keep printing its output as it is produced, until its
+    /// attempt ends or the run stops
+    #[arg(long, short = 'f', requires = "phase")]
+    pub follow: bool,
     /// Print one JSON document on stdout
     #[arg(long)]
     pub json: bool,
@@ -21,6 +29,14 @@ pub struct LogArgs {
 /// Runs `wfe log`.
 pub(crate) fn run(args: LogArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let id = ctx.resolve_run(&args.run)?;
+    if let Some(phase) = args.phase.as_deref() {
+        if args.json {
+            return Err(CliError::input(
+                "`--json` shows checkpoints; with a phase use `wfe show RUN PHASE --json`",
+            ));
+        }
+        return super::follow::phase_output(ctx, ui, &id, phase, args.follow);
+    }
     let history = ctx.store.history(&id)?;
     if args.json {
         ui.json(&json!(history.iter().map(|c| json!({

@@ -10,6 +10,7 @@ pub(super) mod demo;
 pub(super) mod diff;
 pub(super) mod edit;
 pub(super) mod export;
+mod follow;
 pub(super) mod fsck;
 pub(super) mod gc;
 pub(super) mod index;

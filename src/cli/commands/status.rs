@@ -21,6 +21,10 @@ pub struct StatusArgs {
     /// Print one JSON document on stdout
     #[arg(long)]
     pub json: bool,
+    /// Draw the run again as it changes, until it stops (on a terminal in
+    /// place; otherwise a new block each time it changed)
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
 }
 
 /// Runs `wfe status`.
@@ -35,8 +39,20 @@ pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
         ui.json(&doc);
         return Ok(Outcome::Success);
     }
+    if args.watch {
+        return watch(ctx, ui, &id);
+    }
+    for line in render(&view, runner.as_ref(), ui) {
+        ui.out(&line);
+    }
+    Ok(Outcome::Success)
+}
+
+/// The DAG drawn as lines, with the run's spend, reason and next step.
+fn render(view: &RunView, runner: Option<&crate::store::LockHolder>, ui: &Ui) -> Vec<String> {
+    let mut lines = Vec::new();
     let live = runner.is_some();
-    ui.out(&format!(
+    lines.push(format!(
         "{} {} · {} · {}",
         ui.paint(Style::Bold, &format!("run {}", view.record.id)),
         view.record.template,
@@ -45,7 +61,7 @@ pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
     ));
     let width = view.states().map(|p| p.id.len()).max().unwrap_or(0);
     for layer in &view.layers {
-        ui.out(&ui.paint(Style::Dim, "  │"));
+        lines.push(ui.paint(Style::Dim, "  │"));
         for (k, &i) in layer.iter().enumerate() {
             let row = &view.phases[i];
             let p = &row.state;
@@ -67,7 +83,7 @@ pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
                 ),
                 _ => String::new(),
             };
-            ui.out(&format!(
+            lines.push(format!(
                 "{} {} {:<width$}  {} {}{}  {}",
                 ui.paint(Style::Dim, branch),
                 ui.phase_mark(p.status),
@@ -79,26 +95,26 @@ pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
             ));
             // A loop's current iteration, indented under it (a nested
             // loop's under that).
-            print_children(ui, &row.children, &row.nested, width, "      ");
+            child_lines(ui, &mut lines, &row.children, &row.nested, width, "      ");
         }
     }
     let record = &view.record;
-    if let Some(line) = spend_line(&view) {
-        ui.out(&format!("  {}", ui.paint(Style::Dim, &line)));
+    if let Some(line) = spend_line(view) {
+        lines.push(format!("  {}", ui.paint(Style::Dim, &line)));
     }
     if let Some(reason) = &record.reason {
-        ui.out(&format!("  {}", ui.paint(Style::Red, &reason.to_string())));
+        lines.push(format!("  {}", ui.paint(Style::Red, &reason.to_string())));
     }
     for p in view.states() {
         if let Some(error @ crate::attempt::AttemptError::Budget { soft: true, .. }) = &p.error
             && p.status == crate::engine::PhaseStatus::Waiting
         {
-            ui.out(&format!("  {}: {error}", p.id));
+            lines.push(format!("  {}: {error}", p.id));
         }
     }
     let failed = view.failed_phases();
     if record.status == RunStatus::Completed && !failed.is_empty() {
-        ui.out(&format!(
+        lines.push(format!(
             "  {}",
             ui.paint(Style::Red, &completed_despite(&failed))
         ));
@@ -109,9 +125,39 @@ pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
         reasons::next_step(record.status, record.reason.as_ref(), &record.id, live)
     };
     if let Some(hint) = hint {
-        ui.out(&format!("  {} {hint}", ui.paint(Style::Yellow, "hint:")));
+        lines.push(format!("  {} {hint}", ui.paint(Style::Yellow, "hint:")));
     }
-    Ok(Outcome::Success)
+    lines
+}
+
+/// `--watch`: draws the run again whenever its ref, runner or live output
+/// changes, until the run stops; on a terminal in place, otherwise a new
+/// block only when the drawing changed.
+fn watch(ctx: &Context, ui: &Ui, id: &crate::store::RunId) -> Result<Outcome, CliError> {
+    let changes = crate::cli::watch::Changes::new(&ctx.store.wfe_dir());
+    let terminal = ui.stdout_is_terminal();
+    let mut last: Option<Vec<String>> = None;
+    loop {
+        let view = RunView::load(&ctx.store, id)?;
+        let runner = reasons::runner(ctx, id);
+        let lines = render(&view, runner.as_ref(), ui);
+        if last.as_ref() != Some(&lines) {
+            if terminal {
+                // Home and clear: the new drawing replaces the old one.
+                let _ = ui.raw(b"\x1b[H\x1b[2J");
+            } else if last.is_some() {
+                ui.out("");
+            }
+            for line in &lines {
+                ui.out(line);
+            }
+            last = Some(lines);
+        }
+        if view.record.status != RunStatus::Running || runner.is_none() {
+            return Ok(Outcome::from(view.record.status));
+        }
+        changes.wait();
+    }
 }
 
 /// Adds what the stored run document cannot know to `doc`: `runner` (the
@@ -202,8 +248,9 @@ fn took_and_attempts(p: &PhaseState) -> String {
 /// The children of a loop's current iteration, one line each under
 /// `indent`; a loop among them shows its iteration and its own current
 /// children further in.
-fn print_children(
+fn child_lines(
     ui: &Ui,
+    lines: &mut Vec<String>,
     children: &[PhaseState],
     nested: &BTreeMap<String, (u32, Vec<PhaseState>)>,
     width: usize,
@@ -221,7 +268,7 @@ fn print_children(
             ),
             _ => String::new(),
         };
-        ui.out(&format!(
+        lines.push(format!(
             "{indent}{} {} {:<width$}  {} {}{}",
             ui.paint(Style::Dim, branch),
             ui.phase_mark(c.status),
@@ -232,7 +279,7 @@ fn print_children(
         ));
         if let Some((_, states)) = inner {
             let deeper = format!("{indent}{}  ", if last { " " } else { "│" });
-            print_children(ui, states, nested, width, &deeper);
+            child_lines(ui, lines, states, nested, width, &deeper);
         }
     }
 }

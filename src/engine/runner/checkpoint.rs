@@ -23,6 +23,16 @@ pub(super) struct Pending {
 }
 
 impl Runner<'_> {
+    /// Removes the live files of attempts whose results are committed.
+    fn remove_live(&mut self) {
+        let done = std::mem::take(&mut self.live_done);
+        if let Some(root) = &self.settings.live {
+            for (key, attempt) in done {
+                crate::engine::live::remove_attempt(root, self.run.as_str(), &key, attempt);
+            }
+        }
+    }
+
     pub(super) fn mark(&mut self, u: Unit) {
         if !self.pending.dirty.contains(&u) {
             self.pending.dirty.push(u);
@@ -121,6 +131,7 @@ impl Runner<'_> {
             for ack in self.acks.drain(..) {
                 let _ = ack.send(());
             }
+            self.remove_live();
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
@@ -182,6 +193,8 @@ impl Runner<'_> {
             summary: &message.summary,
         });
         self.tip = id;
+        // The attempts' results are committed: their live files are superseded.
+        self.remove_live();
         // The agents' steps are in git now: they may go on.
         for ack in self.acks.drain(..) {
             let _ = ack.send(());

@@ -74,6 +74,7 @@ impl Runner<'_> {
             } => {
                 let label = self.label(unit);
                 outcome.mask(&self.settings.masker);
+                self.live_done.push((self.key(unit), attempt));
                 let error = outcome.result.as_ref().err().cloned();
                 self.archive(unit, attempt, &outcome);
                 if let Some(error) = &error {
@@ -110,6 +111,7 @@ impl Runner<'_> {
             } => {
                 // Secrets are masked before anything is shown, kept or handed on.
                 let masked = outcome.mask(&self.settings.masker);
+                self.live_done.push((self.key(unit), attempt));
                 self.finish_phase(unit, attempt, outcome, elapsed, paused);
                 if let Unit::Top(i) = unit
                     && matches!(

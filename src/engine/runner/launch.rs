@@ -14,6 +14,7 @@ use crate::agent::{AgentJob, Progress, Step};
 use crate::artifact::OutputSpec;
 use crate::attempt::{ArtifactProblem, AttemptError, AttemptOutcome, LogSink};
 use crate::engine::Executor;
+use crate::engine::live::{self, LiveSink};
 use crate::engine::{CheckpointEvent, Event, Observer, Transition, to_file_bytes};
 use crate::exec::{FilesJob, ScriptJob};
 use crate::retry::Backoff;
@@ -182,9 +183,35 @@ fn internal(message: String) -> AttemptError {
     AttemptError::Internal { message }
 }
 
+/// Where a unit's attempts publish their output live.
+#[derive(Debug, Clone)]
+pub(super) struct LiveTarget {
+    root: PathBuf,
+    run: String,
+    key: String,
+    /// Bytes one attempt's live file may hold.
+    cap: u64,
+}
+
+impl LiveTarget {
+    fn sink(&self, inner: Arc<dyn LogSink>, attempt: u32) -> Arc<LiveSink> {
+        let path = live::attempt_file(&self.root, &self.run, &self.key, attempt);
+        Arc::new(LiveSink::new(inner, path, self.cap))
+    }
+}
+
+/// Everything published is in the live file before the attempt's result
+/// goes to the runner (which commits it, then removes the file).
+async fn finish_live(live: Option<Arc<LiveSink>>) {
+    if let Some(live) = live {
+        let _ = tokio::task::spawn_blocking(move || live.finish()).await;
+    }
+}
+
 /// Runs a phase's attempts (retrying with backoff) and reports each one.
 pub(super) async fn phase_task(
     launch: Launch,
+    live: Option<LiveTarget>,
     executor: Arc<dyn Executor>,
     mut cancel: watch::Receiver<bool>,
     sink: Arc<dyn Observer>,
@@ -228,19 +255,32 @@ pub(super) async fn phase_task(
             },
             None => None,
         };
+        let published = live.as_ref().map(|l| l.sink(sink.clone(), attempt));
+        let attempt_sink: Arc<dyn LogSink> = match &published {
+            Some(p) => p.clone(),
+            None => sink.clone(),
+        };
         let mut outcome = match &mut job {
             Job::Script(job) => {
                 job.attempt = attempt;
                 job.scratch = scratch.join(attempt.to_string());
                 let job = (**job).clone();
                 executor
-                    .run_script(job, cancel.clone(), sink.clone(), clock)
+                    .run_script(job, cancel.clone(), attempt_sink, clock)
                     .await
             }
             Job::Agent(job) => {
                 job.attempt = attempt;
-                let outcome =
-                    agent_attempt(&*executor, unit, job, &cancel, &sink, clock, &tx).await;
+                let outcome = agent_attempt(
+                    &*executor,
+                    unit,
+                    job,
+                    &cancel,
+                    (&attempt_sink, published.as_deref()),
+                    clock,
+                    &tx,
+                )
+                .await;
                 // A later attempt starts a new conversation, and a new
                 // phase budget.
                 job.journal = Default::default();
@@ -248,6 +288,7 @@ pub(super) async fn phase_task(
                 outcome
             }
         };
+        finish_live(published).await;
         if let (Some(isolate), Some((isolated, dir))) = (&isolation, isolated) {
             isolate.leave(isolated, &mut outcome).await;
             // The next attempt gets a new worktree of its own.
@@ -296,7 +337,7 @@ async fn agent_attempt(
     unit: Unit,
     job: &AgentJob,
     cancel: &watch::Receiver<bool>,
-    sink: &Arc<dyn LogSink>,
+    (sink, live): (&Arc<dyn LogSink>, Option<&LiveSink>),
     clock: Clock,
     tx: &mpsc::UnboundedSender<Report>,
 ) -> AttemptOutcome {
@@ -306,6 +347,11 @@ async fn agent_attempt(
         let tx = tx.clone();
         async move {
             while let Some((step, ack)) = steps.recv().await {
+                if let (Some(live), Step::ToolCall(call)) = (live, &step)
+                    && let Ok(text) = serde_json::to_string(call)
+                {
+                    live.tool(call.time.clone(), job.masker.mask_str(&text).into_owned());
+                }
                 let _ = tx.send(Report::Progress {
                     unit,
                     attempt,
@@ -533,6 +579,16 @@ impl Runner<'_> {
     }
 
     /// The unit's scratch directory; each attempt gets `<n>/` inside.
+    /// Where the unit's attempts publish their output live, if anywhere.
+    pub(super) fn live_target(&self, u: Unit) -> Option<LiveTarget> {
+        self.settings.live.as_ref().map(|root| LiveTarget {
+            root: root.clone(),
+            run: self.run.as_str().to_string(),
+            key: self.key(u),
+            cap: self.settings.max_log_bytes,
+        })
+    }
+
     pub(super) fn scratch_dir(&self, u: Unit) -> PathBuf {
         self.settings
             .scratch

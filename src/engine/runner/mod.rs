@@ -105,6 +105,9 @@ pub struct Settings {
     /// instant running phases are interrupted as by Ctrl-C and the run is
     /// paused with reason `deadline`, resumable elsewhere.
     pub deadline: Option<std::time::Instant>,
+    /// Where running attempts publish their output live
+    /// (`<git-dir>/wfe/live`; none: not published).
+    pub live: Option<PathBuf>,
 }
 
 /// Why the runner stops before the end.
@@ -221,6 +224,10 @@ pub async fn drive_with(
     {
         return Ok(runner.record.status);
     }
+    // Live files a dead runner left are stale: the checkpoint has the truth.
+    if let Some(live) = &settings.live {
+        super::live::remove_run(live, run.as_str());
+    }
     runner.recover_interrupted();
     runner.set_status(RunStatus::Running, None);
     let (phases, done) = runner.progress();
@@ -276,8 +283,10 @@ pub async fn drive_with(
         for launch in launches {
             running += 1;
             let cancel = runner.cancel_for(launch.unit, &cancel_rx);
+            let live = runner.live_target(launch.unit);
             tokio::spawn(phase_task(
                 launch,
+                live,
                 executor.clone(),
                 cancel,
                 observer.clone(),
@@ -323,6 +332,9 @@ pub async fn drive_with(
     let status = runner.finish(stop);
     runner.flush()?;
     let _ = std::fs::remove_dir_all(settings.scratch.join(run.as_str()));
+    if let Some(live) = &settings.live {
+        super::live::remove_run(live, run.as_str());
+    }
     // Stop watching, then remove the (empty) control directory: a finished
     // run leaves none behind. A request that came too late keeps it until
     // its sender takes the request back and acts alone (and tidies).
@@ -498,6 +510,8 @@ struct Runner<'a> {
     cancels: BTreeMap<Unit, watch::Sender<bool>>,
     /// The run's spend, counted live by its running agents (for the run budget).
     meter: crate::agent::RunMeter,
+    /// Attempts whose live files go once their result is committed: (key, attempt).
+    live_done: Vec<(String, u32)>,
 }
 
 /// The run's spend: its top-level phases' (a loop's holds its children's).
@@ -588,6 +602,7 @@ impl<'a> Runner<'a> {
             provider_pause: None,
             cancels: BTreeMap::new(),
             meter: crate::agent::RunMeter::new(run_spend(&snapshot.phases)),
+            live_done: Vec::new(),
         };
         // Secret args are `***` in git; phases see their values. The
         // checkpoint masker keeps them out of every `run.json` written back.
