@@ -698,6 +698,28 @@ fn stat_fields(stat: &str) -> Option<StatFields> {
     })
 }
 
+/// Every process in `/proc` whose `stat` reads, as `(pid, its stat)`
+/// (none when `/proc` cannot be read); one walk for every question below.
+fn processes() -> impl Iterator<Item = (u32, StatFields)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            Some((pid, stat_fields(&stat)?))
+        })
+}
+
+/// This process's pid.
+fn own_pid() -> u32 {
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
+}
+
 /// The live (not zombie) members of `group` that belong to it: when the
 /// leader still runs it must be the recorded one (same start time), and
 /// every member must have started no earlier than the leader did. A group
@@ -714,31 +736,13 @@ fn leftover_members(group: Group) -> Vec<u32> {
     {
         return Vec::new();
     }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut members = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Some(stat) = std::fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .as_deref()
-            .and_then(stat_fields)
-        else {
-            continue;
-        };
-        let older = matches!((stat.start_time, group.start_time), (Some(s), Some(g)) if s < g);
-        if stat.pgrp == Some(group.pgid) && !stat.gone && !older {
-            members.push(pid);
-        }
-    }
-    members
+    processes()
+        .filter(|(_, stat)| {
+            let older = matches!((stat.start_time, group.start_time), (Some(s), Some(g)) if s < g);
+            stat.pgrp == Some(group.pgid) && !stat.gone && !older
+        })
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// Ends what is still alive of `group`, started by a runner that is gone:
@@ -794,37 +798,17 @@ pub struct Tagged {
 /// died and could record it, so it finds what a registry record misses;
 /// only a process that cleared its environment escapes it.
 pub fn find_tagged(var: &str, value: &str) -> Vec<Tagged> {
-    let me = rustix::process::getpid()
-        .as_raw_nonzero()
-        .get()
-        .unsigned_abs();
+    let me = own_pid();
     let own_group = rustix::process::getpgrp()
         .as_raw_nonzero()
         .get()
         .unsigned_abs();
     let wanted = format!("{var}={value}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut found: Vec<Tagged> = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (pid, stat) in processes() {
         if pid == me {
             continue;
         }
-        let Some(stat) = std::fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .as_deref()
-            .and_then(stat_fields)
-        else {
-            continue;
-        };
         let Some(pgid) = stat.pgrp.filter(|&g| g > 1 && g != own_group) else {
             continue;
         };
@@ -832,7 +816,7 @@ pub fn find_tagged(var: &str, value: &str) -> Vec<Tagged> {
             continue;
         }
         // Another user's process cannot be read, and is not ours anyway.
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
         let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
@@ -869,21 +853,10 @@ const ORPHANS_AFTER_KILL: Duration = Duration::from_secs(2);
 
 /// This process's children, as `(pid, is a zombie, leads its own group)`.
 fn children() -> Vec<(u32, bool, bool)> {
-    let me = rustix::process::getpid()
-        .as_raw_nonzero()
-        .get()
-        .unsigned_abs();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let stat = stat_fields(&stat)?;
-            (stat.ppid == Some(me)).then_some((pid, stat.gone, stat.pgrp == Some(pid)))
-        })
+    let me = own_pid();
+    processes()
+        .filter(|(_, stat)| stat.ppid == Some(me))
+        .map(|(pid, stat)| (pid, stat.gone, stat.pgrp == Some(pid)))
         .collect()
 }
 

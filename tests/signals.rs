@@ -413,32 +413,39 @@ fn process_alive(pid: i32) -> bool {
     })
 }
 
+/// Starts `wfe run` of a phase (its script starting with `prefix`) whose
+/// grandchild leaves the phase's process group and session and lets go of
+/// its pipes, so neither the group kill nor the pipes reach it; returns
+/// the runner, the phase's group and the grandchild's pid.
+fn run_with_setsid_grandchild(repo: &Repo, prefix: &str) -> (std::process::Child, i32, i32) {
+    let fifo = repo.path().join("pgid.fifo");
+    mkfifo(&fifo);
+    let escaped = repo.path().join("escaped");
+    let run = format!(
+        "{prefix}setsid sh -c 'echo $$ > {e}.tmp; mv {e}.tmp {e}; exec sleep 1000' >/dev/null 2>&1 </dev/null & \
+         while [ ! -e {e} ]; do sleep 0.01; done; echo $$ > {fifo}; wait",
+        e = escaped.display(),
+        fifo = fifo.display()
+    );
+    repo.template(
+        "escape",
+        &json!({ "name": "escape", "phases": [script("work", &[], &run)] }),
+    );
+    let runner = repo.spawn(&["run", "escape"]);
+    let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
+    let grandchild: i32 = std::fs::read_to_string(&escaped)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (runner, pgid, grandchild)
+}
+
 #[test]
 fn a_setsid_grandchild_of_a_phase_does_not_outlive_a_stopped_runner() {
     for signal in ["TERM", "INT"] {
         let repo = Repo::new();
-        let fifo = repo.path().join("pgid.fifo");
-        mkfifo(&fifo);
-        let escaped = repo.path().join("escaped");
-        // The grandchild leaves the phase's process group and session and
-        // lets go of its pipes: neither the group kill nor the pipes reach it.
-        let run = format!(
-            "setsid sh -c 'echo $$ > {e}.tmp; mv {e}.tmp {e}; exec sleep 1000' >/dev/null 2>&1 </dev/null & \
-             while [ ! -e {e} ]; do sleep 0.01; done; echo $$ > {fifo}; wait",
-            e = escaped.display(),
-            fifo = fifo.display()
-        );
-        repo.template(
-            "escape",
-            &json!({ "name": "escape", "phases": [script("work", &[], &run)] }),
-        );
-        let runner = repo.spawn(&["run", "escape"]);
-        let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
-        let grandchild: i32 = std::fs::read_to_string(&escaped)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let (runner, pgid, grandchild) = run_with_setsid_grandchild(&repo, "");
         assert!(process_alive(grandchild));
         assert!(send_signal(signal, &runner.id().to_string()));
         let out = common::Run::from(runner.wait_with_output().unwrap());
@@ -461,29 +468,8 @@ fn a_setsid_grandchild_of_a_phase_does_not_outlive_a_stopped_runner() {
 fn after_a_kill_9_resume_ends_a_setsid_grandchild_and_spares_another_clones_run() {
     // Two repositories with the same seeded run id: ending one run's
     // leftovers must not reach the other's processes.
-    let setup = |repo: &Repo| {
-        let fifo = repo.path().join("pgid.fifo");
-        mkfifo(&fifo);
-        let escaped = repo.path().join("escaped");
-        let run = format!(
-            "exec 2>/dev/null; setsid sh -c 'echo $$ > {e}.tmp; mv {e}.tmp {e}; exec sleep 1000' >/dev/null 2>&1 </dev/null & \
-             while [ ! -e {e} ]; do sleep 0.01; done; echo $$ > {fifo}; wait",
-            e = escaped.display(),
-            fifo = fifo.display()
-        );
-        repo.template(
-            "escape",
-            &json!({ "name": "escape", "phases": [script("work", &[], &run)] }),
-        );
-        let runner = repo.spawn(&["run", "escape"]);
-        let pgid: i32 = read_fifo_line(&fifo).parse().unwrap();
-        let grandchild: i32 = std::fs::read_to_string(&escaped)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        (runner, pgid, grandchild)
-    };
+    // No stderr: with the runner dead nobody reads the pipe.
+    let setup = |repo: &Repo| run_with_setsid_grandchild(repo, "exec 2>/dev/null; ");
     let repo = Repo::new();
     let other = Repo::new();
     let (mut runner, pgid, grandchild) = setup(&repo);
