@@ -202,31 +202,15 @@ impl GitStore {
         }
         for (local_prefix, name_prefix) in &prefixes {
             for (name, tip) in self.direct_refs(local_prefix)? {
-                if let Some(run) = run_of(&name) {
-                    pairs
-                        .entry(name.clone())
-                        .or_insert_with(|| RefPair {
-                            name,
-                            run,
-                            local: None,
-                            remote: None,
-                        })
-                        .local = Some(tip);
+                if let Some(p) = pair_of(&mut pairs, name) {
+                    p.local = Some(tip);
                 }
             }
             let remote_prefix = format!("{mirror}{}", &name_prefix["refs/wfe/".len()..]);
             for (mirrored, tip) in self.direct_refs(&remote_prefix)? {
                 let name = format!("{name_prefix}{}", &mirrored[remote_prefix.len()..]);
-                if let Some(run) = run_of(&name) {
-                    pairs
-                        .entry(name.clone())
-                        .or_insert_with(|| RefPair {
-                            name,
-                            run,
-                            local: None,
-                            remote: None,
-                        })
-                        .remote = Some(tip);
+                if let Some(p) = pair_of(&mut pairs, name) {
+                    p.remote = Some(tip);
                 }
             }
         }
@@ -468,6 +452,18 @@ fn cli_error(args: &[&str], stderr: &[u8]) -> StoreError {
     StoreError::Git {
         message: format!("`git {}` failed: {}", args.join(" "), words.join("; ")),
     }
+}
+
+/// The pair of `name` (a run's ref) in `pairs`, made on first sight; none
+/// for a ref that names no run.
+fn pair_of(pairs: &mut BTreeMap<String, RefPair>, name: String) -> Option<&mut RefPair> {
+    let run = run_of(&name)?;
+    Some(pairs.entry(name.clone()).or_insert_with(|| RefPair {
+        name,
+        run,
+        local: None,
+        remote: None,
+    }))
 }
 
 #[cfg(test)]
