@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 /// Every top-level module and its layer: a module may import modules of
 /// lower layers only. Modules of one layer never import each other.
 const LAYERS: &[(&str, u8)] = &[
-    // The edge: talks to people.
-    ("cli", 9),
+    // The edge: talks to people. The CLI starts the web view.
+    ("cli", 10),
+    ("web", 9),
     // Read side and generated descriptions, over the engine.
     ("index", 8),
     ("schemas", 8),
@@ -600,8 +601,12 @@ fn no_string_below_the_cli_names_a_wfe_command() {
     rust_files(&src, &src, &mut files);
     let mut found = Vec::new();
     for relative in files {
-        // The CLI adds the hints; this file holds the rule's own samples.
-        if relative.starts_with("cli") || relative == Path::new("layering_tests.rs") {
+        // The CLI and the web view (the edges) add the hints; this file
+        // holds the rule's own samples.
+        if relative.starts_with("cli")
+            || relative.starts_with("web")
+            || relative == Path::new("layering_tests.rs")
+        {
             continue;
         }
         let text = std::fs::read_to_string(src.join(&relative)).unwrap();

@@ -9,7 +9,7 @@
 //! and compiles the schemas every hand-off is validated against; [`index`]
 //! keeps a tantivy search index derived from the runs' refs; [`schemas`]
 //! lists the JSON Schemas generated from wfe's own types. Only [`cli`]
-//! talks to people: everything below it takes values and returns typed
+//! and [`web`] talk to people: everything below it takes values and returns typed
 //! results.
 //!
 //! # Layers
@@ -18,7 +18,8 @@
 //! on one line never import each other. `layering_tests.rs` holds the same
 //! table and fails when an import goes back up.
 //!
-//! 1. [`cli`] (and a web view beside it): the edge that talks to people.
+//! 1. [`cli`], then [`web`] (the web view `wfe serve` starts): the edge
+//!    that talks to people.
 //! 2. [`index`], [`schemas`], [`report`]: the search index over runs, the
 //!    JSON Schemas of wfe's files, and a run's reports for CI hosts (log
 //!    groups, job summary, annotations, JUnit); all read the engine's types.
@@ -59,3 +60,4 @@ pub mod template;
 #[doc(hidden)]
 pub mod testing;
 pub mod time;
+pub mod web;

@@ -98,6 +98,8 @@ pub enum Command {
     Undo(commands::undo::UndoArgs),
     /// Search every run's artifacts, logs, comments, tool calls and errors
     Search(commands::search::SearchArgs),
+    /// Serve the web view of the runs on 127.0.0.1 (prints the URL with its token)
+    Serve(commands::serve::ServeArgs),
     /// Update the search index, or rebuild it from the runs' refs
     Index(commands::index::IndexArgs),
     /// Check runs: refs, checkpoints, files, frozen schemas, artifacts, trailers

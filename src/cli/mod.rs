@@ -88,6 +88,7 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<Outcome, CliError> {
         Command::Rollback(args) => commands::rollback::run(args, &ctx()?, ui),
         Command::Undo(args) => commands::undo::run(args, &ctx()?, ui),
         Command::Search(args) => commands::search::run(args, &ctx()?, ui),
+        Command::Serve(args) => commands::serve::run(args, &global, ui).await,
         Command::Index(args) => commands::index::run(args, &ctx()?, ui),
         Command::Fsck(args) => commands::fsck::run(args, &ctx()?, ui),
         Command::Rm(args) => commands::rm::run(args, &ctx()?, ui),

@@ -30,6 +30,7 @@ pub(super) mod rollback;
 pub(super) mod run;
 pub(super) mod schema;
 pub(super) mod search;
+pub(super) mod serve;
 pub(super) mod show;
 pub(super) mod skip;
 pub(super) mod status;

@@ -94,6 +94,7 @@ mod tests {
             updated,
             summary: String::new(),
             failed_phases: Vec::new(),
+            phase: None,
         }
     }
 

@@ -33,6 +33,10 @@ pub struct RunRow {
     /// (`on_failure: continue`), from the tip's `Wfe-Failed` trailers;
     /// empty for runs written before those trailers existed.
     pub failed_phases: Vec<String>,
+    /// The phase the tip's last event is about (`Wfe-Phase`), where the
+    /// run stands; not in `wfe list --json`.
+    #[serde(skip)]
+    pub phase: Option<String>,
 }
 
 impl ListFilter {
@@ -75,6 +79,7 @@ pub fn list_all(store: &dyn RunStore, filter: &ListFilter) -> Result<Listing, St
                 .all(Trailer::Failed)
                 .map(String::from)
                 .collect(),
+            phase: h.tip.message.all(Trailer::Phase).last().map(String::from),
             checkpoint: h.tip.id.0,
             updated: h.tip.time,
             summary: h.tip.message.summary,
@@ -130,6 +135,7 @@ mod tests {
             updated: 7,
             summary: "s".into(),
             failed_phases: Vec::new(),
+            phase: None,
         };
         assert_eq!(
             serde_json::to_value(&row).unwrap(),

@@ -1,0 +1,1 @@
+// wfe web view: see src/web/assets.rs
