@@ -22,6 +22,7 @@ use std::time::Duration;
 use gix::ObjectId;
 use gix::bstr::{BString, ByteSlice};
 use gix::lock::acquire::Fail;
+use gix::sec::trust::DefaultForLevel;
 use gix::objs::tree::EntryKind as GitEntryKind;
 use gix::refs::transaction::{Change as RefChange, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::{FullName, Target, TargetRef};
@@ -32,6 +33,10 @@ use super::{
     path,
 };
 
+#[path = "maintenance.rs"]
+mod maintenance;
+#[path = "pack.rs"]
+mod pack;
 #[path = "remote.rs"]
 mod remote;
 #[path = "retention.rs"]
@@ -76,6 +81,11 @@ pub struct RepoInfo {
 pub struct GitStore {
     shared: Mutex<Shared>,
     info: RepoInfo,
+    /// Whether checkpoint packs are fsynced (git's `core.fsync` or
+    /// `core.fsyncObjectFiles` asks for object files to be).
+    fsync_objects: bool,
+    /// When to consolidate the packs checkpoints write.
+    maintenance: maintenance::Maintenance,
 }
 
 /// What every call needs, behind the store's one lock.
@@ -118,10 +128,14 @@ impl GitStore {
             match_ceiling_dir_or_error: false,
             ..Default::default()
         };
+        let trust = gix::sec::trust::Mapping {
+            full: with_slots(gix::open::Options::default_for_level(gix::sec::Trust::Full)),
+            reduced: with_slots(gix::open::Options::default_for_level(
+                gix::sec::Trust::Reduced,
+            )),
+        };
         match gix::ThreadSafeRepository::discover_with_environment_overrides_opts(
-            path,
-            options,
-            Default::default(),
+            path, options, trust,
         ) {
             Ok(repo) => GitStore::from_repo(repo.into()),
             Err(err) => Err(discover_error(path, err)),
@@ -219,7 +233,13 @@ impl GitStore {
                 .write(Default::default())
                 .or_git(|| "writing the index".into())?;
         }
-        GitStore::from_repo(repo)
+        // Opened again with room for the packs runs will add (see `with_slots`).
+        let reopened = gix::open_opts(
+            repo.git_dir(),
+            with_slots(gix::open::Options::default_for_level(gix::sec::Trust::Full)),
+        )
+        .or_git(|| format!("opening the new repository at {}", path.display()))?;
+        GitStore::from_repo(reopened)
     }
 
     /// Opens the store on an already opened repository.
@@ -254,6 +274,16 @@ impl GitStore {
             )),
             _ => None,
         };
+        let fsync_objects = config.boolean("core.fsyncObjectFiles") == Some(true)
+            || config.string("core.fsync").is_some_and(|value| {
+                value.to_str_lossy().split(',').any(|part| {
+                    matches!(
+                        part.trim(),
+                        "all" | "committed" | "added" | "objects" | "loose-object" | "pack"
+                    )
+                })
+            });
+        let auto_pack = config.boolean("wfe.autoPack") != Some(false);
         let head = repo.head().or_git(|| "reading HEAD".into())?;
         let head_commit = head.id().map(|id| id.to_string());
         drop(head);
@@ -270,6 +300,8 @@ impl GitStore {
                 recent: HashMap::new(),
             }),
             info,
+            fsync_objects,
+            maintenance: maintenance::Maintenance::new(auto_pack),
         })
     }
 
@@ -363,12 +395,28 @@ impl RunStore for GitStore {
             (None, Some(id)) => commit_tree(repo, id)?,
             (None, None) => ObjectId::empty_tree(repo.object_hash()),
         };
-        let (tree, written) =
-            write_tree(repo, base_tree, cached.map(|c| c.trees), changes, snapshot)?;
+        let mut objects = pack::ObjectSet::new(repo.object_hash());
+        let (tree, written) = write_tree(
+            repo,
+            &mut objects,
+            base_tree,
+            cached.map(|c| c.trees),
+            changes,
+            snapshot,
+        )?;
 
         let signature = self.signature(time);
-        let id = write_commit(repo, tree, current, &signature, message)
-            .or_git(|| format!("writing a checkpoint commit for run {run}"))?;
+        let id = objects
+            .add_object(&repo.objects, &commit_object(tree, current, &signature, message))?;
+        // Every object reaches the disk (one pack) before the ref names it.
+        let pack_dir = repo.objects.store_ref().path().join("pack");
+        let packed = objects
+            .write(&pack_dir, self.fsync_objects)
+            .map_err(|source| StoreError::Io {
+                action: "writing a checkpoint's pack in",
+                path: pack_dir.clone(),
+                source,
+            })?;
 
         let expected = match current {
             Some(old) => PreviousValue::MustExistAndMatch(Target::Object(old)),
@@ -402,6 +450,10 @@ impl RunStore for GitStore {
                 .and_then(|tx| tx.commit(Some(signature.to_ref(&mut time_buf))));
             match updated {
                 Ok(_) => {
+                    if packed.is_some() {
+                        self.maintenance
+                            .packed(&self.info.common_dir, repo.objects.store_ref().path());
+                    }
                     if recent.len() >= RECENT_RUNS {
                         recent.clear();
                     }
@@ -663,6 +715,23 @@ fn discover_error(path: &Path, err: gix::Error) -> StoreError {
     )
 }
 
+/// Room for the packs checkpoints add while this process runs.
+///
+/// gix sizes its table of packs when it opens the repository (by default
+/// the packs found then, at least 32, and only 32 for a repository it does
+/// not fully trust) and fails a lookup once more packs exist. A long run
+/// adds a pack per checkpoint faster than a background consolidation may
+/// remove them, so leave room for many; a slot is a few dozen bytes.
+fn with_slots(options: gix::open::Options) -> gix::open::Options {
+    options.object_store_slots(gix::odb::store::init::Slots::AsNeededByDiskState {
+        multiplier: 2.0,
+        minimum: OBJECT_STORE_SLOTS,
+    })
+}
+
+/// See [`with_slots`].
+const OBJECT_STORE_SLOTS: usize = 4096;
+
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -740,7 +809,20 @@ pub(super) fn write_commit(
     signature: &gix::actor::Signature,
     message: &Message,
 ) -> std::result::Result<ObjectId, gix::Error> {
-    let commit = gix::objs::Commit {
+    Ok(repo
+        .write_object(&commit_object(tree, parent, signature, message))?
+        .detach())
+}
+
+/// A checkpoint's commit object: `tree` with at most one parent, signed by
+/// `signature` as author and committer.
+fn commit_object(
+    tree: ObjectId,
+    parent: Option<ObjectId>,
+    signature: &gix::actor::Signature,
+    message: &Message,
+) -> gix::objs::Commit {
+    gix::objs::Commit {
         tree,
         parents: parent.into_iter().collect(),
         author: signature.clone(),
@@ -748,8 +830,7 @@ pub(super) fn write_commit(
         encoding: None,
         message: message.render().into(),
         extra_headers: Vec::new(),
-    };
-    Ok(repo.write_object(&commit)?.detach())
+    }
 }
 
 pub(super) fn commit_tree(repo: &gix::Repository, id: ObjectId) -> Result<ObjectId> {
@@ -788,11 +869,12 @@ fn read_checkpoint(repo: &gix::Repository, id: ObjectId) -> Result<Checkpoint> {
 /// are not read from disk. Names were validated by [`path::validate`],
 /// which is why gix's plumbing editor (no existence check of every entry of
 /// every changed directory) is used rather than the validating one.
-fn write_tree(
+fn write_tree<'a>(
     repo: &gix::Repository,
+    objects: &mut pack::ObjectSet<'a>,
     base: ObjectId,
     known: Option<HashMap<ObjectId, Vec<u8>>>,
-    changes: &[Change],
+    changes: &'a [Change],
     snapshot: Option<ObjectId>,
 ) -> Result<(ObjectId, HashMap<ObjectId, Vec<u8>>)> {
     let known = known.unwrap_or_default();
@@ -812,10 +894,8 @@ fn write_tree(
     for change in net_changes(changes) {
         match change {
             Change::Write { path, bytes } => {
-                let blob = repo
-                    .write_blob(bytes)
-                    .or_git(|| format!("writing {path}"))?
-                    .detach();
+                let blob = objects
+                    .add(&repo.objects, gix::objs::Kind::Blob, &bytes[..])?;
                 editor
                     .upsert(path.split('/'), GitEntryKind::Blob, blob)
                     .or_git(|| format!("adding {path} to the tree"))?;
@@ -837,19 +917,18 @@ fn write_tree(
     }
     let mut written = HashMap::new();
     let tree = editor
-        .write(|tree| -> gix::Result<ObjectId> {
-            let id = repo.write_object(tree)?.detach();
+        .write(|tree| -> std::result::Result<ObjectId, StoreError> {
             let mut encoded = Vec::new();
-            gix::objs::WriteTo::write_to(tree, &mut encoded).map_err(gix::Error::from_error)?;
+            gix::objs::WriteTo::write_to(tree, &mut encoded)
+                .or_git(|| "encoding a tree".into())?;
+            let id = objects.add(&repo.objects, gix::objs::Kind::Tree, encoded.clone())?;
             written.insert(id, encoded);
             Ok(id)
-        })
-        .or_git(|| "writing the checkpoint's trees".into())?;
+        })?;
     if tree.is_empty_tree() {
         // The editor returns the well-known empty tree id without writing it;
         // a commit must not point at an object git cannot find.
-        repo.write_object(gix::objs::Tree::empty())
-            .or_git(|| "writing the empty tree".into())?;
+        objects.add_object(&repo.objects, &gix::objs::Tree::empty())?;
     }
     Ok((tree, written))
 }
@@ -915,7 +994,7 @@ impl GitStore {
     /// Opens the repository at `path` seeing only its own config, so tests
     /// don't depend on the user's global git settings.
     pub(crate) fn open_isolated(path: &Path) -> Result<GitStore> {
-        let repo = gix::open_opts(path, gix::open::Options::isolated())
+        let repo = gix::open_opts(path, with_slots(gix::open::Options::isolated()))
             .or_git(|| format!("opening {}", path.display()))?;
         GitStore::from_repo(repo)
     }
