@@ -22,10 +22,10 @@ use std::time::Duration;
 use gix::ObjectId;
 use gix::bstr::{BString, ByteSlice};
 use gix::lock::acquire::Fail;
-use gix::sec::trust::DefaultForLevel;
 use gix::objs::tree::EntryKind as GitEntryKind;
 use gix::refs::transaction::{Change as RefChange, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::{FullName, Target, TargetRef};
+use gix::sec::trust::DefaultForLevel;
 
 use super::{
     BrokenRun, Change, Checkpoint, CheckpointId, EntryKind, LockHolder, Message, Purged,
@@ -406,8 +406,10 @@ impl RunStore for GitStore {
         )?;
 
         let signature = self.signature(time);
-        let id = objects
-            .add_object(&repo.objects, &commit_object(tree, current, &signature, message))?;
+        let id = objects.add_object(
+            &repo.objects,
+            &commit_object(tree, current, &signature, message),
+        )?;
         // Every object reaches the disk (one pack) before the ref names it.
         let pack_dir = repo.objects.store_ref().path().join("pack");
         let packed = objects
@@ -894,8 +896,7 @@ fn write_tree<'a>(
     for change in net_changes(changes) {
         match change {
             Change::Write { path, bytes } => {
-                let blob = objects
-                    .add(&repo.objects, gix::objs::Kind::Blob, &bytes[..])?;
+                let blob = objects.add(&repo.objects, gix::objs::Kind::Blob, &bytes[..])?;
                 editor
                     .upsert(path.split('/'), GitEntryKind::Blob, blob)
                     .or_git(|| format!("adding {path} to the tree"))?;
@@ -916,15 +917,13 @@ fn write_tree<'a>(
         }
     }
     let mut written = HashMap::new();
-    let tree = editor
-        .write(|tree| -> std::result::Result<ObjectId, StoreError> {
-            let mut encoded = Vec::new();
-            gix::objs::WriteTo::write_to(tree, &mut encoded)
-                .or_git(|| "encoding a tree".into())?;
-            let id = objects.add(&repo.objects, gix::objs::Kind::Tree, encoded.clone())?;
-            written.insert(id, encoded);
-            Ok(id)
-        })?;
+    let tree = editor.write(|tree| -> std::result::Result<ObjectId, StoreError> {
+        let mut encoded = Vec::new();
+        gix::objs::WriteTo::write_to(tree, &mut encoded).or_git(|| "encoding a tree".into())?;
+        let id = objects.add(&repo.objects, gix::objs::Kind::Tree, encoded.clone())?;
+        written.insert(id, encoded);
+        Ok(id)
+    })?;
     if tree.is_empty_tree() {
         // The editor returns the well-known empty tree id without writing it;
         // a commit must not point at an object git cannot find.
@@ -1611,6 +1610,179 @@ mod tests {
             .expect("a stale ref lock is cleared");
         assert!(!lock.exists());
         assert_eq!(store.tip(&run).expect("tip"), Some(c2));
+    }
+
+    fn loose_objects(path: &Path) -> usize {
+        let counted = git(path, &["count-objects", "-v"]);
+        counted
+            .lines()
+            .find_map(|line| line.strip_prefix("count: "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("count-objects prints a count")
+    }
+
+    fn packs(path: &Path) -> usize {
+        std::fs::read_dir(path.join(".git/objects/pack"))
+            .expect("pack dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".idx"))
+            .count()
+    }
+
+    #[test]
+    fn a_checkpoint_is_one_pack_that_every_reader_sees() {
+        let dir = user_repo();
+        let path = dir.path();
+        git(path, &["config", "wfe.autoPack", "false"]);
+        // Asks for fsync: the same objects, synced before the ref moves.
+        git(path, &["config", "core.fsync", "objects,reference"]);
+        let store = GitStore::open_isolated(path).expect("open");
+        assert!(store.fsync_objects);
+        let before = (loose_objects(path), packs(path));
+        let run = run_id("1");
+        let first = store
+            .commit(
+                &run,
+                None,
+                &[
+                    Change::write("run.json", "{}"),
+                    Change::write("phases/a/state.json", "1"),
+                ],
+                &message(&run, "start"),
+                1,
+            )
+            .expect("first");
+        // Read back through the handle that wrote it...
+        assert_eq!(
+            store.read(&first, "phases/a/state.json").expect("read"),
+            Some(b"1".to_vec())
+        );
+        // ...through one opened before the pack existed, which must look again...
+        let other = GitStore::open_isolated(path).expect("open");
+        let second = store
+            .commit(
+                &run,
+                Some(&first),
+                &[Change::write("phases/b/state.json", "2")],
+                &message(&run, "two"),
+                2,
+            )
+            .expect("second");
+        assert_eq!(
+            other.read(&second, "phases/b/state.json").expect("read"),
+            Some(b"2".to_vec())
+        );
+        // ...and through a fresh one and the git CLI.
+        let fresh = GitStore::open_isolated(path).expect("open");
+        assert_eq!(
+            fresh.checkpoint(&second).expect("checkpoint").parent,
+            Some(first)
+        );
+        assert_eq!(
+            git(
+                path,
+                &["cat-file", "-p", &format!("{second}:phases/b/state.json")]
+            ),
+            "2"
+        );
+        assert_eq!(
+            (loose_objects(path), packs(path)),
+            (before.0, before.1 + 2),
+            "no loose objects, one pack per checkpoint"
+        );
+        // A checkpoint that changes nothing new writes only its commit.
+        let third = store
+            .commit(&run, Some(&second), &[], &message(&run, "three"), 3)
+            .expect("third");
+        assert_eq!(packs(path), before.1 + 3);
+        git(path, &["fsck", "--full", "--strict", "--no-progress"]);
+        assert_eq!(
+            git(path, &["rev-list", "--count", &third.to_string()]),
+            "3\n"
+        );
+    }
+
+    #[test]
+    fn many_checkpoints_are_consolidated_in_the_background() {
+        let dir = user_repo();
+        let path = dir.path();
+        let user_objects = git(path, &["rev-list", "--objects", "--all"]);
+        let store = GitStore::open_isolated(path).expect("open");
+        let mut tips = Vec::new();
+        let runs: Vec<RunId> = (0..8).map(|n| run_id(&format!("c{n}"))).collect();
+        for round in 0..12 {
+            for run in &runs {
+                let parent = store.tip(run).expect("tip");
+                let id = store
+                    .commit(
+                        run,
+                        parent.as_ref(),
+                        &[Change::write(
+                            format!("phases/p{round}/state.json"),
+                            format!("{round} of {run}"),
+                        )],
+                        &message(run, "step"),
+                        round,
+                    )
+                    .expect("commit");
+                tips.push(id);
+            }
+        }
+        // 96 checkpoints, one pack each: consolidation started along the way
+        // (still running, or it has already removed packs).
+        assert!(
+            maintenance::is_running(&store.info.common_dir) || packs(path) < 96,
+            "no consolidation started: {} packs",
+            packs(path)
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while maintenance::is_running(&store.info.common_dir)
+            || maintenance::is_due(&path.join(".git/objects"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "consolidation never finished: {} packs",
+                packs(path)
+            );
+            if !maintenance::is_running(&store.info.common_dir) {
+                // Due but idle: what the next checkpoint would do.
+                maintenance::start(&store.info.common_dir).expect("start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            packs(path) <= maintenance::PACK_LIMIT,
+            "{} packs",
+            packs(path)
+        );
+        git(path, &["fsck", "--full", "--strict", "--no-progress"]);
+        // Every checkpoint and every object of the user's is still there.
+        for tip in &tips {
+            git(path, &["cat-file", "-e", &tip.to_string()]);
+        }
+        let still = git(path, &["rev-list", "--objects", "--all"]);
+        for line in user_objects.lines() {
+            assert!(still.contains(line), "{line} is gone");
+        }
+        // The store keeps reading and writing across the repack.
+        let run = &runs[0];
+        let tip = store.tip(run).expect("tip").expect("a tip");
+        assert_eq!(
+            store.read(&tip, "phases/p11/state.json").expect("read"),
+            Some(format!("11 of {run}").into_bytes())
+        );
+        store
+            .commit(
+                run,
+                Some(&tip),
+                &[Change::write("x", "y")],
+                &message(run, "after"),
+                99,
+            )
+            .expect("commit after consolidation");
+        // Run refs were packed too.
+        let packed = std::fs::read_to_string(path.join(".git/packed-refs")).expect("packed-refs");
+        assert!(packed.contains("refs/wfe/runs/"), "{packed}");
     }
 
     /// Cost of one checkpoint that adds or changes one ~1 KB file in a run of

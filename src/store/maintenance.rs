@@ -30,8 +30,8 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -139,6 +139,9 @@ fn spawn(
     command
         .current_dir(common_dir)
         .env("GIT_DIR", git_dir)
+        // A runner ends the children it has left when it ends (it is their
+        // subreaper); this one is meant to outlive it.
+        .env(crate::process::DETACHED_ENV, "maintenance")
         // The repository's own object directory, whatever the caller's environment says.
         .env_remove("GIT_OBJECT_DIRECTORY")
         .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")

@@ -255,7 +255,10 @@ fn write_temp(dir: &Path, bytes: &[u8], fsync: bool) -> io::Result<PathBuf> {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 // A repository without `objects/pack` yet (git creates it, not everyone does).
                 fs::create_dir_all(dir)?;
-                OpenOptions::new().write(true).create_new(true).open(&path)?
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?
             }
             other => other?,
         };
@@ -314,12 +317,19 @@ mod tests {
         let (dir, repo) = repo();
         let big = vec![b'x'; 100_000];
         let mut set = ObjectSet::new(repo.object_hash());
-        let small = set.add(&repo.objects, Kind::Blob, &b"hello\n"[..]).expect("blob");
+        let small = set
+            .add(&repo.objects, Kind::Blob, &b"hello\n"[..])
+            .expect("blob");
         let large = set.add(&repo.objects, Kind::Blob, &big[..]).expect("blob");
-        let again = set.add(&repo.objects, Kind::Blob, &b"hello\n"[..]).expect("blob");
+        let again = set
+            .add(&repo.objects, Kind::Blob, &b"hello\n"[..])
+            .expect("blob");
         assert_eq!(small, again);
         assert_eq!(set.len(), 2, "a duplicate is added once");
-        let written = set.write(&pack_dir(&repo), false).expect("write").expect("a pack");
+        let written = set
+            .write(&pack_dir(&repo), false)
+            .expect("write")
+            .expect("a pack");
         assert!(written.exists());
         let leftovers: Vec<_> = fs::read_dir(pack_dir(&repo))
             .expect("read pack dir")
@@ -328,10 +338,19 @@ mod tests {
             .collect();
         assert!(leftovers.is_empty(), "no temporary files remain");
 
-        let listed = git(dir.path(), &["verify-pack", "-v", &written.to_string_lossy()]);
+        let listed = git(
+            dir.path(),
+            &["verify-pack", "-v", &written.to_string_lossy()],
+        );
         assert!(listed.contains("non delta: 2 objects"), "{listed}");
-        assert_eq!(git(dir.path(), &["cat-file", "-p", &small.to_string()]), "hello\n");
-        assert_eq!(git(dir.path(), &["cat-file", "-s", &large.to_string()]), "100000\n");
+        assert_eq!(
+            git(dir.path(), &["cat-file", "-p", &small.to_string()]),
+            "hello\n"
+        );
+        assert_eq!(
+            git(dir.path(), &["cat-file", "-s", &large.to_string()]),
+            "100000\n"
+        );
         // The handle opened before the pack existed finds it after a refresh.
         assert_eq!(repo.find_blob(small).expect("find").data, b"hello\n");
         let fresh = gix::open_opts(dir.path(), gix::open::Options::isolated()).expect("open");
@@ -339,7 +358,8 @@ mod tests {
 
         // Objects already in the repository are not written again.
         let mut set = ObjectSet::new(repo.object_hash());
-        set.add(&fresh.objects, Kind::Blob, &b"hello\n"[..]).expect("blob");
+        set.add(&fresh.objects, Kind::Blob, &b"hello\n"[..])
+            .expect("blob");
         assert_eq!(set.len(), 0);
         assert!(set.write(&pack_dir(&repo), true).expect("write").is_none());
     }
@@ -362,8 +382,14 @@ mod tests {
         let index = encode_index(hash, entries, &ObjectId::null(hash)).expect("index");
         let offsets = 8 + 256 * 4 + 2 * 20 + 2 * 4;
         assert_eq!(index[offsets..offsets + 4], 12u32.to_be_bytes());
-        assert_eq!(index[offsets + 4..offsets + 8], 0x8000_0000u32.to_be_bytes());
-        assert_eq!(index[offsets + 8..offsets + 16], 0x1_0000_0000u64.to_be_bytes());
+        assert_eq!(
+            index[offsets + 4..offsets + 8],
+            0x8000_0000u32.to_be_bytes()
+        );
+        assert_eq!(
+            index[offsets + 8..offsets + 16],
+            0x1_0000_0000u64.to_be_bytes()
+        );
         // Fanout: one id starting with 0x00, both by 0xff.
         assert_eq!(index[8..12], 1u32.to_be_bytes());
         assert_eq!(index[8 + 255 * 4..8 + 256 * 4], 2u32.to_be_bytes());
