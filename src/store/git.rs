@@ -812,7 +812,7 @@ pub(super) fn write_commit(
     message: &Message,
 ) -> std::result::Result<ObjectId, gix::Error> {
     Ok(repo
-        .write_object(&commit_object(tree, parent, signature, message))?
+        .write_object(commit_object(tree, parent, signature, message))?
         .detach())
 }
 

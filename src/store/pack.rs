@@ -166,7 +166,7 @@ fn encode_index(
     mut entries: Vec<Entry>,
     pack_checksum: &ObjectId,
 ) -> io::Result<Vec<u8>> {
-    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    entries.sort_by_key(|entry| entry.id);
     let id_len = hash.len_in_bytes();
     let mut index = Vec::with_capacity(8 + 256 * 4 + entries.len() * (id_len + 12) + 2 * id_len);
     index.extend_from_slice(b"\xfftOc");
