@@ -73,7 +73,7 @@ fn main() {
 
     println!("wfe repository bench: {}", wfe.display());
     println!(
-        "  {}; {runs} runs of a 3-phase template through the release binary, one process each; \
+        "  {}; {runs} runs of a 3-phase template through the binary above, one process each; \
          consolidation {}",
         first_line(&output(Command::new("git").arg("--version"))),
         if autopack {
