@@ -17,8 +17,8 @@
 //!   git plumbing commands (what a shell script would do). Also whether a
 //!   checkpoint gets dearer as the run's tree grows.
 //!
-//! Both wfe and its store create several small files per checkpoint (loose
-//! objects, a ref lock, scratch dirs) where fast-import and make create
+//! Both wfe and its store create several small files per checkpoint (a
+//! pack and its index, a ref lock, scratch dirs) where fast-import and make create
 //! none, so the filesystem's cost of creating a file weighs on every ratio.
 //! The bench measures that cost where it works (under cargo's
 //! `CARGO_TARGET_TMPDIR`, on the project's filesystem, or `$TMPDIR` if set)
@@ -531,9 +531,10 @@ impl CheckpointResults {
     }
 }
 
-/// Files the store creates per checkpoint of this layout: a blob, the trees
-/// `artifacts/`, `p{n}/`, `phases/` and the root, the commit, the ref's lock.
-const FILES_PER_CHECKPOINT: u32 = 7;
+/// Files the store creates per checkpoint: one pack and its index holding
+/// the checkpoint's objects (a blob, the trees `artifacts/`, `p{n}/`,
+/// `phases/` and the root, the commit), and the ref's lock.
+const FILES_PER_CHECKPOINT: u32 = 3;
 
 fn bench_checkpoints(places: &Places) -> CheckpointResults {
     println!(
@@ -608,7 +609,7 @@ fn bench_checkpoints(places: &Places) -> CheckpointResults {
         median_duration(results.store.iter().copied()),
         CHECKPOINTS,
         results.store_each(),
-        "in-process; loose objects; CAS ref update + reflog each",
+        "in-process; one pack per checkpoint; CAS ref update + reflog each",
     );
     line(
         "git fast-import",
@@ -639,7 +640,7 @@ fn bench_checkpoints(places: &Places) -> CheckpointResults {
         fmt_duration(probe)
     );
     println!(
-        "    the store creates {FILES_PER_CHECKPOINT} per checkpoint (6 loose objects, the ref lock): \
+        "    the store creates {FILES_PER_CHECKPOINT} per checkpoint (a pack, its index, the ref lock): \
          {FILES_PER_CHECKPOINT} × that = {}, next to its {} per checkpoint",
         fmt_duration(probe * FILES_PER_CHECKPOINT),
         fmt_duration(results.store_each()),

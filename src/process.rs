@@ -848,6 +848,21 @@ pub fn become_subreaper() -> io::Result<()> {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(io::Error::from)
 }
 
+/// In the environment of a process wfe starts on purpose to outlive the
+/// runner (the store's background pack consolidation): [`end_orphans`]
+/// leaves a child carrying it alone, and its own children inherit it.
+pub const DETACHED_ENV: &str = "WFE_DETACHED";
+
+/// Whether `pid`'s environment carries [`DETACHED_ENV`].
+fn is_detached(pid: u32) -> bool {
+    let wanted = format!("{DETACHED_ENV}=");
+    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+        environ
+            .split(|&b| b == 0)
+            .any(|var| var.starts_with(wanted.as_bytes()))
+    })
+}
+
 /// How long the orphans may take to die after `SIGKILL`.
 const ORPHANS_AFTER_KILL: Duration = Duration::from_secs(2);
 
@@ -862,7 +877,8 @@ fn children() -> Vec<(u32, bool, bool)> {
 
 /// Ends every process that is still this process's child: called by a
 /// runner (a [`become_subreaper`]) once its phases have ended, when every
-/// child left is an orphan of a phase re-parented to it. Each gets
+/// child left is an orphan of a phase re-parented to it (but for one
+/// started to outlive it, marked with [`DETACHED_ENV`]). Each gets
 /// `SIGTERM` (its whole group, when it leads one: a `setsid` escapee and
 /// what it started), up to `grace` to exit, then `SIGKILL`; the dead are
 /// reaped. Killing one re-parents its own children here, so this goes on
@@ -883,6 +899,9 @@ pub async fn end_orphans(grace: Duration) -> io::Result<usize> {
         for (pid, zombie, leader) in children() {
             if zombie {
                 reap(pid);
+                continue;
+            }
+            if is_detached(pid) {
                 continue;
             }
             live += 1;

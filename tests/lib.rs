@@ -34,6 +34,7 @@ mod loop_agents;
 mod loops;
 mod matrix;
 mod nested_loops;
+mod packing;
 mod pipelines;
 mod provider;
 mod provider_honesty;

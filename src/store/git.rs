@@ -25,6 +25,7 @@ use gix::lock::acquire::Fail;
 use gix::objs::tree::EntryKind as GitEntryKind;
 use gix::refs::transaction::{Change as RefChange, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::{FullName, Target, TargetRef};
+use gix::sec::trust::DefaultForLevel;
 
 use super::{
     BrokenRun, Change, Checkpoint, CheckpointId, EntryKind, LockHolder, Message, Purged,
@@ -32,6 +33,10 @@ use super::{
     path,
 };
 
+#[path = "maintenance.rs"]
+mod maintenance;
+#[path = "pack.rs"]
+mod pack;
 #[path = "remote.rs"]
 mod remote;
 #[path = "retention.rs"]
@@ -76,6 +81,11 @@ pub struct RepoInfo {
 pub struct GitStore {
     shared: Mutex<Shared>,
     info: RepoInfo,
+    /// Whether checkpoint packs are fsynced (git's `core.fsync` or
+    /// `core.fsyncObjectFiles` asks for object files to be).
+    fsync_objects: bool,
+    /// When to consolidate the packs checkpoints write.
+    maintenance: maintenance::Maintenance,
 }
 
 /// What every call needs, behind the store's one lock.
@@ -118,10 +128,14 @@ impl GitStore {
             match_ceiling_dir_or_error: false,
             ..Default::default()
         };
+        let trust = gix::sec::trust::Mapping {
+            full: with_slots(gix::open::Options::default_for_level(gix::sec::Trust::Full)),
+            reduced: with_slots(gix::open::Options::default_for_level(
+                gix::sec::Trust::Reduced,
+            )),
+        };
         match gix::ThreadSafeRepository::discover_with_environment_overrides_opts(
-            path,
-            options,
-            Default::default(),
+            path, options, trust,
         ) {
             Ok(repo) => GitStore::from_repo(repo.into()),
             Err(err) => Err(discover_error(path, err)),
@@ -219,7 +233,13 @@ impl GitStore {
                 .write(Default::default())
                 .or_git(|| "writing the index".into())?;
         }
-        GitStore::from_repo(repo)
+        // Opened again with room for the packs runs will add (see `with_slots`).
+        let reopened = gix::open_opts(
+            repo.git_dir(),
+            with_slots(gix::open::Options::default_for_level(gix::sec::Trust::Full)),
+        )
+        .or_git(|| format!("opening the new repository at {}", path.display()))?;
+        GitStore::from_repo(reopened)
     }
 
     /// Opens the store on an already opened repository.
@@ -254,6 +274,16 @@ impl GitStore {
             )),
             _ => None,
         };
+        let fsync_objects = config.boolean("core.fsyncObjectFiles") == Some(true)
+            || config.string("core.fsync").is_some_and(|value| {
+                value.to_str_lossy().split(',').any(|part| {
+                    matches!(
+                        part.trim(),
+                        "all" | "committed" | "added" | "objects" | "loose-object" | "pack"
+                    )
+                })
+            });
+        let auto_pack = config.boolean("wfe.autoPack") != Some(false);
         let head = repo.head().or_git(|| "reading HEAD".into())?;
         let head_commit = head.id().map(|id| id.to_string());
         drop(head);
@@ -270,6 +300,8 @@ impl GitStore {
                 recent: HashMap::new(),
             }),
             info,
+            fsync_objects,
+            maintenance: maintenance::Maintenance::new(auto_pack),
         })
     }
 
@@ -363,12 +395,30 @@ impl RunStore for GitStore {
             (None, Some(id)) => commit_tree(repo, id)?,
             (None, None) => ObjectId::empty_tree(repo.object_hash()),
         };
-        let (tree, written) =
-            write_tree(repo, base_tree, cached.map(|c| c.trees), changes, snapshot)?;
+        let mut objects = pack::ObjectSet::new(repo.object_hash());
+        let (tree, written) = write_tree(
+            repo,
+            &mut objects,
+            base_tree,
+            cached.map(|c| c.trees),
+            changes,
+            snapshot,
+        )?;
 
         let signature = self.signature(time);
-        let id = write_commit(repo, tree, current, &signature, message)
-            .or_git(|| format!("writing a checkpoint commit for run {run}"))?;
+        let id = objects.add_object(
+            &repo.objects,
+            &commit_object(tree, current, &signature, message),
+        )?;
+        // Every object reaches the disk (one pack) before the ref names it.
+        let pack_dir = repo.objects.store_ref().path().join("pack");
+        let packed = objects
+            .write(&pack_dir, self.fsync_objects)
+            .map_err(|source| StoreError::Io {
+                action: "writing a checkpoint's pack in",
+                path: pack_dir.clone(),
+                source,
+            })?;
 
         let expected = match current {
             Some(old) => PreviousValue::MustExistAndMatch(Target::Object(old)),
@@ -402,6 +452,10 @@ impl RunStore for GitStore {
                 .and_then(|tx| tx.commit(Some(signature.to_ref(&mut time_buf))));
             match updated {
                 Ok(_) => {
+                    if packed.is_some() {
+                        self.maintenance
+                            .packed(&self.info.common_dir, repo.objects.store_ref().path());
+                    }
                     if recent.len() >= RECENT_RUNS {
                         recent.clear();
                     }
@@ -663,6 +717,23 @@ fn discover_error(path: &Path, err: gix::Error) -> StoreError {
     )
 }
 
+/// Room for the packs checkpoints add while this process runs.
+///
+/// gix sizes its table of packs when it opens the repository (by default
+/// the packs found then, at least 32, and only 32 for a repository it does
+/// not fully trust) and fails a lookup once more packs exist. A long run
+/// adds a pack per checkpoint faster than a background consolidation may
+/// remove them, so leave room for many; a slot is a few dozen bytes.
+fn with_slots(options: gix::open::Options) -> gix::open::Options {
+    options.object_store_slots(gix::odb::store::init::Slots::AsNeededByDiskState {
+        multiplier: 2.0,
+        minimum: OBJECT_STORE_SLOTS,
+    })
+}
+
+/// See [`with_slots`].
+const OBJECT_STORE_SLOTS: usize = 4096;
+
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -740,7 +811,20 @@ pub(super) fn write_commit(
     signature: &gix::actor::Signature,
     message: &Message,
 ) -> std::result::Result<ObjectId, gix::Error> {
-    let commit = gix::objs::Commit {
+    Ok(repo
+        .write_object(commit_object(tree, parent, signature, message))?
+        .detach())
+}
+
+/// A checkpoint's commit object: `tree` with at most one parent, signed by
+/// `signature` as author and committer.
+fn commit_object(
+    tree: ObjectId,
+    parent: Option<ObjectId>,
+    signature: &gix::actor::Signature,
+    message: &Message,
+) -> gix::objs::Commit {
+    gix::objs::Commit {
         tree,
         parents: parent.into_iter().collect(),
         author: signature.clone(),
@@ -748,8 +832,7 @@ pub(super) fn write_commit(
         encoding: None,
         message: message.render().into(),
         extra_headers: Vec::new(),
-    };
-    Ok(repo.write_object(&commit)?.detach())
+    }
 }
 
 pub(super) fn commit_tree(repo: &gix::Repository, id: ObjectId) -> Result<ObjectId> {
@@ -788,11 +871,12 @@ fn read_checkpoint(repo: &gix::Repository, id: ObjectId) -> Result<Checkpoint> {
 /// are not read from disk. Names were validated by [`path::validate`],
 /// which is why gix's plumbing editor (no existence check of every entry of
 /// every changed directory) is used rather than the validating one.
-fn write_tree(
+fn write_tree<'a>(
     repo: &gix::Repository,
+    objects: &mut pack::ObjectSet<'a>,
     base: ObjectId,
     known: Option<HashMap<ObjectId, Vec<u8>>>,
-    changes: &[Change],
+    changes: &'a [Change],
     snapshot: Option<ObjectId>,
 ) -> Result<(ObjectId, HashMap<ObjectId, Vec<u8>>)> {
     let known = known.unwrap_or_default();
@@ -812,10 +896,7 @@ fn write_tree(
     for change in net_changes(changes) {
         match change {
             Change::Write { path, bytes } => {
-                let blob = repo
-                    .write_blob(bytes)
-                    .or_git(|| format!("writing {path}"))?
-                    .detach();
+                let blob = objects.add(&repo.objects, gix::objs::Kind::Blob, &bytes[..])?;
                 editor
                     .upsert(path.split('/'), GitEntryKind::Blob, blob)
                     .or_git(|| format!("adding {path} to the tree"))?;
@@ -836,20 +917,17 @@ fn write_tree(
         }
     }
     let mut written = HashMap::new();
-    let tree = editor
-        .write(|tree| -> gix::Result<ObjectId> {
-            let id = repo.write_object(tree)?.detach();
-            let mut encoded = Vec::new();
-            gix::objs::WriteTo::write_to(tree, &mut encoded).map_err(gix::Error::from_error)?;
-            written.insert(id, encoded);
-            Ok(id)
-        })
-        .or_git(|| "writing the checkpoint's trees".into())?;
+    let tree = editor.write(|tree| -> std::result::Result<ObjectId, StoreError> {
+        let mut encoded = Vec::new();
+        gix::objs::WriteTo::write_to(tree, &mut encoded).or_git(|| "encoding a tree".into())?;
+        let id = objects.add(&repo.objects, gix::objs::Kind::Tree, encoded.clone())?;
+        written.insert(id, encoded);
+        Ok(id)
+    })?;
     if tree.is_empty_tree() {
         // The editor returns the well-known empty tree id without writing it;
         // a commit must not point at an object git cannot find.
-        repo.write_object(gix::objs::Tree::empty())
-            .or_git(|| "writing the empty tree".into())?;
+        objects.add_object(&repo.objects, &gix::objs::Tree::empty())?;
     }
     Ok((tree, written))
 }
@@ -915,7 +993,7 @@ impl GitStore {
     /// Opens the repository at `path` seeing only its own config, so tests
     /// don't depend on the user's global git settings.
     pub(crate) fn open_isolated(path: &Path) -> Result<GitStore> {
-        let repo = gix::open_opts(path, gix::open::Options::isolated())
+        let repo = gix::open_opts(path, with_slots(gix::open::Options::isolated()))
             .or_git(|| format!("opening {}", path.display()))?;
         GitStore::from_repo(repo)
     }
@@ -1532,6 +1610,179 @@ mod tests {
             .expect("a stale ref lock is cleared");
         assert!(!lock.exists());
         assert_eq!(store.tip(&run).expect("tip"), Some(c2));
+    }
+
+    fn loose_objects(path: &Path) -> usize {
+        let counted = git(path, &["count-objects", "-v"]);
+        counted
+            .lines()
+            .find_map(|line| line.strip_prefix("count: "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("count-objects prints a count")
+    }
+
+    fn packs(path: &Path) -> usize {
+        std::fs::read_dir(path.join(".git/objects/pack"))
+            .expect("pack dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".idx"))
+            .count()
+    }
+
+    #[test]
+    fn a_checkpoint_is_one_pack_that_every_reader_sees() {
+        let dir = user_repo();
+        let path = dir.path();
+        git(path, &["config", "wfe.autoPack", "false"]);
+        // Asks for fsync: the same objects, synced before the ref moves.
+        git(path, &["config", "core.fsync", "objects,reference"]);
+        let store = GitStore::open_isolated(path).expect("open");
+        assert!(store.fsync_objects);
+        let before = (loose_objects(path), packs(path));
+        let run = run_id("1");
+        let first = store
+            .commit(
+                &run,
+                None,
+                &[
+                    Change::write("run.json", "{}"),
+                    Change::write("phases/a/state.json", "1"),
+                ],
+                &message(&run, "start"),
+                1,
+            )
+            .expect("first");
+        // Read back through the handle that wrote it...
+        assert_eq!(
+            store.read(&first, "phases/a/state.json").expect("read"),
+            Some(b"1".to_vec())
+        );
+        // ...through one opened before the pack existed, which must look again...
+        let other = GitStore::open_isolated(path).expect("open");
+        let second = store
+            .commit(
+                &run,
+                Some(&first),
+                &[Change::write("phases/b/state.json", "2")],
+                &message(&run, "two"),
+                2,
+            )
+            .expect("second");
+        assert_eq!(
+            other.read(&second, "phases/b/state.json").expect("read"),
+            Some(b"2".to_vec())
+        );
+        // ...and through a fresh one and the git CLI.
+        let fresh = GitStore::open_isolated(path).expect("open");
+        assert_eq!(
+            fresh.checkpoint(&second).expect("checkpoint").parent,
+            Some(first)
+        );
+        assert_eq!(
+            git(
+                path,
+                &["cat-file", "-p", &format!("{second}:phases/b/state.json")]
+            ),
+            "2"
+        );
+        assert_eq!(
+            (loose_objects(path), packs(path)),
+            (before.0, before.1 + 2),
+            "no loose objects, one pack per checkpoint"
+        );
+        // A checkpoint that changes nothing new writes only its commit.
+        let third = store
+            .commit(&run, Some(&second), &[], &message(&run, "three"), 3)
+            .expect("third");
+        assert_eq!(packs(path), before.1 + 3);
+        git(path, &["fsck", "--full", "--strict", "--no-progress"]);
+        assert_eq!(
+            git(path, &["rev-list", "--count", &third.to_string()]),
+            "3\n"
+        );
+    }
+
+    #[test]
+    fn many_checkpoints_are_consolidated_in_the_background() {
+        let dir = user_repo();
+        let path = dir.path();
+        let user_objects = git(path, &["rev-list", "--objects", "--all"]);
+        let store = GitStore::open_isolated(path).expect("open");
+        let mut tips = Vec::new();
+        let runs: Vec<RunId> = (0..8).map(|n| run_id(&format!("c{n}"))).collect();
+        for round in 0..12 {
+            for run in &runs {
+                let parent = store.tip(run).expect("tip");
+                let id = store
+                    .commit(
+                        run,
+                        parent.as_ref(),
+                        &[Change::write(
+                            format!("phases/p{round}/state.json"),
+                            format!("{round} of {run}"),
+                        )],
+                        &message(run, "step"),
+                        round,
+                    )
+                    .expect("commit");
+                tips.push(id);
+            }
+        }
+        // 96 checkpoints, one pack each: consolidation started along the way
+        // (still running, or it has already removed packs).
+        assert!(
+            maintenance::is_running(&store.info.common_dir) || packs(path) < 96,
+            "no consolidation started: {} packs",
+            packs(path)
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while maintenance::is_running(&store.info.common_dir)
+            || maintenance::is_due(&path.join(".git/objects"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "consolidation never finished: {} packs",
+                packs(path)
+            );
+            if !maintenance::is_running(&store.info.common_dir) {
+                // Due but idle: what the next checkpoint would do.
+                maintenance::start(&store.info.common_dir).expect("start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            packs(path) <= maintenance::PACK_LIMIT,
+            "{} packs",
+            packs(path)
+        );
+        git(path, &["fsck", "--full", "--strict", "--no-progress"]);
+        // Every checkpoint and every object of the user's is still there.
+        for tip in &tips {
+            git(path, &["cat-file", "-e", &tip.to_string()]);
+        }
+        let still = git(path, &["rev-list", "--objects", "--all"]);
+        for line in user_objects.lines() {
+            assert!(still.contains(line), "{line} is gone");
+        }
+        // The store keeps reading and writing across the repack.
+        let run = &runs[0];
+        let tip = store.tip(run).expect("tip").expect("a tip");
+        assert_eq!(
+            store.read(&tip, "phases/p11/state.json").expect("read"),
+            Some(format!("11 of {run}").into_bytes())
+        );
+        store
+            .commit(
+                run,
+                Some(&tip),
+                &[Change::write("x", "y")],
+                &message(run, "after"),
+                99,
+            )
+            .expect("commit after consolidation");
+        // Run refs were packed too.
+        let packed = std::fs::read_to_string(path.join(".git/packed-refs")).expect("packed-refs");
+        assert!(packed.contains("refs/wfe/runs/"), "{packed}");
     }
 
     /// Cost of one checkpoint that adds or changes one ~1 KB file in a run of
