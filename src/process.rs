@@ -848,19 +848,30 @@ pub fn become_subreaper() -> io::Result<()> {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(io::Error::from)
 }
 
-/// In the environment of a process wfe starts on purpose to outlive the
-/// runner (the store's background pack consolidation): [`end_orphans`]
-/// leaves a child carrying it alone, and its own children inherit it.
-pub const DETACHED_ENV: &str = "WFE_DETACHED";
+/// Children this process started on purpose to outlive it (the store's
+/// background pack consolidation), by pid: [`end_orphans`] leaves them
+/// alone. Kept by pid rather than by a mark in the environment, which a
+/// phase could copy to survive its runner.
+static KEPT: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-/// Whether `pid`'s environment carries [`DETACHED_ENV`].
-fn is_detached(pid: u32) -> bool {
-    let wanted = format!("{DETACHED_ENV}=");
-    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-        environ
-            .split(|&b| b == 0)
-            .any(|var| var.starts_with(wanted.as_bytes()))
-    })
+/// Marks the child `pid` as meant to outlive this process, until
+/// [`forget_kept`] (called once it is reaped, before its pid can be reused).
+pub fn keep_child(pid: u32) {
+    if let Ok(mut kept) = KEPT.lock() {
+        kept.push(pid);
+    }
+}
+
+/// Undoes [`keep_child`] for a child that has been reaped.
+pub fn forget_kept(pid: u32) {
+    if let Ok(mut kept) = KEPT.lock() {
+        kept.retain(|&p| p != pid);
+    }
+}
+
+/// Whether `pid` was marked with [`keep_child`].
+fn is_kept(pid: u32) -> bool {
+    KEPT.lock().is_ok_and(|kept| kept.contains(&pid))
 }
 
 /// How long the orphans may take to die after `SIGKILL`.
@@ -878,7 +889,7 @@ fn children() -> Vec<(u32, bool, bool)> {
 /// Ends every process that is still this process's child: called by a
 /// runner (a [`become_subreaper`]) once its phases have ended, when every
 /// child left is an orphan of a phase re-parented to it (but for one
-/// started to outlive it, marked with [`DETACHED_ENV`]). Each gets
+/// started to outlive it, marked with [`keep_child`]). Each gets
 /// `SIGTERM` (its whole group, when it leads one: a `setsid` escapee and
 /// what it started), up to `grace` to exit, then `SIGKILL`; the dead are
 /// reaped. Killing one re-parents its own children here, so this goes on
@@ -901,7 +912,7 @@ pub async fn end_orphans(grace: Duration) -> io::Result<usize> {
                 reap(pid);
                 continue;
             }
-            if is_detached(pid) {
+            if is_kept(pid) {
                 continue;
             }
             live += 1;

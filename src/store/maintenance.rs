@@ -123,9 +123,14 @@ pub(super) fn start(common_dir: &Path) -> io::Result<bool> {
     drop(lock);
     // Reaped when it ends, so no zombie is left behind in a long runner; if
     // this process ends first, init adopts it.
+    // A runner ends the children it has left when it ends (it is their
+    // subreaper); this one is meant to outlive it.
+    let pid = child.id();
+    crate::process::keep_child(pid);
     std::thread::spawn(move || {
         let mut child = child;
         let _ = child.wait();
+        crate::process::forget_kept(pid);
     });
     Ok(true)
 }
@@ -139,9 +144,6 @@ fn spawn(
     command
         .current_dir(common_dir)
         .env("GIT_DIR", git_dir)
-        // A runner ends the children it has left when it ends (it is their
-        // subreaper); this one is meant to outlive it.
-        .env(crate::process::DETACHED_ENV, "maintenance")
         // The repository's own object directory, whatever the caller's environment says.
         .env_remove("GIT_OBJECT_DIRECTORY")
         .env_remove("GIT_ALTERNATE_OBJECT_DIRECTORIES")
