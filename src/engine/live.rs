@@ -156,6 +156,10 @@ impl LogSink for LiveSink {
 /// The writer thread: appends what arrives, flushing whenever it has
 /// caught up, so followers see lines promptly and a flood is batched.
 fn write_all(path: &Path, cap: u64, rx: &mpsc::Receiver<Message>) {
+    // The file (and its directory) is made when there is something to
+    // publish: an attempt that prints nothing leaves nothing to create and
+    // remove (`wfe log --follow` waits for the file to appear).
+    let Ok(first) = rx.recv() else { return };
     let Some(file) = path
         .parent()
         .map(std::fs::create_dir_all)
@@ -180,10 +184,11 @@ fn write_all(path: &Path, cap: u64, rx: &mpsc::Receiver<Message>) {
         partial: Vec::new(),
         buf: Vec::with_capacity(256),
     };
+    let mut first = Some(first);
     // After the first line of a burst, gather what comes in the next few
     // milliseconds before flushing: one write per burst, not per line,
     // and a follower still sees a line within `FLUSH_EVERY`.
-    while let Ok(message) = rx.recv() {
+    while let Some(message) = first.take().or_else(|| rx.recv().ok()) {
         out.write(message);
         let until = Instant::now() + FLUSH_EVERY;
         loop {
