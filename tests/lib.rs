@@ -33,6 +33,7 @@ mod loop_agents;
 mod loops;
 mod matrix;
 mod nested_loops;
+mod phases;
 mod pipelines;
 mod provider;
 mod provider_honesty;
