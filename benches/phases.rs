@@ -100,6 +100,9 @@ struct Bench {
     sandbox: PathBuf,
 }
 
+/// A round of one row: wfe, its yardstick, and the older wfe if any.
+type Pair = (Sample, Sample, Option<Sample>);
+
 /// One timed run.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -197,9 +200,9 @@ impl Bench {
         let _ = fs::remove_file(&out_path);
         let run: Value = serde_json::from_str(&text).expect("wfe --json prints JSON");
         assert_eq!(run["status"], "completed", "the run did not complete");
-        let completed = run["phases"]
-            .as_array()
-            .map_or(0, |p| p.iter().filter(|p| p["status"] == "completed").count());
+        let completed = run["phases"].as_array().map_or(0, |p| {
+            p.iter().filter(|p| p["status"] == "completed").count()
+        });
         assert_eq!(completed, phases, "every phase must have completed");
         sample
     }
@@ -231,7 +234,7 @@ impl Bench {
         for (label, shape, phases, jobs) in rows {
             let template = self.template(shape, phases);
             let makefile = self.write(&format!("{shape:?}-{phases}.mk"), &makefile(shape, phases));
-            let mut pairs: Vec<(Sample, Sample, Option<Sample>)> = Vec::new();
+            let mut pairs: Vec<Pair> = Vec::new();
             for round in 0..ROUNDS {
                 let mut wfe = None;
                 let mut make = None;
@@ -249,11 +252,7 @@ impl Bench {
                         }
                     }
                 }
-                pairs.push((
-                    wfe.expect("ran wfe"),
-                    make.expect("ran make"),
-                    before,
-                ));
+                pairs.push((wfe.expect("ran wfe"), make.expect("ran make"), before));
             }
             if phases == 1000 {
                 peak_kb = peak_kb.max(pairs.iter().map(|p| p.0.peak_kb).max().unwrap_or(0));
@@ -275,7 +274,11 @@ impl Bench {
             } else {
                 String::new()
             },
-            if mb <= GOAL_PEAK_MB { "goal met" } else { "goal missed" }
+            if mb <= GOAL_PEAK_MB {
+                "goal met"
+            } else {
+                "goal missed"
+            }
         );
     }
 
@@ -353,11 +356,11 @@ impl Bench {
         const STAGES: usize = 50;
         let mut yaml = String::from("stages:\n");
         for i in 0..STAGES {
-            write!(yaml, "  s{i}:\n    cmd: true; touch f{i}\n").expect("a String");
+            writeln!(yaml, "  s{i}:\n    cmd: true; touch f{i}").expect("a String");
             if i > 0 {
-                write!(yaml, "    deps: [f{}]\n", i - 1).expect("a String");
+                writeln!(yaml, "    deps: [f{}]", i - 1).expect("a String");
             }
-            write!(yaml, "    outs: [f{i}]\n").expect("a String");
+            writeln!(yaml, "    outs: [f{i}]").expect("a String");
         }
         let template = self.template(Shape::Chain, STAGES);
         let mut pairs = Vec::new();
@@ -375,7 +378,10 @@ impl Bench {
                 let mut init = Command::new(dvc);
                 init.args(["init", "--no-scm", "-q"]);
                 quiet(&mut init);
-                assert!(init.status().expect("dvc init").success(), "dvc init failed");
+                assert!(
+                    init.status().expect("dvc init").success(),
+                    "dvc init failed"
+                );
                 fs::write(dir.path().join("dvc.yaml"), &yaml).expect("write dvc.yaml");
                 let mut repro = Command::new(dvc);
                 repro.arg("repro");
@@ -433,7 +439,7 @@ fn yardstick_venv() -> Result<PathBuf, String> {
     Ok(venv)
 }
 
-fn print_row(label: &str, phases: usize, pairs: &[(Sample, Sample, Option<Sample>)], yard: &str) {
+fn print_row(label: &str, phases: usize, pairs: &[Pair], yard: &str) {
     let per = |d: Duration| d / phases as u32;
     let spread = |values: Vec<Duration>| -> String {
         let (min, med, max) = min_med_max(values);
@@ -444,26 +450,37 @@ fn print_row(label: &str, phases: usize, pairs: &[(Sample, Sample, Option<Sample
             fmt_duration(per(max))
         )
     };
-    let ratios = |f: fn(&Sample) -> Duration, of: &dyn Fn(&(Sample, Sample, Option<Sample>)) -> Option<Sample>| -> Option<(f64, f64, f64)> {
+    let ratios = |f: fn(&Sample) -> Duration,
+                  of: &dyn Fn(&Pair) -> Option<Sample>|
+     -> Option<(f64, f64, f64)> {
         let mut values: Vec<f64> = pairs
             .iter()
-            .filter_map(|p| {
-                of(p).map(|s| f(&s).as_secs_f64() / f(&p.1).as_secs_f64().max(1e-9))
-            })
+            .filter_map(|p| of(p).map(|s| f(&s).as_secs_f64() / f(&p.1).as_secs_f64().max(1e-9)))
             .collect();
         if values.is_empty() {
             return None;
         }
         values.sort_by(f64::total_cmp);
-        Some((values[0], values[values.len() / 2], values[values.len() - 1]))
+        Some((
+            values[0],
+            values[values.len() / 2],
+            values[values.len() - 1],
+        ))
     };
-    println!("  {label}: per phase, min/median/max of {} pairs", pairs.len());
+    println!(
+        "  {label}: per phase, min/median/max of {} pairs",
+        pairs.len()
+    );
     for (what, f) in [
         ("wall", (|s: &Sample| s.wall) as fn(&Sample) -> Duration),
         ("CPU ", |s: &Sample| s.cpu),
     ] {
         let after = ratios(f, &|p| Some(p.0)).expect("wfe ran");
-        let met = if after.1 <= GOAL_RATIO { "goal met" } else { "goal missed" };
+        let met = if after.1 <= GOAL_RATIO {
+            "goal met"
+        } else {
+            "goal missed"
+        };
         println!(
             "    {what}  wfe {}  {yard} {}  ratio {:.1}×/{:.1}×/{:.1}× (goal ≤ {GOAL_RATIO}×: {met})",
             spread(pairs.iter().map(|p| f(&p.0)).collect()),
@@ -537,14 +554,7 @@ fn measure(command: &mut Command) -> (ExitStatus, Sample) {
     let cpu = children_cpu().saturating_sub(cpu_before);
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let peak_kb = sampler.join().expect("the memory sampler");
-    (
-        status,
-        Sample {
-            wall,
-            cpu,
-            peak_kb,
-        },
-    )
+    (status, Sample { wall, cpu, peak_kb })
 }
 
 /// A new repository with one commit and a fixed identity.

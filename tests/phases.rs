@@ -38,13 +38,22 @@ fn phases_that_never_started_have_no_state_file_and_read_as_pending() {
     repo.wfe(&["run", "stops"]).code(1);
     let id = repo.run_id();
     let files = tree(&repo, &id);
-    assert!(files.contains(&"phases/a/state.json".to_string()), "{files:?}");
     assert!(
-        !files.iter().any(|f| f.starts_with("phases/b/") || f.starts_with("phases/c/")),
+        files.contains(&"phases/a/state.json".to_string()),
+        "{files:?}"
+    );
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with("phases/b/") || f.starts_with("phases/c/")),
         "phases that never started leave no files: {files:?}"
     );
     // The run's first checkpoint holds run.json, the template and nothing per phase.
-    let first = repo.git(&["rev-list", "--max-parents=0", &format!("refs/wfe/runs/{id}")]);
+    let first = repo.git(&[
+        "rev-list",
+        "--max-parents=0",
+        &format!("refs/wfe/runs/{id}"),
+    ]);
     let first_files = repo.git(&["ls-tree", "-r", "--name-only", first.trim()]);
     assert!(!first_files.contains("phases/"), "{first_files}");
 
@@ -100,7 +109,11 @@ fn attempts_reuse_a_scratch_directory_each_finds_empty_and_the_run_leaves_none()
     );
     let mut phases: Vec<serde_json::Value> = (0..6)
         .map(|i| {
-            let needs: Vec<String> = if i == 0 { vec![] } else { vec![format!("p{}", i - 1)] };
+            let needs: Vec<String> = if i == 0 {
+                vec![]
+            } else {
+                vec![format!("p{}", i - 1)]
+            };
             let needs: Vec<&str> = needs.iter().map(String::as_str).collect();
             script(&format!("p{i}"), &needs, &check)
         })
@@ -145,13 +158,19 @@ fn a_read_only_tool_call_waits_for_the_next_checkpoint_and_survives_a_kill_9() {
             "outputs": { "plan": "message" }
         }]}),
     );
-    let read = || Reply::anthropic(vec![Part::Tool("read_file", json!({ "path": "notes.txt" }))]);
+    let read = || {
+        Reply::anthropic(vec![Part::Tool(
+            "read_file",
+            json!({ "path": "notes.txt" }),
+        )])
+    };
     let submit = || Reply::anthropic(vec![Part::Tool("submit_plan", json!({ "text": "done" }))]);
     // The second request is held: the runner is killed while it waits.
     server.push(vec![read(), submit().held()]);
     let wfe = |args: &[&str]| {
         let mut cmd = repo.wfe_cmd();
-        cmd.env("ANTHROPIC_API_KEY", "sk-test-0000000000").args(args);
+        cmd.env("ANTHROPIC_API_KEY", "sk-test-0000000000")
+            .args(args);
         cmd
     };
     let mut runner = wfe(&["run", "reader"])
@@ -171,7 +190,10 @@ fn a_read_only_tool_call_waits_for_the_next_checkpoint_and_survives_a_kill_9() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !tip_has("phases/plan/exchanges.jsonl") {
-        assert!(Instant::now() < deadline, "the first exchange was never committed");
+        assert!(
+            Instant::now() < deadline,
+            "the first exchange was never committed"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(
@@ -186,16 +208,34 @@ fn a_read_only_tool_call_waits_for_the_next_checkpoint_and_survives_a_kill_9() {
     server.push(vec![submit()]);
     let resumed = common::Run::from(wfe(&["resume", "latest"]).output().unwrap());
     resumed.code(0);
-    assert_eq!(server.request_count(), 3, "the answered request is not asked again");
+    assert_eq!(
+        server.request_count(),
+        3,
+        "the answered request is not asked again"
+    );
     let id = repo.run_id();
-    let calls = repo.git(&["show", &format!("refs/wfe/runs/{id}:phases/plan/tool-calls.jsonl")]);
-    let reads = calls.lines().filter(|l| l.contains("\"read_file\"")).count();
-    assert_eq!(reads, 1, "the lost call is made once more and kept once: {calls}");
+    let calls = repo.git(&[
+        "show",
+        &format!("refs/wfe/runs/{id}:phases/plan/tool-calls.jsonl"),
+    ]);
+    let reads = calls
+        .lines()
+        .filter(|l| l.contains("\"read_file\""))
+        .count();
+    assert_eq!(
+        reads, 1,
+        "the lost call is made once more and kept once: {calls}"
+    );
 
     // A run that is not killed commits each read with its turn's exchange.
     server.push(vec![read(), read(), submit()]);
     common::Run::from(wfe(&["run", "reader"]).output().unwrap()).code(0);
-    let id = repo.wfe_refs().pop().expect("two runs").trim_start_matches("refs/wfe/runs/").to_string();
+    let id = repo
+        .wfe_refs()
+        .pop()
+        .expect("two runs")
+        .trim_start_matches("refs/wfe/runs/")
+        .to_string();
     let log = repo.git(&["log", "--format=%s", &format!("refs/wfe/runs/{id}")]);
     let alone = log
         .lines()

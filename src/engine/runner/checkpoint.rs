@@ -153,7 +153,7 @@ impl Runner<'_> {
     /// checkpoints of an agent that reads.
     pub(super) fn defer_step(&mut self, was_quiet: bool) {
         self.pending.deferred =
-            was_quiet.then(|| (self.pending.changes.len(), self.pending.events.len()));
+            was_quiet.then_some((self.pending.changes.len(), self.pending.events.len()));
     }
 
     /// Whether nothing is pending but steps that may wait.

@@ -5,8 +5,7 @@ use serde_json::Value;
 
 use super::iteration;
 use crate::engine::{
-    CheckpointEvent, CheckpointMessage, EngineError, RunRecord, RunStatus, layout,
-    to_file_bytes,
+    CheckpointEvent, CheckpointMessage, EngineError, RunRecord, RunStatus, layout, to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, RunId, RunStore};
 use crate::template::{PhaseKind, Template, digest, expand};
