@@ -50,7 +50,7 @@ pub fn ensure_runnable(template: &Template) -> Result<(), EngineError> {
 
 /// Writes the run's first checkpoint: run.json, the frozen template and
 /// schemas. No phase has a state file yet: a phase without one is pending
-/// (see [`crate::engine::snapshot::read_state`]), and each gets its file
+/// (as `RunSnapshot::load` reads it), and each gets its file
 /// with its first transition.
 pub fn create(
     store: &dyn RunStore,
