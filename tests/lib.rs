@@ -35,6 +35,7 @@ mod loops;
 mod matrix;
 mod nested_loops;
 mod packing;
+mod phases;
 mod pipelines;
 mod provider;
 mod provider_honesty;

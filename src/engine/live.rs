@@ -79,6 +79,8 @@ enum Message {
 /// appends it to an attempt's live file, from a writer thread of its own.
 pub struct LiveSink {
     inner: Arc<dyn LogSink>,
+    /// Where to publish, and the cap, until the writer starts.
+    target: Mutex<Option<(PathBuf, u64)>>,
     tx: Mutex<Option<mpsc::Sender<Message>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -93,16 +95,14 @@ impl LiveSink {
     /// Publishes to `path` (created with its directories by the writer
     /// thread), keeping at most about `cap` bytes; every line also goes to
     /// `inner`. A file that cannot be written loses the live view only.
+    /// The writer thread starts with the first thing to publish: an
+    /// attempt that prints nothing costs no thread and no file.
     pub fn new(inner: Arc<dyn LogSink>, path: PathBuf, cap: u64) -> LiveSink {
-        let (tx, rx) = mpsc::channel();
-        let writer = std::thread::Builder::new()
-            .name("wfe-live".into())
-            .spawn(move || write_all(&path, cap, &rx))
-            .ok();
         LiveSink {
             inner,
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(writer),
+            target: Mutex::new(Some((path, cap))),
+            tx: Mutex::new(None),
+            writer: Mutex::new(None),
         }
     }
 
@@ -112,7 +112,25 @@ impl LiveSink {
     }
 
     fn send(&self, message: Message) {
-        if let Some(tx) = &*self.tx.lock().unwrap_or_else(PoisonError::into_inner) {
+        let mut tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        if tx.is_none() {
+            // The first message: start the writer (once; never after `finish`).
+            let target = self
+                .target
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some((path, cap)) = target {
+                let (sender, rx) = mpsc::channel();
+                let writer = std::thread::Builder::new()
+                    .name("wfe-live".into())
+                    .spawn(move || write_all(&path, cap, &rx))
+                    .ok();
+                *self.writer.lock().unwrap_or_else(PoisonError::into_inner) = writer;
+                *tx = Some(sender);
+            }
+        }
+        if let Some(tx) = &*tx {
             let _ = tx.send(message);
         }
     }
@@ -120,6 +138,10 @@ impl LiveSink {
     /// Stops publishing and waits until everything sent is in the file, so
     /// it is whole before the attempt's result is committed.
     pub fn finish(&self) {
+        self.target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         self.tx
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -156,6 +178,10 @@ impl LogSink for LiveSink {
 /// The writer thread: appends what arrives, flushing whenever it has
 /// caught up, so followers see lines promptly and a flood is batched.
 fn write_all(path: &Path, cap: u64, rx: &mpsc::Receiver<Message>) {
+    // The writer starts with the first message (see `LiveSink::send`):
+    // an attempt that prints nothing leaves no file to create and remove
+    // (`wfe log --follow` waits for the file to appear).
+    let Ok(first) = rx.recv() else { return };
     let Some(file) = path
         .parent()
         .map(std::fs::create_dir_all)
@@ -180,10 +206,11 @@ fn write_all(path: &Path, cap: u64, rx: &mpsc::Receiver<Message>) {
         partial: Vec::new(),
         buf: Vec::with_capacity(256),
     };
+    let mut first = Some(first);
     // After the first line of a burst, gather what comes in the next few
     // milliseconds before flushing: one write per burst, not per line,
     // and a follower still sees a line within `FLUSH_EVERY`.
-    while let Ok(message) = rx.recv() {
+    while let Some(message) = first.take().or_else(|| rx.recv().ok()) {
         out.write(message);
         let until = Instant::now() + FLUSH_EVERY;
         loop {
@@ -365,6 +392,19 @@ mod tests {
             ]
         );
         assert!(follower.read().is_empty());
+    }
+
+    #[test]
+    fn an_attempt_that_prints_nothing_makes_no_file_and_no_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = attempt_file(dir.path(), "r", "p", 1);
+        let sink = LiveSink::new(Arc::new(Nothing), path.clone(), 1000);
+        sink.finish();
+        // Nothing after the end is published either.
+        sink.line("p", &line("late"));
+        drop(sink);
+        assert!(!path.exists());
+        assert!(!run_dir(dir.path(), "r").exists());
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl RunSnapshot {
         let phases = template
             .phases
             .iter()
-            .map(|p| read_json(store, run, at, &layout::state(&p.id)))
+            .map(|p| read_state(store, run, at, &p.id, p, 0))
             .collect::<Result<Vec<PhaseState>, _>>()?;
         let mut children = BTreeMap::new();
         for (phase, state) in template.phases.iter().zip(&phases) {
@@ -343,7 +343,7 @@ fn read_iteration(
         .iter()
         .map(|c| {
             let key = layout::child_key(key, k, &c.id);
-            read_json(store, run, at, &layout::state(&key))
+            read_state(store, run, at, &key, c, k)
         })
         .collect()
 }
@@ -374,6 +374,29 @@ fn read_children(
     }
     children.insert(phase.id.clone(), states);
     Ok(())
+}
+
+/// The state of the phase `spec` whose files are under `key`: its
+/// `state.json`, or, when it has none, pending (in iteration `k` for a
+/// loop's child). A phase that never started need not have a state file:
+/// a run's first checkpoint writes none, so creating a 1000-phase run does
+/// not write 1000 identical files.
+pub(crate) fn read_state(
+    store: &dyn RunStore,
+    run: &str,
+    at: &CheckpointId,
+    key: &str,
+    spec: &Phase,
+    k: u32,
+) -> Result<PhaseState, EngineError> {
+    let path = layout::state(key);
+    match store.read(at, &path)? {
+        Some(bytes) => parse(run, at, &path, &bytes),
+        None => Ok(PhaseState {
+            iteration: k,
+            ..PhaseState::pending(&spec.id, spec.kind)
+        }),
+    }
 }
 
 fn read_json<T: DeserializeOwned>(

@@ -238,13 +238,19 @@ fn internal(message: String) -> AttemptError {
     AttemptError::Internal { message }
 }
 
-/// Empties `in/` and `out/` under the scratch directory (a crashed attempt
-/// may have left files that would pass for this attempt's outputs) and
-/// writes the inputs.
+/// Empties `in/` and `out/` under the scratch directory (an earlier
+/// attempt, or a crashed one, may have left files that would pass for this
+/// attempt's outputs) and writes the inputs. The scratch directory is
+/// reused from attempt to attempt: an `in/` or `out/` that is already an
+/// empty directory is kept as it is, so a run of phases without inputs or
+/// outputs creates and removes no directory per attempt.
 async fn prepare_scratch(job: &ScriptJob) -> Result<(PathBuf, PathBuf), AttemptError> {
     let in_dir = job.scratch.join("in");
     let out_dir = job.scratch.join("out");
     for dir in [&in_dir, &out_dir] {
+        if is_empty_dir(dir).await {
+            continue;
+        }
         remove_leftover(dir).await?;
         tokio::fs::create_dir_all(dir)
             .await
@@ -268,6 +274,17 @@ async fn prepare_scratch(job: &ScriptJob) -> Result<(PathBuf, PathBuf), AttemptE
             .map_err(|e| internal(format!("cannot write input {}: {e}", path.display())))?;
     }
     Ok((in_dir, out_dir))
+}
+
+/// Whether `path` is a directory (not a link to one) with nothing in it.
+async fn is_empty_dir(path: &Path) -> bool {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.is_dir() => match tokio::fs::read_dir(path).await {
+            Ok(mut entries) => matches!(entries.next_entry().await, Ok(None)),
+            Err(_) => false,
+        },
+        _ => false,
+    }
 }
 
 async fn remove_leftover(path: &Path) -> Result<(), AttemptError> {

@@ -128,7 +128,8 @@ impl Runner<'_> {
         };
         let prompt = self.steered_prompt(u, prompt, attempt);
         let retry = self.retry_policy(u);
-        let scratch = self.scratch_dir(u);
+        // The runner hands out a scratch slot once the unit starts.
+        let scratch = std::path::PathBuf::new();
         let budget = self.agent_budget(u);
         Ok(Launch {
             unit: u,

@@ -20,6 +20,28 @@ pub(super) struct Pending {
     pub(super) events: Vec<Noted>,
     /// Who asked for the control actions in this checkpoint.
     pub(super) requested_by: Vec<String>,
+    /// When everything pending is steps that may wait for the next
+    /// checkpoint (see [`Runner::defer_step`]): how many changes and
+    /// events they are. Anything else added since makes the counts differ.
+    pub(super) deferred: Option<(usize, usize)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.changes.is_empty()
+            && self.dirty.is_empty()
+            && !self.record_dirty
+            && self.requested_by.is_empty()
+    }
+
+    /// Whether all that is pending may wait for the next checkpoint.
+    fn only_deferred(&self) -> bool {
+        self.deferred == Some((self.changes.len(), self.events.len()))
+            && self.dirty.is_empty()
+            && !self.record_dirty
+            && self.requested_by.is_empty()
+    }
 }
 
 impl Runner<'_> {
@@ -122,8 +144,29 @@ impl Runner<'_> {
         Ok(false)
     }
 
-    /// Commits everything pending as one checkpoint (nothing if nothing changed).
+    /// Notes that what was just added to the pending checkpoint may wait
+    /// for the next one (`was_quiet`: nothing else was pending before it).
+    /// A read-only tool call is such a step: it changed nothing, so a
+    /// runner killed before committing it loses only a call the resumed
+    /// agent makes again, harmlessly, before it asks the model anything.
+    /// Folding it into the checkpoint of the turn's exchange halves the
+    /// checkpoints of an agent that reads.
+    pub(super) fn defer_step(&mut self, was_quiet: bool) {
+        self.pending.deferred =
+            was_quiet.then_some((self.pending.changes.len(), self.pending.events.len()));
+    }
+
+    /// Whether nothing is pending but steps that may wait.
+    pub(super) fn quiet(&self) -> bool {
+        self.pending.is_empty() || self.pending.only_deferred()
+    }
+
+    /// Commits everything pending as one checkpoint (nothing if nothing
+    /// changed, or if all that changed may wait: see [`Runner::defer_step`]).
     pub(super) fn flush(&mut self) -> Result<(), EngineError> {
+        if self.pending.only_deferred() {
+            return Ok(());
+        }
         if self.pending.events.is_empty()
             && self.pending.changes.is_empty()
             && self.pending.dirty.is_empty()

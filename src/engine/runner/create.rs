@@ -5,8 +5,7 @@ use serde_json::Value;
 
 use super::iteration;
 use crate::engine::{
-    CheckpointEvent, CheckpointMessage, EngineError, PhaseState, RunRecord, RunStatus, layout,
-    to_file_bytes,
+    CheckpointEvent, CheckpointMessage, EngineError, RunRecord, RunStatus, layout, to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, RunId, RunStore};
 use crate::template::{PhaseKind, Template, digest, expand};
@@ -50,8 +49,9 @@ pub fn ensure_runnable(template: &Template) -> Result<(), EngineError> {
 }
 
 /// Writes the run's first checkpoint: run.json, the frozen template and
-/// schemas, and a pending state for every top-level phase (a loop's
-/// children get theirs when an iteration starts).
+/// schemas. No phase has a state file yet: a phase without one is pending
+/// (as `RunSnapshot::load` reads it), and each gets its file
+/// with its first transition.
 pub fn create(
     store: &dyn RunStore,
     new: &NewRun,
@@ -90,12 +90,6 @@ pub fn create(
         layout::TEMPLATE,
         to_file_bytes(&new.template),
     ));
-    for phase in &runnable.phases {
-        changes.push(Change::write(
-            layout::state(&phase.id),
-            to_file_bytes(&PhaseState::pending(&phase.id, phase.kind)),
-        ));
-    }
     let message = CheckpointMessage::new(
         new.id.as_str(),
         &new.template.name,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::launch::Report;
 use super::{Runner, Stop, Unit, blocking_failures};
+use crate::agent::Step;
 use crate::attempt::{AttemptError, AttemptOutcome, AttemptUsage, LogLine};
 use crate::budget::Spend;
 use crate::engine::operations::cancel;
@@ -127,6 +128,7 @@ impl Runner<'_> {
                     self.mark(unit);
                 }
                 self.agent_files.remove(&unit);
+                self.slots.give_back(unit);
                 true
             }
             Report::Progress {
@@ -135,8 +137,19 @@ impl Runner<'_> {
                 step,
                 ack,
             } => {
+                let read_only = matches!(&step, Step::ToolCall(call)
+                    if crate::template::Tool::from_name(&call.tool).is_some_and(crate::template::Tool::is_read_only));
+                let was_quiet = self.quiet();
                 self.record_step(unit, attempt, step);
-                self.acks.push(ack);
+                if read_only {
+                    // Nothing to lose: the agent goes on now, and the call
+                    // is committed with whatever comes next (its turn's
+                    // exchange, at the latest with the attempt's end).
+                    self.defer_step(was_quiet);
+                    let _ = ack.send(());
+                } else {
+                    self.acks.push(ack);
+                }
                 false
             }
         }

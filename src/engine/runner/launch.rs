@@ -85,7 +85,8 @@ pub(super) struct Launch {
     pub(super) first_attempt: u32,
     pub(super) max_attempts: u32,
     pub(super) retry: Option<RetryPolicy>,
-    /// The phase's scratch directory; each attempt gets `<n>/` inside.
+    /// The scratch directory the unit's attempts share, one after another
+    /// (each empties it first).
     pub(super) scratch: PathBuf,
     /// `isolation: "worktree"`: where each attempt gets its worktree.
     pub(super) isolation: Option<Isolate>,
@@ -263,7 +264,7 @@ pub(super) async fn phase_task(
         let mut outcome = match &mut job {
             Job::Script(job) => {
                 job.attempt = attempt;
-                job.scratch = scratch.join(attempt.to_string());
+                job.scratch.clone_from(&scratch);
                 let job = (**job).clone();
                 executor
                     .run_script(job, cancel.clone(), attempt_sink, clock)
@@ -464,7 +465,8 @@ impl Runner<'_> {
         }
         let outputs = self.output_specs(u)?;
         let retry = self.retry_policy(u);
-        let scratch = self.scratch_dir(u);
+        // The runner hands out a scratch slot once the unit starts.
+        let scratch = PathBuf::new();
         Ok(Launch {
             unit: u,
             files: None,
@@ -578,7 +580,6 @@ impl Runner<'_> {
             .or_else(|| self.template.defaults.retry.clone())
     }
 
-    /// The unit's scratch directory; each attempt gets `<n>/` inside.
     /// Where the unit's attempts publish their output live, if anywhere.
     pub(super) fn live_target(&self, u: Unit) -> Option<LiveTarget> {
         self.settings.live.as_ref().map(|root| LiveTarget {
@@ -589,11 +590,14 @@ impl Runner<'_> {
         })
     }
 
-    pub(super) fn scratch_dir(&self, u: Unit) -> PathBuf {
+    /// The scratch directory of a unit about to start: a slot of the
+    /// run's, which it holds until its task ends (see `ScratchSlots`).
+    pub(super) fn scratch_dir(&mut self, u: Unit) -> PathBuf {
+        let slot = self.slots.take(u);
         self.settings
             .scratch
             .join(self.run.as_str())
-            .join(self.key(u))
+            .join(slot.to_string())
     }
 
     /// The unit's declared outputs with their frozen, compiled schemas.

@@ -192,6 +192,7 @@ impl Runner<'_> {
                     _ => match self.prepare(u, &context) {
                         Ok(mut launch) => {
                             self.start(u);
+                            launch.scratch = self.scratch_dir(u);
                             if let Some(files) = launch.files.take() {
                                 self.agent_files.insert(u, files);
                             }
