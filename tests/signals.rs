@@ -199,12 +199,15 @@ impl Rng {
 /// `flock`-protected list of their pids (entering adds its pid, leaving —
 /// normally or on SIGTERM — removes it, which may safely happen twice),
 /// writes a line to `violations` if it ever sees another, logs
-/// `phase attempt pgid` to `started.log`, and sleeps. Only shell builtins
+/// `phase attempt pgid` to `started.log`, and sleeps: 3 s if it is the
+/// `held`-th start of the round (the one the test kills its runner in, so
+/// it is surely still alive when the resume looks for leftovers, however
+/// loaded the machine), else 0.25 s. Only shell builtins
 /// run while the lock is held, so a signal cannot tear the list. Its
 /// stderr goes to a file: once its runner is killed nobody reads its
 /// pipes, and dash reporting "Terminated" (its `sleep` killed by SIGTERM)
 /// to a broken pipe would die of SIGPIPE before its trap could run.
-fn counting(dir: &Path) -> String {
+fn counting(dir: &Path, held: usize) -> String {
     let d = dir.display();
     format!(
         r#"exec 2>>{d}/stderr.$WFE_PHASE; C={d}/count.$WFE_PHASE; exec 9>>{d}/lock.$WFE_PHASE
@@ -214,7 +217,8 @@ flock 9; echo $$ >> $C; n=0; while read p; do n=$((n+1)); done < $C
 [ $n -le 1 ] || echo "$WFE_PHASE attempt $WFE_ATTEMPT saw $n running" >> {d}/violations
 flock -u 9
 echo "$WFE_PHASE $WFE_ATTEMPT $$" >> {d}/started.log
-sleep 0.25
+n=0; while read l; do n=$((n+1)); done < {d}/started.log
+if [ $n -eq {held} ]; then sleep 3; else sleep 0.25; fi
 leave"#
     )
 }
@@ -257,18 +261,18 @@ fn kill_9_then_resume(rounds: u64, seed: u64) {
         let dir = repo.path().join(format!("round-{round}"));
         std::fs::create_dir_all(&dir).unwrap();
         let name = format!("count{round}");
-        repo.template(
-            &name,
-            &json!({ "name": name, "phases": [
-                script("a", &[], &counting(&dir)),
-                script("b", &[], &counting(&dir)),
-                script("c", &["a", "b"], &counting(&dir)),
-            ]}),
-        );
         // Kill once the k-th phase has started and been recorded, a few
         // milliseconds into its work.
         let k = 1 + (rng.next() % 3) as usize;
         let delay = Duration::from_millis(rng.next() % 40);
+        repo.template(
+            &name,
+            &json!({ "name": name, "phases": [
+                script("a", &[], &counting(&dir, k)),
+                script("b", &[], &counting(&dir, k)),
+                script("c", &["a", "b"], &counting(&dir, k)),
+            ]}),
+        );
         let mut runner = repo.spawn(&["run", &name]);
         wait_for(&format!("round {round}: phase {k} to start"), || {
             started(&dir).len() >= k
