@@ -39,6 +39,7 @@ mod provider_honesty;
 mod recovery;
 mod rollback;
 mod run;
+mod run_cache;
 mod schemas;
 mod search;
 mod secrets;
