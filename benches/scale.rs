@@ -314,8 +314,6 @@ fn measure(
         &["for-each-ref", "--format=%(refname)", "refs/wfe/runs/"],
     );
     let refs: Vec<String> = refs.lines().map(String::from).collect();
-    let newest = refs.iter().max().expect("runs").clone();
-    let full_id = newest.trim_start_matches("refs/wfe/runs/").to_string();
     // An old run, so a full id's cost cannot hide behind `latest`.
     let oldest = refs.iter().min().expect("runs").clone();
     let old_id = oldest.trim_start_matches("refs/wfe/runs/").to_string();
@@ -356,7 +354,6 @@ fn measure(
     ];
     // Warm up: the index and the run-summary cache are built here, and
     // every command is checked to work.
-    let _ = &full_id;
     let check = |bin: &Path, args: &[String]| {
         let out = Command::new(bin)
             .args(args)
@@ -422,7 +419,7 @@ fn measure(
         };
         let rss_ok = rss.is_none_or(|kb| kb <= GOAL_RSS_KB);
         println!(
-            "  {:<15} {:>30} {:>10} {:>10} {:>9} {:>8}  {} ({}{})",
+            "  {:<15} {:>30} {:>10} {:>10} {:>9} {:>8}  {} ({}, ≤ 64 MB)",
             row.name,
             format!(
                 "{} / {} / {}",
@@ -440,7 +437,6 @@ fn measure(
                 Goal::Absolute(most) => format!("≤ {}", fmt_duration(most)),
                 Goal::Faster(min, most) => format!("≥ {min}× faster, ≤ {}", fmt_duration(most)),
             },
-            ", ≤ 64 MB",
         );
         medians.push((row.name, mid));
     }
