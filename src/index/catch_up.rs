@@ -125,6 +125,8 @@ impl SearchIndex {
                     broken.push((id, error));
                 }
             }
+            // Newest first, as listing names them.
+            broken.sort_by(|a, b| b.0.cmp(&a.0));
         }
         let plan = |state: &IndexState| -> (Vec<(RunId, CheckpointId)>, Vec<RunId>) {
             match scope {
