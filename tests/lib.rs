@@ -42,6 +42,7 @@ mod provider_honesty;
 mod recovery;
 mod rollback;
 mod run;
+mod run_cache;
 mod schemas;
 mod search;
 mod secrets;

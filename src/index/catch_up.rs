@@ -84,18 +84,20 @@ impl SearchIndex {
         // A broken run keeps what the index has of it (it may be repaired)
         // and is reported; the others are brought up to date.
         let mut broken: Vec<(RunId, String)> = Vec::new();
-        let tips: BTreeMap<String, CheckpointId> = match scope {
+        let mut tips: BTreeMap<String, CheckpointId> = match scope {
+            // The refs alone, no commit read: comparing their targets with
+            // the recorded tips is all a search that finds nothing to do costs.
             Scope::All => {
-                let list = store.scan()?;
-                broken = list
-                    .broken
-                    .into_iter()
-                    .map(|b| (b.run, b.error.to_string()))
-                    .collect();
-                list.heads
-                    .into_iter()
-                    .map(|h| (h.run.to_string(), h.tip.id))
-                    .collect()
+                let mut tips = BTreeMap::new();
+                for r in store.refs()? {
+                    match r.tip {
+                        Ok(tip) => {
+                            tips.insert(r.run.to_string(), tip);
+                        }
+                        Err(e) => broken.push((r.run, e.to_string())),
+                    }
+                }
+                tips
             }
             Scope::Run(run) => store
                 .tip(run)?
@@ -103,6 +105,29 @@ impl SearchIndex {
                 .into_iter()
                 .collect(),
         };
+        // A moved ref whose commit cannot be read (a ref to a missing
+        // object, fetched half-way) is broken: kept as it was, not retried
+        // under the writer at every search. Only moved tips are read.
+        let first_state = match scope {
+            Scope::All => Some(self.state()?),
+            Scope::Run(_) => None,
+        };
+        if let Some(state) = &first_state {
+            let unreadable: Vec<(String, String)> = tips
+                .iter()
+                .filter(|(run, tip)| state.tip(run) != Some(tip.0.as_str()))
+                .filter_map(|(run, tip)| Some((run.clone(), store.checkpoint(tip).err()?)))
+                .map(|(run, e)| (run, e.to_string()))
+                .collect();
+            for (run, error) in unreadable {
+                tips.remove(&run);
+                if let Some(id) = RunId::parse(&run) {
+                    broken.push((id, error));
+                }
+            }
+            // Newest first, as listing names them.
+            broken.sort_by(|a, b| b.0.cmp(&a.0));
+        }
         let plan = |state: &IndexState| -> (Vec<(RunId, CheckpointId)>, Vec<RunId>) {
             match scope {
                 Scope::All => {
@@ -132,8 +157,8 @@ impl SearchIndex {
         };
         // Most searches find nothing to do: decide that without the writer.
         // (A runner asks about its own run only when it just moved.)
-        if let Scope::All = scope {
-            let (changed, gone) = plan(&self.state()?);
+        if let Some(state) = &first_state {
+            let (changed, gone) = plan(state);
             if changed.is_empty() && gone.is_empty() {
                 return Ok(CatchUp {
                     failed: broken.clone(),

@@ -27,10 +27,11 @@ use gix::refs::transaction::{Change as RefChange, LogChange, PreviousValue, RefE
 use gix::refs::{FullName, Target, TargetRef};
 use gix::sec::trust::DefaultForLevel;
 
+use super::summaries::SummaryCache;
 use super::{
     BrokenRun, Change, Checkpoint, CheckpointId, EntryKind, LockHolder, Message, Purged,
-    RUNS_PREFIX, Result, RunHead, RunId, RunList, RunLock, RunStore, StoreError, Trashed, Undone,
-    path,
+    RUNS_PREFIX, Result, RunHead, RunId, RunList, RunLock, RunRef, RunStore, StoreError, Trashed,
+    Undone, path,
 };
 
 #[path = "maintenance.rs"]
@@ -561,32 +562,22 @@ impl RunStore for GitStore {
     fn scan(&self) -> Result<RunList> {
         let shared = self.shared();
         let repo = &shared.repo;
-        let platform = repo.references().or_git(|| "listing refs".into())?;
-        let refs = platform
-            .prefixed(RUNS_PREFIX)
-            .or_git(|| format!("listing {RUNS_PREFIX}*"))?;
+        let refs = list_run_refs(repo)?;
+        // Tips that have not moved since the cache was written are not
+        // read again; the others are, and the cache is rewritten.
+        let cache = SummaryCache::new(&self.wfe_dir());
+        let mut known = cache.load();
+        let cached = known.len();
+        let mut reused = 0;
         let mut list = RunList::default();
-        for reference in refs {
-            let reference = reference.or_git(|| format!("listing {RUNS_PREFIX}*"))?;
-            let name = reference.name().as_bstr().to_str_lossy();
-            let Some(run) = name.strip_prefix(RUNS_PREFIX).and_then(RunId::parse) else {
-                continue;
-            };
-            // Only ids that are already canonical: `RunId::parse` lowercases.
-            if run.as_str() != &name[RUNS_PREFIX.len()..] {
-                continue;
-            }
-            // One unreadable ref (it can arrive with a fetch) must not hide
-            // the other runs: it is set apart with why.
-            let tip = match reference.target() {
-                TargetRef::Object(tip) => read_checkpoint(repo, tip.to_owned()),
-                TargetRef::Symbolic(other) => Err(StoreError::Git {
-                    message: format!(
-                        "{name} is a symbolic ref to {}; wfe writes only direct refs there",
-                        other.as_bstr()
-                    ),
-                }),
-            };
+        for RunRef { run, tip } in refs {
+            let tip = tip.and_then(|tip| match known.remove(&run) {
+                Some(checkpoint) if checkpoint.id == tip => {
+                    reused += 1;
+                    Ok(checkpoint)
+                }
+                _ => read_checkpoint(repo, parse_checkpoint(&tip)?),
+            });
             match tip {
                 Ok(tip) => list.heads.push(RunHead { run, tip }),
                 Err(error) => list.broken.push(BrokenRun { run, error }),
@@ -594,7 +585,18 @@ impl RunStore for GitStore {
         }
         list.heads.sort_by(|a, b| b.run.cmp(&a.run));
         list.broken.sort_by(|a, b| b.run.cmp(&a.run));
+        if reused != list.heads.len() || reused != cached {
+            // Derived data: failing to write it costs only speed next time.
+            let _ = cache.save(&list.heads);
+        }
         Ok(list)
+    }
+
+    fn refs(&self) -> Result<Vec<RunRef>> {
+        let shared = self.shared();
+        let mut refs = list_run_refs(&shared.repo)?;
+        refs.sort_by(|a, b| b.run.cmp(&a.run));
+        Ok(refs)
     }
 
     fn remove(
@@ -785,6 +787,39 @@ pub(super) fn read_tip(repo: &gix::Repository, ref_name: &str) -> Result<Option<
             }),
         },
     }
+}
+
+/// Every run ref with its target, in ref order, reading no object.
+/// Only canonical names count (`RunId::parse` lowercases).
+fn list_run_refs(repo: &gix::Repository) -> Result<Vec<RunRef>> {
+    let platform = repo.references().or_git(|| "listing refs".into())?;
+    let refs = platform
+        .prefixed(RUNS_PREFIX)
+        .or_git(|| format!("listing {RUNS_PREFIX}*"))?;
+    let mut out = Vec::new();
+    for reference in refs {
+        let reference = reference.or_git(|| format!("listing {RUNS_PREFIX}*"))?;
+        let name = reference.name().as_bstr().to_str_lossy();
+        let Some(run) = name.strip_prefix(RUNS_PREFIX).and_then(RunId::parse) else {
+            continue;
+        };
+        if run.as_str() != &name[RUNS_PREFIX.len()..] {
+            continue;
+        }
+        // One unreadable ref (it can arrive with a fetch) must not hide
+        // the other runs: it is set apart with why.
+        let tip = match reference.target() {
+            TargetRef::Object(tip) => Ok(checkpoint_id(tip.to_owned())),
+            TargetRef::Symbolic(other) => Err(StoreError::Git {
+                message: format!(
+                    "{name} is a symbolic ref to {}; wfe writes only direct refs there",
+                    other.as_bstr()
+                ),
+            }),
+        };
+        out.push(RunRef { run, tip });
+    }
+    Ok(out)
 }
 
 /// Finds the commit `id`, or says there is no such checkpoint.

@@ -17,6 +17,7 @@ mod message;
 mod path;
 mod processes;
 mod secret_args;
+mod summaries;
 #[cfg(test)]
 mod test_git;
 mod workspace;
@@ -257,6 +258,15 @@ pub struct RunList {
     pub broken: Vec<BrokenRun>,
 }
 
+/// A run's ref and where it points, read without opening any object.
+#[derive(Debug)]
+pub struct RunRef {
+    /// The run, from its ref's name.
+    pub run: RunId,
+    /// The commit the ref names, or why it names none (a symbolic ref).
+    pub tip: Result<CheckpointId>,
+}
+
 /// What [`RunStore::purge`] deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Purged {
@@ -456,6 +466,27 @@ pub trait RunStore: Send + Sync {
     /// refs themselves cannot be listed.
     fn scan(&self) -> Result<RunList>;
 
+    /// Every run's ref with its target, newest run id first, without
+    /// reading a single commit: what resolving a name and comparing tips
+    /// need, at the cost of listing refs alone. (A ref to a missing object
+    /// is listed with its target; [`RunStore::scan`] would call it broken.)
+    fn refs(&self) -> Result<Vec<RunRef>> {
+        let RunList { heads, broken } = self.scan()?;
+        let mut refs: Vec<RunRef> = heads
+            .into_iter()
+            .map(|h| RunRef {
+                run: h.run,
+                tip: Ok(h.tip.id),
+            })
+            .chain(broken.into_iter().map(|b| RunRef {
+                run: b.run,
+                tip: Err(b.error),
+            }))
+            .collect();
+        refs.sort_by(|a, b| b.run.cmp(&a.run));
+        Ok(refs)
+    }
+
     /// The readable runs with their tips, newest run id first (broken runs
     /// are left out: [`RunStore::scan`] names them). Reads no trees.
     fn runs(&self) -> Result<Vec<RunHead>> {
@@ -554,27 +585,41 @@ pub trait RunStore: Send + Sync {
     /// [`RunStore::resolve`], also giving the broken runs `latest` passed
     /// over (newer than the run it names). A prefix or id names a broken
     /// run as well as a readable one, so it can be checked and removed.
+    ///
+    /// Reads no more than it must: a full id is one ref lookup, a prefix
+    /// lists the refs' names, and `latest` reads the newest runs' tip
+    /// commits only until one is readable.
     fn resolve_skipping(&self, name: &str) -> Result<(RunId, Vec<BrokenRun>)> {
-        let RunList { heads, broken } = self.scan()?;
+        if let Some(run) = RunId::parse(name) {
+            // A full id cannot be the prefix of another: look it up alone.
+            // A ref that exists but cannot be read still names its run.
+            return match self.tip(&run) {
+                Ok(None) => Err(StoreError::NoSuchRun {
+                    run: name.to_string(),
+                }),
+                Ok(Some(_)) | Err(_) => Ok((run, Vec::new())),
+            };
+        }
+        let refs = self.refs()?;
         if name == "latest" {
-            let none = if broken.is_empty() {
+            let none = if refs.is_empty() {
                 "latest (there are no runs yet)"
             } else {
                 "latest (no run is readable)"
             };
-            let latest = heads
-                .into_iter()
-                .map(|h| h.run)
-                .max()
-                .ok_or_else(|| StoreError::NoSuchRun { run: none.into() })?;
-            let skipped = broken.into_iter().filter(|b| b.run > latest).collect();
-            return Ok((latest, skipped));
+            let mut skipped = Vec::new();
+            for RunRef { run, tip } in refs {
+                match tip.and_then(|tip| self.checkpoint(&tip)) {
+                    Ok(_) => return Ok((run, skipped)),
+                    Err(error) => skipped.push(BrokenRun { run, error }),
+                }
+            }
+            return Err(StoreError::NoSuchRun { run: none.into() });
         }
         let lower = name.to_ascii_lowercase();
-        let mut hits: Vec<RunId> = heads
+        let mut hits: Vec<RunId> = refs
             .into_iter()
-            .map(|h| h.run)
-            .chain(broken.into_iter().map(|b| b.run))
+            .map(|r| r.run)
             .filter(|r| !lower.is_empty() && r.as_str().starts_with(&lower))
             .collect();
         match hits.len() {
