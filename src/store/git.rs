@@ -32,6 +32,8 @@ use super::{
     path,
 };
 
+#[path = "claims.rs"]
+mod claims;
 #[path = "remote.rs"]
 mod remote;
 #[path = "retention.rs"]
@@ -40,6 +42,7 @@ mod retention;
 mod trash;
 
 pub use remote::{PushStatus, REMOTES_PREFIX, RUNS_REFSPEC, RefPair, Relation, RemoteSetup};
+pub use claims::WORK_PREFIX;
 pub use retention::TrashAge;
 
 /// Who signs checkpoints when the repository has no `user.name`/`user.email`.

@@ -21,6 +21,8 @@ pub(super) mod pause;
 pub(super) mod provider;
 pub(super) mod pull;
 pub(super) mod push;
+pub(super) mod plan;
+pub(super) mod worker;
 pub(super) mod remote;
 pub(super) mod resume;
 pub(super) mod retry;
