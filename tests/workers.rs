@@ -228,3 +228,236 @@ fn one_worker_runs_a_queued_run_to_the_end_and_is_recorded_as_its_runner() {
     assert!(workers.iter().all(|w| w.starts_with("solo@")), "{workers:?}");
     fsck(&remote);
 }
+
+/// Workers' count and the DAG's size for the fleet tests: the full size
+/// (`WFE_FLEET=full`: 16 workers, 1,000 phases) or the default that fits
+/// a 2-core CI machine.
+fn fleet_size() -> (usize, usize) {
+    match std::env::var("WFE_FLEET").as_deref() {
+        Ok("full") => (16, 1000),
+        _ => (3, 40),
+    }
+}
+
+/// `workers` workers race over an `n`-phase DAG through `url`; each
+/// worker exits when the run ends.
+fn fleet(url: &str, remote: &Path, workers: usize, n: usize) {
+    let side = tempfile::tempdir().unwrap();
+    let (_a, id) = queued(url, &dag(n, 10, side.path()));
+    let clones: Vec<Repo> = (0..workers).map(|_| clone(url)).collect();
+    let started = Instant::now();
+    let children: Vec<Child> = clones
+        .iter()
+        .enumerate()
+        .map(|(k, c)| worker(c, &id, &format!("w{k}"), &["--lease", "10s"]))
+        .collect();
+    let mut ran = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["ended"], "run completed", "{doc:#}");
+        ran += doc["ran"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r["status"].is_null())
+            .count();
+    }
+    eprintln!(
+        "{workers} workers, {n} phases over {url}: {:.1?}",
+        started.elapsed()
+    );
+    // Every phase exactly once: no claim was run twice, none lost.
+    assert_eq!(ran, n);
+    let (counts, overlaps) = tally(side.path());
+    assert!(overlaps.is_empty(), "{overlaps:?}");
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|&c| c == (1, 1)), "{counts:?}");
+    let by = assert_completed(url, &id, n);
+    assert!(by.iter().all(|w| !w.is_empty()));
+    fsck(remote);
+}
+
+#[test]
+fn a_fleet_of_workers_runs_every_phase_exactly_once_over_a_file_remote() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let (workers, n) = fleet_size();
+    fleet(&format!("file://{}", remote.display()), &remote, workers, n);
+}
+
+#[test]
+fn a_fleet_of_workers_runs_every_phase_exactly_once_over_git_daemon() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let daemon = Daemon::start(dir.path());
+    let (workers, n) = fleet_size();
+    fleet(
+        &format!("git://127.0.0.1:{}/remote.git", daemon.port),
+        &remote,
+        workers,
+        n,
+    );
+}
+
+/// A tiny seeded generator (xorshift), so the kills land the same way on
+/// every run of the test.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Whether the remote's run has completed (read from the bare repo).
+fn remote_completed(remote: &Path, id: &str) -> bool {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(remote)
+        .args(["show", &format!("refs/wfe/runs/{id}:run.json")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("\"status\": \"completed\"")
+}
+
+#[test]
+fn workers_killed_at_random_moments_lose_their_claims_to_others_and_the_run_completes() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let n = 40;
+    let (_a, id) = queued(&url, &dag(n, 4, side.path()));
+    let clones: Vec<Repo> = (0..3).map(|_| clone(&url)).collect();
+    let lease = ["--lease", "2s"];
+    let mut generation = 0;
+    let mut children: Vec<Child> = clones
+        .iter()
+        .enumerate()
+        .map(|(k, c)| worker(c, &id, &format!("w{k}g0"), &lease))
+        .collect();
+    let mut rng = Seeded(0x5eed_1234_abcd_0001);
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // Kill a random worker at a random moment, restart it, until the
+    // run is done and at least 30 kills landed.
+    while !remote_completed(&remote, &id) {
+        assert!(Instant::now() < deadline, "the run never completed");
+        let pause = Duration::from_millis(rng.next() % 1500);
+        std::thread::sleep(pause); // a random moment, not a synchronisation
+        if kills >= 30 && rng.next() % 2 == 0 {
+            continue;
+        }
+        let k = usize::try_from(rng.next() % 3).unwrap();
+        let _ = children[k].kill(); // SIGKILL
+        let _ = children[k].wait();
+        kills += 1;
+        generation += 1;
+        children[k] = worker(&clones[k], &id, &format!("w{k}g{generation}"), &lease);
+    }
+    for mut child in children {
+        let _ = child.wait();
+    }
+    assert!(kills >= 30, "{kills} kills");
+    let (counts, overlaps) = tally(side.path());
+    // Never twice at the same time; every phase ran to its end at least once.
+    assert!(overlaps.is_empty(), "{overlaps:?}");
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|&(s, d)| s >= 1 && d >= 1), "{counts:?}");
+    assert_completed(&url, &id, n);
+    let log = Command::new("git")
+        .arg("--git-dir")
+        .arg(&remote)
+        .args(["log", "--format=%s", &format!("refs/wfe/runs/{id}")])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&log.stdout);
+    let takeovers = log.lines().filter(|l| l.contains("took over")).count();
+    eprintln!("{kills} kills, {takeovers} claims taken over");
+    assert!(takeovers >= 1, "no lapsed claim was taken over:\n{log}");
+    fsck(&remote);
+}
+
+#[test]
+fn workers_retry_while_the_remote_is_away_and_lose_nothing() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let n = 12;
+    let mut template = dag(n, 3, side.path());
+    // p4 holds until the test lets it go, so the remote can be moved
+    // away while it runs.
+    let fifo = side.path().join("gate");
+    common::mkfifo(&fifo);
+    let held = template["phases"][4]["run"].as_str().unwrap().to_string();
+    template["phases"][4]["run"] = json!(format!("read line < {}; {held}", fifo.display()));
+    let (_a, id) = queued(&url, &template);
+    let clones: Vec<Repo> = (0..2).map(|_| clone(&url)).collect();
+    let children: Vec<Child> = clones
+        .iter()
+        .enumerate()
+        .map(|(k, c)| worker(c, &id, &format!("w{k}"), &["--lease", "60s"]))
+        .collect();
+    // p4 has been claimed and started: move the remote away.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let claimed = || {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(&remote)
+            .args(["show", &format!("refs/wfe/runs/{id}:claims/p4.json")])
+            .output()
+            .unwrap();
+        out.status.success()
+    };
+    while !claimed() {
+        assert!(Instant::now() < deadline, "p4 was never claimed");
+        std::thread::yield_now();
+    }
+    let claim = Command::new("git")
+        .arg("--git-dir")
+        .arg(&remote)
+        .args(["show", &format!("refs/wfe/runs/{id}:claims/p4.json")])
+        .output()
+        .unwrap();
+    let claim: serde_json::Value = serde_json::from_slice(&claim.stdout).unwrap();
+    let holder: usize = claim["worker"].as_str().unwrap()[1..].parse().unwrap();
+    let away = dir.path().join("away.git");
+    std::fs::rename(&remote, &away).unwrap();
+    // Let p4 end: its worker must now put its result on a remote that is gone.
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        writeln!(f, "go").unwrap();
+    }
+    // Its worker ran it to the end here (a local checkpoint of p4 completed).
+    let done_here = || {
+        let r = clones[holder].git_output(&["show", &format!("refs/wfe/runs/{id}:phases/p4/state.json")]);
+        String::from_utf8_lossy(&r.stdout).contains("\"completed\"")
+    };
+    while !done_here() {
+        assert!(Instant::now() < deadline, "p4 never ended on its worker");
+        std::thread::yield_now();
+    }
+    std::fs::rename(&away, &remote).unwrap();
+    let mut retries = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["ended"], "run completed", "{doc:#}");
+        retries += doc["retries"].as_u64().unwrap();
+    }
+    assert!(retries > 0, "no worker met the missing remote");
+    let (counts, overlaps) = tally(side.path());
+    assert!(overlaps.is_empty(), "{overlaps:?}");
+    assert!(counts.values().all(|&c| c == (1, 1)), "{counts:?}");
+    assert_completed(&url, &id, n);
+    fsck(&remote);
+}

@@ -27,34 +27,32 @@ impl GitStore {
     pub fn fetch_run(&self, remote: &str, run: &RunId) -> Result<Option<CheckpointId>> {
         let name = run.ref_name();
         let mirror = format!("{}{remote}/runs/{}", super::REMOTES_PREFIX, run.as_str());
-        // `ls-remote` first: fetching a ref the remote lacks is an error,
-        // and a missing run is an answer, not a failure.
-        let listed = self.git_cli(&["ls-remote", "--refs", remote, &name])?;
-        let Some(tip) = listed
-            .lines()
-            .find_map(|l| l.split_once('\t').filter(|(_, n)| *n == name))
-            .map(|(id, _)| id.trim().to_string())
-        else {
-            return Ok(None);
-        };
         let spec = format!("+{name}:{mirror}");
-        self.git_cli(&[
+        // One round trip; no maintenance after it (a worker fetches often).
+        let args = [
+            "-c",
+            "maintenance.auto=false",
+            "-c",
+            "gc.auto=0",
             "fetch",
             "--quiet",
             "--no-tags",
             "--no-write-fetch-head",
             remote,
             &spec,
-        ])?;
-        // The ref may have moved between the listing and the fetch: the
-        // mirror holds what was fetched, which is at least as new.
-        let fetched = self.git_cli(&["rev-parse", "--verify", "--quiet", &mirror])?;
-        let fetched = fetched.trim();
-        Ok(Some(CheckpointId(if fetched.is_empty() {
-            tip
-        } else {
-            fetched.to_string()
-        })))
+        ];
+        let out = self.git_cli_output(&args)?;
+        if !out.status.success() {
+            let words = String::from_utf8_lossy(&out.stderr);
+            // The remote answered, without that ref: the run is not there.
+            if words.contains("couldn't find remote ref") {
+                return Ok(None);
+            }
+            return Err(super::remote::cli_error(&args, &out.stderr));
+        }
+        let shared = self.shared();
+        let tip = super::read_tip(&shared.repo, &mirror)?;
+        Ok(tip.map(checkpoint_id))
     }
 
     /// Pushes `to` as `run`'s ref on `remote` only if the remote's ref is
@@ -75,6 +73,10 @@ impl GitStore {
         );
         let spec = format!("{}:{name}", to.0.as_str());
         let args = [
+            "-c",
+            "maintenance.auto=false",
+            "-c",
+            "gc.auto=0",
             "push",
             "--porcelain",
             "--atomic",

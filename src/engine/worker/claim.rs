@@ -212,3 +212,175 @@ pub fn release_changes(phase: &str) -> Vec<Change> {
         path: layout::claim(phase),
     }]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{RunRecord, Transition};
+    use crate::store::{MemoryStore, Message};
+    use crate::template::PhaseKind;
+
+    const NOW: &str = "2026-01-02T03:04:05Z";
+
+    fn state(id: &str, status: PhaseStatus) -> Vec<u8> {
+        let mut s = PhaseState::pending(id, PhaseKind::Script);
+        if status != PhaseStatus::Pending {
+            s.apply(Transition::Start, NOW).expect("start");
+            s.apply(Transition::Complete, NOW).expect("complete");
+        }
+        to_file_bytes(&s)
+    }
+
+    /// A run of two independent phases `a` and `b`, both pending, with
+    /// `a` claimed; returns the store, run and first checkpoint.
+    fn run() -> (MemoryStore, RunId, CheckpointId) {
+        let store = MemoryStore::new();
+        let id = RunId::parse("01kaxz00000000000000000001").expect("an id");
+        let template = serde_json::json!({ "name": "t", "phases": [
+            { "id": "a", "kind": "script", "run": "true" },
+            { "id": "b", "kind": "script", "run": "true" }
+        ]});
+        let record: RunRecord = serde_json::from_value(serde_json::json!({
+            "id": id.as_str(), "template": "t", "template_source": "t", "template_digest": "d",
+            "args": {}, "status": "pending", "auto": true, "base_commit": "c",
+            "created_at": NOW, "finished_at": null, "schemas": {}, "reason": null
+        }))
+        .expect("a record");
+        let changes = vec![
+            Change::write(layout::RUN, to_file_bytes(&record)),
+            Change::write(layout::TEMPLATE, to_file_bytes(&template)),
+            Change::write(layout::state("a"), state("a", PhaseStatus::Pending)),
+            Change::write(layout::state("b"), state("b", PhaseStatus::Pending)),
+            Change::write(layout::claim("a"), b"{}".to_vec()),
+        ];
+        let first = store
+            .commit(&id, None, &changes, &Message::new("created"), 0)
+            .expect("created");
+        (store, id, first)
+    }
+
+    #[test]
+    fn a_result_reapplied_onto_a_moved_tip_keeps_the_other_workers_checkpoints() {
+        let (store, id, claimed) = run();
+        // This worker ran `a` (its result has a log and an artifact)...
+        let result = store
+            .commit(
+                &id,
+                Some(&claimed),
+                &[
+                    Change::write(layout::state("a"), state("a", PhaseStatus::Completed)),
+                    Change::write(layout::log("a"), b"{\"line\":\"hi\"}\n".to_vec()),
+                    Change::write(layout::artifact("a", "out"), b"{}".to_vec()),
+                ],
+                &Message::new("a ran"),
+                0,
+            )
+            .expect("result");
+        // ...while another worker's result for `b` landed on the remote.
+        let theirs = store
+            .commit(
+                &id,
+                Some(&result),
+                &[Change::write(layout::state("b"), state("b", PhaseStatus::Completed))],
+                &Message::new("b ran"),
+                0,
+            )
+            .expect("theirs");
+        // Re-applied onto a tip with `b` done but without `a`'s result:
+        // build that tip from the claim checkpoint plus `b` only.
+        let onto_id = store
+            .commit(
+                &id,
+                Some(&theirs),
+                &[
+                    Change::Remove { path: layout::phase_dir("a") },
+                    Change::write(layout::state("a"), state("a", PhaseStatus::Pending)),
+                ],
+                &Message::new("tip without a"),
+                0,
+            )
+            .expect("onto");
+        let onto = RunSnapshot::load(&store, &id, &onto_id).expect("onto");
+        assert_eq!(onto.phase("b").map(|s| s.status), Some(PhaseStatus::Completed));
+        let changes = reapply(&store, &id, "a", &result, &onto, NOW).expect("reapply");
+        let merged = store
+            .commit(&id, Some(&onto_id), &changes, &Message::new("merged"), 0)
+            .expect("merged");
+        let snap = RunSnapshot::load(&store, &id, &merged).expect("merged");
+        // Both results are there, the claim is gone, the run is complete.
+        assert_eq!(snap.phase("a").map(|s| s.status), Some(PhaseStatus::Completed));
+        assert_eq!(snap.phase("b").map(|s| s.status), Some(PhaseStatus::Completed));
+        assert!(store.read(&merged, &layout::log("a")).expect("read").is_some());
+        assert!(store.read(&merged, &layout::artifact("a", "out")).expect("read").is_some());
+        assert!(store.read(&merged, &layout::claim("a")).expect("read").is_none());
+        assert_eq!(snap.record.status, RunStatus::Completed);
+        assert!(snap.record.finished_at.is_some());
+    }
+
+    #[test]
+    fn a_result_with_phases_left_marks_the_run_running_and_drops_stale_files() {
+        let (store, id, claimed) = run();
+        // A file of an earlier attempt on the tip that the result no longer has.
+        let onto_id = store
+            .commit(
+                &id,
+                Some(&claimed),
+                &[Change::write(layout::attempt_error("a", 1), b"{}".to_vec())],
+                &Message::new("stale"),
+                0,
+            )
+            .expect("stale");
+        let result = store
+            .commit(
+                &id,
+                Some(&onto_id),
+                &[
+                    Change::Remove { path: layout::attempt("a", 1) },
+                    Change::write(layout::state("a"), state("a", PhaseStatus::Completed)),
+                ],
+                &Message::new("a ran"),
+                0,
+            )
+            .expect("result");
+        let onto = RunSnapshot::load(&store, &id, &onto_id).expect("onto");
+        let changes = reapply(&store, &id, "a", &result, &onto, NOW).expect("reapply");
+        let record = changes.iter().find_map(|c| match c {
+            Change::Write { path, bytes } if path == layout::RUN => {
+                serde_json::from_slice::<RunRecord>(bytes).ok()
+            }
+            _ => None,
+        });
+        assert_eq!(record.map(|r| r.status), Some(RunStatus::Running));
+        assert!(changes.contains(&Change::Remove { path: layout::phase_dir("a") }));
+        assert!(!changes.iter().any(|c| matches!(c, Change::Write { path, .. } if path.contains("attempts"))));
+    }
+
+    #[test]
+    fn a_claim_lapses_at_its_expiry_and_taking_it_over_counts_the_lost_attempt() {
+        let claim = Claim {
+            worker: "w1".into(),
+            host: "h".into(),
+            pid: 7,
+            claimed_at: NOW.into(),
+            expires_ms: 1_000,
+            took_over: None,
+        };
+        assert!(claim.live(999));
+        assert!(!claim.live(1_000));
+        let (store, id, tip) = run();
+        let snap = RunSnapshot::load(&store, &id, &tip).expect("snap");
+        let mine = Claim { worker: "w2".into(), took_over: Some(claim.label()), ..claim.clone() };
+        let changes = claim_changes(&snap, "a", &mine, Some(&claim));
+        let state = changes.iter().find_map(|c| match c {
+            Change::Write { path, bytes } if *path == layout::state("a") => {
+                serde_json::from_slice::<PhaseState>(bytes).ok()
+            }
+            _ => None,
+        });
+        let state = state.expect("the state moves on");
+        assert_eq!(state.attempt, 1);
+        assert_eq!(state.status, PhaseStatus::Pending);
+        assert!(changes.iter().any(|c| matches!(c, Change::Write { path, .. } if *path == layout::attempt_error("a", 1))));
+        assert_eq!(claim_changes(&snap, "a", &mine, None).len(), 1);
+    }
+}
