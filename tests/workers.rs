@@ -7,7 +7,7 @@ use crate::common;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -400,11 +400,23 @@ fn workers_retry_while_the_remote_is_away_and_lose_nothing() {
     template["phases"][4]["run"] = json!(format!("read line < {}; {held}", fifo.display()));
     let (_a, id) = queued(&url, &template);
     let clones: Vec<Repo> = (0..2).map(|_| clone(&url)).collect();
-    let children: Vec<Child> = clones
+    let mut children: Vec<Child> = clones
         .iter()
         .enumerate()
         .map(|(k, c)| worker(c, &id, &format!("w{k}"), &["--lease", "60s"]))
         .collect();
+    // Every worker's stderr, line by line: (worker, line).
+    let (lines_tx, lines) = std::sync::mpsc::channel::<(usize, String)>();
+    for (k, child) in children.iter_mut().enumerate() {
+        let stderr = child.stderr.take().unwrap();
+        let tx = lines_tx.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send((k, line));
+            }
+        });
+    }
     // p4 has been claimed and started: move the remote away.
     let deadline = Instant::now() + Duration::from_secs(120);
     let claimed = || {
@@ -435,14 +447,14 @@ fn workers_retry_while_the_remote_is_away_and_lose_nothing() {
         let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
         writeln!(f, "go").unwrap();
     }
-    // Its worker ran it to the end here (a local checkpoint of p4 completed).
-    let done_here = || {
-        let r = clones[holder].git_output(&["show", &format!("refs/wfe/runs/{id}:phases/p4/state.json")]);
-        String::from_utf8_lossy(&r.stdout).contains("\"completed\"")
-    };
-    while !done_here() {
-        assert!(Instant::now() < deadline, "p4 never ended on its worker");
-        std::thread::yield_now();
+    // Its worker ran it to the end and met the missing remote.
+    loop {
+        let (k, line) = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("p4's worker never reported the missing remote");
+        if k == holder && line.contains("unreachable") {
+            break;
+        }
     }
     std::fs::rename(&away, &remote).unwrap();
     let mut retries = 0;

@@ -153,7 +153,7 @@ pub async fn work(
             summary.ended = Ended::Interrupted;
             return Ok(summary);
         }
-        let tip = fetch(store, worker, &mut summary).await?;
+        let tip = fetch(store, worker, &mut summary, &*observer).await?;
         store.follow_remote(&worker.run, &tip)?;
         let snapshot = RunSnapshot::load(store, &worker.run, &tip)?;
         let status = snapshot.record.status;
@@ -237,7 +237,7 @@ pub async fn work(
             &message,
             settings.clock.epoch_seconds(),
         )?;
-        if !push(store, worker, &tip, &commit, &mut summary).await? {
+        if !push(store, worker, &tip, &commit, &mut summary, &*observer).await? {
             summary.races_lost += 1;
             continue;
         }
@@ -324,18 +324,18 @@ async fn run_claimed(
         // its claim is not this worker's to touch any more (or is released).
         LOST => return Ok(None),
         STOPPED | UNREACHABLE => {
-            release(store, worker, phase, claim, summary).await?;
+            release(store, worker, phase, claim, summary, observer).await?;
             return Ok(None);
         }
         _ if interrupted => {
-            release(store, worker, phase, claim, summary).await?;
+            release(store, worker, phase, claim, summary, observer).await?;
             return Ok(None);
         }
         _ => {}
     }
     // Put the result onto the run as it is now.
     loop {
-        let tip = fetch(store, worker, summary).await?;
+        let tip = fetch(store, worker, summary, &**observer).await?;
         let onto = RunSnapshot::load(store, &worker.run, &tip)?;
         let held = claims(store, &worker.run, &tip)?;
         if !held.iter().any(|(p, c)| p == phase && c.worker == claim.worker) {
@@ -377,7 +377,7 @@ async fn run_claimed(
             &message,
             settings.clock.epoch_seconds(),
         )?;
-        if push(store, worker, &tip, &commit, summary).await? {
+        if push(store, worker, &tip, &commit, summary, &**observer).await? {
             store.follow_remote(&worker.run, &commit)?;
             return Ok(state);
         }
@@ -393,9 +393,10 @@ async fn release(
     phase: &str,
     claim: &Claim,
     summary: &mut Summary,
+    observer: &Arc<dyn Observer>,
 ) -> Result<(), EngineError> {
     loop {
-        let tip = fetch(store, worker, summary).await?;
+        let tip = fetch(store, worker, summary, &**observer).await?;
         let held = claims(store, &worker.run, &tip)?;
         if !held.iter().any(|(p, c)| p == phase && c.worker == claim.worker) {
             return Ok(());
@@ -416,7 +417,7 @@ async fn release(
             &message,
             now_seconds(),
         )?;
-        if push(store, worker, &tip, &commit, summary).await? {
+        if push(store, worker, &tip, &commit, summary, &**observer).await? {
             store.follow_remote(&worker.run, &commit)?;
             return Ok(());
         }
@@ -520,8 +521,12 @@ async fn fetch(
     store: &GitStore,
     worker: &Worker,
     summary: &mut Summary,
+    observer: &dyn Observer,
 ) -> Result<CheckpointId, EngineError> {
-    let tip = retrying(worker, summary, || store.fetch_run(&worker.remote, &worker.run)).await?;
+    let tip = retrying(worker, summary, observer, || {
+        store.fetch_run(&worker.remote, &worker.run)
+    })
+    .await?;
     tip.ok_or_else(|| {
         StoreError::NoSuchRun {
             run: format!("{} (on remote {})", worker.run, worker.remote),
@@ -539,8 +544,9 @@ async fn push(
     expected: &CheckpointId,
     to: &CheckpointId,
     summary: &mut Summary,
+    observer: &dyn Observer,
 ) -> Result<bool, EngineError> {
-    retrying(worker, summary, || {
+    retrying(worker, summary, observer, || {
         store.push_run_cas(&worker.remote, &worker.run, Some(expected), to)
     })
     .await
@@ -551,6 +557,7 @@ async fn push(
 async fn retrying<T>(
     worker: &Worker,
     summary: &mut Summary,
+    observer: &dyn Observer,
     mut op: impl FnMut() -> Result<T, StoreError>,
 ) -> Result<T, EngineError> {
     let started = std::time::Instant::now();
@@ -564,7 +571,13 @@ async fn retrying<T>(
                 }
                 failures += 1;
                 summary.retries += 1;
-                tokio::time::sleep(worker.backoff.wait(failures)).await;
+                let wait = worker.backoff.wait(failures);
+                observer.event(&super::Event::RemoteRetry {
+                    remote: &worker.remote,
+                    message: &err.to_string(),
+                    wait,
+                });
+                tokio::time::sleep(wait).await;
             }
             Err(other) => return Err(other.into()),
         }
