@@ -31,7 +31,11 @@ fn wfe(dir: &Path, args: &[&str]) -> String {
         .current_dir(dir)
         .output()
         .expect("wfe");
-    assert!(out.status.success(), "wfe {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wfe {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -41,7 +45,8 @@ fn origin(dir: &Path, url: &str) {
     std::fs::create_dir_all(dir.join(".wfe/templates")).expect("dirs");
     let phases: Vec<_> = (0..32)
         .map(|i| {
-            let mut p = serde_json::json!({ "id": format!("p{i}"), "kind": "script", "run": "sleep 1" });
+            let mut p =
+                serde_json::json!({ "id": format!("p{i}"), "kind": "script", "run": "sleep 1" });
             if i >= 16 {
                 p["needs"] = serde_json::json!([format!("p{}", i - 16)]);
             }
@@ -60,7 +65,17 @@ fn origin(dir: &Path, url: &str) {
 }
 
 fn bare(dir: &Path) {
-    common::git(dir.parent().expect("parent"), &["init", "-q", "--bare", "-b", "main", dir.to_str().expect("utf-8")]);
+    common::git(
+        dir.parent().expect("parent"),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            dir.to_str().expect("utf-8"),
+        ],
+    );
 }
 
 fn throughput(root: &Path, workers: usize) -> Duration {
@@ -86,7 +101,14 @@ fn throughput(root: &Path, workers: usize) -> Duration {
         .enumerate()
         .map(|(k, c)| {
             Command::new(WFE)
-                .args(["worker", "--run", &id, "--no-output", "--id", &format!("w{k}")])
+                .args([
+                    "worker",
+                    "--run",
+                    &id,
+                    "--no-output",
+                    "--id",
+                    &format!("w{k}"),
+                ])
                 .current_dir(c)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -112,9 +134,19 @@ fn local(root: &Path) -> Duration {
 
 /// `git daemon` serving `base` on a free port of 127.0.0.1.
 fn daemon(base: &Path) -> (Child, u16) {
-    let port = TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
     let child = Command::new("git")
-        .args(["daemon", "--export-all", "--enable=receive-pack", "--reuseaddr", "--listen=127.0.0.1"])
+        .args([
+            "daemon",
+            "--export-all",
+            "--enable=receive-pack",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+        ])
         .arg(format!("--port={port}"))
         .arg(format!("--base-path={}", base.display()))
         .arg(base)
@@ -132,7 +164,14 @@ fn daemon(base: &Path) -> (Child, u16) {
 
 /// Claims (fetch, claim checkpoint, CAS push) of one run, `n` times, on a
 /// remote holding `runs` runs; the latencies, sorted.
-fn claims(root: &Path, url: &str, remote: &Path, runs: usize, n: usize, tag: &str) -> Vec<Duration> {
+fn claims(
+    root: &Path,
+    url: &str,
+    remote: &Path,
+    runs: usize,
+    n: usize,
+    tag: &str,
+) -> Vec<Duration> {
     let a = root.join(format!("c-{tag}-{runs}"));
     origin(&a, url);
     let id = wfe(&a, &["run", "dag", "--queue"]);
@@ -152,24 +191,38 @@ fn claims(root: &Path, url: &str, remote: &Path, runs: usize, n: usize, tag: &st
         .spawn()
         .expect("update-ref");
     use std::io::Write;
-    up.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
+    up.stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write");
     assert!(up.wait().expect("update-ref").success());
     let store = GitStore::discover(&a).expect("store");
     let run = RunId::parse(&id).expect("id");
     let mut took = Vec::new();
     for k in 0..n {
         let started = Instant::now();
-        let tip = store.fetch_run("origin", &run).expect("fetch").expect("the run");
+        let tip = store
+            .fetch_run("origin", &run)
+            .expect("fetch")
+            .expect("the run");
         let claim = store
             .commit_detached(
                 &run,
                 &tip,
-                &[Change::write("claims/p0.json", format!("{{\"n\":{k}}}").into_bytes())],
+                &[Change::write(
+                    "claims/p0.json",
+                    format!("{{\"n\":{k}}}").into_bytes(),
+                )],
                 &Message::new("claim"),
                 0,
             )
             .expect("claim");
-        assert!(store.push_run_cas("origin", &run, Some(&tip), &claim).expect("push"));
+        assert!(
+            store
+                .push_run_cas("origin", &run, Some(&tip), &claim)
+                .expect("push")
+        );
         took.push(started.elapsed());
     }
     took.sort();
@@ -184,16 +237,25 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 fn main() {
     common::isolate(&[]);
     let dir = tempfile::tempdir_in(
-        std::env::var_os("CARGO_TARGET_TMPDIR").unwrap_or_else(|| std::env::temp_dir().into_os_string()),
+        std::env::var_os("CARGO_TARGET_TMPDIR")
+            .unwrap_or_else(|| std::env::temp_dir().into_os_string()),
     )
     .expect("temp dir");
     let root = dir.path();
     println!("throughput: 32 phases of `sleep 1` (two layers of 16)");
     let t = local(root);
-    println!("  local runner --jobs 16   {:>6.1} s  {:>5.2} phases/s", t.as_secs_f64(), 32.0 / t.as_secs_f64());
+    println!(
+        "  local runner --jobs 16   {:>6.1} s  {:>5.2} phases/s",
+        t.as_secs_f64(),
+        32.0 / t.as_secs_f64()
+    );
     for workers in [1, 4, 16] {
         let t = throughput(root, workers);
-        println!("  {workers:>2} worker(s)             {:>6.1} s  {:>5.2} phases/s", t.as_secs_f64(), 32.0 / t.as_secs_f64());
+        println!(
+            "  {workers:>2} worker(s)             {:>6.1} s  {:>5.2} phases/s",
+            t.as_secs_f64(),
+            32.0 / t.as_secs_f64()
+        );
     }
     println!("claim latency (fetch the run's ref, claim checkpoint, CAS push), 40 claims each");
     let base = root.join("served");

@@ -57,7 +57,10 @@ impl Daemon {
         let mut daemon = Daemon { child, port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(daemon.child.try_wait().unwrap().is_none(), "git daemon exited");
+            assert!(
+                daemon.child.try_wait().unwrap().is_none(),
+                "git daemon exited"
+            );
             assert!(Instant::now() < deadline, "git daemon never listened");
             std::thread::yield_now();
         }
@@ -168,7 +171,11 @@ fn fsck(remote: &Path) {
         .args(["fsck", "--full", "--no-progress"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "git fsck: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git fsck: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every phase of the run on the remote completed, and the run with them;
@@ -201,7 +208,10 @@ fn a_queued_run_is_pending_and_plan_lists_its_ready_phases_as_a_matrix() {
     let plan = a.wfe(&["plan", &id, "--ready", "--json"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
-    assert_eq!(doc["include"], json!([{ "phase": "p0" }, { "phase": "p1" }]));
+    assert_eq!(
+        doc["include"],
+        json!([{ "phase": "p0" }, { "phase": "p1" }])
+    );
     let human = a.wfe(&["plan", &id, "--ready"]);
     assert!(human.stdout.contains("p0  ready"), "{}", human.stdout);
 }
@@ -225,7 +235,10 @@ fn one_worker_runs_a_queued_run_to_the_end_and_is_recorded_as_its_runner() {
     assert_eq!(counts.len(), 6);
     assert!(counts.values().all(|&c| c == (1, 1)), "{counts:?}");
     let workers = assert_completed(&url, &id, 6);
-    assert!(workers.iter().all(|w| w.starts_with("solo@")), "{workers:?}");
+    assert!(
+        workers.iter().all(|w| w.starts_with("solo@")),
+        "{workers:?}"
+    );
     fsck(&remote);
 }
 
@@ -351,7 +364,7 @@ fn workers_killed_at_random_moments_lose_their_claims_to_others_and_the_run_comp
         assert!(Instant::now() < deadline, "the run never completed");
         let pause = Duration::from_millis(rng.next() % 1500);
         std::thread::sleep(pause); // a random moment, not a synchronisation
-        if kills >= 30 && rng.next() % 2 == 0 {
+        if kills >= 30 && rng.next().is_multiple_of(2) {
             continue;
         }
         let k = usize::try_from(rng.next() % 3).unwrap();
@@ -369,7 +382,10 @@ fn workers_killed_at_random_moments_lose_their_claims_to_others_and_the_run_comp
     // Never twice at the same time; every phase ran to its end at least once.
     assert!(overlaps.is_empty(), "{overlaps:?}");
     assert_eq!(counts.len(), n);
-    assert!(counts.values().all(|&(s, d)| s >= 1 && d >= 1), "{counts:?}");
+    assert!(
+        counts.values().all(|&(s, d)| s >= 1 && d >= 1),
+        "{counts:?}"
+    );
     assert_completed(&url, &id, n);
     let log = Command::new("git")
         .arg("--git-dir")
@@ -412,7 +428,10 @@ fn workers_retry_while_the_remote_is_away_and_lose_nothing() {
         let tx = lines_tx.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let _ = tx.send((k, line));
             }
         });

@@ -41,8 +41,8 @@ mod retention;
 #[path = "trash.rs"]
 mod trash;
 
-pub use remote::{PushStatus, REMOTES_PREFIX, RUNS_REFSPEC, RefPair, Relation, RemoteSetup};
 pub use claims::WORK_PREFIX;
+pub use remote::{PushStatus, REMOTES_PREFIX, RUNS_REFSPEC, RefPair, Relation, RemoteSetup};
 pub use retention::TrashAge;
 
 /// Who signs checkpoints when the repository has no `user.name`/`user.email`.

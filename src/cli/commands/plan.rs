@@ -28,7 +28,9 @@ pub struct PlanArgs {
 /// Runs `wfe plan`.
 pub(crate) fn run(args: PlanArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     if !args.ready {
-        return Err(CliError::input("wfe plan needs --ready (the only plan there is so far)"));
+        return Err(CliError::input(
+            "wfe plan needs --ready (the only plan there is so far)",
+        ));
     }
     let id = ctx.resolve_run(&args.run)?;
     let snapshot = RunSnapshot::load_tip(&ctx.store, &id)?;

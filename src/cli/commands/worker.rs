@@ -65,7 +65,11 @@ fn duration(flag: &str, text: &str) -> Result<Duration, CliError> {
 fn host_name() -> String {
     let uname = rustix::system::uname();
     let name = uname.nodename().to_string_lossy().into_owned();
-    if name.is_empty() { "localhost".into() } else { name }
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
 }
 
 /// Runs `wfe worker`.
@@ -92,7 +96,9 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
     let pid = std::process::id();
     let id = args.id.clone().unwrap_or_else(|| format!("{host}-{pid}"));
     if id.is_empty() || id.contains(['@', '\n']) {
-        return Err(CliError::input(format!("--id {id:?}: must be non-empty, without `@` or newlines")));
+        return Err(CliError::input(format!(
+            "--id {id:?}: must be non-empty, without `@` or newlines"
+        )));
     }
     // The run's template decides secrets and seats: fetch it first.
     let tip = ctx.store.fetch_run(&remote, &run)?.ok_or_else(|| {
@@ -105,11 +111,17 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
     if let Some(phase) = &args.phase
         && !template.phases.iter().any(|p| &p.id == phase)
     {
-        return Err(CliError::input(format!("--phase {phase}: run {run} has no such phase"))
-            .hint(format!(
+        return Err(
+            CliError::input(format!("--phase {phase}: run {run} has no such phase")).hint(format!(
                 "its phases: {}",
-                template.phases.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
-            )));
+                template
+                    .phases
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        );
     }
     let mut settings = ctx.settings(args.jobs.map(|j| j as usize));
     settings.seats = ctx.seats(&template, None, &engine::seat_requests(&template))?;

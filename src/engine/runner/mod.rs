@@ -171,7 +171,8 @@ pub fn ready_phases(template: &Template, states: &[PhaseState]) -> Vec<usize> {
     let satisfied = |n: usize| {
         let status = states[n].status;
         matches!(status, PhaseStatus::Completed | PhaseStatus::Skipped)
-            || (status.is_failure() && on_failure(template, &template.phases[n]) == OnFailure::Continue)
+            || (status.is_failure()
+                && on_failure(template, &template.phases[n]) == OnFailure::Continue)
     };
     Dag::new(&template.phases).ready(|i| states[i].status == PhaseStatus::Pending, satisfied)
 }
@@ -179,14 +180,20 @@ pub fn ready_phases(template: &Template, states: &[PhaseState]) -> Vec<usize> {
 /// How a run shared by workers ends once its phases say so: failed when a
 /// phase failed that stops it, completed when every phase ended; none
 /// while phases are still to run.
-pub fn settled(template: &Template, states: &[PhaseState]) -> Option<(RunStatus, Option<StopReason>)> {
+pub fn settled(
+    template: &Template,
+    states: &[PhaseState],
+) -> Option<(RunStatus, Option<StopReason>)> {
     let failed: Vec<String> = blocking_failures(template, states)
         .filter(|s| s.status != PhaseStatus::Cancelled)
         .map(|s| s.id.clone())
         .collect();
     let running = states.iter().any(|s| s.status == PhaseStatus::Running);
     if !failed.is_empty() && !running {
-        return Some((RunStatus::Failed, Some(StopReason::PhasesFailed { phases: failed })));
+        return Some((
+            RunStatus::Failed,
+            Some(StopReason::PhasesFailed { phases: failed }),
+        ));
     }
     states
         .iter()

@@ -98,7 +98,10 @@ pub fn ready(snapshot: &RunSnapshot, held: &[(String, Claim)]) -> Vec<ReadyPhase
         .into_iter()
         .map(|i| {
             let phase = snapshot.phases[i].id.clone();
-            let claim = held.iter().find(|(p, _)| *p == phase).map(|(_, c)| c.clone());
+            let claim = held
+                .iter()
+                .find(|(p, _)| *p == phase)
+                .map(|(_, c)| c.clone());
             ReadyPhase { phase, claim }
         })
         .collect()
@@ -281,7 +284,10 @@ mod tests {
             .commit(
                 &id,
                 Some(&result),
-                &[Change::write(layout::state("b"), state("b", PhaseStatus::Completed))],
+                &[Change::write(
+                    layout::state("b"),
+                    state("b", PhaseStatus::Completed),
+                )],
                 &Message::new("b ran"),
                 0,
             )
@@ -293,7 +299,9 @@ mod tests {
                 &id,
                 Some(&theirs),
                 &[
-                    Change::Remove { path: layout::phase_dir("a") },
+                    Change::Remove {
+                        path: layout::phase_dir("a"),
+                    },
                     Change::write(layout::state("a"), state("a", PhaseStatus::Pending)),
                 ],
                 &Message::new("tip without a"),
@@ -301,18 +309,42 @@ mod tests {
             )
             .expect("onto");
         let onto = RunSnapshot::load(&store, &id, &onto_id).expect("onto");
-        assert_eq!(onto.phase("b").map(|s| s.status), Some(PhaseStatus::Completed));
+        assert_eq!(
+            onto.phase("b").map(|s| s.status),
+            Some(PhaseStatus::Completed)
+        );
         let changes = reapply(&store, &id, "a", &result, &onto, NOW).expect("reapply");
         let merged = store
             .commit(&id, Some(&onto_id), &changes, &Message::new("merged"), 0)
             .expect("merged");
         let snap = RunSnapshot::load(&store, &id, &merged).expect("merged");
         // Both results are there, the claim is gone, the run is complete.
-        assert_eq!(snap.phase("a").map(|s| s.status), Some(PhaseStatus::Completed));
-        assert_eq!(snap.phase("b").map(|s| s.status), Some(PhaseStatus::Completed));
-        assert!(store.read(&merged, &layout::log("a")).expect("read").is_some());
-        assert!(store.read(&merged, &layout::artifact("a", "out")).expect("read").is_some());
-        assert!(store.read(&merged, &layout::claim("a")).expect("read").is_none());
+        assert_eq!(
+            snap.phase("a").map(|s| s.status),
+            Some(PhaseStatus::Completed)
+        );
+        assert_eq!(
+            snap.phase("b").map(|s| s.status),
+            Some(PhaseStatus::Completed)
+        );
+        assert!(
+            store
+                .read(&merged, &layout::log("a"))
+                .expect("read")
+                .is_some()
+        );
+        assert!(
+            store
+                .read(&merged, &layout::artifact("a", "out"))
+                .expect("read")
+                .is_some()
+        );
+        assert!(
+            store
+                .read(&merged, &layout::claim("a"))
+                .expect("read")
+                .is_none()
+        );
         assert_eq!(snap.record.status, RunStatus::Completed);
         assert!(snap.record.finished_at.is_some());
     }
@@ -335,7 +367,9 @@ mod tests {
                 &id,
                 Some(&onto_id),
                 &[
-                    Change::Remove { path: layout::attempt("a", 1) },
+                    Change::Remove {
+                        path: layout::attempt("a", 1),
+                    },
                     Change::write(layout::state("a"), state("a", PhaseStatus::Completed)),
                 ],
                 &Message::new("a ran"),
@@ -351,8 +385,14 @@ mod tests {
             _ => None,
         });
         assert_eq!(record.map(|r| r.status), Some(RunStatus::Running));
-        assert!(changes.contains(&Change::Remove { path: layout::phase_dir("a") }));
-        assert!(!changes.iter().any(|c| matches!(c, Change::Write { path, .. } if path.contains("attempts"))));
+        assert!(changes.contains(&Change::Remove {
+            path: layout::phase_dir("a")
+        }));
+        assert!(
+            !changes
+                .iter()
+                .any(|c| matches!(c, Change::Write { path, .. } if path.contains("attempts")))
+        );
     }
 
     #[test]
@@ -369,7 +409,11 @@ mod tests {
         assert!(!claim.live(1_000));
         let (store, id, tip) = run();
         let snap = RunSnapshot::load(&store, &id, &tip).expect("snap");
-        let mine = Claim { worker: "w2".into(), took_over: Some(claim.label()), ..claim.clone() };
+        let mine = Claim {
+            worker: "w2".into(),
+            took_over: Some(claim.label()),
+            ..claim.clone()
+        };
         let changes = claim_changes(&snap, "a", &mine, Some(&claim));
         let state = changes.iter().find_map(|c| match c {
             Change::Write { path, bytes } if *path == layout::state("a") => {
@@ -380,7 +424,9 @@ mod tests {
         let state = state.expect("the state moves on");
         assert_eq!(state.attempt, 1);
         assert_eq!(state.status, PhaseStatus::Pending);
-        assert!(changes.iter().any(|c| matches!(c, Change::Write { path, .. } if *path == layout::attempt_error("a", 1))));
+        assert!(changes.iter().any(
+            |c| matches!(c, Change::Write { path, .. } if *path == layout::attempt_error("a", 1))
+        ));
         assert_eq!(claim_changes(&snap, "a", &mine, None).len(), 1);
     }
 }

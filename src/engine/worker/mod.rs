@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use self::claim::{Claim, claim_changes, claims, reapply, ready, release_changes};
+use self::claim::{Claim, claim_changes, claims, ready, reapply, release_changes};
 use super::executor::Executor;
 use super::{
     CheckpointEvent, CheckpointMessage, EngineError, Observer, PhaseStatus, RunRecord, RunSnapshot,
@@ -222,14 +222,11 @@ pub async fn work(
             ),
             None => format!("{} claimed {}", worker.label(), chosen.phase),
         };
-        let message = CheckpointMessage::new(
-            worker.run.as_str(),
-            &snapshot.record.template,
-            summary_line,
-        )
-        .event(Some(&chosen.phase), CheckpointEvent::PhaseClaimed)
-        .status(status)
-        .to_message();
+        let message =
+            CheckpointMessage::new(worker.run.as_str(), &snapshot.record.template, summary_line)
+                .event(Some(&chosen.phase), CheckpointEvent::PhaseClaimed)
+                .status(status)
+                .to_message();
         let commit = store.commit_detached(
             &worker.run,
             &tip,
@@ -242,7 +239,19 @@ pub async fn work(
             continue;
         }
         let phase = chosen.phase.clone();
-        let ran = run_claimed(store, worker, settings, &executor, &observer, &interrupt, &phase, commit, &claim, &mut summary).await?;
+        let ran = run_claimed(
+            store,
+            worker,
+            settings,
+            &executor,
+            &observer,
+            &interrupt,
+            &phase,
+            commit,
+            &claim,
+            &mut summary,
+        )
+        .await?;
         let took_over = lapsed.is_some();
         summary.ran.push(Ran {
             phase,
@@ -299,7 +308,9 @@ async fn run_claimed(
         let claim = claim.clone();
         let stop_tx = stop_tx.clone();
         let why = why.clone();
-        std::thread::spawn(move || heartbeat(&store, &worker, &phase, claim, &done_rx, &stop_tx, &why))
+        std::thread::spawn(move || {
+            heartbeat(&store, &worker, &phase, claim, &done_rx, &stop_tx, &why)
+        })
     };
     let mut phase_settings = settings.clone();
     phase_settings.only = Some(phase.to_string());
@@ -338,7 +349,10 @@ async fn run_claimed(
         let tip = fetch(store, worker, summary, &**observer).await?;
         let onto = RunSnapshot::load(store, &worker.run, &tip)?;
         let held = claims(store, &worker.run, &tip)?;
-        if !held.iter().any(|(p, c)| p == phase && c.worker == claim.worker) {
+        if !held
+            .iter()
+            .any(|(p, c)| p == phase && c.worker == claim.worker)
+        {
             // The claim lapsed and another worker took the phase over:
             // its attempt is the one that counts.
             return Ok(None);
@@ -352,7 +366,9 @@ async fn run_claimed(
             .iter()
             .find_map(|c| match c {
                 Change::Write { path, bytes } if path == layout::RUN => {
-                    serde_json::from_slice::<RunRecord>(bytes).ok().map(|r| r.status)
+                    serde_json::from_slice::<RunRecord>(bytes)
+                        .ok()
+                        .map(|r| r.status)
                 }
                 _ => None,
             })
@@ -398,7 +414,10 @@ async fn release(
     loop {
         let tip = fetch(store, worker, summary, &**observer).await?;
         let held = claims(store, &worker.run, &tip)?;
-        if !held.iter().any(|(p, c)| p == phase && c.worker == claim.worker) {
+        if !held
+            .iter()
+            .any(|(p, c)| p == phase && c.worker == claim.worker)
+        {
             return Ok(());
         }
         let record = read_record(store, &worker.run, &tip)?;
@@ -481,7 +500,10 @@ fn renew(
             return Ok(Renewal::Stopped);
         }
         let held = claims(store, &worker.run, &tip)?;
-        if !held.iter().any(|(p, c)| p == phase && c.worker == claim.worker) {
+        if !held
+            .iter()
+            .any(|(p, c)| p == phase && c.worker == claim.worker)
+        {
             return Ok(Renewal::Lost);
         }
         let mut renewed = claim.clone();
@@ -585,11 +607,7 @@ async fn retrying<T>(
 }
 
 /// `run.json` at a checkpoint.
-fn read_record(
-    store: &GitStore,
-    run: &RunId,
-    at: &CheckpointId,
-) -> Result<RunRecord, EngineError> {
+fn read_record(store: &GitStore, run: &RunId, at: &CheckpointId) -> Result<RunRecord, EngineError> {
     let corrupt = |message: String| EngineError::Corrupt {
         run: run.to_string(),
         checkpoint: at.to_string(),
