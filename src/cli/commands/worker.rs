@@ -140,7 +140,7 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
         pid,
         backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
         give_up_after,
-        poll: (lease / 10).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+        poll: (lease / 20).clamp(Duration::from_millis(100), Duration::from_secs(1)),
     };
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
     let stop_signals = crate::cli::signals::stop_signals()?;
