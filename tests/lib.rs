@@ -50,3 +50,4 @@ mod sharing;
 mod signals;
 mod status;
 mod steering;
+mod workers;

@@ -121,4 +121,8 @@ pub enum Command {
     Remote(commands::remote::RemoteCommand),
     /// Move old runs to the trash, empty old trash, and repack the repository
     Gc(commands::gc::GcArgs),
+    /// List the phases of a run that can start now (for `wfe worker` and CI matrices)
+    Plan(commands::plan::PlanArgs),
+    /// Claim and run ready phases of a run shared through a git remote, with other workers
+    Worker(commands::worker::WorkerArgs),
 }

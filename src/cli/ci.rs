@@ -317,6 +317,14 @@ impl Observer for CiProgress {
                 names.len(),
                 names.join(", ")
             )),
+            Event::RemoteRetry {
+                remote,
+                message,
+                wait,
+            } => self.say(&format!(
+                "! remote {remote} unreachable ({message}); trying again in {}ms",
+                wait.as_millis()
+            )),
             Event::PhaseStarted { phase, attempt } => {
                 self.say(&format!("▶ {phase} started (attempt {attempt})"))
             }

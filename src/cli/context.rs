@@ -229,6 +229,8 @@ impl Context {
             worktrees: self.store.worktrees(),
             secret_args: Default::default(),
             deadline: None,
+            only: None,
+            worker: None,
             max_artifact_bytes: self
                 .config
                 .max_artifact_bytes

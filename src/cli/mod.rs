@@ -98,5 +98,7 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<Outcome, CliError> {
         Command::Pull(args) => commands::pull::run(args, &ctx()?, ui),
         Command::Remote(cmd) => commands::remote::run(cmd, &ctx()?, ui),
         Command::Gc(args) => commands::gc::run(args, &ctx()?, ui),
+        Command::Plan(args) => commands::plan::run(args, &ctx()?, ui),
+        Command::Worker(args) => commands::worker::run(args, &ctx()?, ui).await,
     }
 }

@@ -461,6 +461,15 @@ impl Observer for Progress {
                 names.len(),
                 names.join(", ")
             ),
+            Event::RemoteRetry {
+                remote,
+                message,
+                wait,
+            } => format!(
+                "{} remote {remote} unreachable ({message}); trying again in {}ms",
+                ui.paint(Style::Yellow, "!"),
+                wait.as_millis()
+            ),
             Event::PhaseStarted { phase, attempt } if *attempt > 1 => {
                 format!(
                     "{} {phase} started (attempt {attempt})",

@@ -11,6 +11,8 @@ pub const TEMPLATE: &str = "template.json";
 pub const SCHEMAS: &str = "schemas";
 /// `phases/`.
 pub const PHASES: &str = "phases";
+/// `claims/`: the phases `wfe worker`s hold right now.
+pub const CLAIMS: &str = "claims";
 /// `comments.jsonl`: comments on the run and its phases.
 pub const COMMENTS: &str = "comments.jsonl";
 
@@ -21,6 +23,11 @@ pub const COMMENTS: &str = "comments.jsonl";
 /// `phases/<id>`: everything of one phase.
 pub fn phase_dir(phase: &str) -> String {
     format!("{PHASES}/{phase}")
+}
+
+/// `claims/<id>.json`: the claim a worker holds on top-level phase `id`.
+pub fn claim(phase: &str) -> String {
+    format!("{CLAIMS}/{phase}.json")
 }
 
 /// `phases/<id>/state.json`.

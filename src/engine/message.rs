@@ -85,6 +85,14 @@ pub enum CheckpointEvent {
     Comment,
     /// The working tree was saved before `wfe rollback --code` restored a snapshot.
     CodeSaved,
+    /// A `wfe worker` claimed a phase.
+    PhaseClaimed,
+    /// A `wfe worker` renewed its claim on a phase.
+    ClaimRenewed,
+    /// A `wfe worker` gave a phase back without a result.
+    PhaseReleased,
+    /// A `wfe worker` brought a phase's result into the run.
+    PhaseMerged,
     /// An event this version of wfe does not know (written by another one).
     Other(String),
 }
@@ -128,6 +136,10 @@ const EVENTS: &[(CheckpointEvent, &str)] = &[
     (CheckpointEvent::AutoOn, "auto-on"),
     (CheckpointEvent::AutoOff, "auto-off"),
     (CheckpointEvent::Comment, "comment"),
+    (CheckpointEvent::PhaseClaimed, "phase-claimed"),
+    (CheckpointEvent::ClaimRenewed, "claim-renewed"),
+    (CheckpointEvent::PhaseReleased, "phase-released"),
+    (CheckpointEvent::PhaseMerged, "phase-merged"),
     (CheckpointEvent::CodeSaved, "code-saved"),
 ];
 

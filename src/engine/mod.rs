@@ -48,6 +48,7 @@ mod snapshot;
 #[cfg(test)]
 mod testing;
 pub mod view;
+pub mod worker;
 
 pub use crate::agent::ToolCall;
 pub use dag::Dag;
@@ -62,7 +63,7 @@ pub use reason::{Refusal, StopReason, Unrunnable};
 pub use record::{Comment, RunRecord, RunStatus, to_file_bytes};
 pub use runner::{
     DEFAULT_KILL_GRACE, NewRun, Settings, create, drive, drive_with, end_leftovers,
-    ensure_runnable, longest_kill_grace, resumable,
+    ensure_runnable, longest_kill_grace, ready_phases, resumable, settled,
 };
 pub use seats::{
     DEFAULT_REVIEWER_ROLE, REVIEW_SCHEMA, SeatRequest, SeatRole, Seats, pending_seat_requests,

@@ -38,6 +38,15 @@ pub enum Event<'a> {
         /// Their names (`<phase>-<attempt>`).
         names: &'a [String],
     },
+    /// A `wfe worker` could not reach its remote and tries again after `wait`.
+    RemoteRetry {
+        /// The remote.
+        remote: &'a str,
+        /// What failed, in git's words.
+        message: &'a str,
+        /// How long until the next try.
+        wait: std::time::Duration,
+    },
     /// An attempt of a phase started.
     PhaseStarted {
         /// The phase.

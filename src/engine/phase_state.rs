@@ -158,6 +158,10 @@ pub struct PhaseState {
     /// An agent: the provider and model of each attempt, in attempt order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<AttemptModel>,
+    /// The `wfe worker` that ran the current attempt (`<id>@<host>`);
+    /// absent when a local runner did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// The attempts made before the last manual retry: the automatic retry
     /// budget (`retry.max_attempts`) counts the attempts after these, so a
     /// manual retry never eats it.
@@ -229,6 +233,7 @@ impl PhaseState {
             models: Vec::new(),
             retry_base: 0,
             guidance: None,
+            worker: None,
         }
     }
 

@@ -39,6 +39,8 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         max_log_bytes: crate::attempt::DEFAULT_MAX_LOG_BYTES,
         live: Some(dir.join("live")),
         max_files_bytes: crate::exec::DEFAULT_MAX_FILES_BYTES,
+        only: None,
+        worker: None,
         control: None,
         wait: false,
         seats: None,

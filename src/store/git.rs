@@ -34,6 +34,8 @@ use super::{
     Undone, path,
 };
 
+#[path = "claims.rs"]
+mod claims;
 #[path = "maintenance.rs"]
 mod maintenance;
 #[path = "pack.rs"]
@@ -45,6 +47,7 @@ mod retention;
 #[path = "trash.rs"]
 mod trash;
 
+pub use claims::WORK_PREFIX;
 pub use remote::{PushStatus, REMOTES_PREFIX, RUNS_REFSPEC, RefPair, Relation, RemoteSetup};
 pub use retention::TrashAge;
 

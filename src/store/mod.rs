@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 pub use git::{
     GitStore, PushStatus, REMOTES_PREFIX, RUNS_REFSPEC, RefPair, Relation, RemoteSetup, RepoInfo,
-    TrashAge,
+    TrashAge, WORK_PREFIX,
 };
 pub use lock::{LockHolder, RunLock};
 pub use memory::MemoryStore;

@@ -106,6 +106,18 @@ impl GitStore {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs the git CLI in the repository with `args` and returns what it
+    /// did, success or not (an error only when git could not be started).
+    pub(super) fn git_cli_output(&self, args: &[&str]) -> Result<std::process::Output> {
+        self.git_command(args)
+            .output()
+            .map_err(|source| StoreError::Io {
+                action: "running git in",
+                path: self.cli_dir().to_path_buf(),
+                source,
+            })
+    }
+
     /// A git CLI command in the repository, not yet run.
     fn git_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("git");
@@ -114,7 +126,7 @@ impl GitStore {
     }
 
     /// Where git runs: the work tree (so HEAD is this worktree's), or the git dir.
-    fn cli_dir(&self) -> &Path {
+    pub(super) fn cli_dir(&self) -> &Path {
         self.info
             .work_dir
             .as_deref()
@@ -413,7 +425,7 @@ fn run_of(name: &str) -> Option<RunId> {
 }
 
 /// Per destination ref, what `git push --porcelain` reported.
-fn parse_porcelain(stdout: &str) -> BTreeMap<&str, PushStatus> {
+pub(super) fn parse_porcelain(stdout: &str) -> BTreeMap<&str, PushStatus> {
     let mut out = BTreeMap::new();
     for line in stdout.lines() {
         let mut fields = line.splitn(3, '\t');
@@ -442,7 +454,7 @@ fn parse_porcelain(stdout: &str) -> BTreeMap<&str, PushStatus> {
 }
 
 /// A failed git command as a store error: the command and git's own words.
-fn cli_error(args: &[&str], stderr: &[u8]) -> StoreError {
+pub(super) fn cli_error(args: &[&str], stderr: &[u8]) -> StoreError {
     let words = String::from_utf8_lossy(stderr);
     let words: Vec<&str> = words
         .lines()

@@ -356,6 +356,7 @@ fn run_args_for(
         replay: None,
         budget: Vec::new(),
         detach: false,
+        queue: false,
         drive: super::run::DriveArgs {
             jobs: None,
             json: false,

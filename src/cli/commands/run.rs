@@ -34,6 +34,9 @@ pub struct RunArgs {
     /// The run's budget over its agent phases, e.g. tokens=200000,cost=2.5,wall=30m,tool_calls=200,soft=0.8 (repeatable; over the template's `defaults.budget` and the config's `budget`)
     #[arg(long, value_name = "LIMITS")]
     pub budget: Vec<String>,
+    /// Create the run and its first checkpoint but run no phase: print its id, for `wfe push` and `wfe worker` (it stays `pending` until a worker or `wfe resume` starts it)
+    #[arg(long, conflicts_with_all = ["detach", "replay"])]
+    pub queue: bool,
     #[command(flatten)]
     pub drive: DriveArgs,
 }
@@ -103,6 +106,14 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         &engine::seat_requests(&template),
     )?;
     let budget = run_budget(ctx, &template, &args.budget)?;
+    if args.queue && !secret_args.is_empty() {
+        // Secret args stay on this machine; a worker elsewhere could not
+        // render the phases that use them.
+        return Err(CliError::input(format!(
+            "--queue: secret args ({}) cannot travel with a queued run; pass them through the workers' environment instead",
+            secret_args.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
     let base_commit = ctx.head_commit()?;
     let schemas = resolve_schemas(ctx, &template)?;
     let id = ctx.run_ids.next(&ctx.clock);
@@ -128,6 +139,21 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         budget,
     };
     engine::create(&ctx.store, &new, &ctx.clock)?;
+    if args.queue {
+        drop(lock);
+        if args.drive.json {
+            let doc = serde_json::json!({ "run": id.as_str(), "status": "pending" });
+            ui.out(&doc.to_string());
+        } else {
+            ui.out(id.as_str());
+        }
+        ui.note(&format!(
+            "queued: `wfe push` sends it to the remote, where `wfe worker --run {}` runs its phases (or `wfe resume {}` runs it here)",
+            id.as_str(),
+            id.as_str()
+        ));
+        return Ok(Outcome::Success);
+    }
     if args.detach {
         drop(lock);
         crate::cli::detach::spawn(ctx, &id, &args.drive)?;

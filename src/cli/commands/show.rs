@@ -133,6 +133,9 @@ fn show_phase(view: &PhaseView, short: &str, ref_name: &str, ui: &Ui) {
     if let Some(code) = state.exit_code {
         ui.out(&format!("  exit code  {code}"));
     }
+    if let Some(worker) = &state.worker {
+        ui.out(&format!("  worker     {worker}"));
+    }
     if let Some(usage) = &state.usage {
         let cost = usage
             .cost_usd

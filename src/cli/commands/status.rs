@@ -242,7 +242,12 @@ fn took_and_attempts(p: &PhaseState) -> String {
     } else {
         String::new()
     };
-    format!("{took:>8}{attempts}")
+    let worker = p
+        .worker
+        .as_ref()
+        .map(|w| format!("  on {w}"))
+        .unwrap_or_default();
+    format!("{took:>8}{attempts}{worker}")
 }
 
 /// The children of a loop's current iteration, one line each under

@@ -28,7 +28,9 @@ impl Runner<'_> {
             .units()
             .into_iter()
             .filter(|&u| {
-                self.state(u).status == PhaseStatus::Running && self.spec(u).kind != PhaseKind::Loop
+                self.state(u).status == PhaseStatus::Running
+                    && self.spec(u).kind != PhaseKind::Loop
+                    && self.mine(u)
             })
             .collect();
         for u in interrupted {

@@ -372,6 +372,8 @@ impl Runner<'_> {
     pub(super) fn start(&mut self, u: Unit) {
         let label = self.label(u);
         self.transition(u, Transition::Start);
+        let worker = self.settings.worker.clone();
+        self.state_mut(u).worker = worker;
         let attempt = self.state(u).attempt;
         self.observer.event(&Event::PhaseStarted {
             phase: &label,

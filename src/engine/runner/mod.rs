@@ -108,6 +108,13 @@ pub struct Settings {
     /// Where running attempts publish their output live
     /// (`<git-dir>/wfe/live`; none: not published).
     pub live: Option<PathBuf>,
+    /// A worker's one phase (`wfe worker`): only this top-level phase (and,
+    /// for a loop, its children) starts or is recovered; the others belong
+    /// to other workers. None: the whole run.
+    pub only: Option<String>,
+    /// Who runs the phases (`wfe worker`'s id), recorded in each phase's
+    /// state as it starts. None: a local runner, recorded as nobody.
+    pub worker: Option<String>,
 }
 
 /// Why the runner stops before the end.
@@ -152,6 +159,46 @@ fn blocking_failures<'s>(
         .zip(states)
         .filter(|(p, s)| s.status.is_failure() && on_failure(template, p) == OnFailure::Stop)
         .map(|(_, s)| s)
+}
+
+/// The top-level phases that could start now, by index: pending, every
+/// need satisfied (completed, skipped, or failed with `on_failure:
+/// continue`); none once a failure stops the run. What a worker may claim.
+pub fn ready_phases(template: &Template, states: &[PhaseState]) -> Vec<usize> {
+    if blocking_failures(template, states).next().is_some() {
+        return Vec::new();
+    }
+    let satisfied = |n: usize| {
+        let status = states[n].status;
+        matches!(status, PhaseStatus::Completed | PhaseStatus::Skipped)
+            || (status.is_failure()
+                && on_failure(template, &template.phases[n]) == OnFailure::Continue)
+    };
+    Dag::new(&template.phases).ready(|i| states[i].status == PhaseStatus::Pending, satisfied)
+}
+
+/// How a run shared by workers ends once its phases say so: failed when a
+/// phase failed that stops it, completed when every phase ended; none
+/// while phases are still to run.
+pub fn settled(
+    template: &Template,
+    states: &[PhaseState],
+) -> Option<(RunStatus, Option<StopReason>)> {
+    let failed: Vec<String> = blocking_failures(template, states)
+        .filter(|s| s.status != PhaseStatus::Cancelled)
+        .map(|s| s.id.clone())
+        .collect();
+    let running = states.iter().any(|s| s.status == PhaseStatus::Running);
+    if !failed.is_empty() && !running {
+        return Some((
+            RunStatus::Failed,
+            Some(StopReason::PhasesFailed { phases: failed }),
+        ));
+    }
+    states
+        .iter()
+        .all(|s| s.status.is_final())
+        .then_some((RunStatus::Completed, None))
 }
 
 /// Whether resuming would do anything: not for a completed or cancelled
@@ -723,6 +770,15 @@ impl<'a> Runner<'a> {
                 _ => {}
             }
         }
+    }
+
+    /// Whether this runner may start or recover `u`: always, unless it is
+    /// a worker's runner for another phase ([`Settings::only`]).
+    fn mine(&self, u: Unit) -> bool {
+        self.settings
+            .only
+            .as_ref()
+            .is_none_or(|only| self.dag.id(self.top(u)) == only)
     }
 
     fn phase(&self, i: usize) -> &Phase {

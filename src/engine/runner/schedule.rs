@@ -119,6 +119,7 @@ impl Runner<'_> {
             )
             .into_iter()
             .map(Unit::Top)
+            .filter(|&u| self.mine(u))
             .collect();
         for (parent, l) in self.loops.iter().enumerate() {
             if !self.loop_running(parent) || self.doomed(parent) {

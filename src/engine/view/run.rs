@@ -222,6 +222,9 @@ struct PhaseJson<'a> {
     /// An agent's budget (per attempt).
     #[serde(skip_serializing_if = "Option::is_none")]
     budget: Option<&'a Budget>,
+    /// The `wfe worker` that ran it (`id@host`), when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     children: Option<Vec<PhaseJson<'a>>>,
 }
@@ -249,6 +252,7 @@ impl<'a> PhaseJson<'a> {
             usage: p.usage.as_ref(),
             spend: p.spend.as_ref(),
             budget: budget.or(p.budget.as_ref()),
+            worker: p.worker.as_deref(),
             children: children.filter(|_| is_loop).map(|c| {
                 c.iter()
                     .map(|c| {

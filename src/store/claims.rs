@@ -1,0 +1,168 @@
+//! What workers need from git (`wfe worker`): one run's ref fetched and
+//! pushed alone, a compare-and-swap push, and checkpoints written without
+//! moving the local run ref.
+//!
+//! Workers share a run through a remote: every change a worker makes (a
+//! claim, a lease renewal, a phase's result) is a checkpoint on top of the
+//! tip it fetched, pushed with `git push --atomic
+//! --force-with-lease=<ref>:<tip>`, so exactly one of the workers racing
+//! from one tip wins and the others write nothing. Only the run's own ref
+//! is fetched or pushed: a claim costs the same with 10 or 1,000 runs on
+//! the remote.
+//!
+//! A child of the git store's module: it uses its tree and commit writers.
+
+use super::remote::PushStatus;
+use super::{GitStore, checkpoint_id, commit_tree, parse_checkpoint, path};
+use crate::store::{Change, CheckpointId, Message, Result, RunId, StoreError};
+
+/// Where a worker keeps the checkpoints it wrote but has not pushed yet
+/// (so they stay reachable): `refs/wfe/work/<run>`.
+pub const WORK_PREFIX: &str = "refs/wfe/work/";
+
+impl GitStore {
+    /// Fetches only `run`'s ref from `remote` into its mirror
+    /// (`refs/wfe/remotes/<remote>/runs/<id>`) and returns its tip there
+    /// (`None`: the remote has no such run).
+    pub fn fetch_run(&self, remote: &str, run: &RunId) -> Result<Option<CheckpointId>> {
+        let name = run.ref_name();
+        let mirror = format!("{}{remote}/runs/{}", super::REMOTES_PREFIX, run.as_str());
+        let spec = format!("+{name}:{mirror}");
+        // One round trip; no maintenance after it (a worker fetches often).
+        let args = [
+            "-c",
+            "maintenance.auto=false",
+            "-c",
+            "gc.auto=0",
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            remote,
+            &spec,
+        ];
+        let out = self.git_cli_output(&args)?;
+        if !out.status.success() {
+            let words = String::from_utf8_lossy(&out.stderr);
+            // The remote answered, without that ref: the run is not there.
+            if words.contains("couldn't find remote ref") {
+                return Ok(None);
+            }
+            return Err(super::remote::cli_error(&args, &out.stderr));
+        }
+        let shared = self.shared();
+        let tip = super::read_tip(&shared.repo, &mirror)?;
+        Ok(tip.map(checkpoint_id))
+    }
+
+    /// Pushes `to` as `run`'s ref on `remote` only if the remote's ref is
+    /// still `expected` (`None`: it must not exist yet): one atomic
+    /// compare-and-swap. `Ok(false)` when another writer moved it first;
+    /// an error when the remote could not be reached.
+    pub fn push_run_cas(
+        &self,
+        remote: &str,
+        run: &RunId,
+        expected: Option<&CheckpointId>,
+        to: &CheckpointId,
+    ) -> Result<bool> {
+        let name = run.ref_name();
+        let lease = format!(
+            "--force-with-lease={name}:{}",
+            expected.map_or("", |e| e.0.as_str())
+        );
+        let spec = format!("{}:{name}", to.0.as_str());
+        let args = [
+            "-c",
+            "maintenance.auto=false",
+            "-c",
+            "gc.auto=0",
+            "push",
+            "--porcelain",
+            "--atomic",
+            "--no-verify",
+            &lease,
+            remote,
+            &spec,
+        ];
+        let out = self.git_cli_output(&args)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match super::remote::parse_porcelain(&stdout).get(name.as_str()) {
+            Some(PushStatus::Pushed | PushStatus::UpToDate) => Ok(true),
+            Some(PushStatus::Rejected(_)) => Ok(false),
+            None => Err(super::remote::cli_error(&args, &out.stderr)),
+        }
+    }
+
+    /// Writes a checkpoint of `run`: `parent`'s tree with `changes`
+    /// applied, as a child of `parent`, moving no run ref. The worker's
+    /// scratch ref `refs/wfe/work/<run>` points at it so it stays
+    /// reachable until it is pushed. No [`Change::Snapshot`] here.
+    pub fn commit_detached(
+        &self,
+        run: &RunId,
+        parent: &CheckpointId,
+        changes: &[Change],
+        message: &Message,
+        time: i64,
+    ) -> Result<CheckpointId> {
+        path::validate_changes(changes)?;
+        if changes.iter().any(|c| matches!(c, Change::Snapshot { .. })) {
+            return Err(StoreError::Git {
+                message: "a worker's checkpoint cannot snapshot the work tree".into(),
+            });
+        }
+        let id = {
+            let shared = self.shared();
+            let repo = &shared.repo;
+            let parent_id = parse_checkpoint(parent)?;
+            let base = commit_tree(repo, parent_id)?;
+            // One pack, as for any checkpoint (see `GitStore::commit`).
+            let mut objects = super::pack::ObjectSet::new(repo.object_hash());
+            let (tree, _) = super::write_tree(repo, &mut objects, base, None, changes, None)?;
+            let signature = self.signature(time);
+            let id = objects.add_object(
+                &repo.objects,
+                &super::commit_object(tree, Some(parent_id), &signature, message),
+            )?;
+            let pack_dir = repo.objects.store_ref().path().join("pack");
+            let packed = objects
+                .write(&pack_dir, self.fsync_objects)
+                .map_err(|source| StoreError::Io {
+                    action: "writing a checkpoint's pack in",
+                    path: pack_dir.clone(),
+                    source,
+                })?;
+            if packed.is_some() {
+                self.maintenance
+                    .packed(&self.info.common_dir, repo.objects.store_ref().path());
+            }
+            id
+        };
+        let id = checkpoint_id(id);
+        let scratch = format!("{WORK_PREFIX}{}", run.as_str());
+        self.git_cli(&["update-ref", &scratch, id.0.as_str()])?;
+        Ok(id)
+    }
+
+    /// Points the local ref of `run` at `to` whatever it held: a worker's
+    /// copy of a run follows the remote, where every checkpoint it made
+    /// was pushed (or is kept by its scratch ref until it is).
+    pub fn follow_remote(&self, run: &RunId, to: &CheckpointId) -> Result<()> {
+        self.git_cli(&[
+            "update-ref",
+            "-m",
+            "wfe: worker follows the remote",
+            &run.ref_name(),
+            to.0.as_str(),
+        ])?;
+        Ok(())
+    }
+}
+
+impl GitStore {
+    /// Another handle on the same repository, for a thread of its own.
+    pub fn reopen(&self) -> Result<GitStore> {
+        GitStore::discover(self.cli_dir())
+    }
+}

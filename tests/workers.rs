@@ -1,0 +1,494 @@
+//! `wfe worker`: many clones of one bare remote (over file:// and over
+//! `git daemon` on 127.0.0.1) run one queued run together: every phase
+//! exactly once, never twice at the same time, claims taken over after a
+//! killed worker's lease, a remote that goes away and comes back.
+
+use crate::common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Repo;
+use serde_json::json;
+
+/// A bare repository to share through.
+fn bare() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(dir.path().join("remote.git"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    dir
+}
+
+/// `git daemon` serving `base` on a free port of 127.0.0.1, killed on drop.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(base: &Path) -> Daemon {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--export-all",
+                "--enable=receive-pack",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut daemon = Daemon { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                daemon.child.try_wait().unwrap().is_none(),
+                "git daemon exited"
+            );
+            assert!(Instant::now() < deadline, "git daemon never listened");
+            std::thread::yield_now();
+        }
+        daemon
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A DAG of `n` tiny script phases in layers of `width`: phase i needs
+/// phase i-width. Each phase, under a lock on `dir/lock`, notes its start
+/// (flagging an overlap if its marker exists), then its end, in
+/// `dir/log`: so the log proves every phase ran exactly once and never
+/// twice at the same time.
+fn dag(n: usize, width: usize, dir: &Path) -> serde_json::Value {
+    let d = dir.display();
+    let phases: Vec<_> = (0..n)
+        .map(|i| {
+            let id = format!("p{i}");
+            let run = format!(
+                "flock {d}/lock sh -c 'if [ -e {d}/running-{id} ]; then echo overlap {id} >> {d}/log; fi; touch {d}/running-{id}; echo start {id} >> {d}/log'; \
+                 flock {d}/lock sh -c 'rm -f {d}/running-{id}; echo done {id} >> {d}/log'"
+            );
+            let mut phase = json!({ "id": id, "kind": "script", "run": run });
+            if i >= width {
+                phase["needs"] = json!([format!("p{}", i - width)]);
+            }
+            phase
+        })
+        .collect();
+    json!({ "name": "fleet", "phases": phases })
+}
+
+/// The origin clone (template committed, run queued and pushed) and the
+/// queued run's id.
+fn queued(url: &str, template: &serde_json::Value) -> (Repo, String) {
+    let a = Repo::new();
+    a.template("fleet", template);
+    a.git(&["add", ".wfe"]);
+    a.git(&["commit", "-q", "-m", "template"]);
+    a.git(&["remote", "add", "origin", url]);
+    a.git(&["push", "-q", "-u", "origin", "main"]);
+    let out = a.wfe(&["run", "fleet", "--queue", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "pending");
+    let id = doc["run"].as_str().unwrap().to_string();
+    let pushed = a.wfe(&["push", "origin", &id]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    (a, id)
+}
+
+/// A fresh clone of `url` for one worker.
+fn clone(url: &str) -> Repo {
+    let b = Repo::empty();
+    b.git(&["remote", "add", "origin", url]);
+    b.git(&["fetch", "-q", "origin"]);
+    b.git(&["reset", "-q", "--hard", "origin/main"]);
+    b
+}
+
+/// Starts a worker in `repo` on run `id` (the real clock: leases are real time).
+fn worker(repo: &Repo, id: &str, name: &str, extra: &[&str]) -> Child {
+    let mut cmd = repo.wfe_cmd();
+    cmd.env_remove("WFE_NOW");
+    cmd.args(["worker", "--run", id, "--id", name, "--no-output", "--json"]);
+    cmd.args(extra);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+/// What the phases' log says: per phase, (starts, ends), and overlaps.
+fn tally(dir: &Path) -> (std::collections::BTreeMap<String, (u32, u32)>, Vec<String>) {
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let mut counts = std::collections::BTreeMap::new();
+    let mut overlaps = Vec::new();
+    for line in log.lines() {
+        let (what, id) = line.split_once(' ').unwrap();
+        let entry = counts.entry(id.to_string()).or_insert((0, 0));
+        match what {
+            "start" => entry.0 += 1,
+            "done" => entry.1 += 1,
+            _ => overlaps.push(id.to_string()),
+        }
+    }
+    (counts, overlaps)
+}
+
+/// The run's state on the remote, as a fresh clone pulls it.
+fn remote_show(url: &str, id: &str) -> serde_json::Value {
+    let c = clone(url);
+    let pulled = c.wfe(&["pull", "origin", id]);
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    let shown = c.wfe(&["show", id, "--json"]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    serde_json::from_str(&shown.stdout).unwrap()
+}
+
+fn fsck(remote: &Path) {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(remote)
+        .args(["fsck", "--full", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git fsck: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every phase of the run on the remote completed, and the run with them;
+/// returns who ran each phase.
+fn assert_completed(url: &str, id: &str, n: usize) -> Vec<String> {
+    let doc = remote_show(url, id);
+    assert_eq!(doc["status"], "completed", "{doc:#}");
+    let phases = doc["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), n);
+    phases
+        .iter()
+        .map(|p| {
+            assert_eq!(p["status"], "completed", "{p:#}");
+            p["worker"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_queued_run_is_pending_and_plan_lists_its_ready_phases_as_a_matrix() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let (a, id) = queued(&url, &dag(4, 2, side.path()));
+    // Nothing ran.
+    assert!(!side.path().join("log").exists());
+    let listed = a.wfe(&["list", "--status", "pending"]);
+    assert!(listed.stdout.contains(&id), "{}", listed.stdout);
+    let plan = a.wfe(&["plan", &id, "--ready", "--json"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(
+        doc["include"],
+        json!([{ "phase": "p0" }, { "phase": "p1" }])
+    );
+    let human = a.wfe(&["plan", &id, "--ready"]);
+    assert!(human.stdout.contains("p0  ready"), "{}", human.stdout);
+}
+
+#[test]
+fn one_worker_runs_a_queued_run_to_the_end_and_is_recorded_as_its_runner() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let (_a, id) = queued(&url, &dag(6, 2, side.path()));
+    let w = clone(&url);
+    let out = worker(&w, &id, "solo", &[]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ended"], "run completed", "{doc:#}");
+    assert_eq!(doc["ran"].as_array().unwrap().len(), 6);
+    let (counts, overlaps) = tally(side.path());
+    assert!(overlaps.is_empty());
+    assert_eq!(counts.len(), 6);
+    assert!(counts.values().all(|&c| c == (1, 1)), "{counts:?}");
+    let workers = assert_completed(&url, &id, 6);
+    assert!(
+        workers.iter().all(|w| w.starts_with("solo@")),
+        "{workers:?}"
+    );
+    fsck(&remote);
+}
+
+/// Workers' count and the DAG's size for the fleet tests: the full size
+/// (`WFE_FLEET=full`: 16 workers, 1,000 phases) or the default that fits
+/// a 2-core CI machine.
+fn fleet_size() -> (usize, usize) {
+    match std::env::var("WFE_FLEET").as_deref() {
+        Ok("full") => (16, 1000),
+        _ => (3, 40),
+    }
+}
+
+/// `workers` workers race over an `n`-phase DAG through `url`; each
+/// worker exits when the run ends.
+fn fleet(url: &str, remote: &Path, workers: usize, n: usize) {
+    let side = tempfile::tempdir().unwrap();
+    let (_a, id) = queued(url, &dag(n, 10, side.path()));
+    let clones: Vec<Repo> = (0..workers).map(|_| clone(url)).collect();
+    let started = Instant::now();
+    let children: Vec<Child> = clones
+        .iter()
+        .enumerate()
+        .map(|(k, c)| worker(c, &id, &format!("w{k}"), &["--lease", "10s"]))
+        .collect();
+    let mut ran = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["ended"], "run completed", "{doc:#}");
+        ran += doc["ran"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r["status"].is_null())
+            .count();
+    }
+    eprintln!(
+        "{workers} workers, {n} phases over {url}: {:.1?}",
+        started.elapsed()
+    );
+    // Every phase exactly once: no claim was run twice, none lost.
+    assert_eq!(ran, n);
+    let (counts, overlaps) = tally(side.path());
+    assert!(overlaps.is_empty(), "{overlaps:?}");
+    assert_eq!(counts.len(), n);
+    assert!(counts.values().all(|&c| c == (1, 1)), "{counts:?}");
+    let by = assert_completed(url, &id, n);
+    assert!(by.iter().all(|w| !w.is_empty()));
+    fsck(remote);
+}
+
+#[test]
+fn a_fleet_of_workers_runs_every_phase_exactly_once_over_a_file_remote() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let (workers, n) = fleet_size();
+    fleet(&format!("file://{}", remote.display()), &remote, workers, n);
+}
+
+#[test]
+fn a_fleet_of_workers_runs_every_phase_exactly_once_over_git_daemon() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let daemon = Daemon::start(dir.path());
+    let (workers, n) = fleet_size();
+    fleet(
+        &format!("git://127.0.0.1:{}/remote.git", daemon.port),
+        &remote,
+        workers,
+        n,
+    );
+}
+
+/// A tiny seeded generator (xorshift), so the kills land the same way on
+/// every run of the test.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Whether the remote's run has completed (read from the bare repo).
+fn remote_completed(remote: &Path, id: &str) -> bool {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(remote)
+        .args(["show", &format!("refs/wfe/runs/{id}:run.json")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("\"status\": \"completed\"")
+}
+
+#[test]
+fn workers_killed_at_random_moments_lose_their_claims_to_others_and_the_run_completes() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let n = 40;
+    let (_a, id) = queued(&url, &dag(n, 4, side.path()));
+    let clones: Vec<Repo> = (0..3).map(|_| clone(&url)).collect();
+    let lease = ["--lease", "2s"];
+    let mut generation = 0;
+    let mut children: Vec<Child> = clones
+        .iter()
+        .enumerate()
+        .map(|(k, c)| worker(c, &id, &format!("w{k}g0"), &lease))
+        .collect();
+    let mut rng = Seeded(0x5eed_1234_abcd_0001);
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // Kill a random worker at a random moment, restart it, until the
+    // run is done and at least 30 kills landed.
+    while !remote_completed(&remote, &id) {
+        assert!(Instant::now() < deadline, "the run never completed");
+        let pause = Duration::from_millis(rng.next() % 1500);
+        std::thread::sleep(pause); // a random moment, not a synchronisation
+        if kills >= 30 && rng.next().is_multiple_of(2) {
+            continue;
+        }
+        let k = usize::try_from(rng.next() % 3).unwrap();
+        let _ = children[k].kill(); // SIGKILL
+        let _ = children[k].wait();
+        kills += 1;
+        generation += 1;
+        children[k] = worker(&clones[k], &id, &format!("w{k}g{generation}"), &lease);
+    }
+    for mut child in children {
+        let _ = child.wait();
+    }
+    assert!(kills >= 30, "{kills} kills");
+    let (counts, overlaps) = tally(side.path());
+    // Never twice at the same time; every phase ran to its end at least once.
+    assert!(overlaps.is_empty(), "{overlaps:?}");
+    assert_eq!(counts.len(), n);
+    assert!(
+        counts.values().all(|&(s, d)| s >= 1 && d >= 1),
+        "{counts:?}"
+    );
+    assert_completed(&url, &id, n);
+    let log = Command::new("git")
+        .arg("--git-dir")
+        .arg(&remote)
+        .args(["log", "--format=%s", &format!("refs/wfe/runs/{id}")])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&log.stdout);
+    let takeovers = log.lines().filter(|l| l.contains("took over")).count();
+    eprintln!("{kills} kills, {takeovers} claims taken over");
+    assert!(takeovers >= 1, "no lapsed claim was taken over:\n{log}");
+    fsck(&remote);
+}
+
+#[test]
+fn workers_retry_while_the_remote_is_away_and_lose_nothing() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let n = 12;
+    let mut template = dag(n, 3, side.path());
+    // p4 holds until the test lets it go, so the remote can be moved
+    // away while it runs.
+    let fifo = side.path().join("gate");
+    common::mkfifo(&fifo);
+    let held = template["phases"][4]["run"].as_str().unwrap().to_string();
+    template["phases"][4]["run"] = json!(format!("read line < {}; {held}", fifo.display()));
+    let (_a, id) = queued(&url, &template);
+    let clones: Vec<Repo> = (0..2).map(|_| clone(&url)).collect();
+    let mut children: Vec<Child> = clones
+        .iter()
+        .enumerate()
+        .map(|(k, c)| worker(c, &id, &format!("w{k}"), &["--lease", "60s"]))
+        .collect();
+    // Every worker's stderr, line by line: (worker, line).
+    let (lines_tx, lines) = std::sync::mpsc::channel::<(usize, String)>();
+    for (k, child) in children.iter_mut().enumerate() {
+        let stderr = child.stderr.take().unwrap();
+        let tx = lines_tx.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send((k, line));
+            }
+        });
+    }
+    // p4 has been claimed and started: move the remote away.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let claimed = || {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(&remote)
+            .args(["show", &format!("refs/wfe/runs/{id}:claims/p4.json")])
+            .output()
+            .unwrap();
+        out.status.success()
+    };
+    while !claimed() {
+        assert!(Instant::now() < deadline, "p4 was never claimed");
+        std::thread::yield_now();
+    }
+    let claim = Command::new("git")
+        .arg("--git-dir")
+        .arg(&remote)
+        .args(["show", &format!("refs/wfe/runs/{id}:claims/p4.json")])
+        .output()
+        .unwrap();
+    let claim: serde_json::Value = serde_json::from_slice(&claim.stdout).unwrap();
+    let holder: usize = claim["worker"].as_str().unwrap()[1..].parse().unwrap();
+    let away = dir.path().join("away.git");
+    std::fs::rename(&remote, &away).unwrap();
+    // Let p4 end: its worker must now put its result on a remote that is gone.
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        writeln!(f, "go").unwrap();
+    }
+    // Its worker ran it to the end and met the missing remote.
+    loop {
+        let (k, line) = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("p4's worker never reported the missing remote");
+        if k == holder && line.contains("unreachable") {
+            break;
+        }
+    }
+    std::fs::rename(&away, &remote).unwrap();
+    let mut retries = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["ended"], "run completed", "{doc:#}");
+        retries += doc["retries"].as_u64().unwrap();
+    }
+    assert!(retries > 0, "no worker met the missing remote");
+    let (counts, overlaps) = tally(side.path());
+    assert!(overlaps.is_empty(), "{overlaps:?}");
+    assert!(counts.values().all(|&c| c == (1, 1)), "{counts:?}");
+    assert_completed(&url, &id, n);
+    fsck(&remote);
+}
