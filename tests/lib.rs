@@ -50,4 +50,5 @@ mod sharing;
 mod signals;
 mod status;
 mod steering;
+mod web;
 mod workers;

@@ -105,6 +105,39 @@ pub struct Hit {
     pub highlights: Vec<Range<usize>>,
 }
 
+impl Hit {
+    /// The hit as `wfe search --json` prints it (and `/api/search` sends).
+    pub fn to_json(&self) -> serde_json::Value {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.time.max(0) as u64);
+        serde_json::json!({
+            "run": self.run,
+            "template": self.template,
+            "phase": self.phase,
+            "attempt": self.attempt,
+            "kind": self.kind,
+            "schema": self.schema,
+            "status": self.status,
+            "path": self.path,
+            "line": self.line,
+            "checkpoint": self.checkpoint,
+            "time": crate::time::format_stamp(time),
+            "score": self.score,
+            "snippet": self.snippet,
+            // Character offsets: what a script slicing the snippet string expects.
+            "highlights": self
+                .highlights
+                .iter()
+                .map(|r| [chars(&self.snippet, r.start), chars(&self.snippet, r.end)])
+                .collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The character offset of byte offset `at` in `text`.
+fn chars(text: &str, at: usize) -> usize {
+    text.get(..at).map_or(0, |head| head.chars().count())
+}
+
 /// A query the user must fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryError {

@@ -11,6 +11,7 @@
 //! `pages/`; [`security`] guards every route; [`sse`] is the event
 //! stream; [`assets`] the embedded script and style sheet.
 
+pub mod artifact_view;
 pub mod assets;
 pub mod pages;
 pub mod render;

@@ -34,8 +34,23 @@ pub fn env() -> &'static Environment<'static> {
         }
         env.add_filter("duration", duration);
         env.add_filter("short", |s: String| s.chars().take(10).collect::<String>());
+        env.add_filter("urlencode", urlencode);
         env
     })
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986), so
+/// a value is safe in a path segment or a query parameter.
+pub fn urlencode(text: String) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `1234` (ms) → `1.2s`, `75000` → `1m15s`.
@@ -109,19 +124,33 @@ impl WebError {
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = self.to_string();
-        let html = env()
-            .get_template("error.html")
-            .and_then(|t| {
-                t.render(minijinja::context! {
-                    title => status.canonical_reason().unwrap_or("error"),
-                    status => status.as_u16(),
-                    message => message.clone(),
-                })
-            })
-            .unwrap_or_else(|_| message.clone());
-        (status, Html(html)).into_response()
+        (status, Html(error_page(status, &self.to_string()))).into_response()
     }
+}
+
+/// The error page: the layout without a repository, and the message.
+fn error_page(status: StatusCode, message: &str) -> String {
+    let title = status.canonical_reason().unwrap_or("error");
+    env()
+        .get_template("error.html")
+        .and_then(|t| {
+            t.render(minijinja::context! {
+                layout => minijinja::context! {
+                    title => title,
+                    nav => "",
+                    repo => 0,
+                    repo_name => "",
+                    repos => Vec::<String>::new(),
+                    q => "",
+                    qa => "",
+                    version => env!("CARGO_PKG_VERSION"),
+                },
+                title => title,
+                status => status.as_u16(),
+                message => message,
+            })
+        })
+        .unwrap_or_else(|_| message.to_string())
 }
 
 impl From<crate::store::StoreError> for WebError {
@@ -137,8 +166,13 @@ impl From<crate::store::StoreError> for WebError {
 
 impl From<crate::engine::EngineError> for WebError {
     fn from(e: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
         match e {
-            crate::engine::EngineError::Store(s) => s.into(),
+            E::Store(s) => s.into(),
+            E::NoSuchPhase { .. } | E::NoSuchArtifact { .. } | E::NotInRun { .. } => {
+                WebError::NotFound(e.to_string())
+            }
+            E::BadTarget { .. } => WebError::BadRequest(e.to_string()),
             other => WebError::Internal(other.to_string()),
         }
     }
@@ -170,13 +204,19 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        let html = env()
-            .get_template("error.html")
-            .unwrap()
-            .render(minijinja::context! { title => "t", status => 404, message => "<script>x</script>" })
-            .unwrap();
+        let html = error_page(StatusCode::NOT_FOUND, "<script>x</script>");
+        assert!(html.contains("<h1>404 Not Found</h1>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(!html.contains("<script>x"), "{html}");
+    }
+
+    #[test]
+    fn urls_are_encoded() {
+        assert_eq!(
+            urlencode("a b/c#1&x=é".into()),
+            "a%20b%2Fc%231%26x%3D%C3%A9"
+        );
+        assert_eq!(urlencode("run-1.2_~".into()), "run-1.2_~");
     }
 
     #[test]

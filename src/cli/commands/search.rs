@@ -12,7 +12,6 @@ use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
 use crate::cli::ui::{Style, Ui, human_duration};
 use crate::index::{Hit, Kind, Search};
-use crate::time::format_stamp;
 
 /// The statuses a run can have.
 const RUN_STATUSES: [&str; 7] = [
@@ -94,7 +93,7 @@ pub(crate) fn run(args: SearchArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
         ui.json(&json!({
             "query": search.query,
             "stale": report.busy,
-            "hits": hits.iter().map(hit_json).collect::<Vec<_>>(),
+            "hits": hits.iter().map(Hit::to_json).collect::<Vec<_>>(),
         }));
         return Ok(Outcome::Success);
     }
@@ -139,36 +138,6 @@ fn print_hit(ui: &Ui, hit: &Hit) {
     }
     snippet.push_str(hit.snippet.get(at..).unwrap_or_default());
     ui.out(&format!("    {}", snippet.trim()));
-}
-
-fn hit_json(hit: &Hit) -> serde_json::Value {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(hit.time.max(0) as u64);
-    json!({
-        "run": hit.run,
-        "template": hit.template,
-        "phase": hit.phase,
-        "attempt": hit.attempt,
-        "kind": hit.kind,
-        "schema": hit.schema,
-        "status": hit.status,
-        "path": hit.path,
-        "line": hit.line,
-        "checkpoint": hit.checkpoint,
-        "time": format_stamp(time),
-        "score": hit.score,
-        "snippet": hit.snippet,
-        // Character offsets: what a script slicing the snippet string expects.
-        "highlights": hit
-            .highlights
-            .iter()
-            .map(|r| [chars(&hit.snippet, r.start), chars(&hit.snippet, r.end)])
-            .collect::<Vec<_>>(),
-    })
-}
-
-/// The character offset of byte offset `at` in `text`.
-fn chars(text: &str, at: usize) -> usize {
-    text.get(..at).map_or(0, |head| head.chars().count())
 }
 
 /// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time, as seconds since the epoch.

@@ -95,6 +95,7 @@ impl Repo {
             repos: self.names.clone(),
             q: self.q(),
             qa: self.qa(),
+            version: env!("CARGO_PKG_VERSION"),
         }
     }
 
@@ -127,6 +128,9 @@ pub struct Layout {
     pub q: String,
     /// `&repo=N` or empty.
     pub qa: String,
+    /// wfe's version: in the assets' URLs, so a new binary's assets are
+    /// fetched anew despite the cache header.
+    pub version: &'static str,
 }
 
 /// Resolves a run name (id, prefix or `latest`) in `repo`.
