@@ -83,6 +83,39 @@ fn the_runs_page_lists_runs() {
     browser.screenshot(&shots_dir().join("runs.png"));
 }
 
+/// A background `wfe run`: ended (SIGTERM, which cancels its phases) if the
+/// test fails before it finishes, so a failing test leaves no runner
+/// blocked on a FIFO.
+struct Runner(Option<std::process::Child>);
+
+impl Runner {
+    fn spawn(repo: &Repo, args: &[&str]) -> Runner {
+        Runner(Some(repo.spawn(args)))
+    }
+
+    /// Waits for the runner; asserts it succeeded.
+    fn finish(mut self) {
+        let child = self.0.take().unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Opens the server's URL (sets the token cookie), then `path`.
 fn open(browser: &Browser, serve: &Serve, path: &str) {
     browser.goto(&serve.url);
@@ -93,9 +126,9 @@ fn open(browser: &Browser, serve: &Serve, path: &str) {
 const PHASE_STATES: &str = "Array.from(document.querySelectorAll('#dag li.phase')).map(li => \
      li.querySelector('strong').textContent + '=' + li.querySelector('.status').textContent).join(' ')";
 
-/// A run of `three` whose middle phase `work` blocks until a line is
+/// A run of `first` → (`work`, `lint`) → `after` whose phase `work` blocks until a line is
 /// written to the `go` FIFO; returns the runner and the FIFO.
-fn blocked_run(repo: &Repo, name: &str) -> (std::process::Child, PathBuf) {
+fn blocked_run(repo: &Repo, name: &str) -> (Runner, PathBuf) {
     let started = repo.path().join(format!("{name}.started"));
     let go = repo.path().join(format!("{name}.go"));
     mkfifo(&started);
@@ -110,10 +143,11 @@ fn blocked_run(repo: &Repo, name: &str) -> (std::process::Child, PathBuf) {
         &json!({ "name": name, "phases": [
             script("first", &[], "echo one"),
             script("work", &["first"], &work),
-            script("after", &["work"], "echo three"),
+            script("lint", &["first"], "echo two"),
+            script("after", &["work", "lint"], "echo three"),
         ]}),
     );
-    let runner = repo.spawn(&["run", name]);
+    let runner = Runner::spawn(repo, &["run", name]);
     read_fifo_line(&started);
     (runner, go)
 }
@@ -125,19 +159,19 @@ fn a_run_page_shows_the_dag_with_live_states() {
     let run = repo.run_id();
     let Some(browser) = Browser::start("a_run_page_shows_the_dag_with_live_states") else {
         write_fifo_line(&go, "go");
-        runner.wait_with_output().unwrap();
+        runner.finish();
         return;
     };
     let serve = Serve::start(repo.wfe_cmd(), &[]);
     open(&browser, &serve, &format!("/runs/{run}"));
     browser.wait_for(
-        "three phase nodes",
-        "document.querySelectorAll('#dag li.phase').length === 3",
+        "four phase nodes",
+        "document.querySelectorAll('#dag li.phase').length === 4",
     );
     let states = browser.js(&format!("return {PHASE_STATES}"), vec![]);
     assert_eq!(
         states,
-        json!("first=completed work=running after=pending"),
+        json!("first=completed work=running lint=completed after=pending"),
         "the DAG's states while `work` runs"
     );
     // The same states the CLI gives.
@@ -149,25 +183,31 @@ fn a_run_page_shows_the_dag_with_live_states() {
         vec![],
     );
     assert_eq!(layers, json!(3));
+    let side_by_side = browser.js(
+        "return Array.from(document.querySelectorAll('#dag li.layer')[1].querySelectorAll('li.phase strong')).map(s => s.textContent).join(' ')",
+        vec![],
+    );
+    assert_eq!(
+        side_by_side,
+        json!("work lint"),
+        "parallel phases share a layer"
+    );
     browser.screenshot(&shots_dir().join("run-running.png"));
     // The run moves on: the page follows without a reload.
     browser.js("window.__notReloaded = true; return 1", vec![]);
     write_fifo_line(&go, "go");
-    let out = runner.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    runner.finish();
     browser.wait_for(
         "every phase completed, live",
-        &format!("({PHASE_STATES}) === 'first=completed work=completed after=completed'"),
+        &format!(
+            "({PHASE_STATES}) === 'first=completed work=completed lint=completed after=completed'"
+        ),
     );
     assert_eq!(
         browser.js("return window.__notReloaded === true", vec![]),
         json!(true)
     );
-    browser.wait_for_text("3 of 3 completed");
+    browser.wait_for_text("4 of 4 completed");
     browser.screenshot(&shots_dir().join("run.png"));
 }
 
@@ -189,7 +229,7 @@ fn a_running_phase_log_is_followed_live() {
         "talk",
         &json!({ "name": "talk", "phases": [script("talk", &[], &talk)] }),
     );
-    let runner = repo.spawn(&["run", "talk"]);
+    let runner = Runner::spawn(&repo, &["run", "talk"]);
     read_fifo_line(&started);
     let run = repo.run_id();
     let release = || {
@@ -199,7 +239,7 @@ fn a_running_phase_log_is_followed_live() {
     };
     let Some(browser) = Browser::start("a_running_phase_log_is_followed_live") else {
         release();
-        runner.wait_with_output().unwrap();
+        runner.finish();
         return;
     };
     let serve = Serve::start(repo.wfe_cmd(), &[]);
@@ -232,12 +272,7 @@ fn a_running_phase_log_is_followed_live() {
         json!(true),
         "no reload"
     );
-    let out = runner.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    runner.finish();
     browser.wait_for_text("completed");
     browser.screenshot(&shots_dir().join("phase.png"));
 }
@@ -257,13 +292,13 @@ fn search_finds_a_line_and_opens_the_phase_at_it() {
         return;
     };
     let serve = Serve::start(repo.wfe_cmd(), &[]);
-    open(&browser, &serve, "/");
-    // `/` focuses the search box; typing and Enter search.
-    browser.wait_for("the runs page", "document.querySelector('table.runs')");
+    open(&browser, &serve, "/search");
+    // `/` focuses the query box; typing and Enter search.
+    browser.wait_for("the search page", "document.querySelector('form.filters')");
     browser.keys("/");
     browser.wait_for(
-        "the search box focused",
-        "document.activeElement.matches('[data-search]')",
+        "the query box focused",
+        "document.activeElement.matches('main input[name=q]')",
     );
     browser.keys("zebracorn\u{E007}");
     browser.wait_for("a result", "document.querySelector('.hits li a')");
@@ -272,10 +307,24 @@ fn search_finds_a_line_and_opens_the_phase_at_it() {
     browser.wait_for("the phase page", "document.querySelector('#log .log-row')");
     let url = browser.url();
     assert!(url.contains(&format!("/runs/{run}/phases/stack")), "{url}");
-    assert!(url.ends_with("#L3"), "lands on the line: {url}");
+    // A log hit names its line when the index knows it; otherwise the
+    // log's own filter (`/` on the phase page) finds it.
+    if !url.ends_with("#L3") {
+        browser.keys("/");
+        browser.wait_for(
+            "the log filter focused",
+            "document.activeElement.matches('[data-log-filter]')",
+        );
+        browser.keys("zebracorn");
+        browser.wait_for(
+            "only the matching line shown",
+            "document.querySelectorAll('#log .log-row').length === 1 && document.querySelector('#log .log-row').id === 'L3'",
+        );
+        browser.click("#L3 a.ln");
+    }
     browser.wait_for(
-        "line 3 highlighted",
-        "document.querySelector('#L3.hl') && document.querySelector('#L3').innerText.includes('zebracorn')",
+        "line 3 highlighted, with its permalink in the address",
+        "location.hash === '#L3' && document.querySelector('#L3.hl') && document.querySelector('#L3').innerText.includes('zebracorn')",
     );
 }
 
@@ -335,8 +384,8 @@ fn ten_tabs_on_live_runs_all_update() {
     };
     let Some(browser) = Browser::start("ten_tabs_on_live_runs_all_update") else {
         release();
-        runner_a.wait_with_output().unwrap();
-        runner_b.wait_with_output().unwrap();
+        runner_a.finish();
+        runner_b.finish();
         return;
     };
     let serve = Serve::start(repo.wfe_cmd(), &[]);
@@ -370,20 +419,14 @@ fn ten_tabs_on_live_runs_all_update() {
         tabs.push(tab);
     }
     release();
-    for r in [runner_a, runner_b] {
-        let out = r.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    runner_a.finish();
+    runner_b.finish();
     // Every tab shows the runs done, the last one first (it is in front).
     for (i, tab) in tabs.iter().enumerate().rev() {
         browser.switch_to(tab);
         browser.wait_for(
             &format!("tab {} shows the run completed", i + 1),
-            &format!("({PHASE_STATES}) === 'first=completed work=completed after=completed'"),
+            &format!("({PHASE_STATES}) === 'first=completed work=completed lint=completed after=completed'"),
         );
     }
 }
