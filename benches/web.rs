@@ -113,6 +113,18 @@ fn main() {
         let load = timing["load"].as_f64().unwrap_or(f64::NAN);
         let fcp = timing["fcp"].as_f64().unwrap_or(f64::NAN);
         eprintln!("  {phases} phases: {timing}");
+        if timing["nodes"].as_u64() != Some(phases) {
+            let why = format!(
+                "not measured: the page showed {} phase nodes",
+                timing["nodes"]
+            );
+            table.row(
+                &format!("{phases}-phase run"),
+                why,
+                Some(("renders", false)),
+            );
+            continue;
+        }
         if phases == 2_000 {
             table.row(
                 "2,000-phase run: first contentful paint",
