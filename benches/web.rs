@@ -291,7 +291,9 @@ fn write_run(store: &GitStore, n: usize, phases: usize, status: &str) -> RunId {
     });
     let record = json!({
         "id": run.as_str(), "template": "feature", "status": status, "args": {},
-        "created_at": "2026-01-01T00:00:00.000Z"
+        "template_source": ".wfe/templates/feature.json", "template_digest": "0",
+        "auto": true, "base_commit": "0000000000000000000000000000000000000000",
+        "schemas": {}, "created_at": "2026-01-01T00:00:00.000Z"
     });
     let mut changes = vec![
         Change::write("run.json", pretty(&record)),
