@@ -166,6 +166,8 @@ impl Browser {
         ));
         let caps = json!({
             "goog:chromeOptions": { "binary": chromium, "args": args },
+            // A page that never loads fails the test instead of hanging it.
+            "timeouts": { "pageLoad": 30_000, "script": 30_000 },
         });
         let Value::Object(caps) = caps else {
             unreachable!("a JSON object")
