@@ -46,3 +46,4 @@ mod sharing;
 mod signals;
 mod status;
 mod steering;
+mod web_controls;
