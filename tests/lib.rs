@@ -12,6 +12,7 @@ mod agent;
 mod agent_setup;
 mod artifacts;
 mod bounds;
+mod browser;
 mod budget;
 mod ci;
 mod control;
