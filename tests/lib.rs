@@ -13,6 +13,7 @@ mod agent_setup;
 mod artifacts;
 mod bounds;
 mod browser;
+mod browser_controls;
 mod budget;
 mod ci;
 mod control;

@@ -715,7 +715,10 @@ async fn act(
                 ))
             };
             let (phase, artifact) = (need("phase")?, need("artifact")?);
-            let text = field(form, "json").unwrap_or_default();
+            // A browser sends a textarea's lines with CRLF.
+            let text = field(form, "json")
+                .unwrap_or_default()
+                .replace("\r\n", "\n");
             let file = TempFile::new(repo, "edit.json", text.as_bytes()).map_err(internal)?;
             // `wfe edit` opens `$VISUAL` on its copy of the artifact: the
             // "editor" here copies what was typed over it, so the edit is

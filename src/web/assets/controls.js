@@ -21,6 +21,7 @@
     var doc = new DOMParser().parseFromString(html, "text/html");
     var main = doc.getElementById("main");
     if (main) document.getElementById("main").replaceWith(main);
+    document.dispatchEvent(new Event("wfe:swapped"));
   }
   document.addEventListener("input", function (e) {
     if (e.target.matches && e.target.matches("textarea[data-json]")) checkJson(e.target);
@@ -38,9 +39,56 @@
     fetch(form.action, { method: "POST", body: body, credentials: "same-origin", redirect: "follow" })
       .then(function (res) { return res.text().then(function (t) { return [res, t]; }); })
       .then(function (r) {
-        if (r[0].redirected && r[0].url.indexOf(location.pathname) !== 0) { location.assign(r[0].url); return; }
+        if (r[0].redirected && new URL(r[0].url).pathname !== location.pathname) { location.assign(r[0].url); return; }
         swap(r[1]);
       })
       .catch(function () { form.submit(); });
   });
+  // The panel follows its run: one event stream (closed while the tab is
+  // hidden); each `run` event re-fetches the panel, unless the person is
+  // typing in it (then once they leave the field).
+  var marker = document.querySelector("[data-controls-run]");
+  if (marker && window.EventSource) {
+    var src = null, pending = false, timer = null;
+    // Typing in a field, or a field changed and not yet sent: a refresh
+    // would throw that away, so it waits.
+    var busy = function () {
+      var a = document.activeElement;
+      if (a && a.closest && a.closest("#main form") && a.matches("input:not([type=hidden]),textarea,select")) return true;
+      var els = document.querySelectorAll("#main form input:not([type=hidden]), #main form textarea, #main form select");
+      for (var i = 0; i < els.length; i++) {
+        var e = els[i];
+        if (e.type === "checkbox" || e.type === "radio") { if (e.checked !== e.defaultChecked) return true; }
+        else if (e.tagName === "SELECT") {
+          var d = 0;
+          for (var j = 0; j < e.options.length; j++) if (e.options[j].defaultSelected) d = j;
+          if (e.selectedIndex !== d) return true;
+        } else if (e.value !== e.defaultValue) return true;
+      }
+      return false;
+    };
+    var refresh = function () {
+      if (busy()) { pending = true; return; }
+      pending = false;
+      fetch(location.href, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (t) { if (!t) return; if (busy()) { pending = true; } else { swap(t); } });
+    };
+    var open = function () {
+      var run = marker.getAttribute("data-controls-run");
+      src = new EventSource("/events?run=" + encodeURIComponent(run) + (marker.getAttribute("data-repo-q") || ""));
+      var soon = function () { clearTimeout(timer); timer = setTimeout(refresh, 50); };
+      src.addEventListener("run", soon);
+      // What changed between the page's render and the stream's start.
+      src.addEventListener("open", soon);
+    };
+    document.addEventListener("focusout", function () { if (pending) setTimeout(refresh, 0); });
+    // A control sent: the page it answered is current.
+    document.addEventListener("wfe:swapped", function () { pending = false; });
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) { if (src) { src.close(); src = null; } }
+      else if (!src) { open(); refresh(); }
+    });
+    if (!document.hidden) open();
+  }
 })();

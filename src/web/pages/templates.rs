@@ -273,7 +273,10 @@ pub async fn save(
     Form(form): Form<FormData>,
 ) -> Response {
     let json = wants_json(&headers);
-    let text = field(&form, "text").unwrap_or_default().to_string();
+    // A browser sends a textarea's lines with CRLF; the file keeps LF.
+    let text = field(&form, "text")
+        .unwrap_or_default()
+        .replace("\r\n", "\n");
     let target = {
         let name = name.clone();
         repo.read(move |r| editable_path(r, &name)).await
