@@ -151,7 +151,7 @@ pub async fn cli(
 /// child leaves the server's session first), stdin closed, its output
 /// appended to `<git-dir>/wfe/detached/<id>.log`. A thread waits for it so
 /// it is reaped. Returns once the runner holds the run, has ended, or
-/// [`RUNNER_START_WAIT`] passed; a runner that failed at once is an error
+/// five seconds passed; a runner that failed at once is an error
 /// with what it said.
 pub async fn spawn_runner(repo: Arc<RepoState>, run: RunId) -> Result<(), (StatusCode, String)> {
     let internal = |e: String| (StatusCode::INTERNAL_SERVER_ERROR, e);
