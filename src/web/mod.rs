@@ -13,6 +13,8 @@
 
 pub mod artifact_view;
 pub mod assets;
+pub mod controls;
+pub mod forms;
 pub mod pages;
 pub mod render;
 pub mod security;
@@ -24,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 pub use render::WebError;
@@ -160,6 +162,28 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/api/runs/{run}/phases/{phase}/log", get(pages::phase::log))
         .route("/api/diff", get(pages::diff::json))
         .route("/api/search", get(pages::search::json))
+        // Controls (every one the CLI verb it stands for), templates, providers.
+        .route("/runs/new", get(controls::new_run_page))
+        .route("/runs", post(controls::start))
+        .route("/runs/{run}/controls", get(controls::controls_page))
+        .route("/runs/{run}/{verb}", post(controls::control))
+        .route("/templates", get(pages::templates::list))
+        .route("/templates/{name}", get(pages::templates::show))
+        .route(
+            "/templates/{name}/validate",
+            post(pages::templates::validate),
+        )
+        .route("/templates/{name}/clone", post(pages::templates::clone))
+        .route(
+            "/templates/{name}/edit",
+            get(pages::templates::edit_page).post(pages::templates::save),
+        )
+        .route("/providers", get(pages::providers::html))
+        .route("/providers/{name}/test", post(pages::providers::test))
+        .route("/providers/{name}/key", post(pages::providers::set_key))
+        .route("/providers/add", post(pages::providers::add))
+        .route("/roles/{role}", post(pages::providers::set_role))
+        .route("/assets/controls.js", get(assets::controls_script))
         // Live updates and assets.
         .route("/events", get(sse::events))
         .route("/assets/app.js", get(assets::script))

@@ -21,6 +21,17 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("artifact.html", include_str!("templates/artifact.html")),
     ("diff.html", include_str!("templates/diff.html")),
     ("search.html", include_str!("templates/search.html")),
+    // The controls, templates and providers pages.
+    ("controls.html", include_str!("templates/controls.html")),
+    ("fields.html", include_str!("templates/fields.html")),
+    ("new_run.html", include_str!("templates/new_run.html")),
+    ("templates.html", include_str!("templates/templates.html")),
+    ("template.html", include_str!("templates/template.html")),
+    (
+        "template_edit.html",
+        include_str!("templates/template_edit.html"),
+    ),
+    ("providers.html", include_str!("templates/providers.html")),
 ];
 
 /// The environment, built once.

@@ -7,9 +7,11 @@
 
 pub mod diff;
 pub mod phase;
+pub mod providers;
 pub mod run;
 pub mod runs;
 pub mod search;
+pub mod templates;
 
 use std::sync::Arc;
 
