@@ -22,10 +22,9 @@ fn a_real_run_lays_out_with_its_matrix_folded_and_unfolded() {
         { "id": "test", "kind": "script", "needs": ["build"], "matrix": "MATRIX", "run": "true" },
         { "id": "report", "kind": "script", "needs": ["test"], "run": "true" }
     ]});
-    let text = serde_json::to_string_pretty(&doc).unwrap().replace(
-        "\"MATRIX\"",
-        r#"{ "n": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] }"#,
-    );
+    let text = serde_json::to_string_pretty(&doc)
+        .unwrap()
+        .replace("\"MATRIX\"", r#"{ "n": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] }"#);
     repo.write(".wfe/templates/g.json", &text);
     repo.wfe(&["run", "g"]).code(0);
     let id = repo.run_id();
@@ -37,7 +36,10 @@ fn a_real_run_lays_out_with_its_matrix_folded_and_unfolded() {
     let keys: Vec<&str> = layout.nodes.iter().map(|n| n.key.as_str()).collect();
     assert_eq!(keys, ["build", "test", "report"]);
     let test = &layout.nodes[1];
-    assert_eq!((test.kind, test.state), (NodeKind::Matrix, PhaseStatus::Completed));
+    assert_eq!(
+        (test.kind, test.state),
+        (NodeKind::Matrix, PhaseStatus::Completed)
+    );
     assert_eq!(test.label, "test ×10");
     assert_eq!(test.counts_line().as_deref(), Some("10 ✓"));
     assert_eq!(layout.edges.len(), 2);
@@ -46,7 +48,11 @@ fn a_real_run_lays_out_with_its_matrix_folded_and_unfolded() {
     assert!(svg.contains("data-phase=\"build\" data-nav=\"\" tabindex=\"0\""));
     assert!(svg.contains(&format!("<a href=\"/runs/{id}/phases/build\"")));
     assert!(svg.contains(&format!("<a href=\"/runs/{id}?expand=test\"")));
-    assert_eq!(svg.matches("http").count(), 1, "no external reference, only the xmlns");
+    assert_eq!(
+        svg.matches("http").count(),
+        1,
+        "no external reference, only the xmlns"
+    );
 
     let options = LayoutOptions {
         expanded: ["test".to_string()].into(),
@@ -61,6 +67,13 @@ fn a_real_run_lays_out_with_its_matrix_folded_and_unfolded() {
     let timeline = timeline_run(&view, now, &HashMap::new(), &LayoutOptions::default());
     let rows: Vec<&str> = timeline.rows.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(rows, ["build", "test", "report"]);
-    assert_eq!(timeline.rows[1].bars.len(), 10, "every combination's attempt");
-    assert!(render_gantt_svg(&timeline).contains("class=\"row st-completed folded\" data-phase=\"test\""));
+    assert_eq!(
+        timeline.rows[1].bars.len(),
+        10,
+        "every combination's attempt"
+    );
+    assert!(
+        render_gantt_svg(&timeline)
+            .contains("class=\"row st-completed folded\" data-phase=\"test\"")
+    );
 }
