@@ -24,6 +24,7 @@ mod examples;
 mod fail_fast;
 mod files;
 mod fsck;
+mod graph;
 mod help;
 mod hints;
 mod init;

@@ -8,6 +8,8 @@
 
 mod files;
 mod fsck;
+mod gantt;
+mod graph;
 mod list;
 mod phase;
 mod run;
@@ -15,6 +17,15 @@ mod run;
 pub(crate) use files::entries as file_entries;
 pub use files::{FileEntry, PhaseExport, phase_export, phase_file};
 pub use fsck::{FsckReport, Problem, RunCheck, check_run, check_runs};
+pub use gantt::{
+    AttemptSpan, Bar, Timeline, TimelineRow, attempt_spans, current_span, render_gantt_svg,
+    stamp_ms, system_ms, timeline_run,
+};
+pub use graph::{
+    Chip, DEFAULT_COLLAPSE_ABOVE, Edge, GroupInfo, Layout, LayoutOptions, Node, NodeKind,
+    STATE_ORDER, count_states, counts_text, escape, expand_href, format_duration, group_state,
+    layout_run, matrix_of, phase_href, render_svg, state_class, state_mark,
+};
 pub use list::{ListFilter, Listing, RunRow, list_all, list_runs};
 pub use phase::{AttemptView, LoopSpec, PhaseView, RejectedOutput, artifact};
 pub use run::{PhaseCounts, PhaseRow, RunDetail, RunView};

@@ -239,3 +239,30 @@ fn log_bytes(lines: &[LogLine]) -> Vec<u8> {
         .collect::<String>()
         .into_bytes()
 }
+
+/// A run view made in memory, for the layout tests: run `01bbbbbbbbbbbbbbbbbbbbbbbb`
+/// with one script phase per `(id, status, needs)`.
+pub(super) fn synthetic_view(phases: &[(&str, PhaseStatus, &[&str])]) -> super::RunView {
+    let run = RunId::parse("01bbbbbbbbbbbbbbbbbbbbbbbb").expect("a ULID");
+    super::RunView {
+        checkpoint: "0".repeat(40),
+        record: record(&run, "synthetic", RunStatus::Running),
+        phases: phases
+            .iter()
+            .map(|(id, status, needs)| super::PhaseRow {
+                state: state(
+                    id,
+                    PhaseKind::Script,
+                    *status,
+                    u32::from(*status != PhaseStatus::Pending),
+                ),
+                needs: needs.iter().map(|n| n.to_string()).collect(),
+                max_iters: None,
+                children: Vec::new(),
+                budget: None,
+                nested: Default::default(),
+            })
+            .collect(),
+        layers: Vec::new(),
+    }
+}
