@@ -50,3 +50,17 @@ impl Clock {
 pub fn format_stamp(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
+
+/// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time, as seconds since the
+/// epoch: what a `since` filter takes, from the CLI and the web view alike.
+pub fn parse_day_or_time(text: &str) -> Option<i64> {
+    let full = if text.len() == 10 && text.as_bytes().get(4) == Some(&b'-') {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
+    humantime::parse_rfc3339_weak(&full)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+}

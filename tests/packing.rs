@@ -74,7 +74,8 @@ fn runs_leave_packs_not_loose_objects_and_the_repository_stays_packed() {
     // A process checks the packs when it writes its first one; a check that
     // found a consolidation running left the packs written after it to the
     // next writer. One more checkpoint is that writer.
-    repo.wfe(&["comment", "latest", "one more checkpoint"]).code(0);
+    repo.wfe(&["comment", "latest", "one more checkpoint"])
+        .code(0);
     settle(&repo);
     let written = checkpoints(&repo);
     assert!(

@@ -125,17 +125,8 @@ impl GitStore {
                 &repo.objects,
                 &super::commit_object(tree, Some(parent_id), &signature, message),
             )?;
-            let pack_dir = repo.objects.store_ref().path().join("pack");
-            let packed = objects
-                .write(&pack_dir, self.fsync_objects)
-                .map_err(|source| StoreError::Io {
-                    action: "writing a checkpoint's pack in",
-                    path: pack_dir.clone(),
-                    source,
-                })?;
-            if packed.is_some() {
-                self.maintenance
-                    .packed(&self.info.common_dir, repo.objects.store_ref().path());
+            if self.write_pack(repo, objects)? {
+                self.packed(repo);
             }
             id
         };

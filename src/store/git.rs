@@ -417,14 +417,7 @@ impl RunStore for GitStore {
             &commit_object(tree, current, &signature, message),
         )?;
         // Every object reaches the disk (one pack) before the ref names it.
-        let pack_dir = repo.objects.store_ref().path().join("pack");
-        let packed = objects
-            .write(&pack_dir, self.fsync_objects)
-            .map_err(|source| StoreError::Io {
-                action: "writing a checkpoint's pack in",
-                path: pack_dir.clone(),
-                source,
-            })?;
+        let packed = self.write_pack(repo, objects)?;
 
         let expected = match current {
             Some(old) => PreviousValue::MustExistAndMatch(Target::Object(old)),
@@ -458,9 +451,8 @@ impl RunStore for GitStore {
                 .and_then(|tx| tx.commit(Some(signature.to_ref(&mut time_buf))));
             match updated {
                 Ok(_) => {
-                    if packed.is_some() {
-                        self.maintenance
-                            .packed(&self.info.common_dir, repo.objects.store_ref().path());
+                    if packed {
+                        self.packed(repo);
                     }
                     if recent.len() >= RECENT_RUNS {
                         recent.clear();
@@ -1026,6 +1018,30 @@ fn change_path(change: &Change) -> &str {
 fn is_at_or_below(path: &str, ancestor: &str) -> bool {
     path.strip_prefix(ancestor)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+impl GitStore {
+    /// Writes a checkpoint's new objects as one pack in `repo`; whether
+    /// there was anything to write. Call [`Self::packed`] once the ref that
+    /// names them has moved.
+    fn write_pack(&self, repo: &gix::Repository, objects: pack::ObjectSet<'_>) -> Result<bool> {
+        let pack_dir = repo.objects.store_ref().path().join("pack");
+        let packed = objects
+            .write(&pack_dir, self.fsync_objects)
+            .map_err(|source| StoreError::Io {
+                action: "writing a checkpoint's pack in",
+                path: pack_dir.clone(),
+                source,
+            })?;
+        Ok(packed.is_some())
+    }
+
+    /// Counts a pack written, starting a background consolidation when
+    /// they pile up (`maintenance.rs`).
+    fn packed(&self, repo: &gix::Repository) {
+        self.maintenance
+            .packed(&self.info.common_dir, repo.objects.store_ref().path());
+    }
 }
 
 #[cfg(test)]

@@ -59,20 +59,11 @@ fn blank(s: &Option<String>) -> Option<String> {
 
 /// `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time, as seconds since the epoch.
 fn parse_since(text: &str) -> Result<i64, WebError> {
-    let full = if text.len() == 10 && text.as_bytes().get(4) == Some(&b'-') {
-        format!("{text}T00:00:00Z")
-    } else {
-        text.to_string()
-    };
-    humantime::parse_rfc3339_weak(&full)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .ok_or_else(|| {
-            WebError::BadRequest(format!(
-                "since=`{text}` is not a date: expected YYYY-MM-DD or an RFC 3339 time"
-            ))
-        })
+    crate::time::parse_day_or_time(text).ok_or_else(|| {
+        WebError::BadRequest(format!(
+            "since=`{text}` is not a date: expected YYYY-MM-DD or an RFC 3339 time"
+        ))
+    })
 }
 
 /// Runs the search: `None` without a query.
