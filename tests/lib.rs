@@ -53,5 +53,5 @@ mod signals;
 mod status;
 mod steering;
 mod web;
-mod workers;
 mod web_controls;
+mod workers;

@@ -296,9 +296,12 @@ fn pages_and_the_api_answer_with_the_token_and_refuse_without() {
     for column in ["make", "check", "done"] {
         assert!(board.contains(&format!("<h2>{column} ")), "{board}");
     }
-    // The run page: phases by layer in the DAG container.
+    // The run page: the DAG drawn as SVG in its container.
     let run = s.get(&format!("/runs/{id}")).body;
-    assert!(run.contains("<div id=\"dag\">"), "{run}");
+    assert!(
+        run.contains("<div id=\"dag\" class=\"drawing\"><svg"),
+        "{run}"
+    );
     assert!(run.contains(&format!("/runs/{id}/phases/check")));
     // The phase page: the review as a card, escaped.
     let phase = s.get(&format!("/runs/{id}/phases/make")).body;
@@ -625,4 +628,76 @@ fn a_port_in_use_is_a_clear_error() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn the_run_page_draws_the_dag_unfolds_groups_and_shows_the_timeline() {
+    let repo = Repo::new();
+    let doc = json!({ "name": "g", "phases": [
+        { "id": "build", "kind": "script", "run": "true" },
+        { "id": "test", "kind": "script", "needs": ["build"], "matrix": "M", "run": "true" },
+        { "id": "lint", "kind": "script", "needs": ["build"], "matrix": "M", "run": "true" }
+    ]});
+    let text = serde_json::to_string_pretty(&doc)
+        .unwrap()
+        .replace("\"M\"", r#"{ "n": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] }"#);
+    repo.write(".wfe/templates/g.json", &text);
+    repo.wfe(&["run", "g"]).code(0);
+    let id = repo.run_id();
+    let s = Server::start(&repo, &[]);
+
+    // Folded: one node per matrix, each linking to its unfolding.
+    let page = s.get(&format!("/runs/{id}")).body;
+    assert_eq!(page.matches("<g class=\"node ").count(), 3, "{page}");
+    assert!(
+        page.contains(&format!("href=\"/runs/{id}?expand=test\"")),
+        "{page}"
+    );
+    assert!(page.contains(&format!("href=\"/runs/{id}/phases/build\"")));
+
+    // Unfolding `test` keeps it unfolded when `lint` unfolds too.
+    let page = s.get(&format!("/runs/{id}?expand=test")).body;
+    assert_eq!(page.matches("<g class=\"node ").count(), 12, "{page}");
+    assert!(
+        page.contains(&format!("href=\"/runs/{id}?expand=lint&amp;expand=test\"")),
+        "{page}"
+    );
+    let page = s.get(&format!("/runs/{id}?expand=test&expand=lint")).body;
+    assert_eq!(page.matches("<g class=\"node ").count(), 21, "{page}");
+    assert!(page.contains("fold groups"));
+    // The live fragment (what SSE refreshes fetch) honours the same query.
+    let live = s.get(&format!("/runs/{id}?expand=test&fragment=live")).body;
+    assert_eq!(live.matches("<g class=\"node ").count(), 12, "{live}");
+
+    // The timeline: a Gantt drawing, reached from a tab on the page.
+    let page = s.get(&format!("/runs/{id}")).body;
+    assert!(page.contains(&format!("href=\"/runs/{id}?view=timeline\"")));
+    let gantt = s.get(&format!("/runs/{id}?view=timeline")).body;
+    assert!(
+        gantt.contains("class=\"row st-completed folded\" data-phase=\"test\""),
+        "{gantt}"
+    );
+    assert!(!gantt.contains("<g class=\"node "), "{gantt}");
+
+    // Another repository's links carry `repo=N`.
+    let other = Repo::new();
+    let here = repo.path().to_str().unwrap();
+    let s2 = Server::start(
+        &repo,
+        &["--repo", other.path().to_str().unwrap(), "--repo", here],
+    );
+    let page = s2.get(&format!("/runs/{id}?repo=1")).body;
+    assert!(
+        page.contains(&format!("href=\"/runs/{id}/phases/build?repo=1\"")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("href=\"/runs/{id}?expand=test&amp;repo=1\"")),
+        "{page}"
+    );
+
+    // The template page previews the same drawing, every phase pending, no links.
+    let t = s.get("/templates/g").body;
+    assert_eq!(t.matches("<g class=\"node st-pending").count(), 3, "{t}");
+    assert!(!t.contains("href=\"/runs/g"), "{t}");
 }

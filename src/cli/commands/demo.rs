@@ -256,7 +256,8 @@ const PIPELINES: &[(&str, &str)] = &[
 ];
 
 /// The last thing every demo says: the same run, live in a browser.
-const WEB_HINT: &str = "Watch the run (and every run to come) in your browser (Ctrl-C stops the server):";
+const WEB_HINT: &str =
+    "Watch the run (and every run to come) in your browser (Ctrl-C stops the server):";
 
 /// Runs `wfe demo`.
 pub(crate) async fn run(args: DemoArgs, ui: &Ui) -> Result<Outcome, CliError> {

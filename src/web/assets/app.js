@@ -32,8 +32,10 @@
     else if (e.key === "k") { select(cursor - 1); e.preventDefault(); }
     else if (e.key === "Enter" && cursor >= 0) {
       const row = rows()[cursor];
-      const link = row && (row.tagName === "A" ? row : $("a", row));
-      if (link) { link.click(); e.preventDefault(); }
+      const link = row && (row.tagName.toLowerCase() === "a" ? row : $("a", row));
+      // An SVG link (the DAG's nodes) has no click(): follow its href.
+      if (link && link.click) { link.click(); e.preventDefault(); }
+      else if (link) { location.assign(link.getAttribute("href")); e.preventDefault(); }
     } else if (e.key === "/") {
       const box = $("[data-log-filter]") || $("main input[type=search]") || $("[data-search]");
       if (box) { box.focus(); e.preventDefault(); }
