@@ -278,6 +278,12 @@ fn a_running_phase_log_is_followed_live() {
     );
     runner.finish();
     browser.wait_for_text("completed");
+    // The log header follows: every line counted, no longer `live`.
+    browser.wait_for(
+        "the header says 4 lines, not live",
+        "document.querySelector('[data-log-count]').textContent === '4' \
+         && document.querySelector('[data-log-live]').textContent === ''",
+    );
     browser.screenshot(&shots_dir().join("phase.png"));
 }
 

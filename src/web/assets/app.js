@@ -63,7 +63,12 @@
     box.addEventListener("scroll", () => this.paint());
     window.addEventListener("resize", () => this.paint());
   }
-  Log.prototype.set = function (lines) { this.lines = lines; this.refilter(); };
+  // The header's line count follows the lines held.
+  Log.prototype.count = function () {
+    const c = $("[data-log-count]");
+    if (c) c.textContent = this.lines.length;
+  };
+  Log.prototype.set = function (lines) { this.lines = lines; this.refilter(); this.count(); };
   Log.prototype.refilter = function () {
     const f = this.filter.toLowerCase();
     this.shown = f ? this.lines.filter((l) => l.line.toLowerCase().includes(f)) : this.lines.slice();
@@ -80,6 +85,7 @@
       if (!this.filter || l.line.toLowerCase().includes(this.filter.toLowerCase())) this.shown.push(l);
     }
     this.paint();
+    this.count();
     if (stick) this.box.scrollTop = this.box.scrollHeight;
   };
   Log.prototype.paint = function () {
@@ -153,6 +159,9 @@
         if (html !== null) {
           live.innerHTML = html;
           if (cursor >= 0) select(cursor);
+          // The phase finished: its log header stops saying `live`.
+          const mark = $("[data-log-live]");
+          if (mark && mark.textContent && !$("[data-phase-running]", live)) mark.textContent = "";
         }
       })
       .catch(() => {})
