@@ -38,40 +38,42 @@ fn main() {
     let temp = tempfile::tempdir().expect("a temp dir");
     let mut table = Table::default();
 
-    // 1. The runs page.
-    let repo = temp.path().join("many");
-    let started = Instant::now();
-    let store = init(&repo);
-    for n in 0..runs {
-        write_run(&store, n, 5, "completed");
-    }
-    common::git(&repo, &["pack-refs", "--all"]);
-    eprintln!(
-        "generated {runs} runs in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    {
-        let serve = Serve::start(wfe_in(&repo), &[]);
-        let (status, body) = serve.get("/").expect("the runs page");
-        assert_eq!(status, 200, "the runs page answered {status}: {body}");
-        let times = sample(200, || {
-            let t = Instant::now();
-            let (status, _) = serve.get("/").expect("the runs page");
-            assert_eq!(status, 200);
-            t.elapsed()
-        });
-        table.row(
-            &format!("runs page, {runs} runs: p50"),
-            ms(pct(&times, 0.5)),
-            Some(("<= 50 ms", pct(&times, 0.5) <= Duration::from_millis(50))),
+    guarded(&mut table, "runs page", |table| {
+        // 1. The runs page.
+        let repo = temp.path().join("many");
+        let started = Instant::now();
+        let store = init(&repo);
+        for n in 0..runs {
+            write_run(&store, n, 5, "completed");
+        }
+        common::git(&repo, &["pack-refs", "--all"]);
+        eprintln!(
+            "generated {runs} runs in {:.1}s",
+            started.elapsed().as_secs_f64()
         );
-        table.row(
-            &format!("runs page, {runs} runs: p99"),
-            ms(pct(&times, 0.99)),
-            Some(("<= 200 ms", pct(&times, 0.99) <= Duration::from_millis(200))),
-        );
-    }
-    let _ = std::fs::remove_dir_all(&repo);
+        {
+            let serve = Serve::start(wfe_in(&repo), &[]);
+            let (status, body) = serve.get("/").expect("the runs page");
+            assert_eq!(status, 200, "the runs page answered {status}: {body}");
+            let times = sample(200, || {
+                let t = Instant::now();
+                let (status, _) = serve.get("/").expect("the runs page");
+                assert_eq!(status, 200);
+                t.elapsed()
+            });
+            table.row(
+                &format!("runs page, {runs} runs: p50"),
+                ms(pct(&times, 0.5)),
+                Some(("<= 50 ms", pct(&times, 0.5) <= Duration::from_millis(50))),
+            );
+            table.row(
+                &format!("runs page, {runs} runs: p99"),
+                ms(pct(&times, 0.99)),
+                Some(("<= 200 ms", pct(&times, 0.99) <= Duration::from_millis(200))),
+            );
+        }
+        let _ = std::fs::remove_dir_all(&repo);
+    });
 
     // 2-4 need the browser.
     let browser = match browser::find_browser() {
@@ -94,65 +96,68 @@ fn main() {
         return;
     };
 
-    // 2. Big runs.
-    let repo = temp.path().join("big");
-    let store = init(&repo);
-    let wide = write_run(&store, 0, 2_000, "completed");
-    let huge = write_run(&store, 1, 10_000, "completed");
-    let serve = Serve::start(wfe_in(&repo), &[]);
-    browser.goto(&serve.url);
-    for (run, phases) in [(&wide, 2_000), (&huge, 10_000)] {
-        browser.goto(&serve.at(&format!("/runs/{}", run.as_str())));
-        let timing = browser.js(
-            "const n = performance.getEntriesByType('navigation')[0];
+    guarded(&mut table, "big runs", |table| {
+        // 2. Big runs.
+        let repo = temp.path().join("big");
+        let store = init(&repo);
+        let wide = write_run(&store, 0, 2_000, "completed");
+        let huge = write_run(&store, 1, 10_000, "completed");
+        let serve = Serve::start(wfe_in(&repo), &[]);
+        browser.goto(&serve.url);
+        for (run, phases) in [(&wide, 2_000), (&huge, 10_000)] {
+            browser.goto(&serve.at(&format!("/runs/{}", run.as_str())));
+            let timing = browser.js(
+                "const n = performance.getEntriesByType('navigation')[0];
              const p = performance.getEntriesByName('first-contentful-paint')[0];
              return { load: n.loadEventEnd, fcp: p ? p.startTime : null,
-                      nodes: document.querySelectorAll('#dag li.phase').length };",
-            vec![],
-        );
-        let load = timing["load"].as_f64().unwrap_or(f64::NAN);
-        let fcp = timing["fcp"].as_f64().unwrap_or(f64::NAN);
-        eprintln!("  {phases} phases: {timing}");
-        if timing["nodes"].as_u64() != Some(phases) {
-            let why = format!(
-                "not measured: the page showed {} phase nodes",
-                timing["nodes"]
+                      nodes: document.querySelectorAll('#dag svg g.node').length };",
+                vec![],
             );
-            table.row(
-                &format!("{phases}-phase run"),
-                why,
-                Some(("renders", false)),
-            );
-            continue;
+            let load = timing["load"].as_f64().unwrap_or(f64::NAN);
+            let fcp = timing["fcp"].as_f64().unwrap_or(f64::NAN);
+            eprintln!("  {phases} phases: {timing}");
+            if timing["nodes"].as_u64() != Some(phases) {
+                let why = format!(
+                    "not measured: the page showed {} phase nodes",
+                    timing["nodes"]
+                );
+                table.row(
+                    &format!("{phases}-phase run"),
+                    why,
+                    Some(("renders", false)),
+                );
+                continue;
+            }
+            if phases == 2_000 {
+                table.row(
+                    "2,000-phase run: first contentful paint",
+                    format!("{fcp:.0} ms"),
+                    Some(("< 1 s", fcp < 1000.0)),
+                );
+                table.row("2,000-phase run: load event", format!("{load:.0} ms"), None);
+            } else {
+                table.row(
+                    "10,000-phase run: load event",
+                    format!("{load:.0} ms"),
+                    Some(("opens (no frozen tab)", load.is_finite())),
+                );
+            }
         }
-        if phases == 2_000 {
-            table.row(
-                "2,000-phase run: first contentful paint",
-                format!("{fcp:.0} ms"),
-                Some(("< 1 s", fcp < 1000.0)),
-            );
-            table.row("2,000-phase run: load event", format!("{load:.0} ms"), None);
-        } else {
-            table.row(
-                "10,000-phase run: load event",
-                format!("{load:.0} ms"),
-                Some(("opens (no frozen tab)", load.is_finite())),
-            );
-        }
-    }
-    drop(serve);
-    let _ = std::fs::remove_dir_all(&repo);
+        drop(serve);
+        let _ = std::fs::remove_dir_all(&repo);
+    });
 
-    // 3. Checkpoint commit -> visible in the page.
-    let repo = temp.path().join("moving");
-    let store = init(&repo);
-    let run = write_run(&store, 0, 5, "running");
-    let serve = Serve::start(wfe_in(&repo), &[]);
-    browser.goto(&serve.url);
-    browser.goto(&serve.at(&format!("/runs/{}", run.as_str())));
-    browser.wait_for("the stream open", "window.wfe && window.wfe.streamOpen()");
-    // The page notes when each checkpoint first shows (its wall clock).
-    browser.js(
+    guarded(&mut table, "checkpoint -> page", |table| {
+        // 3. Checkpoint commit -> visible in the page.
+        let repo = temp.path().join("moving");
+        let store = init(&repo);
+        let run = write_run(&store, 0, 5, "running");
+        let serve = Serve::start(wfe_in(&repo), &[]);
+        browser.goto(&serve.url);
+        browser.goto(&serve.at(&format!("/runs/{}", run.as_str())));
+        browser.wait_for("the stream open", "window.wfe && window.wfe.streamOpen()");
+        // The page notes when each checkpoint first shows (its wall clock).
+        browser.js(
         "window.__seen = {};
          const note = () => { const t = document.getElementById('live').innerText;
            for (const m of t.matchAll(/cp(\\d+)cp/g)) if (!(m[1] in window.__seen)) window.__seen[m[1]] = Date.now(); };
@@ -160,99 +165,103 @@ fn main() {
          return 1;",
         vec![],
     );
-    let mut tip = store_tip(&store, &run);
-    let mut lags = Vec::new();
-    for i in 0..20 {
-        let change = Change::write("comments.jsonl", comments(i));
-        let msg = Message::new("wfe: comment").trailer(Trailer::Run, run.as_str());
-        let sent = now_ms();
-        tip = store
-            .commit(&run, Some(&tip), &[change], &msg, EPOCH + 100 + i as i64)
-            .expect("a checkpoint");
-        let seen = browser.wait_for(
-            &format!("checkpoint {i} shown"),
-            &format!("window.__seen['{i}']"),
-        );
-        let lag = seen.as_f64().unwrap_or(0.0) - sent as f64;
-        lags.push(Duration::from_secs_f64(lag.max(0.0) / 1000.0));
-    }
-    lags.sort();
-    table.row(
-        "checkpoint -> page (20 commits): p50",
-        ms(pct(&lags, 0.5)),
-        Some(("<= 300 ms", pct(&lags, 0.5) <= Duration::from_millis(300))),
-    );
-    table.row(
-        "checkpoint -> page (20 commits): p99",
-        ms(pct(&lags, 0.99)),
-        Some(("<= 1 s", pct(&lags, 0.99) <= Duration::from_secs(1))),
-    );
-    drop(serve);
-
-    // 4. Live log: the runner followed by a page or not.
-    let repo = temp.path().join("noisy");
-    init(&repo);
-    let go = repo.join("go");
-    let ok = Command::new("mkfifo")
-        .arg(&go)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "mkfifo");
-    let script = format!(
-        "read x < {}; for i in $(seq 1 20); do seq -f 'line %g of a burst of output, about fifty bytes' 1 500; sleep 0.05; done",
-        go.display()
-    );
-    let template =
-        json!({ "name": "noisy", "phases": [{ "id": "noisy", "kind": "script", "run": script }] });
-    std::fs::create_dir_all(repo.join(".wfe/templates")).expect("templates dir");
-    std::fs::write(repo.join(".wfe/templates/noisy.json"), template.to_string()).expect("template");
-    let serve = Serve::start(wfe_in(&repo), &[]);
-    browser.goto(&serve.url);
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for round in 0..6 {
-        let followed = round % 2 == 0;
-        let before = runs_of(&repo);
-        let mut runner = wfe_in(&repo)
-            .args(["run", "noisy"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("wfe run");
-        let run = wait_new_run(&repo, &before);
-        if followed {
-            browser.goto(&serve.at(&format!("/runs/{run}/phases/noisy")));
-            browser.wait_for("the stream open", "window.wfe && window.wfe.streamOpen()");
-        }
-        let started = Instant::now();
-        std::fs::write(&go, "go\n").expect("release the phase");
-        let status = runner.wait().expect("the runner");
-        let took = started.elapsed();
-        assert!(status.success(), "the noisy run failed");
-        if followed {
-            browser.wait_for(
-                "the page has every line",
-                "document.querySelector('#log') && document.querySelector('#L10000')",
+        let mut tip = store_tip(&store, &run);
+        let mut lags = Vec::new();
+        for i in 0..20 {
+            let change = Change::write("comments.jsonl", comments(i));
+            let msg = Message::new("wfe: comment").trailer(Trailer::Run, run.as_str());
+            let sent = now_ms();
+            tip = store
+                .commit(&run, Some(&tip), &[change], &msg, EPOCH + 100 + i as i64)
+                .expect("a checkpoint");
+            let seen = browser.wait_for(
+                &format!("checkpoint {i} shown"),
+                &format!("window.__seen['{i}']"),
             );
-            with.push(took);
-        } else {
-            without.push(took);
+            let lag = seen.as_f64().unwrap_or(0.0) - sent as f64;
+            lags.push(Duration::from_secs_f64(lag.max(0.0) / 1000.0));
         }
-        browser.goto("about:blank");
-    }
-    let (w, wo) = (median(&with), median(&without));
-    let ratio = w.as_secs_f64() / wo.as_secs_f64();
-    table.row(
-        "live log 10,000 lines/s: runner, page following",
-        ms(w),
-        None,
-    );
-    table.row("live log 10,000 lines/s: runner, no page", ms(wo), None);
-    table.row(
-        "live log: runner time ratio (followed / not)",
-        format!("{ratio:.3}"),
-        Some(("<= 1.05", ratio <= 1.05)),
-    );
-    drop(serve);
+        lags.sort();
+        table.row(
+            "checkpoint -> page (20 commits): p50",
+            ms(pct(&lags, 0.5)),
+            Some(("<= 300 ms", pct(&lags, 0.5) <= Duration::from_millis(300))),
+        );
+        table.row(
+            "checkpoint -> page (20 commits): p99",
+            ms(pct(&lags, 0.99)),
+            Some(("<= 1 s", pct(&lags, 0.99) <= Duration::from_secs(1))),
+        );
+        drop(serve);
+    });
+
+    guarded(&mut table, "live log", |table| {
+        // 4. Live log: the runner followed by a page or not.
+        let repo = temp.path().join("noisy");
+        init(&repo);
+        let go = repo.join("go");
+        let ok = Command::new("mkfifo")
+            .arg(&go)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mkfifo");
+        let script = format!(
+            "read x < {}; for i in $(seq 1 20); do seq -f 'line %g of a burst of output, about fifty bytes' 1 500; sleep 0.05; done",
+            go.display()
+        );
+        let template = json!({ "name": "noisy", "phases": [{ "id": "noisy", "kind": "script", "run": script }] });
+        std::fs::create_dir_all(repo.join(".wfe/templates")).expect("templates dir");
+        std::fs::write(repo.join(".wfe/templates/noisy.json"), template.to_string())
+            .expect("template");
+        let serve = Serve::start(wfe_in(&repo), &[]);
+        browser.goto(&serve.url);
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for round in 0..6 {
+            let followed = round % 2 == 0;
+            let before = runs_of(&repo);
+            let mut runner = wfe_in(&repo)
+                .args(["run", "noisy"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("wfe run");
+            let run = wait_new_run(&repo, &before);
+            if followed {
+                browser.goto(&serve.at(&format!("/runs/{run}/phases/noisy")));
+                browser.wait_for("the stream open", "window.wfe && window.wfe.streamOpen()");
+            }
+            let started = Instant::now();
+            std::fs::write(&go, "go\n").expect("release the phase");
+            let status = runner.wait().expect("the runner");
+            let took = started.elapsed();
+            assert!(status.success(), "the noisy run failed");
+            if followed {
+                browser.wait_for(
+                    "the page has every line",
+                    "document.querySelector('#log') && document.querySelector('#L10000')",
+                );
+                with.push(took);
+            } else {
+                without.push(took);
+            }
+            browser.goto("about:blank");
+        }
+        let (w, wo) = (median(&with), median(&without));
+        let ratio = w.as_secs_f64() / wo.as_secs_f64();
+        table.row(
+            "live log 10,000 lines/s: runner, page following",
+            ms(w),
+            None,
+        );
+        table.row("live log 10,000 lines/s: runner, no page", ms(wo), None);
+        table.row(
+            "live log: runner time ratio (followed / not)",
+            format!("{ratio:.3}"),
+            Some(("<= 1.05", ratio <= 1.05)),
+        );
+        drop(serve);
+    });
+
     let left = browser.close();
     assert!(left.is_empty(), "browser processes left: {left:?}");
     table.print();
@@ -409,6 +418,27 @@ fn median(values: &[Duration]) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs one part of the benchmark; a part that fails (a page that does not
+/// load, a wait that runs out) is printed as a missed row, and the rest goes on.
+fn guarded(table: &mut Table, what: &str, part: impl FnOnce(&mut Table)) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| part(&mut *table)));
+    if let Err(e) = outcome {
+        let why = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        let why = why
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(120)
+            .collect::<String>();
+        table.row(what, format!("not measured: {why}"), Some(("runs", false)));
+    }
 }
 
 /// A goal and whether it was met.

@@ -123,8 +123,10 @@ fn open(browser: &Browser, serve: &Serve, path: &str) {
 }
 
 /// The DOM's phase states on a run page, as `id=status` in page order.
-const PHASE_STATES: &str = "Array.from(document.querySelectorAll('#dag li.phase')).map(li => \
-     li.querySelector('strong').textContent + '=' + li.querySelector('.status').textContent).join(' ')";
+/// Read from the SVG drawing: each node's `data-phase` and the state in its
+/// link's label (`KEY: STATE`), nodes in document order (layer by layer).
+const PHASE_STATES: &str = "Array.from(document.querySelectorAll('#dag svg g.node')).map(g => \
+     g.dataset.phase + '=' + g.querySelector(':scope > a').getAttribute('aria-label').split(': ').pop()).join(' ')";
 
 /// A run of `first` → (`work`, `lint`) → `after` whose phase `work` blocks until a line is
 /// written to the `go` FIFO; returns the runner and the FIFO.
@@ -166,7 +168,7 @@ fn a_run_page_shows_the_dag_with_live_states() {
     open(&browser, &serve, &format!("/runs/{run}"));
     browser.wait_for(
         "four phase nodes",
-        "document.querySelectorAll('#dag li.phase').length === 4",
+        "document.querySelectorAll('#dag svg g.node').length === 4",
     );
     let states = browser.js(&format!("return {PHASE_STATES}"), vec![]);
     assert_eq!(
@@ -179,12 +181,14 @@ fn a_run_page_shows_the_dag_with_live_states() {
     assert_eq!(doc["status"], "running", "{doc:#}");
     // Parallel phases side by side: one layer per step of the chain here.
     let layers = browser.js(
-        "return document.querySelectorAll('#dag li.layer').length",
+        "return new Set(Array.from(document.querySelectorAll('#dag svg g.node')).map(g => g.getBoundingClientRect().top)).size",
         vec![],
     );
     assert_eq!(layers, json!(3));
     let side_by_side = browser.js(
-        "return Array.from(document.querySelectorAll('#dag li.layer')[1].querySelectorAll('li.phase strong')).map(s => s.textContent).join(' ')",
+        "const top = g => g.getBoundingClientRect().top; \
+         const work = document.querySelector('#dag g.node[data-phase=work]'); \
+         return Array.from(document.querySelectorAll('#dag svg g.node')).filter(g => top(g) === top(work)).map(g => g.dataset.phase).join(' ')",
         vec![],
     );
     assert_eq!(
@@ -274,6 +278,12 @@ fn a_running_phase_log_is_followed_live() {
     );
     runner.finish();
     browser.wait_for_text("completed");
+    // The log header follows: every line counted, no longer `live`.
+    browser.wait_for(
+        "the header says 4 lines, not live",
+        "document.querySelector('[data-log-count]').textContent === '4' \
+         && document.querySelector('[data-log-live]').textContent === ''",
+    );
     browser.screenshot(&shots_dir().join("phase.png"));
 }
 
@@ -346,9 +356,9 @@ fn keyboard_j_k_and_enter_on_the_run_page() {
     open(&browser, &serve, &format!("/runs/{run}"));
     browser.wait_for(
         "the DAG",
-        "document.querySelectorAll('#dag li.phase').length === 3",
+        "document.querySelectorAll('#dag svg g.node').length === 3",
     );
-    let selected = "(document.querySelector('[data-nav].sel strong') || {}).textContent";
+    let selected = "(document.querySelector('[data-nav].sel') || {dataset: {}}).dataset.phase";
     browser.keys("j");
     browser.wait_for(
         "j selects the first phase",

@@ -296,9 +296,12 @@ fn pages_and_the_api_answer_with_the_token_and_refuse_without() {
     for column in ["make", "check", "done"] {
         assert!(board.contains(&format!("<h2>{column} ")), "{board}");
     }
-    // The run page: phases by layer in the DAG container.
+    // The run page: the DAG drawn as SVG in its container.
     let run = s.get(&format!("/runs/{id}")).body;
-    assert!(run.contains("<div id=\"dag\">"), "{run}");
+    assert!(
+        run.contains("<div id=\"dag\" class=\"drawing\"><svg"),
+        "{run}"
+    );
     assert!(run.contains(&format!("/runs/{id}/phases/check")));
     // The phase page: the review as a card, escaped.
     let phase = s.get(&format!("/runs/{id}/phases/make")).body;
@@ -625,4 +628,174 @@ fn a_port_in_use_is_a_clear_error() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn the_run_page_draws_the_dag_unfolds_groups_and_shows_the_timeline() {
+    let repo = Repo::new();
+    let doc = json!({ "name": "g", "phases": [
+        { "id": "build", "kind": "script", "run": "true" },
+        { "id": "test", "kind": "script", "needs": ["build"], "matrix": "M", "run": "true" },
+        { "id": "lint", "kind": "script", "needs": ["build"], "matrix": "M", "run": "true" }
+    ]});
+    let text = serde_json::to_string_pretty(&doc)
+        .unwrap()
+        .replace("\"M\"", r#"{ "n": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] }"#);
+    repo.write(".wfe/templates/g.json", &text);
+    repo.wfe(&["run", "g"]).code(0);
+    let id = repo.run_id();
+    let s = Server::start(&repo, &[]);
+
+    // Folded: one node per matrix, each linking to its unfolding.
+    let page = s.get(&format!("/runs/{id}")).body;
+    assert_eq!(page.matches("<g class=\"node ").count(), 3, "{page}");
+    assert!(
+        page.contains(&format!("href=\"/runs/{id}?expand=test\"")),
+        "{page}"
+    );
+    assert!(page.contains(&format!("href=\"/runs/{id}/phases/build\"")));
+
+    // Unfolding `test` keeps it unfolded when `lint` unfolds too.
+    let page = s.get(&format!("/runs/{id}?expand=test")).body;
+    assert_eq!(page.matches("<g class=\"node ").count(), 12, "{page}");
+    assert!(
+        page.contains(&format!("href=\"/runs/{id}?expand=lint&amp;expand=test\"")),
+        "{page}"
+    );
+    let page = s.get(&format!("/runs/{id}?expand=test&expand=lint")).body;
+    assert_eq!(page.matches("<g class=\"node ").count(), 21, "{page}");
+    assert!(page.contains("fold groups"));
+    // The live fragment (what SSE refreshes fetch) honours the same query.
+    let live = s.get(&format!("/runs/{id}?expand=test&fragment=live")).body;
+    assert_eq!(live.matches("<g class=\"node ").count(), 12, "{live}");
+
+    // The timeline: a Gantt drawing, reached from a tab on the page.
+    let page = s.get(&format!("/runs/{id}")).body;
+    assert!(page.contains(&format!("href=\"/runs/{id}?view=timeline\"")));
+    let gantt = s.get(&format!("/runs/{id}?view=timeline")).body;
+    assert!(
+        gantt.contains("class=\"row st-completed folded\" data-phase=\"test\""),
+        "{gantt}"
+    );
+    assert!(!gantt.contains("<g class=\"node "), "{gantt}");
+
+    // Another repository's links carry `repo=N`.
+    let other = Repo::new();
+    let here = repo.path().to_str().unwrap();
+    let s2 = Server::start(
+        &repo,
+        &["--repo", other.path().to_str().unwrap(), "--repo", here],
+    );
+    let page = s2.get(&format!("/runs/{id}?repo=1")).body;
+    assert!(
+        page.contains(&format!("href=\"/runs/{id}/phases/build?repo=1\"")),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("href=\"/runs/{id}?expand=test&amp;repo=1\"")),
+        "{page}"
+    );
+
+    // The template page previews the same drawing, every phase pending, no links.
+    let t = s.get("/templates/g").body;
+    assert_eq!(t.matches("<g class=\"node st-pending").count(), 3, "{t}");
+    assert!(!t.contains("href=\"/runs/g"), "{t}");
+}
+
+/// Writes `n` runs of template `feature` (two completed phases each)
+/// straight through the run store, the newest last; every seventh one
+/// `failed`.
+fn many_runs(repo: &Repo, n: usize) {
+    use wfe::store::{Change, GitStore, Message, RunId, RunStore, Trailer};
+    // No background `git gc --auto` packing the refs while the server lists them.
+    repo.git(&["config", "gc.auto", "0"]);
+    let store = GitStore::discover(repo.path()).unwrap();
+    let template = json!({ "name": "feature", "phases": [
+        { "id": "a", "kind": "script", "run": "true" },
+        { "id": "b", "kind": "script", "run": "true", "needs": ["a"] }
+    ]});
+    for i in 0..n {
+        let millis = 1_767_225_600_000u64 + i as u64;
+        let crockford = b"0123456789abcdefghjkmnpqrstvwxyz";
+        let id: String = (0..10)
+            .rev()
+            .map(|k| crockford[((millis >> (k * 5)) & 31) as usize] as char)
+            .chain((0..16).map(|k| crockford[(i * 7 + k * 13) % 32] as char))
+            .collect();
+        let run = RunId::parse(&id).unwrap();
+        let status = if i % 7 == 0 { "failed" } else { "completed" };
+        let record = json!({
+            "id": id, "template": "feature", "status": status, "args": {},
+            "template_source": ".wfe/templates/feature.json", "template_digest": "0",
+            "auto": true, "base_commit": "0".repeat(40),
+            "schemas": {}, "created_at": "2026-01-01T00:00:00.000Z"
+        });
+        let mut changes = vec![
+            Change::write("run.json", record.to_string().into_bytes()),
+            Change::write("template.json", template.to_string().into_bytes()),
+        ];
+        for p in ["a", "b"] {
+            let state = json!({ "id": p, "kind": "script", "status": "completed", "attempt": 1 });
+            changes.push(Change::write(
+                format!("phases/{p}/state.json"),
+                state.to_string().into_bytes(),
+            ));
+        }
+        let message = Message::new("wfe: phases completed")
+            .trailer(Trailer::Run, &id)
+            .trailer(Trailer::Template, "feature")
+            .trailer(Trailer::Status, status);
+        store
+            .commit(&run, None, &changes, &message, 1_767_225_600 + i as i64)
+            .unwrap();
+    }
+}
+
+/// Paging links are escaped by the template engine (`/` as `&#x2f;`).
+#[test]
+fn the_runs_page_pages_a_hundred_at_a_time_and_board_columns_are_capped() {
+    let repo = Repo::new();
+    many_runs(&repo, 205);
+    let s = Server::start(&repo, &[]);
+    let rows = |body: &str| body.matches("<tr data-nav>").count();
+
+    let first = s.get("/").body;
+    assert_eq!(rows(&first), 100, "{first}");
+    assert!(first.contains("Runs 1–100 of 205 · page 1 of 3"), "{first}");
+    assert!(first.contains("href=\"&#x2f;?page=2\""), "{first}");
+    assert!(!first.contains("rel=\"prev\""));
+    let last = s.get("/?page=3").body;
+    assert_eq!(rows(&last), 5, "{last}");
+    assert!(last.contains("Runs 201–205 of 205"), "{last}");
+    assert!(last.contains("href=\"&#x2f;?page=2\""), "{last}");
+    assert!(!last.contains("rel=\"next\""));
+    // Past the end: the last page.
+    let past = s.get("/?page=99").body;
+    assert_eq!(rows(&past), 5, "{past}");
+    // Pages are newest first: page 1 and page 3 share no run.
+    let first_ids: Vec<&str> = first
+        .split("<td><a href=\"/runs/")
+        .skip(1)
+        .map(|t| &t[..26])
+        .collect();
+    assert_eq!(first_ids.len(), 100);
+    assert!(first_ids.iter().all(|id| !last.contains(id)));
+    // Filters apply over every run before paging, and paging links keep them.
+    let failed = s.get("/?status=failed").body;
+    assert_eq!(rows(&failed), 30, "{failed}");
+    assert!(failed.contains("Runs 1–30 of 30"), "{failed}");
+    let done = s.get("/?status=completed&page=2").body;
+    assert_eq!(rows(&done), 75, "{done}");
+    assert!(
+        done.contains("href=\"&#x2f;?status=completed\"") && done.contains("Runs 101–175 of 175"),
+        "{done}"
+    );
+    // The board: every run counted, the first 50 of a column shown.
+    let board = s.get("/?view=board&template=feature").body;
+    assert!(
+        board.contains("<h2>done <span class=\"count\">205</span>"),
+        "{board}"
+    );
+    assert_eq!(board.matches("class=\"card\"").count(), 50);
+    assert!(board.contains("and 155 more"), "{board}");
 }

@@ -32,8 +32,10 @@
     else if (e.key === "k") { select(cursor - 1); e.preventDefault(); }
     else if (e.key === "Enter" && cursor >= 0) {
       const row = rows()[cursor];
-      const link = row && (row.tagName === "A" ? row : $("a", row));
-      if (link) { link.click(); e.preventDefault(); }
+      const link = row && (row.tagName.toLowerCase() === "a" ? row : $("a", row));
+      // An SVG link (the DAG's nodes) has no click(): follow its href.
+      if (link && link.click) { link.click(); e.preventDefault(); }
+      else if (link) { location.assign(link.getAttribute("href")); e.preventDefault(); }
     } else if (e.key === "/") {
       const box = $("[data-log-filter]") || $("main input[type=search]") || $("[data-search]");
       if (box) { box.focus(); e.preventDefault(); }
@@ -61,7 +63,12 @@
     box.addEventListener("scroll", () => this.paint());
     window.addEventListener("resize", () => this.paint());
   }
-  Log.prototype.set = function (lines) { this.lines = lines; this.refilter(); };
+  // The header's line count follows the lines held.
+  Log.prototype.count = function () {
+    const c = $("[data-log-count]");
+    if (c) c.textContent = this.lines.length;
+  };
+  Log.prototype.set = function (lines) { this.lines = lines; this.refilter(); this.count(); };
   Log.prototype.refilter = function () {
     const f = this.filter.toLowerCase();
     this.shown = f ? this.lines.filter((l) => l.line.toLowerCase().includes(f)) : this.lines.slice();
@@ -78,6 +85,7 @@
       if (!this.filter || l.line.toLowerCase().includes(this.filter.toLowerCase())) this.shown.push(l);
     }
     this.paint();
+    this.count();
     if (stick) this.box.scrollTop = this.box.scrollHeight;
   };
   Log.prototype.paint = function () {
@@ -151,6 +159,9 @@
         if (html !== null) {
           live.innerHTML = html;
           if (cursor >= 0) select(cursor);
+          // The phase finished: its log header stops saying `live`.
+          const mark = $("[data-log-live]");
+          if (mark && mark.textContent && !$("[data-phase-running]", live)) mark.textContent = "";
         }
       })
       .catch(() => {})

@@ -1,78 +1,23 @@
 //! `/runs/RUN`: a run's summary, args, base commit, auto mode, comments
-//! and its phases by layer (state, duration, attempts, tokens, cost).
+//! and its DAG drawn as SVG by `engine::view::graph` (state, duration,
+//! attempts, tokens, cost on each node), or with `?view=timeline` its
+//! Gantt chart. `?expand=KEY` (repeatable) unfolds a folded group; the
+//! drawing's links keep the groups already unfolded.
 //! `/api/runs/RUN` is `wfe show RUN --json`.
 
-use axum::extract::{Path, Query};
+use std::collections::{BTreeSet, HashMap};
+use std::time::SystemTime;
+
+use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Json, Response};
-use serde::{Deserialize, Serialize};
 
 use super::{Repo, resolve};
-use crate::engine::view::{PhaseRow, RunDetail};
-use crate::engine::{PhaseState, RunStatus};
-use crate::web::render::{WebError, duration, part};
+use crate::engine::RunStatus;
+use crate::engine::view::{
+    LayoutOptions, RunDetail, layout_run, render_gantt_svg, render_svg, timeline_run,
+};
+use crate::web::render::{WebError, part, urlencode};
 use crate::web::state::RepoState;
-
-/// `?fragment=live`: only the part live updates replace.
-#[derive(Debug, Default, Deserialize)]
-pub struct Fragment {
-    /// `live` for the fragment.
-    #[serde(default)]
-    pub fragment: Option<String>,
-}
-
-/// One phase as the run page shows it.
-#[derive(Debug, Serialize)]
-pub struct PhaseCell {
-    /// Its id (the link).
-    pub id: String,
-    /// script, agent, gate, loop …
-    pub kind: String,
-    /// Its status.
-    pub status: String,
-    /// Its current attempt.
-    pub attempt: u32,
-    /// How long it took, in words.
-    pub duration: String,
-    /// Tokens in + out over all attempts, when a model was used.
-    pub tokens: Option<u64>,
-    /// What the model cost, when known.
-    pub cost: Option<String>,
-    /// The phases it needs.
-    pub needs: Vec<String>,
-    /// A loop's iterations so far and its children's states in the latest.
-    pub children: Vec<(String, String)>,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
-}
-
-/// What a phase's row shows.
-pub fn cell(row: &PhaseRow) -> PhaseCell {
-    let s: &PhaseState = &row.state;
-    let (tokens, cost) = match (&s.spend, &s.usage) {
-        (Some(spend), _) => (Some(spend.tokens), spend.cost_usd),
-        (None, Some(u)) => (Some(u.input_tokens + u.output_tokens), u.cost_usd),
-        (None, None) => (None, None),
-    };
-    PhaseCell {
-        id: s.id.clone(),
-        kind: serde_json::to_value(s.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
-        status: s.status.as_str().to_string(),
-        attempt: s.attempt,
-        duration: s.duration_ms.map(duration).unwrap_or_default(),
-        tokens: tokens.filter(|t| *t > 0),
-        cost: cost.map(|c| format!("${c:.4}")),
-        needs: row.needs.clone(),
-        children: row
-            .children
-            .iter()
-            .map(|c| (c.id.clone(), c.status.as_str().to_string()))
-            .collect(),
-        error: s.error.as_ref().map(|e| e.to_string()),
-    }
-}
 
 /// The run's status as shown: `running` only with a live runner.
 pub fn shown_status(repo: &RepoState, detail: &RunDetail) -> String {
@@ -86,8 +31,98 @@ pub fn shown_status(repo: &RepoState, detail: &RunDetail) -> String {
     }
 }
 
+/// What the run page's query asks for.
+#[derive(Debug, Default, PartialEq)]
+pub struct RunQuery {
+    /// `?fragment=live`.
+    pub fragment: bool,
+    /// `?view=timeline`.
+    pub timeline: bool,
+    /// Every `?expand=KEY`.
+    pub expand: BTreeSet<String>,
+}
+
+/// Reads the run page's query (`expand` may repeat, which serde's
+/// query reader does not allow); unknown keys are ignored.
+pub fn parse_query(raw: Option<&str>) -> RunQuery {
+    let mut q = RunQuery::default();
+    for pair in raw.unwrap_or_default().split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = decode(v);
+        match k {
+            "fragment" => q.fragment = v == "live",
+            "view" => q.timeline = v == "timeline",
+            "expand" if !v.is_empty() => {
+                q.expand.insert(v);
+            }
+            _ => {}
+        }
+    }
+    q
+}
+
+/// Undoes percent-encoding (and `+` for a space); a broken escape stays
+/// as written.
+fn decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let escaped = (b == b'%')
+            .then(|| Some(hex(*bytes.get(i + 1)?)? * 16 + hex(*bytes.get(i + 2)?)?))
+            .flatten();
+        match (b, escaped) {
+            (_, Some(v)) => {
+                out.push(v as u8);
+                i += 2;
+            }
+            (b'+', _) => out.push(b' '),
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Rewrites every `href="…"` of a drawing so links keep the page's state:
+/// `&repo=N` (`?repo=N`) for another repository, and on the links that
+/// unfold a group (`?expand=`) the groups already unfolded.
+pub fn keep_state(svg: &str, repo_index: usize, expanded: &BTreeSet<String>) -> String {
+    let mut out = String::with_capacity(svg.len() + 64);
+    let mut rest = svg;
+    while let Some(at) = rest.find("href=\"") {
+        let start = at + 6;
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find('"').unwrap_or(rest.len());
+        let href = &rest[..end];
+        out.push_str(href);
+        let mut sep = if href.contains('?') { "&amp;" } else { "?" };
+        if href.contains("?expand=") {
+            for key in expanded {
+                let own = format!("expand={}", urlencode(key.clone()));
+                if !href.contains(&own) {
+                    out.push_str(sep);
+                    out.push_str(&own);
+                    sep = "&amp;";
+                }
+            }
+        }
+        if repo_index != 0 {
+            out.push_str(sep);
+            out.push_str(&format!("repo={repo_index}"));
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `GET /runs/RUN`.
-pub async fn html(repo: Repo, Path(run): Path<String>, Query(f): Query<Fragment>) -> Response {
+pub async fn html(repo: Repo, Path(run): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    let q = parse_query(raw.as_deref());
     let loaded = repo
         .read(move |r| {
             let id = resolve(r, &run)?;
@@ -101,16 +136,25 @@ pub async fn html(repo: Repo, Path(run): Path<String>, Query(f): Query<Fragment>
         Err(e) => return e.into_response(),
     };
     let view = &detail.run;
-    let layers: Vec<Vec<PhaseCell>> = view
-        .layers
+    let options = LayoutOptions {
+        expanded: q.expand.clone(),
+        ..LayoutOptions::default()
+    };
+    let drawing = if q.timeline {
+        render_gantt_svg(&timeline_run(
+            view,
+            SystemTime::now(),
+            &HashMap::new(),
+            &options,
+        ))
+    } else {
+        render_svg(&layout_run(view, &options))
+    };
+    let drawing = keep_state(&drawing, repo.index, &q.expand);
+    let expand_q: String = q
+        .expand
         .iter()
-        .map(|layer| {
-            layer
-                .iter()
-                .filter_map(|&i| view.phases.get(i))
-                .map(cell)
-                .collect()
-        })
+        .map(|k| format!("&expand={}", urlencode(k.clone())))
         .collect();
     let spend = view.spend();
     let counts = view.counts();
@@ -137,10 +181,13 @@ pub async fn html(repo: Repo, Path(run): Path<String>, Query(f): Query<Fragment>
             "failed": counts.failed + counts.timed_out,
         },
         "failed_phases": view.failed_phases(),
-        "layers": layers,
+        "drawing": drawing,
+        "timeline": q.timeline,
+        "expanded": q.expand,
+        "expand_q": expand_q,
         "comments": detail.comments,
     });
-    part("run.html", ctx, f.fragment.as_deref() == Some("live"))
+    part("run.html", ctx, q.fragment)
 }
 
 /// `GET /api/runs/RUN`: `wfe show RUN --json` (the view, the runner
@@ -166,5 +213,36 @@ pub async fn json(repo: Repo, Path(run): Path<String>) -> Response {
     match built {
         Ok(doc) => Json(doc).into_response(),
         Err(e) => e.json(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_repeats_expand_and_decodes_keys() {
+        let q = parse_query(Some(
+            "expand=test&expand=a%5Bn%3D1%5D&view=timeline&fragment=live&x",
+        ));
+        assert!(q.fragment && q.timeline);
+        assert_eq!(q.expand.into_iter().collect::<Vec<_>>(), ["a[n=1]", "test"]);
+        assert_eq!(parse_query(None), RunQuery::default());
+        assert_eq!(decode("a+b%2"), "a b%2");
+        assert_eq!(decode("%e2%9c%93%zz"), "✓%zz");
+    }
+
+    #[test]
+    fn links_keep_the_unfolded_groups_and_the_repository() {
+        let svg = r#"<a href="/runs/R?expand=b"><a href="/runs/R/phases/x">"#;
+        let open: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
+        assert_eq!(
+            keep_state(svg, 0, &open),
+            r#"<a href="/runs/R?expand=b&amp;expand=a"><a href="/runs/R/phases/x">"#
+        );
+        assert_eq!(
+            keep_state(svg, 2, &BTreeSet::new()),
+            r#"<a href="/runs/R?expand=b&amp;repo=2"><a href="/runs/R/phases/x?repo=2">"#
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! `/`: every run of the repository, filtered by status, template and
 //! text; `?view=board&template=T` lays the runs of one template out as a
-//! kanban board, one column per phase. `/api/runs` is `wfe list --json`.
+//! kanban board, one column per phase. The list shows [`PAGE_SIZE`] runs
+//! a page (`?page=N`, filters applied over every run first); a board
+//! column shows its first [`COLUMN_MAX`] cards and counts the rest.
+//! `/api/runs` is `wfe list --json`.
 
 use axum::extract::Query;
 use axum::response::{IntoResponse, Json, Response};
@@ -10,11 +13,18 @@ use super::{Repo, age, now_secs};
 use crate::engine::PhaseStatus;
 use crate::engine::view::{ListFilter, RunRow, RunView, list_all};
 use crate::store::RunId;
-use crate::web::render::{WebError, part};
+use crate::web::render::{WebError, part, urlencode};
 use crate::web::state::RepoState;
 
-/// The most runs the board lays out (each needs its tree read).
-const BOARD_MAX: usize = 200;
+/// Runs per page of the list.
+pub const PAGE_SIZE: usize = 100;
+
+/// The most cards a board column shows (it counts them all).
+pub const COLUMN_MAX: usize = 50;
+
+/// The most unfinished runs whose trees the board reads to find the phase
+/// each stands at; past it a run stands at its last event's phase.
+const BOARD_LOADS: usize = 300;
 
 /// The statuses a filter may name (`interrupted`: stored as running, no runner).
 const STATUSES: [&str; 8] = [
@@ -46,6 +56,38 @@ pub struct Filters {
     /// `live`: only the part that live updates replace.
     #[serde(default)]
     pub fragment: Option<String>,
+    /// The page of the list, from 1.
+    #[serde(default)]
+    pub page: Option<usize>,
+}
+
+impl Filters {
+    /// The filters as a query (`status=…&template=…&q=…`, empty ones left
+    /// out), for the paging links.
+    fn query(&self) -> String {
+        [
+            ("status", &self.status),
+            ("template", &self.template),
+            ("q", &self.q),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| {
+            v.as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", urlencode(v.to_string())))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+}
+
+/// Which rows of `total` page `asked` (from 1) shows, and the page shown
+/// (a page past the end shows the last one).
+pub fn page_range(total: usize, asked: usize) -> (std::ops::Range<usize>, usize, usize) {
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = asked.clamp(1, pages);
+    let start = (page - 1) * PAGE_SIZE;
+    (start..total.min(start + PAGE_SIZE), page, pages)
 }
 
 /// One run as the page shows it.
@@ -161,32 +203,66 @@ pub async fn html(repo: Repo, Query(f): Query<Filters>) -> Response {
     let template = f.template.clone();
     let q = f.q.clone();
     let fragment = f.fragment.as_deref() == Some("live");
+    let filters_q = f.query();
+    let asked = f.page.unwrap_or(1);
     let listed = repo
         .read(move |r| {
             let now = now_secs();
-            Ok(rows(r, &f)?
+            let all = rows(r, &f)?;
+            let total = all.len();
+            let (range, page, pages) = page_range(total, asked);
+            let shown: Vec<Row> = all
                 .into_iter()
+                .skip(range.start)
+                .take(range.len())
                 .map(|(row, s)| row_view(row, s, now))
-                .collect::<Vec<_>>())
+                .collect();
+            Ok((shown, total, range, page, pages))
         })
         .await;
-    match listed {
-        Ok(runs) => part(
-            "runs.html",
-            serde_json::json!({
-                "layout": repo.layout("Runs", "runs"),
-                "live_list": true,
-                "runs": runs,
-                "statuses": STATUSES,
-                "templates": templates,
-                "status": status,
-                "template": template,
-                "q": q,
-            }),
-            fragment,
-        ),
-        Err(e) => e.into_response(),
-    }
+    let (runs, total, range, page, pages) = match listed {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    let layout = repo.layout("Runs", "runs");
+    let link = |n: usize| {
+        let mut query: Vec<String> = Vec::new();
+        if !filters_q.is_empty() {
+            query.push(filters_q.clone());
+        }
+        if n > 1 {
+            query.push(format!("page={n}"));
+        }
+        let q = query.join("&");
+        if q.is_empty() {
+            format!("/{}", layout.q)
+        } else {
+            format!("/?{q}{}", layout.qa)
+        }
+    };
+    part(
+        "runs.html",
+        serde_json::json!({
+            "layout": layout,
+            "live_list": true,
+            "runs": runs,
+            "statuses": STATUSES,
+            "templates": templates,
+            "status": status,
+            "template": template,
+            "q": q,
+            "paging": {
+                "total": total,
+                "first": range.start + 1,
+                "last": range.end,
+                "page": page,
+                "pages": pages,
+                "prev": (page > 1).then(|| link(page - 1)),
+                "next": (page < pages).then(|| link(page + 1)),
+            },
+        }),
+        fragment,
+    )
 }
 
 /// `GET /api/runs`: the rows as `wfe list --json` prints them.
@@ -220,7 +296,27 @@ fn templates(repo: &RepoState) -> Vec<String> {
 #[derive(Debug, Serialize)]
 struct Column {
     phase: String,
+    /// Its first [`COLUMN_MAX`] cards.
     cards: Vec<Row>,
+    /// How many runs stand there.
+    count: usize,
+}
+
+impl Column {
+    fn new(phase: &str) -> Self {
+        Column {
+            phase: phase.to_string(),
+            cards: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, card: impl FnOnce() -> Row) {
+        self.count += 1;
+        if self.cards.len() < COLUMN_MAX {
+            self.cards.push(card());
+        }
+    }
 }
 
 /// Where a run stands: its first phase (in layer order) that is not
@@ -253,34 +349,41 @@ async fn board(repo: Repo, f: Filters) -> Response {
         .read(move |r| {
             let now = now_secs();
             let mut columns: Vec<Column> = Vec::new();
-            let mut done = Column {
-                phase: "done".into(),
-                cards: Vec::new(),
-            };
-            for (row, status) in rows(r, &f)?.into_iter().take(BOARD_MAX) {
-                let Some(id) = RunId::parse(&row.id) else {
-                    continue;
-                };
-                let view = RunView::load(&r.store, &id)?;
-                // Columns in layer order, from every run seen (templates change).
+            let mut done = Column::new("done");
+            let mut loads = 0;
+            let add_columns = |columns: &mut Vec<Column>, view: &RunView| {
+                // Columns in layer order, from every run read (templates change).
                 for i in view.layers.iter().flatten() {
                     if let Some(p) = view.phases.get(*i)
                         && !columns.iter().any(|c| c.phase == p.state.id)
                     {
-                        columns.push(Column {
-                            phase: p.state.id.clone(),
-                            cards: Vec::new(),
-                        });
+                        columns.push(Column::new(&p.state.id));
                     }
                 }
-                let card = row_view(row, status, now);
-                match standing(&view) {
-                    Some(phase) => {
-                        if let Some(c) = columns.iter_mut().find(|c| c.phase == phase) {
-                            c.cards.push(card);
-                        }
-                    }
-                    None => done.cards.push(card),
+            };
+            for (row, status) in rows(r, &f)? {
+                let Some(id) = RunId::parse(&row.id) else {
+                    continue;
+                };
+                // A run that completed with every phase done stands in
+                // `done`: its tree is read only for the columns, once.
+                let finished = status == "completed" && row.failed_phases.is_empty();
+                let at = if finished && !columns.is_empty() {
+                    None
+                } else if loads < BOARD_LOADS {
+                    loads += 1;
+                    let view = RunView::load(&r.store, &id)?;
+                    add_columns(&mut columns, &view);
+                    standing(&view)
+                } else if finished {
+                    None
+                } else {
+                    row.phase.clone()
+                };
+                let card = || row_view(row, status, now);
+                match at.and_then(|phase| columns.iter_mut().find(|c| c.phase == phase)) {
+                    Some(c) => c.add(card),
+                    None => done.add(card),
                 }
             }
             columns.push(done);
@@ -295,10 +398,24 @@ async fn board(repo: Repo, f: Filters) -> Response {
                 "live_list": true,
                 "template": shown_template,
                 "columns": columns,
-                "max": BOARD_MAX,
+                "max": COLUMN_MAX,
             }),
             fragment,
         ),
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_split_the_rows_and_clamp() {
+        assert_eq!(page_range(0, 1), (0..0, 1, 1));
+        assert_eq!(page_range(205, 1), (0..100, 1, 3));
+        assert_eq!(page_range(205, 3), (200..205, 3, 3));
+        assert_eq!(page_range(205, 9), (200..205, 3, 3));
+        assert_eq!(page_range(200, 0), (0..100, 1, 2));
     }
 }

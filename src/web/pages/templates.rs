@@ -1,5 +1,6 @@
 //! `/templates`: the repository's and the built-in templates; one
-//! template's JSON and its phases by layer; validating (as `wfe template
+//! template's JSON and its DAG (the run page's drawing, every phase
+//! pending); validating (as `wfe template
 //! validate`), cloning (as `wfe template new NAME --from T`) and editing
 //! one in the browser, saved to `.wfe/templates/NAME.json` only when it
 //! validates.
@@ -12,7 +13,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Layout, Repo};
-use crate::engine::Dag;
+use crate::engine::view::{LayoutOptions, PhaseRow, RunView, layout_run, render_svg};
+use crate::engine::{PhaseState, RunRecord, RunStatus};
 use crate::template::{BUILTIN_TEMPLATES, TemplateSource};
 use crate::web::controls::{FormData, cli, done, failed_json, field, wants_json};
 use crate::web::render::{WebError, page};
@@ -55,8 +57,8 @@ struct Shown {
     builtin: bool,
     editable: bool,
     text: String,
-    /// The phases by layer (each layer's phases can run side by side).
-    layers: Vec<Vec<String>>,
+    /// The DAG as SVG, every phase pending (empty when it does not load).
+    drawing: String,
     /// Why the template does not load, if it does not.
     load_error: Option<String>,
     /// The result of the validate button: `valid` and the CLI's message.
@@ -95,21 +97,9 @@ fn shown(repo: &RepoState, layout: Layout, name: &str) -> Result<Shown, WebError
     let (source, text) = source_of(repo, name)?;
     let root = repo.store.info().work_dir.clone().unwrap_or_default();
     let registry = crate::artifact::Registry::new(&root);
-    let (layers, load_error) = match repo.catalog.load(name, &registry) {
-        Ok((t, _)) => {
-            let dag = Dag::new(&t.phases);
-            let layers = dag
-                .layers()
-                .into_iter()
-                .map(|l| {
-                    l.into_iter()
-                        .filter_map(|i| t.phases.get(i).map(|p| p.id.clone()))
-                        .collect()
-                })
-                .collect();
-            (layers, None)
-        }
-        Err(e) => (Vec::new(), Some(e.to_string())),
+    let (drawing, load_error) = match repo.catalog.load(name, &registry) {
+        Ok((t, _)) => (preview(name, &t), None),
+        Err(e) => (String::new(), Some(e.to_string())),
     };
     let builtin = matches!(source, TemplateSource::Builtin(_));
     let editable =
@@ -121,7 +111,7 @@ fn shown(repo: &RepoState, layout: Layout, name: &str) -> Result<Shown, WebError
         builtin,
         editable,
         text,
-        layers,
+        drawing,
         load_error,
         validated: None,
         failure: None,
@@ -365,4 +355,56 @@ async fn check(
         ));
     }
     Ok((!problems.is_empty()).then(|| (StatusCode::UNPROCESSABLE_ENTITY, problems.join("\n"))))
+}
+
+/// Template `name` drawn as a run that has not started: the run page's
+/// SVG with every phase pending and no links (there is no run to open).
+fn preview(name: &str, t: &crate::template::Template) -> String {
+    let view = RunView {
+        checkpoint: String::new(),
+        record: RunRecord {
+            id: name.to_string(),
+            template: name.to_string(),
+            template_source: String::new(),
+            template_digest: String::new(),
+            args: serde_json::Value::Null,
+            status: RunStatus::Pending,
+            auto: false,
+            base_commit: String::new(),
+            created_at: String::new(),
+            finished_at: None,
+            schemas: Default::default(),
+            reason: None,
+            secret_args: Vec::new(),
+            budget: None,
+            budget_approved: None,
+        },
+        phases: t
+            .phases
+            .iter()
+            .map(|p| PhaseRow {
+                state: PhaseState::pending(&p.id, p.kind),
+                needs: p.needs.clone(),
+                max_iters: p.max_iters,
+                children: Vec::new(),
+                budget: None,
+                nested: Default::default(),
+            })
+            .collect(),
+        layers: Vec::new(),
+    };
+    unlink(&render_svg(&layout_run(&view, &LayoutOptions::default())))
+}
+
+/// Drops every ` href="…"` of a drawing.
+fn unlink(svg: &str) -> String {
+    let mut out = String::with_capacity(svg.len());
+    let mut rest = svg;
+    while let Some(at) = rest.find(" href=\"") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 7..];
+        rest = after.find('"').map_or("", |end| &after[end + 1..]);
+    }
+    out.push_str(rest);
+    out
 }
