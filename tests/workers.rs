@@ -492,3 +492,101 @@ fn workers_retry_while_the_remote_is_away_and_lose_nothing() {
     assert_completed(&url, &id, n);
     fsck(&remote);
 }
+
+/// Runs `wfe` in `repo` with the real clock (claims are judged live or
+/// lapsed against it).
+fn real_clock(repo: &Repo, args: &[&str]) -> String {
+    let out = repo
+        .wfe_cmd()
+        .env_remove("WFE_NOW")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_claimed_phase_shows_as_running_on_its_worker_and_a_lapsed_claim_as_lapsed() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let go = side.path().join("go");
+    // `hold` runs until the test is done looking at it.
+    let template = json!({ "name": "fleet", "phases": [
+        { "id": "hold", "kind": "script",
+          "run": format!("while [ ! -e {} ]; do sleep 0.05; done", go.display()) }
+    ]});
+    let (_a, id) = queued(&url, &template);
+    let w = clone(&url);
+    let mut child = worker(&w, &id, "w3", &["--lease", "3s"]);
+    // Another clone pulls the run until the claim is there.
+    let c = clone(&url);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the claim never reached the remote"
+        );
+        assert_eq!(c.wfe(&["pull", "origin", &id]).code, 0);
+        let status = real_clock(&c, &["status", &id]);
+        if status.contains("lease until") {
+            break status;
+        }
+        std::thread::yield_now();
+    };
+    let line = status.lines().find(|l| l.contains("hold")).unwrap();
+    assert!(line.contains("running"), "{status}");
+    assert!(line.contains("on w3@"), "{status}");
+    assert!(status.contains("running"), "{status}");
+    assert!(!status.contains("interrupted"), "{status}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&real_clock(&c, &["show", &id, "--json"])).unwrap();
+    assert_eq!(doc["status"], "running", "{doc:#}");
+    let phase = &doc["phases"][0];
+    assert_eq!(phase["status"], "running", "{doc:#}");
+    assert_eq!(phase["claim"]["worker"], "w3", "{doc:#}");
+    assert_eq!(phase["claim"]["lapsed"], false, "{doc:#}");
+    assert!(phase["claim"]["pid"].as_u64().unwrap() > 0, "{doc:#}");
+    assert!(
+        phase["claim"]["expires"].as_str().unwrap().ends_with('Z'),
+        "{doc:#}"
+    );
+    let shown = real_clock(&c, &["show", &id]);
+    assert!(shown.contains("on w3@"), "{shown}");
+    // The web view reads the same run view.
+    {
+        let server = crate::web::Server::start(&c, &[]);
+        let api = server.get(&format!("/api/runs/{id}"));
+        assert_eq!(api.status, 200, "{}", api.body);
+        let doc: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+        assert_eq!(doc["phases"][0]["claim"]["worker"], "w3", "{doc:#}");
+        let page = server.get(&format!("/runs/{id}"));
+        assert!(page.body.contains("on w3@"), "{}", page.body);
+    }
+    // The worker dies: its claim lapses once its lease ends.
+    let _ = child.kill();
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        assert!(Instant::now() < deadline, "the claim never lapsed");
+        let status = real_clock(&c, &["status", &id]);
+        if status.contains("lapsed") {
+            break status;
+        }
+        std::thread::yield_now();
+    };
+    let line = status.lines().find(|l| l.contains("hold")).unwrap();
+    assert!(line.contains("pending"), "{status}");
+    assert!(line.contains("claim by w3@"), "{status}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&real_clock(&c, &["show", &id, "--json"])).unwrap();
+    assert_eq!(doc["phases"][0]["claim"]["lapsed"], true, "{doc:#}");
+    assert_eq!(doc["phases"][0]["status"], "pending", "{doc:#}");
+    std::fs::write(&go, "").unwrap();
+}

@@ -17,7 +17,7 @@ pub use files::{FileEntry, PhaseExport, phase_export, phase_file};
 pub use fsck::{FsckReport, Problem, RunCheck, check_run, check_runs};
 pub use list::{ListFilter, Listing, RunRow, list_all, list_runs};
 pub use phase::{AttemptView, LoopSpec, PhaseView, RejectedOutput, artifact};
-pub use run::{PhaseCounts, PhaseRow, RunDetail, RunView};
+pub use run::{ClaimView, PhaseCounts, PhaseRow, RunDetail, RunView};
 
 use super::EngineError;
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{Repo, resolve};
-use crate::engine::view::{PhaseRow, RunDetail};
+use crate::engine::view::{ClaimView, PhaseRow, RunDetail};
 use crate::engine::{PhaseState, RunStatus};
 use crate::web::render::{WebError, duration, part};
 use crate::web::state::RepoState;
@@ -43,6 +43,10 @@ pub struct PhaseCell {
     pub children: Vec<(String, String)>,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// The `wfe worker` that ran it (`id@host`), when one did.
+    pub worker: Option<String>,
+    /// A worker's claim on it: running there while live.
+    pub claim: Option<ClaimView>,
 }
 
 /// What a phase's row shows.
@@ -59,7 +63,7 @@ pub fn cell(row: &PhaseRow) -> PhaseCell {
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default(),
-        status: s.status.as_str().to_string(),
+        status: row.shown_status().as_str().to_string(),
         attempt: s.attempt,
         duration: s.duration_ms.map(duration).unwrap_or_default(),
         tokens: tokens.filter(|t| *t > 0),
@@ -71,14 +75,18 @@ pub fn cell(row: &PhaseRow) -> PhaseCell {
             .map(|c| (c.id.clone(), c.status.as_str().to_string()))
             .collect(),
         error: s.error.as_ref().map(|e| e.to_string()),
+        worker: s.worker.clone(),
+        claim: row.claim.clone(),
     }
 }
 
 /// The run's status as shown: `running` only with a live runner.
 pub fn shown_status(repo: &RepoState, detail: &RunDetail) -> String {
-    let status = detail.run.record.status;
-    let live = crate::store::RunId::parse(&detail.run.record.id)
-        .is_some_and(|id| repo.store.lock_holder(&id).ok().flatten().is_some());
+    let status = detail.run.shown_status();
+    // Workers holding live claims work on the run elsewhere.
+    let live = detail.run.claimed()
+        || crate::store::RunId::parse(&detail.run.record.id)
+            .is_some_and(|id| repo.store.lock_holder(&id).ok().flatten().is_some());
     if status == RunStatus::Running && !live {
         "interrupted".into()
     } else {
