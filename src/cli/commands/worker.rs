@@ -33,7 +33,7 @@ pub struct WorkerArgs {
     /// Run at most N phases
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_phases: Option<u32>,
-    /// Phases running at once inside the claimed phase (a loop's children); the worker claims one phase at a time
+    /// Claim up to N ready phases in one push and run them at once (default 1)
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
     /// How long a claim holds unless renewed (renewed every third of it)
@@ -141,6 +141,7 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
         backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
         give_up_after,
         poll: (lease / 20).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        jobs: args.jobs.map_or(1, |j| j as usize),
     };
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
     let stop_signals = crate::cli::signals::stop_signals()?;
