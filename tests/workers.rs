@@ -596,3 +596,66 @@ fn a_claimed_phase_shows_as_running_on_its_worker_and_a_lapsed_claim_as_lapsed()
     assert_eq!(doc["phases"][0]["status"], "pending", "{doc:#}");
     std::fs::write(&go, "").unwrap();
 }
+
+#[test]
+fn a_worker_queues_a_run_of_a_template_and_others_join_it_by_prefix_or_latest() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    // The origin pushes the template (and one queued run, so `latest`
+    // has to pick the newer one).
+    let (_a, older) = queued(&url, &dag(4, 2, side.path()));
+    let w = clone(&url);
+    let mut cmd = w.wfe_cmd();
+    cmd.env_remove("WFE_NOW");
+    let out = cmd
+        .args([
+            "worker",
+            "--template",
+            "fleet",
+            "--id",
+            "maker",
+            "--no-output",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id = stdout.lines().next().unwrap().trim().to_string();
+    assert_ne!(id, older);
+    assert!(stderr.contains(&format!("--run {id}")), "{stderr}");
+    // It ran the new run to its end, and the remote has it.
+    assert_completed(&url, &id, 4);
+    // Another worker finds it by `latest` and by a prefix, as the remote has them.
+    let other = clone(&url);
+    for name in ["latest", &id[..id.len() - 6]] {
+        let out = worker(&other, name, "joiner", &["--once"])
+            .wait_with_output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(doc["run"], id.as_str(), "{doc:#}");
+        assert_eq!(doc["ended"], "run completed", "{doc:#}");
+    }
+    // A prefix both runs share is ambiguous, one no run has is unknown:
+    // bad input, exit 2.
+    let shared: String = id
+        .chars()
+        .zip(older.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    for name in [shared.as_str(), "zzzz"] {
+        let out = worker(&other, name, "joiner", &[])
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
