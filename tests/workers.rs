@@ -245,16 +245,18 @@ fn one_worker_runs_a_queued_run_to_the_end_and_is_recorded_as_its_runner() {
 /// Workers' count and the DAG's size for the fleet tests: the full size
 /// (`WFE_FLEET=full`: 16 workers, 1,000 phases) or the default that fits
 /// a 2-core CI machine.
-fn fleet_size() -> (usize, usize) {
+/// The third number is each worker's `--jobs` (phases claimed in one push
+/// and run at once).
+fn fleet_size() -> (usize, usize, usize) {
     match std::env::var("WFE_FLEET").as_deref() {
-        Ok("full") => (16, 1000),
-        _ => (3, 40),
+        Ok("full") => (16, 1000, 8),
+        _ => (4, 120, 4),
     }
 }
 
 /// `workers` workers race over an `n`-phase DAG through `url`; each
 /// worker exits when the run ends.
-fn fleet(url: &str, remote: &Path, workers: usize, n: usize) {
+fn fleet(url: &str, remote: &Path, (workers, n, jobs): (usize, usize, usize)) {
     let side = tempfile::tempdir().unwrap();
     let (_a, id) = queued(url, &dag(n, 10, side.path()));
     let clones: Vec<Repo> = (0..workers).map(|_| clone(url)).collect();
@@ -262,7 +264,15 @@ fn fleet(url: &str, remote: &Path, workers: usize, n: usize) {
     let children: Vec<Child> = clones
         .iter()
         .enumerate()
-        .map(|(k, c)| worker(c, &id, &format!("w{k}"), &["--lease", "10s"]))
+        .map(|(k, c)| {
+            let jobs = jobs.to_string();
+            worker(
+                c,
+                &id,
+                &format!("w{k}"),
+                &["--lease", "10s", "--jobs", &jobs],
+            )
+        })
         .collect();
     let mut ran = 0;
     for child in children {
@@ -279,7 +289,7 @@ fn fleet(url: &str, remote: &Path, workers: usize, n: usize) {
             .count();
     }
     eprintln!(
-        "{workers} workers, {n} phases over {url}: {:.1?}",
+        "{workers} workers (--jobs {jobs}), {n} phases over {url}: {:.1?}",
         started.elapsed()
     );
     // Every phase exactly once: no claim was run twice, none lost.
@@ -297,8 +307,11 @@ fn fleet(url: &str, remote: &Path, workers: usize, n: usize) {
 fn a_fleet_of_workers_runs_every_phase_exactly_once_over_a_file_remote() {
     let dir = bare();
     let remote = dir.path().join("remote.git");
-    let (workers, n) = fleet_size();
-    fleet(&format!("file://{}", remote.display()), &remote, workers, n);
+    fleet(
+        &format!("file://{}", remote.display()),
+        &remote,
+        fleet_size(),
+    );
 }
 
 #[test]
@@ -306,12 +319,10 @@ fn a_fleet_of_workers_runs_every_phase_exactly_once_over_git_daemon() {
     let dir = bare();
     let remote = dir.path().join("remote.git");
     let daemon = Daemon::start(dir.path());
-    let (workers, n) = fleet_size();
     fleet(
         &format!("git://127.0.0.1:{}/remote.git", daemon.port),
         &remote,
-        workers,
-        n,
+        fleet_size(),
     );
 }
 

@@ -436,6 +436,60 @@ mod tests {
     }
 
     #[test]
+    fn two_results_reapplied_at_once_complete_the_run_and_drop_both_claims() {
+        let (store, id, claimed) = run();
+        let both = store
+            .commit(
+                &id,
+                Some(&claimed),
+                &[
+                    Change::write(layout::claim("b"), b"{}".to_vec()),
+                    Change::write(layout::state("a"), state("a", PhaseStatus::Completed)),
+                    Change::write(layout::state("b"), state("b", PhaseStatus::Completed)),
+                    Change::write(layout::log("b"), b"{\"line\":\"b\"}\n".to_vec()),
+                ],
+                &Message::new("a and b ran"),
+                0,
+            )
+            .expect("result");
+        let onto = RunSnapshot::load(&store, &id, &claimed).expect("onto");
+        let merged = reapply_all(&store, &id, &["a".into(), "b".into()], &both, &onto, NOW)
+            .expect("reapply");
+        assert_eq!(merged.snapshot.record.status, RunStatus::Completed);
+        for phase in ["a", "b"] {
+            assert!(merged.changes.contains(&Change::Remove {
+                path: layout::claim(phase)
+            }));
+            assert_eq!(
+                merged.snapshot.phase(phase).map(|s| s.status),
+                Some(PhaseStatus::Completed)
+            );
+        }
+        assert!(
+            merged
+                .changes
+                .iter()
+                .any(|c| matches!(c, Change::Write { path, .. } if *path == layout::log("b")))
+        );
+        // One of the two alone leaves the run running.
+        let one = reapply_all(&store, &id, &["a".into()], &both, &onto, NOW).expect("one");
+        assert_eq!(one.snapshot.record.status, RunStatus::Running);
+        let held = vec![(
+            "a".to_string(),
+            Claim {
+                worker: "w".into(),
+                host: "h".into(),
+                pid: 1,
+                claimed_at: NOW.into(),
+                expires_ms: 1,
+                took_over: None,
+            },
+        )];
+        assert!(without(&held, &["a".into()]).is_empty());
+        assert_eq!(without(&held, &["b".into()]).len(), 1);
+    }
+
+    #[test]
     fn a_claim_lapses_at_its_expiry_and_taking_it_over_counts_the_lost_attempt() {
         let claim = Claim {
             worker: "w1".into(),

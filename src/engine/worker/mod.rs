@@ -498,7 +498,10 @@ async fn run_claimed(
             settings.clock.epoch_seconds(),
         )?;
         if push(store, worker, &tip, &commit, summary, &**observer).await? {
-            store.follow_remote(&worker.run, &commit)?;
+            // With a next batch, running it follows this checkpoint.
+            if chosen.is_empty() {
+                store.follow_remote(&worker.run, &commit)?;
+            }
             given_up(summary, &lost);
             for (phase, status, took_over) in ran_states {
                 summary.ran.push(Ran {
@@ -761,4 +764,63 @@ fn spread(id: &str, pick: u64) -> usize {
     hasher.write(id.as_bytes());
     hasher.write_u64(pick);
     usize::try_from(hasher.finish() % (u32::MAX as u64)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(jobs: usize, once: bool, max_phases: Option<usize>) -> Worker {
+        Worker {
+            remote: "origin".into(),
+            run: RunId::parse("01kaxz00000000000000000001").expect("an id"),
+            phase: None,
+            once,
+            max_phases,
+            lease: Duration::from_secs(60),
+            id: "w1".into(),
+            host: "h".into(),
+            pid: 1,
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
+            give_up_after: Duration::from_secs(1),
+            poll: Duration::from_secs(1),
+            jobs,
+        }
+    }
+
+    #[test]
+    fn a_worker_claims_up_to_its_jobs_within_once_and_max_phases() {
+        assert_eq!(worker(1, false, None).want(10), 1);
+        assert_eq!(worker(8, false, None).want(10), 8);
+        assert_eq!(worker(8, false, Some(10)).want(7), 3);
+        assert_eq!(worker(8, false, Some(10)).want(10), 0);
+        assert_eq!(worker(8, true, None).want(0), 1);
+        assert_eq!(worker(8, true, None).want(1), 0);
+        assert_eq!(worker(0, false, None).want(0), 1);
+    }
+
+    #[test]
+    fn a_claim_line_names_fresh_claims_and_takeovers() {
+        let w = worker(2, false, None);
+        let claim = |took: Option<&str>| Claim {
+            worker: "w1".into(),
+            host: "h".into(),
+            pid: 1,
+            claimed_at: "t".into(),
+            expires_ms: 1,
+            took_over: took.map(String::from),
+        };
+        let line = claimed_line(
+            &w,
+            &[
+                ("a".into(), claim(None), false),
+                ("b".into(), claim(None), false),
+                ("c".into(), claim(Some("w0@h")), true),
+            ],
+        );
+        assert_eq!(
+            line,
+            "w1@h claimed a, b; took over c from w0@h (its claim lapsed)"
+        );
+    }
 }
