@@ -408,11 +408,22 @@ async fn run_claimed(
         stop_rx,
     )
     .await;
-    drop(done_tx);
-    let _ = beat.join();
     forward.abort();
-    driven?;
-    let result = store.tip(&worker.run)?.unwrap_or(claimed);
+    // The heartbeat keeps renewing the claims until the results are in:
+    // putting them in can take a while when many workers race for the
+    // run's ref, and a claim that lapsed meanwhile would be run again.
+    let stop_beat = move || {
+        drop(done_tx);
+        let _ = beat.join();
+    };
+    let driven = driven.and_then(|_| Ok(store.tip(&worker.run)?.unwrap_or(claimed)));
+    let result = match driven {
+        Ok(result) => result,
+        Err(err) => {
+            stop_beat();
+            return Err(err);
+        }
+    };
     let given_up = |summary: &mut Summary, which: &[(String, Claim, bool)]| {
         for (phase, _, took_over) in which {
             summary.ran.push(Ran {
@@ -424,6 +435,7 @@ async fn run_claimed(
     };
     let interrupted = *interrupt.borrow();
     if why.load(Ordering::SeqCst) != HELD || interrupted {
+        stop_beat();
         // A claim was lost, the run stopped under the phases, the remote
         // stayed away or the worker was stopped: give back what is still
         // this worker's (release checks that).
@@ -435,6 +447,38 @@ async fn run_claimed(
     }
     // Put the results onto the run as it is now, and claim what is ready
     // next in the same push.
+    let merged = put_results(
+        store, worker, settings, observer, interrupt, &phases, &result, summary, picks,
+    )
+    .await;
+    stop_beat();
+    merged
+}
+
+/// Puts the results of `phases` (checkpoint `result` holds them) onto the
+/// run's tip by compare-and-swap, claiming the next ready phases in the
+/// same push: that next batch, if any.
+#[allow(clippy::too_many_arguments)]
+async fn put_results(
+    store: &GitStore,
+    worker: &Worker,
+    settings: &Settings,
+    observer: &Arc<dyn Observer>,
+    interrupt: &watch::Receiver<bool>,
+    phases: &[(String, Claim, bool)],
+    result: &CheckpointId,
+    summary: &mut Summary,
+    picks: &mut u64,
+) -> Result<Option<Batch>, EngineError> {
+    let given_up = |summary: &mut Summary, which: &[(String, Claim, bool)]| {
+        for (phase, _, took_over) in which {
+            summary.ran.push(Ran {
+                phase: phase.clone(),
+                status: None,
+                took_over: *took_over,
+            });
+        }
+    };
     loop {
         let tip = fetch(store, worker, summary, &**observer).await?;
         let onto = RunSnapshot::load(store, &worker.run, &tip)?;
@@ -451,7 +495,7 @@ async fn run_claimed(
         }
         let mine_names: Vec<String> = mine.iter().map(|(p, _, _)| p.clone()).collect();
         let now = settings.clock.stamp();
-        let merged = reapply_all(store, &worker.run, &mine_names, &result, &onto, &now)?;
+        let merged = reapply_all(store, &worker.run, &mine_names, result, &onto, &now)?;
         let mut changes = merged.changes;
         let new_status = merged.snapshot.record.status;
         let ran_states: Vec<(String, Option<PhaseStatus>, bool)> = mine
