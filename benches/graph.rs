@@ -92,6 +92,7 @@ fn generate(shape: &str, n: usize) -> RunView {
                 children: Vec::new(),
                 budget: None,
                 nested: Default::default(),
+                claim: None,
             }
         })
         .collect();

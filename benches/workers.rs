@@ -4,7 +4,9 @@
 //! - **Throughput**: a 32-phase DAG of 1-second script phases (two layers
 //!   of 16) run by 1, 4 and 16 `wfe worker` processes (each in its own
 //!   clone of a bare remote over file://), next to one local runner
-//!   (`wfe run --jobs 16`) on the same DAG; phases per second.
+//!   (`wfe run --jobs 16`) on the same DAG; phases per second. Then 1
+//!   worker with `--jobs 16` and 4 with `--jobs 4` (phases claimed in
+//!   one push and run at once).
 //! - **Claim latency**: one claim as a worker makes it (fetch the run's
 //!   ref, write the claim checkpoint, `git push --atomic
 //!   --force-with-lease`), in-process through the store, p50/p99 over
@@ -78,17 +80,18 @@ fn bare(dir: &Path) {
     );
 }
 
-fn throughput(root: &Path, workers: usize) -> Duration {
-    let remote = root.join(format!("t{workers}.git"));
+/// `workers` workers, each claiming up to `jobs` phases at once.
+fn throughput(root: &Path, workers: usize, jobs: usize) -> Duration {
+    let remote = root.join(format!("t{workers}j{jobs}.git"));
     bare(&remote);
     let url = format!("file://{}", remote.display());
-    let a = root.join(format!("t{workers}-origin"));
+    let a = root.join(format!("t{workers}j{jobs}-origin"));
     origin(&a, &url);
     let id = wfe(&a, &["run", "dag", "--queue"]);
     wfe(&a, &["push", "origin", &id]);
     let clones: Vec<_> = (0..workers)
         .map(|k| {
-            let c = root.join(format!("t{workers}-w{k}"));
+            let c = root.join(format!("t{workers}j{jobs}-w{k}"));
             common::git(root, &["clone", "-q", &url, c.to_str().expect("utf-8")]);
             common::git(&c, &["config", "user.name", "bench"]);
             common::git(&c, &["config", "user.email", "bench@example.com"]);
@@ -108,6 +111,8 @@ fn throughput(root: &Path, workers: usize) -> Duration {
                     "--no-output",
                     "--id",
                     &format!("w{k}"),
+                    "--jobs",
+                    &jobs.to_string(),
                 ])
                 .current_dir(c)
                 .stdout(Stdio::null())
@@ -249,10 +254,10 @@ fn main() {
         t.as_secs_f64(),
         32.0 / t.as_secs_f64()
     );
-    for workers in [1, 4, 16] {
-        let t = throughput(root, workers);
+    for (workers, jobs) in [(1, 1), (4, 1), (16, 1), (1, 16), (4, 4)] {
+        let t = throughput(root, workers, jobs);
         println!(
-            "  {workers:>2} worker(s)             {:>6.1} s  {:>5.2} phases/s",
+            "  {workers:>2} worker(s) --jobs {jobs:<2}    {:>6.1} s  {:>5.2} phases/s",
             t.as_secs_f64(),
             32.0 / t.as_secs_f64()
         );

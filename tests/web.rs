@@ -16,7 +16,7 @@ const ANTHROPIC: &str = "sk-ant-FAKEKEYLEAK-0123456789abcdef";
 const OPENAI: &str = "sk-FAKEKEYLEAK-openai-0123456789";
 
 /// A running `wfe serve`; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     port: u16,
     token: String,
@@ -33,7 +33,7 @@ impl Drop for Server {
 impl Server {
     /// Starts `wfe serve --port 0 ARGS` in `repo` with fake API keys in
     /// its environment, and reads the URL it prints.
-    fn start(repo: &Repo, args: &[&str]) -> Server {
+    pub(crate) fn start(repo: &Repo, args: &[&str]) -> Server {
         let mut child = repo
             .wfe_cmd()
             .args(["serve", "--port", "0"])
@@ -66,7 +66,7 @@ impl Server {
     }
 
     /// GET with the token header.
-    fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         let token = self.token.clone();
         self.request("GET", path, &[("X-Wfe-Token", &token)])
     }
@@ -164,10 +164,10 @@ fn next_event(stream: &mut BufReader<TcpStream>, name: &str) -> (String, String)
 }
 
 /// An HTTP response, as far as the tests look at it.
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub(crate) status: u16,
     head: String,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Response {

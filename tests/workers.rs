@@ -245,16 +245,18 @@ fn one_worker_runs_a_queued_run_to_the_end_and_is_recorded_as_its_runner() {
 /// Workers' count and the DAG's size for the fleet tests: the full size
 /// (`WFE_FLEET=full`: 16 workers, 1,000 phases) or the default that fits
 /// a 2-core CI machine.
-fn fleet_size() -> (usize, usize) {
+/// The third number is each worker's `--jobs` (phases claimed in one push
+/// and run at once).
+fn fleet_size() -> (usize, usize, usize) {
     match std::env::var("WFE_FLEET").as_deref() {
-        Ok("full") => (16, 1000),
-        _ => (3, 40),
+        Ok("full") => (16, 1000, 8),
+        _ => (4, 120, 4),
     }
 }
 
 /// `workers` workers race over an `n`-phase DAG through `url`; each
 /// worker exits when the run ends.
-fn fleet(url: &str, remote: &Path, workers: usize, n: usize) {
+fn fleet(url: &str, remote: &Path, (workers, n, jobs): (usize, usize, usize)) {
     let side = tempfile::tempdir().unwrap();
     let (_a, id) = queued(url, &dag(n, 10, side.path()));
     let clones: Vec<Repo> = (0..workers).map(|_| clone(url)).collect();
@@ -262,7 +264,15 @@ fn fleet(url: &str, remote: &Path, workers: usize, n: usize) {
     let children: Vec<Child> = clones
         .iter()
         .enumerate()
-        .map(|(k, c)| worker(c, &id, &format!("w{k}"), &["--lease", "10s"]))
+        .map(|(k, c)| {
+            let jobs = jobs.to_string();
+            worker(
+                c,
+                &id,
+                &format!("w{k}"),
+                &["--lease", "10s", "--jobs", &jobs],
+            )
+        })
         .collect();
     let mut ran = 0;
     for child in children {
@@ -279,7 +289,7 @@ fn fleet(url: &str, remote: &Path, workers: usize, n: usize) {
             .count();
     }
     eprintln!(
-        "{workers} workers, {n} phases over {url}: {:.1?}",
+        "{workers} workers (--jobs {jobs}), {n} phases over {url}: {:.1?}",
         started.elapsed()
     );
     // Every phase exactly once: no claim was run twice, none lost.
@@ -297,8 +307,11 @@ fn fleet(url: &str, remote: &Path, workers: usize, n: usize) {
 fn a_fleet_of_workers_runs_every_phase_exactly_once_over_a_file_remote() {
     let dir = bare();
     let remote = dir.path().join("remote.git");
-    let (workers, n) = fleet_size();
-    fleet(&format!("file://{}", remote.display()), &remote, workers, n);
+    fleet(
+        &format!("file://{}", remote.display()),
+        &remote,
+        fleet_size(),
+    );
 }
 
 #[test]
@@ -306,12 +319,10 @@ fn a_fleet_of_workers_runs_every_phase_exactly_once_over_git_daemon() {
     let dir = bare();
     let remote = dir.path().join("remote.git");
     let daemon = Daemon::start(dir.path());
-    let (workers, n) = fleet_size();
     fleet(
         &format!("git://127.0.0.1:{}/remote.git", daemon.port),
         &remote,
-        workers,
-        n,
+        fleet_size(),
     );
 }
 
@@ -345,8 +356,14 @@ fn workers_killed_at_random_moments_lose_their_claims_to_others_and_the_run_comp
     let remote = dir.path().join("remote.git");
     let url = format!("file://{}", remote.display());
     let side = tempfile::tempdir().unwrap();
-    let n = 40;
-    let (_a, id) = queued(&url, &dag(n, 4, side.path()));
+    let n = 60;
+    // Phases that take a while, so at least 30 kills land before the end.
+    let mut template = dag(n, 4, side.path());
+    for phase in template["phases"].as_array_mut().unwrap() {
+        let run = phase["run"].as_str().unwrap().to_string();
+        phase["run"] = json!(format!("sleep 0.5; {run}"));
+    }
+    let (_a, id) = queued(&url, &template);
     let clones: Vec<Repo> = (0..3).map(|_| clone(&url)).collect();
     let lease = ["--lease", "2s"];
     let mut generation = 0;
@@ -491,4 +508,165 @@ fn workers_retry_while_the_remote_is_away_and_lose_nothing() {
     assert!(counts.values().all(|&c| c == (1, 1)), "{counts:?}");
     assert_completed(&url, &id, n);
     fsck(&remote);
+}
+
+/// Runs `wfe` in `repo` with the real clock (claims are judged live or
+/// lapsed against it).
+fn real_clock(repo: &Repo, args: &[&str]) -> String {
+    let out = repo
+        .wfe_cmd()
+        .env_remove("WFE_NOW")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_claimed_phase_shows_as_running_on_its_worker_and_a_lapsed_claim_as_lapsed() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let go = side.path().join("go");
+    // `hold` runs until the test is done looking at it.
+    let template = json!({ "name": "fleet", "phases": [
+        { "id": "hold", "kind": "script",
+          "run": format!("while [ ! -e {} ]; do sleep 0.05; done", go.display()) }
+    ]});
+    let (_a, id) = queued(&url, &template);
+    let w = clone(&url);
+    let mut child = worker(&w, &id, "w3", &["--lease", "3s"]);
+    // Another clone pulls the run until the claim is there.
+    let c = clone(&url);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the claim never reached the remote"
+        );
+        assert_eq!(c.wfe(&["pull", "origin", &id]).code, 0);
+        let status = real_clock(&c, &["status", &id]);
+        if status.contains("lease until") {
+            break status;
+        }
+        std::thread::yield_now();
+    };
+    let line = status.lines().find(|l| l.contains("hold")).unwrap();
+    assert!(line.contains("running"), "{status}");
+    assert!(line.contains("on w3@"), "{status}");
+    assert!(status.contains("running"), "{status}");
+    assert!(!status.contains("interrupted"), "{status}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&real_clock(&c, &["show", &id, "--json"])).unwrap();
+    assert_eq!(doc["status"], "running", "{doc:#}");
+    let phase = &doc["phases"][0];
+    assert_eq!(phase["status"], "running", "{doc:#}");
+    assert_eq!(phase["claim"]["worker"], "w3", "{doc:#}");
+    assert_eq!(phase["claim"]["lapsed"], false, "{doc:#}");
+    assert!(phase["claim"]["pid"].as_u64().unwrap() > 0, "{doc:#}");
+    assert!(
+        phase["claim"]["expires"].as_str().unwrap().ends_with('Z'),
+        "{doc:#}"
+    );
+    let shown = real_clock(&c, &["show", &id]);
+    assert!(shown.contains("on w3@"), "{shown}");
+    // The web view reads the same run view.
+    {
+        let server = crate::web::Server::start(&c, &[]);
+        let api = server.get(&format!("/api/runs/{id}"));
+        assert_eq!(api.status, 200, "{}", api.body);
+        let doc: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+        assert_eq!(doc["phases"][0]["claim"]["worker"], "w3", "{doc:#}");
+        let page = server.get(&format!("/runs/{id}"));
+        assert!(page.body.contains("on w3@"), "{}", page.body);
+    }
+    // The worker dies: its claim lapses once its lease ends.
+    let _ = child.kill();
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        assert!(Instant::now() < deadline, "the claim never lapsed");
+        let status = real_clock(&c, &["status", &id]);
+        if status.contains("lapsed") {
+            break status;
+        }
+        std::thread::yield_now();
+    };
+    let line = status.lines().find(|l| l.contains("hold")).unwrap();
+    assert!(line.contains("pending"), "{status}");
+    assert!(line.contains("claim by w3@"), "{status}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&real_clock(&c, &["show", &id, "--json"])).unwrap();
+    assert_eq!(doc["phases"][0]["claim"]["lapsed"], true, "{doc:#}");
+    assert_eq!(doc["phases"][0]["status"], "pending", "{doc:#}");
+    std::fs::write(&go, "").unwrap();
+}
+
+#[test]
+fn a_worker_queues_a_run_of_a_template_and_others_join_it_by_prefix_or_latest() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    // The origin pushes the template (and one queued run, so `latest`
+    // has to pick the newer one).
+    let (_a, older) = queued(&url, &dag(4, 2, side.path()));
+    let w = clone(&url);
+    let mut cmd = w.wfe_cmd();
+    cmd.env_remove("WFE_NOW");
+    let out = cmd
+        .args([
+            "worker",
+            "--template",
+            "fleet",
+            "--id",
+            "maker",
+            "--no-output",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id = stdout.lines().next().unwrap().trim().to_string();
+    assert_ne!(id, older);
+    assert!(stderr.contains(&format!("--run {id}")), "{stderr}");
+    // It ran the new run to its end, and the remote has it.
+    assert_completed(&url, &id, 4);
+    // Another worker finds it by `latest` and by a prefix, as the remote has them.
+    let other = clone(&url);
+    for name in ["latest", &id[..id.len() - 6]] {
+        let out = worker(&other, name, "joiner", &["--once"])
+            .wait_with_output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(doc["run"], id.as_str(), "{doc:#}");
+        assert_eq!(doc["ended"], "run completed", "{doc:#}");
+    }
+    // A prefix both runs share is ambiguous, one no run has is unknown:
+    // bad input, exit 2.
+    let shared: String = id
+        .chars()
+        .zip(older.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    for name in [shared.as_str(), "zzzz"] {
+        let out = worker(&other, name, "joiner", &[])
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

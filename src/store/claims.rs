@@ -152,6 +152,26 @@ impl GitStore {
 }
 
 impl GitStore {
+    /// The runs on `remote`, by their refs (`git ls-remote`: names only,
+    /// no objects fetched), oldest first (run ids sort by creation time).
+    pub fn remote_runs(&self, remote: &str) -> Result<Vec<RunId>> {
+        let pattern = format!("{}*", super::RUNS_PREFIX);
+        let args = ["ls-remote", "--refs", remote, pattern.as_str()];
+        let out = self.git_cli_output(&args)?;
+        if !out.status.success() {
+            return Err(super::remote::cli_error(&args, &out.stderr));
+        }
+        let mut runs: Vec<RunId> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| line.split_once('\t'))
+            .filter_map(|(_, name)| name.strip_prefix(super::RUNS_PREFIX))
+            .filter_map(RunId::parse)
+            .collect();
+        runs.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        runs.dedup_by(|a, b| a.as_str() == b.as_str());
+        Ok(runs)
+    }
+
     /// Another handle on the same repository, for a thread of its own.
     pub fn reopen(&self) -> Result<GitStore> {
         GitStore::discover(self.cli_dir())

@@ -85,6 +85,28 @@ pub struct DriveArgs {
 
 /// Runs `wfe run`.
 pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
+    if args.queue {
+        let id = queue(
+            ctx,
+            &args.template,
+            &args.args,
+            args.args_file.as_ref(),
+            &args.budget,
+            &args.drive.ci,
+        )?;
+        if args.drive.json {
+            let doc = serde_json::json!({ "run": id.as_str(), "status": "pending" });
+            ui.out(&doc.to_string());
+        } else {
+            ui.out(id.as_str());
+        }
+        ui.note(&format!(
+            "queued: `wfe push` sends it to the remote, where `wfe worker --run {}` runs its phases (or `wfe resume {}` runs it here)",
+            id.as_str(),
+            id.as_str()
+        ));
+        return Ok(Outcome::Success);
+    }
     let (template, source) = ctx.catalog.load(&args.template, &ctx.registry)?;
     engine::ensure_runnable(&template)?;
     crate::cli::ci::check_approvals(&args.drive.ci, &template)?;
@@ -106,14 +128,6 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         &engine::seat_requests(&template),
     )?;
     let budget = run_budget(ctx, &template, &args.budget)?;
-    if args.queue && !secret_args.is_empty() {
-        // Secret args stay on this machine; a worker elsewhere could not
-        // render the phases that use them.
-        return Err(CliError::input(format!(
-            "--queue: secret args ({}) cannot travel with a queued run; pass them through the workers' environment instead",
-            secret_args.keys().cloned().collect::<Vec<_>>().join(", ")
-        )));
-    }
     let base_commit = ctx.head_commit()?;
     let schemas = resolve_schemas(ctx, &template)?;
     let id = ctx.run_ids.next(&ctx.clock);
@@ -139,21 +153,6 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         budget,
     };
     engine::create(&ctx.store, &new, &ctx.clock)?;
-    if args.queue {
-        drop(lock);
-        if args.drive.json {
-            let doc = serde_json::json!({ "run": id.as_str(), "status": "pending" });
-            ui.out(&doc.to_string());
-        } else {
-            ui.out(id.as_str());
-        }
-        ui.note(&format!(
-            "queued: `wfe push` sends it to the remote, where `wfe worker --run {}` runs its phases (or `wfe resume {}` runs it here)",
-            id.as_str(),
-            id.as_str()
-        ));
-        return Ok(Outcome::Success);
-    }
     if args.detach {
         drop(lock);
         crate::cli::detach::spawn(ctx, &id, &args.drive)?;
@@ -161,6 +160,54 @@ pub(crate) async fn run(args: RunArgs, ctx: &Context, ui: &Ui) -> Result<Outcome
         return Ok(Outcome::Success);
     }
     drive(ctx, ui, &id, lock, &args.drive, seats).await
+}
+
+/// Creates a run of `template` and its first checkpoint without running
+/// any phase (`wfe run --queue`, `wfe worker --template`): its id.
+pub(crate) fn queue(
+    ctx: &Context,
+    template: &str,
+    args: &[String],
+    args_file: Option<&PathBuf>,
+    budget: &[String],
+    ci: &crate::cli::ci::CiArgs,
+) -> Result<RunId, CliError> {
+    let (template, source) = ctx.catalog.load(template, &ctx.registry)?;
+    engine::ensure_runnable(&template)?;
+    crate::cli::ci::check_approvals(ci, &template)?;
+    let file_args = args_file
+        .map(|p| read_args_file(&ctx.root, p))
+        .transpose()?;
+    let run_args = build_args(template.args.as_ref(), file_args, args)?;
+    let (run_args, secret_args) = split_secret_args(ctx, &template, run_args)?;
+    ctx.seats(&template, None, &engine::seat_requests(&template))?;
+    let budget = run_budget(ctx, &template, budget)?;
+    if !secret_args.is_empty() {
+        // Secret args stay on this machine; a worker elsewhere could not
+        // render the phases that use them.
+        return Err(CliError::input(format!(
+            "--queue: secret args ({}) cannot travel with a queued run; pass them through the workers' environment instead",
+            secret_args.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let base_commit = ctx.head_commit()?;
+    let schemas = resolve_schemas(ctx, &template)?;
+    let id = ctx.run_ids.next(&ctx.clock);
+    let lock = ctx.store.lock(&id, &ctx.clock.stamp())?;
+    let new = NewRun {
+        id: id.clone(),
+        template,
+        template_source: source.recorded(&ctx.root),
+        args: run_args,
+        schemas,
+        base_commit,
+        auto: ctx.config.auto.unwrap_or(true),
+        secret_args: Vec::new(),
+        budget,
+    };
+    engine::create(&ctx.store, &new, &ctx.clock)?;
+    drop(lock);
+    Ok(id)
 }
 
 /// Drives a run that this process holds the lock of, then reports it.

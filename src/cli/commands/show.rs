@@ -9,7 +9,7 @@ use crate::cli::error::{CliError, Outcome};
 use crate::cli::reasons;
 use crate::cli::ui::{Style, Ui, describe_error, human_duration};
 use crate::engine::view::{self, PhaseView, RunDetail};
-use crate::engine::{Comment, PhaseState, RunStatus, layout};
+use crate::engine::{Comment, PhaseState, PhaseStatus, RunStatus, layout};
 use crate::template::PhaseKind;
 
 /// Lines of a phase's log shown by default.
@@ -45,7 +45,7 @@ pub(crate) fn run(args: ShowArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
             super::status::add_truth(&mut doc, &detail.run, runner.as_ref());
             ui.json(&doc);
         } else {
-            show_run(&detail, runner.is_some(), ui);
+            show_run(&detail, runner.is_some() || detail.run.claimed(), ui);
             show_comments(ui, detail.comments.iter());
         }
         return Ok(Outcome::Success);
@@ -327,7 +327,7 @@ fn show_run(detail: &RunDetail, live: bool, ui: &Ui) {
         "{} {}  {}",
         ui.paint(Style::Bold, "run"),
         r.id,
-        ui.shown_run_status(r.status, live)
+        ui.shown_run_status(detail.run.shown_status(), live)
     ));
     ui.out(&format!(
         "  template   {} ({})",
@@ -365,7 +365,7 @@ fn show_run(detail: &RunDetail, live: bool, ui: &Ui) {
     ));
     ui.out(&format!("  ref        refs/wfe/runs/{}", r.id));
     ui.out("  phases");
-    let row = |p: &PhaseState, indent: &str| {
+    let row = |p: &PhaseState, shown: PhaseStatus, claim: String, indent: &str| {
         let took = p
             .duration_ms
             .map(|ms| human_duration(std::time::Duration::from_millis(ms)))
@@ -381,18 +381,19 @@ fn show_run(detail: &RunDetail, live: bool, ui: &Ui) {
         };
         ui.out(&format!(
             "    {indent}{} {:<w$} {} {:>8}  {}",
-            ui.phase_mark(p.status),
+            ui.phase_mark(shown),
             p.id,
-            ui.phase_status_cell(p.status),
+            ui.phase_status_cell(shown),
             took,
-            ui.paint(Style::Dim, &format!("{iteration}{artifacts}")),
+            ui.paint(Style::Dim, &format!("{claim}{iteration}{artifacts}")),
             w = 20 - indent.chars().count(),
         ));
     };
     for p in &detail.run.phases {
-        row(&p.state, "");
+        let claim = super::status::claim_note(p.claim.as_ref());
+        row(&p.state, p.shown_status(), claim, "");
         for c in &p.children {
-            row(c, "  ");
+            row(c, c.status, String::new(), "  ");
         }
     }
 }

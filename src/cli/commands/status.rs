@@ -51,12 +51,13 @@ pub(crate) fn run(args: StatusArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, C
 /// The DAG drawn as lines, with the run's spend, reason and next step.
 fn render(view: &RunView, runner: Option<&crate::store::LockHolder>, ui: &Ui) -> Vec<String> {
     let mut lines = Vec::new();
-    let live = runner.is_some();
+    // Workers holding live claims work on the run elsewhere: not interrupted.
+    let live = runner.is_some() || view.claimed();
     lines.push(format!(
         "{} {} · {} · {}",
         ui.paint(Style::Bold, &format!("run {}", view.record.id)),
         view.record.template,
-        ui.shown_run_status(view.record.status, live),
+        ui.shown_run_status(view.shown_status(), live),
         counts_line(&view.counts()),
     ));
     let width = view.states().map(|p| p.id.len()).max().unwrap_or(0);
@@ -86,12 +87,15 @@ fn render(view: &RunView, runner: Option<&crate::store::LockHolder>, ui: &Ui) ->
             lines.push(format!(
                 "{} {} {:<width$}  {} {}{}  {}",
                 ui.paint(Style::Dim, branch),
-                ui.phase_mark(p.status),
+                ui.phase_mark(row.shown_status()),
                 p.id,
-                ui.phase_status_cell(p.status),
+                ui.phase_status_cell(row.shown_status()),
                 took_and_attempts(p),
                 iteration,
-                ui.paint(Style::Dim, &needs),
+                ui.paint(
+                    Style::Dim,
+                    &format!("{}{needs}", claim_note(row.claim.as_ref()))
+                ),
             ));
             // A loop's current iteration, indented under it (a nested
             // loop's under that).
@@ -229,6 +233,17 @@ pub(crate) fn completed_despite(failed: &[&str]) -> String {
         if failed.len() == 1 { "" } else { "s" },
         failed.join(", ")
     )
+}
+
+/// A worker's claim on a phase, in words: `on w3@host (lease until …)`
+/// while it holds, `claim by w3@host lapsed at …` once its worker stopped
+/// renewing it (then with two spaces before what follows).
+pub(crate) fn claim_note(claim: Option<&crate::engine::view::ClaimView>) -> String {
+    match claim {
+        Some(c) if c.lapsed => format!("claim by {} lapsed at {}  ", c.label(), c.expires),
+        Some(c) => format!("on {} (lease until {})  ", c.label(), c.expires),
+        None => String::new(),
+    }
 }
 
 /// How long a phase took, right-aligned, and its attempts when more than one.

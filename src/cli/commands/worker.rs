@@ -13,7 +13,7 @@ use crate::cli::ui::{Progress, Ui};
 use crate::engine::worker::{Ended, Worker, work};
 use crate::engine::{self, Observer, RunSnapshot, System};
 use crate::retry::{Backoff, DurationSpec};
-use crate::store::{ProcessRegistry, RunId};
+use crate::store::{ProcessRegistry, RunId, RunStore};
 
 /// Claim and run ready phases of a run shared through a git remote, with other workers
 #[derive(Debug, Args)]
@@ -21,9 +21,22 @@ pub struct WorkerArgs {
     /// The remote the run was pushed to (default: the current branch's upstream remote, else `origin`)
     #[arg(long)]
     pub remote: Option<String>,
-    /// The run's full id (as `wfe run --queue` printed it)
-    #[arg(long)]
-    pub run: String,
+    /// The run: its id (as `wfe run --queue` printed it), a unique prefix of one, or `latest`, as the remote has them
+    #[arg(
+        long,
+        required_unless_present = "template",
+        conflicts_with = "template"
+    )]
+    pub run: Option<String>,
+    /// Queue a new run of this template, push it, and work on it (its id is printed first, for other workers' `--run`)
+    #[arg(long, value_name = "TEMPLATE")]
+    pub template: Option<String>,
+    /// With --template: an argument NAME=VALUE (repeatable)
+    #[arg(long = "arg", value_name = "NAME=VALUE", requires = "template")]
+    pub args: Vec<String>,
+    /// With --template: a JSON (or YAML) file with the arguments, `-` for standard input; --arg values override it
+    #[arg(long, value_name = "FILE", requires = "template")]
+    pub args_file: Option<std::path::PathBuf>,
     /// Only this phase
     #[arg(long, value_name = "PHASE")]
     pub phase: Option<String>,
@@ -33,7 +46,7 @@ pub struct WorkerArgs {
     /// Run at most N phases
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_phases: Option<u32>,
-    /// Phases running at once inside the claimed phase (a loop's children); the worker claims one phase at a time
+    /// Claim up to N ready phases in one push and run them at once (default 1)
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
     /// How long a claim holds unless renewed (renewed every third of it)
@@ -72,16 +85,47 @@ fn host_name() -> String {
     }
 }
 
+/// The run `name` names on `remote`: its full id, a unique prefix of one,
+/// or `latest` (the newest run there), read from the remote's refs.
+fn remote_run(ctx: &Context, remote: &str, name: &str) -> Result<RunId, CliError> {
+    let runs = ctx.store.remote_runs(remote)?;
+    if name == "latest" {
+        return runs.last().cloned().ok_or_else(|| {
+            CliError::input(format!("--run latest: remote {remote} has no runs"))
+                .hint("queue one with `wfe run TEMPLATE --queue` and `wfe push`, or start with --template")
+        });
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.is_empty() {
+        return Err(CliError::input("--run: the run id is empty"));
+    }
+    let hits: Vec<&RunId> = runs
+        .iter()
+        .filter(|r| r.as_str().starts_with(&lower))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(CliError::input(format!(
+            "--run {name}: no run on remote {remote} has that id"
+        ))
+        .hint("push it first: `wfe push` where it was queued")),
+        many => Err(CliError::input(format!(
+            "--run {name}: {} runs on remote {remote} start with it: {}",
+            many.len(),
+            many.iter()
+                .take(5)
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .hint("give more of the id")),
+    }
+}
+
 /// Runs `wfe worker`.
 pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let lease = duration("lease", &args.lease)?;
     let give_up_after = duration("give-up-after", &args.give_up_after)?;
-    let run = RunId::parse(&args.run)
-        .filter(|r| r.as_str() == args.run.to_ascii_lowercase())
-        .ok_or_else(|| {
-            CliError::input(format!("--run {}: not a run id", args.run))
-                .hint("give the run's full id, as `wfe run --queue` printed it")
-        })?;
     let remote = match &args.remote {
         Some(r) => {
             ctx.store.check_remote(r)?;
@@ -91,6 +135,38 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
             CliError::input("no remote to work with: the current branch has no upstream and there is no `origin`")
                 .hint("name one with --remote")
         })?,
+    };
+    let run = match (&args.run, &args.template) {
+        (Some(name), _) => remote_run(ctx, &remote, name)?,
+        (None, Some(template)) => {
+            let id = super::run::queue(
+                ctx,
+                template,
+                &args.args,
+                args.args_file.as_ref(),
+                &[],
+                &crate::cli::ci::CiArgs::default(),
+            )?;
+            let tip = ctx.store.tip(&id)?.ok_or_else(|| {
+                CliError::internal(format!("run {id} has no checkpoint after it was queued"))
+            })?;
+            if !ctx.store.push_run_cas(&remote, &id, None, &tip)? {
+                return Err(CliError::internal(format!(
+                    "remote {remote} already has a run {id}; not overwriting it"
+                )));
+            }
+            // Other workers join with `--run ID`: say it before working.
+            if args.json {
+                ui.note(&format!("queued run {id} on {remote}"));
+            } else {
+                ui.out(id.as_str());
+            }
+            ui.note(&format!(
+                "other workers join with `wfe worker --run {id}` (after `git fetch` of the template's commit)"
+            ));
+            id
+        }
+        (None, None) => return Err(CliError::input("give --run RUN or --template TEMPLATE")),
     };
     let host = host_name();
     let pid = std::process::id();
@@ -141,6 +217,7 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
         backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
         give_up_after,
         poll: (lease / 20).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        jobs: args.jobs.map_or(1, |j| j as usize),
     };
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
     let stop_signals = crate::cli::signals::stop_signals()?;

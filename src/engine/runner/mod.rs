@@ -108,10 +108,10 @@ pub struct Settings {
     /// Where running attempts publish their output live
     /// (`<git-dir>/wfe/live`; none: not published).
     pub live: Option<PathBuf>,
-    /// A worker's one phase (`wfe worker`): only this top-level phase (and,
-    /// for a loop, its children) starts or is recovered; the others belong
+    /// A worker's phases (`wfe worker`): only these top-level phases (and,
+    /// for a loop, its children) start or are recovered; the others belong
     /// to other workers. None: the whole run.
-    pub only: Option<String>,
+    pub only: Option<Vec<String>>,
     /// Who runs the phases (`wfe worker`'s id), recorded in each phase's
     /// state as it starts. None: a local runner, recorded as nobody.
     pub worker: Option<String>,
@@ -778,7 +778,7 @@ impl<'a> Runner<'a> {
         self.settings
             .only
             .as_ref()
-            .is_none_or(|only| self.dag.id(self.top(u)) == only)
+            .is_none_or(|only| only.iter().any(|p| self.dag.id(self.top(u)) == p))
     }
 
     fn phase(&self, i: usize) -> &Phase {

@@ -471,7 +471,7 @@ fn units_of(view: &RunView, options: &LayoutOptions) -> (Vec<Unit>, Vec<(usize, 
             s.kind,
             phase_href(run, &s.id),
         );
-        node.state = s.status;
+        node.state = row.shown_status();
         node.duration_ms = s.duration_ms;
         node.attempts = s.attempt;
         node.tokens = tokens_of(s);

@@ -28,7 +28,7 @@ pub use graph::{
 };
 pub use list::{ListFilter, Listing, RunRow, list_all, list_runs};
 pub use phase::{AttemptView, LoopSpec, PhaseView, RejectedOutput, artifact};
-pub use run::{PhaseCounts, PhaseRow, RunDetail, RunView};
+pub use run::{ClaimView, PhaseCounts, PhaseRow, RunDetail, RunView};
 
 use super::EngineError;
 

@@ -8,6 +8,7 @@ use super::super::{
     Comment, Dag, EngineError, PhaseState, PhaseStatus, RunRecord, RunSnapshot, operations,
 };
 use crate::attempt::AttemptUsage;
+use crate::engine::worker::claim::{Claim, claims};
 use crate::store::{RunId, RunStore};
 use crate::template::{Phase, PhaseKind};
 use std::collections::BTreeMap;
@@ -49,6 +50,60 @@ pub struct PhaseRow {
     /// most iterations and their children's states in their current (or
     /// last) iteration, by loop id.
     pub nested: BTreeMap<String, (u32, Vec<PhaseState>)>,
+    /// The `wfe worker` claim on it at this checkpoint, if any: the
+    /// phase runs on that worker while the claim is live.
+    pub claim: Option<ClaimView>,
+}
+
+/// A worker's claim on a phase as views show it (`claims/<phase>.json`),
+/// judged live or lapsed against the wall clock when the view was read
+/// (leases are wall-clock times shared between machines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimView {
+    /// The worker's id.
+    pub worker: String,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// When the lease ends unless renewed (RFC 3339).
+    pub expires: String,
+    /// Whether the lease had ended when the view was read: the worker
+    /// stopped renewing it, and another worker may take the phase over.
+    pub lapsed: bool,
+}
+
+impl ClaimView {
+    /// `claim` as seen at `now_ms` (milliseconds since the Unix epoch).
+    pub fn new(claim: &Claim, now_ms: u64) -> Self {
+        ClaimView {
+            worker: claim.worker.clone(),
+            host: claim.host.clone(),
+            pid: claim.pid,
+            expires: crate::time::format_stamp(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(claim.expires_ms),
+            ),
+            lapsed: !claim.live(now_ms),
+        }
+    }
+
+    /// `worker@host`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.worker, self.host)
+    }
+}
+
+impl PhaseRow {
+    /// The phase's status as it truly is: a pending phase a worker holds
+    /// by a live claim is running there.
+    pub fn shown_status(&self) -> PhaseStatus {
+        match &self.claim {
+            Some(c) if !c.lapsed && self.state.status == PhaseStatus::Pending => {
+                PhaseStatus::Running
+            }
+            _ => self.state.status,
+        }
+    }
 }
 
 /// How many top-level phases of a run ended which way.
@@ -82,7 +137,37 @@ pub struct RunDetail {
 impl RunView {
     /// The run at its tip.
     pub fn load(store: &dyn RunStore, run: &RunId) -> Result<Self, EngineError> {
-        Ok(Self::from_snapshot(&RunSnapshot::load_tip(store, run)?))
+        let snap = RunSnapshot::load_tip(store, run)?;
+        Self::from_snapshot(&snap).with_claims(store, run)
+    }
+
+    /// The view with the workers' claims at its checkpoint read in.
+    pub fn with_claims(mut self, store: &dyn RunStore, run: &RunId) -> Result<Self, EngineError> {
+        let at = crate::store::CheckpointId(self.checkpoint.clone());
+        let now = crate::engine::worker::now_ms();
+        for (phase, claim) in claims(store, run, &at)? {
+            if let Some(row) = self.phases.iter_mut().find(|p| p.state.id == phase) {
+                row.claim = Some(ClaimView::new(&claim, now));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The run's status as it truly is: a queued (pending) run a worker
+    /// has claimed a phase of is running.
+    pub fn shown_status(&self) -> super::super::RunStatus {
+        match self.record.status {
+            super::super::RunStatus::Pending if self.claimed() => super::super::RunStatus::Running,
+            s => s,
+        }
+    }
+
+    /// Whether a worker holds one of its phases by a live claim: the run
+    /// is being worked on elsewhere, not interrupted.
+    pub fn claimed(&self) -> bool {
+        self.phases
+            .iter()
+            .any(|p| p.claim.as_ref().is_some_and(|c| !c.lapsed))
     }
 
     /// The run as `snap` read it.
@@ -105,6 +190,7 @@ impl RunView {
                 children: snap.children.get(&spec.id).cloned().unwrap_or_default(),
                 budget: state.budget.clone().or_else(|| spec.budget.clone()),
                 nested: nested_of(snap, spec),
+                claim: None,
             })
             .collect();
         RunView {
@@ -177,7 +263,7 @@ impl RunDetail {
         let snap = RunSnapshot::load_tip(store, run)?;
         let comments = operations::comments(store, &snap)?;
         Ok(RunDetail {
-            run: RunView::from_snapshot(&snap),
+            run: RunView::from_snapshot(&snap).with_claims(store, run)?,
             comments,
         })
     }
@@ -225,6 +311,9 @@ struct PhaseJson<'a> {
     /// The `wfe worker` that ran it (`id@host`), when one did.
     #[serde(skip_serializing_if = "Option::is_none")]
     worker: Option<&'a str>,
+    /// The worker claim on it: `{worker, host, pid, expires, lapsed}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claim: Option<&'a ClaimView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     children: Option<Vec<PhaseJson<'a>>>,
 }
@@ -253,6 +342,7 @@ impl<'a> PhaseJson<'a> {
             spend: p.spend.as_ref(),
             budget: budget.or(p.budget.as_ref()),
             worker: p.worker.as_deref(),
+            claim: None,
             children: children.filter(|_| is_loop).map(|c| {
                 c.iter()
                     .map(|c| {
@@ -294,7 +384,7 @@ impl<'a> RunJson<'a> {
         RunJson {
             id: &r.id,
             template: &r.template,
-            status: r.status,
+            status: view.shown_status(),
             checkpoint: &view.checkpoint,
             base_commit: &r.base_commit,
             created_at: &r.created_at,
@@ -307,7 +397,13 @@ impl<'a> RunJson<'a> {
             phases: view
                 .phases
                 .iter()
-                .map(|p| PhaseJson::new(&p.state, Some(&p.children), p.budget.as_ref(), &p.nested))
+                .map(|p| {
+                    let mut json =
+                        PhaseJson::new(&p.state, Some(&p.children), p.budget.as_ref(), &p.nested);
+                    json.status = p.shown_status();
+                    json.claim = p.claim.as_ref();
+                    json
+                })
                 .collect(),
         }
     }

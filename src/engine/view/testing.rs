@@ -261,6 +261,7 @@ pub(super) fn synthetic_view(phases: &[(&str, PhaseStatus, &[&str])]) -> super::
                 children: Vec::new(),
                 budget: None,
                 nested: Default::default(),
+                claim: None,
             })
             .collect(),
         layers: Vec::new(),

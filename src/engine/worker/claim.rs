@@ -151,40 +151,69 @@ pub fn reapply(
     onto: &RunSnapshot,
     now: &str,
 ) -> Result<Vec<Change>, EngineError> {
-    let dir = layout::phase_dir(phase);
-    let mut changes = vec![Change::Remove { path: dir.clone() }];
-    for file in store.list_files(result, &dir)? {
-        let path = format!("{dir}/{file}");
-        if let Some(bytes) = store.read(result, &path)? {
-            changes.push(Change::write(path, bytes));
+    Ok(reapply_all(store, run, &[phase.to_string()], result, onto, now)?.changes)
+}
+
+/// The results of several phases put onto a tip at once ([`reapply_all`]):
+/// the changes, and the run as it is with them in.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    /// The changes to commit onto the tip.
+    pub changes: Vec<Change>,
+    /// `onto` with the results in: every phase's state and the run's record.
+    pub snapshot: RunSnapshot,
+}
+
+/// [`reapply`] for every phase of `phases` (all of whose results
+/// checkpoint `result` holds), in one set of changes.
+pub fn reapply_all(
+    store: &dyn RunStore,
+    run: &RunId,
+    phases: &[String],
+    result: &CheckpointId,
+    onto: &RunSnapshot,
+    now: &str,
+) -> Result<Merged, EngineError> {
+    let mut changes = Vec::new();
+    let mut merged = onto.clone();
+    for phase in phases {
+        let dir = layout::phase_dir(phase);
+        changes.push(Change::Remove { path: dir.clone() });
+        for file in store.list_files(result, &dir)? {
+            let path = format!("{dir}/{file}");
+            if let Some(bytes) = store.read(result, &path)? {
+                changes.push(Change::write(path, bytes));
+            }
         }
-    }
-    changes.push(Change::Remove {
-        path: layout::claim(phase),
-    });
-    let state: PhaseState = match store.read(result, &layout::state(phase))? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
-            run: run.to_string(),
-            checkpoint: result.to_string(),
-            path: layout::state(phase),
-            message: e.to_string(),
-        })?,
-        None => {
-            return Err(EngineError::NoSuchPhase {
+        changes.push(Change::Remove {
+            path: layout::claim(phase),
+        });
+        let state: PhaseState = match store.read(result, &layout::state(phase))? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt {
                 run: run.to_string(),
-                phase: phase.to_string(),
-                known: onto.phases.iter().map(|s| s.id.clone()).collect(),
-            });
+                checkpoint: result.to_string(),
+                path: layout::state(phase),
+                message: e.to_string(),
+            })?,
+            None => {
+                return Err(EngineError::NoSuchPhase {
+                    run: run.to_string(),
+                    phase: phase.to_string(),
+                    known: onto.phases.iter().map(|s| s.id.clone()).collect(),
+                });
+            }
+        };
+        if let Some(slot) = merged.phases.iter_mut().find(|s| s.id == *phase) {
+            *slot = state;
         }
-    };
-    let mut states = onto.phases.clone();
-    if let Some(slot) = states.iter_mut().find(|s| s.id == phase) {
-        *slot = state;
+        // A loop's children came with its subtree; the merged view of them
+        // is not needed to settle the run.
     }
-    let mut record = onto.record.clone();
+    let states = &merged.phases;
+    let record = &mut merged.record;
     let before = (record.status, record.reason.clone());
     if !record.status.is_final() && record.status != RunStatus::Paused {
-        match settled(&onto.template, &states) {
+        match settled(&onto.template, states) {
             Some((status, reason)) => {
                 record.status = status;
                 record.reason = reason;
@@ -192,7 +221,7 @@ pub fn reapply(
             }
             None if states.iter().any(|s| s.status != PhaseStatus::Pending) => {
                 record.status = if states.iter().any(|s| s.status == PhaseStatus::Waiting)
-                    && ready_phases(&onto.template, &states).is_empty()
+                    && ready_phases(&onto.template, states).is_empty()
                 {
                     RunStatus::Waiting
                 } else {
@@ -203,9 +232,12 @@ pub fn reapply(
         }
     }
     if (record.status, record.reason.clone()) != before {
-        changes.push(Change::write(layout::RUN, to_file_bytes(&record)));
+        changes.push(Change::write(layout::RUN, to_file_bytes(&*record)));
     }
-    Ok(changes)
+    Ok(Merged {
+        changes,
+        snapshot: merged,
+    })
 }
 
 /// The changes that give `phase` back without a result (the worker was
@@ -214,6 +246,14 @@ pub fn release_changes(phase: &str) -> Vec<Change> {
     vec![Change::Remove {
         path: layout::claim(phase),
     }]
+}
+
+/// The claims in `held` without those on `gone` (results just put in).
+pub fn without(held: &[(String, Claim)], gone: &[String]) -> Vec<(String, Claim)> {
+    held.iter()
+        .filter(|(p, _)| !gone.contains(p))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -393,6 +433,60 @@ mod tests {
                 .iter()
                 .any(|c| matches!(c, Change::Write { path, .. } if path.contains("attempts")))
         );
+    }
+
+    #[test]
+    fn two_results_reapplied_at_once_complete_the_run_and_drop_both_claims() {
+        let (store, id, claimed) = run();
+        let both = store
+            .commit(
+                &id,
+                Some(&claimed),
+                &[
+                    Change::write(layout::claim("b"), b"{}".to_vec()),
+                    Change::write(layout::state("a"), state("a", PhaseStatus::Completed)),
+                    Change::write(layout::state("b"), state("b", PhaseStatus::Completed)),
+                    Change::write(layout::log("b"), b"{\"line\":\"b\"}\n".to_vec()),
+                ],
+                &Message::new("a and b ran"),
+                0,
+            )
+            .expect("result");
+        let onto = RunSnapshot::load(&store, &id, &claimed).expect("onto");
+        let merged = reapply_all(&store, &id, &["a".into(), "b".into()], &both, &onto, NOW)
+            .expect("reapply");
+        assert_eq!(merged.snapshot.record.status, RunStatus::Completed);
+        for phase in ["a", "b"] {
+            assert!(merged.changes.contains(&Change::Remove {
+                path: layout::claim(phase)
+            }));
+            assert_eq!(
+                merged.snapshot.phase(phase).map(|s| s.status),
+                Some(PhaseStatus::Completed)
+            );
+        }
+        assert!(
+            merged
+                .changes
+                .iter()
+                .any(|c| matches!(c, Change::Write { path, .. } if *path == layout::log("b")))
+        );
+        // One of the two alone leaves the run running.
+        let one = reapply_all(&store, &id, &["a".into()], &both, &onto, NOW).expect("one");
+        assert_eq!(one.snapshot.record.status, RunStatus::Running);
+        let held = vec![(
+            "a".to_string(),
+            Claim {
+                worker: "w".into(),
+                host: "h".into(),
+                pid: 1,
+                claimed_at: NOW.into(),
+                expires_ms: 1,
+                took_over: None,
+            },
+        )];
+        assert!(without(&held, &["a".into()]).is_empty());
+        assert_eq!(without(&held, &["b".into()]).len(), 1);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use self::claim::{Claim, claim_changes, claims, ready, reapply, release_changes};
+use self::claim::{Claim, claim_changes, claims, ready, reapply_all, release_changes, without};
 use super::executor::Executor;
 use super::{
     CheckpointEvent, CheckpointMessage, EngineError, Observer, PhaseStatus, RunRecord, RunSnapshot,
@@ -62,8 +62,11 @@ pub struct Worker {
     pub backoff: Backoff,
     /// How long the remote may keep failing before the worker gives up.
     pub give_up_after: Duration,
-    /// How often to look again when every ready phase is held elsewhere.
+    /// The longest wait before looking again when every ready phase is
+    /// held elsewhere (waits start short and double up to it).
     pub poll: Duration,
+    /// How many ready phases to claim in one push and run at once.
+    pub jobs: usize,
 }
 
 impl Worker {
@@ -130,6 +133,97 @@ const LOST: u8 = 1;
 const STOPPED: u8 = 2;
 const UNREACHABLE: u8 = 3;
 
+/// Phases this worker holds by one pushed claim checkpoint.
+struct Batch {
+    /// The checkpoint that claimed them.
+    claimed: CheckpointId,
+    /// Each phase, this worker's claim on it, and whether that claim took
+    /// a lapsed one over.
+    phases: Vec<(String, Claim, bool)>,
+}
+
+impl Worker {
+    /// How many phases to claim next, having claimed `so_far`: up to
+    /// `jobs`, within `--once` and `--max-phases`.
+    fn want(&self, so_far: usize) -> usize {
+        let cap = if self.once {
+            1
+        } else {
+            self.max_phases.unwrap_or(usize::MAX)
+        };
+        self.jobs.max(1).min(cap.saturating_sub(so_far))
+    }
+}
+
+/// Up to `want` phases of `snapshot` this worker may claim now (ready,
+/// nobody holds them or their holder's lease lapsed), with the claims and
+/// the changes that make them; workers that saw the same tip start at
+/// different places among the candidates.
+fn pick(
+    worker: &Worker,
+    settings: &Settings,
+    snapshot: &RunSnapshot,
+    held: &[(String, Claim)],
+    want: usize,
+    picks: &mut u64,
+) -> (Vec<(String, Claim, bool)>, Vec<Change>) {
+    if want == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    let now = now_ms();
+    let candidates: Vec<_> = ready(snapshot, held)
+        .into_iter()
+        .filter(|r| worker.phase.as_ref().is_none_or(|p| *p == r.phase))
+        .filter(|r| r.free(now))
+        .collect();
+    if candidates.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    *picks += 1;
+    let first = spread(&worker.id, *picks) % candidates.len();
+    let mut chosen = Vec::new();
+    let mut changes = Vec::new();
+    for k in 0..want.min(candidates.len()) {
+        let candidate = &candidates[(first + k) % candidates.len()];
+        let lapsed = candidate.claim.clone();
+        let claim = Claim {
+            worker: worker.id.clone(),
+            host: worker.host.clone(),
+            pid: worker.pid,
+            claimed_at: settings.clock.stamp(),
+            expires_ms: now_ms() + millis(worker.lease),
+            took_over: lapsed.as_ref().map(Claim::label),
+        };
+        changes.extend(claim_changes(
+            snapshot,
+            &candidate.phase,
+            &claim,
+            lapsed.as_ref(),
+        ));
+        chosen.push((candidate.phase.clone(), claim, lapsed.is_some()));
+    }
+    (chosen, changes)
+}
+
+/// How a claim checkpoint names what it claimed: `w1@h claimed a, b` (or
+/// `took over a from w0@h (its claim lapsed)`).
+fn claimed_line(worker: &Worker, chosen: &[(String, Claim, bool)]) -> String {
+    let mut fresh = Vec::new();
+    let mut parts = Vec::new();
+    for (phase, claim, took) in chosen {
+        match (took, &claim.took_over) {
+            (true, Some(from)) => {
+                parts.push(format!("took over {phase} from {from} (its claim lapsed)"));
+            }
+            _ => fresh.push(phase.as_str()),
+        }
+    }
+    if !fresh.is_empty() {
+        parts.insert(0, format!("claimed {}", fresh.join(", ")));
+    }
+    format!("{} {}", worker.label(), parts.join("; "))
+}
+
 /// Runs phases of `worker.run` until it ends or a limit is reached.
 /// `settings` are the runner's, used for every phase (with
 /// [`Settings::only`] and [`Settings::worker`] set here).
@@ -148,131 +242,120 @@ pub async fn work(
         retries: 0,
     };
     let mut picks = 0u64;
+    let mut next: Option<Batch> = None;
+    // Nothing ready: look again soon, then less and less often.
+    let first_wait = Duration::from_millis(50).min(worker.poll);
+    let mut idle = first_wait;
     loop {
         if *interrupt.borrow() {
+            if let Some(batch) = next.take() {
+                for (phase, claim, _) in &batch.phases {
+                    release(store, worker, phase, claim, &mut summary, &observer).await?;
+                }
+            }
             summary.ended = Ended::Interrupted;
             return Ok(summary);
         }
-        let tip = fetch(store, worker, &mut summary, &*observer).await?;
-        store.follow_remote(&worker.run, &tip)?;
-        let snapshot = RunSnapshot::load(store, &worker.run, &tip)?;
-        let status = snapshot.record.status;
-        if status.is_final() {
-            summary.ended = Ended::RunEnded(status);
-            return Ok(summary);
-        }
-        let held = claims(store, &worker.run, &tip)?;
-        if status == RunStatus::Paused || (status == RunStatus::Waiting && held.is_empty()) {
-            summary.ended = Ended::RunHeld(status);
-            return Ok(summary);
-        }
-        if let Some(only) = &worker.phase {
-            let state = snapshot
-                .phase(only)
-                .ok_or_else(|| EngineError::NoSuchPhase {
-                    run: worker.run.to_string(),
-                    phase: only.clone(),
-                    known: snapshot.phases.iter().map(|s| s.id.clone()).collect(),
-                })?;
-            if state.status != PhaseStatus::Pending {
-                summary.ended = Ended::PhaseDone;
-                return Ok(summary);
-            }
-        }
-        let now = now_ms();
-        let candidates: Vec<_> = ready(&snapshot, &held)
-            .into_iter()
-            .filter(|r| worker.phase.as_ref().is_none_or(|p| *p == r.phase))
-            .filter(|r| r.free(now))
-            .collect();
-        if candidates.is_empty() {
-            if worker.once {
-                summary.ended = Ended::NothingReady;
-                return Ok(summary);
-            }
-            // Every ready phase is held elsewhere (or none is ready until
-            // a running one ends): look again soon.
-            let mut interrupt = interrupt.clone();
-            tokio::select! {
-                () = tokio::time::sleep(worker.poll) => {}
-                _ = interrupt.changed() => {}
-            }
-            continue;
-        }
-        // Workers that fetched the same tip pick different phases.
-        picks += 1;
-        let pick = spread(&worker.id, picks) % candidates.len();
-        let chosen = &candidates[pick];
-        let lapsed = chosen.claim.clone();
-        let claim = Claim {
-            worker: worker.id.clone(),
-            host: worker.host.clone(),
-            pid: worker.pid,
-            claimed_at: settings.clock.stamp(),
-            expires_ms: now_ms() + millis(worker.lease),
-            took_over: lapsed.as_ref().map(Claim::label),
-        };
-        let changes = claim_changes(&snapshot, &chosen.phase, &claim, lapsed.as_ref());
-        let summary_line = match &lapsed {
-            Some(old) => format!(
-                "{} took over {} from {} (its claim lapsed)",
-                worker.label(),
-                chosen.phase,
-                old.label()
-            ),
-            None => format!("{} claimed {}", worker.label(), chosen.phase),
-        };
-        let message =
-            CheckpointMessage::new(worker.run.as_str(), &snapshot.record.template, summary_line)
-                .event(Some(&chosen.phase), CheckpointEvent::PhaseClaimed)
+        let batch = match next.take() {
+            Some(batch) => batch,
+            None => {
+                let tip = fetch(store, worker, &mut summary, &*observer).await?;
+                store.follow_remote(&worker.run, &tip)?;
+                let snapshot = RunSnapshot::load(store, &worker.run, &tip)?;
+                let status = snapshot.record.status;
+                if status.is_final() {
+                    summary.ended = Ended::RunEnded(status);
+                    return Ok(summary);
+                }
+                let held = claims(store, &worker.run, &tip)?;
+                if status == RunStatus::Paused || (status == RunStatus::Waiting && held.is_empty())
+                {
+                    summary.ended = Ended::RunHeld(status);
+                    return Ok(summary);
+                }
+                if let Some(only) = &worker.phase {
+                    let state = snapshot
+                        .phase(only)
+                        .ok_or_else(|| EngineError::NoSuchPhase {
+                            run: worker.run.to_string(),
+                            phase: only.clone(),
+                            known: snapshot.phases.iter().map(|s| s.id.clone()).collect(),
+                        })?;
+                    if state.status != PhaseStatus::Pending {
+                        summary.ended = Ended::PhaseDone;
+                        return Ok(summary);
+                    }
+                }
+                let want = worker.want(summary.ran.len());
+                let (chosen, changes) = pick(worker, settings, &snapshot, &held, want, &mut picks);
+                if chosen.is_empty() {
+                    if worker.once {
+                        summary.ended = Ended::NothingReady;
+                        return Ok(summary);
+                    }
+                    // Every ready phase is held elsewhere (or none is ready
+                    // until a running one ends): look again, backing off.
+                    let mut interrupt = interrupt.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(idle) => {}
+                        _ = interrupt.changed() => {}
+                    }
+                    idle = (idle * 2).min(worker.poll);
+                    continue;
+                }
+                idle = first_wait;
+                let message = CheckpointMessage::new(
+                    worker.run.as_str(),
+                    &snapshot.record.template,
+                    claimed_line(worker, &chosen),
+                )
+                .event(
+                    chosen.first().map(|(p, _, _)| p.as_str()),
+                    CheckpointEvent::PhaseClaimed,
+                )
                 .status(status)
                 .to_message();
-        let commit = store.commit_detached(
-            &worker.run,
-            &tip,
-            &changes,
-            &message,
-            settings.clock.epoch_seconds(),
-        )?;
-        if !push(store, worker, &tip, &commit, &mut summary, &*observer).await? {
-            summary.races_lost += 1;
-            continue;
-        }
-        let phase = chosen.phase.clone();
-        let ran = run_claimed(
+                let commit = store.commit_detached(
+                    &worker.run,
+                    &tip,
+                    &changes,
+                    &message,
+                    settings.clock.epoch_seconds(),
+                )?;
+                if !push(store, worker, &tip, &commit, &mut summary, &*observer).await? {
+                    summary.races_lost += 1;
+                    continue;
+                }
+                Batch {
+                    claimed: commit,
+                    phases: chosen,
+                }
+            }
+        };
+        next = run_claimed(
             store,
             worker,
             settings,
             &executor,
             &observer,
             &interrupt,
-            &phase,
-            commit,
-            &claim,
+            batch,
             &mut summary,
+            &mut picks,
         )
         .await?;
-        let took_over = lapsed.is_some();
-        summary.ran.push(Ran {
-            phase,
-            status: ran,
-            took_over,
-        });
-        if *interrupt.borrow() {
-            summary.ended = Ended::Interrupted;
-            return Ok(summary);
-        }
-        if worker.once || worker.max_phases.is_some_and(|m| summary.ran.len() >= m) {
+        if next.is_none() && !*interrupt.borrow() && worker.want(summary.ran.len()) == 0 {
             summary.ended = Ended::Limit;
             return Ok(summary);
         }
     }
 }
 
-/// Runs a phase this worker just claimed (its claim is checkpoint
-/// `claimed`), with a heartbeat renewing the claim, and brings its result
-/// into the run. The phase's status once merged; none when the result was
-/// given up.
+/// Runs the phases this worker just claimed (its claim is checkpoint
+/// `batch.claimed`) together, with a heartbeat renewing their claims, and
+/// brings their results into the run; the push that does so also claims
+/// the next ready phases, returned as the next batch. Each phase's
+/// outcome goes into `summary.ran`.
 #[allow(clippy::too_many_arguments)]
 async fn run_claimed(
     store: &GitStore,
@@ -281,16 +364,16 @@ async fn run_claimed(
     executor: &Arc<dyn Executor>,
     observer: &Arc<dyn Observer>,
     interrupt: &watch::Receiver<bool>,
-    phase: &str,
-    claimed: CheckpointId,
-    claim: &Claim,
+    batch: Batch,
     summary: &mut Summary,
-) -> Result<Option<PhaseStatus>, EngineError> {
+    picks: &mut u64,
+) -> Result<Option<Batch>, EngineError> {
+    let Batch { claimed, phases } = batch;
     store.follow_remote(&worker.run, &claimed)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let why = Arc::new(AtomicU8::new(HELD));
-    // The worker's own stop reaches the phase as an interrupt does.
+    // The worker's own stop reaches the phases as an interrupt does.
     let forward = {
         let stop_tx = stop_tx.clone();
         let mut interrupt = interrupt.clone();
@@ -304,16 +387,17 @@ async fn run_claimed(
     let beat = {
         let store = store.reopen()?;
         let worker = worker.clone();
-        let phase = phase.to_string();
-        let claim = claim.clone();
+        let held: Vec<(String, Claim)> = phases
+            .iter()
+            .map(|(p, c, _)| (p.clone(), c.clone()))
+            .collect();
         let stop_tx = stop_tx.clone();
         let why = why.clone();
-        std::thread::spawn(move || {
-            heartbeat(&store, &worker, &phase, claim, &done_rx, &stop_tx, &why)
-        })
+        std::thread::spawn(move || heartbeat(&store, &worker, held, &done_rx, &stop_tx, &why))
     };
+    let names: Vec<String> = phases.iter().map(|(p, _, _)| p.clone()).collect();
     let mut phase_settings = settings.clone();
-    phase_settings.only = Some(phase.to_string());
+    phase_settings.only = Some(names.clone());
     phase_settings.worker = Some(worker.label());
     let driven = drive_with(
         store,
@@ -324,68 +408,132 @@ async fn run_claimed(
         stop_rx,
     )
     .await;
-    drop(done_tx);
-    let _ = beat.join();
     forward.abort();
-    driven?;
-    let result = store.tip(&worker.run)?.unwrap_or(claimed);
+    // The heartbeat keeps renewing the claims until the results are in:
+    // putting them in can take a while when many workers race for the
+    // run's ref, and a claim that lapsed meanwhile would be run again.
+    let stop_beat = move || {
+        drop(done_tx);
+        let _ = beat.join();
+    };
+    let driven = driven.and_then(|_| Ok(store.tip(&worker.run)?.unwrap_or(claimed)));
+    let result = match driven {
+        Ok(result) => result,
+        Err(err) => {
+            stop_beat();
+            return Err(err);
+        }
+    };
+    let given_up = |summary: &mut Summary, which: &[(String, Claim, bool)]| {
+        for (phase, _, took_over) in which {
+            summary.ran.push(Ran {
+                phase: phase.clone(),
+                status: None,
+                took_over: *took_over,
+            });
+        }
+    };
     let interrupted = *interrupt.borrow();
-    match why.load(Ordering::SeqCst) {
-        // Someone else holds the phase now, or the run stopped under it:
-        // its claim is not this worker's to touch any more (or is released).
-        LOST => return Ok(None),
-        STOPPED | UNREACHABLE => {
+    if why.load(Ordering::SeqCst) != HELD || interrupted {
+        stop_beat();
+        // A claim was lost, the run stopped under the phases, the remote
+        // stayed away or the worker was stopped: give back what is still
+        // this worker's (release checks that).
+        for (phase, claim, _) in &phases {
             release(store, worker, phase, claim, summary, observer).await?;
-            return Ok(None);
         }
-        _ if interrupted => {
-            release(store, worker, phase, claim, summary, observer).await?;
-            return Ok(None);
-        }
-        _ => {}
+        given_up(summary, &phases);
+        return Ok(None);
     }
-    // Put the result onto the run as it is now.
+    // Put the results onto the run as it is now, and claim what is ready
+    // next in the same push.
+    let merged = put_results(
+        store, worker, settings, observer, interrupt, &phases, &result, summary, picks,
+    )
+    .await;
+    stop_beat();
+    merged
+}
+
+/// Puts the results of `phases` (checkpoint `result` holds them) onto the
+/// run's tip by compare-and-swap, claiming the next ready phases in the
+/// same push: that next batch, if any.
+#[allow(clippy::too_many_arguments)]
+async fn put_results(
+    store: &GitStore,
+    worker: &Worker,
+    settings: &Settings,
+    observer: &Arc<dyn Observer>,
+    interrupt: &watch::Receiver<bool>,
+    phases: &[(String, Claim, bool)],
+    result: &CheckpointId,
+    summary: &mut Summary,
+    picks: &mut u64,
+) -> Result<Option<Batch>, EngineError> {
+    let given_up = |summary: &mut Summary, which: &[(String, Claim, bool)]| {
+        for (phase, _, took_over) in which {
+            summary.ran.push(Ran {
+                phase: phase.clone(),
+                status: None,
+                took_over: *took_over,
+            });
+        }
+    };
     loop {
         let tip = fetch(store, worker, summary, &**observer).await?;
         let onto = RunSnapshot::load(store, &worker.run, &tip)?;
         let held = claims(store, &worker.run, &tip)?;
-        if !held
+        let (mine, lost): (Vec<_>, Vec<_>) = phases
             .iter()
-            .any(|(p, c)| p == phase && c.worker == claim.worker)
-        {
-            // The claim lapsed and another worker took the phase over:
-            // its attempt is the one that counts.
+            .cloned()
+            .partition(|(p, c, _)| held.iter().any(|(hp, hc)| hp == p && hc.worker == c.worker));
+        if mine.is_empty() {
+            // Every claim lapsed and other workers took the phases over:
+            // their attempts are the ones that count.
+            given_up(summary, &lost);
             return Ok(None);
         }
+        let mine_names: Vec<String> = mine.iter().map(|(p, _, _)| p.clone()).collect();
         let now = settings.clock.stamp();
-        let changes = reapply(store, &worker.run, phase, &result, &onto, &now)?;
-        let state = RunSnapshot::load(store, &worker.run, &result)?
-            .phase(phase)
-            .map(|s| s.status);
-        let new_status = changes
+        let merged = reapply_all(store, &worker.run, &mine_names, result, &onto, &now)?;
+        let mut changes = merged.changes;
+        let new_status = merged.snapshot.record.status;
+        let ran_states: Vec<(String, Option<PhaseStatus>, bool)> = mine
             .iter()
-            .find_map(|c| match c {
-                Change::Write { path, bytes } if path == layout::RUN => {
-                    serde_json::from_slice::<RunRecord>(bytes)
-                        .ok()
-                        .map(|r| r.status)
-                }
-                _ => None,
-            })
-            .unwrap_or(onto.record.status);
-        let message = CheckpointMessage::new(
-            worker.run.as_str(),
-            &onto.record.template,
-            format!(
-                "{} {} on {}",
-                phase,
-                state.map_or("ended", PhaseStatus::as_str),
-                worker.label()
-            ),
-        )
-        .event(Some(phase), CheckpointEvent::PhaseMerged)
-        .status(new_status)
-        .to_message();
+            .map(|(p, _, took)| (p.clone(), merged.snapshot.phase(p).map(|s| s.status), *took))
+            .collect();
+        let want = worker.want(summary.ran.len() + phases.len());
+        let open = !new_status.is_final()
+            && !matches!(new_status, RunStatus::Paused | RunStatus::Waiting)
+            && !*interrupt.borrow();
+        let (chosen, claim_changes) = if open {
+            let others = without(&held, &mine_names);
+            pick(worker, settings, &merged.snapshot, &others, want, picks)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        changes.extend(claim_changes);
+        let mut line = ran_states
+            .iter()
+            .map(|(p, s, _)| format!("{p} {}", s.map_or("ended", PhaseStatus::as_str)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        line.push_str(&format!(" on {}", worker.label()));
+        if !chosen.is_empty() {
+            line.push_str(&format!(
+                "; {}",
+                claimed_line(worker, &chosen)
+                    .trim_start_matches(&worker.label())
+                    .trim_start()
+            ));
+        }
+        let message = CheckpointMessage::new(worker.run.as_str(), &onto.record.template, line)
+            .event(
+                mine_names.first().map(String::as_str),
+                CheckpointEvent::PhaseMerged,
+            )
+            .status(new_status)
+            .to_message();
         let commit = store.commit_detached(
             &worker.run,
             &tip,
@@ -394,8 +542,22 @@ async fn run_claimed(
             settings.clock.epoch_seconds(),
         )?;
         if push(store, worker, &tip, &commit, summary, &**observer).await? {
-            store.follow_remote(&worker.run, &commit)?;
-            return Ok(state);
+            // With a next batch, running it follows this checkpoint.
+            if chosen.is_empty() {
+                store.follow_remote(&worker.run, &commit)?;
+            }
+            given_up(summary, &lost);
+            for (phase, status, took_over) in ran_states {
+                summary.ran.push(Ran {
+                    phase,
+                    status,
+                    took_over,
+                });
+            }
+            return Ok((!chosen.is_empty()).then_some(Batch {
+                claimed: commit,
+                phases: chosen,
+            }));
         }
         summary.races_lost += 1;
     }
@@ -444,14 +606,13 @@ async fn release(
     }
 }
 
-/// Renews the claim every third of the lease until `done` closes; stops
-/// the phase (through `stop`) when the claim is lost, the run is paused or
+/// Renews the claims every third of the lease until `done` closes; stops
+/// the phases (through `stop`) when a claim is lost, the run is paused or
 /// cancelled, or the remote stays unreachable until the lease nearly ends.
 fn heartbeat(
     store: &GitStore,
     worker: &Worker,
-    phase: &str,
-    mut claim: Claim,
+    mut held: Vec<(String, Claim)>,
     done: &std::sync::mpsc::Receiver<()>,
     stop: &watch::Sender<bool>,
     why: &AtomicU8,
@@ -463,12 +624,13 @@ fn heartbeat(
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        let outcome = renew(store, worker, phase, &mut claim);
+        let outcome = renew(store, worker, &mut held);
+        let expires = held.iter().map(|(_, c)| c.expires_ms).min().unwrap_or(0);
         let verdict = match outcome {
             Ok(Renewal::Renewed) => continue,
             Ok(Renewal::Lost) => LOST,
             Ok(Renewal::Stopped) => STOPPED,
-            Err(_) if now_ms() + margin < claim.expires_ms => continue,
+            Err(_) if now_ms() + margin < expires => continue,
             Err(_) => UNREACHABLE,
         };
         why.store(verdict, Ordering::SeqCst);
@@ -483,14 +645,18 @@ enum Renewal {
     Stopped,
 }
 
-/// One renewal: fetch, check, push a later expiry (trying again while
-/// other workers' checkpoints beat it).
+/// One renewal of every claim in `held`, in one push: fetch, check, push
+/// later expiries (trying again while other workers' checkpoints beat it).
 fn renew(
     store: &GitStore,
     worker: &Worker,
-    phase: &str,
-    claim: &mut Claim,
+    held: &mut [(String, Claim)],
 ) -> Result<Renewal, EngineError> {
+    let names = held
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     for _ in 0..8 {
         let Some(tip) = store.fetch_run(&worker.remote, &worker.run)? else {
             return Ok(Renewal::Stopped);
@@ -499,40 +665,47 @@ fn renew(
         if matches!(record.status, RunStatus::Paused | RunStatus::Cancelled) {
             return Ok(Renewal::Stopped);
         }
-        let held = claims(store, &worker.run, &tip)?;
-        if !held
-            .iter()
-            .any(|(p, c)| p == phase && c.worker == claim.worker)
-        {
+        let on_remote = claims(store, &worker.run, &tip)?;
+        let all_held = held.iter().all(|(phase, claim)| {
+            on_remote
+                .iter()
+                .any(|(p, c)| p == phase && c.worker == claim.worker)
+        });
+        if !all_held {
             return Ok(Renewal::Lost);
         }
-        let mut renewed = claim.clone();
-        renewed.expires_ms = now_ms() + millis(worker.lease);
+        let expires_ms = now_ms() + millis(worker.lease);
+        let renewed: Vec<(String, Claim)> = held
+            .iter()
+            .map(|(p, c)| {
+                let mut c = c.clone();
+                c.expires_ms = expires_ms;
+                (p.clone(), c)
+            })
+            .collect();
         let message = CheckpointMessage::new(
             worker.run.as_str(),
             &record.template,
-            format!("{} renewed its claim on {phase}", worker.label()),
+            format!("{} renewed its claim on {names}", worker.label()),
         )
-        .event(Some(phase), CheckpointEvent::ClaimRenewed)
+        .event(
+            held.first().map(|(p, _)| p.as_str()),
+            CheckpointEvent::ClaimRenewed,
+        )
         .status(record.status)
         .to_message();
-        let commit = store.commit_detached(
-            &worker.run,
-            &tip,
-            &[Change::write(
-                layout::claim(phase),
-                super::to_file_bytes(&renewed),
-            )],
-            &message,
-            now_seconds(),
-        )?;
+        let changes: Vec<Change> = renewed
+            .iter()
+            .map(|(p, c)| Change::write(layout::claim(p), super::to_file_bytes(c)))
+            .collect();
+        let commit = store.commit_detached(&worker.run, &tip, &changes, &message, now_seconds())?;
         if store.push_run_cas(&worker.remote, &worker.run, Some(&tip), &commit)? {
-            *claim = renewed;
+            held.clone_from_slice(&renewed);
             return Ok(Renewal::Renewed);
         }
     }
     Err(StoreError::Git {
-        message: format!("renewing the claim on {phase}: other workers kept moving the run"),
+        message: format!("renewing the claims on {names}: other workers kept moving the run"),
     }
     .into())
 }
@@ -635,4 +808,63 @@ fn spread(id: &str, pick: u64) -> usize {
     hasher.write(id.as_bytes());
     hasher.write_u64(pick);
     usize::try_from(hasher.finish() % (u32::MAX as u64)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(jobs: usize, once: bool, max_phases: Option<usize>) -> Worker {
+        Worker {
+            remote: "origin".into(),
+            run: RunId::parse("01kaxz00000000000000000001").expect("an id"),
+            phase: None,
+            once,
+            max_phases,
+            lease: Duration::from_secs(60),
+            id: "w1".into(),
+            host: "h".into(),
+            pid: 1,
+            backoff: Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
+            give_up_after: Duration::from_secs(1),
+            poll: Duration::from_secs(1),
+            jobs,
+        }
+    }
+
+    #[test]
+    fn a_worker_claims_up_to_its_jobs_within_once_and_max_phases() {
+        assert_eq!(worker(1, false, None).want(10), 1);
+        assert_eq!(worker(8, false, None).want(10), 8);
+        assert_eq!(worker(8, false, Some(10)).want(7), 3);
+        assert_eq!(worker(8, false, Some(10)).want(10), 0);
+        assert_eq!(worker(8, true, None).want(0), 1);
+        assert_eq!(worker(8, true, None).want(1), 0);
+        assert_eq!(worker(0, false, None).want(0), 1);
+    }
+
+    #[test]
+    fn a_claim_line_names_fresh_claims_and_takeovers() {
+        let w = worker(2, false, None);
+        let claim = |took: Option<&str>| Claim {
+            worker: "w1".into(),
+            host: "h".into(),
+            pid: 1,
+            claimed_at: "t".into(),
+            expires_ms: 1,
+            took_over: took.map(String::from),
+        };
+        let line = claimed_line(
+            &w,
+            &[
+                ("a".into(), claim(None), false),
+                ("b".into(), claim(None), false),
+                ("c".into(), claim(Some("w0@h")), true),
+            ],
+        );
+        assert_eq!(
+            line,
+            "w1@h claimed a, b; took over c from w0@h (its claim lapsed)"
+        );
+    }
 }

@@ -21,9 +21,11 @@ use crate::web::state::RepoState;
 
 /// The run's status as shown: `running` only with a live runner.
 pub fn shown_status(repo: &RepoState, detail: &RunDetail) -> String {
-    let status = detail.run.record.status;
-    let live = crate::store::RunId::parse(&detail.run.record.id)
-        .is_some_and(|id| repo.store.lock_holder(&id).ok().flatten().is_some());
+    let status = detail.run.shown_status();
+    // Workers holding live claims work on the run elsewhere.
+    let live = detail.run.claimed()
+        || crate::store::RunId::parse(&detail.run.record.id)
+            .is_some_and(|id| repo.store.lock_holder(&id).ok().flatten().is_some());
     if status == RunStatus::Running && !live {
         "interrupted".into()
     } else {

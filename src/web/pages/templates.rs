@@ -389,6 +389,7 @@ fn preview(name: &str, t: &crate::template::Template) -> String {
                 children: Vec::new(),
                 budget: None,
                 nested: Default::default(),
+                claim: None,
             })
             .collect(),
         layers: Vec::new(),
