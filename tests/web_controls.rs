@@ -654,8 +654,10 @@ fn templates_are_listed_validated_cloned_and_edited_with_validation_on_save() {
     let shown = web.get("/templates/mine");
     assert_eq!(shown.status, 200, "{}", shown.body);
     assert!(
-        shown.body.contains("phase-chip"),
-        "phases by layer: {}",
+        shown.body.contains("<svg")
+            && shown.body.contains(r#"data-phase="a""#)
+            && shown.body.contains(r#"data-phase="b""#),
+        "the DAG preview draws both phases: {}",
         shown.body
     );
     let valid = web.post("/templates/mine/validate", &[]);

@@ -161,7 +161,23 @@ pub async fn html(repo: Repo, Path(run): Path<String>, RawQuery(raw): RawQuery) 
     let spend = view.spend();
     let counts = view.counts();
     let record = &view.record;
+    // Where workers hold phases (or held them: a lapsed claim) and which
+    // worker ran each finished one: the drawing shows states, this says where.
+    let workers: Vec<serde_json::Value> = view
+        .phases
+        .iter()
+        .filter_map(|row| match (&row.claim, &row.state.worker) {
+            (Some(c), _) => Some(serde_json::json!({
+                "phase": row.state.id, "claim": c,
+            })),
+            (None, Some(w)) => Some(serde_json::json!({
+                "phase": row.state.id, "worker": w,
+            })),
+            (None, None) => None,
+        })
+        .collect();
     let ctx = serde_json::json!({
+        "workers": workers,
         "layout": repo.layout(&format!("Run {}", &record.id), "runs"),
         "live_run": record.id,
         "run": {
