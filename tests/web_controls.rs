@@ -654,7 +654,9 @@ fn templates_are_listed_validated_cloned_and_edited_with_validation_on_save() {
     let shown = web.get("/templates/mine");
     assert_eq!(shown.status, 200, "{}", shown.body);
     assert!(
-        shown.body.contains("<div id=\"dag\" class=\"drawing\"><svg")
+        shown
+            .body
+            .contains("<div id=\"dag\" class=\"drawing\"><svg")
             && shown.body.contains("<g class=\"node st-pending"),
         "the DAG preview, every phase pending: {}",
         shown.body
