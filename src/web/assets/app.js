@@ -53,6 +53,10 @@
     this.shown = [];
     this.filter = "";
     this.partial = "";
+    // Live entries that arrive before the committed log has loaded wait
+    // for it: `set` would otherwise replace them.
+    this.ready = false;
+    this.early = [];
     box.textContent = "";
     this.spacer = document.createElement("div");
     this.spacer.className = "log-spacer";
@@ -68,7 +72,17 @@
     const c = $("[data-log-count]");
     if (c) c.textContent = this.lines.length;
   };
-  Log.prototype.set = function (lines) { this.lines = lines; this.refilter(); this.count(); };
+  Log.prototype.set = function (lines) {
+    this.lines = lines;
+    this.refilter();
+    this.count();
+    this.ready = true;
+    if (this.early.length) { const early = this.early; this.early = []; this.append(early); }
+  };
+  Log.prototype.live = function (entries) {
+    if (this.ready) this.append(entries);
+    else this.early.push(...entries);
+  };
   Log.prototype.refilter = function () {
     const f = this.filter.toLowerCase();
     this.shown = f ? this.lines.filter((l) => l.line.toLowerCase().includes(f)) : this.lines.slice();
@@ -135,7 +149,7 @@
     fetch(logBox.dataset.src, { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : []))
       .then((lines) => { log.set(lines); log.jump(); })
-      .catch(() => {});
+      .catch(() => { log.set([]); });
     const box = $("[data-log-filter]");
     if (box) box.addEventListener("input", () => { log.filter = box.value; log.refilter(); });
     window.addEventListener("hashchange", () => { log.paint(); log.jump(); });
@@ -181,7 +195,7 @@
     if (body.dataset.list) source.addEventListener("runs", refresh);
     source.addEventListener("log", (e) => {
       if (!log) return;
-      try { log.append(JSON.parse(e.data)); } catch (_) { /* a broken event is skipped */ }
+      try { log.live(JSON.parse(e.data)); } catch (_) { /* a broken event is skipped */ }
     });
   }
   function close() {
