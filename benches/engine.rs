@@ -938,32 +938,7 @@ fn summary(engine: Option<&[EngineRow]>, checkpoints: Option<&CheckpointResults>
 /// `wait4` would give the exact figure but only through `unsafe`, and
 /// `getrusage(RUSAGE_CHILDREN)` merges all children once several ran.
 fn measure(command: &mut Command) -> (ExitStatus, Duration, u64) {
-    let start = Instant::now();
-    let mut child = command.spawn().expect("spawn the measured process");
-    let status_file = format!("/proc/{}/status", child.id());
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let done = std::sync::Arc::clone(&done);
-        std::thread::spawn(move || {
-            let mut peak_kb = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                // Gone (or a zombie, whose memory is released): keep the last figure.
-                let hwm = fs::read_to_string(&status_file).ok().and_then(|text| {
-                    text.lines()
-                        .find_map(|line| line.strip_prefix("VmHWM:"))
-                        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse().ok())
-                });
-                peak_kb = hwm.map_or(peak_kb, |kb: u64| kb.max(peak_kb));
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            peak_kb
-        })
-    };
-    let status = child.wait().expect("wait for the measured process");
-    let wall = start.elapsed();
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let peak_kb = sampler.join().expect("the memory sampler");
-    (status, wall, peak_kb)
+    common::measure_peak(command)
 }
 
 /// A new repository with one commit and a fixed identity, in the sandbox.

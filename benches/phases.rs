@@ -37,7 +37,7 @@ use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -530,31 +530,8 @@ fn children_cpu() -> Duration {
 /// memory (its `VmHWM`, sampled every millisecond from another thread).
 fn measure(command: &mut Command) -> (ExitStatus, Sample) {
     let cpu_before = children_cpu();
-    let start = Instant::now();
-    let mut child = command.spawn().expect("spawn the measured process");
-    let status_file = format!("/proc/{}/status", child.id());
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let done = std::sync::Arc::clone(&done);
-        std::thread::spawn(move || {
-            let mut peak_kb = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let hwm = fs::read_to_string(&status_file).ok().and_then(|text| {
-                    text.lines()
-                        .find_map(|line| line.strip_prefix("VmHWM:"))
-                        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse().ok())
-                });
-                peak_kb = hwm.map_or(peak_kb, |kb: u64| kb.max(peak_kb));
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            peak_kb
-        })
-    };
-    let status = child.wait().expect("wait for the measured process");
-    let wall = start.elapsed();
+    let (status, wall, peak_kb) = common::measure_peak(command);
     let cpu = children_cpu().saturating_sub(cpu_before);
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let peak_kb = sampler.join().expect("the memory sampler");
     (status, Sample { wall, cpu, peak_kb })
 }
 

@@ -68,30 +68,7 @@ fn generate(shape: &str, n: usize) -> Value {
 /// resident memory in KB (the child's `VmHWM`, sampled every millisecond
 /// by a second thread; what it misses is the last millisecond's growth).
 fn measure(command: &mut Command) -> (ExitStatus, Duration, u64) {
-    let start = Instant::now();
-    let mut child = command.spawn().expect("spawn wfe");
-    let status_file = format!("/proc/{}/status", child.id());
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let done = std::sync::Arc::clone(&done);
-        std::thread::spawn(move || {
-            let mut peak_kb = 0;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let hwm = fs::read_to_string(&status_file).ok().and_then(|text| {
-                    text.lines()
-                        .find_map(|line| line.strip_prefix("VmHWM:"))
-                        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse().ok())
-                });
-                peak_kb = hwm.map_or(peak_kb, |kb: u64| kb.max(peak_kb));
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            peak_kb
-        })
-    };
-    let status = child.wait().expect("wait for wfe");
-    let wall = start.elapsed();
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    (status, wall, sampler.join().expect("the memory sampler"))
+    common::measure_peak(command)
 }
 
 fn main() {

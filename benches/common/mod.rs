@@ -98,3 +98,38 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
         format!("{:.0} µs", secs * 1e6)
     }
 }
+
+/// Runs `command` to its end: its exit status, wall time, and peak
+/// resident memory in KB (the child's `VmHWM`, sampled every millisecond
+/// by a second thread; what it misses is the last millisecond's growth).
+/// `wait4` would give the exact figure but only through `unsafe`, and
+/// `getrusage(RUSAGE_CHILDREN)` merges all children once several ran.
+pub(crate) fn measure_peak(command: &mut Command) -> (std::process::ExitStatus, Duration, u64) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let start = std::time::Instant::now();
+    let mut child = command.spawn().expect("spawn the measured process");
+    let status_file = format!("/proc/{}/status", child.id());
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut peak_kb = 0;
+            while !done.load(Ordering::Relaxed) {
+                // Gone (or a zombie, whose memory is released): keep the last figure.
+                let hwm = std::fs::read_to_string(&status_file).ok().and_then(|text| {
+                    text.lines()
+                        .find_map(|line| line.strip_prefix("VmHWM:"))
+                        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse().ok())
+                });
+                peak_kb = hwm.map_or(peak_kb, |kb: u64| kb.max(peak_kb));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            peak_kb
+        })
+    };
+    let status = child.wait().expect("wait for the measured process");
+    let wall = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    (status, wall, sampler.join().expect("the memory sampler"))
+}
