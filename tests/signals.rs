@@ -240,14 +240,26 @@ fn started(dir: &Path) -> Vec<(String, u32, i32)> {
 }
 
 /// Whether the runner has recorded process group `pgid` in the attempt
-/// registry (`<git-dir>/wfe/procs/<run>/<pgid>.json`).
+/// registry (a `+{...}` line in `<git-dir>/wfe/procs/<run>/<pid>.log`).
 fn recorded(repo: &Repo, pgid: i32) -> bool {
     let procs = repo.path().join(".git/wfe/procs");
+    let needle = format!("\"pgid\":{pgid},");
     std::fs::read_dir(procs)
         .into_iter()
         .flatten()
         .flatten()
-        .any(|run| run.path().join(format!("{pgid}.json")).exists())
+        .flat_map(|run| {
+            std::fs::read_dir(run.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .any(|log| {
+            std::fs::read_to_string(log.path()).is_ok_and(|text| {
+                text.lines()
+                    .any(|l| l.starts_with('+') && l.contains(&needle))
+            })
+        })
 }
 
 /// `rounds` seeded kill -9s of a runner mid-phase, each followed at once by
