@@ -27,6 +27,7 @@ use gix::refs::transaction::{Change as RefChange, LogChange, PreviousValue, RefE
 use gix::refs::{FullName, Target, TargetRef};
 use gix::sec::trust::DefaultForLevel;
 
+use super::loose_ref;
 use super::summaries::SummaryCache;
 use super::{
     BrokenRun, Change, Checkpoint, CheckpointId, EntryKind, LockHolder, Message, Purged,
@@ -90,6 +91,9 @@ pub struct GitStore {
     /// Whether checkpoint packs are fsynced (git's `core.fsync` or
     /// `core.fsyncObjectFiles` asks for object files to be).
     fsync_objects: bool,
+    /// Whether a run's ref and its log are fsynced before the ref moves
+    /// (git's `core.fsync` names `reference`, `committed` or `all`).
+    fsync_refs: bool,
     /// When to consolidate the packs checkpoints write.
     maintenance: maintenance::Maintenance,
 }
@@ -289,6 +293,12 @@ impl GitStore {
                     )
                 })
             });
+        let fsync_refs = config.string("core.fsync").is_some_and(|value| {
+            value
+                .to_str_lossy()
+                .split(',')
+                .any(|part| matches!(part.trim(), "all" | "committed" | "reference"))
+        });
         let auto_pack = config.boolean("wfe.autoPack") != Some(false);
         let head = repo.head().or_git(|| "reading HEAD".into())?;
         let head_commit = head.id().map(|id| id.to_string());
@@ -307,6 +317,7 @@ impl GitStore {
             }),
             info,
             fsync_objects,
+            fsync_refs,
             maintenance: maintenance::Maintenance::new(auto_pack),
         })
     }
@@ -419,38 +430,24 @@ impl RunStore for GitStore {
         // Every object reaches the disk (one pack) before the ref names it.
         let packed = self.write_pack(repo, objects)?;
 
-        let expected = match current {
-            Some(old) => PreviousValue::MustExistAndMatch(Target::Object(old)),
-            None => PreviousValue::MustNotExist,
+        // The ref moves as git moves a loose ref (`loose_ref.rs`): under
+        // its own lock, never `packed-refs.lock`.
+        let summary = message.summary.replace('\n', " ");
+        let update = loose_ref::Update {
+            common_dir: repo.common_dir(),
+            name: &ref_name,
+            old: current,
+            new: id,
+            signature: &signature,
+            message: &summary,
+            fsync: self.fsync_refs,
+            lock_timeout: REF_LOCK_TIMEOUT,
         };
-        let edit = RefEdit {
-            change: RefChange::Update {
-                log: LogChange {
-                    mode: RefLog::AndReference,
-                    // git only logs refs/heads and friends by default; run refs need it asked for.
-                    force_create_reflog: true,
-                    message: message.summary.replace('\n', " ").into(),
-                },
-                expected,
-                new: Target::Object(id),
-            },
-            name: full_name(&ref_name)?,
-            deref: false,
-        };
-        let mut time_buf = gix::date::parse::TimeBuf::default();
         let mut cleared = false;
         loop {
-            let updated = repo
-                .refs
-                .transaction()
-                .prepare(
-                    Some(edit.clone()),
-                    Fail::AfterDurationWithBackoff(REF_LOCK_TIMEOUT),
-                    Fail::AfterDurationWithBackoff(PACKED_REFS_LOCK_TIMEOUT),
-                )
-                .and_then(|tx| tx.commit(Some(signature.to_ref(&mut time_buf))));
+            let updated = update.apply(|| read_tip(repo, &ref_name));
             match updated {
-                Ok(_) => {
+                Ok(()) => {
                     if packed {
                         self.packed(repo);
                     }
@@ -472,11 +469,16 @@ impl RunStore for GitStore {
                     if found != current {
                         return Err(conflict(run, parent, found));
                     }
-                    if !cleared && clear_stale_ref_lock(repo, &ref_name) {
+                    if !cleared
+                        && matches!(err, loose_ref::RefUpdateError::Locked(_))
+                        && clear_stale_ref_lock(repo, &ref_name)
+                    {
                         cleared = true;
                         continue;
                     }
-                    return Err(git_error(format!("updating {ref_name}"), &err));
+                    return Err(StoreError::Git {
+                        message: format!("updating {ref_name}: {err}"),
+                    });
                 }
             }
         }
@@ -1666,6 +1668,62 @@ mod tests {
             .expect("a stale ref lock is cleared");
         assert!(!lock.exists());
         assert_eq!(store.tip(&run).expect("tip"), Some(c2));
+    }
+
+    #[test]
+    fn a_packed_run_ref_moves_by_compare_and_swap_without_packed_refs_lock() {
+        let dir = user_repo();
+        let path = dir.path();
+        git(path, &["config", "core.fsync", "reference"]);
+        let store = GitStore::open_isolated(path).expect("open");
+        assert!(store.fsync_refs);
+        let run = run_id("9");
+        let refname = run.ref_name();
+        let c1 = store
+            .commit(&run, None, &[], &message(&run, "start"), 1)
+            .expect("commit");
+        // As after `wfe gc`: the run's ref only in packed-refs.
+        git(path, &["pack-refs", "--all", "--prune"]);
+        assert!(!path.join(".git").join(&refname).exists());
+        // Another writer holds packed-refs.lock (git pack-refs, a deletion):
+        // a checkpoint neither waits for it nor touches it.
+        let packed_lock = path.join(".git/packed-refs.lock");
+        std::fs::write(&packed_lock, "").expect("hold packed-refs.lock");
+        let started = std::time::Instant::now();
+        let c2 = store
+            .commit(&run, Some(&c1), &[], &message(&run, "next"), 2)
+            .expect("a checkpoint on a packed ref");
+        assert!(started.elapsed() < PACKED_REFS_LOCK_TIMEOUT);
+        assert_eq!(std::fs::read(&packed_lock).expect("still there"), b"");
+        std::fs::remove_file(&packed_lock).expect("release");
+        assert_eq!(store.tip(&run).expect("tip"), Some(c2.clone()));
+        // The packed value is what the swap compared against: a stale
+        // parent (the packed one, now superseded) is a conflict.
+        match store.commit(&run, Some(&c1), &[], &message(&run, "stale"), 3) {
+            Err(StoreError::Conflict {
+                expected, found, ..
+            }) => {
+                assert_eq!((expected, found), (c1.0.clone(), c2.0.clone()));
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        // A new run must not exist yet, packed or loose.
+        match store.commit(&run, None, &[], &message(&run, "again"), 4) {
+            Err(StoreError::Conflict { .. }) => {}
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(
+            git(path, &["rev-parse", &refname]).trim(),
+            c2.0,
+            "git reads the loose ref over the packed one"
+        );
+        let reflog = git(path, &["reflog", "show", "--format=%H %gs", &refname]);
+        assert_eq!(
+            reflog.lines().collect::<Vec<_>>(),
+            [format!("{} next", c2.0), format!("{} start", c1.0)]
+        );
+        assert!(!path.join(".git").join(format!("{refname}.lock")).exists());
+        git(path, &["fsck", "--full", "--strict", "--no-progress"]);
     }
 
     fn loose_objects(path: &Path) -> usize {

@@ -12,6 +12,7 @@
 mod contract;
 mod git;
 mod lock;
+mod loose_ref;
 mod memory;
 mod message;
 mod path;
