@@ -18,7 +18,8 @@
 //! whether the goal (≤ 2× make) is met. Also the peak memory of the
 //! 1000-phase runs (goal ≤ 64 MB).
 //!
-//! `WFE_BENCH_BEFORE=/path/to/an/older/wfe` adds that binary to every pair
+//! `WFE_BENCH_BIN=/path/to/wfe` measures that build instead of the one
+//! cargo built; `WFE_BENCH_BEFORE=/path/to/an/older/wfe` adds that binary to every pair
 //! (a before/after comparison in the same run, on the same disk).
 //!
 //! Further yardsticks, when a Python venv under the target dir can hold
@@ -61,7 +62,10 @@ fn main() {
         .prefix("wfe-phases-")
         .tempdir_in(&base)
         .expect("a sandbox");
-    let wfe = PathBuf::from(env!("CARGO_BIN_EXE_wfe"));
+    // `WFE_BENCH_BIN` measures another build (a release binary from a
+    // bench compiled in the dev profile, say).
+    let wfe = std::env::var_os("WFE_BENCH_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wfe")), PathBuf::from);
     let before = std::env::var_os("WFE_BENCH_BEFORE").map(PathBuf::from);
     println!("wfe phases benchmark: {}", wfe.display());
     if let Some(before) = &before {
