@@ -47,6 +47,35 @@ pub struct CatchUp {
     pub failed: Vec<(RunId, String)>,
 }
 
+/// An order-independent fingerprint of `run tip` pairs: their count and
+/// two sums of per-pair hashes (128 bits), equal for equal sets.
+pub(super) fn fingerprint<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> (usize, u64, u64) {
+    pairs.fold((0, 0, 0), |(n, a, b), (run, tip)| {
+        let h1 = fnv(
+            fnv(0xcbf2_9ce4_8422_2325, run.as_bytes()) ^ 0x20,
+            tip.as_bytes(),
+        );
+        let h2 = fnv(
+            fnv(0x8422_2325_cbf2_9ce4, tip.as_bytes()) ^ 0x0a,
+            run.as_bytes(),
+        );
+        (
+            n + 1,
+            a.wrapping_add(h1),
+            b.wrapping_add(h2.rotate_left(17)),
+        )
+    })
+}
+
+/// FNV-1a over `bytes`, continuing from `hash`.
+fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// Which runs to look at.
 enum Scope<'a> {
     All,
@@ -112,6 +141,18 @@ impl SearchIndex {
             Scope::All => Some(self.state()?),
             Scope::Run(_) => None,
         };
+        // The common case, nothing moved, in one pass and no map: the
+        // refs' `run tip` pairs and the recorded ones as one fingerprint each.
+        if let Some(state) = &first_state
+            && state.fingerprint()
+                == fingerprint(tips.iter().map(|(r, t)| (r.as_str(), t.0.as_str())))
+        {
+            broken.sort_by(|a, b| b.0.cmp(&a.0));
+            return Ok(CatchUp {
+                failed: broken,
+                ..CatchUp::default()
+            });
+        }
         if let Some(state) = &first_state {
             // One map of the recorded tips: `state.tip` scans the whole
             // state text, so asking it once per run is quadratic (seconds

@@ -106,6 +106,12 @@ impl IndexState {
         &self.text
     }
 
+    /// The fingerprint of every run's recorded checkpoint (see
+    /// `catch_up::fingerprint`), read without building a map.
+    pub fn fingerprint(&self) -> (usize, u64, u64) {
+        super::catch_up::fingerprint(self.lines())
+    }
+
     /// Every run's recorded checkpoint.
     pub fn tips(&self) -> HashMap<&str, &str> {
         self.lines().collect()
@@ -213,6 +219,18 @@ mod tests {
             IndexState::parse(state.render()).unwrap().tip("01run"),
             Some("abc")
         );
+    }
+
+    #[test]
+    fn the_fingerprint_matches_the_same_pairs_in_any_order_only() {
+        let mut state = IndexState::default();
+        state.update(&changes(&[("a", Some("1")), ("b", Some("2"))]));
+        let fp =
+            |pairs: &[(&str, &str)]| super::super::catch_up::fingerprint(pairs.iter().copied());
+        assert_eq!(state.fingerprint(), fp(&[("b", "2"), ("a", "1")]));
+        assert_ne!(state.fingerprint(), fp(&[("a", "2"), ("b", "1")]));
+        assert_ne!(state.fingerprint(), fp(&[("a", "1")]));
+        assert_ne!(state.fingerprint(), fp(&[("a", "1"), ("b", "3")]));
     }
 
     #[test]

@@ -561,7 +561,7 @@ impl RunStore for GitStore {
     fn scan(&self) -> Result<RunList> {
         let shared = self.shared();
         let repo = &shared.repo;
-        let refs = list_run_refs(repo)?;
+        let refs = list_run_refs(repo, &self.info().common_dir)?;
         // Tips that have not moved since the cache was written are not
         // read again; the others are, and the cache is rewritten.
         let cache = SummaryCache::new(&self.wfe_dir());
@@ -593,7 +593,7 @@ impl RunStore for GitStore {
 
     fn refs(&self) -> Result<Vec<RunRef>> {
         let shared = self.shared();
-        let mut refs = list_run_refs(&shared.repo)?;
+        let mut refs = list_run_refs(&shared.repo, &self.info().common_dir)?;
         refs.sort_by(|a, b| b.run.cmp(&a.run));
         Ok(refs)
     }
@@ -790,7 +790,12 @@ pub(super) fn read_tip(repo: &gix::Repository, ref_name: &str) -> Result<Option<
 
 /// Every run ref with its target, in ref order, reading no object.
 /// Only canonical names count (`RunId::parse` lowercases).
-fn list_run_refs(repo: &gix::Repository) -> Result<Vec<RunRef>> {
+fn list_run_refs(repo: &gix::Repository, common_dir: &Path) -> Result<Vec<RunRef>> {
+    // The files themselves in one pass when they hold only what wfe
+    // writes; gix otherwise (see `run_refs`).
+    if let Some(refs) = super::run_refs::read(common_dir) {
+        return Ok(refs);
+    }
     let platform = repo.references().or_git(|| "listing refs".into())?;
     let refs = platform
         .prefixed(RUNS_PREFIX)

@@ -17,6 +17,7 @@ mod memory;
 mod message;
 mod path;
 mod processes;
+mod run_refs;
 mod secret_args;
 mod summaries;
 #[cfg(test)]

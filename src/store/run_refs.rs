@@ -1,0 +1,208 @@
+//! The runs' refs read straight from the files git keeps them in: the
+//! loose refs under `refs/wfe/runs/` and the `packed-refs` file.
+//!
+//! Listing 10,000 refs through gix's overlay iterator validates every name
+//! and converts every entry (most of `wfe list`, `latest` and `wfe search`
+//! at 10,000 runs); the run refs have one shape (`refs/wfe/runs/<id>` to a
+//! lowercase hex commit id), so a plain scan of the two sources gives the
+//! same answer in one pass. Anything this reader does not fully understand
+//! (an unexpected line in `packed-refs`, a loose ref that is neither a hex
+//! id nor `ref: …`, an unreadable directory) makes it give up, and the
+//! caller asks gix instead: it is a shortcut, never a second opinion.
+//!
+//! The loose refs are read before `packed-refs`, as git does: a concurrent
+//! `git pack-refs` writes `packed-refs` before it deletes the loose files,
+//! so a ref is seen in one of the two whatever the interleaving.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{CheckpointId, RunId, RunRef, StoreError};
+
+/// The prefix of every run's ref.
+const PREFIX: &str = "refs/wfe/runs/";
+
+/// What one ref holds, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Object(String),
+    Symbolic(String),
+}
+
+/// Every run ref of the repository whose common git dir is `common_dir`,
+/// in no particular order; `None` when the files hold something this
+/// reader leaves to gix.
+pub(super) fn read(common_dir: &Path) -> Option<Vec<RunRef>> {
+    let mut refs: BTreeMap<RunId, Target> = BTreeMap::new();
+    let loose = loose(&common_dir.join("refs/wfe/runs"))?;
+    match std::fs::read(common_dir.join("packed-refs")) {
+        Ok(bytes) => packed(&bytes, &mut refs)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return None,
+    }
+    // A loose ref wins over its packed copy.
+    refs.extend(loose);
+    Some(
+        refs.into_iter()
+            .map(|(run, target)| {
+                let tip = match target {
+                    Target::Object(hex) => Ok(CheckpointId(hex)),
+                    Target::Symbolic(other) => Err(StoreError::Git {
+                        message: format!(
+                            "{PREFIX}{run} is a symbolic ref to {other}; wfe writes only direct refs there"
+                        ),
+                    }),
+                };
+                RunRef { run, tip }
+            })
+            .collect(),
+    )
+}
+
+/// The loose run refs in `dir`; none when it does not exist.
+fn loose(dir: &Path) -> Option<Vec<(RunId, Target)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Vec::new()),
+        Err(_) => return None,
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.ok()?;
+        let name = entry.file_name();
+        // Lock files, temporary files and directories name no run.
+        let Some(run) = name.to_str().and_then(exact_run) else {
+            continue;
+        };
+        let bytes = match std::fs::read(entry.path()) {
+            Ok(bytes) => bytes,
+            // Deleted since the directory was read, or a directory.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => return None,
+        };
+        let text = std::str::from_utf8(&bytes).ok()?.trim_end();
+        let target = match text.strip_prefix("ref: ") {
+            Some(other) => Target::Symbolic(other.to_string()),
+            None if is_hex_id(text) => Target::Object(text.to_string()),
+            None => return None,
+        };
+        out.push((run, target));
+    }
+    Some(out)
+}
+
+/// Adds the run refs `packed-refs` holds to `refs`.
+fn packed(bytes: &[u8], refs: &mut BTreeMap<RunId, Target>) -> Option<()> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    for line in text.lines() {
+        // The header, and the peeled targets of annotated tags.
+        if line.starts_with('#') || line.starts_with('^') || line.is_empty() {
+            continue;
+        }
+        let (hex, name) = line.split_once(' ')?;
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if !is_hex_id(hex) {
+            return None;
+        }
+        if let Some(run) = exact_run(rest) {
+            refs.insert(run, Target::Object(hex.to_string()));
+        }
+    }
+    Some(())
+}
+
+/// A run id spelled exactly as wfe writes it (no other spelling of it).
+fn exact_run(name: &str) -> Option<RunId> {
+    RunId::parse(name).filter(|run| run.as_str() == name)
+}
+
+/// 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+fn is_hex_id(text: &str) -> bool {
+    matches!(text.len(), 40 | 64)
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "01jf3k00000000000000000001";
+    const B: &str = "01jf3k00000000000000000002";
+
+    fn hex(n: u8) -> String {
+        format!("{n:040x}")
+    }
+
+    fn tips(refs: Vec<RunRef>) -> Vec<(String, Result<String, String>)> {
+        refs.into_iter()
+            .map(|r| {
+                (
+                    r.run.to_string(),
+                    r.tip.map(|t| t.0).map_err(|e| e.to_string()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn loose_refs_win_over_packed_ones_and_other_refs_are_ignored() {
+        let dir = tempfile::tempdir().expect("a dir");
+        let runs = dir.path().join("refs/wfe/runs");
+        std::fs::create_dir_all(runs.join("nested")).expect("dirs");
+        std::fs::write(
+            dir.path().join("packed-refs"),
+            format!(
+                "# pack-refs with: peeled fully-peeled sorted\n{} refs/heads/main\n{} refs/tags/v1\n^{}\n{} {PREFIX}{A}\n{} {PREFIX}{B}\n{} {PREFIX}NOTANID\n",
+                hex(1),
+                hex(2),
+                hex(3),
+                hex(4),
+                hex(5),
+                hex(6)
+            ),
+        )
+        .expect("packed-refs");
+        std::fs::write(runs.join(B), format!("{}\n", hex(9))).expect("loose");
+        std::fs::write(runs.join(format!("{A}.lock")), "garbage").expect("lock");
+        let got = tips(read(dir.path()).expect("understood"));
+        assert_eq!(
+            got,
+            [(A.to_string(), Ok(hex(4))), (B.to_string(), Ok(hex(9)))]
+        );
+    }
+
+    #[test]
+    fn a_symbolic_ref_is_named_as_broken() {
+        let dir = tempfile::tempdir().expect("a dir");
+        let runs = dir.path().join("refs/wfe/runs");
+        std::fs::create_dir_all(&runs).expect("dirs");
+        std::fs::write(runs.join(A), "ref: refs/heads/main\n").expect("loose");
+        let got = tips(read(dir.path()).expect("understood"));
+        assert_eq!(got.len(), 1);
+        let error = got[0].1.clone().expect_err("broken");
+        assert!(error.contains("symbolic ref to refs/heads/main"), "{error}");
+    }
+
+    #[test]
+    fn no_refs_at_all_is_an_empty_list() {
+        let dir = tempfile::tempdir().expect("a dir");
+        assert!(read(dir.path()).expect("understood").is_empty());
+    }
+
+    #[test]
+    fn what_it_does_not_understand_is_left_to_gix() {
+        let dir = tempfile::tempdir().expect("a dir");
+        std::fs::write(dir.path().join("packed-refs"), format!("XYZ {PREFIX}{A}\n"))
+            .expect("packed-refs");
+        assert!(read(dir.path()).is_none(), "a bad packed line");
+        std::fs::write(dir.path().join("packed-refs"), "").expect("packed-refs");
+        let runs = dir.path().join("refs/wfe/runs");
+        std::fs::create_dir_all(&runs).expect("dirs");
+        std::fs::write(runs.join(A), "not a ref\n").expect("loose");
+        assert!(read(dir.path()).is_none(), "a bad loose ref");
+    }
+}
