@@ -46,10 +46,14 @@ impl ProcessRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessRegistry {
     dir: PathBuf,
+    driver: Option<String>,
 }
 
 /// See [`ProcessRegistry::tag`].
 const TAG: &str = "WFE_RUN_KEY";
+
+/// See [`ProcessRegistry::driver_tag`].
+const DRIVER_TAG: &str = "WFE_DRIVER";
 
 /// A record written for a running attempt; [`ProcessRegistry::remove`]
 /// deletes it once the attempt has ended.
@@ -63,7 +67,34 @@ impl ProcessRegistry {
     pub fn new(wfe_dir: &Path, run: &str) -> ProcessRegistry {
         ProcessRegistry {
             dir: wfe_dir.join("procs").join(run),
+            driver: None,
         }
+    }
+
+    /// The same registry, whose attempts' processes also carry `token`,
+    /// naming the process that drives them ([`ProcessRegistry::driver_tag`]).
+    pub fn with_driver(self, token: String) -> ProcessRegistry {
+        ProcessRegistry {
+            driver: Some(token),
+            ..self
+        }
+    }
+
+    /// The variable naming the driving process (the runner or worker) that
+    /// every process of its attempts carries, and its value, when it was
+    /// given one: its guardian ends what carries it once the driver is
+    /// gone, and nothing of another driver of the same run (two workers in
+    /// one clone) carries it.
+    pub fn driver_tag(&self) -> Option<(&'static str, String)> {
+        self.driver.clone().map(|token| (DRIVER_TAG, token))
+    }
+
+    /// Every variable an attempt's processes carry: [`ProcessRegistry::tag`]
+    /// and, when there is one, [`ProcessRegistry::driver_tag`].
+    pub fn tags(&self) -> Vec<(&'static str, String)> {
+        let mut tags = vec![self.tag()];
+        tags.extend(self.driver_tag());
+        tags
     }
 
     /// The variable every process of the run's attempts carries in its
@@ -173,12 +204,15 @@ impl crate::process::GroupRecorder for AttemptRecorder {
     /// The same variables a script phase gets, so tool calls and CLI
     /// agents can be found by their run after a kill -9 of the runner.
     fn tags(&self) -> Vec<(String, String)> {
-        let (var, value) = self.registry.tag();
-        vec![
-            (var.into(), value),
-            ("WFE_PHASE".into(), self.phase.clone()),
-            ("WFE_ATTEMPT".into(), self.attempt.to_string()),
-        ]
+        let mut tags: Vec<(String, String)> = self
+            .registry
+            .tags()
+            .into_iter()
+            .map(|(var, value)| (var.into(), value))
+            .collect();
+        tags.push(("WFE_PHASE".into(), self.phase.clone()));
+        tags.push(("WFE_ATTEMPT".into(), self.attempt.to_string()));
+        tags
     }
 }
 
