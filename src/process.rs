@@ -1527,6 +1527,92 @@ mod tests {
         assert_eq!(live_members(group.pgid), Vec::<String>::new());
     }
 
+    /// A group like [`leftover`]'s whose members carry `tag` (none: untagged).
+    fn tagged_leftover(dir: &TempDir, tag: Option<(&str, &str)>) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let ready = dir.path().join("ready");
+        let script = format!(
+            "trap 'echo cleaned > {}; exit 143' TERM; sleep 1000 & echo ready > {}; wait",
+            dir.path().join("cleaned").display(),
+            ready.display()
+        );
+        let mut command = std::process::Command::new("/bin/sh");
+        command.arg("-c").arg(script).process_group(0);
+        if let Some((var, value)) = tag {
+            command.env(var, value);
+        }
+        let child = command.spawn().unwrap();
+        while std::fs::read_to_string(&ready).unwrap_or_default() != "ready\n" {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    #[tokio::test]
+    async fn the_guard_ends_only_what_carries_its_tag_once_its_input_closes() {
+        let (tagged_dir, other_dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        // A value no other test's process carries.
+        let value = tagged_dir.path().to_string_lossy().into_owned();
+        let mut tagged = tagged_leftover(&tagged_dir, Some(("WFE_TEST_GUARD", &value)));
+        let mut other = tagged_leftover(&other_dir, Some(("WFE_TEST_GUARD", "another")));
+        let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let guarding = {
+            let value = value.clone();
+            tokio::spawn(async move {
+                guard(reader, "WFE_TEST_GUARD", &value, Duration::from_secs(5)).await
+            })
+        };
+        assert!(!guarding.is_finished());
+        assert_eq!(
+            live_members(tagged.id()).len(),
+            2,
+            "alive while the input is open"
+        );
+        drop(writer);
+        assert_eq!(
+            guarding.await.unwrap().unwrap(),
+            2,
+            "the shell and its sleep"
+        );
+        tagged.wait().unwrap();
+        assert!(
+            tagged_dir.path().join("cleaned").exists(),
+            "ended gracefully"
+        );
+        assert_eq!(
+            live_members(other.id()).len(),
+            2,
+            "another tag is left alone"
+        );
+        assert_eq!(
+            end_tagged("WFE_TEST_GUARD", &value, Duration::ZERO)
+                .await
+                .unwrap(),
+            0
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_guardian_finishes_once_its_pipe_closes_and_is_kept_from_the_orphan_sweep() {
+        let mut command = std::process::Command::new("/bin/sh");
+        // Exits once its stdin reaches end-of-file.
+        command.arg("-c").arg("cat >/dev/null");
+        let guardian = Guardian::spawn(command).unwrap();
+        let pid = guardian.id();
+        assert!(is_kept(pid), "end_orphans leaves it alone");
+        assert_eq!(start_time(pid).is_some(), true);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        assert_eq!(
+            stat_fields(&stat).and_then(|s| s.pgrp),
+            Some(pid),
+            "it leads its own process group"
+        );
+        assert!(guardian.finish(Duration::from_secs(10)).await);
+        assert!(!is_kept(pid));
+    }
+
     #[tokio::test]
     async fn the_spawned_group_is_reported_before_any_output() {
         #[derive(Default)]
