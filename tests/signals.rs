@@ -301,12 +301,18 @@ fn kill_9_then_resume(rounds: u64, seed: u64) {
 
         let resumed = repo.wfe(&["resume", "latest"]);
         resumed.code(0);
-        assert_eq!(
-            resumed.stderr.contains("leftover process(es) of"),
-            !guarded,
-            "round {round}: the resume ended what the killed runner left only when its guardian was killed too\n{}",
-            resumed.stderr
-        );
+        // With its guardian killed too, the resume ends what the runner
+        // left. With the guardian alive, every phase seen starting was
+        // ended above without a resume; the resume may still end one the
+        // runner forked an instant before its death, still between fork
+        // and exec (untagged) while the guardian looked.
+        if !guarded {
+            assert!(
+                resumed.stderr.contains("leftover process(es) of"),
+                "round {round}: the resume ended what the killed runner left\n{}",
+                resumed.stderr
+            );
+        }
         let violations = std::fs::read_to_string(dir.join("violations")).unwrap_or_default();
         assert!(
             violations.is_empty(),
