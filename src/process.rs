@@ -836,6 +836,138 @@ pub fn find_tagged(var: &str, value: &str) -> Vec<Tagged> {
     found
 }
 
+/// How many times [`end_tagged`] looks again for tagged groups: a process
+/// that forked while its group was being ended may have started a new one.
+const TAGGED_ROUNDS: usize = 5;
+
+/// Ends every process group with a live member whose environment holds
+/// `var=value` ([`find_tagged`]), each with [`end_leftover`] (`SIGTERM`,
+/// up to `grace`, then `SIGKILL`), all at once; then looks again, a few
+/// times, for groups started meanwhile. Nothing untagged is signalled but
+/// the other members of a tagged process's group. Returns how many
+/// processes were alive; the first failure to end a group is the error,
+/// after every group was tried.
+pub async fn end_tagged(var: &str, value: &str, grace: Duration) -> io::Result<usize> {
+    let mut ended = 0;
+    let mut failure = None;
+    for _ in 0..TAGGED_ROUNDS {
+        let found = find_tagged(var, value);
+        if found.is_empty() {
+            break;
+        }
+        let mut ending = tokio::task::JoinSet::new();
+        for tagged in found {
+            let group = Group {
+                pgid: tagged.pgid,
+                start_time: None,
+            };
+            ending.spawn(end_leftover(group, grace));
+        }
+        while let Some(result) = ending.join_next().await {
+            match result.map_err(io::Error::other).and_then(|r| r) {
+                Ok(n) => ended += n,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ended),
+    }
+}
+
+/// The guardian's side (`wfe`'s hidden guard command): blocks until
+/// `input` — a pipe whose write end only the driver holds — reaches
+/// end-of-file, which happens however the driver ends (an exit, a crash,
+/// `SIGKILL`), then ends what carries the driver's tag ([`end_tagged`]).
+/// A read error counts as end-of-file: the driver cannot be watched any
+/// more, and what it leaves must not outlive it.
+pub async fn guard(
+    input: impl io::Read + Send + 'static,
+    var: &str,
+    value: &str,
+    grace: Duration,
+) -> io::Result<usize> {
+    let mut input = input;
+    let watched = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 64];
+        loop {
+            match input.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    });
+    // A panicked reader is as good as end-of-file.
+    let _ = watched.await;
+    end_tagged(var, value, grace).await
+}
+
+/// A driver's guardian: a companion process in its own process group that
+/// ends the driver's phases when the driver goes, even by `SIGKILL` (see
+/// [`guard`]). The driver holds the only write end of the guardian's
+/// stdin; std creates pipes close-on-exec, so no phase inherits it.
+///
+/// `PR_SET_PDEATHSIG` would do this for direct children only, and needs
+/// `unsafe` (see [`become_subreaper`]); the guardian reaches every
+/// process carrying the driver's tag, `setsid` escapees included.
+#[derive(Debug)]
+pub struct Guardian {
+    child: std::process::Child,
+}
+
+/// How often [`Guardian::finish`] looks whether the guardian exited.
+const GUARDIAN_POLL: Duration = Duration::from_millis(10);
+
+impl Guardian {
+    /// Spawns `command` (the program and its arguments set) as the
+    /// guardian: its own process group, so signals to the driver's group
+    /// (the terminal's Ctrl-C, a CI cancel) do not reach it; stdin the
+    /// watched pipe; stdout and stderr closed, so it holds no pipe of the
+    /// driver's caller open. It is kept by pid ([`keep_child`]), so
+    /// [`end_orphans`] leaves it alone.
+    pub fn spawn(mut command: std::process::Command) -> io::Result<Guardian> {
+        use std::os::unix::process::CommandExt;
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let child = command.spawn()?;
+        keep_child(child.id());
+        Ok(Guardian { child })
+    }
+
+    /// The guardian's pid.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The driver ends normally: closes the pipe, so the guardian sweeps
+    /// (finding nothing once the driver's phases have ended) and exits, and
+    /// waits up to `bound` for that. Returns whether it exited in time; one
+    /// that did not is left to finish on its own.
+    pub async fn finish(mut self, bound: Duration) -> bool {
+        drop(self.child.stdin.take());
+        let until = after(bound);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => {
+                    forget_kept(self.child.id());
+                    return true;
+                }
+                Err(_) => return false,
+                Ok(None) if Instant::now() >= until => return false,
+                Ok(None) => tokio::time::sleep(GUARDIAN_POLL).await,
+            }
+        }
+    }
+}
+
 /// Makes this process the child subreaper of everything it starts
 /// (`PR_SET_CHILD_SUBREAPER`): a descendant whose parent dies is
 /// re-parented here instead of to init, even one that left its process
@@ -1393,6 +1525,91 @@ mod tests {
         assert_eq!(end_leftover(group, Duration::ZERO).await.unwrap(), 2);
         child.wait().unwrap();
         assert_eq!(live_members(group.pgid), Vec::<String>::new());
+    }
+
+    /// A group like [`leftover`]'s whose members carry `tag` (none: untagged).
+    fn tagged_leftover(dir: &TempDir, tag: Option<(&str, &str)>) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let ready = dir.path().join("ready");
+        let script = format!(
+            "trap 'echo cleaned > {}; exit 143' TERM; sleep 1000 & echo ready > {}; wait",
+            dir.path().join("cleaned").display(),
+            ready.display()
+        );
+        let mut command = std::process::Command::new("/bin/sh");
+        command.arg("-c").arg(script).process_group(0);
+        if let Some((var, value)) = tag {
+            command.env(var, value);
+        }
+        let child = command.spawn().unwrap();
+        while std::fs::read_to_string(&ready).unwrap_or_default() != "ready\n" {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+
+    #[tokio::test]
+    async fn the_guard_ends_only_what_carries_its_tag_once_its_input_closes() {
+        let (tagged_dir, other_dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        // A value no other test's process carries.
+        let value = tagged_dir.path().to_string_lossy().into_owned();
+        let mut tagged = tagged_leftover(&tagged_dir, Some(("WFE_TEST_GUARD", &value)));
+        let mut other = tagged_leftover(&other_dir, Some(("WFE_TEST_GUARD", "another")));
+        let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let guarding = {
+            let value = value.clone();
+            tokio::spawn(async move {
+                guard(reader, "WFE_TEST_GUARD", &value, Duration::from_secs(5)).await
+            })
+        };
+        assert!(!guarding.is_finished());
+        assert_eq!(
+            live_members(tagged.id()).len(),
+            2,
+            "alive while the input is open"
+        );
+        drop(writer);
+        assert_eq!(
+            guarding.await.unwrap().unwrap(),
+            2,
+            "the shell and its sleep"
+        );
+        tagged.wait().unwrap();
+        assert!(
+            tagged_dir.path().join("cleaned").exists(),
+            "ended gracefully"
+        );
+        assert_eq!(
+            live_members(other.id()).len(),
+            2,
+            "another tag is left alone"
+        );
+        assert_eq!(
+            end_tagged("WFE_TEST_GUARD", &value, Duration::ZERO)
+                .await
+                .unwrap(),
+            0
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_guardian_finishes_once_its_pipe_closes_and_is_kept_from_the_orphan_sweep() {
+        let mut command = std::process::Command::new("/bin/sh");
+        // Exits once its stdin reaches end-of-file.
+        command.arg("-c").arg("cat >/dev/null");
+        let guardian = Guardian::spawn(command).unwrap();
+        let pid = guardian.id();
+        assert!(is_kept(pid), "end_orphans leaves it alone");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        assert_eq!(
+            stat_fields(&stat).and_then(|s| s.pgrp),
+            Some(pid),
+            "it leads its own process group"
+        );
+        assert!(guardian.finish(Duration::from_secs(10)).await);
+        assert!(!is_kept(pid));
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ mod fail_fast;
 mod files;
 mod fsck;
 mod graph;
+mod guard;
 mod help;
 mod hints;
 mod init;

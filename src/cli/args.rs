@@ -125,4 +125,7 @@ pub enum Command {
     Plan(commands::plan::PlanArgs),
     /// Claim and run ready phases of a run shared through a git remote, with other workers
     Worker(commands::worker::WorkerArgs),
+    /// Internal: a runner's guardian (ends its phases when it dies)
+    #[command(name = "__guard", hide = true)]
+    Guard(commands::guard::GuardArgs),
 }

@@ -100,5 +100,6 @@ async fn dispatch(cli: Cli, ui: &Ui) -> Result<Outcome, CliError> {
         Command::Gc(args) => commands::gc::run(args, &ctx()?, ui),
         Command::Plan(args) => commands::plan::run(args, &ctx()?, ui),
         Command::Worker(args) => commands::worker::run(args, &ctx()?, ui).await,
+        Command::Guard(args) => commands::guard::run(args).await,
     }
 }

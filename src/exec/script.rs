@@ -170,8 +170,7 @@ async fn attempt(
         .env("WFE_IN", &in_dir)
         .env("WFE_OUT", &out_dir);
     if let Some(registry) = &job.processes {
-        let (var, value) = registry.tag();
-        command.env(var, value);
+        command.envs(registry.tags());
     }
     let supervisor = Supervisor::new()
         .timeout(job.timeout)

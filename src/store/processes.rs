@@ -58,6 +58,8 @@ pub struct ProcessRegistry {
     /// This process's log, opened on the first record; shared by clones
     /// (every attempt of a runner appends to the one file).
     own: Arc<Mutex<OwnLog>>,
+    /// The token naming the process that drives the attempts, if any.
+    driver: Option<String>,
 }
 
 impl PartialEq for ProcessRegistry {
@@ -82,6 +84,9 @@ const LOG_LIMIT: u64 = crate::bounded::FIXTURE_LIMIT;
 /// See [`ProcessRegistry::tag`].
 const TAG: &str = "WFE_RUN_KEY";
 
+/// See [`ProcessRegistry::driver_tag`].
+const DRIVER_TAG: &str = "WFE_DRIVER";
+
 /// A record written for a running attempt; [`ProcessRegistry::remove`]
 /// marks it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +102,34 @@ impl ProcessRegistry {
         ProcessRegistry {
             dir: wfe_dir.join("procs").join(run),
             own: Arc::default(),
+            driver: None,
         }
+    }
+
+    /// The same registry, whose attempts' processes also carry `token`,
+    /// naming the process that drives them ([`ProcessRegistry::driver_tag`]).
+    pub fn with_driver(self, token: String) -> ProcessRegistry {
+        ProcessRegistry {
+            driver: Some(token),
+            ..self
+        }
+    }
+
+    /// The variable naming the driving process (the runner or worker) that
+    /// every process of its attempts carries, and its value, when it was
+    /// given one: its guardian ends what carries it once the driver is
+    /// gone, and nothing of another driver of the same run (two workers in
+    /// one clone) carries it.
+    pub fn driver_tag(&self) -> Option<(&'static str, String)> {
+        self.driver.clone().map(|token| (DRIVER_TAG, token))
+    }
+
+    /// Every variable an attempt's processes carry: [`ProcessRegistry::tag`]
+    /// and, when there is one, [`ProcessRegistry::driver_tag`].
+    pub fn tags(&self) -> Vec<(&'static str, String)> {
+        let mut tags = vec![self.tag()];
+        tags.extend(self.driver_tag());
+        tags
     }
 
     /// The variable every process of the run's attempts carries in its
@@ -292,12 +324,15 @@ impl crate::process::GroupRecorder for AttemptRecorder {
     /// The same variables a script phase gets, so tool calls and CLI
     /// agents can be found by their run after a kill -9 of the runner.
     fn tags(&self) -> Vec<(String, String)> {
-        let (var, value) = self.registry.tag();
-        vec![
-            (var.into(), value),
-            ("WFE_PHASE".into(), self.phase.clone()),
-            ("WFE_ATTEMPT".into(), self.attempt.to_string()),
-        ]
+        let mut tags: Vec<(String, String)> = self
+            .registry
+            .tags()
+            .into_iter()
+            .map(|(var, value)| (var.into(), value))
+            .collect();
+        tags.push(("WFE_PHASE".into(), self.phase.clone()));
+        tags.push(("WFE_ATTEMPT".into(), self.attempt.to_string()));
+        tags
     }
 }
 

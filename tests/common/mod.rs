@@ -222,3 +222,52 @@ pub fn write_fifo_line(path: &Path, line: &str) {
 pub fn group_alive(pgid: i32) -> bool {
     u32::try_from(pgid).is_ok_and(wfe::testing::process::group_alive)
 }
+
+/// True while process `pid` runs (zombies do not count).
+pub fn pid_alive(pid: u32) -> bool {
+    wfe::testing::process::pid_alive(pid)
+}
+
+/// The guardian `wfe` process `parent` started (its child running the
+/// hidden `__guard` command), if it has one.
+pub fn guardian_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let ppid: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            (ppid == parent && cmdline.split(|&b| b == 0).any(|a| a == b"__guard")).then_some(pid)
+        })
+}
+
+/// SIGKILLs `child` (a runner or worker) and its guardian with it, the
+/// guardian first, so nothing ends the phases the runner leaves: what
+/// `wfe resume`, `wfe cancel` or a lease must deal with on their own.
+pub fn kill_9_with_guardian(child: &mut std::process::Child) {
+    let guardian = guardian_of(child.id()).expect("the runner has a guardian");
+    let killed = Command::new("kill")
+        .args(["-s", "KILL", &guardian.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(killed, "SIGKILL of the guardian {guardian}");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pid_alive(guardian) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the guardian outlived SIGKILL"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -13,6 +13,7 @@ pub(super) mod export;
 mod follow;
 pub(super) mod fsck;
 pub(super) mod gc;
+pub(super) mod guard;
 pub(super) mod index;
 pub(super) mod init;
 pub(super) mod list;

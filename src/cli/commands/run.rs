@@ -234,7 +234,6 @@ pub(crate) async fn drive(
     settings.secret_args = secret_args;
     settings.control = Some(ControlDir::new(&ctx.store.wfe_dir(), id.as_str()));
     settings.wait = flags.wait;
-    settings.processes = Some(ProcessRegistry::new(&ctx.store.wfe_dir(), id.as_str()));
     // Descendants of phases whose parent dies (a `setsid` escapee, a
     // daemon a phase started) come back to this runner instead of init, so
     // the sweep below ends them. Not fatal: the process groups still are.
@@ -247,6 +246,13 @@ pub(crate) async fn drive(
         .defaults
         .kill_grace
         .map_or(engine::DEFAULT_KILL_GRACE, |d| d.0);
+    // Ends the phases if this process dies without doing so (SIGKILL, OOM).
+    let (processes, guardian) = super::guard::start(
+        ui,
+        ProcessRegistry::new(&ctx.store.wfe_dir(), id.as_str()),
+        orphan_grace,
+    );
+    settings.processes = Some(processes);
     let (interrupt_tx, interrupt_rx) = watch::channel(false);
     // SIGINT (Ctrl-C), SIGTERM (`docker stop`, Kubernetes, CI cancels) and
     // SIGHUP (the terminal went away) all stop the runner the same way.
@@ -322,6 +328,7 @@ pub(crate) async fn drive(
         )),
         Err(e) => ui.warn(&format!("cannot end what the phases left running: {e}")),
     }
+    super::guard::finish(ui, guardian).await;
     drop(lock);
     super::index::finish_background(indexer, ui);
     let status = status?;

@@ -203,7 +203,19 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
     settings.seats = ctx.seats(&template, None, &engine::seat_requests(&template))?;
     (settings.provider_key_vars, settings.masker) =
         crate::cli::config::run_secrets(&ctx.config, &template, Vec::<String>::new());
-    settings.processes = Some(ProcessRegistry::new(&ctx.store.wfe_dir(), run.as_str()));
+    // Ends the phase's processes if this worker dies without doing so
+    // (SIGKILL, OOM, a cancelled CI job), before another worker takes the
+    // phase over once the lease lapses.
+    let grace = template
+        .defaults
+        .kill_grace
+        .map_or(engine::DEFAULT_KILL_GRACE, |d| d.0);
+    let (processes, guardian) = super::guard::start(
+        ui,
+        ProcessRegistry::new(&ctx.store.wfe_dir(), run.as_str()),
+        grace,
+    );
+    settings.processes = Some(processes);
     let worker = Worker {
         remote,
         run: run.clone(),
@@ -236,6 +248,7 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
     )
     .await;
     signals.abort();
+    super::guard::finish(ui, guardian).await;
     let summary = summary?;
     let ended = match &summary.ended {
         Ended::RunEnded(s) => format!("run {}", s.as_str()),
