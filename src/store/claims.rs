@@ -26,21 +26,34 @@ impl GitStore {
     /// (`None`: the remote has no such run).
     pub fn fetch_run(&self, remote: &str, run: &RunId) -> Result<Option<CheckpointId>> {
         let name = run.ref_name();
-        let mirror = format!("{}{remote}/runs/{}", super::REMOTES_PREFIX, run.as_str());
+        let mirror = mirror_name(remote, run);
         let spec = format!("+{name}:{mirror}");
-        // One round trip; no maintenance after it (a worker fetches often).
-        let args = [
+        // Negotiate from the tip already here (what the remote most likely
+        // built on), not from every local ref.
+        let known = {
+            let shared = self.shared();
+            super::read_tip(&shared.repo, &mirror)?
+        };
+        let tip_arg = known.map(|id| format!("--negotiation-tip={id}"));
+        // One round trip, doing nothing else: no maintenance or commit
+        // graph after it (a worker fetches often), no FETCH_HEAD, no walk
+        // to tell whether the forced mirror update was a fast-forward.
+        let mut args = vec![
             "-c",
             "maintenance.auto=false",
             "-c",
             "gc.auto=0",
+            "-c",
+            "fetch.writeCommitGraph=false",
             "fetch",
             "--quiet",
             "--no-tags",
             "--no-write-fetch-head",
-            remote,
-            &spec,
+            "--no-show-forced-updates",
+            "--no-recurse-submodules",
         ];
+        args.extend(tip_arg.as_deref());
+        args.extend([remote, spec.as_str()]);
         let out = self.git_cli_output(&args)?;
         if !out.status.success() {
             let words = String::from_utf8_lossy(&out.stderr);
@@ -53,6 +66,13 @@ impl GitStore {
         let shared = self.shared();
         let tip = super::read_tip(&shared.repo, &mirror)?;
         Ok(tip.map(checkpoint_id))
+    }
+
+    /// `run`'s tip on `remote` as last seen here (fetched, or pushed by
+    /// this repository), if ever: maybe not the remote's tip any more.
+    pub fn remote_tip(&self, remote: &str, run: &RunId) -> Result<Option<CheckpointId>> {
+        let shared = self.shared();
+        Ok(super::read_tip(&shared.repo, &mirror_name(remote, run))?.map(checkpoint_id))
     }
 
     /// Pushes `to` as `run`'s ref on `remote` only if the remote's ref is
@@ -77,6 +97,8 @@ impl GitStore {
             "maintenance.auto=false",
             "-c",
             "gc.auto=0",
+            "-c",
+            "push.negotiate=false",
             "push",
             "--porcelain",
             "--atomic",
@@ -88,7 +110,13 @@ impl GitStore {
         let out = self.git_cli_output(&args)?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         match super::remote::parse_porcelain(&stdout).get(name.as_str()) {
-            Some(PushStatus::Pushed | PushStatus::UpToDate) => Ok(true),
+            Some(PushStatus::Pushed | PushStatus::UpToDate) => {
+                // The remote's tip is `to` now: the mirror says so, so the
+                // next change can build on it without fetching first.
+                let mirror = mirror_name(remote, run);
+                self.set_refs(&[mirror.as_str()], to, "wfe: worker pushed", now_seconds())?;
+                Ok(true)
+            }
             Some(PushStatus::Rejected(_)) => Ok(false),
             None => Err(super::remote::cli_error(&args, &out.stderr)),
         }
@@ -132,7 +160,7 @@ impl GitStore {
         };
         let id = checkpoint_id(id);
         let scratch = format!("{WORK_PREFIX}{}", run.as_str());
-        self.git_cli(&["update-ref", &scratch, id.0.as_str()])?;
+        self.set_refs(&[scratch.as_str()], &id, "wfe: worker checkpoint", time)?;
         Ok(id)
     }
 
@@ -140,15 +168,53 @@ impl GitStore {
     /// copy of a run follows the remote, where every checkpoint it made
     /// was pushed (or is kept by its scratch ref until it is).
     pub fn follow_remote(&self, run: &RunId, to: &CheckpointId) -> Result<()> {
-        self.git_cli(&[
-            "update-ref",
-            "-m",
+        self.set_refs(
+            &[run.ref_name().as_str()],
+            to,
             "wfe: worker follows the remote",
-            &run.ref_name(),
-            to.0.as_str(),
-        ])?;
-        Ok(())
+            now_seconds(),
+        )
     }
+
+    /// Points each of `names` at `to` whatever it held, in one ref
+    /// transaction in this process (no `git update-ref` per checkpoint).
+    fn set_refs(&self, names: &[&str], to: &CheckpointId, reason: &str, time: i64) -> Result<()> {
+        use gix::refs::transaction::{
+            Change as RefChange, LogChange, PreviousValue, RefEdit, RefLog,
+        };
+        let id = parse_checkpoint(to)?;
+        let mut edits = Vec::new();
+        for name in names {
+            edits.push(RefEdit {
+                change: RefChange::Update {
+                    log: LogChange {
+                        mode: RefLog::AndReference,
+                        force_create_reflog: false,
+                        message: reason.into(),
+                    },
+                    expected: PreviousValue::Any,
+                    new: gix::refs::Target::Object(id),
+                },
+                name: super::full_name(name)?,
+                deref: false,
+            });
+        }
+        let signature = self.signature(time);
+        let shared = self.shared();
+        super::trash::transact(&shared.repo, edits, &signature)
+    }
+}
+
+/// Where `run`'s tip on `remote` is mirrored here.
+fn mirror_name(remote: &str, run: &RunId) -> String {
+    format!("{}{remote}/runs/{}", super::REMOTES_PREFIX, run.as_str())
+}
+
+/// Seconds since the Unix epoch, now (a reflog entry's time).
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl GitStore {

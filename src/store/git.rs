@@ -103,6 +103,52 @@ struct Shared {
     repo: gix::Repository,
     /// Per run, the trees of the last checkpoint this store wrote.
     recent: HashMap<RunId, Recent>,
+    /// Big directories (a run's `phases/` of 1,000 entries) read lately,
+    /// by tree id: reading every phase's state would otherwise inflate
+    /// and scan that tree once per phase, quadratic in the run's size.
+    dirs: HashMap<ObjectId, HashMap<BString, (gix::objs::tree::EntryMode, ObjectId)>>,
+}
+
+/// A directory with at least this many entries is kept in [`Shared::dirs`].
+const BIG_DIR: usize = 64;
+/// How many big directories [`Shared::dirs`] keeps (then it starts over).
+const BIG_DIRS: usize = 32;
+
+/// The entry `name` of tree `tree_id`: through `dirs` for a big tree,
+/// else by scanning it.
+fn tree_entry(
+    repo: &gix::Repository,
+    dirs: &mut HashMap<ObjectId, HashMap<BString, (gix::objs::tree::EntryMode, ObjectId)>>,
+    tree_id: ObjectId,
+    name: &[u8],
+) -> Result<Option<(gix::objs::tree::EntryMode, ObjectId)>> {
+    if let Some(entries) = dirs.get(&tree_id) {
+        return Ok(entries.get(name.as_bstr()).copied());
+    }
+    let tree = repo
+        .find_tree(tree_id)
+        .or_git(|| format!("reading tree {tree_id}"))?;
+    let decoded = tree
+        .decode()
+        .or_git(|| format!("decoding tree {tree_id}"))?;
+    if decoded.entries.len() < BIG_DIR {
+        return Ok(decoded
+            .entries
+            .iter()
+            .find(|e| e.filename.as_bytes() == name)
+            .map(|e| (e.mode, e.oid.to_owned())));
+    }
+    let entries: HashMap<BString, (gix::objs::tree::EntryMode, ObjectId)> = decoded
+        .entries
+        .iter()
+        .map(|e| (e.filename.to_owned(), (e.mode, e.oid.to_owned())))
+        .collect();
+    let found = entries.get(name.as_bstr()).copied();
+    if dirs.len() >= BIG_DIRS {
+        dirs.clear();
+    }
+    dirs.insert(tree_id, entries);
+    Ok(found)
 }
 
 /// The trees a checkpoint wrote, kept so the next checkpoint of the same run
@@ -314,6 +360,7 @@ impl GitStore {
             shared: Mutex::new(Shared {
                 repo,
                 recent: HashMap::new(),
+                dirs: HashMap::new(),
             }),
             info,
             fsync_objects,
@@ -390,7 +437,7 @@ impl RunStore for GitStore {
         // Taken before the lock: a snapshot reads the whole work tree.
         let snapshot = self.snapshot_for_commit(run, parent, changes)?;
         let mut shared = self.shared();
-        let Shared { repo, recent } = &mut *shared;
+        let Shared { repo, recent, .. } = &mut *shared;
         let repo = &*repo;
         let ref_name = run.ref_name();
 
@@ -486,22 +533,22 @@ impl RunStore for GitStore {
 
     fn read(&self, at: &CheckpointId, path: &str) -> Result<Option<Vec<u8>>> {
         let components = path::components(path);
-        let shared = self.shared();
-        let repo = &shared.repo;
-        let tree_id = commit_tree(repo, parse_checkpoint(at)?)?;
-        if components.is_empty() {
+        let mut shared = self.shared();
+        let Shared { repo, dirs, .. } = &mut *shared;
+        let mut id = commit_tree(repo, parse_checkpoint(at)?)?;
+        let Some((last, dirs_on_the_way)) = components.split_last() else {
             return Ok(None);
+        };
+        for dir in dirs_on_the_way {
+            match tree_entry(repo, dirs, id, dir.as_bytes())? {
+                Some((mode, tree)) if mode.is_tree() => id = tree,
+                _ => return Ok(None),
+            }
         }
-        let tree = repo
-            .find_tree(tree_id)
-            .or_git(|| format!("reading the tree of checkpoint {at}"))?;
-        let entry = tree
-            .lookup_entry(components.iter().copied())
-            .or_git(|| format!("looking up {path} in {at}"))?;
-        match entry {
-            Some(entry) if entry.mode().is_blob_or_symlink() => {
+        match tree_entry(repo, dirs, id, last.as_bytes())? {
+            Some((mode, blob)) if mode.is_blob_or_symlink() => {
                 let mut blob = repo
-                    .find_blob(entry.object_id())
+                    .find_blob(blob)
                     .or_git(|| format!("reading {path} in {at}"))?;
                 Ok(Some(blob.take_data()))
             }

@@ -127,6 +127,20 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Waits after lost races (another worker's push moved the run first):
+/// the first retry comes soon, later ones spread out (jittered, doubling),
+/// so workers that lost together do not all come back at once and lose
+/// again. A worker putting results in waits less than one only claiming:
+/// results free the phases that need them.
+const CLAIM_RACES: Backoff = Backoff {
+    base: Duration::from_millis(20),
+    cap: Duration::from_secs(1),
+};
+const RESULT_RACES: Backoff = Backoff {
+    base: Duration::from_millis(10),
+    cap: Duration::from_millis(250),
+};
+
 /// Why the heartbeat stopped the phase.
 const HELD: u8 = 0;
 const LOST: u8 = 1;
@@ -246,6 +260,12 @@ pub async fn work(
     // Nothing ready: look again soon, then less and less often.
     let first_wait = Duration::from_millis(50).min(worker.poll);
     let mut idle = first_wait;
+    // Claim pushes lost in a row.
+    let mut lost = 0u32;
+    // The run as last read: an idle worker that fetches the same tip again
+    // only looks whether a claim lapsed meanwhile, without reading every
+    // phase's state again.
+    let mut seen: Option<(RunSnapshot, Vec<(String, Claim)>)> = None;
     loop {
         if *interrupt.borrow() {
             if let Some(batch) = next.take() {
@@ -260,14 +280,20 @@ pub async fn work(
             Some(batch) => batch,
             None => {
                 let tip = fetch(store, worker, &mut summary, &*observer).await?;
-                store.follow_remote(&worker.run, &tip)?;
-                let snapshot = RunSnapshot::load(store, &worker.run, &tip)?;
+                let (snapshot, held) = match seen.take() {
+                    Some((snapshot, held)) if snapshot.checkpoint == tip => (snapshot, held),
+                    _ => {
+                        store.follow_remote(&worker.run, &tip)?;
+                        let snapshot = RunSnapshot::load(store, &worker.run, &tip)?;
+                        let held = claims(store, &worker.run, &tip)?;
+                        (snapshot, held)
+                    }
+                };
                 let status = snapshot.record.status;
                 if status.is_final() {
                     summary.ended = Ended::RunEnded(status);
                     return Ok(summary);
                 }
-                let held = claims(store, &worker.run, &tip)?;
                 if status == RunStatus::Paused || (status == RunStatus::Waiting && held.is_empty())
                 {
                     summary.ended = Ended::RunHeld(status);
@@ -301,6 +327,7 @@ pub async fn work(
                         _ = interrupt.changed() => {}
                     }
                     idle = (idle * 2).min(worker.poll);
+                    seen = Some((snapshot, held));
                     continue;
                 }
                 idle = first_wait;
@@ -324,8 +351,11 @@ pub async fn work(
                 )?;
                 if !push(store, worker, &tip, &commit, &mut summary, &*observer).await? {
                     summary.races_lost += 1;
+                    lost += 1;
+                    race_wait(CLAIM_RACES.wait(lost), &interrupt).await;
                     continue;
                 }
+                lost = 0;
                 Batch {
                     claimed: commit,
                     phases: chosen,
@@ -479,8 +509,17 @@ async fn put_results(
             });
         }
     };
+    // The run's tip as this worker last saw it (its own claim push, or a
+    // renewal since): when no other worker moved the run meanwhile, the
+    // results go onto it with no fetch first; a push that loses says so,
+    // and the next attempt fetches.
+    let mut known = store.remote_tip(&worker.remote, &worker.run)?;
+    let mut races = 0u32;
     loop {
-        let tip = fetch(store, worker, summary, &**observer).await?;
+        let tip = match known.take() {
+            Some(tip) => tip,
+            None => fetch(store, worker, summary, &**observer).await?,
+        };
         let onto = RunSnapshot::load(store, &worker.run, &tip)?;
         let held = claims(store, &worker.run, &tip)?;
         let (mine, lost): (Vec<_>, Vec<_>) = phases
@@ -560,6 +599,8 @@ async fn put_results(
             }));
         }
         summary.races_lost += 1;
+        races += 1;
+        race_wait(RESULT_RACES.wait(races), interrupt).await;
     }
 }
 
@@ -617,12 +658,21 @@ fn heartbeat(
     stop: &watch::Sender<bool>,
     why: &AtomicU8,
 ) {
-    let every = worker.lease / 3;
+    // Look every sixth of the lease; renew (a push that moves the run's
+    // ref, which makes every other worker's push in flight lose) only once
+    // the earliest claim has less than two thirds of its lease left, so a
+    // batch that ends within a third of the lease never renews.
+    let every = worker.lease / 6;
+    let renew_below = millis(worker.lease) * 2 / 3;
     let margin = millis(worker.lease / 4);
     loop {
         match done.recv_timeout(every) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
+        }
+        let expires = held.iter().map(|(_, c)| c.expires_ms).min().unwrap_or(0);
+        if !due(now_ms(), expires, renew_below) {
+            continue;
         }
         let outcome = renew(store, worker, &mut held);
         let expires = held.iter().map(|(_, c)| c.expires_ms).min().unwrap_or(0);
@@ -657,7 +707,10 @@ fn renew(
         .map(|(p, _)| p.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    for _ in 0..8 {
+    for round in 0..8u32 {
+        if round > 0 {
+            std::thread::sleep(RESULT_RACES.wait(round));
+        }
         let Some(tip) = store.fetch_run(&worker.remote, &worker.run)? else {
             return Ok(Renewal::Stopped);
         };
@@ -793,6 +846,21 @@ fn read_record(store: &GitStore, run: &RunId, at: &CheckpointId) -> Result<RunRe
     serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))
 }
 
+/// Whether a claim expiring at `expires_ms` is due for renewal at
+/// `now_ms`: less than `below` milliseconds of it left.
+fn due(now_ms: u64, expires_ms: u64, below: u64) -> bool {
+    expires_ms.saturating_sub(now_ms) < below
+}
+
+/// Waits `wait` after a lost race, or less if the worker is told to stop.
+async fn race_wait(wait: Duration, interrupt: &watch::Receiver<bool>) {
+    let mut interrupt = interrupt.clone();
+    tokio::select! {
+        () = tokio::time::sleep(wait) => {}
+        _ = interrupt.changed() => {}
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -841,6 +909,23 @@ mod tests {
         assert_eq!(worker(8, true, None).want(0), 1);
         assert_eq!(worker(8, true, None).want(1), 0);
         assert_eq!(worker(0, false, None).want(0), 1);
+    }
+
+    #[test]
+    fn a_claim_is_renewed_only_when_its_lease_runs_low() {
+        // A 60 s lease renews below 40 s left.
+        assert!(!due(1_000, 61_000, 40_000));
+        assert!(!due(20_000, 61_000, 40_000));
+        assert!(due(21_001, 61_000, 40_000));
+        assert!(due(70_000, 61_000, 40_000));
+    }
+
+    #[test]
+    fn lost_races_are_retried_soon_then_spread_out() {
+        assert!(RESULT_RACES.wait(1) <= Duration::from_millis(10));
+        assert!(CLAIM_RACES.wait(1) <= Duration::from_millis(20));
+        assert!(CLAIM_RACES.wait(30) <= Duration::from_secs(1));
+        assert!(CLAIM_RACES.wait(30) >= Duration::from_millis(500));
     }
 
     #[test]
