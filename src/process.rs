@@ -674,6 +674,33 @@ pub fn start_time(pid: u32) -> Option<u64> {
     stat_fields(&stat)?.start_time
 }
 
+/// A token naming this process among every process of the machine, past
+/// its death: its pid and its start time (a reused pid starts later).
+pub fn own_token() -> String {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let pid = own_pid();
+            format!("{pid}.{}", start_time(pid).unwrap_or(0))
+        })
+        .clone()
+}
+
+/// Whether the process an [`own_token`] names is still alive (and not a
+/// zombie): a token that does not parse names nobody.
+pub fn token_alive(token: &str) -> bool {
+    let Some((pid, started)) = token.split_once('.') else {
+        return false;
+    };
+    let (Ok(pid), Ok(started)) = (pid.parse::<u32>(), started.parse::<u64>()) else {
+        return false;
+    };
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_fields(&stat))
+        .is_some_and(|f| !f.gone && f.start_time == Some(started))
+}
+
 /// What a `/proc/<pid>/stat` line says that matters here.
 struct StatFields {
     /// Zombie or dead: it will never run again.
@@ -840,6 +867,18 @@ pub fn find_tagged(var: &str, value: &str) -> Vec<Tagged> {
 /// that forked while its group was being ended may have started a new one.
 const TAGGED_ROUNDS: usize = 5;
 
+/// How long a guardian whose driver died goes on looking for tagged groups
+/// after it found none: a phase forked an instant before its driver died
+/// carries the tag only once it has exec'd, and may start its group late.
+const GUARD_QUIET: Duration = Duration::from_secs(1);
+
+/// How often the guardian looks during [`GUARD_QUIET`].
+const GUARD_POLL: Duration = Duration::from_millis(20);
+
+/// The byte a driver that ends normally writes to its guardian before it
+/// closes the pipe: its phases have ended, so one sweep is enough.
+const GUARD_CLEAN: u8 = b'.';
+
 /// Ends every process group with a live member whose environment holds
 /// `var=value` ([`find_tagged`]), each with [`end_leftover`] (`SIGTERM`,
 /// up to `grace`, then `SIGKILL`), all at once; then looks again, a few
@@ -882,8 +921,12 @@ pub async fn end_tagged(var: &str, value: &str, grace: Duration) -> io::Result<u
 /// `input` — a pipe whose write end only the driver holds — reaches
 /// end-of-file, which happens however the driver ends (an exit, a crash,
 /// `SIGKILL`), then ends what carries the driver's tag ([`end_tagged`]).
-/// A read error counts as end-of-file: the driver cannot be watched any
-/// more, and what it leaves must not outlive it.
+/// A driver that ended normally said so first ([`Guardian::finish`]): one
+/// sweep. Otherwise the guardian keeps looking until it has found nothing
+/// for [`GUARD_QUIET`], so a phase caught between fork and exec when its
+/// driver died is ended too. A read error counts as end-of-file: the
+/// driver cannot be watched any more, and what it leaves must not outlive
+/// it.
 pub async fn guard(
     input: impl io::Read + Send + 'static,
     var: &str,
@@ -893,18 +936,31 @@ pub async fn guard(
     let mut input = input;
     let watched = tokio::task::spawn_blocking(move || {
         let mut buf = [0u8; 64];
+        let mut clean = false;
         loop {
             match input.read(&mut buf) {
-                Ok(0) => return,
-                Ok(_) => {}
+                Ok(0) => return clean,
+                Ok(n) => clean = buf[..n].contains(&GUARD_CLEAN),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
+                Err(_) => return false,
             }
         }
     });
-    // A panicked reader is as good as end-of-file.
-    let _ = watched.await;
-    end_tagged(var, value, grace).await
+    // A panicked reader is as good as an unclean end-of-file.
+    let clean = watched.await.unwrap_or(false);
+    let mut ended = end_tagged(var, value, grace).await?;
+    if clean {
+        return Ok(ended);
+    }
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < GUARD_QUIET {
+        tokio::time::sleep(GUARD_POLL).await;
+        if !find_tagged(var, value).is_empty() {
+            ended += end_tagged(var, value, grace).await?;
+            quiet_since = Instant::now();
+        }
+    }
+    Ok(ended)
 }
 
 /// A driver's guardian: a companion process in its own process group that
@@ -947,12 +1003,16 @@ impl Guardian {
         self.child.id()
     }
 
-    /// The driver ends normally: closes the pipe, so the guardian sweeps
-    /// (finding nothing once the driver's phases have ended) and exits, and
-    /// waits up to `bound` for that. Returns whether it exited in time; one
-    /// that did not is left to finish on its own.
+    /// The driver ends normally: says so and closes the pipe, so the
+    /// guardian sweeps once (finding nothing once the driver's phases have
+    /// ended) and exits, and waits up to `bound` for that. Returns whether
+    /// it exited in time; one that did not is left to finish on its own.
     pub async fn finish(mut self, bound: Duration) -> bool {
-        drop(self.child.stdin.take());
+        if let Some(mut stdin) = self.child.stdin.take() {
+            use std::io::Write;
+            // A guardian already gone cannot be told; it swept on its own.
+            let _ = stdin.write_all(&[GUARD_CLEAN]);
+        }
         let until = after(bound);
         loop {
             match self.child.try_wait() {
@@ -1592,6 +1652,38 @@ mod tests {
         );
         other.kill().unwrap();
         other.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_guard_whose_driver_died_ends_a_phase_that_takes_its_tag_late() {
+        // A phase caught between fork and exec when its driver died carries
+        // the tag only once it has exec'd: this one execs into its tagged
+        // program once `go` exists, which the test creates after the pipe
+        // closed, so the guard's first sweep usually finds nothing.
+        let dir = TempDir::new().unwrap();
+        let value = dir.path().to_string_lossy().into_owned();
+        let go = dir.path().join("go");
+        let script = format!(
+            "while [ ! -e '{}' ]; do sleep 0.01; done; exec env WFE_TEST_GUARD='{value}' sleep 60",
+            go.display()
+        );
+        use std::os::unix::process::CommandExt;
+        let mut late = std::process::Command::new("/bin/sh");
+        late.arg("-c").arg(script).process_group(0);
+        let mut late = late.spawn().unwrap();
+        let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let guarding = {
+            let value = value.clone();
+            tokio::spawn(
+                async move { guard(reader, "WFE_TEST_GUARD", &value, Duration::ZERO).await },
+            )
+        };
+        // Dropped without the clean byte: the driver died.
+        drop(writer);
+        std::fs::write(&go, "").unwrap();
+        assert_eq!(guarding.await.unwrap().unwrap(), 1, "the late phase");
+        let status = late.wait().unwrap();
+        assert!(!status.success(), "killed, not exited: {status:?}");
     }
 
     #[tokio::test]

@@ -311,3 +311,42 @@ fn a_guardian_ends_only_its_own_runners_phases() {
     assert!(a_gone, "a's phase outlived its runner");
     assert!(b_alive, "a's guardian ended b's phase");
 }
+
+/// A phase that writes its pid to `dir/<name>.pid`, waits for `dir/go`,
+/// then logs its end to `dir/<name>.log` (one line per attempt).
+fn waits_for_go(dir: &Path, name: &str) -> String {
+    let d = dir.display();
+    format!(
+        "echo $$ > {d}/{name}.tmp; mv {d}/{name}.tmp {d}/{name}.pid; \
+         while [ ! -e {d}/go ]; do sleep 0.05; done; echo ended >> {d}/{name}.log"
+    )
+}
+
+#[test]
+fn a_second_worker_of_a_run_in_the_same_clone_is_refused_and_leaves_the_first_alone() {
+    // The clone's local ref and process records are the first worker's; a
+    // second driver there would fight over them (and used to sweep the
+    // first one's phases as leftovers of the run).
+    let remote = bare();
+    let url = format!("file://{}", remote.path().join("remote.git").display());
+    let side = tempfile::tempdir().unwrap();
+    let template = json!({ "name": "guarded", "phases": [
+        script("a", &[], &waits_for_go(side.path(), "a")),
+    ] });
+    let (_origin, id) = queued(&url, &template);
+    let w = clone(&url);
+    let first = worker(&w, &id, "first");
+    let pid = pid_in(&side.path().join("a.pid"));
+    let second = common::Run::from(worker(&w, &id, "second").wait_with_output().unwrap());
+    second.code(2);
+    assert!(
+        second.stderr.contains("one worker per run and clone"),
+        "{}",
+        second.stderr
+    );
+    assert!(pid_alive(pid), "the first worker's phase still runs");
+    std::fs::write(side.path().join("go"), "").unwrap();
+    common::Run::from(first.wait_with_output().unwrap()).code(0);
+    let log = std::fs::read_to_string(side.path().join("a.log")).unwrap();
+    assert_eq!(log, "ended\n", "a ran once, to its end");
+}

@@ -5,11 +5,12 @@
 //! leaves its phases' process groups running; the next runner must end
 //! them before it starts a new attempt of the same phase, or the two would
 //! race in one working tree. So each runner keeps one append-only log,
-//! `<git-dir>/wfe/procs/<run>/<runner pid>.log`, opened once: a line
+//! `<git-dir>/wfe/procs/<run>/<runner pid>.<its start time>.log`, opened once: a line
 //! `+{record}` when an attempt's group spawns, `-<pgid>` when it has
-//! ended. A group with a `+` line and no `-` line after it in a log that is
-//! still there when a runner takes the run's lock belongs to a runner that
-//! is gone. One `write` per line to a file opened with `O_APPEND` costs no
+//! ended. A group with a `+` line and no `-` line after it, in a log whose
+//! writer is gone (its name says which process, even after its pid is
+//! reused), is left over; a live writer's (another worker of the run in
+//! this clone) is running. One `write` per line to a file opened with `O_APPEND` costs no
 //! file creation, rename or unlink per phase (a file per attempt did: three
 //! metadata operations per phase, a tenth of a millisecond to a
 //! millisecond each on disk). A line cut short by a crash does not parse
@@ -85,7 +86,7 @@ const LOG_LIMIT: u64 = crate::bounded::FIXTURE_LIMIT;
 const TAG: &str = "WFE_RUN_KEY";
 
 /// See [`ProcessRegistry::driver_tag`].
-const DRIVER_TAG: &str = "WFE_DRIVER";
+const DRIVER_TAG: &str = ProcessRegistry::DRIVER_VAR;
 
 /// A record written for a running attempt; [`ProcessRegistry::remove`]
 /// marks it ended.
@@ -97,6 +98,10 @@ pub struct Registered {
 }
 
 impl ProcessRegistry {
+    /// The variable naming the process that drives an attempt (its
+    /// [`crate::process::own_token`]).
+    pub const DRIVER_VAR: &'static str = "WFE_DRIVER";
+
     /// The registry of `run` under `wfe_dir` (`<git-dir>/wfe`).
     pub fn new(wfe_dir: &Path, run: &str) -> ProcessRegistry {
         ProcessRegistry {
@@ -142,7 +147,8 @@ impl ProcessRegistry {
 
     /// This process's log.
     fn own_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.log", std::process::id()))
+        self.dir
+            .join(format!("{}.log", crate::process::own_token()))
     }
 
     /// Appends `record` to this process's log (one `write`, so a reader
@@ -210,6 +216,14 @@ impl ProcessRegistry {
                 continue;
             }
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            // A live runner's or worker's (a second worker of the run in
+            // this clone): its groups are running, not left over.
+            if name
+                .strip_suffix(".log")
+                .is_some_and(crate::process::token_alive)
+            {
+                continue;
+            }
             let open = if name.ends_with(".log") {
                 read_log(&path)?
             } else {
@@ -382,7 +396,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, [format!("{}.log", std::process::id()).as_str()]);
+        assert_eq!(
+            names,
+            [format!("{}.log", crate::process::own_token()).as_str()]
+        );
         // The runner's own log is not its leftovers; a later runner's are.
         assert!(registry.leftovers().unwrap().is_empty());
         let log = as_other_process(&registry, 1);
@@ -468,7 +485,7 @@ mod tests {
         command.arg("-c").arg(format!(
             "f={}/procs/r/{}.log; while ! grep -q \"pgid\\\":$$,\" $f 2>/dev/null; do sleep 0.01; done; echo $$; cut -c2- $f",
             dir.path().display(),
-            std::process::id()
+            crate::process::own_token()
         ));
         let mut out = Captured {
             stdout: Capped::new(4096, 0),

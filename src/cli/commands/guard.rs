@@ -47,14 +47,6 @@ pub(crate) async fn run(args: GuardArgs) -> Result<Outcome, CliError> {
     Ok(Outcome::Success)
 }
 
-/// A token naming this process among every process of the machine, past
-/// its death: its pid and its start time (a reused pid starts later).
-fn driver_token() -> String {
-    let pid = std::process::id();
-    let started = crate::process::start_time(pid).unwrap_or(0);
-    format!("{pid}.{started}")
-}
-
 /// Gives `registry` this process's driver token and starts the guardian
 /// that ends what carries it once this process is gone, with `grace`
 /// between SIGTERM and SIGKILL. A guardian that cannot be started is
@@ -65,7 +57,7 @@ pub(crate) fn start(
     registry: ProcessRegistry,
     grace: Duration,
 ) -> (ProcessRegistry, Option<Guardian>) {
-    let registry = registry.with_driver(driver_token());
+    let registry = registry.with_driver(crate::process::own_token());
     let Some((var, value)) = registry.driver_tag() else {
         return (registry, None);
     };

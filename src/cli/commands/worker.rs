@@ -176,6 +176,18 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
             "--id {id:?}: must be non-empty, without `@` or newlines"
         )));
     }
+    // One driver of the run per clone: the worker keeps the run's local ref
+    // and its phases' process records here, which a second worker (or a
+    // local `wfe resume`) of the run in the same clone would fight over.
+    let _lock = ctx
+        .store
+        .lock(&run, &ctx.clock.stamp())
+        .map_err(|e| match e {
+            crate::store::StoreError::Locked { .. } => CliError::input(e.to_string()).hint(
+                "one worker per run and clone: give that worker `--jobs N` to run N phases at once, or start this one in another clone",
+            ),
+            e => e.into(),
+        })?;
     // The run's template decides secrets and seats: fetch it first.
     let tip = ctx.store.fetch_run(&remote, &run)?.ok_or_else(|| {
         CliError::input(format!("run {run} is not on remote {remote}"))

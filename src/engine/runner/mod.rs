@@ -458,6 +458,11 @@ pub async fn end_leftovers(
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         };
+        // Another live driver's phase (a second worker of the run in this
+        // clone) is not a leftover; its own guardian ends it with it.
+        if var(ProcessRegistry::DRIVER_VAR).is_some_and(|t| crate::process::token_alive(&t)) {
+            continue;
+        }
         let phase = var("WFE_PHASE").unwrap_or_else(|| "?".into());
         let attempt = var("WFE_ATTEMPT").and_then(|a| a.parse().ok()).unwrap_or(0);
         let group = Group {
