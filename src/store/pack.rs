@@ -501,7 +501,10 @@ mod tests {
         let big = gix::objs::Tree { entries };
         let mut encoded = Vec::new();
         gix::objs::WriteTo::write_to(&big, &mut encoded).expect("encode");
-        assert!(encoded.len() > usize::from(u16::MAX), "spans two stored blocks");
+        assert!(
+            encoded.len() > usize::from(u16::MAX),
+            "spans two stored blocks"
+        );
         let big_id = set.add_object(&repo.objects, &big).expect("tree");
         let written = set
             .write(&pack_dir(&repo), false)
