@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use common::{Repo, script};
 use serde_json::json;
 
-/// Runs in each test: enough checkpoints to pass the 16-pack threshold twice.
-const RUNS: usize = 10;
+/// Runs in each test: enough checkpoints to pass the 32-pack threshold twice.
+const RUNS: usize = 20;
+/// `PACK_LIMIT` in `src/store/maintenance.rs`.
+const PACK_LIMIT: usize = 32;
 
 fn template(repo: &Repo) {
     repo.template(
@@ -79,14 +81,14 @@ fn runs_leave_packs_not_loose_objects_and_the_repository_stays_packed() {
     settle(&repo);
     let written = checkpoints(&repo);
     assert!(
-        written > 2 * 16,
+        written > 2 * PACK_LIMIT,
         "enough checkpoints to consolidate: {written}"
     );
     // No run wrote a loose object; the user's own were packed with the rest.
     assert!(count(&repo, "count:") <= loose_before);
     let packs = count(&repo, "packs:");
     assert!(
-        packs <= 16 + written / RUNS,
+        packs <= PACK_LIMIT + written / RUNS,
         "{packs} packs after {written} checkpoints: consolidation kept them few"
     );
     repo.git(&["fsck", "--full", "--strict", "--no-progress"]);
