@@ -140,7 +140,11 @@ fn encode_pack(
     for object in objects {
         let offset = pack.len();
         entry_header(&mut pack, type_code(object.kind), object.data.len() as u64);
-        deflate_into(&mut pack, &object.data)?;
+        if object.kind == Kind::Tree && object.data.len() >= STORE_TREES_FROM {
+            store_into(&mut pack, &object.data);
+        } else {
+            deflate_into(&mut pack, &object.data)?;
+        }
         entries.push(Entry {
             id: object.id,
             crc32: crc32fast::hash(&pack[offset..]),
@@ -150,6 +154,55 @@ fn encode_pack(
     let checksum = checksum(hash, &pack)?;
     pack.extend_from_slice(checksum.as_bytes());
     Ok((pack, entries, checksum))
+}
+
+/// Trees at least this large are stored in the checkpoint's pack without
+/// compression. A large tree is a run's `phases/` (about 31 bytes an entry),
+/// rewritten whole by every checkpoint: mostly object ids, which do not
+/// compress (deflate saved about a fifth), while deflating it cost as much
+/// as hashing it. Consolidation (`maintenance.rs`) stores these trees as
+/// deltas of each other, so they do not stay large on disk.
+const STORE_TREES_FROM: usize = 4096;
+
+/// Appends `data` to `out` as one zlib stream of stored (uncompressed)
+/// blocks: no compressor, no tables to reset, one copy and an Adler-32.
+fn store_into(out: &mut Vec<u8>, data: &[u8]) {
+    // CMF: deflate, 32 KiB window; FLG: no dictionary, "fastest", and
+    // (CMF * 256 + FLG) a multiple of 31 as RFC 1950 requires.
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut blocks = data.chunks(usize::from(u16::MAX)).peekable();
+    if blocks.peek().is_none() {
+        // An empty final stored block.
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        let last = blocks.peek().is_none();
+        out.push(u8::from(last));
+        // `chunks` keeps each block within u16.
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&adler32(data).to_be_bytes());
+}
+
+/// The Adler-32 checksum a zlib stream ends with (RFC 1950).
+fn adler32(data: &[u8]) -> u32 {
+    const MOD: u32 = 65_521;
+    // The largest run of bytes whose sums cannot overflow a u32 before the
+    // modulo (zlib's NMAX).
+    const RUN: usize = 5552;
+    let (mut a, mut b) = (1u32, 0u32);
+    for run in data.chunks(RUN) {
+        for &byte in run {
+            a += u32::from(byte);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
 }
 
 /// Appends `data` to `out` as one zlib stream. One compressor per thread
@@ -263,7 +316,17 @@ fn type_code(kind: Kind) -> u8 {
     }
 }
 
+/// The trailing checksum of a pack or an index: SHA-1 without collision
+/// detection, as git (since 2.48) computes the checksum of the files it
+/// writes. It guards against corruption of bytes this process produced, not
+/// against crafted input, and detection made it several times slower: with
+/// a long run's `phases/` tree in every pack it was a tenth of a
+/// checkpoint's CPU. Object ids keep gix's collision-detecting SHA-1.
 fn checksum(hash: gix::hash::Kind, bytes: &[u8]) -> io::Result<ObjectId> {
+    if hash == gix::hash::Kind::Sha1 {
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes);
+        return ObjectId::try_from(digest.as_ref()).map_err(io::Error::other);
+    }
     let mut hasher = gix::hash::hasher(hash);
     hasher.update(bytes);
     hasher.try_finalize().map_err(io::Error::other)
@@ -406,6 +469,63 @@ mod tests {
             .expect("blob");
         assert_eq!(set.len(), 0);
         assert!(set.write(&pack_dir(&repo), true).expect("write").is_none());
+    }
+
+    #[test]
+    fn large_trees_are_stored_and_read_back_by_git() {
+        assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398, "RFC 1950's checksum");
+        assert_eq!(adler32(&[0xff; 100_000]), {
+            // zlib's reference loop, a byte at a time.
+            let (mut a, mut b) = (1u64, 0u64);
+            for _ in 0..100_000 {
+                a = (a + 0xff) % 65_521;
+                b = (b + a) % 65_521;
+            }
+            u32::try_from((b << 16) | a).expect("fits")
+        });
+        let (dir, repo) = repo();
+        // A tree like a long run's `phases/`: 3,000 entries (about 90 KB,
+        // two stored blocks), next to a small blob.
+        let mut set = ObjectSet::new(repo.object_hash());
+        let blob = set
+            .add(&repo.objects, Kind::Blob, &b"{}\n"[..])
+            .expect("blob");
+        let mut entries: Vec<gix::objs::tree::Entry> = (0..3000)
+            .map(|i| gix::objs::tree::Entry {
+                mode: gix::objs::tree::EntryKind::Blob.into(),
+                filename: format!("p{i}").into(),
+                oid: blob,
+            })
+            .collect();
+        entries.sort();
+        let big = gix::objs::Tree { entries };
+        let mut encoded = Vec::new();
+        gix::objs::WriteTo::write_to(&big, &mut encoded).expect("encode");
+        assert!(
+            encoded.len() > usize::from(u16::MAX),
+            "spans two stored blocks"
+        );
+        let big_id = set.add_object(&repo.objects, &big).expect("tree");
+        let written = set
+            .write(&pack_dir(&repo), false)
+            .expect("write")
+            .expect("a pack");
+        let size = fs::metadata(&written).expect("pack").len();
+        assert!(
+            size > encoded.len() as u64,
+            "the tree is stored, not deflated: {size} bytes"
+        );
+        let listed = git(
+            dir.path(),
+            &["verify-pack", "-v", &written.to_string_lossy()],
+        );
+        assert!(listed.contains("non delta: 2 objects"), "{listed}");
+        let listing = git(dir.path(), &["ls-tree", &big_id.to_string()]);
+        assert_eq!(listing.lines().count(), 3000);
+        git(dir.path(), &["fsck", "--full", "--no-dangling"]);
+        let fresh = gix::open_opts(dir.path(), gix::open::Options::isolated()).expect("open");
+        let tree = fresh.find_tree(big_id).expect("find");
+        assert_eq!(tree.data, encoded);
     }
 
     #[test]
