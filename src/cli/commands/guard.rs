@@ -25,10 +25,6 @@ pub struct GuardArgs {
     pub grace_ms: u64,
 }
 
-/// How long a driver that ends normally waits for its guardian's (empty)
-/// sweep; the guardian finishes on its own past it.
-const FINISH_BOUND: Duration = Duration::from_secs(5);
-
 /// Runs the guardian: deaf to the signals that stop its driver (it leads
 /// its own process group, so they reach it only when sent to it by pid),
 /// it waits for its stdin to close, ends what carries the tag, and exits.
@@ -81,12 +77,10 @@ pub(crate) fn start(
     }
 }
 
-/// The driver ends normally: its guardian sweeps (nothing, the phases have
-/// ended) and exits.
-pub(crate) async fn finish(ui: &Ui, guardian: Option<Guardian>) {
-    if let Some(guardian) = guardian
-        && !guardian.finish(FINISH_BOUND).await
-    {
-        ui.note("the guardian of this runner's phases is still sweeping; it exits on its own");
+/// The driver ends normally: its guardian sweeps once (nothing, the
+/// phases have ended) and exits on its own.
+pub(crate) fn finish(guardian: Option<Guardian>) {
+    if let Some(guardian) = guardian {
+        guardian.finish();
     }
 }

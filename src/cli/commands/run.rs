@@ -328,7 +328,7 @@ pub(crate) async fn drive(
         )),
         Err(e) => ui.warn(&format!("cannot end what the phases left running: {e}")),
     }
-    super::guard::finish(ui, guardian).await;
+    super::guard::finish(guardian);
     drop(lock);
     super::index::finish_background(indexer, ui);
     let status = status?;

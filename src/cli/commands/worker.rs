@@ -260,7 +260,7 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
     )
     .await;
     signals.abort();
-    super::guard::finish(ui, guardian).await;
+    super::guard::finish(guardian);
     let summary = summary?;
     let ended = match &summary.ended {
         Ended::RunEnded(s) => format!("run {}", s.as_str()),
