@@ -227,6 +227,11 @@ fn one_worker_runs_a_queued_run_to_the_end_and_is_recorded_as_its_runner() {
     let out = worker(&w, &id, "solo", &[]).wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    // Its phases' ends are not the run's: no "run failed" after each.
+    assert!(
+        !stderr.contains("run failed") && !stderr.contains("blocked"),
+        "{stderr}"
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["ended"], "run completed", "{doc:#}");
     assert_eq!(doc["ran"].as_array().unwrap().len(), 6);

@@ -385,6 +385,10 @@ impl Runner<'_> {
             (RunStatus::Completed, None)
         } else if let Some(reason) = self.waiting() {
             (RunStatus::Waiting, Some(reason))
+        } else if self.settings.only.is_some() {
+            // A worker's runner ran its phases; the rest are other
+            // workers' (or wait for theirs): the run goes on.
+            (RunStatus::Running, None)
         } else {
             // Unreachable for a validated DAG: every pending phase becomes ready eventually.
             (RunStatus::Failed, Some(StopReason::Blocked))

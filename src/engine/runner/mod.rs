@@ -392,11 +392,15 @@ pub async fn drive_with(
     if let Some(processes) = &settings.processes {
         processes.tidy();
     }
-    observer.event(&Event::RunFinished {
-        status,
-        run: run.as_str(),
-        reason: runner.record.reason.as_ref(),
-    });
+    // A worker's runner ends with its phases, not with the run: the
+    // worker reports what it did itself.
+    if settings.only.is_none() {
+        observer.event(&Event::RunFinished {
+            status,
+            run: run.as_str(),
+            reason: runner.record.reason.as_ref(),
+        });
+    }
     Ok(status)
 }
 
