@@ -17,12 +17,14 @@
 //! It prints figures; it never fails on a timing.
 
 mod common;
+#[path = "../tests/common/daemon.rs"]
+mod daemon;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use daemon::Daemon;
 use wfe::store::{Change, GitStore, Message, RunId};
 
 const WFE: &str = env!("CARGO_BIN_EXE_wfe");
@@ -137,36 +139,6 @@ fn local(root: &Path) -> Duration {
     started.elapsed()
 }
 
-/// `git daemon` serving `base` on a free port of 127.0.0.1.
-fn daemon(base: &Path) -> (Child, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new("git")
-        .args([
-            "daemon",
-            "--export-all",
-            "--enable=receive-pack",
-            "--reuseaddr",
-            "--listen=127.0.0.1",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", base.display()))
-        .arg(base)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("git daemon");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "git daemon never listened");
-        std::thread::yield_now();
-    }
-    (child, port)
-}
-
 /// Claims (fetch, claim checkpoint, CAS push) of one run, `n` times, on a
 /// remote holding `runs` runs; the latencies, sorted.
 fn claims(
@@ -265,7 +237,8 @@ fn main() {
     println!("claim latency (fetch the run's ref, claim checkpoint, CAS push), 40 claims each");
     let base = root.join("served");
     std::fs::create_dir_all(&base).expect("dir");
-    let (mut child, port) = daemon(&base);
+    let daemon = Daemon::start(&base);
+    let port = daemon.port;
     for runs in [10, 1000] {
         for (scheme, tag) in [("file", "f"), ("git", "g")] {
             let remote = base.join(format!("{tag}{runs}.git"));
@@ -282,6 +255,5 @@ fn main() {
             );
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
 }

@@ -1636,7 +1636,10 @@ mod tests {
                 .unwrap(),
             0
         );
-        other.kill().unwrap();
+        // The whole group: the shell's `sleep` would outlive a kill of the
+        // shell alone.
+        let group = Pid::from_raw(i32::try_from(other.id()).unwrap()).unwrap();
+        rustix::process::kill_process_group(group, Signal::KILL).unwrap();
         other.wait().unwrap();
     }
 

@@ -5,11 +5,11 @@
 
 use crate::common;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::daemon::Daemon;
 use common::{Repo, mkfifo, write_fifo_line};
 use serde_json::json;
 
@@ -154,56 +154,6 @@ fn runs_round_trip_through_a_file_remote() {
     let dir = bare();
     let remote = dir.path().join("remote.git");
     round_trip(&format!("file://{}", remote.display()), &remote);
-}
-
-/// `git daemon` serving `base` on a free port of 127.0.0.1, killed on drop.
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> Daemon {
-        // git daemon needs a fixed port: take a free one from the OS.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("git")
-            .args([
-                "daemon",
-                "--export-all",
-                "--enable=receive-pack",
-                "--reuseaddr",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut daemon = Daemon { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                daemon.child.try_wait().unwrap().is_none(),
-                "git daemon exited"
-            );
-            assert!(Instant::now() < deadline, "git daemon never listened");
-            std::thread::yield_now();
-        }
-        daemon
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -6,12 +6,12 @@
 use crate::common;
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Repo;
+use common::daemon::Daemon;
 use serde_json::json;
 
 /// A bare repository to share through.
@@ -24,55 +24,6 @@ fn bare() -> tempfile::TempDir {
         .unwrap();
     assert!(out.status.success());
     dir
-}
-
-/// `git daemon` serving `base` on a free port of 127.0.0.1, killed on drop.
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> Daemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("git")
-            .args([
-                "daemon",
-                "--export-all",
-                "--enable=receive-pack",
-                "--reuseaddr",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut daemon = Daemon { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                daemon.child.try_wait().unwrap().is_none(),
-                "git daemon exited"
-            );
-            assert!(Instant::now() < deadline, "git daemon never listened");
-            std::thread::yield_now();
-        }
-        daemon
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A DAG of `n` tiny script phases in layers of `width`: phase i needs
