@@ -247,3 +247,139 @@ fn a_read_only_tool_call_waits_for_the_next_checkpoint_and_survives_a_kill_9() {
         .count();
     assert_eq!((alone, folded), (0, 2), "{log}");
 }
+
+/// A chain of `n` no-op phases `p0` … `p{n-1}`.
+fn chain(repo: &Repo, name: &str, n: usize) {
+    let phases: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let need = format!("p{}", i.saturating_sub(1));
+            let needs: Vec<&str> = if i == 0 { vec![] } else { vec![&need] };
+            script(&format!("p{i}"), &needs, "true")
+        })
+        .collect();
+    repo.template(name, &json!({ "name": name, "phases": phases }));
+}
+
+/// The status a phase's committed state gives at `rev`, if it has one.
+fn committed_status(repo: &Repo, rev: &str, phase: &str) -> Option<String> {
+    let out = repo.git_output(&["show", &format!("{rev}:phases/{phase}/state.json")]);
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    state["status"].as_str().map(str::to_string)
+}
+
+#[test]
+fn a_burst_of_short_phases_folds_into_few_checkpoints_and_loses_no_transition() {
+    let repo = Repo::new();
+    chain(&repo, "burst", 30);
+    // An interval longer than the run: its first transitions are committed
+    // at once, everything after folds into the run's last checkpoint.
+    let out = repo
+        .wfe_cmd()
+        .env("WFE_CHECKPOINT_INTERVAL_MS", "3600000")
+        .args(["run", "burst"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = repo.run_id();
+    let rev = format!("refs/wfe/runs/{id}");
+    let commits = repo.git(&["rev-list", "--count", &rev]);
+    assert_eq!(commits.trim(), "3", "created, started, the rest folded");
+    for i in 0..30 {
+        assert_eq!(
+            committed_status(&repo, &rev, &format!("p{i}")).as_deref(),
+            Some("completed"),
+            "p{i}"
+        );
+    }
+    let last = repo.git(&["log", "-1", "--format=%B", &rev]);
+    assert!(last.contains("p29 completed"), "{last}");
+    assert!(last.contains("Wfe-Status: completed"), "{last}");
+    // The same run a checkpoint per transition (as every other test runs).
+    repo.wfe(&["run", "burst"]).code(0);
+    let second = repo
+        .wfe_refs()
+        .into_iter()
+        .find(|r| !r.ends_with(&id))
+        .unwrap();
+    let commits: usize = repo
+        .git(&["rev-list", "--count", &second])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(commits > 30, "{commits} commits");
+}
+
+#[test]
+fn folded_transitions_are_committed_within_the_interval_while_a_phase_runs() {
+    let repo = Repo::new();
+    let go = repo.path().join("go");
+    common::mkfifo(&go);
+    repo.template(
+        "fold",
+        &json!({ "name": "fold", "phases": [
+            script("a", &[], "true"),
+            script("b", &["a"], &format!("read line < {}", go.display())),
+        ]}),
+    );
+    let runner = repo
+        .wfe_cmd()
+        .env("WFE_CHECKPOINT_INTERVAL_MS", "2000")
+        .args(["run", "fold"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // `a` ends and `b` starts right after the run's first checkpoint, so
+    // both wait for the interval; `b` then blocks, and nothing else
+    // happens: they must be committed when the interval ends, not when
+    // `b` does.
+    let until = Instant::now() + Duration::from_secs(60);
+    let (id, rev) = loop {
+        assert!(Instant::now() < until, "b never showed as running in git");
+        if let Some(r) = repo.wfe_refs().first() {
+            let rev = r.clone();
+            if committed_status(&repo, &rev, "b").as_deref() == Some("running") {
+                break (repo.run_id(), rev);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        committed_status(&repo, &rev, "a").as_deref(),
+        Some("completed")
+    );
+    // a's end and b's start came in one checkpoint: no commit shows `a`
+    // completed with `b` not yet started.
+    let log = repo.git(&["log", "--format=%s", &rev]);
+    assert_eq!(log.lines().count(), 3, "created, started, folded:\n{log}");
+    common::write_fifo_line(&go, "go");
+    let mut runner = runner;
+    assert!(runner.wait().unwrap().success());
+    assert_eq!(
+        committed_status(&repo, &format!("refs/wfe/runs/{id}"), "b").as_deref(),
+        Some("completed")
+    );
+}
+
+#[test]
+fn a_checkpoint_interval_that_is_not_a_number_is_refused_before_anything_runs() {
+    let repo = Repo::new();
+    chain(&repo, "burst", 2);
+    let out = repo
+        .wfe_cmd()
+        .env("WFE_CHECKPOINT_INTERVAL_MS", "soon")
+        .args(["run", "burst"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WFE_CHECKPOINT_INTERVAL_MS=soon: expected a whole number of milliseconds"),
+        "{stderr}"
+    );
+    assert!(repo.wfe_refs().is_empty());
+}

@@ -226,7 +226,7 @@ fn fleet(url: &str, remote: &Path, (workers, n, jobs): (usize, usize, usize)) {
                 c,
                 &id,
                 &format!("w{k}"),
-                &["--lease", "10s", "--jobs", &jobs],
+                &["--lease", "60s", "--jobs", &jobs],
             )
         })
         .collect();

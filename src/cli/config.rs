@@ -18,6 +18,9 @@ use crate::template::Template;
 /// Default largest artifact file: 16 MiB.
 pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Overrides the config's `checkpoint_interval_ms` for one command.
+pub const CHECKPOINT_INTERVAL_VAR: &str = "WFE_CHECKPOINT_INTERVAL_MS";
+
 /// The repository's wfe configuration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +45,12 @@ pub struct Config {
     /// phase's own `max_files_bytes` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_files_bytes: Option<u64>,
+    /// During a burst of short phases, at most one checkpoint per this
+    /// many milliseconds: sooner transitions are folded into the next
+    /// (default 10; 0: one checkpoint per transition). The
+    /// `WFE_CHECKPOINT_INTERVAL_MS` environment variable overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_interval_ms: Option<u64>,
     /// LLM providers by name (used by agent phases).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub providers: BTreeMap<String, ProviderEntry>,
@@ -62,8 +71,24 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads `<root>/.wfe/config.json`; a missing file is the default config.
+    /// Reads `<root>/.wfe/config.json` (a missing file is the default
+    /// config), then what the environment overrides.
     pub fn load(root: &Path) -> Result<Config, CliError> {
+        let mut config = Config::load_file(root)?;
+        if let Some(value) = std::env::var_os(CHECKPOINT_INTERVAL_VAR) {
+            let ms = value.to_str().and_then(|v| v.trim().parse::<u64>().ok());
+            config.checkpoint_interval_ms = Some(ms.ok_or_else(|| {
+                CliError::input(format!(
+                    "{CHECKPOINT_INTERVAL_VAR}={}: expected a whole number of milliseconds (0: a checkpoint per transition)",
+                    value.to_string_lossy()
+                ))
+            })?);
+        }
+        Ok(config)
+    }
+
+    /// `<root>/.wfe/config.json` alone.
+    fn load_file(root: &Path) -> Result<Config, CliError> {
         let path = root.join(".wfe/config.json");
         // Bounded and regular: a committed config symlinked to /dev/zero
         // must fail every command at once, not eat memory.

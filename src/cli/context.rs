@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::args::GlobalArgs;
 use super::config::{Config, DEFAULT_MAX_ARTIFACT_BYTES, user_keys};
@@ -10,7 +11,7 @@ use super::error::CliError;
 use super::seats::ConfigSeats;
 use super::ui::Ui;
 use crate::artifact::Registry;
-use crate::engine::{RunSnapshot, SeatRequest, Seats, Settings};
+use crate::engine::{DEFAULT_CHECKPOINT_INTERVAL, RunSnapshot, SeatRequest, Seats, Settings};
 use crate::provider::keys::provider_key_vars;
 use crate::provider::registry::Registry as Providers;
 use crate::store::{GitStore, RunId, RunIds, RunLock, RunStore, StoreError};
@@ -231,6 +232,10 @@ impl Context {
             deadline: None,
             only: None,
             worker: None,
+            checkpoint_interval: self
+                .config
+                .checkpoint_interval_ms
+                .map_or(DEFAULT_CHECKPOINT_INTERVAL, Duration::from_millis),
             max_artifact_bytes: self
                 .config
                 .max_artifact_bytes

@@ -62,8 +62,8 @@ pub use phase_state::{
 pub use reason::{Refusal, StopReason, Unrunnable};
 pub use record::{Comment, RunRecord, RunStatus, to_file_bytes};
 pub use runner::{
-    DEFAULT_KILL_GRACE, NewRun, Settings, create, drive, drive_with, end_leftovers,
-    ensure_runnable, longest_kill_grace, ready_phases, resumable, settled,
+    DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_KILL_GRACE, NewRun, Settings, create, drive, drive_with,
+    end_leftovers, ensure_runnable, longest_kill_grace, ready_phases, resumable, settled,
 };
 pub use seats::{
     DEFAULT_REVIEWER_ROLE, REVIEW_SCHEMA, SeatRequest, SeatRole, Seats, pending_seat_requests,

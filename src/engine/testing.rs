@@ -41,6 +41,7 @@ pub(crate) fn settings(dir: &Path, jobs: usize) -> Settings {
         max_files_bytes: crate::exec::DEFAULT_MAX_FILES_BYTES,
         only: None,
         worker: None,
+        checkpoint_interval: std::time::Duration::ZERO,
         control: None,
         wait: false,
         seats: None,

@@ -7,7 +7,9 @@
 //! XDG_CONFIG_HOME, no system or global git config, a fixed identity and
 //! dates), and wfe also a pinned clock ([`NOW`] through `WFE_NOW`) and a
 //! run-id seed (`WFE_RUN_ID_SEED`, one per wfe started by the repo), so
-//! ids and times in its output are the same on every run.
+//! ids and times in its output are the same on every run, and one
+//! checkpoint per transition (`WFE_CHECKPOINT_INTERVAL_MS=0`), so are its
+//! commits.
 
 #![allow(dead_code)]
 
@@ -84,7 +86,11 @@ impl Repo {
         let seed = self.seeds.get();
         self.seeds.set(seed + 1);
         cmd.env("WFE_NOW", NOW)
-            .env("WFE_RUN_ID_SEED", seed.to_string());
+            .env("WFE_RUN_ID_SEED", seed.to_string())
+            // A checkpoint per transition: the commits a test reads are the
+            // same on every run, however fast its phases (folding bursts
+            // has tests of its own in tests/phases.rs).
+            .env("WFE_CHECKPOINT_INTERVAL_MS", "0");
         cmd
     }
 

@@ -1,6 +1,8 @@
 //! Checkpointing: transitions wait in [`Pending`] and are committed
 //! together as one checkpoint, rebased over comments other writers added.
 
+use std::time::Instant;
+
 use super::{Runner, Unit};
 use crate::engine::{
     CheckpointEvent, CheckpointMessage, EngineError, Event, Noted, PhaseState, PhaseStatus,
@@ -161,6 +163,23 @@ impl Runner<'_> {
         self.pending.is_empty() || self.pending.only_deferred()
     }
 
+    /// When what is pending must be committed: none when nothing is (or
+    /// only steps that may wait for the next checkpoint); at once when an
+    /// agent waits for its steps to be in git, or when the last
+    /// checkpoint is older than the interval
+    /// ([`crate::engine::Settings::checkpoint_interval`]); otherwise that
+    /// long after it, so a burst's transitions fold into one commit.
+    pub(super) fn commit_due(&self) -> Option<Instant> {
+        if self.quiet() {
+            return None;
+        }
+        let interval = self.settings.checkpoint_interval;
+        match self.last_commit {
+            Some(last) if !interval.is_zero() && self.acks.is_empty() => Some(last + interval),
+            _ => Some(Instant::now()),
+        }
+    }
+
     /// Commits everything pending as one checkpoint (nothing if nothing
     /// changed, or if all that changed may wait: see [`Runner::defer_step`]).
     pub(super) fn flush(&mut self) -> Result<(), EngineError> {
@@ -236,6 +255,7 @@ impl Runner<'_> {
             summary: &message.summary,
         });
         self.tip = id;
+        self.last_commit = Some(Instant::now());
         // The attempts' results are committed: their live files are superseded.
         self.remove_live();
         // The agents' steps are in git now: they may go on.
