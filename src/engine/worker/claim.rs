@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::attempt::AttemptError;
 use crate::engine::{
-    EngineError, PhaseState, PhaseStatus, RunSnapshot, RunStatus, layout, ready_phases, settled,
-    to_file_bytes,
+    EngineError, PhaseState, PhaseStatus, RunSnapshot, RunStatus, StopReason, layout, ready_phases,
+    settled, to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, RunId, RunStore};
 
@@ -212,7 +212,10 @@ pub fn reapply_all(
     let states = &merged.phases;
     let record = &mut merged.record;
     let before = (record.status, record.reason.clone());
-    if !record.status.is_final() && record.status != RunStatus::Paused {
+    // A run paused on request stays paused (the result is kept); one
+    // paused for another reason (approved while no runner held it) only
+    // lacked a runner, and goes on with this result.
+    if !record.status.is_final() && !super::held_back(record) {
         match settled(&onto.template, states) {
             Some((status, reason)) => {
                 record.status = status;
@@ -220,13 +223,20 @@ pub fn reapply_all(
                 record.finished_at = Some(now.to_string());
             }
             None if states.iter().any(|s| s.status != PhaseStatus::Pending) => {
-                record.status = if states.iter().any(|s| s.status == PhaseStatus::Waiting)
-                    && ready_phases(&onto.template, states).is_empty()
-                {
-                    RunStatus::Waiting
+                let waiting: Vec<String> = states
+                    .iter()
+                    .filter(|s| s.status == PhaseStatus::Waiting)
+                    .map(|s| s.id.clone())
+                    .collect();
+                if !waiting.is_empty() && ready_phases(&onto.template, states).is_empty() {
+                    // Nothing a worker can start: the run waits for a
+                    // person, and says for whom (`wfe approve` hints).
+                    record.status = RunStatus::Waiting;
+                    record.reason = Some(StopReason::WaitingForApproval { phases: waiting });
                 } else {
-                    RunStatus::Running
-                };
+                    record.status = RunStatus::Running;
+                    record.reason = None;
+                }
             }
             None => {}
         }

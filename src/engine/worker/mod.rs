@@ -20,6 +20,7 @@
 //! phase then.
 
 pub mod claim;
+pub mod requeue;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use self::claim::{Claim, claim_changes, claims, ready, reapply_all, release_chan
 use super::executor::Executor;
 use super::{
     CheckpointEvent, CheckpointMessage, EngineError, Observer, PhaseStatus, RunRecord, RunSnapshot,
-    RunStatus, Settings, drive_with, layout,
+    RunStatus, Settings, StopReason, drive_with, layout,
 };
 use crate::retry::Backoff;
 use crate::store::{Change, CheckpointId, GitStore, RunId, RunStore, StoreError};
@@ -117,6 +118,19 @@ pub struct Summary {
     pub races_lost: u32,
     /// Remote operations that failed and were tried again.
     pub retries: u32,
+}
+
+/// Whether a person holds the run back from workers: paused on request
+/// (`wfe pause`, or a reason this wfe cannot tell). A run paused for
+/// another reason (a phase approved, skipped or fixed while no runner
+/// held it, a local runner interrupted) only lacks a runner: workers take
+/// it up, as `wfe resume` would.
+pub fn held_back(record: &RunRecord) -> bool {
+    record.status == RunStatus::Paused
+        && matches!(
+            record.reason,
+            None | Some(StopReason::PausedOnRequest { .. } | StopReason::Legacy { .. })
+        )
 }
 
 /// Milliseconds since the Unix epoch, now: leases are wall-clock times
@@ -294,7 +308,7 @@ pub async fn work(
                     summary.ended = Ended::RunEnded(status);
                     return Ok(summary);
                 }
-                if status == RunStatus::Paused || (status == RunStatus::Waiting && held.is_empty())
+                if held_back(&snapshot.record) || (status == RunStatus::Waiting && held.is_empty())
                 {
                     summary.ended = Ended::RunHeld(status);
                     return Ok(summary);
@@ -543,7 +557,8 @@ async fn put_results(
             .collect();
         let want = worker.want(summary.ran.len() + phases.len());
         let open = !new_status.is_final()
-            && !matches!(new_status, RunStatus::Paused | RunStatus::Waiting)
+            && !held_back(&merged.snapshot.record)
+            && new_status != RunStatus::Waiting
             && !*interrupt.borrow();
         let (chosen, claim_changes) = if open {
             let others = without(&held, &mine_names);
@@ -715,7 +730,7 @@ fn renew(
             return Ok(Renewal::Stopped);
         };
         let record = read_record(store, &worker.run, &tip)?;
-        if matches!(record.status, RunStatus::Paused | RunStatus::Cancelled) {
+        if record.status == RunStatus::Cancelled || held_back(&record) {
             return Ok(Renewal::Stopped);
         }
         let on_remote = claims(store, &worker.run, &tip)?;
