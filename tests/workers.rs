@@ -762,6 +762,11 @@ fn a_pause_from_another_clone_stops_the_running_phase_and_workers_until_requeued
         pushed.stderr
     );
     // w1 stops `hold` at its next heartbeat, gives it back and exits.
+    assert!(
+        paused.stderr.contains(&format!("wfe resume {id} --queue")),
+        "{}",
+        paused.stderr
+    );
     let out = exited(first, Duration::from_secs(60));
     let (code, doc) = report(&out);
     assert_eq!(doc["ended"], "run paused", "{doc:#}");
@@ -892,7 +897,18 @@ fn workers_stop_at_a_gate_and_finish_the_run_once_another_clone_approves_it() {
     // Another clone approves the gate and pushes; workers started again
     // finish the run.
     let c = clone(&url);
+    assert_eq!(c.wfe(&["pull", "origin", &id]).code, 0);
+    let plan = c.wfe(&["plan", &id, "--ready", "--json"]);
+    assert_eq!(plan.json()["include"], json!([]), "{}", plan.stdout);
     pull_then_push(&c, &id, &["approve", &id, "ok"]);
+    // A CI plan job now gives the workers `ship`.
+    let plan = c.wfe(&["plan", &id, "--ready", "--json"]);
+    assert_eq!(
+        plan.json()["include"],
+        json!([{ "phase": "ship" }]),
+        "{}",
+        plan.stdout
+    );
     let mut ran = 0;
     for child in start("b") {
         let out = exited(child, Duration::from_secs(120));

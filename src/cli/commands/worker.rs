@@ -292,8 +292,21 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
         });
         ui.out(&doc.to_string());
     } else {
+        // Phases stopped before their end (the run paused or cancelled
+        // under them, a claim lost) were given back, not run.
+        let given_back: Vec<&str> = summary
+            .ran
+            .iter()
+            .filter(|r| r.status.is_none())
+            .map(|r| r.phase.as_str())
+            .collect();
+        let given_back = if given_back.is_empty() {
+            String::new()
+        } else {
+            format!(" (stopped and gave back: {})", given_back.join(", "))
+        };
         ui.note(&format!(
-            "worker {} ran {} phase(s) of {}; {ended}",
+            "worker {} ran {} phase(s) of {}{given_back}; {ended}",
             worker.label(),
             summary.ran.iter().filter(|r| r.status.is_some()).count(),
             run.as_str()

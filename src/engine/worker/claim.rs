@@ -500,6 +500,42 @@ mod tests {
     }
 
     #[test]
+    fn a_result_goes_on_from_an_approval_but_not_through_a_pause_on_request() {
+        let (store, id, claimed) = run();
+        let result = store
+            .commit(
+                &id,
+                Some(&claimed),
+                &[Change::write(
+                    layout::state("a"),
+                    state("a", PhaseStatus::Completed),
+                )],
+                &Message::new("a ran"),
+                0,
+            )
+            .expect("result");
+        for (reason, after) in [
+            (StopReason::PausedOnRequest { by: None }, RunStatus::Paused),
+            (
+                StopReason::Approved { phase: "g".into() },
+                RunStatus::Running,
+            ),
+        ] {
+            let mut onto = RunSnapshot::load(&store, &id, &claimed).expect("onto");
+            onto.record.status = RunStatus::Paused;
+            onto.record.reason = Some(reason.clone());
+            let merged =
+                reapply_all(&store, &id, &["a".into()], &result, &onto, NOW).expect("reapply");
+            assert_eq!(merged.snapshot.record.status, after, "{reason:?}");
+            // The result is in either way.
+            assert_eq!(
+                merged.snapshot.phase("a").map(|s| s.status),
+                Some(PhaseStatus::Completed)
+            );
+        }
+    }
+
+    #[test]
     fn a_claim_lapses_at_its_expiry_and_taking_it_over_counts_the_lost_attempt() {
         let claim = Claim {
             worker: "w1".into(),

@@ -927,6 +927,39 @@ mod tests {
     }
 
     #[test]
+    fn only_a_pause_on_request_holds_workers_back() {
+        let record = |status: RunStatus, reason: Option<StopReason>| {
+            let mut r: RunRecord = serde_json::from_value(serde_json::json!({
+                "id": "01kaxz00000000000000000001", "template": "t",
+                "template_source": "t", "template_digest": "d", "args": {},
+                "status": "pending", "auto": true, "base_commit": "c",
+                "created_at": "t", "finished_at": null, "schemas": {}, "reason": null
+            }))
+            .expect("a record");
+            r.status = status;
+            r.reason = reason;
+            r
+        };
+        let by_request = StopReason::PausedOnRequest { by: None };
+        let approved = StopReason::Approved { phase: "ok".into() };
+        for (status, reason, held) in [
+            (RunStatus::Paused, Some(by_request.clone()), true),
+            (RunStatus::Paused, None, true),
+            (RunStatus::Paused, Some(approved.clone()), false),
+            (RunStatus::Paused, Some(StopReason::Interrupted), false),
+            (RunStatus::Running, Some(by_request), false),
+            (RunStatus::Pending, None, false),
+            (RunStatus::Waiting, Some(approved), false),
+        ] {
+            assert_eq!(
+                held_back(&record(status, reason.clone())),
+                held,
+                "{status:?} {reason:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_claim_is_renewed_only_when_its_lease_runs_low() {
         // A 60 s lease renews below 40 s left.
         assert!(!due(1_000, 61_000, 40_000));
