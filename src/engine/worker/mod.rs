@@ -16,8 +16,9 @@
 //! lapsed claim it saw, and the phase runs again as a new attempt. A
 //! worker that cannot renew in time (the remote is unreachable) stops its
 //! phase before the lease ends, so a phase never runs twice at once. The
-//! heartbeat also sees a run paused or cancelled elsewhere and stops the
-//! phase then.
+//! heartbeat also sees a run paused on request or cancelled elsewhere and
+//! stops the phase then; the worker gives it back and claims nothing more
+//! from the run ([`held_back`]; [`requeue`] hands a paused run back).
 
 pub mod claim;
 pub mod requeue;
