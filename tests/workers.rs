@@ -624,3 +624,304 @@ fn a_worker_queues_a_run_of_a_template_and_others_join_it_by_prefix_or_latest() 
         );
     }
 }
+
+/// Waits for `child` to exit within `bound`; a worker that does not is
+/// killed and the test fails with what it printed.
+fn exited(mut child: Child, bound: Duration) -> std::process::Output {
+    let deadline = Instant::now() + bound;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the worker did not exit within {bound:?}\n--- stdout\n{}\n--- stderr\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20)); // polling an exit, not a synchronisation
+    }
+}
+
+/// A worker's exit code and JSON document.
+fn report(out: &std::process::Output) -> (Option<i32>, serde_json::Value) {
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n--- stderr\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), doc)
+}
+
+/// `hold` (writes its pid, tells the test it started through the fifo
+/// `started`, then waits for a line on the fifo `go`) and `after`, which
+/// needs it; both note their start and end in `dir/log`.
+fn held(dir: &Path) -> serde_json::Value {
+    let d = dir.display();
+    common::mkfifo(&dir.join("started"));
+    common::mkfifo(&dir.join("go"));
+    json!({ "name": "fleet", "phases": [
+        { "id": "hold", "kind": "script", "run": format!(
+            "echo $$ > {d}/hold.pid; echo start hold >> {d}/log; echo up > {d}/started; \
+             read line < {d}/go; echo done hold >> {d}/log") },
+        { "id": "after", "kind": "script", "needs": ["hold"], "run": format!(
+            "echo start after >> {d}/log; echo done after >> {d}/log") }
+    ]})
+}
+
+/// In clone `c`: `wfe pull`, then `wfe ARGS…`, then `wfe push`, as a user
+/// would do it. A worker that moves the run between the pull and the push
+/// does not make the push fail (the request is made again on the
+/// remote's tip). Returns the push's stderr.
+fn pull_then_push(c: &Repo, id: &str, args: &[&str]) -> String {
+    let pulled = c.wfe(&["pull", "origin", id]);
+    assert_eq!(pulled.code, 0, "{}", pulled.stderr);
+    let done = c.wfe(args);
+    assert_eq!(done.code, 0, "wfe {args:?}: {}", done.stderr);
+    let pushed = c.wfe(&["push", "origin", id]);
+    assert_eq!(
+        pushed.code, 0,
+        "wfe {args:?} never reached the remote: {}",
+        pushed.stderr
+    );
+    pushed.stderr
+}
+
+/// The run's tip on the bare remote.
+fn remote_tip(remote: &Path, id: &str) -> String {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(remote)
+        .args(["rev-parse", &format!("refs/wfe/runs/{id}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Waits (bounded) until process `pid` is gone.
+fn gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::pid_alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} outlived its phase"
+        );
+        std::thread::sleep(Duration::from_millis(20)); // polling /proc, not a synchronisation
+    }
+}
+
+fn pid_file(path: &Path) -> u32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_pause_from_another_clone_stops_the_running_phase_and_workers_until_requeued() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let s = side.path();
+    let (_a, id) = queued(&url, &held(s));
+    let w1 = clone(&url);
+    let first = worker(&w1, &id, "w1", &["--lease", "3s"]);
+    // `hold` runs on w1.
+    assert_eq!(common::read_fifo_line(&s.join("started")), "up");
+    let pid = pid_file(&s.join("hold.pid"));
+    assert!(common::pid_alive(pid));
+    // Someone pauses the run from another clone; before they push, the
+    // worker's heartbeat moves the run on the remote (a renewal): the push
+    // still goes through, the pause made again on the remote's tip.
+    let c = clone(&url);
+    assert_eq!(c.wfe(&["pull", "origin", &id]).code, 0);
+    let pulled = remote_tip(&remote, &id);
+    let paused = c.wfe(&["pause", &id]);
+    assert_eq!(paused.code, 0, "{}", paused.stderr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while remote_tip(&remote, &id) == pulled {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never renewed its claim"
+        );
+        std::thread::sleep(Duration::from_millis(20)); // polling the remote, not a synchronisation
+    }
+    let pushed = c.wfe(&["push", "origin", &id]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    assert!(
+        pushed.stderr.contains("`pause` made again on origin"),
+        "{}",
+        pushed.stderr
+    );
+    // w1 stops `hold` at its next heartbeat, gives it back and exits.
+    assert!(
+        paused.stderr.contains(&format!("wfe resume {id} --queue")),
+        "{}",
+        paused.stderr
+    );
+    let out = exited(first, Duration::from_secs(60));
+    let (code, doc) = report(&out);
+    assert_eq!(doc["ended"], "run paused", "{doc:#}");
+    assert_eq!(code, Some(3), "{doc:#}");
+    assert_eq!(
+        doc["ran"],
+        json!([{ "phase": "hold", "status": null, "took_over": false }])
+    );
+    gone(pid);
+    let shown = remote_show(&url, &id);
+    assert_eq!(shown["status"], "paused", "{shown:#}");
+    let hold = &shown["phases"][0];
+    assert_eq!(hold["status"], "pending", "{shown:#}");
+    assert!(
+        hold["claim"].is_null(),
+        "the claim was given back: {shown:#}"
+    );
+    // A worker started now claims nothing and says why.
+    let w2 = clone(&url);
+    let out = exited(
+        worker(&w2, &id, "w2", &["--lease", "3s"]),
+        Duration::from_secs(60),
+    );
+    let (code, doc) = report(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(doc["ended"], "run paused", "{doc:#}");
+    assert_eq!(code, Some(3));
+    assert_eq!(doc["ran"], json!([]));
+    let hint = format!("wfe resume {id} --queue");
+    assert!(stderr.contains(&hint), "{stderr}");
+    // Handed back to workers (as the hint says), they finish the run.
+    let pushed = pull_then_push(&c, &id, &["resume", &id, "--queue"]);
+    assert!(pushed.contains("pushed"), "{pushed}");
+    let again = worker(&w2, &id, "w2", &["--lease", "3s"]);
+    assert_eq!(common::read_fifo_line(&s.join("started")), "up");
+    common::write_fifo_line(&s.join("go"), "go");
+    let out = exited(again, Duration::from_secs(120));
+    let (code, doc) = report(&out);
+    assert_eq!(doc["ended"], "run completed", "{doc:#}");
+    assert_eq!(code, Some(0));
+    let (counts, overlaps) = tally(s);
+    assert!(overlaps.is_empty());
+    // `hold` started twice (its first attempt was stopped), and each
+    // phase completed exactly once.
+    assert_eq!(counts["hold"], (2, 1), "{counts:?}");
+    assert_eq!(counts["after"], (1, 1), "{counts:?}");
+    assert_completed(&url, &id, 2);
+    fsck(&remote);
+}
+
+#[test]
+fn a_cancel_from_another_clone_ends_the_running_phase_and_the_run_on_the_remote() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let s = side.path();
+    let (_a, id) = queued(&url, &held(s));
+    let w1 = clone(&url);
+    let first = worker(&w1, &id, "w1", &["--lease", "3s"]);
+    assert_eq!(common::read_fifo_line(&s.join("started")), "up");
+    let pid = pid_file(&s.join("hold.pid"));
+    let c = clone(&url);
+    pull_then_push(&c, &id, &["cancel", &id]);
+    let out = exited(first, Duration::from_secs(60));
+    let (code, doc) = report(&out);
+    assert_eq!(doc["ended"], "run cancelled", "{doc:#}");
+    assert_eq!(code, Some(3), "{doc:#}");
+    assert_eq!(doc["ran"][0]["phase"], "hold", "{doc:#}");
+    assert!(doc["ran"][0]["status"].is_null(), "{doc:#}");
+    // The phase's process is gone; it never finished.
+    gone(pid);
+    let shown = remote_show(&url, &id);
+    assert_eq!(shown["status"], "cancelled", "{shown:#}");
+    for phase in shown["phases"].as_array().unwrap() {
+        assert_eq!(phase["status"], "cancelled", "{shown:#}");
+        assert!(phase["claim"].is_null(), "{shown:#}");
+    }
+    let (counts, _) = tally(s);
+    assert_eq!(counts["hold"], (1, 0), "{counts:?}");
+    assert!(!counts.contains_key("after"), "{counts:?}");
+    // A worker started later finds the run over at once.
+    let w2 = clone(&url);
+    let out = exited(worker(&w2, &id, "w2", &[]), Duration::from_secs(60));
+    let (code, doc) = report(&out);
+    assert_eq!(doc["ended"], "run cancelled", "{doc:#}");
+    assert_eq!(code, Some(3));
+    assert_eq!(doc["ran"], json!([]));
+    fsck(&remote);
+}
+
+#[test]
+fn workers_stop_at_a_gate_and_finish_the_run_once_another_clone_approves_it() {
+    let dir = bare();
+    let remote = dir.path().join("remote.git");
+    let url = format!("file://{}", remote.display());
+    let side = tempfile::tempdir().unwrap();
+    let d = side.path().display();
+    let note = |id: &str| format!("echo start {id} >> {d}/log; echo done {id} >> {d}/log");
+    let template = json!({ "name": "fleet", "phases": [
+        { "id": "build", "kind": "script", "run": note("build") },
+        { "id": "ok", "kind": "gate", "needs": ["build"] },
+        { "id": "ship", "kind": "script", "needs": ["ok"], "run": note("ship") }
+    ]});
+    let (_a, id) = queued(&url, &template);
+    let clones: Vec<Repo> = (0..2).map(|_| clone(&url)).collect();
+    let start = |tag: &str| -> Vec<Child> {
+        clones
+            .iter()
+            .enumerate()
+            .map(|(k, c)| worker(c, &id, &format!("w{k}{tag}"), &["--lease", "3s"]))
+            .collect()
+    };
+    // Both workers stop at the gate: the run waits for a person.
+    for child in start("a") {
+        let out = exited(child, Duration::from_secs(120));
+        let (code, doc) = report(&out);
+        assert_eq!(doc["ended"], "run waiting", "{doc:#}");
+        assert_eq!(code, Some(3), "{doc:#}");
+    }
+    let shown = remote_show(&url, &id);
+    assert_eq!(shown["status"], "waiting", "{shown:#}");
+    let status = |doc: &serde_json::Value, p: usize| doc["phases"][p]["status"].clone();
+    assert_eq!(status(&shown, 0), "completed", "{shown:#}");
+    assert_eq!(status(&shown, 1), "waiting", "{shown:#}");
+    assert_eq!(status(&shown, 2), "pending", "{shown:#}");
+    assert_eq!(tally(side.path()).0.get("ship"), None);
+    // Another clone approves the gate and pushes; workers started again
+    // finish the run.
+    let c = clone(&url);
+    assert_eq!(c.wfe(&["pull", "origin", &id]).code, 0);
+    let plan = c.wfe(&["plan", &id, "--ready", "--json"]);
+    assert_eq!(plan.json()["include"], json!([]), "{}", plan.stdout);
+    pull_then_push(&c, &id, &["approve", &id, "ok"]);
+    // A CI plan job now gives the workers `ship`.
+    let plan = c.wfe(&["plan", &id, "--ready", "--json"]);
+    assert_eq!(
+        plan.json()["include"],
+        json!([{ "phase": "ship" }]),
+        "{}",
+        plan.stdout
+    );
+    let mut ran = 0;
+    for child in start("b") {
+        let out = exited(child, Duration::from_secs(120));
+        let (code, doc) = report(&out);
+        assert_eq!(doc["ended"], "run completed", "{doc:#}");
+        assert_eq!(code, Some(0), "{doc:#}");
+        ran += doc["ran"].as_array().unwrap().len();
+    }
+    assert_eq!(ran, 1, "only `ship` was left");
+    let (counts, overlaps) = tally(side.path());
+    assert!(overlaps.is_empty());
+    assert_eq!(counts["build"], (1, 1), "{counts:?}");
+    assert_eq!(counts["ship"], (1, 1), "{counts:?}");
+    assert_completed(&url, &id, 3);
+    fsck(&remote);
+}

@@ -9,7 +9,8 @@ use super::reasons;
 use super::ui::{Style, Ui};
 use crate::engine::control::{Action, ControlDir};
 use crate::engine::operations;
-use crate::store::{RunId, StoreError};
+use crate::engine::{RunStatus, StopReason};
+use crate::store::{RunId, RunStore, StoreError};
 
 /// How long to wait for a live runner to answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
@@ -78,9 +79,10 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Ou
                 let done = done?;
                 drop(lock);
                 ui.note(&format!("no runner is running run {run}: {}", done.outcome));
-                if let Some(hint) =
+                let hint = worker_step(ctx, run, done.status, done.reason.as_ref()).or_else(|| {
                     reasons::next_step(done.status, done.reason.as_ref(), run.as_str(), false)
-                {
+                });
+                if let Some(hint) = hint {
                     ui.note(&format!("{} {hint}", ui.paint(Style::Yellow, "hint:")));
                 }
                 return Ok(Outcome::Success);
@@ -89,5 +91,37 @@ pub fn request(ctx: &Context, ui: &Ui, run: &RunId, action: Action) -> Result<Ou
             Err(StoreError::Locked { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// What goes on after a request made without a runner on a run that
+/// workers work on (a phase claimed or run by one): the request reaches
+/// them through `wfe push`, and a paused run goes back to them with
+/// `wfe resume --queue`. `None` for a run no worker has touched.
+fn worker_step(
+    ctx: &Context,
+    run: &RunId,
+    status: RunStatus,
+    reason: Option<&StopReason>,
+) -> Option<String> {
+    let snapshot = ctx.snapshot(run).ok()?;
+    let claimed = ctx
+        .store
+        .list_files(&snapshot.checkpoint, crate::engine::layout::CLAIMS)
+        .is_ok_and(|claims| !claims.is_empty());
+    if !claimed && snapshot.phases.iter().all(|p| p.worker.is_none()) {
+        return None;
+    }
+    match (status, reason) {
+        (RunStatus::Paused, Some(StopReason::PausedOnRequest { .. })) => Some(format!(
+            "`wfe push` stops its workers (at their next heartbeat); later `wfe resume {run} --queue` and `wfe push` hand it back to them (`wfe resume {run}` runs it here)"
+        )),
+        (RunStatus::Paused, _) => Some(format!(
+            "`wfe push`, then workers started again go on (`wfe resume {run}` runs it here)"
+        )),
+        (RunStatus::Cancelled, _) => {
+            Some("`wfe push` stops its workers (at their next heartbeat)".to_string())
+        }
+        _ => None,
     }
 }

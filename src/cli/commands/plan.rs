@@ -36,8 +36,10 @@ pub(crate) fn run(args: PlanArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
     let snapshot = RunSnapshot::load_tip(&ctx.store, &id)?;
     let held = claims(&ctx.store, &id, &snapshot.checkpoint)?;
     let now = now_ms();
-    let stopped = snapshot.record.status.is_final()
-        || matches!(snapshot.record.status, crate::engine::RunStatus::Paused);
+    // As workers see it: a run paused on request holds them back; one
+    // paused after an approval (no runner held it) does not.
+    let stopped =
+        snapshot.record.status.is_final() || crate::engine::worker::held_back(&snapshot.record);
     let phases: Vec<_> = if stopped {
         Vec::new()
     } else {

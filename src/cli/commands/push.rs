@@ -38,7 +38,7 @@ pub(super) enum Way {
 /// Runs `wfe push`.
 pub(crate) fn run(args: PushArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, CliError> {
     let (remote, runs) = split_remote(ctx, &args.share.names)?;
-    let outcomes = operations::push(&ctx.store, &remote, &runs, args.share.trash)?;
+    let outcomes = operations::push(&ctx.store, &remote, &runs, args.share.trash, &ctx.clock)?;
     report(ui, &remote, &outcomes, Way::Push)
 }
 
@@ -95,6 +95,17 @@ pub(super) fn report(
             Synced::FastForwarded { from, to } => ui.note(&format!(
                 "{what}: {verb} ({}..{})",
                 from.short(),
+                to.short()
+            )),
+            Synced::Reapplied { onto, to, requests } if onto == to => ui.note(&format!(
+                "{what}: {remote} moved on meanwhile (workers), and already is as `{}` here left it; now at {}",
+                requests.join("`, `"),
+                to.short()
+            )),
+            Synced::Reapplied { onto, to, requests } => ui.note(&format!(
+                "{what}: {verb} (`{}` made again on {remote}'s newer tip {}, which workers moved meanwhile; now at {})",
+                requests.join("`, `"),
+                onto.short(),
                 to.short()
             )),
             Synced::Ahead => ui.note(&format!(

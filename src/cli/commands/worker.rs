@@ -9,9 +9,9 @@ use tokio::sync::watch;
 
 use crate::cli::context::Context;
 use crate::cli::error::{CliError, Outcome};
-use crate::cli::ui::{Progress, Ui};
+use crate::cli::ui::{Progress, Style, Ui};
 use crate::engine::worker::{Ended, Worker, work};
-use crate::engine::{self, Observer, RunSnapshot, System};
+use crate::engine::{self, Observer, RunSnapshot, RunStatus, StopReason, System};
 use crate::retry::{Backoff, DurationSpec};
 use crate::store::{ProcessRegistry, RunId, RunStore};
 
@@ -292,16 +292,55 @@ pub(crate) async fn run(args: WorkerArgs, ctx: &Context, ui: &Ui) -> Result<Outc
         });
         ui.out(&doc.to_string());
     } else {
+        // Phases stopped before their end (the run paused or cancelled
+        // under them, a claim lost) were given back, not run.
+        let given_back: Vec<&str> = summary
+            .ran
+            .iter()
+            .filter(|r| r.status.is_none())
+            .map(|r| r.phase.as_str())
+            .collect();
+        let given_back = if given_back.is_empty() {
+            String::new()
+        } else {
+            format!(" (stopped and gave back: {})", given_back.join(", "))
+        };
         ui.note(&format!(
-            "worker {} ran {} phase(s) of {}; {ended}",
+            "worker {} ran {} phase(s) of {}{given_back}; {ended}",
             worker.label(),
             summary.ran.iter().filter(|r| r.status.is_some()).count(),
             run.as_str()
         ));
     }
+    if let Ended::RunHeld(_) = summary.ended
+        && let Some(hint) = held_hint(ctx, &run)
+    {
+        ui.note(&format!("{} {hint}", ui.paint(Style::Yellow, "hint:")));
+    }
+    // A run that stopped before its end (paused, waiting, cancelled) ends
+    // the worker with 3, as it ends `wfe run`.
     Ok(match summary.ended {
         Ended::Interrupted => Outcome::Reported(crate::cli::error::ErrorKind::Stopped),
-        Ended::RunEnded(s) => Outcome::from(s),
+        Ended::RunEnded(s) | Ended::RunHeld(s) => Outcome::from(s),
         _ => Outcome::Success,
     })
+}
+
+/// What lets workers go on with a run that holds them back, as the
+/// worker's clone has it now: the approvals it waits for, or handing a
+/// paused run back to workers.
+fn held_hint(ctx: &Context, run: &RunId) -> Option<String> {
+    let snapshot = RunSnapshot::load_tip(&ctx.store, run).ok()?;
+    match (&snapshot.record.status, &snapshot.record.reason) {
+        (RunStatus::Waiting, Some(StopReason::WaitingForApproval { phases })) => {
+            let first = phases.first()?;
+            Some(format!(
+                "the run waits for an approval: in a clone, `wfe pull`, `wfe approve {run} {first}` and `wfe push`, then start workers again"
+            ))
+        }
+        (RunStatus::Paused, _) => Some(format!(
+            "the run was paused: in a clone, `wfe pull`, `wfe resume {run} --queue` (hands it back to workers) and `wfe push`, then start workers again"
+        )),
+        _ => None,
+    }
 }

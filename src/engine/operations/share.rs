@@ -7,10 +7,22 @@
 //! both tips and the checkpoint they share, and nothing is ever forced.
 //! A pull never moves a run a live runner holds (it takes the run's lock
 //! for the update); a push needs no lock, it only reads the run.
+//!
+//! One exception to "diverged": a push whose only checkpoints the remote
+//! lacks are requests made here (`wfe pause`, `wfe cancel`, a plain
+//! `wfe approve`, `wfe resume --queue`) while workers moved the run on
+//! the remote. Those requests are made again on the remote's tip and
+//! pushed by compare-and-swap ([`replay`]), as a worker re-applies a
+//! phase's result: a person stopping a fleet should not have to win a
+//! race against its heartbeats.
 
-use crate::engine::EngineError;
+use crate::engine::control::Action;
+use crate::engine::worker::requeue::{Requeued, requeue};
+use crate::engine::{
+    CheckpointEvent, CheckpointMessage, EngineError, PhaseState, PhaseStatus, Refusal, layout,
+};
 use crate::store::{
-    CheckpointId, GitStore, LockHolder, PushStatus, RefPair, Relation, RunId, StoreError,
+    CheckpointId, GitStore, LockHolder, PushStatus, RefPair, Relation, RunId, RunStore, StoreError,
     TRASH_PREFIX,
 };
 use crate::time::Clock;
@@ -49,6 +61,16 @@ pub enum Synced {
     Held {
         /// Who holds it.
         holder: LockHolder,
+    },
+    /// Push: the requests made here were made again on the remote's tip
+    /// (workers moved the run meanwhile) and pushed.
+    Reapplied {
+        /// The remote's tip they went onto.
+        onto: CheckpointId,
+        /// Where the run is now, here and there.
+        to: CheckpointId,
+        /// What was asked, in order (`pause`, `cancel`, `approve ok`, `resume --queue`).
+        requests: Vec<String>,
     },
     /// The receiving side refused, or its ref moved meanwhile.
     Rejected {
@@ -177,6 +199,7 @@ pub fn push(
     remote: &str,
     names: &[String],
     trash: bool,
+    clock: &Clock,
 ) -> Result<Vec<RefOutcome>, EngineError> {
     let pairs = store.fetch_remote(remote, trash)?;
     let selected = select(&pairs, names, Side::Local)?;
@@ -189,11 +212,23 @@ pub fn push(
         let synced = match store.relation(Some(local_tip), pair.remote.as_ref())? {
             Relation::Same => Synced::UpToDate,
             Relation::Behind | Relation::RemoteOnly => Synced::Behind,
-            Relation::Diverged { base } => Synced::Diverged {
-                local: local_tip.clone(),
-                remote: pair.remote.clone().unwrap_or_else(|| local_tip.clone()),
-                base,
-            },
+            Relation::Diverged { base } => {
+                let theirs = pair.remote.clone().unwrap_or_else(|| local_tip.clone());
+                let requests = match (&base, pair.name.starts_with(TRASH_PREFIX)) {
+                    (Some(base), false) => requests_since(store, local_tip, base)?,
+                    _ => None,
+                };
+                match requests {
+                    Some(requests) => replay(
+                        store, remote, &pair.run, local_tip, theirs, &requests, clock,
+                    )?,
+                    None => Synced::Diverged {
+                        local: local_tip.clone(),
+                        remote: theirs,
+                        base,
+                    },
+                }
+            }
             Relation::LocalOnly | Relation::Ahead => {
                 sending.push(pair);
                 continue;
@@ -232,6 +267,185 @@ pub fn push(
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// A request made here that can be made again on another tip.
+#[derive(Debug, Clone)]
+enum Request {
+    /// `wfe pause`, `wfe cancel`, `wfe approve RUN PHASE` (no artifact, no budget).
+    Control(Action),
+    /// `wfe resume --queue`.
+    Requeue,
+}
+
+impl Request {
+    fn describe(&self) -> String {
+        match self {
+            Request::Control(Action::Pause) => "pause".into(),
+            Request::Control(Action::Cancel) => "cancel".into(),
+            Request::Control(Action::Approve { phase, .. }) => format!("approve {phase}"),
+            Request::Control(_) => "request".into(),
+            Request::Requeue => "resume --queue".into(),
+        }
+    }
+}
+
+/// The most checkpoints a push looks back over for requests to make again.
+const MOST_REQUESTS: usize = 16;
+
+/// The requests the checkpoints after `base` up to `local` are, oldest
+/// first, with who asked; `None` unless every one of them is a request
+/// that can be made again as it was (an approval that attached an
+/// artifact, raised a budget or named a loop's child cannot).
+fn requests_since(
+    store: &GitStore,
+    local: &CheckpointId,
+    base: &CheckpointId,
+) -> Result<Option<Vec<(Request, String)>>, EngineError> {
+    let mut out = Vec::new();
+    let mut at = local.clone();
+    while at != *base {
+        if out.len() == MOST_REQUESTS {
+            return Ok(None);
+        }
+        let checkpoint = store.checkpoint(&at)?;
+        let message = CheckpointMessage::parse(&checkpoint.message);
+        let (Some(by), [noted], Some(parent)) = (
+            message.requested_by.first(),
+            message.events.as_slice(),
+            checkpoint.parent.clone(),
+        ) else {
+            return Ok(None);
+        };
+        let request = match (&noted.event, noted.phase.as_deref()) {
+            (CheckpointEvent::PauseRequested, None) => Request::Control(Action::Pause),
+            (CheckpointEvent::CancelRequested, None) => Request::Control(Action::Cancel),
+            (CheckpointEvent::RunPending, None) => Request::Requeue,
+            (CheckpointEvent::PhaseApproved, Some(phase))
+                if !phase.contains(['@', '/']) && plain_approval(store, &at, &parent, phase)? =>
+            {
+                Request::Control(Action::Approve {
+                    phase: phase.to_string(),
+                    artifact: None,
+                    budget: None,
+                })
+            }
+            _ => return Ok(None),
+        };
+        out.push((request, by.clone()));
+        at = parent;
+    }
+    out.reverse();
+    Ok(Some(out))
+}
+
+/// Whether checkpoint `at` approved `phase` without attaching an artifact
+/// or raising a budget: it completed, with the artifacts it had.
+fn plain_approval(
+    store: &GitStore,
+    at: &CheckpointId,
+    parent: &CheckpointId,
+    phase: &str,
+) -> Result<bool, EngineError> {
+    let state = |id: &CheckpointId| -> Result<Option<PhaseState>, EngineError> {
+        Ok(store
+            .read(id, &layout::state(phase))?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    };
+    Ok(match (state(parent)?, state(at)?) {
+        (Some(before), Some(after)) => {
+            after.status == PhaseStatus::Completed && after.artifacts == before.artifacts
+        }
+        _ => false,
+    })
+}
+
+/// How many times a push makes its requests again when the remote keeps
+/// moving under it.
+const REPLAY_TRIES: u32 = 8;
+
+/// Makes `requests` again on the remote's tip `theirs` and pushes the
+/// result by compare-and-swap (fetching and making them again while
+/// workers move the run); the run here then follows the remote. A
+/// request the remote's run no longer allows (it completed meanwhile)
+/// leaves the run here as it was and is reported as refused; one that
+/// holds already there (the run is paused) is dropped.
+fn replay(
+    store: &GitStore,
+    remote: &str,
+    run: &RunId,
+    local: &CheckpointId,
+    mut theirs: CheckpointId,
+    requests: &[(Request, String)],
+    clock: &Clock,
+) -> Result<Synced, EngineError> {
+    let lock = match store.lock(run, &clock.stamp()) {
+        Ok(lock) => lock,
+        Err(StoreError::Locked { holder, .. }) => return Ok(Synced::Held { holder }),
+        Err(other) => return Err(other.into()),
+    };
+    let asked: Vec<String> = requests.iter().map(|(r, _)| r.describe()).collect();
+    let restore = |why: String| -> Result<Synced, EngineError> {
+        store.follow_remote(run, local)?;
+        Ok(Synced::Rejected { reason: why })
+    };
+    for round in 0..REPLAY_TRIES {
+        if round > 0 {
+            match store.fetch_run(remote, run)? {
+                Some(tip) => theirs = tip,
+                None => return restore(format!("the run is gone from {remote}")),
+            }
+        }
+        store.follow_remote(run, &theirs)?;
+        for (request, by) in requests {
+            let done = match request {
+                Request::Control(action) => {
+                    match super::control_offline(store, run, action, by, clock) {
+                        Ok(_)
+                        | Err(EngineError::NotControllable {
+                            reason: Refusal::Already(_),
+                            ..
+                        }) => Ok(()),
+                        Err(EngineError::NotControllable { reason, .. }) => Err(reason.to_string()),
+                        Err(other) => {
+                            store.follow_remote(run, local)?;
+                            return Err(other);
+                        }
+                    }
+                }
+                Request::Requeue => match requeue(store, run, by, clock) {
+                    Ok(Requeued::Queued | Requeued::AlreadyQueued) => Ok(()),
+                    Ok(Requeued::Over(status)) => Err(format!("it is {}", status.as_str())),
+                    Ok(Requeued::Waiting(phases)) => {
+                        Err(format!("it waits for an approval of {}", phases.join(", ")))
+                    }
+                    Err(other) => {
+                        store.follow_remote(run, local)?;
+                        return Err(other);
+                    }
+                },
+            };
+            if let Err(why) = done {
+                return restore(format!(
+                    "`{}` no longer applies on {remote}: {why}",
+                    request.describe()
+                ));
+            }
+        }
+        let to = store.tip(run)?.unwrap_or_else(|| theirs.clone());
+        if to == theirs || store.push_run_cas(remote, run, Some(&theirs), &to)? {
+            drop(lock);
+            return Ok(Synced::Reapplied {
+                onto: theirs,
+                to,
+                requests: asked,
+            });
+        }
+    }
+    restore(format!(
+        "workers kept moving the run on {remote} while `{}` was made again on it; push again",
+        asked.join("`, `")
+    ))
 }
 
 /// The runs `names` select among those `side` has (`latest`, ids or

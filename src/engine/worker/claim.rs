@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::attempt::AttemptError;
 use crate::engine::{
-    EngineError, PhaseState, PhaseStatus, RunSnapshot, RunStatus, layout, ready_phases, settled,
-    to_file_bytes,
+    EngineError, PhaseState, PhaseStatus, RunSnapshot, RunStatus, StopReason, layout, ready_phases,
+    settled, to_file_bytes,
 };
 use crate::store::{Change, CheckpointId, RunId, RunStore};
 
@@ -212,7 +212,10 @@ pub fn reapply_all(
     let states = &merged.phases;
     let record = &mut merged.record;
     let before = (record.status, record.reason.clone());
-    if !record.status.is_final() && record.status != RunStatus::Paused {
+    // A run paused on request stays paused (the result is kept); one
+    // paused for another reason (approved while no runner held it) only
+    // lacked a runner, and goes on with this result.
+    if !record.status.is_final() && !super::held_back(record) {
         match settled(&onto.template, states) {
             Some((status, reason)) => {
                 record.status = status;
@@ -220,13 +223,20 @@ pub fn reapply_all(
                 record.finished_at = Some(now.to_string());
             }
             None if states.iter().any(|s| s.status != PhaseStatus::Pending) => {
-                record.status = if states.iter().any(|s| s.status == PhaseStatus::Waiting)
-                    && ready_phases(&onto.template, states).is_empty()
-                {
-                    RunStatus::Waiting
+                let waiting: Vec<String> = states
+                    .iter()
+                    .filter(|s| s.status == PhaseStatus::Waiting)
+                    .map(|s| s.id.clone())
+                    .collect();
+                if !waiting.is_empty() && ready_phases(&onto.template, states).is_empty() {
+                    // Nothing a worker can start: the run waits for a
+                    // person, and says for whom (`wfe approve` hints).
+                    record.status = RunStatus::Waiting;
+                    record.reason = Some(StopReason::WaitingForApproval { phases: waiting });
                 } else {
-                    RunStatus::Running
-                };
+                    record.status = RunStatus::Running;
+                    record.reason = None;
+                }
             }
             None => {}
         }
@@ -487,6 +497,42 @@ mod tests {
         )];
         assert!(without(&held, &["a".into()]).is_empty());
         assert_eq!(without(&held, &["b".into()]).len(), 1);
+    }
+
+    #[test]
+    fn a_result_goes_on_from_an_approval_but_not_through_a_pause_on_request() {
+        let (store, id, claimed) = run();
+        let result = store
+            .commit(
+                &id,
+                Some(&claimed),
+                &[Change::write(
+                    layout::state("a"),
+                    state("a", PhaseStatus::Completed),
+                )],
+                &Message::new("a ran"),
+                0,
+            )
+            .expect("result");
+        for (reason, after) in [
+            (StopReason::PausedOnRequest { by: None }, RunStatus::Paused),
+            (
+                StopReason::Approved { phase: "g".into() },
+                RunStatus::Running,
+            ),
+        ] {
+            let mut onto = RunSnapshot::load(&store, &id, &claimed).expect("onto");
+            onto.record.status = RunStatus::Paused;
+            onto.record.reason = Some(reason.clone());
+            let merged =
+                reapply_all(&store, &id, &["a".into()], &result, &onto, NOW).expect("reapply");
+            assert_eq!(merged.snapshot.record.status, after, "{reason:?}");
+            // The result is in either way.
+            assert_eq!(
+                merged.snapshot.phase("a").map(|s| s.status),
+                Some(PhaseStatus::Completed)
+            );
+        }
     }
 
     #[test]

@@ -16,10 +16,12 @@
 //! lapsed claim it saw, and the phase runs again as a new attempt. A
 //! worker that cannot renew in time (the remote is unreachable) stops its
 //! phase before the lease ends, so a phase never runs twice at once. The
-//! heartbeat also sees a run paused or cancelled elsewhere and stops the
-//! phase then.
+//! heartbeat also sees a run paused on request or cancelled elsewhere and
+//! stops the phase then; the worker gives it back and claims nothing more
+//! from the run ([`held_back`]; [`requeue`] hands a paused run back).
 
 pub mod claim;
+pub mod requeue;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -32,7 +34,7 @@ use self::claim::{Claim, claim_changes, claims, ready, reapply_all, release_chan
 use super::executor::Executor;
 use super::{
     CheckpointEvent, CheckpointMessage, EngineError, Observer, PhaseStatus, RunRecord, RunSnapshot,
-    RunStatus, Settings, drive_with, layout,
+    RunStatus, Settings, StopReason, drive_with, layout,
 };
 use crate::retry::Backoff;
 use crate::store::{Change, CheckpointId, GitStore, RunId, RunStore, StoreError};
@@ -117,6 +119,19 @@ pub struct Summary {
     pub races_lost: u32,
     /// Remote operations that failed and were tried again.
     pub retries: u32,
+}
+
+/// Whether a person holds the run back from workers: paused on request
+/// (`wfe pause`, or a reason this wfe cannot tell). A run paused for
+/// another reason (a phase approved, skipped or fixed while no runner
+/// held it, a local runner interrupted) only lacks a runner: workers take
+/// it up, as `wfe resume` would.
+pub fn held_back(record: &RunRecord) -> bool {
+    record.status == RunStatus::Paused
+        && matches!(
+            record.reason,
+            None | Some(StopReason::PausedOnRequest { .. } | StopReason::Legacy { .. })
+        )
 }
 
 /// Milliseconds since the Unix epoch, now: leases are wall-clock times
@@ -294,7 +309,7 @@ pub async fn work(
                     summary.ended = Ended::RunEnded(status);
                     return Ok(summary);
                 }
-                if status == RunStatus::Paused || (status == RunStatus::Waiting && held.is_empty())
+                if held_back(&snapshot.record) || (status == RunStatus::Waiting && held.is_empty())
                 {
                     summary.ended = Ended::RunHeld(status);
                     return Ok(summary);
@@ -543,7 +558,8 @@ async fn put_results(
             .collect();
         let want = worker.want(summary.ran.len() + phases.len());
         let open = !new_status.is_final()
-            && !matches!(new_status, RunStatus::Paused | RunStatus::Waiting)
+            && !held_back(&merged.snapshot.record)
+            && new_status != RunStatus::Waiting
             && !*interrupt.borrow();
         let (chosen, claim_changes) = if open {
             let others = without(&held, &mine_names);
@@ -715,7 +731,7 @@ fn renew(
             return Ok(Renewal::Stopped);
         };
         let record = read_record(store, &worker.run, &tip)?;
-        if matches!(record.status, RunStatus::Paused | RunStatus::Cancelled) {
+        if record.status == RunStatus::Cancelled || held_back(&record) {
             return Ok(Renewal::Stopped);
         }
         let on_remote = claims(store, &worker.run, &tip)?;
@@ -909,6 +925,39 @@ mod tests {
         assert_eq!(worker(8, true, None).want(0), 1);
         assert_eq!(worker(8, true, None).want(1), 0);
         assert_eq!(worker(0, false, None).want(0), 1);
+    }
+
+    #[test]
+    fn only_a_pause_on_request_holds_workers_back() {
+        let record = |status: RunStatus, reason: Option<StopReason>| {
+            let mut r: RunRecord = serde_json::from_value(serde_json::json!({
+                "id": "01kaxz00000000000000000001", "template": "t",
+                "template_source": "t", "template_digest": "d", "args": {},
+                "status": "pending", "auto": true, "base_commit": "c",
+                "created_at": "t", "finished_at": null, "schemas": {}, "reason": null
+            }))
+            .expect("a record");
+            r.status = status;
+            r.reason = reason;
+            r
+        };
+        let by_request = StopReason::PausedOnRequest { by: None };
+        let approved = StopReason::Approved { phase: "ok".into() };
+        for (status, reason, held) in [
+            (RunStatus::Paused, Some(by_request.clone()), true),
+            (RunStatus::Paused, None, true),
+            (RunStatus::Paused, Some(approved.clone()), false),
+            (RunStatus::Paused, Some(StopReason::Interrupted), false),
+            (RunStatus::Running, Some(by_request), false),
+            (RunStatus::Pending, None, false),
+            (RunStatus::Waiting, Some(approved), false),
+        ] {
+            assert_eq!(
+                held_back(&record(status, reason.clone())),
+                held,
+                "{status:?} {reason:?}"
+            );
+        }
     }
 
     #[test]
