@@ -9,7 +9,8 @@
 //! checkpoint; then the same after `git gc`, and the ratio. The goals: at
 //! most 1.5× the `gc`'d size, at most 1 KB on disk per small checkpoint.
 //!
-//! `-- 200` runs another number of runs; `-- no-autopack` turns wfe's
+//! `WFE_BENCH_BIN=/path/to/wfe` measures that build instead of the one
+//! cargo built. `-- 200` runs another number of runs; `-- no-autopack` turns wfe's
 //! consolidation off (`wfe.autoPack false`) to show what it saves.
 //! It prints figures and never fails on them; it fails only if a run did not
 //! complete or `git fsck --full` finds a problem, since its figures would
@@ -39,7 +40,10 @@ fn main() {
         .find_map(|arg| arg.parse::<usize>().ok())
         .unwrap_or(RUNS);
     let autopack = !args.iter().any(|arg| arg == "no-autopack");
-    let wfe = Path::new(env!("CARGO_BIN_EXE_wfe"));
+    // `WFE_BENCH_BIN` measures that build (e.g. a release one).
+    let wfe_bin =
+        std::env::var_os("WFE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_wfe").into());
+    let wfe = Path::new(&wfe_bin);
     let base = std::env::var_os("TMPDIR").map_or_else(
         || env!("CARGO_TARGET_TMPDIR").into(),
         std::path::PathBuf::from,

@@ -14,6 +14,9 @@
 //!   1,000 runs on the remote: a claim touches one ref, so it should not
 //!   grow with the namespace.
 //!
+//! `WFE_BENCH_BIN=/path/to/wfe` measures that build (e.g. a release
+//! one) instead of the one cargo built.
+//!
 //! It prints figures; it never fails on a timing.
 
 mod common;
@@ -27,10 +30,14 @@ use std::time::{Duration, Instant};
 use daemon::Daemon;
 use wfe::store::{Change, GitStore, Message, RunId};
 
-const WFE: &str = env!("CARGO_BIN_EXE_wfe");
+/// The wfe measured: `WFE_BENCH_BIN` (e.g. a release build), else the
+/// one cargo built for this bench.
+fn wfe_bin() -> std::ffi::OsString {
+    std::env::var_os("WFE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_wfe").into())
+}
 
 fn wfe(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(WFE)
+    let out = Command::new(wfe_bin())
         .args(args)
         .current_dir(dir)
         .output()
@@ -105,7 +112,7 @@ fn throughput(root: &Path, workers: usize, jobs: usize) -> Duration {
         .iter()
         .enumerate()
         .map(|(k, c)| {
-            Command::new(WFE)
+            Command::new(wfe_bin())
                 .args([
                     "worker",
                     "--run",
