@@ -92,6 +92,13 @@ fn runs_leave_packs_not_loose_objects_and_the_repository_stays_packed() {
         "{packs} packs after {written} checkpoints: consolidation kept them few"
     );
     repo.git(&["fsck", "--full", "--strict", "--no-progress"]);
+    // Run refs were packed too (a loose ref costs a disk block each), and
+    // read the same as before.
+    let packed = std::fs::read_to_string(repo.path().join(".git/packed-refs")).unwrap_or_default();
+    assert!(
+        packed.contains("refs/wfe/runs/"),
+        "run refs packed:\n{packed}"
+    );
     let still = repo.git(&["rev-list", "--objects", "--all"]);
     for line in user_objects.lines() {
         assert!(still.contains(line), "the user's {line} is gone");

@@ -638,6 +638,15 @@ impl RunStore for GitStore {
         Ok(list)
     }
 
+    fn newest_ref(&self) -> Result<Option<RunRef>> {
+        // One pass over the files, keeping only the highest id: `latest`
+        // costs the same whatever the number of runs (almost).
+        if let Some(newest) = super::run_refs::highest(&self.info().common_dir) {
+            return Ok(newest);
+        }
+        Ok(self.refs()?.into_iter().next())
+    }
+
     fn refs(&self) -> Result<Vec<RunRef>> {
         let shared = self.shared();
         let mut refs = list_run_refs(&shared.repo, &self.info().common_dir)?;

@@ -468,6 +468,12 @@ pub trait RunStore: Send + Sync {
     /// refs themselves cannot be listed.
     fn scan(&self) -> Result<RunList>;
 
+    /// The ref of the run with the highest id (the newest), as
+    /// [`RunStore::refs`] would list it first; none when there is no run.
+    fn newest_ref(&self) -> Result<Option<RunRef>> {
+        Ok(self.refs()?.into_iter().next())
+    }
+
     /// Every run's ref with its target, newest run id first, without
     /// reading a single commit: what resolving a name and comparing tips
     /// need, at the cost of listing refs alone. (A ref to a missing object
@@ -601,6 +607,13 @@ pub trait RunStore: Send + Sync {
                 }),
                 Ok(Some(_)) | Err(_) => Ok((run, Vec::new())),
             };
+        }
+        if name == "latest"
+            && let Some(RunRef { run, tip: Ok(tip) }) = self.newest_ref()?
+            && self.checkpoint(&tip).is_ok()
+        {
+            // The newest run reads: no other ref need be listed.
+            return Ok((run, Vec::new()));
         }
         let refs = self.refs()?;
         if name == "latest" {

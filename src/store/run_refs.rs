@@ -44,19 +44,69 @@ pub(super) fn read(common_dir: &Path) -> Option<Vec<RunRef>> {
     refs.extend(loose);
     Some(
         refs.into_iter()
-            .map(|(run, target)| {
-                let tip = match target {
-                    Target::Object(hex) => Ok(CheckpointId(hex)),
-                    Target::Symbolic(other) => Err(StoreError::Git {
-                        message: format!(
-                            "{PREFIX}{run} is a symbolic ref to {other}; wfe writes only direct refs there"
-                        ),
-                    }),
-                };
-                RunRef { run, tip }
+            .map(|(run, target)| RunRef {
+                tip: resolve(&run, target),
+                run,
             })
             .collect(),
     )
+}
+
+/// The run ref with the highest id (the newest run: ids sort by time),
+/// without building the list [`read`] builds; `Some(None)` when there is
+/// no run, `None` when the files hold something this reader leaves to
+/// gix.
+pub(super) fn highest(common_dir: &Path) -> Option<Option<RunRef>> {
+    let loose = loose(&common_dir.join("refs/wfe/runs"))?;
+    let mut best: Option<(RunId, Target)> = None;
+    match std::fs::read(common_dir.join("packed-refs")) {
+        Ok(bytes) => {
+            let text = std::str::from_utf8(&bytes).ok()?;
+            for line in text.lines() {
+                if line.starts_with('#') || line.starts_with('^') || line.is_empty() {
+                    continue;
+                }
+                let (hex, name) = line.split_once(' ')?;
+                let Some(rest) = name.strip_prefix(PREFIX) else {
+                    continue;
+                };
+                if !is_hex_id(hex) {
+                    return None;
+                }
+                // Only a name above the best so far is parsed at all.
+                if best.as_ref().is_some_and(|(run, _)| rest <= run.as_str()) {
+                    continue;
+                }
+                if let Some(run) = exact_run(rest) {
+                    best = Some((run, Target::Object(hex.to_string())));
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return None,
+    }
+    // A loose ref wins over its packed copy (same id: `>=`).
+    for (run, target) in loose {
+        if best.as_ref().is_none_or(|(b, _)| run >= *b) {
+            best = Some((run, target));
+        }
+    }
+    Some(best.map(|(run, target)| RunRef {
+        tip: resolve(&run, target),
+        run,
+    }))
+}
+
+/// A ref's target as a checkpoint, or why it cannot be one.
+fn resolve(run: &RunId, target: Target) -> Result<CheckpointId, StoreError> {
+    match target {
+        Target::Object(hex) => Ok(CheckpointId(hex)),
+        Target::Symbolic(other) => Err(StoreError::Git {
+            message: format!(
+                "{PREFIX}{run} is a symbolic ref to {other}; wfe writes only direct refs there"
+            ),
+        }),
+    }
 }
 
 /// The loose run refs in `dir`; none when it does not exist.
@@ -173,6 +223,52 @@ mod tests {
             got,
             [(A.to_string(), Ok(hex(4))), (B.to_string(), Ok(hex(9)))]
         );
+    }
+
+    #[test]
+    fn the_highest_id_is_found_in_either_file_and_a_loose_copy_wins() {
+        const C: &str = "01jf3k00000000000000000003";
+        let dir = tempfile::tempdir().expect("a dir");
+        let runs = dir.path().join("refs/wfe/runs");
+        assert!(highest(dir.path()).expect("understood").is_none(), "no run");
+        std::fs::create_dir_all(&runs).expect("dirs");
+        // Not sorted: the scan must not trust the file's order.
+        std::fs::write(
+            dir.path().join("packed-refs"),
+            format!(
+                "{} {PREFIX}{C}
+{} {PREFIX}{A}
+{} refs/wfe/trash/{A}
+{} {PREFIX}{}
+",
+                hex(3),
+                hex(1),
+                hex(7),
+                hex(8),
+                C.to_uppercase()
+            ),
+        )
+        .expect("packed-refs");
+        std::fs::write(runs.join(B), format!("{}\n", hex(2))).expect("loose");
+        let got = tips(
+            highest(dir.path())
+                .expect("understood")
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(got, [(C.to_string(), Ok(hex(3)))], "packed, highest");
+        std::fs::write(runs.join(C), format!("{}\n", hex(9))).expect("loose");
+        let got = tips(
+            highest(dir.path())
+                .expect("understood")
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(got, [(C.to_string(), Ok(hex(9)))], "the loose copy wins");
+        // Whatever `read` would list first, `highest` finds.
+        let mut all = read(dir.path()).expect("understood");
+        all.sort_by(|a, b| b.run.cmp(&a.run));
+        assert_eq!(all[0].run.as_str(), C);
     }
 
     #[test]
