@@ -60,28 +60,15 @@ pub(super) fn highest(common_dir: &Path) -> Option<Option<RunRef>> {
     let loose = loose(&common_dir.join("refs/wfe/runs"))?;
     let mut best: Option<(RunId, Target)> = None;
     match std::fs::read(common_dir.join("packed-refs")) {
-        Ok(bytes) => {
-            let text = std::str::from_utf8(&bytes).ok()?;
-            for line in text.lines() {
-                if line.starts_with('#') || line.starts_with('^') || line.is_empty() {
-                    continue;
-                }
-                let (hex, name) = line.split_once(' ')?;
-                let Some(rest) = name.strip_prefix(PREFIX) else {
-                    continue;
-                };
-                if !is_hex_id(hex) {
-                    return None;
-                }
-                // Only a name above the best so far is parsed at all.
-                if best.as_ref().is_some_and(|(run, _)| rest <= run.as_str()) {
-                    continue;
-                }
-                if let Some(run) = exact_run(rest) {
-                    best = Some((run, Target::Object(hex.to_string())));
-                }
+        Ok(bytes) => for_each_packed(&bytes, |hex, rest| {
+            // Only a name above the best so far is parsed at all.
+            if best.as_ref().is_some_and(|(run, _)| rest <= run.as_str()) {
+                return;
             }
-        }
+            if let Some(run) = exact_run(rest) {
+                best = Some((run, Target::Object(hex.to_string())));
+            }
+        })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(_) => return None,
     }
@@ -143,6 +130,16 @@ fn loose(dir: &Path) -> Option<Vec<(RunId, Target)>> {
 
 /// Adds the run refs `packed-refs` holds to `refs`.
 fn packed(bytes: &[u8], refs: &mut BTreeMap<RunId, Target>) -> Option<()> {
+    for_each_packed(bytes, |hex, rest| {
+        if let Some(run) = exact_run(rest) {
+            refs.insert(run, Target::Object(hex.to_string()));
+        }
+    })
+}
+
+/// Calls `f` with the target and the name after [`PREFIX`] of every run
+/// ref line of `packed-refs`; `None` when a line is not what git writes.
+fn for_each_packed(bytes: &[u8], mut f: impl FnMut(&str, &str)) -> Option<()> {
     let text = std::str::from_utf8(bytes).ok()?;
     for line in text.lines() {
         // The header, and the peeled targets of annotated tags.
@@ -156,9 +153,7 @@ fn packed(bytes: &[u8], refs: &mut BTreeMap<RunId, Target>) -> Option<()> {
         if !is_hex_id(hex) {
             return None;
         }
-        if let Some(run) = exact_run(rest) {
-            refs.insert(run, Target::Object(hex.to_string()));
-        }
+        f(hex, rest);
     }
     Some(())
 }
