@@ -332,7 +332,7 @@ fn workers_killed_at_random_moments_lose_their_claims_to_others_and_the_run_comp
     // Enough instant phases that at least 30 kills land before the end
     // (a phase that sleeps could outlive its SIGKILLed worker as an
     // orphan and meet its own rerun).
-    let n = 200;
+    let n = 400;
     let template = dag(n, 4, side.path());
     let (_a, id) = queued(&url, &template);
     let clones: Vec<Repo> = (0..3).map(|_| clone(&url)).collect();
@@ -350,7 +350,7 @@ fn workers_killed_at_random_moments_lose_their_claims_to_others_and_the_run_comp
     // run is done and at least 30 kills landed.
     while !remote_completed(&remote, &id) {
         assert!(Instant::now() < deadline, "the run never completed");
-        let pause = Duration::from_millis(rng.next() % 1500);
+        let pause = Duration::from_millis(rng.next() % 1000);
         std::thread::sleep(pause); // a random moment, not a synchronisation
         if kills >= 30 && rng.next().is_multiple_of(2) {
             continue;
