@@ -312,7 +312,34 @@ impl Seeded {
     }
 }
 
-/// Whether the remote's run has completed (read from the bare repo).
+/// What is not done in the remote's run: its status line, its claims,
+/// and the state of every phase not completed (for a test that fails).
+fn remote_unfinished(remote: &Path, id: &str) -> String {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(remote)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tip = format!("refs/wfe/runs/{id}");
+    let mut out = git(&["log", "-3", "--format=%s", &tip]);
+    out.push_str(&git(&["ls-tree", "-r", "--name-only", &tip, "claims"]));
+    for path in git(&["ls-tree", "-r", "--name-only", &tip, "phases"]).lines() {
+        if path.ends_with("/state.json") {
+            let state = git(&["show", &format!("{tip}:{path}")]);
+            if !state.contains("\"status\": \"completed\"") {
+                out.push_str(&format!("{path}: {state}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the remote's run has completed (read from the bare repo); a
+/// run that ended otherwise fails the test at once, saying how.
 fn remote_completed(remote: &Path, id: &str) -> bool {
     let out = Command::new("git")
         .arg("--git-dir")
@@ -320,7 +347,14 @@ fn remote_completed(remote: &Path, id: &str) -> bool {
         .args(["show", &format!("refs/wfe/runs/{id}:run.json")])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("\"status\": \"completed\"")
+    let text = String::from_utf8_lossy(&out.stdout);
+    for ended in ["failed", "cancelled"] {
+        assert!(
+            !text.contains(&format!("\"status\": \"{ended}\"")),
+            "the run {ended}:\n{text}"
+        );
+    }
+    text.contains("\"status\": \"completed\"")
 }
 
 #[test]
@@ -349,7 +383,11 @@ fn workers_killed_at_random_moments_lose_their_claims_to_others_and_the_run_comp
     // Kill a random worker at a random moment, restart it, until the
     // run is done and at least 30 kills landed.
     while !remote_completed(&remote, &id) {
-        assert!(Instant::now() < deadline, "the run never completed");
+        assert!(
+            Instant::now() < deadline,
+            "the run never completed:\n{}",
+            remote_unfinished(&remote, &id)
+        );
         let pause = Duration::from_millis(rng.next() % 1000);
         std::thread::sleep(pause); // a random moment, not a synchronisation
         if kills >= 30 && rng.next().is_multiple_of(2) {
