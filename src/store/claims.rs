@@ -27,6 +27,10 @@ impl GitStore {
     pub fn fetch_run(&self, remote: &str, run: &RunId) -> Result<Option<CheckpointId>> {
         let name = run.ref_name();
         let mirror = mirror_name(remote, run);
+        // git refuses to move a ref whose lock file exists, and a worker
+        // killed in the middle of an update leaves one: every later fetch
+        // of this clone would fail.
+        super::clear_stale_locks(&self.info().common_dir, &[name.clone(), mirror.clone()]);
         let spec = format!("+{name}:{mirror}");
         // Negotiate from the tip already here (what the remote most likely
         // built on), not from every local ref.

@@ -1141,6 +1141,30 @@ fn clear_stale_ref_lock(repo: &gix::Repository, ref_name: &str) -> bool {
     std::fs::remove_file(&path).is_ok()
 }
 
+/// Removes the lock files of `names` older than [`STALE_REF_LOCK`], and a
+/// `packed-refs.lock` older than [`PACKED_REFS_LOCK_TIMEOUT`] (git holds
+/// it while it rewrites the file, which never takes that long); whether
+/// any was removed.
+pub(super) fn clear_stale_locks(common_dir: &Path, names: &[String]) -> bool {
+    let stale = |path: &Path, older_than: Duration| {
+        let old = std::fs::metadata(path)
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= older_than);
+        old && std::fs::remove_file(path).is_ok()
+    };
+    let mut cleared = false;
+    for name in names {
+        cleared |= stale(&common_dir.join(format!("{name}.lock")), STALE_REF_LOCK);
+    }
+    cleared |= stale(
+        &common_dir.join("packed-refs.lock"),
+        PACKED_REFS_LOCK_TIMEOUT,
+    );
+    cleared
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
@@ -1729,6 +1753,43 @@ mod tests {
             .expect("a stale ref lock is cleared");
         assert!(!lock.exists());
         assert_eq!(store.tip(&run).expect("tip"), Some(c2));
+    }
+
+    #[test]
+    fn ref_transactions_clear_locks_a_killed_writer_left_but_never_a_fresh_one() {
+        let dir = user_repo();
+        let path = dir.path();
+        let store = GitStore::open_isolated(path).expect("open");
+        let run = run_id("9");
+        let c1 = store
+            .commit(&run, None, &[], &message(&run, "start"), 1)
+            .expect("commit");
+        // With a packed-refs file, gix takes packed-refs.lock for updates.
+        git(path, &["pack-refs", "--all"]);
+        let git_dir = path.join(".git");
+        let ref_lock = git_dir.join(format!("{}.lock", run.ref_name()));
+        let packed_lock = git_dir.join("packed-refs.lock");
+        // A fresh lock is someone's: the update fails, the lock stays.
+        std::fs::create_dir_all(ref_lock.parent().expect("a parent")).expect("dir");
+        std::fs::write(&ref_lock, "").expect("plant a ref lock");
+        assert!(store.follow_remote(&run, &c1).is_err());
+        assert!(ref_lock.exists(), "a fresh lock is left alone");
+        // Old ones were left by a dead writer (a worker killed with
+        // SIGKILL): cleared, and the update goes through.
+        std::fs::write(&packed_lock, "").expect("plant packed-refs.lock");
+        for lock in [&ref_lock, &packed_lock] {
+            let out = std::process::Command::new("touch")
+                .args(["-d", "1 hour ago"])
+                .arg(lock)
+                .output()
+                .expect("touch");
+            assert!(out.status.success());
+        }
+        store
+            .follow_remote(&run, &c1)
+            .expect("stale locks are cleared");
+        assert!(!ref_lock.exists() && !packed_lock.exists());
+        assert_eq!(store.tip(&run).expect("tip"), Some(c1));
     }
 
     #[test]

@@ -15,8 +15,8 @@ use gix::refs::transaction::{Change as RefChange, LogChange, PreviousValue, RefE
 use gix::refs::{Target, TargetRef};
 
 use super::{
-    GitStore, OrGit, PACKED_REFS_LOCK_TIMEOUT, REF_LOCK_TIMEOUT, conflict, find_commit, full_name,
-    git_error, parse_checkpoint, read_tip,
+    GitStore, OrGit, PACKED_REFS_LOCK_TIMEOUT, REF_LOCK_TIMEOUT, clear_stale_locks, conflict,
+    find_commit, full_name, git_error, parse_checkpoint, read_tip,
 };
 use crate::store::{
     CheckpointId, Purged, Result, RunId, StoreError, TRASH_PREFIX, Trashed, Undone,
@@ -385,24 +385,38 @@ fn log(reason: &str) -> LogChange {
     }
 }
 
-/// Prepares (locks and checks every ref) and commits `edits` as one transaction.
+/// Prepares (locks and checks every ref) and commits `edits` as one
+/// transaction. A lock file a dead process left behind (a `wfe worker`
+/// killed with SIGKILL in the middle of an update) would fail every later
+/// update of that ref in this repository: one older than a live writer
+/// ever holds it is removed, and the transaction tried once more.
 pub(super) fn transact(
     repo: &gix::Repository,
     edits: Vec<RefEdit>,
     signature: &gix::actor::Signature,
 ) -> Result<()> {
     let names: Vec<String> = edits.iter().map(|e| e.name.as_bstr().to_string()).collect();
-    let mut time_buf = gix::date::parse::TimeBuf::default();
-    repo.refs
-        .transaction()
-        .prepare(
-            edits,
-            Fail::AfterDurationWithBackoff(REF_LOCK_TIMEOUT),
-            Fail::AfterDurationWithBackoff(PACKED_REFS_LOCK_TIMEOUT),
-        )
-        .and_then(|tx| tx.commit(Some(signature.to_ref(&mut time_buf))))
-        .map(|_| ())
-        .map_err(|err| git_error(format!("updating {}", names.join(" and ")), &err))
+    let attempt = |edits: Vec<RefEdit>| {
+        let mut time_buf = gix::date::parse::TimeBuf::default();
+        repo.refs
+            .transaction()
+            .prepare(
+                edits,
+                Fail::AfterDurationWithBackoff(REF_LOCK_TIMEOUT),
+                Fail::AfterDurationWithBackoff(PACKED_REFS_LOCK_TIMEOUT),
+            )
+            .and_then(|tx| tx.commit(Some(signature.to_ref(&mut time_buf))))
+            .map(|_| ())
+    };
+    // A lock this old was left by a dead process: clear it before trying.
+    clear_stale_locks(repo.common_dir(), &names);
+    let first = attempt(edits.clone());
+    let Err(err) = first else { return Ok(()) };
+    if clear_stale_locks(repo.common_dir(), &names) {
+        attempt(edits).map_err(|err| git_error(format!("updating {}", names.join(" and ")), &err))
+    } else {
+        Err(git_error(format!("updating {}", names.join(" and ")), &err))
+    }
 }
 
 /// Other writers kept taking the trash numbers this one picked.
