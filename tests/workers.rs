@@ -198,6 +198,17 @@ fn one_worker_runs_a_queued_run_to_the_end_and_is_recorded_as_its_runner() {
         workers.iter().all(|w| w.starts_with("solo@")),
         "{workers:?}"
     );
+    // `wfe status` (what the examples' finalize job writes into the CI
+    // job summary) names the worker of every phase.
+    let c = clone(&url);
+    assert_eq!(c.wfe(&["pull", "origin", &id]).code, 0);
+    let status = c.wfe(&["status", &id]);
+    assert_eq!(
+        status.stdout.matches("on solo@").count(),
+        6,
+        "{}",
+        status.stdout
+    );
     fsck(&remote);
 }
 
