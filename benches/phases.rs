@@ -62,10 +62,7 @@ fn main() {
         .prefix("wfe-phases-")
         .tempdir_in(&base)
         .expect("a sandbox");
-    // `WFE_BENCH_BIN` measures another build (a release binary from a
-    // bench compiled in the dev profile, say).
-    let wfe = std::env::var_os("WFE_BENCH_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wfe")), PathBuf::from);
+    let wfe = common::wfe_bin();
     let before = std::env::var_os("WFE_BENCH_BEFORE").map(PathBuf::from);
     println!("wfe phases benchmark: {}", wfe.display());
     if let Some(before) = &before {

@@ -40,10 +40,8 @@ fn main() {
         .find_map(|arg| arg.parse::<usize>().ok())
         .unwrap_or(RUNS);
     let autopack = !args.iter().any(|arg| arg == "no-autopack");
-    // `WFE_BENCH_BIN` measures that build (e.g. a release one).
-    let wfe_bin =
-        std::env::var_os("WFE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_wfe").into());
-    let wfe = Path::new(&wfe_bin);
+    let wfe_bin = common::wfe_bin();
+    let wfe = wfe_bin.as_path();
     let base = std::env::var_os("TMPDIR").map_or_else(
         || env!("CARGO_TARGET_TMPDIR").into(),
         std::path::PathBuf::from,

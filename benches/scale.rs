@@ -50,9 +50,7 @@ const GOAL_RSS_KB: u64 = 64 * 1024;
 
 fn main() {
     isolate(&[]);
-    let wfe = PathBuf::from(
-        std::env::var_os("WFE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_wfe").into()),
-    );
+    let wfe = common::wfe_bin();
     let baseline = std::env::var_os("WFE_BENCH_BASELINE").map(PathBuf::from);
     let runs: usize = env_number("WFE_BENCH_RUNS", 10_000);
     let rounds: usize = env_number("WFE_BENCH_ROUNDS", 5).max(1);

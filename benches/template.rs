@@ -73,9 +73,7 @@ fn measure(command: &mut Command) -> (ExitStatus, Duration, u64) {
 
 fn main() {
     isolate(&[]);
-    let wfe = std::env::var_os("WFE_BENCH_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_wfe").into());
+    let wfe = common::wfe_bin();
     let shapes: Vec<String> = std::env::args()
         .skip(1)
         .filter(|arg| !arg.starts_with('-'))

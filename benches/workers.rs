@@ -30,14 +30,8 @@ use std::time::{Duration, Instant};
 use daemon::Daemon;
 use wfe::store::{Change, GitStore, Message, RunId};
 
-/// The wfe measured: `WFE_BENCH_BIN` (e.g. a release build), else the
-/// one cargo built for this bench.
-fn wfe_bin() -> std::ffi::OsString {
-    std::env::var_os("WFE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_wfe").into())
-}
-
 fn wfe(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(wfe_bin())
+    let out = Command::new(common::wfe_bin())
         .args(args)
         .current_dir(dir)
         .output()
@@ -112,7 +106,7 @@ fn throughput(root: &Path, workers: usize, jobs: usize) -> Duration {
         .iter()
         .enumerate()
         .map(|(k, c)| {
-            Command::new(wfe_bin())
+            Command::new(common::wfe_bin())
                 .args([
                     "worker",
                     "--run",

@@ -4,9 +4,17 @@
 // Each bench uses its own subset.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// The wfe a bench measures: `WFE_BENCH_BIN` (another build, e.g. a
+/// release binary measured by a bench compiled in the dev profile), else
+/// the one cargo built for the bench.
+pub(crate) fn wfe_bin() -> PathBuf {
+    std::env::var_os("WFE_BENCH_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wfe")), PathBuf::from)
+}
 
 /// Set in the environment of the isolated copy of a bench.
 const ISOLATED: &str = "WFE_BENCH_ISOLATED";

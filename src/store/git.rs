@@ -1123,15 +1123,10 @@ impl GitStore {
 /// Returns true when updating the ref again is worth it.
 fn clear_stale_ref_lock(repo: &gix::Repository, ref_name: &str) -> bool {
     let path = repo.common_dir().join(format!("{ref_name}.lock"));
-    let Ok(meta) = std::fs::metadata(&path) else {
+    let Some(age) = lock_age(&path) else {
         // Gone already: its writer finished; try again.
         return true;
     };
-    let age = meta
-        .modified()
-        .ok()
-        .and_then(|m| m.elapsed().ok())
-        .unwrap_or_default();
     if age < STALE_REF_LOCK {
         std::thread::sleep(STALE_REF_LOCK - age);
         if !path.exists() {
@@ -1141,18 +1136,25 @@ fn clear_stale_ref_lock(repo: &gix::Repository, ref_name: &str) -> bool {
     std::fs::remove_file(&path).is_ok()
 }
 
+/// How long ago the lock file at `path` was written (zero if its time
+/// cannot be read); none when there is no such file.
+fn lock_age(path: &Path) -> Option<Duration> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(
+        meta.modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .unwrap_or_default(),
+    )
+}
+
 /// Removes the lock files of `names` older than [`STALE_REF_LOCK`], and a
 /// `packed-refs.lock` older than [`PACKED_REFS_LOCK_TIMEOUT`] (git holds
 /// it while it rewrites the file, which never takes that long); whether
 /// any was removed.
 pub(super) fn clear_stale_locks(common_dir: &Path, names: &[String]) -> bool {
     let stale = |path: &Path, older_than: Duration| {
-        let old = std::fs::metadata(path)
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age >= older_than);
-        old && std::fs::remove_file(path).is_ok()
+        lock_age(path).is_some_and(|age| age >= older_than) && std::fs::remove_file(path).is_ok()
     };
     let mut cleared = false;
     for name in names {

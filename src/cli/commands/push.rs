@@ -98,7 +98,7 @@ pub(super) fn report(
                 to.short()
             )),
             Synced::Reapplied { onto, to, requests } if onto == to => ui.note(&format!(
-                "{what}: {remote} moved on meanwhile (workers), and already is as `{}` here left it; now at {}",
+                "{what}: nothing to send: {remote} (moved on meanwhile by workers) already is as `{}` left it here; both at {}",
                 requests.join("`, `"),
                 to.short()
             )),
