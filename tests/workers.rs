@@ -790,19 +790,59 @@ fn pid_file(path: &Path) -> u32 {
         .unwrap()
 }
 
-#[test]
-fn a_pause_from_another_clone_stops_the_running_phase_and_workers_until_requeued() {
+/// A queued run of [`held`] on a bare file:// remote, its first worker
+/// (`w1`, a 3 s lease) running `hold`, and `hold`'s pid. The directories
+/// live as long as this does.
+struct Holding {
+    _dir: tempfile::TempDir,
+    remote: std::path::PathBuf,
+    url: String,
+    side: tempfile::TempDir,
+    id: String,
+    _origin: Repo,
+    _w1: Repo,
+    first: Child,
+    pid: u32,
+}
+
+fn holding() -> Holding {
     let dir = bare();
     let remote = dir.path().join("remote.git");
     let url = format!("file://{}", remote.display());
     let side = tempfile::tempdir().unwrap();
-    let s = side.path();
-    let (_a, id) = queued(&url, &held(s));
+    let (origin, id) = queued(&url, &held(side.path()));
     let w1 = clone(&url);
     let first = worker(&w1, &id, "w1", &["--lease", "3s"]);
     // `hold` runs on w1.
-    assert_eq!(common::read_fifo_line(&s.join("started")), "up");
-    let pid = pid_file(&s.join("hold.pid"));
+    assert_eq!(common::read_fifo_line(&side.path().join("started")), "up");
+    let pid = pid_file(&side.path().join("hold.pid"));
+    Holding {
+        _dir: dir,
+        remote,
+        url,
+        side,
+        id,
+        _origin: origin,
+        _w1: w1,
+        first,
+        pid,
+    }
+}
+
+#[test]
+fn a_pause_from_another_clone_stops_the_running_phase_and_workers_until_requeued() {
+    let Holding {
+        _dir,
+        remote,
+        url,
+        side,
+        id,
+        _origin,
+        _w1,
+        first,
+        pid,
+    } = holding();
+    let s = side.path();
     assert!(common::pid_alive(pid));
     // Someone pauses the run from another clone; before they push, the
     // worker's heartbeat moves the run on the remote (a renewal): the push
@@ -885,16 +925,18 @@ fn a_pause_from_another_clone_stops_the_running_phase_and_workers_until_requeued
 
 #[test]
 fn a_cancel_from_another_clone_ends_the_running_phase_and_the_run_on_the_remote() {
-    let dir = bare();
-    let remote = dir.path().join("remote.git");
-    let url = format!("file://{}", remote.display());
-    let side = tempfile::tempdir().unwrap();
+    let Holding {
+        _dir,
+        remote,
+        url,
+        side,
+        id,
+        _origin,
+        _w1,
+        first,
+        pid,
+    } = holding();
     let s = side.path();
-    let (_a, id) = queued(&url, &held(s));
-    let w1 = clone(&url);
-    let first = worker(&w1, &id, "w1", &["--lease", "3s"]);
-    assert_eq!(common::read_fifo_line(&s.join("started")), "up");
-    let pid = pid_file(&s.join("hold.pid"));
     let c = clone(&url);
     pull_then_push(&c, &id, &["cancel", &id]);
     let out = exited(first, Duration::from_secs(60));
