@@ -75,7 +75,7 @@ fn the_cache_is_made_by_list_and_follows_refs_moved_behind_its_back() {
     assert_eq!(first.len(), 2);
     assert_eq!(first, truth(&repo));
     let text = std::fs::read_to_string(cache_file(&repo)).expect("list made the cache");
-    assert!(text.starts_with("wfe-runs 1 "), "{text}");
+    assert!(text.starts_with("wfe-runs 2 "), "{text}");
     for (id, tip, _) in &first {
         assert!(text.contains(&format!("{id} {tip} ")), "{text}");
     }
@@ -101,11 +101,16 @@ fn the_cache_is_made_by_list_and_follows_refs_moved_behind_its_back() {
     assert_eq!(listed(&repo), truth(&repo));
 
     // A damaged file is rebuilt without a word.
-    for damage in ["garbage", "", "wfe-runs 1 0000000000000000\nnot a line\n"] {
+    for damage in [
+        "garbage",
+        "",
+        "wfe-runs 1 0000000000000000\nnot a line\n",
+        "wfe-runs 2 0000000000000000\nnot a line\n",
+    ] {
         std::fs::write(cache_file(&repo), damage).unwrap();
         assert_eq!(listed(&repo), truth(&repo), "after {damage:?}");
         let mended = std::fs::read_to_string(cache_file(&repo)).unwrap();
-        assert!(mended.starts_with("wfe-runs 1 "), "{mended}");
+        assert!(mended.starts_with("wfe-runs 2 "), "{mended}");
     }
     // So is one cut short halfway (a torn write by some other tool).
     let whole = std::fs::read_to_string(cache_file(&repo)).unwrap();

@@ -28,7 +28,7 @@ use error::{CliError, ErrorKind, Outcome, exit_code};
 use ui::Ui;
 
 /// Runs the CLI with the process's arguments and returns the exit code.
-pub async fn run() -> ExitCode {
+pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -42,6 +42,71 @@ pub async fn run() -> ExitCode {
             return exit_code(outcome);
         }
     };
+    // Commands that run phases, serve pages or talk to providers get
+    // worker threads; the others (listing, showing, requests) finish on
+    // this thread, and starting two idle workers was a tenth of `wfe list`
+    // at 100 runs.
+    let mut builder = if threaded(&cli.command) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            exit_code(Outcome::Reported(ErrorKind::Internal))
+        }
+    }
+}
+
+/// Whether `command` needs a runtime with worker threads: it awaits
+/// phases, agents, a server or providers.
+fn threaded(command: &Command) -> bool {
+    match command {
+        Command::Demo(_)
+        | Command::Run(_)
+        | Command::Cancel(_)
+        | Command::Resume(_)
+        | Command::Retry(_)
+        | Command::Serve(_)
+        | Command::Provider(_)
+        | Command::Worker(_)
+        | Command::Guard(_) => true,
+        Command::Template(_)
+        | Command::Schema(_)
+        | Command::Init(_)
+        | Command::List(_)
+        | Command::Status(_)
+        | Command::Show(_)
+        | Command::Export(_)
+        | Command::Log(_)
+        | Command::Pause(_)
+        | Command::Approve(_)
+        | Command::Continue(_)
+        | Command::Auto(_)
+        | Command::Comment(_)
+        | Command::Accept(_)
+        | Command::Edit(_)
+        | Command::Diff(_)
+        | Command::Skip(_)
+        | Command::Rollback(_)
+        | Command::Undo(_)
+        | Command::Search(_)
+        | Command::Index(_)
+        | Command::Fsck(_)
+        | Command::Rm(_)
+        | Command::Role(_)
+        | Command::Push(_)
+        | Command::Pull(_)
+        | Command::Remote(_)
+        | Command::Gc(_)
+        | Command::Plan(_) => false,
+    }
+}
+
+/// Runs the parsed command line and returns the exit code.
+async fn run(cli: Cli) -> ExitCode {
     let ui = Ui::new(&cli.global);
     match dispatch(cli, &ui).await {
         Ok(outcome) => exit_code(outcome),
@@ -50,12 +115,6 @@ pub async fn run() -> ExitCode {
             exit_code(e.outcome())
         }
     }
-}
-
-/// The exit code when the async runtime cannot even start, after saying so.
-pub fn runtime_failed(error: &std::io::Error) -> ExitCode {
-    eprintln!("error: cannot start the async runtime: {error}");
-    exit_code(Outcome::Reported(ErrorKind::Internal))
 }
 
 async fn dispatch(cli: Cli, ui: &Ui) -> Result<Outcome, CliError> {

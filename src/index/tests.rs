@@ -111,20 +111,21 @@ impl RunStore for Store {
     ) -> crate::store::Result<crate::store::Undone> {
         self.inner.undo(run, expected, reason, time)
     }
-    fn scan(&self) -> crate::store::Result<crate::store::RunList> {
-        let mut list = self.inner.scan()?;
-        let mut heads = Vec::new();
+    fn scan_each(
+        &self,
+        each: &mut dyn FnMut(RunHead),
+    ) -> crate::store::Result<Vec<crate::store::BrokenRun>> {
+        let list = self.inner.scan()?;
         for head in list.heads {
             match self.tip(&head.run)? {
-                Some(tip) => heads.push(RunHead {
+                Some(tip) => each(RunHead {
                     tip: self.checkpoint(&tip)?,
                     run: head.run,
                 }),
                 None => continue,
             }
         }
-        list.heads = heads;
-        Ok(list)
+        Ok(list.broken)
     }
     fn remove(
         &self,

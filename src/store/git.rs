@@ -13,6 +13,7 @@
 //! What a checkpoint costs is mostly the filesystem's: one loose object per
 //! changed tree level plus the blob and the commit, and the ref's lock file.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,11 +29,11 @@ use gix::refs::{FullName, Target, TargetRef};
 use gix::sec::trust::DefaultForLevel;
 
 use super::loose_ref;
-use super::summaries::SummaryCache;
+use super::summaries::{self, SummaryCache};
 use super::{
     BrokenRun, Change, Checkpoint, CheckpointId, EntryKind, LockHolder, Message, Purged,
-    RUNS_PREFIX, Result, RunHead, RunId, RunList, RunLock, RunRef, RunStore, StoreError, Trashed,
-    Undone, path,
+    RUNS_PREFIX, Result, RunHead, RunId, RunLock, RunRef, RunStore, StoreError, Trashed, Undone,
+    path,
 };
 
 #[path = "claims.rs"]
@@ -605,37 +606,48 @@ impl RunStore for GitStore {
         read_checkpoint(repo, parse_checkpoint(id)?)
     }
 
-    fn scan(&self) -> Result<RunList> {
+    fn scan_each(&self, each: &mut dyn FnMut(RunHead)) -> Result<Vec<BrokenRun>> {
         let shared = self.shared();
         let repo = &shared.repo;
-        let refs = list_run_refs(repo, &self.info().common_dir)?;
+        let mut refs = list_run_refs(repo, &self.info().common_dir)?;
+        // Newest first, as the list and the cache file give them (already
+        // sorted the other way round from the files: a cheap sort).
+        refs.sort_by(|a, b| b.run.cmp(&a.run));
         // Tips that have not moved since the cache was written are not
-        // read again; the others are, and the cache is rewritten.
+        // read again; the others are, and the cache is rewritten. Its new
+        // lines are the old ones where they still hold (no copy).
         let cache = SummaryCache::new(&self.wfe_dir());
-        let mut known = cache.load();
-        let cached = known.len();
-        let mut reused = 0;
-        let mut list = RunList::default();
+        let entries = cache.load();
+        let mut cursor = entries.cursor();
+        let mut lines: Vec<Cow<'_, str>> = Vec::with_capacity(refs.len());
+        let mut broken = Vec::new();
         for RunRef { run, tip } in refs {
-            let tip = tip.and_then(|tip| match known.remove(&run) {
-                Some(checkpoint) if checkpoint.id == tip => {
-                    reused += 1;
+            let mut cached = None;
+            let tip = tip.and_then(|tip| match cursor.take(&run, &tip) {
+                Some((checkpoint, line)) => {
+                    cached = Some(line);
                     Ok(checkpoint)
                 }
-                _ => read_checkpoint(repo, parse_checkpoint(&tip)?),
+                None => read_checkpoint(repo, parse_checkpoint(&tip)?),
             });
             match tip {
-                Ok(tip) => list.heads.push(RunHead { run, tip }),
-                Err(error) => list.broken.push(BrokenRun { run, error }),
+                Ok(tip) => {
+                    let head = RunHead { run, tip };
+                    lines.push(match cached {
+                        Some(line) => Cow::Borrowed(line),
+                        None => Cow::Owned(summaries::line(&head)),
+                    });
+                    each(head);
+                }
+                Err(error) => broken.push(BrokenRun { run, error }),
             }
         }
-        list.heads.sort_by(|a, b| b.run.cmp(&a.run));
-        list.broken.sort_by(|a, b| b.run.cmp(&a.run));
-        if reused != list.heads.len() || reused != cached {
+        let unchanged = lines.iter().all(|l| matches!(l, Cow::Borrowed(_)));
+        if !unchanged || lines.len() != cursor.total() {
             // Derived data: failing to write it costs only speed next time.
-            let _ = cache.save(&list.heads);
+            let _ = cache.save(&lines);
         }
-        Ok(list)
+        Ok(broken)
     }
 
     fn newest_ref(&self) -> Result<Option<RunRef>> {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
     BrokenRun, Change, Checkpoint, CheckpointId, EntryKind, Message, Purged, Result, RunHead,
-    RunId, RunList, RunStore, StoreError, Trashed, Undone, path,
+    RunId, RunStore, StoreError, Trashed, Undone, path,
 };
 
 /// A checkpoint's tree: every file by its full path.
@@ -279,22 +279,22 @@ impl RunStore for MemoryStore {
         })
     }
 
-    fn scan(&self) -> Result<RunList> {
+    fn scan_each(&self, each: &mut dyn FnMut(RunHead)) -> Result<Vec<BrokenRun>> {
         let inner = self.inner();
-        let mut list = RunList::default();
+        let mut broken = Vec::new();
         for (run, tip) in inner.refs.iter().rev() {
             match inner.stored(tip) {
-                Ok(stored) => list.heads.push(RunHead {
+                Ok(stored) => each(RunHead {
                     run: run.clone(),
                     tip: stored.meta.clone(),
                 }),
-                Err(error) => list.broken.push(BrokenRun {
+                Err(error) => broken.push(BrokenRun {
                     run: run.clone(),
                     error,
                 }),
             }
         }
-        Ok(list)
+        Ok(broken)
     }
 
     fn remove(

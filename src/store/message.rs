@@ -5,6 +5,8 @@
 //! engine's `CheckpointMessage` gives the trailers their types, and
 //! [`Trailer`] is the one place their keys are spelled.
 
+use std::borrow::Cow;
+
 /// A `Wfe-*` trailer key. Keys are case-insensitive when read, as git's are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trailer {
@@ -54,6 +56,27 @@ impl Trailer {
         key.eq_ignore_ascii_case(self.key())
     }
 
+    /// `key` as a message holds it: a known key (as wfe spells it) is not
+    /// copied; reading 10,000 runs' tips made 60,000 copies of ten words.
+    pub fn intern(key: &str) -> Cow<'static, str> {
+        const ALL: [Trailer; 10] = [
+            Trailer::Run,
+            Trailer::Template,
+            Trailer::Phase,
+            Trailer::Event,
+            Trailer::Provider,
+            Trailer::Model,
+            Trailer::Forced,
+            Trailer::RequestedBy,
+            Trailer::Failed,
+            Trailer::Status,
+        ];
+        match ALL.iter().find(|t| t.key() == key) {
+            Some(t) => Cow::Borrowed(t.key()),
+            None => Cow::Owned(key.to_string()),
+        }
+    }
+
     /// `Key: value`, as `git commit --trailer` takes it.
     pub fn line(self, value: &str) -> String {
         format!("{}: {}", self.key(), value.replace('\n', " "))
@@ -66,7 +89,7 @@ pub struct Message {
     /// The one-line summary, e.g. `wfe: build completed (attempt 1)`.
     pub summary: String,
     /// `(key, value)` trailers in order, e.g. `("Wfe-Run", "01jf…")`.
-    pub trailers: Vec<(String, String)>,
+    pub trailers: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Message {
@@ -80,7 +103,7 @@ impl Message {
 
     /// Adds a trailer.
     pub fn trailer(mut self, key: Trailer, value: impl Into<String>) -> Self {
-        self.trailers.push((key.key().to_string(), value.into()));
+        self.trailers.push((Cow::Borrowed(key.key()), value.into()));
         self
     }
 
@@ -123,7 +146,7 @@ impl Message {
                     && !k.is_empty()
                     && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 {
-                    trailers.push((k.to_string(), v.to_string()));
+                    trailers.push((Trailer::intern(k), v.to_string()));
                 }
             }
         }

@@ -64,6 +64,11 @@ impl RunId {
         &self.0
     }
 
+    /// The id as text, without a copy.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     /// The run's ref: `refs/wfe/runs/<id>`.
     pub fn ref_name(&self) -> String {
         format!("{RUNS_PREFIX}{}", self.0)
@@ -466,7 +471,16 @@ pub trait RunStore: Send + Sync {
     /// Every run: those whose tip is a readable checkpoint, and apart from
     /// them those whose ref is broken. Reads no trees. Fails only when the
     /// refs themselves cannot be listed.
-    fn scan(&self) -> Result<RunList>;
+    fn scan(&self) -> Result<RunList> {
+        let mut heads = Vec::new();
+        let broken = self.scan_each(&mut |head| heads.push(head))?;
+        Ok(RunList { heads, broken })
+    }
+
+    /// [`RunStore::scan`] one run at a time: `each` gets the readable runs,
+    /// newest run id first, and the broken ones are returned. A caller that
+    /// keeps a little of each run (listing) need not hold every tip at once.
+    fn scan_each(&self, each: &mut dyn FnMut(RunHead)) -> Result<Vec<BrokenRun>>;
 
     /// The ref of the run with the highest id (the newest), as
     /// [`RunStore::refs`] would list it first; none when there is no run.

@@ -1,6 +1,8 @@
 //! `wfe list`: runs from their ref tips and trailers alone (no trees read),
 //! as the engine's list view gives them.
 
+use std::fmt::Write as _;
+
 use clap::Args;
 
 use crate::cli::context::Context;
@@ -104,7 +106,7 @@ pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
     }
     // One write for the whole listing, not a line each: 10,000 runs made
     // 10,000 write calls.
-    let mut text = String::new();
+    let mut text = String::with_capacity(runs.len() * 128);
     for row in &runs {
         // One lock-file stat per running row: `running` is only true while
         // a runner holds the run.
@@ -118,30 +120,35 @@ pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
             _ => Style::Yellow,
         };
         let summary = if status == "interrupted" {
-            format!("no runner holds it: {}", reasons::interrupted_hint(&row.id))
+            std::borrow::Cow::Owned(format!(
+                "no runner holds it: {}",
+                reasons::interrupted_hint(&row.id)
+            ))
         } else {
-            row.summary.trim_start_matches("wfe: ").to_string()
+            std::borrow::Cow::Borrowed(row.summary.trim_start_matches("wfe: "))
         };
         let when = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(row.updated.max(0) as u64),
         );
         // A completed run whose failed phases were let through says so.
         let status = match row.failed_phases.len() {
-            0 => status.to_string(),
-            n if status == "completed" => format!("completed ({n} failed)"),
-            _ => status.to_string(),
+            0 => format!("{status:<10}"),
+            n if status == "completed" => format!("{:<10}", format!("completed ({n} failed)")),
+            _ => format!("{status:<10}"),
         };
         if !text.is_empty() {
             text.push('\n');
         }
-        text.push_str(&format!(
-            "{}  {:<16} {:<10} {}  {}",
+        // Writing to a String cannot fail.
+        let _ = write!(
+            text,
+            "{}  {:<16} {} {}  {}",
             row.id,
             row.template.as_deref().unwrap_or("?"),
-            ui.paint(style, &format!("{status:<10}")),
+            ui.paint(style, &status),
             when,
             ui.paint(Style::Dim, &summary),
-        ));
+        );
     }
     if !text.is_empty() {
         ui.out(&text);

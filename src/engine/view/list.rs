@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::store::{BrokenRun, RunList, RunStore, StoreError, Trailer};
+use crate::store::{BrokenRun, RunHead, RunStore, StoreError, Trailer};
 
 /// Which runs to list; an unset field lets every run through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,27 +66,44 @@ pub fn list_runs(store: &dyn RunStore, filter: &ListFilter) -> Result<Vec<RunRow
 
 /// The runs `filter` admits, and the broken runs skipped.
 pub fn list_all(store: &dyn RunStore, filter: &ListFilter) -> Result<Listing, StoreError> {
-    let RunList { heads, broken } = store.scan()?;
-    let rows = heads
-        .into_iter()
-        .map(|h| RunRow {
-            id: h.run.to_string(),
-            template: h.tip.message.get(Trailer::Template).map(String::from),
-            status: h.tip.message.get(Trailer::Status).map(String::from),
-            failed_phases: h
-                .tip
-                .message
-                .all(Trailer::Failed)
-                .map(String::from)
-                .collect(),
-            phase: h.tip.message.all(Trailer::Phase).last().map(String::from),
-            checkpoint: h.tip.id.0,
-            updated: h.tip.time,
-            summary: h.tip.message.summary,
-        })
-        .filter(|row| filter.admits(row))
-        .collect();
+    // A row at a time: each tip is freed as soon as its row is made.
+    let mut rows = Vec::new();
+    let broken = store.scan_each(&mut |head| {
+        let row = row(head);
+        if filter.admits(&row) {
+            rows.push(row);
+        }
+    })?;
     Ok(Listing { rows, broken })
+}
+
+/// The row of `head`, its strings moved, not copied: at 10,000 runs the
+/// copies were a tenth of `wfe list`.
+fn row(head: RunHead) -> RunRow {
+    let RunHead { run, tip } = head;
+    let mut row = RunRow {
+        id: run.into_string(),
+        template: None,
+        status: None,
+        checkpoint: tip.id.0,
+        updated: tip.time,
+        summary: tip.message.summary,
+        failed_phases: Vec::new(),
+        phase: None,
+    };
+    for (key, value) in tip.message.trailers {
+        if Trailer::Template.is(&key) {
+            row.template.get_or_insert(value);
+        } else if Trailer::Status.is(&key) {
+            row.status.get_or_insert(value);
+        } else if Trailer::Failed.is(&key) {
+            row.failed_phases.push(value);
+        } else if Trailer::Phase.is(&key) {
+            // The last one: where the run stands.
+            row.phase = Some(value);
+        }
+    }
+    row
 }
 
 #[cfg(test)]
