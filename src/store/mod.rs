@@ -59,6 +59,15 @@ impl RunId {
         (lower.len() == 26 && ulid::Ulid::from_string(&lower).is_ok()).then_some(RunId(lower))
     }
 
+    /// Accepts an id only as wfe spells it (lowercase), as [`RunId::parse`]
+    /// would: ref names are read this way, ten thousand at a time, without
+    /// a case-folded copy of each.
+    pub fn parse_exact(text: &str) -> Option<Self> {
+        // The ULID alphabet (Crockford's base32: no i, l, o, u).
+        let digit = |b: &u8| matches!(b, b'0'..=b'9' | b'a'..=b'h' | b'j' | b'k' | b'm' | b'n' | b'p'..=b't' | b'v'..=b'z');
+        (text.len() == 26 && text.as_bytes().iter().all(digit)).then(|| RunId(text.to_string()))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -104,9 +104,10 @@ pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
         );
         return Ok(Outcome::Success);
     }
-    // One write for the whole listing, not a line each: 10,000 runs made
-    // 10,000 write calls.
-    let mut text = String::with_capacity(runs.len() * 128);
+    // Lines go out 64 KB at a time: a write per line made 10,000 write
+    // calls, and one text for all of them 1 MB of memory to fault in.
+    const CHUNK: usize = 64 * 1024;
+    let mut text = String::with_capacity(CHUNK + 1024);
     for row in &runs {
         // One lock-file stat per running row: `running` is only true while
         // a runner holds the run.
@@ -149,6 +150,10 @@ pub(crate) fn run(args: ListArgs, ctx: &Context, ui: &Ui) -> Result<Outcome, Cli
             when,
             ui.paint(Style::Dim, &summary),
         );
+        if text.len() >= CHUNK {
+            ui.out(&text);
+            text.clear();
+        }
     }
     if !text.is_empty() {
         ui.out(&text);
