@@ -149,7 +149,7 @@ async fn attempt(
     mut cancel: watch::Receiver<bool>,
     log: &AttemptLog,
 ) -> Result<Finished, AttemptError> {
-    let (in_dir, out_dir) = prepare_scratch(job)?;
+    let (in_dir, out_dir) = prepare_scratch(job).await?;
     if *cancel.borrow() {
         log.push(Stream::Wfe, "cancelled before the script started".into());
         return Err(AttemptError::Cancelled);
@@ -244,19 +244,24 @@ fn internal(message: String) -> AttemptError {
 /// empty directory is kept as it is, so a run of phases without inputs or
 /// outputs creates and removes no directory per attempt.
 ///
-/// Plain blocking calls, on purpose: the usual case is two directory
-/// reads of the attempt's own scratch directory, a few microseconds each,
-/// while every `tokio::fs` call is a round trip through the blocking pool
-/// (two thread wake-ups) that cost more than the call and sat between one
-/// phase's exit and the next one's spawn.
-fn prepare_scratch(job: &ScriptJob) -> Result<(PathBuf, PathBuf), AttemptError> {
+/// The checks are plain blocking calls, on purpose: the usual case is two
+/// directory reads of the attempt's own scratch directory, a few
+/// microseconds each, while every `tokio::fs` call is a round trip
+/// through the blocking pool (two thread wake-ups) that cost more than the
+/// call and sat between one phase's exit and the next one's spawn. Only
+/// removing what an earlier attempt left, which may be a large tree, goes
+/// to the blocking pool.
+async fn prepare_scratch(job: &ScriptJob) -> Result<(PathBuf, PathBuf), AttemptError> {
     let in_dir = job.scratch.join("in");
     let out_dir = job.scratch.join("out");
     for dir in [&in_dir, &out_dir] {
         if dir_names(dir).is_ok_and(|names| names.is_empty()) {
             continue;
         }
-        remove_leftover(dir)?;
+        let leftover = dir.clone();
+        tokio::task::spawn_blocking(move || remove_leftover(&leftover))
+            .await
+            .map_err(|e| internal(format!("cannot remove leftover {}: {e}", dir.display())))??;
         std::fs::create_dir_all(dir)
             .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
     }
