@@ -670,8 +670,22 @@ const LEFTOVER_AFTER_KILL: Duration = Duration::from_secs(2);
 /// The start time of process `pid` (`/proc/<pid>/stat` field 22, clock
 /// ticks after boot), if it exists.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat_fields(&stat)?.start_time
+    use std::io::Read;
+    // Read on every spawn (the group's record needs it), so into one
+    // buffer that holds the whole line: `read_to_string` would `stat` the
+    // file for its size (procfs says 0) and read it in growing pieces.
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    stat_fields(std::str::from_utf8(&buf[..len]).ok()?)?.start_time
 }
 
 /// A token naming this process among every process of the machine, past

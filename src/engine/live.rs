@@ -83,6 +83,8 @@ pub struct LiveSink {
     target: Mutex<Option<(PathBuf, u64)>>,
     tx: Mutex<Option<mpsc::Sender<Message>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Whether the writer was started (see [`LiveSink::published`]).
+    published: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for LiveSink {
@@ -103,6 +105,7 @@ impl LiveSink {
             target: Mutex::new(Some((path, cap))),
             tx: Mutex::new(None),
             writer: Mutex::new(None),
+            published: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -127,12 +130,21 @@ impl LiveSink {
                     .spawn(move || write_all(&path, cap, &rx))
                     .ok();
                 *self.writer.lock().unwrap_or_else(PoisonError::into_inner) = writer;
+                self.published
+                    .store(true, std::sync::atomic::Ordering::Release);
                 *tx = Some(sender);
             }
         }
         if let Some(tx) = &*tx {
             let _ = tx.send(message);
         }
+    }
+
+    /// Whether anything was published: only then may the live file exist
+    /// (the writer makes it with the first line), so only then is there a
+    /// file to wait for or remove.
+    pub fn published(&self) -> bool {
+        self.published.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Stops publishing and waits until everything sent is in the file, so
@@ -402,9 +414,23 @@ mod tests {
         sink.finish();
         // Nothing after the end is published either.
         sink.line("p", &line("late"));
+        // So the runner has no file to remove.
+        assert!(!sink.published());
         drop(sink);
         assert!(!path.exists());
         assert!(!run_dir(dir.path(), "r").exists());
+    }
+
+    #[test]
+    fn a_sink_that_published_says_so_after_it_finished() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = attempt_file(dir.path(), "r", "p", 1);
+        let sink = LiveSink::new(Arc::new(Nothing), path.clone(), 1000);
+        assert!(!sink.published());
+        sink.line("p", &line("one"));
+        sink.finish();
+        assert!(sink.published());
+        assert!(path.exists());
     }
 
     #[test]

@@ -243,16 +243,26 @@ fn internal(message: String) -> AttemptError {
 /// reused from attempt to attempt: an `in/` or `out/` that is already an
 /// empty directory is kept as it is, so a run of phases without inputs or
 /// outputs creates and removes no directory per attempt.
+///
+/// The checks are plain blocking calls, on purpose: the usual case is two
+/// directory reads of the attempt's own scratch directory, a few
+/// microseconds each, while every `tokio::fs` call is a round trip
+/// through the blocking pool (two thread wake-ups) that cost more than the
+/// call and sat between one phase's exit and the next one's spawn. Only
+/// removing what an earlier attempt left, which may be a large tree, goes
+/// to the blocking pool.
 async fn prepare_scratch(job: &ScriptJob) -> Result<(PathBuf, PathBuf), AttemptError> {
     let in_dir = job.scratch.join("in");
     let out_dir = job.scratch.join("out");
     for dir in [&in_dir, &out_dir] {
-        if is_empty_dir(dir).await {
+        if dir_names(dir).is_ok_and(|names| names.is_empty()) {
             continue;
         }
-        remove_leftover(dir).await?;
-        tokio::fs::create_dir_all(dir)
+        let leftover = dir.clone();
+        tokio::task::spawn_blocking(move || remove_leftover(&leftover))
             .await
+            .map_err(|e| internal(format!("cannot remove leftover {}: {e}", dir.display())))??;
+        std::fs::create_dir_all(dir)
             .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
     }
     for (phase, name, bytes) in &job.inputs {
@@ -265,33 +275,44 @@ async fn prepare_scratch(job: &ScriptJob) -> Result<(PathBuf, PathBuf), AttemptE
         }
         let dir = in_dir.join(phase);
         let path = dir.join(format!("{name}.json"));
-        tokio::fs::create_dir_all(&dir)
-            .await
+        std::fs::create_dir_all(&dir)
             .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
-        tokio::fs::write(&path, bytes)
-            .await
+        std::fs::write(&path, bytes)
             .map_err(|e| internal(format!("cannot write input {}: {e}", path.display())))?;
     }
     Ok((in_dir, out_dir))
 }
 
-/// Whether `path` is a directory (not a link to one) with nothing in it.
-async fn is_empty_dir(path: &Path) -> bool {
-    match tokio::fs::symlink_metadata(path).await {
-        Ok(meta) if meta.is_dir() => match tokio::fs::read_dir(path).await {
-            Ok(mut entries) => matches!(entries.next_entry().await, Ok(None)),
-            Err(_) => false,
-        },
-        _ => false,
+/// The names in directory `path` (not `.` and `..`); an error when it is
+/// missing, is not a directory, or is a symbolic link (never followed).
+/// One `open`, the `getdents` calls and a `close`: no `stat`, which
+/// `O_DIRECTORY | O_NOFOLLOW` makes unneeded.
+fn dir_names(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut dir = rustix::fs::Dir::new(fd)?;
+    let mut names = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            use std::os::unix::ffi::OsStrExt;
+            names.push(std::ffi::OsStr::from_bytes(name).to_os_string());
+        }
     }
+    Ok(names)
 }
 
-async fn remove_leftover(path: &Path) -> Result<(), AttemptError> {
-    let removed = match tokio::fs::symlink_metadata(path).await {
+fn remove_leftover(path: &Path) -> Result<(), AttemptError> {
+    let removed = match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => Err(e),
-        Ok(meta) if meta.is_dir() => tokio::fs::remove_dir_all(path).await,
-        Ok(_) => tokio::fs::remove_file(path).await,
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
     };
     removed.map_err(|e| internal(format!("cannot remove leftover {}: {e}", path.display())))
 }
@@ -467,7 +488,13 @@ async fn collect_outputs(
     kept: &mut Vec<crate::attempt::OutputFile>,
 ) -> Result<BTreeMap<String, Value>, AttemptError> {
     let out_dir = job.scratch.join("out");
-    note_undeclared(&out_dir, &job.outputs, log).await;
+    // One listing of `out/` (cheap, see `prepare_scratch`) says what the
+    // script left there: undeclared files to note, and whether there is
+    // a `files/` to walk at all.
+    let names = dir_names(&out_dir).ok();
+    if let Some(names) = &names {
+        note_undeclared(names, &job.outputs, log);
+    }
     let mut artifacts = BTreeMap::new();
     let mut problems = Vec::new();
     for spec in &job.outputs {
@@ -488,19 +515,28 @@ async fn collect_outputs(
             }
         }
     }
+    // Nothing declared and no `files/` written (most phases): nothing to
+    // collect, so no round trip through the blocking pool.
+    let nothing_to_collect = job.files.outputs.is_empty()
+        && names
+            .as_ref()
+            .is_some_and(|names| !names.iter().any(|n| n == FILES_DIR));
     // Walking and reading up to `max_files_bytes` is blocking file I/O.
     let files_job = job.files.clone();
     let out_files = out_dir.join(FILES_DIR);
-    let collected = tokio::task::spawn_blocking(move || files::collect(&files_job, &out_files))
-        .await
-        .unwrap_or_else(|e| {
-            Err(vec![ArtifactProblem {
-                artifact: FILES_DIR.into(),
-                schema: "files".into(),
-                message: format!("collecting file artifacts failed: {e}"),
-                violations: Vec::new(),
-            }])
-        });
+    let collected = if nothing_to_collect {
+        Ok(Ok(Vec::new()))
+    } else {
+        tokio::task::spawn_blocking(move || files::collect(&files_job, &out_files)).await
+    };
+    let collected = collected.unwrap_or_else(|e| {
+        Err(vec![ArtifactProblem {
+            artifact: FILES_DIR.into(),
+            schema: "files".into(),
+            message: format!("collecting file artifacts failed: {e}"),
+            violations: Vec::new(),
+        }])
+    });
     match collected {
         Ok(found) => *kept = found,
         Err(more) => problems.extend(more),
@@ -640,22 +676,18 @@ async fn read_capped(path: &Path, max: u64) -> io::Result<Read> {
     Ok(Read::Bytes(bytes))
 }
 
-/// Notes files in `out/` that are not declared outputs: they are ignored,
-/// and a script author will want to know why their file went nowhere.
-async fn note_undeclared(out_dir: &Path, outputs: &[OutputSpec], log: &AttemptLog) {
+/// Notes files in `out/` (its `names`) that are not declared outputs:
+/// they are ignored, and a script author will want to know why their
+/// file went nowhere.
+fn note_undeclared(names: &[std::ffi::OsString], outputs: &[OutputSpec], log: &AttemptLog) {
     let mut declared: BTreeSet<String> =
         outputs.iter().map(|o| format!("{}.json", o.name)).collect();
     declared.insert(FILES_DIR.to_string());
-    let Ok(mut entries) = tokio::fs::read_dir(out_dir).await else {
-        return;
-    };
-    let mut extra = Vec::new();
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !declared.contains(&name) {
-            extra.push(name);
-        }
-    }
+    let mut extra: Vec<String> = names
+        .iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !declared.contains(n))
+        .collect();
     if !extra.is_empty() {
         extra.sort();
         log.push(

@@ -74,10 +74,13 @@ impl Runner<'_> {
                 mut outcome,
                 elapsed,
                 wait,
+                live_file,
             } => {
                 let label = self.label(unit);
                 outcome.mask(&self.settings.masker);
-                self.live_done.push((self.key(unit), attempt));
+                if live_file {
+                    self.live_done.push((self.key(unit), attempt));
+                }
                 let error = outcome.result.as_ref().err().cloned();
                 self.archive(unit, attempt, &outcome);
                 if let Some(error) = &error {
@@ -111,10 +114,13 @@ impl Runner<'_> {
                 attempt,
                 mut outcome,
                 elapsed,
+                live_file,
             } => {
                 // Secrets are masked before anything is shown, kept or handed on.
                 let masked = outcome.mask(&self.settings.masker);
-                self.live_done.push((self.key(unit), attempt));
+                if live_file {
+                    self.live_done.push((self.key(unit), attempt));
+                }
                 self.finish_phase(unit, attempt, outcome, elapsed, paused);
                 if let Unit::Top(i) = unit
                     && matches!(

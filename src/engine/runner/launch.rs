@@ -52,6 +52,8 @@ pub(super) enum Report {
         outcome: AttemptOutcome,
         elapsed: Duration,
         wait: Duration,
+        /// The attempt published output, so its live file may exist.
+        live_file: bool,
     },
     /// The phase's last attempt ended; the task is gone.
     Finished {
@@ -59,6 +61,8 @@ pub(super) enum Report {
         attempt: u32,
         outcome: AttemptOutcome,
         elapsed: Duration,
+        /// The attempt published output, so its live file may exist.
+        live_file: bool,
     },
     /// An agent did something that must be committed before it goes on;
     /// `ack` answers once it is.
@@ -202,11 +206,18 @@ impl LiveTarget {
 }
 
 /// Everything published is in the live file before the attempt's result
-/// goes to the runner (which commits it, then removes the file).
-async fn finish_live(live: Option<Arc<LiveSink>>) {
-    if let Some(live) = live {
-        let _ = tokio::task::spawn_blocking(move || live.finish()).await;
+/// goes to the runner (which commits it, then removes the file); returns
+/// whether there may be a file to remove.
+async fn finish_live(live: Option<Arc<LiveSink>>) -> bool {
+    let Some(live) = live else { return false };
+    if !live.published() {
+        // No writer thread to wait for (an attempt that printed nothing,
+        // most no-op phases): no round trip through the blocking pool.
+        live.finish();
+        return false;
     }
+    let _ = tokio::task::spawn_blocking(move || live.finish()).await;
+    true
 }
 
 /// Runs a phase's attempts (retrying with backoff) and reports each one.
@@ -250,6 +261,7 @@ pub(super) async fn phase_task(
                         attempt,
                         outcome,
                         elapsed: started.elapsed(),
+                        live_file: false,
                     });
                     return;
                 }
@@ -289,7 +301,7 @@ pub(super) async fn phase_task(
                 outcome
             }
         };
-        finish_live(published).await;
+        let live_file = finish_live(published).await;
         if let (Some(isolate), Some((isolated, dir))) = (&isolation, isolated) {
             isolate.leave(isolated, &mut outcome).await;
             // The next attempt gets a new worktree of its own.
@@ -308,6 +320,7 @@ pub(super) async fn phase_task(
                 attempt,
                 outcome,
                 elapsed,
+                live_file,
             });
             return;
         }
@@ -318,13 +331,14 @@ pub(super) async fn phase_task(
             outcome,
             elapsed,
             wait,
+            live_file,
         });
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cancel.wait_for(|c| *c) => {
                 let outcome = AttemptOutcome { result: Err(AttemptError::Cancelled), exit_code: None, log: Vec::new(), rejected: Vec::new(), usage: None, files: Vec::new() };
                 // The cancelled attempt never started: nothing of its own to keep.
-                let _ = tx.send(Report::Finished { unit, attempt: attempt + 1, outcome, elapsed: Duration::ZERO });
+                let _ = tx.send(Report::Finished { unit, attempt: attempt + 1, outcome, elapsed: Duration::ZERO, live_file: false });
                 return;
             }
         }
@@ -405,6 +419,7 @@ impl Runner<'_> {
                 attempt,
                 outcome,
                 elapsed: Duration::ZERO,
+                live_file: false,
             },
             false,
         );

@@ -303,8 +303,17 @@ pub async fn drive_with(
     // Fail fast: the running phases were told to stop because a phase
     // failed that stops the run.
     let mut failing_fast = false;
+    // Whether the control directory may hold a request not yet handled:
+    // it is listed (an open, a stat, two reads) only then, not on every
+    // turn of the loop, i.e. not once or twice per phase. Requests that
+    // came before the watch started are found by the first listing; any
+    // later one wakes the watch (or its poller, where the directory
+    // cannot be watched), which sets this again.
+    let mut control_changed = true;
     loop {
-        if let Some(control) = &settings.control {
+        if let Some(control) = &settings.control
+            && std::mem::take(&mut control_changed)
+        {
             let requests = control.pending();
             if !requests.is_empty() {
                 let replies: Vec<(String, Reply)> = requests
@@ -383,7 +392,7 @@ pub async fn drive_with(
                     let _ = cancel_tx.send(true);
                 }
             }
-            () = next_request(&mut control_watch) => {}
+            () = next_request(&mut control_watch) => control_changed = true,
             () = until(settings.deadline), if !killing => {
                 stop = Some(Stop::Deadline);
                 let _ = cancel_tx.send(true);

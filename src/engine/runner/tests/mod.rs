@@ -345,3 +345,82 @@ fn forged_state(id: &str, status: PhaseStatus, attempt: u32, iteration: u32) -> 
     }
     serde_json::to_value(state).unwrap()
 }
+
+/// An executor whose script attempts say they started, then run until
+/// they are cancelled.
+struct UntilCancelled {
+    started: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl crate::engine::Executor for UntilCancelled {
+    fn run_script(
+        &self,
+        job: crate::exec::ScriptJob,
+        mut cancel: watch::Receiver<bool>,
+        _: Arc<dyn crate::attempt::LogSink>,
+        _: Clock,
+    ) -> futures_util::future::BoxFuture<'static, crate::attempt::AttemptOutcome> {
+        let started = self.started.clone();
+        Box::pin(async move {
+            let _ = started.send(job.phase.clone());
+            let _ = cancel.wait_for(|c| *c).await;
+            crate::attempt::AttemptOutcome {
+                result: Err(AttemptError::Cancelled),
+                exit_code: None,
+                log: Vec::new(),
+                rejected: Vec::new(),
+                usage: None,
+                files: Vec::new(),
+            }
+        })
+    }
+
+    fn run_agent(
+        &self,
+        _: crate::agent::AgentJob,
+        _: watch::Receiver<bool>,
+        _: Arc<dyn crate::attempt::LogSink>,
+        _: crate::agent::Progress,
+        _: Clock,
+    ) -> futures_util::future::BoxFuture<'static, crate::attempt::AttemptOutcome> {
+        let outcome = crate::attempt::AttemptOutcome {
+            result: Err(AttemptError::Internal {
+                message: "no agent phases here".into(),
+            }),
+            exit_code: None,
+            log: Vec::new(),
+            rejected: Vec::new(),
+            usage: None,
+            files: Vec::new(),
+        };
+        Box::pin(async move { outcome })
+    }
+}
+
+#[tokio::test]
+async fn a_request_sent_while_the_runner_waits_on_its_phases_is_handled() {
+    // The runner lists the control directory only when its watch says it
+    // changed: a request made once the runner is waiting on a phase that
+    // never ends by itself must still be seen, or this run never ends.
+    let mut f = Fixture::new();
+    let run = f.create(json!([phase("a", &[], "true")]), json!({}));
+    let control = crate::engine::control::ControlDir::new(f.dir.path(), run.as_str());
+    f.settings.control = Some(control.clone());
+    let (started, mut phases) = tokio::sync::mpsc::unbounded_channel();
+    let executor = Arc::new(UntilCancelled { started });
+    let drive = testing::drive_with_quietly(&f.store, &run, &f.settings, executor);
+    let cancel = async {
+        // The phase runs: the runner has listed the directory and waits.
+        assert_eq!(phases.recv().await.as_deref(), Some("a"));
+        control.send(Action::Cancel, "tester").unwrap()
+    };
+    // The bound only turns a hang into a failure.
+    let (status, id) = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        tokio::join!(drive, cancel)
+    })
+    .await
+    .expect("the cancel request was never handled");
+    assert_eq!(status, RunStatus::Cancelled);
+    assert_eq!(f.status(&run, "a"), PhaseStatus::Cancelled);
+    assert!(control.take_reply(&id).is_some_and(|r| r.ok));
+}
