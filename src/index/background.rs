@@ -7,6 +7,13 @@
 //! every run of a repository is `wfe search`'s job), and skips a round
 //! when another process holds the writer. Whatever it misses, the next
 //! catch-up does.
+//!
+//! It keeps the index's writer from one round to the next (opening one
+//! and waiting for its merges cost more than a round), committing each
+//! round so other processes search every checkpoint. While held, another
+//! process's catch-up is `busy`, so it lets go after [`HOLD`] without a
+//! checkpoint and when the run finishes, merges done: a `wfe search` in
+//! another terminal waits at most one quiet spell, not the whole run.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +29,11 @@ use crate::store::{RunId, RunStore};
 const WRITER_WAIT: Duration = Duration::from_millis(500);
 /// How long without a checkpoint ends a burst.
 const QUIET: Duration = Duration::from_millis(100);
+/// How long without a checkpoint before the writer is let go: long enough
+/// to span the gaps between a busy phase's checkpoints, short enough that
+/// another process rarely finds it held (`wfe search` waits 500 ms for it,
+/// then searches what is committed).
+pub(super) const HOLD: Duration = Duration::from_secs(1);
 
 enum Message {
     Checkpoint,
@@ -92,7 +104,23 @@ where
     let store = open()?;
     let mut index: Option<SearchIndex> = None;
     let mut failure = None;
-    while let Ok(message) = rx.recv() {
+    loop {
+        let held = index.as_ref().is_some_and(SearchIndex::holds_writer);
+        let message = if held {
+            match rx.recv_timeout(HOLD) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => {
+                    release(&mut index, &mut failure);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(message) => message,
+                Err(_) => break,
+            }
+        };
         let mut finish = matches!(message, Message::Finish);
         // Checkpoints come in bursts (a phase ends, the next starts): one
         // round after the burst covers them all.
@@ -105,6 +133,9 @@ where
         }
         if index.is_none() {
             index = SearchIndex::open_existing(dir);
+            if let Some(open) = index.as_mut() {
+                open.keep_writer(true);
+            }
         }
         if let Some(open) = index.as_mut()
             && let Err(e) = open.catch_up_run(&store, run, WRITER_WAIT)
@@ -117,7 +148,18 @@ where
             break;
         }
     }
+    release(&mut index, &mut failure);
     failure
+}
+
+/// Lets go of the writer, merges done; records a failure like a round's.
+fn release(index: &mut Option<SearchIndex>, failure: &mut Option<String>) {
+    if let Some(open) = index.as_mut()
+        && let Err(e) = open.release_writer()
+    {
+        failure.get_or_insert_with(|| e.to_string());
+        *index = None;
+    }
 }
 
 /// Forwards everything to the inner observer and wakes the indexer.

@@ -7,7 +7,8 @@
 //! changed are replaced (the common case: a runner adding a checkpoint);
 //! otherwise (rollback, undo, a rewritten ref) all of the run's documents
 //! are replaced. A run whose ref is gone (`rm`) loses its documents. All of
-//! it lands in one atomic commit, which also switches the state.
+//! it lands in one atomic commit, which also switches the state. An error
+//! midway drops the writer, and with it whatever it had not committed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -20,7 +21,7 @@ use tantivy::{IndexWriter, TantivyDocument, Term};
 use super::IndexError;
 use super::extract::{self, RunFacts, Source};
 use super::fields::{DocMeta, date, tag};
-use super::search_index::SearchIndex;
+use super::search_index::{Held, SearchIndex};
 use super::state::IndexState;
 use crate::store::{CheckpointId, RunId, RunStore, StoreError};
 
@@ -138,7 +139,10 @@ impl SearchIndex {
         // object, fetched half-way) is broken: kept as it was, not retried
         // under the writer at every search. Only moved tips are read.
         let first_state = match scope {
-            Scope::All => Some(self.state()?),
+            Scope::All => Some(match &self.held {
+                Some(held) => held.state.clone(),
+                None => self.state()?,
+            }),
             Scope::Run(_) => None,
         };
         // The common case, nothing moved, in one pass and no map: the
@@ -211,17 +215,27 @@ impl SearchIndex {
                 });
             }
         }
-        let Some(mut writer) = self.writer(wait)? else {
-            return Ok(CatchUp {
-                busy: true,
-                failed: broken.clone(),
-                ..CatchUp::default()
-            });
+        let (mut writer, mut state) = match self.held.take() {
+            // Nobody else can have committed while it was held.
+            Some(held) => (held.writer, held.state),
+            None => {
+                let Some(writer) = self.writer(wait)? else {
+                    return Ok(CatchUp {
+                        busy: true,
+                        failed: broken.clone(),
+                        ..CatchUp::default()
+                    });
+                };
+                // Another process may have committed before the lock was ours.
+                let state = self.state()?;
+                (writer, state)
+            }
         };
-        // Another process may have committed before the lock was ours.
-        let mut state = self.state()?;
         let (changed, gone) = plan(&state);
         if changed.is_empty() && gone.is_empty() {
+            if self.keep {
+                self.held = Some(Held { writer, state });
+            }
             return Ok(CatchUp {
                 failed: broken.clone(),
                 ..CatchUp::default()
@@ -260,10 +274,16 @@ impl SearchIndex {
         prepared.set_payload(state.header());
         prepared.commit()?;
         self.drop_states_but(state.generation());
-        // Merge the small segments each commit makes now, while the writer
-        // is ours: a short-lived process would otherwise leave them all.
-        writer.wait_merging_threads()?;
         self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
+        if self.keep {
+            // Merges go on in the background; letting go waits for them.
+            self.held = Some(Held { writer, state });
+        } else {
+            // Merge the small segments each commit makes now, while the
+            // writer is ours: a short-lived process would otherwise leave
+            // them all.
+            writer.wait_merging_threads()?;
+        }
         Ok(report)
     }
 

@@ -5,6 +5,19 @@
 //! it is repaired by building it again from the runs' refs, never reported
 //! as the user's problem. Tantivy allows one writer per directory; a writer
 //! busy in another process is waited for briefly, then left alone.
+//!
+//! By default each catch-up takes the writer and lets go of it before it
+//! returns, merges finished, so the index is never held between calls.
+//! A runner's indexer instead keeps it ([`SearchIndex::keep_writer`]):
+//! opening a writer and waiting for its merges cost more than indexing a
+//! checkpoint, so it holds one writer across checkpoints, commits each
+//! round (a search in another process sees every committed checkpoint),
+//! and lets tantivy's merge thread merge in the background. While it is
+//! held another process's catch-up is `busy` and searches what is
+//! committed, so its holder lets go once quiet
+//! ([`SearchIndex::release_writer`], which waits for the merges so a
+//! short-lived process leaves no pile of small segments); dropping the
+//! index does the same.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -77,6 +90,18 @@ pub struct SearchIndex {
     /// A commit since the reader last loaded: reload before searching (a
     /// runner's indexer never searches, so it never pays for it).
     pub(super) stale: AtomicBool,
+    /// Keep the writer between catch-ups (see the module docs).
+    pub(super) keep: bool,
+    /// The writer kept since the last commit, when `keep`.
+    pub(super) held: Option<Held>,
+}
+
+/// A writer kept between catch-ups, and the state its last commit named:
+/// no other process can commit while it is held, so that state is still
+/// the index's and need not be read again.
+pub(super) struct Held {
+    pub(super) writer: IndexWriter,
+    pub(super) state: IndexState,
 }
 
 impl fmt::Debug for SearchIndex {
@@ -220,7 +245,35 @@ impl SearchIndex {
             reader,
             fields,
             stale: AtomicBool::new(false),
+            keep: false,
+            held: None,
         })
+    }
+
+    /// Whether catch-ups keep the writer from one to the next, merging in
+    /// the background, until [`release_writer`](Self::release_writer) or
+    /// drop; off by default (a writer held only while a catch-up runs).
+    pub fn keep_writer(&mut self, keep: bool) {
+        self.keep = keep;
+    }
+
+    /// True while a kept writer is held.
+    pub fn holds_writer(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Lets go of a kept writer once its merges are done, so another
+    /// process can write; the next catch-up takes it again.
+    pub fn release_writer(&mut self) -> Result<(), IndexError> {
+        match self.held.take() {
+            Some(held) => {
+                held.writer.wait_merging_threads()?;
+                // Merges replaced segments: searching needs a reload.
+                self.stale.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     /// The payload of the last commit: what the index holds.
@@ -351,6 +404,13 @@ impl SearchIndex {
             .filter(|m| m.is_file())
             .map(|m| m.len())
             .sum()
+    }
+}
+
+impl Drop for SearchIndex {
+    fn drop(&mut self) {
+        // Nobody to tell: a merge that fails leaves the segments as they were.
+        let _ = self.release_writer();
     }
 }
 

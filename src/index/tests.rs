@@ -1,9 +1,10 @@
 //! The index against the in-memory store: incremental catch-up, rollback,
-//! removed runs, a busy writer, versions, and what a checkpoint yields.
+//! removed runs, a busy writer, a kept writer and the background indexer
+//! letting go of it, versions, and what a checkpoint yields.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -13,11 +14,11 @@ use crate::store::{
 };
 
 /// A memory store whose refs can be moved back, as `wfe rollback` and
-/// `wfe rm` would.
-#[derive(Default)]
+/// `wfe rm` would; clones share it (one for a background indexer's thread).
+#[derive(Default, Clone)]
 struct Store {
-    inner: MemoryStore,
-    moved: Mutex<HashMap<RunId, Option<CheckpointId>>>,
+    inner: Arc<MemoryStore>,
+    moved: Arc<Mutex<HashMap<RunId, Option<CheckpointId>>>>,
 }
 
 impl Store {
@@ -434,4 +435,127 @@ fn a_missing_state_file_means_a_rebuild() {
     assert!(matches!(rebuilt, Some(Rebuilt::Corrupt(why)) if why.contains("missing")));
     assert_eq!(index.catch_up(&store, WAIT).unwrap().runs_indexed, 1);
     assert_eq!(runs_of(&index, &store, "parser").len(), 1);
+}
+
+fn log(text: &str) -> serde_json::Value {
+    json!(format!("{{\"attempt\":1,\"line\":\"{text}\"}}\n"))
+}
+
+#[test]
+fn a_kept_writer_commits_every_update_and_lets_go_when_asked_or_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    let store = Store::default();
+    let (a, b) = (run_id(1), run_id(2));
+    store.put(&a, "running", &[]);
+    let (mut index, _) = SearchIndex::open(&path).unwrap();
+    index.keep_writer(true);
+    index.catch_up(&store, WAIT).unwrap();
+    assert!(index.holds_writer());
+
+    // Consecutive checkpoints through the one writer, each committed: a
+    // second index (as another process would) finds them all.
+    let words = ["alpha", "bravo", "charlie"];
+    let mut tip = None;
+    for (i, word) in words.iter().enumerate() {
+        let log_path = format!("phases/p{i}/log.jsonl");
+        tip = Some(store.put(&a, "running", &[(log_path.as_str(), log(word))]));
+        let report = index.catch_up_run(&store, &a, WAIT).unwrap();
+        assert_eq!((report.docs_added, report.busy), (1, false));
+        assert!(index.holds_writer());
+    }
+    let mut other = reopened(&path);
+    for word in words {
+        assert_eq!(runs_of(&other, &store, word).len(), 1, "{word}");
+    }
+    assert_eq!(
+        other.state().unwrap().tip(a.as_str()),
+        tip.as_ref().map(|t| t.0.as_str())
+    );
+
+    // Held, the writer is not another's: it finds `b` but cannot add it.
+    store.put(&b, "running", &[("phases/q/log.jsonl", log("delta"))]);
+    let report = other.catch_up(&store, WAIT).unwrap();
+    assert!(report.busy);
+    assert!(runs_of(&other, &store, "delta").is_empty());
+    index.release_writer().unwrap();
+    assert!(!index.holds_writer());
+    assert_eq!(other.catch_up(&store, WAIT).unwrap().runs_indexed, 1);
+    assert_eq!(runs_of(&other, &store, "delta").len(), 1);
+    assert_eq!(runs_of(&index, &store, "delta").len(), 1);
+
+    // The next update takes it again; dropping the index lets go of it.
+    store.put(&a, "running", &[("phases/p9/log.jsonl", log("echo"))]);
+    index.catch_up_run(&store, &a, WAIT).unwrap();
+    assert!(index.holds_writer());
+    assert!(other.writer(Duration::ZERO).unwrap().is_none());
+    drop(index);
+    assert!(other.writer(Duration::ZERO).unwrap().is_some());
+    assert_eq!(runs_of(&reopened(&path), &store, "echo").len(), 1);
+}
+
+/// The index as a new process opens it: a reader that sees every commit
+/// made elsewhere.
+fn reopened(path: &std::path::Path) -> SearchIndex {
+    let (index, rebuilt) = SearchIndex::open(path).unwrap();
+    assert_eq!(rebuilt, None);
+    index
+}
+
+/// An observer that ignores everything.
+struct Quiet;
+
+impl crate::attempt::LogSink for Quiet {
+    fn line(&self, _: &str, _: &crate::attempt::LogLine) {}
+}
+
+impl crate::engine::Observer for Quiet {
+    fn event(&self, _: &crate::engine::Event<'_>) {}
+}
+
+#[test]
+fn the_background_indexer_lets_go_of_the_writer_when_quiet_and_at_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index");
+    let store = Store::default();
+    let a = run_id(1);
+    store.put(&a, "running", &[]);
+    let (mut other, _) = SearchIndex::open(&path).unwrap();
+    other.catch_up(&store, WAIT).unwrap();
+
+    let shared = store.clone();
+    let indexer = Background::start(move || Some(shared), path.clone(), a.clone());
+    let observer = indexer.observer(Arc::new(Quiet));
+    let checkpoint = |word: &str| {
+        let id = store.put(&a, "running", &[("phases/p/log.jsonl", log(word))]);
+        observer.event(&crate::engine::Event::Checkpoint {
+            id: &id,
+            summary: "wfe: test",
+        });
+        id
+    };
+
+    let first = checkpoint("alpha");
+    // Waits for a condition, not a duration: the indexer's commit of the
+    // checkpoint, which `other` only reads.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while other.state().unwrap().tip(a.as_str()) != Some(first.0.as_str()) {
+        assert!(Instant::now() < deadline, "the checkpoint was not indexed");
+        std::thread::yield_now();
+    }
+    // The run goes on; once quiet, the indexer lets go and another process
+    // can write (it had nothing left to do: the indexer did it).
+    let report = other.catch_up(&store, Duration::from_secs(30)).unwrap();
+    assert_eq!((report.busy, report.runs_indexed), (false, 0));
+    assert_eq!(runs_of(&reopened(&path), &store, "alpha").len(), 1);
+
+    // The last checkpoint is indexed at finish, and the writer let go.
+    let last = checkpoint("bravo");
+    assert_eq!(indexer.finish(Duration::from_secs(30)), None);
+    assert_eq!(
+        other.state().unwrap().tip(a.as_str()),
+        Some(last.0.as_str())
+    );
+    assert!(other.writer(Duration::ZERO).unwrap().is_some());
+    assert_eq!(runs_of(&reopened(&path), &store, "bravo").len(), 1);
 }
