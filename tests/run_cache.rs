@@ -1,4 +1,4 @@
-//! The run-summary cache (`<git-dir>/wfe/cache/runs`): made by the first
+//! The run-summary cache (`<git-dir>/wfe/cache/runs-2`): made by the first
 //! listing, never trusted over the refs. Refs moved behind its back (`git
 //! update-ref`, `wfe rm`, `wfe pull`), a stale copy put back, a damaged
 //! file: every listing stays right, with no error, and the file is mended.
@@ -19,7 +19,7 @@ fn two_phases(repo: &Repo) {
 }
 
 fn cache_file(repo: &Repo) -> std::path::PathBuf {
-    repo.path().join(".git/wfe/cache/runs")
+    repo.path().join(".git/wfe/cache/runs-2")
 }
 
 /// `wfe list --json` as (id, checkpoint, status) rows, newest first.

@@ -3,7 +3,7 @@
 //! runs reads one small file instead of ten thousand commits.
 //!
 //! It is derived data, like the search index: it lives in
-//! `<git-dir>/wfe/cache/runs`, is never committed or pushed, and is never
+//! `<git-dir>/wfe/cache/runs-2`, is never committed or pushed, and is never
 //! trusted blindly. Every use compares each entry's tip with the run's ref;
 //! a run whose ref moved (a checkpoint, a rollback, `git update-ref`, a
 //! fetch) is read from its commit again, a run whose ref is gone is
@@ -47,7 +47,10 @@ impl SummaryCache {
     /// The cache under `wfe_dir` (`<git-dir>/wfe`).
     pub(super) fn new(wfe_dir: &Path) -> Self {
         SummaryCache {
-            path: wfe_dir.join("cache").join("runs"),
+            // The format's version in the name: two wfe versions on one
+            // repository (a CI image and a laptop) each keep their own file
+            // instead of rebuilding over each other's at every listing.
+            path: wfe_dir.join("cache").join(format!("runs-{VERSION}")),
         }
     }
 
@@ -79,7 +82,7 @@ impl SummaryCache {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let temp = dir.join(format!("runs.{}.{nanos}.tmp", std::process::id()));
+        let temp = dir.join(format!("runs-{VERSION}.{}.{nanos}.tmp", std::process::id()));
         let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -431,6 +434,6 @@ mod tests {
             .expect("the dir")
             .map(|e| e.expect("an entry").file_name())
             .collect();
-        assert_eq!(names, ["runs"], "no temporary file is left");
+        assert_eq!(names, ["runs-2"], "no temporary file is left");
     }
 }
