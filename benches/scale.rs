@@ -95,7 +95,9 @@ fn main() {
     }
     if sizes.len() == 2 {
         println!("\nflat from 100 to {runs} runs (median at {runs} / median at 100; goal ≤ 2×):");
-        for name in ["show latest", "status latest", "show FULL-ID", "search"] {
+        // Search's goal is set at 10,000 runs (≥ 50× `git grep`, ≤ 30 ms),
+        // not as flatness: at 100 runs `git grep` itself takes 15 ms.
+        for name in ["show latest", "status latest", "show FULL-ID"] {
             if let (Some((big, _)), Some((small, _))) =
                 (medians.get(&(runs, name)), medians.get(&(100, name)))
             {
@@ -108,15 +110,24 @@ fn main() {
                 );
             }
         }
-        // A listing's output grows with the runs, for-each-ref's too: it
-        // stays flat when its ratio to for-each-ref does.
+        // A listing's output grows with the runs, for-each-ref's too: it is
+        // flat when its ratio to for-each-ref does not grow with the runs
+        // (each run costs wfe at most twice what it costs git); at 100 runs
+        // both are mostly a process starting, printed below.
         if let (Some((big, Some(big_yard))), Some((small, Some(small_yard)))) =
             (medians.get(&(runs, "list")), medians.get(&(100, "list")))
         {
             let (at_big, at_small) = (ratio(*big, *big_yard), ratio(*small, *small_yard));
+            let per_run = |total: Duration, base: Duration| {
+                total.saturating_sub(base).as_secs_f64() * 1e6 / (runs - 100) as f64
+            };
+            let (wfe_run, git_run) = (per_run(*big, *small), per_run(*big_yard, *small_yard));
             println!(
-                "  wfe list / for-each-ref: {at_big:.2}× at {runs}, {at_small:.2}× at 100  goal ≤ 2× at both: {}",
-                met(at_big <= 2.0 && at_small <= 2.0)
+                "  wfe list / for-each-ref: {at_big:.2}× at {runs}, {at_small:.2}× at 100; \
+                 each further run {wfe_run:.2} µs vs {git_run:.2} µs = {:.2}×  goal ≤ 2× at {runs}, \
+                 not growing with the runs: {}",
+                wfe_run / git_run.max(1e-9),
+                met(at_big <= 2.0 && at_big <= at_small && wfe_run <= 2.0 * git_run)
             );
         }
         let start = |program: &std::ffi::OsStr| {
@@ -305,6 +316,9 @@ struct Row {
     wfe: Vec<String>,
     yardstick: Option<Vec<String>>,
     goal: Goal,
+    /// The issue sets the goal at 10,000 runs only; below, the row is
+    /// shown, not judged (at 100 runs it is mostly a process starting).
+    at_10k_only: bool,
 }
 
 enum Goal {
@@ -343,30 +357,35 @@ fn measure(
             wfe: s(&["list"]),
             yardstick: Some(s(&["git", "for-each-ref", "refs/wfe/runs/"])),
             goal: Goal::Ratio(2.0),
+            at_10k_only: true,
         },
         Row {
             name: "show latest",
             wfe: s(&["show", "latest"]),
             yardstick: None,
             goal: Goal::Absolute(Duration::from_millis(30)),
+            at_10k_only: false,
         },
         Row {
             name: "status latest",
             wfe: s(&["status", "latest"]),
             yardstick: None,
             goal: Goal::Absolute(Duration::from_millis(30)),
+            at_10k_only: false,
         },
         Row {
             name: "show FULL-ID",
             wfe: s(&["show", &old_id]),
             yardstick: Some(s(&["git", "show", &format!("{oldest}:run.json")])),
             goal: Goal::Ratio(10.0),
+            at_10k_only: false,
         },
         Row {
             name: "search",
             wfe: s(&["search", RARE]),
             yardstick: Some(grep),
             goal: Goal::Faster(50.0, Duration::from_millis(30)),
+            at_10k_only: true,
         },
     ];
     // Warm up: the index and the run-summary cache are built here, and
@@ -448,8 +467,13 @@ fn measure(
             yard.map_or("-".into(), fmt_duration),
             r,
             rss.map_or("-".into(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
-            met(ok && rss_ok),
+            if row.at_10k_only && size < 10_000 {
+                "shown"
+            } else {
+                met(ok && rss_ok)
+            },
             match row.goal {
+                _ if row.at_10k_only && size < 10_000 => "the goal is set at 10,000 runs".into(),
                 Goal::Ratio(max) => format!("≤ {max}× yardstick"),
                 Goal::Absolute(most) => format!("≤ {}", fmt_duration(most)),
                 Goal::Faster(min, most) => format!("≥ {min}× faster, ≤ {}", fmt_duration(most)),
