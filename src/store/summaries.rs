@@ -67,7 +67,7 @@ impl SummaryCache {
         }
     }
 
-    /// Replaces the file with `lines` ([`line`]s or lines the cursor gave,
+    /// Replaces the file with `lines` (made by [`line()`] or lines the cursor gave,
     /// newest run first), atomically. Failing to write (a read-only
     /// repository, a full disk) loses nothing but speed, so the caller may
     /// ignore the error.
