@@ -137,7 +137,9 @@ impl<'a> Cursor<'a> {
             if line.is_empty() {
                 return None;
             }
-            let (line_run, after) = line.split_once(' ')?;
+            // A line without a run and a tip (a hand edit) is passed over,
+            // not left to stop the walk for every run after it.
+            let (line_run, after) = line.split_once(' ').unwrap_or((line, ""));
             match line_run.cmp(run.as_str()) {
                 // A run the refs no longer have: skip it.
                 std::cmp::Ordering::Greater => {
@@ -411,6 +413,19 @@ mod tests {
             assert_eq!(cache.cursor().total(), 1, "{line:?}: the header held");
             assert_eq!(cache.cursor().take(&run, &tip), None, "{line:?}");
         }
+        // A line that is not even `run tip …` does not hide the lines after it.
+        let good = head(1, true);
+        let body = format!("zzzzzzzzzz\n{}\n", line(&good));
+        let text = format!(
+            "{MAGIC} {VERSION} {:016x}\n{body}",
+            checksum(body.as_bytes())
+        );
+        let cache = entries(&text);
+        let mut cursor = cache.cursor();
+        assert_eq!(
+            cursor.take(&good.run, &good.tip.id).map(|(tip, _)| tip),
+            Some(good.tip)
+        );
     }
 
     #[test]
